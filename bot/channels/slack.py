@@ -1,0 +1,353 @@
+"""Slack adapter: Slack payloads in, Web API calls out. A thin translator (see DESIGN.md).
+
+Socket Mode when an app token is set, otherwise HTTP mode served by aiohttp inside our own loop,
+with slack-bolt verifying request signatures. Access checks belong to the core, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
+from bot.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+SECTION_LIMIT = 3000
+BLOCKS_PER_MESSAGE = 50
+FALLBACK_LIMIT = 40000
+BUTTONS_PER_BLOCK = 25
+BUTTON_LABEL_LIMIT = 75
+BUTTON_VALUE_LIMIT = 2000
+_ANY = re.compile(".*")
+# Subtypes that are still a person typing in the chat; every other subtype is a system notice.
+_USER_SUBTYPES = (None, "file_share", "thread_broadcast")
+
+Block = dict[str, Any]
+
+
+class SlackChannel:
+    """The Slack ``Channel``: delivers DMs, mentions, slash commands and button presses."""
+
+    name = "slack"
+
+    def __init__(
+        self, settings: SlackSettings, on_inbound: InboundHandler, *, stop_grace_s: float = 5.0
+    ) -> None:
+        """Build the bolt app; nothing connects until ``start()``."""
+        if settings.bot_token is None:
+            raise ValueError("COO_SLACK__BOT_TOKEN is not set")
+        self._settings = settings
+        self._on_inbound = on_inbound
+        self._stop_grace_s = stop_grace_s
+        self._client = AsyncWebClient(
+            token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url
+        )
+        secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        # An explicit "" keeps bolt from falling back to SLACK_SIGNING_SECRET from the environment.
+        self._app = AsyncApp(client=self._client, signing_secret=secret, logger=log)
+        self._app.error(self._on_error)
+        self._app.event("message")(self._on_message)
+        self._app.event("app_mention")(self._on_mention)
+        self._app.event(_ANY)(self._on_other_event)
+        self._app.command(_ANY)(self._on_command)
+        self._app.block_action(_ANY)(self._on_action)
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bot_user_id: str | None = None
+        self.http_port: int | None = None
+        """The bound port in HTTP mode (useful with ``host:0``), else None."""
+
+    async def start(self) -> None:
+        """Check the bot token, then connect (Socket Mode) or listen on ``http_listen`` (HTTP mode)."""
+        auth = await self._client.auth_test()
+        self._bot_user_id = auth.get("user_id")
+        if self._settings.app_token is not None:
+            handler = AsyncSocketModeHandler(
+                self._app,
+                self._settings.app_token.get_secret_value(),
+                web_client=AsyncWebClient(base_url=self._settings.api_base_url),
+            )
+            try:
+                # The SDK's connect() retries forever on a bad app token; asking once first fails fast.
+                handler.client.wss_uri = await handler.client.issue_new_wss_url()
+                await handler.connect_async()
+            except BaseException:
+                await handler.close_async()
+                raise
+            self._socket = handler
+            return
+        host, _, port = self._settings.http_listen.rpartition(":")
+        web_app = web.Application()
+        web_app.router.add_post(EVENTS_PATH, self._http_events)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host or None, int(port)).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.http_port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop receiving, let in-flight handlers finish (up to the grace period), cancel the rest."""
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._stop_grace_s
+        while self._tasks and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        leftovers = set(self._tasks)
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    async def send(self, message: OutboundMessage) -> list[str]:
+        """Post (or, with ``edit_message_id``, update) a message; returns the message ts values."""
+        ids: list[str] = []
+        for index, (fallback, blocks) in enumerate(_layout(message.text, message.buttons)):
+            if index == 0 and message.edit_message_id:
+                resp = await self._client.chat_update(
+                    channel=message.chat_id, ts=message.edit_message_id, text=fallback, blocks=blocks
+                )
+            else:
+                resp = await self._client.chat_postMessage(
+                    channel=message.chat_id,
+                    thread_ts=message.thread_id,
+                    text=fallback,
+                    blocks=blocks,
+                    link_names=False,
+                )
+            ids.append(str(resp["ts"]))
+        return ids
+
+    def typing(self, chat_id: str, thread_id: str | None) -> AbstractAsyncContextManager[None]:
+        """A no-op: Slack offers bots no typing indicator (only the legacy RTM API had one)."""
+        return contextlib.nullcontext()
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def _http_events(self, request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await self._app.async_dispatch(await to_bolt_request(request)))
+
+    async def _on_error(self, error: Exception) -> None:
+        log.error("slack listener failed: %s", type(error).__name__, exc_info=error)
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        subtype = event.get("subtype")
+        is_dm = event.get("channel_type") == "im"
+        if subtype == "message_changed":
+            edited = event.get("message") or {}
+            # Link unfurls also arrive as message_changed; only a changed text is an edit.
+            unchanged = edited.get("text") == (event.get("previous_message") or {}).get("text")
+            if _from_bot(edited) or not edited.get("user") or unchanged:
+                return
+            kind: InboundKind = "edit" if is_dm else "other"
+            self._event(body, kind, edited["user"], event.get("channel"), edited, _thread(edited))
+            return
+        if _from_bot(event) or subtype not in _USER_SUBTYPES or not event.get("user"):
+            return
+        text = event.get("text") or ""
+        kind = ("command" if text.startswith("/") else "message") if is_dm else "other"
+        self._event(body, kind, event["user"], event.get("channel"), event, _thread(event))
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if _from_bot(event) or not event.get("user"):
+            return
+        text = event.get("text") or ""
+        if self._bot_user_id:
+            text = re.sub(rf"<@{re.escape(self._bot_user_id)}(\|[^>]*)?>", "", text)
+        thread = event.get("thread_ts") or event.get("ts")
+        self._event(
+            body, "message", event["user"], event.get("channel"), {**event, "text": text.strip()}, thread
+        )
+
+    async def _on_other_event(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        user = event.get("user")
+        user_id = user.get("id") if isinstance(user, dict) else user
+        if not isinstance(user_id, str) or _from_bot(event):
+            return
+        channel = event.get("channel") or (event.get("item") or {}).get("channel")
+        channel_id = channel.get("id") if isinstance(channel, dict) else channel
+        self._event(body, "other", user_id, channel_id, event, None)
+
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        name = str(body.get("command") or "").lstrip("/")
+        args = str(body.get("text") or "").strip()
+        if name == "coo":
+            sub, _, rest = args.partition(" ")
+            name, args = sub.lstrip("/") or "help", rest.strip()
+        self._dispatch(
+            InboundMessage(
+                channel=self.name,
+                chat_id=str(body.get("channel_id") or ""),
+                sender=_sender(body.get("team_id"), body.get("user_id")),
+                text=f"/{name} {args}".rstrip(),
+                kind="command",
+                update_key=f"slack:cmd:{body.get('trigger_id')}",
+            )
+        )
+
+    async def _on_action(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user = body.get("user") or {}
+        container = body.get("container") or {}
+        message = body.get("message") or {}
+        chat_id = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        actions = body.get("actions") or []
+        if not actions or not chat_id or not user.get("id"):
+            return  # e.g. a modal: not something the core handles
+        self._dispatch(
+            InboundMessage(
+                channel=self.name,
+                chat_id=chat_id,
+                sender=_sender((body.get("team") or {}).get("id") or user.get("team_id"), user["id"]),
+                kind="callback",
+                callback_data=actions[0].get("value"),
+                thread_id=_thread(message),
+                message_id=container.get("message_ts") or message.get("ts"),
+                update_key=f"slack:action:{body.get('trigger_id')}",
+            )
+        )
+
+    def _event(
+        self,
+        body: dict[str, Any],
+        kind: InboundKind,
+        user_id: str,
+        chat_id: str | None,
+        message: dict[str, Any],
+        thread_id: str | None,
+    ) -> None:
+        self._dispatch(
+            InboundMessage(
+                channel=self.name,
+                chat_id=chat_id or "",
+                sender=_sender(body.get("team_id"), user_id),
+                text=message.get("text") or "",
+                kind=kind,
+                thread_id=thread_id,
+                update_key=f"slack:{body.get('event_id')}",
+                message_id=message.get("ts"),
+            )
+        )
+
+    def _dispatch(self, inbound: InboundMessage) -> None:
+        # Bolt has already acked (or is about to); the handler runs on its own so it can never delay the ack.
+        task = asyncio.create_task(self._deliver(inbound), name=f"slack-inbound {inbound.update_key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _deliver(self, inbound: InboundMessage) -> None:
+        await self._on_inbound(inbound)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("inbound handler failed (%s)", task.get_name(), exc_info=exc)
+
+
+def _sender(team_id: object, user_id: object) -> str:
+    return f"slack:{team_id or ''}:{user_id or ''}"
+
+
+def _from_bot(message: dict[str, Any]) -> bool:
+    return bool(message.get("bot_id")) or message.get("subtype") == "bot_message"
+
+
+def _thread(message: dict[str, Any]) -> str | None:
+    """The thread a message lives in; a thread's parent itself counts as outside it."""
+    thread_ts = message.get("thread_ts")
+    return thread_ts if thread_ts and thread_ts != message.get("ts") else None
+
+
+# -- outbound layout -----------------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    """Escape &, <, > so operator or model text cannot form mentions, links or channel pings."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _safe_cut(text: str, limit: int) -> int:
+    """Largest cut <= limit that does not split an ``&...;`` entity."""
+    amp = text.rfind("&", max(0, limit - 4), limit)
+    return amp if amp > 0 and ";" not in text[amp:limit] else limit
+
+
+def _chunks(text: str, limit: int) -> list[str]:
+    """Split escaped text into pieces <= limit, preferring line then word boundaries."""
+    out: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit + 1)
+        if cut < limit // 2:
+            cut = rest.rfind(" ", 0, limit + 1)
+        if cut < limit // 2:
+            cut = _safe_cut(rest, limit)
+            piece, rest = rest[:cut], rest[cut:]
+        else:
+            piece, rest = rest[:cut], rest[cut + 1 :]
+        if piece.strip():
+            out.append(piece)
+    if rest.strip():
+        out.append(rest)
+    return out
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: _safe_cut(text, limit - 1)] + "…"
+
+
+def _actions(buttons: tuple[Button, ...]) -> list[Block]:
+    if any(len(button.data) > BUTTON_VALUE_LIMIT for button in buttons):
+        raise ValueError(f"button data is longer than Slack's {BUTTON_VALUE_LIMIT} characters")
+    elements: list[Block] = [
+        {"type": "button", "action_id": f"coo_btn_{i}", "text": {"type": "plain_text", "emoji": True}}
+        | ({"value": button.data} if button.data else {})
+        for i, button in enumerate(buttons)
+    ]
+    for element, button in zip(elements, buttons, strict=True):
+        element["text"]["text"] = _clip(button.label or "…", BUTTON_LABEL_LIMIT)
+    step = BUTTONS_PER_BLOCK
+    return [{"type": "actions", "elements": elements[i : i + step]} for i in range(0, len(elements), step)]
+
+
+def _layout(text: str, buttons: tuple[Button, ...]) -> list[tuple[str, list[Block]]]:
+    """(fallback text, blocks) per Slack message; the buttons ride on the last one."""
+    chunks = _chunks(_escape(text), SECTION_LIMIT)
+    sections: list[Block] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": chunk, "verbatim": True}} for chunk in chunks
+    ]
+    actions = _actions(buttons)
+    per = BLOCKS_PER_MESSAGE
+    groups = [sections[i : i + per] for i in range(0, len(sections), per)] or [[]]
+    if len(groups[-1]) + len(actions) > BLOCKS_PER_MESSAGE:
+        groups.append([])
+    groups[-1].extend(actions)
+    labels = " / ".join(_escape(button.label) for button in buttons)
+    out: list[tuple[str, list[Block]]] = []
+    for group in groups:
+        fallback = "\n".join(block["text"]["text"] for block in group if block["type"] == "section")
+        if group:
+            out.append((_clip(fallback or labels or "…", FALLBACK_LIMIT), group))
+    return out

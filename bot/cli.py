@@ -1,0 +1,50 @@
+"""The ``coo`` command line: run, chat, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bot.logging_setup import configure_logging
+from bot.settings import ConfigError, Settings, load_settings
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [
+        settings.llm.api_key, settings.telegram.token, settings.telegram.webhook_secret,
+        settings.slack.bot_token, settings.slack.app_token, settings.slack.signing_secret,
+        settings.smtp.password,
+    ]
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``coo`` console script."""
+    parser = argparse.ArgumentParser(prog="coo", description="solo-coo: an AI COO for a one-person company")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="every configured channel (the console when none is)")
+    sub.add_parser("chat", help="the console channel in this terminal")
+    sub.add_parser("doctor", help="what is configured, reachable or missing")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"coo: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, _secrets(settings))
+    if args.command == "doctor":
+        from bot.doctor import run_doctor
+
+        return asyncio.run(run_doctor(settings))
+    from bot.runtime import serve
+
+    try:
+        asyncio.run(serve(settings, console=True if args.command == "chat" else None))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

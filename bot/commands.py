@@ -1,0 +1,62 @@
+"""Slash commands. Each is a small async function from (inbound, args) to reply text."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.messages import InboundMessage
+from graph.errors import UserFacingError
+
+CommandFn = Callable[[InboundMessage, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A slash command as shown in the platform's command menu."""
+
+    name: str
+    description: str
+    run: CommandFn
+
+
+class CommandRouter:
+    """Parses ``/name args`` and runs the matching command."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def add(self, name: str, description: str, run: CommandFn) -> None:
+        """Register a command (name without the slash)."""
+        self._commands[name] = Command(name, description, run)
+
+    def menu(self) -> list[tuple[str, str]]:
+        """(name, description) pairs for setMyCommands and /help."""
+        return [(c.name, c.description) for c in self._commands.values()]
+
+    @staticmethod
+    def parse(text: str) -> tuple[str, str] | None:
+        """``("name", "args")`` for a slash command, else None. Strips a ``@botname`` suffix."""
+        stripped = text.strip()
+        if not stripped.startswith("/") or len(stripped) < 2:
+            return None
+        head, _, args = stripped[1:].partition(" ")
+        name = head.split("@", 1)[0].lower()
+        return (name, args.strip()) if name else None
+
+    async def run(self, inbound: InboundMessage) -> str:
+        """Run the command in ``inbound.text``. Unknown commands are a user-facing error."""
+        parsed = self.parse(inbound.text)
+        if parsed is None:
+            raise UserFacingError("That is not a command. Try /help.")
+        name, args = parsed
+        command = self._commands.get(name)
+        if command is None:
+            raise UserFacingError(f"Unknown command /{name}. Try /help.")
+        return await command.run(inbound, args)
+
+    def help_text(self) -> str:
+        """One line per command."""
+        lines = ["I'm your COO. Write to me in plain words, or use:"]
+        lines += [f"/{name} - {desc}" for name, desc in self.menu()]
+        return "\n".join(lines)

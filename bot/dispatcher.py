@@ -1,0 +1,137 @@
+"""The core entry for every inbound update: access check, dedupe, command or coordinator, reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from bot.access import AccessGuard, Verdict
+from bot.commands import CommandRouter
+from bot.messages import Channel, InboundMessage, OutboundMessage
+from graph.coordinator import Coordinator
+from graph.errors import UserFacingError
+from memory.db import Database
+
+log = logging.getLogger(__name__)
+
+REFUSAL = "Sorry, I only work for my operator."
+GENERIC_ERROR = "Something went wrong on my side; it has been logged. Please try again."
+_REFUSAL_INTERVAL_S = 3600.0
+
+
+class Dispatcher:
+    """Receives InboundMessages from every channel and answers through the same channel."""
+
+    def __init__(
+        self, db: Database, guard: AccessGuard, commands: CommandRouter, coordinator: Coordinator,
+    ) -> None:
+        self._db = db
+        self._guard = guard
+        self._commands = commands
+        self._coordinator = coordinator
+        self._channels: dict[str, Channel] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._refused_at: dict[str, float] = {}
+
+    def attach(self, channel: Channel) -> None:
+        """Make a channel available for replies."""
+        self._channels[channel.name] = channel
+
+    async def handle(self, inbound: InboundMessage) -> None:
+        """Handle one update at most once. The access check is the very first step (I6)."""
+        verdict = await self._guard.check(inbound)
+        if verdict is not Verdict.ALLOW:
+            await self._not_allowed(inbound, verdict)
+            return
+        if inbound.update_key is not None and not await self._db.claim_update(
+            inbound.update_key, inbound.session_key, inbound_to_json(inbound)
+        ):
+            log.info("duplicate delivery %s dropped", inbound.update_key)
+            return
+        await self._process(inbound)
+
+    async def replay_pending(self) -> int:
+        """Handle deliveries a crash left claimed but unfinished (I3: never lost once acknowledged)."""
+        pending = await self._db.pending_updates()
+        for _, payload in pending:
+            inbound = inbound_from_json(payload)
+            if inbound.channel in self._channels and self._guard.is_operator(inbound.sender):
+                await self._process(inbound)
+        return len(pending)
+
+    async def _process(self, inbound: InboundMessage) -> None:
+        session = inbound.session_key
+        # One turn at a time per conversation; other conversations run concurrently.
+        async with self._locks[session]:
+            try:
+                await self._db.append_event(
+                    "message.in", inbound.sender, {"text": inbound.text, "kind": inbound.kind}, session=session
+                )
+                reply = await self._answer(inbound)
+                if reply:
+                    await self.send(OutboundMessage.reply_to(inbound, reply))
+            except UserFacingError as exc:
+                await self.send(OutboundMessage.reply_to(inbound, exc.reason))
+            except Exception:
+                log.exception("failed to handle update in session %s", session)
+                await self._safe_send(OutboundMessage.reply_to(inbound, GENERIC_ERROR))
+            finally:
+                if inbound.update_key is not None:
+                    await self._db.finish_update(inbound.update_key)
+
+    async def _answer(self, inbound: InboundMessage) -> str:
+        if inbound.kind == "command" or (inbound.kind == "message" and CommandRouter.parse(inbound.text)):
+            return await self._commands.run(inbound)
+        if inbound.kind in ("callback", "other"):
+            return ""  # buttons arrive with approvals; other update kinds need no answer
+        if not inbound.text.strip():
+            raise UserFacingError("I can only read text for now.")
+        channel = self._channels[inbound.channel]
+        async with channel.typing(inbound.chat_id, inbound.thread_id):
+            return await self._coordinator.respond(inbound.session_key, inbound.text)
+
+    async def send(self, message: OutboundMessage) -> list[str]:
+        """Send through the message's channel and record it in the event log."""
+        ids = await self._channels[message.channel].send(message)
+        session = f"{message.channel}:{message.chat_id}" + (f":{message.thread_id}" if message.thread_id else "")
+        await self._db.append_event("message.out", "coo", {"text": message.text, "ids": ids}, session=session)
+        return ids
+
+    async def _safe_send(self, message: OutboundMessage) -> None:
+        try:
+            await self.send(message)
+        except Exception:
+            log.exception("could not deliver the error reply in %s:%s", message.channel, message.chat_id)
+
+    async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
+        audit = {"kind": inbound.kind, "verdict": verdict.value, "chat": inbound.chat_id}
+        await self._db.append_event("access." + verdict.value, inbound.sender, audit, session=inbound.session_key)
+        if verdict is Verdict.PAIRED:
+            log.info("paired new operator %s", inbound.sender)
+            await self._safe_send(OutboundMessage.reply_to(inbound, "Paired. You are now my operator. Try /help."))
+            return
+        log.warning("refused %s from %s (%s)", inbound.kind, inbound.sender, verdict.value)
+        now = time.monotonic()
+        last = self._refused_at.get(inbound.sender)
+        if inbound.channel in self._channels and (last is None or now - last > _REFUSAL_INTERVAL_S):
+            self._refused_at[inbound.sender] = now
+            await self._safe_send(OutboundMessage.reply_to(inbound, REFUSAL))
+
+
+def inbound_to_json(inbound: InboundMessage) -> dict[str, Any]:
+    """JSON-plain form of an InboundMessage (for the inbox)."""
+    data = asdict(inbound)
+    data["received_at"] = inbound.received_at.isoformat()
+    return data
+
+
+def inbound_from_json(data: dict[str, Any]) -> InboundMessage:
+    """Inverse of :func:`inbound_to_json`."""
+    fields = dict(data)
+    fields["received_at"] = datetime.fromisoformat(fields["received_at"])
+    return InboundMessage(**fields)

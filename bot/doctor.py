@@ -1,0 +1,126 @@
+"""``coo doctor``: what is configured, what is reachable, what is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+import httpx
+
+from bot.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report. ``ok`` None means "not configured"."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+    def render(self) -> str:
+        """``[ok] name: detail``."""
+        mark = {True: "[ok]  ", False: "[FAIL]", None: "[--]  "}[self.ok]
+        return f"{mark} {self.name}: {self.detail}"
+
+
+async def _http(name: str, coro: Awaitable[httpx.Response], ok_detail: str) -> Check:
+    try:
+        response = await coro
+    except httpx.HTTPError as exc:
+        return Check(name, False, f"unreachable ({type(exc).__name__})")
+    if response.status_code >= 400:
+        return Check(name, False, f"answered HTTP {response.status_code}")
+    return Check(name, True, ok_detail)
+
+
+async def check_model(settings: Settings, client: httpx.AsyncClient) -> Check:
+    """GET <base>/models with the key."""
+    llm = settings.llm
+    if not llm.configured:
+        return Check("model", None, "offline mode; set COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
+    base = llm.base_url or "https://api.openai.com/v1"
+    headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value()}"} if llm.api_key else {}
+    return await _http("model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {base} reachable")
+
+
+async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:
+    """getMe with the bot token."""
+    tg = settings.telegram
+    if tg.token is None:
+        return Check("telegram", None, "not configured; set COO_TELEGRAM__TOKEN")
+    url = f"{tg.api_base_url}/bot{tg.token.get_secret_value()}/getMe"
+    mode = f"webhook {tg.webhook_url}" if tg.webhook_url else "long polling"
+    return await _http("telegram", client.get(url), f"token accepted ({mode})")
+
+
+async def check_slack(settings: Settings, client: httpx.AsyncClient) -> Check:
+    """auth.test with the bot token (Slack answers 200 with ok=false on bad tokens)."""
+    sl = settings.slack
+    if sl.bot_token is None:
+        return Check("slack", None, "not configured; set COO_SLACK__BOT_TOKEN and COO_SLACK__APP_TOKEN")
+    headers = {"Authorization": f"Bearer {sl.bot_token.get_secret_value()}"}
+    try:
+        response = await client.post(f"{sl.api_base_url}auth.test", headers=headers)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check("slack", False, f"unreachable ({type(exc).__name__})")
+    if not body.get("ok"):
+        return Check("slack", False, f"auth.test failed: {body.get('error', 'unknown')}")
+    mode = "Socket Mode" if sl.socket_mode else f"HTTP mode on {sl.http_listen}"
+    return Check("slack", True, f"bot token accepted for team {body.get('team_id', '?')} ({mode})")
+
+
+async def check_smtp(settings: Settings) -> Check:
+    """A TCP connection to the SMTP server."""
+    smtp = settings.smtp
+    if not smtp.configured:
+        return Check("email", None, "not configured; set COO_SMTP__HOST and COO_SMTP__FROM_ADDR")
+    assert smtp.host is not None
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(smtp.host, smtp.port), 5)
+    except (OSError, TimeoutError) as exc:
+        return Check("email", False, f"{smtp.host}:{smtp.port} unreachable ({type(exc).__name__})")
+    writer.close()
+    await writer.wait_closed()
+    return Check("email", True, f"{smtp.host}:{smtp.port} reachable ({smtp.security})")
+
+
+def check_data_dir(settings: Settings) -> Check:
+    """The data dir exists (or can be made) and is writable."""
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return Check("data dir", False, f"{path} not writable ({exc.strerror})")
+    return Check("data dir", True, str(path.resolve()))
+
+
+async def run_doctor(settings: Settings) -> int:
+    """Print the report; exit code 1 when something configured is not reachable."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        checks = [
+            check_data_dir(settings),
+            *await asyncio.gather(
+                check_model(settings, client), check_telegram(settings, client), check_slack(settings, client),
+                check_smtp(settings),
+            ),
+        ]
+    access = (f"allow-list of {len(settings.operator_ids)}" if settings.operator_ids
+              else "pairing mode (a code is printed at start)")
+    checks.append(Check("access", True, access))
+    checks.append(Check("embeddings", True, f"{settings.embeddings.provider} provider"))
+    names = env_summary()
+    print("variables set: " + (", ".join(names) if names else "none (defaults)"), flush=True)
+    print("\n".join(c.render() for c in checks), flush=True)
+    return 1 if any(c.ok is False for c in checks) else 0
+
+
+def env_summary() -> list[str]:
+    """Names of the COO_ variables that are set (values never shown)."""
+    return sorted(name for name in os.environ if name.startswith("COO_"))

@@ -1,0 +1,147 @@
+"""The runtime: one context manager that opens and closes every resource, in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from bot.access import AccessGuard
+from bot.channels.console import ConsoleChannel
+from bot.commands import CommandRouter
+from bot.core_commands import register_core_commands
+from bot.dispatcher import Dispatcher
+from bot.messages import Channel
+from bot.settings import Settings
+from graph.coordinator import Coordinator
+from graph.llm import LLMClient
+from memory.db import Database, connect_sqlite, open_database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything that is open while solo-coo runs."""
+
+    settings: Settings
+    db: Database
+    dispatcher: Dispatcher
+    coordinator: Coordinator
+    guard: AccessGuard
+    commands: CommandRouter
+    pairing_code: str | None
+    channels: list[Channel] = field(default_factory=list)
+    console: ConsoleChannel | None = None
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    console: bool | None = None,
+    console_input: TextIO | None = None,
+    console_output: TextIO | None = None,
+) -> AsyncIterator[Runtime]:
+    """Open the database, checkpointer, model client, coordinator and channels; close all on exit.
+
+    ``console=None`` means: the console only when no platform channel is configured.
+    """
+    async with AsyncExitStack() as stack:
+        data_dir = settings.data_dir
+        db = await stack.enter_async_context(open_database(data_dir, settings.sqlite.busy_timeout_ms))
+        ckpt_conn = await connect_sqlite(data_dir / "checkpoints.sqlite", settings.sqlite.busy_timeout_ms)
+        stack.push_async_callback(ckpt_conn.close)
+        saver = AsyncSqliteSaver(ckpt_conn)
+        await saver.setup()
+        llm = LLMClient(settings.llm, db)
+        stack.push_async_callback(llm.close)
+        coordinator = Coordinator(db, llm, saver, settings.llm, settings.timezone)
+        guard = AccessGuard(settings.operator_ids, db, settings.pairing_code_ttl_s)
+        pairing_code = await guard.load()
+        commands = CommandRouter()
+        dispatcher = Dispatcher(db, guard, commands, coordinator)
+        runtime = Runtime(settings, db, dispatcher, coordinator, guard, commands, pairing_code)
+        register_core_commands(commands, runtime_status=lambda: status_lines(runtime))
+
+        if settings.telegram.configured:
+            from bot.channels.telegram import TelegramChannel
+
+            runtime.channels.append(TelegramChannel(settings.telegram, dispatcher.handle, commands.menu()))
+        if settings.slack.configured:
+            from bot.channels.slack import SlackChannel
+
+            runtime.channels.append(SlackChannel(settings.slack, dispatcher.handle))
+        if console or (console is None and not runtime.channels):
+            runtime.console = ConsoleChannel(dispatcher.handle, console_input, console_output)
+            runtime.channels.append(runtime.console)
+
+        for channel in runtime.channels:
+            dispatcher.attach(channel)
+        for channel in runtime.channels:
+            await channel.start()
+            stack.push_async_callback(channel.stop)
+        replayed = await dispatcher.replay_pending()
+        if replayed:
+            log.info("replayed %d update(s) left unfinished by the last run", replayed)
+        yield runtime
+
+
+def status_lines(runtime: Runtime) -> list[str]:
+    """The start banner and /status: channels, model or offline, data dir, access mode."""
+    settings = runtime.settings
+    names = [c.name for c in runtime.channels] or ["none"]
+    llm = runtime.coordinator.llm
+    if not llm.configured:
+        model = "offline mode (no model configured: set COO_LLM__BASE_URL / COO_LLM__API_KEY)"
+    elif not llm.available():
+        model = f"{llm.model} (unreachable: offline mode until it answers)"
+    else:
+        model = f"{llm.model} at {settings.llm.base_url or 'https://api.openai.com/v1'}"
+    if runtime.guard.pairing_mode:
+        access = "pairing (send /pair CODE from a chat to become the operator)"
+    else:
+        access = f"allow-list ({len(settings.operator_ids)} operator(s))"
+    return [
+        f"channels: {', '.join(names)}",
+        f"model: {model}",
+        f"data dir: {settings.data_dir.resolve()}",
+        f"access: {access}",
+    ]
+
+
+def banner(runtime: Runtime) -> str:
+    """What ``coo run`` prints at start."""
+    lines = ["solo-coo is running.", *("  " + line for line in status_lines(runtime))]
+    if runtime.pairing_code:
+        ttl_min = runtime.settings.pairing_code_ttl_s // 60
+        lines.append(f"  pairing code: {runtime.pairing_code} (one use, expires in {ttl_min} min)")
+    if not runtime.settings.telegram.configured and not runtime.settings.slack.configured:
+        lines.append("  no chat platform configured: set COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN to add one.")
+    if runtime.console is not None:
+        lines.append("  type a message, /help for commands, Ctrl-D to quit.")
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings, *, console: bool | None = None) -> None:
+    """Run until Ctrl-C, SIGTERM or end of console input."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(settings, console=console) as runtime:
+        print(banner(runtime), file=sys.stderr, flush=True)
+        waiters = [asyncio.create_task(stop.wait())]
+        if runtime.console is not None:
+            waiters.append(asyncio.create_task(runtime.console.closed.wait()))
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        log.info("stopping")

@@ -1,0 +1,24 @@
+"""Settings owned by the connectors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class SMTPSettings(BaseModel):
+    """Outgoing mail. Unset host means email is not configured."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    from_addr: str | None = None
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @property
+    def configured(self) -> bool:
+        """True when a host and a sender address are set."""
+        return bool(self.host and self.from_addr)

@@ -1,0 +1,35 @@
+"""Settings owned by the coordinator: the model endpoint."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+
+class LLMSettings(BaseModel):
+    """Any OpenAI-compatible endpoint. Nothing set means offline mode."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    cheap_model: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_base_s: float = Field(default=0.5, ge=0)
+    offline_cooldown_s: float = Field(default=30.0, ge=0)
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    recent_turns: int = Field(default=20, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def configured(self) -> bool:
+        """True when a model endpoint is configured (otherwise offline mode)."""
+        return self.base_url is not None or self.api_key is not None

@@ -1,0 +1,129 @@
+"""Tools the model may call. This module holds only safe (read-only) tools; outward actions
+are proposed through tools later and always pass the approval policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field, ValidationError
+
+from memory.db import Database, utcnow
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may use: the database, the session it serves, the operator's zone."""
+
+    db: Database
+    session: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool: its schema for the model, and the code that runs it."""
+
+    name: str
+    description: str
+    args: type[BaseModel]
+    run: Callable[[ToolContext, Any], Awaitable[str]]
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI function-tool schema."""
+        params = self.args.model_json_schema()
+        params.pop("title", None)
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": params}}
+
+
+class NoArgs(BaseModel):
+    """A tool without arguments."""
+
+
+class SearchArgs(BaseModel):
+    """Arguments of search_history."""
+
+    query: str = Field(min_length=1, max_length=200, description="words to look for")
+    limit: int = Field(default=5, ge=1, le=20)
+
+
+async def _current_time(ctx: ToolContext, _: NoArgs) -> str:
+    now = utcnow().astimezone(ZoneInfo(ctx.timezone))
+    return now.strftime("%A %Y-%m-%d %H:%M %Z")
+
+
+_STOPWORDS = frozenset(
+    "the and for are was were what when where which who whom with from that this have has had you your "
+    "our not but can did does how about into them they their there then than its it's any all".split()
+)
+
+
+def keywords(text: str) -> set[str]:
+    """Lower-cased words of three letters or more, minus common stop words."""
+    return {w for w in re.findall(r"\w+", text.lower()) if len(w) >= 3 and w not in _STOPWORDS}
+
+
+async def search_messages(
+    db: Database, query: str, limit: int, session: str | None = None,
+    kinds: tuple[str, ...] = ("message.in", "message.out"),
+) -> list[str]:
+    """Past messages (in and out) ranked by how many keywords of ``query`` they share, then recency."""
+    wanted = keywords(query)
+    if not wanted:
+        return []
+    scored: list[tuple[int, int, str]] = []
+    for event in await db.events(session=session, limit=100_000):
+        if event.kind not in kinds:
+            continue
+        text = str(event.payload.get("text", ""))
+        score = len(wanted & keywords(text))
+        if score:
+            who = "operator" if event.kind == "message.in" else "coo"
+            scored.append((score, event.id, f"[{event.at:%Y-%m-%d %H:%M}] {who}: {text[:300]}"))
+    scored.sort(reverse=True)
+    return [line for _, _, line in scored[:limit]]
+
+
+async def _search_history(ctx: ToolContext, args: SearchArgs) -> str:
+    hits = await search_messages(ctx.db, args.query, args.limit, ctx.session)
+    return "\n".join(hits) if hits else "no matching messages"
+
+
+SAFE_TOOLS: tuple[Tool, ...] = (
+    Tool("current_time", "The current date and time in the operator's time zone.", NoArgs, _current_time),
+    Tool("search_history", "Search earlier messages of this conversation by words.", SearchArgs,
+         _search_history),
+)
+
+
+class ToolBox:
+    """Looks tools up by name, validates arguments at the edge and runs them."""
+
+    def __init__(self, tools: Sequence[Tool] = SAFE_TOOLS) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """Schemas of every tool, for the model."""
+        return [tool.schema() for tool in self._tools.values()]
+
+    async def run(self, ctx: ToolContext, name: str, raw_args: str) -> str:
+        """Run one tool call. Bad names or arguments become an error text for the model."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return f"error: no tool named {name!r}"
+        try:
+            parsed = tool.args.model_validate(json.loads(raw_args or "{}"))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            return f"error: bad arguments for {name}: {str(exc)[:300]}"
+        return await tool.run(ctx, parsed)
+
+
+def render_time(at: datetime, timezone: str) -> str:
+    """A short local time for messages."""
+    return at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")

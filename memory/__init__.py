@@ -1,0 +1,1 @@
+"""Durable state: SQLite event log and records, semantic memory."""

@@ -1,0 +1,94 @@
+"""The ``coo`` command as a real subprocess: fail-fast config, offline console, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
+    env.update({"COO_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+async def run_coo(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "", timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *args, cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("COO_TIMEZONE", "Mars/Olympus", "COO_TIMEZONE: unknown time zone 'Mars/Olympus'"),
+        ("COO_DIGEST_TIME", "25:00", "COO_DIGEST_TIME: must be HH:MM"),
+        ("COO_OPERATORS", "telegram:abc", "COO_OPERATORS: 'telegram:abc' is not telegram:<user_id>"),
+        ("COO_LLM__BASE_URL", "localhost:11434", "COO_LLM__BASE_URL: must start with http://"),
+        ("COO_TELEGRAM__WEBHOOK_URL", "https://example.org/hook", "COO_TELEGRAM__WEBHOOK_SECRET is required"),
+        ("COO_SMTP__SECURITY", "ssl", "COO_SMTP__SECURITY:"),
+        ("COO_SLACK__BOT_TOKEN", "xoxb-1", "COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET"),
+    ],
+)
+async def test_bad_configuration_exits_with_one_clear_line(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    code, out, err = await run_coo(["run"], clean_env(tmp_path, **{variable: value}), tmp_path)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coo: configuration error: ")
+    assert expected in lines[0]
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+async def test_bad_value_in_dotenv_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("COO_LLM__TIMEOUT_S=-3\n")
+    code, _, err = await run_coo(["run"], clean_env(tmp_path), tmp_path)
+    assert code == 2 and "COO_LLM__TIMEOUT_S" in err
+
+
+async def test_run_without_configuration_starts_offline_console(tmp_path: Path) -> None:
+    code, out, err = await run_coo(["run"], clean_env(tmp_path), tmp_path, stdin="hello\n/status\n")
+    assert code == 0, err
+    assert "channels: console" in err and "offline mode" in err and "pairing code:" in err
+    assert "COO_TELEGRAM__TOKEN" in err  # says how to add a channel
+    assert "coo> Offline mode" in out and "COO_LLM__BASE_URL" in out
+    assert "access: pairing" in out
+    assert (tmp_path / "data" / "coo.sqlite").exists()
+
+
+async def test_chat_talks_to_the_model(tmp_path: Path) -> None:
+    async with FakeOpenAI() as llm:
+        llm.reply("Hi from the model")
+        env = clean_env(tmp_path, OPENAI_API_KEY=llm.api_key, OPENAI_BASE_URL=llm.base_url)
+        code, out, err = await run_coo(["chat"], env, tmp_path, stdin="hello\n")
+    assert code == 0, err
+    assert "coo> Hi from the model" in out
+    assert llm.api_key not in out + err
+
+
+async def test_doctor_reports_reachability(tmp_path: Path) -> None:
+    async with FakeOpenAI() as llm:
+        env = clean_env(tmp_path, COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key)
+        code, out, _ = await run_coo(["doctor"], env, tmp_path)
+    assert code == 0, out
+    assert "[ok]   model: gpt-4o-mini at " in out
+    assert "[--]   telegram: not configured" in out
+    env = clean_env(tmp_path, COO_LLM__BASE_URL="http://127.0.0.1:9/v1", COO_SMTP__HOST="127.0.0.1",
+                    COO_SMTP__PORT="9", COO_SMTP__FROM_ADDR="me@example.org")
+    code, out, _ = await run_coo(["doctor"], env, tmp_path)
+    assert code == 1
+    assert "[FAIL] model: unreachable" in out and "[FAIL] email: 127.0.0.1:9 unreachable" in out

@@ -1,0 +1,167 @@
+"""The core path: access check first, dedupe, commands, coordinator, replies; restart and faults."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.dispatcher import GENERIC_ERROR, REFUSAL
+from bot.messages import InboundMessage
+from bot.runtime import open_runtime
+from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.fakes.openai_api import FakeOpenAI
+
+
+def msg(text: str, sender: str = "telegram:1001", chat: str = "1001", key: str | None = None,
+        kind: str = "message") -> InboundMessage:
+    return InboundMessage(channel="rec", chat_id=chat, sender=sender, text=text, kind=kind,  # type: ignore[arg-type]
+                          update_key=key)
+
+
+async def test_allowed_message_reaches_model_and_reply_comes_back(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.reply("Hello, operator.")
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("hi", key="rec:1"))
+        assert [m.text for m in chan.sent] == ["Hello, operator."]
+        assert chan.typing_count == 1
+        calls = await rt.db.llm_calls()
+    assert len(fake_llm.chat_requests) == 1
+    sent_messages = fake_llm.chat_requests[0]["messages"]
+    assert sent_messages[0]["role"] == "system" and sent_messages[-1] == {"role": "user", "content": "hi"}
+    assert calls[0].prompt_tokens > 0 and calls[0].outcome == "ok" and not calls[0].estimated
+
+
+async def test_stranger_refused_on_every_update_kind_without_model_call(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        for i, kind in enumerate(["message", "edit", "command", "callback", "other"]):
+            await rt.dispatcher.handle(msg("/status" if kind == "command" else "hi", sender="telegram:666",
+                                           chat="666", key=f"rec:{i}", kind=kind))
+        denied = await rt.db.events(kind="access.deny")
+        claimed = await rt.db.pending_updates()
+    assert fake_llm.requests == []
+    assert [m.text for m in chan.sent] == [REFUSAL]  # one short refusal, not one per update
+    assert len(denied) == 5 and {e.actor for e in denied} == {"telegram:666"}
+    assert claimed == []
+
+
+async def test_duplicate_update_key_gives_one_reply(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await asyncio.gather(*(rt.dispatcher.handle(msg("once", key="rec:42")) for _ in range(3)))
+        await rt.dispatcher.handle(msg("once", key="rec:42"))
+    assert len(fake_llm.chat_requests) == 1
+    assert [m.text for m in chan.sent] == ["echo: once"]
+
+
+async def test_conversation_survives_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        rt.dispatcher.attach(RecordingChannel("rec"))
+        await rt.dispatcher.handle(msg("my client is Acme", key="rec:1"))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("who is my client?", key="rec:2"))
+        history = await rt.coordinator.history("rec:1001")
+    second = fake_llm.chat_requests[1]["messages"]
+    assert [m["content"] for m in second if m["role"] == "user"] == ["my client is Acme", "who is my client?"]
+    assert {"role": "assistant", "content": "echo: my client is Acme"} in second
+    assert len([m for m in history if m["role"] == "user"]) == 2
+
+
+async def test_sessions_are_separate_threads(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        rt.dispatcher.attach(RecordingChannel("rec"))
+        await rt.dispatcher.handle(msg("secret of chat A", chat="A", key="rec:1"))
+        await rt.dispatcher.handle(msg("hello from B", chat="B", key="rec:2"))
+    contents = [m["content"] for m in fake_llm.chat_requests[1]["messages"]]
+    assert "secret of chat A" not in contents
+
+
+async def test_tool_call_runs_and_result_goes_back_to_model(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.tool_call("current_time", {})
+    fake_llm.tool_call("no_such_tool", {})
+    fake_llm.reply("It is late.")
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm), timezone="Europe/Lisbon")
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("what time is it?", key="rec:1"))
+        tool_events = await rt.db.events(kind="tool.call")
+    assert [m.text for m in chan.sent] == ["It is late."]
+    second = fake_llm.chat_requests[1]["messages"]
+    assert second[-1]["role"] == "tool" and ("WET" in second[-1]["content"] or "WEST" in second[-1]["content"])
+    third = fake_llm.chat_requests[2]["messages"]
+    assert "no tool named" in third[-1]["content"]
+    assert [e.payload["ok"] for e in tool_events] == [True, False]
+    assert "tools" in fake_llm.chat_requests[0]
+
+
+async def test_tool_rounds_are_bounded(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    for _ in range(10):
+        fake_llm.tool_call("current_time", {})
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_tool_rounds=2))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("loop", key="rec:1"))
+    # two rounds with tools offered, then one final call without tools
+    assert len(fake_llm.chat_requests) == 3 and "tools" not in fake_llm.chat_requests[2]
+    assert len(chan.sent) == 1
+
+
+async def test_unknown_command_is_user_facing(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("/nope", key="rec:1", kind="command"))
+        await rt.dispatcher.handle(msg("/help@coo_bot", key="rec:2", kind="command"))
+    assert chan.sent[0].text == "Unknown command /nope. Try /help."
+    assert "/status" in chan.sent[1].text
+    assert fake_llm.requests == []
+
+
+async def test_internal_error_is_logged_once_and_generic_reply(tmp_path: Path, fake_llm: FakeOpenAI,
+                                                              captured_logs) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+
+        async def broken(_inbound: InboundMessage, _args: str) -> str:
+            raise RuntimeError("database on fire")
+
+        rt.commands.add("broken", "always fails", broken)
+        await rt.dispatcher.handle(msg("/broken", key="rec:1", kind="command"))
+        pending = await rt.db.pending_updates()
+    assert [m.text for m in chan.sent] == [GENERIC_ERROR]
+    errors = [r for r in captured_logs.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "rec:1001" in errors[0].getMessage()
+    assert pending == []
+
+
+async def test_unfinished_update_is_replayed_after_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        # what a crash between "claimed" and "answered" leaves behind
+        from bot.dispatcher import inbound_to_json
+
+        inbound = msg("still there?", key="rec:9")
+        assert await rt.db.claim_update("rec:9", inbound.session_key, inbound_to_json(inbound))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert await rt.dispatcher.replay_pending() == 1
+        assert await rt.dispatcher.replay_pending() == 0
+        await rt.dispatcher.handle(inbound)  # a late redelivery is still a duplicate
+    assert [m.text for m in chan.sent] == ["echo: still there?"]

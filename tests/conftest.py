@@ -1,0 +1,83 @@
+"""Shared fixtures: settings in a temp dir, a fake model server, a recording channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.messages import InboundHandler, OutboundMessage
+from bot.settings import Settings
+from tests.fakes.openai_api import FakeOpenAI
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings that ignore the machine's environment and any .env file."""
+    base: dict[str, Any] = {"data_dir": data_dir, "operators": "telegram:1001,slack:T1:U1"}
+    base.update(overrides)
+    return Settings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    """LLM settings pointing at a fake server, with fast retries."""
+    return {"base_url": fake.base_url, "api_key": fake.api_key, "model": "fake-model",
+            "retry_base_s": 0.01, "timeout_s": 2.0, **extra}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("COO_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as server:
+        yield server
+
+
+class RecordingChannel:
+    """A real Channel that keeps what it was asked to send. Tests push inbound updates into it."""
+
+    def __init__(self, name: str, on_inbound: InboundHandler | None = None) -> None:
+        self.name = name
+        self.on_inbound = on_inbound
+        self.sent: list[OutboundMessage] = []
+        self.typing_count = 0
+        self._new = asyncio.Condition()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, message: OutboundMessage) -> list[str]:
+        async with self._new:
+            self.sent.append(message)
+            self._new.notify_all()
+        return [str(len(self.sent))]
+
+    @asynccontextmanager
+    async def typing(self, chat_id: str, thread_id: str | None) -> AsyncIterator[None]:
+        self.typing_count += 1
+        yield
+
+    async def wait_sent(self, count: int, timeout: float = 5.0) -> list[OutboundMessage]:
+        async with self._new:
+            await asyncio.wait_for(self._new.wait_for(lambda: len(self.sent) >= count), timeout)
+        return self.sent
+
+
+@pytest.fixture
+def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.DEBUG)
+    yield caplog

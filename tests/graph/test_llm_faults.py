@@ -1,0 +1,106 @@
+"""Model faults: retries on 429/5xx, timeouts, one outage notice, offline fallback, recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.messages import InboundMessage
+from bot.runtime import open_runtime
+from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.fakes.openai_api import FakeOpenAI, Scripted
+
+
+def msg(text: str, n: int) -> InboundMessage:
+    return InboundMessage(channel="rec", chat_id="1001", sender="telegram:1001", text=text, update_key=f"rec:{n}")
+
+
+async def test_429_and_500_are_retried_then_succeed(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.fail(429)
+    fake_llm.fail(503)
+    fake_llm.reply("made it")
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("hi", 1))
+        outcomes = [c.outcome for c in await rt.db.llm_calls()]
+    assert [m.text for m in chan.sent] == ["made it"]
+    assert len(fake_llm.chat_requests) == 3
+    assert outcomes == ["error: the model endpoint answered HTTP 429", "error: the model endpoint answered HTTP 503",
+                        "ok"]
+
+
+async def test_persistent_500_tells_once_then_offline_until_it_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.fail(500, times=3)
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3, offline_cooldown_s=3600))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("Acme pays net 30", 1))
+        await rt.dispatcher.handle(msg("what does Acme pay?", 2))
+        assert len(fake_llm.chat_requests) == 3  # the second message made no call during the cooldown
+        first, second = chan.sent[0].text, chan.sent[1].text
+        assert "can't reach the model" in first and "HTTP 500" in first and "Offline mode" in first
+        assert "can't reach the model" not in second and "Offline mode" in second
+        # the offline reply recalls what was said before
+        assert "Acme pays net 30" in second
+        # cooldown over: the next message probes the model again, which is back
+        rt.coordinator.llm._health.retry_at = 0.0
+        await rt.dispatcher.handle(msg("third", 3))
+    assert chan.sent[2].text == "echo: third"
+
+
+async def test_timeout_is_a_clear_message(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.append(Scripted(content="too late", delay_s=1.5))
+    fake_llm.script.append(Scripted(content="too late", delay_s=1.5))
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=2, timeout_s=0.3))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("hello?", 1))
+    assert "did not answer in time" in chan.sent[0].text and "Offline mode" in chan.sent[0].text
+
+
+async def test_server_down_is_a_clear_message(tmp_path: Path) -> None:
+    async with FakeOpenAI() as server:
+        settings = make_settings(tmp_path, llm=llm_settings(server, max_attempts=2))
+    # the server is closed now: connection refused
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("anyone?", 1))
+        calls = await rt.db.llm_calls()
+    assert "cannot connect to the model endpoint" in chan.sent[0].text
+    assert len(calls) == 2 and all(c.estimated for c in calls)
+
+
+async def test_auth_error_is_not_retried(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, api_key="sk-wrong-key-1111111111111"))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("hi", 1))
+    assert len(fake_llm.chat_requests) == 1
+    assert "HTTP 401" in chan.sent[0].text
+
+
+async def test_usage_missing_is_estimated(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.append(Scripted(content="no usage here", usage=False))
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        rt.dispatcher.attach(RecordingChannel("rec"))
+        await rt.dispatcher.handle(msg("hi", 1))
+        call = (await rt.db.llm_calls())[0]
+    assert call.estimated and call.prompt_tokens > 50 and call.completion_tokens >= 1
+
+
+async def test_offline_mode_without_configuration(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("the invoice for Acme is 400 EUR", 1))
+        await rt.dispatcher.handle(msg("invoice Acme", 2))
+    assert "COO_LLM__BASE_URL" in chan.sent[0].text
+    assert "the invoice for Acme is 400 EUR" in chan.sent[1].text
+    assert "can't reach the model" not in chan.sent[1].text

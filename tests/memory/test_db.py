@@ -1,0 +1,51 @@
+"""The application database: append-only events, inbox dedupe, operators, ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from memory.db import LLMCall, open_database
+
+
+async def test_event_log_is_append_only(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        event_id = await db.append_event("message.in", "telegram:1", {"text": "héllo ✓"}, session="s")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await db.connection.execute("UPDATE events SET payload = '{}' WHERE id = ?", (event_id,))
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await db.connection.execute("DELETE FROM events")
+        events = await db.events(session="s")
+    assert [(e.kind, e.payload["text"]) for e in events] == [("message.in", "héllo ✓")]
+
+
+async def test_inbox_claims_once_and_keeps_unfinished(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        assert await db.claim_update("telegram:7", "telegram:1", {"text": "a"})
+        assert not await db.claim_update("telegram:7", "telegram:1", {"text": "a"})
+        assert await db.claim_update("telegram:8", "telegram:1", {"text": "b"})
+        await db.finish_update("telegram:8")
+    # A new connection (a restart) still sees the unfinished claim and still refuses the duplicate.
+    async with open_database(tmp_path) as db:
+        assert await db.pending_updates() == [("telegram:7", {"text": "a"})]
+        assert not await db.claim_update("telegram:8", "telegram:1", {"text": "b"})
+
+
+async def test_wal_mode_and_operators(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        async with db.connection.execute("PRAGMA journal_mode") as cur:
+            assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
+        await db.add_operator("telegram:5", via="pairing")
+        await db.add_operator("telegram:5", via="pairing")
+        assert await db.operators() == {"telegram:5"}
+
+
+async def test_llm_ledger_mirrors_into_event_log(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        await db.record_llm_call(LLMCall("s", "chat", "m", 10, 3, False, 12, "ok"))
+        calls = await db.llm_calls()
+        events = await db.events(kind="llm.call")
+    assert calls == [LLMCall("s", "chat", "m", 10, 3, False, 12, "ok")]
+    assert events[0].payload["prompt_tokens"] == 10 and events[0].session == "s"
