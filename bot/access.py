@@ -45,7 +45,10 @@ class AccessGuard:
     """
 
     def __init__(
-        self, allow_list: frozenset[str], db: Database, code_ttl_s: float,
+        self,
+        allow_list: frozenset[str],
+        db: Database,
+        code_ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._allow_list = allow_list
@@ -85,7 +88,12 @@ class AccessGuard:
 
     async def _pair(self, identity: str, attempt: str) -> Verdict:
         code = self._pairing
-        if code is None or code.used or self._clock() > code.expires_at or code.failures >= _MAX_PAIR_FAILURES:
+        if (
+            code is None
+            or code.used
+            or self._clock() > code.expires_at
+            or code.failures >= _MAX_PAIR_FAILURES
+        ):
             return Verdict.PAIR_FAILED
         if not hmac.compare_digest(code.code.encode(), attempt.strip().upper().encode()):
             code.failures += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from bot.logging_setup import configure_logging
@@ -12,8 +13,12 @@ from bot.settings import ConfigError, Settings, load_settings
 
 def _secrets(settings: Settings) -> list[str]:
     values = [
-        settings.llm.api_key, settings.telegram.token, settings.telegram.webhook_secret,
-        settings.slack.bot_token, settings.slack.app_token, settings.slack.signing_secret,
+        settings.llm.api_key,
+        settings.telegram.token,
+        settings.telegram.webhook_secret,
+        settings.slack.bot_token,
+        settings.slack.app_token,
+        settings.slack.signing_secret,
         settings.smtp.password,
     ]
     return [v.get_secret_value() for v in values if v is not None]
@@ -39,10 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_doctor(settings))
     from bot.runtime import serve
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, console=True if args.command == "chat" else None))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

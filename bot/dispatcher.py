@@ -28,7 +28,11 @@ class Dispatcher:
     """Receives InboundMessages from every channel and answers through the same channel."""
 
     def __init__(
-        self, db: Database, guard: AccessGuard, commands: CommandRouter, coordinator: Coordinator,
+        self,
+        db: Database,
+        guard: AccessGuard,
+        commands: CommandRouter,
+        coordinator: Coordinator,
     ) -> None:
         self._db = db
         self._guard = guard
@@ -70,7 +74,10 @@ class Dispatcher:
         async with self._locks[session]:
             try:
                 await self._db.append_event(
-                    "message.in", inbound.sender, {"text": inbound.text, "kind": inbound.kind}, session=session
+                    "message.in",
+                    inbound.sender,
+                    {"text": inbound.text, "kind": inbound.kind},
+                    session=session,
                 )
                 reply = await self._answer(inbound)
                 if reply:
@@ -98,7 +105,9 @@ class Dispatcher:
     async def send(self, message: OutboundMessage) -> list[str]:
         """Send through the message's channel and record it in the event log."""
         ids = await self._channels[message.channel].send(message)
-        session = f"{message.channel}:{message.chat_id}" + (f":{message.thread_id}" if message.thread_id else "")
+        session = f"{message.channel}:{message.chat_id}" + (
+            f":{message.thread_id}" if message.thread_id else ""
+        )
         await self._db.append_event("message.out", "coo", {"text": message.text, "ids": ids}, session=session)
         return ids
 
@@ -110,15 +119,21 @@ class Dispatcher:
 
     async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
         audit = {"kind": inbound.kind, "verdict": verdict.value, "chat": inbound.chat_id}
-        await self._db.append_event("access." + verdict.value, inbound.sender, audit, session=inbound.session_key)
+        await self._db.append_event(
+            "access." + verdict.value, inbound.sender, audit, session=inbound.session_key
+        )
         if verdict is Verdict.PAIRED:
             log.info("paired new operator %s", inbound.sender)
-            await self._safe_send(OutboundMessage.reply_to(inbound, "Paired. You are now my operator. Try /help."))
+            await self._safe_send(
+                OutboundMessage.reply_to(inbound, "Paired. You are now my operator. Try /help.")
+            )
             return
         log.warning("refused %s from %s (%s)", inbound.kind, inbound.sender, verdict.value)
         now = time.monotonic()
         last = self._refused_at.get(inbound.sender)
-        if inbound.channel in self._channels and (last is None or now - last > _REFUSAL_INTERVAL_S):
+        # Only someone who addressed us gets a reply; e.g. channel chatter ("other") is audited only.
+        addressed = inbound.kind in ("message", "command", "callback", "edit")
+        if addressed and inbound.channel in self._channels and (last is None or now - last > _REFUSAL_INTERVAL_S):
             self._refused_at[inbound.sender] = now
             await self._safe_send(OutboundMessage.reply_to(inbound, REFUSAL))
 

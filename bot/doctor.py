@@ -44,7 +44,9 @@ async def check_model(settings: Settings, client: httpx.AsyncClient) -> Check:
         return Check("model", None, "offline mode; set COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
     base = llm.base_url or "https://api.openai.com/v1"
     headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value()}"} if llm.api_key else {}
-    return await _http("model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {base} reachable")
+    return await _http(
+        "model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {base} reachable"
+    )
 
 
 async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:
@@ -107,12 +109,17 @@ async def run_doctor(settings: Settings) -> int:
         checks = [
             check_data_dir(settings),
             *await asyncio.gather(
-                check_model(settings, client), check_telegram(settings, client), check_slack(settings, client),
+                check_model(settings, client),
+                check_telegram(settings, client),
+                check_slack(settings, client),
                 check_smtp(settings),
             ),
         ]
-    access = (f"allow-list of {len(settings.operator_ids)}" if settings.operator_ids
-              else "pairing mode (a code is printed at start)")
+    access = (
+        f"allow-list of {len(settings.operator_ids)}"
+        if settings.operator_ids
+        else "pairing mode (a code is printed at start)"
+    )
     checks.append(Check("access", True, access))
     checks.append(Check("embeddings", True, f"{settings.embeddings.provider} provider"))
     names = env_summary()

@@ -124,7 +124,9 @@ def banner(runtime: Runtime) -> str:
         ttl_min = runtime.settings.pairing_code_ttl_s // 60
         lines.append(f"  pairing code: {runtime.pairing_code} (one use, expires in {ttl_min} min)")
     if not runtime.settings.telegram.configured and not runtime.settings.slack.configured:
-        lines.append("  no chat platform configured: set COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN to add one.")
+        lines.append(
+            "  no chat platform configured: set COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN to add one."
+        )
     if runtime.console is not None:
         lines.append("  type a message, /help for commands, Ctrl-D to quit.")
     return "\n".join(lines)

@@ -100,7 +100,9 @@ class SlackSettings(BaseModel):
     @model_validator(mode="after")
     def _mode(self) -> SlackSettings:
         if self.bot_token and not (self.app_token or self.signing_secret):
-            raise ValueError("set COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET (HTTP mode)")
+            raise ValueError(
+                "set COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET (HTTP mode)"
+            )
         if self.app_token and not self.app_token.get_secret_value().startswith("xapp-"):
             raise ValueError("COO_SLACK__APP_TOKEN must be an app-level token starting with xapp-")
         return self

@@ -19,8 +19,13 @@ class Coordinator:
     """Compiles the graph with an injected checkpointer; one thread per session key."""
 
     def __init__(
-        self, db: Database, llm: LLMClient, checkpointer: BaseCheckpointSaver[Any],
-        settings: LLMSettings, timezone: str, tools: ToolBox | None = None,
+        self,
+        db: Database,
+        llm: LLMClient,
+        checkpointer: BaseCheckpointSaver[Any],
+        settings: LLMSettings,
+        timezone: str,
+        tools: ToolBox | None = None,
     ) -> None:
         self._db = db
         self._llm = llm
@@ -37,11 +42,21 @@ class Coordinator:
     async def respond(self, session: str, text: str) -> str:
         """Run one operator message through the graph and return the reply text."""
         context = GraphContext(
-            db=self._db, llm=self._llm, tools=self._tools, session=session, timezone=self._timezone,
-            recent_turns=self._settings.recent_turns, max_tool_rounds=self._settings.max_tool_rounds,
+            db=self._db,
+            llm=self._llm,
+            tools=self._tools,
+            session=session,
+            timezone=self._timezone,
+            recent_turns=self._settings.recent_turns,
+            max_tool_rounds=self._settings.max_tool_rounds,
         )
         result = await self._graph.ainvoke(
-            {"messages": [{"role": "user", "content": text}], "tool_rounds": 0, "reply": "", "offline": False},
+            {
+                "messages": [{"role": "user", "content": text}],
+                "tool_rounds": 0,
+                "reply": "",
+                "offline": False,
+            },
             config={"configurable": {"thread_id": session}},
             context=context,
             durability="sync",

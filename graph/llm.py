@@ -155,7 +155,9 @@ class LLMClient:
                     self._mark_down(reason)
                     raise ModelUnavailable(reason) from exc
                 delay = self._settings.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning("model call failed (%s); retry %d/%d in %.2fs", reason, attempt, attempts - 1, delay)
+                log.warning(
+                    "model call failed (%s); retry %d/%d in %.2fs", reason, attempt, attempts - 1, delay
+                )
                 await asyncio.sleep(delay)
                 continue
             except openai.APIStatusError as exc:
@@ -169,21 +171,43 @@ class LLMClient:
             prompt = usage.prompt_tokens if usage else estimate_message_tokens(messages)
             completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
             await self._db.record_llm_call(
-                LLMCall(session, workflow, name, prompt, completion, usage is None,
-                        int((self._clock() - started) * 1000), "ok")
+                LLMCall(
+                    session,
+                    workflow,
+                    name,
+                    prompt,
+                    completion,
+                    usage is None,
+                    int((self._clock() - started) * 1000),
+                    "ok",
+                )
             )
             self._mark_up()
             return ModelReply(reply.content, reply.tool_calls, prompt, completion)
         raise AssertionError("unreachable")
 
     async def _record(
-        self, session: str | None, workflow: str, model: str, messages: Sequence[dict[str, Any]],
-        completion: str, started: float, outcome: str,
+        self,
+        session: str | None,
+        workflow: str,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        completion: str,
+        started: float,
+        outcome: str,
     ) -> None:
         # A failed call may still have been billed; record the estimate so spend is never hidden.
         await self._db.record_llm_call(
-            LLMCall(session, workflow, model, estimate_message_tokens(messages), 0, True,
-                    int((self._clock() - started) * 1000), outcome)
+            LLMCall(
+                session,
+                workflow,
+                model,
+                estimate_message_tokens(messages),
+                0,
+                True,
+                int((self._clock() - started) * 1000),
+                outcome,
+            )
         )
 
     def _mark_down(self, reason: str) -> None:

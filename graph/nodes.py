@@ -21,8 +21,12 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
         now=render_time(utcnow(), ctx.timezone),
         timezone=ctx.timezone,
     )
-    return {"context": [{"role": "system", "content": system}, *recent_turns(state.get("messages", []),
-                                                                              ctx.recent_turns)]}
+    return {
+        "context": [
+            {"role": "system", "content": system},
+            *recent_turns(state.get("messages", []), ctx.recent_turns),
+        ]
+    }
 
 
 def recent_turns(messages: list[dict[str, Any]], turns: int) -> list[dict[str, Any]]:
@@ -30,7 +34,7 @@ def recent_turns(messages: list[dict[str, Any]], turns: int) -> list[dict[str, A
     starts = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     if len(starts) <= turns:
         return list(messages)
-    return list(messages[starts[-turns]:])
+    return list(messages[starts[-turns] :])
 
 
 async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -73,9 +77,15 @@ async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str
     for call in state["messages"][-1].get("tool_calls", []):
         fn = call.get("function", {})
         output = await ctx.tools.run(tool_ctx, str(fn.get("name", "")), str(fn.get("arguments", "{}")))
-        await ctx.db.append_event("tool.call", "coo", {"tool": fn.get("name"), "ok": not output.startswith("error:")},
-                                  session=ctx.session)
-        results.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{output}\n</data>"})
+        await ctx.db.append_event(
+            "tool.call",
+            "coo",
+            {"tool": fn.get("name"), "ok": not output.startswith("error:")},
+            session=ctx.session,
+        )
+        results.append(
+            {"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{output}\n</data>"}
+        )
     return {"messages": results, "tool_rounds": state.get("tool_rounds", 0) + 1}
 
 
@@ -92,7 +102,9 @@ async def offline_reply(ctx: GraphContext, text: str) -> str:
     """What the operator gets without a model: matching earlier messages and how to add a model."""
     hits = await search_messages(ctx.db, text, 6, kinds=("message.in",)) if text.strip() else []
     hits = [h for h in hits if not h.endswith(f"operator: {text[:300]}")][:5]
-    recall = ("Related things you told me:\n" + "\n".join(hits)) if hits else "Nothing in memory matches that yet."
+    recall = (
+        ("Related things you told me:\n" + "\n".join(hits)) if hits else "Nothing in memory matches that yet."
+    )
     return load_prompt("offline").format(recall=recall).strip()
 
 

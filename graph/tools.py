@@ -38,8 +38,10 @@ class Tool:
         """The OpenAI function-tool schema."""
         params = self.args.model_json_schema()
         params.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description,
-                                                 "parameters": params}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
 
 
 class NoArgs(BaseModel):
@@ -59,8 +61,9 @@ async def _current_time(ctx: ToolContext, _: NoArgs) -> str:
 
 
 _STOPWORDS = frozenset(
-    "the and for are was were what when where which who whom with from that this have has had you your "
-    "our not but can did does how about into them they their there then than its it's any all".split()
+    "the and for are was were what when where which who whom with from that this have has "
+    "had you your our not but can did does how about into them they their there then than "
+    "its it's any all".split()
 )
 
 
@@ -70,7 +73,10 @@ def keywords(text: str) -> set[str]:
 
 
 async def search_messages(
-    db: Database, query: str, limit: int, session: str | None = None,
+    db: Database,
+    query: str,
+    limit: int,
+    session: str | None = None,
     kinds: tuple[str, ...] = ("message.in", "message.out"),
 ) -> list[str]:
     """Past messages (in and out) ranked by how many keywords of ``query`` they share, then recency."""
@@ -97,8 +103,12 @@ async def _search_history(ctx: ToolContext, args: SearchArgs) -> str:
 
 SAFE_TOOLS: tuple[Tool, ...] = (
     Tool("current_time", "The current date and time in the operator's time zone.", NoArgs, _current_time),
-    Tool("search_history", "Search earlier messages of this conversation by words.", SearchArgs,
-         _search_history),
+    Tool(
+        "search_history",
+        "Search earlier messages of this conversation by words.",
+        SearchArgs,
+        _search_history,
+    ),
 )
 
 

@@ -118,7 +118,9 @@ class Database:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def events(self, kind: str | None = None, session: str | None = None, limit: int = 1000) -> list[Event]:
+    async def events(
+        self, kind: str | None = None, session: str | None = None, limit: int = 1000
+    ) -> list[Event]:
         """Events, oldest first, optionally filtered by kind and session."""
         sql = "SELECT id, at, actor, session, kind, payload FROM events WHERE 1=1"
         args: list[Any] = []
@@ -132,9 +134,7 @@ class Database:
         args.append(limit)
         async with self._conn.execute(sql, args) as cur:
             rows = await cur.fetchall()
-        return [
-            Event(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows
-        ]
+        return [Event(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     # -- inbox: at-most-once handling of platform deliveries (I3) -----------------------------
     async def claim_update(self, update_key: str, session: str, payload: dict[str, Any]) -> bool:
@@ -184,8 +184,15 @@ class Database:
             "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, "
             "estimated, latency_ms, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                utcnow().isoformat(), call.session, call.workflow, call.model, call.prompt_tokens,
-                call.completion_tokens, int(call.estimated), call.latency_ms, call.outcome,
+                utcnow().isoformat(),
+                call.session,
+                call.workflow,
+                call.model,
+                call.prompt_tokens,
+                call.completion_tokens,
+                int(call.estimated),
+                call.latency_ms,
+                call.outcome,
             ),
         )
         await self._conn.commit()
@@ -193,9 +200,13 @@ class Database:
             "llm.call",
             "coo",
             {
-                "model": call.model, "workflow": call.workflow, "prompt_tokens": call.prompt_tokens,
-                "completion_tokens": call.completion_tokens, "estimated": call.estimated,
-                "latency_ms": call.latency_ms, "outcome": call.outcome,
+                "model": call.model,
+                "workflow": call.workflow,
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": call.completion_tokens,
+                "estimated": call.estimated,
+                "latency_ms": call.latency_ms,
+                "outcome": call.outcome,
             },
             session=call.session,
         )

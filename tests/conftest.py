@@ -25,8 +25,14 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
     """LLM settings pointing at a fake server, with fast retries."""
-    return {"base_url": fake.base_url, "api_key": fake.api_key, "model": "fake-model",
-            "retry_base_s": 0.01, "timeout_s": 2.0, **extra}
+    return {
+        "base_url": fake.base_url,
+        "api_key": fake.api_key,
+        "model": "fake-model",
+        "retry_base_s": 0.01,
+        "timeout_s": 2.0,
+        **extra,
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TextIO
 
 from bot.access import CONSOLE_OPERATOR
@@ -26,7 +26,9 @@ class ConsoleChannel:
 
     name = "console"
 
-    def __init__(self, on_inbound: InboundHandler, input: TextIO | None = None, output: TextIO | None = None) -> None:
+    def __init__(
+        self, on_inbound: InboundHandler, input: TextIO | None = None, output: TextIO | None = None
+    ) -> None:
         self._on_inbound = on_inbound
         self._input = input or sys.stdin
         self._output = output or sys.stdout
@@ -51,10 +53,8 @@ class ConsoleChannel:
         """Stop handling input (the reader thread dies with the process)."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _consume(self) -> None:
@@ -67,8 +67,13 @@ class ConsoleChannel:
             if not text:
                 self._prompt()
                 continue
-            kind = "command" if text.startswith("/") else "message"
-            inbound = InboundMessage(channel="console", chat_id="local", sender=CONSOLE_OPERATOR, text=text, kind=kind)
+            inbound = InboundMessage(
+                channel="console",
+                chat_id="local",
+                sender=CONSOLE_OPERATOR,
+                text=text,
+                kind="command" if text.startswith("/") else "message",
+            )
             try:
                 await self._on_inbound(inbound)
             except Exception:

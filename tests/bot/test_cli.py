@@ -21,10 +21,19 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run_coo(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "", timeout: float = 60) -> tuple[int, str, str]:
+async def run_coo(
+    args: list[str], env: dict[str, str], cwd: Path, stdin: str = "", timeout: float = 60
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", *args, cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
     assert proc.returncode is not None
@@ -87,8 +96,13 @@ async def test_doctor_reports_reachability(tmp_path: Path) -> None:
     assert code == 0, out
     assert "[ok]   model: gpt-4o-mini at " in out
     assert "[--]   telegram: not configured" in out
-    env = clean_env(tmp_path, COO_LLM__BASE_URL="http://127.0.0.1:9/v1", COO_SMTP__HOST="127.0.0.1",
-                    COO_SMTP__PORT="9", COO_SMTP__FROM_ADDR="me@example.org")
+    env = clean_env(
+        tmp_path,
+        COO_LLM__BASE_URL="http://127.0.0.1:9/v1",
+        COO_SMTP__HOST="127.0.0.1",
+        COO_SMTP__PORT="9",
+        COO_SMTP__FROM_ADDR="me@example.org",
+    )
     code, out, _ = await run_coo(["doctor"], env, tmp_path)
     assert code == 1
     assert "[FAIL] model: unreachable" in out and "[FAIL] email: 127.0.0.1:9 unreachable" in out

@@ -12,13 +12,26 @@ from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 
 
-def msg(text: str, sender: str = "telegram:1001", chat: str = "1001", key: str | None = None,
-        kind: str = "message") -> InboundMessage:
-    return InboundMessage(channel="rec", chat_id=chat, sender=sender, text=text, kind=kind,  # type: ignore[arg-type]
-                          update_key=key)
+def msg(
+    text: str,
+    sender: str = "telegram:1001",
+    chat: str = "1001",
+    key: str | None = None,
+    kind: str = "message",
+) -> InboundMessage:
+    return InboundMessage(
+        channel="rec",
+        chat_id=chat,
+        sender=sender,
+        text=text,
+        kind=kind,  # type: ignore[arg-type]
+        update_key=key,
+    )
 
 
-async def test_allowed_message_reaches_model_and_reply_comes_back(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_allowed_message_reaches_model_and_reply_comes_back(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
     fake_llm.reply("Hello, operator.")
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
@@ -34,14 +47,23 @@ async def test_allowed_message_reaches_model_and_reply_comes_back(tmp_path: Path
     assert calls[0].prompt_tokens > 0 and calls[0].outcome == "ok" and not calls[0].estimated
 
 
-async def test_stranger_refused_on_every_update_kind_without_model_call(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+async def test_stranger_refused_on_every_update_kind_without_model_call(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         for i, kind in enumerate(["message", "edit", "command", "callback", "other"]):
-            await rt.dispatcher.handle(msg("/status" if kind == "command" else "hi", sender="telegram:666",
-                                           chat="666", key=f"rec:{i}", kind=kind))
+            await rt.dispatcher.handle(
+                msg(
+                    "/status" if kind == "command" else "hi",
+                    sender="telegram:666",
+                    chat="666",
+                    key=f"rec:{i}",
+                    kind=kind,
+                )
+            )
         denied = await rt.db.events(kind="access.deny")
         claimed = await rt.db.pending_updates()
     assert fake_llm.requests == []
@@ -99,7 +121,9 @@ async def test_tool_call_runs_and_result_goes_back_to_model(tmp_path: Path, fake
         tool_events = await rt.db.events(kind="tool.call")
     assert [m.text for m in chan.sent] == ["It is late."]
     second = fake_llm.chat_requests[1]["messages"]
-    assert second[-1]["role"] == "tool" and ("WET" in second[-1]["content"] or "WEST" in second[-1]["content"])
+    assert second[-1]["role"] == "tool" and (
+        "WET" in second[-1]["content"] or "WEST" in second[-1]["content"]
+    )
     third = fake_llm.chat_requests[2]["messages"]
     assert "no tool named" in third[-1]["content"]
     assert [e.payload["ok"] for e in tool_events] == [True, False]
@@ -131,8 +155,9 @@ async def test_unknown_command_is_user_facing(tmp_path: Path, fake_llm: FakeOpen
     assert fake_llm.requests == []
 
 
-async def test_internal_error_is_logged_once_and_generic_reply(tmp_path: Path, fake_llm: FakeOpenAI,
-                                                              captured_logs) -> None:  # type: ignore[no-untyped-def]
+async def test_internal_error_is_logged_once_and_generic_reply(
+    tmp_path: Path, fake_llm: FakeOpenAI, captured_logs
+) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")

@@ -19,8 +19,10 @@ TG_TOKEN = "123456789:AAH-secretsecretsecretsecretsecret0"
 async def test_secrets_are_redacted_everywhere(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.fail(500, times=2)
     settings = make_settings(
-        tmp_path, llm=llm_settings(fake_llm, max_attempts=2),
-        telegram={"token": TG_TOKEN}, smtp={"password": "hunter2-smtp-pass"},
+        tmp_path,
+        llm=llm_settings(fake_llm, max_attempts=2),
+        telegram={"token": TG_TOKEN},
+        smtp={"password": "hunter2-smtp-pass"},
     )
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -35,7 +37,9 @@ async def test_secrets_are_redacted_everywhere(tmp_path: Path, fake_llm: FakeOpe
             raise ValueError(f"boom {TG_TOKEN}")
         except ValueError:
             log.exception("with traceback")
-        settings = settings.model_copy(update={"telegram": settings.telegram.model_copy(update={"token": None})})
+        settings = settings.model_copy(
+            update={"telegram": settings.telegram.model_copy(update={"token": None})}
+        )
         async with open_runtime(settings, console=False) as rt:
             rt.dispatcher.attach(RecordingChannel("rec"))
             await rt.dispatcher.handle(InboundMessage("rec", "1001", "telegram:1001", "hi", update_key="k"))
@@ -43,7 +47,13 @@ async def test_secrets_are_redacted_everywhere(tmp_path: Path, fake_llm: FakeOpe
     finally:
         logging.getLogger().removeHandler(handler)
     text = stream.getvalue()
-    for secret in (TG_TOKEN, "hunter2-smtp-pass", fake_llm.api_key, "xoxb-1234-5678-abcdefgh", "xapp-1-A0-12345678"):
+    for secret in (
+        TG_TOKEN,
+        "hunter2-smtp-pass",
+        fake_llm.api_key,
+        "xoxb-1234-5678-abcdefgh",
+        "xapp-1-A0-12345678",
+    ):
         assert secret not in text
     assert text.count(REDACTED) >= 7
     assert "model unreachable" in text

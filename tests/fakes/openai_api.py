@@ -98,23 +98,33 @@ class FakeOpenAI:
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
         if step.status != 200:
-            return web.json_response({"error": {"message": f"scripted {step.status}", "type": "server"}},
-                                     status=step.status)
+            return web.json_response(
+                {"error": {"message": f"scripted {step.status}", "type": "server"}}, status=step.status
+            )
         message: dict[str, Any] = {"role": "assistant", "content": step.content or None}
         if step.tool_calls:
             message["tool_calls"] = [
-                {"id": f"call_{len(self.requests)}_{i}", "type": "function",
-                 "function": {"name": name, "arguments": json.dumps(args)}}
+                {
+                    "id": f"call_{len(self.requests)}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
                 for i, (name, args) in enumerate(step.tool_calls)
             ]
         answer: dict[str, Any] = {
-            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if step.tool_calls else "stop"}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}
+            ],
         }
         if step.usage:
             prompt = sum(len(json.dumps(m)) for m in body["messages"]) // 4
-            answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": max(1, len(step.content) // 4),
-                               "total_tokens": prompt + max(1, len(step.content) // 4)}
+            answer["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": max(1, len(step.content) // 4),
+                "total_tokens": prompt + max(1, len(step.content) // 4),
+            }
         return web.json_response(answer)

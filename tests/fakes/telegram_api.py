@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -46,12 +47,6 @@ class _Failure:
 class _Pending:
     update: JSON
     delivered: bool = False
-
-
-@dataclass
-class _State:
-    pending: list[_Pending] = field(default_factory=list)
-    messages: dict[tuple[str, int], JSON] = field(default_factory=dict)
 
 
 def _decode(key: str, value: str) -> Any:
@@ -92,7 +87,8 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.commands: list[JSON] = []
         self.webhook: JSON | None = None
-        self._state = _State()
+        self._pending: list[_Pending] = []
+        self._messages: dict[tuple[str, int], JSON] = {}  # what the bot sent, for edits and taps
         self._failures: dict[str, list[_Failure]] = {}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
@@ -129,12 +125,17 @@ class FakeTelegram:
             update["update_id"] = next(self._update_ids)
         else:
             self._bump_update_ids(update["update_id"])
-        self._state.pending.append(_Pending(update))
+        self._pending.append(_Pending(update))
         self._wake()
         return int(update["update_id"])
 
     def push_message(
-        self, user_id: int, chat_id: int, text: str, update_id: int | None = None, thread_id: int | None = None
+        self,
+        user_id: int,
+        chat_id: int,
+        text: str,
+        update_id: int | None = None,
+        thread_id: int | None = None,
     ) -> int:
         """Queue a new text message from ``user_id`` in ``chat_id``; returns its update_id."""
         return self._push("message", self._user_message(user_id, chat_id, text, thread_id), update_id)
@@ -157,7 +158,7 @@ class FakeTelegram:
         self, user_id: int, chat_id: int, message_id: int, data: str, update_id: int | None = None
     ) -> int:
         """Queue a button tap on message ``message_id`` (the sent one, if the fake knows it)."""
-        message = self._state.messages.get((str(chat_id), message_id)) or {
+        message = self._messages.get((str(chat_id), message_id)) or {
             "message_id": message_id,
             "date": int(time.time()),
             "chat": _chat(chat_id),
@@ -185,7 +186,7 @@ class FakeTelegram:
             and (chat_id is None or str(call.params.get("chat_id")) == str(chat_id))
         ]
 
-    async def wait_for(
+    async def wait_for(  # noqa: ASYNC109 - the brief fixes this signature
         self, what: str | Callable[[Call], bool], count: int = 1, timeout: float = 5
     ) -> list[Call]:
         """Wait until ``count`` recorded calls (failed ones too) match a method name or predicate."""
@@ -199,14 +200,17 @@ class FakeTelegram:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 seen = [call.method for call in self.calls]
-                raise AssertionError(f"waited {timeout}s for {count} x {what!r}; got {len(found)}; calls: {seen}")
-            try:
+                raise AssertionError(f"waited {timeout}s for {count} x {what!r}, got {len(found)}: {seen}")
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     def fail_next(
-        self, method: str, status: int, n: int = 1, retry_after: float | None = None, description: str | None = None
+        self,
+        method: str,
+        status: int,
+        n: int = 1,
+        retry_after: float | None = None,
+        description: str | None = None,
     ) -> None:
         """Make the next ``n`` calls of ``method`` fail with ``status``.
 
@@ -259,8 +263,10 @@ class FakeTelegram:
             for key, value in (await request.post()).items():
                 if isinstance(value, str):
                     params[key] = _decode(key, value)
-                else:
+                elif isinstance(value, web.FileField):
                     params[key] = {"filename": value.filename, "content": value.file.read()}
+                else:
+                    params[key] = bytes(value)
         return params
 
     @staticmethod
@@ -291,7 +297,7 @@ class FakeTelegram:
             self._drop_if_asked(params)
         elif name == "getwebhookinfo":
             url = self.webhook.get("url", "") if self.webhook else ""
-            pending = len(self._state.pending)
+            pending = len(self._pending)
             return {"url": url, "has_custom_certificate": False, "pending_update_count": pending}
         elif name == "sendmessage":
             return self._send(params)
@@ -318,25 +324,25 @@ class FakeTelegram:
             message["is_topic_message"] = True
         if "reply_markup" in params:
             message["reply_markup"] = params["reply_markup"]
-        self._state.messages[(str(chat_id), message["message_id"])] = message
+        self._messages[(str(chat_id), message["message_id"])] = message
         return message
 
     def _edit(self, params: dict[str, Any]) -> JSON:
         chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
-        old = self._state.messages.get((str(chat_id), message_id))
+        old = self._messages.get((str(chat_id), message_id))
         markup = params.get("reply_markup")
         if old is not None and old.get("text") == params.get("text") and old.get("reply_markup") == markup:
             raise _ApiError(
                 "Bad Request: message is not modified: specified new message content and reply markup "
                 "are exactly the same as a current content and reply markup of the message"
             )
-        message = dict(old) if old else {"message_id": message_id, "chat": _chat(chat_id), "from": self.bot_user}
+        message = dict(old or {"message_id": message_id, "chat": _chat(chat_id), "from": self.bot_user})
         message.update(text=params.get("text", ""), date=message.get("date", int(time.time())))
         message["edit_date"] = int(time.time())
         message.pop("reply_markup", None)
         if markup:
             message["reply_markup"] = markup
-        self._state.messages[(str(chat_id), message_id)] = message
+        self._messages[(str(chat_id), message_id)] = message
         return message
 
     async def _get_updates(self, params: dict[str, Any]) -> list[JSON]:
@@ -346,19 +352,16 @@ class FakeTelegram:
         limit = int(params.get("limit") or 100)
         deadline = asyncio.get_running_loop().time() + float(params.get("timeout") or 0)
         while True:
-            state = self._state
             # Confirmed = delivered before and below the offset; a re-pushed old id is still news.
-            state.pending = [p for p in state.pending if not (p.delivered and p.update["update_id"] < offset)]
-            ready = [p for p in state.pending if p.update["update_id"] >= offset or not p.delivered][:limit]
+            self._pending = [p for p in self._pending if not (p.delivered and p.update["update_id"] < offset)]
+            ready = [p for p in self._pending if p.update["update_id"] >= offset or not p.delivered][:limit]
             remaining = deadline - asyncio.get_running_loop().time()
             if ready or remaining <= 0 or self._closing:
                 for pending in ready:
                     pending.delivered = True
                 return [p.update for p in ready]
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -368,7 +371,7 @@ class FakeTelegram:
 
     def _drop_if_asked(self, params: dict[str, Any]) -> None:
         if params.get("drop_pending_updates"):
-            self._state.pending.clear()
+            self._pending.clear()
 
     def _bump_update_ids(self, used: int) -> None:
         current = next(self._update_ids)

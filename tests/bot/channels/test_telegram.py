@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -38,15 +39,15 @@ class Inbox:
         if gate is not None:
             await gate.wait()
 
-    async def wait(self, count: int = 1, timeout: float = 5) -> list[InboundMessage]:
-        async with asyncio.timeout(timeout):
+    async def wait(self, count: int = 1, within: float = 5) -> list[InboundMessage]:
+        async with asyncio.timeout(within):
             while len(self.items) < count:
                 self._changed.clear()
                 await self._changed.wait()
         return self.items
 
 
-def make_settings(tg: FakeTelegram, **extra: object) -> TelegramSettings:
+def make_settings(tg: FakeTelegram, **extra: Any) -> TelegramSettings:
     return TelegramSettings(token=SecretStr(TOKEN), api_base_url=tg.api_root, poll_timeout_s=1, **extra)
 
 
@@ -100,12 +101,15 @@ async def test_edit_arrives_as_edit(tg: FakeTelegram, inbox: Inbox, channel: Tel
     assert (msg.kind, msg.text, msg.message_id) == ("edit", "fixed typo", "99")
 
 
-async def test_callback_is_answered_before_hand_over(tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel):
+async def test_callback_is_answered_before_hand_over(
+    tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel
+):
     answered_first: list[bool] = []
     inbox.on_receive = lambda _: answered_first.append(
         any(c.method == "answerCallbackQuery" for c in tg.calls)
     )
-    [card_id] = await channel.send(OutboundMessage("telegram", "7", "Send it?", buttons=(Button("Yes", "ap:1"),)))
+    card = OutboundMessage("telegram", "7", "Send it?", buttons=(Button("Yes", "ap:1"),))
+    [card_id] = await channel.send(card)
     update_id = tg.push_callback(user_id=7, chat_id=7, message_id=int(card_id), data="ap:1")
     [msg] = await inbox.wait()
     assert (msg.kind, msg.callback_data, msg.message_id, msg.chat_id) == ("callback", "ap:1", card_id, "7")
@@ -129,7 +133,9 @@ async def test_other_update_types_carry_the_sender(tg: FakeTelegram, inbox: Inbo
     ]
 
 
-async def test_duplicate_delivery_keeps_the_update_key(tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel):
+async def test_duplicate_delivery_keeps_the_update_key(
+    tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel
+):
     update_id = tg.push_message(7, 7, "once")
     await inbox.wait()
     tg.push_message(7, 7, "once", update_id=update_id)
@@ -212,7 +218,7 @@ async def test_slow_chat_does_not_block_another(tg: FakeTelegram, inbox: Inbox, 
     tg.push_message(1, 1, "slow")
     await inbox.wait(1)
     tg.push_message(2, 2, "fast")
-    msgs = await inbox.wait(2, timeout=3)
+    msgs = await inbox.wait(2, within=3)
     assert [m.chat_id for m in msgs] == ["1", "2"]
     release.set()
 
@@ -226,14 +232,15 @@ async def test_handler_error_is_logged_and_polling_goes_on(
 
     inbox.on_receive = explode
     tg.push_message(7, 7, "boom")
-    async with asyncio.timeout(5):
-        while not (errors := [r for r in caplog.records if r.name == "bot.channels.telegram"]):
-            await asyncio.sleep(0.01)
+    for _ in range(500):
+        if any(r.name == "bot.channels.telegram" for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
     tg.push_message(7, 7, "after")
     [msg] = await inbox.wait(1)
     assert msg.text == "after"
-    errors = [r for r in caplog.records if r.name == "bot.channels.telegram"]
-    assert [r.levelno for r in errors] == [logging.ERROR]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelno) for r in errors] == [("bot.channels.telegram", logging.ERROR)]
     assert errors[0].exc_info and "core failed" in str(errors[0].exc_info[1])
 
 
@@ -264,7 +271,8 @@ async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
                     assert resp.status == 403
             await asyncio.sleep(0.1)
             assert inbox.items == []
-            async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"}) as resp:
+            right = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+            async with http.post(url, json=update, headers=right) as resp:
                 assert resp.status == 200
         [msg] = await inbox.wait()
         assert (msg.text, msg.update_key) == ("via hook", "telegram:501")
@@ -283,7 +291,10 @@ async def test_stop_is_clean_and_idempotent(tg: FakeTelegram, inbox: Inbox):
     await channel.stop()
     await channel.stop()
     await asyncio.sleep(0)
-    assert asyncio.all_tasks() - before == set()
+    # The fake server's own connection handlers wind down on their own; nothing else may be left.
+    left = [t for t in asyncio.all_tasks() - before
+            if getattr(t.get_coro(), "__qualname__", "") != "RequestHandler.start"]
+    assert left == []
     with pytest.raises(RuntimeError):
         await channel.send(OutboundMessage("telegram", "7", "after stop"))
 
