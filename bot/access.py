@@ -72,6 +72,10 @@ class AccessGuard:
         self._pairing = PairingCode(code, self._clock() + self._ttl)
         return code
 
+    def operator_ids(self) -> frozenset[str]:
+        """Every identity that may approve: the allow-list, paired operators and the console."""
+        return frozenset({*self._operators, CONSOLE_OPERATOR})
+
     def is_operator(self, identity: str) -> bool:
         """True for the console and for allowed or paired identities."""
         return identity == CONSOLE_OPERATOR or identity in self._operators
@@ -88,12 +92,7 @@ class AccessGuard:
 
     async def _pair(self, identity: str, attempt: str) -> Verdict:
         code = self._pairing
-        if (
-            code is None
-            or code.used
-            or self._clock() > code.expires_at
-            or code.failures >= _MAX_PAIR_FAILURES
-        ):
+        if code is None or code.used or self._clock() > code.expires_at or code.failures >= _MAX_PAIR_FAILURES:
             return Verdict.PAIR_FAILED
         if not hmac.compare_digest(code.code.encode(), attempt.strip().upper().encode()):
             code.failures += 1

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.access import AccessGuard, Verdict
+from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import Channel, InboundMessage, OutboundMessage
 from graph.coordinator import Coordinator
@@ -41,6 +42,7 @@ class Dispatcher:
         self._channels: dict[str, Channel] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._refused_at: dict[str, float] = {}
+        self.approvals: ApprovalUI | None = None
 
     def attach(self, channel: Channel) -> None:
         """Make a channel available for replies."""
@@ -79,9 +81,7 @@ class Dispatcher:
                     {"text": inbound.text, "kind": inbound.kind},
                     session=session,
                 )
-                reply = await self._answer(inbound)
-                if reply:
-                    await self.send(OutboundMessage.reply_to(inbound, reply))
+                await self._answer(inbound)
             except UserFacingError as exc:
                 await self.send(OutboundMessage.reply_to(inbound, exc.reason))
             except Exception:
@@ -91,23 +91,48 @@ class Dispatcher:
                 if inbound.update_key is not None:
                     await self._db.finish_update(inbound.update_key)
 
-    async def _answer(self, inbound: InboundMessage) -> str:
-        if inbound.kind == "command" or (inbound.kind == "message" and CommandRouter.parse(inbound.text)):
-            return await self._commands.run(inbound)
-        if inbound.kind in ("callback", "other"):
-            return ""  # buttons arrive with approvals; other update kinds need no answer
+    async def _answer(self, inbound: InboundMessage) -> None:
+        if inbound.kind == "callback":
+            if self.approvals is not None:
+                await self.approvals.on_press(inbound)
+            return
+        if inbound.kind == "other":
+            return  # e.g. reactions or membership changes: nothing to answer
+        if inbound.kind == "command" or CommandRouter.parse(inbound.text):
+            reply = await self._commands.run(inbound)
+            if reply:
+                await self.send(OutboundMessage.reply_to(inbound, reply))
+            return
+        if self.approvals is not None and inbound.kind == "message" and await self._take_edit(inbound):
+            return
         if not inbound.text.strip():
             raise UserFacingError("I can only read text for now.")
         channel = self._channels[inbound.channel]
         async with channel.typing(inbound.chat_id, inbound.thread_id):
-            return await self._coordinator.respond(inbound.session_key, inbound.text)
+            result = await self._coordinator.respond(inbound.session_key, inbound.text, inbound.sender)
+        if self.approvals is not None:
+            await self.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
+        elif result.reply:
+            await self.send(OutboundMessage.reply_to(inbound, result.reply))
+
+    async def _take_edit(self, inbound: InboundMessage) -> bool:
+        """If the operator pressed Edit on a card in this conversation, this message is the correction."""
+        assert self.approvals is not None
+        store = self.approvals.store
+        approval_id = await store.take_edit_request(inbound.session_key)
+        if approval_id is None:
+            return False
+        try:
+            await self.approvals.on_edit(inbound, approval_id)
+        except UserFacingError:
+            await store.request_edit(inbound.session_key, approval_id)  # let the operator try again
+            raise
+        return True
 
     async def send(self, message: OutboundMessage) -> list[str]:
         """Send through the message's channel and record it in the event log."""
         ids = await self._channels[message.channel].send(message)
-        session = f"{message.channel}:{message.chat_id}" + (
-            f":{message.thread_id}" if message.thread_id else ""
-        )
+        session = f"{message.channel}:{message.chat_id}" + (f":{message.thread_id}" if message.thread_id else "")
         await self._db.append_event("message.out", "coo", {"text": message.text, "ids": ids}, session=session)
         return ids
 
@@ -119,14 +144,10 @@ class Dispatcher:
 
     async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
         audit = {"kind": inbound.kind, "verdict": verdict.value, "chat": inbound.chat_id}
-        await self._db.append_event(
-            "access." + verdict.value, inbound.sender, audit, session=inbound.session_key
-        )
+        await self._db.append_event("access." + verdict.value, inbound.sender, audit, session=inbound.session_key)
         if verdict is Verdict.PAIRED:
             log.info("paired new operator %s", inbound.sender)
-            await self._safe_send(
-                OutboundMessage.reply_to(inbound, "Paired. You are now my operator. Try /help.")
-            )
+            await self._safe_send(OutboundMessage.reply_to(inbound, "Paired. You are now my operator. Try /help."))
             return
         log.warning("refused %s from %s (%s)", inbound.kind, inbound.sender, verdict.value)
         now = time.monotonic()

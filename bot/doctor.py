@@ -44,9 +44,7 @@ async def check_model(settings: Settings, client: httpx.AsyncClient) -> Check:
         return Check("model", None, "offline mode; set COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
     base = llm.base_url or "https://api.openai.com/v1"
     headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value()}"} if llm.api_key else {}
-    return await _http(
-        "model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {base} reachable"
-    )
+    return await _http("model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {base} reachable")
 
 
 async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:

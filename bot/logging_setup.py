@@ -42,9 +42,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(
-    level: str, secrets: Iterable[str], handler: logging.Handler | None = None
-) -> RedactingFilter:
+def configure_logging(level: str, secrets: Iterable[str], handler: logging.Handler | None = None) -> RedactingFilter:
     """Configure the root logger once: redaction on the handler, noisy HTTP loggers at WARNING."""
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -61,9 +61,7 @@ class OutboundMessage:
     edit_message_id: str | None = None
 
     @classmethod
-    def reply_to(
-        cls, inbound: InboundMessage, text: str, buttons: tuple[Button, ...] = ()
-    ) -> OutboundMessage:
+    def reply_to(cls, inbound: InboundMessage, text: str, buttons: tuple[Button, ...] = ()) -> OutboundMessage:
         """A reply in the same chat and thread as ``inbound``."""
         return cls(
             channel=inbound.channel,

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.access import AccessGuard
+from bot.approval_commands import register_approval_commands
+from bot.approval_ui import ApprovalUI
 from bot.channels.console import ConsoleChannel
 from bot.commands import CommandRouter
 from bot.core_commands import register_core_commands
 from bot.dispatcher import Dispatcher
 from bot.messages import Channel
 from bot.settings import Settings
+from connectors.base import Connector
+from connectors.email import EmailConnector
+from connectors.outbox import OutboxRunner
+from graph.approvals import ApprovalService
 from graph.coordinator import Coordinator
 from graph.llm import LLMClient
+from memory.approvals import ApprovalStore
 from memory.db import Database, connect_sqlite, open_database
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,9 @@ class Runtime:
     guard: AccessGuard
     commands: CommandRouter
     pairing_code: str | None
+    approvals: ApprovalService
+    approval_ui: ApprovalUI
+    runner: OutboxRunner
     channels: list[Channel] = field(default_factory=list)
     console: ConsoleChannel | None = None
 
@@ -63,13 +74,28 @@ async def open_runtime(
         await saver.setup()
         llm = LLMClient(settings.llm, db)
         stack.push_async_callback(llm.close)
-        coordinator = Coordinator(db, llm, saver, settings.llm, settings.timezone)
         guard = AccessGuard(settings.operator_ids, db, settings.pairing_code_ttl_s)
         pairing_code = await guard.load()
+        # The approval store owns its own connection: its transactions must not share one.
+        store_conn = await connect_sqlite(data_dir / "coo.sqlite", settings.sqlite.busy_timeout_ms)
+        stack.push_async_callback(store_conn.close)
+        store = ApprovalStore(store_conn)
+        await store.setup()
+        email = EmailConnector(settings.smtp)
+        connectors: dict[str, Connector] = {email.kind: email}
+        approvals = ApprovalService(store, db, connectors, settings.approvals, guard.operator_ids)
+        coordinator = Coordinator(
+            db, llm, saver, settings.llm, settings.timezone, approvals=approvals, email_from=settings.smtp.from_addr
+        )
         commands = CommandRouter()
         dispatcher = Dispatcher(db, guard, commands, coordinator)
-        runtime = Runtime(settings, db, dispatcher, coordinator, guard, commands, pairing_code)
+        # The UI wakes the runner and the runner reports to the UI: the lambda binds late.
+        ui = ApprovalUI(approvals, coordinator, dispatcher.send, lambda: runner.wake())
+        runner = OutboxRunner(store, db, connectors, settings.outbox, on_outcome=ui.on_outcome)
+        dispatcher.approvals = ui
+        runtime = Runtime(settings, db, dispatcher, coordinator, guard, commands, pairing_code, approvals, ui, runner)
         register_core_commands(commands, runtime_status=lambda: status_lines(runtime))
+        register_approval_commands(commands, approvals, ui, settings.smtp.from_addr)
 
         if settings.telegram.configured:
             from bot.channels.telegram import TelegramChannel
@@ -87,11 +113,44 @@ async def open_runtime(
             dispatcher.attach(channel)
         for channel in runtime.channels:
             await channel.start()
-            stack.push_async_callback(channel.stop)
+            stack.push_async_callback(_stop_channel, channel)
         replayed = await dispatcher.replay_pending()
         if replayed:
             log.info("replayed %d update(s) left unfinished by the last run", replayed)
+        await runner.recover()
+        await _background(stack, runner.run_forever(), "outbox")
+        await _background(stack, _sweep_expired(approvals, ui, settings.expiry_sweep_s), "expiry")
         yield runtime
+
+
+async def _stop_channel(channel: Channel, timeout_s: float = 15.0) -> None:
+    # A handler that never returns must not keep the process from stopping.
+    try:
+        await asyncio.wait_for(channel.stop(), timeout_s)
+    except TimeoutError:
+        log.error("channel %s did not stop within %.0fs; leaving it", channel.name, timeout_s)
+
+
+async def _background(stack: AsyncExitStack, coro: Coroutine[Any, Any, None], name: str) -> None:
+    task = asyncio.create_task(coro, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+
+
+async def _sweep_expired(approvals: ApprovalService, ui: ApprovalUI, every_s: float) -> None:
+    """Expire cards past their time (fail closed) and say so on them."""
+    while True:
+        try:
+            for row in await approvals.expire_due():
+                await ui.on_expired(row)
+        except Exception:
+            log.exception("expiry sweep failed; will retry")
+        await asyncio.sleep(every_s)
 
 
 def status_lines(runtime: Runtime) -> list[str]:
@@ -124,9 +183,7 @@ def banner(runtime: Runtime) -> str:
         ttl_min = runtime.settings.pairing_code_ttl_s // 60
         lines.append(f"  pairing code: {runtime.pairing_code} (one use, expires in {ttl_min} min)")
     if not runtime.settings.telegram.configured and not runtime.settings.slack.configured:
-        lines.append(
-            "  no chat platform configured: set COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN to add one."
-        )
+        lines.append("  no chat platform configured: set COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN to add one.")
     if runtime.console is not None:
         lines.append("  type a message, /help for commands, Ctrl-D to quit.")
     return "\n".join(lines)

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.settings import SMTPSettings
-from graph.settings import LLMSettings
+from connectors.settings import OutboxSettings, SMTPSettings
+from graph.settings import ApprovalSettings, LLMSettings
 from memory.settings import EmbeddingsSettings, SqliteSettings
 
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
@@ -100,9 +100,7 @@ class SlackSettings(BaseModel):
     @model_validator(mode="after")
     def _mode(self) -> SlackSettings:
         if self.bot_token and not (self.app_token or self.signing_secret):
-            raise ValueError(
-                "set COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET (HTTP mode)"
-            )
+            raise ValueError("set COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET (HTTP mode)")
         if self.app_token and not self.app_token.get_secret_value().startswith("xapp-"):
             raise ValueError("COO_SLACK__APP_TOKEN must be an app-level token starting with xapp-")
         return self
@@ -121,9 +119,7 @@ class SlackSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything solo-coo can be configured with."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="COO_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="COO_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     data_dir: Path = Path("./coo-data")
     operators: str = ""
@@ -136,6 +132,9 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     smtp: SMTPSettings = SMTPSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    expiry_sweep_s: float = Field(default=30.0, gt=0)
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     sqlite: SqliteSettings = SqliteSettings()
 

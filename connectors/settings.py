@@ -22,3 +22,12 @@ class SMTPSettings(BaseModel):
     def configured(self) -> bool:
         """True when a host and a sender address are set."""
         return bool(self.host and self.from_addr)
+
+
+class OutboxSettings(BaseModel):
+    """How approved actions are executed: retries with backoff on temporary errors."""
+
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    backoff_base_s: float = Field(default=2.0, ge=0)
+    backoff_max_s: float = Field(default=300.0, ge=0)
+    poll_s: float = Field(default=1.0, gt=0)

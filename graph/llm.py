@@ -155,9 +155,7 @@ class LLMClient:
                     self._mark_down(reason)
                     raise ModelUnavailable(reason) from exc
                 delay = self._settings.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning(
-                    "model call failed (%s); retry %d/%d in %.2fs", reason, attempt, attempts - 1, delay
-                )
+                log.warning("model call failed (%s); retry %d/%d in %.2fs", reason, attempt, attempts - 1, delay)
                 await asyncio.sleep(delay)
                 continue
             except openai.APIStatusError as exc:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
 
-from graph.errors import ModelUnavailable
+from graph.action_tools import ACTION_TOOLS, action_schemas, approval_id_for, build_action
+from graph.errors import ModelUnavailable, UserFacingError
+from graph.policy import Risk
 from graph.state import CooState, GraphContext
 from graph.tools import ToolContext, render_time, search_messages
 from memory.db import utcnow
@@ -29,6 +32,27 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
     }
 
 
+def repair_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every tool call an answer. A turn abandoned while its card waited (the operator wrote
+    something else meanwhile) would otherwise leave a call unanswered, which endpoints reject."""
+    out: list[dict[str, Any]] = []
+    open_ids: list[str] = []
+    for message in messages:
+        if message.get("role") != "tool" and open_ids:
+            out += [{"role": "tool", "tool_call_id": i, "content": PENDING_RESULT} for i in open_ids]
+            open_ids = []
+        out.append(message)
+        if message.get("role") == "assistant":
+            open_ids = [c.get("id", "") for c in message.get("tool_calls") or []]
+        elif message.get("role") == "tool" and message.get("tool_call_id") in open_ids:
+            open_ids.remove(message["tool_call_id"])
+    out += [{"role": "tool", "tool_call_id": i, "content": PENDING_RESULT} for i in open_ids]
+    return out
+
+
+PENDING_RESULT = "(no result: the approval card was left waiting; see the card for its outcome)"
+
+
 def recent_turns(messages: list[dict[str, Any]], turns: int) -> list[dict[str, Any]]:
     """The messages of the last ``turns`` user turns, never splitting a tool exchange."""
     starts = [i for i, m in enumerate(messages) if m.get("role") == "user"]
@@ -41,16 +65,19 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     """Ask the model; on an unreachable model fall back to offline mode (telling the operator once)."""
     ctx = runtime.context
     last_user = _last_user_text(state.get("messages", []))
+    mid_turn = bool(state.get("messages")) and state["messages"][-1].get("role") == "tool"
     if not ctx.llm.available():
-        return {"reply": await offline_reply(ctx, last_user), "offline": True}
+        # After a card's decision the card itself shows the outcome; no offline boilerplate then.
+        return {"reply": "" if mid_turn else await offline_reply(ctx, last_user), "offline": True}
     rounds = state.get("tool_rounds", 0)
-    tools = ctx.tools.schemas() if rounds < ctx.max_tool_rounds else []
+    offered = [*ctx.tools.schemas(), *(action_schemas() if ctx.approvals else [])]
+    tools = offered if rounds < ctx.max_tool_rounds else []
     try:
         reply = await ctx.llm.chat(state.get("context", []), tools, session=ctx.session)
     except ModelUnavailable as exc:
-        text = await offline_reply(ctx, last_user)
+        text = "" if mid_turn else await offline_reply(ctx, last_user)
         if ctx.llm.take_outage_notice():
-            text = load_prompt("model_down").format(reason=str(exc)).strip() + "\n\n" + text
+            text = (load_prompt("model_down").format(reason=str(exc)).strip() + "\n\n" + text).strip()
         return {"reply": text, "offline": True}
     message = reply.as_message()
     if not tools and message.pop("tool_calls", None) and not message["content"]:
@@ -59,14 +86,92 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     return {"messages": [message], "offline": False}
 
 
-def route_after_model(state: CooState) -> Literal["run_tools", "finish"]:
-    """Tools requested -> run them; otherwise finish."""
+def route_after_model(state: CooState) -> Literal["run_tools", "propose_action", "finish"]:
+    """Outward actions -> propose them; other tools -> run them; otherwise finish."""
     if state.get("offline"):
         return "finish"
     messages = state.get("messages", [])
-    if messages and messages[-1].get("role") == "assistant" and messages[-1].get("tool_calls"):
-        return "run_tools"
-    return "finish"
+    calls = messages[-1].get("tool_calls") if messages and messages[-1].get("role") == "assistant" else None
+    if not calls:
+        return "finish"
+    if any(c.get("function", {}).get("name") in ACTION_TOOLS for c in calls):
+        return "propose_action"
+    return "run_tools"
+
+
+async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+    """Turn action tool calls into approval rows (idempotent: ids derive from the tool call).
+
+    This node has side effects, so it is separate from :func:`await_approval`, which re-runs from
+    its top on resume and so must do nothing before ``interrupt()``.
+    """
+    ctx = runtime.context
+    results: list[dict[str, Any]] = []
+    awaiting: dict[str, str] | None = None
+    cards: list[str] = []
+    tool_ctx = ToolContext(db=ctx.db, session=ctx.session, timezone=ctx.timezone)
+    for call in state["messages"][-1].get("tool_calls", []):
+        fn, call_id = call.get("function", {}), str(call.get("id", ""))
+        name, raw = str(fn.get("name", "")), str(fn.get("arguments", "{}"))
+        if name not in ACTION_TOOLS:
+            output = await ctx.tools.run(tool_ctx, name, raw)
+        elif ctx.approvals is None:
+            output = "error: outward actions are not available here"
+        elif awaiting is not None:
+            output = "error: one outward action per turn; propose it again once the first card is decided"
+        else:
+            try:
+                action = build_action(name, raw, ctx.email_from)
+                proposal = await ctx.approvals.propose(
+                    action, ctx.session, "graph", ctx.requested_by, approval_id=approval_id_for(ctx.session, call_id)
+                )
+            except UserFacingError as exc:
+                output = f"error: {exc.reason}"
+            else:
+                if proposal.approval is None:
+                    output = "error: the operator's policy forbids this action"
+                elif proposal.risk is Risk.DIRECT:
+                    cards.append(proposal.approval.id)
+                    output = f"queued for execution without a card (operator's policy); id {proposal.approval.id}"
+                else:
+                    cards.append(proposal.approval.id)
+                    awaiting = {
+                        "approval_id": proposal.approval.id,
+                        "root_id": proposal.approval.root_id,
+                        "tool_call_id": call_id,
+                    }
+                    continue
+        results.append({"role": "tool", "tool_call_id": call_id, "content": f"<data>\n{output}\n</data>"})
+    return {
+        "messages": results,
+        "awaiting": awaiting,
+        "cards": [*state.get("cards", []), *cards],
+        "tool_rounds": state.get("tool_rounds", 0) + 1,
+    }
+
+
+def route_after_proposal(state: CooState) -> Literal["await_approval", "assemble_context"]:
+    """Wait for the operator when a card is pending."""
+    return "await_approval" if state.get("awaiting") else "assemble_context"
+
+
+async def await_approval(state: CooState) -> dict[str, Any]:
+    """Wait for the card's decision. Nothing before ``interrupt()``: this re-runs on resume."""
+    waiting = state["awaiting"] or {}
+    decision = interrupt({"approval_id": waiting.get("root_id", "")})
+    outcome = str(decision.get("decision", "rejected")) if isinstance(decision, dict) else "rejected"
+    detail = str(decision.get("detail", "")) if isinstance(decision, dict) else ""
+    text = {
+        "approved": "The operator approved the card; the action is queued and the card will show the result.",
+        "rejected": "The operator rejected the card. Nothing was done.",
+        "expired": "The card expired without a decision. Nothing was done.",
+    }.get(outcome, f"Outcome: {outcome}.")
+    if detail:
+        text += f" {detail}"
+    return {
+        "messages": [{"role": "tool", "tool_call_id": waiting.get("tool_call_id", ""), "content": text}],
+        "awaiting": None,
+    }
 
 
 async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -83,9 +188,7 @@ async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str
             {"tool": fn.get("name"), "ok": not output.startswith("error:")},
             session=ctx.session,
         )
-        results.append(
-            {"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{output}\n</data>"}
-        )
+        results.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{output}\n</data>"})
     return {"messages": results, "tool_rounds": state.get("tool_rounds", 0) + 1}
 
 
@@ -102,9 +205,7 @@ async def offline_reply(ctx: GraphContext, text: str) -> str:
     """What the operator gets without a model: matching earlier messages and how to add a model."""
     hits = await search_messages(ctx.db, text, 6, kinds=("message.in",)) if text.strip() else []
     hits = [h for h in hits if not h.endswith(f"operator: {text[:300]}")][:5]
-    recall = (
-        ("Related things you told me:\n" + "\n".join(hits)) if hits else "Nothing in memory matches that yet."
-    )
+    recall = ("Related things you told me:\n" + "\n".join(hits)) if hits else "Nothing in memory matches that yet."
     return load_prompt("offline").format(recall=recall).strip()
 
 

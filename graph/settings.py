@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
@@ -33,3 +35,11 @@ class LLMSettings(BaseModel):
     def configured(self) -> bool:
         """True when a model endpoint is configured (otherwise offline mode)."""
         return self.base_url is not None or self.api_key is not None
+
+
+class ApprovalSettings(BaseModel):
+    """The human gate: how long a card is valid, and the operator's risk tolerance."""
+
+    ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    risk_tolerance: Literal["cautious", "balanced", "relaxed"] = "balanced"
+    forbidden: tuple[str, ...] = ()

@@ -6,6 +6,7 @@ import operator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
+from graph.approvals import ApprovalService
 from graph.llm import LLMClient
 from graph.tools import ToolBox
 from memory.db import Database
@@ -19,6 +20,8 @@ class CooState(TypedDict, total=False):
     tool_rounds: int
     reply: str
     offline: bool
+    awaiting: dict[str, str] | None
+    cards: list[str]
 
 
 @dataclass(frozen=True)
@@ -32,3 +35,6 @@ class GraphContext:
     timezone: str
     recent_turns: int
     max_tool_rounds: int
+    requested_by: str = ""
+    approvals: ApprovalService | None = None
+    email_from: str | None = None

@@ -26,9 +26,7 @@ class ConsoleChannel:
 
     name = "console"
 
-    def __init__(
-        self, on_inbound: InboundHandler, input: TextIO | None = None, output: TextIO | None = None
-    ) -> None:
+    def __init__(self, on_inbound: InboundHandler, input: TextIO | None = None, output: TextIO | None = None) -> None:
         self._on_inbound = on_inbound
         self._input = input or sys.stdin
         self._output = output or sys.stdout

@@ -43,18 +43,14 @@ class SlackChannel:
 
     name = "slack"
 
-    def __init__(
-        self, settings: SlackSettings, on_inbound: InboundHandler, *, stop_grace_s: float = 5.0
-    ) -> None:
+    def __init__(self, settings: SlackSettings, on_inbound: InboundHandler, *, stop_grace_s: float = 5.0) -> None:
         """Build the bolt app; nothing connects until ``start()``."""
         if settings.bot_token is None:
             raise ValueError("COO_SLACK__BOT_TOKEN is not set")
         self._settings = settings
         self._on_inbound = on_inbound
         self._stop_grace_s = stop_grace_s
-        self._client = AsyncWebClient(
-            token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url
-        )
+        self._client = AsyncWebClient(token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url)
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         # An explicit "" keeps bolt from falling back to SLACK_SIGNING_SECRET from the environment.
         self._app = AsyncApp(client=self._client, signing_secret=secret, logger=log)
@@ -176,9 +172,7 @@ class SlackChannel:
         if self._bot_user_id:
             text = re.sub(rf"<@{re.escape(self._bot_user_id)}(\|[^>]*)?>", "", text)
         thread = event.get("thread_ts") or event.get("ts")
-        self._event(
-            body, "message", event["user"], event.get("channel"), {**event, "text": text.strip()}, thread
-        )
+        self._event(body, "message", event["user"], event.get("channel"), {**event, "text": text.strip()}, thread)
 
     async def _on_other_event(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         user = event.get("user")

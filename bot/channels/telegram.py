@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
@@ -70,9 +70,7 @@ def split_text(text: str, limit: int = MAX_TEXT_UNITS) -> list[str]:
             at = window.rfind(" ") + 1
         if at <= cut // 2:
             at = cut
-            while at > cut // 2 and (
-                rest[at] in _GLUE or rest[at - 1] == "\u200d" or unicodedata.combining(rest[at])
-            ):
+            while at > cut // 2 and (rest[at] in _GLUE or rest[at - 1] == "\u200d" or unicodedata.combining(rest[at])):
                 at -= 1
         parts.append(rest[:at])
         rest = rest[at:]
@@ -140,7 +138,11 @@ class TelegramChannel:
         app.add_error_handler(self._on_error)
         self._app = app
         try:
-            await app.initialize()
+            try:
+                await app.initialize()
+            except InvalidToken:
+                # PTB's message quotes the token; it must not reach logs (I4).
+                raise InvalidToken("COO_TELEGRAM__TOKEN was rejected by the Bot API server") from None
             await app.bot.set_my_commands(self._commands)
             await app.start()
             updater = app.updater
@@ -179,6 +181,8 @@ class TelegramChannel:
         if app.running:
             await app.stop()
         await app.shutdown()
+        # A failed initialize() leaves the app "not initialized" but its HTTP clients open.
+        await app.bot.shutdown()
 
     async def send(self, message: OutboundMessage) -> list[str]:
         """Send (or edit in place) as plain text, split to Telegram's limit; return message ids."""

@@ -302,7 +302,8 @@ async def test_stop_is_clean_and_idempotent(tg: FakeTelegram, inbox: Inbox):
 async def test_bad_token_fails_start_cleanly(tg: FakeTelegram, inbox: Inbox):
     settings = make_settings(tg).model_copy(update={"token": SecretStr("123:WRONG")})
     channel = TelegramChannel(settings, inbox.handle, COMMANDS)
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidToken) as caught:
         await channel.start()
+    assert "WRONG" not in str(caught.value)
     await channel.stop()
     assert [c.status for c in tg.calls] == [401]

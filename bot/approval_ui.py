@@ -1,0 +1,180 @@
+"""Approval cards on every channel: show, press, edit, and edit-in-place with the outcome."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from bot.messages import Button, InboundMessage, OutboundMessage
+from graph.approvals import ApprovalService, Card, email_from_fields
+from graph.coordinator import Coordinator, TurnResult
+from graph.errors import UserFacingError
+from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[OutboundMessage], Awaitable[list[str]]]
+EDIT_HELP = (
+    "Send the corrected email in your next message: either the new body as plain text, or lines "
+    "such as\nto=ana@example.org\nsubject=New subject\nbody=The new text (everything after body= is the body)"
+)
+_FIELD = re.compile(r"^\s*(to|cc|subject|body)\s*[=:]\s?(.*)$", re.IGNORECASE)
+
+
+def session_target(session: str) -> tuple[str, str, str | None]:
+    """(channel, chat_id, thread_id) of a session key ``channel:chat[:thread]``."""
+    parts = session.split(":", 2)
+    return parts[0], parts[1] if len(parts) > 1 else "", parts[2] if len(parts) > 2 else None
+
+
+def parse_edit(text: str, current: dict[str, object]) -> dict[str, str]:
+    """Apply an operator's correction to an email's fields (field=value lines, or a whole new body)."""
+    fields = {k: (", ".join(v) if isinstance(v, list | tuple) else str(v)) for k, v in current.items()}
+    lines = text.strip().splitlines()
+    if not lines or not _FIELD.match(lines[0]):
+        fields["body"] = text.strip()
+        return fields
+    for i, line in enumerate(lines):
+        match = _FIELD.match(line)
+        if match is None:
+            raise UserFacingError("I could not read that edit. " + EDIT_HELP)
+        name, value = match.group(1).lower(), match.group(2)
+        if name == "body":
+            fields["body"] = "\n".join([value, *lines[i + 1 :]]).strip()
+            break
+        fields[name] = value.strip()
+    return fields
+
+
+class ApprovalUI:
+    """Shows cards and turns presses into decisions; keeps every copy of a card up to date."""
+
+    def __init__(self, service: ApprovalService, coordinator: Coordinator, send: Send, wake_runner: Callable[[], None]):
+        self._service = service
+        self._coordinator = coordinator
+        self._send = send
+        self._wake = wake_runner
+
+    @property
+    def store(self) -> ApprovalStore:
+        """The approval store (edit requests live there)."""
+        return self._service.store
+
+    async def show(self, approval_id: str, channel: str, chat_id: str, thread_id: str | None) -> None:
+        """Send the card for an approval into a chat, and remember it there."""
+        row = await self._service.store.get(approval_id)
+        if row is None:
+            return
+        card = self._service.render(row) if row.state == "pending" else await self._status_card(row)
+        buttons = tuple(Button(label, data) for label, data in card.buttons)
+        ids = await self._send(OutboundMessage(channel, chat_id, card.text, thread_id, buttons))
+        if ids:
+            await self._service.add_card(row.id, CardRef(channel, chat_id, thread_id, ids[-1]))
+
+    async def show_result(self, result: TurnResult, channel: str, chat_id: str, thread_id: str | None) -> None:
+        """Send a turn's reply, then its cards."""
+        if result.reply:
+            await self._send(OutboundMessage(channel, chat_id, result.reply, thread_id))
+        for approval_id in result.cards:
+            await self.show(approval_id, channel, chat_id, thread_id)
+
+    async def on_press(self, inbound: InboundMessage) -> None:
+        """A button press. Forged, foreign or malformed data changes nothing and shows nothing."""
+        decision = await self._service.decide(
+            inbound.callback_data or "", inbound.sender, inbound.channel, inbound.chat_id
+        )
+        row = decision.approval
+        if decision.status == "ignored" or row is None:
+            return
+        if decision.status == "already":
+            who = f" by {row.decided_by}" if row.decided_by else ""
+            await self._send(OutboundMessage.reply_to(inbound, f"Already decided: {row.state}{who}."))
+        elif decision.status == "expired":
+            await self.on_expired(row)
+        elif decision.status == "edit":
+            await self._send(OutboundMessage.reply_to(inbound, EDIT_HELP))
+        elif decision.status == "resend":
+            await self.refresh(row, "Resending on your request…")
+            self._wake()
+        elif row.state == "approved":
+            await self.refresh(row, f"Approved by {row.decided_by}. Sending…")
+            self._wake()
+            await self._resume(row, "approved")
+        else:
+            await self.refresh(row, f"Rejected by {row.decided_by}. Nothing was sent.")
+            await self._resume(row, "rejected")
+
+    async def on_edit(self, inbound: InboundMessage, approval_id: str) -> None:
+        """The operator's correction for a card: a new card with a new digest replaces the old one."""
+        row = await self._service.store.get(approval_id)
+        if row is None or row.state != "pending":
+            raise UserFacingError("That card was decided meanwhile; nothing was changed.")
+        fields = parse_edit(inbound.text, row.action)
+        action = email_from_fields(fields, str(row.action.get("from_addr", "")))
+        if action.digest() == row.digest:
+            raise UserFacingError("That is the same email as on the card; nothing changed.")
+        new = await self._service.supersede(row, action, inbound.sender)
+        await self.refresh(row, f"Replaced by a corrected card (approval {new.id}).")
+        await self.show(new.id, inbound.channel, inbound.chat_id, inbound.thread_id)
+
+    async def on_outcome(self, outbox: OutboxRow) -> None:
+        """The outbox finished an action: edit every copy of its card."""
+        row = await self._service.store.get(outbox.approval_id)
+        if row is not None:
+            card = await self._status_card(row)
+            await self._edit_all(row, card.text, tuple(Button(label, data) for label, data in card.buttons))
+
+    async def on_expired(self, row: ApprovalRow) -> None:
+        """A card expired: say so on it, and tell the waiting conversation."""
+        await self.refresh(row, "Expired without a decision. Nothing was sent.")
+        await self._resume(row, "expired")
+
+    async def refresh(self, row: ApprovalRow, status: str) -> None:
+        """Edit every copy of the card with a status line (buttons removed)."""
+        card = self._service.render(row, status=status)
+        await self._edit_all(row, card.text, ())
+
+    async def _status_card(self, row: ApprovalRow) -> Card:
+        outbox = await self._service.store.outbox(row.id)
+        if outbox is None:
+            status = {
+                "rejected": f"Rejected by {row.decided_by}. Nothing was sent.",
+                "expired": "Expired without a decision. Nothing was sent.",
+                "superseded": "Replaced by a corrected card.",
+                "pending": "Waiting for approval.",
+            }.get(row.state, row.state)
+            return self._service.render(row, status=status)
+        when = outbox_time(outbox)
+        retrying = f" (retrying after: {outbox.detail})" if outbox.detail else ""
+        status = {
+            "queued": f"Approved by {row.decided_by}. Queued{retrying}.",
+            "running": f"Approved by {row.decided_by}. Sending…",
+            "sent": f"Sent {when}. Message-ID {outbox.external_id}.",
+            "failed": f"Failed: {outbox.detail}. Nothing was sent.",
+            "unknown": f"Unknown outcome: {outbox.detail}. It was NOT resent. Press Resend only if it did not arrive.",
+        }[outbox.state]
+        return self._service.render(row, status=status, resend=outbox.state == "unknown")
+
+    async def _edit_all(self, row: ApprovalRow, text: str, buttons: tuple[Button, ...]) -> None:
+        for ref in row.cards:
+            try:
+                await self._send(
+                    OutboundMessage(
+                        ref.channel, ref.chat_id, text, ref.thread_id, buttons, edit_message_id=ref.message_id
+                    )
+                )
+            except Exception:
+                log.exception("could not update card %s in %s:%s", row.id, ref.channel, ref.chat_id)
+
+    async def _resume(self, row: ApprovalRow, decision: str) -> None:
+        if row.origin != "graph":
+            return
+        result = await self._coordinator.resume(row.thread, row.root_id, {"decision": decision})
+        channel, chat_id, thread_id = session_target(row.thread)
+        await self.show_result(result, channel, chat_id, thread_id)
+
+
+def outbox_time(row: OutboxRow) -> str:
+    """When the outbox row last changed, as shown on cards."""
+    return f"at {row.next_attempt_at:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,129 @@
+"""The outbox runner: executes approved actions once, with retries on temporary errors (I2).
+
+The row goes to 'running' (attempt counted) before the call. A row found 'running' at start is
+one a crash interrupted mid-call: its outcome is unknown, so it is marked 'unknown' and shown to
+the operator, never retried by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from connectors.base import AmbiguousOutcome, Connector, PermanentError, TemporaryError
+from connectors.settings import OutboxSettings
+from memory.approvals import ApprovalStore, OutboxRow
+from memory.db import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+OutcomeHandler = Callable[[OutboxRow], Awaitable[None]]
+
+
+class OutboxRunner:
+    """Runs due outbox rows one at a time and reports every final outcome."""
+
+    def __init__(
+        self, store: ApprovalStore, db: Database, connectors: dict[str, Connector], settings: OutboxSettings,
+        on_outcome: OutcomeHandler, is_paused: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._store = store
+        self._db = db
+        self._connectors = connectors
+        self._settings = settings
+        self._on_outcome = on_outcome
+        self._is_paused = is_paused
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look at the outbox now (e.g. right after an approval)."""
+        self._wake.set()
+
+    async def recover(self) -> list[OutboxRow]:
+        """Mark rows a crash left 'running' as 'unknown' and report them."""
+        recovered = []
+        for row in await self._store.outbox_in("running"):
+            detail = "the process stopped during the call; it may or may not have happened"
+            if await self._store.finish(row.approval_id, "unknown", detail):
+                await self._event(row, "unknown", detail)
+                fresh = await self._store.outbox(row.approval_id)
+                assert fresh is not None
+                recovered.append(fresh)
+                await self._report(fresh)
+        return recovered
+
+    async def run_forever(self) -> None:
+        """Execute due rows until cancelled."""
+        while True:
+            self._wake.clear()  # before the pass, so a wake() during it is not lost
+            try:
+                while not self._is_paused() and await self.run_once():
+                    pass
+            except Exception:
+                log.exception("outbox runner failed; continuing")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+
+    async def run_once(self) -> bool:
+        """Execute one due row; False when none was due."""
+        row = await self._store.claim_due(utcnow())
+        if row is None:
+            return False
+        connector = self._connectors.get(row.kind)
+        if connector is None:
+            await self._final(row, "failed", f"no connector for {row.kind}")
+            return True
+        try:
+            action = connector.parse(row.action)
+            if action.digest() != row.digest:
+                raise PermanentError("the stored action does not match its approved digest")
+            done = await connector.execute(action, row.idempotency_key)
+        except TemporaryError as exc:
+            if row.attempts >= self._settings.max_attempts:
+                await self._final(row, "failed", f"{exc} (gave up after {row.attempts} attempts)")
+            else:
+                delay = self._backoff(row.attempts)
+                log.warning("outbox %s: temporary error (%s); retry %d in %.1fs", row.approval_id, exc,
+                            row.attempts + 1, delay)
+                await self._store.finish(row.approval_id, "queued", str(exc), retry_in=timedelta(seconds=delay))
+                await self._event(row, "retry", str(exc))
+        except PermanentError as exc:
+            await self._final(row, "failed", str(exc))
+        except AmbiguousOutcome as exc:
+            await self._final(row, "unknown", str(exc))
+        except Exception as exc:
+            # A bug in a connector: we cannot know whether the effect happened.
+            log.exception("outbox %s: connector raised unexpectedly", row.approval_id)
+            await self._final(row, "unknown", f"unexpected error: {type(exc).__name__}")
+        else:
+            await self._final(row, "sent", done.detail, external_id=done.external_id)
+        return True
+
+    def _backoff(self, attempt: int) -> float:
+        base = self._settings.backoff_base_s * (2 ** (attempt - 1))
+        return float(min(self._settings.backoff_max_s, base) * (0.5 + random.random() / 2))
+
+    async def _final(self, row: OutboxRow, state: str, detail: str, external_id: str | None = None) -> None:
+        assert state in ("sent", "failed", "unknown")
+        await self._store.finish(row.approval_id, state, detail, external_id=external_id)  # type: ignore[arg-type]
+        await self._event(row, state, detail)
+        fresh = await self._store.outbox(row.approval_id)
+        assert fresh is not None
+        await self._report(fresh)
+
+    async def _report(self, row: OutboxRow) -> None:
+        try:
+            await self._on_outcome(row)
+        except Exception:
+            log.exception("outbox %s: reporting the outcome failed", row.approval_id)
+
+    async def _event(self, row: OutboxRow, outcome: str, detail: str) -> None:
+        await self._db.append_event(
+            "action." + outcome, "coo",
+            {"approval_id": row.approval_id, "kind": row.kind, "attempt": row.attempts, "detail": detail,
+             "idempotency_key": row.idempotency_key},
+        )

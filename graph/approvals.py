@@ -1,0 +1,299 @@
+"""The approval service: turns proposed actions into approval rows and decides them (I1).
+
+Approve is a compare-and-set pending -> approved that also queues the outbox row, after checking
+the approver, the nonce, the chat the press came from, the expiry and the digest. Expiry or any
+error means rejected (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from connectors.base import Action, Connector
+from connectors.email import EmailAction
+from graph.errors import UserFacingError
+from graph.policy import Policy, Risk
+from graph.settings import ApprovalSettings
+from memory.approvals import ApprovalRow, ApprovalStore, CardRef
+from memory.db import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+Verb = Literal["approve", "reject", "edit", "resend"]
+VERBS: dict[str, Verb] = {"ap": "approve", "rj": "reject", "ed": "edit", "rs": "resend"}
+_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A platform-neutral card: text and (label, opaque data) buttons."""
+
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What became of a proposed action."""
+
+    risk: Risk
+    approval: ApprovalRow | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The result of pressing a button. ``status`` "ignored" means: do nothing visible."""
+
+    status: Literal["decided", "already", "expired", "ignored", "edit", "resend"]
+    approval: ApprovalRow | None = None
+    verb: Verb | None = None
+
+
+def button_data(verb: str, row: ApprovalRow) -> str:
+    """Opaque, short callback data: ``<verb>:<id>:<nonce>`` (well under Telegram's 64 bytes)."""
+    return f"{verb}:{row.id}:{row.nonce}"
+
+
+def parse_button(data: str) -> tuple[Verb, str, str] | None:
+    """Inverse of :func:`button_data`; None for anything malformed."""
+    parts = data.split(":")
+    if len(parts) != 3 or parts[0] not in VERBS or not all(parts[1:]) or len(data) > 64:
+        return None
+    return VERBS[parts[0]], parts[1], parts[2]
+
+
+class ApprovalService:
+    """Creates, shows and decides approvals."""
+
+    def __init__(
+        self,
+        store: ApprovalStore,
+        db: Database,
+        connectors: dict[str, Connector],
+        settings: ApprovalSettings,
+        operators: Callable[[], Collection[str]],
+    ) -> None:
+        self._store = store
+        self._db = db
+        self._connectors = connectors
+        self._settings = settings
+        self._policy = Policy(settings.risk_tolerance, settings.forbidden)
+        self._operators = operators
+
+    @property
+    def store(self) -> ApprovalStore:
+        """The underlying store."""
+        return self._store
+
+    def connector(self, kind: str) -> Connector:
+        """The connector for an action kind."""
+        connector = self._connectors.get(kind)
+        if connector is None:
+            raise UserFacingError(f"No connector is configured for {kind}.")
+        return connector
+
+    async def known_recipients(self) -> set[str]:
+        """Addresses that were already emailed successfully."""
+        known: set[str] = set()
+        for row in await self._store.outbox_in("sent"):
+            known.update(row.action.get("to", ()))
+            known.update(row.action.get("cc", ()))
+        return known
+
+    async def propose(
+        self,
+        action: Action,
+        thread: str,
+        origin: str,
+        requested_by: str,
+        approval_id: str | None = None,
+        root_id: str | None = None,
+    ) -> Proposal:
+        """Record a proposed action. Idempotent for a given ``approval_id`` (a node that re-runs)."""
+        if approval_id is not None:
+            existing = await self._store.get(approval_id)
+            if existing is not None:
+                return Proposal(Risk.APPROVAL if existing.decided_by != "policy" else Risk.DIRECT, existing)
+        risk = self._policy.assess(action, await self.known_recipients())
+        if risk is Risk.FORBIDDEN:
+            await self._db.append_event("approval.forbidden", requested_by, {"kind": action.kind}, session=thread)
+            return Proposal(risk, None)
+        now = utcnow()
+        new_id = approval_id or "".join(secrets.choice(_ALPHABET) for _ in range(12))
+        row = ApprovalRow(
+            id=new_id,
+            root_id=root_id or new_id,
+            thread=thread,
+            origin=origin,
+            kind=action.kind,
+            action=action.model_dump(mode="json"),
+            digest=action.digest(),
+            approvers=tuple(sorted({*self._operators(), requested_by})),
+            nonce="".join(secrets.choice(_ALPHABET) for _ in range(8)),
+            created_at=now,
+            expires_at=now + timedelta(hours=self._settings.ttl_hours),
+            state="pending",
+            decided_by=None,
+            decided_at=None,
+            cards=(),
+        )
+        await self._store.create(row)
+        await self._db.append_event(
+            "approval.requested",
+            requested_by,
+            {"approval_id": row.id, "kind": row.kind, "digest": row.digest, "risk": risk.value},
+            session=thread,
+        )
+        if risk is Risk.DIRECT:
+            await self._store.decide(row.id, row.nonce, "approved", "policy", outbox_key=idempotency_key(row.id))
+            await self._db.append_event(
+                "approval.decided",
+                "policy",
+                {"approval_id": row.id, "decision": "approved", "digest": row.digest},
+                session=thread,
+            )
+        stored = await self._store.get(row.id)
+        return Proposal(risk, stored)
+
+    async def decide(self, data: str, approver: str, channel: str, chat_id: str) -> Decision:
+        """Handle a button press. Forged, foreign or malformed presses change nothing."""
+        parsed = parse_button(data)
+        row = await self._store.get(parsed[1]) if parsed else None
+        if parsed is None or row is None or not hmac.compare_digest(row.nonce, parsed[2]):
+            await self._audit("approval.forged", approver, {"data": data[:80]}, None)
+            return Decision("ignored")
+        verb = parsed[0]
+        shown_here = any(c.channel == channel and c.chat_id == chat_id for c in row.cards)
+        if approver not in row.approvers or not shown_here:
+            await self._audit("approval.foreign", approver, {"approval_id": row.id, "chat": chat_id}, row.thread)
+            return Decision("ignored", row)
+        if verb == "resend":
+            return await self._resend(row, approver)
+        if row.state != "pending":
+            return Decision("already", row, verb)
+        if utcnow() >= row.expires_at:
+            await self.expire(row)
+            return Decision("expired", await self._store.get(row.id), verb)
+        if verb == "edit":
+            await self._store.request_edit(row.thread, row.id)
+            return Decision("edit", row, verb)
+        if verb == "approve":
+            # The stored payload must still hash to the digest the card showed (fail closed otherwise).
+            action = self.connector(row.kind).parse(row.action)
+            if action.digest() != row.digest:
+                log.error("approval %s: payload does not match its digest; rejecting", row.id)
+                won = await self._store.decide(row.id, row.nonce, "rejected", "digest-mismatch")
+                return Decision("decided" if won else "already", await self._store.get(row.id), "reject")
+            won = await self._store.decide(row.id, row.nonce, "approved", approver, outbox_key=idempotency_key(row.id))
+        else:
+            won = await self._store.decide(row.id, row.nonce, "rejected", approver)
+        decided = await self._store.get(row.id)
+        if not won:
+            return Decision("already", decided, verb)
+        assert decided is not None
+        await self._audit(
+            "approval.decided",
+            approver,
+            {"approval_id": row.id, "decision": decided.state, "digest": row.digest},
+            row.thread,
+        )
+        return Decision("decided", decided, verb)
+
+    async def expire(self, row: ApprovalRow) -> bool:
+        """Pending -> expired (rejected by time)."""
+        won = await self._store.decide(row.id, row.nonce, "expired", "expiry")
+        if won:
+            await self._audit(
+                "approval.decided",
+                "expiry",
+                {"approval_id": row.id, "decision": "expired", "digest": row.digest},
+                row.thread,
+            )
+        return won
+
+    async def expire_due(self) -> list[ApprovalRow]:
+        """Expire every pending approval past its time; returns the ones this call expired."""
+        expired = []
+        for row in await self._store.due_expired(utcnow()):
+            if await self.expire(row):
+                fresh = await self._store.get(row.id)
+                assert fresh is not None
+                expired.append(fresh)
+        return expired
+
+    async def supersede(self, old: ApprovalRow, action: Action, editor: str) -> ApprovalRow:
+        """Replace a pending approval by a corrected one (new id, new digest, new card)."""
+        if not await self._store.decide(old.id, old.nonce, "superseded", editor):
+            raise UserFacingError("That card was decided meanwhile; nothing was changed.")
+        await self._audit(
+            "approval.decided",
+            editor,
+            {"approval_id": old.id, "decision": "superseded", "digest": old.digest},
+            old.thread,
+        )
+        proposal = await self.propose(action, old.thread, old.origin, editor, root_id=old.root_id)
+        if proposal.approval is None:
+            raise UserFacingError("That action is forbidden by your policy.")
+        return proposal.approval
+
+    async def add_card(self, approval_id: str, card: CardRef) -> None:
+        """Remember where a card was shown (presses are only accepted from those chats)."""
+        await self._store.add_card(approval_id, card)
+
+    def render(self, row: ApprovalRow, status: str | None = None, resend: bool = False) -> Card:
+        """The card, from the structured fields (never from model prose)."""
+        preview = self.connector(row.kind).preview(self.connector(row.kind).parse(row.action))
+        title = {"email.send": "Send this email?"}.get(row.kind, f"Run {row.kind}?")
+        expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+        if status is None:
+            text = f"{title}\n\n{preview}\n\n(approval {row.id}, expires {expires})"
+            buttons = tuple(
+                (label, button_data(v, row)) for label, v in (("Approve", "ap"), ("Edit", "ed"), ("Reject", "rj"))
+            )
+            return Card(text, buttons)
+        buttons = (("Resend", button_data("rs", row)),) if resend else ()
+        return Card(f"{status}\n\n{preview}\n\n(approval {row.id})", buttons)
+
+    async def _resend(self, row: ApprovalRow, approver: str) -> Decision:
+        outbox = await self._store.outbox(row.id)
+        if outbox is None or outbox.state != "unknown":
+            return Decision("already", row, "resend")
+        if not await self._store.finish(row.id, "queued", "resend requested by operator", expect="unknown"):
+            return Decision("already", row, "resend")
+        await self._audit("outbox.resend", approver, {"approval_id": row.id, "digest": row.digest}, row.thread)
+        return Decision("resend", row, "resend")
+
+    async def _audit(self, kind: str, actor: str, payload: dict[str, object], thread: str | None) -> None:
+        await self._db.append_event(kind, actor, payload, session=thread)
+
+
+def idempotency_key(approval_id: str) -> str:
+    """The idempotency key of an approval's execution: derived from its id, stored before the call (I2)."""
+    return "coo-" + hashlib.sha256(approval_id.encode()).hexdigest()[:24]
+
+
+def email_from_fields(fields: dict[str, str], from_addr: str | None) -> EmailAction:
+    """An EmailAction from loose fields (tool args, /email, an edit), with a user-facing error when bad."""
+    if not from_addr:
+        raise UserFacingError("Email is not configured: set COO_SMTP__HOST and COO_SMTP__FROM_ADDR.")
+    try:
+        return EmailAction.model_validate(
+            {
+                "from_addr": from_addr,
+                "to": fields.get("to", ""),
+                "cc": fields.get("cc", ""),
+                "subject": fields.get("subject", ""),
+                "body": fields.get("body", ""),
+            }
+        )
+    except ValueError as exc:
+        errors: list[dict[str, object]] = list(getattr(exc, "errors", lambda: [])())
+        reasons = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in errors) or str(exc)
+        raise UserFacingError(f"That email is not valid: {reasons}") from None

@@ -1,0 +1,349 @@
+"""Approval rows and the outbox, in the application database.
+
+Every state change is a compare-and-set on the current state, so two presses, two devices or
+two processes can never both win. Approving inserts the outbox row in the same transaction (a
+crash between "approved" and "queued" cannot lose the action).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import aiosqlite
+
+from memory.db import utcnow
+
+APPROVALS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    root_id TEXT NOT NULL,
+    thread TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending','approved','rejected','expired','superseded')),
+    decided_by TEXT,
+    decided_at TEXT,
+    cards TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state, expires_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    approval_id TEXT PRIMARY KEY REFERENCES approvals(id),
+    idempotency_key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued','running','sent','failed','unknown')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    external_id TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS edit_requests (
+    thread TEXT PRIMARY KEY,
+    approval_id TEXT NOT NULL,
+    requested_at TEXT NOT NULL
+);
+"""
+
+ApprovalState = Literal["pending", "approved", "rejected", "expired", "superseded"]
+OutboxState = Literal["queued", "running", "sent", "failed", "unknown"]
+
+
+@dataclass(frozen=True)
+class CardRef:
+    """Where a card was shown, so it can be edited in place."""
+
+    channel: str
+    chat_id: str
+    thread_id: str | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    """One approval as stored."""
+
+    id: str
+    root_id: str
+    thread: str
+    origin: str
+    kind: str
+    action: dict[str, Any]
+    digest: str
+    approvers: tuple[str, ...]
+    nonce: str
+    created_at: datetime
+    expires_at: datetime
+    state: ApprovalState
+    decided_by: str | None
+    decided_at: datetime | None
+    cards: tuple[CardRef, ...]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One approved action waiting for, or done with, execution."""
+
+    approval_id: str
+    idempotency_key: str
+    kind: str
+    action: dict[str, Any]
+    digest: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    detail: str
+    external_id: str | None
+
+
+_A_COLS = (
+    "id, root_id, thread, origin, kind, action, digest, approvers, nonce, created_at, expires_at, "
+    "state, decided_by, decided_at, cards"
+)
+_O_COLS = "approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, detail, external_id"
+
+
+def _approval(r: Any) -> ApprovalRow:
+    return ApprovalRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        json.loads(r[5]),
+        r[6],
+        tuple(json.loads(r[7])),
+        r[8],
+        datetime.fromisoformat(r[9]),
+        datetime.fromisoformat(r[10]),
+        r[11],
+        r[12],
+        datetime.fromisoformat(r[13]) if r[13] else None,
+        tuple(CardRef(*c) for c in json.loads(r[14])),
+    )
+
+
+def _outbox(r: Any) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], datetime.fromisoformat(r[7]), r[8], r[9])
+
+
+class ApprovalStore:
+    """Approvals, the outbox and pending edit requests.
+
+    Owns its connection, and a lock around every use of it: an open transaction on a shared
+    connection would otherwise be committed by any other coroutine's commit.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    async def setup(self) -> None:
+        """Create the tables if needed."""
+        async with self._lock:
+            await self._conn.executescript(APPROVALS_SCHEMA)
+            await self._conn.commit()
+
+    async def create(self, row: ApprovalRow) -> bool:
+        """Insert a new approval; False when that id exists already (an idempotent re-run)."""
+        async with self._lock:
+            cur = await self._conn.execute(
+                f"INSERT OR IGNORE INTO approvals ({_A_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row.id,
+                    row.root_id,
+                    row.thread,
+                    row.origin,
+                    row.kind,
+                    json.dumps(row.action, sort_keys=True),
+                    row.digest,
+                    json.dumps(list(row.approvers)),
+                    row.nonce,
+                    row.created_at.isoformat(),
+                    row.expires_at.isoformat(),
+                    row.state,
+                    row.decided_by,
+                    row.decided_at.isoformat() if row.decided_at else None,
+                    "[]",
+                ),
+            )
+            await self._conn.commit()
+            return cur.rowcount == 1
+
+    async def _get(self, approval_id: str) -> ApprovalRow | None:
+        async with self._conn.execute(f"SELECT {_A_COLS} FROM approvals WHERE id = ?", (approval_id,)) as cur:
+            r = await cur.fetchone()
+        return _approval(r) if r else None
+
+    async def get(self, approval_id: str) -> ApprovalRow | None:
+        """One approval by id."""
+        async with self._lock:
+            return await self._get(approval_id)
+
+    async def list_approvals(self, state: ApprovalState | None = None, limit: int = 100) -> list[ApprovalRow]:
+        """Approvals, oldest first, optionally in one state."""
+        async with self._lock:
+            sql = (
+                f"SELECT {_A_COLS} FROM approvals"
+                + (" WHERE state = ?" if state else "")
+                + " ORDER BY created_at LIMIT ?"
+            )
+            args: tuple[Any, ...] = (state, limit) if state else (limit,)
+            async with self._conn.execute(sql, args) as cur:
+                return [_approval(r) for r in await cur.fetchall()]
+
+    async def add_card(self, approval_id: str, card: CardRef) -> None:
+        """Remember where a card was shown."""
+        async with self._lock:
+            row = await self._get(approval_id)
+            if row is None:
+                return
+            cards = [list(c.__dict__.values()) for c in row.cards] + [
+                [card.channel, card.chat_id, card.thread_id, card.message_id]
+            ]
+            await self._conn.execute("UPDATE approvals SET cards = ? WHERE id = ?", (json.dumps(cards), approval_id))
+            await self._conn.commit()
+
+    async def decide(
+        self,
+        approval_id: str,
+        nonce: str,
+        new_state: ApprovalState,
+        decided_by: str,
+        outbox_key: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """Compare-and-set pending -> ``new_state``; with ``outbox_key`` also queue the action, atomically.
+
+        Returns False when the approval was not pending (someone else decided first) or the nonce differs.
+        """
+        async with self._lock:
+            now = utcnow()
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._conn.execute(
+                    "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? "
+                    "WHERE id = ? AND state = 'pending' AND nonce = ?",
+                    (new_state, decided_by, now.isoformat(), approval_id, nonce),
+                )
+                won = cur.rowcount == 1
+                if won and outbox_key is not None:
+                    await self._conn.execute(
+                        f"INSERT INTO outbox ({_O_COLS}, updated_at) "
+                        "SELECT id, ?, kind, action, digest, 'queued', 0, ?, '', NULL, ? FROM approvals WHERE id = ?",
+                        (outbox_key, (retry_at or now).isoformat(), now.isoformat(), approval_id),
+                    )
+                await self._conn.commit()
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            return won
+
+    async def due_expired(self, now: datetime) -> list[ApprovalRow]:
+        """Pending approvals past their expiry."""
+        async with (
+            self._lock,
+            self._conn.execute(
+                f"SELECT {_A_COLS} FROM approvals WHERE state = 'pending' AND expires_at <= ?",
+                (now.isoformat(),),
+            ) as cur,
+        ):
+            return [_approval(r) for r in await cur.fetchall()]
+
+    # -- edit requests ------------------------------------------------------------------------
+    async def request_edit(self, thread: str, approval_id: str) -> None:
+        """The next message in ``thread`` is the correction for ``approval_id``."""
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT OR REPLACE INTO edit_requests (thread, approval_id, requested_at) VALUES (?, ?, ?)",
+                (thread, approval_id, utcnow().isoformat()),
+            )
+            await self._conn.commit()
+
+    async def take_edit_request(self, thread: str) -> str | None:
+        """Pop the approval id waiting for a correction in ``thread``."""
+        async with self._lock:
+            async with self._conn.execute("SELECT approval_id FROM edit_requests WHERE thread = ?", (thread,)) as cur:
+                r = await cur.fetchone()
+            if r is None:
+                return None
+            await self._conn.execute("DELETE FROM edit_requests WHERE thread = ?", (thread,))
+            await self._conn.commit()
+            return str(r[0])
+
+    # -- outbox -------------------------------------------------------------------------------
+    async def outbox(self, approval_id: str) -> OutboxRow | None:
+        """The outbox row of an approval."""
+        async with self._lock:
+            async with self._conn.execute(f"SELECT {_O_COLS} FROM outbox WHERE approval_id = ?", (approval_id,)) as cur:
+                r = await cur.fetchone()
+            return _outbox(r) if r else None
+
+    async def outbox_in(self, state: OutboxState) -> list[OutboxRow]:
+        """Outbox rows in one state, oldest first."""
+        async with (
+            self._lock,
+            self._conn.execute(
+                f"SELECT {_O_COLS} FROM outbox WHERE state = ? ORDER BY next_attempt_at", (state,)
+            ) as cur,
+        ):
+            return [_outbox(r) for r in await cur.fetchall()]
+
+    async def claim_due(self, now: datetime) -> OutboxRow | None:
+        """Move the oldest due queued row to 'running' (attempt + 1) before any call is made."""
+        async with self._lock:
+            async with self._conn.execute(
+                f"SELECT {_O_COLS} FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at LIMIT 1",
+                (now.isoformat(),),
+            ) as cur:
+                r = await cur.fetchone()
+            if r is None:
+                return None
+            row = _outbox(r)
+            cur2 = await self._conn.execute(
+                "UPDATE outbox SET state = 'running', attempts = attempts + 1, updated_at = ? "
+                "WHERE approval_id = ? AND state = 'queued'",
+                (now.isoformat(), row.approval_id),
+            )
+            await self._conn.commit()
+            if cur2.rowcount != 1:
+                return None
+            async with self._conn.execute(
+                f"SELECT {_O_COLS} FROM outbox WHERE approval_id = ?", (row.approval_id,)
+            ) as cur3:
+                r3 = await cur3.fetchone()
+            return _outbox(r3) if r3 else None
+
+    async def finish(
+        self,
+        approval_id: str,
+        state: OutboxState,
+        detail: str = "",
+        external_id: str | None = None,
+        retry_in: timedelta | None = None,
+        expect: OutboxState = "running",
+    ) -> bool:
+        """Compare-and-set the outbox row out of ``expect``; ``retry_in`` re-queues it."""
+        async with self._lock:
+            now = utcnow()
+            next_at = (now + retry_in) if retry_in is not None else now
+            cur = await self._conn.execute(
+                "UPDATE outbox SET state = ?, detail = ?, external_id = COALESCE(?, external_id), next_attempt_at = ?, "
+                "updated_at = ? WHERE approval_id = ? AND state = ?",
+                (state, detail, external_id, next_at.isoformat(), now.isoformat(), approval_id, expect),
+            )
+            await self._conn.commit()
+            return cur.rowcount == 1
