@@ -139,8 +139,12 @@ class EmailConnector:
             raise PermanentError("email is not configured (COO_SMTP__HOST, COO_SMTP__FROM_ADDR)")
         message = self.build_message(action, idempotency_key)
         client = aiosmtplib.SMTP(
-            hostname=s.host, port=s.port, timeout=s.timeout_s, use_tls=s.security == "tls",
-            start_tls=s.security == "starttls", tls_context=ssl.create_default_context(),
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout_s,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+            tls_context=ssl.create_default_context(),
         )
         try:
             await client.connect()

@@ -28,8 +28,13 @@ class OutboxRunner:
     """Runs due outbox rows one at a time and reports every final outcome."""
 
     def __init__(
-        self, store: ApprovalStore, db: Database, connectors: dict[str, Connector], settings: OutboxSettings,
-        on_outcome: OutcomeHandler, is_paused: Callable[[], bool] = lambda: False,
+        self,
+        store: ApprovalStore,
+        db: Database,
+        connectors: dict[str, Connector],
+        settings: OutboxSettings,
+        on_outcome: OutcomeHandler,
+        is_paused: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
         self._db = db
@@ -87,8 +92,9 @@ class OutboxRunner:
                 await self._final(row, "failed", f"{exc} (gave up after {row.attempts} attempts)")
             else:
                 delay = self._backoff(row.attempts)
-                log.warning("outbox %s: temporary error (%s); retry %d in %.1fs", row.approval_id, exc,
-                            row.attempts + 1, delay)
+                log.warning(
+                    "outbox %s: temporary error (%s); retry %d in %.1fs", row.approval_id, exc, row.attempts + 1, delay
+                )
                 await self._store.finish(row.approval_id, "queued", str(exc), retry_in=timedelta(seconds=delay))
                 await self._event(row, "retry", str(exc))
         except PermanentError as exc:
@@ -123,7 +129,13 @@ class OutboxRunner:
 
     async def _event(self, row: OutboxRow, outcome: str, detail: str) -> None:
         await self._db.append_event(
-            "action." + outcome, "coo",
-            {"approval_id": row.approval_id, "kind": row.kind, "attempt": row.attempts, "detail": detail,
-             "idempotency_key": row.idempotency_key},
+            "action." + outcome,
+            "coo",
+            {
+                "approval_id": row.approval_id,
+                "kind": row.kind,
+                "attempt": row.attempts,
+                "detail": detail,
+                "idempotency_key": row.idempotency_key,
+            },
         )

@@ -263,7 +263,9 @@ class ApprovalService:
 
     async def _resend(self, row: ApprovalRow, approver: str) -> Decision:
         outbox = await self._store.outbox(row.id)
-        if outbox is None or outbox.state != "unknown":
+        if outbox is None:
+            return Decision("ignored", row)  # there is nothing to resend: no button ever offered this
+        if outbox.state != "unknown":
             return Decision("already", row, "resend")
         if not await self._store.finish(row.id, "queued", "resend requested by operator", expect="unknown"):
             return Decision("already", row, "resend")

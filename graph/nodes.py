@@ -24,12 +24,8 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
         now=render_time(utcnow(), ctx.timezone),
         timezone=ctx.timezone,
     )
-    return {
-        "context": [
-            {"role": "system", "content": system},
-            *recent_turns(state.get("messages", []), ctx.recent_turns),
-        ]
-    }
+    turns = repair_tool_history(recent_turns(state.get("messages", []), ctx.recent_turns))
+    return {"context": [{"role": "system", "content": system}, *turns]}
 
 
 def repair_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -171,6 +167,7 @@ async def await_approval(state: CooState) -> dict[str, Any]:
     return {
         "messages": [{"role": "tool", "tool_call_id": waiting.get("tool_call_id", ""), "content": text}],
         "awaiting": None,
+        "cards": [],  # those cards were shown by the run that proposed them
     }
 
 

@@ -106,9 +106,7 @@ class Database:
         return self._conn
 
     # -- event log ---------------------------------------------------------------------------
-    async def append_event(
-        self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None
-    ) -> int:
+    async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event; returns its id."""
         cur = await self._conn.execute(
             "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
@@ -118,9 +116,7 @@ class Database:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def events(
-        self, kind: str | None = None, session: str | None = None, limit: int = 1000
-    ) -> list[Event]:
+    async def events(self, kind: str | None = None, session: str | None = None, limit: int = 1000) -> list[Event]:
         """Events, oldest first, optionally filtered by kind and session."""
         sql = "SELECT id, at, actor, session, kind, payload FROM events WHERE 1=1"
         args: list[Any] = []

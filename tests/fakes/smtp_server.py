@@ -1,0 +1,108 @@
+"""A real SMTP server (aiosmtpd) on localhost that counts deliveries and can misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any, Literal
+
+from aiosmtpd.controller import Controller
+
+Mode = Literal["ok", "tempfail", "permfail", "drop_after_data", "slow_ack"]
+
+
+@dataclass
+class Delivered:
+    """One message the server accepted (or received before it misbehaved)."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    message: Message
+
+    @property
+    def body(self) -> str:
+        payload = self.message.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        return payload.decode("utf-8").replace("\r\n", "\n").strip("\n")
+
+
+@dataclass
+class _Handler:
+    owner: SMTPServer
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+        owner = self.owner
+        mode = owner.modes.pop(0) if owner.modes else owner.default_mode
+        if mode == "tempfail":
+            return "451 4.3.0 try again later"
+        if mode == "permfail":
+            return "554 5.7.1 rejected"
+        owner.record(envelope)
+        if mode == "drop_after_data":
+            # The message reached us, but the client never hears "250": an ambiguous outcome.
+            session.peer and server.transport.close()
+            await asyncio.sleep(0.2)
+            return "250 OK"
+        if mode == "slow_ack":
+            await asyncio.sleep(owner.slow_ack_s)
+        return "250 OK"
+
+
+@dataclass
+class SMTPServer:
+    """``with SMTPServer() as smtp``: ``smtp.port``, ``smtp.delivered``, ``smtp.modes`` (a queue)."""
+
+    default_mode: Mode = "ok"
+    modes: list[Mode] = field(default_factory=list)
+    slow_ack_s: float = 5.0
+    delivered: list[Delivered] = field(default_factory=list)
+    port: int = 0
+    _controller: Controller | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> SMTPServer:
+        self.port = self.port or free_port()
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def record(self, envelope: Any) -> None:
+        with self._lock:
+            self.delivered.append(
+                Delivered(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content))
+            )
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """COO_SMTP__* values pointing here."""
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "from_addr": "me@example.org",
+            "security": "none",
+            "timeout_s": 2.0,
+            **extra,
+        }
+
+    async def wait_delivered(self, count: int, timeout: float = 5.0) -> list[Delivered]:
+        deadline = time.monotonic() + timeout
+        while len(self.delivered) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} deliveries, got {len(self.delivered)}")
+            await asyncio.sleep(0.02)
+        return self.delivered
+
+
+def free_port() -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
