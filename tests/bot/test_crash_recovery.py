@@ -1,0 +1,167 @@
+"""kill -9 of the bot process around an approved email (I2, I3): real `coo run` subprocesses against
+the fake Telegram Bot API and a real SMTP server. After a restart: at most one email, and the card
+tells the truth."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.smtp_server import SMTPServer, free_port
+from tests.fakes.telegram_api import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123456:TEST-TOKEN"
+
+
+def bot_env(tg: FakeTelegram, data_dir: Path, smtp_port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "COO_DATA_DIR": str(data_dir),
+            "COO_OPERATORS": "telegram:1001",
+            "COO_TELEGRAM__TOKEN": TOKEN,
+            "COO_TELEGRAM__API_BASE_URL": tg.api_root,
+            "COO_TELEGRAM__POLL_TIMEOUT_S": "1",
+            "COO_SMTP__HOST": "127.0.0.1",
+            "COO_SMTP__PORT": str(smtp_port),
+            "COO_SMTP__FROM_ADDR": "me@example.org",
+            "COO_SMTP__SECURITY": "none",
+            "COO_SMTP__TIMEOUT_S": "30",
+            "COO_OUTBOX__POLL_S": "0.1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def bot(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        env=env,
+        cwd=env["COO_DATA_DIR"],
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+
+def kill9(proc: asyncio.subprocess.Process) -> None:
+    proc.send_signal(signal.SIGKILL)
+
+
+def outbox(data_dir: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(data_dir / "coo.sqlite", timeout=5) as conn:
+        try:
+            return [(r[0], r[1]) for r in conn.execute("SELECT state, attempts FROM outbox")]
+        except sqlite3.OperationalError:
+            return []
+
+
+async def until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def approve_email(tg: FakeTelegram) -> dict[str, Any]:
+    """Ask for an email with /email, wait for its card, press Approve. Returns the card message."""
+    tg.push_message(1001, 1001, "/email ana@example.org Proposal | Hi Ana, the proposal is ready.")
+    calls = await tg.wait_for(lambda c: c.method == "sendMessage" and "reply_markup" in c.params, 1, timeout=30)
+    card = calls[-1]
+    buttons = [b for row in card.params["reply_markup"]["inline_keyboard"] for b in row]
+    approve = next(b["callback_data"] for b in buttons if b["text"] == "Approve")
+    message_id = next(
+        m["message_id"] for (chat, _), m in tg._messages.items() if chat == "1001" and m.get("reply_markup")
+    )
+    tg.push_callback(1001, 1001, message_id, approve)
+    return {"message_id": message_id, "approve": approve}
+
+
+def card_edits(tg: FakeTelegram) -> list[str]:
+    return [str(c.params.get("text", "")) for c in tg.calls if c.method == "editMessageText" and c.status == 200]
+
+
+async def test_killed_right_after_approval_sends_exactly_once_after_restart(tmp_path: Path) -> None:
+    smtp_port = free_port()  # nothing listens yet: the first attempt fails and the row waits in the outbox
+    async with FakeTelegram(token=TOKEN) as tg:
+        env = bot_env(tg, tmp_path, smtp_port, COO_OUTBOX__BACKOFF_BASE_S="4")
+        async with bot(env) as proc:
+            await approve_email(tg)
+            await until(lambda: outbox(tmp_path) == [("queued", 1)], what="an approved, queued action")
+            kill9(proc)
+        with SMTPServer(port=smtp_port) as smtp:
+            async with bot(env):
+                await smtp.wait_delivered(1, timeout=30)
+                await until(lambda: any(t.startswith("Sent at") for t in card_edits(tg)), what="card shows sent")
+                await asyncio.sleep(1.5)
+    assert len(smtp.delivered) == 1
+    assert smtp.delivered[0].body == "Hi Ana, the proposal is ready."
+    assert outbox(tmp_path) == [("sent", 2)]
+
+
+async def test_killed_right_after_the_smtp_call_is_unknown_never_resent(tmp_path: Path) -> None:
+    with SMTPServer(modes=["slow_ack"], slow_ack_s=10) as smtp:
+        async with FakeTelegram(token=TOKEN) as tg:
+            env = bot_env(tg, tmp_path, smtp.port)
+            async with bot(env) as proc:
+                await approve_email(tg)
+                await smtp.wait_delivered(1, timeout=30)  # the server has the message; "250" has not come yet
+                assert outbox(tmp_path) == [("running", 1)]
+                kill9(proc)
+            async with bot(env):
+                await until(
+                    lambda: any(t.startswith("Unknown outcome") for t in card_edits(tg)), what="card shows unknown"
+                )
+                await asyncio.sleep(2)
+            edit = next(
+                c
+                for c in tg.calls
+                if c.method == "editMessageText" and str(c.params.get("text", "")).startswith("Unknown outcome")
+            )
+    assert len(smtp.delivered) == 1
+    assert outbox(tmp_path) == [("unknown", 1)]
+    resend = [b["text"] for row in edit.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert resend == ["Resend"]
+
+
+async def test_killed_while_handling_a_message_answers_it_after_restart(tmp_path: Path) -> None:
+    """I3: an update that was acknowledged to Telegram but not answered is answered after a restart."""
+    from tests.fakes.openai_api import FakeOpenAI, Scripted
+
+    async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
+        llm.script.append(Scripted(content="first try", delay_s=30))
+        env = bot_env(tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key)
+        async with bot(env) as proc:
+            tg.push_message(1001, 1001, "are you there?")
+            await until(lambda: len(llm.chat_requests) == 1, what="the model call")
+            kill9(proc)
+        llm.reply("yes, after a restart")
+        async with bot(env):
+            await tg.wait_for(
+                lambda c: c.method == "sendMessage" and c.params.get("text") == "yes, after a restart", 1, timeout=30
+            )
+            await asyncio.sleep(1.5)
+    replies = [c.params["text"] for c in tg.calls if c.method == "sendMessage"]
+    assert replies.count("yes, after a restart") == 1 and "first try" not in replies
