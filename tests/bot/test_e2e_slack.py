@@ -3,6 +3,7 @@ fake model server. Socket Mode and HTTP mode."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bot.channels.slack import SlackChannel
@@ -46,9 +47,7 @@ async def test_socket_mode_dm_and_mention_reach_the_graph(tmp_path: Path, fake_l
     assert fake_llm.chat_requests[0]["messages"][-1]["content"] == "hi coo"
 
 
-async def test_socket_mode_stranger_refused_and_duplicates_dropped(
-    tmp_path: Path, fake_llm: FakeOpenAI
-) -> None:
+async def test_socket_mode_stranger_refused_and_duplicates_dropped(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     async with FakeSlack() as slack:
         settings = make_settings(
             tmp_path,
@@ -107,3 +106,43 @@ async def test_http_mode_signed_events_only(tmp_path: Path, fake_llm: FakeOpenAI
             sent = await slack.wait_for("chat.postMessage", 2)
     assert sorted(c.params["text"] for c in sent) == ["echo: and then this", "echo: over http"]
     assert len(fake_llm.chat_requests) == 2
+
+
+async def test_socket_mode_approval_card_sends_exactly_one_email(tmp_path: Path) -> None:
+    from tests.fakes.smtp_server import SMTPServer
+
+    with SMTPServer() as smtp:
+        async with FakeSlack() as slack:
+            settings = make_settings(
+                tmp_path,
+                smtp=smtp.settings(),
+                outbox={"poll_s": 0.05},
+                slack={"bot_token": "xoxb-test", "app_token": "xapp-test", "api_base_url": slack.api_base_url},
+            )
+            async with open_runtime(settings):
+                await slack.push_command("U1", "D1", "/coo", "email ana@example.org Proposal | Hi Ana,\nready.")
+                posted = await slack.wait_for("chat.postMessage", 1)
+                card = posted[0].params
+                blocks = card["blocks"] if isinstance(card["blocks"], list) else json.loads(card["blocks"])
+                buttons = {
+                    e["text"]["text"]: e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]
+                }
+                assert set(buttons) == {"Approve", "Edit", "Reject"}
+                assert "To: ana@example.org" in card["text"] and "Hi Ana,\nready." in card["text"]
+                ts = "1700000000.000001"  # the fake numbers posted messages from 1
+                # a stranger's press (signed as another user) changes nothing
+                await slack.push_action("U666", "D1", buttons["Approve"], ts)
+                await slack.push_action("U1", "D1", buttons["Approve"], ts)
+                await slack.push_action("U1", "D1", buttons["Approve"], ts)  # double tap
+                await smtp.wait_delivered(1)
+                updates = await slack.wait_for("chat.update", 2)
+                await eventually(
+                    lambda: any(
+                        str(c.params.get("text", "")).startswith("Sent at")
+                        for c in slack.calls
+                        if c.method == "chat.update"
+                    )
+                )
+                await slack.wait_acks()
+    assert len(smtp.delivered) == 1 and smtp.delivered[0].body == "Hi Ana,\nready."
+    assert all(u.params["channel"] == "D1" and u.params["ts"] == ts for u in updates)
