@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from bot.commands import CommandRouter
 from bot.messages import Channel, InboundMessage, OutboundMessage
 from graph.coordinator import Coordinator
 from graph.errors import UserFacingError
+from memory.control import ControlStore
 from memory.db import Database
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ class Dispatcher:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._refused_at: dict[str, float] = {}
         self.approvals: ApprovalUI | None = None
+        # Button presses go to the handler registered for the data's prefix ("bu" for budget alerts).
+        self.button_handlers: dict[str, Callable[[InboundMessage], Awaitable[None]]] = {}
+        self.control: ControlStore | None = None
 
     def attach(self, channel: Channel) -> None:
         """Make a channel available for replies."""
@@ -93,9 +98,13 @@ class Dispatcher:
 
     async def _answer(self, inbound: InboundMessage) -> None:
         if inbound.kind == "callback":
-            if self.approvals is not None:
+            handler = self.button_handlers.get((inbound.callback_data or "").split(":", 1)[0])
+            if handler is not None:
+                await handler(inbound)
+            elif self.approvals is not None:
                 await self.approvals.on_press(inbound)
             return
+        await self._remember_home(inbound)
         if inbound.kind == "other":
             return  # e.g. reactions or membership changes: nothing to answer
         if inbound.kind == "command" or CommandRouter.parse(inbound.text):
@@ -114,6 +123,19 @@ class Dispatcher:
             await self.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
         elif result.reply:
             await self.send(OutboundMessage.reply_to(inbound, result.reply))
+
+    async def _remember_home(self, inbound: InboundMessage) -> None:
+        """An operator's private chat is where the digest and alerts without a conversation go."""
+        if self.control is None:
+            return
+        user = inbound.sender.rsplit(":", 1)[-1]
+        private = (
+            inbound.channel == "console"
+            or (inbound.channel == "telegram" and inbound.chat_id == user)
+            or (inbound.channel == "slack" and inbound.chat_id.startswith("D"))
+        )
+        if private:
+            await self.control.put(f"home:{inbound.sender}", [inbound.channel, inbound.chat_id, inbound.thread_id])
 
     async def _take_edit(self, inbound: InboundMessage) -> bool:
         """If the operator pressed Edit on a card in this conversation, this message is the correction."""

@@ -16,20 +16,26 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.access import AccessGuard
 from bot.approval_commands import register_approval_commands
-from bot.approval_ui import ApprovalUI
+from bot.approval_ui import ApprovalUI, session_target
+from bot.budget_commands import BudgetCommands, Controls
 from bot.channels.console import ConsoleChannel
 from bot.commands import CommandRouter
 from bot.core_commands import register_core_commands
+from bot.digest import DigestService, home_chats
 from bot.dispatcher import Dispatcher
-from bot.messages import Channel
+from bot.messages import Channel, InboundMessage
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from connectors.base import Connector
 from connectors.email import EmailConnector
 from connectors.outbox import OutboxRunner
 from graph.approvals import ApprovalService
+from graph.budget import BudgetAlert, BudgetGuard
 from graph.coordinator import Coordinator
 from graph.llm import LLMClient
+from graph.pricing import PriceTable
 from memory.approvals import ApprovalStore
+from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,10 @@ class Runtime:
     approvals: ApprovalService
     approval_ui: ApprovalUI
     runner: OutboxRunner
+    control: ControlStore
+    controls: Controls
+    digest: DigestService
+    scheduler: Scheduler
     channels: list[Channel] = field(default_factory=list)
     console: ConsoleChannel | None = None
 
@@ -72,7 +82,14 @@ async def open_runtime(
         stack.push_async_callback(ckpt_conn.close)
         saver = AsyncSqliteSaver(ckpt_conn)
         await saver.setup()
-        llm = LLMClient(settings.llm, db)
+        control = ControlStore(db)
+        await control.setup()
+        controls = Controls(paused=bool(await control.get("paused")))
+        prices = PriceTable(settings.llm.base_url, settings.llm.prices, settings.budget.usd_rate)
+        budget_guard = BudgetGuard(
+            db, control, prices, settings.timezone, settings.budget.currency, settings.llm.cheap_model
+        )
+        llm = LLMClient(settings.llm, db, prices, budget_guard)
         stack.push_async_callback(llm.close)
         guard = AccessGuard(settings.operator_ids, db, settings.pairing_code_ttl_s)
         pairing_code = await guard.load()
@@ -91,11 +108,42 @@ async def open_runtime(
         dispatcher = Dispatcher(db, guard, commands, coordinator)
         # The UI wakes the runner and the runner reports to the UI: the lambda binds late.
         ui = ApprovalUI(approvals, coordinator, dispatcher.send, lambda: runner.wake())
-        runner = OutboxRunner(store, db, connectors, settings.outbox, on_outcome=ui.on_outcome)
+        runner = OutboxRunner(
+            store, db, connectors, settings.outbox, on_outcome=ui.on_outcome, is_paused=lambda: controls.paused
+        )
+        dispatcher.control = control
+        budget_cmds = BudgetCommands(db, control, budget_guard, controls, settings.timezone, dispatcher.send)
+        dispatcher.button_handlers["bu"] = budget_cmds.on_press
+        budget_guard.on_alert = lambda alert: _alert(alert, budget_cmds, control, dispatcher)
+        digest = DigestService(db, store, control, budget_cmds, llm, ui, dispatcher.send)
+        scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
+        scheduler.daily("digest", settings.digest_time, digest.scheduled)
         dispatcher.approvals = ui
-        runtime = Runtime(settings, db, dispatcher, coordinator, guard, commands, pairing_code, approvals, ui, runner)
+        runtime = Runtime(
+            settings,
+            db,
+            dispatcher,
+            coordinator,
+            guard,
+            commands,
+            pairing_code,
+            approvals,
+            ui,
+            runner,
+            control,
+            controls,
+            digest,
+            scheduler,
+        )
         register_core_commands(commands, runtime_status=lambda: status_lines(runtime))
         register_approval_commands(commands, approvals, ui, settings.smtp.from_addr)
+        budget_cmds.register(commands)
+
+        async def digest_now(inbound: InboundMessage, _: str) -> str:
+            await digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
+            return ""
+
+        commands.add("digest", "Send the digest now", digest_now)
 
         if settings.telegram.configured:
             from bot.channels.telegram import TelegramChannel
@@ -120,7 +168,18 @@ async def open_runtime(
         await runner.recover()
         await _background(stack, runner.run_forever(), "outbox")
         await _background(stack, _sweep_expired(approvals, ui, settings.expiry_sweep_s), "expiry")
+        await _background(stack, scheduler.run_forever(), "scheduler")
         yield runtime
+
+
+async def _alert(alert: BudgetAlert, budgets: BudgetCommands, control: ControlStore, dispatcher: Dispatcher) -> None:
+    """Send a budget alert to the conversation it happened in, or to every operator's own chat."""
+    targets = [session_target(alert.session)] if alert.session else await home_chats(control)
+    for channel, chat_id, thread_id in targets:
+        try:
+            await dispatcher.send(budgets.alert_message(alert, channel, chat_id, thread_id))
+        except Exception:
+            log.exception("budget alert could not be delivered to %s:%s", channel, chat_id)
 
 
 async def _stop_channel(channel: Channel, timeout_s: float = 15.0) -> None:

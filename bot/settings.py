@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.settings import OutboxSettings, SMTPSettings
-from graph.settings import ApprovalSettings, LLMSettings
+from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings
 from memory.settings import EmbeddingsSettings, SqliteSettings
 
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     smtp: SMTPSettings = SMTPSettings()
     approvals: ApprovalSettings = ApprovalSettings()
+    budget: BudgetSettings = BudgetSettings()
     outbox: OutboxSettings = OutboxSettings()
     expiry_sweep_s: float = Field(default=30.0, gt=0)
     embeddings: EmbeddingsSettings = EmbeddingsSettings()

@@ -8,18 +8,19 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import openai
 
+from graph.breaker import CircuitBreaker
+from graph.budget import BudgetGuard
 from graph.errors import ModelUnavailable
+from graph.pricing import PriceTable
 from graph.settings import LLMSettings
 from memory.db import Database, LLMCall
 
 log = logging.getLogger(__name__)
-
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
 @dataclass(frozen=True)
@@ -61,32 +62,32 @@ def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:
     return sum(4 + estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages)
 
 
-@dataclass
-class _Health:
-    down_since: float | None = None
-    retry_at: float = 0.0
-    told: bool = False
-    last_reason: str = ""
-    notices: list[str] = field(default_factory=list)
-
-
 class LLMClient:
-    """Calls the model, retrying 429/5xx/connection errors with backoff, and records usage.
+    """Calls the model, retrying 429/5xx/connection errors with backoff, and records usage and cost.
 
-    After the retries are exhausted the client is "down": callers get :class:`ModelUnavailable`
-    without a network call until ``offline_cooldown_s`` has passed, then one call probes again.
+    Before each call the budget guard gets an estimate of its cost (I5); a call that would cross a
+    cap is never made. Failures feed a circuit breaker: once it opens, callers get
+    :class:`ModelUnavailable` without a network call until it half-opens and one call probes again.
     """
 
     def __init__(
         self,
         settings: LLMSettings,
         db: Database,
+        prices: PriceTable | None = None,
+        budget: BudgetGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._db = db
         self._clock = clock
-        self._health = _Health()
+        self._prices = prices or PriceTable(settings.base_url, settings.prices)
+        self._budget = budget
+        self.breaker = CircuitBreaker(
+            "model", settings.breaker_failures, settings.breaker_window_s, settings.offline_cooldown_s, clock
+        )
+        self._down = False
+        self._told = False
         self._client: openai.AsyncOpenAI | None = None
         if settings.configured:
             key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
@@ -108,15 +109,13 @@ class LLMClient:
         return self._settings.model
 
     def available(self) -> bool:
-        """True when a call may be attempted now (configured and not inside a down cooldown)."""
-        if self._client is None:
-            return False
-        return self._health.down_since is None or self._clock() >= self._health.retry_at
+        """True when a call may be attempted now (configured, and the breaker not open)."""
+        return self._client is not None and self.breaker.state != "open"
 
     def take_outage_notice(self) -> bool:
         """True exactly once per outage: the caller should tell the operator the model is down."""
-        if self._health.down_since is not None and not self._health.told:
-            self._health.told = True
+        if self._down and not self._told:
+            self._told = True
             return True
         return False
 
@@ -134,91 +133,75 @@ class LLMClient:
         workflow: str = "chat",
         model: str | None = None,
     ) -> ModelReply:
-        """One chat completion, with retries. Raises ModelUnavailable when it cannot be had."""
+        """One chat completion, with retries. Raises ModelUnavailable or BudgetExceeded (call not made)."""
         if self._client is None:
             raise ModelUnavailable("no model is configured")
-        if not self.available():
-            raise ModelUnavailable(self._health.last_reason or "the model is unreachable")
         name = model or self._settings.model
-        kwargs: dict[str, Any] = {"model": name, "messages": list(messages)}
+        max_out = self._settings.max_completion_tokens
+        if self._budget is not None:
+            estimate = estimate_message_tokens([*messages, *tools])
+            name = (await self._budget.clear(workflow, name, estimate, max_out, session)).model
+        kwargs: dict[str, Any] = {"model": name, "messages": list(messages), "max_tokens": max_out}
         if tools:
             kwargs["tools"] = list(tools)
-        attempts = self._settings.max_attempts
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, self._settings.max_attempts + 1):
+            if not self.breaker.allow():
+                self._down = True
+                raise ModelUnavailable(self.breaker.last_reason or "the model is unreachable")
             started = self._clock()
             try:
                 response = await self._client.chat.completions.create(**kwargs)
-            except _RETRYABLE as exc:
-                reason = _describe(exc)
-                await self._record(session, workflow, name, messages, "", started, f"error: {reason}")
-                if attempt == attempts:
-                    self._mark_down(reason)
-                    raise ModelUnavailable(reason) from exc
-                delay = self._settings.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning("model call failed (%s); retry %d/%d in %.2fs", reason, attempt, attempts - 1, delay)
-                await asyncio.sleep(delay)
-                continue
             except openai.APIStatusError as exc:
-                # 4xx other than 429: retrying will not help (bad model name, bad key...).
-                reason = _describe(exc)
-                await self._record(session, workflow, name, messages, "", started, f"error: {reason}")
-                self._mark_down(reason)
-                raise ModelUnavailable(reason) from exc
+                retryable = isinstance(exc, openai.RateLimitError | openai.InternalServerError)
+                await self._failed(session, workflow, name, messages, started, exc, attempt, retryable)
+                continue
+            except openai.APIConnectionError as exc:
+                await self._failed(session, workflow, name, messages, started, exc, attempt, True)
+                continue
             reply = _parse(response)
             usage = response.usage
             prompt = usage.prompt_tokens if usage else estimate_message_tokens(messages)
             completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
+            cost = self._prices.price(name).cost(prompt, completion)
+            latency = int((self._clock() - started) * 1000)
             await self._db.record_llm_call(
-                LLMCall(
-                    session,
-                    workflow,
-                    name,
-                    prompt,
-                    completion,
-                    usage is None,
-                    int((self._clock() - started) * 1000),
-                    "ok",
-                )
+                LLMCall(session, workflow, name, prompt, completion, usage is None, latency, "ok", cost)
             )
-            self._mark_up()
+            if self._down:
+                log.info("model reachable again")
+            self.breaker.record_success()
+            self._down = self._told = False
             return ModelReply(reply.content, reply.tool_calls, prompt, completion)
         raise AssertionError("unreachable")
 
-    async def _record(
+    async def _failed(
         self,
         session: str | None,
         workflow: str,
         model: str,
         messages: Sequence[dict[str, Any]],
-        completion: str,
         started: float,
-        outcome: str,
+        exc: Exception,
+        attempt: int,
+        retryable: bool,
     ) -> None:
-        # A failed call may still have been billed; record the estimate so spend is never hidden.
+        reason = _describe(exc)
+        latency = int((self._clock() - started) * 1000)
+        # Failed calls are not billed by the providers we know; the tokens we sent are still recorded.
         await self._db.record_llm_call(
-            LLMCall(
-                session,
-                workflow,
-                model,
-                estimate_message_tokens(messages),
-                0,
-                True,
-                int((self._clock() - started) * 1000),
-                outcome,
-            )
+            LLMCall(session, workflow, model, estimate_message_tokens(messages), 0, True, latency, f"error: {reason}")
         )
-
-    def _mark_down(self, reason: str) -> None:
-        if self._health.down_since is None:
-            self._health = _Health(down_since=self._clock())
-            log.error("model unreachable: %s; offline mode until it answers again", reason)
-        self._health.last_reason = reason
-        self._health.retry_at = self._clock() + self._settings.offline_cooldown_s
-
-    def _mark_up(self) -> None:
-        if self._health.down_since is not None:
-            log.info("model reachable again")
-        self._health = _Health()
+        opened = self.breaker.record_failure(reason)
+        if not retryable or opened or attempt == self._settings.max_attempts:
+            if not self._down:
+                log.error("model unreachable: %s; offline mode until it answers again", reason)
+            self._down = True
+            raise ModelUnavailable(reason) from exc
+        delay = self._settings.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+        log.warning(
+            "model call failed (%s); retry %d/%d in %.2fs", reason, attempt, self._settings.max_attempts - 1, delay
+        )
+        await asyncio.sleep(delay)
 
 
 def _describe(exc: Exception) -> str:

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graph.action_tools import ACTION_TOOLS, action_schemas, approval_id_for, build_action
+from graph.budget import BudgetExceeded
 from graph.errors import ModelUnavailable, UserFacingError
 from graph.policy import Risk
 from graph.state import CooState, GraphContext
@@ -70,6 +71,18 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     tools = offered if rounds < ctx.max_tool_rounds else []
     try:
         reply = await ctx.llm.chat(state.get("context", []), tools, session=ctx.session)
+    except BudgetExceeded as exc:
+        # The first time, the alert with its buttons is the answer; after that, one short line.
+        cap = exc.alert.budget
+        text = (
+            ""
+            if exc.first
+            else (
+                f"The {exc.alert.workflow} budget is at its {cap.period} cap, so I did not call the model. "
+                "/budget to change it; /remember, /recall and the slash commands still work."
+            )
+        )
+        return {"reply": text, "offline": True}
     except ModelUnavailable as exc:
         text = "" if mid_turn else await offline_reply(ctx, last_user)
         if ctx.llm.take_outage_notice():

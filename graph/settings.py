@@ -19,6 +19,10 @@ class LLMSettings(BaseModel):
     retry_base_s: float = Field(default=0.5, ge=0)
     offline_cooldown_s: float = Field(default=30.0, ge=0)
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    max_completion_tokens: int = Field(default=1024, ge=16)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_window_s: float = Field(default=300.0, gt=0)
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     recent_turns: int = Field(default=20, ge=1)
 
     @field_validator("base_url")
@@ -43,3 +47,10 @@ class ApprovalSettings(BaseModel):
     ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     risk_tolerance: Literal["cautious", "balanced", "relaxed"] = "balanced"
     forbidden: tuple[str, ...] = ()
+
+
+class BudgetSettings(BaseModel):
+    """The operator's currency. Default prices are in USD; ``usd_rate`` converts them (1 USD = rate)."""
+
+    currency: str = Field(default="USD", min_length=1, max_length=8)
+    usd_rate: float = Field(default=1.0, gt=0)

@@ -58,8 +58,10 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     completion_tokens INTEGER NOT NULL,
     estimated INTEGER NOT NULL,
     latency_ms INTEGER NOT NULL,
-    outcome TEXT NOT NULL
+    outcome TEXT NOT NULL,
+    cost REAL NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS llm_calls_at ON llm_calls(at);
 """
 
 
@@ -92,6 +94,7 @@ class LLMCall:
     estimated: bool
     latency_ms: int
     outcome: str
+    cost: float = 0.0
 
 
 class Database:
@@ -178,7 +181,7 @@ class Database:
         """Record one model call's usage (also mirrored into the event log)."""
         await self._conn.execute(
             "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, "
-            "estimated, latency_ms, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "estimated, latency_ms, outcome, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 utcnow().isoformat(),
                 call.session,
@@ -189,6 +192,7 @@ class Database:
                 int(call.estimated),
                 call.latency_ms,
                 call.outcome,
+                call.cost,
             ),
         )
         await self._conn.commit()
@@ -203,6 +207,7 @@ class Database:
                 "estimated": call.estimated,
                 "latency_ms": call.latency_ms,
                 "outcome": call.outcome,
+                "cost": call.cost,
             },
             session=call.session,
         )
@@ -211,10 +216,29 @@ class Database:
         """All recorded model calls, oldest first."""
         async with self._conn.execute(
             "SELECT session, workflow, model, prompt_tokens, completion_tokens, estimated, latency_ms, "
-            "outcome FROM llm_calls ORDER BY id"
+            "outcome, cost FROM llm_calls ORDER BY id"
         ) as cur:
             rows = await cur.fetchall()
-        return [LLMCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows]
+        return [LLMCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8]) for r in rows]
+
+    async def spend_since(self, since: datetime, workflow: str | None = None) -> float:
+        """Total model cost since ``since`` (all workflows, or one)."""
+        sql = "SELECT COALESCE(SUM(cost), 0) FROM llm_calls WHERE at >= ?"
+        args: list[Any] = [since.isoformat()]
+        if workflow is not None:
+            sql += " AND workflow = ?"
+            args.append(workflow)
+        async with self._conn.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row else 0.0
+
+    async def spend_by_workflow(self, since: datetime) -> dict[str, float]:
+        """Cost per workflow since ``since``."""
+        async with self._conn.execute(
+            "SELECT workflow, COALESCE(SUM(cost), 0) FROM llm_calls WHERE at >= ? GROUP BY workflow ORDER BY workflow",
+            (since.isoformat(),),
+        ) as cur:
+            return {r[0]: float(r[1]) for r in await cur.fetchall()}
 
 
 async def connect_sqlite(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:

@@ -246,6 +246,18 @@ async def test_one_slow_chat_does_not_block_another(tmp_path: Path, fake_llm: Fa
     assert b_elapsed < 1.0
 
 
+async def test_turns_within_one_chat_stay_in_order(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.append(Scripted(content="first, slowly", delay_s=0.5))
+    async with fakes() as tg, open_runtime(settings_for(tmp_path, tg, fake_llm)):
+        tg.push_message(user_id=OPERATOR, chat_id=OPERATOR, text="one")
+        await eventually(lambda: len(fake_llm.chat_requests) == 1, what="the first model request")
+        for text in ("two", "three", "four"):
+            tg.push_message(user_id=OPERATOR, chat_id=OPERATOR, text=text)
+        await tg.wait_for(sends(tg), 4)
+    assert [m["text"] for m in tg.sent()] == ["first, slowly", "echo: two", "echo: three", "echo: four"]
+    assert [last_user(r) for r in fake_llm.chat_requests] == ["one", "two", "three", "four"]
+
+
 async def test_long_reply_is_split_at_the_utf16_limit(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     words = [f"line {i} 🚀 ✨ 👩‍💻 ok" + ("\n" if i % 7 == 6 else " ") for i in range(520)]
     long_text = "".join(words)[:9000].strip()

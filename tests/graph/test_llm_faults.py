@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bot.messages import InboundMessage
@@ -39,7 +40,7 @@ async def test_persistent_500_tells_once_then_offline_until_it_recovers(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.fail(500, times=3)
-    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3, offline_cooldown_s=3600))
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3, offline_cooldown_s=1.0))
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
@@ -52,7 +53,7 @@ async def test_persistent_500_tells_once_then_offline_until_it_recovers(
         # the offline reply recalls what was said before
         assert "Acme pays net 30" in second
         # cooldown over: the next message probes the model again, which is back
-        rt.coordinator.llm._health.retry_at = 0.0
+        await asyncio.sleep(1.1)
         await rt.dispatcher.handle(msg("third", 3))
     assert chan.sent[2].text == "echo: third"
 

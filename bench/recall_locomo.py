@@ -1,0 +1,176 @@
+"""Recall@5/@10 of LoCoMo evidence turns: hybrid vs BM25 alone vs dense alone.
+
+Usage: python -m bench.recall_locomo [--data DIR] [--text plain|speaker|speaker-date] [--cache DIR]
+
+Every turn becomes a Note (scope = conversation, ref = dia_id, at = session date). Every question of
+categories 1-4 with evidence is asked; recall@k = share of its evidence turns among the k best hits,
+averaged per question. Embeddings are cached on disk so reruns are fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memory import Note, open_memory
+from memory.embedder import Embedder, LocalEmbedder
+
+DATA = Path("/work/shared/bench/locomo-dev")
+CACHE = Path.home() / ".cache" / "solo-coo-bench"
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+MODES = ("hybrid", "text", "dense")
+LABELS = {"hybrid": "hybrid (ours)", "text": "BM25 alone", "dense": "dense alone"}
+KS = (5, 10)
+
+
+class CachedEmbedder:
+    """Wraps an embedder with an on-disk cache keyed by model, kind and text."""
+
+    def __init__(self, inner: Embedder, path: Path) -> None:
+        self._inner = inner
+        self._path = path
+        self._cache: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if path.exists():
+            with np.load(path) as data:
+                self._cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    async def dimension(self) -> int:
+        return await self._inner.dimension()
+
+    def _key(self, kind: str, text: str) -> str:
+        return hashlib.sha256(f"{self.name}\0{kind}\0{text}".encode()).hexdigest()
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [self._key("p", t) for t in texts]
+        missing = sorted({i for i, key in enumerate(keys) if key not in self._cache})
+        if missing:
+            vectors = await self._inner.embed_passages([texts[i] for i in missing])
+            for i, vector in zip(missing, vectors, strict=True):
+                self._cache[keys[i]] = vector
+            self._dirty = True
+        return np.stack([self._cache[key] for key in keys]) if keys else np.empty((0, 0), np.float32)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        key = self._key("q", text)
+        if key not in self._cache:
+            self._cache[key] = await self._inner.embed_query(text)
+            self._dirty = True
+        return self._cache[key]
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def save(self) -> None:
+        if self._dirty:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(list(self._cache)), vectors=np.stack(list(self._cache.values())))
+            tmp.replace(self._path)
+
+
+def session_time(raw: str | None) -> datetime:
+    if raw:
+        try:
+            return datetime.strptime(raw, "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def note_text(turn: dict[str, Any], date: str, style: str) -> str:
+    text = turn["text"]
+    if turn.get("image_caption"):
+        text = f"{text} [shares {turn['image_caption']}]"
+    if style == "plain":
+        return turn["text"]
+    if style == "speaker":
+        return f"{turn['speaker']}: {text}"
+    return f"{turn['speaker']} ({date}): {text}"
+
+
+def evidence_ids(raw: list[str]) -> set[str]:
+    # One item in the data holds two ids joined by ";".
+    return {part.strip() for item in raw for part in item.split(";") if part.strip()}
+
+
+async def run(data_dir: Path, style: str, cache_dir: Path) -> None:
+    embedder = CachedEmbedder(LocalEmbedder(), cache_dir / "locomo-embeddings.npz")
+    # sums[mode][category][k] and counts[category]
+    sums: dict[str, dict[int, dict[int, float]]] = {m: defaultdict(lambda: dict.fromkeys(KS, 0.0)) for m in MODES}
+    counts: dict[int, int] = defaultdict(int)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_memory(Path(tmp), embedder=embedder) as mem:
+            for path in sorted(data_dir.glob("conv-*.json")):
+                conv = json.loads(path.read_text())
+                scope = conv.get("conversation_id", path.stem)
+                notes = [
+                    Note(
+                        text=note_text(turn, session["date_time"], style),
+                        source=turn["speaker"],
+                        at=session_time(session.get("date_time")),
+                        scope=scope,
+                        ref=turn["dia_id"],
+                    )
+                    for session in conv["sessions"]
+                    for turn in session["turns"]
+                ]
+                await mem.add_many(notes)
+                await mem.refresh()
+                for qa in conv["qa"]:
+                    evidence = evidence_ids(qa.get("evidence", []))
+                    category = qa["category"]
+                    if category not in CATEGORIES or not evidence:
+                        continue
+                    counts[category] += 1
+                    for mode in MODES:
+                        hits = await mem.recall(qa["question"], k=max(KS), scope=scope, mode=mode)
+                        refs = [h.ref for h in hits]
+                        for k in KS:
+                            sums[mode][category][k] += len(evidence & set(refs[:k])) / len(evidence)
+    embedder.save()
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    print(f"LoCoMo dev ({data_dir}), note text style: {style}, questions scored: {total}")
+    header = f"{'retriever':<15} {'category':<12} {'n':>4} {'R@5':>6} {'R@10':>6}"
+    print(header)
+    print("-" * len(header))
+    for mode in MODES:
+        for category, label in CATEGORIES.items():
+            n = counts[category]
+            if n:
+                r5, r10 = (sums[mode][category][k] / n for k in KS)
+                print(f"{LABELS[mode]:<15} {label:<12} {n:>4} {r5:>6.3f} {r10:>6.3f}")
+        r5, r10 = (sum(sums[mode][c][k] for c in counts) / total for k in KS)
+        print(f"{LABELS[mode]:<15} {'overall':<12} {total:>4} {r5:>6.3f} {r10:>6.3f}")
+    print(f"({elapsed:.1f}s; command: python {' '.join(sys.argv)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--text", choices=("plain", "speaker", "speaker-date"), default="speaker")
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    args = parser.parse_args()
+    asyncio.run(run(args.data, args.text, args.cache))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The daily digest: built from the database, short enough for a phone, with the waiting cards."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.approval_ui import ApprovalUI, Send
+from bot.budget_commands import BudgetCommands
+from bot.messages import OutboundMessage
+from graph.budget import BudgetExceeded
+from graph.errors import ModelUnavailable
+from graph.llm import LLMClient
+from memory.approvals import ApprovalStore
+from memory.control import ControlStore
+from memory.db import Database, utcnow
+from prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The digest text and the approvals whose cards follow it."""
+
+    text: str
+    waiting: tuple[str, ...]
+
+
+class DigestService:
+    """Builds the digest and sends it to every operator's own chat."""
+
+    def __init__(
+        self,
+        db: Database,
+        approvals: ApprovalStore,
+        control: ControlStore,
+        budgets: BudgetCommands,
+        llm: LLMClient,
+        ui: ApprovalUI,
+        send: Send,
+    ) -> None:
+        self._db = db
+        self._approvals = approvals
+        self._control = control
+        self._budgets = budgets
+        self._llm = llm
+        self._ui = ui
+        self._send = send
+
+    async def build(self, since: datetime) -> Digest:
+        """Everything since ``since``; uses the model only for the one-line suggestion."""
+        done: list[str] = []
+        problems: list[str] = []
+        for event in await self._db.events(limit=100_000):
+            if event.at < since or not event.kind.startswith("action."):
+                continue
+            row = await self._approvals.get(str(event.payload.get("approval_id", "")))
+            what = _summary(row.action) if row else str(event.payload.get("kind"))
+            if event.kind == "action.sent":
+                done.append(f"- {what}")
+            elif event.kind == "action.failed":
+                problems.append(f"- failed: {what} ({event.payload.get('detail', '')})")
+        for unknown in await self._approvals.outbox_in("unknown"):
+            approval = await self._approvals.get(unknown.approval_id)
+            problems.append(f"- unknown outcome: {_summary(approval.action) if approval else unknown.kind}")
+        waiting = [pending.id for pending in await self._approvals.list_approvals("pending")]
+        lines = [f"Digest for {utcnow():%a %d %b}"]
+        lines += ["Done since the last digest:", *done] if done else ["Done since the last digest: nothing sent."]
+        lines.append(f"Waiting for your approval: {len(waiting)}" + (" (cards below)" if waiting else ""))
+        if problems:
+            lines += ["Needs a look:", *problems]
+        lines.append(await self._budgets.spend_text())
+        lines.append("Next step: " + await self._suggest("\n".join(lines), len(waiting), len(problems)))
+        return Digest("\n".join(lines), tuple(waiting))
+
+    async def _suggest(self, digest: str, waiting: int, problems: int) -> str:
+        if problems:
+            return "check the actions that need a look (above)."
+        if waiting:
+            return f"decide the {waiting} waiting card(s)."
+        if self._llm.available():
+            prompt = load_prompt("digest_suggestion").format(digest=digest)
+            try:
+                reply = await self._llm.chat([{"role": "user", "content": prompt}], workflow="digest")
+            except (ModelUnavailable, BudgetExceeded) as exc:
+                log.info("digest suggestion without a model: %s", exc)
+            else:
+                if reply.content.strip():
+                    return reply.content.strip().splitlines()[0][:300]
+        return "tell me one goal for this week, and I'll keep track of it."
+
+    async def deliver(self, targets: list[tuple[str, str, str | None]]) -> int:
+        """Build the digest since the last one and send it, with its cards, to each target chat."""
+        last = await self._control.get("digest.last_at")
+        now = utcnow()
+        digest = await self.build(datetime.fromisoformat(last) if last else default_since(now))
+        delivered = 0
+        for channel, chat_id, thread_id in targets:
+            try:
+                await self._send(OutboundMessage(channel, chat_id, digest.text, thread_id))
+                for approval_id in digest.waiting:
+                    await self._ui.show(approval_id, channel, chat_id, thread_id)
+            except Exception:
+                log.exception("digest could not be delivered to %s:%s", channel, chat_id)
+            else:
+                delivered += 1
+        await self._control.put("digest.last_at", now.isoformat())
+        await self._db.append_event("digest.sent", "coo", {"chats": delivered, "waiting": len(digest.waiting)})
+        return delivered
+
+    async def scheduled(self) -> None:
+        """The daily job: every operator's own chat."""
+        targets = await home_chats(self._control)
+        if not targets:
+            log.warning("digest: no operator chat known yet (write to me once, privately)")
+            return
+        await self.deliver(targets)
+
+
+def _summary(action: dict[str, object]) -> str:
+    if action.get("kind") == "email.send":
+        to = ", ".join(str(a) for a in action.get("to", []))  # type: ignore[attr-defined]
+        return f'email to {to}: "{action.get("subject", "")}"'
+    return str(action.get("kind"))
+
+
+def default_since(now: datetime) -> datetime:
+    """Without a previous digest, look back one day."""
+    return now - timedelta(days=1)
+
+
+async def home_chats(control: ControlStore) -> list[tuple[str, str, str | None]]:
+    """Every operator's own chat (recorded when they last wrote to us privately)."""
+    homes = await control.keys("home:")
+    return sorted({(str(v[0]), str(v[1]), v[2]) for v in homes.values()})

@@ -1,0 +1,138 @@
+"""A persistent, time-zone-aware scheduler. Daily jobs claim their slot (the local date) in SQLite
+before running, so a slot runs once, even across restarts and two processes; after downtime the
+latest missed slot runs once on start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from memory.control import ControlStore
+from memory.db import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[None]]
+
+
+def occurrence(day: date, hhmm: str, timezone: str) -> datetime:
+    """The UTC instant of ``hhmm`` local time on ``day``. A time skipped by DST runs at the instant it
+    would have had before the change (02:30 on a spring-forward day runs at 03:30 local); a repeated
+    time runs at its first occurrence."""
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    local = datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(timezone)).replace(fold=0)
+    return local.astimezone(UTC)
+
+
+def latest_due(now: datetime, hhmm: str, timezone: str) -> tuple[date, datetime]:
+    """The most recent slot at or before ``now``: (local date, UTC instant)."""
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    for day in (today, today - timedelta(days=1), today - timedelta(days=2)):
+        at = occurrence(day, hhmm, timezone)
+        if at <= now:
+            return day, at
+    raise AssertionError("unreachable")
+
+
+def next_due(now: datetime, hhmm: str, timezone: str) -> tuple[date, datetime]:
+    """The first slot strictly after ``now``."""
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    for day in (today - timedelta(days=1), today, today + timedelta(days=1), today + timedelta(days=2)):
+        at = occurrence(day, hhmm, timezone)
+        if at > now:
+            return day, at
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class DailyJob:
+    """A job at a local wall-clock time every day."""
+
+    name: str
+    hhmm: str
+    run: Job
+
+
+class Scheduler:
+    """Runs daily jobs at their local time and interval jobs every N seconds; skips them while paused."""
+
+    def __init__(
+        self,
+        store: ControlStore,
+        db: Database,
+        timezone: str,
+        is_paused: Callable[[], bool],
+        clock: Callable[[], datetime] = utcnow,
+        max_sleep_s: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._db = db
+        self._tz = timezone
+        self._is_paused = is_paused
+        self._clock = clock
+        self._max_sleep = max_sleep_s
+        self._daily: list[DailyJob] = []
+        self._interval: list[tuple[str, float, Job]] = []
+
+    def daily(self, name: str, hhmm: str, run: Job) -> None:
+        """Run ``run`` every day at ``hhmm`` in the operator's zone."""
+        self._daily.append(DailyJob(name, hhmm, run))
+
+    def every(self, name: str, seconds: float, run: Job) -> None:
+        """Run ``run`` every ``seconds`` (maintenance; not persisted)."""
+        self._interval.append((name, seconds, run))
+
+    async def catch_up(self) -> list[str]:
+        """Run the latest missed slot of each daily job once (only slots after the first start)."""
+        installed = await self._store.get("scheduler.installed_at")
+        if installed is None:
+            await self._store.put_new("scheduler.installed_at", self._clock().isoformat())
+            installed = await self._store.get("scheduler.installed_at")
+        ran = []
+        for job in self._daily:
+            day, at = latest_due(self._clock(), job.hhmm, self._tz)
+            if at >= datetime.fromisoformat(str(installed)) and await self._fire(job, day):
+                ran.append(job.name)
+        return ran
+
+    async def run_forever(self) -> None:
+        """Catch up, then sleep until the next slot, forever."""
+        await self.catch_up()
+        last_interval = {name: self._clock() for name, _, _ in self._interval}
+        while True:
+            now = self._clock()
+            waits = [(next_due(now, j.hhmm, self._tz)[1] - now).total_seconds() for j in self._daily]
+            waits += [seconds - (now - last_interval[name]).total_seconds() for name, seconds, _ in self._interval]
+            # Sleep in bounded steps: the wall clock can jump (suspend, NTP) while we sleep.
+            await asyncio.sleep(max(0.0, min([self._max_sleep, *waits])))
+            now = self._clock()
+            for job in self._daily:
+                day, at = latest_due(now, job.hhmm, self._tz)
+                if now - at < timedelta(hours=1):
+                    await self._fire(job, day)
+            for name, seconds, run in self._interval:
+                if (now - last_interval[name]).total_seconds() >= seconds:
+                    last_interval[name] = now
+                    if not self._is_paused():
+                        await self._run(name, run)
+
+    async def _fire(self, job: DailyJob, day: date) -> bool:
+        if not await self._store.claim_slot(job.name, day.isoformat()):
+            return False
+        if self._is_paused():
+            log.info("scheduler: %s of %s skipped (paused)", job.name, day)
+            await self._db.append_event("schedule.skipped", "coo", {"job": job.name, "slot": day.isoformat()})
+            return False
+        await self._db.append_event("schedule.run", "coo", {"job": job.name, "slot": day.isoformat()})
+        await self._run(job.name, job.run)
+        return True
+
+    async def _run(self, name: str, run: Job) -> None:
+        try:
+            await run()
+        except Exception:
+            log.exception("scheduled job %s failed", name)
