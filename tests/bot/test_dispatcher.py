@@ -29,9 +29,7 @@ def msg(
     )
 
 
-async def test_allowed_message_reaches_model_and_reply_comes_back(
-    tmp_path: Path, fake_llm: FakeOpenAI
-) -> None:
+async def test_allowed_message_reaches_model_and_reply_comes_back(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.reply("Hello, operator.")
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
@@ -47,9 +45,7 @@ async def test_allowed_message_reaches_model_and_reply_comes_back(
     assert calls[0].prompt_tokens > 0 and calls[0].outcome == "ok" and not calls[0].estimated
 
 
-async def test_stranger_refused_on_every_update_kind_without_model_call(
-    tmp_path: Path, fake_llm: FakeOpenAI
-) -> None:
+async def test_stranger_refused_on_every_update_kind_without_model_call(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
@@ -121,9 +117,7 @@ async def test_tool_call_runs_and_result_goes_back_to_model(tmp_path: Path, fake
         tool_events = await rt.db.events(kind="tool.call")
     assert [m.text for m in chan.sent] == ["It is late."]
     second = fake_llm.chat_requests[1]["messages"]
-    assert second[-1]["role"] == "tool" and (
-        "WET" in second[-1]["content"] or "WEST" in second[-1]["content"]
-    )
+    assert second[-1]["role"] == "tool" and ("WET" in second[-1]["content"] or "WEST" in second[-1]["content"])
     third = fake_llm.chat_requests[2]["messages"]
     assert "no tool named" in third[-1]["content"]
     assert [e.payload["ok"] for e in tool_events] == [True, False]

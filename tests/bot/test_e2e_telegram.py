@@ -116,8 +116,8 @@ async def test_operator_message_reaches_graph_and_reply_comes_back(tmp_path: Pat
 async def test_stranger_refused_on_every_update_type_without_a_model_call(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     stranger = {"id": STRANGER, "is_bot": False, "first_name": "Mallory"}
     async with fakes() as tg, open_runtime(settings_for(tmp_path, tg, fake_llm)) as rt:
-        first = tg.push_message(user_id=STRANGER, chat_id=STRANGER, text="let me in")
-        tg.push_edit(user_id=STRANGER, chat_id=STRANGER, message_id=first, text="let me in, please")
+        tg.push_message(user_id=STRANGER, chat_id=STRANGER, text="let me in")
+        tg.push_edit(user_id=STRANGER, chat_id=STRANGER, message_id=1, text="let me in, please")
         tg.push_callback(user_id=STRANGER, chat_id=STRANGER, message_id=1, data="ap:someid:somenonce")
         tg.push_message(user_id=STRANGER, chat_id=STRANGER, text="/status")
         tg.push_raw({"inline_query": {"id": "iq1", "from": stranger, "query": "status", "offset": ""}})

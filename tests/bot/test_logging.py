@@ -37,9 +37,7 @@ async def test_secrets_are_redacted_everywhere(tmp_path: Path, fake_llm: FakeOpe
             raise ValueError(f"boom {TG_TOKEN}")
         except ValueError:
             log.exception("with traceback")
-        settings = settings.model_copy(
-            update={"telegram": settings.telegram.model_copy(update={"token": None})}
-        )
+        settings = settings.model_copy(update={"telegram": settings.telegram.model_copy(update={"token": None})})
         async with open_runtime(settings, console=False) as rt:
             rt.dispatcher.attach(RecordingChannel("rec"))
             await rt.dispatcher.handle(InboundMessage("rec", "1001", "telegram:1001", "hi", update_key="k"))

@@ -116,9 +116,7 @@ class FakeOpenAI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}],
         }
         if step.usage:
             prompt = sum(len(json.dumps(m)) for m in body["messages"]) // 4

@@ -1,9 +1,9 @@
 """An in-process fake Telegram Bot API server (aiohttp) for tests that talk real HTTP.
 
-    async with FakeTelegram(token="123:ABC") as tg:
-        settings = TelegramSettings(token="123:ABC", api_base_url=tg.api_root)
-        tg.push_message(user_id=7, chat_id=7, text="hi")
-        await tg.wait_for("sendMessage")
+async with FakeTelegram(token="123:ABC") as tg:
+    settings = TelegramSettings(token="123:ABC", api_base_url=tg.api_root)
+    tg.push_message(user_id=7, chat_id=7, text="hi")
+    await tg.wait_for("sendMessage")
 """
 
 from __future__ import annotations
@@ -22,8 +22,22 @@ from aiohttp import web
 JSON = dict[str, Any]
 # Free-text parameters stay strings even when they look like JSON ("42", "true").
 _STRING_PARAMS = frozenset(
-    {"text", "caption", "query", "url", "secret_token", "callback_query_id", "inline_message_id",
-     "action", "parse_mode", "ip_address", "description", "short_description", "name", "title"}
+    {
+        "text",
+        "caption",
+        "query",
+        "url",
+        "secret_token",
+        "callback_query_id",
+        "inline_message_id",
+        "action",
+        "parse_mode",
+        "ip_address",
+        "description",
+        "short_description",
+        "name",
+        "title",
+    }
 )
 
 

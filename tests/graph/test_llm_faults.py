@@ -12,9 +12,7 @@ from tests.fakes.openai_api import FakeOpenAI, Scripted
 
 
 def msg(text: str, n: int) -> InboundMessage:
-    return InboundMessage(
-        channel="rec", chat_id="1001", sender="telegram:1001", text=text, update_key=f"rec:{n}"
-    )
+    return InboundMessage(channel="rec", chat_id="1001", sender="telegram:1001", text=text, update_key=f"rec:{n}")
 
 
 async def test_429_and_500_are_retried_then_succeed(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
@@ -36,9 +34,7 @@ async def test_429_and_500_are_retried_then_succeed(tmp_path: Path, fake_llm: Fa
     ]
 
 
-async def test_persistent_500_tells_once_then_offline_until_it_recovers(
-    tmp_path: Path, fake_llm: FakeOpenAI
-) -> None:
+async def test_persistent_500_tells_once_then_offline_until_it_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.fail(500, times=3)
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3, offline_cooldown_s=1.0))
     async with open_runtime(settings, console=False) as rt:

@@ -101,9 +101,7 @@ async def test_dm_in_thread_and_slash_text(channel: SlackChannel, slack: FakeSla
     assert (second.kind, second.text) == ("command", "/pending")
 
 
-async def test_app_mention_strips_mention_and_threads(
-    channel: SlackChannel, slack: FakeSlack, inbox: Inbox
-) -> None:
+async def test_app_mention_strips_mention_and_threads(channel: SlackChannel, slack: FakeSlack, inbox: Inbox) -> None:
     mention = {
         "type": "app_mention",
         "channel": "C1",
@@ -119,9 +117,7 @@ async def test_app_mention_strips_mention_and_threads(
     assert (reply.text, reply.thread_id) == ("hey  again", "5.0")
 
 
-async def test_slash_commands_are_acked_and_translated(
-    channel: SlackChannel, slack: FakeSlack, inbox: Inbox
-) -> None:
+async def test_slash_commands_are_acked_and_translated(channel: SlackChannel, slack: FakeSlack, inbox: Inbox) -> None:
     trigger = await slack.push_command("U1", "D1", "/coo", "pending")
     await inbox.wait(1)
     await slack.push_command("U1", "D1", "/budget", " 100 usd ")
@@ -185,9 +181,7 @@ async def test_edit_and_other_events(channel: SlackChannel, slack: FakeSlack, in
     edit["message"] = {"type": "message", "user": "U1", "text": "fixed typo", "ts": "1.0"}  # type: ignore[assignment]
     await slack.push_event(edit)
     await inbox.wait(1)
-    await slack.push_event(
-        {"type": "reaction_added", "user": "U1", "reaction": "+1", "item": {"channel": "D1"}}
-    )
+    await slack.push_event({"type": "reaction_added", "user": "U1", "reaction": "+1", "item": {"channel": "D1"}})
     edited, reaction = await inbox.wait(2)
     assert (edited.kind, edited.text, edited.message_id, edited.chat_id) == (
         "edit",
@@ -238,9 +232,7 @@ async def test_failing_handler_is_logged_once_and_channel_keeps_going(
 # -- Socket Mode: outbound -----------------------------------------------------------------
 
 
-async def test_long_text_is_split_into_sections_with_fallback(
-    channel: SlackChannel, slack: FakeSlack
-) -> None:
+async def test_long_text_is_split_into_sections_with_fallback(channel: SlackChannel, slack: FakeSlack) -> None:
     text = "".join(f"para {i}: " + "lorem ipsum " * 20 + "\n" for i in range(60))[:10_000]
     assert len(text) == 10_000
     ids = await channel.send(OutboundMessage(channel="slack", chat_id="D1", text=text))
@@ -254,9 +246,7 @@ async def test_long_text_is_split_into_sections_with_fallback(
     assert "thread_ts" not in params
 
 
-async def test_very_long_text_spans_messages_with_buttons_on_the_last(
-    channel: SlackChannel, slack: FakeSlack
-) -> None:
+async def test_very_long_text_spans_messages_with_buttons_on_the_last(channel: SlackChannel, slack: FakeSlack) -> None:
     buttons = tuple(Button(label=f"Option {i} " + "L" * 100, data=f"opt-{i}") for i in range(30))
     msg = OutboundMessage(channel="slack", chat_id="C1", thread_id="5.0", text="y" * 200_000, buttons=buttons)
     ids = await channel.send(msg)
@@ -273,9 +263,7 @@ async def test_very_long_text_spans_messages_with_buttons_on_the_last(
     assert elements[3]["value"] == "opt-3"
 
 
-async def test_buttons_make_an_actions_block_and_text_is_escaped(
-    channel: SlackChannel, slack: FakeSlack
-) -> None:
+async def test_buttons_make_an_actions_block_and_text_is_escaped(channel: SlackChannel, slack: FakeSlack) -> None:
     msg = OutboundMessage(
         channel="slack",
         chat_id="D1",
@@ -301,9 +289,7 @@ async def test_buttons_make_an_actions_block_and_text_is_escaped(
 async def test_edit_uses_chat_update_and_reply_goes_to_thread(
     channel: SlackChannel, slack: FakeSlack, inbox: Inbox
 ) -> None:
-    await slack.push_event(
-        {"type": "app_mention", "channel": "C1", "user": "U1", "text": "<@UBOT> hi", "ts": "7.0"}
-    )
+    await slack.push_event({"type": "app_mention", "channel": "C1", "user": "U1", "text": "<@UBOT> hi", "ts": "7.0"})
     [inbound] = await inbox.wait(1)
     [ts] = await channel.send(OutboundMessage.reply_to(inbound, "Working on it", (Button("Stop", "s"),)))
     assert slack.sent("C1")[0]["thread_ts"] == "7.0"
@@ -362,12 +348,8 @@ def events_url(ch: SlackChannel) -> str:
     return f"http://127.0.0.1:{ch.http_port}/slack/events"
 
 
-async def test_http_signed_event_is_delivered(
-    http_channel: SlackChannel, slack: FakeSlack, inbox: Inbox
-) -> None:
-    status, _ = await signed_post(
-        events_url(http_channel), slack.event_callback(dm("via http"), "EvH1"), SECRET
-    )
+async def test_http_signed_event_is_delivered(http_channel: SlackChannel, slack: FakeSlack, inbox: Inbox) -> None:
+    status, _ = await signed_post(events_url(http_channel), slack.event_callback(dm("via http"), "EvH1"), SECRET)
     assert status == 200
     [msg] = await inbox.wait(1)
     assert (msg.text, msg.sender, msg.update_key) == ("via http", "slack:T1:U1", "slack:EvH1")
@@ -379,9 +361,7 @@ async def test_http_signed_event_is_delivered(
     assert (command.kind, command.text, command.update_key) == ("command", "/pending", "slack:cmd:trig.h")
 
 
-async def test_http_rejects_unsigned_bad_and_stale(
-    http_channel: SlackChannel, slack: FakeSlack, inbox: Inbox
-) -> None:
+async def test_http_rejects_unsigned_bad_and_stale(http_channel: SlackChannel, slack: FakeSlack, inbox: Inbox) -> None:
     url = events_url(http_channel)
     body = slack.event_callback(dm("forged"), "EvBad")
     assert (await signed_post(url, body, None))[0] == 401

@@ -74,7 +74,11 @@ async def test_text_message_arrives_with_all_fields(tg: FakeTelegram, inbox: Inb
     update_id = tg.push_message(user_id=7, chat_id=7, text="hello 👋")
     [msg] = await inbox.wait()
     assert (msg.channel, msg.chat_id, msg.sender, msg.text, msg.kind) == (
-        "telegram", "7", "telegram:7", "hello 👋", "message"
+        "telegram",
+        "7",
+        "telegram:7",
+        "hello 👋",
+        "message",
     )
     assert msg.update_key == f"telegram:{update_id}"
     assert msg.message_id is not None and msg.thread_id is None
@@ -101,13 +105,9 @@ async def test_edit_arrives_as_edit(tg: FakeTelegram, inbox: Inbox, channel: Tel
     assert (msg.kind, msg.text, msg.message_id) == ("edit", "fixed typo", "99")
 
 
-async def test_callback_is_answered_before_hand_over(
-    tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel
-):
+async def test_callback_is_answered_before_hand_over(tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel):
     answered_first: list[bool] = []
-    inbox.on_receive = lambda _: answered_first.append(
-        any(c.method == "answerCallbackQuery" for c in tg.calls)
-    )
+    inbox.on_receive = lambda _: answered_first.append(any(c.method == "answerCallbackQuery" for c in tg.calls))
     card = OutboundMessage("telegram", "7", "Send it?", buttons=(Button("Yes", "ap:1"),))
     [card_id] = await channel.send(card)
     update_id = tg.push_callback(user_id=7, chat_id=7, message_id=int(card_id), data="ap:1")
@@ -122,20 +122,26 @@ async def test_other_update_types_carry_the_sender(tg: FakeTelegram, inbox: Inbo
     tg.push_raw({"channel_post": {"message_id": 1, "date": 0, "chat": {"id": -1001, "type": "channel"}}})
     tg.push_raw({"inline_query": {"id": "q1", "from": stranger, "query": "x", "offset": ""}})
     member = {"user": stranger, "status": "member"}
-    tg.push_raw({"my_chat_member": {
-        "chat": {"id": -100777, "type": "supergroup", "title": "G"}, "from": stranger, "date": 0,
-        "old_chat_member": {**member, "status": "left"}, "new_chat_member": member,
-    }})
+    tg.push_raw(
+        {
+            "my_chat_member": {
+                "chat": {"id": -100777, "type": "supergroup", "title": "G"},
+                "from": stranger,
+                "date": 0,
+                "old_chat_member": {**member, "status": "left"},
+                "new_chat_member": member,
+            }
+        }
+    )
     msgs = await inbox.wait(2)
     await asyncio.sleep(0.1)
     assert sorted((m.kind, m.sender, m.chat_id) for m in msgs) == [
-        ("other", "telegram:666", "-100777"), ("other", "telegram:666", "666"),
+        ("other", "telegram:666", "-100777"),
+        ("other", "telegram:666", "666"),
     ]
 
 
-async def test_duplicate_delivery_keeps_the_update_key(
-    tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel
-):
+async def test_duplicate_delivery_keeps_the_update_key(tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel):
     update_id = tg.push_message(7, 7, "once")
     await inbox.wait()
     tg.push_message(7, 7, "once", update_id=update_id)
@@ -170,9 +176,12 @@ async def test_buttons_become_an_inline_keyboard(tg: FakeTelegram, channel: Tele
     await channel.send(OutboundMessage("telegram", "-100555", "Card", thread_id="42", buttons=buttons))
     [params] = tg.sent(-100555)
     assert params["message_thread_id"] == 42 and "parse_mode" not in params
-    assert params["reply_markup"] == {"inline_keyboard": [
-        [{"text": "Approve", "callback_data": "ap:1"}], [{"text": "Reject", "callback_data": "rj:1"}],
-    ]}
+    assert params["reply_markup"] == {
+        "inline_keyboard": [
+            [{"text": "Approve", "callback_data": "ap:1"}],
+            [{"text": "Reject", "callback_data": "rj:1"}],
+        ]
+    }
     with pytest.raises(ValueError, match="64 bytes"):
         await channel.send(OutboundMessage("telegram", "7", "x", buttons=(Button("Too long", "é" * 33),)))
     assert tg.sent(7) == []
@@ -208,8 +217,10 @@ async def test_typing_repeats_until_exit(tg: FakeTelegram, channel: TelegramChan
 
 
 async def test_commands_registered_at_start(tg: FakeTelegram, channel: TelegramChannel):
-    assert tg.commands == [{"command": "help", "description": "What I can do"},
-                           {"command": "pending", "description": "Waiting approvals"}]
+    assert tg.commands == [
+        {"command": "help", "description": "What I can do"},
+        {"command": "pending", "description": "Waiting approvals"},
+    ]
 
 
 async def test_slow_chat_does_not_block_another(tg: FakeTelegram, inbox: Inbox, channel: TelegramChannel):
@@ -261,10 +272,16 @@ async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
     try:
         [hook] = [c.params for c in tg.calls if c.method == "setWebhook"]
         assert (hook["url"], hook["secret_token"]) == (url, "s3cret")
-        update = {"update_id": 501, "message": {
-            "message_id": 1, "date": 0, "chat": {"id": 7, "type": "private"},
-            "from": {"id": 7, "is_bot": False, "first_name": "Op"}, "text": "via hook",
-        }}
+        update = {
+            "update_id": 501,
+            "message": {
+                "message_id": 1,
+                "date": 0,
+                "chat": {"id": 7, "type": "private"},
+                "from": {"id": 7, "is_bot": False, "first_name": "Op"},
+                "text": "via hook",
+            },
+        }
         async with aiohttp.ClientSession() as http:
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with http.post(url, json=update, headers=headers) as resp:
@@ -292,8 +309,9 @@ async def test_stop_is_clean_and_idempotent(tg: FakeTelegram, inbox: Inbox):
     await channel.stop()
     await asyncio.sleep(0)
     # The fake server's own connection handlers wind down on their own; nothing else may be left.
-    left = [t for t in asyncio.all_tasks() - before
-            if getattr(t.get_coro(), "__qualname__", "") != "RequestHandler.start"]
+    left = [
+        t for t in asyncio.all_tasks() - before if getattr(t.get_coro(), "__qualname__", "") != "RequestHandler.start"
+    ]
     assert left == []
     with pytest.raises(RuntimeError):
         await channel.send(OutboundMessage("telegram", "7", "after stop"))
