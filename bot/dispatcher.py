@@ -48,6 +48,7 @@ class Dispatcher:
         # Button presses go to the handler registered for the data's prefix ("bu" for budget alerts).
         self.button_handlers: dict[str, Callable[[InboundMessage], Awaitable[None]]] = {}
         self.control: ControlStore | None = None
+        self._homes: dict[str, tuple[str, str, str | None]] = {}
 
     def attach(self, channel: Channel) -> None:
         """Make a channel available for replies."""
@@ -134,8 +135,10 @@ class Dispatcher:
             or (inbound.channel == "telegram" and inbound.chat_id == user)
             or (inbound.channel == "slack" and inbound.chat_id.startswith("D"))
         )
-        if private:
-            await self.control.put(f"home:{inbound.sender}", [inbound.channel, inbound.chat_id, inbound.thread_id])
+        home = (inbound.channel, inbound.chat_id, inbound.thread_id)
+        if private and self._homes.get(inbound.sender) != home:
+            await self.control.put(f"home:{inbound.sender}", list(home))
+            self._homes[inbound.sender] = home
 
     async def _take_edit(self, inbound: InboundMessage) -> bool:
         """If the operator pressed Edit on a card in this conversation, this message is the correction."""

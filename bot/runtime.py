@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -169,6 +170,9 @@ async def open_runtime(
         await _background(stack, runner.run_forever(), "outbox")
         await _background(stack, _sweep_expired(approvals, ui, settings.expiry_sweep_s), "expiry")
         await _background(stack, scheduler.run_forever(), "scheduler")
+        # Everything built so far lives until shutdown: keep it out of the collector's full passes,
+        # which otherwise show up as 100+ ms pauses in reply latency.
+        gc.freeze()
         yield runtime
 
 

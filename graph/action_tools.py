@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -31,6 +32,7 @@ ACTION_TOOLS: dict[str, tuple[str, type[BaseModel]]] = {
 }
 
 
+@cache
 def action_schemas() -> list[dict[str, Any]]:
     """OpenAI tool schemas for the action tools."""
     out = []

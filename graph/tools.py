@@ -117,10 +117,11 @@ class ToolBox:
 
     def __init__(self, tools: Sequence[Tool] = SAFE_TOOLS) -> None:
         self._tools = {tool.name: tool for tool in tools}
+        self._schemas = [tool.schema() for tool in self._tools.values()]  # built once, not per turn
 
     def schemas(self) -> list[dict[str, Any]]:
         """Schemas of every tool, for the model."""
-        return [tool.schema() for tool in self._tools.values()]
+        return self._schemas
 
     async def run(self, ctx: ToolContext, name: str, raw_args: str) -> str:
         """Run one tool call. Bad names or arguments become an error text for the model."""
