@@ -18,6 +18,7 @@ class Command:
     name: str
     description: str
     run: CommandFn
+    private: bool = False
 
 
 class CommandRouter:
@@ -26,9 +27,16 @@ class CommandRouter:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
 
-    def add(self, name: str, description: str, run: CommandFn) -> None:
-        """Register a command (name without the slash)."""
-        self._commands[name] = Command(name, description, run)
+    def add(self, name: str, description: str, run: CommandFn, private: bool = False) -> None:
+        """Register a command (name without the slash). ``private`` keeps its arguments out of the event log."""
+        self._commands[name] = Command(name, description, run, private)
+
+    def loggable(self, text: str) -> str:
+        """``text`` as it may be written to the event log (a private command's arguments are withheld)."""
+        parsed = self.parse(text)
+        if parsed is not None and parsed[0] in self._commands and self._commands[parsed[0]].private:
+            return f"/{parsed[0]} [withheld]"
+        return text
 
     def menu(self) -> list[tuple[str, str]]:
         """(name, description) pairs for setMyCommands and /help."""

@@ -49,6 +49,9 @@ class Dispatcher:
         self.button_handlers: dict[str, Callable[[InboundMessage], Awaitable[None]]] = {}
         self.control: ControlStore | None = None
         self._homes: dict[str, tuple[str, str, str | None]] = {}
+        self._last_event: dict[str, int] = {}
+        # Called with each free-text operator message and its event id (semantic memory ingestion).
+        self.on_operator_text: Callable[[InboundMessage, int], None] | None = None
 
     def attach(self, channel: Channel) -> None:
         """Make a channel available for replies."""
@@ -81,12 +84,13 @@ class Dispatcher:
         # One turn at a time per conversation; other conversations run concurrently.
         async with self._locks[session]:
             try:
-                await self._db.append_event(
+                event_id = await self._db.append_event(
                     "message.in",
                     inbound.sender,
-                    {"text": inbound.text, "kind": inbound.kind},
+                    {"text": self._commands.loggable(inbound.text), "kind": inbound.kind},
                     session=session,
                 )
+                self._last_event[session] = event_id
                 await self._answer(inbound)
             except UserFacingError as exc:
                 await self.send(OutboundMessage.reply_to(inbound, exc.reason))
@@ -117,6 +121,8 @@ class Dispatcher:
             return
         if not inbound.text.strip():
             raise UserFacingError("I can only read text for now.")
+        if self.on_operator_text is not None:
+            self.on_operator_text(inbound, self._last_event.get(inbound.session_key, 0))
         channel = self._channels[inbound.channel]
         async with channel.typing(inbound.chat_id, inbound.thread_id):
             result = await self._coordinator.respond(inbound.session_key, inbound.text, inbound.sender)

@@ -8,7 +8,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -24,6 +24,7 @@ from bot.commands import CommandRouter
 from bot.core_commands import register_core_commands
 from bot.digest import DigestService, home_chats
 from bot.dispatcher import Dispatcher
+from bot.memory_commands import register_memory_commands
 from bot.messages import Channel, InboundMessage
 from bot.scheduler import Scheduler
 from bot.settings import Settings
@@ -35,9 +36,14 @@ from graph.budget import BudgetAlert, BudgetGuard
 from graph.coordinator import Coordinator
 from graph.llm import LLMClient
 from graph.pricing import PriceTable
+from memory.api import Memory, Note, open_memory
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database
+from memory.ingest import Ingestor
+from memory.notes import NoteLedger
+from memory.profile import ProfileStore
+from memory.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,8 @@ class Runtime:
     scheduler: Scheduler
     channels: list[Channel] = field(default_factory=list)
     console: ConsoleChannel | None = None
+    memory: Memory | None = None
+    ingestor: Ingestor | None = None
 
 
 @asynccontextmanager
@@ -102,8 +110,23 @@ async def open_runtime(
         email = EmailConnector(settings.smtp)
         connectors: dict[str, Connector] = {email.kind: email}
         approvals = ApprovalService(store, db, connectors, settings.approvals, guard.operator_ids)
+        records, profile, ledger = Records(db), ProfileStore(db), NoteLedger(db)
+        for part in (records, profile, ledger):
+            await part.setup()
+        memory = None
+        if settings.memory.semantic:
+            memory = await stack.enter_async_context(open_memory(data_dir, settings=settings.embeddings))
         coordinator = Coordinator(
-            db, llm, saver, settings.llm, settings.timezone, approvals=approvals, email_from=settings.smtp.from_addr
+            db,
+            llm,
+            saver,
+            settings.llm,
+            settings.timezone,
+            approvals=approvals,
+            email_from=settings.smtp.from_addr,
+            records=records,
+            profile=profile,
+            memory=memory,
         )
         commands = CommandRouter()
         dispatcher = Dispatcher(db, guard, commands, coordinator)
@@ -139,6 +162,20 @@ async def open_runtime(
         register_core_commands(commands, runtime_status=lambda: status_lines(runtime))
         register_approval_commands(commands, approvals, ui, settings.smtp.from_addr)
         budget_cmds.register(commands)
+        register_memory_commands(commands, db, memory, ledger, profile, settings.memory.scope)
+        ingestor = None
+        if memory is not None:
+            ingestor = Ingestor(memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s)
+            dispatcher.on_operator_text = lambda inbound, event_id: ingestor.add(
+                Note(
+                    text=inbound.text,
+                    source=f"chat:{inbound.channel}",
+                    at=inbound.received_at,
+                    scope=settings.memory.scope,
+                    ref=f"msg-{event_id}",
+                )
+            )
+            scheduler.every("memory-maintenance", 6 * 3600, _maintain(memory))
 
         async def digest_now(inbound: InboundMessage, _: str) -> str:
             await digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
@@ -170,6 +207,10 @@ async def open_runtime(
         await _background(stack, runner.run_forever(), "outbox")
         await _background(stack, _sweep_expired(approvals, ui, settings.expiry_sweep_s), "expiry")
         await _background(stack, scheduler.run_forever(), "scheduler")
+        if ingestor is not None:
+            await _background(stack, ingestor.run_forever(), "memory-ingest")
+        runtime.ingestor = ingestor
+        runtime.memory = memory
         # Everything built so far lives until shutdown: keep it out of the collector's full passes,
         # which otherwise show up as 100+ ms pauses in reply latency.
         gc.freeze()
@@ -184,6 +225,14 @@ async def _alert(alert: BudgetAlert, budgets: BudgetCommands, control: ControlSt
             await dispatcher.send(budgets.alert_message(alert, channel, chat_id, thread_id))
         except Exception:
             log.exception("budget alert could not be delivered to %s:%s", channel, chat_id)
+
+
+def _maintain(memory: Memory) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        stats = await memory.maintain()
+        log.info("memory maintenance: %s", stats)
+
+    return run
 
 
 async def _stop_channel(channel: Channel, timeout_s: float = 15.0) -> None:

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.settings import OutboxSettings, SMTPSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings
-from memory.settings import EmbeddingsSettings, SqliteSettings
+from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     expiry_sweep_s: float = Field(default=30.0, gt=0)
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+    memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
 
     @field_validator("operators")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 from connectors.base import Action
 from graph.approvals import email_from_fields
 from graph.errors import UserFacingError
+from memory.records import Records
 
 
 class SendEmailArgs(BaseModel):
@@ -43,7 +44,26 @@ def action_schemas() -> list[dict[str, Any]]:
     return out
 
 
-def build_action(name: str, raw_args: str, email_from: str | None) -> Action:
+async def resolve_recipients(names: list[str], records: Records | None) -> list[str]:
+    """Addresses stay; names are looked up in contacts. Ambiguous or unknown names are an error that
+    tells the model to ask the operator (it never guesses an address)."""
+    out = []
+    for item in names:
+        if "@" in item or records is None:
+            out.append(item)
+            continue
+        found = [r for r in await records.find_contacts(item) if getattr(r.data, "emails", None)]
+        if len(found) == 1:
+            out.append(found[0].data.emails[0])  # type: ignore[attr-defined]
+        elif not found:
+            raise UserFacingError(f"no contact named {item!r} has an email address; ask the operator for it")
+        else:
+            options = "; ".join(f"{r.data.name} <{r.data.emails[0]}>" for r in found[:5])  # type: ignore[attr-defined]
+            raise UserFacingError(f"{item!r} is ambiguous ({options}); ask the operator which one")
+    return out
+
+
+async def build_action(name: str, raw_args: str, email_from: str | None, records: Records | None = None) -> Action:
     """Parse a tool call into a validated action; UserFacingError (shown to the model) when bad."""
     entry = ACTION_TOOLS.get(name)
     if entry is None:
@@ -53,8 +73,10 @@ def build_action(name: str, raw_args: str, email_from: str | None) -> Action:
     except (json.JSONDecodeError, ValidationError) as exc:
         raise UserFacingError(f"bad arguments for {name}: {str(exc)[:300]}") from None
     assert isinstance(args, SendEmailArgs)
+    to = await resolve_recipients(args.to, records)
+    cc = await resolve_recipients(args.cc, records)
     return email_from_fields(
-        {"to": ",".join(args.to), "cc": ",".join(args.cc), "subject": args.subject, "body": args.body}, email_from
+        {"to": ",".join(to), "cc": ",".join(cc), "subject": args.subject, "body": args.body}, email_from
     )
 
 

@@ -13,11 +13,15 @@ from langgraph.types import Command
 
 from graph.approvals import ApprovalService
 from graph.llm import LLMClient
+from graph.record_tools import RECORD_TOOLS
 from graph.settings import LLMSettings
 from graph.state import GraphContext
-from graph.tools import ToolBox
+from graph.tools import SAFE_TOOLS, ToolBox
 from graph.wiring import build_graph
+from memory.api import Memory
 from memory.db import Database
+from memory.profile import ProfileStore
+from memory.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +47,20 @@ class Coordinator:
         tools: ToolBox | None = None,
         approvals: ApprovalService | None = None,
         email_from: str | None = None,
+        records: Records | None = None,
+        profile: ProfileStore | None = None,
+        memory: Memory | None = None,
     ) -> None:
         self._db = db
         self._llm = llm
         self._settings = settings
         self._timezone = timezone
-        self._tools = tools or ToolBox()
+        self._tools = tools or ToolBox((*SAFE_TOOLS, *(RECORD_TOOLS if records and profile else ())))
         self._approvals = approvals
         self._email_from = email_from
+        self._records = records
+        self._profile = profile
+        self._memory = memory
         self._graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile(checkpointer=checkpointer)
 
     @property
@@ -65,11 +75,14 @@ class Coordinator:
             tools=self._tools,
             session=session,
             timezone=self._timezone,
-            recent_turns=self._settings.recent_turns,
             max_tool_rounds=self._settings.max_tool_rounds,
             requested_by=requested_by,
             approvals=self._approvals,
             email_from=self._email_from,
+            records=self._records,
+            profile=self._profile,
+            memory=self._memory,
+            context_budget=self._settings.context_budget,
         )
 
     @staticmethod

@@ -9,8 +9,10 @@ from langgraph.types import interrupt
 
 from graph.action_tools import ACTION_TOOLS, action_schemas, approval_id_for, build_action
 from graph.budget import BudgetExceeded
+from graph.context import assemble, clip_text, extractive_summary, render_turns
 from graph.errors import ModelUnavailable, UserFacingError
 from graph.policy import Risk
+from graph.record_tools import render_contact
 from graph.state import CooState, GraphContext
 from graph.tools import ToolContext, render_time, search_messages
 from memory.db import utcnow
@@ -18,15 +20,75 @@ from prompts import load_prompt
 
 
 async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """System prompt (profile, time) plus the recent turns, cut at a user-turn boundary."""
+    """Profile, touched records, recalled memories, rolling summary and the newest turns, within budget.
+
+    Turns that no longer fit are folded into the summary (progressive summarization); facts stay
+    in the event log, records and semantic memory, so nothing the operator said is lost.
+    """
     ctx = runtime.context
+    profile = (await ctx.profile.get()).render() if ctx.profile else ""
     system = load_prompt("system").format(
-        profile=load_prompt("profile_placeholder").strip(),
+        profile=profile or load_prompt("profile_placeholder").strip(),
         now=render_time(utcnow(), ctx.timezone),
         timezone=ctx.timezone,
     )
-    turns = repair_tool_history(recent_turns(state.get("messages", []), ctx.recent_turns))
-    return {"context": [{"role": "system", "content": system}, *turns]}
+    messages = state.get("messages", [])
+    done = state.get("summarized", 0)
+    request = _last_user_text(messages)
+    memories = await recall_lines(ctx, request)
+    records = await touched_records(ctx, request)
+    summary = state.get("summary", "")
+    turns = messages[done:]
+    template = load_prompt("context")
+    built = assemble(system, template, summary, records, memories, turns, ctx.context_budget, repair_tool_history)
+    if not built.dropped:
+        return {"context": built.messages}
+    summary = await summarize(ctx, summary, built.dropped)
+    done += len(built.dropped)
+    built = assemble(
+        system, template, summary, records, memories, messages[done:], ctx.context_budget, repair_tool_history
+    )
+    return {"context": built.messages, "summary": summary, "summarized": done + len(built.dropped)}
+
+
+async def recall_lines(ctx: GraphContext, request: str) -> list[str]:
+    """Top memories for the request, as data lines with source and date."""
+    if ctx.memory is None or not request.strip():
+        return []
+    try:
+        hits = await ctx.memory.recall(request, k=6, scope=ctx.scope)
+    except ValueError:
+        return []
+    return [f"[{h.at:%Y-%m-%d} {h.source}] {h.text[:500]}" for h in hits if h.text.strip() != request.strip()][:5]
+
+
+async def touched_records(ctx: GraphContext, request: str) -> list[str]:
+    """Contacts whose name appears in the request."""
+    if ctx.records is None:
+        return []
+    text = request.lower()
+    lines = []
+    for record in await ctx.records.all("contact"):
+        contact = record.data
+        names = [getattr(contact, "name", "")] + [getattr(contact, "name", "").split(" ")[0]]
+        if any(n and len(n) >= 3 and n.lower() in text for n in names):
+            lines.append(render_contact(record))
+    return lines[:5]
+
+
+async def summarize(ctx: GraphContext, summary: str, dropped: list[dict[str, Any]]) -> str:
+    """Fold turns into the summary: with the model when it can, otherwise extractively."""
+    limit = int(ctx.context_budget * 0.15)
+    if ctx.llm.available():
+        prompt = load_prompt("summarize").format(summary=summary or "(none)", turns=render_turns(dropped))
+        try:
+            reply = await ctx.llm.chat([{"role": "user", "content": prompt}], session=ctx.session, workflow="summary")
+        except (ModelUnavailable, BudgetExceeded):
+            pass
+        else:
+            if reply.content.strip():
+                return clip_text(reply.content.strip(), limit)
+    return extractive_summary(summary, dropped, limit)
 
 
 def repair_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -48,14 +110,6 @@ def repair_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 PENDING_RESULT = "(no result: the approval card was left waiting; see the card for its outcome)"
-
-
-def recent_turns(messages: list[dict[str, Any]], turns: int) -> list[dict[str, Any]]:
-    """The messages of the last ``turns`` user turns, never splitting a tool exchange."""
-    starts = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-    if len(starts) <= turns:
-        return list(messages)
-    return list(messages[starts[-turns] :])
 
 
 async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -118,7 +172,9 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     results: list[dict[str, Any]] = []
     awaiting: dict[str, str] | None = None
     cards: list[str] = []
-    tool_ctx = ToolContext(db=ctx.db, session=ctx.session, timezone=ctx.timezone)
+    tool_ctx = ToolContext(
+        db=ctx.db, session=ctx.session, timezone=ctx.timezone, records=ctx.records, profile=ctx.profile
+    )
     for call in state["messages"][-1].get("tool_calls", []):
         fn, call_id = call.get("function", {}), str(call.get("id", ""))
         name, raw = str(fn.get("name", "")), str(fn.get("arguments", "{}"))
@@ -130,7 +186,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
             output = "error: one outward action per turn; propose it again once the first card is decided"
         else:
             try:
-                action = build_action(name, raw, ctx.email_from)
+                action = await build_action(name, raw, ctx.email_from, ctx.records)
                 proposal = await ctx.approvals.propose(
                     action, ctx.session, "graph", ctx.requested_by, approval_id=approval_id_for(ctx.session, call_id)
                 )
@@ -187,7 +243,9 @@ async def await_approval(state: CooState) -> dict[str, Any]:
 async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
     """Run the safe tools the model asked for; results go back to the model as data."""
     ctx = runtime.context
-    tool_ctx = ToolContext(db=ctx.db, session=ctx.session, timezone=ctx.timezone)
+    tool_ctx = ToolContext(
+        db=ctx.db, session=ctx.session, timezone=ctx.timezone, records=ctx.records, profile=ctx.profile
+    )
     results: list[dict[str, Any]] = []
     for call in state["messages"][-1].get("tool_calls", []):
         fn = call.get("function", {})

@@ -9,7 +9,10 @@ from typing import Annotated, Any, TypedDict
 from graph.approvals import ApprovalService
 from graph.llm import LLMClient
 from graph.tools import ToolBox
+from memory.api import Memory
 from memory.db import Database
+from memory.profile import ProfileStore
+from memory.records import Records
 
 
 class CooState(TypedDict, total=False):
@@ -22,6 +25,8 @@ class CooState(TypedDict, total=False):
     offline: bool
     awaiting: dict[str, str] | None
     cards: list[str]
+    summary: str
+    summarized: int
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,12 @@ class GraphContext:
     tools: ToolBox
     session: str
     timezone: str
-    recent_turns: int
     max_tool_rounds: int
     requested_by: str = ""
     approvals: ApprovalService | None = None
     email_from: str | None = None
+    records: Records | None = None
+    profile: ProfileStore | None = None
+    memory: Memory | None = None
+    scope: str = "default"
+    context_budget: int = 6000

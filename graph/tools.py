@@ -14,15 +14,19 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, ValidationError
 
 from memory.db import Database, utcnow
+from memory.profile import ProfileStore
+from memory.records import Records
 
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may use: the database, the session it serves, the operator's zone."""
+    """What a tool may use: the database, the session it serves, the operator's zone, records, profile."""
 
     db: Database
     session: str
     timezone: str
+    records: Records | None = None
+    profile: ProfileStore | None = None
 
 
 @dataclass(frozen=True)

@@ -18,3 +18,12 @@ class SqliteSettings(BaseModel):
     """Tuning for the SQLite files."""
 
     busy_timeout_ms: int = Field(default=5000, ge=0)
+
+
+class MemorySettings(BaseModel):
+    """Semantic memory switches."""
+
+    semantic: bool = True
+    scope: str = Field(default="default", min_length=1, max_length=100)
+    ingest_batch: int = Field(default=32, ge=1)
+    ingest_interval_s: float = Field(default=0.5, gt=0)

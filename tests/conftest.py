@@ -18,7 +18,12 @@ from tests.fakes.openai_api import FakeOpenAI
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings that ignore the machine's environment and any .env file."""
-    base: dict[str, Any] = {"data_dir": data_dir, "operators": "telegram:1001,slack:T1:U1"}
+    # Semantic memory loads an embedding model: only the tests about memory turn it on.
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "operators": "telegram:1001,slack:T1:U1",
+        "memory": {"semantic": False},
+    }
     base.update(overrides)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 

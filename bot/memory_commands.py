@@ -1,0 +1,78 @@
+"""/remember, /recall, /forget and /profile."""
+
+from __future__ import annotations
+
+from bot.commands import CommandRouter
+from bot.messages import InboundMessage
+from graph.errors import UserFacingError
+from memory.api import InvalidNote, Memory, Note
+from memory.db import Database, utcnow
+from memory.notes import NoteLedger, StoredNote, new_ref
+from memory.profile import FIELDS, ProfileError, ProfileStore
+
+PROFILE_USAGE = (
+    "Usage: /profile | /profile set <field> <value> | /profile clear <field>  (fields: " + ", ".join(FIELDS) + ")"
+)
+
+
+def register_memory_commands(
+    router: CommandRouter, db: Database, memory: Memory | None, ledger: NoteLedger, profile: ProfileStore, scope: str
+) -> None:
+    """Add /remember, /recall, /forget (when semantic memory is on) and /profile."""
+
+    async def remember(inbound: InboundMessage, args: str) -> str:
+        assert memory is not None
+        text = args.strip()
+        if not text:
+            raise UserFacingError("Usage: /remember <what to remember>")
+        note = StoredNote(new_ref(), scope, f"remember:{inbound.channel}", text, utcnow())
+        try:
+            await memory.add(Note(text=text, source=note.source, at=note.at, scope=scope, ref=note.ref))
+        except (InvalidNote, ValueError) as exc:
+            raise UserFacingError(f"I could not remember that: {exc}") from None
+        await ledger.add(note)
+        await db.append_event("memory.remembered", inbound.sender, {"ref": note.ref}, session=inbound.session_key)
+        return f"Remembered ({note.ref})."
+
+    async def recall(_: InboundMessage, args: str) -> str:
+        assert memory is not None
+        if not args.strip():
+            raise UserFacingError("Usage: /recall <question or words>")
+        hits = await memory.recall(args.strip(), k=5, scope=scope)
+        if not hits:
+            return "Nothing in memory matches that."
+        return "\n".join(f"{h.ref} [{h.at:%Y-%m-%d}] {h.text[:300]}" for h in hits)
+
+    async def forget(inbound: InboundMessage, args: str) -> str:
+        assert memory is not None
+        ref = args.strip()
+        if not ref or " " in ref:
+            raise UserFacingError("Usage: /forget <ref>  (the ref is shown by /remember and /recall)")
+        removed = await memory.forget(ref=ref, scope=scope)
+        removed += int(await ledger.remove(ref))
+        if not removed:
+            return f"Nothing stored under {ref}."
+        await db.append_event("memory.forgotten", inbound.sender, {"ref": ref}, session=inbound.session_key)
+        return f"Forgotten: {ref}."
+
+    async def profile_cmd(inbound: InboundMessage, args: str) -> str:
+        words = args.split(None, 2)
+        if not words:
+            rendered = (await profile.get()).render()
+            return ("Profile:\n" + rendered) if rendered else "The profile is empty. " + PROFILE_USAGE
+        try:
+            if words[0] == "set" and len(words) == 3:
+                await profile.set(words[1], words[2], inbound.sender)
+            elif words[0] == "clear" and len(words) == 2:
+                await profile.set(words[1], "", inbound.sender)
+            else:
+                raise UserFacingError(PROFILE_USAGE)
+        except ProfileError as exc:
+            raise UserFacingError(f"{exc}. {PROFILE_USAGE}") from None
+        return "Profile:\n" + ((await profile.get()).render() or "(empty)")
+
+    if memory is not None:
+        router.add("remember", "Remember something: /remember Acme pays net 30", remember, private=True)
+        router.add("recall", "Search memory: /recall Acme payment terms", recall)
+        router.add("forget", "Forget a remembered note: /forget <ref>", forget)
+    router.add("profile", "Show or set the business profile", profile_cmd)

@@ -1,0 +1,251 @@
+"""Canonical records: contacts, projects, deals, tasks and invoices, with a version history and
+provenance (the event that created or changed each version). Each kind is a typed pydantic model;
+versions are never overwritten, so any past state can be read back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from memory.db import Database, utcnow
+
+RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events(id),
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, id, version)
+);
+CREATE INDEX IF NOT EXISTS records_kind ON records(kind, id, version DESC);
+"""
+
+
+class Contact(BaseModel):
+    """A person or a company."""
+
+    name: str = Field(min_length=1, max_length=200)
+    company: str = ""
+    emails: list[str] = Field(default_factory=list)
+    phone: str = ""
+    notes: str = ""
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        from connectors.email import normalise_address
+
+        return list(dict.fromkeys(normalise_address(v) for v in value))
+
+
+class Project(BaseModel):
+    """A piece of work for a client or for the business."""
+
+    name: str = Field(min_length=1, max_length=200)
+    status: Literal["active", "paused", "done"] = "active"
+    contact_id: str = ""
+    notes: str = ""
+
+
+class Deal(BaseModel):
+    """A sale in progress."""
+
+    title: str = Field(min_length=1, max_length=200)
+    contact_id: str = ""
+    amount: float = Field(default=0, ge=0)
+    currency: str = "USD"
+    stage: Literal["lead", "proposal", "won", "lost"] = "lead"
+
+
+class Task(BaseModel):
+    """Something to do, maybe by a date."""
+
+    title: str = Field(min_length=1, max_length=300)
+    due: date | None = None
+    status: Literal["open", "done"] = "open"
+    project_id: str = ""
+
+
+class Invoice(BaseModel):
+    """Money owed to the business."""
+
+    number: str = Field(min_length=1, max_length=50)
+    contact_id: str = ""
+    amount: float = Field(ge=0)
+    currency: str = "USD"
+    due: date | None = None
+    status: Literal["draft", "sent", "paid", "void"] = "draft"
+
+
+RecordKind = Literal["contact", "project", "deal", "task", "invoice"]
+MODELS: dict[str, type[BaseModel]] = {
+    "contact": Contact,
+    "project": Project,
+    "deal": Deal,
+    "task": Task,
+    "invoice": Invoice,
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One version of one record."""
+
+    kind: str
+    id: str
+    version: int
+    data: BaseModel
+    event_id: int
+    actor: str
+    at: datetime
+    deleted: bool
+
+
+class RecordError(ValueError):
+    """Bad record input; the message says what is wrong."""
+
+
+class Records:
+    """Reads and writes records; every write appends an event first and points to it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn = db.connection
+
+    async def setup(self) -> None:
+        """Create the table."""
+        await self._conn.executescript(RECORDS_SCHEMA)
+        await self._conn.commit()
+
+    @staticmethod
+    def parse(kind: str, data: dict[str, Any]) -> BaseModel:
+        """Validate ``data`` as a ``kind``; RecordError with the reasons when it is not."""
+        model = MODELS.get(kind)
+        if model is None:
+            raise RecordError(f"unknown record kind {kind!r}; one of {', '.join(MODELS)}")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise RecordError(f"bad {kind}: {reasons}") from None
+
+    async def upsert(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        actor: str,
+        record_id: str | None = None,
+        session: str | None = None,
+        source: str = "chat",
+    ) -> Record:
+        """Create a record or add a new version of it (fields not given keep their value)."""
+        current = await self.get(kind, record_id) if record_id else None
+        if record_id and current is None:
+            raise RecordError(f"no {kind} with id {record_id}")
+        merged = {**(current.data.model_dump(mode="json") if current else {}), **data}
+        parsed = self.parse(kind, merged)
+        new_id = record_id or uuid.uuid4().hex[:10]
+        version = (current.version + 1) if current else 1
+        payload = {
+            "kind": kind,
+            "id": new_id,
+            "version": version,
+            "data": parsed.model_dump(mode="json"),
+            "source": source,
+        }
+        event_id = await self._db.append_event("record.upserted", actor, payload, session=session)
+        at = utcnow()
+        await self._conn.execute(
+            "INSERT INTO records (kind, id, version, data, event_id, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, new_id, version, json.dumps(payload["data"]), event_id, actor, at.isoformat()),
+        )
+        await self._conn.commit()
+        return Record(kind, new_id, version, parsed, event_id, actor, at, False)
+
+    async def delete(self, kind: str, record_id: str, actor: str) -> bool:
+        """Mark a record deleted (a new version; history stays)."""
+        current = await self.get(kind, record_id)
+        if current is None:
+            return False
+        event_id = await self._db.append_event("record.deleted", actor, {"kind": kind, "id": record_id})
+        await self._conn.execute(
+            "INSERT INTO records (kind, id, version, data, event_id, actor, at, deleted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                kind,
+                record_id,
+                current.version + 1,
+                json.dumps(current.data.model_dump(mode="json")),
+                event_id,
+                actor,
+                utcnow().isoformat(),
+            ),
+        )
+        await self._conn.commit()
+        return True
+
+    async def get(self, kind: str, record_id: str | None) -> Record | None:
+        """The latest version, unless deleted."""
+        async with self._conn.execute(
+            "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records WHERE kind = ? AND id = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (kind, record_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or row[7]:
+            return None
+        return self._record(row)
+
+    async def history(self, kind: str, record_id: str) -> list[Record]:
+        """Every version, oldest first."""
+        async with self._conn.execute(
+            "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records WHERE kind = ? AND id = ? "
+            "ORDER BY version",
+            (kind, record_id),
+        ) as cur:
+            return [self._record(r) for r in await cur.fetchall()]
+
+    async def all(self, kind: str) -> list[Record]:
+        """The latest version of every live record of a kind."""
+        async with self._conn.execute(
+            "SELECT r.kind, r.id, r.version, r.data, r.event_id, r.actor, r.at, r.deleted FROM records r "
+            "JOIN (SELECT id, MAX(version) v FROM records WHERE kind = ? GROUP BY id) m ON r.id = m.id AND "
+            "r.version = m.v WHERE r.kind = ? AND r.deleted = 0 ORDER BY r.at",
+            (kind, kind),
+        ) as cur:
+            return [self._record(r) for r in await cur.fetchall()]
+
+    async def find_contacts(self, query: str) -> list[Record]:
+        """Contacts whose name, company or email contains ``query`` (case-insensitive)."""
+        needle = query.strip().lower()
+        if not needle:
+            return []
+        found = []
+        for record in await self.all("contact"):
+            contact = record.data
+            assert isinstance(contact, Contact)
+            haystack = " ".join([contact.name, contact.company, *contact.emails]).lower()
+            if all(part in haystack for part in needle.split()):
+                found.append(record)
+        return found
+
+    def _record(self, row: Any) -> Record:
+        return Record(
+            row[0],
+            row[1],
+            row[2],
+            MODELS[row[0]].model_validate(json.loads(row[3])),
+            row[4],
+            row[5],
+            datetime.fromisoformat(row[6]),
+            bool(row[7]),
+        )
