@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="every configured channel (the console when none is)")
     sub.add_parser("chat", help="the console channel in this terminal")
     sub.add_parser("doctor", help="what is configured, reachable or missing")
+    export = sub.add_parser("export", help="write records, events, approvals and notes as JSON Lines")
+    export.add_argument("--out", default="coo-export", help="output folder (default ./coo-export)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -38,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coo: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, _secrets(settings))
+    if args.command == "export":
+        from pathlib import Path
+
+        from bot.export import export_all
+
+        counts = asyncio.run(export_all(settings.data_dir, Path(args.out)))
+        print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {Path(args.out).resolve()}")
+        return 0
     if args.command == "doctor":
         from bot.doctor import run_doctor
 

@@ -31,6 +31,11 @@ class CommandRouter:
         """Register a command (name without the slash). ``private`` keeps its arguments out of the event log."""
         self._commands[name] = Command(name, description, run, private)
 
+    def is_private(self, text: str) -> bool:
+        """True when ``text`` runs a private command (its arguments and reply stay out of the event log)."""
+        parsed = self.parse(text)
+        return parsed is not None and parsed[0] in self._commands and self._commands[parsed[0]].private
+
     def loggable(self, text: str) -> str:
         """``text`` as it may be written to the event log (a private command's arguments are withheld)."""
         parsed = self.parse(text)

@@ -115,7 +115,8 @@ class Dispatcher:
         if inbound.kind == "command" or CommandRouter.parse(inbound.text):
             reply = await self._commands.run(inbound)
             if reply:
-                await self.send(OutboundMessage.reply_to(inbound, reply))
+                withheld = "[withheld]" if self._commands.is_private(inbound.text) else None
+                await self.send(OutboundMessage.reply_to(inbound, reply), log_text=withheld)
             return
         if self.approvals is not None and inbound.kind == "message" and await self._take_edit(inbound):
             return
@@ -160,11 +161,12 @@ class Dispatcher:
             raise
         return True
 
-    async def send(self, message: OutboundMessage) -> list[str]:
-        """Send through the message's channel and record it in the event log."""
+    async def send(self, message: OutboundMessage, log_text: str | None = None) -> list[str]:
+        """Send through the message's channel and record it (or ``log_text`` instead) in the event log."""
         ids = await self._channels[message.channel].send(message)
         session = f"{message.channel}:{message.chat_id}" + (f":{message.thread_id}" if message.thread_id else "")
-        await self._db.append_event("message.out", "coo", {"text": message.text, "ids": ids}, session=session)
+        text = message.text if log_text is None else log_text
+        await self._db.append_event("message.out", "coo", {"text": text, "ids": ids}, session=session)
         return ids
 
     async def _safe_send(self, message: OutboundMessage) -> None:

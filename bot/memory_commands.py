@@ -73,6 +73,6 @@ def register_memory_commands(
 
     if memory is not None:
         router.add("remember", "Remember something: /remember Acme pays net 30", remember, private=True)
-        router.add("recall", "Search memory: /recall Acme payment terms", recall)
+        router.add("recall", "Search memory: /recall Acme payment terms", recall, private=True)
         router.add("forget", "Forget a remembered note: /forget <ref>", forget)
     router.add("profile", "Show or set the business profile", profile_cmd)

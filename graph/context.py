@@ -51,7 +51,7 @@ def fit_turns(turns: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, 
             return list(turns[start:]), list(turns[:start])
     # Even the last turn alone is too big: keep it with its content cut (the request must be seen).
     last = dict(turns[starts[-1]])
-    last["content"] = clip_text(str(last.get("content", "")), max(16, budget - 8))
+    last["content"] = clip_text(str(last.get("content", "")), max(16, budget - 24))  # 24: JSON framing
     return [last], list(turns[: starts[-1]])
 
 

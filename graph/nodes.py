@@ -11,6 +11,7 @@ from graph.action_tools import ACTION_TOOLS, action_schemas, approval_id_for, bu
 from graph.budget import BudgetExceeded
 from graph.context import assemble, clip_text, extractive_summary, render_turns
 from graph.errors import ModelUnavailable, UserFacingError
+from graph.llm import estimate_message_tokens
 from graph.policy import Risk
 from graph.record_tools import render_contact
 from graph.state import CooState, GraphContext
@@ -40,15 +41,20 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
     summary = state.get("summary", "")
     turns = messages[done:]
     template = load_prompt("context")
-    built = assemble(system, template, summary, records, memories, turns, ctx.context_budget, repair_tool_history)
+    # The tool schemas travel with every call: they count against the budget too.
+    budget = ctx.context_budget - estimate_message_tokens(offered_tools(ctx))
+    built = assemble(system, template, summary, records, memories, turns, budget, repair_tool_history)
     if not built.dropped:
         return {"context": built.messages}
     summary = await summarize(ctx, summary, built.dropped)
     done += len(built.dropped)
-    built = assemble(
-        system, template, summary, records, memories, messages[done:], ctx.context_budget, repair_tool_history
-    )
+    built = assemble(system, template, summary, records, memories, messages[done:], budget, repair_tool_history)
     return {"context": built.messages, "summary": summary, "summarized": done + len(built.dropped)}
+
+
+def offered_tools(ctx: GraphContext) -> list[dict[str, Any]]:
+    """The tool schemas offered to the model."""
+    return [*ctx.tools.schemas(), *(action_schemas() if ctx.approvals else [])]
 
 
 async def recall_lines(ctx: GraphContext, request: str) -> list[str]:
@@ -121,7 +127,7 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
         # After a card's decision the card itself shows the outcome; no offline boilerplate then.
         return {"reply": "" if mid_turn else await offline_reply(ctx, last_user), "offline": True}
     rounds = state.get("tool_rounds", 0)
-    offered = [*ctx.tools.schemas(), *(action_schemas() if ctx.approvals else [])]
+    offered = offered_tools(ctx)
     tools = offered if rounds < ctx.max_tool_rounds else []
     try:
         reply = await ctx.llm.chat(state.get("context", []), tools, session=ctx.session)
@@ -271,7 +277,9 @@ async def finish(state: CooState) -> dict[str, Any]:
 
 async def offline_reply(ctx: GraphContext, text: str) -> str:
     """What the operator gets without a model: matching earlier messages and how to add a model."""
-    hits = await search_messages(ctx.db, text, 6, kinds=("message.in",)) if text.strip() else []
+    hits = await recall_lines(ctx, text) if ctx.memory is not None else []
+    if not hits and text.strip():
+        hits = await search_messages(ctx.db, text, 6, kinds=("message.in",))
     hits = [h for h in hits if not h.endswith(f"operator: {text[:300]}")][:5]
     recall = ("Related things you told me:\n" + "\n".join(hits)) if hits else "Nothing in memory matches that yet."
     return load_prompt("offline").format(recall=recall).strip()

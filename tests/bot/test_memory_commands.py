@@ -1,0 +1,79 @@
+"""/remember, /recall, /forget with real LanceDB; export round-trip; bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.export import export_all, read_export
+from bot.messages import InboundMessage
+from bot.runtime import open_runtime
+from tests.conftest import RecordingChannel, make_settings
+
+_n = iter(range(10**6))
+
+
+def cmd(text: str) -> InboundMessage:
+    return InboundMessage("rec", "1001", "telegram:1001", text, kind="command", update_key=f"m:{next(_n)}")
+
+
+async def test_remember_recall_forget_really_removes(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(cmd("/remember Acme pays invoices net 45, contact Rita ✓ (مرحبا)"))
+        ref = chan.sent[-1].text.removeprefix("Remembered (").removesuffix(").")
+        await rt.dispatcher.handle(cmd("/remember Our studio closes in August"))
+        await rt.dispatcher.handle(cmd("/recall when does Acme pay?"))
+        assert chan.sent[-1].text.startswith(f"{ref} [") and "net 45, contact Rita ✓ (مرحبا)" in chan.sent[-1].text
+        assert rt.memory is not None and await rt.memory.count("default") == 2
+        await rt.dispatcher.handle(cmd(f"/forget {ref}"))
+        assert chan.sent[-1].text == f"Forgotten: {ref}."
+        await rt.dispatcher.handle(cmd("/recall when does Acme pay?"))
+        assert "net 45" not in chan.sent[-1].text
+        assert await rt.memory.count("default") == 1
+        await rt.dispatcher.handle(cmd(f"/forget {ref}"))
+        assert chan.sent[-1].text == f"Nothing stored under {ref}."
+        events = await rt.db.events()
+    # the note's text is in no event (the log is append-only, so it must never get there)
+    assert not any("net 45" in str(e.payload) for e in events)
+    async with open_runtime(settings, console=False) as rt:  # and it stays gone after a restart
+        assert rt.memory is not None and await rt.memory.count("default") == 1
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(cmd("/recall Acme payment"))
+        assert "net 45" not in chan.sent[-1].text
+
+
+async def test_bad_memory_input_is_a_clear_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(cmd("/remember    "))
+        assert chan.sent[-1].text == "Usage: /remember <what to remember>"
+        await rt.dispatcher.handle(cmd("/remember " + "x" * 1_000_000))
+        assert chan.sent[-1].text.startswith("I could not remember that:")
+        await rt.dispatcher.handle(cmd("/forget two words"))
+        assert chan.sent[-1].text.startswith("Usage: /forget")
+        await rt.dispatcher.handle(cmd("/remember still works after that"))
+        assert chan.sent[-1].text.startswith("Remembered (")
+        assert rt.memory is not None and await rt.memory.count("default") == 1
+
+
+async def test_export_round_trips(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(cmd("/remember Lisbon office opens at 9"))
+        await rt.dispatcher.handle(cmd("/profile set business Lumen Studio"))
+        await rt.dispatcher.handle(cmd("/profile set risk nope"))
+        assert chan.sent[-1].text.startswith("risk must be one of")
+        events = await rt.db.events()
+    counts = await export_all(tmp_path / "data", tmp_path / "out")
+    parsed = read_export(tmp_path / "out")
+    assert counts["events"] == len(events) == len(parsed["events"])
+    assert [e["kind"] for e in parsed["events"]] == [e.kind for e in events]
+    assert parsed["notes"][0]["text"] == "Lisbon office opens at 9"
+    assert any(e["kind"] == "profile.set" and e["payload"]["value"] == "Lumen Studio" for e in parsed["events"])
