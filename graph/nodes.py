@@ -46,10 +46,16 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
     built = assemble(system, template, summary, records, memories, turns, budget, repair_tool_history)
     if not built.dropped:
         return {"context": built.messages}
-    summary = await summarize(ctx, summary, built.dropped)
-    done += len(built.dropped)
+    # Fold generously (as if the budget were 40 % smaller), so the next fold is many turns away
+    # instead of one summary call on every turn.
+    shrunk = assemble(system, template, summary, records, memories, turns, int(budget * FOLD_TARGET))
+    summary = await summarize(ctx, summary, shrunk.dropped)
+    done += len(shrunk.dropped)
     built = assemble(system, template, summary, records, memories, messages[done:], budget, repair_tool_history)
     return {"context": built.messages, "summary": summary, "summarized": done + len(built.dropped)}
+
+
+FOLD_TARGET = 0.6
 
 
 def offered_tools(ctx: GraphContext) -> list[dict[str, Any]]:
