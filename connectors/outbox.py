@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from connectors.base import AmbiguousOutcome, Connector, PermanentError, TemporaryError
+from connectors.breaker import CircuitBreaker
 from connectors.settings import OutboxSettings
 from memory.approvals import ApprovalStore, OutboxRow
 from memory.db import Database, utcnow
@@ -43,6 +44,14 @@ class OutboxRunner:
         self._on_outcome = on_outcome
         self._is_paused = is_paused
         self._wake = asyncio.Event()
+        # One breaker per connector: repeated temporary failures (an outage) stop the attempts
+        # until a cooldown has passed, then one probe goes through.
+        self.breakers = {
+            kind: CircuitBreaker(
+                kind, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s
+            )
+            for kind in connectors
+        }
 
     def wake(self) -> None:
         """Look at the outbox now (e.g. right after an approval)."""
@@ -82,12 +91,20 @@ class OutboxRunner:
         if connector is None:
             await self._final(row, "failed", f"no connector for {row.kind}")
             return True
+        breaker = self.breakers[row.kind]
+        if not breaker.allow():
+            await self._store.release(row.approval_id, timedelta(seconds=self._settings.breaker_cooldown_s))
+            await self._event(row, "deferred", f"{row.kind} breaker open: {breaker.last_reason}")
+            return True
         try:
             action = connector.parse(row.action)
             if action.digest() != row.digest:
                 raise PermanentError("the stored action does not match its approved digest")
             done = await connector.execute(action, row.idempotency_key)
         except TemporaryError as exc:
+            if breaker.record_failure(str(exc)):
+                log.error("outbox: %s breaker opened after repeated failures (%s)", row.kind, exc)
+                await self._event(row, "breaker_open", str(exc))
             if row.attempts >= self._settings.max_attempts:
                 await self._final(row, "failed", f"{exc} (gave up after {row.attempts} attempts)")
             else:
@@ -100,12 +117,14 @@ class OutboxRunner:
         except PermanentError as exc:
             await self._final(row, "failed", str(exc))
         except AmbiguousOutcome as exc:
+            breaker.record_failure(str(exc))
             await self._final(row, "unknown", str(exc))
         except Exception as exc:
             # A bug in a connector: we cannot know whether the effect happened.
             log.exception("outbox %s: connector raised unexpectedly", row.approval_id)
             await self._final(row, "unknown", f"unexpected error: {type(exc).__name__}")
         else:
+            breaker.record_success()
             await self._final(row, "sent", done.detail, external_id=done.external_id)
         return True
 

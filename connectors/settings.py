@@ -31,3 +31,6 @@ class OutboxSettings(BaseModel):
     backoff_base_s: float = Field(default=2.0, ge=0)
     backoff_max_s: float = Field(default=300.0, ge=0)
     poll_s: float = Field(default=1.0, gt=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_window_s: float = Field(default=600.0, gt=0)
+    breaker_cooldown_s: float = Field(default=300.0, gt=0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from graph.breaker import CircuitBreaker
+from connectors.breaker import CircuitBreaker
 from graph.budget import BudgetGuard
 from graph.errors import ModelUnavailable
 from graph.pricing import PriceTable

@@ -327,6 +327,17 @@ class ApprovalStore:
                 r3 = await cur3.fetchone()
             return _outbox(r3) if r3 else None
 
+    async def release(self, approval_id: str, retry_in: timedelta) -> bool:
+        """Put a claimed row back without counting the attempt (nothing was called)."""
+        async with self._lock:
+            cur = await self._conn.execute(
+                "UPDATE outbox SET state = 'queued', attempts = attempts - 1, next_attempt_at = ?, updated_at = ? "
+                "WHERE approval_id = ? AND state = 'running'",
+                ((utcnow() + retry_in).isoformat(), utcnow().isoformat(), approval_id),
+            )
+            await self._conn.commit()
+            return cur.rowcount == 1
+
     async def finish(
         self,
         approval_id: str,

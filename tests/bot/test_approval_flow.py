@@ -367,3 +367,20 @@ async def test_policy_relaxed_sends_known_recipients_directly_but_never_new_ones
         async with runtime(tmp_path / "f", smtp, approvals={"forbidden": ["email.send"]}) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             assert chan.sent[-1].text == "Your policy forbids sending email."
+
+
+async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path) -> None:
+    with SMTPServer(default_mode="tempfail") as smtp:
+        outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.6}
+        async with runtime(tmp_path, smtp, outbox=outbox) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await until(lambda: rt.runner.breakers["email.send"].state == "open")
+            retries = len(await rt.db.events(kind="action.retry"))
+            await asyncio.sleep(0.4)  # open: no attempt reaches the server
+            assert len(await rt.db.events(kind="action.retry")) == retries == 3
+            smtp.default_mode = "ok"  # the server is back; after the cooldown one probe goes through
+            await smtp.wait_delivered(1, timeout=10)
+            await until(lambda: rt.runner.breakers["email.send"].state == "closed")
+            opened = await rt.db.events(kind="action.breaker_open")
+    assert len(smtp.delivered) == 1 and len(opened) == 1

@@ -8,7 +8,7 @@ import pytest
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from graph.breaker import CircuitBreaker
+from connectors.breaker import CircuitBreaker
 from graph.pricing import Price, PriceTable, is_local_endpoint
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
