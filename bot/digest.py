@@ -15,6 +15,7 @@ from graph.llm import LLMClient
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, utcnow
+from memory.records import Invoice, Records, Task
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class DigestService:
         llm: LLMClient,
         ui: ApprovalUI,
         send: Send,
+        records: Records | None = None,
     ) -> None:
         self._db = db
         self._approvals = approvals
@@ -48,6 +50,7 @@ class DigestService:
         self._llm = llm
         self._ui = ui
         self._send = send
+        self._records = records
 
     async def build(self, since: datetime) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
@@ -71,9 +74,33 @@ class DigestService:
         lines.append(f"Waiting for your approval: {len(waiting)}" + (" (cards below)" if waiting else ""))
         if problems:
             lines += ["Needs a look:", *problems]
+        due = await self._due()
+        if due:
+            lines += ["Due within 3 days:", *due]
         lines.append(await self._budgets.spend_text())
         lines.append("Next step: " + await self._suggest("\n".join(lines), len(waiting), len(problems)))
         return Digest("\n".join(lines), tuple(waiting))
+
+    async def _due(self) -> list[str]:
+        """Open tasks and unpaid invoices due within three days (or overdue)."""
+        if self._records is None:
+            return []
+        horizon = (utcnow() + timedelta(days=3)).date()
+        lines = []
+        for record in await self._records.all("task"):
+            task = record.data
+            if isinstance(task, Task) and task.status == "open" and task.due and task.due <= horizon:
+                lines.append(f"- task: {task.title} (due {task.due})")
+        for record in await self._records.all("invoice"):
+            invoice = record.data
+            if (
+                isinstance(invoice, Invoice)
+                and invoice.status in ("draft", "sent")
+                and invoice.due
+                and invoice.due <= horizon
+            ):
+                lines.append(f"- invoice {invoice.number}: {invoice.amount:.2f} {invoice.currency} (due {invoice.due})")
+        return lines[:10]
 
     async def _suggest(self, digest: str, waiting: int, problems: int) -> str:
         if problems:

@@ -139,7 +139,7 @@ async def open_runtime(
         budget_cmds = BudgetCommands(db, control, budget_guard, controls, settings.timezone, dispatcher.send)
         dispatcher.button_handlers["bu"] = budget_cmds.on_press
         budget_guard.on_alert = lambda alert: _alert(alert, budget_cmds, control, dispatcher)
-        digest = DigestService(db, store, control, budget_cmds, llm, ui, dispatcher.send)
+        digest = DigestService(db, store, control, budget_cmds, llm, ui, dispatcher.send, records)
         scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
         scheduler.daily("digest", settings.digest_time, digest.scheduled)
         dispatcher.approvals = ui

@@ -144,3 +144,23 @@ async def test_budget_commands_on_the_console(tmp_path: Path) -> None:
     printed = out.getvalue()
     assert "coo> Budget set: everything: 2.00 USD a day" in printed
     assert "coo> Usage: /budget" in printed and "coo> Paused" in printed and "coo> Resumed" in printed
+
+
+async def test_digest_lists_what_is_due(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    from datetime import timedelta
+
+    from memory.db import utcnow
+
+    soon = (utcnow() + timedelta(days=1)).date().isoformat()
+    later = (utcnow() + timedelta(days=30)).date().isoformat()
+    fake_llm.tool_call("upsert_task", {"title": "Send Acme the contract", "due": soon})
+    fake_llm.tool_call("upsert_task", {"title": "Plan next year", "due": later})
+    fake_llm.reply("Noted both tasks.")
+    fake_llm.reply("Renew the domain.")  # the digest's one-line suggestion
+    with SMTPServer() as smtp:
+        async with runtime(tmp_path, smtp, llm=llm_settings(fake_llm)) as (rt, chan):
+            await rt.dispatcher.handle(inbound("remind me: contract to Acme tomorrow, plan next year in a month"))
+            await rt.dispatcher.handle(inbound("/digest", kind="command"))
+    text = chan.sent[-1].text
+    assert f"Due within 3 days:\n- task: Send Acme the contract (due {soon})" in text
+    assert "Plan next year" not in text
