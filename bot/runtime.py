@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.access import AccessGuard
@@ -38,6 +39,7 @@ from graph.llm import LLMClient
 from graph.pricing import PriceTable
 from memory.api import Memory, Note, open_memory
 from memory.approvals import ApprovalStore
+from memory.checkpoints import prune_checkpoints
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database
 from memory.ingest import Ingestor
@@ -142,6 +144,7 @@ async def open_runtime(
         digest = DigestService(db, store, control, budget_cmds, llm, ui, dispatcher.send, records)
         scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
         scheduler.daily("digest", settings.digest_time, digest.scheduled)
+        scheduler.every("checkpoint-pruning", 24 * 3600, lambda: _prune(ckpt_conn))
         dispatcher.approvals = ui
         runtime = Runtime(
             settings,
@@ -225,6 +228,11 @@ async def _alert(alert: BudgetAlert, budgets: BudgetCommands, control: ControlSt
             await dispatcher.send(budgets.alert_message(alert, channel, chat_id, thread_id))
         except Exception:
             log.exception("budget alert could not be delivered to %s:%s", channel, chat_id)
+
+
+async def _prune(conn: aiosqlite.Connection) -> None:
+    removed = await prune_checkpoints(conn)
+    log.info("checkpoint pruning removed %d row(s)", removed)
 
 
 def _maintain(memory: Memory) -> Callable[[], Awaitable[None]]:

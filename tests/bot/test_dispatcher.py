@@ -184,3 +184,28 @@ async def test_unfinished_update_is_replayed_after_restart(tmp_path: Path, fake_
         assert await rt.dispatcher.replay_pending() == 0
         await rt.dispatcher.handle(inbound)  # a late redelivery is still a duplicate
     assert [m.text for m in chan.sent] == ["echo: still there?"]
+
+
+async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    import aiosqlite
+
+    from memory.checkpoints import prune_checkpoints
+
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        rt.dispatcher.attach(RecordingChannel("rec"))
+        for i in range(6):
+            await rt.dispatcher.handle(msg(f"turn {i}", key=f"rec:{i}"))
+    async with aiosqlite.connect(tmp_path / "checkpoints.sqlite") as conn:
+        async with conn.execute("SELECT COUNT(*) FROM checkpoints") as cur:
+            before = (await cur.fetchone())[0]  # type: ignore[index]
+        removed = await prune_checkpoints(conn, keep_per_thread=3)
+        async with conn.execute("SELECT COUNT(*) FROM checkpoints") as cur:
+            after = (await cur.fetchone())[0]  # type: ignore[index]
+    assert before > 10 and after == 3 and removed >= before - 3
+    async with open_runtime(settings, console=False) as rt:  # the conversation is still whole
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("and now?", key="rec:99"))
+    users = [m["content"] for m in fake_llm.chat_requests[-1]["messages"] if m["role"] == "user"]
+    assert users == [f"turn {i}" for i in range(6)] + ["and now?"]
