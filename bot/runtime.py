@@ -111,9 +111,11 @@ async def open_runtime(
         await store.setup()
         email = EmailConnector(settings.smtp)
         connectors: dict[str, Connector] = {email.kind: email}
-        approvals = ApprovalService(store, db, connectors, settings.approvals, guard.operator_ids)
-        records, profile, ledger = Records(db), ProfileStore(db), NoteLedger(db)
-        for part in (records, profile, ledger):
+        profile = ProfileStore(db)
+        await profile.setup()
+        approvals = ApprovalService(store, db, connectors, settings.approvals, guard.operator_ids, profile)
+        records, ledger = Records(db), NoteLedger(db)
+        for part in (records, ledger):
             await part.setup()
         memory = None
         if settings.memory.semantic:

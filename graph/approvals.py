@@ -23,6 +23,7 @@ from graph.policy import Policy, Risk
 from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
 from memory.db import Database, utcnow
+from memory.profile import ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,14 @@ class ApprovalService:
         connectors: dict[str, Connector],
         settings: ApprovalSettings,
         operators: Callable[[], Collection[str]],
+        profile: ProfileStore | None = None,
     ) -> None:
         self._store = store
         self._db = db
         self._connectors = connectors
         self._settings = settings
-        self._policy = Policy(settings.risk_tolerance, settings.forbidden)
         self._operators = operators
+        self._profile = profile
 
     @property
     def store(self) -> ApprovalStore:
@@ -98,6 +100,16 @@ class ApprovalService:
         if connector is None:
             raise UserFacingError(f"No connector is configured for {kind}.")
         return connector
+
+    async def policy(self) -> Policy:
+        """The policy now: the profile's risk tolerance when set, else the configured one.
+        Forbidden kinds come from settings only; nothing in the profile can lift them."""
+        tolerance = self._settings.risk_tolerance
+        if self._profile is not None:
+            chosen = (await self._profile.get()).values.get("risk")
+            if chosen in ("cautious", "balanced", "relaxed"):
+                tolerance = chosen  # type: ignore[assignment]
+        return Policy(tolerance, self._settings.forbidden)
 
     async def known_recipients(self) -> set[str]:
         """Addresses that were already emailed successfully."""
@@ -121,7 +133,7 @@ class ApprovalService:
             existing = await self._store.get(approval_id)
             if existing is not None:
                 return Proposal(Risk.APPROVAL if existing.decided_by != "policy" else Risk.DIRECT, existing)
-        risk = self._policy.assess(action, await self.known_recipients())
+        risk = (await self.policy()).assess(action, await self.known_recipients())
         if risk is Risk.FORBIDDEN:
             await self._db.append_event("approval.forbidden", requested_by, {"kind": action.kind}, session=thread)
             return Proposal(risk, None)

@@ -384,3 +384,22 @@ async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path)
             await until(lambda: rt.runner.breakers["email.send"].state == "closed")
             opened = await rt.db.events(kind="action.breaker_open")
     assert len(smtp.delivered) == 1 and len(opened) == 1
+
+
+async def test_profile_risk_tolerance_loosens_and_tightens_but_never_lifts_forbidden(tmp_path: Path) -> None:
+    with SMTPServer() as smtp:
+        async with runtime(tmp_path, smtp) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await smtp.wait_delivered(1)
+            await rt.dispatcher.handle(inbound("/profile set risk relaxed", kind="command"))
+            await rt.dispatcher.handle(inbound("/email ana@example.org Again | Hi again", kind="command"))
+            await smtp.wait_delivered(2)  # known recipient, relaxed profile: no card
+            await rt.dispatcher.handle(inbound("/profile set risk cautious", kind="command"))
+            await rt.dispatcher.handle(inbound("/email ana@example.org Third | Hi", kind="command"))
+            await asyncio.sleep(0.3)
+            assert len(smtp.delivered) == 2 and card(chan).buttons  # cautious again: a card
+        async with runtime(tmp_path / "f", smtp, approvals={"forbidden": ["email.send"]}) as (rt, chan):
+            await rt.dispatcher.handle(inbound("/profile set risk relaxed", kind="command"))
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            assert chan.sent[-1].text == "Your policy forbids sending email."
