@@ -126,11 +126,3 @@ class ControlStore:
         )
         await self._conn.commit()
         return cur.rowcount == 1
-
-    async def last_slot(self, job: str) -> str | None:
-        """The most recent claimed slot of a job."""
-        async with self._conn.execute(
-            "SELECT slot FROM schedule_runs WHERE job = ? ORDER BY claimed_at DESC LIMIT 1", (job,)
-        ) as cur:
-            row = await cur.fetchone()
-        return str(row[0]) if row else None
