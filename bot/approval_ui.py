@@ -176,5 +176,5 @@ class ApprovalUI:
 
 
 def outbox_time(row: OutboxRow) -> str:
-    """When the outbox row last changed, as shown on cards."""
-    return f"at {row.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+    """When the outbox row last changed (for a sent row: when it was sent), as shown on cards."""
+    return f"at {row.updated_at:%Y-%m-%d %H:%M} UTC"

@@ -56,9 +56,7 @@ class DigestService:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
         done: list[str] = []
         problems: list[str] = []
-        for event in await self._db.events(limit=100_000):
-            if event.at < since or not event.kind.startswith("action."):
-                continue
+        for event in await self._db.events(kind=("action.sent", "action.failed"), since=since, limit=100_000):
             row = await self._approvals.get(str(event.payload.get("approval_id", "")))
             what = _summary(row.action) if row else str(event.payload.get("kind"))
             if event.kind == "action.sent":

@@ -49,7 +49,6 @@ class Dispatcher:
         self.button_handlers: dict[str, Callable[[InboundMessage], Awaitable[None]]] = {}
         self.control: ControlStore | None = None
         self._homes: dict[str, tuple[str, str, str | None]] = {}
-        self._last_event: dict[str, int] = {}
         # Called with each free-text operator message and its event id (semantic memory ingestion).
         self.on_operator_text: Callable[[InboundMessage, int], None] | None = None
 
@@ -90,8 +89,7 @@ class Dispatcher:
                     {"text": self._commands.loggable(inbound.text), "kind": inbound.kind},
                     session=session,
                 )
-                self._last_event[session] = event_id
-                await self._answer(inbound)
+                await self._answer(inbound, event_id)
             except UserFacingError as exc:
                 await self.send(OutboundMessage.reply_to(inbound, exc.reason))
             except Exception:
@@ -101,7 +99,7 @@ class Dispatcher:
                 if inbound.update_key is not None:
                     await self._db.finish_update(inbound.update_key)
 
-    async def _answer(self, inbound: InboundMessage) -> None:
+    async def _answer(self, inbound: InboundMessage, event_id: int) -> None:
         if inbound.kind == "callback":
             handler = self.button_handlers.get((inbound.callback_data or "").split(":", 1)[0])
             if handler is not None:
@@ -123,7 +121,7 @@ class Dispatcher:
         if not inbound.text.strip():
             raise UserFacingError("I can only read text for now.")
         if self.on_operator_text is not None:
-            self.on_operator_text(inbound, self._last_event.get(inbound.session_key, 0))
+            self.on_operator_text(inbound, event_id)
         channel = self._channels[inbound.channel]
         async with channel.typing(inbound.chat_id, inbound.thread_id):
             result = await self._coordinator.respond(inbound.session_key, inbound.text, inbound.sender)

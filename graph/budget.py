@@ -81,9 +81,10 @@ class BudgetGuard:
         worst: tuple[Budget, float] | None = None
         near: tuple[Budget, float] | None = None
         now = utcnow()
-        for budget in await self._store.budgets():
-            if budget.scope not in ("all", workflow):
-                continue
+        applicable = [b for b in await self._store.budgets() if b.scope in ("all", workflow)]
+        if not applicable:
+            return Clearance(model)  # no cap: no bookkeeping on the per-call path
+        for budget in applicable:
             scope = None if budget.scope == "all" else workflow
             spent = await self._db.spend_since(period_start(budget.period, now, self._tz), scope)
             if spent + estimate > budget.amount:

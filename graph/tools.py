@@ -88,9 +88,7 @@ async def search_messages(
     if not wanted:
         return []
     scored: list[tuple[int, int, str]] = []
-    for event in await db.events(session=session, limit=100_000):
-        if event.kind not in kinds:
-            continue
+    for event in await db.events(kind=kinds, session=session, limit=100_000):
         text = str(event.payload.get("text", ""))
         score = len(wanted & keywords(text))
         if score:

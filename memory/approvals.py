@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -106,6 +106,7 @@ class OutboxRow:
     next_attempt_at: datetime
     detail: str
     external_id: str | None
+    updated_at: datetime
 
 
 _A_COLS = (
@@ -113,6 +114,7 @@ _A_COLS = (
     "state, decided_by, decided_at, cards"
 )
 _O_COLS = "approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, detail, external_id"
+_O_READ = _O_COLS + ", updated_at"
 
 
 def _approval(r: Any) -> ApprovalRow:
@@ -136,7 +138,19 @@ def _approval(r: Any) -> ApprovalRow:
 
 
 def _outbox(r: Any) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], datetime.fromisoformat(r[7]), r[8], r[9])
+    return OutboxRow(
+        r[0],
+        r[1],
+        r[2],
+        json.loads(r[3]),
+        r[4],
+        r[5],
+        r[6],
+        datetime.fromisoformat(r[7]),
+        r[8],
+        r[9],
+        datetime.fromisoformat(r[10]),
+    )
 
 
 class ApprovalStore:
@@ -210,9 +224,7 @@ class ApprovalStore:
             row = await self._get(approval_id)
             if row is None:
                 return
-            cards = [list(c.__dict__.values()) for c in row.cards] + [
-                [card.channel, card.chat_id, card.thread_id, card.message_id]
-            ]
+            cards = [list(astuple(c)) for c in (*row.cards, card)]
             await self._conn.execute("UPDATE approvals SET cards = ? WHERE id = ?", (json.dumps(cards), approval_id))
             await self._conn.commit()
 
@@ -287,7 +299,7 @@ class ApprovalStore:
     async def outbox(self, approval_id: str) -> OutboxRow | None:
         """The outbox row of an approval."""
         async with self._lock:
-            async with self._conn.execute(f"SELECT {_O_COLS} FROM outbox WHERE approval_id = ?", (approval_id,)) as cur:
+            async with self._conn.execute(f"SELECT {_O_READ} FROM outbox WHERE approval_id = ?", (approval_id,)) as cur:
                 r = await cur.fetchone()
             return _outbox(r) if r else None
 
@@ -296,7 +308,7 @@ class ApprovalStore:
         async with (
             self._lock,
             self._conn.execute(
-                f"SELECT {_O_COLS} FROM outbox WHERE state = ? ORDER BY next_attempt_at", (state,)
+                f"SELECT {_O_READ} FROM outbox WHERE state = ? ORDER BY next_attempt_at", (state,)
             ) as cur,
         ):
             return [_outbox(r) for r in await cur.fetchall()]
@@ -305,7 +317,7 @@ class ApprovalStore:
         """Move the oldest due queued row to 'running' (attempt + 1) before any call is made."""
         async with self._lock:
             async with self._conn.execute(
-                f"SELECT {_O_COLS} FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? "
+                f"SELECT {_O_READ} FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at LIMIT 1",
                 (now.isoformat(),),
             ) as cur:
@@ -322,7 +334,7 @@ class ApprovalStore:
             if cur2.rowcount != 1:
                 return None
             async with self._conn.execute(
-                f"SELECT {_O_COLS} FROM outbox WHERE approval_id = ?", (row.approval_id,)
+                f"SELECT {_O_READ} FROM outbox WHERE approval_id = ?", (row.approval_id,)
             ) as cur3:
                 r3 = await cur3.fetchone()
             return _outbox(r3) if r3 else None

@@ -119,16 +119,26 @@ class Database:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def events(self, kind: str | None = None, session: str | None = None, limit: int = 1000) -> list[Event]:
-        """Events, oldest first, optionally filtered by kind and session."""
+    async def events(
+        self,
+        kind: str | tuple[str, ...] | None = None,
+        session: str | None = None,
+        limit: int = 1000,
+        since: datetime | None = None,
+    ) -> list[Event]:
+        """Events, oldest first, optionally filtered by kind (one or several), session and time."""
         sql = "SELECT id, at, actor, session, kind, payload FROM events WHERE 1=1"
         args: list[Any] = []
         if kind is not None:
-            sql += " AND kind = ?"
-            args.append(kind)
+            kinds = (kind,) if isinstance(kind, str) else kind
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args.extend(kinds)
         if session is not None:
             sql += " AND session = ?"
             args.append(session)
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since.astimezone(UTC).isoformat())  # stored times are UTC ISO strings
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         async with self._conn.execute(sql, args) as cur:
