@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,9 +12,33 @@ from typing import Any
 
 import pytest
 
-from bot.messages import InboundHandler, OutboundMessage
+from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
 from tests.fakes.openai_api import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parents[1]
+_update_keys = iter(range(10**9))
+
+
+def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a real ``coo`` subprocess: none of the machine's COO_/OPENAI_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
+    env.update({"PYTHONPATH": str(ROOT), "COO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def operator_message(text: str, kind: str = "message", data: str | None = None) -> InboundMessage:
+    """A message from the default operator (telegram:1001) on the recording channel, with a fresh update key."""
+    return InboundMessage(
+        "rec",
+        "1001",
+        "telegram:1001",
+        text,
+        kind=kind,  # type: ignore[arg-type]
+        callback_data=data,
+        update_key=f"op:{next(_update_keys)}",
+    )
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -42,8 +67,6 @@ def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("COO_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name)

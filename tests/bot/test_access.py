@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -11,12 +10,11 @@ from pathlib import Path
 from bot.dispatcher import REFUSAL
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import RecordingChannel, llm_settings, make_settings, subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 
 _n = iter(range(10**6))
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def msg(text: str, user: str) -> InboundMessage:
@@ -73,17 +71,13 @@ async def test_pairing_code_expires_and_locks_after_failures(tmp_path: Path) -> 
 
 async def test_sigterm_stops_coo_run_cleanly(tmp_path: Path) -> None:
     async with FakeTelegram(token="1:T") as tg:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
-        env.update(
-            {
-                "PYTHONPATH": str(ROOT),
-                "COO_DATA_DIR": str(tmp_path),
-                "COO_OPERATORS": "telegram:1",
-                "COO_TELEGRAM__TOKEN": "1:T",
-                "COO_TELEGRAM__API_BASE_URL": tg.api_root,
-                "COO_TELEGRAM__POLL_TIMEOUT_S": "1",
-                "COO_MEMORY__SEMANTIC": "false",
-            }
+        env = subprocess_env(
+            tmp_path,
+            COO_OPERATORS="telegram:1",
+            COO_TELEGRAM__TOKEN="1:T",
+            COO_TELEGRAM__API_BASE_URL=tg.api_root,
+            COO_TELEGRAM__POLL_TIMEOUT_S="1",
+            COO_MEMORY__SEMANTIC="false",
         )
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
-    env.update({"COO_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
-    env.update(extra)
-    return env
+    return subprocess_env(tmp_path / "data", **extra)
 
 
 async def run_coo(
@@ -30,7 +25,7 @@ async def run_coo(
         "bot.cli",
         *args,
         cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env=env,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -106,3 +101,27 @@ async def test_doctor_reports_reachability(tmp_path: Path) -> None:
     code, out, _ = await run_coo(["doctor"], env, tmp_path)
     assert code == 1
     assert "[FAIL] model: unreachable" in out and "[FAIL] email: 127.0.0.1:9 unreachable" in out
+
+
+async def test_doctor_checks_telegram_and_slack_tokens(tmp_path: Path) -> None:
+    from tests.fakes.slack_api import FakeSlack
+    from tests.fakes.telegram_api import FakeTelegram
+
+    async with FakeTelegram(token="42:GOOD") as tg, FakeSlack() as slack:
+        good = clean_env(
+            tmp_path,
+            COO_TELEGRAM__TOKEN="42:GOOD",
+            COO_TELEGRAM__API_BASE_URL=tg.api_root,
+            COO_SLACK__BOT_TOKEN="xoxb-test",
+            COO_SLACK__APP_TOKEN="xapp-test",
+            COO_SLACK__API_BASE_URL=slack.api_base_url,
+        )
+        code, out, _ = await run_coo(["doctor"], good, tmp_path)
+        assert code == 0, out
+        assert "[ok]   telegram: token accepted (long polling)" in out
+        assert "[ok]   slack: bot token accepted for team T1 (Socket Mode)" in out
+        bad = {**good, "COO_TELEGRAM__TOKEN": "42:WRONG", "COO_SLACK__BOT_TOKEN": "xoxb-wrong"}
+        code, out, _ = await run_coo(["doctor"], bad, tmp_path)
+    assert code == 1
+    assert "[FAIL] telegram: answered HTTP 401" in out and "[FAIL] slack: auth.test failed: invalid_auth" in out
+    assert "WRONG" not in out and "xoxb-wrong" not in out  # doctor never prints a secret

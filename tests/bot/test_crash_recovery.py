@@ -5,7 +5,6 @@ tells the truth."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import sys
@@ -15,33 +14,28 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import subprocess_env
 from tests.fakes.smtp_server import SMTPServer, free_port
 from tests.fakes.telegram_api import FakeTelegram
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123456:TEST-TOKEN"
 
 
 def bot_env(tg: FakeTelegram, data_dir: Path, smtp_port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "COO_DATA_DIR": str(data_dir),
-            "COO_OPERATORS": "telegram:1001",
-            "COO_TELEGRAM__TOKEN": TOKEN,
-            "COO_TELEGRAM__API_BASE_URL": tg.api_root,
-            "COO_TELEGRAM__POLL_TIMEOUT_S": "1",
-            "COO_SMTP__HOST": "127.0.0.1",
-            "COO_SMTP__PORT": str(smtp_port),
-            "COO_SMTP__FROM_ADDR": "me@example.org",
-            "COO_SMTP__SECURITY": "none",
-            "COO_SMTP__TIMEOUT_S": "30",
-            "COO_OUTBOX__POLL_S": "0.1",
-        }
+    return subprocess_env(
+        data_dir,
+        COO_OPERATORS="telegram:1001",
+        COO_TELEGRAM__TOKEN=TOKEN,
+        COO_TELEGRAM__API_BASE_URL=tg.api_root,
+        COO_TELEGRAM__POLL_TIMEOUT_S="1",
+        COO_SMTP__HOST="127.0.0.1",
+        COO_SMTP__PORT=str(smtp_port),
+        COO_SMTP__FROM_ADDR="me@example.org",
+        COO_SMTP__SECURITY="none",
+        COO_SMTP__TIMEOUT_S="30",
+        COO_OUTBOX__POLL_S="0.1",
+        **extra,
     )
-    env.update(extra)
-    return env
 
 
 @asynccontextmanager

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import EMAIL, card, data, inbound, runtime, until
-from tests.conftest import llm_settings, make_settings
+from tests.bot.test_e2e_slack import socket_mode
+from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.smtp_server import SMTPServer
@@ -54,15 +55,27 @@ async def test_digest_asks_the_model_for_one_line_when_it_can(tmp_path: Path, fa
 
 async def test_scheduled_digest_goes_to_the_operators_own_chat(tmp_path: Path) -> None:
     with SMTPServer() as smtp:
-        async with runtime(tmp_path, smtp) as (rt, chan):
+        async with runtime(tmp_path, smtp) as (rt, _):
+            telegram = RecordingChannel("telegram")
+            rt.dispatcher.attach(telegram)
             await rt.digest.scheduled()
-            assert chan.sent == []  # no operator chat known yet
-            # a private chat (Telegram: chat id == user id) becomes the operator's home
-            await rt.dispatcher.handle(inbound("/status", kind="command", channel="telegram", chat="1001"))
-        # the message went to a channel the dispatcher doesn't have, so check where the home points
-        async with runtime(tmp_path, smtp) as (rt, chan):
+            assert telegram.sent == []  # no operator chat known yet
+            # a group chat is not a home; a private chat (Telegram: chat id == user id) is
+            await rt.dispatcher.handle(inbound("/status", kind="command", channel="telegram", chat="-100200"))
+            await rt.dispatcher.handle(
+                inbound("/email bo@example.org Hi | Hello", kind="command", channel="telegram", chat="1001")
+            )
+            sent_before = len(telegram.sent)
+        async with runtime(tmp_path, smtp) as (rt, _):  # the home survives a restart
+            telegram = RecordingChannel("telegram")
+            rt.dispatcher.attach(telegram)
+            await rt.digest.scheduled()
             homes = await rt.control.keys("home:")
+    assert sent_before == 2  # the /status reply in the group and the card
     assert homes == {"home:telegram:1001": ["telegram", "1001", None]}
+    digest, waiting_card = telegram.sent
+    assert digest.chat_id == "1001" and digest.text.startswith("Digest for ")
+    assert waiting_card.chat_id == "1001" and "To: bo@example.org" in waiting_card.text and waiting_card.buttons
 
 
 async def test_pause_holds_queued_actions_until_resume(tmp_path: Path) -> None:
@@ -115,9 +128,7 @@ async def test_budget_commands_on_telegram(tmp_path: Path) -> None:
 
 async def test_budget_commands_on_slack(tmp_path: Path) -> None:
     async with FakeSlack() as slack:
-        settings = make_settings(
-            tmp_path, slack={"bot_token": "xoxb-test", "app_token": "xapp-test", "api_base_url": slack.api_base_url}
-        )
+        settings = make_settings(tmp_path, slack=socket_mode(slack))
         async with open_runtime(settings) as rt:
             await slack.push_command("U1", "D1", "/coo", "budget set content 5/week")
             await slack.wait_for("chat.postMessage", 1)

@@ -16,6 +16,11 @@ from tests.fakes.slack_api import FakeSlack, eventually, signed_post
 SECRET = "slack-signing-secret-for-tests"
 
 
+def socket_mode(slack: FakeSlack) -> dict[str, str]:
+    """Slack settings for Socket Mode against the fake."""
+    return {"bot_token": "xoxb-test", "app_token": "xapp-test", "api_base_url": slack.api_base_url}
+
+
 def dm(text: str, user: str = "U1", ts: str = "1.0001") -> dict[str, str]:
     return {"type": "message", "channel_type": "im", "channel": "D1", "user": user, "text": text, "ts": ts}
 
@@ -26,7 +31,7 @@ async def test_socket_mode_dm_and_mention_reach_the_graph(tmp_path: Path, fake_l
         settings = make_settings(
             tmp_path,
             llm=llm_settings(fake_llm),
-            slack={"bot_token": "xoxb-test", "app_token": "xapp-test", "api_base_url": slack.api_base_url},
+            slack=socket_mode(slack),
         )
         async with open_runtime(settings) as rt:
             assert [c.name for c in rt.channels] == ["slack"]
@@ -52,7 +57,7 @@ async def test_socket_mode_stranger_refused_and_duplicates_dropped(tmp_path: Pat
         settings = make_settings(
             tmp_path,
             llm=llm_settings(fake_llm),
-            slack={"bot_token": "xoxb-test", "app_token": "xapp-test", "api_base_url": slack.api_base_url},
+            slack=socket_mode(slack),
         )
         async with open_runtime(settings) as rt:
             await slack.push_event(dm("let me in", user="U666"))
@@ -117,7 +122,7 @@ async def test_socket_mode_approval_card_sends_exactly_one_email(tmp_path: Path)
                 tmp_path,
                 smtp=smtp.settings(),
                 outbox={"poll_s": 0.05},
-                slack={"bot_token": "xoxb-test", "app_token": "xapp-test", "api_base_url": slack.api_base_url},
+                slack=socket_mode(slack),
             )
             async with open_runtime(settings):
                 await slack.push_command("U1", "D1", "/coo", "email ana@example.org Proposal | Hi Ana,\nready.")

@@ -6,28 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from connectors.breaker import CircuitBreaker
 from graph.pricing import Price, PriceTable, is_local_endpoint
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
 
 # 1000 per million input tokens, 2000 per million output tokens: costs big enough to see.
 PRICES = {"fake-model": [1000.0, 2000.0], "cheap-model": [10.0, 20.0]}
-_n = iter(range(10**6))
-
-
-def msg(text: str, kind: str = "message", data: str | None = None) -> InboundMessage:
-    return InboundMessage(
-        "rec",
-        "1001",
-        "telegram:1001",
-        text,
-        kind=kind,  # type: ignore[arg-type]
-        callback_data=data,
-        update_key=f"b:{next(_n)}",
-    )
 
 
 def test_cost_arithmetic_and_local_endpoints() -> None:
@@ -48,7 +34,7 @@ async def test_cost_is_recorded_from_usage(tmp_path: Path, fake_llm: FakeOpenAI)
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm, prices=PRICES))
     async with open_runtime(settings, console=False) as rt:
         rt.dispatcher.attach(RecordingChannel("rec"))
-        await rt.dispatcher.handle(msg("hello"))
+        await rt.dispatcher.handle(operator_message("hello"))
         call = (await rt.db.llm_calls())[0]
         event = (await rt.db.events(kind="llm.call"))[0]
     assert call.cost == pytest.approx((call.prompt_tokens * 1000 + call.completion_tokens * 2000) / 1e6)
@@ -60,30 +46,30 @@ async def test_capped_workflow_makes_zero_calls_and_asks_once(tmp_path: Path, fa
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
-        await rt.dispatcher.handle(msg("/budget set chat 0.5/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("/budget set chat 0.5/day", kind="command"))
         assert chan.sent[-1].text.startswith("Budget set: chat: 0.50 USD a day")
-        await rt.dispatcher.handle(msg("hi"))  # estimate: >1000 tokens * 1000/M + 1024 * 2000/M > 0.5
+        await rt.dispatcher.handle(operator_message("hi"))  # estimate: >1000 tokens * 1000/M + 1024 * 2000/M > 0.5
         assert fake_llm.chat_requests == []
         alert = chan.sent[-1]
         assert alert.text.startswith("Budget reached: the chat workflow") and len(alert.buttons) == 3
-        await rt.dispatcher.handle(msg("hi again"))
+        await rt.dispatcher.handle(operator_message("hi again"))
         assert fake_llm.chat_requests == []
         assert "at its day cap" in chan.sent[-1].text and not chan.sent[-1].buttons  # one alert only
         blocked = await rt.db.events(kind="budget.blocked")
         assert len(blocked) == 2 and blocked[0].payload["first"] and not blocked[1].payload["first"]
         # "Resume once": exactly one call goes through, then it is blocked again
-        await rt.dispatcher.handle(msg("", kind="callback", data=alert.buttons[1].data))
-        await rt.dispatcher.handle(msg("one more"))
+        await rt.dispatcher.handle(operator_message("", kind="callback", data=alert.buttons[1].data))
+        await rt.dispatcher.handle(operator_message("one more"))
         assert len(fake_llm.chat_requests) == 1
-        await rt.dispatcher.handle(msg("and another"))
+        await rt.dispatcher.handle(operator_message("and another"))
         assert len(fake_llm.chat_requests) == 1
         # "Raise": the cap grows by a step; still too small for this call
-        await rt.dispatcher.handle(msg("", kind="callback", data=alert.buttons[0].data))
+        await rt.dispatcher.handle(operator_message("", kind="callback", data=alert.buttons[0].data))
         assert chan.sent[-1].text.startswith("Raised: chat: 1.50 USD a day")
-        await rt.dispatcher.handle(msg("/budget set chat 100/day", kind="command"))
-        await rt.dispatcher.handle(msg("now it works"))
+        await rt.dispatcher.handle(operator_message("/budget set chat 100/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("now it works"))
         assert len(fake_llm.chat_requests) == 2 and chan.sent[-1].text == "echo: now it works"
-        await rt.dispatcher.handle(msg("/budget off chat", kind="command"))
+        await rt.dispatcher.handle(operator_message("/budget off chat", kind="command"))
         assert chan.sent[-1].text.startswith("Budget for chat removed.")
 
 
@@ -92,9 +78,11 @@ async def test_global_cap_blocks_every_workflow(tmp_path: Path, fake_llm: FakeOp
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
-        await rt.dispatcher.handle(msg("/budget set weekly 0.1", kind="command"))
-        await rt.dispatcher.handle(msg("hi"))
-        await rt.dispatcher.handle(msg("/digest", kind="command"))  # the digest's suggestion is a model call too
+        await rt.dispatcher.handle(operator_message("/budget set weekly 0.1", kind="command"))
+        await rt.dispatcher.handle(operator_message("hi"))
+        await rt.dispatcher.handle(
+            operator_message("/digest", kind="command")
+        )  # the digest's suggestion is a model call too
     assert fake_llm.chat_requests == []
     assert chan.sent[1].text.startswith("Budget reached: all work")
 
@@ -105,9 +93,9 @@ async def test_near_cap_warns_once_and_switches_to_cheap_model(tmp_path: Path, f
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
-        await rt.dispatcher.handle(msg("/budget set chat 2.5/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("/budget set chat 2.5/day", kind="command"))
         for i in range(8):  # each full-price call costs ~0.25-0.4 here: 80 % of the cap comes within a few
-            await rt.dispatcher.handle(msg(f"message {i}"))
+            await rt.dispatcher.handle(operator_message(f"message {i}"))
         models = [r["model"] for r in fake_llm.chat_requests]
         spent = sum(c.cost for c in await rt.db.llm_calls())
     warnings = [m.text for m in chan.sent if m.text.startswith("Heads-up")]
@@ -144,11 +132,11 @@ async def test_model_breaker_stops_calls_until_half_open(tmp_path: Path, fake_ll
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         for text in ("a", "b", "c"):
-            await rt.dispatcher.handle(msg(text))
+            await rt.dispatcher.handle(operator_message(text))
         assert len(fake_llm.chat_requests) == 2  # the third message found the breaker open
         assert rt.coordinator.llm.breaker.state == "open"
         import asyncio
 
         await asyncio.sleep(0.55)
-        await rt.dispatcher.handle(msg("d"))
+        await rt.dispatcher.handle(operator_message("d"))
     assert len(fake_llm.chat_requests) == 3 and chan.sent[-1].text == "echo: d"

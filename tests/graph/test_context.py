@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from graph.context import assemble, fit_turns
 from graph.llm import estimate_message_tokens
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.smtp_server import SMTPServer
-
-_n = iter(range(10**6))
-
-
-def msg(text: str, kind: str = "message") -> InboundMessage:
-    return InboundMessage(
-        "rec",
-        "1001",
-        "telegram:1001",
-        text,
-        kind=kind,  # type: ignore[arg-type]
-        update_key=f"c:{next(_n)}",
-    )
 
 
 def test_fit_turns_cuts_at_user_boundaries() -> None:
@@ -59,9 +45,9 @@ async def test_long_conversation_stays_in_budget_and_summarizes(tmp_path: Path, 
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm, context_budget=1500))
     async with open_runtime(settings, console=False) as rt:
         rt.dispatcher.attach(RecordingChannel("rec"))
-        await rt.dispatcher.handle(msg("Remember: our invoice INV-7 to Acme is 4,200 EUR, due March 3."))
+        await rt.dispatcher.handle(operator_message("Remember: our invoice INV-7 to Acme is 4,200 EUR, due March 3."))
         for i in range(40):
-            await rt.dispatcher.handle(msg(f"filler message number {i} " + "blah " * 60))
+            await rt.dispatcher.handle(operator_message(f"filler message number {i} " + "blah " * 60))
         facts = [e for e in await rt.db.events(kind="message.in") if "INV-7" in e.payload["text"]]
     for request in fake_llm.chat_requests:
         sent = estimate_message_tokens([*request["messages"], *request.get("tools", [])])
@@ -77,12 +63,14 @@ async def test_memory_recalls_an_early_fact_into_a_late_prompt(tmp_path: Path, f
     )
     async with open_runtime(settings, console=False) as rt:
         rt.dispatcher.attach(RecordingChannel("rec"))
-        await rt.dispatcher.handle(msg("Acme agreed to pay invoice INV-7 within 45 days."))
+        await rt.dispatcher.handle(operator_message("Acme agreed to pay invoice INV-7 within 45 days."))
         for i in range(25):
-            await rt.dispatcher.handle(msg(f"unrelated chatter {i} about the weather and lunch " + "la " * 50))
+            await rt.dispatcher.handle(
+                operator_message(f"unrelated chatter {i} about the weather and lunch " + "la " * 50)
+            )
         assert rt.ingestor is not None
         await rt.ingestor.wait_idle()
-        await rt.dispatcher.handle(msg("What payment terms did Acme agree to for INV-7?"))
+        await rt.dispatcher.handle(operator_message("What payment terms did Acme agree to for INV-7?"))
     last = fake_llm.chat_requests[-1]
     system = last["messages"][0]["content"]
     assert "Acme agreed to pay invoice INV-7 within 45 days." in system
@@ -98,19 +86,19 @@ async def test_email_a_contact_by_name_and_ambiguity_asks(tmp_path: Path, fake_l
             rt.dispatcher.attach(chan)
             fake_llm.tool_call("upsert_contact", {"name": "Ana Silva", "emails": ["ana@silva.pt"]})
             fake_llm.reply("Saved Ana.")
-            await rt.dispatcher.handle(msg("Ana Silva's email is ana@silva.pt"))
+            await rt.dispatcher.handle(operator_message("Ana Silva's email is ana@silva.pt"))
             fake_llm.tool_call("send_email", {"to": ["Ana"], "subject": "Proposal", "body": "It is ready."})
-            await rt.dispatcher.handle(msg("email Ana that the proposal is ready"))
+            await rt.dispatcher.handle(operator_message("email Ana that the proposal is ready"))
             card = next(m for m in chan.sent if m.buttons)
             assert "To: ana@silva.pt" in card.text
-            await rt.dispatcher.handle(msg("/pending", kind="command"))  # leave that card open
+            await rt.dispatcher.handle(operator_message("/pending", kind="command"))  # leave that card open
             fake_llm.tool_call("upsert_contact", {"name": "Ana Costa", "emails": ["ana@costa.pt"]})
             fake_llm.reply("Saved.")
-            await rt.dispatcher.handle(msg("Ana Costa is ana@costa.pt"))
+            await rt.dispatcher.handle(operator_message("Ana Costa is ana@costa.pt"))
             cards_before = len([m for m in chan.sent if m.buttons])
             fake_llm.tool_call("send_email", {"to": ["Ana"], "subject": "Hi", "body": "Hello"})
             fake_llm.reply("Which Ana: Silva or Costa?")
-            await rt.dispatcher.handle(msg("actually, email Ana hello"))
+            await rt.dispatcher.handle(operator_message("actually, email Ana hello"))
     tool_result = fake_llm.chat_requests[-1]["messages"][-1]["content"]
     assert "ambiguous" in tool_result and "ana@silva.pt" in tool_result and "ana@costa.pt" in tool_result
     assert len([m for m in chan.sent if m.buttons]) == cards_before  # no card for a guessed address
