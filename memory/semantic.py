@@ -4,9 +4,9 @@ Only LanceDB's async API is used, so no call blocks the event loop.
 
 Index freshness (checked against lancedb 0.40): rows appended after an index was built are still
 searched, by a flat scan of the unindexed part, so results are correct without ``optimize()``;
-only speed degrades as that tail grows. Writes therefore start a background refresh
-(``optimize()``: compaction plus incremental index update), and a search waits for it only when
-the unindexed tail is large.
+only speed degrades as that tail grows. Once 1,000 rows wait, a write starts a background refresh
+(``optimize()``: compaction plus incremental index update); a search waits for one only when the
+unindexed tail is large; the scheduler's maintain() folds in whatever remains.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ VECTOR_INDEX_MIN_ROWS = 5_000
 REFINE_FACTOR = 10
 # Past this many unindexed rows a search waits for the refresh rather than flat-scan them.
 INLINE_REFRESH_ROWS = 20_000
+# A background refresh (compaction plus index update) starts only once this many rows wait;
+# smaller tails are searched by a flat scan, correctly, and the scheduler's maintain() folds them in.
+BACKGROUND_REFRESH_ROWS = 1_000
 
 
 def notes_schema(dim: int, embedder: str) -> pa.Schema:
@@ -184,14 +187,15 @@ class SemanticStore:
         async with self._write:
             await self._table.add(rows)
             self._pending += rows.num_rows
-        if self._auto_refresh and (self._refresh_task is None or self._refresh_task.done()):
+        idle = self._refresh_task is None or self._refresh_task.done()
+        if self._auto_refresh and idle and self._pending >= BACKGROUND_REFRESH_ROWS:
             self._refresh_task = asyncio.get_running_loop().create_task(self._background_refresh())
 
     async def _background_refresh(self) -> None:
         try:
-            while self._pending:
+            while self._pending >= BACKGROUND_REFRESH_ROWS:
                 await self.refresh()
-        except Exception:  # a failed refresh only costs speed; the next write retries it
+        except Exception:  # a failed refresh only costs speed; the rows stay pending for the next try
             log.warning("semantic memory index refresh failed", exc_info=True)
 
     async def refresh(self) -> None:
@@ -199,9 +203,10 @@ class SemanticStore:
         async with self._write:
             if not self._pending:
                 return
-            self._pending = 0
+            folded = self._pending
             await self._table.optimize()
             await self._vector_index()
+            self._pending -= folded
 
     async def delete(self, where: Expr) -> int:
         """Delete matching rows; returns how many."""
