@@ -17,6 +17,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
@@ -50,7 +51,13 @@ class SlackChannel:
         self._settings = settings
         self._on_inbound = on_inbound
         self._stop_grace_s = stop_grace_s
-        self._client = AsyncWebClient(token=settings.bot_token.get_secret_value(), base_url=settings.api_base_url)
+        # Retry only rate limits (the post did not happen). slack_sdk's default retries a dropped
+        # connection, which may already have posted: a reply or a card would then appear twice.
+        self._client = AsyncWebClient(
+            token=settings.bot_token.get_secret_value(),
+            base_url=settings.api_base_url,
+            retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+        )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         # An explicit "" keeps bolt from falling back to SLACK_SIGNING_SECRET from the environment.
         self._app = AsyncApp(client=self._client, signing_secret=secret, logger=log)

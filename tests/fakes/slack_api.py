@@ -61,6 +61,13 @@ class FakeSlack:
         self._ids = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self._runner: web.AppRunner | None = None
+        self._faults: dict[str, list[str]] = {}
+
+    def fail_next(self, method: str, fault: str, n: int = 1) -> None:
+        """The next ``n`` calls of ``method`` answer ``"ratelimited"`` (HTTP 429, Retry-After: 0) or are
+        recorded and then ``"dropped"`` (connection closed without an answer)."""
+        assert fault in ("ratelimited", "dropped")
+        self._faults.setdefault(method, []).extend([fault] * n)
 
     @property
     def api_base_url(self) -> str:
@@ -103,6 +110,16 @@ class FakeSlack:
         if header.startswith("Bearer "):
             token = header.removeprefix("Bearer ")
         self.calls.append(ApiCall(method, params, token))
+        faults = self._faults.get(method)
+        if faults:
+            fault = faults.pop(0)
+            if fault == "ratelimited":
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"}
+                )
+            assert request.transport is not None
+            request.transport.close()  # the call arrived; the client never hears how it went
+            return web.Response(status=500)
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})

@@ -375,3 +375,14 @@ async def test_http_url_verification(http_channel: SlackChannel) -> None:
     challenge = {"token": "t", "challenge": "c-123", "type": "url_verification"}
     status, text = await signed_post(events_url(http_channel), challenge, SECRET)
     assert status == 200 and "c-123" in text
+
+
+async def test_rate_limits_are_retried_but_a_dropped_post_is_not(slack: FakeSlack, channel: SlackChannel) -> None:
+    slack.fail_next("chat.postMessage", "ratelimited")
+    assert await channel.send(OutboundMessage("slack", "D1", "after a 429")) == ["1700000000.000001"]
+    assert [c.params["text"] for c in slack.of("chat.postMessage")] == ["after a 429", "after a 429"]
+    slack.fail_next("chat.postMessage", "dropped")
+    with pytest.raises(Exception):  # noqa: B017 - aiohttp's error type is an implementation detail
+        await channel.send(OutboundMessage("slack", "D1", "maybe posted"))
+    # it may have been posted: sending it again could show it twice, so it is tried exactly once
+    assert [c.params["text"] for c in slack.of("chat.postMessage")].count("maybe posted") == 1
