@@ -15,6 +15,7 @@ from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer
 
 OPERATOR = "telegram:1001"
@@ -60,14 +61,6 @@ def data(message: OutboundMessage, label: str) -> str:
     return next(b.data for b in message.buttons if b.label == label)
 
 
-async def until(check: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def edits(chan: RecordingChannel) -> list[str]:
     return [m.text for m in chan.sent if m.edit_message_id is not None]
 
@@ -87,7 +80,7 @@ async def test_approve_sends_exactly_the_card_once(tmp_path: Path) -> None:
             assert smtp.delivered == []  # nothing before the tap (I1)
             await rt.dispatcher.handle(inbound(kind="callback", data=data(shown, "Approve")))
             delivered = await smtp.wait_delivered(1)
-            await until(lambda: any(t.startswith("Sent at") for t in edits(chan)))
+            await eventually(lambda: any(t.startswith("Sent at") for t in edits(chan)))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(shown, "Approve")))  # double tap
             await asyncio.sleep(0.3)
             decided = await rt.db.events(kind="approval.decided")
@@ -142,7 +135,7 @@ async def test_expired_card_sends_nothing_and_says_so(tmp_path: Path) -> None:
         async with runtime(tmp_path, smtp, approvals={"ttl_hours": 0.5 / 3600}, expiry_sweep_s=0.1) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             shown = card(chan)
-            await until(lambda: any(t.startswith("Expired without a decision") for t in edits(chan)))
+            await eventually(lambda: any(t.startswith("Expired without a decision") for t in edits(chan)))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(shown, "Approve")))
             await asyncio.sleep(0.2)
             row = await rt.approvals.store.get(data(shown, "Approve").split(":")[1])
@@ -207,7 +200,7 @@ async def test_concurrent_approvals_from_two_clients_send_one_email(tmp_path: Pa
                 ),
             )
             await smtp.wait_delivered(1)
-            await until(lambda: any(t.startswith("Sent at") for t in edits(slack)))
+            await eventually(lambda: any(t.startswith("Sent at") for t in edits(slack)))
             await asyncio.sleep(0.3)
     assert len(smtp.delivered) == 1
     already = [m for m in chan.sent + slack.sent if m.text.startswith("Already decided")]
@@ -220,7 +213,7 @@ async def test_smtp_down_is_retried_then_reported(tmp_path: Path) -> None:
         async with runtime(tmp_path, smtp, outbox={"max_attempts": 3}) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await until(lambda: any(t.startswith("Failed:") for t in edits(chan)))
+            await eventually(lambda: any(t.startswith("Failed:") for t in edits(chan)))
             retries = await rt.db.events(kind="action.retry")
             failed = await rt.db.events(kind="action.failed")
     assert smtp.delivered == []
@@ -234,7 +227,7 @@ async def test_temporary_error_then_success_sends_once(tmp_path: Path) -> None:
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
             await smtp.wait_delivered(1)
-            await until(lambda: any(t.startswith("Sent at") for t in edits(chan)))
+            await eventually(lambda: any(t.startswith("Sent at") for t in edits(chan)))
     assert len(smtp.delivered) == 1
 
 
@@ -243,7 +236,7 @@ async def test_permanent_error_is_not_retried(tmp_path: Path) -> None:
         async with runtime(tmp_path, smtp) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await until(lambda: any(t.startswith("Failed: SMTP 554") for t in edits(chan)))
+            await eventually(lambda: any(t.startswith("Failed: SMTP 554") for t in edits(chan)))
             retries = await rt.db.events(kind="action.retry")
     assert retries == [] and smtp.delivered == []
 
@@ -253,7 +246,7 @@ async def test_dropped_after_data_is_unknown_and_never_resent_by_itself(tmp_path
         async with runtime(tmp_path, smtp) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await until(lambda: any(t.startswith("Unknown outcome") for t in edits(chan)))
+            await eventually(lambda: any(t.startswith("Unknown outcome") for t in edits(chan)))
             await asyncio.sleep(0.5)
             assert len(smtp.delivered) == 1  # it did arrive, but we could not know
             unknown_card = next(m for m in chan.sent if m.edit_message_id and m.text.startswith("Unknown outcome"))
@@ -317,7 +310,7 @@ async def test_model_proposes_email_graph_waits_and_resumes(tmp_path: Path, fake
             assert len(fake_llm.chat_requests) == 1 and smtp.delivered == []
             await rt.dispatcher.handle(inbound(kind="callback", data=data(shown, "Approve")))
             await smtp.wait_delivered(1)
-            await until(lambda: any(m.text.startswith("Done: the email") for m in chan.sent))
+            await eventually(lambda: any(m.text.startswith("Done: the email") for m in chan.sent))
             assert await rt.coordinator.waiting_for("rec:1001") is None
     tool_answer = fake_llm.chat_requests[1]["messages"][-1]
     assert tool_answer["role"] == "tool" and "approved" in tool_answer["content"]
@@ -331,7 +324,7 @@ async def test_model_proposal_rejected_tells_the_model(tmp_path: Path, fake_llm:
         async with runtime(tmp_path, smtp, llm=llm_settings(fake_llm)) as (rt, chan):
             await rt.dispatcher.handle(inbound("email Ana"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Reject")))
-            await until(lambda: chan.sent[-1].text == "Understood, I did not send it.")
+            await eventually(lambda: chan.sent[-1].text == "Understood, I did not send it.")
     assert smtp.delivered == []
     assert "rejected" in fake_llm.chat_requests[1]["messages"][-1]["content"]
 
@@ -375,13 +368,13 @@ async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path)
         async with runtime(tmp_path, smtp, outbox=outbox) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await until(lambda: rt.runner.breakers["email.send"].state == "open")
+            await eventually(lambda: rt.runner.breakers["email.send"].state == "open")
             retries = len(await rt.db.events(kind="action.retry"))
             await asyncio.sleep(0.4)  # open: no attempt reaches the server
             assert len(await rt.db.events(kind="action.retry")) == retries == 3
             smtp.default_mode = "ok"  # the server is back; after the cooldown one probe goes through
             await smtp.wait_delivered(1, timeout=10)
-            await until(lambda: rt.runner.breakers["email.send"].state == "closed")
+            await eventually(lambda: rt.runner.breakers["email.send"].state == "closed")
             opened = await rt.db.events(kind="action.breaker_open")
     assert len(smtp.delivered) == 1 and len(opened) == 1
 

@@ -8,13 +8,13 @@ import asyncio
 import signal
 import sqlite3
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import subprocess_env
+from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer, free_port
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -71,14 +71,6 @@ def outbox(data_dir: Path) -> list[tuple[str, int]]:
             return []
 
 
-async def until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def approve_email(tg: FakeTelegram) -> dict[str, Any]:
     """Ask for an email with /email, wait for its card, press Approve. Returns the card message."""
     tg.push_message(1001, 1001, "/email ana@example.org Proposal | Hi Ana, the proposal is ready.")
@@ -103,12 +95,14 @@ async def test_killed_right_after_approval_sends_exactly_once_after_restart(tmp_
         env = bot_env(tg, tmp_path, smtp_port, COO_OUTBOX__BACKOFF_BASE_S="4")
         async with bot(env) as proc:
             await approve_email(tg)
-            await until(lambda: outbox(tmp_path) == [("queued", 1)], what="an approved, queued action")
+            await eventually(lambda: outbox(tmp_path) == [("queued", 1)], timeout=20, what="an approved, queued action")
             kill9(proc)
         with SMTPServer(port=smtp_port) as smtp:
             async with bot(env):
                 await smtp.wait_delivered(1, timeout=30)
-                await until(lambda: any(t.startswith("Sent at") for t in card_edits(tg)), what="card shows sent")
+                await eventually(
+                    lambda: any(t.startswith("Sent at") for t in card_edits(tg)), timeout=20, what="card shows sent"
+                )
                 await asyncio.sleep(1.5)
     assert len(smtp.delivered) == 1
     assert smtp.delivered[0].body == "Hi Ana, the proposal is ready."
@@ -125,8 +119,10 @@ async def test_killed_right_after_the_smtp_call_is_unknown_never_resent(tmp_path
                 assert outbox(tmp_path) == [("running", 1)]
                 kill9(proc)
             async with bot(env):
-                await until(
-                    lambda: any(t.startswith("Unknown outcome") for t in card_edits(tg)), what="card shows unknown"
+                await eventually(
+                    lambda: any(t.startswith("Unknown outcome") for t in card_edits(tg)),
+                    timeout=20,
+                    what="card shows unknown",
                 )
                 await asyncio.sleep(2)
             edit = next(
@@ -149,7 +145,7 @@ async def test_killed_while_handling_a_message_answers_it_after_restart(tmp_path
         env = bot_env(tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key)
         async with bot(env) as proc:
             tg.push_message(1001, 1001, "are you there?")
-            await until(lambda: len(llm.chat_requests) == 1, what="the model call")
+            await eventually(lambda: len(llm.chat_requests) == 1, timeout=20, what="the model call")
             kill9(proc)
         llm.reply("yes, after a restart")
         async with bot(env):

@@ -8,10 +8,11 @@ import io
 from pathlib import Path
 
 from bot.runtime import open_runtime
-from tests.bot.test_approval_flow import EMAIL, card, data, inbound, runtime, until
+from tests.bot.test_approval_flow import EMAIL, card, data, inbound, runtime
 from tests.bot.test_e2e_slack import socket_mode
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.polling import eventually
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.telegram_api import FakeTelegram
@@ -149,7 +150,7 @@ async def test_budget_commands_on_the_console(tmp_path: Path) -> None:
     async with open_runtime(make_settings(tmp_path), console_input=lines, console_output=out) as rt:
         assert rt.console is not None
         await asyncio.wait_for(rt.console.closed.wait(), 10)
-        await until(
+        await eventually(
             lambda: "Budgets:\n- everything: 2.00 USD a day: spent 0.00 USD" in out.getvalue().split("coo> ")[-1]
         )
     printed = out.getvalue()

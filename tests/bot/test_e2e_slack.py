@@ -11,7 +11,8 @@ from bot.dispatcher import REFUSAL
 from bot.runtime import open_runtime
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
-from tests.fakes.slack_api import FakeSlack, eventually, signed_post
+from tests.fakes.polling import eventually
+from tests.fakes.slack_api import FakeSlack, signed_post
 
 SECRET = "slack-signing-secret-for-tests"
 

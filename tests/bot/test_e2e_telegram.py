@@ -20,6 +20,7 @@ from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
+from tests.fakes.polling import eventually
 from tests.fakes.telegram_api import Call, FakeTelegram
 
 TOKEN = "123:ABC"
@@ -47,15 +48,6 @@ def settings_for(tmp_path: Path, tg: FakeTelegram, llm: FakeOpenAI, *, llm_extra
 async def fakes() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram(TOKEN, username="CooBot") as tg:
         yield tg
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5, what: str = "a condition") -> None:  # noqa: ASYNC109
-    """Poll ``check`` until it holds (for state the fakes cannot signal, e.g. the event log)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def wait_events(rt: Runtime, kind: str, count: int, timeout: float = 5) -> list[Any]:  # noqa: ASYNC109

@@ -10,20 +10,20 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes.polling import eventually
 
 
 @dataclass(frozen=True)
@@ -319,12 +319,3 @@ async def signed_post(
         session.post(url, data=body.encode(), headers=headers) as resp,
     ):
         return resp.status, await resp.text()
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5, what: str = "a condition") -> None:  # noqa: ASYNC109
-    """Poll ``check`` until it holds; TimeoutError naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)

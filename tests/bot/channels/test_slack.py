@@ -13,7 +13,8 @@ from slack_sdk.errors import SlackApiError
 from bot.channels.slack import SlackChannel
 from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.settings import SlackSettings
-from tests.fakes.slack_api import FakeSlack, eventually, signed_post
+from tests.fakes.polling import eventually
+from tests.fakes.slack_api import FakeSlack, signed_post
 
 SECRET = "signing-secret"
 
