@@ -26,9 +26,15 @@ def _check_listen(value: str | None) -> str | None:
     if value in (None, ""):
         return None
     assert value is not None
-    if not _LISTEN_RE.match(value):
+    if not _LISTEN_RE.match(value) or int(value.rpartition(":")[2]) > 65535:
         raise ValueError("must be host:port, e.g. 0.0.0.0:8443")
     return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` (already validated) -> ``(host, port)``; an empty host means every interface."""
+    host, _, port = value.rpartition(":")
+    return host or "0.0.0.0", int(port)
 
 
 class TelegramSettings(BaseModel):
@@ -75,6 +81,11 @@ class TelegramSettings(BaseModel):
         """True when a bot token is set."""
         return self.token is not None
 
+    @property
+    def webhook_address(self) -> tuple[str, int]:
+        """Where the webhook server listens."""
+        return split_listen(self.webhook_listen)
+
 
 class SlackSettings(BaseModel):
     """Slack app: Socket Mode with an app token, HTTP mode with a signing secret."""
@@ -109,6 +120,11 @@ class SlackSettings(BaseModel):
     def configured(self) -> bool:
         """True when a bot token is set."""
         return self.bot_token is not None
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        """Where HTTP mode listens."""
+        return split_listen(self.http_listen)
 
     @property
     def socket_mode(self) -> bool:

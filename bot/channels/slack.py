@@ -93,13 +93,13 @@ class SlackChannel:
                 raise
             self._socket = handler
             return
-        host, _, port = self._settings.http_listen.rpartition(":")
+        host, port = self._settings.http_address
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._http_events)
         runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host or None, int(port)).start()
+            await web.TCPSite(runner, host, port).start()
         except BaseException:
             await runner.cleanup()
             raise

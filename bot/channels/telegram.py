@@ -148,11 +148,11 @@ class TelegramChannel:
             updater = app.updater
             assert updater is not None
             if settings.webhook_url:
-                host, _, port = settings.webhook_listen.rpartition(":")
+                host, port = settings.webhook_address
                 secret = settings.webhook_secret
                 await updater.start_webhook(
-                    listen=host or "0.0.0.0",
-                    port=int(port),
+                    listen=host,
+                    port=port,
                     url_path=urlsplit(settings.webhook_url).path,
                     webhook_url=settings.webhook_url,
                     secret_token=secret.get_secret_value() if secret else None,
