@@ -206,6 +206,19 @@ async def test_rate_limit_is_retried_once(tg: FakeTelegram, channel: TelegramCha
     assert [c.status for c in tg.calls if c.method == "sendMessage"] == [429, 200]
 
 
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_server_errors_and_long_waits_are_not_retried(tg: FakeTelegram, channel: TelegramChannel):
+    from telegram.error import NetworkError, RetryAfter
+
+    tg.fail_next("sendMessage", 500)
+    with pytest.raises(NetworkError):  # may have been delivered: never sent twice
+        await channel.send(OutboundMessage("telegram", "7", "maybe delivered"))
+    tg.fail_next("sendMessage", 429, retry_after=60)
+    with pytest.raises(RetryAfter):  # waiting a minute would stall the conversation: give up at once
+        await channel.send(OutboundMessage("telegram", "7", "later"))
+    assert [c.status for c in tg.calls if c.method == "sendMessage"] == [500, 429]
+
+
 async def test_typing_repeats_until_exit(tg: FakeTelegram, channel: TelegramChannel):
     channel.typing_interval_s = 0.05
     tg.fail_next("sendChatAction", 500)  # an indicator failure must never break the reply
