@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import aiosqlite
+import openai
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.access import AccessGuard
@@ -42,6 +43,7 @@ from memory.approvals import ApprovalStore
 from memory.checkpoints import prune_checkpoints
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database
+from memory.embedder import Embedder, OpenAIEmbedder
 from memory.ingest import Ingestor
 from memory.notes import NoteLedger
 from memory.profile import ProfileStore
@@ -119,7 +121,9 @@ async def open_runtime(
             await part.setup()
         memory = None
         if settings.memory.semantic:
-            memory = await stack.enter_async_context(open_memory(data_dir, settings=settings.embeddings))
+            memory = await stack.enter_async_context(
+                open_memory(data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
+            )
         coordinator = Coordinator(
             db,
             llm,
@@ -230,6 +234,21 @@ async def _alert(alert: BudgetAlert, budgets: BudgetCommands, control: ControlSt
             await dispatcher.send(budgets.alert_message(alert, channel, chat_id, thread_id))
         except Exception:
             log.exception("budget alert could not be delivered to %s:%s", channel, chat_id)
+
+
+def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
+    """The ``openai`` provider uses the same endpoint and key as the chat model; None means the local model."""
+    if settings.embeddings.provider != "openai":
+        return None
+    llm = settings.llm
+    client = openai.AsyncOpenAI(
+        base_url=llm.base_url or "https://api.openai.com/v1",
+        api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
+        timeout=llm.timeout_s,
+    )
+    embedder = OpenAIEmbedder(client, settings.embeddings.model, owns_client=True)
+    stack.push_async_callback(embedder.aclose)
+    return embedder
 
 
 async def _prune(conn: aiosqlite.Connection) -> None:

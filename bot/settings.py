@@ -214,6 +214,8 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
             raise ConfigError("OPENAI_BASE_URL: must start with http:// or https://") from None
     if updates:
         settings.llm = llm.model_copy(update=updates)
+    if settings.embeddings.provider == "openai" and not settings.llm.configured:
+        raise ConfigError("COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
     return settings
 
 

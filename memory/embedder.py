@@ -205,7 +205,8 @@ class OpenAIEmbedder:
 
 
 def make_embedder(settings: EmbeddingsSettings | None = None) -> Embedder:
-    """The embedder the settings ask for. ``openai`` reads ``OPENAI_API_KEY``/``OPENAI_BASE_URL``."""
+    """The embedder the settings ask for. ``openai`` reads ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` (the
+    standalone memory API); the bot passes its own client built from the COO_LLM__* settings."""
     settings = settings or EmbeddingsSettings()
     if settings.provider == "openai":
         import openai

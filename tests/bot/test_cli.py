@@ -45,6 +45,7 @@ async def run_coo(
         ("COO_TELEGRAM__WEBHOOK_URL", "https://example.org/hook", "COO_TELEGRAM__WEBHOOK_SECRET is required"),
         ("COO_SMTP__SECURITY", "ssl", "COO_SMTP__SECURITY:"),
         ("COO_SLACK__HTTP_LISTEN", "0.0.0.0:99999", "COO_SLACK__HTTP_LISTEN: must be host:port"),
+        ("COO_EMBEDDINGS__PROVIDER", "openai", "COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL"),
         ("COO_SLACK__BOT_TOKEN", "xoxb-" + "1", "COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET"),
     ],
 )

@@ -77,3 +77,22 @@ async def test_export_round_trips(tmp_path: Path) -> None:
     assert [e["kind"] for e in parsed["events"]] == [e.kind for e in events]
     assert parsed["notes"][0]["text"] == "Lisbon office opens at 9"
     assert any(e["kind"] == "profile.set" and e["payload"]["value"] == "Lumen Studio" for e in parsed["events"])
+
+
+async def test_openai_embeddings_use_the_configured_endpoint_and_key(tmp_path: Path) -> None:
+    from tests.conftest import llm_settings
+    from tests.fakes.openai_api import FakeOpenAI
+
+    async with FakeOpenAI() as llm:
+        settings = make_settings(
+            tmp_path, llm=llm_settings(llm), memory={"semantic": True}, embeddings={"provider": "openai"}
+        )
+        async with open_runtime(settings, console=False) as rt:
+            chan = RecordingChannel("rec")
+            rt.dispatcher.attach(chan)
+            await rt.dispatcher.handle(cmd("/remember The studio's VAT number is PT509999999"))
+            await rt.dispatcher.handle(cmd("/remember Lunch is at noon"))
+            await rt.dispatcher.handle(cmd("/recall VAT number"))
+        embedding_calls = [r for r in llm.requests if r["_path"] == "/v1/embeddings"]
+    assert "PT509999999" in chan.sent[-1].text.splitlines()[0]
+    assert len(embedding_calls) >= 3 and {r["_auth"] for r in embedding_calls} == {f"Bearer {llm.api_key}"}

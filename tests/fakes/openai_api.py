@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import deque
@@ -65,6 +66,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -83,6 +85,31 @@ class FakeOpenAI:
         if not self._authorized(request):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
         return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Bag-of-words vectors (1536-d, like text-embedding-3-small): texts sharing words are close."""
+        body = await request.json()
+        body["_path"] = request.path
+        body["_auth"] = request.headers.get("Authorization", "")
+        self.requests.append(body)
+        if not self._authorized(request):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, text in enumerate(texts):
+            vector = [0.0] * 1536
+            for word in str(text).lower().split():
+                vector[int(hashlib.sha256(word.strip("?.,!").encode()).hexdigest(), 16) % 1536] += 1.0
+            norm = sum(v * v for v in vector) ** 0.5 or 1.0
+            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vector]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.Response:
         body = await request.json()
