@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.expr import col, lit
 
+from memory.db import utcnow
 from memory.embedder import Embedder, make_embedder
 from memory.semantic import (
     COLUMNS,
@@ -55,17 +56,13 @@ MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class Note:
     """Something to remember. ``ref`` is the caller's handle (e.g. a message id); None means generated."""
 
     text: str
     source: str = "chat"
-    at: datetime = field(default_factory=_utcnow)
+    at: datetime = field(default_factory=utcnow)
     scope: str = "default"
     ref: str | None = None
 
