@@ -1,19 +1,22 @@
-"""Access guard (I6): the allow-list, or pairing with a one-time expiring code."""
+"""Access guard (I6): the allow-list, paired operators, and pairing with one-time expiring codes.
+
+Pairing is open only while no operator exists (a code is opened at start) or after an operator
+opened it again with ``coo pair``. Wrong codes are counted per sender, so a stranger can lock out
+only themselves, never the rightful operator.
+"""
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 
 from bot.messages import InboundMessage
-from memory.db import Database
+from memory.operators import OperatorStore
 
 CONSOLE_OPERATOR = "console:local"
-_MAX_PAIR_FAILURES = 5
+MAX_PAIR_FAILURES = 5
+_FAILURE_MEMORY_S = 3600.0
 
 
 class Verdict(Enum):
@@ -23,81 +26,84 @@ class Verdict(Enum):
     DENY = "deny"
     PAIRED = "paired"
     PAIR_FAILED = "pair_failed"
-
-
-@dataclass
-class PairingCode:
-    """A one-time code, valid until ``expires_at`` (monotonic seconds)."""
-
-    code: str
-    expires_at: float
-    failures: int = 0
-    used: bool = False
+    PAIR_CLOSED = "pair_closed"
+    PAIR_LOCKED = "pair_locked"
 
 
 class AccessGuard:
     """Decides, before anything else happens, whether an update may reach the coordinator.
 
-    With an allow-list, only those identities pass. With an empty allow-list the guard is in
-    pairing mode: ``/pair CODE`` with the code printed at start makes its sender an operator
-    (stored in SQLite). The local console is always the operator: whoever has the terminal has
-    the machine.
+    Operators are the allow-list (``COO_OPERATORS``), the operators who paired (read from SQLite
+    on every update, so ``coo operators remove`` takes effect at once) and the local console:
+    whoever has the terminal has the machine.
     """
 
     def __init__(
         self,
         allow_list: frozenset[str],
-        db: Database,
-        code_ttl_s: float,
+        store: OperatorStore,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._allow_list = allow_list
-        self._db = db
+        self._store = store
         self._clock = clock
-        self._ttl = code_ttl_s
-        self._operators: set[str] = set(allow_list)
-        self._pairing: PairingCode | None = None
+        self._paired: set[str] = set()
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    async def load(self) -> None:
+        """Read the paired operators (for the approver lists of new cards)."""
+        self._paired = {op.identity for op in await self._store.paired()}
 
     @property
-    def pairing_mode(self) -> bool:
-        """True when no allow-list is configured."""
-        return not self._allow_list
-
-    async def load(self) -> str | None:
-        """Load paired operators; in pairing mode create and return a fresh one-time code."""
-        if not self.pairing_mode:
-            return None
-        self._operators |= await self._db.operators()
-        code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(8))
-        self._pairing = PairingCode(code, self._clock() + self._ttl)
-        return code
+    def has_operators(self) -> bool:
+        """True when anyone besides the console may use the bot."""
+        return bool(self._allow_list or self._paired)
 
     def operator_ids(self) -> frozenset[str]:
         """Every identity that may approve: the allow-list, paired operators and the console."""
-        return frozenset({*self._operators, CONSOLE_OPERATOR})
+        return frozenset({*self._allow_list, *self._paired, CONSOLE_OPERATOR})
 
     def is_operator(self, identity: str) -> bool:
-        """True for the console and for allowed or paired identities."""
-        return identity == CONSOLE_OPERATOR or identity in self._operators
+        """True for the console and for allowed or paired identities (as last seen)."""
+        return identity == CONSOLE_OPERATOR or identity in self._allow_list or identity in self._paired
 
     async def check(self, inbound: InboundMessage) -> Verdict:
-        """The one access check. Looks only at the sender and, for strangers, a /pair command."""
-        if self.is_operator(inbound.sender):
+        """The one access check. Looks only at the sender and, for strangers, a ``/pair CODE`` message."""
+        sender = inbound.sender
+        if await self.allowed(sender):
             return Verdict.ALLOW
-        if self.pairing_mode and inbound.kind in ("message", "command"):
+        if inbound.kind in ("message", "command"):
             words = inbound.text.strip().split()
             if len(words) == 2 and words[0].split("@")[0].lower() == "/pair":
-                return await self._pair(inbound.sender, words[1])
+                return await self._pair(sender, words[1])
         return Verdict.DENY
 
+    async def allowed(self, identity: str) -> bool:
+        """True for the console, the allow-list and paired operators not removed since."""
+        if identity == CONSOLE_OPERATOR or identity in self._allow_list:
+            return True
+        if await self._store.is_paired(identity):
+            self._paired.add(identity)
+            return True
+        self._paired.discard(identity)  # removed meanwhile (coo operators remove)
+        return False
+
     async def _pair(self, identity: str, attempt: str) -> Verdict:
-        code = self._pairing
-        if code is None or code.used or self._clock() > code.expires_at or code.failures >= _MAX_PAIR_FAILURES:
+        now = self._clock()
+        count, since = self._failures.get(identity, (0, now))
+        if now - since > _FAILURE_MEMORY_S:
+            count, since = 0, now
+        if count >= MAX_PAIR_FAILURES:
+            return Verdict.PAIR_LOCKED
+        if not await self._store.pairing_open():
+            return Verdict.PAIR_CLOSED
+        if await self._store.redeem(attempt, identity) is None:
+            self._failures[identity] = (count + 1, since)
             return Verdict.PAIR_FAILED
-        if not hmac.compare_digest(code.code.encode(), attempt.strip().upper().encode()):
-            code.failures += 1
-            return Verdict.PAIR_FAILED
-        code.used = True
-        await self._db.add_operator(identity, via="pairing")
-        self._operators.add(identity)
+        self._failures.pop(identity, None)
+        self._paired.add(identity)
         return Verdict.PAIRED
+
+    def tries_left(self, identity: str) -> int:
+        """Wrong codes ``identity`` may still send before it is locked out."""
+        return max(0, MAX_PAIR_FAILURES - self._failures.get(identity, (0, 0.0))[0])

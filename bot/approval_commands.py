@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import InboundMessage
+from graph.action_tools import approval_id_for
 from graph.approvals import ApprovalService, email_from_fields
 from graph.errors import UserFacingError
 
@@ -27,7 +28,11 @@ def register_approval_commands(
 
     async def email(inbound: InboundMessage, args: str) -> str:
         action = email_from_fields(parse_email_command(args), email_from)
-        proposal = await service.propose(action, inbound.session_key, "command", inbound.sender)
+        # Derived from the delivery: a replay after a crash finds this card instead of making another.
+        approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
+        proposal = await service.propose(
+            action, inbound.session_key, "command", inbound.sender, approval_id=approval_id
+        )
         if proposal.approval is None:
             raise UserFacingError("Your policy forbids sending email.")
         await ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)
@@ -42,4 +47,4 @@ def register_approval_commands(
         return f"{len(rows)} card(s) wait for your approval (shown above)."
 
     router.add("email", "Draft an email: /email <to> <subject> | <body>", email)
-    router.add("pending", "Show the cards that wait for your approval", pending)
+    router.add("pending", "Show the cards that wait for your approval", pending, confidential=True)

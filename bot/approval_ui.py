@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
 from graph.approvals import ApprovalService, Card, email_from_fields
@@ -14,7 +15,10 @@ from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[OutboundMessage], Awaitable[list[str]]]
+class Send(Protocol):
+    """Sends a message; ``log_text`` replaces its text in the event log."""
+
+    def __call__(self, message: OutboundMessage, log_text: str | None = None, /) -> Awaitable[list[str]]: ...
 EDIT_HELP = (
     "Send the corrected email in your next message: either the new body as plain text, or lines "
     "such as\nto=ana@example.org\nsubject=New subject\nbody=The new text (everything after body= is the body)"
@@ -75,7 +79,7 @@ class ApprovalUI:
     async def show_result(self, result: TurnResult, channel: str, chat_id: str, thread_id: str | None) -> None:
         """Send a turn's reply, then its cards."""
         if result.reply:
-            await self._send(OutboundMessage(channel, chat_id, result.reply, thread_id))
+            await self._send(OutboundMessage(channel, chat_id, result.reply, thread_id), result.log_text)
         for approval_id in result.cards:
             await self.show(approval_id, channel, chat_id, thread_id)
 
@@ -119,11 +123,14 @@ class ApprovalUI:
         await self.show(new.id, inbound.channel, inbound.chat_id, inbound.thread_id)
 
     async def on_outcome(self, outbox: OutboxRow) -> None:
-        """The outbox finished an action: edit every copy of its card."""
+        """The outbox finished an action: edit every copy of its card. Raises when a copy could not be
+        edited, so the outcome stays unreported and is shown again on the next start."""
         row = await self._service.store.get(outbox.approval_id)
         if row is not None:
             card = await self._status_card(row)
-            await self._edit_all(row, card.text, tuple(Button(label, data) for label, data in card.buttons))
+            buttons = tuple(Button(label, data) for label, data in card.buttons)
+            if not await self._edit_all(row, card.text, buttons):
+                raise RuntimeError(f"a card of approval {row.id} could not be updated")
 
     async def on_expired(self, row: ApprovalRow) -> None:
         """A card expired: say so on it, and tell the waiting conversation."""
@@ -156,7 +163,9 @@ class ApprovalUI:
         }[outbox.state]
         return self._service.render(row, status=status, resend=outbox.state == "unknown")
 
-    async def _edit_all(self, row: ApprovalRow, text: str, buttons: tuple[Button, ...]) -> None:
+    async def _edit_all(self, row: ApprovalRow, text: str, buttons: tuple[Button, ...]) -> bool:
+        """Edit every copy of a card; False when one could not be edited (each failure is logged)."""
+        ok = True
         for ref in row.cards:
             try:
                 await self._send(
@@ -165,7 +174,9 @@ class ApprovalUI:
                     )
                 )
             except Exception:
+                ok = False
                 log.exception("could not update card %s in %s:%s", row.id, ref.channel, ref.chat_id)
+        return ok
 
     async def _resume(self, row: ApprovalRow, decision: str) -> None:
         if row.origin != "graph":

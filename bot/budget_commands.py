@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from bot.commands import CommandRouter
 from bot.messages import Button, InboundMessage, OutboundMessage
-from graph.budget import BudgetAlert, BudgetGuard
+from graph.budget import BudgetAlert
 from graph.errors import UserFacingError
 from graph.periods import period_start
 from memory.control import PERIODS, Budget, ControlStore, Period
 from memory.db import Database, utcnow
+from memory.ledger import CostLedger
 
 BUDGET_USAGE = (
     "Usage: /budget | /budget set <daily|weekly|monthly> <amount> | "
@@ -27,7 +29,7 @@ _PERIOD_WORDS: dict[str, Period] = {
     "month": "month",
 }
 _WORKFLOW = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-_AMOUNT = re.compile(r"^\d{1,7}(\.\d{1,2})?$")
+MAX_AMOUNT = 9_999_999
 
 
 @dataclass
@@ -49,9 +51,25 @@ def parse_budget_set(args: list[str]) -> Budget:
         if not slash or per not in _PERIOD_WORDS or not _WORKFLOW.match(first) or first == "all":
             raise UserFacingError(BUDGET_USAGE)
         scope, period = first, _PERIOD_WORDS[per]
-    if not _AMOUNT.match(amount):
-        raise UserFacingError(BUDGET_USAGE)
-    return Budget(scope, period, float(amount))
+    return Budget(scope, period, parse_amount(amount))
+
+
+def parse_amount(text: str) -> float:
+    """A cap in the operator's currency: 0 or more, whole cents. UserFacingError (usage, then the reason) otherwise."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise UserFacingError(BUDGET_USAGE) from None
+    reason = None
+    if not value.is_finite() or value < 0:
+        reason = f"A budget must be 0 or more, not {text}."
+    elif value != value.quantize(Decimal("0.01")):
+        reason = f"Budgets are in whole cents: {text} has more than two decimals (the smallest step is 0.01)."
+    elif value > MAX_AMOUNT:
+        reason = f"{text} is more than the largest budget, {MAX_AMOUNT:,}."
+    if reason:
+        raise UserFacingError(f"{BUDGET_USAGE}\n{reason}")
+    return float(value)
 
 
 def money(amount: float, currency: str) -> str:
@@ -65,23 +83,25 @@ class BudgetCommands:
     def __init__(
         self,
         db: Database,
+        ledger: CostLedger,
         store: ControlStore,
-        guard: BudgetGuard,
+        currency: str,
         controls: Controls,
         timezone: str,
         send: Callable[[OutboundMessage], Awaitable[list[str]]],
     ) -> None:
         self._db = db
+        self._ledger = ledger
         self._store = store
-        self._guard = guard
+        self.currency = currency
         self._controls = controls
         self._tz = timezone
         self._send = send
 
     def register(self, router: CommandRouter) -> None:
         """Add the commands to the router."""
-        router.add("budget", "Show or set budgets: /budget set weekly 20", self.budget)
-        router.add("spend", "Spend today, this week, this month", self.spend)
+        router.add("budget", "Show or set budgets: /budget set weekly 20", self.budget, confidential=True)
+        router.add("spend", "Spend today, this week, this month", self.spend, confidential=True)
         router.add("pause", "Stop all autonomous work until /resume", self.pause)
         router.add("resume", "Resume autonomous work", self.resume)
 
@@ -115,7 +135,7 @@ class BudgetCommands:
 
     def _describe(self, budget: Budget) -> str:
         who = "everything" if budget.scope == "all" else budget.scope
-        return f"{who}: {money(budget.amount, self._guard.currency)} a {budget.period}"
+        return f"{who}: {money(budget.amount, self.currency)} a {budget.period}"
 
     async def show_budgets(self) -> str:
         """Caps with what was spent against each."""
@@ -125,11 +145,11 @@ class BudgetCommands:
         now = utcnow()
         lines = ["Budgets:"]
         for b in budgets:
-            spent = await self._db.spend_since(
+            spent = await self._ledger.spent(
                 period_start(b.period, now, self._tz), None if b.scope == "all" else b.scope
             )
             paused = " (paused at cap)" if await self._store.get(f"budget.open:{b.scope}") else ""
-            lines.append(f"- {self._describe(b)}: spent {money(spent, self._guard.currency)}{paused}")
+            lines.append(f"- {self._describe(b)}: spent {money(spent, self.currency)}{paused}")
         return "\n".join(lines)
 
     async def spend(self, _: InboundMessage, args: str) -> str:
@@ -140,14 +160,14 @@ class BudgetCommands:
     async def spend_text(self) -> str:
         """Spend today, this week and this month, per workflow, against budgets."""
         now = utcnow()
-        cur = self._guard.currency
+        cur = self.currency
         lines = ["Spend:"]
         for period, label in zip(PERIODS, ("today", "this week", "this month"), strict=True):
             since = period_start(period, now, self._tz)
-            total = await self._db.spend_since(since)
+            total = await self._ledger.spent(since)
             caps = {b.scope: b.amount for b in await self._store.budgets() if b.period == period}
             cap = f" of {money(caps['all'], cur)}" if "all" in caps else ""
-            per = await self._db.spend_by_workflow(since)
+            per = await self._ledger.spent_by_workflow(since)
             detail = ", ".join(
                 f"{w} {money(v, cur)}" + (f"/{money(caps[w], cur)}" if w in caps else "") for w, v in per.items()
             )
@@ -169,7 +189,7 @@ class BudgetCommands:
     # -- the alert and its buttons ---------------------------------------------------------------
     def alert_message(self, alert: BudgetAlert, channel: str, chat_id: str, thread_id: str | None) -> OutboundMessage:
         """One message for a cap reached (with buttons) or 80 % of one."""
-        cur = self._guard.currency
+        cur = self.currency
         cap = alert.budget
         who = "all work" if cap.scope == "all" else f"the {alert.workflow} workflow"
         if alert.kind == "near":

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sys
 
-from bot.logging_setup import configure_logging
+from bot.logging_setup import configure_logging, url_secrets
 from bot.settings import ConfigError, Settings, load_settings
 
 
@@ -21,7 +21,8 @@ def _secrets(settings: Settings) -> list[str]:
         settings.slack.signing_secret,
         settings.smtp.password,
     ]
-    return [v.get_secret_value() for v in values if v is not None]
+    found = [v.get_secret_value() for v in values if v is not None]
+    return found + url_secrets(settings.llm.base_url) + url_secrets(settings.telegram.api_base_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("doctor", help="what is configured, reachable or missing")
     export = sub.add_parser("export", help="write records, events, approvals and notes as JSON Lines")
     export.add_argument("--out", default="coo-export", help="output folder (default ./coo-export)")
+    sub.add_parser("pair", help="open pairing: print a one-time code that makes its sender an operator")
+    operators = sub.add_parser("operators", help="list operators, or remove a paired one")
+    operators.add_argument("--remove", metavar="ID", help="e.g. telegram:123456")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -48,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         counts = asyncio.run(export_all(settings.data_dir, Path(args.out)))
         print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {Path(args.out).resolve()}")
         return 0
+    if args.command in ("pair", "operators"):
+        from bot.operators_cli import manage_operators, open_pairing
+
+        if args.command == "pair":
+            return asyncio.run(open_pairing(settings))
+        return asyncio.run(manage_operators(settings, args.remove))
     if args.command == "doctor":
         from bot.doctor import run_doctor
 

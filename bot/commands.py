@@ -19,6 +19,7 @@ class Command:
     description: str
     run: CommandFn
     private: bool = False
+    confidential: bool = False
 
 
 class CommandRouter:
@@ -27,20 +28,35 @@ class CommandRouter:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
 
-    def add(self, name: str, description: str, run: CommandFn, private: bool = False) -> None:
-        """Register a command (name without the slash). ``private`` keeps its arguments out of the event log."""
-        self._commands[name] = Command(name, description, run, private)
+    def add(
+        self, name: str, description: str, run: CommandFn, private: bool = False, confidential: bool = False
+    ) -> None:
+        """Register a command (name without the slash).
+
+        ``private`` keeps its arguments and reply out of the event log; ``confidential`` means its
+        answer (memories, cards, figures) is given only in the operator's private chat.
+        """
+        self._commands[name] = Command(name, description, run, private, confidential)
+
+    def _lookup(self, text: str) -> Command | None:
+        parsed = self.parse(text)
+        return self._commands.get(parsed[0]) if parsed else None
 
     def is_private(self, text: str) -> bool:
         """True when ``text`` runs a private command (its arguments and reply stay out of the event log)."""
-        parsed = self.parse(text)
-        return parsed is not None and parsed[0] in self._commands and self._commands[parsed[0]].private
+        command = self._lookup(text)
+        return command is not None and command.private
+
+    def is_confidential(self, text: str) -> bool:
+        """True when ``text`` runs a command whose answer belongs in a private chat only."""
+        command = self._lookup(text)
+        return command is not None and (command.confidential or command.private)
 
     def loggable(self, text: str) -> str:
         """``text`` as it may be written to the event log (a private command's arguments are withheld)."""
-        parsed = self.parse(text)
-        if parsed is not None and parsed[0] in self._commands and self._commands[parsed[0]].private:
-            return f"/{parsed[0]} [withheld]"
+        command = self._lookup(text)
+        if command is not None and command.private:
+            return f"/{command.name} [withheld]"
         return text
 
     def menu(self) -> list[tuple[str, str]]:

@@ -1,4 +1,9 @@
-"""The core entry for every inbound update: access check, dedupe, command or coordinator, reply."""
+"""The core entry for every inbound update: access check, durable claim, then command or coordinator.
+
+Adapters call :meth:`Dispatcher.accept`, which returns once the update is refused or stored (I3:
+only then may the platform be told it arrived); handling goes on in a task of its own. Turns
+within one conversation run in order; conversations run concurrently.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,20 +20,33 @@ from bot.access import AccessGuard, Verdict
 from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import Channel, InboundMessage, OutboundMessage
+from bot.messenger import Messenger
 from graph.coordinator import Coordinator
 from graph.errors import UserFacingError
 from memory.control import ControlStore
-from memory.db import Database
+from memory.db import Database, clean_text
+from prompts.messages import (
+    ANSWERED_PRIVATELY,
+    GENERIC_ERROR,
+    NEEDS_PRIVATE_CHAT,
+    PAIR_CLOSED,
+    PAIR_FAILED,
+    PAIR_LOCKED,
+    PAIRED,
+    REFUSAL,
+    TOO_LONG_TO_READ,
+)
 
 log = logging.getLogger(__name__)
 
-REFUSAL = "Sorry, I only work for my operator."
-GENERIC_ERROR = "Something went wrong on my side; it has been logged. Please try again."
+ButtonHandler = Callable[[InboundMessage], Awaitable[None]]
+TextHook = Callable[[InboundMessage, int], None]
+MAX_INPUT_CHARS = 100_000
 _REFUSAL_INTERVAL_S = 3600.0
 
 
 class Dispatcher:
-    """Receives InboundMessages from every channel and answers through the same channel."""
+    """Receives InboundMessages from every channel and answers through the messenger."""
 
     def __init__(
         self,
@@ -36,158 +54,219 @@ class Dispatcher:
         guard: AccessGuard,
         commands: CommandRouter,
         coordinator: Coordinator,
+        messenger: Messenger,
+        approvals: ApprovalUI,
+        control: ControlStore,
+        buttons: Mapping[str, ButtonHandler],
+        on_operator_text: TextHook | None = None,
     ) -> None:
         self._db = db
         self._guard = guard
         self._commands = commands
         self._coordinator = coordinator
-        self._channels: dict[str, Channel] = {}
+        self._messenger = messenger
+        self._approvals = approvals
+        self._control = control
+        # Button presses go to the handler registered for the data's prefix; the rest are cards.
+        self._buttons = dict(buttons)
+        # Called with each free-text operator message and its event id (semantic memory ingestion).
+        self._on_operator_text = on_operator_text
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._refused_at: dict[str, float] = {}
-        self.approvals: ApprovalUI | None = None
-        # Button presses go to the handler registered for the data's prefix ("bu" for budget alerts).
-        self.button_handlers: dict[str, Callable[[InboundMessage], Awaitable[None]]] = {}
-        self.control: ControlStore | None = None
         self._homes: dict[str, tuple[str, str, str | None]] = {}
-        # Called with each free-text operator message and its event id (semantic memory ingestion).
-        self.on_operator_text: Callable[[InboundMessage, int], None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, channel: Channel) -> None:
         """Make a channel available for replies."""
-        self._channels[channel.name] = channel
+        self._messenger.attach(channel)
 
-    async def handle(self, inbound: InboundMessage) -> None:
-        """Handle one update at most once. The access check is the very first step (I6)."""
+    async def send(self, message: OutboundMessage, log_text: str | None = None) -> list[str]:
+        """Send through the messenger (kept for callers that hold the dispatcher)."""
+        return await self._messenger.send(message, log_text)
+
+    async def accept(self, inbound: InboundMessage) -> asyncio.Task[None] | None:
+        """Check access (first, I6), store the update (I3), and start handling it.
+
+        Returns the handling task, or None for a duplicate. Raises when the update could not be
+        stored: the adapter must then not acknowledge it, so the platform delivers it again.
+        """
         verdict = await self._guard.check(inbound)
         if verdict is not Verdict.ALLOW:
-            await self._not_allowed(inbound, verdict)
-            return
-        if inbound.update_key is not None and not await self._db.claim_update(
-            inbound.update_key, inbound.session_key, inbound_to_json(inbound)
-        ):
-            log.info("duplicate delivery %s dropped", inbound.update_key)
-            return
-        await self._process(inbound)
+            return self._spawn(self._not_allowed(inbound, verdict), f"refuse {inbound.sender}")
+        inbound = replace(inbound, text=clean_text(inbound.text))
+        logged = {"text": self._commands.loggable(inbound.text[:MAX_INPUT_CHARS]), "kind": inbound.kind}
+        if inbound.update_key is None:
+            event_id = await self._db.append_event("message.in", inbound.sender, logged, session=inbound.session_key)
+        else:
+            claimed = await self._db.claim_update(
+                inbound.update_key, inbound.session_key, inbound_to_json(inbound), inbound.sender, logged
+            )
+            if claimed is None:
+                log.info("duplicate delivery %s dropped", inbound.update_key)
+                return None
+            event_id = claimed
+        return self._spawn(self._process(inbound, event_id, replaying=False), f"update {inbound.update_key}")
+
+    async def handle(self, inbound: InboundMessage) -> None:
+        """Accept an update and wait until it is handled (the console, tests)."""
+        task = await self.accept(inbound)
+        if task is not None:
+            await task
+
+    async def pending(self) -> list[tuple[InboundMessage, int | None]]:
+        """Deliveries a crash left stored but unfinished, oldest first."""
+        return [(inbound_from_json(payload), event_id) for _, payload, event_id in await self._db.pending_updates()]
 
     async def replay_pending(self) -> int:
-        """Handle deliveries a crash left claimed but unfinished (I3: never lost once acknowledged)."""
-        pending = await self._db.pending_updates()
-        for _, payload in pending:
-            inbound = inbound_from_json(payload)
-            if inbound.channel in self._channels and self._guard.is_operator(inbound.sender):
-                await self._process(inbound)
-        return len(pending)
+        """Handle again what a crash left stored but unfinished, for every attached channel; wait for it."""
+        tasks = await self.replay(await self.pending(), self._messenger.channel_names())
+        await asyncio.gather(*tasks)
+        return len(tasks)
 
-    async def _process(self, inbound: InboundMessage) -> None:
+    async def replay(
+        self, pending: list[tuple[InboundMessage, int | None]], channels: set[str]
+    ) -> list[asyncio.Task[None]]:
+        """Start handling again the unfinished deliveries of ``channels`` (I3: never lost once stored).
+
+        The tasks start in order, so each takes its conversation's turn before newer updates do.
+        """
+        tasks = []
+        for inbound, event_id in pending:
+            if inbound.channel in channels and await self._guard.allowed(inbound.sender):
+                coro = self._process(inbound, event_id or 0, replaying=True)
+                tasks.append(self._spawn(coro, f"replay {inbound.update_key}"))
+        return tasks
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let in-flight handling finish (up to ``timeout_s``), then cancel what is left."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in set(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _process(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         session = inbound.session_key
         # One turn at a time per conversation; other conversations run concurrently.
         async with self._locks[session]:
-            try:
-                event_id = await self._db.append_event(
-                    "message.in",
-                    inbound.sender,
-                    {"text": self._commands.loggable(inbound.text), "kind": inbound.kind},
-                    session=session,
-                )
-                await self._answer(inbound, event_id)
-            except UserFacingError as exc:
-                await self.send(OutboundMessage.reply_to(inbound, exc.reason))
-            except Exception:
-                log.exception("failed to handle update in session %s", session)
-                await self._safe_send(OutboundMessage.reply_to(inbound, GENERIC_ERROR))
-            finally:
-                if inbound.update_key is not None:
-                    await self._db.finish_update(inbound.update_key)
+            with self._messenger.turn(inbound.update_key, replaying):
+                try:
+                    await self._answer(inbound, event_id, replaying)
+                except UserFacingError as exc:
+                    await self._messenger.send(OutboundMessage.reply_to(inbound, exc.reason))
+                except Exception:
+                    log.exception("failed to handle update %s in session %s", inbound.update_key, session)
+                    await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, GENERIC_ERROR))
+            if inbound.update_key is not None:
+                await self._db.finish_update(inbound.update_key)
 
-    async def _answer(self, inbound: InboundMessage, event_id: int) -> None:
+    async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         if inbound.kind == "callback":
-            handler = self.button_handlers.get((inbound.callback_data or "").split(":", 1)[0])
-            if handler is not None:
-                await handler(inbound)
-            elif self.approvals is not None:
-                await self.approvals.on_press(inbound)
+            handler = self._buttons.get((inbound.callback_data or "").split(":", 1)[0])
+            await (handler or self._approvals.on_press)(inbound)
             return
         await self._remember_home(inbound)
         if inbound.kind == "other":
             return  # e.g. reactions or membership changes: nothing to answer
         if inbound.kind == "command" or CommandRouter.parse(inbound.text):
-            reply = await self._commands.run(inbound)
-            if reply:
-                withheld = "[withheld]" if self._commands.is_private(inbound.text) else None
-                await self.send(OutboundMessage.reply_to(inbound, reply), log_text=withheld)
+            await self._command(inbound)
             return
-        if self.approvals is not None and inbound.kind == "message" and await self._take_edit(inbound):
+        if len(inbound.text) > MAX_INPUT_CHARS:
+            raise UserFacingError(TOO_LONG_TO_READ.format(chars=len(inbound.text), limit=MAX_INPUT_CHARS))
+        if inbound.kind == "message" and await self._take_edit(inbound):
             return
         if not inbound.text.strip():
             raise UserFacingError("I can only read text for now.")
-        if self.on_operator_text is not None:
-            self.on_operator_text(inbound, event_id)
-        channel = self._channels[inbound.channel]
+        if self._on_operator_text is not None and not replaying:
+            self._on_operator_text(inbound, event_id)
+        channel = self._messenger.channel(inbound.channel)
         async with channel.typing(inbound.chat_id, inbound.thread_id):
-            result = await self._coordinator.respond(inbound.session_key, inbound.text, inbound.sender)
-        if self.approvals is not None:
-            await self.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
-        elif result.reply:
-            await self.send(OutboundMessage.reply_to(inbound, result.reply))
+            result = await self._coordinator.respond(
+                inbound.session_key, inbound.text, inbound.sender, turn_key=inbound.update_key, replaying=replaying
+            )
+        await self._approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
+
+    async def _command(self, inbound: InboundMessage) -> None:
+        """Run a slash command; a confidential one typed in a group answers in the operator's private chat."""
+        target = inbound
+        if self._commands.is_confidential(inbound.text) and not inbound.in_private_chat:
+            private = await self._private_chat(inbound)
+            if private is None:
+                raise UserFacingError(NEEDS_PRIVATE_CHAT)
+            target = replace(inbound, chat_id=private[1], thread_id=private[2])
+            await self._messenger.send(OutboundMessage.reply_to(inbound, ANSWERED_PRIVATELY))
+        reply = await self._commands.run(target)
+        if reply:
+            withheld = "[withheld]" if self._commands.is_private(inbound.text) else None
+            await self._messenger.send(OutboundMessage.reply_to(target, reply), log_text=withheld)
+
+    async def _private_chat(self, inbound: InboundMessage) -> tuple[str, str, str | None] | None:
+        """The sender's private chat on this channel: where they last wrote privately, else (Telegram) their id."""
+        home = self._homes.get(inbound.sender) or await self._control.get(f"home:{inbound.sender}")
+        if home and home[0] == inbound.channel:
+            return (str(home[0]), str(home[1]), home[2])
+        if inbound.channel == "telegram":
+            return ("telegram", inbound.sender.rsplit(":", 1)[-1], None)
+        return None
 
     async def _remember_home(self, inbound: InboundMessage) -> None:
         """An operator's private chat is where the digest and alerts without a conversation go."""
-        if self.control is None:
-            return
-        user = inbound.sender.rsplit(":", 1)[-1]
-        private = (
-            inbound.channel == "console"
-            or (inbound.channel == "telegram" and inbound.chat_id == user)
-            or (inbound.channel == "slack" and inbound.chat_id.startswith("D"))
-        )
         home = (inbound.channel, inbound.chat_id, inbound.thread_id)
-        if private and self._homes.get(inbound.sender) != home:
-            await self.control.put(f"home:{inbound.sender}", list(home))
+        if inbound.in_private_chat and self._homes.get(inbound.sender) != home:
+            await self._control.put(f"home:{inbound.sender}", list(home))
             self._homes[inbound.sender] = home
 
     async def _take_edit(self, inbound: InboundMessage) -> bool:
-        """If the operator pressed Edit on a card in this conversation, this message is the correction."""
-        assert self.approvals is not None
-        store = self.approvals.store
+        """If the operator pressed Edit on a card in this conversation, this message is the correction.
+
+        A card decided since the press has ended its edit request: the message is then an ordinary one.
+        """
+        store = self._approvals.store
         approval_id = await store.take_edit_request(inbound.session_key)
         if approval_id is None:
             return False
+        row = await store.get(approval_id)
+        if row is None or row.state != "pending":
+            return False
         try:
-            await self.approvals.on_edit(inbound, approval_id)
+            await self._approvals.on_edit(inbound, approval_id)
         except UserFacingError:
-            await store.request_edit(inbound.session_key, approval_id)  # let the operator try again
+            fresh = await store.get(approval_id)
+            if fresh is not None and fresh.state == "pending":
+                await store.request_edit(inbound.session_key, approval_id)  # let the operator try again
             raise
         return True
-
-    async def send(self, message: OutboundMessage, log_text: str | None = None) -> list[str]:
-        """Send through the message's channel and record it (or ``log_text`` instead) in the event log."""
-        ids = await self._channels[message.channel].send(message)
-        session = f"{message.channel}:{message.chat_id}" + (f":{message.thread_id}" if message.thread_id else "")
-        text = message.text if log_text is None else log_text
-        await self._db.append_event("message.out", "coo", {"text": text, "ids": ids}, session=session)
-        return ids
-
-    async def _safe_send(self, message: OutboundMessage) -> None:
-        try:
-            await self.send(message)
-        except Exception:
-            log.exception("could not deliver the error reply in %s:%s", message.channel, message.chat_id)
 
     async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
         audit = {"kind": inbound.kind, "verdict": verdict.value, "chat": inbound.chat_id}
         await self._db.append_event("access." + verdict.value, inbound.sender, audit, session=inbound.session_key)
-        if verdict is Verdict.PAIRED:
-            log.info("paired new operator %s", inbound.sender)
-            await self._safe_send(OutboundMessage.reply_to(inbound, "Paired. You are now my operator. Try /help."))
+        if not self._messenger.has(inbound.channel):
             return
-        log.warning("refused %s from %s (%s)", inbound.kind, inbound.sender, verdict.value)
+        answer = {
+            Verdict.PAIRED: PAIRED,
+            Verdict.PAIR_FAILED: PAIR_FAILED.format(left=self._guard.tries_left(inbound.sender)),
+            Verdict.PAIR_CLOSED: PAIR_CLOSED,
+            Verdict.PAIR_LOCKED: PAIR_LOCKED,
+        }.get(verdict)
+        if answer is not None:
+            log.info("pairing attempt by %s: %s", inbound.sender, verdict.value)
+            await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, answer))
+            return
+        log.warning("refused %s from %s", inbound.kind, inbound.sender)
         now = time.monotonic()
         last = self._refused_at.get(inbound.sender)
         # Only someone who addressed us gets a reply; e.g. channel chatter ("other") is audited only.
         addressed = inbound.kind in ("message", "command", "callback", "edit")
-        if addressed and inbound.channel in self._channels and (last is None or now - last > _REFUSAL_INTERVAL_S):
+        if addressed and (last is None or now - last > _REFUSAL_INTERVAL_S):
             self._refused_at[inbound.sender] = now
-            await self._safe_send(OutboundMessage.reply_to(inbound, REFUSAL))
+            await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, REFUSAL))
 
 
 def inbound_to_json(inbound: InboundMessage) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 # Shapes of well-known credentials, redacted even when we were not told the value.
 _PATTERNS = (
@@ -12,8 +13,29 @@ _PATTERNS = (
     re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}\b"),  # Slack tokens
     re.compile(r"\bxapp-[A-Za-z0-9-]{8,}\b"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),  # OpenAI-style keys
+    re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{8,}\b"),  # Stripe secret / restricted keys
+    re.compile(r"\bwhsec_[A-Za-z0-9]{8,}\b"),  # webhook signing secrets
 )
+# user:password@ (or a lone user@) inside any URL.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 REDACTED = "[REDACTED]"
+# Loggers of HTTP clients and SDKs log request lines (with URLs and headers) at INFO/DEBUG: only
+# their warnings pass, whatever level the operator chose. Matched by prefix ("httpx" also covers
+# "httpx2", which openai uses).
+QUIET_PREFIXES = ("httpx", "httpcore", "openai", "urllib3", "aiohttp", "stripe", "slack_sdk", "websockets", "hpack")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the credentials it may carry (``https://user:pw@host`` -> ``https://[REDACTED]@host``)."""
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + "@", url)
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The password (and user) inside a URL, for the list of values to redact."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    return [s for s in (parts.password, parts.username) if s]
 
 
 class RedactingFilter(logging.Filter):
@@ -29,7 +51,7 @@ class RedactingFilter(logging.Filter):
             text = text.replace(secret, REDACTED)
         for pattern in _PATTERNS:
             text = pattern.sub(REDACTED, text)
-        return text
+        return redact_url(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -42,8 +64,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class QuietClientsFilter(logging.Filter):
+    """Drops records below WARNING from HTTP client loggers, whatever their own level says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(QUIET_PREFIXES)
+
+
 def configure_logging(level: str, secrets: Iterable[str], handler: logging.Handler | None = None) -> RedactingFilter:
-    """Configure the root logger once: redaction on the handler, noisy HTTP loggers at WARNING."""
+    """Configure the root logger once: redaction on the handler, HTTP client loggers at WARNING."""
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_coo", False):
@@ -51,10 +80,11 @@ def configure_logging(level: str, secrets: Iterable[str], handler: logging.Handl
     handler = handler or logging.StreamHandler()
     handler._coo = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(QuietClientsFilter())
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "openai", "aiohttp.access", "apscheduler"):
+    for noisy in (*QUIET_PREFIXES, "httpx2", "aiohttp.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

@@ -9,6 +9,7 @@ from memory.api import InvalidNote, Memory, Note
 from memory.db import Database, utcnow
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, ProfileError, ProfileStore
+from prompts.messages import PROFILE_RISK_MOVED
 
 PROFILE_USAGE = (
     "Usage: /profile | /profile set <field> <value> | /profile clear <field>  (fields: " + ", ".join(FIELDS) + ")"
@@ -60,6 +61,8 @@ def register_memory_commands(
         if not words:
             rendered = (await profile.get()).render()
             return ("Profile:\n" + rendered) if rendered else "The profile is empty. " + PROFILE_USAGE
+        if len(words) >= 2 and words[1].lower() == "risk" and words[0] in ("set", "clear"):
+            raise UserFacingError(PROFILE_RISK_MOVED)
         try:
             if words[0] == "set" and len(words) == 3:
                 await profile.set(words[1], words[2], inbound.sender)
@@ -75,4 +78,4 @@ def register_memory_commands(
         router.add("remember", "Remember something: /remember Acme pays net 30", remember, private=True)
         router.add("recall", "Search memory: /recall Acme payment terms", recall, private=True)
         router.add("forget", "Forget a remembered note: /forget <ref>", forget)
-    router.add("profile", "Show or set the business profile", profile_cmd)
+    router.add("profile", "Show or set the business profile", profile_cmd, confidential=True)

@@ -38,6 +38,18 @@ class InboundMessage:
     message_id: str | None = None
     callback_data: str | None = None
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    private: bool | None = None
+
+    @property
+    def in_private_chat(self) -> bool:
+        """True in a one-to-one chat with the bot, where memories, cards and figures may be shown.
+
+        Adapters say so when the platform tells them (``private``); otherwise a chat whose id is
+        the sender's own user id is private (Telegram's rule), and the console always is.
+        """
+        if self.private is not None:
+            return self.private
+        return self.channel == "console" or self.chat_id == self.sender.rsplit(":", 1)[-1]
 
     @property
     def session_key(self) -> str:
@@ -72,7 +84,9 @@ class OutboundMessage:
         )
 
 
-InboundHandler = Callable[[InboundMessage], Awaitable[None]]
+# Returns once the update is stored (or refused); raises when it could not be stored, so that the
+# adapter does not acknowledge it to the platform (I3).
+InboundHandler = Callable[[InboundMessage], Awaitable[object]]
 
 
 class Channel(Protocol):

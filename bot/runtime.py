@@ -11,6 +11,8 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any, TextIO
 
 import aiosqlite
@@ -26,8 +28,12 @@ from bot.commands import CommandRouter
 from bot.core_commands import register_core_commands
 from bot.digest import DigestService, home_chats
 from bot.dispatcher import Dispatcher
+from bot.logging_setup import redact_url
 from bot.memory_commands import register_memory_commands
 from bot.messages import Channel, InboundMessage
+from bot.messenger import Messenger
+from bot.notices import notify_access_changes
+from bot.policy_commands import PolicyCommands
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from connectors.base import Connector
@@ -45,7 +51,9 @@ from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database
 from memory.embedder import Embedder, OpenAIEmbedder
 from memory.ingest import Ingestor
+from memory.ledger import CostLedger
 from memory.notes import NoteLedger
+from memory.operators import OperatorStore
 from memory.profile import ProfileStore
 from memory.records import Records
 
@@ -58,9 +66,12 @@ class Runtime:
 
     settings: Settings
     db: Database
+    ledger: CostLedger
+    messenger: Messenger
     dispatcher: Dispatcher
     coordinator: Coordinator
     guard: AccessGuard
+    operators: OperatorStore
     commands: CommandRouter
     pairing_code: str | None
     approvals: ApprovalService
@@ -76,6 +87,64 @@ class Runtime:
     ingestor: Ingestor | None = None
 
 
+@dataclass(frozen=True)
+class _Stores:
+    """The durable state, opened first."""
+
+    db: Database
+    saver: AsyncSqliteSaver
+    checkpoints: aiosqlite.Connection
+    approvals: ApprovalStore
+    control: ControlStore
+    ledger: CostLedger
+    operators: OperatorStore
+    profile: ProfileStore
+    records: Records
+    notes: NoteLedger
+
+
+async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
+    data_dir = settings.data_dir
+    timeout = settings.sqlite.busy_timeout_ms
+    db = await stack.enter_async_context(open_database(data_dir, timeout))
+    ckpt_conn = await connect_sqlite(data_dir / "checkpoints.sqlite", timeout)
+    stack.push_async_callback(ckpt_conn.close)
+    saver = AsyncSqliteSaver(ckpt_conn)
+    await saver.setup()
+    # The approval store owns its own connection: its transactions must not share one.
+    store_conn = await connect_sqlite(data_dir / "coo.sqlite", timeout)
+    stack.push_async_callback(store_conn.close)
+    approvals = ApprovalStore(store_conn)
+    await approvals.setup()
+    stores = _Stores(
+        db,
+        saver,
+        ckpt_conn,
+        approvals,
+        ControlStore(db),
+        CostLedger(db),
+        OperatorStore(db),
+        ProfileStore(db),
+        Records(db),
+        NoteLedger(db),
+    )
+    for part in (stores.control, stores.operators, stores.profile, stores.records, stores.notes):
+        await part.setup()
+    recovered = await stores.ledger.setup()
+    if recovered:
+        log.warning("%d model call(s) were in flight when the last run stopped; counted at their estimate", recovered)
+    return stores
+
+
+async def _open_pairing(settings: Settings, guard: AccessGuard, operators: OperatorStore) -> str | None:
+    """A one-time code at start, only while nobody can use the bot and a chat platform could redeem it."""
+    platform = settings.telegram.configured or settings.slack.configured
+    if guard.has_operators or not platform:
+        return None
+    ttl = timedelta(seconds=settings.pairing_code_ttl_s)
+    return await operators.open_pairing("start", ttl, revoke_others=True)
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -84,80 +153,91 @@ async def open_runtime(
     console_input: TextIO | None = None,
     console_output: TextIO | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open the database, checkpointer, model client, coordinator and channels; close all on exit.
+    """Open the stores, model client, coordinator and channels; close all on exit.
 
     ``console=None`` means: the console only when no platform channel is configured.
     """
     async with AsyncExitStack() as stack:
-        data_dir = settings.data_dir
-        db = await stack.enter_async_context(open_database(data_dir, settings.sqlite.busy_timeout_ms))
-        ckpt_conn = await connect_sqlite(data_dir / "checkpoints.sqlite", settings.sqlite.busy_timeout_ms)
-        stack.push_async_callback(ckpt_conn.close)
-        saver = AsyncSqliteSaver(ckpt_conn)
-        await saver.setup()
-        control = ControlStore(db)
-        await control.setup()
+        stores = await _open_stores(settings, stack)
+        db, control = stores.db, stores.control
         controls = Controls(paused=bool(await control.get("paused")))
-        prices = PriceTable(settings.llm.base_url, settings.llm.prices, settings.budget.usd_rate)
-        budget_guard = BudgetGuard(
-            db, control, prices, settings.timezone, settings.budget.currency, settings.llm.cheap_model
-        )
-        llm = LLMClient(settings.llm, db, prices, budget_guard)
-        stack.push_async_callback(llm.close)
-        guard = AccessGuard(settings.operator_ids, db, settings.pairing_code_ttl_s)
-        pairing_code = await guard.load()
-        # The approval store owns its own connection: its transactions must not share one.
-        store_conn = await connect_sqlite(data_dir / "coo.sqlite", settings.sqlite.busy_timeout_ms)
-        stack.push_async_callback(store_conn.close)
-        store = ApprovalStore(store_conn)
-        await store.setup()
-        email = EmailConnector(settings.smtp)
-        connectors: dict[str, Connector] = {email.kind: email}
-        profile = ProfileStore(db)
-        await profile.setup()
-        approvals = ApprovalService(store, db, connectors, settings.approvals, guard.operator_ids, profile)
-        records, ledger = Records(db), NoteLedger(db)
-        for part in (records, ledger):
-            await part.setup()
+        guard = AccessGuard(settings.operator_ids, stores.operators)
+        await guard.load()
+        pairing_code = await _open_pairing(settings, guard, stores.operators)
         memory = None
         if settings.memory.semantic:
             memory = await stack.enter_async_context(
-                open_memory(data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
+                open_memory(settings.data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
             )
+        messenger = Messenger(db)
+        budget_cmds = BudgetCommands(
+            db, stores.ledger, control, settings.budget.currency, controls, settings.timezone, messenger.send
+        )
+        prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
+        budget_guard = BudgetGuard(
+            stores.ledger,
+            db,
+            control,
+            prices,
+            settings.timezone,
+            settings.llm.cheap_model,
+            on_alert=partial(_alert, budgets=budget_cmds, control=control, messenger=messenger),
+        )
+        llm = LLMClient(settings.llm, stores.ledger, prices, budget_guard)
+        stack.push_async_callback(llm.close)
+        email = EmailConnector(settings.smtp)
+        connectors: dict[str, Connector] = {email.kind: email}
+        approvals = ApprovalService(stores.approvals, db, connectors, settings.approvals, guard.operator_ids, control)
         coordinator = Coordinator(
             db,
             llm,
-            saver,
+            stores.saver,
             settings.llm,
             settings.timezone,
             approvals=approvals,
             email_from=settings.smtp.from_addr,
-            records=records,
-            profile=profile,
+            records=stores.records,
+            profile=stores.profile,
             memory=memory,
         )
-        commands = CommandRouter()
-        dispatcher = Dispatcher(db, guard, commands, coordinator)
-        # The UI wakes the runner and the runner reports to the UI: the lambda binds late.
-        ui = ApprovalUI(approvals, coordinator, dispatcher.send, lambda: runner.wake())
+        wakeup = asyncio.Event()
+        ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set)
         runner = OutboxRunner(
-            store, db, connectors, settings.outbox, on_outcome=ui.on_outcome, is_paused=lambda: controls.paused
+            stores.approvals,
+            db,
+            connectors,
+            settings.outbox,
+            on_outcome=ui.on_outcome,
+            is_paused=lambda: controls.paused,
+            wakeup=wakeup,
         )
-        dispatcher.control = control
-        budget_cmds = BudgetCommands(db, control, budget_guard, controls, settings.timezone, dispatcher.send)
-        dispatcher.button_handlers["bu"] = budget_cmds.on_press
-        budget_guard.on_alert = lambda alert: _alert(alert, budget_cmds, control, dispatcher)
-        digest = DigestService(db, store, control, budget_cmds, llm, ui, dispatcher.send, records)
+        policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
+        ingestor = None
+        if memory is not None:
+            ingestor = Ingestor(memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s)
+        commands = CommandRouter()
+        dispatcher = Dispatcher(
+            db,
+            guard,
+            commands,
+            coordinator,
+            messenger,
+            ui,
+            control,
+            buttons={"bu": budget_cmds.on_press, "po": policy_cmds.on_press},
+            on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
+        )
+        digest = DigestService(db, stores.approvals, control, budget_cmds, llm, ui, messenger.send, stores.records)
         scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
-        scheduler.daily("digest", settings.digest_time, digest.scheduled)
-        scheduler.every("checkpoint-pruning", 24 * 3600, lambda: _prune(ckpt_conn))
-        dispatcher.approvals = ui
         runtime = Runtime(
             settings,
             db,
+            stores.ledger,
+            messenger,
             dispatcher,
             coordinator,
             guard,
+            stores.operators,
             commands,
             pairing_code,
             approvals,
@@ -167,73 +247,107 @@ async def open_runtime(
             controls,
             digest,
             scheduler,
+            memory=memory,
+            ingestor=ingestor,
         )
-        register_core_commands(commands, runtime_status=lambda: status_lines(runtime))
-        register_approval_commands(commands, approvals, ui, settings.smtp.from_addr)
-        budget_cmds.register(commands)
-        register_memory_commands(commands, db, memory, ledger, profile, settings.memory.scope)
-        ingestor = None
-        if memory is not None:
-            ingestor = Ingestor(memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s)
-            dispatcher.on_operator_text = lambda inbound, event_id: ingestor.add(
-                Note(
-                    text=inbound.text,
-                    source=f"chat:{inbound.channel}",
-                    at=inbound.received_at,
-                    scope=settings.memory.scope,
-                    ref=f"msg-{event_id}",
-                )
-            )
-            scheduler.every("memory-maintenance", 6 * 3600, _maintain(memory))
-
-        async def digest_now(inbound: InboundMessage, _: str) -> str:
-            await digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
-            return ""
-
-        commands.add("digest", "Send the digest now", digest_now)
-
-        if settings.telegram.configured:
-            from bot.channels.telegram import TelegramChannel
-
-            runtime.channels.append(TelegramChannel(settings.telegram, dispatcher.handle, commands.menu()))
-        if settings.slack.configured:
-            from bot.channels.slack import SlackChannel
-
-            runtime.channels.append(SlackChannel(settings.slack, dispatcher.handle))
-        if console or (console is None and not runtime.channels):
-            runtime.console = ConsoleChannel(dispatcher.handle, console_input, console_output)
-            runtime.channels.append(runtime.console)
-
-        for channel in runtime.channels:
-            dispatcher.attach(channel)
-        for channel in runtime.channels:
-            await channel.start()
-            stack.push_async_callback(_stop_channel, channel)
-        replayed = await dispatcher.replay_pending()
-        if replayed:
-            log.info("replayed %d update(s) left unfinished by the last run", replayed)
-        await runner.recover()
-        await _background(stack, runner.run_forever(), "outbox")
-        await _background(stack, _sweep_expired(approvals, ui, settings.expiry_sweep_s), "expiry")
-        await _background(stack, scheduler.run_forever(), "scheduler")
-        if ingestor is not None:
-            await _background(stack, ingestor.run_forever(), "memory-ingest")
-        runtime.ingestor = ingestor
-        runtime.memory = memory
-        # Everything built so far lives until shutdown: keep it out of the collector's full passes,
-        # which otherwise show up as 100+ ms pauses in reply latency.
-        gc.freeze()
+        _register_commands(runtime, budget_cmds, policy_cmds, stores)
+        _schedule(runtime, stores.checkpoints, memory)
+        _make_channels(runtime, console, console_input, console_output)
+        await _start(runtime, stack, prices)
         yield runtime
 
 
-async def _alert(alert: BudgetAlert, budgets: BudgetCommands, control: ControlStore, dispatcher: Dispatcher) -> None:
+def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:
+    def hook(inbound: InboundMessage, event_id: int) -> None:
+        ingestor.add(
+            Note(
+                text=inbound.text,
+                source=f"chat:{inbound.channel}",
+                at=inbound.received_at,
+                scope=settings.memory.scope,
+                ref=f"msg-{event_id}",
+            )
+        )
+
+    return hook
+
+
+def _register_commands(rt: Runtime, budgets: BudgetCommands, policy: PolicyCommands, stores: _Stores) -> None:
+    commands, settings = rt.commands, rt.settings
+    register_core_commands(commands, runtime_status=lambda: status_lines(rt))
+    register_approval_commands(commands, rt.approvals, rt.approval_ui, settings.smtp.from_addr)
+    budgets.register(commands)
+    policy.register(commands)
+    register_memory_commands(commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope)
+
+    async def digest_now(inbound: InboundMessage, _: str) -> str:
+        await rt.digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
+        return ""
+
+    commands.add("digest", "Send the digest now", digest_now, confidential=True)
+
+
+def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection, memory: Memory | None) -> None:
+    scheduler = rt.scheduler
+    scheduler.daily("digest", rt.settings.digest_time, rt.digest.scheduled)
+    scheduler.every("checkpoint-pruning", 24 * 3600, lambda: _prune(checkpoints))
+    scheduler.every("operator-notices", 10, partial(_notify_access, rt))
+    if memory is not None:
+        scheduler.every("memory-maintenance", 6 * 3600, _maintain(memory))
+
+
+async def _notify_access(rt: Runtime) -> None:
+    await notify_access_changes(rt.db, rt.control, rt.messenger)
+
+
+def _make_channels(rt: Runtime, console: bool | None, stdin: TextIO | None, stdout: TextIO | None) -> None:
+    settings = rt.settings
+    if settings.telegram.configured:
+        from bot.channels.telegram import TelegramChannel
+
+        rt.channels.append(TelegramChannel(settings.telegram, rt.dispatcher.accept, rt.commands.menu()))
+    if settings.slack.configured:
+        from bot.channels.slack import SlackChannel
+
+        rt.channels.append(SlackChannel(settings.slack, rt.dispatcher.accept))
+    if console or (console is None and not rt.channels):
+        rt.console = ConsoleChannel(rt.dispatcher.handle, stdin, stdout)
+        rt.channels.append(rt.console)
+
+
+async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable) -> None:
+    """Start channels (replaying what a crash left unfinished), the outbox, the scheduler and ingestion."""
+    pending = await rt.dispatcher.pending()
+    for channel in rt.channels:
+        rt.messenger.attach(channel)
+    # Runs after every channel stopped (the stack unwinds in reverse): in-flight turns may finish.
+    stack.push_async_callback(rt.dispatcher.drain, 15.0)
+    for channel in rt.channels:
+        await channel.start()
+        stack.push_async_callback(_stop_channel, channel)
+        replayed = await rt.dispatcher.replay(pending, {channel.name})
+        if replayed:
+            log.info("%s: handling %d update(s) left unfinished by the last run", channel.name, len(replayed))
+    await rt.runner.recover()
+    await _background(stack, rt.runner.run_forever(), "outbox")
+    await _background(stack, _sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
+    await _background(stack, rt.scheduler.run_forever(), "scheduler")
+    if rt.ingestor is not None:
+        await _background(stack, rt.ingestor.run_forever(), "memory-ingest")
+    if rt.coordinator.llm.configured:
+        # The price table's first lookup reads a large catalog: do it now, off the loop.
+        models = [m for m in (rt.settings.llm.model, rt.settings.llm.cheap_model) if m]
+        await _background(stack, asyncio.to_thread(prices.warm, models), "prices")
+    # Everything built so far lives until shutdown: keep it out of the collector's full passes,
+    # which otherwise show up as 100+ ms pauses in reply latency.
+    gc.freeze()
+
+
+async def _alert(alert: BudgetAlert, *, budgets: BudgetCommands, control: ControlStore, messenger: Messenger) -> None:
     """Send a budget alert to the conversation it happened in, or to every operator's own chat."""
     targets = [session_target(alert.session)] if alert.session else await home_chats(control)
     for channel, chat_id, thread_id in targets:
-        try:
-            await dispatcher.send(budgets.alert_message(alert, channel, chat_id, thread_id))
-        except Exception:
-            log.exception("budget alert could not be delivered to %s:%s", channel, chat_id)
+        await messenger.send_quietly(budgets.alert_message(alert, channel, chat_id, thread_id))
 
 
 def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
@@ -304,11 +418,14 @@ def status_lines(runtime: Runtime) -> list[str]:
     elif not llm.available():
         model = f"{llm.model} (unreachable: offline mode until it answers)"
     else:
-        model = f"{llm.model} at {settings.llm.base_url or 'https://api.openai.com/v1'}"
-    if runtime.guard.pairing_mode:
-        access = "pairing (send /pair CODE from a chat to become the operator)"
+        model = f"{llm.model} at {redact_url(settings.llm.base_url or 'https://api.openai.com/v1')}"
+    if runtime.pairing_code:
+        access = "pairing open (send /pair CODE from a chat to become the operator)"
+    elif not runtime.guard.has_operators:
+        access = "no operator yet (the console only); set COO_OPERATORS or configure a chat platform to pair"
     else:
-        access = f"allow-list ({len(settings.operator_ids)} operator(s))"
+        count = len(runtime.guard.operator_ids()) - 1
+        access = f"{count} operator(s); `coo pair` opens pairing for another, `coo operators` lists them"
     return [
         f"channels: {', '.join(names)}",
         f"model: {model}",

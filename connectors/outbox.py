@@ -36,14 +36,16 @@ class OutboxRunner:
         settings: OutboxSettings,
         on_outcome: OutcomeHandler,
         is_paused: Callable[[], bool] = lambda: False,
+        wakeup: asyncio.Event | None = None,
     ) -> None:
+        """``wakeup`` is set by whoever queues work (e.g. an approval) to make the runner look now."""
         self._store = store
         self._db = db
         self._connectors = connectors
         self._settings = settings
         self._on_outcome = on_outcome
         self._is_paused = is_paused
-        self._wake = asyncio.Event()
+        self._wake = wakeup or asyncio.Event()
         # One breaker per connector: repeated temporary failures (an outage) stop the attempts
         # until a cooldown has passed, then one probe goes through.
         self.breakers = {
@@ -58,7 +60,7 @@ class OutboxRunner:
         self._wake.set()
 
     async def recover(self) -> list[OutboxRow]:
-        """Mark rows a crash left 'running' as 'unknown' and report them."""
+        """Mark rows a crash left 'running' as 'unknown', then show every unreported outcome on its cards."""
         recovered = []
         for row in await self._store.outbox_in("running"):
             detail = "the process stopped during the call; it may or may not have happened"
@@ -67,7 +69,8 @@ class OutboxRunner:
                 fresh = await self._store.outbox(row.approval_id)
                 assert fresh is not None
                 recovered.append(fresh)
-                await self._report(fresh)
+        for row in await self._store.unreported():
+            await self._report(row)
         return recovered
 
     async def run_forever(self) -> None:
@@ -144,7 +147,10 @@ class OutboxRunner:
         try:
             await self._on_outcome(row)
         except Exception:
+            # Left unreported: the next start shows it on the card again.
             log.exception("outbox %s: reporting the outcome failed", row.approval_id)
+        else:
+            await self._store.mark_reported(row.approval_id, row.state)
 
     async def _event(self, row: OutboxRow, outcome: str, detail: str) -> None:
         await self._db.append_event(

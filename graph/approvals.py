@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -19,11 +20,11 @@ from typing import Literal
 from connectors.base import Action, Connector
 from connectors.email import EmailAction
 from graph.errors import UserFacingError
-from graph.policy import Policy, Risk
+from graph.policy import POLICY_RISK_KEY, TOLERANCES, Policy, Risk, Tolerance
 from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
+from memory.control import ControlStore
 from memory.db import Database, utcnow
-from memory.profile import ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,14 @@ class ApprovalService:
         connectors: dict[str, Connector],
         settings: ApprovalSettings,
         operators: Callable[[], Collection[str]],
-        profile: ProfileStore | None = None,
+        control: ControlStore,
     ) -> None:
         self._store = store
         self._db = db
         self._connectors = connectors
         self._settings = settings
         self._operators = operators
-        self._profile = profile
+        self._control = control
 
     @property
     def store(self) -> ApprovalStore:
@@ -102,14 +103,12 @@ class ApprovalService:
         return connector
 
     async def policy(self) -> Policy:
-        """The policy now: the profile's risk tolerance when set, else the configured one.
-        Forbidden kinds come from settings only; nothing in the profile can lift them."""
-        tolerance = self._settings.risk_tolerance
-        if self._profile is not None:
-            chosen = (await self._profile.get()).values.get("risk")
-            if chosen in ("cautious", "balanced", "relaxed"):
-                tolerance = chosen  # type: ignore[assignment]
-        return Policy(tolerance, self._settings.forbidden)
+        """The policy now: the risk tolerance an operator set with /policy, else the configured one.
+
+        Only operator commands write what this reads (I1): no tool, model output or profile field
+        can loosen it. Forbidden kinds come from settings only; nothing can lift them.
+        """
+        return Policy(await current_tolerance(self._control, self._settings), self._settings.forbidden)
 
     async def known_recipients(self) -> set[str]:
         """Addresses that were already emailed successfully."""
@@ -261,7 +260,7 @@ class ApprovalService:
 
     def render(self, row: ApprovalRow, status: str | None = None, resend: bool = False) -> Card:
         """The card, from the structured fields (never from model prose)."""
-        preview = self.connector(row.kind).preview(self.connector(row.kind).parse(row.action))
+        preview = visible_controls(self.connector(row.kind).preview(self.connector(row.kind).parse(row.action)))
         title = {"email.send": "Send this email?"}.get(row.kind, f"Run {row.kind}?")
         expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
         if status is None:
@@ -286,6 +285,22 @@ class ApprovalService:
 
     async def _audit(self, kind: str, actor: str, payload: dict[str, object], thread: str | None) -> None:
         await self._db.append_event(kind, actor, payload, session=thread)
+
+
+async def current_tolerance(control: ControlStore, settings: ApprovalSettings) -> Tolerance:
+    """The risk tolerance in force: the operator's /policy choice, else COO_APPROVALS__RISK_TOLERANCE."""
+    chosen = await control.get(POLICY_RISK_KEY)
+    return chosen if chosen in TOLERANCES else settings.risk_tolerance  # type: ignore[no-any-return]
+
+
+# Bidirectional controls: in a card they could make the text shown differ from the text sent (e.g. a
+# right-to-left override reversing a subject or an amount). They are shown, not obeyed.
+_INVISIBLE = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with bidi controls replaced by a visible ``<U+XXXX>``."""
+    return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
 
 
 def idempotency_key(approval_id: str) -> str:

@@ -1,15 +1,18 @@
-"""Budgets (I5): the check runs before each model call, with an estimate of its cost."""
+"""Budgets (I5): before each model call its estimated cost is reserved against every cap that applies,
+in the same transaction that reads what was spent, so concurrent calls cannot overshoot together."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from graph.periods import period_start
 from graph.pricing import PriceTable
 from memory.control import Budget, ControlStore
 from memory.db import Database, utcnow
+from memory.ledger import Booking, CostLedger, Hold
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ class BudgetAlert:
 
 
 class BudgetExceeded(Exception):
-    """The call was not made: it would cross a cap (or the workflow's breaker is open)."""
+    """The call was not made: it would cross a cap."""
 
     def __init__(self, alert: BudgetAlert, first: bool) -> None:
         super().__init__(f"{alert.workflow}: {alert.budget.period} cap {alert.budget.amount:.2f} reached")
@@ -37,93 +40,135 @@ class BudgetExceeded(Exception):
         self.first = first
 
 
-@dataclass(frozen=True)
-class Clearance:
-    """The call may go ahead, with this model."""
-
-    model: str
-
-
 AlertHandler = Callable[[BudgetAlert], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    hold: Hold | None
+    over: tuple[Budget, float] | None
+    near: tuple[Budget, float] | None
+    estimate: float
+
+
+def _check(
+    caps: list[Budget], spent: list[float], estimate: float
+) -> tuple[tuple[Budget, float] | None, tuple[Budget, float] | None]:
+    """The first cap this call would cross, and the first it would bring to 80 % or more."""
+    over = near = None
+    for cap, already in zip(caps, spent, strict=True):
+        if already + estimate > cap.amount:
+            over = over or (cap, already)
+        elif already + estimate >= NEAR_CAP * cap.amount:
+            near = near or (cap, already)
+    return over, near
+
+
 class BudgetGuard:
-    """Checks every model call against the caps of its workflow and of "all"."""
+    """Reserves every model call against the caps of its workflow and of "all"."""
 
     def __init__(
         self,
+        ledger: CostLedger,
         db: Database,
         store: ControlStore,
         prices: PriceTable,
         timezone: str,
-        currency: str,
         cheap_model: str | None,
         on_alert: AlertHandler | None = None,
     ) -> None:
+        self._ledger = ledger
         self._db = db
         self._store = store
         self._prices = prices
         self._tz = timezone
-        self.currency = currency
         self._cheap = cheap_model
-        self.on_alert = on_alert
+        self._on_alert = on_alert
 
     @property
     def prices(self) -> PriceTable:
         """The price table."""
         return self._prices
 
-    async def clear(
+    async def reserve(
         self, workflow: str, model: str, prompt_tokens: int, max_completion: int, session: str | None
-    ) -> Clearance:
-        """Raise BudgetExceeded if this call would cross a cap; otherwise say which model to use."""
-        estimate = self._prices.price(model).cost(prompt_tokens, max_completion)
-        worst: tuple[Budget, float] | None = None
-        near: tuple[Budget, float] | None = None
+    ) -> Hold:
+        """Hold the call's estimated cost (prompt + ``max_completion`` at the model's price).
+
+        Raises BudgetExceeded, holding nothing, when the call would cross a cap. Near a cap the
+        cheaper model is chosen when one is configured (the hold says which model to call).
+        """
+        caps = [b for b in await self._store.budgets() if b.scope in ("all", workflow)]
         now = utcnow()
-        applicable = [b for b in await self._store.budgets() if b.scope in ("all", workflow)]
-        if not applicable:
-            return Clearance(model)  # no cap: no bookkeeping on the per-call path
-        for budget in applicable:
-            scope = None if budget.scope == "all" else workflow
-            spent = await self._db.spend_since(period_start(budget.period, now, self._tz), scope)
-            if spent + estimate > budget.amount:
-                worst = worst or (budget, spent)
-            elif spent + estimate >= NEAR_CAP * budget.amount:
-                near = near or (budget, spent)
-        if worst is not None:
-            if await self._store.delete(f"budget.once:{workflow}"):
-                log.info("budget: %s allowed one call over its cap on the operator's request", workflow)
-                return Clearance(model)
-            alert = BudgetAlert("exceeded", workflow, worst[0], worst[1], estimate, session)
-            first = await self._store.put_new(
-                f"budget.open:{workflow}", {"scope": worst[0].scope, "period": worst[0].period}
-            )
-            await self._db.append_event(
-                "budget.blocked",
-                "coo",
-                {
-                    "workflow": workflow,
-                    "scope": worst[0].scope,
-                    "period": worst[0].period,
-                    "cap": worst[0].amount,
-                    "spent": round(worst[1], 6),
-                    "estimate": round(estimate, 6),
-                    "first": first,
-                },
-                session=session,
-            )
-            if first and self.on_alert is not None:
-                await self.on_alert(alert)
-            raise BudgetExceeded(alert, first)
-        await self._store.delete(f"budget.open:{workflow}")  # fits again (new period or a raised cap)
-        if near is not None:
-            started = period_start(near[0].period, now, self._tz).date()
-            key = f"budget.near:{workflow}:{near[0].scope}:{near[0].period}:{started}"
-            if await self._store.put_new(key, True) and self.on_alert is not None:
-                await self.on_alert(BudgetAlert("near", workflow, near[0], near[1], estimate, session))
-            if self._cheap:
-                cheap_estimate = self._prices.price(self._cheap).cost(prompt_tokens, max_completion)
-                if cheap_estimate <= estimate:
-                    return Clearance(self._cheap)
-        return Clearance(model)
+        async with self._ledger.booking() as book:
+            verdict = await self._decide(book, caps, workflow, model, prompt_tokens, max_completion, session, now)
+        if verdict.over is not None:
+            return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
+        assert verdict.hold is not None
+        if caps:
+            await self._store.delete(f"budget.open:{workflow}")  # fits again (new period or a raised cap)
+        if verdict.near is not None:
+            cap, spent = verdict.near
+            started = period_start(cap.period, now, self._tz).date()
+            key = f"budget.near:{workflow}:{cap.scope}:{cap.period}:{started}"
+            if await self._store.put_new(key, True) and self._on_alert is not None:
+                await self._on_alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
+        return verdict.hold
+
+    async def _decide(
+        self,
+        book: Booking,
+        caps: list[Budget],
+        workflow: str,
+        model: str,
+        prompt_tokens: int,
+        max_completion: int,
+        session: str | None,
+        now: datetime,
+    ) -> _Verdict:
+        estimate = self._prices.price(model).cost(prompt_tokens, max_completion)
+        spent = [
+            await book.spent(period_start(cap.period, now, self._tz), None if cap.scope == "all" else workflow)
+            for cap in caps
+        ]
+        over, near = _check(caps, spent, estimate)
+        chosen, cost = model, estimate
+        if (over or near) and self._cheap and self._cheap != model:
+            # Near or over a cap with the requested model: the cheaper one, if it fits, goes instead.
+            cheap_cost = self._prices.price(self._cheap).cost(prompt_tokens, max_completion)
+            cheap_over, _ = _check(caps, spent, cheap_cost)
+            if cheap_cost <= estimate and cheap_over is None:
+                chosen, cost, near, over = self._cheap, cheap_cost, near or over, None
+        if over is not None:
+            return _Verdict(None, over, near, estimate)
+        hold = await book.hold(session, workflow, chosen, prompt_tokens, cost)
+        return _Verdict(hold, None, near, estimate)
+
+    async def _over_cap(
+        self, verdict: _Verdict, workflow: str, model: str, prompt_tokens: int, session: str | None
+    ) -> Hold:
+        assert verdict.over is not None
+        cap, spent = verdict.over
+        if await self._store.delete(f"budget.once:{workflow}"):
+            log.info("budget: %s allowed one call over its cap on the operator's request", workflow)
+            async with self._ledger.booking() as book:
+                return await book.hold(session, workflow, model, prompt_tokens, verdict.estimate)
+        alert = BudgetAlert("exceeded", workflow, cap, spent, verdict.estimate, session)
+        first = await self._store.put_new(f"budget.open:{workflow}", {"scope": cap.scope, "period": cap.period})
+        await self._db.append_event(
+            "budget.blocked",
+            "coo",
+            {
+                "workflow": workflow,
+                "scope": cap.scope,
+                "period": cap.period,
+                "cap": cap.amount,
+                "spent": round(spent, 6),
+                "estimate": round(verdict.estimate, 6),
+                "first": first,
+            },
+            session=session,
+        )
+        if first and self._on_alert is not None:
+            await self._on_alert(alert)
+        raise BudgetExceeded(alert, first)

@@ -58,6 +58,11 @@ def fit_turns(turns: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, 
 REPAIR_MARGIN = 64  # tokens kept free for the tool answers ``repair`` may add
 
 
+def as_data(text: str) -> str:
+    """``text`` safe inside a ``<data>`` block: it cannot close the block and speak as instructions."""
+    return text.replace("</data", "</ data").replace("<data", "< data")
+
+
 def assemble(
     system: str,
     context_template: str,
@@ -67,16 +72,25 @@ def assemble(
     turns: list[dict[str, Any]],
     budget: int,
     repair: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = list,
+    profile: str = "",
 ) -> Assembled:
-    """Build the prompt within ``budget`` tokens (estimated). ``dropped`` are original turns, in order."""
-    free = budget - estimate_tokens(system) - 8
-    summary_text = clip_text(summary, int(free * SUMMARY_SHARE)) if summary else "(none)"
-    record_lines = clip(records, int(free * RECORDS_SHARE)) or ["(none)"]
-    memory_lines = clip(memories, int(free * MEMORY_SHARE)) or ["(none)"]
-    extra = context_template.format(
-        summary=summary_text, records="\n".join(record_lines), memories="\n".join(memory_lines)
-    )
-    head = [{"role": "system", "content": system + "\n\n" + extra}]
+    """Build the prompt within ``budget`` tokens (estimated). ``dropped`` are original turns, in order.
+
+    The system message holds only our instructions. Everything the model or outside content may
+    have written (profile facts, the summary, records, recalled memories) goes in a separate
+    message as delimited data, never as instructions (prompt injection); empty parts are left out.
+    """
+    free = budget - estimate_tokens(system) - estimate_tokens(context_template) - estimate_tokens(profile) - 16
+    sections = [
+        ("business profile", profile),
+        ("summary of the earlier conversation", clip_text(summary, int(free * SUMMARY_SHARE)) if summary else ""),
+        ("records that may matter", "\n".join(clip(records, int(free * RECORDS_SHARE)))),
+        ("recalled from memory, each with its date and source", "\n".join(clip(memories, int(free * MEMORY_SHARE)))),
+    ]
+    data = "\n\n".join(f'<data source="{name}">\n{as_data(text)}\n</data>' for name, text in sections if text)
+    head = [{"role": "system", "content": system}]
+    if data:
+        head.append({"role": "user", "content": context_template.strip() + "\n\n" + data})
     kept, dropped = fit_turns(turns, budget - estimate_message_tokens(head) - REPAIR_MARGIN)
     messages = head + repair(kept)
     return Assembled(messages, dropped, estimate_message_tokens(messages))

@@ -12,7 +12,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from graph.approvals import ApprovalService
-from graph.llm import LLMClient
+from graph.errors import UserFacingError
+from graph.llm import LLMClient, estimate_tokens
 from graph.record_tools import RECORD_TOOLS
 from graph.settings import LLMSettings
 from graph.state import GraphContext
@@ -22,16 +23,27 @@ from memory.api import Memory
 from memory.db import Database
 from memory.profile import ProfileStore
 from memory.records import Records
+from prompts.messages import TOO_LONG_FOR_MODEL
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TurnResult:
-    """What one run produced: reply text and the approval ids whose cards must be shown."""
+    """What one run produced: reply text and the approval ids whose cards must be shown.
+
+    ``log_text``, when set, is what the event log keeps instead of the reply (e.g. references
+    instead of quoted memories).
+    """
 
     reply: str
     cards: tuple[str, ...] = ()
+    log_text: str | None = None
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> TurnResult:
+        """The result held in a run's final state."""
+        return cls(str(values.get("reply", "")), tuple(values.get("cards", [])), values.get("reply_log"))
 
 
 class Coordinator:
@@ -89,23 +101,46 @@ class Coordinator:
     def _config(session: str) -> RunnableConfig:
         return {"configurable": {"thread_id": session}}
 
-    async def respond(self, session: str, text: str, requested_by: str = "") -> TurnResult:
-        """Run one operator message through the graph."""
+    async def respond(
+        self,
+        session: str,
+        text: str,
+        requested_by: str = "",
+        turn_key: str | None = None,
+        replaying: bool = False,
+    ) -> TurnResult:
+        """Run one operator message through the graph.
+
+        ``turn_key`` names the turn (the platform's delivery id). When a crash made the same delivery
+        run again (``replaying``), the turn resumes from its last checkpoint instead of starting over,
+        so a model call that already completed is not made again.
+        """
+        limit = self._settings.context_budget // 2
+        if self._llm.configured and estimate_tokens(text) > limit:
+            raise UserFacingError(TOO_LONG_FOR_MODEL.format(tokens=estimate_tokens(text), limit=limit))
+        config = self._config(session)
+        context = self._context(session, requested_by)
+        if replaying and turn_key is not None:
+            snapshot = await self._graph.aget_state(config)
+            if snapshot.values.get("turn_key") == turn_key:
+                waiting = any(task.interrupts for task in snapshot.tasks)
+                if snapshot.next and not waiting:
+                    log.info("session %s: resuming turn %s from its checkpoint", session, turn_key)
+                    values = await self._graph.ainvoke(None, config=config, context=context, durability="sync")
+                else:
+                    values = snapshot.values
+                return TurnResult.of(values)
         start = {
             "messages": [{"role": "user", "content": text}],
             "tool_rounds": 0,
             "reply": "",
+            "reply_log": None,
             "offline": False,
             "awaiting": None,
             "cards": [],
+            "turn_key": turn_key,
         }
-        result = await self._graph.ainvoke(
-            start,
-            config=self._config(session),
-            context=self._context(session, requested_by),
-            durability="sync",
-        )
-        return TurnResult(str(result.get("reply", "")), tuple(result.get("cards", [])))
+        return TurnResult.of(await self._graph.ainvoke(start, config=config, context=context, durability="sync"))
 
     async def waiting_for(self, session: str) -> str | None:
         """The root approval id the thread is interrupted on, if any."""
@@ -128,7 +163,7 @@ class Coordinator:
             context=self._context(session, requested_by),
             durability="sync",
         )
-        return TurnResult(str(result.get("reply", "")), tuple(result.get("cards", [])))
+        return TurnResult.of(result)
 
     async def history(self, session: str) -> list[dict[str, Any]]:
         """The stored messages of a thread (for tests and export)."""

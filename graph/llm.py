@@ -18,7 +18,8 @@ from graph.budget import BudgetGuard
 from graph.errors import ModelUnavailable
 from graph.pricing import PriceTable
 from graph.settings import LLMSettings
-from memory.db import Database, LLMCall
+from memory.db import LLMCall
+from memory.ledger import CostLedger, Hold
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,13 @@ class ModelReply:
         return msg
 
 
+# Hard caps on what one model answer may put into the conversation (and so into checkpoints and
+# chats), whatever max_tokens the endpoint honoured.
+MAX_REPLY_CHARS = 16_000
+MAX_TOOL_ARGUMENT_CHARS = 32_000
+CLIPPED = "\n[… the answer was cut here: it was longer than solo-coo accepts]"
+
+
 def estimate_tokens(text: str) -> int:
     """A local token estimate (no tokenizer download): ~4 characters a token, at least 1."""
     return max(1, (len(text) + 3) // 4)
@@ -65,23 +73,24 @@ def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:
 class LLMClient:
     """Calls the model, retrying 429/5xx/connection errors with backoff, and records usage and cost.
 
-    Before each call the budget guard gets an estimate of its cost (I5); a call that would cross a
-    cap is never made. Failures feed a circuit breaker: once it opens, callers get
+    Before each call the budget guard reserves its estimated cost (I5); a call that would cross a
+    cap is never made. After it, the hold is settled with the reported usage, or released when the
+    call failed (providers do not bill failed calls). Failures feed a circuit breaker: once it opens, callers get
     :class:`ModelUnavailable` without a network call until it half-opens and one call probes again.
     """
 
     def __init__(
         self,
         settings: LLMSettings,
-        db: Database,
-        prices: PriceTable | None = None,
+        ledger: CostLedger,
+        prices: PriceTable,
         budget: BudgetGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._db = db
+        self._ledger = ledger
         self._clock = clock
-        self._prices = prices or PriceTable(settings.base_url, settings.prices)
+        self._prices = prices
         self._budget = budget
         self.breaker = CircuitBreaker(
             "model", settings.breaker_failures, settings.breaker_window_s, settings.offline_cooldown_s, clock
@@ -138,12 +147,38 @@ class LLMClient:
             raise ModelUnavailable("no model is configured")
         name = model or self._settings.model
         max_out = self._settings.max_completion_tokens
+        estimate = estimate_message_tokens([*messages, *tools])
+        hold: Hold | None = None
         if self._budget is not None:
-            estimate = estimate_message_tokens([*messages, *tools])
-            name = (await self._budget.clear(workflow, name, estimate, max_out, session)).model
+            hold = await self._budget.reserve(workflow, name, estimate, max_out, session)
+            name = hold.model
         kwargs: dict[str, Any] = {"model": name, "messages": list(messages), "max_tokens": max_out}
         if tools:
             kwargs["tools"] = list(tools)
+        try:
+            reply = await self._attempts(kwargs, session, workflow, name, messages, hold)
+        except ModelUnavailable:
+            if hold is not None:
+                await self._ledger.release(hold.id)
+            raise
+        except BaseException:
+            # Cancelled mid-call (shutdown): the call may have been billed; it counts at its estimate.
+            if hold is not None:
+                call = LLMCall(session, workflow, name, estimate, 0, True, 0, "unknown: interrupted", hold.cost)
+                await asyncio.shield(self._ledger.settle(hold.id, call))
+            raise
+        return reply
+
+    async def _attempts(
+        self,
+        kwargs: dict[str, Any],
+        session: str | None,
+        workflow: str,
+        name: str,
+        messages: Sequence[dict[str, Any]],
+        hold: Hold | None,
+    ) -> ModelReply:
+        assert self._client is not None
         for attempt in range(1, self._settings.max_attempts + 1):
             if not self.breaker.allow():
                 self._down = True
@@ -164,9 +199,8 @@ class LLMClient:
             completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
             cost = self._prices.price(name).cost(prompt, completion)
             latency = int((self._clock() - started) * 1000)
-            await self._db.record_llm_call(
-                LLMCall(session, workflow, name, prompt, completion, usage is None, latency, "ok", cost)
-            )
+            call = LLMCall(session, workflow, name, prompt, completion, usage is None, latency, "ok", cost)
+            await self._ledger.settle(hold.id if hold else None, call)
             if self._down:
                 log.info("model reachable again")
             self.breaker.record_success()
@@ -188,7 +222,7 @@ class LLMClient:
         reason = _describe(exc)
         latency = int((self._clock() - started) * 1000)
         # Failed calls are not billed by the providers we know; the tokens we sent are still recorded.
-        await self._db.record_llm_call(
+        await self._ledger.record(
             LLMCall(session, workflow, model, estimate_message_tokens(messages), 0, True, latency, f"error: {reason}")
         )
         opened = self.breaker.record_failure(reason)
@@ -219,8 +253,16 @@ def _parse(response: Any) -> ModelReply:
         return ModelReply("")
     message = response.choices[0].message
     calls = tuple(
-        ToolCall(c.id, c.function.name, c.function.arguments or "{}")
+        ToolCall(c.id, c.function.name, _clip_arguments(c.function.arguments or "{}"))
         for c in (message.tool_calls or [])
         if getattr(c, "function", None) is not None
     )
-    return ModelReply(message.content or "", calls)
+    content = message.content or ""
+    if len(content) > MAX_REPLY_CHARS:
+        content = content[: MAX_REPLY_CHARS - len(CLIPPED)] + CLIPPED
+    return ModelReply(content, calls)
+
+
+def _clip_arguments(arguments: str) -> str:
+    # Oversized arguments are not valid JSON once cut: the tool then reports bad arguments to the model.
+    return arguments if len(arguments) <= MAX_TOOL_ARGUMENT_CHARS else arguments[:MAX_TOOL_ARGUMENT_CHARS]

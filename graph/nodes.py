@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -9,7 +11,7 @@ from langgraph.types import interrupt
 
 from graph.action_tools import ACTION_TOOLS, action_schemas, approval_id_for, build_action
 from graph.budget import BudgetExceeded
-from graph.context import assemble, clip_text, extractive_summary, render_turns
+from graph.context import Assembled, as_data, assemble, clip_text, extractive_summary, render_turns
 from graph.errors import ModelUnavailable, UserFacingError
 from graph.llm import estimate_message_tokens
 from graph.policy import Risk
@@ -19,6 +21,8 @@ from graph.tools import ToolContext, render_time, search_messages
 from memory.db import utcnow
 from prompts import load_prompt
 
+log = logging.getLogger(__name__)
+
 
 async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
     """Profile, touched records, recalled memories, rolling summary and the newest turns, within budget.
@@ -27,31 +31,37 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
     in the event log, records and semantic memory, so nothing the operator said is lost.
     """
     ctx = runtime.context
-    profile = (await ctx.profile.get()).render() if ctx.profile else ""
+    profile = await ctx.profile.get() if ctx.profile else None
+    instructions = profile.instructions if profile else ""
     system = load_prompt("system").format(
-        profile=profile or load_prompt("profile_placeholder").strip(),
+        instructions=load_prompt("operator_instructions").format(instructions=instructions) if instructions else "",
         now=render_time(utcnow(), ctx.timezone),
         timezone=ctx.timezone,
     )
+    facts = profile.render_facts() if profile else ""
     messages = state.get("messages", [])
     done = state.get("summarized", 0)
     request = _last_user_text(messages)
-    memories = await recall_lines(ctx, request)
+    memories = [hit.line for hit in await recall(ctx, request)]
     records = await touched_records(ctx, request)
     summary = state.get("summary", "")
     turns = messages[done:]
     template = load_prompt("context")
     # The tool schemas travel with every call: they count against the budget too.
     budget = ctx.context_budget - estimate_message_tokens(offered_tools(ctx))
-    built = assemble(system, template, summary, records, memories, turns, budget, repair_tool_history)
+
+    def build(summary: str, turns: list[dict[str, Any]], budget: int) -> Assembled:
+        return assemble(system, template, summary, records, memories, turns, budget, repair_tool_history, facts)
+
+    built = build(summary, turns, budget)
     if not built.dropped:
         return {"context": built.messages}
     # Fold generously (as if the budget were 40 % smaller), so the next fold is many turns away
     # instead of one summary call on every turn.
-    shrunk = assemble(system, template, summary, records, memories, turns, int(budget * FOLD_TARGET))
+    shrunk = build(summary, turns, int(budget * FOLD_TARGET))
     summary = await summarize(ctx, summary, shrunk.dropped)
     done += len(shrunk.dropped)
-    built = assemble(system, template, summary, records, memories, messages[done:], budget, repair_tool_history)
+    built = build(summary, messages[done:], budget)
     return {"context": built.messages, "summary": summary, "summarized": done + len(built.dropped)}
 
 
@@ -63,15 +73,41 @@ def offered_tools(ctx: GraphContext) -> list[dict[str, Any]]:
     return [*ctx.tools.schemas(), *(action_schemas() if ctx.approvals else [])]
 
 
-async def recall_lines(ctx: GraphContext, request: str) -> list[str]:
-    """Top memories for the request, as data lines with source and date."""
-    if ctx.memory is None or not request.strip():
+MAX_RECALL_QUERY_CHARS = 1_000
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """One recalled thing: the line shown to the model and the reference it came from."""
+
+    line: str
+    ref: str
+
+
+async def recall(ctx: GraphContext, request: str) -> list[Recalled]:
+    """Top memories for the request, as data lines with source and date.
+
+    Semantic memory first; when it fails (e.g. its files are gone) the message log's full-text
+    index answers instead, so a broken memory never breaks the conversation.
+    """
+    query = request.strip()[:MAX_RECALL_QUERY_CHARS]
+    if not query:
         return []
-    try:
-        hits = await ctx.memory.recall(request, k=6, scope=ctx.scope)
-    except ValueError:
-        return []
-    return [f"[{h.at:%Y-%m-%d} {h.source}] {h.text[:500]}" for h in hits if h.text.strip() != request.strip()][:5]
+    if ctx.memory is not None:
+        try:
+            hits = await ctx.memory.recall(query, k=6, scope=ctx.scope)
+        except ValueError:
+            return []
+        except Exception:
+            log.warning("semantic memory failed in %s; recalling from the message log", ctx.session, exc_info=True)
+        else:
+            return [
+                Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {h.text[:500]}", h.ref)
+                for h in hits
+                if h.text.strip() != request.strip()
+            ][:5]
+    found = await search_messages(ctx.db, query, 6, kinds=("message.in",))
+    return [Recalled(line, ref) for line, ref in found if not line.endswith(f"operator: {request[:300]}")][:5]
 
 
 async def touched_records(ctx: GraphContext, request: str) -> list[str]:
@@ -131,7 +167,10 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     mid_turn = bool(state.get("messages")) and state["messages"][-1].get("role") == "tool"
     if not ctx.llm.available():
         # After a card's decision the card itself shows the outcome; no offline boilerplate then.
-        return {"reply": "" if mid_turn else await offline_reply(ctx, last_user), "offline": True}
+        if mid_turn:
+            return {"reply": "", "offline": True}
+        text, logged = await offline_reply(ctx, last_user)
+        return {"reply": text, "reply_log": logged, "offline": True}
     rounds = state.get("tool_rounds", 0)
     offered = offered_tools(ctx)
     tools = offered if rounds < ctx.max_tool_rounds else []
@@ -150,10 +189,11 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
         )
         return {"reply": text, "offline": True}
     except ModelUnavailable as exc:
-        text = "" if mid_turn else await offline_reply(ctx, last_user)
+        text, logged = ("", "") if mid_turn else await offline_reply(ctx, last_user)
         if ctx.llm.take_outage_notice():
-            text = (load_prompt("model_down").format(reason=str(exc)).strip() + "\n\n" + text).strip()
-        return {"reply": text, "offline": True}
+            notice = load_prompt("model_down").format(reason=str(exc)).strip()
+            text, logged = (notice + "\n\n" + text).strip(), (notice + "\n\n" + logged).strip()
+        return {"reply": text, "reply_log": logged, "offline": True}
     message = reply.as_message()
     if not tools and message.pop("tool_calls", None) and not message["content"]:
         # A model that keeps calling tools after they were withdrawn gets no further round.
@@ -218,7 +258,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
                         "tool_call_id": call_id,
                     }
                     continue
-        results.append({"role": "tool", "tool_call_id": call_id, "content": f"<data>\n{output}\n</data>"})
+        results.append({"role": "tool", "tool_call_id": call_id, "content": f"<data>\n{as_data(output)}\n</data>"})
     return {
         "messages": results,
         "awaiting": awaiting,
@@ -268,7 +308,9 @@ async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str
             {"tool": fn.get("name"), "ok": not output.startswith("error:")},
             session=ctx.session,
         )
-        results.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{output}\n</data>"})
+        results.append(
+            {"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{as_data(output)}\n</data>"}
+        )
     return {"messages": results, "tool_rounds": state.get("tool_rounds", 0) + 1}
 
 
@@ -281,14 +323,21 @@ async def finish(state: CooState) -> dict[str, Any]:
     return {"reply": text or "(the model returned an empty answer)"}
 
 
-async def offline_reply(ctx: GraphContext, text: str) -> str:
-    """What the operator gets without a model: matching earlier messages and how to add a model."""
-    hits = await recall_lines(ctx, text) if ctx.memory is not None else []
-    if not hits and text.strip():
-        hits = await search_messages(ctx.db, text, 6, kinds=("message.in",))
-    hits = [h for h in hits if not h.endswith(f"operator: {text[:300]}")][:5]
-    recall = ("Related things you told me:\n" + "\n".join(hits)) if hits else "Nothing in memory matches that yet."
-    return load_prompt("offline").format(recall=recall).strip()
+async def offline_reply(ctx: GraphContext, text: str) -> tuple[str, str]:
+    """What the operator gets without a model: matching earlier messages and how to add a model.
+
+    Returns the reply and what the event log may keep of it: the references of what it quoted, never
+    the quoted text (so ``/forget`` can really forget a note).
+    """
+    hits = await recall(ctx, text)
+    recall_text = (
+        ("Related things you told me:\n" + "\n".join(h.line for h in hits))
+        if hits
+        else "Nothing in memory matches that yet."
+    )
+    reply = load_prompt("offline").format(recall=recall_text).strip()
+    logged = "[offline reply quoting " + (", ".join(h.ref for h in hits) or "nothing") + "]"
+    return reply, logged
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:

@@ -26,6 +26,14 @@ DEFAULT_TABLE: dict[str, Risk] = {
 }
 
 Tolerance = Literal["cautious", "balanced", "relaxed"]
+TOLERANCES: tuple[Tolerance, ...] = ("cautious", "balanced", "relaxed")  # tightest first
+# Where the operator's /policy choice is kept (the control store; only operator commands write it).
+POLICY_RISK_KEY = "policy.risk"
+
+
+def loosens(current: Tolerance, new: Tolerance) -> bool:
+    """True when ``new`` lets more actions run without a card than ``current``."""
+    return TOLERANCES.index(new) > TOLERANCES.index(current)
 
 
 class Policy:

@@ -1,69 +1,84 @@
-"""Model prices and cost arithmetic. Prices are per million tokens, in the operator's currency."""
+"""Model prices and cost arithmetic. Prices are per million tokens, in the operator's currency.
+
+A model is priced by its name, whatever the endpoint it is reached through (a gateway on a private
+address serves the same paid models): first the operator's overrides, then the maintained table of
+``genai-prices``. A model is free only when the operator says so (``COO_LLM__FREE``); an unknown
+model is priced high, never at 0, so that budgets hold (I5).
+"""
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
-from urllib.parse import urlparse
+import logging
+import threading
+from dataclasses import dataclass, field
 
-# USD per 1M tokens (input, output), as published by OpenAI for these models.
-DEFAULT_PRICES_USD: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "o4-mini": (1.10, 4.40),
-    "o3-mini": (1.10, 4.40),
-    "gpt-3.5-turbo": (0.50, 1.50),
-}
-# What an unknown model on a paid endpoint is assumed to cost: high on purpose, so budgets hold.
-UNKNOWN_MODEL_USD = (5.00, 15.00)
+log = logging.getLogger(__name__)
+
+# What a model nobody priced is assumed to cost (USD per 1M input / output tokens): the price of
+# the dearest mainstream models, on purpose, so a budget stops it rather than letting it run free.
+UNKNOWN_MODEL_USD = (15.00, 75.00)
 
 
 @dataclass(frozen=True)
 class Price:
-    """Price per million input and output tokens."""
+    """Price per million input and output tokens; ``source`` says where it came from."""
 
     input_per_m: float
     output_per_m: float
+    source: str = field(default="override", compare=False)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Cost of one call."""
         return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1_000_000
 
 
-def is_local_endpoint(base_url: str | None) -> bool:
-    """True for endpoints on this machine or a private network (Ollama, llama.cpp, vLLM): they cost 0."""
-    if not base_url:
-        return False
-    host = urlparse(base_url).hostname or ""
-    if host in ("localhost", "host.docker.internal") or host.endswith(".local"):
-        return True
+def catalog_price_usd(model: str) -> tuple[float, float] | None:
+    """USD per 1M input / output tokens from ``genai-prices`` (bundled data, no network); None if unknown."""
+    from genai_prices import Usage, calc_price  # 0.4 s to import: only when a price is first needed
+
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private
+        per_input = calc_price(Usage(input_tokens=1_000_000, output_tokens=0), model_ref=model).total_price
+        per_output = calc_price(Usage(input_tokens=0, output_tokens=1_000_000), model_ref=model).total_price
+    except LookupError:
+        return None
+    return float(per_input), float(per_output)
 
 
 class PriceTable:
-    """Looks up a model's price: operator overrides, then defaults, 0 for local endpoints."""
+    """Looks up a model's price: operator overrides, "free" when the operator says so, the catalog, else high."""
 
-    def __init__(self, base_url: str | None, overrides: dict[str, tuple[float, float]], usd_rate: float = 1.0):
-        self._local = is_local_endpoint(base_url)
+    def __init__(self, overrides: dict[str, tuple[float, float]], usd_rate: float = 1.0, free: bool = False):
         self._overrides = overrides
         self._rate = usd_rate
+        self._free = free
+        self._cache: dict[str, Price] = {}
+        self._lock = threading.Lock()
 
     def price(self, model: str) -> Price:
-        """The price of ``model`` in the operator's currency."""
+        """The price of ``model`` in the operator's currency (thread-safe; cached)."""
         if model in self._overrides:
-            return Price(*self._overrides[model])
-        if self._local:
-            return Price(0.0, 0.0)
-        usd = DEFAULT_PRICES_USD.get(model)
-        if usd is None:
-            # Dated snapshots ("gpt-4o-mini-2024-07-18") cost what their family costs.
-            family = max((name for name in DEFAULT_PRICES_USD if model.startswith(name)), key=len, default=None)
-            usd = DEFAULT_PRICES_USD[family] if family else UNKNOWN_MODEL_USD
-        return Price(usd[0] * self._rate, usd[1] * self._rate)
+            return Price(*self._overrides[model], source="COO_LLM__PRICES")
+        if self._free:
+            return Price(0.0, 0.0, source="COO_LLM__FREE")
+        cached = self._cache.get(model)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = self._cache.get(model)
+            if cached is not None:
+                return cached
+            usd = catalog_price_usd(model)
+            if usd is None:
+                log.warning(
+                    "no known price for model %r: counted at %s/%s USD per 1M tokens", model, *UNKNOWN_MODEL_USD
+                )
+            source = "genai-prices" if usd is not None else "unknown model, priced high"
+            usd = usd or UNKNOWN_MODEL_USD
+            price = Price(usd[0] * self._rate, usd[1] * self._rate, source=source)
+            self._cache[model] = price
+        return price
+
+    def warm(self, models: list[str]) -> None:
+        """Look these models up now (the catalog takes ~0.5 s to load: call it off the event loop)."""
+        for model in models:
+            self.price(model)

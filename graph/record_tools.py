@@ -8,7 +8,7 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 from graph.tools import Tool, ToolContext
-from memory.profile import FIELDS, ProfileError
+from memory.profile import FIELDS, MODEL_WRITABLE, ProfileError
 from memory.records import Contact, Record, RecordError, Task
 
 
@@ -54,7 +54,7 @@ class UpsertTaskArgs(BaseModel):
 class UpdateProfileArgs(BaseModel):
     """Arguments of update_profile."""
 
-    field: str = Field(description="one of: " + ", ".join(FIELDS))
+    field: str = Field(description="one of: " + ", ".join(MODEL_WRITABLE))
     value: str = Field(max_length=1000)
 
 
@@ -141,7 +141,7 @@ RECORD_TOOLS: tuple[Tool, ...] = (
     Tool("upsert_task", "Create a task, or update one by id.", UpsertTaskArgs, _upsert_task),
     Tool(
         "update_profile",
-        "Save something about the business: " + ", ".join(FIELDS) + ".",
+        "Save a fact about the business: " + ", ".join(FIELDS[f] for f in MODEL_WRITABLE) + ".",
         UpdateProfileArgs,
         _update_profile,
     ),

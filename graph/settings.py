@@ -23,6 +23,8 @@ class LLMSettings(BaseModel):
     breaker_failures: int = Field(default=3, ge=1)
     breaker_window_s: float = Field(default=300.0, gt=0)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # The operator's word that this endpoint costs nothing (own hardware): never inferred from its address.
+    free: bool = False
     context_budget: int = Field(default=6000, ge=500)
 
     @field_validator("base_url")

@@ -22,11 +22,13 @@ class CooState(TypedDict, total=False):
     context: list[dict[str, Any]]
     tool_rounds: int
     reply: str
+    reply_log: str | None
     offline: bool
     awaiting: dict[str, str] | None
     cards: list[str]
     summary: str
     summarized: int
+    turn_key: str | None
 
 
 @dataclass(frozen=True)

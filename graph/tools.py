@@ -82,25 +82,25 @@ async def search_messages(
     limit: int,
     session: str | None = None,
     kinds: tuple[str, ...] = ("message.in", "message.out"),
-) -> list[str]:
-    """Past messages (in and out) ranked by how many keywords of ``query`` they share, then recency."""
+) -> list[tuple[str, str]]:
+    """Past messages sharing words with ``query`` (SQLite full-text index, best match first).
+
+    Returns ``(line, ref)`` pairs: the line to show and the message's reference (``msg-<event id>``).
+    """
     wanted = keywords(query)
     if not wanted:
         return []
-    scored: list[tuple[int, int, str]] = []
-    for event in await db.events(kind=kinds, session=session, limit=100_000):
+    found = []
+    for event in await db.search_messages(sorted(wanted), limit, session=session, kinds=kinds):
+        who = "operator" if event.kind == "message.in" else "coo"
         text = str(event.payload.get("text", ""))
-        score = len(wanted & keywords(text))
-        if score:
-            who = "operator" if event.kind == "message.in" else "coo"
-            scored.append((score, event.id, f"[{event.at:%Y-%m-%d %H:%M}] {who}: {text[:300]}"))
-    scored.sort(reverse=True)
-    return [line for _, _, line in scored[:limit]]
+        found.append((f"[{event.at:%Y-%m-%d %H:%M}] {who}: {text[:300]}", f"msg-{event.id}"))
+    return found
 
 
 async def _search_history(ctx: ToolContext, args: SearchArgs) -> str:
     hits = await search_messages(ctx.db, args.query, args.limit, ctx.session)
-    return "\n".join(hits) if hits else "no matching messages"
+    return "\n".join(line for line, _ in hits) if hits else "no matching messages"
 
 
 SAFE_TOOLS: tuple[Tool, ...] = (

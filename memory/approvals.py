@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '',
     external_id TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    reported INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS edit_requests (
@@ -168,6 +169,10 @@ class ApprovalStore:
         """Create the tables if needed."""
         async with self._lock:
             await self._conn.executescript(APPROVALS_SCHEMA)
+            async with self._conn.execute("PRAGMA table_info(outbox)") as cur:
+                columns = {r[1] for r in await cur.fetchall()}
+            if "reported" not in columns:  # files from before card reconciliation
+                await self._conn.execute("ALTER TABLE outbox ADD COLUMN reported INTEGER NOT NULL DEFAULT 0")
             await self._conn.commit()
 
     async def create(self, row: ApprovalRow) -> bool:
@@ -251,6 +256,8 @@ class ApprovalStore:
                     (new_state, decided_by, now.isoformat(), approval_id, nonce),
                 )
                 won = cur.rowcount == 1
+                if won:  # a decided card ends any edit request waiting on it
+                    await self._conn.execute("DELETE FROM edit_requests WHERE approval_id = ?", (approval_id,))
                 if won and outbox_key is not None:
                     await self._conn.execute(
                         f"INSERT INTO outbox ({_O_COLS}, updated_at) "
@@ -339,6 +346,25 @@ class ApprovalStore:
                 r3 = await cur3.fetchone()
             return _outbox(r3) if r3 else None
 
+    async def unreported(self) -> list[OutboxRow]:
+        """Finished rows whose outcome was not yet shown on their cards (e.g. a crash before the edit)."""
+        async with (
+            self._lock,
+            self._conn.execute(
+                f"SELECT {_O_READ} FROM outbox WHERE state IN ('sent', 'failed', 'unknown') AND reported = 0 "
+                "ORDER BY updated_at"
+            ) as cur,
+        ):
+            return [_outbox(r) for r in await cur.fetchall()]
+
+    async def mark_reported(self, approval_id: str, state: OutboxState) -> None:
+        """The cards now show this outcome."""
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE outbox SET reported = 1 WHERE approval_id = ? AND state = ?", (approval_id, state)
+            )
+            await self._conn.commit()
+
     async def release(self, approval_id: str, retry_in: timedelta) -> bool:
         """Put a claimed row back without counting the attempt (nothing was called)."""
         async with self._lock:
@@ -365,7 +391,7 @@ class ApprovalStore:
             next_at = (now + retry_in) if retry_in is not None else now
             cur = await self._conn.execute(
                 "UPDATE outbox SET state = ?, detail = ?, external_id = COALESCE(?, external_id), next_attempt_at = ?, "
-                "updated_at = ? WHERE approval_id = ? AND state = ?",
+                "updated_at = ?, reported = 0 WHERE approval_id = ? AND state = ?",
                 (state, detail, external_id, next_at.isoformat(), now.isoformat(), approval_id, expect),
             )
             await self._conn.commit()

@@ -47,82 +47,72 @@ class ControlStore:
     """Budgets, key-value flags and schedule slots (single statements: safe on the shared connection)."""
 
     def __init__(self, db: Database) -> None:
-        self._conn = db.connection
+        self._db = db
 
     async def setup(self) -> None:
         """Create the tables."""
-        await self._conn.executescript(CONTROL_SCHEMA)
-        await self._conn.commit()
+        await self._db.script(CONTROL_SCHEMA)
 
     async def budgets(self) -> list[Budget]:
         """Every cap, "all" first."""
-        async with self._conn.execute("SELECT scope, period, amount FROM budgets") as cur:
-            rows = [Budget(r[0], r[1], float(r[2])) for r in await cur.fetchall()]
+        rows = [
+            Budget(r[0], r[1], float(r[2]))
+            for r in await self._db.fetchall("SELECT scope, period, amount FROM budgets")
+        ]
         order = {p: i for i, p in enumerate(PERIODS)}
         return sorted(rows, key=lambda b: (b.scope != "all", b.scope, order[b.period]))
 
     async def set_budget(self, budget: Budget) -> None:
         """Set (or replace) one cap."""
-        await self._conn.execute(
+        await self._db.write(
             "INSERT OR REPLACE INTO budgets (scope, period, amount, updated_at) VALUES (?, ?, ?, ?)",
             (budget.scope, budget.period, budget.amount, utcnow().isoformat()),
         )
-        await self._conn.commit()
 
     async def remove_budget(self, scope: str, period: Period) -> int:
         """Remove one cap; returns 1 if it existed."""
-        cur = await self._conn.execute("DELETE FROM budgets WHERE scope = ? AND period = ?", (scope, period))
-        await self._conn.commit()
-        return cur.rowcount
+        return (await self._db.write("DELETE FROM budgets WHERE scope = ? AND period = ?", (scope, period))).rowcount
 
     async def remove_budgets(self, scope: str) -> int:
         """Remove every cap of a scope; returns how many."""
-        cur = await self._conn.execute("DELETE FROM budgets WHERE scope = ?", (scope,))
-        await self._conn.commit()
-        return cur.rowcount
+        return (await self._db.write("DELETE FROM budgets WHERE scope = ?", (scope,))).rowcount
 
     async def get(self, key: str) -> Any | None:
         """A JSON value, or None."""
-        async with self._conn.execute("SELECT value FROM kv WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
         return json.loads(row[0]) if row else None
 
     async def put(self, key: str, value: Any) -> None:
         """Store a JSON value."""
-        await self._conn.execute(
+        await self._db.write(
             "INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
             (key, json.dumps(value), utcnow().isoformat()),
         )
-        await self._conn.commit()
 
     async def put_new(self, key: str, value: Any) -> bool:
         """Store a value only if the key is absent; True when this call stored it."""
-        cur = await self._conn.execute(
+        written = await self._db.write(
             "INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
             (key, json.dumps(value), utcnow().isoformat()),
         )
-        await self._conn.commit()
-        return cur.rowcount == 1
+        return written.rowcount == 1
 
     async def delete(self, key: str) -> bool:
         """Remove a key; True when it existed."""
-        cur = await self._conn.execute("DELETE FROM kv WHERE key = ?", (key,))
-        await self._conn.commit()
-        return cur.rowcount == 1
+        return (await self._db.write("DELETE FROM kv WHERE key = ?", (key,))).rowcount == 1
 
     async def keys(self, prefix: str) -> dict[str, Any]:
         """Every key with a prefix, with its value."""
-        async with self._conn.execute(
+        rows = await self._db.fetchall(
             "SELECT key, value FROM kv WHERE key LIKE ? ESCAPE '\\'",
             (prefix.replace("%", "\\%").replace("_", "\\_") + "%",),
-        ) as cur:
-            return {r[0]: json.loads(r[1]) for r in await cur.fetchall()}
+        )
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     async def claim_slot(self, job: str, slot: str) -> bool:
         """Claim one run of a job (e.g. the digest of 2026-11-21). Only one claim ever wins, across processes."""
-        cur = await self._conn.execute(
+        written = await self._db.write(
             "INSERT OR IGNORE INTO schedule_runs (job, slot, claimed_at) VALUES (?, ?, ?)",
             (job, slot, utcnow().isoformat()),
         )
-        await self._conn.commit()
-        return cur.rowcount == 1
+        return written.rowcount == 1

@@ -1,13 +1,18 @@
-"""The application's SQLite database: event log, inbox (dedupe), operators, model-call ledger.
+"""The application's SQLite database: event log, inbox (dedupe), reply journal, model-call ledger.
 
-One aiosqlite connection in WAL mode with a busy timeout. The event log is append-only:
-this module offers no way to update or delete an event.
+One aiosqlite connection in WAL mode with a busy timeout, shared by the stores built on it. Every
+write goes through :meth:`Database.write` or :meth:`Database.transaction`, which hold one lock: on a
+shared connection, another coroutine's ``commit()`` would otherwise commit half of a transaction.
+The event log is append-only: this module offers no way to update or delete an event, and SQLite
+triggers refuse it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+MESSAGE_KINDS = ("message.in", "message.out")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -32,42 +39,49 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 
+-- Full-text index over the text of messages in and out (contentless: the text lives in events).
+CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS events_message_fts AFTER INSERT ON events
+    WHEN new.kind IN ('message.in', 'message.out')
+    BEGIN INSERT INTO message_fts (rowid, text) VALUES (new.id, json_extract(new.payload, '$.text')); END;
+
 CREATE TABLE IF NOT EXISTS inbox (
     update_key TEXT PRIMARY KEY,
     session TEXT NOT NULL,
     payload TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'done')),
     received_at TEXT NOT NULL,
-    done_at TEXT
+    done_at TEXT,
+    event_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox(status, received_at);
 
-CREATE TABLE IF NOT EXISTS operators (
-    identity TEXT PRIMARY KEY,
-    added_at TEXT NOT NULL,
-    via TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS llm_calls (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+-- What was already sent while handling an update: a replay skips these sends (I3).
+CREATE TABLE IF NOT EXISTS replies (
+    update_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ids TEXT NOT NULL,
     at TEXT NOT NULL,
-    session TEXT,
-    workflow TEXT NOT NULL,
-    model TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    estimated INTEGER NOT NULL,
-    latency_ms INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    cost REAL NOT NULL DEFAULT 0
+    PRIMARY KEY (update_key, seq)
 );
-CREATE INDEX IF NOT EXISTS llm_calls_at ON llm_calls(at);
 """
+_SCHEMA_VERSION = 2
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def utcnow() -> datetime:
     """Timezone-aware now, in UTC."""
     return datetime.now(UTC)
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 store accepts) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for storage; text that cannot be encoded is repaired, never dropped."""
+    return clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 @dataclass(frozen=True)
@@ -97,27 +111,120 @@ class LLMCall:
     cost: float = 0.0
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a write did: rows changed and the last inserted rowid."""
+
+    rowcount: int
+    lastrowid: int | None
+
+
+class Transaction:
+    """Statements inside one :meth:`Database.transaction` (committed together or not at all)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> Written:
+        """Run one statement in the transaction."""
+        cur = await self._conn.execute(sql, tuple(args))
+        return Written(cur.rowcount, cur.lastrowid)
+
+    async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        """One row, read inside the transaction."""
+        async with self._conn.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
+        """Append one event as part of the transaction; returns its id."""
+        written = await self.execute(
+            "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
+            (utcnow().isoformat(), actor, session, kind, dumps(payload)),
+        )
+        assert written.lastrowid is not None
+        return written.lastrowid
+
+    async def record_reply(self, update_key: str, seq: int, ids: list[str]) -> None:
+        """Remember that the ``seq``-th send made while handling ``update_key`` happened."""
+        await self.execute(
+            "INSERT OR REPLACE INTO replies (update_key, seq, ids, at) VALUES (?, ?, ?, ?)",
+            (update_key, seq, json.dumps(ids), utcnow().isoformat()),
+        )
+
+
 class Database:
     """Typed access to the application database. Construct with :func:`open_database`."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._lock = asyncio.Lock()
 
     @property
     def connection(self) -> aiosqlite.Connection:
-        """The underlying connection (for modules that own their own tables)."""
+        """The underlying connection (for reads by modules that own their own tables)."""
         return self._conn
+
+    async def script(self, sql: str) -> None:
+        """Run a schema script (``CREATE ... IF NOT EXISTS``) and commit."""
+        async with self._lock:
+            await self._conn.executescript(sql)
+            await self._conn.commit()
+
+    async def write(self, sql: str, args: Iterable[Any] = ()) -> Written:
+        """One statement, committed on its own."""
+        async with self._lock:
+            cur = await self._conn.execute(sql, tuple(args))
+            await self._conn.commit()
+            return Written(cur.rowcount, cur.lastrowid)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Several statements committed together (``BEGIN IMMEDIATE``: other processes wait)."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._conn)
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            await self._conn.commit()
+
+    async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        """Every row of a query."""
+        async with self._conn.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        """The first row of a query, or None."""
+        async with self._conn.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def migrate(self) -> None:
+        """Create the tables, and fill indexes that older files did not have."""
+        await self.script(_SCHEMA)
+        row = await self.fetchone("PRAGMA user_version")
+        columns = {r[1] for r in await self.fetchall("PRAGMA table_info(inbox)")}
+        if "event_id" not in columns:
+            await self.write("ALTER TABLE inbox ADD COLUMN event_id INTEGER")
+        if int(row[0]) < 2:
+            # Version 2 added the full-text index: index the messages written before it existed.
+            async with self.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO message_fts (rowid, text) SELECT id, json_extract(payload, '$.text') FROM events "
+                    "WHERE kind IN ('message.in', 'message.out') AND id NOT IN (SELECT rowid FROM message_fts)"
+                )
+        if int(row[0]) != _SCHEMA_VERSION:
+            await self.write(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     # -- event log ---------------------------------------------------------------------------
     async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event; returns its id."""
-        cur = await self._conn.execute(
+        written = await self.write(
             "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
-            (utcnow().isoformat(), actor, session, kind, json.dumps(payload, ensure_ascii=False)),
+            (utcnow().isoformat(), actor, session, kind, dumps(payload)),
         )
-        await self._conn.commit()
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        assert written.lastrowid is not None
+        return written.lastrowid
 
     async def events(
         self,
@@ -125,8 +232,9 @@ class Database:
         session: str | None = None,
         limit: int = 1000,
         since: datetime | None = None,
+        after: int | None = None,
     ) -> list[Event]:
-        """Events, oldest first, optionally filtered by kind (one or several), session and time."""
+        """Events, oldest first, optionally filtered by kind (one or several), session, time and id."""
         sql = "SELECT id, at, actor, session, kind, payload FROM events WHERE 1=1"
         args: list[Any] = []
         if kind is not None:
@@ -139,116 +247,77 @@ class Database:
         if since is not None:
             sql += " AND at >= ?"
             args.append(since.astimezone(UTC).isoformat())  # stored times are UTC ISO strings
+        if after is not None:
+            sql += " AND id > ?"
+            args.append(after)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        async with self._conn.execute(sql, args) as cur:
-            rows = await cur.fetchall()
-        return [Event(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return [_event(r) for r in await self.fetchall(sql, args)]
+
+    async def search_messages(
+        self, words: Iterable[str], limit: int, session: str | None = None, kinds: tuple[str, ...] = MESSAGE_KINDS
+    ) -> list[Event]:
+        """Messages matching any of ``words`` (full-text, best match first, then newest)."""
+        terms = [w.replace('"', "") for w in words if w.replace('"', "").strip()]
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        sql = (
+            "SELECT e.id, e.at, e.actor, e.session, e.kind, e.payload "
+            "FROM message_fts f JOIN events e ON e.id = f.rowid "
+            f"WHERE message_fts MATCH ? AND e.kind IN ({', '.join('?' * len(kinds))})"
+        )
+        args: list[Any] = [match, *kinds]
+        if session is not None:
+            sql += " AND e.session = ?"
+            args.append(session)
+        sql += " ORDER BY f.rank, e.id DESC LIMIT ?"
+        args.append(limit)
+        return [_event(r) for r in await self.fetchall(sql, args)]
 
     # -- inbox: at-most-once handling of platform deliveries (I3) -----------------------------
-    async def claim_update(self, update_key: str, session: str, payload: dict[str, Any]) -> bool:
-        """Record a delivery before handling it. False means it was seen before: drop it."""
-        cur = await self._conn.execute(
-            "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
-            "VALUES (?, ?, ?, 'pending', ?)",
-            (update_key, session, json.dumps(payload, ensure_ascii=False), utcnow().isoformat()),
-        )
-        await self._conn.commit()
-        return cur.rowcount == 1
+    async def claim_update(
+        self, update_key: str, session: str, payload: dict[str, Any], actor: str, logged: dict[str, Any]
+    ) -> int | None:
+        """Record a delivery and its ``message.in`` event before handling it, in one commit.
+
+        Returns the event id, or None when the delivery was seen before (drop it).
+        """
+        async with self.transaction() as tx:
+            claimed = await tx.execute(
+                "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
+                "VALUES (?, ?, ?, 'pending', ?)",
+                (update_key, session, dumps(payload), utcnow().isoformat()),
+            )
+            if claimed.rowcount != 1:
+                return None
+            event_id = await tx.append_event("message.in", actor, logged, session=session)
+            await tx.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
+        return event_id
 
     async def finish_update(self, update_key: str) -> None:
-        """Mark a claimed delivery as fully handled."""
-        await self._conn.execute(
-            "UPDATE inbox SET status = 'done', done_at = ? WHERE update_key = ?",
+        """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay)."""
+        await self.write(
+            "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' WHERE update_key = ?",
             (utcnow().isoformat(), update_key),
         )
-        await self._conn.commit()
 
-    async def pending_updates(self) -> list[tuple[str, dict[str, Any]]]:
-        """Deliveries claimed but not finished (a crash mid-handling), oldest first."""
-        async with self._conn.execute(
-            "SELECT update_key, payload FROM inbox WHERE status = 'pending' ORDER BY received_at"
-        ) as cur:
-            rows = await cur.fetchall()
-        return [(r[0], json.loads(r[1])) for r in rows]
-
-    # -- operators ---------------------------------------------------------------------------
-    async def add_operator(self, identity: str, via: str) -> None:
-        """Persist an operator (e.g. after pairing)."""
-        await self._conn.execute(
-            "INSERT OR IGNORE INTO operators (identity, added_at, via) VALUES (?, ?, ?)",
-            (identity, utcnow().isoformat(), via),
+    async def pending_updates(self) -> list[tuple[str, dict[str, Any], int | None]]:
+        """Deliveries claimed but not finished (a crash mid-handling): key, payload, event id; oldest first."""
+        rows = await self.fetchall(
+            "SELECT update_key, payload, event_id FROM inbox WHERE status = 'pending' ORDER BY received_at, rowid"
         )
-        await self._conn.commit()
+        return [(r[0], json.loads(r[1]), r[2]) for r in rows]
 
-    async def operators(self) -> set[str]:
-        """Operators stored in the database (paired ones)."""
-        async with self._conn.execute("SELECT identity FROM operators") as cur:
-            return {r[0] for r in await cur.fetchall()}
+    # -- reply journal: sends already made while handling an update ----------------------------
+    async def sent_reply(self, update_key: str, seq: int) -> list[str] | None:
+        """The message ids of the ``seq``-th send made for ``update_key``, if it was made."""
+        row = await self.fetchone("SELECT ids FROM replies WHERE update_key = ? AND seq = ?", (update_key, seq))
+        return list(json.loads(row[0])) if row else None
 
-    # -- model-call ledger -------------------------------------------------------------------
-    async def record_llm_call(self, call: LLMCall) -> None:
-        """Record one model call's usage (also mirrored into the event log)."""
-        await self._conn.execute(
-            "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, "
-            "estimated, latency_ms, outcome, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                utcnow().isoformat(),
-                call.session,
-                call.workflow,
-                call.model,
-                call.prompt_tokens,
-                call.completion_tokens,
-                int(call.estimated),
-                call.latency_ms,
-                call.outcome,
-                call.cost,
-            ),
-        )
-        await self._conn.commit()
-        await self.append_event(
-            "llm.call",
-            "coo",
-            {
-                "model": call.model,
-                "workflow": call.workflow,
-                "prompt_tokens": call.prompt_tokens,
-                "completion_tokens": call.completion_tokens,
-                "estimated": call.estimated,
-                "latency_ms": call.latency_ms,
-                "outcome": call.outcome,
-                "cost": call.cost,
-            },
-            session=call.session,
-        )
 
-    async def llm_calls(self) -> list[LLMCall]:
-        """All recorded model calls, oldest first."""
-        async with self._conn.execute(
-            "SELECT session, workflow, model, prompt_tokens, completion_tokens, estimated, latency_ms, "
-            "outcome, cost FROM llm_calls ORDER BY id"
-        ) as cur:
-            rows = await cur.fetchall()
-        return [LLMCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8]) for r in rows]
-
-    async def spend_since(self, since: datetime, workflow: str | None = None) -> float:
-        """Total model cost since ``since`` (all workflows, or one)."""
-        sql = "SELECT COALESCE(SUM(cost), 0) FROM llm_calls WHERE at >= ?"
-        args: list[Any] = [since.isoformat()]
-        if workflow is not None:
-            sql += " AND workflow = ?"
-            args.append(workflow)
-        async with self._conn.execute(sql, args) as cur:
-            row = await cur.fetchone()
-        return float(row[0]) if row else 0.0
-
-    async def spend_by_workflow(self, since: datetime) -> dict[str, float]:
-        """Cost per workflow since ``since``."""
-        async with self._conn.execute(
-            "SELECT workflow, COALESCE(SUM(cost), 0) FROM llm_calls WHERE at >= ? GROUP BY workflow ORDER BY workflow",
-            (since.isoformat(),),
-        ) as cur:
-            return {r[0]: float(r[1]) for r in await cur.fetchall()}
+def _event(r: Any) -> Event:
+    return Event(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5]))
 
 
 async def connect_sqlite(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
@@ -266,8 +335,8 @@ async def open_database(data_dir: Path, busy_timeout_ms: int = 5000) -> AsyncIte
     """Open (creating if needed) ``<data_dir>/coo.sqlite`` and close it on exit."""
     conn = await connect_sqlite(data_dir / "coo.sqlite", busy_timeout_ms)
     try:
-        await conn.executescript(_SCHEMA)
-        await conn.commit()
-        yield Database(conn)
+        db = Database(conn)
+        await db.migrate()
+        yield db
     finally:
         await conn.close()

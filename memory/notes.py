@@ -34,31 +34,27 @@ class NoteLedger:
     """The SQLite side of remembered notes."""
 
     def __init__(self, db: Database) -> None:
-        self._conn = db.connection
+        self._db = db
 
     async def setup(self) -> None:
         """Create the table."""
-        await self._conn.executescript(NOTES_SCHEMA)
-        await self._conn.commit()
+        await self._db.script(NOTES_SCHEMA)
 
     async def add(self, note: StoredNote) -> None:
         """Keep a note."""
-        await self._conn.execute(
+        await self._db.write(
             "INSERT OR REPLACE INTO notes (ref, scope, source, text, at) VALUES (?, ?, ?, ?, ?)",
             (note.ref, note.scope, note.source, note.text, note.at.isoformat()),
         )
-        await self._conn.commit()
 
     async def remove(self, ref: str) -> bool:
         """Delete a note; True when it existed."""
-        cur = await self._conn.execute("DELETE FROM notes WHERE ref = ?", (ref,))
-        await self._conn.commit()
-        return cur.rowcount == 1
+        return (await self._db.write("DELETE FROM notes WHERE ref = ?", (ref,))).rowcount == 1
 
     async def all(self) -> list[StoredNote]:
         """Every note, oldest first."""
-        async with self._conn.execute("SELECT ref, scope, source, text, at FROM notes ORDER BY at") as cur:
-            return [StoredNote(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in await cur.fetchall()]
+        rows = await self._db.fetchall("SELECT ref, scope, source, text, at FROM notes ORDER BY at")
+        return [StoredNote(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in rows]
 
 
 def new_ref() -> str:

@@ -1,4 +1,9 @@
-"""The operator's profile (identity and intent): always in the prompt, compactly."""
+"""The operator's profile (identity and intent): always in the prompt, compactly.
+
+The profile holds no policy: risk tolerance and every other approval setting live with the policy
+and change only by an operator's command (I1). Standing instructions, too, are set only by the
+operator; every other field may also be written by the model and is shown to it as data.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +24,15 @@ FIELDS: dict[str, str] = {
     "business": "business name",
     "sells": "what the business sells",
     "voice": "brand voice",
-    "risk": "risk tolerance (cautious, balanced, relaxed)",
     "timezone": "time zone",
     "goals": "active goals",
     "instructions": "standing instructions",
 }
-RISK_LEVELS = ("cautious", "balanced", "relaxed")
+# What the model may write with update_profile: facts about the business, never instructions to itself.
+MODEL_WRITABLE = ("business", "sells", "voice", "timezone", "goals")
+OPERATOR_ONLY = ("instructions",)
 MAX_VALUE = 1000
+MODEL_ACTOR = "coo"
 
 
 class ProfileError(ValueError):
@@ -37,51 +44,63 @@ class Profile:
     """The profile's fields that are set."""
 
     values: dict[str, str]
+    model_written: frozenset[str] = frozenset()
 
     def render(self) -> str:
-        """Compact lines for the prompt; empty when nothing is set."""
+        """Every set field as one line each (for /profile); empty when nothing is set."""
         return "\n".join(f"- {FIELDS[k]}: {v}" for k, v in self.values.items() if k in FIELDS)
+
+    def render_facts(self) -> str:
+        """The fields the model may also have written, for the prompt's data block."""
+        shown = [k for k in self.values if k in MODEL_WRITABLE or k in self.model_written]
+        return "\n".join(f"- {FIELDS[k]}: {self.values[k]}" for k in shown)
+
+    @property
+    def instructions(self) -> str:
+        """The operator's standing instructions; ones the model wrote (older versions let it) are data."""
+        return "" if "instructions" in self.model_written else self.values.get("instructions", "")
 
 
 class ProfileStore:
-    """Reads and sets profile fields; every change is an event."""
+    """Reads and sets profile fields; every change is an event, in the same commit."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._conn = db.connection
         self._cache: Profile | None = None
 
     async def setup(self) -> None:
         """Create the table."""
-        await self._conn.executescript(PROFILE_SCHEMA)
-        await self._conn.commit()
+        await self._db.script(PROFILE_SCHEMA)
 
     async def get(self) -> Profile:
         """The current profile (cached until the next change)."""
         if self._cache is None:
-            async with self._conn.execute("SELECT field, value FROM profile") as cur:
-                rows = {r[0]: r[1] for r in await cur.fetchall()}
-            self._cache = Profile({k: rows[k] for k in FIELDS if k in rows})
+            rows = await self._db.fetchall(
+                "SELECT p.field, p.value, e.actor FROM profile p LEFT JOIN events e ON e.id = p.event_id"
+            )
+            values = {r[0]: r[1] for r in rows}
+            by_model = frozenset(r[0] for r in rows if r[2] == MODEL_ACTOR)
+            self._cache = Profile({k: values[k] for k in FIELDS if k in values}, by_model)
         return self._cache
 
     async def set(self, field: str, value: str, actor: str) -> Profile:
-        """Set one field (empty value clears it)."""
+        """Set one field (empty value clears it). The model (actor "coo") may write only MODEL_WRITABLE fields."""
         field = field.strip().lower()
         if field not in FIELDS:
             raise ProfileError(f"unknown profile field {field!r}; one of {', '.join(FIELDS)}")
+        if actor == MODEL_ACTOR and field not in MODEL_WRITABLE:
+            raise ProfileError(f"{field} can only be set by the operator (/profile set {field} …)")
         value = " ".join(value.split())
         if len(value) > MAX_VALUE:
             raise ProfileError(f"{field} is longer than {MAX_VALUE} characters")
-        if field == "risk" and value and value.lower() not in RISK_LEVELS:
-            raise ProfileError(f"risk must be one of {', '.join(RISK_LEVELS)}")
-        event_id = await self._db.append_event("profile.set", actor, {"field": field, "value": value})
-        if value:
-            await self._conn.execute(
-                "INSERT OR REPLACE INTO profile (field, value, event_id, updated_at) VALUES (?, ?, ?, ?)",
-                (field, value.lower() if field == "risk" else value, event_id, utcnow().isoformat()),
-            )
-        else:
-            await self._conn.execute("DELETE FROM profile WHERE field = ?", (field,))
-        await self._conn.commit()
+        async with self._db.transaction() as tx:
+            event_id = await tx.append_event("profile.set", actor, {"field": field, "value": value})
+            if value:
+                await tx.execute(
+                    "INSERT OR REPLACE INTO profile (field, value, event_id, updated_at) VALUES (?, ?, ?, ?)",
+                    (field, value, event_id, utcnow().isoformat()),
+                )
+            else:
+                await tx.execute("DELETE FROM profile WHERE field = ?", (field,))
         self._cache = None
         return await self.get()

@@ -119,12 +119,10 @@ class Records:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._conn = db.connection
 
     async def setup(self) -> None:
         """Create the table."""
-        await self._conn.executescript(RECORDS_SCHEMA)
-        await self._conn.commit()
+        await self._db.script(RECORDS_SCHEMA)
 
     @staticmethod
     def parse(kind: str, data: dict[str, Any]) -> BaseModel:
@@ -162,13 +160,14 @@ class Records:
             "data": parsed.model_dump(mode="json"),
             "source": source,
         }
-        event_id = await self._db.append_event("record.upserted", actor, payload, session=session)
         at = utcnow()
-        await self._conn.execute(
-            "INSERT INTO records (kind, id, version, data, event_id, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, new_id, version, json.dumps(payload["data"]), event_id, actor, at.isoformat()),
-        )
-        await self._conn.commit()
+        # The version and the event that made it are written together (one commit, never one alone).
+        async with self._db.transaction() as tx:
+            event_id = await tx.append_event("record.upserted", actor, payload, session=session)
+            await tx.execute(
+                "INSERT INTO records (kind, id, version, data, event_id, actor, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, new_id, version, json.dumps(payload["data"]), event_id, actor, at.isoformat()),
+            )
         return Record(kind, new_id, version, parsed, event_id, actor, at, False)
 
     async def delete(self, kind: str, record_id: str, actor: str) -> bool:
@@ -176,53 +175,52 @@ class Records:
         current = await self.get(kind, record_id)
         if current is None:
             return False
-        event_id = await self._db.append_event("record.deleted", actor, {"kind": kind, "id": record_id})
-        await self._conn.execute(
-            "INSERT INTO records (kind, id, version, data, event_id, actor, at, deleted) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-            (
-                kind,
-                record_id,
-                current.version + 1,
-                json.dumps(current.data.model_dump(mode="json")),
-                event_id,
-                actor,
-                utcnow().isoformat(),
-            ),
-        )
-        await self._conn.commit()
+        async with self._db.transaction() as tx:
+            event_id = await tx.append_event("record.deleted", actor, {"kind": kind, "id": record_id})
+            await tx.execute(
+                "INSERT INTO records (kind, id, version, data, event_id, actor, at, deleted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                (
+                    kind,
+                    record_id,
+                    current.version + 1,
+                    json.dumps(current.data.model_dump(mode="json")),
+                    event_id,
+                    actor,
+                    utcnow().isoformat(),
+                ),
+            )
         return True
 
     async def get(self, kind: str, record_id: str | None) -> Record | None:
         """The latest version, unless deleted."""
-        async with self._conn.execute(
+        row = await self._db.fetchone(
             "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records WHERE kind = ? AND id = ? "
             "ORDER BY version DESC LIMIT 1",
             (kind, record_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None or row[7]:
             return None
         return self._record(row)
 
     async def history(self, kind: str, record_id: str) -> list[Record]:
         """Every version, oldest first."""
-        async with self._conn.execute(
+        rows = await self._db.fetchall(
             "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records WHERE kind = ? AND id = ? "
             "ORDER BY version",
             (kind, record_id),
-        ) as cur:
-            return [self._record(r) for r in await cur.fetchall()]
+        )
+        return [self._record(r) for r in rows]
 
     async def all(self, kind: str) -> list[Record]:
         """The latest version of every live record of a kind."""
-        async with self._conn.execute(
+        rows = await self._db.fetchall(
             "SELECT r.kind, r.id, r.version, r.data, r.event_id, r.actor, r.at, r.deleted FROM records r "
             "JOIN (SELECT id, MAX(version) v FROM records WHERE kind = ? GROUP BY id) m ON r.id = m.id AND "
             "r.version = m.v WHERE r.kind = ? AND r.deleted = 0 ORDER BY r.at",
             (kind, kind),
-        ) as cur:
-            return [self._record(r) for r in await cur.fetchall()]
+        )
+        return [self._record(r) for r in rows]
 
     async def find_contacts(self, query: str) -> list[Record]:
         """Contacts whose name, company or email contains ``query`` (case-insensitive)."""

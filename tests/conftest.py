@@ -41,6 +41,14 @@ def operator_message(text: str, kind: str = "message", data: str | None = None) 
     )
 
 
+def user_turns(request: dict[str, Any]) -> list[str]:
+    """The operator's turns in a chat request (a leading context-data message is not a turn)."""
+    messages = request["messages"][1:]
+    if messages and str(messages[0]["content"]).startswith("Context gathered by the system"):
+        messages = messages[1:]
+    return [m["content"] for m in messages if m["role"] == "user"]
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings that ignore the machine's environment and any .env file."""
     # Semantic memory loads an embedding model: only the tests about memory turn it on.

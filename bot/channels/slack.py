@@ -1,12 +1,13 @@
 """Slack adapter: Slack payloads in, Web API calls out. A thin translator (see DESIGN.md).
 
 Socket Mode when an app token is set, otherwise HTTP mode served by aiohttp inside our own loop,
-with slack-bolt verifying request signatures. Access checks belong to the core, not here.
+with slack-bolt verifying request signatures. Bolt runs with ``process_before_response``: the core
+stores each update before Slack gets its ack (I3); when storing fails no ack goes out and Slack
+delivers the event again. Access checks belong to the core, not here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -44,13 +45,12 @@ class SlackChannel:
 
     name = "slack"
 
-    def __init__(self, settings: SlackSettings, on_inbound: InboundHandler, *, stop_grace_s: float = 5.0) -> None:
+    def __init__(self, settings: SlackSettings, on_inbound: InboundHandler) -> None:
         """Build the bolt app; nothing connects until ``start()``."""
         if settings.bot_token is None:
             raise ValueError("COO_SLACK__BOT_TOKEN is not set")
         self._settings = settings
         self._on_inbound = on_inbound
-        self._stop_grace_s = stop_grace_s
         # Retry only rate limits (the post did not happen). slack_sdk's default retries a dropped
         # connection, which may already have posted: a reply or a card would then appear twice.
         self._client = AsyncWebClient(
@@ -60,7 +60,7 @@ class SlackChannel:
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         # An explicit "" keeps bolt from falling back to SLACK_SIGNING_SECRET from the environment.
-        self._app = AsyncApp(client=self._client, signing_secret=secret, logger=log)
+        self._app = AsyncApp(client=self._client, signing_secret=secret, logger=log, process_before_response=True)
         self._app.error(self._on_error)
         self._app.event("message")(self._on_message)
         self._app.event("app_mention")(self._on_mention)
@@ -69,7 +69,6 @@ class SlackChannel:
         self._app.block_action(_ANY)(self._on_action)
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._bot_user_id: str | None = None
         self.http_port: int | None = None
         """The bound port in HTTP mode (useful with ``host:0``), else None."""
@@ -107,21 +106,13 @@ class SlackChannel:
         self.http_port = int(runner.addresses[0][1])
 
     async def stop(self) -> None:
-        """Stop receiving, let in-flight handlers finish (up to the grace period), cancel the rest."""
+        """Stop receiving and release connections (handling in progress belongs to the core)."""
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._stop_grace_s
-        while self._tasks and (remaining := deadline - loop.time()) > 0:
-            await asyncio.wait(set(self._tasks), timeout=remaining)
-        leftovers = set(self._tasks)
-        for task in leftovers:
-            task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
 
     async def send(self, message: OutboundMessage) -> list[str]:
         """Post (or, with ``edit_message_id``, update) a message; returns the message ts values."""
@@ -164,13 +155,13 @@ class SlackChannel:
             if _from_bot(edited) or not edited.get("user") or unchanged:
                 return
             kind: InboundKind = "edit" if is_dm else "other"
-            self._event(body, kind, edited["user"], event.get("channel"), edited, _thread(edited))
+            await self._event(body, kind, edited["user"], event.get("channel"), edited, _thread(edited))
             return
         if _from_bot(event) or subtype not in _USER_SUBTYPES or not event.get("user"):
             return
         text = event.get("text") or ""
         kind = ("command" if text.startswith("/") else "message") if is_dm else "other"
-        self._event(body, kind, event["user"], event.get("channel"), event, _thread(event))
+        await self._event(body, kind, event["user"], event.get("channel"), event, _thread(event))
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if _from_bot(event) or not event.get("user"):
@@ -179,7 +170,7 @@ class SlackChannel:
         if self._bot_user_id:
             text = re.sub(rf"<@{re.escape(self._bot_user_id)}(\|[^>]*)?>", "", text)
         thread = event.get("thread_ts") or event.get("ts")
-        self._event(body, "message", event["user"], event.get("channel"), {**event, "text": text.strip()}, thread)
+        await self._event(body, "message", event["user"], event.get("channel"), {**event, "text": text.strip()}, thread)
 
     async def _on_other_event(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         user = event.get("user")
@@ -188,16 +179,15 @@ class SlackChannel:
             return
         channel = event.get("channel") or (event.get("item") or {}).get("channel")
         channel_id = channel.get("id") if isinstance(channel, dict) else channel
-        self._event(body, "other", user_id, channel_id, event, None)
+        await self._event(body, "other", user_id, channel_id, event, None)
 
     async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
         name = str(body.get("command") or "").lstrip("/")
         args = str(body.get("text") or "").strip()
         if name == "coo":
             sub, _, rest = args.partition(" ")
             name, args = sub.lstrip("/") or "help", rest.strip()
-        self._dispatch(
+        await self._on_inbound(
             InboundMessage(
                 channel=self.name,
                 chat_id=str(body.get("channel_id") or ""),
@@ -205,19 +195,21 @@ class SlackChannel:
                 text=f"/{name} {args}".rstrip(),
                 kind="command",
                 update_key=f"slack:cmd:{body.get('trigger_id')}",
+                private=_is_dm(str(body.get("channel_id") or "")),
             )
         )
+        await ack()  # only once stored (I3)
 
     async def _on_action(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
         user = body.get("user") or {}
         container = body.get("container") or {}
         message = body.get("message") or {}
         chat_id = (body.get("channel") or {}).get("id") or container.get("channel_id")
         actions = body.get("actions") or []
         if not actions or not chat_id or not user.get("id"):
+            await ack()
             return  # e.g. a modal: not something the core handles
-        self._dispatch(
+        await self._on_inbound(
             InboundMessage(
                 channel=self.name,
                 chat_id=chat_id,
@@ -227,10 +219,12 @@ class SlackChannel:
                 thread_id=_thread(message),
                 message_id=container.get("message_ts") or message.get("ts"),
                 update_key=f"slack:action:{body.get('trigger_id')}",
+                private=_is_dm(chat_id),
             )
         )
+        await ack()  # only once stored (I3)
 
-    def _event(
+    async def _event(
         self,
         body: dict[str, Any],
         kind: InboundKind,
@@ -239,7 +233,8 @@ class SlackChannel:
         message: dict[str, Any],
         thread_id: str | None,
     ) -> None:
-        self._dispatch(
+        # Raising here (not stored) makes bolt answer 500 / no ack: Slack delivers the event again.
+        await self._on_inbound(
             InboundMessage(
                 channel=self.name,
                 chat_id=chat_id or "",
@@ -249,22 +244,14 @@ class SlackChannel:
                 thread_id=thread_id,
                 update_key=f"slack:{body.get('event_id')}",
                 message_id=message.get("ts"),
+                private=_is_dm(chat_id or ""),
             )
         )
 
-    def _dispatch(self, inbound: InboundMessage) -> None:
-        # Bolt has already acked (or is about to); the handler runs on its own so it can never delay the ack.
-        task = asyncio.create_task(self._deliver(inbound), name=f"slack-inbound {inbound.update_key}")
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
 
-    async def _deliver(self, inbound: InboundMessage) -> None:
-        await self._on_inbound(inbound)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("inbound handler failed (%s)", task.get_name(), exc_info=exc)
+def _is_dm(channel_id: str) -> bool:
+    # Slack's direct-message channel ids start with "D".
+    return channel_id.startswith("D")
 
 
 def _sender(team_id: object, user_id: object) -> str:

@@ -1,13 +1,18 @@
 """Telegram adapter: Bot API updates -> InboundMessage, OutboundMessage -> Bot API calls.
 
-A thin translator on python-telegram-bot's Application, run inside our own asyncio loop (never
-``run_polling``/``run_webhook``). Access checks and everything else belong to the core.
+A thin translator on python-telegram-bot's ``Bot``, run inside our own asyncio loop. It owns the
+polling loop (and the webhook server) because of I3: an update is handed to the core, which stores
+it, before the ``getUpdates`` offset moves past it (or before the webhook POST is answered), and a
+button press is answered only after that. An update PTB cannot parse is skipped and logged once;
+it never blocks the queue. Access checks and everything else belong to the core.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
+import json
 import logging
 import re
 import unicodedata
@@ -17,9 +22,10 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from aiohttp import web
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.request import HTTPXRequest
 
 from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
@@ -32,6 +38,7 @@ MAX_CALLBACK_BYTES = 64
 TRUNCATION_MARK = "…"
 _MAX_RETRY_AFTER_S = 30.0
 _SEND_ATTEMPTS = 3
+_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _COMMAND_WORD = re.compile(r"(\S*)(.*)", re.DOTALL)
 _GLUE = frozenset("\u200d\ufe0e\ufe0f")  # ZWJ and variation selectors bind to their neighbours
 
@@ -101,7 +108,11 @@ def _chat_ref(chat_id: str) -> int | str:
 
 
 class TelegramChannel:
-    """The ``Channel`` for Telegram: long polling by default, a webhook server when configured."""
+    """The ``Channel`` for Telegram: long polling by default, a webhook server when configured.
+
+    ``on_inbound`` must return once the update is stored (or refused) and raise when it could not
+    be stored: the update is then fetched again after a backoff instead of being confirmed.
+    """
 
     name = "telegram"
     typing_interval_s: float = 4.0
@@ -112,81 +123,81 @@ class TelegramChannel:
         settings: TelegramSettings,
         on_inbound: InboundHandler,
         commands: Sequence[tuple[str, str]],
+        *,
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
     ) -> None:
         if settings.token is None:
             raise ValueError("COO_TELEGRAM__TOKEN is not set")
         self._settings = settings
         self._on_inbound = on_inbound
         self._commands = [BotCommand(name.lstrip("/"), description) for name, description in commands]
-        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._retry_base = retry_base_s
+        self._retry_max = retry_max_s
+        self._bot: _Bot | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self._answers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Connect, register the command menu and begin delivering updates to ``on_inbound``."""
-        if self._app is not None:
+        """Connect (retrying while the Bot API is unreachable), register the command menu, begin receiving."""
+        if self._bot is not None:
             return
         settings = self._settings
         assert settings.token is not None
-        app = (
-            ApplicationBuilder()
-            .token(settings.token.get_secret_value())
-            .base_url(f"{settings.api_base_url}/bot")
-            .base_file_url(f"{settings.api_base_url}/file/bot")
-            .concurrent_updates(True)
-            .build()
+        bot = _Bot(
+            settings.token.get_secret_value(),
+            base_url=f"{settings.api_base_url}/bot",
+            base_file_url=f"{settings.api_base_url}/file/bot",
+            request=HTTPXRequest(connection_pool_size=32),
+            get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=settings.poll_timeout_s + 10),
         )
-        app.add_handler(TypeHandler(Update, self._on_update))
-        app.add_error_handler(self._on_error)
-        self._app = app
+        self._bot = bot
         try:
-            try:
-                await app.initialize()
-            except InvalidToken:
-                # PTB's message quotes the token; it must not reach logs (I4).
-                raise InvalidToken("COO_TELEGRAM__TOKEN was rejected by the Bot API server") from None
-            await app.bot.set_my_commands(self._commands)
-            await app.start()
-            updater = app.updater
-            assert updater is not None
+            await self._connect(bot)
+            await bot.set_my_commands(self._commands)
             if settings.webhook_url:
-                host, port = settings.webhook_address
-                secret = settings.webhook_secret
-                await updater.start_webhook(
-                    listen=host,
-                    port=port,
-                    url_path=urlsplit(settings.webhook_url).path,
-                    webhook_url=settings.webhook_url,
-                    secret_token=secret.get_secret_value() if secret else None,
-                    allowed_updates=Update.ALL_TYPES,
-                    drop_pending_updates=False,
-                )
+                await self._start_webhook(bot)
             else:
-                await updater.start_polling(
-                    timeout=dt.timedelta(seconds=settings.poll_timeout_s),
-                    allowed_updates=Update.ALL_TYPES,
-                    drop_pending_updates=False,
-                    error_callback=self._on_poll_error,
-                )
+                await bot.delete_webhook(drop_pending_updates=False)
+                self._poller = asyncio.create_task(self._poll(bot), name="telegram-polling")
         except BaseException:
             await self.stop()
             raise
-        logger.info("telegram channel started as @%s", app.bot.username)
+        logger.info("telegram channel started as @%s", bot.username)
+
+    async def _connect(self, bot: _Bot) -> None:
+        delay = self._retry_base
+        while True:
+            try:
+                await bot.initialize()
+                return
+            except InvalidToken:
+                # PTB's message quotes the token; it must not reach logs (I4).
+                raise InvalidToken("COO_TELEGRAM__TOKEN was rejected by the Bot API server") from None
+            except NetworkError as exc:
+                logger.warning("telegram: Bot API unreachable (%s); retrying in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(self._retry_max, delay * 2)
 
     async def stop(self) -> None:
-        """Stop receiving, let in-flight updates finish, close connections. Safe to call twice."""
-        app, self._app = self._app, None
-        if app is None:
-            return
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
-        # A failed initialize() leaves the app "not initialized" but its HTTP clients open.
-        await app.bot.shutdown()
+        """Stop receiving, close connections. Safe to call twice."""
+        bot, self._bot = self._bot, None
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._answers:
+            await asyncio.wait(set(self._answers), timeout=5)
+        if bot is not None:
+            await bot.shutdown()
 
     async def send(self, message: OutboundMessage) -> list[str]:
         """Send (or edit in place) as plain text, split to Telegram's limit; return message ids."""
-        bot = self._bot()
+        bot = self._started()
         markup = keyboard(message.buttons)
         chat_id = _chat_ref(message.chat_id)
         if message.edit_message_id is not None:
@@ -234,15 +245,15 @@ class TelegramChannel:
         thread = int(thread_id) if thread_id else None
         while True:
             try:
-                await self._bot().send_chat_action(_chat_ref(chat_id), "typing", message_thread_id=thread)
+                await self._started().send_chat_action(_chat_ref(chat_id), "typing", message_thread_id=thread)
             except Exception as exc:
                 logger.debug("typing indicator failed: %s", exc)
             await asyncio.sleep(self.typing_interval_s)
 
-    def _bot(self) -> Bot:
-        if self._app is None:
+    def _started(self) -> Bot:
+        if self._bot is None:
             raise RuntimeError("TelegramChannel is not started")
-        return self._app.bot
+        return self._bot
 
     @staticmethod
     async def _retrying(method: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
@@ -251,23 +262,108 @@ class TelegramChannel:
             try:
                 return await method(**kwargs)
             except RetryAfter as exc:
-                with warnings.catch_warnings():
-                    # The int-vs-timedelta migration warning of PTB 22 is noise for us.
-                    warnings.simplefilter("ignore")
-                    wait = exc.retry_after
-                wait_s = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+                wait_s = _retry_after_s(exc)
                 if attempt == _SEND_ATTEMPTS or wait_s > _MAX_RETRY_AFTER_S:
                     raise
                 logger.warning("telegram rate limit, retrying in %.0f s", wait_s)
                 await asyncio.sleep(wait_s)
         raise AssertionError("unreachable")
 
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        inbound = await self._translate(update, context)
-        if inbound is not None:
-            await self._on_inbound(inbound)
+    # -- receiving -------------------------------------------------------------------------------
 
-    async def _translate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> InboundMessage | None:
+    async def _poll(self, bot: _Bot) -> None:
+        """Long polling. The offset moves past an update only once the core has stored it."""
+        offset: int | None = None
+        delay = self._retry_base
+        while True:
+            try:
+                batch = await bot.raw_updates(offset, self._settings.poll_timeout_s)
+            except RetryAfter as exc:
+                await asyncio.sleep(_retry_after_s(exc))
+                continue
+            except TelegramError as exc:
+                logger.warning("telegram polling failed (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(self._retry_max, delay * 2)
+                continue
+            for raw in batch:
+                update_id = raw.get("update_id") if isinstance(raw, dict) else None
+                if not isinstance(update_id, int):
+                    logger.error("telegram sent an update without an update_id; skipped")
+                    continue
+                if not await self._deliver(bot, raw):
+                    break  # not stored: fetch it again (and everything after it) after a pause
+                offset = update_id + 1
+            else:
+                delay = self._retry_base
+                continue
+            logger.warning("telegram: update not stored; fetching it again in %.0f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(self._retry_max, delay * 2)
+
+    async def _deliver(self, bot: _Bot, raw: dict[str, Any]) -> bool:
+        """Hand one raw update to the core. False when the core could not store it (do not confirm it)."""
+        try:
+            update = Update.de_json(raw, bot)
+        except Exception as exc:
+            # One update PTB cannot parse (e.g. a field an older Bot API server omits) must not stop
+            # the queue for everyone: it is skipped, once, with what is known about it.
+            logger.error("telegram update %s could not be parsed (%s); skipped", raw.get("update_id"), exc)
+            return True
+        inbound = self._translate(update, bot.username)
+        if inbound is None:
+            return True
+        try:
+            await self._on_inbound(inbound)
+        except Exception:
+            logger.error("telegram update %s could not be stored", update.update_id, exc_info=True)
+            return False
+        if update.callback_query is not None:
+            task = asyncio.create_task(self._answer_callback(update.callback_query.id), name="telegram-answer")
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+        return True
+
+    async def _answer_callback(self, query_id: str) -> None:
+        try:
+            await self._started().answer_callback_query(query_id)
+        except TelegramError as exc:
+            # An expired query can no longer be answered, but the tap itself was handled.
+            logger.warning("could not answer telegram callback query: %s", exc)
+
+    async def _start_webhook(self, bot: _Bot) -> None:
+        settings = self._settings
+        assert settings.webhook_url is not None and settings.webhook_secret is not None
+        secret = settings.webhook_secret.get_secret_value()
+
+        async def receive(request: web.Request) -> web.Response:
+            if not hmac.compare_digest(request.headers.get(_SECRET_HEADER, ""), secret):
+                return web.Response(status=403)
+            try:
+                raw = json.loads(await request.read())
+            except ValueError:
+                logger.error("telegram webhook: a body that is not JSON; skipped")
+                return web.Response(status=200)
+            if not isinstance(raw, dict):
+                return web.Response(status=200)
+            # 500 makes Telegram deliver the update again: it was not stored.
+            return web.Response(status=200 if await self._deliver(bot, raw) else 500)
+
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post(urlsplit(settings.webhook_url).path or "/", receive)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        host, port = settings.webhook_address
+        self._runner = runner
+        await web.TCPSite(runner, host, port).start()
+        await bot.set_webhook(
+            url=settings.webhook_url,
+            secret_token=secret,
+            allowed_updates=Update.ALL_TYPES,
+            drop_pending_updates=False,
+        )
+
+    def _translate(self, update: Update, username: str | None) -> InboundMessage | None:
         user = update.effective_user
         if user is None:
             logger.debug("ignoring telegram update %s without a user", update.update_id)
@@ -283,16 +379,10 @@ class TelegramChannel:
             text = (message.text or message.caption or "") if isinstance(message, Message) else ""
             kind = "edit" if update.edited_message is not None else "message"
             if kind == "message" and text.startswith("/"):
-                kind, text = self._command(text, context.bot.username)
+                kind, text = self._command(text, username)
         elif update.callback_query is not None:
-            query = update.callback_query
-            callback_data = query.data
+            callback_data = update.callback_query.data
             kind = "callback"
-            try:
-                await query.answer()
-            except TelegramError as exc:
-                # An expired query can no longer be answered, but the tap itself is still meaningful.
-                logger.warning("could not answer telegram callback query: %s", exc)
         thread_id = None
         if isinstance(message, Message) and message.is_topic_message and message.message_thread_id:
             thread_id = str(message.message_thread_id)
@@ -306,6 +396,7 @@ class TelegramChannel:
             update_key=f"telegram:{update.update_id}",
             message_id=str(message.message_id) if message is not None else None,
             callback_data=callback_data,
+            private=chat is None or chat.type == "private",
         )
 
     @staticmethod
@@ -317,10 +408,23 @@ class TelegramChannel:
             return "other", text
         return "command", command + rest
 
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        key = update.update_id if isinstance(update, Update) else None
-        logger.error("telegram update %s failed", key, exc_info=context.error)
 
-    @staticmethod
-    def _on_poll_error(exc: TelegramError) -> None:
-        logger.warning("telegram polling failed, retrying: %s", exc)
+class _Bot(Bot):
+    """PTB's Bot plus raw ``getUpdates``: updates are parsed one by one, so one bad update is skippable."""
+
+    async def raw_updates(self, offset: int | None, timeout_s: float) -> list[Any]:
+        """The next batch of updates as JSON objects (confirming everything below ``offset``)."""
+        result = await self._post(
+            "getUpdates",
+            {"offset": offset, "timeout": int(timeout_s), "allowed_updates": list(Update.ALL_TYPES)},
+            read_timeout=timeout_s + 10,
+        )
+        return list(result) if isinstance(result, list) else []
+
+
+def _retry_after_s(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        # The int-vs-timedelta migration warning of PTB 22 is noise for us.
+        warnings.simplefilter("ignore")
+        wait = exc.retry_after
+    return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)

@@ -41,6 +41,7 @@ def inbound(
     kind: str = "message",
     data: str | None = None,
     channel: str = "rec",
+    private: bool | None = None,
 ) -> InboundMessage:
     return InboundMessage(
         channel=channel,
@@ -50,6 +51,7 @@ def inbound(
         kind=kind,  # type: ignore[arg-type]
         callback_data=data,
         update_key=f"t:{next(_keys)}",
+        private=private,
     )
 
 
@@ -184,7 +186,7 @@ async def test_concurrent_approvals_from_two_clients_send_one_email(tmp_path: Pa
             shown = card(chan)
             # the same operator opens the card on a second client (/pending shows it there too)
             await rt.dispatcher.handle(
-                inbound("/pending", kind="command", sender="slack:T1:U1", chat="D1", channel="slackish")
+                inbound("/pending", kind="command", sender="slack:T1:U1", chat="D1", channel="slackish", private=True)
             )
             second = card(slack)
             await asyncio.gather(
@@ -379,20 +381,28 @@ async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path)
     assert len(smtp.delivered) == 1 and len(opened) == 1
 
 
-async def test_profile_risk_tolerance_loosens_and_tightens_but_never_lifts_forbidden(tmp_path: Path) -> None:
+async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_forbidden(tmp_path: Path) -> None:
     with SMTPServer() as smtp:
         async with runtime(tmp_path, smtp) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
             await smtp.wait_delivered(1)
-            await rt.dispatcher.handle(inbound("/profile set risk relaxed", kind="command"))
+            await rt.dispatcher.handle(inbound("/policy risk relaxed", kind="command"))
+            confirm = chan.sent[-1]
+            assert confirm.text.startswith("Loosen the approval policy from balanced to relaxed?")
+            await rt.dispatcher.handle(inbound("/email ana@example.org Early | Not yet", kind="command"))
+            assert card(chan).buttons and len(smtp.delivered) == 1  # not loosened before the confirmation
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(confirm, "Confirm")))
+            assert chan.sent[-1].text == "Risk tolerance is now relaxed (confirmed by telegram:1001)."
             await rt.dispatcher.handle(inbound("/email ana@example.org Again | Hi again", kind="command"))
-            await smtp.wait_delivered(2)  # known recipient, relaxed profile: no card
-            await rt.dispatcher.handle(inbound("/profile set risk cautious", kind="command"))
+            await smtp.wait_delivered(2)  # known recipient, relaxed: no card
+            await rt.dispatcher.handle(inbound("/policy risk cautious", kind="command"))  # tightening: at once
+            assert chan.sent[-1].text == "Risk tolerance is now cautious; it is in force now."
             await rt.dispatcher.handle(inbound("/email ana@example.org Third | Hi", kind="command"))
             await asyncio.sleep(0.3)
             assert len(smtp.delivered) == 2 and card(chan).buttons  # cautious again: a card
         async with runtime(tmp_path / "f", smtp, approvals={"forbidden": ["email.send"]}) as (rt, chan):
-            await rt.dispatcher.handle(inbound("/profile set risk relaxed", kind="command"))
+            await rt.dispatcher.handle(inbound("/policy risk relaxed", kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(chan.sent[-1], "Confirm")))
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             assert chan.sent[-1].text == "Your policy forbids sending email."

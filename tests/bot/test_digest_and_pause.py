@@ -49,7 +49,7 @@ async def test_digest_asks_the_model_for_one_line_when_it_can(tmp_path: Path, fa
     with SMTPServer() as smtp:
         async with runtime(tmp_path, smtp, llm=llm_settings(fake_llm)) as (rt, chan):
             await rt.dispatcher.handle(inbound("/digest", kind="command"))
-            calls = await rt.db.llm_calls()
+            calls = await rt.ledger.calls()
     assert chan.sent[-1].text.endswith("Next step: Follow up with Acme about the signed proposal.")
     assert [c.workflow for c in calls] == ["digest"]
 

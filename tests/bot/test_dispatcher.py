@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.dispatcher import GENERIC_ERROR, REFUSAL
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import RecordingChannel, llm_settings, make_settings, user_turns
 from tests.fakes.openai_api import FakeOpenAI
 
 
@@ -38,7 +38,7 @@ async def test_allowed_message_reaches_model_and_reply_comes_back(tmp_path: Path
         await rt.dispatcher.handle(msg("hi", key="rec:1"))
         assert [m.text for m in chan.sent] == ["Hello, operator."]
         assert chan.typing_count == 1
-        calls = await rt.db.llm_calls()
+        calls = await rt.ledger.calls()
     assert len(fake_llm.chat_requests) == 1
     sent_messages = fake_llm.chat_requests[0]["messages"]
     assert sent_messages[0]["role"] == "system" and sent_messages[-1] == {"role": "user", "content": "hi"}
@@ -90,7 +90,7 @@ async def test_conversation_survives_restart(tmp_path: Path, fake_llm: FakeOpenA
         await rt.dispatcher.handle(msg("who is my client?", key="rec:2"))
         history = await rt.coordinator.history("rec:1001")
     second = fake_llm.chat_requests[1]["messages"]
-    assert [m["content"] for m in second if m["role"] == "user"] == ["my client is Acme", "who is my client?"]
+    assert user_turns(fake_llm.chat_requests[1]) == ["my client is Acme", "who is my client?"]
     assert {"role": "assistant", "content": "echo: my client is Acme"} in second
     assert len([m for m in history if m["role"] == "user"]) == 2
 
@@ -176,7 +176,8 @@ async def test_unfinished_update_is_replayed_after_restart(tmp_path: Path, fake_
         from bot.dispatcher import inbound_to_json
 
         inbound = msg("still there?", key="rec:9")
-        assert await rt.db.claim_update("rec:9", inbound.session_key, inbound_to_json(inbound))
+        logged = {"text": inbound.text, "kind": inbound.kind}
+        assert await rt.db.claim_update("rec:9", inbound.session_key, inbound_to_json(inbound), inbound.sender, logged)
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
@@ -207,5 +208,5 @@ async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_ll
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(msg("and now?", key="rec:99"))
-    users = [m["content"] for m in fake_llm.chat_requests[-1]["messages"] if m["role"] == "user"]
+    users = user_turns(fake_llm.chat_requests[-1])
     assert users == [f"turn {i}" for i in range(6)] + ["and now?"]

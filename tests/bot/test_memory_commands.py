@@ -7,6 +7,7 @@ from pathlib import Path
 from bot.export import export_all, read_export
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
+from prompts.messages import PROFILE_RISK_MOVED
 from tests.conftest import RecordingChannel, make_settings
 
 _n = iter(range(10**6))
@@ -69,7 +70,7 @@ async def test_export_round_trips(tmp_path: Path) -> None:
         await rt.dispatcher.handle(cmd("/remember Lisbon office opens at 9"))
         await rt.dispatcher.handle(cmd("/profile set business Lumen Studio"))
         await rt.dispatcher.handle(cmd("/profile set risk nope"))
-        assert chan.sent[-1].text.startswith("risk must be one of")
+        assert chan.sent[-1].text == PROFILE_RISK_MOVED  # policy moved out of the profile (I1)
         events = await rt.db.events()
     counts = await export_all(tmp_path / "data", tmp_path / "out")
     parsed = read_export(tmp_path / "out")

@@ -31,14 +31,15 @@ def test_assemble_respects_the_budget_with_everything_full() -> None:
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "w" * 300} for i in range(80)]
     built = assemble(
         "system " * 50,
-        "{summary}\n{records}\n{memories}",
+        "Context:",
         "s" * 20_000,
         ["r" * 500] * 50,
         ["m" * 500] * 50,
         turns,
         1500,
     )
-    assert built.tokens <= 1500 and built.dropped == turns[: len(turns) - (len(built.messages) - 1)]
+    head = 2  # our instructions, then the context as data
+    assert built.tokens <= 1500 and built.dropped == turns[: len(turns) - (len(built.messages) - head)]
 
 
 async def test_long_conversation_stays_in_budget_and_summarizes(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
@@ -72,10 +73,11 @@ async def test_memory_recalls_an_early_fact_into_a_late_prompt(tmp_path: Path, f
         await rt.ingestor.wait_idle()
         await rt.dispatcher.handle(operator_message("What payment terms did Acme agree to for INV-7?"))
     last = fake_llm.chat_requests[-1]
-    system = last["messages"][0]["content"]
-    assert "Acme agreed to pay invoice INV-7 within 45 days." in system
-    assert "chat:rec]" in system  # recalled lines carry their source
-    assert not any("Acme agreed" in str(m.get("content")) for m in last["messages"][1:])  # the turn itself fell out
+    system, data = last["messages"][0]["content"], last["messages"][1]["content"]
+    assert "Acme agreed to pay invoice INV-7 within 45 days." in data and last["messages"][1]["role"] == "user"
+    assert "Acme agreed" not in system  # recalled text is data, never part of the instructions
+    assert "chat:rec]" in data  # recalled lines carry their source
+    assert not any("Acme agreed" in str(m.get("content")) for m in last["messages"][2:])  # the turn itself fell out
 
 
 async def test_email_a_contact_by_name_and_ambiguity_asks(tmp_path: Path, fake_llm: FakeOpenAI) -> None:

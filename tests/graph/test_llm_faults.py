@@ -24,7 +24,7 @@ async def test_429_and_500_are_retried_then_succeed(tmp_path: Path, fake_llm: Fa
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(msg("hi", 1))
-        outcomes = [c.outcome for c in await rt.db.llm_calls()]
+        outcomes = [c.outcome for c in await rt.ledger.calls()]
     assert [m.text for m in chan.sent] == ["made it"]
     assert len(fake_llm.chat_requests) == 3
     assert outcomes == [
@@ -73,7 +73,7 @@ async def test_server_down_is_a_clear_message(tmp_path: Path) -> None:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(msg("anyone?", 1))
-        calls = await rt.db.llm_calls()
+        calls = await rt.ledger.calls()
     assert "cannot connect to the model endpoint" in chan.sent[0].text
     assert len(calls) == 2 and all(c.estimated for c in calls)
 
@@ -94,7 +94,7 @@ async def test_usage_missing_is_estimated(tmp_path: Path, fake_llm: FakeOpenAI) 
     async with open_runtime(settings, console=False) as rt:
         rt.dispatcher.attach(RecordingChannel("rec"))
         await rt.dispatcher.handle(msg("hi", 1))
-        call = (await rt.db.llm_calls())[0]
+        call = (await rt.ledger.calls())[0]
     assert call.estimated and call.prompt_tokens > 50 and call.completion_tokens >= 1
 
 

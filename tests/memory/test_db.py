@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from memory.db import LLMCall, open_database
+from memory.ledger import CostLedger
+from memory.operators import OperatorStore
 
 
 async def test_event_log_is_append_only(tmp_path: Path) -> None:
@@ -22,30 +25,40 @@ async def test_event_log_is_append_only(tmp_path: Path) -> None:
 
 
 async def test_inbox_claims_once_and_keeps_unfinished(tmp_path: Path) -> None:
+    logged = {"text": "a", "kind": "message"}
     async with open_database(tmp_path) as db:
-        assert await db.claim_update("telegram:7", "telegram:1", {"text": "a"})
-        assert not await db.claim_update("telegram:7", "telegram:1", {"text": "a"})
-        assert await db.claim_update("telegram:8", "telegram:1", {"text": "b"})
+        first = await db.claim_update("telegram:7", "telegram:1", {"text": "a"}, "telegram:1", logged)
+        assert first is not None
+        assert await db.claim_update("telegram:7", "telegram:1", {"text": "a"}, "telegram:1", logged) is None
+        assert await db.claim_update("telegram:8", "telegram:1", {"text": "b"}, "telegram:1", logged)
         await db.finish_update("telegram:8")
     # A new connection (a restart) still sees the unfinished claim and still refuses the duplicate.
     async with open_database(tmp_path) as db:
-        assert await db.pending_updates() == [("telegram:7", {"text": "a"})]
-        assert not await db.claim_update("telegram:8", "telegram:1", {"text": "b"})
+        assert await db.pending_updates() == [("telegram:7", {"text": "a"}, first)]
+        assert await db.claim_update("telegram:8", "telegram:1", {"text": "b"}, "telegram:1", logged) is None
+        events = await db.events(kind="message.in")
+    assert [e.id for e in events][0] == first and len(events) == 2  # the claim and its event: one commit
 
 
 async def test_wal_mode_and_operators(tmp_path: Path) -> None:
     async with open_database(tmp_path) as db:
         async with db.connection.execute("PRAGMA journal_mode") as cur:
             assert (await cur.fetchone())[0] == "wal"  # type: ignore[index]
-        await db.add_operator("telegram:5", via="pairing")
-        await db.add_operator("telegram:5", via="pairing")
-        assert await db.operators() == {"telegram:5"}
+        operators = OperatorStore(db)
+        await operators.setup()
+        code = await operators.open_pairing("cli", timedelta(minutes=5))
+        assert await operators.redeem(code, "telegram:5") == "cli"
+        assert await operators.redeem(code, "telegram:6") is None  # one use
+        assert [op.identity for op in await operators.paired()] == ["telegram:5"]
+        assert await operators.remove("telegram:5", "cli") and not await operators.is_paired("telegram:5")
 
 
 async def test_llm_ledger_mirrors_into_event_log(tmp_path: Path) -> None:
     async with open_database(tmp_path) as db:
-        await db.record_llm_call(LLMCall("s", "chat", "m", 10, 3, False, 12, "ok"))
-        calls = await db.llm_calls()
+        ledger = CostLedger(db)
+        await ledger.setup()
+        await ledger.record(LLMCall("s", "chat", "m", 10, 3, False, 12, "ok"))
+        calls = await ledger.calls()
         events = await db.events(kind="llm.call")
     assert calls == [LLMCall("s", "chat", "m", 10, 3, False, 12, "ok")]
     assert events[0].payload["prompt_tokens"] == 10 and events[0].session == "s"

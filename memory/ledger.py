@@ -1,0 +1,175 @@
+"""The model-cost ledger (I5): every call's usage and cost, and holds on the budget while calls run.
+
+A call first takes a *hold* for its estimated cost, in the same transaction that reads what was
+spent, so concurrent calls cannot all pass a cap that fits only one of them. After the call the hold
+is settled into a ledger row with the reported usage (or released when nothing was billed). A hold a
+dead process left behind is never forgotten: on start it becomes a ledger row at its estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from memory.db import Database, LLMCall, Transaction, utcnow
+
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    session TEXT,
+    workflow TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    estimated INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    cost REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS llm_calls_at ON llm_calls(at);
+CREATE TABLE IF NOT EXISTS budget_holds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    session TEXT,
+    workflow TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL
+);
+"""
+
+_SPENT = (
+    "SELECT (SELECT COALESCE(SUM(cost), 0) FROM llm_calls WHERE at >= ?1 AND (?2 IS NULL OR workflow = ?2)) + "
+    "(SELECT COALESCE(SUM(cost), 0) FROM budget_holds WHERE at >= ?1 AND (?2 IS NULL OR workflow = ?2))"
+)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Money set aside for one call that is about to be made."""
+
+    id: int
+    model: str
+    cost: float
+
+
+class Booking:
+    """Reads spend and takes holds inside one transaction."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def spent(self, since: datetime, workflow: str | None = None) -> float:
+        """Cost since ``since`` (all workflows, or one), holds included."""
+        row = await self._tx.fetchone(_SPENT, (since.isoformat(), workflow))
+        return float(row[0])
+
+    async def hold(self, session: str | None, workflow: str, model: str, prompt_tokens: int, cost: float) -> Hold:
+        """Set ``cost`` aside for a call."""
+        written = await self._tx.execute(
+            "INSERT INTO budget_holds (at, session, workflow, model, prompt_tokens, cost) VALUES (?, ?, ?, ?, ?, ?)",
+            (utcnow().isoformat(), session, workflow, model, prompt_tokens, cost),
+        )
+        assert written.lastrowid is not None
+        return Hold(written.lastrowid, model, cost)
+
+
+class CostLedger:
+    """The ``llm_calls`` ledger and the budget holds."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def setup(self) -> int:
+        """Create the tables; turn holds left by a process that died mid-call into ledger rows.
+
+        Returns how many holds were recovered (their calls may have been billed: they count).
+        """
+        await self._db.script(LEDGER_SCHEMA)
+        rows = await self._db.fetchall("SELECT id, session, workflow, model, prompt_tokens, cost FROM budget_holds")
+        for hold_id, session, workflow, model, prompt, cost in rows:
+            call = LLMCall(
+                session, workflow, model, prompt, 0, True, 0, "unknown: the process stopped during the call", cost
+            )
+            await self.settle(hold_id, call)
+        return len(rows)
+
+    @asynccontextmanager
+    async def booking(self) -> AsyncIterator[Booking]:
+        """Spend reads and holds in one transaction (other writers wait until it ends)."""
+        async with self._db.transaction() as tx:
+            yield Booking(tx)
+
+    async def settle(self, hold_id: int | None, call: LLMCall) -> None:
+        """Replace a hold by the call's ledger row (and its event), atomically."""
+        async with self._db.transaction() as tx:
+            if hold_id is not None:
+                await tx.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
+            await _insert_call(tx, call)
+
+    async def release(self, hold_id: int) -> None:
+        """Drop a hold: the call was not made or not billed."""
+        await self._db.write("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
+
+    async def record(self, call: LLMCall) -> None:
+        """Record a call that held nothing (e.g. a failed attempt, which providers do not bill)."""
+        await self.settle(None, call)
+
+    async def calls(self) -> list[LLMCall]:
+        """All recorded model calls, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT session, workflow, model, prompt_tokens, completion_tokens, estimated, latency_ms, "
+            "outcome, cost FROM llm_calls ORDER BY id"
+        )
+        return [LLMCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8]) for r in rows]
+
+    async def spent(self, since: datetime, workflow: str | None = None) -> float:
+        """Cost since ``since`` (all workflows, or one), holds of running calls included."""
+        row = await self._db.fetchone(_SPENT, (since.isoformat(), workflow))
+        return float(row[0])
+
+    async def spent_by_workflow(self, since: datetime) -> dict[str, float]:
+        """Cost per workflow since ``since``, holds included."""
+        rows = await self._db.fetchall(
+            "SELECT workflow, SUM(cost) FROM (SELECT workflow, cost FROM llm_calls WHERE at >= ?1 "
+            "UNION ALL SELECT workflow, cost FROM budget_holds WHERE at >= ?1) GROUP BY workflow ORDER BY workflow",
+            (since.isoformat(),),
+        )
+        return {r[0]: float(r[1]) for r in rows}
+
+
+async def _insert_call(tx: Transaction, call: LLMCall) -> None:
+    await tx.execute(
+        "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, estimated, "
+        "latency_ms, outcome, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            utcnow().isoformat(),
+            call.session,
+            call.workflow,
+            call.model,
+            call.prompt_tokens,
+            call.completion_tokens,
+            int(call.estimated),
+            call.latency_ms,
+            call.outcome,
+            call.cost,
+        ),
+    )
+    await tx.append_event(
+        "llm.call",
+        "coo",
+        {
+            "model": call.model,
+            "workflow": call.workflow,
+            "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": call.completion_tokens,
+            "estimated": call.estimated,
+            "latency_ms": call.latency_ms,
+            "outcome": call.outcome,
+            "cost": call.cost,
+        },
+        session=call.session,
+    )

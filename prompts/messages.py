@@ -1,0 +1,43 @@
+"""User-facing strings, in one place (every layer imports them from here; prompts are the .txt files)."""
+
+from __future__ import annotations
+
+REFUSAL = "Sorry, I only work for my operator."
+GENERIC_ERROR = "Something went wrong on my side; it has been logged. Please try again."
+PAIRED = "Paired. You are now my operator. Try /help."
+PAIR_FAILED = "That code is not valid. {left} tries left."
+PAIR_CLOSED = "Pairing is closed. An operator can open it with `coo pair` on the machine I run on."
+PAIR_LOCKED = "Too many wrong codes. Ask the operator for a new one later."
+NEW_OPERATOR = (
+    "{identity} paired as a new operator (code opened by {opened_by}). "
+    "If that was not you, run `coo operators remove {identity}`."
+)
+PAIRING_REOPENED = (
+    "Pairing was opened from the command line: a one-time code valid {minutes} min was printed there. "
+    "If that was not you, check who has access to the machine."
+)
+ANSWERED_PRIVATELY = "I answered that in our private chat."
+NEEDS_PRIVATE_CHAT = "I answer that only in a private chat: write to me directly once, then ask again."
+TOO_LONG_TO_READ = (
+    "That message has {chars:,} characters; I read at most {limit:,}. Please send it shorter or in parts."
+)
+TOO_LONG_FOR_MODEL = (
+    "That message is about {tokens:,} tokens; the model's budget takes about {limit:,} in one message "
+    "(COO_LLM__CONTEXT_BUDGET). Please send it shorter or in parts."
+)
+POLICY_USAGE = "Usage: /policy | /policy risk <cautious|balanced|relaxed>"
+POLICY_SHOW = (
+    "Approval policy:\n- risk tolerance: {risk} ({source})\n- forbidden actions: {forbidden}\n"
+    "- cards expire after {ttl:g} h\ncautious and balanced: every outward action needs your tap. relaxed: email to "
+    "addresses already emailed goes out without a card."
+)
+POLICY_CONFIRM = (
+    "Loosen the approval policy from {current} to {new}?\nUnder {new}, email to addresses you already emailed "
+    "goes out without a card. Confirm within {minutes} min."
+)
+POLICY_TIGHTENED = "Risk tolerance is now {new}; it is in force now."
+POLICY_UNCHANGED = "Risk tolerance is already {new}."
+POLICY_LOOSENED = "Risk tolerance is now {new} (confirmed by {who})."
+POLICY_KEPT = "Kept risk tolerance {current}; nothing changed."
+POLICY_STALE = "That confirmation is no longer valid; nothing changed."
+PROFILE_RISK_MOVED = "Risk tolerance is part of the approval policy now: /policy risk <cautious|balanced|relaxed>."

@@ -1,0 +1,116 @@
+"""I6 pairing: open only while nobody can use the bot or after `coo pair`; wrong codes lock out only their
+sender; every operator hears who paired; `coo operators --remove` ends access at once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from bot.messages import InboundMessage
+from bot.notices import notify_access_changes
+from bot.runtime import open_runtime
+from prompts.messages import PAIR_CLOSED, PAIR_LOCKED, PAIRED, PAIRING_REOPENED, REFUSAL
+from tests.conftest import ROOT, RecordingChannel, llm_settings, make_settings, subprocess_env
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.telegram_api import FakeTelegram
+
+_n = iter(range(10**6))
+
+
+def msg(text: str, user: str) -> InboundMessage:
+    """A message in ``user``'s private chat on the recording channel."""
+    kind = "command" if text.startswith("/") else "message"
+    return InboundMessage("rec", user, f"telegram:{user}", text, kind=kind, update_key=f"p:{next(_n)}")  # type: ignore[arg-type]
+
+
+def texts(chan: RecordingChannel, chat: str) -> list[str]:
+    return [m.text for m in chan.sent if m.chat_id == chat]
+
+
+async def test_start_code_only_while_nobody_can_use_the_bot(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    async with FakeTelegram("1:T") as tg:
+        telegram = {"token": "1:T", "api_base_url": tg.api_root, "poll_timeout_s": 0.5}
+        settings = make_settings(tmp_path, operators="", telegram=telegram, llm=llm_settings(fake_llm))
+        async with open_runtime(settings, console=False) as rt:
+            chan = RecordingChannel("rec")
+            rt.dispatcher.attach(chan)
+            code = rt.pairing_code
+            assert code is not None and len(code) == 8
+            await rt.dispatcher.handle(msg(f"/pair {code.lower()}", "7"))
+            await rt.dispatcher.handle(msg("now I'm in", "7"))
+            await rt.dispatcher.handle(msg(f"/pair {code}", "8"))  # one use only
+        assert texts(chan, "7") == [PAIRED, "echo: now I'm in"]
+        assert texts(chan, "8") == [PAIR_CLOSED]
+        # An operator exists now: a restart opens no code (before, every start printed a new one).
+        async with open_runtime(settings, console=False) as rt:
+            chan = RecordingChannel("rec")
+            rt.dispatcher.attach(chan)
+            assert rt.pairing_code is None and rt.guard.is_operator("telegram:7")
+            await rt.dispatcher.handle(msg("/pair AAAAAAAA", "9"))
+            await rt.dispatcher.handle(msg("hello?", "9"))
+        assert texts(chan, "9") == [PAIR_CLOSED, REFUSAL]
+    assert len(fake_llm.chat_requests) == 1
+
+
+async def test_wrong_codes_lock_out_only_their_sender(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, operators="")
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        code = await rt.operators.open_pairing("cli", timedelta(minutes=15))
+        for _ in range(6):
+            await rt.dispatcher.handle(msg("/pair AAAAAAAA", "66"))  # a stranger guessing
+        await rt.dispatcher.handle(msg(f"/pair {code}", "66"))  # even the right code: this sender is locked
+        assert not rt.guard.is_operator("telegram:66")
+        await rt.dispatcher.handle(msg(f"/pair {code}", "7"))  # the rightful operator is not locked out
+        assert rt.guard.is_operator("telegram:7")
+        failed = await rt.db.events(kind="access.pair_failed")
+    replies = texts(chan, "66")
+    assert replies[:5] == [f"That code is not valid. {n} tries left." for n in (4, 3, 2, 1, 0)]
+    assert replies[5:] == [PAIR_LOCKED, PAIR_LOCKED] and texts(chan, "7") == [PAIRED]
+    assert len(failed) == 5
+
+
+async def test_expired_code_pairs_nobody(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, operators="")
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        code = await rt.operators.open_pairing("cli", timedelta(seconds=-1))  # its time is up already
+        await rt.dispatcher.handle(msg(f"/pair {code}", "7"))
+    assert not rt.guard.is_operator("telegram:7") and texts(chan, "7") == [PAIR_CLOSED]
+
+
+def coo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_coo_pair_tells_the_operators_and_coo_operators_removes_at_once(tmp_path: Path) -> None:
+    env = subprocess_env(tmp_path, COO_OPERATORS="telegram:1001", COO_MEMORY__SEMANTIC="false")
+    settings = make_settings(tmp_path, operators="telegram:1001")
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("/status", "1001"))  # the operator's private chat becomes known
+        await notify_access_changes(rt.db, rt.control, rt.messenger)  # what the scheduler runs every 10 s
+        opened = await asyncio.to_thread(coo, env, "pair")
+        assert opened.returncode == 0, opened.stderr
+        code = opened.stdout.split("pairing code: ", 1)[1].split()[0]
+        assert await notify_access_changes(rt.db, rt.control, rt.messenger) == 1
+        await rt.dispatcher.handle(msg(f"/pair {code}", "7"))
+        assert await notify_access_changes(rt.db, rt.control, rt.messenger) == 1
+        listed = await asyncio.to_thread(coo, env, "operators")
+        removed = await asyncio.to_thread(coo, env, "operators", "--remove", "telegram:7")
+        await rt.dispatcher.handle(msg("still in?", "7"))
+    notices = texts(chan, "1001")[1:]
+    assert notices[0] == PAIRING_REOPENED.format(minutes=15)
+    assert notices[1].startswith("telegram:7 paired as a new operator (code opened by cli)")
+    assert "telegram:1001  (COO_OPERATORS)" in listed.stdout and "telegram:7  (paired" in listed.stdout
+    assert removed.returncode == 0 and texts(chan, "7") == [PAIRED, REFUSAL]
+    refused = await asyncio.to_thread(coo, env, "operators", "--remove", "telegram:1001")
+    assert refused.returncode == 1 and "COO_OPERATORS" in refused.stdout
