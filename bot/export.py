@@ -1,16 +1,21 @@
-"""``coo export``: records, events, approvals and remembered notes as JSON Lines."""
+"""``coo export``: records, events, approvals and remembered notes as JSON Lines.
+
+The folder is created with mode 0700 and each file with 0600: an export holds the business's
+messages and contacts. ``coo import`` (bot/backup.py) restores it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from memory.approvals import ApprovalStore
 from memory.db import Database, connect_sqlite, open_database
 from memory.notes import NoteLedger
-from memory.records import MODELS, Records
+from memory.records import MODELS, RECORDS_SCHEMA
 
 FILES = ("events", "records", "approvals", "notes")
 
@@ -22,18 +27,26 @@ async def export_all(data_dir: Path, out_dir: Path) -> dict[str, int]:
     return await asyncio.to_thread(_write, rows, out_dir)
 
 
+def git_work_tree(path: Path) -> Path | None:
+    """The git work tree ``path`` lies in (``path`` itself or a parent holding ``.git``), if any."""
+    for folder in (path, *path.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
 def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path) -> dict[str, int]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name, items in rows.items():
-        with (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+        fd = os.open(out_dir / f"{name}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for item in items:
                 handle.write(json.dumps(item, ensure_ascii=False, sort_keys=True, default=str) + "\n")
     return {name: len(items) for name, items in rows.items()}
 
 
 async def _rows(db: Database, data_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    records = Records(db)
-    await records.setup()
+    await db.connection.executescript(RECORDS_SCHEMA)
     ledger = NoteLedger(db)
     await ledger.setup()
     conn = await connect_sqlite(data_dir / "coo.sqlite", 5000)
@@ -50,22 +63,23 @@ async def _rows(db: Database, data_dir: Path) -> dict[str, list[dict[str, Any]]]
         ]
     finally:
         await conn.close()
-    record_rows = []
-    for kind in MODELS:
-        for record in await records.all(kind):
-            for version in await records.history(kind, record.id):
-                record_rows.append(
-                    {
-                        "kind": kind,
-                        "id": version.id,
-                        "version": version.version,
-                        "data": version.data.model_dump(mode="json"),
-                        "event_id": version.event_id,
-                        "actor": version.actor,
-                        "at": version.at.isoformat(),
-                        "deleted": version.deleted,
-                    }
-                )
+    # Every version of every record, deleted ones included: the history is part of the backup.
+    async with db.connection.execute(
+        "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records ORDER BY kind, id, version"
+    ) as cur:
+        record_rows = [
+            {
+                "kind": r[0],
+                "id": r[1],
+                "version": r[2],
+                "data": json.loads(r[3]),
+                "event_id": r[4],
+                "actor": r[5],
+                "at": r[6],
+                "deleted": bool(r[7]),
+            }
+            for r in await cur.fetchall()
+        ]
     return {
         "events": [e.__dict__ for e in await db.events(limit=10**9)],
         "records": record_rows,

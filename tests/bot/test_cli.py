@@ -1,4 +1,4 @@
-"""The ``coo`` command as a real subprocess: fail-fast config, offline console, doctor."""
+"""The ``coo`` command as a real subprocess: fail-fast config, offline console, doctor, export/import."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ async def run_coo(
         ("COO_SLACK__HTTP_LISTEN", "0.0.0.0:99999", "COO_SLACK__HTTP_LISTEN: must be host:port"),
         ("COO_EMBEDDINGS__PROVIDER", "openai", "COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL"),
         ("COO_SLACK__BOT_TOKEN", "xoxb-" + "1", "COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET"),
+        ("COO_LOG_LEVEL", "LOUD", "COO_LOG_LEVEL: unknown log level 'LOUD'; one of DEBUG, INFO"),
+        ("COO_APPROVALS__FORBIDDEN", "email.send", 'COO_APPROVALS__FORBIDDEN: must be JSON, e.g. ["email.send"]'),
     ],
 )
 async def test_bad_configuration_exits_with_one_clear_line(
@@ -66,13 +68,75 @@ async def test_bad_value_in_dotenv_file_is_named(tmp_path: Path) -> None:
     assert code == 2 and "COO_LLM__TIMEOUT_S" in err
 
 
-async def test_run_without_configuration_starts_offline_console(tmp_path: Path) -> None:
-    code, out, err = await run_coo(["run"], clean_env(tmp_path), tmp_path, stdin="hello\n/status\n")
-    assert code == 0, err
-    assert "channels: console" in err and "offline mode" in err and "pairing code:" in err
-    assert "COO_TELEGRAM__TOKEN" in err  # says how to add a channel
-    assert "coo> Offline mode" in out and "COO_LLM__BASE_URL" in out
-    assert "access: pairing" in out
+async def test_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    env = subprocess_env(tmp_path / "a-file" / "data")  # a folder below a file: never creatable, even as root
+    code, out, err = await run_coo(["run"], env, tmp_path)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coo: COO_DATA_DIR: ") and "not writable" in lines[0]
+
+
+async def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = await run_coo(["--version"], clean_env(tmp_path), tmp_path)
+    assert code == 0 and out.strip() == f"coo {version('solo-coo')}"
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path, typed: bytes, timeout: float = 60) -> str:
+    """Run ``coo`` on a pseudo-terminal (stdout and stderr both on it, as a user sees them)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, stdin=child_fd, stdout=child_fd, stderr=child_fd
+    )
+    os.close(child_fd)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"you> " not in seen:  # wait for the first prompt before typing
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([main_fd], [], [], 1)[0]:
+                seen += os.read(main_fd, 65536)
+        os.write(main_fd, typed)
+        while True:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([main_fd], [], [], 1)[0]:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main_fd)
+    return seen.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_console_banner_comes_first_logs_go_to_a_file_and_no_pairing_code(tmp_path: Path) -> None:
+    screen = run_in_terminal(["run"], clean_env(tmp_path, COO_LOG_LEVEL="DEBUG"), tmp_path, b"hello\n/status\n\x04")
+    banner_at = screen.index("solo-coo is running.")
+    assert banner_at < screen.index("you> ")
+    assert "channels: console" in screen and "offline mode" in screen
+    assert "pairing code" not in screen.lower()  # nobody could send /pair to a terminal
+    assert "access: this terminal only" in screen and "coo onboard" in screen
+    assert "coo> Offline mode" in screen and "COO_LLM__BASE_URL" in screen  # the reply to "hello"
+    log_file = tmp_path / "data" / "coo.log"
+    assert f"logs: {log_file}" in screen
+    assert " DEBUG " not in screen and " INFO " not in screen  # no log line landed on the prompt
+    assert " INFO bot.runtime: stopping" in log_file.read_text()
     assert (tmp_path / "data" / "coo.sqlite").exists()
 
 
