@@ -87,19 +87,33 @@ class Prompter:
     def ask(self, question: str, default: str = "") -> str:
         """One answer; Enter gives ``default``."""
         shown = f" [{default}]" if default else ""
-        self._output.write(f"{question}{shown}: ")
-        self._output.flush()
-        return self._line() or default
+        while True:
+            self._output.write(f"{question}{shown}: ")
+            self._output.flush()
+            answer = self._line() or default
+            if self._storable(answer):
+                return answer
 
     def ask_secret(self, question: str) -> str:
         """A secret: read without echo on a terminal, never written back."""
-        if self._secret_reader is not None:
-            return self._secret_reader(f"{question}: ").strip()
-        self._output.write(f"{question}: ")
-        self._output.flush()
-        answer = self._line()
-        self._output.write("\n")
-        return answer
+        while True:
+            if self._secret_reader is not None:
+                answer = self._secret_reader(f"{question}: ").strip()
+            else:
+                self._output.write(f"{question}: ")
+                self._output.flush()
+                answer = self._line()
+                self._output.write("\n")
+            if self._storable(answer):
+                return answer
+
+    def _storable(self, answer: str) -> bool:
+        try:
+            quote(answer)
+        except ValueError as exc:
+            self.say(f"  {exc}.")
+            return False
+        return True
 
     def yes(self, question: str, default: bool = True) -> bool:
         """A yes/no question."""
@@ -451,13 +465,17 @@ class Onboarding:
 
 # -- the file ------------------------------------------------------------------------------------
 def quote(value: str) -> str:
-    """``value`` as a .env value that python-dotenv reads back exactly (single quotes: no escapes, no ${})."""
+    """``value`` as a .env value that python-dotenv reads back exactly.
+
+    Single quotes when possible (no escapes). python-dotenv expands ``${NAME}`` in every kind of
+    quoting and has no escape for it, so such a value is refused rather than silently changed.
+    """
     if "\n" in value or "\r" in value:
         raise ValueError("a value cannot hold a line break")
+    if "${" in value:
+        raise ValueError("a value holding ${ would be changed when read back; set it in the environment instead")
     if "'" not in value:
         return f"'{value}'"
-    if "${" in value:
-        raise ValueError("a value cannot hold both ' and ${; set it in the environment instead")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -136,7 +136,8 @@ def test_console_banner_comes_first_logs_go_to_a_file_and_no_pairing_code(tmp_pa
     log_file = tmp_path / "data" / "coo.log"
     assert f"logs: {log_file}" in screen
     assert " DEBUG " not in screen and " INFO " not in screen  # no log line landed on the prompt
-    assert " INFO bot.runtime: stopping" in log_file.read_text()
+    logged = log_file.read_text()
+    assert " INFO bot.runtime: stopping" in logged and " DEBUG " in logged
     assert (tmp_path / "data" / "coo.sqlite").exists()
 
 
@@ -191,3 +192,51 @@ async def test_doctor_checks_telegram_and_slack_tokens(tmp_path: Path) -> None:
     assert code == 1
     assert "[FAIL] telegram: answered HTTP 401" in out and "[FAIL] slack: auth.test failed: invalid_auth" in out
     assert "WRONG" not in out and "xoxb-wrong" not in out  # doctor never prints a secret
+
+
+async def test_rejected_telegram_token_is_one_line_without_the_token(tmp_path: Path) -> None:
+    from tests.fakes.telegram_api import FakeTelegram
+
+    async with FakeTelegram(token="42:GOOD") as tg:
+        env = clean_env(tmp_path, COO_TELEGRAM__TOKEN="42:WRONG-and-secret", COO_TELEGRAM__API_BASE_URL=tg.api_root)
+        code, out, err = await run_coo(["run"], env, tmp_path)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coo: ") and "rejected" in lines[0], err
+    assert "WRONG-and-secret" not in out + err
+
+
+async def test_doctor_names_config_files_and_variables_never_values(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, COO_LLM__BASE_URL="http://127.0.0.1:9/v1")
+    config_dir = Path(env["XDG_CONFIG_HOME"]) / "solo-coo"
+    config_dir.mkdir(parents=True)
+    (config_dir / ".env").write_text("COO_TIMEZONE=Europe/Lisbon\nCOO_TELEGRAM__TOKEN=7:user-config-secret\n")
+    (tmp_path / ".env").write_text("COO_DIGEST_TIME=07:30\n")
+    code, out, _ = await run_coo(["doctor", "--quick"], env, tmp_path)
+    assert code == 0, out  # --quick: no network, so the unreachable model is not even tried
+    assert f"config file {config_dir / '.env'}: COO_TELEGRAM__TOKEN, COO_TIMEZONE" in out
+    assert f"config file {tmp_path / '.env'}: COO_DIGEST_TIME" in out
+    assert "environment: COO_DATA_DIR, COO_LLM__BASE_URL" in out
+    assert "[ok]   data dir: " in out and "model" not in out
+    assert "user-config-secret" not in out
+    code, out, _ = await run_coo(["doctor"], env, tmp_path)
+    assert code == 1 and "[FAIL] model: unreachable" in out
+
+
+async def test_export_refuses_a_git_work_tree_and_import_refuses_a_used_data_dir(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    env = clean_env(tmp_path)
+    code, _, err = await run_coo(["export", "--out", "backup"], env, repo)
+    assert code == 2 and err.count("\n") == 1 and "inside the git work tree" in err and "--force" in err
+    assert not (repo / "backup").exists()
+    code, out, err = await run_coo(["export", "--out", str(tmp_path / "backup")], env, repo)
+    assert code == 0, err
+    assert "events: " in out and oct((tmp_path / "backup" / "events.jsonl").stat().st_mode & 0o777) == "0o600"
+    code, _, err = await run_coo(["import", str(tmp_path / "backup")], env, tmp_path)  # the data dir has data now
+    assert code == 2 and err.count("\n") == 1 and "is not empty" in err
+    fresh = {**env, "COO_DATA_DIR": str(tmp_path / "restored"), "COO_MEMORY__SEMANTIC": "false"}
+    code, out, err = await run_coo(["import", str(tmp_path / "backup")], fresh, tmp_path)
+    assert code == 0 and out.startswith("events: 0, records: 0") and (tmp_path / "restored" / "coo.sqlite").exists()
+    code, out, err = await run_coo(["export", "--out", "backup", "--force"], env, repo)
+    assert code == 0 and (repo / "backup" / "records.jsonl").exists(), err
