@@ -12,18 +12,30 @@ import os
 from pathlib import Path
 from typing import Any
 
-from memory.approvals import ApprovalStore
-from memory.db import Database, connect_sqlite, open_database
-from memory.notes import NoteLedger
+from memory.approvals import APPROVALS_SCHEMA, ApprovalStore
+from memory.db import Database, open_database
+from memory.notes import NOTES_SCHEMA, NoteLedger
 from memory.records import MODELS, RECORDS_SCHEMA
 
 FILES = ("events", "records", "approvals", "notes")
 
 
 async def export_all(data_dir: Path, out_dir: Path) -> dict[str, int]:
-    """Write one ``<name>.jsonl`` per table into ``out_dir``; returns line counts."""
+    """Write one ``<name>.jsonl`` per table into ``out_dir``; returns line counts.
+
+    Everything is read in one read transaction (one WAL snapshot), so an export taken while the bot
+    runs is consistent: no record points to an event the export lacks.
+    """
     async with open_database(data_dir) as db:
-        rows = await _rows(db, data_dir)
+        conn = db.connection
+        for schema in (RECORDS_SCHEMA, NOTES_SCHEMA, APPROVALS_SCHEMA):
+            await conn.executescript(schema)
+        await conn.commit()
+        await conn.execute("BEGIN")
+        try:
+            rows = await _rows(db)
+        finally:
+            await conn.rollback()
     return await asyncio.to_thread(_write, rows, out_dir)
 
 
@@ -45,24 +57,18 @@ def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path) -> dict[str, in
     return {name: len(items) for name, items in rows.items()}
 
 
-async def _rows(db: Database, data_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    await db.connection.executescript(RECORDS_SCHEMA)
+async def _rows(db: Database) -> dict[str, list[dict[str, Any]]]:
+    # Only reads here: the caller holds the transaction. The store's methods never commit on reads.
     ledger = NoteLedger(db)
-    await ledger.setup()
-    conn = await connect_sqlite(data_dir / "coo.sqlite", 5000)
-    try:
-        store = ApprovalStore(conn)
-        await store.setup()
-        approvals = [
-            {
-                **a.__dict__,
-                "cards": [c.__dict__ for c in a.cards],
-                "outbox": (o.__dict__ if (o := await store.outbox(a.id)) else None),
-            }
-            for a in await store.list_approvals(limit=10**9)
-        ]
-    finally:
-        await conn.close()
+    store = ApprovalStore(db.connection)
+    approvals = [
+        {
+            **a.__dict__,
+            "cards": [c.__dict__ for c in a.cards],
+            "outbox": (o.__dict__ if (o := await store.outbox(a.id)) else None),
+        }
+        for a in await store.list_approvals(limit=10**9)
+    ]
     # Every version of every record, deleted ones included: the history is part of the backup.
     async with db.connection.execute(
         "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records ORDER BY kind, id, version"

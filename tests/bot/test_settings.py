@@ -81,3 +81,10 @@ def test_the_tests_own_construction_reads_no_file(tmp_path: Path, monkeypatch: p
 )
 def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_the_example_config_is_valid_and_leaves_the_data_dir_alone() -> None:
+    from tests.conftest import ROOT
+
+    settings = load_settings(env_file=ROOT / ".env.example")
+    assert settings.data_dir == Path(os.environ["XDG_DATA_HOME"]) / "solo-coo"  # Docker's /data stays in charge
