@@ -64,6 +64,9 @@ def secrets_of(settings: Settings) -> list[str]:
     return found + [p for p in (url_password(settings.llm.base_url),) if p]
 
 
+_secrets = secrets_of  # the older name, still imported by tests/bot/test_logging.py
+
+
 def load(args: argparse.Namespace) -> Settings:
     """Settings from the environment and config files; logging to stderr, with redaction."""
     settings = load_settings(args.config if args.config is not None else "default")
@@ -130,7 +133,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             EXIT_CONFIG,
         )
     settings = load(args)
-    counts = asyncio.run(export_all(ensure_data_dir(settings), out))
+    if not (settings.data_dir / "coo.sqlite").is_file():
+        raise CommandError(f"export: nothing to export: {settings.data_dir} holds no solo-coo data (COO_DATA_DIR)")
+    counts = asyncio.run(export_all(settings.data_dir, out))
     print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out}")
     return 0
 

@@ -224,9 +224,15 @@ async def test_doctor_names_config_files_and_variables_never_values(tmp_path: Pa
 
 
 async def test_export_refuses_a_git_work_tree_and_import_refuses_a_used_data_dir(tmp_path: Path) -> None:
+    from memory.db import open_database
+
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
     env = clean_env(tmp_path)
+    code, _, err = await run_coo(["export", "--out", str(tmp_path / "backup")], env, repo)
+    assert code == 1 and err.count("\n") == 1 and "nothing to export" in err and not (tmp_path / "data").exists()
+    async with open_database(tmp_path / "data") as db:
+        await db.append_event("test.seed", "test", {})
     code, _, err = await run_coo(["export", "--out", "backup"], env, repo)
     assert code == 2 and err.count("\n") == 1 and "inside the git work tree" in err and "--force" in err
     assert not (repo / "backup").exists()
@@ -237,6 +243,6 @@ async def test_export_refuses_a_git_work_tree_and_import_refuses_a_used_data_dir
     assert code == 2 and err.count("\n") == 1 and "is not empty" in err
     fresh = {**env, "COO_DATA_DIR": str(tmp_path / "restored"), "COO_MEMORY__SEMANTIC": "false"}
     code, out, err = await run_coo(["import", str(tmp_path / "backup")], fresh, tmp_path)
-    assert code == 0 and out.startswith("events: 0, records: 0") and (tmp_path / "restored" / "coo.sqlite").exists()
+    assert code == 0 and out.startswith("events: 1, records: 0") and (tmp_path / "restored" / "coo.sqlite").exists()
     code, out, err = await run_coo(["export", "--out", "backup", "--force"], env, repo)
     assert code == 0 and (repo / "backup" / "records.jsonl").exists(), err
