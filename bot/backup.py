@@ -27,18 +27,20 @@ import shutil
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from bot.settings import Settings
-from memory.api import InvalidNote, Note, open_memory
 from memory.approvals import APPROVALS_SCHEMA
 from memory.db import open_database, utcnow
 from memory.notes import NOTES_SCHEMA
 from memory.profile import PROFILE_SCHEMA
 from memory.records import MODELS, RECORDS_SCHEMA
+
+if TYPE_CHECKING:
+    from memory.api import Note
 
 FILES = ("events", "records", "approvals", "notes")
 RESTORE_ACTOR = "restore"
@@ -359,6 +361,8 @@ async def _replay_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]
 
 def memories_of(backup: Backup, scope: str) -> list[Note]:
     """What semantic memory held: remembered notes and the operator's chat messages, minus what was forgotten."""
+    from memory.api import Note
+
     forgotten = {str(e.payload.get("ref")) for e in backup.events if e.kind == "memory.forgotten"}
     notes = [Note(text=n.text, source=n.source, at=n.at, scope=n.scope, ref=n.ref) for n in backup.notes]
     for e in backup.events:
@@ -372,6 +376,10 @@ def memories_of(backup: Backup, scope: str) -> list[Note]:
 
 
 async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -> int:
+    # Imported here: the vector store and embedder cost a second or more to load, and are not needed
+    # when semantic memory is off.
+    from memory.api import InvalidNote, open_memory
+
     notes = memories_of(backup, settings.memory.scope)
     if not notes:
         return 0

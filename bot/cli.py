@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coo: {_redactor.redact(str(exc))}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
+        print(f"coo: {args.command} interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         # Anything unexpected at start: one line here, the traceback in the log at DEBUG.

@@ -132,7 +132,7 @@ def check_data_dir(settings: Settings) -> Check:
     """The data dir exists (or can be made) and is writable."""
     path = settings.data_dir
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # private business data: owner only
         with tempfile.NamedTemporaryFile(dir=path):
             pass
     except OSError as exc:
