@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
+import aiosmtplib
 import httpx
 
-from bot.settings import Settings
+from bot.settings import Settings, default_env_files, redact_url
+
+_OPENAI_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ async def check_model(settings: Settings, client: httpx.AsyncClient) -> Check:
         return Check("model", None, "offline mode; set COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
     base = llm.base_url or "https://api.openai.com/v1"
     headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value()}"} if llm.api_key else {}
-    return await _http("model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {base} reachable")
+    shown = redact_url(base)
+    return await _http("model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {shown} reachable")
 
 
 async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:
@@ -75,25 +80,59 @@ async def check_slack(settings: Settings, client: httpx.AsyncClient) -> Check:
 
 
 async def check_smtp(settings: Settings) -> Check:
-    """A TCP connection to the SMTP server."""
+    """Connect, EHLO (STARTTLS or TLS as configured) and log in when a username is set; no mail is sent."""
     smtp = settings.smtp
     if not smtp.configured:
         return Check("email", None, "not configured; set COO_SMTP__HOST and COO_SMTP__FROM_ADDR")
     assert smtp.host is not None
+    where = f"{smtp.host}:{smtp.port}"
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(smtp.host, smtp.port), 5)
-    except (OSError, TimeoutError) as exc:
-        return Check("email", False, f"{smtp.host}:{smtp.port} unreachable ({type(exc).__name__})")
-    writer.close()
-    await writer.wait_closed()
-    return Check("email", True, f"{smtp.host}:{smtp.port} reachable ({smtp.security})")
+        steps = await smtp_handshake(
+            smtp.host,
+            smtp.port,
+            smtp.security,
+            smtp.username,
+            smtp.password.get_secret_value() if smtp.password else None,
+            timeout_s=min(smtp.timeout_s, 10.0),
+        )
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        return Check("email", False, f"{where}: login refused ({exc.code})")
+    except aiosmtplib.SMTPResponseException as exc:
+        return Check("email", False, f"{where}: server answered {exc.code}")
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        return Check("email", False, f"{where} unreachable ({type(exc).__name__})")
+    return Check("email", True, f"{where} answered {steps} ({smtp.security})")
+
+
+async def smtp_handshake(
+    host: str, port: int, security: str, username: str | None, password: str | None, timeout_s: float = 10.0
+) -> str:
+    """Connect, EHLO and (with a username) log in, then QUIT; returns what was done, e.g. "EHLO + login"."""
+    client = aiosmtplib.SMTP(
+        hostname=host,
+        port=port,
+        use_tls=security == "tls",
+        start_tls=security == "starttls",
+        timeout=timeout_s,
+    )
+    await client.connect()
+    try:
+        await client.ehlo()
+        done = "EHLO"
+        if username:
+            await client.login(username, password or "")
+            done += " + login"
+    finally:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+    return done
 
 
 def check_data_dir(settings: Settings) -> Check:
     """The data dir exists (or can be made) and is writable."""
     path = settings.data_dir
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # private business data: owner only
         with tempfile.NamedTemporaryFile(dir=path):
             pass
     except OSError as exc:
@@ -101,31 +140,48 @@ def check_data_dir(settings: Settings) -> Check:
     return Check("data dir", True, str(path.resolve()))
 
 
-async def run_doctor(settings: Settings) -> int:
-    """Print the report; exit code 1 when something configured is not reachable."""
-    async with httpx.AsyncClient(timeout=10) as client:
-        checks = [
-            check_data_dir(settings),
-            *await asyncio.gather(
+async def run_doctor(settings: Settings, *, quick: bool = False) -> int:
+    """Print the report; exit code 1 when something configured is not reachable.
+
+    ``quick`` checks only what needs no network (config parsed, data dir writable): a health check.
+    """
+    print("\n".join(config_summary(settings)), flush=True)
+    checks = [check_data_dir(settings)]
+    if not quick:
+        async with httpx.AsyncClient(timeout=10) as client:
+            checks += await asyncio.gather(
                 check_model(settings, client),
                 check_telegram(settings, client),
                 check_slack(settings, client),
                 check_smtp(settings),
-            ),
-        ]
-    access = (
-        f"allow-list of {len(settings.operator_ids)}"
-        if settings.operator_ids
-        else "pairing mode (a code is printed at start)"
-    )
-    checks.append(Check("access", True, access))
-    checks.append(Check("embeddings", True, f"{settings.embeddings.provider} provider"))
-    names = env_summary()
-    print("variables set: " + (", ".join(names) if names else "none (defaults)"), flush=True)
+            )
+        access = (
+            f"allow-list of {len(settings.operator_ids)}"
+            if settings.operator_ids
+            else "pairing mode (a code is printed at start)"
+        )
+        checks.append(Check("access", True, access))
+        checks.append(Check("embeddings", True, f"{settings.embeddings.provider} provider"))
     print("\n".join(c.render() for c in checks), flush=True)
     return 1 if any(c.ok is False for c in checks) else 0
 
 
+def config_summary(settings: Settings) -> list[str]:
+    """Which config files were read and which variables each set, then the environment's (names only)."""
+    from dotenv import dotenv_values
+
+    lines = []
+    for path in settings.files_read:
+        names = sorted(name for name in dotenv_values(path) if name.upper().startswith("COO_"))
+        lines.append(f"config file {path}: {', '.join(names) if names else 'no COO_ variables'}")
+    if not settings.files_read:
+        looked = " or ".join(str(path) for path in default_env_files())
+        lines.append(f"config files: none (looked for {looked})")
+    names = env_summary()
+    lines.append("environment: " + (", ".join(names) if names else "no COO_ variables"))
+    return lines
+
+
 def env_summary() -> list[str]:
-    """Names of the COO_ variables that are set (values never shown)."""
-    return sorted(name for name in os.environ if name.startswith("COO_"))
+    """Names of the COO_ (and OPENAI_) variables set in the environment (values never shown)."""
+    return sorted(name for name in os.environ if name.startswith("COO_") or name in _OPENAI_VARIABLES)

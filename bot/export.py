@@ -1,71 +1,91 @@
-"""``coo export``: records, events, approvals and remembered notes as JSON Lines."""
+"""``coo export``: records, events, approvals and remembered notes as JSON Lines.
+
+The folder is created with mode 0700 and each file with 0600: an export holds the business's
+messages and contacts. ``coo import`` (bot/backup.py) restores it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from memory.approvals import ApprovalStore
-from memory.db import Database, connect_sqlite, open_database
-from memory.notes import NoteLedger
-from memory.records import MODELS, Records
+from memory.approvals import APPROVALS_SCHEMA, ApprovalStore
+from memory.db import Database, open_database
+from memory.notes import NOTES_SCHEMA, NoteLedger
+from memory.records import MODELS, RECORDS_SCHEMA
 
 FILES = ("events", "records", "approvals", "notes")
 
 
 async def export_all(data_dir: Path, out_dir: Path) -> dict[str, int]:
-    """Write one ``<name>.jsonl`` per table into ``out_dir``; returns line counts."""
+    """Write one ``<name>.jsonl`` per table into ``out_dir``; returns line counts.
+
+    Everything is read in one read transaction (one WAL snapshot), so an export taken while the bot
+    runs is consistent: no record points to an event the export lacks.
+    """
     async with open_database(data_dir) as db:
-        rows = await _rows(db, data_dir)
+        conn = db.connection
+        for schema in (RECORDS_SCHEMA, NOTES_SCHEMA, APPROVALS_SCHEMA):
+            await conn.executescript(schema)
+        await conn.commit()
+        await conn.execute("BEGIN")
+        try:
+            rows = await _rows(db)
+        finally:
+            await conn.rollback()
     return await asyncio.to_thread(_write, rows, out_dir)
 
 
+def git_work_tree(path: Path) -> Path | None:
+    """The git work tree ``path`` lies in (``path`` itself or a parent holding ``.git``), if any."""
+    for folder in (path, *path.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
 def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path) -> dict[str, int]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name, items in rows.items():
-        with (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+        fd = os.open(out_dir / f"{name}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for item in items:
                 handle.write(json.dumps(item, ensure_ascii=False, sort_keys=True, default=str) + "\n")
     return {name: len(items) for name, items in rows.items()}
 
 
-async def _rows(db: Database, data_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    records = Records(db)
-    await records.setup()
+async def _rows(db: Database) -> dict[str, list[dict[str, Any]]]:
+    # Only reads here: the caller holds the transaction. The store's methods never commit on reads.
     ledger = NoteLedger(db)
-    await ledger.setup()
-    conn = await connect_sqlite(data_dir / "coo.sqlite", 5000)
-    try:
-        store = ApprovalStore(conn)
-        await store.setup()
-        approvals = [
+    store = ApprovalStore(db.connection)
+    approvals = [
+        {
+            **a.__dict__,
+            "cards": [c.__dict__ for c in a.cards],
+            "outbox": (o.__dict__ if (o := await store.outbox(a.id)) else None),
+        }
+        for a in await store.list_approvals(limit=10**9)
+    ]
+    # Every version of every record, deleted ones included: the history is part of the backup.
+    async with db.connection.execute(
+        "SELECT kind, id, version, data, event_id, actor, at, deleted FROM records ORDER BY kind, id, version"
+    ) as cur:
+        record_rows = [
             {
-                **a.__dict__,
-                "cards": [c.__dict__ for c in a.cards],
-                "outbox": (o.__dict__ if (o := await store.outbox(a.id)) else None),
+                "kind": r[0],
+                "id": r[1],
+                "version": r[2],
+                "data": json.loads(r[3]),
+                "event_id": r[4],
+                "actor": r[5],
+                "at": r[6],
+                "deleted": bool(r[7]),
             }
-            for a in await store.list_approvals(limit=10**9)
+            for r in await cur.fetchall()
         ]
-    finally:
-        await conn.close()
-    record_rows = []
-    for kind in MODELS:
-        for record in await records.all(kind):
-            for version in await records.history(kind, record.id):
-                record_rows.append(
-                    {
-                        "kind": kind,
-                        "id": version.id,
-                        "version": version.version,
-                        "data": version.data.model_dump(mode="json"),
-                        "event_id": version.event_id,
-                        "actor": version.actor,
-                        "at": version.at.isoformat(),
-                        "deleted": version.deleted,
-                    }
-                )
     return {
         "events": [e.__dict__ for e in await db.events(limit=10**9)],
         "records": record_rows,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 # Shapes of well-known credentials, redacted even when we were not told the value.
 _PATTERNS = (
@@ -25,17 +24,9 @@ REDACTED = "[REDACTED]"
 QUIET_PREFIXES = ("httpx", "httpcore", "openai", "urllib3", "aiohttp", "stripe", "slack_sdk", "websockets", "hpack")
 
 
-def redact_url(url: str) -> str:
-    """``url`` without the credentials it may carry (``https://user:pw@host`` -> ``https://[REDACTED]@host``)."""
-    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + "@", url)
-
-
-def url_secrets(url: str | None) -> list[str]:
-    """The password (and user) inside a URL, for the list of values to redact."""
-    if not url:
-        return []
-    parts = urlsplit(url)
-    return [s for s in (parts.password, parts.username) if s]
+def redact_url_credentials(text: str) -> str:
+    """``text`` with every ``scheme://user:pw@`` in it turned into ``scheme://[REDACTED]@``."""
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -51,7 +42,7 @@ class RedactingFilter(logging.Filter):
             text = text.replace(secret, REDACTED)
         for pattern in _PATTERNS:
             text = pattern.sub(REDACTED, text)
-        return redact_url(text)
+        return redact_url_credentials(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -13,7 +13,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, TextIO, cast
 
 import aiosqlite
 import openai
@@ -23,19 +24,18 @@ from bot.access import AccessGuard
 from bot.approval_commands import register_approval_commands
 from bot.approval_ui import ApprovalUI, session_target
 from bot.budget_commands import BudgetCommands, Controls
-from bot.channels.console import ConsoleChannel
+from bot.channels.console import ConsoleChannel, HeldOutput
 from bot.commands import CommandRouter
 from bot.core_commands import register_core_commands
 from bot.digest import DigestService, home_chats
 from bot.dispatcher import Dispatcher
-from bot.logging_setup import redact_url
 from bot.memory_commands import register_memory_commands
 from bot.messages import Channel, InboundMessage
 from bot.messenger import Messenger
 from bot.notices import notify_access_changes
 from bot.policy_commands import PolicyCommands
 from bot.scheduler import Scheduler
-from bot.settings import Settings
+from bot.settings import Settings, redact_url
 from connectors.base import Connector
 from connectors.email import EmailConnector
 from connectors.outbox import OutboxRunner
@@ -409,7 +409,7 @@ async def _sweep_expired(approvals: ApprovalService, ui: ApprovalUI, every_s: fl
 
 
 def status_lines(runtime: Runtime) -> list[str]:
-    """The start banner and /status: channels, model or offline, data dir, access mode."""
+    """The start banner and /status: channels, model or offline, data dir, access mode (never a credential)."""
     settings = runtime.settings
     names = [c.name for c in runtime.channels] or ["none"]
     llm = runtime.coordinator.llm
@@ -419,10 +419,10 @@ def status_lines(runtime: Runtime) -> list[str]:
         model = f"{llm.model} (unreachable: offline mode until it answers)"
     else:
         model = f"{llm.model} at {redact_url(settings.llm.base_url or 'https://api.openai.com/v1')}"
-    if runtime.pairing_code:
+    if not _chat_platforms(runtime):
+        access = "this terminal only (no chat platform configured)"
+    elif runtime.pairing_code:
         access = "pairing open (send /pair CODE from a chat to become the operator)"
-    elif not runtime.guard.has_operators:
-        access = "no operator yet (the console only); set COO_OPERATORS or configure a chat platform to pair"
     else:
         count = len(runtime.guard.operator_ids()) - 1
         access = f"{count} operator(s); `coo pair` opens pairing for another, `coo operators` lists them"
@@ -434,27 +434,41 @@ def status_lines(runtime: Runtime) -> list[str]:
     ]
 
 
-def banner(runtime: Runtime) -> str:
-    """What ``coo run`` prints at start."""
+def _chat_platforms(runtime: Runtime) -> list[Channel]:
+    return [c for c in runtime.channels if c is not runtime.console]
+
+
+def banner(runtime: Runtime, log_file: Path | None = None) -> str:
+    """What ``coo run`` prints at start, before the first prompt."""
     lines = ["solo-coo is running.", *("  " + line for line in status_lines(runtime))]
-    if runtime.pairing_code:
+    # A pairing code is only useful where someone can send /pair: a chat platform.
+    if runtime.pairing_code and _chat_platforms(runtime):
         ttl_min = runtime.settings.pairing_code_ttl_s // 60
         lines.append(f"  pairing code: {runtime.pairing_code} (one use, expires in {ttl_min} min)")
     if not runtime.settings.telegram.configured and not runtime.settings.slack.configured:
-        lines.append("  no chat platform configured: set COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN to add one.")
+        lines.append(
+            "  no chat platform configured: run `coo onboard` (or set COO_TELEGRAM__TOKEN / COO_SLACK__BOT_TOKEN)."
+        )
+    if log_file is not None:
+        lines.append(f"  logs: {log_file}")
     if runtime.console is not None:
         lines.append("  type a message, /help for commands, Ctrl-D to quit.")
     return "\n".join(lines)
 
 
-async def serve(settings: Settings, *, console: bool | None = None) -> None:
-    """Run until Ctrl-C, SIGTERM or end of console input."""
+async def serve(settings: Settings, *, console: bool | None = None, log_file: Path | None = None) -> None:
+    """Run until Ctrl-C, SIGTERM or end of console input.
+
+    The console's output is held until the banner is printed, so the banner comes before the first prompt.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, console=console) as runtime:
-        print(banner(runtime), file=sys.stderr, flush=True)
+    held = HeldOutput(sys.stdout)
+    async with open_runtime(settings, console=console, console_output=cast(TextIO, held)) as runtime:
+        print(banner(runtime, log_file), file=sys.stderr, flush=True)
+        held.release()
         waiters = [asyncio.create_task(stop.wait())]
         if runtime.console is not None:
             waiters.append(asyncio.create_task(runtime.console.closed.wait()))

@@ -1,17 +1,23 @@
 """The one settings root. Each package owns its sub-model; this module composes them.
 
-Names follow DESIGN.md: prefix ``COO_``, nested with ``__``, ``.env`` read too.
+Names follow DESIGN.md: prefix ``COO_``, nested with ``__``. A ``.env`` file is read from the working
+directory and from the user config dir (``~/.config/solo-coo/.env`` on Linux); the working directory's
+wins, the environment wins over both.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import typing
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import platformdirs
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connectors.settings import OutboxSettings, SMTPSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings
@@ -20,6 +26,47 @@ from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _LISTEN_RE = re.compile(r"^[^:\s]*:\d{1,5}$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+APP_NAME = "solo-coo"
+ENV_FILE_NAME = ".env"
+
+
+def user_data_dir() -> Path:
+    """Where data lives by default (``~/.local/share/solo-coo`` on Linux, honouring XDG_DATA_HOME)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def user_config_dir() -> Path:
+    """Where ``coo onboard`` writes the config file (``~/.config/solo-coo`` on Linux, honouring XDG_CONFIG_HOME)."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def default_env_files() -> list[Path]:
+    """The config files looked up, in order of increasing precedence: user config dir, then working dir."""
+    return [user_config_dir() / ENV_FILE_NAME, Path.cwd() / ENV_FILE_NAME]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: ``user:password@`` and the query string are replaced (I4)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "[unparsable URL]"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "[REDACTED]@" + netloc.rpartition("@")[2]
+    query = "[REDACTED]" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def url_password(url: str | None) -> str | None:
+    """The password inside a URL's ``user:password@`` part, if any (to be redacted from logs)."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def _check_listen(value: str | None) -> str | None:
@@ -137,7 +184,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COO_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
-    data_dir: Path = Path("./coo-data")
+    data_dir: Path = Field(default_factory=user_data_dir)
     operators: str = ""
     timezone: str = "UTC"
     digest_time: str = "08:00"
@@ -155,6 +202,20 @@ class Settings(BaseSettings):
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
+    _files_read: tuple[Path, ...] = PrivateAttr(default=())
+
+    @property
+    def files_read(self) -> tuple[Path, ...]:
+        """The config files that existed and were read (for ``coo doctor``)."""
+        return self._files_read
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level '{value}'; one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("operators")
     @classmethod
@@ -194,15 +255,27 @@ class ConfigError(Exception):
     """Bad configuration: the message is one line naming the variable."""
 
 
-def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Read settings from the environment (and ``.env``), honouring OPENAI_* as fallbacks.
+EnvFiles = str | Path | list[Path] | None
 
-    Raises ConfigError with one line per problem, each naming the variable.
+
+def load_settings(env_file: EnvFiles = "default") -> Settings:
+    """Read settings from the environment and config files, honouring OPENAI_* as fallbacks.
+
+    ``env_file`` "default" reads :func:`default_env_files`; a path or a list of paths reads exactly
+    those (later ones win); None reads no file. Raises ConfigError with one line naming the variable.
     """
+    candidates = default_env_files() if env_file == "default" else _as_paths(env_file)
+    files = [path for path in candidates if path.is_file()]
+    for path in candidates:
+        if env_file != "default" and not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
     try:
-        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+        settings = Settings(_env_file=files or None)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError("; ".join(_describe(err) for err in exc.errors())) from None
+    except SettingsError as exc:
+        raise ConfigError(_describe_settings_error(exc, files)) from None
+    settings._files_read = tuple(files)
     llm = settings.llm
     updates: dict[str, object] = {}
     if llm.api_key is None and os.environ.get("OPENAI_API_KEY"):
@@ -217,6 +290,62 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     if settings.embeddings.provider == "openai" and not settings.llm.configured:
         raise ConfigError("COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
     return settings
+
+
+def _as_paths(env_file: EnvFiles) -> list[Path]:
+    if env_file is None:
+        return []
+    if isinstance(env_file, list):
+        return [Path(p) for p in env_file]
+    return [Path(env_file)]
+
+
+def _describe_settings_error(exc: SettingsError, files: list[Path]) -> str:
+    """pydantic-settings fails before validation when a list/map value is not JSON: name the variable."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    field = match.group(1) if match else ""
+    prefix = f"COO_{field.upper()}"
+    values = _raw_values(files)
+    for name in sorted(values):
+        if name != prefix and not name.startswith(prefix + "__"):
+            continue
+        kind = _complex_kind(name.removeprefix("COO_").lower().split("__"))
+        if kind is None:
+            continue
+        try:
+            json.loads(values[name])
+        except ValueError:
+            example = '["email.send"]' if kind == "list" else '{"name": value}'
+            return f"{name}: must be JSON, e.g. {example}"
+    return f"{prefix or 'COO_*'}: a value is not valid JSON (lists and maps are written as JSON)"
+
+
+def _raw_values(files: list[Path]) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    values: dict[str, str] = {}
+    for path in files:
+        values.update({k.upper(): v for k, v in dotenv_values(path).items() if v is not None})
+    values.update({k.upper(): v for k, v in os.environ.items()})
+    return values
+
+
+def _complex_kind(path: list[str]) -> str | None:
+    """ "list" or "map" when the setting at ``path`` is read as JSON; None for plain values."""
+    annotation: object = Settings
+    for part in path:
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "map"
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return "list"
+    if origin is dict:
+        return "map"
+    return None
 
 
 def _describe(err: object) -> str:

@@ -20,9 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 _update_keys = iter(range(10**9))
 
 
+def home_env(home: Path) -> dict[str, str]:
+    """HOME and the XDG dirs under ``home``: no test reads or writes the real user's config or data dirs."""
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+    }
+
+
 def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment for a real ``coo`` subprocess: none of the machine's COO_/OPENAI_ settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_"))}
+    """The environment for a real ``coo`` subprocess: none of the machine's COO_/OPENAI_ settings,
+    and a home of its own next to ``data_dir``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_", "XDG_"))}
+    env.update(home_env(data_dir.parent / "home"))
     env.update({"PYTHONPATH": str(ROOT), "COO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
@@ -73,11 +85,19 @@ def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="session")
+def _test_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, _test_home: Path) -> None:
     for name in list(os.environ):
         if name.startswith("COO_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name)
+    for name, value in home_env(_test_home).items():
+        if name != "HOME":  # the XDG dirs are enough for platformdirs; HOME stays for other tools
+            monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -16,6 +16,36 @@ from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 log = logging.getLogger(__name__)
 
 
+class HeldOutput:
+    """A text stream that keeps what is written until :meth:`release`, then passes everything through.
+
+    ``coo run`` gives it to the console so that the start banner comes before the first prompt.
+    """
+
+    def __init__(self, target: TextIO) -> None:
+        self._target = target
+        self._held: list[str] | None = []
+
+    def write(self, text: str) -> int:
+        """Hold ``text`` until released; afterwards write it through."""
+        if self._held is not None:
+            self._held.append(text)
+        else:
+            self._target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the target once released (held text stays held)."""
+        if self._held is None:
+            self._target.flush()
+
+    def release(self) -> None:
+        """Write what was held, in order, and pass everything through from now on."""
+        held, self._held = self._held or [], None
+        self._target.write("".join(held))
+        self._target.flush()
+
+
 class ConsoleChannel:
     """Reads lines from ``input`` and prints replies to ``output``.
 

@@ -1,4 +1,4 @@
-"""The ``coo`` command as a real subprocess: fail-fast config, offline console, doctor."""
+"""The ``coo`` command as a real subprocess: fail-fast config, offline console, doctor, export/import."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ async def run_coo(
         ("COO_SLACK__HTTP_LISTEN", "0.0.0.0:99999", "COO_SLACK__HTTP_LISTEN: must be host:port"),
         ("COO_EMBEDDINGS__PROVIDER", "openai", "COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL"),
         ("COO_SLACK__BOT_TOKEN", "xoxb-" + "1", "COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET"),
+        ("COO_LOG_LEVEL", "LOUD", "COO_LOG_LEVEL: unknown log level 'LOUD'; one of DEBUG, INFO"),
+        ("COO_APPROVALS__FORBIDDEN", "email.send", 'COO_APPROVALS__FORBIDDEN: must be JSON, e.g. ["email.send"]'),
     ],
 )
 async def test_bad_configuration_exits_with_one_clear_line(
@@ -66,14 +68,78 @@ async def test_bad_value_in_dotenv_file_is_named(tmp_path: Path) -> None:
     assert code == 2 and "COO_LLM__TIMEOUT_S" in err
 
 
-async def test_run_without_configuration_starts_offline_console(tmp_path: Path) -> None:
-    code, out, err = await run_coo(["run"], clean_env(tmp_path), tmp_path, stdin="hello\n/status\n")
-    assert code == 0, err
-    assert "channels: console" in err and "offline mode" in err
-    assert "pairing code:" not in err  # nobody could use one: only the terminal can reach the bot
-    assert "COO_TELEGRAM__TOKEN" in err  # says how to add a channel
-    assert "coo> Offline mode" in out and "COO_LLM__BASE_URL" in out
+async def test_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    env = subprocess_env(tmp_path / "a-file" / "data")  # a folder below a file: never creatable, even as root
+    code, out, err = await run_coo(["run"], env, tmp_path)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coo: COO_DATA_DIR: ") and "not writable" in lines[0]
+
+
+async def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = await run_coo(["--version"], clean_env(tmp_path), tmp_path)
+    assert code == 0 and out.strip() == f"coo {version('solo-coo')}"
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path, typed: bytes, timeout: float = 60) -> str:
+    """Run ``coo`` on a pseudo-terminal (stdout and stderr both on it, as a user sees them)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, stdin=child_fd, stdout=child_fd, stderr=child_fd
+    )
+    os.close(child_fd)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"you> " not in seen:  # wait for the first prompt before typing
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([main_fd], [], [], 1)[0]:
+                seen += os.read(main_fd, 65536)
+        os.write(main_fd, typed)
+        while True:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([main_fd], [], [], 1)[0]:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main_fd)
+    return seen.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_console_banner_comes_first_logs_go_to_a_file_and_no_pairing_code(tmp_path: Path) -> None:
+    screen = run_in_terminal(["run"], clean_env(tmp_path, COO_LOG_LEVEL="DEBUG"), tmp_path, b"hello\n/status\n\x04")
+    banner_at = screen.index("solo-coo is running.")
+    assert banner_at < screen.index("you> ")
+    assert "channels: console" in screen and "offline mode" in screen
+    assert "pairing code" not in screen.lower()  # nobody could send /pair to a terminal
+    assert "access: this terminal only" in screen and "coo onboard" in screen
+    assert "coo> Offline mode" in screen and "COO_LLM__BASE_URL" in screen  # the reply to "hello"
+    log_file = tmp_path / "data" / "coo.log"
+    assert f"logs: {log_file}" in screen
+    assert " DEBUG " not in screen and " INFO " not in screen  # no log line landed on the prompt
+    logged = log_file.read_text()
+    assert " INFO bot.runtime: stopping" in logged and " DEBUG " in logged
     assert (tmp_path / "data" / "coo.sqlite").exists()
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700  # private business data: owner only
 
 
 async def test_chat_talks_to_the_model(tmp_path: Path) -> None:
@@ -127,3 +193,57 @@ async def test_doctor_checks_telegram_and_slack_tokens(tmp_path: Path) -> None:
     assert code == 1
     assert "[FAIL] telegram: answered HTTP 401" in out and "[FAIL] slack: auth.test failed: invalid_auth" in out
     assert "WRONG" not in out and "xoxb-wrong" not in out  # doctor never prints a secret
+
+
+async def test_rejected_telegram_token_is_one_line_without_the_token(tmp_path: Path) -> None:
+    from tests.fakes.telegram_api import FakeTelegram
+
+    async with FakeTelegram(token="42:GOOD") as tg:
+        env = clean_env(tmp_path, COO_TELEGRAM__TOKEN="42:WRONG-and-secret", COO_TELEGRAM__API_BASE_URL=tg.api_root)
+        code, out, err = await run_coo(["run"], env, tmp_path)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("coo: ") and "rejected" in lines[0], err
+    assert "WRONG-and-secret" not in out + err
+
+
+async def test_doctor_names_config_files_and_variables_never_values(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, COO_LLM__BASE_URL="http://127.0.0.1:9/v1")
+    config_dir = Path(env["XDG_CONFIG_HOME"]) / "solo-coo"
+    config_dir.mkdir(parents=True)
+    (config_dir / ".env").write_text("COO_TIMEZONE=Europe/Lisbon\nCOO_TELEGRAM__TOKEN=7:user-config-secret\n")
+    (tmp_path / ".env").write_text("COO_DIGEST_TIME=07:30\n")
+    code, out, _ = await run_coo(["doctor", "--quick"], env, tmp_path)
+    assert code == 0, out  # --quick: no network, so the unreachable model is not even tried
+    assert f"config file {config_dir / '.env'}: COO_TELEGRAM__TOKEN, COO_TIMEZONE" in out
+    assert f"config file {tmp_path / '.env'}: COO_DIGEST_TIME" in out
+    assert "environment: COO_DATA_DIR, COO_LLM__BASE_URL" in out
+    assert "[ok]   data dir: " in out and "model" not in out
+    assert "user-config-secret" not in out
+    code, out, _ = await run_coo(["doctor"], env, tmp_path)
+    assert code == 1 and "[FAIL] model: unreachable" in out
+
+
+async def test_export_refuses_a_git_work_tree_and_import_refuses_a_used_data_dir(tmp_path: Path) -> None:
+    from memory.db import open_database
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    env = clean_env(tmp_path)
+    code, _, err = await run_coo(["export", "--out", str(tmp_path / "backup")], env, repo)
+    assert code == 1 and err.count("\n") == 1 and "nothing to export" in err and not (tmp_path / "data").exists()
+    async with open_database(tmp_path / "data") as db:
+        await db.append_event("test.seed", "test", {})
+    code, _, err = await run_coo(["export", "--out", "backup"], env, repo)
+    assert code == 2 and err.count("\n") == 1 and "inside the git work tree" in err and "--force" in err
+    assert not (repo / "backup").exists()
+    code, out, err = await run_coo(["export", "--out", str(tmp_path / "backup")], env, repo)
+    assert code == 0, err
+    assert "events: " in out and oct((tmp_path / "backup" / "events.jsonl").stat().st_mode & 0o777) == "0o600"
+    code, _, err = await run_coo(["import", str(tmp_path / "backup")], env, tmp_path)  # the data dir has data now
+    assert code == 2 and err.count("\n") == 1 and "is not empty" in err
+    fresh = {**env, "COO_DATA_DIR": str(tmp_path / "restored"), "COO_MEMORY__SEMANTIC": "false"}
+    code, out, err = await run_coo(["import", str(tmp_path / "backup")], fresh, tmp_path)
+    assert code == 0 and out.startswith("events: 1, records: 0") and (tmp_path / "restored" / "coo.sqlite").exists()
+    code, out, err = await run_coo(["export", "--out", "backup", "--force"], env, repo)
+    assert code == 0 and (repo / "backup" / "records.jsonl").exists(), err

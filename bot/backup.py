@@ -1,0 +1,415 @@
+"""``coo import``: restore a ``coo export`` folder into an empty data dir.
+
+Round trip: ``coo export`` of the restored dir gives back the same events, records (every version),
+approvals and notes, plus one ``backup.restored`` event at the end, with two deliberate changes that
+fail closed (a backup may be older than what happened since it was made):
+
+- an approval still pending in the export comes back ``expired`` (decided by ``restore``): its card
+  can no longer be approved, the action can be proposed again;
+- an outbox row ``queued`` or ``running`` comes back ``unknown``: it may have run after the export,
+  so it is never sent by itself; the card offers Resend.
+
+Also restored: the profile (replayed from its ``profile.set`` events) and, with semantic memory on,
+the semantic memory (remembered notes and the operator's chat messages, re-embedded; what was
+forgotten stays forgotten). Not in an export, so not restored: paired operators (pair again or use
+COO_OPERATORS), budgets and pause state, conversation checkpoints, the model-call ledger.
+
+Every line of the export is parsed and checked before anything is written; the data dir is built
+in a temporary folder inside it and moved into place only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from bot.settings import Settings
+from memory.approvals import APPROVALS_SCHEMA
+from memory.db import open_database, utcnow
+from memory.notes import NOTES_SCHEMA
+from memory.profile import PROFILE_SCHEMA
+from memory.records import MODELS, RECORDS_SCHEMA
+
+if TYPE_CHECKING:
+    from memory.api import Note
+
+FILES = ("events", "records", "approvals", "notes")
+RESTORE_ACTOR = "restore"
+UNKNOWN_DETAIL = "restored from a backup: it may have run after the backup was made; Resend if it did not"
+EMBED_BATCH = 64
+
+log = logging.getLogger(__name__)
+
+
+class ImportRefused(Exception):
+    """The import was refused before anything was written; the message says why, in one line."""
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventRow(_Row):
+    """One event of ``events.jsonl``."""
+
+    id: int
+    at: datetime
+    actor: str
+    session: str | None
+    kind: str
+    payload: dict[str, Any]
+
+
+class RecordRow(_Row):
+    """One record version of ``records.jsonl`` (its data checked against the kind's model)."""
+
+    kind: str
+    id: str
+    version: int
+    data: dict[str, Any]
+    event_id: int
+    actor: str
+    at: str
+    deleted: bool
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        datetime.fromisoformat(value)
+        return value
+
+    @model_validator(mode="after")
+    def _data(self) -> RecordRow:
+        model = MODELS.get(self.kind)
+        if model is None:
+            raise ValueError(f"unknown record kind {self.kind!r}")
+        model.model_validate(self.data)
+        return self
+
+
+class CardRow(_Row):
+    """Where a card was shown."""
+
+    channel: str
+    chat_id: str
+    thread_id: str | None
+    message_id: str
+
+
+class OutboxRow(_Row):
+    """An approval's outbox row."""
+
+    approval_id: str
+    idempotency_key: str
+    kind: str
+    action: dict[str, Any]
+    digest: str
+    state: Literal["queued", "running", "sent", "failed", "unknown"]
+    attempts: int
+    next_attempt_at: datetime
+    detail: str
+    external_id: str | None
+    updated_at: datetime
+
+
+class ApprovalRow(_Row):
+    """One approval of ``approvals.jsonl`` with its cards and outbox row."""
+
+    id: str
+    root_id: str
+    thread: str
+    origin: str
+    kind: str
+    action: dict[str, Any]
+    digest: str
+    approvers: list[str]
+    nonce: str
+    created_at: datetime
+    expires_at: datetime
+    state: Literal["pending", "approved", "rejected", "expired", "superseded"]
+    decided_by: str | None
+    decided_at: datetime | None
+    cards: list[CardRow]
+    outbox: OutboxRow | None
+
+    @model_validator(mode="after")
+    def _own_outbox(self) -> ApprovalRow:
+        if self.outbox is not None and self.outbox.approval_id != self.id:
+            raise ValueError("its outbox row belongs to another approval")
+        return self
+
+
+class NoteRow(_Row):
+    """One remembered note."""
+
+    ref: str
+    scope: str
+    source: str
+    text: str
+    at: datetime
+
+
+class Backup(BaseModel):
+    """A parsed, checked export."""
+
+    events: list[EventRow]
+    records: list[RecordRow]
+    approvals: list[ApprovalRow]
+    notes: list[NoteRow]
+
+
+def read_backup(source: Path) -> Backup:
+    """Parse and check every line of an export; ImportRefused naming the file and line otherwise."""
+    if not source.is_dir():
+        raise ImportRefused(f"{source} is not a folder written by `coo export`")
+    missing = [name for name in FILES if not (source / f"{name}.jsonl").is_file()]
+    if missing:
+        raise ImportRefused(f"{source} has no {', '.join(f'{m}.jsonl' for m in missing)}")
+    models: dict[str, type[_Row]] = {
+        "events": EventRow,
+        "records": RecordRow,
+        "approvals": ApprovalRow,
+        "notes": NoteRow,
+    }
+    parsed: dict[str, list[Any]] = {}
+    for name, model in models.items():
+        rows = []
+        path = source / f"{name}.jsonl"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(model.model_validate_json(line))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ())) or "line"
+                raise ImportRefused(f"{path.name} line {number}: {where}: {first['msg']}") from None
+        parsed[name] = rows
+    backup = Backup.model_validate(parsed)
+    _check_references(backup)
+    return backup
+
+
+def _check_references(backup: Backup) -> None:
+    ids = [e.id for e in backup.events]
+    if len(set(ids)) != len(ids):
+        raise ImportRefused("events.jsonl has the same event id twice")
+    known = set(ids)
+    for record in backup.records:
+        if record.event_id not in known:
+            raise ImportRefused(f"records.jsonl: {record.kind} {record.id} v{record.version} points to a missing event")
+
+
+def _empty_or_absent(data_dir: Path) -> None:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ImportRefused(f"COO_DATA_DIR {data_dir} is not a folder")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise ImportRefused(
+            f"the data dir {data_dir} is not empty; import restores into an empty one only "
+            "(point COO_DATA_DIR at a new folder, or move the old one away)"
+        )
+
+
+async def import_all(source: Path, settings: Settings) -> dict[str, int]:
+    """Restore ``source`` into ``settings.data_dir`` (which must be empty or absent); returns counts."""
+    data_dir = settings.data_dir
+    _empty_or_absent(data_dir)
+    backup = read_backup(source)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ImportRefused(f"COO_DATA_DIR {data_dir}: cannot create it ({exc.strerror})") from None
+    staging = data_dir / f".import-{os.getpid()}"
+    try:
+        counts = await _write_sqlite(staging, backup, source)
+        if settings.memory.semantic:
+            counts["semantic memories"] = await _rebuild_semantic(staging, backup, settings)
+        for entry in staging.iterdir():
+            entry.rename(data_dir / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str, int]:
+    expired = [a.id for a in backup.approvals if a.state == "pending"]
+    unknown = [a.id for a in backup.approvals if a.outbox is not None and a.outbox.state in ("queued", "running")]
+    async with open_database(staging) as db:
+        conn = db.connection
+        for schema in (RECORDS_SCHEMA, APPROVALS_SCHEMA, NOTES_SCHEMA, PROFILE_SCHEMA):
+            await conn.executescript(schema)
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await _insert_events(conn, backup.events)
+            await _insert_records(conn, backup.records)
+            await _insert_approvals(conn, backup.approvals)
+            await conn.executemany(
+                "INSERT INTO notes (ref, scope, source, text, at) VALUES (?, ?, ?, ?, ?)",
+                [(n.ref, n.scope, n.source, n.text, n.at.isoformat()) for n in backup.notes],
+            )
+            await _replay_profile(conn, backup.events)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        await db.append_event(
+            "backup.restored",
+            RESTORE_ACTOR,
+            {"source": source.name, "expired_approvals": expired, "unknown_outbox": unknown},
+        )
+    return {
+        "events": len(backup.events),
+        "records": len(backup.records),
+        "approvals": len(backup.approvals),
+        "notes": len(backup.notes),
+        "expired (were pending)": len(expired),
+        "unknown (were queued)": len(unknown),
+    }
+
+
+async def _insert_events(conn: aiosqlite.Connection, events: Iterable[EventRow]) -> None:
+    await conn.executemany(
+        "INSERT INTO events (id, at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (e.id, e.at.isoformat(), e.actor, e.session, e.kind, json.dumps(e.payload, ensure_ascii=False))
+            for e in sorted(events, key=lambda e: e.id)
+        ],
+    )
+
+
+async def _insert_records(conn: aiosqlite.Connection, records: Iterable[RecordRow]) -> None:
+    await conn.executemany(
+        "INSERT INTO records (kind, id, version, data, event_id, actor, at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(r.kind, r.id, r.version, json.dumps(r.data), r.event_id, r.actor, r.at, int(r.deleted)) for r in records],
+    )
+
+
+async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[ApprovalRow]) -> None:
+    now = utcnow()
+    for a in approvals:
+        pending = a.state == "pending"
+        cards = [[c.channel, c.chat_id, c.thread_id, c.message_id] for c in a.cards]
+        await conn.execute(
+            "INSERT INTO approvals (id, root_id, thread, origin, kind, action, digest, approvers, nonce, created_at, "
+            "expires_at, state, decided_by, decided_at, cards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.id,
+                a.root_id,
+                a.thread,
+                a.origin,
+                a.kind,
+                json.dumps(a.action, sort_keys=True),
+                a.digest,
+                json.dumps(a.approvers),
+                a.nonce,
+                a.created_at.isoformat(),
+                a.expires_at.isoformat(),
+                "expired" if pending else a.state,
+                RESTORE_ACTOR if pending else a.decided_by,
+                now.isoformat() if pending else (a.decided_at.isoformat() if a.decided_at else None),
+                json.dumps(cards),
+            ),
+        )
+        o = a.outbox
+        if o is None:
+            continue
+        in_flight = o.state in ("queued", "running")
+        await conn.execute(
+            "INSERT INTO outbox (approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, "
+            "detail, external_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                o.approval_id,
+                o.idempotency_key,
+                o.kind,
+                json.dumps(o.action, sort_keys=True),
+                o.digest,
+                "unknown" if in_flight else o.state,
+                o.attempts,
+                o.next_attempt_at.isoformat(),
+                UNKNOWN_DETAIL if in_flight else o.detail,
+                o.external_id,
+                (now if in_flight else o.updated_at).isoformat(),
+            ),
+        )
+
+
+async def _replay_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]) -> None:
+    """The profile table is the last ``profile.set`` of each field (an empty value cleared it)."""
+    current: dict[str, tuple[str, int, datetime]] = {}
+    for e in sorted(events, key=lambda e: e.id):
+        if e.kind != "profile.set":
+            continue
+        field, value = str(e.payload.get("field", "")), str(e.payload.get("value", ""))
+        if value:
+            current[field] = (value.lower() if field == "risk" else value, e.id, e.at)
+        else:
+            current.pop(field, None)
+    await conn.executemany(
+        "INSERT INTO profile (field, value, event_id, updated_at) VALUES (?, ?, ?, ?)",
+        [(f, v, event_id, at.isoformat()) for f, (v, event_id, at) in current.items()],
+    )
+
+
+def memories_of(backup: Backup, scope: str) -> list[Note]:
+    """What semantic memory held: remembered notes and the operator's chat messages, minus what was forgotten."""
+    from memory.api import Note
+
+    forgotten = {str(e.payload.get("ref")) for e in backup.events if e.kind == "memory.forgotten"}
+    notes = [Note(text=n.text, source=n.source, at=n.at, scope=n.scope, ref=n.ref) for n in backup.notes]
+    for e in backup.events:
+        text = str(e.payload.get("text", ""))
+        ref = f"msg-{e.id}"
+        is_chat = e.kind == "message.in" and e.payload.get("kind") == "message" and not text.startswith("/")
+        if is_chat and text.strip() and ref not in forgotten:
+            channel = (e.session or "chat").split(":", 1)[0]
+            notes.append(Note(text=text, source=f"chat:{channel}", at=e.at, scope=scope, ref=ref))
+    return [n for n in notes if n.ref not in forgotten]
+
+
+async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -> int:
+    # Imported here: the vector store and embedder cost a second or more to load, and are not needed
+    # when semantic memory is off.
+    from memory.api import InvalidNote, open_memory
+
+    notes = memories_of(backup, settings.memory.scope)
+    if not notes:
+        return 0
+    embedder = None
+    if settings.embeddings.provider == "openai":
+        import openai
+
+        from memory.embedder import OpenAIEmbedder
+
+        llm = settings.llm
+        client = openai.AsyncOpenAI(
+            base_url=llm.base_url or "https://api.openai.com/v1",
+            api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
+            timeout=llm.timeout_s,
+        )
+        embedder = OpenAIEmbedder(client, settings.embeddings.model, owns_client=True)
+    written = 0
+    try:
+        async with open_memory(staging, embedder=embedder, settings=settings.embeddings) as memory:
+            for start in range(0, len(notes), EMBED_BATCH):
+                batch = notes[start : start + EMBED_BATCH]
+                while batch:
+                    try:
+                        written += len(await memory.add_many(batch))
+                        break
+                    except InvalidNote as exc:
+                        # One note the memory refuses (e.g. too long) must not cost the others.
+                        log.warning("semantic memory refused %s: %s", batch[exc.index].ref, exc)
+                        batch = batch[: exc.index] + batch[exc.index + 1 :]
+    finally:
+        if embedder is not None:
+            await embedder.aclose()
+    return written

@@ -1,0 +1,90 @@
+"""Where settings come from (environment, ./.env, the user config dir), and bad values as one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.settings import ConfigError, Settings, load_settings, redact_url, user_config_dir
+
+
+def test_data_and_config_default_to_the_user_dirs() -> None:
+    settings = load_settings(env_file=None)
+    assert settings.data_dir == Path(os.environ["XDG_DATA_HOME"]) / "solo-coo"
+    assert user_config_dir() == Path(os.environ["XDG_CONFIG_HOME"]) / "solo-coo"
+    assert settings.files_read == ()
+
+
+def test_env_files_working_dir_wins_over_user_config_and_environment_over_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_file = user_config_dir() / ".env"
+    user_file.parent.mkdir(parents=True, exist_ok=True)
+    user_file.write_text("COO_TIMEZONE=Europe/Lisbon\nCOO_DIGEST_TIME=06:00\nCOO_LOG_LEVEL=warning\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert load_settings().files_read == (user_file,)
+        assert load_settings().timezone == "Europe/Lisbon"
+        (tmp_path / ".env").write_text("COO_TIMEZONE=Asia/Tokyo\n")
+        monkeypatch.setenv("COO_DIGEST_TIME", "09:15")
+        settings = load_settings()
+    finally:
+        user_file.unlink()
+    assert settings.files_read == (user_file, tmp_path / ".env")
+    assert settings.timezone == "Asia/Tokyo"  # ./.env over the user config dir
+    assert settings.digest_time == "09:15"  # the environment over both
+    assert settings.log_level == "WARNING"  # read from the user file, normalised
+
+
+def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file .*nope\.env does not exist"):
+        load_settings(env_file=tmp_path / "nope.env")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("COO_LOG_LEVEL", "LOUD", "COO_LOG_LEVEL: unknown log level 'LOUD'"),
+        ("COO_APPROVALS__FORBIDDEN", "email.send", 'COO_APPROVALS__FORBIDDEN: must be JSON, e.g. ["email.send"]'),
+        ("COO_LLM__PRICES", "gpt=1,2", "COO_LLM__PRICES: must be JSON, e.g. {"),
+        ("COO_LLM", "not-json", "COO_LLM: must be JSON"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=None)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_a_non_json_list_in_a_config_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "coo.env").write_text("COO_APPROVALS__FORBIDDEN=email.send\n")
+    with pytest.raises(ConfigError, match=r"^COO_APPROVALS__FORBIDDEN: must be JSON"):
+        load_settings(env_file=tmp_path / "coo.env")
+
+
+def test_the_tests_own_construction_reads_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("COO_TIMEZONE=Asia/Tokyo\n")
+    assert Settings(_env_file=None, data_dir=tmp_path).timezone == "UTC"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:s3cret@llm.example.org/v1", "https://[REDACTED]@llm.example.org/v1"),
+        ("http://localhost:11434/v1", "http://localhost:11434/v1"),
+        ("https://llm.example.org/v1?api-key=s3cret", "https://llm.example.org/v1?[REDACTED]"),
+    ],
+)
+def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_the_example_config_is_valid_and_leaves_the_data_dir_alone() -> None:
+    from tests.conftest import ROOT
+
+    settings = load_settings(env_file=ROOT / ".env.example")
+    assert settings.data_dir == Path(os.environ["XDG_DATA_HOME"]) / "solo-coo"  # Docker's /data stays in charge
