@@ -73,8 +73,8 @@ def parse_amount(text: str) -> float:
 
 
 def money(amount: float, currency: str) -> str:
-    """``12.34 USD``."""
-    return f"{amount:.2f} {currency}"
+    """``12.34 USD``; amounts under a cent keep four decimals, so small spend never reads as 0.00."""
+    return f"{amount:.4f} {currency}" if 0 < amount < 0.005 else f"{amount:.2f} {currency}"
 
 
 class BudgetCommands:

@@ -114,8 +114,15 @@ class Dispatcher:
             await task
 
     async def pending(self) -> list[tuple[InboundMessage, int | None]]:
-        """Deliveries a crash left stored but unfinished, oldest first."""
-        return [(inbound_from_json(payload), event_id) for _, payload, event_id in await self._db.pending_updates()]
+        """Deliveries a crash left stored but unfinished, oldest first (an unreadable one is logged and closed)."""
+        found = []
+        for key, payload, event_id in await self._db.pending_updates():
+            try:
+                found.append((inbound_from_json(payload), event_id))
+            except (KeyError, TypeError, ValueError):
+                log.error("stored update %s cannot be read back; it is not replayed", key)
+                await self._db.finish_update(key)
+        return found
 
     async def replay_pending(self) -> int:
         """Handle again what a crash left stored but unfinished, for every attached channel; wait for it."""

@@ -329,7 +329,7 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable) -> None
         if replayed:
             log.info("%s: handling %d update(s) left unfinished by the last run", channel.name, len(replayed))
     await rt.runner.recover()
-    await _background(stack, rt.runner.run_forever(), "outbox")
+    await _background(stack, rt.runner.run_forever(), "outbox", stop=rt.runner.stop)
     await _background(stack, _sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
     await _background(stack, rt.scheduler.run_forever(), "scheduler")
     if rt.ingestor is not None:
@@ -386,15 +386,33 @@ async def _stop_channel(channel: Channel, timeout_s: float = 15.0) -> None:
         log.error("channel %s did not stop within %.0fs; leaving it", channel.name, timeout_s)
 
 
-async def _background(stack: AsyncExitStack, coro: Coroutine[Any, Any, None], name: str) -> None:
+async def _background(
+    stack: AsyncExitStack,
+    coro: Coroutine[Any, Any, Any],
+    name: str,
+    stop: Callable[[], None] | None = None,
+    grace_s: float = 15.0,
+) -> None:
+    """Run ``coro`` until shutdown; with ``stop``, ask it to finish its work first (up to ``grace_s``).
+
+    A background loop that dies is logged at once (it would otherwise fail silently until shutdown).
+    """
     task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_log_death)
 
-    async def stop() -> None:
+    async def end() -> None:
+        if stop is not None:
+            stop()
+            await asyncio.wait([task], timeout=grace_s)
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.gather(task, return_exceptions=True)
 
-    stack.push_async_callback(stop)
+    stack.push_async_callback(end)
+
+
+def _log_death(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background task %s stopped", task.get_name(), exc_info=exc)
 
 
 async def _sweep_expired(approvals: ApprovalService, ui: ApprovalUI, every_s: float) -> None:

@@ -100,8 +100,14 @@ class Scheduler:
         return ran
 
     async def run_forever(self) -> None:
-        """Catch up, then sleep until the next slot, forever."""
-        await self.catch_up()
+        """Catch up, then sleep until the next slot, forever. A storage error is logged and retried."""
+        while True:
+            try:
+                await self.catch_up()
+                break
+            except Exception:
+                log.exception("scheduler: catching up failed; retrying in %.0f s", self._max_sleep)
+                await asyncio.sleep(self._max_sleep)
         last_interval = {name: self._clock() for name, _, _ in self._interval}
         while True:
             now = self._clock()
@@ -113,7 +119,10 @@ class Scheduler:
             for job in self._daily:
                 day, at = latest_due(now, job.hhmm, self._tz)
                 if now - at < timedelta(hours=1):
-                    await self._fire(job, day)
+                    try:
+                        await self._fire(job, day)
+                    except Exception:  # claiming the slot failed (storage): the next pass tries again
+                        log.exception("scheduler: %s of %s could not be claimed", job.name, day)
             for name, seconds, run in self._interval:
                 if (now - last_interval[name]).total_seconds() >= seconds:
                     last_interval[name] = now

@@ -46,6 +46,7 @@ class OutboxRunner:
         self._on_outcome = on_outcome
         self._is_paused = is_paused
         self._wake = wakeup or asyncio.Event()
+        self._stopping = False
         # One breaker per connector: repeated temporary failures (an outage) stop the attempts
         # until a cooldown has passed, then one probe goes through.
         self.breakers = {
@@ -74,16 +75,26 @@ class OutboxRunner:
         return recovered
 
     async def run_forever(self) -> None:
-        """Execute due rows until cancelled."""
-        while True:
+        """Execute due rows until :meth:`stop` (the row in progress is finished first) or cancellation."""
+        while not self._stopping:
             self._wake.clear()  # before the pass, so a wake() during it is not lost
             try:
-                while not self._is_paused() and await self.run_once():
+                while not self._stopping and not self._is_paused() and await self.run_once():
                     pass
             except Exception:
                 log.exception("outbox runner failed; continuing")
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+
+    def stop(self) -> None:
+        """Take no new row; :meth:`run_forever` returns once the one in progress has its outcome recorded.
+
+        Stopping mid-call would leave the outcome unknown (shown as such, never resent): better to finish.
+        """
+        self._stopping = True
+        self._wake.set()
 
     async def run_once(self) -> bool:
         """Execute one due row; False when none was due."""

@@ -48,6 +48,11 @@ class Policy:
         self._tolerance = tolerance
         self._forbidden = frozenset(forbidden)
 
+    @property
+    def tolerance(self) -> Tolerance:
+        """The risk tolerance this policy applies."""
+        return self._tolerance
+
     def assess(self, action: Action, known_recipients: Collection[str] = ()) -> Risk:
         """The decision for one action."""
         if action.kind in self._forbidden:

@@ -173,9 +173,19 @@ class Database:
     async def write(self, sql: str, args: Iterable[Any] = ()) -> Written:
         """One statement, committed on its own."""
         async with self._lock:
-            cur = await self._conn.execute(sql, tuple(args))
-            await self._conn.commit()
+            try:
+                cur = await self._conn.execute(sql, tuple(args))
+                await self._conn.commit()
+            except BaseException:
+                # A failed statement (disk full, read-only) must not leave its implicit transaction
+                # open: every later write would fail behind it.
+                await self._rollback()
+                raise
             return Written(cur.rowcount, cur.lastrowid)
+
+    async def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            await self._conn.rollback()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -184,10 +194,10 @@ class Database:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Transaction(self._conn)
+                await self._conn.commit()
             except BaseException:
-                await self._conn.rollback()
+                await self._rollback()
                 raise
-            await self._conn.commit()
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         """Every row of a query."""

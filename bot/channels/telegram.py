@@ -416,7 +416,8 @@ class _Bot(Bot):
         """The next batch of updates as JSON objects (confirming everything below ``offset``)."""
         result = await self._post(
             "getUpdates",
-            {"offset": offset, "timeout": int(timeout_s), "allowed_updates": list(Update.ALL_TYPES)},
+            # Whole seconds, at least one: a timeout of 0 (short polling) would spin on an idle bot.
+            {"offset": offset, "timeout": max(1, round(timeout_s)), "allowed_updates": list(Update.ALL_TYPES)},
             read_timeout=timeout_s + 10,
         )
         return list(result) if isinstance(result, list) else []

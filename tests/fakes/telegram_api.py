@@ -111,6 +111,8 @@ class FakeTelegram:
         self._closing = False
         self._runner: web.AppRunner | None = None
         self.api_root = ""
+        # Called with each request as it arrives (before it is answered): lets a test act at an exact moment.
+        self.on_call: Callable[[Call], None] | None = None
 
     async def __aenter__(self) -> FakeTelegram:
         app = web.Application()
@@ -244,6 +246,8 @@ class FakeTelegram:
         # Recorded on arrival, so a test can see that a long poll is under way.
         call = Call(request.match_info["method"], params)
         self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
         self._wake()
         response = await self._answer(request.match_info["token"], call)
         call.status = response.status
