@@ -1,42 +1,28 @@
-"""/email and /pending: the approval flow without a model (offline mode uses them too)."""
+"""The commands that propose actions without a model (one per kind that declares one: /email, /invoice,
+/post), /pending, and /approve or /reject by card id (the console and any chat)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import InboundMessage
+from connectors.base import ActionError, ActionKind, Context
 from graph.action_tools import approval_id_for
-from graph.approvals import ApprovalService, email_from_fields
+from graph.approvals import ApprovalService, button_data
 from graph.errors import UserFacingError
-
-EMAIL_USAGE = "Usage: /email <to>[,<to>…] <subject> | <body>"
-
-
-def parse_email_command(args: str) -> dict[str, str]:
-    """``ana@x.org Proposal ready | Hi Ana, …`` -> fields. UserFacingError with the usage line when bad."""
-    head, bar, body = args.partition("|")
-    words = head.split(None, 1)
-    if not bar or len(words) < 2 or not body.strip():
-        raise UserFacingError(EMAIL_USAGE)
-    return {"to": words[0], "subject": words[1].strip(), "body": body.strip()}
 
 
 def register_approval_commands(
-    router: CommandRouter, service: ApprovalService, ui: ApprovalUI, email_from: str | None
+    router: CommandRouter, service: ApprovalService, ui: ApprovalUI, context: Callable[[], Context]
 ) -> None:
-    """Add /email and /pending."""
-
-    async def email(inbound: InboundMessage, args: str) -> str:
-        action = email_from_fields(parse_email_command(args), email_from)
-        # Derived from the delivery: a replay after a crash finds this card instead of making another.
-        approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
-        proposal = await service.propose(
-            action, inbound.session_key, "command", inbound.sender, approval_id=approval_id
-        )
-        if proposal.approval is None:
-            raise UserFacingError("Your policy forbids sending email.")
-        await ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)
-        return ""
+    """Add every kind's command, /pending, /approve and /reject."""
+    for kind in service.registry.commands():
+        assert kind.command is not None
+        router.add(kind.command.name, kind.command.description, _proposer(kind, service, ui, context))
 
     async def pending(inbound: InboundMessage, _: str) -> str:
         rows = await service.store.list_approvals("pending")
@@ -46,5 +32,36 @@ def register_approval_commands(
             await ui.show(row.id, inbound.channel, inbound.chat_id, inbound.thread_id)
         return f"{len(rows)} card(s) wait for your approval (shown above)."
 
-    router.add("email", "Draft an email: /email <to> <subject> | <body>", email)
+    def decide(verb: str) -> Callable[[InboundMessage, str], Any]:
+        async def run(inbound: InboundMessage, args: str) -> str:
+            row = await service.store.get(args.strip()) if args.strip() else None
+            if row is None:
+                raise UserFacingError(f"Usage: /{'approve' if verb == 'ap' else 'reject'} <card id> (see /pending)")
+            # The same checks as a button press: the operator, a chat the card was shown in, the expiry, the digest.
+            await ui.on_press(replace(inbound, kind="callback", callback_data=button_data(verb, row)))
+            return ""
+
+        return run
+
     router.add("pending", "Show the cards that wait for your approval", pending, confidential=True)
+    router.add("approve", "Approve a card by its id: /approve <id>", decide("ap"))
+    router.add("reject", "Reject a card by its id: /reject <id>", decide("rj"))
+
+
+def _proposer(
+    kind: ActionKind[Any], service: ApprovalService, ui: ApprovalUI, context: Callable[[], Context]
+) -> Callable[[InboundMessage, str], Any]:
+    async def run(inbound: InboundMessage, args: str) -> str:
+        try:
+            action = await kind.from_command(args, context())
+        except ActionError as exc:
+            raise UserFacingError(str(exc)) from None
+        # Derived from the delivery: a replay after a crash finds this card instead of making another.
+        approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
+        proposal = await service.propose(action, inbound.session_key, "command", inbound.sender, approval_id)
+        if proposal.approval is None:
+            raise UserFacingError(f"Your policy forbids {kind.activity}.")
+        await ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)
+        return ""
+
+    return run

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
-from graph.approvals import ApprovalService, Card, email_from_fields
+from connectors.base import ActionError, Context, Executed, when_text
+from graph.approvals import ApprovalService, Card
 from graph.coordinator import Coordinator, TurnResult
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 
 log = logging.getLogger(__name__)
 
+
 class Send(Protocol):
     """Sends a message; ``log_text`` replaces its text in the event log."""
 
     def __call__(self, message: OutboundMessage, log_text: str | None = None, /) -> Awaitable[list[str]]: ...
-EDIT_HELP = (
-    "Send the corrected email in your next message: either the new body as plain text, or lines "
-    "such as\nto=ana@example.org\nsubject=New subject\nbody=The new text (everything after body= is the body)"
-)
-_FIELD = re.compile(r"^\s*(to|cc|subject|body)\s*[=:]\s?(.*)$", re.IGNORECASE)
 
 
 def session_target(session: str) -> tuple[str, str, str | None]:
@@ -32,33 +28,22 @@ def session_target(session: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1] if len(parts) > 1 else "", parts[2] if len(parts) > 2 else None
 
 
-def parse_edit(text: str, current: dict[str, object]) -> dict[str, str]:
-    """Apply an operator's correction to an email's fields (field=value lines, or a whole new body)."""
-    fields = {k: (", ".join(v) if isinstance(v, list | tuple) else str(v)) for k, v in current.items()}
-    lines = text.strip().splitlines()
-    if not lines or not _FIELD.match(lines[0]):
-        fields["body"] = text.strip()
-        return fields
-    for i, line in enumerate(lines):
-        match = _FIELD.match(line)
-        if match is None:
-            raise UserFacingError("I could not read that edit. " + EDIT_HELP)
-        name, value = match.group(1).lower(), match.group(2)
-        if name == "body":
-            fields["body"] = "\n".join([value, *lines[i + 1 :]]).strip()
-            break
-        fields[name] = value.strip()
-    return fields
-
-
 class ApprovalUI:
     """Shows cards and turns presses into decisions; keeps every copy of a card up to date."""
 
-    def __init__(self, service: ApprovalService, coordinator: Coordinator, send: Send, wake_runner: Callable[[], None]):
+    def __init__(
+        self,
+        service: ApprovalService,
+        coordinator: Coordinator,
+        send: Send,
+        wake_runner: Callable[[], None],
+        context: Callable[[], Context],
+    ):
         self._service = service
         self._coordinator = coordinator
         self._send = send
         self._wake = wake_runner
+        self._context = context
 
     @property
     def store(self) -> ApprovalStore:
@@ -97,10 +82,14 @@ class ApprovalUI:
         elif decision.status == "expired":
             await self.on_expired(row)
         elif decision.status == "edit":
-            await self._send(OutboundMessage.reply_to(inbound, EDIT_HELP))
+            await self._send(OutboundMessage.reply_to(inbound, self._service.kind(row.kind).edit_help))
         elif decision.status == "resend":
-            await self.refresh(row, "Resending on your request…")
+            again = "Retrying" if self._service.kind(row.kind).resumable else "Resending"
+            await self.refresh(row, f"{again} on your request…")
             self._wake()
+        elif decision.status == "compensate":
+            assert decision.proposed is not None
+            await self.show(decision.proposed.id, inbound.channel, inbound.chat_id, inbound.thread_id)
         elif row.state == "approved":
             await self.refresh(row, f"Approved by {row.decided_by}. Sending…")
             self._wake()
@@ -114,10 +103,13 @@ class ApprovalUI:
         row = await self._service.store.get(approval_id)
         if row is None or row.state != "pending":
             raise UserFacingError("That card was decided meanwhile; nothing was changed.")
-        fields = parse_edit(inbound.text, row.action)
-        action = email_from_fields(fields, str(row.action.get("from_addr", "")))
+        kind = self._service.kind(row.kind)
+        try:
+            action = await kind.edit(kind.parse(row.action), inbound.text, self._context())
+        except ActionError as exc:
+            raise UserFacingError(str(exc)) from None  # the old card stays valid
         if action.digest() == row.digest:
-            raise UserFacingError("That is the same email as on the card; nothing changed.")
+            raise UserFacingError(f"That is the same {kind.noun} as on the card; nothing changed.")
         new = await self._service.supersede(row, action, inbound.sender)
         await self.refresh(row, f"Replaced by a corrected card (approval {new.id}).")
         await self.show(new.id, inbound.channel, inbound.chat_id, inbound.thread_id)
@@ -152,16 +144,28 @@ class ApprovalUI:
                 "pending": "Waiting for approval.",
             }.get(row.state, row.state)
             return self._service.render(row, status=status)
-        when = outbox_time(outbox)
+        kind = self._service.kind(row.kind)
         retrying = f" (retrying after: {outbox.detail})" if outbox.detail else ""
-        status = {
-            "queued": f"Approved by {row.decided_by}. Queued{retrying}.",
-            "running": f"Approved by {row.decided_by}. Sending…",
-            "sent": f"Sent {when}. Message-ID {outbox.external_id}.",
-            "failed": f"Failed: {outbox.detail}. Nothing was sent.",
-            "unknown": f"Unknown outcome: {outbox.detail}. It was NOT resent. Press Resend only if it did not arrive.",
-        }[outbox.state]
-        return self._service.render(row, status=status, resend=outbox.state == "unknown")
+        buttons: tuple[tuple[str, str], ...] = ()
+        if outbox.state == "sent":
+            status = kind.outcome_line(outbox_time(outbox), Executed(outbox.external_id or "", outbox.detail))
+            if kind.compensation is not None:
+                buttons = ((kind.compensation_label, "cp"),)
+        elif outbox.state == "unknown" and kind.resumable:
+            status = (
+                f"Unknown outcome: {outbox.detail}. Retry completes it with the same keys, so it cannot happen twice."
+            )
+            buttons = (("Retry", "rs"),)
+        elif outbox.state == "unknown":
+            status = f"Unknown outcome: {outbox.detail}. It was NOT resent. Press Resend only if it did not arrive."
+            buttons = (("Resend", "rs"),)
+        else:
+            status = {
+                "queued": f"Approved by {row.decided_by}. Queued{retrying}.",
+                "running": f"Approved by {row.decided_by}. Sending…",
+                "failed": f"Failed: {outbox.detail}. Nothing was sent.",
+            }[outbox.state]
+        return self._service.render(row, status=status, buttons=buttons)
 
     async def _edit_all(self, row: ApprovalRow, text: str, buttons: tuple[Button, ...]) -> bool:
         """Edit every copy of a card; False when one could not be edited (each failure is logged)."""
@@ -188,4 +192,4 @@ class ApprovalUI:
 
 def outbox_time(row: OutboxRow) -> str:
     """When the outbox row last changed (for a sent row: when it was sent), as shown on cards."""
-    return f"at {row.updated_at:%Y-%m-%d %H:%M} UTC"
+    return when_text(row.updated_at)

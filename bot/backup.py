@@ -119,6 +119,7 @@ class OutboxRow(_Row):
     detail: str
     external_id: str | None
     updated_at: datetime
+    progress: dict[str, Any] = {}
 
 
 class ApprovalRow(_Row):
@@ -325,7 +326,7 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
         in_flight = o.state in ("queued", "running")
         await conn.execute(
             "INSERT INTO outbox (approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, "
-            "detail, external_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "detail, external_id, updated_at, progress, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             (
                 o.approval_id,
                 o.idempotency_key,
@@ -338,6 +339,7 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
                 UNKNOWN_DETAIL if in_flight else o.detail,
                 o.external_id,
                 (now if in_flight else o.updated_at).isoformat(),
+                json.dumps(o.progress),
             ),
         )
 

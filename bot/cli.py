@@ -19,6 +19,8 @@ from pathlib import Path
 
 from bot.logging_setup import RedactingFilter, configure_logging
 from bot.settings import ConfigError, Settings, load_settings, url_password
+from connectors.base import Deps
+from connectors.catalog import build_registry
 
 log = logging.getLogger("coo")
 
@@ -58,11 +60,11 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.slack.bot_token,
         settings.slack.app_token,
         settings.slack.signing_secret,
-        settings.smtp.password,
     ]
     found = [v.get_secret_value() for v in values if v is not None]
     passwords = (url_password(settings.llm.base_url), url_password(settings.telegram.api_base_url))
-    return found + [p for p in passwords if p]
+    registry = build_registry(settings, Deps(records=None, currency=settings.budget.currency))
+    return found + [p for p in passwords if p] + registry.secrets()
 
 
 _secrets = secrets_of  # the older name, still imported by tests/bot/test_logging.py

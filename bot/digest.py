@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.approval_ui import ApprovalUI, Send
 from bot.budget_commands import BudgetCommands
 from bot.messages import OutboundMessage
+from connectors.base import ActionError
+from connectors.registry import Registry
 from graph.budget import BudgetExceeded
 from graph.errors import ModelUnavailable
 from graph.llm import LLMClient
@@ -41,7 +44,8 @@ class DigestService:
         llm: LLMClient,
         ui: ApprovalUI,
         send: Send,
-        records: Records | None = None,
+        records: Records | None,
+        registry: Registry,
     ) -> None:
         self._db = db
         self._approvals = approvals
@@ -51,33 +55,67 @@ class DigestService:
         self._ui = ui
         self._send = send
         self._records = records
+        self._registry = registry
 
     async def build(self, since: datetime) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
+        await self._reconcile()
         done: list[str] = []
         problems: list[str] = []
         for event in await self._db.events(kind=("action.sent", "action.failed"), since=since, limit=100_000):
             row = await self._approvals.get(str(event.payload.get("approval_id", "")))
-            what = _summary(row.action) if row else str(event.payload.get("kind"))
+            what = self._summary(row.kind, row.action) if row else str(event.payload.get("kind"))
             if event.kind == "action.sent":
                 done.append(f"- {what}")
             elif event.kind == "action.failed":
                 problems.append(f"- failed: {what} ({event.payload.get('detail', '')})")
         for unknown in await self._approvals.outbox_in("unknown"):
             approval = await self._approvals.get(unknown.approval_id)
-            problems.append(f"- unknown outcome: {_summary(approval.action) if approval else unknown.kind}")
+            what = self._summary(approval.kind, approval.action) if approval else unknown.kind
+            problems.append(f"- unknown outcome: {what}")
         waiting = [pending.id for pending in await self._approvals.list_approvals("pending")]
         lines = [f"Digest for {utcnow():%a %d %b}"]
         lines += ["Done since the last digest:", *done] if done else ["Done since the last digest: nothing sent."]
         lines.append(f"Waiting for your approval: {len(waiting)}" + (" (cards below)" if waiting else ""))
         if problems:
             lines += ["Needs a look:", *problems]
+        paid = await self._paid_since(since)
+        if paid:
+            lines += ["Paid since the last digest:", *paid]
         due = await self._due()
         if due:
             lines += ["Due within 3 days:", *due]
         lines.append(await self._budgets.spend_text())
         lines.append("Next step: " + await self._suggest("\n".join(lines), len(waiting), len(problems)))
         return Digest("\n".join(lines), tuple(waiting))
+
+    def _summary(self, kind: str, action: dict[str, Any]) -> str:
+        try:
+            found = self._registry.kind(kind)
+            return found.summary(found.parse(action))
+        except (ActionError, ValueError):
+            return kind
+
+    async def _reconcile(self) -> None:
+        """Let every connector bring its records up to date (e.g. which invoices got paid) first."""
+        for kind in self._registry:
+            try:
+                changes = await kind.reconcile()
+            except Exception:
+                log.exception("reconciling %s failed", kind.name)
+                continue
+            for change in changes:
+                log.info("reconciled %s: %s", kind.name, change)
+
+    async def _paid_since(self, since: datetime) -> list[str]:
+        """Invoices recorded as paid since ``since``."""
+        lines = []
+        for event in await self._db.events(kind="record.upserted", since=since, limit=100_000):
+            data = event.payload.get("data") or {}
+            if event.payload.get("kind") == "invoice" and data.get("status") == "paid":
+                amount = f"{float(data.get('amount', 0)):,.2f} {data.get('currency', '')}"
+                lines.append(f"- invoice {data.get('number')} ({data.get('customer') or 'customer'}): {amount}")
+        return lines
 
     async def _due(self) -> list[str]:
         """Open tasks and unpaid invoices due within three days (or overdue)."""
@@ -97,7 +135,10 @@ class DigestService:
                 and invoice.due
                 and invoice.due <= horizon
             ):
-                lines.append(f"- invoice {invoice.number}: {invoice.amount:.2f} {invoice.currency} (due {invoice.due})")
+                late = " OVERDUE" if invoice.due < utcnow().date() else ""
+                lines.append(
+                    f"- invoice {invoice.number}: {invoice.amount:,.2f} {invoice.currency} (due {invoice.due}){late}"
+                )
         return lines[:10]
 
     async def _suggest(self, digest: str, waiting: int, problems: int) -> str:
@@ -142,13 +183,6 @@ class DigestService:
             log.warning("digest: no operator chat known yet (write to me once, privately)")
             return
         await self.deliver(targets)
-
-
-def _summary(action: dict[str, object]) -> str:
-    if action.get("kind") == "email.send":
-        to = ", ".join(str(a) for a in action.get("to", []))  # type: ignore[attr-defined]
-        return f'email to {to}: "{action.get("subject", "")}"'
-    return str(action.get("kind"))
 
 
 def default_since(now: datetime) -> datetime:

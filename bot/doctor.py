@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tempfile
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-import aiosmtplib
 import httpx
 
 from bot.settings import Settings, default_env_files, redact_url
+from connectors.base import Deps
+from connectors.catalog import build_registry
 
 _OPENAI_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
@@ -79,53 +79,12 @@ async def check_slack(settings: Settings, client: httpx.AsyncClient) -> Check:
     return Check("slack", True, f"bot token accepted for team {body.get('team_id', '?')} ({mode})")
 
 
-async def check_smtp(settings: Settings) -> Check:
-    """Connect, EHLO (STARTTLS or TLS as configured) and log in when a username is set; no mail is sent."""
-    smtp = settings.smtp
-    if not smtp.configured:
-        return Check("email", None, "not configured; set COO_SMTP__HOST and COO_SMTP__FROM_ADDR")
-    assert smtp.host is not None
-    where = f"{smtp.host}:{smtp.port}"
-    try:
-        steps = await smtp_handshake(
-            smtp.host,
-            smtp.port,
-            smtp.security,
-            smtp.username,
-            smtp.password.get_secret_value() if smtp.password else None,
-            timeout_s=min(smtp.timeout_s, 10.0),
-        )
-    except aiosmtplib.SMTPAuthenticationError as exc:
-        return Check("email", False, f"{where}: login refused ({exc.code})")
-    except aiosmtplib.SMTPResponseException as exc:
-        return Check("email", False, f"{where}: server answered {exc.code}")
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        return Check("email", False, f"{where} unreachable ({type(exc).__name__})")
-    return Check("email", True, f"{where} answered {steps} ({smtp.security})")
-
-
-async def smtp_handshake(
-    host: str, port: int, security: str, username: str | None, password: str | None, timeout_s: float = 10.0
-) -> str:
-    """Connect, EHLO and (with a username) log in, then QUIT; returns what was done, e.g. "EHLO + login"."""
-    client = aiosmtplib.SMTP(
-        hostname=host,
-        port=port,
-        use_tls=security == "tls",
-        start_tls=security == "starttls",
-        timeout=timeout_s,
-    )
-    await client.connect()
-    try:
-        await client.ehlo()
-        done = "EHLO"
-        if username:
-            await client.login(username, password or "")
-            done += " + login"
-    finally:
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            await client.quit()
-    return done
+async def check_connectors(settings: Settings) -> list[Check]:
+    """Every connector's own check (email: EHLO and login; Stripe: the key; publish: destinations)."""
+    registry = build_registry(settings, Deps(records=None, currency=settings.budget.currency))
+    primary = [kind for kind in registry if kind.tool is not None or kind.command is not None]
+    results = await asyncio.gather(*(kind.check() for kind in primary))
+    return [Check(kind.noun, ok, detail) for kind, (ok, detail) in zip(primary, results, strict=True)]
 
 
 def check_data_dir(settings: Settings) -> Check:
@@ -153,8 +112,8 @@ async def run_doctor(settings: Settings, *, quick: bool = False) -> int:
                 check_model(settings, client),
                 check_telegram(settings, client),
                 check_slack(settings, client),
-                check_smtp(settings),
             )
+        checks += await check_connectors(settings)
         access = (
             f"allow-list of {len(settings.operator_ids)}"
             if settings.operator_ids

@@ -208,7 +208,7 @@ async def check_slack(client: httpx.AsyncClient, api_base: str, bot_token: str, 
 
 async def check_smtp(host: str, port: int, security: str, username: str | None, password: str | None) -> Outcome:
     """Connect, EHLO (STARTTLS/TLS as chosen) and log in when a username is given; no mail is sent."""
-    from bot.doctor import smtp_handshake
+    from connectors.email import smtp_handshake
 
     try:
         done = await smtp_handshake(host, port, security, username, password)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -36,8 +35,8 @@ from bot.notices import notify_access_changes
 from bot.policy_commands import PolicyCommands
 from bot.scheduler import Scheduler
 from bot.settings import Settings, redact_url
-from connectors.base import Connector
-from connectors.email import EmailConnector
+from connectors.base import Context, Deps
+from connectors.catalog import build_registry
 from connectors.outbox import OutboxRunner
 from graph.approvals import ApprovalService
 from graph.budget import BudgetAlert, BudgetGuard
@@ -48,7 +47,7 @@ from memory.api import Memory, Note, open_memory
 from memory.approvals import ApprovalStore
 from memory.checkpoints import prune_checkpoints
 from memory.control import ControlStore
-from memory.db import Database, connect_sqlite, open_database
+from memory.db import Database, connect_sqlite, open_database, utcnow
 from memory.embedder import Embedder, OpenAIEmbedder
 from memory.ingest import Ingestor
 from memory.ledger import CostLedger
@@ -185,9 +184,9 @@ async def open_runtime(
         )
         llm = LLMClient(settings.llm, stores.ledger, prices, budget_guard)
         stack.push_async_callback(llm.close)
-        email = EmailConnector(settings.smtp)
-        connectors: dict[str, Connector] = {email.kind: email}
-        approvals = ApprovalService(stores.approvals, db, connectors, settings.approvals, guard.operator_ids, control)
+        registry = build_registry(settings, Deps(records=stores.records, currency=settings.budget.currency))
+        stack.push_async_callback(registry.close)
+        approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
         coordinator = Coordinator(
             db,
             llm,
@@ -195,17 +194,18 @@ async def open_runtime(
             settings.llm,
             settings.timezone,
             approvals=approvals,
-            email_from=settings.smtp.from_addr,
+            currency=settings.budget.currency,
             records=stores.records,
             profile=stores.profile,
             memory=memory,
         )
         wakeup = asyncio.Event()
-        ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set)
+        context = partial(proposal_context, stores.records, settings.budget.currency)
+        ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)
         runner = OutboxRunner(
             stores.approvals,
             db,
-            connectors,
+            registry,
             settings.outbox,
             on_outcome=ui.on_outcome,
             is_paused=lambda: controls.paused,
@@ -227,7 +227,9 @@ async def open_runtime(
             buttons={"bu": budget_cmds.on_press, "po": policy_cmds.on_press},
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )
-        digest = DigestService(db, stores.approvals, control, budget_cmds, llm, ui, messenger.send, stores.records)
+        digest = DigestService(
+            db, stores.approvals, control, budget_cmds, llm, ui, messenger.send, stores.records, registry
+        )
         scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
         runtime = Runtime(
             settings,
@@ -250,11 +252,16 @@ async def open_runtime(
             memory=memory,
             ingestor=ingestor,
         )
-        _register_commands(runtime, budget_cmds, policy_cmds, stores)
+        _register_commands(runtime, budget_cmds, policy_cmds, stores, context)
         _schedule(runtime, stores.checkpoints, memory)
         _make_channels(runtime, console, console_input, console_output)
         await _start(runtime, stack, prices)
         yield runtime
+
+
+def proposal_context(records: Records, currency: str) -> Context:
+    """What a slash command or an edit may use to build an action: contacts, the currency, today."""
+    return Context(records=records, currency=currency, today=utcnow().date())
 
 
 def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:
@@ -272,10 +279,12 @@ def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMes
     return hook
 
 
-def _register_commands(rt: Runtime, budgets: BudgetCommands, policy: PolicyCommands, stores: _Stores) -> None:
+def _register_commands(
+    rt: Runtime, budgets: BudgetCommands, policy: PolicyCommands, stores: _Stores, context: Callable[[], Context]
+) -> None:
     commands, settings = rt.commands, rt.settings
     register_core_commands(commands, runtime_status=lambda: status_lines(rt))
-    register_approval_commands(commands, rt.approvals, rt.approval_ui, settings.smtp.from_addr)
+    register_approval_commands(commands, rt.approvals, rt.approval_ui, context)
     budgets.register(commands)
     policy.register(commands)
     register_memory_commands(commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope)

@@ -19,7 +19,10 @@ import platformdirs
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from connectors.catalog import known_kinds
+from connectors.publish import PublishSettings
 from connectors.settings import OutboxSettings, SMTPSettings
+from connectors.stripe_invoices import StripeSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
@@ -195,6 +198,8 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     smtp: SMTPSettings = SMTPSettings()
+    stripe: StripeSettings = StripeSettings()
+    publish: PublishSettings = PublishSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     budget: BudgetSettings = BudgetSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -216,6 +221,15 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level '{value}'; one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("approvals")
+    @classmethod
+    def _forbidden_kinds(cls, value: ApprovalSettings) -> ApprovalSettings:
+        known = known_kinds()
+        unknown = [kind for kind in value.forbidden if kind not in known]
+        if unknown:
+            raise ValueError(f"COO_APPROVALS__FORBIDDEN: unknown action kind '{unknown[0]}'; one of {', '.join(known)}")
+        return value
 
     @field_validator("operators")
     @classmethod

@@ -1,21 +1,46 @@
-"""Email over SMTP (aiosmtplib): one approved email, one delivery attempt sequence, one Message-ID."""
+"""Email over SMTP (aiosmtplib): the ``email.send`` action kind. One approved email, one delivery attempt
+sequence, one Message-ID derived from the approval."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import aiosmtplib
-from pydantic import field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from connectors.base import Action, AmbiguousOutcome, Executed, PermanentError, TemporaryError
+from connectors.base import (
+    Action,
+    ActionError,
+    ActionKind,
+    AmbiguousOutcome,
+    CommandSpec,
+    Context,
+    Deps,
+    Executed,
+    PermanentError,
+    PolicyHints,
+    Preview,
+    Progress,
+    TemporaryError,
+    ToolSpec,
+    parse_field_lines,
+)
+from connectors.contacts import resolve_addresses
 from connectors.settings import SMTPSettings
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 MAX_BODY_CHARS = 100_000
+EMAIL_USAGE = "Usage: /email <to>[,<to>…] <subject> | <body>"
+EDIT_HELP = (
+    "Send the corrected email in your next message: either the new body as plain text, or lines "
+    "such as\nto=ana@example.org\nsubject=New subject\nbody=The new text (everything after body= is the body)"
+)
 
 
 def normalise_address(value: str) -> str:
@@ -85,37 +110,97 @@ class EmailAction(Action):
         return self.to + self.cc
 
 
+class SendEmailArgs(BaseModel):
+    """Arguments of the send_email tool."""
+
+    to: list[str] = Field(min_length=1, description="recipient email addresses, or contact names")
+    cc: list[str] = Field(default_factory=list, description="copy recipients")
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1, description="the full plain-text body, signed as the operator")
+
+
 def message_id_for(idempotency_key: str, from_addr: str) -> str:
     """A stable Message-ID derived from the idempotency key (and so from the approval id)."""
     domain = from_addr.rpartition("@")[2] or "solo-coo.local"
     return f"<{idempotency_key}@{domain}>"
 
 
-class EmailConnector:
-    """Sends :class:`EmailAction` through the configured SMTP server."""
+class EmailConnector(ActionKind[EmailAction]):
+    """``email.send`` through the configured SMTP server."""
 
-    kind = "email.send"
+    name = "email.send"
+    title = "Send this email?"
+    args = EmailAction
+    policy: ClassVar[PolicyHints] = PolicyHints(needs_approval=True, relaxed_for_known_targets=True)
+    tool: ToolSpec | None = ToolSpec(
+        "send_email",
+        "Propose an email. The operator sees the exact email on a card and must approve it before anything is sent.",
+        SendEmailArgs,
+    )
+    command: ClassVar[CommandSpec | None] = CommandSpec(
+        "email", "Draft an email: /email <to> <subject> | <body>", EMAIL_USAGE
+    )
+    edit_help = EDIT_HELP
+    done_verb = "Sent"
+    activity = "sending email"
 
     def __init__(self, settings: SMTPSettings) -> None:
         self._settings = settings
+        self.configured = settings.configured
 
     @property
     def from_addr(self) -> str | None:
         """The configured sender address."""
         return self._settings.from_addr
 
-    def parse(self, payload: dict[str, Any]) -> EmailAction:
-        """Parse a stored payload."""
-        return EmailAction.model_validate(payload)
+    def build(self, fields: dict[str, Any]) -> EmailAction:
+        """An email from loose fields (the sender is always the configured one)."""
+        if not self._settings.from_addr:
+            raise ActionError("Email is not configured: set COO_SMTP__HOST and COO_SMTP__FROM_ADDR.")
+        return super().build({**fields, "from_addr": self._settings.from_addr})
 
-    def preview(self, action: Action) -> str:
-        """The whole email as the card shows it."""
-        assert isinstance(action, EmailAction)
-        lines = [f"From: {action.from_addr}", f"To: {', '.join(action.to)}"]
+    def preview(self, action: EmailAction) -> Preview:
+        fields = [("From", action.from_addr), ("To", ", ".join(action.to))]
         if action.cc:
-            lines.append(f"Cc: {', '.join(action.cc)}")
-        lines += [f"Subject: {action.subject}", "", action.body]
-        return "\n".join(lines)
+            fields.append(("Cc", ", ".join(action.cc)))
+        fields.append(("Subject", action.subject))
+        return Preview(self.title, tuple(fields), action.body)
+
+    def summary(self, action: EmailAction) -> str:
+        return f'email to {", ".join(action.to)}: "{action.subject}"'
+
+    def targets(self, action: EmailAction) -> tuple[str, ...]:
+        return action.recipients
+
+    async def edit(self, action: EmailAction, text: str, ctx: Context) -> EmailAction:
+        """A whole new body, or ``to=``/``cc=``/``subject=``/``body=`` lines."""
+        try:
+            changes = parse_field_lines(text, ("to", "cc", "subject", "body"), rest_field="body")
+        except ActionError as exc:
+            raise ActionError(f"{exc} {EDIT_HELP}") from None
+        current = {"to": ",".join(action.to), "cc": ",".join(action.cc), "subject": action.subject, "body": action.body}
+        return self.build({**current, **changes})
+
+    async def from_tool(self, args: BaseModel, ctx: Context) -> EmailAction:
+        assert isinstance(args, SendEmailArgs)
+        to = await resolve_addresses(args.to, ctx.records)
+        cc = await resolve_addresses(args.cc, ctx.records)
+        return self.build({"to": to, "cc": cc, "subject": args.subject, "body": args.body})
+
+    async def from_command(self, text: str, ctx: Context) -> EmailAction:
+        """``ana@x.org Proposal ready | Hi Ana, …``."""
+        head, bar, body = text.partition("|")
+        words = head.split(None, 1)
+        if not bar or len(words) < 2 or not body.strip():
+            raise ActionError(EMAIL_USAGE)
+        return self.build({"to": words[0], "subject": words[1].strip(), "body": body.strip()})
+
+    def outcome_line(self, when: str, executed: Executed) -> str:
+        return f"Sent {when}. Message-ID {executed.external_id}."
+
+    def secrets(self) -> Sequence[str]:
+        password = self._settings.password
+        return [password.get_secret_value()] if password else []
 
     def build_message(self, action: EmailAction, idempotency_key: str) -> EmailMessage:
         """The MIME message, with its stable Message-ID."""
@@ -130,22 +215,14 @@ class EmailConnector:
         msg.set_content(action.body)
         return msg
 
-    async def execute(self, action: Action, idempotency_key: str) -> Executed:
+    async def execute(self, action: EmailAction, idempotency_key: str, progress: Progress | None = None) -> Executed:
         """Send once. 4xx/connection problems before DATA: TemporaryError; 5xx: PermanentError;
         anything lost once the message body was handed over: AmbiguousOutcome."""
-        assert isinstance(action, EmailAction)
         s = self._settings
         if not s.configured or s.host is None:
             raise PermanentError("email is not configured (COO_SMTP__HOST, COO_SMTP__FROM_ADDR)")
         message = self.build_message(action, idempotency_key)
-        client = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            timeout=s.timeout_s,
-            use_tls=s.security == "tls",
-            start_tls=s.security == "starttls",
-            tls_context=ssl.create_default_context(),
-        )
+        client = self._client()
         try:
             await client.connect()
             if s.username and s.password:
@@ -170,6 +247,55 @@ class EmailConnector:
         await _quit(client)
         return Executed(external_id=message["Message-ID"], detail=f"accepted by {s.host}")
 
+    def _client(self, timeout_s: float | None = None) -> aiosmtplib.SMTP:
+        s = self._settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=timeout_s or s.timeout_s,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+            tls_context=ssl.create_default_context(),
+        )
+
+    async def check(self) -> tuple[bool | None, str]:
+        """Connect, EHLO (STARTTLS or TLS as configured) and log in when a username is set; no mail is sent."""
+        s = self._settings
+        if not s.configured or s.host is None:
+            return None, "not configured; set COO_SMTP__HOST and COO_SMTP__FROM_ADDR"
+        where = f"{s.host}:{s.port}"
+        try:
+            steps = await smtp_handshake(
+                s.host, s.port, s.security, s.username, s.password.get_secret_value() if s.password else None
+            )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            return False, f"{where}: login refused ({exc.code})"
+        except aiosmtplib.SMTPResponseException as exc:
+            return False, f"{where}: server answered {exc.code}"
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return False, f"{where} unreachable ({type(exc).__name__})"
+        return True, f"{where} answered {steps} ({s.security})"
+
+
+async def smtp_handshake(
+    host: str, port: int, security: str, username: str | None, password: str | None, timeout_s: float = 10.0
+) -> str:
+    """Connect, EHLO and (with a username) log in, then QUIT; returns what was done, e.g. "EHLO + login"."""
+    client = aiosmtplib.SMTP(
+        hostname=host, port=port, use_tls=security == "tls", start_tls=security == "starttls", timeout=timeout_s
+    )
+    await client.connect()
+    try:
+        await client.ehlo()
+        done = "EHLO"
+        if username:
+            await client.login(username, password or "")
+            done += " + login"
+    finally:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await client.quit()
+    return done
+
 
 def _classify(code: int, text: str) -> Exception:
     reason = f"SMTP {code} {text.strip()[:200]}"
@@ -182,3 +308,8 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             client.close()
+
+
+def connector(settings: SMTPSettings, deps: Deps) -> list[ActionKind[Any]]:
+    """The kinds this connector declares."""
+    return [EmailConnector(settings)]

@@ -1,8 +1,9 @@
-"""The outbox runner: executes approved actions once, with retries on temporary errors (I2).
+"""The outbox runner: executes approved actions once, with retries on temporary errors (I2, I7).
 
-The row goes to 'running' (attempt counted) before the call. A row found 'running' at start is
-one a crash interrupted mid-call: its outcome is unknown, so it is marked 'unknown' and shown to
-the operator, never retried by itself.
+The row goes to 'running' (attempt counted) before the call. A row found 'running' at start is one a
+crash interrupted mid-call. For a kind whose remote side honours idempotency keys (``resumable``) it
+is completed with the same key and the steps already stored; for any other its outcome is unknown,
+so it is marked 'unknown' and shown to the operator, never retried by itself.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from connectors.base import AmbiguousOutcome, Connector, PermanentError, TemporaryError
+from connectors.base import ActionError, AmbiguousOutcome, PermanentError, Progress, TemporaryError
 from connectors.breaker import CircuitBreaker
+from connectors.registry import Registry
 from connectors.settings import OutboxSettings
 from memory.approvals import ApprovalStore, OutboxRow
 from memory.db import Database, utcnow
@@ -32,7 +34,7 @@ class OutboxRunner:
         self,
         store: ApprovalStore,
         db: Database,
-        connectors: dict[str, Connector],
+        registry: Registry,
         settings: OutboxSettings,
         on_outcome: OutcomeHandler,
         is_paused: Callable[[], bool] = lambda: False,
@@ -41,7 +43,7 @@ class OutboxRunner:
         """``wakeup`` is set by whoever queues work (e.g. an approval) to make the runner look now."""
         self._store = store
         self._db = db
-        self._connectors = connectors
+        self._registry = registry
         self._settings = settings
         self._on_outcome = on_outcome
         self._is_paused = is_paused
@@ -53,7 +55,7 @@ class OutboxRunner:
             kind: CircuitBreaker(
                 kind, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s
             )
-            for kind in connectors
+            for kind in registry.names()
         }
 
     def wake(self) -> None:
@@ -61,9 +63,14 @@ class OutboxRunner:
         self._wake.set()
 
     async def recover(self) -> list[OutboxRow]:
-        """Mark rows a crash left 'running' as 'unknown', then show every unreported outcome on its cards."""
+        """Resume or mark 'unknown' the rows a crash left 'running', then show every unreported outcome."""
         recovered = []
         for row in await self._store.outbox_in("running"):
+            if self._resumable(row.kind):
+                # The remote side dedupes on our keys: finishing the execution cannot do it twice (I7).
+                if await self._store.finish(row.approval_id, "queued", "resumed after a restart"):
+                    await self._event(row, "resumed", "completing with the same idempotency keys")
+                continue
             detail = "the process stopped during the call; it may or may not have happened"
             if await self._store.finish(row.approval_id, "unknown", detail):
                 await self._event(row, "unknown", detail)
@@ -101,8 +108,9 @@ class OutboxRunner:
         row = await self._store.claim_due(utcnow())
         if row is None:
             return False
-        connector = self._connectors.get(row.kind)
-        if connector is None:
+        try:
+            kind = self._registry.kind(row.kind)
+        except ActionError:
             await self._final(row, "failed", f"no connector for {row.kind}")
             return True
         breaker = self.breakers[row.kind]
@@ -111,15 +119,20 @@ class OutboxRunner:
             await self._event(row, "deferred", f"{row.kind} breaker open: {breaker.last_reason}")
             return True
         try:
-            action = connector.parse(row.action)
+            action = kind.parse(row.action)
             if action.digest() != row.digest:
                 raise PermanentError("the stored action does not match its approved digest")
-            done = await connector.execute(action, row.idempotency_key)
+            progress = Progress(row.progress, lambda steps: self._store.save_progress(row.approval_id, steps))
+            done = await kind.execute(action, row.idempotency_key, progress)
         except TemporaryError as exc:
             if breaker.record_failure(str(exc)):
                 log.error("outbox: %s breaker opened after repeated failures (%s)", row.kind, exc)
                 await self._event(row, "breaker_open", str(exc))
-            if row.attempts >= self._settings.max_attempts:
+            if row.attempts >= self._settings.max_attempts and kind.resumable:
+                # A timeout or 5xx may have had its effect remotely: say so; Retry reuses the same keys.
+                detail = f"{exc} (gave up after {row.attempts} attempts; it may have happened)"
+                await self._final(row, "unknown", detail)
+            elif row.attempts >= self._settings.max_attempts:
                 await self._final(row, "failed", f"{exc} (gave up after {row.attempts} attempts)")
             else:
                 delay = self._backoff(row.attempts)
@@ -141,6 +154,12 @@ class OutboxRunner:
             breaker.record_success()
             await self._final(row, "sent", done.detail, external_id=done.external_id)
         return True
+
+    def _resumable(self, kind: str) -> bool:
+        try:
+            return self._registry.kind(kind).resumable
+        except ActionError:
+            return False
 
     def _backoff(self, attempt: int) -> float:
         base = self._settings.backoff_base_s * (2 ** (attempt - 1))

@@ -15,10 +15,10 @@ import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from connectors.base import Action, Connector
-from connectors.email import EmailAction
+from connectors.base import Action, ActionError, ActionKind, Executed
+from connectors.registry import Registry
 from graph.errors import UserFacingError
 from graph.policy import POLICY_RISK_KEY, TOLERANCES, Policy, Risk, Tolerance
 from graph.settings import ApprovalSettings
@@ -28,8 +28,8 @@ from memory.db import Database, utcnow
 
 log = logging.getLogger(__name__)
 
-Verb = Literal["approve", "reject", "edit", "resend"]
-VERBS: dict[str, Verb] = {"ap": "approve", "rj": "reject", "ed": "edit", "rs": "resend"}
+Verb = Literal["approve", "reject", "edit", "resend", "compensate"]
+VERBS: dict[str, Verb] = {"ap": "approve", "rj": "reject", "ed": "edit", "rs": "resend", "cp": "compensate"}
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 
 
@@ -53,9 +53,10 @@ class Proposal:
 class Decision:
     """The result of pressing a button. ``status`` "ignored" means: do nothing visible."""
 
-    status: Literal["decided", "already", "expired", "ignored", "edit", "resend"]
+    status: Literal["decided", "already", "expired", "ignored", "edit", "resend", "compensate"]
     approval: ApprovalRow | None = None
     verb: Verb | None = None
+    proposed: ApprovalRow | None = None
 
 
 def button_data(verb: str, row: ApprovalRow) -> str:
@@ -78,14 +79,14 @@ class ApprovalService:
         self,
         store: ApprovalStore,
         db: Database,
-        connectors: dict[str, Connector],
+        registry: Registry,
         settings: ApprovalSettings,
         operators: Callable[[], Collection[str]],
         control: ControlStore,
     ) -> None:
         self._store = store
         self._db = db
-        self._connectors = connectors
+        self._registry = registry
         self._settings = settings
         self._operators = operators
         self._control = control
@@ -95,12 +96,17 @@ class ApprovalService:
         """The underlying store."""
         return self._store
 
-    def connector(self, kind: str) -> Connector:
-        """The connector for an action kind."""
-        connector = self._connectors.get(kind)
-        if connector is None:
-            raise UserFacingError(f"No connector is configured for {kind}.")
-        return connector
+    @property
+    def registry(self) -> Registry:
+        """The action kinds."""
+        return self._registry
+
+    def kind(self, name: str) -> ActionKind[Any]:
+        """The kind of that name (UserFacingError when no connector declares it)."""
+        try:
+            return self._registry.kind(name)
+        except ActionError as exc:
+            raise UserFacingError(str(exc)) from None
 
     async def policy(self) -> Policy:
         """The policy now: the risk tolerance an operator set with /policy, else the configured one.
@@ -110,12 +116,12 @@ class ApprovalService:
         """
         return Policy(await current_tolerance(self._control, self._settings), self._settings.forbidden)
 
-    async def known_recipients(self) -> set[str]:
-        """Addresses that were already emailed successfully."""
+    async def known_targets(self, kind: ActionKind[Any]) -> set[str]:
+        """Targets an action of this kind already reached successfully (e.g. addresses emailed before)."""
         known: set[str] = set()
         for row in await self._store.outbox_in("sent"):
-            known.update(row.action.get("to", ()))
-            known.update(row.action.get("cc", ()))
+            if row.kind == kind.name:
+                known.update(kind.targets(kind.parse(row.action)))
         return known
 
     async def propose(
@@ -132,7 +138,10 @@ class ApprovalService:
             existing = await self._store.get(approval_id)
             if existing is not None:
                 return Proposal(Risk.APPROVAL if existing.decided_by != "policy" else Risk.DIRECT, existing)
-        risk = (await self.policy()).assess(action, await self.known_recipients())
+        kind = self.kind(action.kind)
+        policy = await self.policy()
+        known = await self.known_targets(kind) if kind.policy.relaxed_for_known_targets else set()
+        risk = policy.assess(action, kind.policy, kind.targets(action), known)
         if risk is Risk.FORBIDDEN:
             await self._db.append_event("approval.forbidden", requested_by, {"kind": action.kind}, session=thread)
             return Proposal(risk, None)
@@ -187,6 +196,8 @@ class ApprovalService:
             return Decision("ignored", row)
         if verb == "resend":
             return await self._resend(row, approver)
+        if verb == "compensate":
+            return await self._compensate(row, approver)
         if row.state != "pending":
             return Decision("already", row, verb)
         if utcnow() >= row.expires_at:
@@ -197,7 +208,7 @@ class ApprovalService:
             return Decision("edit", row, verb)
         if verb == "approve":
             # The stored payload must still hash to the digest the card showed (fail closed otherwise).
-            action = self.connector(row.kind).parse(row.action)
+            action = self.kind(row.kind).parse(row.action)
             if action.digest() != row.digest:
                 log.error("approval %s: payload does not match its digest; rejecting", row.id)
                 won = await self._store.decide(row.id, row.nonce, "rejected", "digest-mismatch")
@@ -258,19 +269,23 @@ class ApprovalService:
         """Remember where a card was shown (presses are only accepted from those chats)."""
         await self._store.add_card(approval_id, card)
 
-    def render(self, row: ApprovalRow, status: str | None = None, resend: bool = False) -> Card:
-        """The card, from the structured fields (never from model prose)."""
-        preview = visible_controls(self.connector(row.kind).preview(self.connector(row.kind).parse(row.action)))
-        title = {"email.send": "Send this email?"}.get(row.kind, f"Run {row.kind}?")
-        expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    def render(self, row: ApprovalRow, status: str | None = None, buttons: tuple[tuple[str, str], ...] = ()) -> Card:
+        """The card, from the structured fields (never from model prose).
+
+        Without a status it is the pending card (Approve / Edit / Reject); with one, the decided card
+        with ``buttons`` given as (label, verb) pairs (Resend, Retry, Void...).
+        """
+        kind = self.kind(row.kind)
+        preview = kind.preview(kind.parse(row.action))
+        shown = visible_controls(preview.render())
         if status is None:
-            text = f"{title}\n\n{preview}\n\n(approval {row.id}, expires {expires})"
-            buttons = tuple(
-                (label, button_data(v, row)) for label, v in (("Approve", "ap"), ("Edit", "ed"), ("Reject", "rj"))
-            )
-            return Card(text, buttons)
-        buttons = (("Resend", button_data("rs", row)),) if resend else ()
-        return Card(f"{status}\n\n{preview}\n\n(approval {row.id})", buttons)
+            expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+            text = f"{preview.title}\n\n{shown}\n\n(approval {row.id}, expires {expires})"
+            verbs = (("Approve", "ap"), ("Edit", "ed"), ("Reject", "rj"))
+            return Card(text, tuple((label, button_data(v, row)) for label, v in verbs))
+        return Card(
+            f"{status}\n\n{shown}\n\n(approval {row.id})", tuple((lb, button_data(v, row)) for lb, v in buttons)
+        )
 
     async def _resend(self, row: ApprovalRow, approver: str) -> Decision:
         outbox = await self._store.outbox(row.id)
@@ -282,6 +297,26 @@ class ApprovalService:
             return Decision("already", row, "resend")
         await self._audit("outbox.resend", approver, {"approval_id": row.id, "digest": row.digest}, row.thread)
         return Decision("resend", row, "resend")
+
+    async def _compensate(self, row: ApprovalRow, approver: str) -> Decision:
+        """The undo button of a done action (e.g. Void on a sent invoice): propose the undo on its own card."""
+        kind = self.kind(row.kind)
+        outbox = await self._store.outbox(row.id)
+        if kind.compensation is None or outbox is None or outbox.state != "sent":
+            return Decision("ignored", row)
+        undo = kind.compensate(kind.parse(row.action), Executed(outbox.external_id or "", outbox.detail))
+        if undo is None:
+            return Decision("ignored", row)
+        proposal = await self.propose(
+            undo,
+            row.thread,
+            "command",
+            approver,
+            approval_id=hashlib.sha256(f"undo:{row.id}".encode()).hexdigest()[:12],
+        )
+        if proposal.approval is None:
+            raise UserFacingError(f"Your policy forbids {undo.kind}.")
+        return Decision("compensate", row, "compensate", proposal.approval)
 
     async def _audit(self, kind: str, actor: str, payload: dict[str, object], thread: str | None) -> None:
         await self._db.append_event(kind, actor, payload, session=thread)
@@ -306,23 +341,3 @@ def visible_controls(text: str) -> str:
 def idempotency_key(approval_id: str) -> str:
     """The idempotency key of an approval's execution: derived from its id, stored before the call (I2)."""
     return "coo-" + hashlib.sha256(approval_id.encode()).hexdigest()[:24]
-
-
-def email_from_fields(fields: dict[str, str], from_addr: str | None) -> EmailAction:
-    """An EmailAction from loose fields (tool args, /email, an edit), with a user-facing error when bad."""
-    if not from_addr:
-        raise UserFacingError("Email is not configured: set COO_SMTP__HOST and COO_SMTP__FROM_ADDR.")
-    try:
-        return EmailAction.model_validate(
-            {
-                "from_addr": from_addr,
-                "to": fields.get("to", ""),
-                "cc": fields.get("cc", ""),
-                "subject": fields.get("subject", ""),
-                "body": fields.get("body", ""),
-            }
-        )
-    except ValueError as exc:
-        errors: list[dict[str, object]] = list(getattr(exc, "errors", lambda: [])())
-        reasons = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in errors) or str(exc)
-        raise UserFacingError(f"That email is not valid: {reasons}") from None

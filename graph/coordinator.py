@@ -58,7 +58,7 @@ class Coordinator:
         timezone: str,
         tools: ToolBox | None = None,
         approvals: ApprovalService | None = None,
-        email_from: str | None = None,
+        currency: str = "USD",
         records: Records | None = None,
         profile: ProfileStore | None = None,
         memory: Memory | None = None,
@@ -69,7 +69,7 @@ class Coordinator:
         self._timezone = timezone
         self._tools = tools or ToolBox((*SAFE_TOOLS, *(RECORD_TOOLS if records and profile else ())))
         self._approvals = approvals
-        self._email_from = email_from
+        self._currency = currency
         self._records = records
         self._profile = profile
         self._memory = memory
@@ -90,7 +90,7 @@ class Coordinator:
             max_tool_rounds=self._settings.max_tool_rounds,
             requested_by=requested_by,
             approvals=self._approvals,
-            email_from=self._email_from,
+            currency=self._currency,
             records=self._records,
             profile=self._profile,
             memory=self._memory,

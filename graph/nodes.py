@@ -9,7 +9,8 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graph.action_tools import ACTION_TOOLS, action_schemas, approval_id_for, build_action
+from connectors.base import Context
+from graph.action_tools import approval_id_for, build_action
 from graph.budget import BudgetExceeded
 from graph.context import Assembled, as_data, assemble, clip_text, extractive_summary, render_turns
 from graph.errors import ModelUnavailable, UserFacingError
@@ -70,7 +71,17 @@ FOLD_TARGET = 0.6
 
 def offered_tools(ctx: GraphContext) -> list[dict[str, Any]]:
     """The tool schemas offered to the model."""
-    return [*ctx.tools.schemas(), *(action_schemas() if ctx.approvals else [])]
+    return [*ctx.tools.schemas(), *(ctx.approvals.registry.tool_schemas() if ctx.approvals else [])]
+
+
+def is_action_tool(ctx: GraphContext, name: str) -> bool:
+    """True for a tool that proposes an outward action (it goes to the policy, never runs directly)."""
+    return ctx.approvals is not None and ctx.approvals.registry.for_tool(name) is not None
+
+
+def proposal_context(ctx: GraphContext) -> Context:
+    """What an action tool may use to build its action."""
+    return Context(records=ctx.records, currency=ctx.currency, today=utcnow().date())
 
 
 MAX_RECALL_QUERY_CHARS = 1_000
@@ -201,7 +212,9 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     return {"messages": [message], "offline": False}
 
 
-def route_after_model(state: CooState) -> Literal["run_tools", "propose_action", "finish"]:
+def route_after_model(
+    state: CooState, runtime: Runtime[GraphContext]
+) -> Literal["run_tools", "propose_action", "finish"]:
     """Outward actions -> propose them; other tools -> run them; otherwise finish."""
     if state.get("offline"):
         return "finish"
@@ -209,7 +222,7 @@ def route_after_model(state: CooState) -> Literal["run_tools", "propose_action",
     calls = messages[-1].get("tool_calls") if messages and messages[-1].get("role") == "assistant" else None
     if not calls:
         return "finish"
-    if any(c.get("function", {}).get("name") in ACTION_TOOLS for c in calls):
+    if any(is_action_tool(runtime.context, str(c.get("function", {}).get("name"))) for c in calls):
         return "propose_action"
     return "run_tools"
 
@@ -230,7 +243,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     for call in state["messages"][-1].get("tool_calls", []):
         fn, call_id = call.get("function", {}), str(call.get("id", ""))
         name, raw = str(fn.get("name", "")), str(fn.get("arguments", "{}"))
-        if name not in ACTION_TOOLS:
+        if not is_action_tool(ctx, name):
             output = await ctx.tools.run(tool_ctx, name, raw)
         elif ctx.approvals is None:
             output = "error: outward actions are not available here"
@@ -238,7 +251,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
             output = "error: one outward action per turn; propose it again once the first card is decided"
         else:
             try:
-                action = await build_action(name, raw, ctx.email_from, ctx.records)
+                action = await build_action(ctx.approvals.registry, name, raw, proposal_context(ctx))
                 proposal = await ctx.approvals.propose(
                     action, ctx.session, "graph", ctx.requested_by, approval_id=approval_id_for(ctx.session, call_id)
                 )

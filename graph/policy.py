@@ -1,4 +1,5 @@
-"""The approval policy: a deterministic table in code plus operator settings. The model never decides."""
+"""The approval policy: a deterministic table (each kind's own hints) plus operator settings. The model
+never decides, and nothing it writes is read here (I1)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from collections.abc import Collection
 from enum import Enum
 from typing import Literal
 
-from connectors.base import Action
-from connectors.email import EmailAction
+from connectors.base import Action, PolicyHints
 
 
 class Risk(Enum):
@@ -17,13 +17,6 @@ class Risk(Enum):
     APPROVAL = "approval"
     FORBIDDEN = "forbidden"
 
-
-# Every outward action to a third party needs approval by default (I1).
-DEFAULT_TABLE: dict[str, Risk] = {
-    "email.send": Risk.APPROVAL,
-    "payment.charge": Risk.APPROVAL,
-    "publish.post": Risk.APPROVAL,
-}
 
 Tolerance = Literal["cautious", "balanced", "relaxed"]
 TOLERANCES: tuple[Tolerance, ...] = ("cautious", "balanced", "relaxed")  # tightest first
@@ -39,9 +32,9 @@ def loosens(current: Tolerance, new: Tolerance) -> bool:
 class Policy:
     """Decides per action whether it runs directly, needs approval, or is forbidden.
 
-    ``relaxed`` lets email to addresses already emailed before run without a card; an address
-    never seen before always needs approval; ``forbidden`` kinds can never be loosened. Unknown
-    kinds need approval (fail closed).
+    Every outward action needs approval by default. Under ``relaxed``, a kind that allows it (email)
+    runs without a card when every target already succeeded before; a target never seen before always
+    needs one. ``forbidden`` kinds can never be loosened.
     """
 
     def __init__(self, tolerance: Tolerance = "balanced", forbidden: Collection[str] = ()) -> None:
@@ -53,15 +46,16 @@ class Policy:
         """The risk tolerance this policy applies."""
         return self._tolerance
 
-    def assess(self, action: Action, known_recipients: Collection[str] = ()) -> Risk:
-        """The decision for one action."""
+    def assess(
+        self, action: Action, hints: PolicyHints, targets: Collection[str] = (), known: Collection[str] = ()
+    ) -> Risk:
+        """The decision for one action. ``known``: targets this kind already reached successfully."""
         if action.kind in self._forbidden:
             return Risk.FORBIDDEN
-        base = DEFAULT_TABLE.get(action.kind, Risk.APPROVAL)
-        if base is Risk.FORBIDDEN or self._tolerance != "relaxed":
-            return base
-        if isinstance(action, EmailAction):
-            known = {r.lower() for r in known_recipients}
-            if all(r.lower() in known for r in action.recipients):
+        if not hints.needs_approval:
+            return Risk.DIRECT
+        if self._tolerance == "relaxed" and hints.relaxed_for_known_targets and targets:
+            seen = {t.lower() for t in known}
+            if all(t.lower() in seen for t in targets):
                 return Risk.DIRECT
-        return base
+        return Risk.APPROVAL

@@ -43,7 +43,7 @@ class GraphContext:
     max_tool_rounds: int
     requested_by: str = ""
     approvals: ApprovalService | None = None
-    email_from: str | None = None
+    currency: str = "USD"
     records: Records | None = None
     profile: ProfileStore | None = None
     memory: Memory | None = None

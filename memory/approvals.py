@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     detail TEXT NOT NULL DEFAULT '',
     external_id TEXT,
     updated_at TEXT NOT NULL,
-    reported INTEGER NOT NULL DEFAULT 0
+    reported INTEGER NOT NULL DEFAULT 0,
+    progress TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS edit_requests (
@@ -108,6 +109,7 @@ class OutboxRow:
     detail: str
     external_id: str | None
     updated_at: datetime
+    progress: dict[str, Any]
 
 
 _A_COLS = (
@@ -115,7 +117,7 @@ _A_COLS = (
     "state, decided_by, decided_at, cards"
 )
 _O_COLS = "approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, detail, external_id"
-_O_READ = _O_COLS + ", updated_at"
+_O_READ = _O_COLS + ", updated_at, progress"
 
 
 def _approval(r: Any) -> ApprovalRow:
@@ -151,6 +153,7 @@ def _outbox(r: Any) -> OutboxRow:
         r[8],
         r[9],
         datetime.fromisoformat(r[10]),
+        json.loads(r[11]),
     )
 
 
@@ -173,6 +176,8 @@ class ApprovalStore:
                 columns = {r[1] for r in await cur.fetchall()}
             if "reported" not in columns:  # files from before card reconciliation
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN reported INTEGER NOT NULL DEFAULT 0")
+            if "progress" not in columns:  # files from before resumable executions
+                await self._conn.execute("ALTER TABLE outbox ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'")
             await self._conn.commit()
 
     async def create(self, row: ApprovalRow) -> bool:
@@ -362,6 +367,15 @@ class ApprovalStore:
         async with self._lock:
             await self._conn.execute(
                 "UPDATE outbox SET reported = 1 WHERE approval_id = ? AND state = ?", (approval_id, state)
+            )
+            await self._conn.commit()
+
+    async def save_progress(self, approval_id: str, progress: dict[str, Any]) -> None:
+        """Store the steps a running execution completed (before it starts the next one)."""
+        async with self._lock:
+            await self._conn.execute(
+                "UPDATE outbox SET progress = ?, updated_at = ? WHERE approval_id = ?",
+                (json.dumps(progress), utcnow().isoformat(), approval_id),
             )
             await self._conn.commit()
 

@@ -38,6 +38,7 @@ class Contact(BaseModel):
     emails: list[str] = Field(default_factory=list)
     phone: str = ""
     notes: str = ""
+    stripe_customer_id: str = ""
 
     @field_validator("emails")
     @classmethod
@@ -83,7 +84,10 @@ class Invoice(BaseModel):
     amount: float = Field(ge=0)
     currency: str = "USD"
     due: date | None = None
-    status: Literal["draft", "sent", "paid", "void"] = "draft"
+    status: Literal["draft", "sent", "paid", "void", "uncollectible"] = "draft"
+    stripe_id: str = ""
+    url: str = ""
+    customer: str = ""
 
 
 RecordKind = Literal["contact", "project", "deal", "task", "invoice"]
@@ -221,6 +225,13 @@ class Records:
             (kind, kind),
         )
         return [self._record(r) for r in rows]
+
+    async def find_one(self, kind: str, field: str, value: str) -> Record | None:
+        """The live record of ``kind`` whose ``field`` equals ``value`` (e.g. an invoice by its Stripe id)."""
+        for record in await self.all(kind):
+            if getattr(record.data, field, None) == value:
+                return record
+        return None
 
     async def find_contacts(self, query: str) -> list[Record]:
         """Contacts whose name, company or email contains ``query`` (case-insensitive)."""

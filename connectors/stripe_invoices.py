@@ -1,0 +1,567 @@
+"""Invoices through Stripe: the ``invoice.send`` and ``invoice.void`` action kinds.
+
+Sending is five steps: find or create the customer, create a draft invoice that excludes pending
+items, add the lines, finalize, send. Every POST carries an ``Idempotency-Key`` derived from the
+approval's key and the step, and each step's result is stored before the next one. An execution a
+crash, a timeout or a dropped connection interrupted is completed by replaying the same steps with
+the same keys: Stripe answers a reused key with the stored response, so the invoice is made and sent
+exactly once (I7). Stripe's 4xx (invalid, 402) fail the card with Stripe's message; 429/5xx and
+network errors are retried with the same key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Literal
+
+import stripe
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+from connectors.base import (
+    Action,
+    ActionError,
+    ActionKind,
+    AmbiguousOutcome,
+    CommandSpec,
+    Context,
+    Deps,
+    Executed,
+    PermanentError,
+    Preview,
+    Progress,
+    TemporaryError,
+    ToolSpec,
+    parse_field_lines,
+)
+from connectors.contacts import resolve_person
+from memory.records import Contact, Invoice
+
+# Currencies without minor units (Stripe's list): amounts are whole numbers.
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+INVOICE_USAGE = "Usage: /invoice <customer email or contact name> <amount> | <description>"
+EDIT_HELP = (
+    "Send the corrected invoice as lines, e.g.\namount=1500\ndescription=Website redesign, phase 2\n"
+    "quantity=2\ndue=2026-12-31 (or due_days=30)\ncustomer=ana@example.org"
+)
+_AMOUNT = re.compile(r"^\d{1,9}([.,]\d{1,2})?$")
+
+
+class StripeSettings(BaseModel):
+    """Stripe: a secret or restricted key; the API root (a test server in tests)."""
+
+    api_key: SecretStr | None = None
+    api_base_url: str = "https://api.stripe.com"
+    timeout_s: float = Field(default=30.0, gt=0)
+    due_days: int = Field(default=14, ge=1, le=365)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("sk_", "rk_")):
+            raise ValueError("must be a Stripe secret key (sk_...) or restricted key (rk_...)")
+        return value
+
+    @property
+    def configured(self) -> bool:
+        """True when a key is set."""
+        return self.api_key is not None
+
+
+def minor_units(text: str, currency: str) -> int:
+    """``"1200.50"`` in EUR -> 120050; ActionError for anything that is not a plain positive amount."""
+    cleaned = text.strip().replace(",", ".")
+    if not _AMOUNT.match(text.strip()):
+        raise ActionError(f"'{text}' is not an amount (write it like 1200 or 1200.50).")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ActionError(f"'{text}' is not an amount.") from None
+    if currency.lower() in ZERO_DECIMAL:
+        if value != value.to_integral_value():
+            raise ActionError(f"{currency.upper()} has no cents: write a whole amount.")
+        return int(value)
+    return int(value * 100)
+
+
+def money(amount: int, currency: str) -> str:
+    """Minor units as a readable amount: ``1,200.50 EUR``."""
+    if currency.lower() in ZERO_DECIMAL:
+        return f"{amount:,} {currency.upper()}"
+    return f"{amount / 100:,.2f} {currency.upper()}"
+
+
+class InvoiceLine(BaseModel):
+    """One line: what, how many, at what unit price (minor units)."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    description: str = Field(min_length=1, max_length=500)
+    quantity: int = Field(default=1, ge=1, le=100_000)
+    unit_amount: int = Field(ge=1, le=99_999_999_99)
+
+    @field_validator("description")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        text = " ".join(value.split())
+        if not text:
+            raise ValueError("a line needs a description")
+        return text
+
+    @property
+    def total(self) -> int:
+        """quantity x unit amount."""
+        return self.quantity * self.unit_amount
+
+
+class InvoiceAction(Action):
+    """One invoice exactly as it will be created and sent."""
+
+    kind: Literal["invoice.send"] = "invoice.send"
+    customer_name: str = Field(min_length=1, max_length=200)
+    customer_email: str
+    contact_id: str | None = None
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    lines: tuple[InvoiceLine, ...] = Field(min_length=1, max_length=20)
+    due: date
+
+    @field_validator("customer_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        from connectors.email import normalise_address
+
+        return normalise_address(value)
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def total(self) -> int:
+        """The sum of the lines, in minor units."""
+        return sum(line.total for line in self.lines)
+
+    @model_validator(mode="after")
+    def _not_huge(self) -> InvoiceAction:
+        if self.total > 99_999_999_99:
+            raise ValueError("the total is larger than Stripe accepts")
+        return self
+
+
+class VoidAction(Action):
+    """Void one sent invoice (it stays in Stripe, marked void; nothing is owed any more)."""
+
+    kind: Literal["invoice.void"] = "invoice.void"
+    invoice_id: str = Field(pattern=r"^in_[A-Za-z0-9]+$")
+    number: str
+    customer_name: str
+    customer_email: str
+    currency: str
+    total: int
+
+
+class ProposeInvoiceArgs(BaseModel):
+    """Arguments of the send_invoice tool."""
+
+    customer: str = Field(min_length=1, description="the customer's email, or the name of a contact")
+    lines: list[dict[str, Any]] = Field(
+        min_length=1,
+        description='items: {"description": str, "quantity": int, "unit_amount": "1200.50"} in the '
+        "operator's currency",
+    )
+    due_days: int | None = Field(default=None, ge=1, le=365, description="days until due (default 14)")
+
+
+class StripeInvoices:
+    """What both kinds share: the Stripe client, the records, the currency."""
+
+    def __init__(self, settings: StripeSettings, deps: Deps) -> None:
+        self.settings = settings
+        self.records = deps.records
+        self.currency = deps.currency.lower()
+        self._client: stripe.StripeClient | None = None
+        self._http: stripe.HTTPXClient | None = None
+
+    def client(self) -> stripe.StripeClient:
+        """The Stripe client (made on first use); our own retries, so the SDK makes none."""
+        if self.settings.api_key is None:
+            raise PermanentError("Stripe is not configured (COO_STRIPE__API_KEY)")
+        if self._client is None:
+            self._http = stripe.HTTPXClient(timeout=self.settings.timeout_s)
+            self._client = stripe.StripeClient(
+                self.settings.api_key.get_secret_value(),
+                base_addresses={"api": self.settings.api_base_url},
+                http_client=self._http,
+                max_network_retries=0,
+            )
+        return self._client
+
+    async def close(self) -> None:
+        """Close the HTTP client (safe twice)."""
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            await http.close_async()
+
+
+class InvoiceSend(ActionKind[InvoiceAction]):
+    """``invoice.send``: create, finalize and send one invoice to a customer."""
+
+    name = "invoice.send"
+    title = "Send this invoice?"
+    args = InvoiceAction
+    tool: ToolSpec | None = ToolSpec(
+        "send_invoice",
+        "Propose an invoice to a customer. The operator sees the customer, every line, the total and the "
+        "due date on a card and must approve it before anything reaches Stripe's customer side.",
+        ProposeInvoiceArgs,
+    )
+    command: ClassVar[CommandSpec | None] = CommandSpec(
+        "invoice", "Bill a customer: /invoice <customer> <amount> | <description>", INVOICE_USAGE
+    )
+    edit_help = EDIT_HELP
+    resumable = True
+    compensation = "invoice.void"
+    compensation_label = "Void"
+    done_verb = "Sent"
+    activity = "sending invoices"
+
+    def __init__(self, shared: StripeInvoices) -> None:
+        self._shared = shared
+        self.configured = shared.settings.configured
+
+    def preview(self, action: InvoiceAction) -> Preview:
+        cur = action.currency
+        lines = [
+            f"- {line.description}: {line.quantity} × {money(line.unit_amount, cur)} = {money(line.total, cur)}"
+            for line in action.lines
+        ]
+        fields = (("Customer", f"{action.customer_name} <{action.customer_email}>"), ("Due", action.due.isoformat()))
+        return Preview(self.title, fields, "\n".join([*lines, f"Total: {money(action.total, cur)}"]))
+
+    def summary(self, action: InvoiceAction) -> str:
+        return f"invoice to {action.customer_name}: {money(action.total, action.currency)}"
+
+    def targets(self, action: InvoiceAction) -> tuple[str, ...]:
+        return (action.customer_email,)
+
+    async def from_command(self, text: str, ctx: Context) -> InvoiceAction:
+        """``ana@x.org 1200 | Website redesign`` or ``Ana Silva 1200.50 | Website``."""
+        head, bar, description = text.partition("|")
+        words = head.split()
+        if not bar or len(words) < 2 or not description.strip():
+            raise ActionError(INVOICE_USAGE)
+        person = await resolve_person(" ".join(words[:-1]), ctx.records)
+        amount = minor_units(words[-1], ctx.currency)
+        line = {"description": description.strip(), "quantity": 1, "unit_amount": amount}
+        return self._build(person.name, person.email, person.contact_id, [line], ctx, None)
+
+    async def from_tool(self, args: BaseModel, ctx: Context) -> InvoiceAction:
+        assert isinstance(args, ProposeInvoiceArgs)
+        person = await resolve_person(args.customer, ctx.records)
+        lines = []
+        for item in args.lines:
+            try:
+                unit = minor_units(str(item.get("unit_amount", "")), ctx.currency)
+            except ActionError as exc:
+                raise ActionError(f"line {item.get('description', '?')!r}: {exc}") from None
+            lines.append(
+                {"description": item.get("description", ""), "quantity": item.get("quantity", 1), "unit_amount": unit}
+            )
+        return self._build(person.name, person.email, person.contact_id, lines, ctx, args.due_days)
+
+    def _build(
+        self,
+        name: str,
+        email: str,
+        contact_id: str | None,
+        lines: list[dict[str, Any]],
+        ctx: Context,
+        due_days: int | None,
+    ) -> InvoiceAction:
+        if not self.configured:
+            raise ActionError("Invoicing is not configured: set COO_STRIPE__API_KEY.")
+        due = ctx.today + timedelta(days=due_days or self._shared.settings.due_days)
+        fields = {
+            "customer_name": name,
+            "customer_email": email,
+            "contact_id": contact_id,
+            "currency": ctx.currency,
+            "lines": lines,
+            "due": due,
+        }
+        return self.build(fields)
+
+    async def edit(self, action: InvoiceAction, text: str, ctx: Context) -> InvoiceAction:
+        """``amount=``, ``description=``, ``quantity=`` (the first line), ``due=``/``due_days=``, ``customer=``."""
+        names = ("amount", "description", "quantity", "due", "due_days", "customer")
+        try:
+            changes = parse_field_lines(text, names)
+        except ActionError as exc:
+            raise ActionError(f"{exc} {EDIT_HELP}") from None
+        first = action.lines[0].model_dump()
+        if "amount" in changes:
+            first["unit_amount"] = minor_units(changes["amount"], action.currency)
+        if "description" in changes:
+            first["description"] = changes["description"]
+        if "quantity" in changes:
+            if not changes["quantity"].isdigit():
+                raise ActionError(f"quantity must be a whole number, not {changes['quantity']!r}")
+            first["quantity"] = int(changes["quantity"])
+        fields = action.model_dump(exclude={"kind"})
+        fields["lines"] = [first, *[line.model_dump() for line in action.lines[1:]]]
+        if "due" in changes:
+            try:
+                fields["due"] = date.fromisoformat(changes["due"])
+            except ValueError:
+                raise ActionError(f"due must be a date like 2026-12-31, not {changes['due']!r}") from None
+        if "due_days" in changes:
+            if not changes["due_days"].isdigit():
+                raise ActionError(f"due_days must be a whole number, not {changes['due_days']!r}")
+            fields["due"] = ctx.today + timedelta(days=int(changes["due_days"]))
+        if "customer" in changes:
+            person = await resolve_person(changes["customer"], ctx.records)
+            fields.update(customer_name=person.name, customer_email=person.email, contact_id=person.contact_id)
+        if fields["due"] <= ctx.today:
+            raise ActionError("The due date must be after today.")
+        return self.build(fields)
+
+    def outcome_line(self, when: str, executed: Executed) -> str:
+        return f"Sent {when}. {executed.detail}"
+
+    def compensate(self, action: InvoiceAction, executed: Executed) -> Action | None:
+        number = executed.detail.split(",", 1)[0].removeprefix("Invoice ").strip() or executed.external_id
+        return VoidAction(
+            invoice_id=executed.external_id,
+            number=number,
+            customer_name=action.customer_name,
+            customer_email=action.customer_email,
+            currency=action.currency,
+            total=action.total,
+        )
+
+    def secrets(self) -> Sequence[str]:
+        key = self._shared.settings.api_key
+        return [key.get_secret_value()] if key else []
+
+    async def close(self) -> None:
+        await self._shared.close()
+
+    async def check(self) -> tuple[bool | None, str]:
+        """Reads the account balance with the key (changes nothing)."""
+        if not self.configured:
+            return None, "not configured; set COO_STRIPE__API_KEY"
+        try:
+            await self._shared.client().v1.balance.retrieve_async()
+        except stripe.AuthenticationError:
+            return False, "the key was rejected"
+        except stripe.StripeError as exc:
+            return False, f"unreachable or refused ({type(exc).__name__})"
+        return True, f"key accepted at {self._shared.settings.api_base_url}"
+
+    async def execute(self, action: InvoiceAction, idempotency_key: str, progress: Progress | None = None) -> Executed:
+        if progress is None:
+            progress = Progress({}, _discard)
+        client = self._shared.client()
+        try:
+            customer = progress.get("customer") or await self._customer(client, action, idempotency_key, progress)
+            invoice_id = progress.get("invoice") or await self._draft(
+                client, action, customer, idempotency_key, progress
+            )
+            if not progress.get("lines"):
+                lines: Any = [_line(line, action.currency) for line in action.lines]
+                await client.v1.invoices.add_lines_async(
+                    invoice_id, params={"lines": lines}, options={"idempotency_key": f"{idempotency_key}-lines"}
+                )
+                await progress.record("lines", True)
+            final = progress.get("final")
+            if not final:
+                done = await client.v1.invoices.finalize_invoice_async(
+                    invoice_id,
+                    params={"auto_advance": False},
+                    options={"idempotency_key": f"{idempotency_key}-finalize"},
+                )
+                final = {"number": done.number or invoice_id, "url": done.hosted_invoice_url or "", "total": done.total}
+                await progress.record("final", final)
+            if not progress.get("sent"):
+                await client.v1.invoices.send_invoice_async(
+                    invoice_id, options={"idempotency_key": f"{idempotency_key}-send"}
+                )
+                await progress.record("sent", True)
+        except stripe.StripeError as exc:
+            raise _classify(exc) from None
+        await self._record(action, invoice_id, final, progress)
+        detail = f"Invoice {final['number']}, {money(int(final['total']), action.currency)}, {final['url']}".rstrip(
+            ", "
+        )
+        return Executed(external_id=invoice_id, detail=detail)
+
+    async def _customer(self, client: stripe.StripeClient, action: InvoiceAction, key: str, progress: Progress) -> str:
+        records = self._shared.records
+        contact = await records.get("contact", action.contact_id) if records and action.contact_id else None
+        known = contact.data.stripe_customer_id if contact and isinstance(contact.data, Contact) else ""
+        if not known:
+            found = await client.v1.customers.list_async(params={"email": action.customer_email, "limit": 1})
+            known = found.data[0].id if found.data else ""
+        if not known:
+            created = await client.v1.customers.create_async(
+                params={"email": action.customer_email, "name": action.customer_name},
+                options={"idempotency_key": f"{key}-customer"},
+            )
+            known = created.id
+        await progress.record("customer", known)
+        if records is not None:
+            fields: dict[str, Any] = {"stripe_customer_id": known}
+            if contact is None:
+                fields |= {"name": action.customer_name, "emails": [action.customer_email]}
+            await records.upsert("contact", fields, "coo", record_id=contact.id if contact else None, source="stripe")
+        return known
+
+    async def _draft(
+        self, client: stripe.StripeClient, action: InvoiceAction, customer: str, key: str, progress: Progress
+    ) -> str:
+        due = datetime.combine(action.due, time(23, 59), tzinfo=UTC)
+        invoice = await client.v1.invoices.create_async(
+            params={
+                "customer": customer,
+                "collection_method": "send_invoice",
+                "due_date": int(due.timestamp()),
+                "currency": action.currency,
+                "pending_invoice_items_behavior": "exclude",
+                "auto_advance": False,
+                "metadata": {"coo_key": key},
+            },
+            options={"idempotency_key": f"{key}-invoice"},
+        )
+        await progress.record("invoice", invoice.id)
+        return str(invoice.id)
+
+    async def _record(self, action: InvoiceAction, invoice_id: str, final: dict[str, Any], progress: Progress) -> None:
+        records = self._shared.records
+        if records is None or progress.get("recorded"):
+            return
+        existing = await records.find_one("invoice", "stripe_id", invoice_id)
+        await records.upsert(
+            "invoice",
+            {
+                "number": final["number"],
+                "contact_id": action.contact_id or "",
+                "amount": float(Decimal(int(final["total"])) / (1 if action.currency in ZERO_DECIMAL else 100)),
+                "currency": action.currency.upper(),
+                "due": action.due.isoformat(),
+                "status": "sent",
+                "stripe_id": invoice_id,
+                "url": final["url"],
+                "customer": action.customer_name,
+            },
+            "coo",
+            record_id=existing.id if existing else None,
+            source="stripe",
+        )
+        await progress.record("recorded", True)
+
+    async def reconcile(self) -> list[str]:
+        """Read the status of every open invoice from Stripe and record paid / void ones. Returns what changed."""
+        records = self._shared.records
+        if records is None or not self.configured:
+            return []
+        changed = []
+        for record in await records.all("invoice"):
+            invoice = record.data
+            if not isinstance(invoice, Invoice) or invoice.status != "sent" or not invoice.stripe_id:
+                continue
+            try:
+                remote = await self._shared.client().v1.invoices.retrieve_async(invoice.stripe_id)
+            except stripe.StripeError as exc:
+                changed.append(f"invoice {invoice.number}: could not be read ({type(exc).__name__})")
+                continue
+            status = {"paid": "paid", "void": "void", "uncollectible": "uncollectible"}.get(str(remote.status))
+            if status:
+                await records.upsert("invoice", {"status": status}, "stripe", record_id=record.id, source="stripe")
+                changed.append(f"invoice {invoice.number} ({invoice.customer}): {status}")
+        return changed
+
+
+class InvoiceVoid(ActionKind[VoidAction]):
+    """``invoice.void``: void a sent invoice (proposed by the Void button on its card)."""
+
+    name = "invoice.void"
+    title = "Void this invoice?"
+    args = VoidAction
+    resumable = True
+    done_verb = "Voided"
+    activity = "voiding invoices"
+
+    def __init__(self, shared: StripeInvoices) -> None:
+        self._shared = shared
+        self.configured = shared.settings.configured
+
+    def preview(self, action: VoidAction) -> Preview:
+        fields = (
+            ("Invoice", f"{action.number} ({action.invoice_id})"),
+            ("Customer", f"{action.customer_name} <{action.customer_email}>"),
+            ("Total", money(action.total, action.currency)),
+        )
+        return Preview(self.title, fields, "The customer is told the invoice is void; nothing is owed on it any more.")
+
+    def summary(self, action: VoidAction) -> str:
+        return f"void of invoice {action.number} ({action.customer_name})"
+
+    async def execute(self, action: VoidAction, idempotency_key: str, progress: Progress | None = None) -> Executed:
+        try:
+            await self._shared.client().v1.invoices.void_invoice_async(
+                action.invoice_id, options={"idempotency_key": f"{idempotency_key}-void"}
+            )
+        except stripe.StripeError as exc:
+            raise _classify(exc) from None
+        records = self._shared.records
+        if records is not None and (found := await records.find_one("invoice", "stripe_id", action.invoice_id)):
+            await records.upsert("invoice", {"status": "void"}, "coo", record_id=found.id, source="stripe")
+        return Executed(external_id=action.invoice_id, detail=f"Invoice {action.number} is void.")
+
+    def outcome_line(self, when: str, executed: Executed) -> str:
+        return f"Voided {when}. {executed.detail}"
+
+
+def _line(line: InvoiceLine, currency: str) -> dict[str, Any]:
+    return {
+        "description": line.description,
+        "quantity": line.quantity,
+        "price_data": {
+            "currency": currency,
+            "product_data": {"name": line.description},
+            "unit_amount": line.unit_amount,
+        },
+    }
+
+
+def _classify(exc: stripe.StripeError) -> Exception:
+    """Stripe's answer as our outcome: 4xx permanent (with Stripe's message); 429, 5xx, network: retry the key."""
+    message = exc.user_message or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.IdempotencyError):
+        return AmbiguousOutcome(f"Stripe refused a repeated key ({message})")
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return TemporaryError(f"Stripe: {message}")
+    status = exc.http_status or 0
+    if 400 <= status < 500:
+        return PermanentError(f"Stripe: {message}")
+    return TemporaryError(f"Stripe answered {status or 'nothing'}: {message}")
+
+
+async def _discard(_: dict[str, Any]) -> None:
+    return None
+
+
+def connector(settings: StripeSettings, deps: Deps) -> list[ActionKind[Any]]:
+    """The kinds this connector declares."""
+    shared = StripeInvoices(settings, deps)
+    return [InvoiceSend(shared), InvoiceVoid(shared)]
