@@ -27,7 +27,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import json
 import math
+import os
+import signal
 import tempfile
 import time
 from collections import defaultdict
@@ -41,6 +44,7 @@ import aiohttp
 
 from bench.chat_text import messages
 from bench.procs import PYTHON, REPO, Child, child_env, cpu_seconds, kill_leftovers, spawn
+from bench.profile_report import report
 from bench.stats import median, percentile
 
 TOKEN = "123456789:BENCH-fake-token-not-secret"
@@ -97,6 +101,9 @@ class RunFigures:
     burst: Phase = field(default_factory=Phase)
     model_calls: int = 0
     other_replies: list[str] = field(default_factory=list)
+    seq_handouts: list[float] = field(default_factory=list)
+    """Handout time of each sequential message, in order (for the profile's PTB entry figure)."""
+    seq_update_ids: list[int] = field(default_factory=list)
 
     def row(self) -> dict[str, float]:
         """The figures of the table, by name."""
@@ -260,6 +267,8 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
                 },
                 repo_on_path=kind == "floor",
             )
+            if kind == "coo":
+                env.update(args.coo_env)
             argv = bot_argv(kind) if profile is None else profile.argv(kind, bot_argv(kind), env)
             http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)))
             fakes = Fakes(http, tg_root, model_base)
@@ -311,6 +320,8 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
                 if request["path"].endswith("/chat/completions"):
                     figures.model_calls += 1
                     model_at.setdefault(request["last_user"], request["at"])
+            figures.seq_update_ids = [u for u, _, _ in sent_seq]
+            figures.seq_handouts = [handouts.get(u, math.nan) for u, _, _ in sent_seq]
             _score(figures.sequential, sent_seq, fakes, handouts, model_at)
             _score(figures.burst, sent_burst, fakes, handouts, model_at)
             known = {_reply_text(t) for t in texts}
@@ -332,6 +343,66 @@ async def _sequential(fakes: Fakes, chat: int, texts: Sequence[str]) -> list[tup
         wanted = _reply_text(text)
         await fakes.until(lambda wanted=wanted: wanted in fakes.reply_texts, REPLY_TIMEOUT_S)
     return sent
+
+
+# ---- profile -------------------------------------------------------------------------------------
+
+
+class Profile:
+    """``--profile DIR``: run ``coo run`` under ``bench.traced`` and py-spy over the sequential phase."""
+
+    def __init__(self, directory: Path, rate: int, pyspy: bool) -> None:
+        self.directory = directory
+        self.rate = rate
+        self.pyspy = pyspy
+        self._spy: asyncio.subprocess.Process | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def argv(self, kind: str, argv: list[str], env: dict[str, str]) -> list[str]:
+        """The traced launcher in place of ``python -m bot.cli run``; sets its environment."""
+        env["BENCH_TRACE"] = str(self.directory / "trace.json")
+        env["PYTHONPATH"] = str(REPO)
+        return [PYTHON, "-m", "bench.traced", *argv[2:]]
+
+    def bot_pid(self, bot: Child) -> int:
+        """The process whose CPU is measured."""
+        return bot.pid
+
+    async def begin(self, bot: Child) -> None:
+        """Reset the tracer's window and start sampling."""
+        (self.directory / "trace.json").unlink(missing_ok=True)
+        os.kill(bot.pid, signal.SIGUSR1)
+        if self.pyspy:
+            spy = Path(PYTHON).with_name("py-spy")
+            self._spy = await asyncio.create_subprocess_exec(
+                str(spy), "record", "--pid", str(bot.pid), "--rate", str(self.rate), "--format", "raw",
+                "--threads", "--nonblocking", "-o", str(self.directory / "pyspy.txt"),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+
+    async def end(self, bot: Child) -> None:
+        """Write the tracer's window and stop sampling (py-spy writes its file on SIGINT)."""
+        os.kill(bot.pid, signal.SIGUSR2)
+        if self._spy is not None:
+            self._spy.send_signal(signal.SIGINT)
+            await asyncio.wait_for(self._spy.wait(), 60)
+            self._spy = None
+        trace = self.directory / "trace.json"
+        for _ in range(200):  # the tracer writes it from its signal handler, within a moment
+            if trace.exists():
+                break
+            await asyncio.sleep(0.05)
+
+    def report(self, figures: RunFigures) -> str:
+        """The breakdown, with handout -> handler entry from the tracer's stamps."""
+        trace = json.loads((self.directory / "trace.json").read_text())
+        entries = {int(k): v for k, v in trace["handler_entry"].items()}
+        ptb = [
+            (entries[u] - h) * 1000
+            for u, h in zip(figures.seq_update_ids, figures.seq_handouts, strict=True)
+            if u in entries and not math.isnan(h)
+        ]
+        return report(self.directory, len(figures.seq_update_ids), self.rate, ptb)
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -372,6 +443,12 @@ def table(results: dict[str, list[RunFigures]]) -> str:
     return "\n".join(lines)
 
 
+def _quarter(figures: RunFigures, which: int) -> float:
+    values = figures.sequential.latencies_ms
+    q = max(1, len(values) // 4)
+    return percentile(values[:q] if which == 0 else values[-q:], 50)
+
+
 def per_run(figures: RunFigures) -> str:
     """One line per run, for the log."""
     r = figures.row()
@@ -381,22 +458,34 @@ def per_run(figures: RunFigures) -> str:
         f"burst wall {r['burst_wall_s']:.2f} s p50 {r['burst_p50']:.0f} p99 {r['burst_p99']:.0f} ms "
         f"cpu {r['burst_cpu_ms']:.1f} ms/msg; lost {r['lost']:.0f} dup {r['duplicated']:.0f} "
         f"order {r['out_of_order']:.0f}; poll {r['first_poll_s']:.2f} s banner {r['banner_s']:.2f} s "
-        f"first reply {r['first_reply_ms']:.0f} ms; model calls {figures.model_calls}"
-        + (f"; {len(figures.other_replies)} other replies, e.g. {figures.other_replies[0][:80]!r}"
-           if figures.other_replies else "")
+        f"first reply {r['first_reply_ms']:.0f} ms; model calls {figures.model_calls}; "
+        f"seq p50 of first / last quarter {_quarter(figures, 0):.0f} / {_quarter(figures, -1):.0f} ms"
+        + (
+            f"; {len(figures.other_replies)} other replies, e.g. {figures.other_replies[0][:80]!r}"
+            if figures.other_replies
+            else ""
+        )
     )
 
 
 async def main(args: argparse.Namespace) -> dict[str, list[RunFigures]]:
     """Run every bot ``--runs`` times, interleaved so that machine load drifts hit both alike."""
+    if args.profile is not None:
+        profile = Profile(args.profile, args.rate, not args.no_pyspy)
+        figures = await run_once("coo", _texts(args), args, profile)
+        print(f"profiled run (tracer and py-spy add overhead) {per_run(figures)}")
+        print(profile.report(figures))
+        return {"coo": [figures]}
     bots = [b.strip() for b in args.bots.split(",") if b.strip()]
-    texts = messages(args.warmup + args.sequential + args.chats * args.per_chat, seed=args.seed)
+    texts = _texts(args)
     results: dict[str, list[RunFigures]] = {b: [] for b in bots}
     for run in range(1, args.runs + 1):
         for bot in bots:
             figures = await run_once(bot, texts, args)
             results[bot].append(figures)
             print(f"run {run}/{args.runs} {per_run(figures)}", flush=True)
+            if args.save is not None:
+                _save(args.save, run, figures)
     print()
     print(
         f"Median of {args.runs} run(s): {args.sequential} sequential messages in one chat, then a burst of "
@@ -404,6 +493,33 @@ async def main(args: argparse.Namespace) -> dict[str, list[RunFigures]]:
     )
     print(table(results))
     return results
+
+
+def _save(directory: Path, run: int, figures: RunFigures) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {
+        "row": figures.row(),
+        "sequential_ms": figures.sequential.latencies_ms,
+        "pre_model_ms": figures.sequential.pre_model_ms,
+        "burst_ms": figures.burst.latencies_ms,
+        "model_calls": figures.model_calls,
+        "other_replies": figures.other_replies,
+    }
+    (directory / f"{figures.bot}-{run}.json").write_text(json.dumps(data))
+
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    n = args.warmup + args.sequential + args.chats * args.per_chat
+    if args.short_text:
+        return [f"m-{i}" for i in range(n)]
+    return messages(n, seed=args.seed)
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("COO_"):
+        raise argparse.ArgumentTypeError("expected COO_NAME=VALUE")
+    return name, value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -416,6 +532,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-chat", type=int, default=10, help="messages per chat in the burst")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured warm-up messages (own chat)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the message texts")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="one traced + py-spy run of coo; files go to this folder"
+    )
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (--profile)")
+    parser.add_argument("--no-pyspy", action="store_true", help="--profile with the tracer only")
+    diagnosis = parser.add_argument_group("diagnosis only (the figures to quote use none of these)")
+    diagnosis.add_argument(
+        "--coo-env", type=_env_pair, action="append", default=[], metavar="COO_NAME=VALUE",
+        help="an extra setting for coo run, e.g. COO_MEMORY__SEMANTIC=false",
+    )  # fmt: skip
+    diagnosis.add_argument("--short-text", action="store_true", help='texts "m-<i>" instead of realistic ones')
+    diagnosis.add_argument("--save", type=Path, default=None, help="write per-message latencies as JSON here")
     return parser.parse_args(argv)
 
 
