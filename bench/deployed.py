@@ -104,6 +104,8 @@ class RunFigures:
     seq_handouts: list[float] = field(default_factory=list)
     """Handout time of each sequential message, in order (for the profile's PTB entry figure)."""
     seq_update_ids: list[int] = field(default_factory=list)
+    started_at: float = math.nan
+    first_poll_at: float = math.nan
 
     def row(self) -> dict[str, float]:
         """The figures of the table, by name."""
@@ -280,6 +282,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
                 raise RuntimeError(f"{kind} never polled:\n{bot.tail()}")
             assert fakes.first_poll_at is not None
             figures.to_first_poll_s = fakes.first_poll_at - bot.started_at
+            figures.started_at, figures.first_poll_at = bot.started_at, fakes.first_poll_at
             banner_at, _ = await bot.wait_line(lambda line: BANNERS[kind] in line, START_TIMEOUT_S)
             figures.to_banner_s = banner_at - bot.started_at
 
@@ -402,7 +405,14 @@ class Profile:
             for u, h in zip(figures.seq_update_ids, figures.seq_handouts, strict=True)
             if u in entries and not math.isnan(h)
         ]
-        return report(self.directory, len(figures.seq_update_ids), self.rate, ptb)
+        text = report(self.directory, len(figures.seq_update_ids), self.rate, ptb)
+        entered = trace.get("startup", {}).get("launcher_entered_at")
+        if entered is not None:
+            text += (
+                f"\n  process start -> launcher entered (interpreter start-up): {entered - figures.started_at:.2f} s"
+                f"\n  launcher entered -> first getUpdates: {figures.first_poll_at - entered:.2f} s"
+            )
+        return text
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -517,8 +527,8 @@ def _texts(args: argparse.Namespace) -> list[str]:
 
 def _env_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    if not sep or not name.startswith("COO_"):
-        raise argparse.ArgumentTypeError("expected COO_NAME=VALUE")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE")
     return name, value
 
 
@@ -539,8 +549,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pyspy", action="store_true", help="--profile with the tracer only")
     diagnosis = parser.add_argument_group("diagnosis only (the figures to quote use none of these)")
     diagnosis.add_argument(
-        "--coo-env", type=_env_pair, action="append", default=[], metavar="COO_NAME=VALUE",
-        help="an extra setting for coo run, e.g. COO_MEMORY__SEMANTIC=false",
+        "--coo-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
+        help="an extra environment variable for coo run, e.g. COO_MEMORY__SEMANTIC=false",
     )  # fmt: skip
     diagnosis.add_argument("--short-text", action="store_true", help='texts "m-<i>" instead of realistic ones')
     diagnosis.add_argument("--save", type=Path, default=None, help="write per-message latencies as JSON here")

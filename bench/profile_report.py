@@ -144,6 +144,12 @@ def report(directory: Path, messages: int, rate: float, ptb_entry_ms: list[float
     for name, seconds in sorted(trace["threads"].items(), key=lambda kv: -kv[1]):
         if seconds > 0:
             lines.append(f"  {name:40} {seconds * 1000 / n:8.2f} ms")
+    startup = trace.get("startup", {})
+    if startup:
+        lines.append(f"Start-up (traced launcher; its imports are eager): imports {startup['imports_s']:.2f} s")
+        for label, (calls, seconds) in startup.get("spans", {}).items():
+            if label.startswith("start:") or label.startswith("LanceDB"):
+                lines.append(f"  {label:58} {calls:4d} x {seconds * 1000:8.1f} ms")
     spy = directory / "pyspy.txt"
     if spy.exists():
         cpu = pyspy_breakdown(spy, rate, messages)

@@ -37,6 +37,7 @@ _sql: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(
 _hops: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 _entries: dict[int, float] = {}
 _thread_cpu_at_start: dict[str, float] = {}
+_startup: dict[str, Any] = {}
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # (module, dotted attribute, label). Async or sync callables; classes' methods are wrapped in place.
@@ -79,6 +80,16 @@ TARGETS = [
     ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aput", "checkpoint aput"),
     ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aput_writes", "checkpoint aput_writes"),
     ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aget_tuple", "checkpoint aget_tuple"),
+    ("memory.semantic", "SemanticStore.refresh", "LanceDB index refresh (background)"),
+    # start-up only (reported from the first window's start, see ``startup``)
+    ("bot.settings", "load_settings", "start: load settings"),
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.setup", "start: checkpointer setup"),
+    ("memory.semantic", "SemanticStore.open", "start: LanceDB open (+ scalar/FTS indexes)"),
+    ("bot.access", "AccessGuard.load", "start: access guard load"),
+    ("graph.coordinator", "Coordinator.__init__", "start: coordinator (graph compile)"),
+    ("bot.channels.telegram", "TelegramChannel.start", "start: Telegram start (getMe, setMyCommands, poll)"),
+    ("bot.dispatcher", "Dispatcher.replay_pending", "start: inbox replay"),
+    ("connectors.outbox", "OutboxRunner.recover", "start: outbox recover"),
 ]
 
 
@@ -212,6 +223,8 @@ def _kind(name: str) -> str:
 
 
 def _reset(*_: Any) -> None:
+    if "spans" not in _startup:  # the first window begins after start-up: keep what start-up cost
+        _startup["spans"] = {k: [int(v[0]), v[1]] for k, v in _spans.items()}
     _spans.clear()
     _sql.clear()
     _hops.clear()
@@ -229,6 +242,7 @@ def _dump(*_: Any) -> None:
         "sql_hops": {k: [int(v[0]), v[1]] for k, v in _hops.items()},
         "handler_entry": {str(k): v for k, v in _entries.items()},
         "threads": threads,
+        "startup": _startup,
     }
     target = Path(os.environ["BENCH_TRACE"])
     partial = target.with_suffix(".partial")
@@ -240,9 +254,11 @@ def main() -> None:
     """``python -m bench.traced MODULE [ARGS...]``: run MODULE as __main__ with the wrappers."""
     if len(sys.argv) < 2:
         raise SystemExit("usage: python -m bench.traced MODULE [ARGS...]")
+    _startup["launcher_entered_at"] = time.monotonic()
     _install_sqlite()
-    _install_targets()
+    _install_targets()  # imports bot, graph, memory and their libraries: most of what `coo run` imports
     _install_handler_entry()
+    _startup["imports_s"] = time.monotonic() - _startup["launcher_entered_at"]
     signal.signal(signal.SIGUSR1, _reset)
     signal.signal(signal.SIGUSR2, _dump)
     module = sys.argv[1]
