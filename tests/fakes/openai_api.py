@@ -50,6 +50,8 @@ class FakeOpenAI:
         self.default: Scripted | None = None
         self.echo_limit: int | None = None
         """Echo at most this many characters of the user message (None: all of it)."""
+        self.bill_tools = False
+        """Count offered tool schemas into ``usage.prompt_tokens`` (as real endpoints do)."""
         self.control = False
         """True adds the ``/_fake/`` control API (the standalone process turns it on)."""
         self._runner: web.AppRunner | None = None
@@ -167,8 +169,9 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}],
         }
         if step.usage:
-            # About 4 characters a token, tool schemas included (real endpoints bill them as prompt).
-            prompt = sum(len(json.dumps(m)) for m in [*body["messages"], *body.get("tools", [])]) // 4
+            # About 4 characters a token; real endpoints also bill the tool schemas as prompt.
+            billed = [*body["messages"], *(body.get("tools", []) if self.bill_tools else [])]
+            prompt = sum(len(json.dumps(m)) for m in billed) // 4
             answer["usage"] = {
                 "prompt_tokens": prompt,
                 "completion_tokens": max(1, len(step.content) // 4),
@@ -216,6 +219,7 @@ async def _serve(api_key: str, port: int, echo_limit: int | None) -> None:
     llm = FakeOpenAI(api_key, port=port)
     llm.control = True
     llm.echo_limit = echo_limit
+    llm.bill_tools = True
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
