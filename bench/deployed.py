@@ -560,6 +560,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def cli(argv: list[str] | None = None) -> None:
     """Entry point: run, print, and leave no child process behind."""
     atexit.register(kill_leftovers)
+    # Ctrl-C cancels the run so that every child is stopped; SIGTERM does the same, and SIGINT is
+    # handled even when the shell started us with it ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         asyncio.run(main(parse_args(argv)))
     except KeyboardInterrupt:
