@@ -1,10 +1,20 @@
-"""A fake OpenAI-compatible server (aiohttp, localhost) that scripts replies and tool calls."""
+"""A fake OpenAI-compatible server (aiohttp, localhost) that scripts replies and tool calls.
+
+As its own process (for benchmarks of a deployed bot), echoing at once, serving until SIGTERM/SIGINT:
+
+    python -m tests.fakes.openai_api [--api-key K] [--port P] [--echo-limit N]
+
+It prints ``ready <base_url>`` on stdout once listening, and adds ``GET /_fake/requests?after=N``:
+the chat and embedding requests from index ``N`` on, each with its arrival time (see :func:`control_routes`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,13 +41,21 @@ class FakeOpenAI:
     message as ``echo: <text>`` (or ``default`` when set). Every request is kept in ``requests``.
     """
 
-    def __init__(self, api_key: str = "sk-test-key-000000000000") -> None:
+    def __init__(self, api_key: str = "sk-test-key-000000000000", *, port: int = 0) -> None:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        """``time.monotonic()`` when each of ``requests`` arrived (same index)."""
         self.script: deque[Scripted] = deque()
         self.default: Scripted | None = None
+        self.echo_limit: int | None = None
+        """Echo at most this many characters of the user message (None: all of it)."""
+        self.bill_tools = False
+        """Count offered tool schemas into ``usage.prompt_tokens`` (as real endpoints do)."""
+        self.control = False
+        """True adds the ``/_fake/`` control API (the standalone process turns it on)."""
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def base_url(self) -> str:
@@ -67,9 +85,11 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        if self.control:
+            app.add_routes(control_routes(self))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -88,10 +108,12 @@ class FakeOpenAI:
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """Bag-of-words vectors (1536-d, like text-embedding-3-small): texts sharing words are close."""
+        arrived = time.monotonic()
         body = await request.json()
         body["_path"] = request.path
         body["_auth"] = request.headers.get("Authorization", "")
         self.requests.append(body)
+        self.arrivals.append(arrived)
         if not self._authorized(request):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -112,16 +134,17 @@ class FakeOpenAI:
         )
 
     async def _chat(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         body = await request.json()
         body["_path"] = request.path
         body["_auth"] = request.headers.get("Authorization", "")
         self.requests.append(body)
+        self.arrivals.append(arrived)
         if not self._authorized(request):
             return web.json_response({"error": {"message": "bad key", "type": "auth"}}, status=401)
         step = self.script.popleft() if self.script else self.default
         if step is None:
-            last = next((m for m in reversed(body["messages"]) if m["role"] == "user"), {"content": ""})
-            step = Scripted(content=f"echo: {last['content']}")
+            step = Scripted(content=f"echo: {_last_user(body)[: self.echo_limit]}")
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
         if step.status != 200:
@@ -146,10 +169,73 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}],
         }
         if step.usage:
-            prompt = sum(len(json.dumps(m)) for m in body["messages"]) // 4
+            # About 4 characters a token; real endpoints also bill the tool schemas as prompt.
+            billed = [*body["messages"], *(body.get("tools", []) if self.bill_tools else [])]
+            prompt = sum(len(json.dumps(m)) for m in billed) // 4
             answer["usage"] = {
                 "prompt_tokens": prompt,
                 "completion_tokens": max(1, len(step.content) // 4),
                 "total_tokens": prompt + max(1, len(step.content) // 4),
             }
         return web.json_response(answer)
+
+
+def _last_user(body: dict[str, Any]) -> str:
+    last = next((m for m in reversed(body.get("messages", [])) if m.get("role") == "user"), {"content": ""})
+    return str(last.get("content") or "")
+
+
+# ---- standalone process: control API and entry point ------------------------------------------
+
+
+def control_routes(llm: FakeOpenAI) -> list[web.RouteDef]:
+    """``GET /_fake/requests?after=N``: requests from index ``N`` on, each as ``{"seq", "at", "path",
+    "model", "last_user", "tools"}`` (``tools``: how many tool schemas were offered); ``next`` is the
+    index to ask from next."""
+
+    async def requests(request: web.Request) -> web.Response:
+        after = int(request.query.get("after", 0))
+        found = [
+            {
+                "seq": seq,
+                "at": at,
+                "path": body.get("_path", ""),
+                "model": body.get("model"),
+                "last_user": _last_user(body) if "messages" in body else "",
+                "tools": len(body.get("tools", [])),
+            }
+            for seq, (body, at) in enumerate(zip(llm.requests[after:], llm.arrivals[after:], strict=True), start=after)
+        ]
+        return web.json_response({"requests": found, "next": len(llm.requests)})
+
+    return [web.get("/_fake/requests", requests)]
+
+
+async def _serve(api_key: str, port: int, echo_limit: int | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    llm = FakeOpenAI(api_key, port=port)
+    llm.control = True
+    llm.echo_limit = echo_limit
+    llm.bill_tools = True
+    async with llm:
+        print(f"ready {llm.base_url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes.openai_api [--api-key K] [--port P] [--echo-limit N]``: serve until SIGTERM."""
+    parser = argparse.ArgumentParser(description="instant fake OpenAI-compatible API with a /_fake/ control API")
+    parser.add_argument("--api-key", default="sk-test-key-000000000000", help="the only key it accepts")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument(
+        "--echo-limit", type=int, default=None, help="echo at most N characters (a summary prompt is long)"
+    )
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit))
+
+
+if __name__ == "__main__":
+    main()

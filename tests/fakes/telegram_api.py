@@ -1,20 +1,29 @@
-"""An in-process fake Telegram Bot API server (aiohttp) for tests that talk real HTTP.
+"""A fake Telegram Bot API server (aiohttp) for tests that talk real HTTP.
 
 async with FakeTelegram(token="123:ABC") as tg:
     settings = TelegramSettings(token="123:ABC", api_base_url=tg.api_root)
     tg.push_message(user_id=7, chat_id=7, text="hi")
     await tg.wait_for("sendMessage")
+
+As its own process (for benchmarks of a deployed bot), serving until SIGTERM/SIGINT:
+
+    python -m tests.fakes.telegram_api --token 123:ABC [--port P]
+
+It prints ``ready <api_root>`` on stdout once listening, and adds a control API under ``/_fake/``
+(see :func:`control_routes`): push messages, read received calls and update hand-out times.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
 import json
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -43,11 +52,15 @@ _STRING_PARAMS = frozenset(
 
 @dataclass
 class Call:
-    """One request the fake received: Bot API method name, decoded parameters, HTTP status."""
+    """One request the fake received: Bot API method name, decoded parameters, HTTP status.
+
+    ``at`` is ``time.monotonic()`` on arrival (CLOCK_MONOTONIC: comparable across processes on Linux).
+    """
 
     method: str
     params: dict[str, Any]
     status: int = 200
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -88,8 +101,9 @@ def _chat(chat_id: int, forum: bool = False) -> JSON:
 class FakeTelegram:
     """Fake Bot API on 127.0.0.1 with a free port; ``api_root`` goes into ``api_base_url``."""
 
-    def __init__(self, token: str = "123:ABC", *, username: str = "fake_bot") -> None:
+    def __init__(self, token: str = "123:ABC", *, username: str = "fake_bot", port: int = 0) -> None:
         self.token = token
+        self.port = port
         self.username = username
         head = token.split(":", 1)[0]
         self.bot_user: JSON = {
@@ -113,13 +127,19 @@ class FakeTelegram:
         self.api_root = ""
         # Called with each request as it arrives (before it is answered): lets a test act at an exact moment.
         self.on_call: Callable[[Call], None] | None = None
+        self.handed_out: dict[int, float] = {}
+        """update_id -> ``time.monotonic()`` when a getUpdates response first carried it."""
+        self.control = False
+        """True adds the ``/_fake/`` control API (the standalone process turns it on)."""
 
     async def __aenter__(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        if self.control:
+            app.add_routes(control_routes(self))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.api_root = f"http://{host}:{port}"
@@ -239,12 +259,13 @@ class FakeTelegram:
     # ---- HTTP ------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         try:
             params = await self._params(request)
         except ValueError as exc:
             return self._error(400, f"Bad Request: {exc}")
         # Recorded on arrival, so a test can see that a long poll is under way.
-        call = Call(request.match_info["method"], params)
+        call = Call(request.match_info["method"], params, at=arrived)
         self.calls.append(call)
         if self.on_call is not None:
             self.on_call(call)
@@ -375,8 +396,10 @@ class FakeTelegram:
             ready = [p for p in self._pending if p.update["update_id"] >= offset or not p.delivered][:limit]
             remaining = deadline - asyncio.get_running_loop().time()
             if ready or remaining <= 0 or self._closing:
+                now = time.monotonic()
                 for pending in ready:
                     pending.delivered = True
+                    self.handed_out.setdefault(int(pending.update["update_id"]), now)
                 return [p.update for p in ready]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
@@ -427,3 +450,79 @@ class _ApiError(Exception):
     def __init__(self, description: str, status: int = 400) -> None:
         super().__init__(description)
         self.status = status
+
+
+# ---- standalone process: control API and entry point ------------------------------------------
+
+
+def control_routes(tg: FakeTelegram) -> list[web.RouteDef]:
+    """The control API a benchmark driver uses from another process.
+
+    - ``POST /_fake/push`` ``{"messages": [{"user_id", "chat_id", "text"}, ...]}``: queue them all at
+      once; answers ``{"update_ids": [...]}``.
+    - ``GET /_fake/calls?after=N&wait=S&method=M``: calls from index ``N`` on (optionally only Bot API
+      method ``M``), waiting up to ``S`` seconds for at least one new call; each call as
+      ``{"seq", "method", "at", "status", "chat_id", "text"}``; ``next`` is the index to ask from next.
+    - ``GET /_fake/handouts``: ``{"handed_out": {update_id: at}}``.
+    """
+
+    async def push(request: web.Request) -> web.Response:
+        body = await request.json()
+        ids = [tg.push_message(int(m["user_id"]), int(m["chat_id"]), str(m["text"])) for m in body["messages"]]
+        return web.json_response({"update_ids": ids})
+
+    async def calls(request: web.Request) -> web.Response:
+        after = int(request.query.get("after", 0))
+        method = request.query.get("method", "").lower()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(request.query.get("wait", 0))
+        while len(tg.calls) <= after and loop.time() < deadline and not tg._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tg._changed.wait(), deadline - loop.time())
+        found = [
+            {
+                "seq": seq,
+                "method": call.method,
+                "at": call.at,
+                "status": call.status,
+                "chat_id": call.params.get("chat_id"),
+                "text": call.params.get("text"),
+            }
+            for seq, call in enumerate(tg.calls[after:], start=after)
+            if not method or call.method.lower() == method
+        ]
+        return web.json_response({"calls": found, "next": len(tg.calls)})
+
+    async def handouts(request: web.Request) -> web.Response:
+        return web.json_response({"handed_out": {str(k): v for k, v in tg.handed_out.items()}})
+
+    return [
+        web.post("/_fake/push", push),
+        web.get("/_fake/calls", calls),
+        web.get("/_fake/handouts", handouts),
+    ]
+
+
+async def _serve(token: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tg = FakeTelegram(token, port=port)
+    tg.control = True
+    async with tg:
+        print(f"ready {tg.api_root}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes.telegram_api --token T [--port P]``: serve until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description="fake Telegram Bot API with a /_fake/ control API")
+    parser.add_argument("--token", default="123:ABC", help="the only bot token it accepts")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.token, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+from functools import partial
 from pathlib import Path
 
 from bot.dispatcher import inbound_to_json
@@ -41,22 +42,14 @@ async def test_killed_when_the_offset_moves_every_message_is_answered_exactly_on
         texts: list[str] = []
         for trial in range(TRIALS):
             proc = await start(env, tmp_path)
-            last_id = 0
+            pushed: list[int] = []
             killed = asyncio.Event()
-
-            def kill_when_confirmed(call: Call, proc_pid: int = proc.pid) -> None:
-                # The offset moving past an update is Telegram's "it arrived": the bot dies right then.
-                if call.method == "getUpdates" and last_id and int(call.params.get("offset") or 0) > last_id:
-                    if not killed.is_set():
-                        os.kill(proc_pid, signal.SIGKILL)
-                        killed.set()
-
-            tg.on_call = kill_when_confirmed
+            tg.on_call = partial(kill_when_confirmed, pid=proc.pid, pushed=pushed, killed=killed)
             await tg.wait_for("getUpdates", len([c for c in tg.calls if c.method == "getUpdates"]) + 1, timeout=30)
             for i in range(PER_TRIAL):
                 text = f"trial {trial} message {i}"
                 texts.append(text)
-                last_id = tg.push_message(1001, 1001, text)
+                pushed.append(tg.push_message(1001, 1001, text))
             await asyncio.wait_for(killed.wait(), 30)
             await proc.wait()
         tg.on_call = None
@@ -71,6 +64,14 @@ async def test_killed_when_the_offset_moves_every_message_is_answered_exactly_on
     assert sorted(replies) == sorted(f"echo: {t}" for t in texts)  # each exactly once, none lost
     asked = [r["messages"][-1]["content"] for r in llm.chat_requests]
     assert len(asked) <= len(texts) + TRIALS  # at most one repeated model call per crash (a call in flight)
+
+
+def kill_when_confirmed(call: Call, *, pid: int, pushed: list[int], killed: asyncio.Event) -> None:
+    """The offset moving past the pushed updates is Telegram's "it arrived": the bot dies right then."""
+    moved = call.method == "getUpdates" and pushed and int(call.params.get("offset") or 0) > pushed[-1]
+    if moved and not killed.is_set():
+        os.kill(pid, signal.SIGKILL)
+        killed.set()
 
 
 async def start(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:

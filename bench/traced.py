@@ -1,0 +1,270 @@
+"""Launcher that runs a module (``bot.cli``) with timing wrappers on the per-message path.
+
+    BENCH_TRACE=/tmp/trace.json python -m bench.traced bot.cli run
+
+For profiling under ``bench.deployed --profile`` only; no product code knows about it. The wrappers
+measure wall time per call (async spans include time spent waiting for the loop, a thread or HTTP)
+and do not change behaviour. SQLite statements are counted per database file through
+``sqlite3.Connection.set_trace_callback``. SIGUSR1 starts a measuring window (resets everything);
+SIGUSR2 writes the window's figures as JSON to ``$BENCH_TRACE``:
+
+- ``spans``: name -> [calls, total wall seconds];
+- ``sql``: database file -> statement kind (INSERT, SELECT, COMMIT, ...) -> count;
+- ``sql_hops``: database file -> [aiosqlite thread round trips, total wall seconds];
+- ``handler_entry``: Telegram update_id -> ``time.monotonic()`` when our handler got the update;
+- ``threads``: thread name -> CPU seconds in the window (from /proc/self/task).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_spans: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+_sql: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+_hops: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+_entries: dict[int, float] = {}
+_thread_cpu_at_start: dict[str, float] = {}
+_startup: dict[str, Any] = {}
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# (module, dotted attribute, label). Async or sync callables; classes' methods are wrapped in place.
+TARGETS = [
+    ("bot.dispatcher", "Dispatcher.handle", "dispatcher.handle (whole update)"),
+    ("bot.access", "AccessGuard.check", "access check"),
+    ("memory.db", "Database.claim_update", "dedupe claim (inbox insert + commit)"),
+    ("memory.db", "Database.append_event", "event log append (insert + commit)"),
+    ("memory.db", "Database.finish_update", "inbox finish (update + commit)"),
+    ("memory.db", "Database.record_llm_call", "model-call ledger (insert + commit + event)"),
+    ("memory.db", "Database.spend_since", "spend query"),
+    ("bot.dispatcher", "Dispatcher._remember_home", "remember home chat"),
+    ("bot.dispatcher", "Dispatcher._take_edit", "pending card-edit check"),
+    ("graph.coordinator", "Coordinator.respond", "graph run (ainvoke, all nodes + checkpoints)"),
+    ("graph.nodes", "assemble_context", "node assemble_context"),
+    ("graph.nodes", "call_model", "node call_model"),
+    ("graph.nodes", "finish", "node finish"),
+    ("graph.nodes", "recall_lines", "recall (query embedding + LanceDB)"),
+    ("graph.nodes", "touched_records", "contacts read (touched_records)"),
+    ("graph.nodes", "summarize", "summary fold (model call)"),
+    ("graph.nodes", "offered_tools", "tool schemas (offered_tools)"),
+    ("graph.nodes", "assemble", "prompt assembly (assemble)"),
+    ("memory.profile", "ProfileStore.get", "profile read"),
+    ("memory.api", "Memory.recall", "Memory.recall"),
+    ("memory.api", "Memory.add_many", "Memory.add_many (ingestion)"),
+    ("memory.embedder", "LocalEmbedder.embed_query", "query embedding (to_thread)"),
+    ("memory.embedder", "LocalEmbedder.embed_passages", "passage embedding (to_thread)"),
+    ("memory.embedder", "LocalEmbedder._run", "embedder native call (worker thread)"),
+    ("memory.semantic", "SemanticStore.vector_search", "LanceDB vector search"),
+    ("memory.semantic", "SemanticStore.text_search", "LanceDB full-text search"),
+    ("memory.semantic", "SemanticStore.add", "LanceDB add"),
+    ("memory.ingest", "Ingestor.flush", "ingestion flush"),
+    ("graph.llm", "LLMClient.chat", "LLMClient.chat (budget + HTTP + ledger)"),
+    ("graph.budget", "BudgetGuard.clear", "budget check (I5)"),
+    ("openai.resources.chat.completions", "AsyncCompletions.create", "openai create (build + HTTP + parse)"),
+    ("bot.approval_ui", "ApprovalUI.show_result", "show_result (reply)"),
+    ("bot.dispatcher", "Dispatcher.send", "Dispatcher.send (sendMessage + event)"),
+    ("bot.channels.telegram", "TelegramChannel.send", "TelegramChannel.send (PTB sendMessage)"),
+    ("bot.channels.telegram", "TelegramChannel._keep_typing", "typing indicator (task lifetime; sendChatAction)"),
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aput", "checkpoint aput"),
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aput_writes", "checkpoint aput_writes"),
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aget_tuple", "checkpoint aget_tuple"),
+    ("memory.semantic", "SemanticStore.refresh", "LanceDB index refresh (background)"),
+    # start-up only (reported from the first window's start, see ``startup``)
+    ("bot.settings", "load_settings", "start: load settings"),
+    ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.setup", "checkpointer setup() (LangGraph calls it per op)"),
+    ("memory.semantic", "SemanticStore.open", "start: LanceDB open (+ scalar/FTS indexes)"),
+    ("bot.access", "AccessGuard.load", "start: access guard load"),
+    ("graph.coordinator", "Coordinator.__init__", "start: coordinator (graph compile)"),
+    ("bot.channels.telegram", "TelegramChannel.start", "start: Telegram start (getMe, setMyCommands, poll)"),
+    ("bot.dispatcher", "Dispatcher.replay_pending", "start: inbox replay"),
+    ("connectors.outbox", "OutboxRunner.recover", "start: outbox recover"),
+]
+
+
+def _timed(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+    span = _spans  # bound once: the wrapper runs on hot paths
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                entry = span[label]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - start
+
+        return async_wrapper
+
+    async def finish_later(awaitable: Any, start: float) -> Any:
+        try:
+            return await awaitable
+        finally:
+            entry = span[label]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        if inspect.iscoroutine(result):  # e.g. openai's create: a sync decorator around a coroutine
+            return finish_later(result, start)
+        entry = span[label]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - start
+        return result
+
+    return wrapper
+
+
+def _install_targets() -> None:
+    # graph.wiring binds the node functions at import: graph.nodes must be wrapped before it loads.
+    ordered = sorted(TARGETS, key=lambda target: target[0] != "graph.nodes")
+    for module_name, attr, label in ordered:
+        module = importlib.import_module(module_name)
+        owner: Any = module
+        *path, name = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, name, _timed(getattr(owner, name), label))
+
+
+def _install_handler_entry() -> None:
+    from bot.channels.telegram import TelegramChannel
+
+    original = TelegramChannel._on_update
+
+    @functools.wraps(original)
+    async def on_update(self: Any, update: Any, context: Any) -> None:
+        _entries.setdefault(int(update.update_id), time.monotonic())
+        await original(self, update, context)
+
+    TelegramChannel._on_update = on_update  # type: ignore[method-assign]
+
+
+def _install_sqlite() -> None:
+    import aiosqlite
+
+    connect = aiosqlite.Connection._connect
+    execute = aiosqlite.Connection._execute
+
+    def label(conn: Any) -> str:
+        for cell in getattr(conn._connector, "__closure__", None) or ():
+            value = cell.cell_contents
+            if isinstance(value, str | Path):
+                return Path(value).name
+        return "?"
+
+    async def traced_connect(self: Any) -> Any:
+        result = await connect(self)
+        name = label(self)
+        self._bench_label = name
+
+        def count(statement: str) -> None:
+            word = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "?"
+            _sql[name][word] += 1
+
+        await execute(self, self._conn.set_trace_callback, count)
+        return result
+
+    async def traced_execute(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await execute(self, fn, *args, **kwargs)
+        finally:
+            entry = _hops[getattr(self, "_bench_label", "?")]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+
+    aiosqlite.Connection._connect = traced_connect  # type: ignore[method-assign]
+    aiosqlite.Connection._execute = traced_execute  # type: ignore[method-assign]
+
+
+def _thread_cpu() -> dict[str, float]:
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = defaultdict(float)
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            comm = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        tid = int(task.name)
+        name = names.get(tid) or comm
+        # Group pools (asyncio_0, asyncio_1 / Thread-3 (...)) by their kind, not by their number.
+        kind = "main (event loop)" if tid == os.getpid() else _kind(name)
+        out[kind] += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return dict(out)
+
+
+def _kind(name: str) -> str:
+    if "_connection_worker_thread" in name:
+        return "aiosqlite worker threads"
+    if name.startswith("asyncio_"):
+        return "asyncio.to_thread pool (embedder)"
+    if name == "python":
+        return "unnamed native threads (libgomp OpenMP workers)"
+    return name.rstrip("0123456789-_ ") or name
+
+
+def _reset(*_: Any) -> None:
+    if "spans" not in _startup:  # the first window begins after start-up: keep what start-up cost
+        _startup["spans"] = {k: [int(v[0]), v[1]] for k, v in _spans.items()}
+    _spans.clear()
+    _sql.clear()
+    _hops.clear()
+    _entries.clear()
+    _thread_cpu_at_start.clear()
+    _thread_cpu_at_start.update(_thread_cpu())
+
+
+def _dump(*_: Any) -> None:
+    now = _thread_cpu()
+    threads = {k: round(v - _thread_cpu_at_start.get(k, 0.0), 3) for k, v in now.items()}
+    report = {
+        "spans": {k: [int(v[0]), v[1]] for k, v in _spans.items()},
+        "sql": {k: dict(v) for k, v in _sql.items()},
+        "sql_hops": {k: [int(v[0]), v[1]] for k, v in _hops.items()},
+        "handler_entry": {str(k): v for k, v in _entries.items()},
+        "threads": threads,
+        "startup": _startup,
+    }
+    target = Path(os.environ["BENCH_TRACE"])
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(report))
+    partial.replace(target)  # the driver waits for the file: it must appear whole
+
+
+def main() -> None:
+    """``python -m bench.traced MODULE [ARGS...]``: run MODULE as __main__ with the wrappers."""
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python -m bench.traced MODULE [ARGS...]")
+    _startup["launcher_entered_at"] = time.monotonic()
+    _install_sqlite()
+    _install_targets()  # imports bot, graph, memory and their libraries: most of what `coo run` imports
+    _install_handler_entry()
+    _startup["imports_s"] = time.monotonic() - _startup["launcher_entered_at"]
+    signal.signal(signal.SIGUSR1, _reset)
+    signal.signal(signal.SIGUSR2, _dump)
+    module = sys.argv[1]
+    sys.argv = [module, *sys.argv[2:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
