@@ -52,8 +52,9 @@ def _proposer(
     kind: ActionKind[Any], service: ApprovalService, ui: ApprovalUI, context: Callable[[], Context]
 ) -> Callable[[InboundMessage, str], Any]:
     async def run(inbound: InboundMessage, args: str) -> str:
+        ctx = replace(context(), session=inbound.session_key, requested_by=inbound.sender)
         try:
-            action = await kind.from_command(args, context())
+            action = await kind.from_command(args, ctx)
         except ActionError as exc:
             raise UserFacingError(str(exc)) from None
         # Derived from the delivery: a replay after a crash finds this card instead of making another.

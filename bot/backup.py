@@ -140,6 +140,7 @@ class ApprovalRow(_Row):
     decided_by: str | None
     decided_at: datetime | None
     cards: list[CardRow]
+    context: dict[str, Any] = {}
     outbox: OutboxRow | None
 
     @model_validator(mode="after")
@@ -301,7 +302,8 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
         cards = [[c.channel, c.chat_id, c.thread_id, c.message_id] for c in a.cards]
         await conn.execute(
             "INSERT INTO approvals (id, root_id, thread, origin, kind, action, digest, approvers, nonce, created_at, "
-            "expires_at, state, decided_by, decided_at, cards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "expires_at, state, decided_by, decided_at, cards, context) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 a.id,
                 a.root_id,
@@ -318,6 +320,7 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
                 RESTORE_ACTOR if pending else a.decided_by,
                 now.isoformat() if pending else (a.decided_at.isoformat() if a.decided_at else None),
                 json.dumps(cards),
+                json.dumps(a.context),
             ),
         )
         o = a.outbox

@@ -14,6 +14,7 @@ from connectors.base import ActionError
 from connectors.registry import Registry
 from graph.budget import BudgetExceeded
 from graph.errors import ModelUnavailable
+from graph.goals import GoalService
 from graph.llm import LLMClient
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
@@ -46,6 +47,7 @@ class DigestService:
         send: Send,
         records: Records | None,
         registry: Registry,
+        goals: GoalService | None = None,
     ) -> None:
         self._db = db
         self._approvals = approvals
@@ -56,6 +58,7 @@ class DigestService:
         self._send = send
         self._records = records
         self._registry = registry
+        self._goals = goals
 
     async def build(self, since: datetime) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
@@ -77,8 +80,13 @@ class DigestService:
         lines = [f"Digest for {utcnow():%a %d %b}"]
         lines += ["Done since the last digest:", *done] if done else ["Done since the last digest: nothing sent."]
         lines.append(f"Waiting for your approval: {len(waiting)}" + (" (cards below)" if waiting else ""))
+        problems += await self._health()
         if problems:
             lines += ["Needs a look:", *problems]
+        goal_lines, goal_cards = await self._active_goals()
+        if goal_lines:
+            lines += ["Goals:", *goal_lines]
+            waiting += [card for card in goal_cards if card not in waiting]
         paid = await self._paid_since(since)
         if paid:
             lines += ["Paid since the last digest:", *paid]
@@ -88,6 +96,29 @@ class DigestService:
         lines.append(await self._budgets.spend_text())
         lines.append("Next step: " + await self._suggest("\n".join(lines), len(waiting), len(problems)))
         return Digest("\n".join(lines), tuple(waiting))
+
+    async def _health(self) -> list[str]:
+        """What the weekly health check found broken (a revoked token, a dead SMTP login...)."""
+        last = await self._control.get("health.last")
+        if not isinstance(last, dict):
+            return []
+        return [f"- health check {str(last.get('at', ''))[:10]}: {failure}" for failure in last.get("failed", [])]
+
+    async def _active_goals(self) -> tuple[list[str], list[str]]:
+        """Active goals with progress, and the cards they wait on."""
+        if self._goals is None:
+            return [], []
+        lines, cards = [], []
+        for goal in await self._goals.ledger.goals(("active", "verifying", "proposed")):
+            tasks = await self._goals.ledger.tasks(goal.id, goal.runs) if goal.runs else []
+            waiting = await self._goals.waiting_cards(goal)
+            done = sum(t.state == "done" for t in tasks)
+            lines.append(
+                f"- {goal.id} {goal.text[:80]}: {done}/{len(tasks)} tasks done"
+                + (f", {len(waiting)} card(s) wait for you" if waiting else "")
+            )
+            cards += [row.id for row in waiting]
+        return lines, cards
 
     def _summary(self, kind: str, action: dict[str, Any]) -> str:
         try:

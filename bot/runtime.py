@@ -28,11 +28,13 @@ from bot.commands import CommandRouter
 from bot.core_commands import register_core_commands
 from bot.digest import DigestService, home_chats
 from bot.dispatcher import Dispatcher
+from bot.goal_commands import ChatNotifier, GoalCommands
 from bot.memory_commands import register_memory_commands
 from bot.messages import Channel, InboundMessage
 from bot.messenger import Messenger
 from bot.notices import notify_access_changes
 from bot.policy_commands import PolicyCommands
+from bot.routines import health_check, register_routines, when_on
 from bot.scheduler import Scheduler
 from bot.settings import Settings, redact_url
 from connectors.base import Context, Deps
@@ -41,8 +43,15 @@ from connectors.outbox import OutboxRunner
 from graph.approvals import ApprovalService
 from graph.budget import BudgetAlert, BudgetGuard
 from graph.coordinator import Coordinator
+from graph.goals import GoalService
 from graph.llm import LLMClient
+from graph.plan_kind import PlanKind
+from graph.planner import Planner
 from graph.pricing import PriceTable
+from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
+from graph.runner import SkillExecutor, TaskRunner
+from graph.skills import all_skills
+from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
 from memory.api import Memory, Note, open_memory
 from memory.approvals import ApprovalStore
 from memory.checkpoints import prune_checkpoints
@@ -55,6 +64,7 @@ from memory.notes import NoteLedger
 from memory.operators import OperatorStore
 from memory.profile import ProfileStore
 from memory.records import Records
+from memory.tasks import TaskLedger
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,9 @@ class Runtime:
     controls: Controls
     digest: DigestService
     scheduler: Scheduler
+    goals: GoalService
+    task_runner: TaskRunner
+    tasks: TaskLedger
     channels: list[Channel] = field(default_factory=list)
     console: ConsoleChannel | None = None
     memory: Memory | None = None
@@ -100,6 +113,7 @@ class _Stores:
     profile: ProfileStore
     records: Records
     notes: NoteLedger
+    tasks: TaskLedger
 
 
 async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
@@ -126,8 +140,9 @@ async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
         ProfileStore(db),
         Records(db),
         NoteLedger(db),
+        TaskLedger(db),
     )
-    for part in (stores.control, stores.operators, stores.profile, stores.records, stores.notes):
+    for part in (stores.control, stores.operators, stores.profile, stores.records, stores.notes, stores.tasks):
         await part.setup()
     recovered = await stores.ledger.setup()
     if recovered:
@@ -144,6 +159,90 @@ async def _open_pairing(settings: Settings, guard: AccessGuard, operators: Opera
     return await operators.open_pairing("start", ttl, revoke_others=True)
 
 
+@dataclass(frozen=True)
+class _Model:
+    """The model client and what prices and caps its calls."""
+
+    llm: LLMClient
+    prices: PriceTable
+    budgets: BudgetCommands
+
+
+def _build_model(
+    settings: Settings, stores: _Stores, stack: AsyncExitStack, messenger: Messenger, controls: Controls
+) -> _Model:
+    control = stores.control
+    budgets = BudgetCommands(
+        stores.db, stores.ledger, control, settings.budget.currency, controls, settings.timezone, messenger.send
+    )
+    prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
+    guard = BudgetGuard(
+        stores.ledger,
+        stores.db,
+        control,
+        prices,
+        settings.timezone,
+        settings.llm.cheap_model,
+        on_alert=partial(_alert, budgets=budgets, control=control, messenger=messenger),
+    )
+    llm = LLMClient(settings.llm, stores.ledger, prices, guard)
+    stack.push_async_callback(llm.close)
+    return _Model(llm, prices, budgets)
+
+
+@dataclass(frozen=True)
+class _Goals:
+    """Goals, their runner and their commands."""
+
+    service: GoalService
+    runner: TaskRunner
+    commands: GoalCommands
+
+
+def _build_goals(
+    settings: Settings,
+    stores: _Stores,
+    llm: LLMClient,
+    plans: PlanKind,
+    approvals: ApprovalService,
+    ui: ApprovalUI,
+    messenger: Messenger,
+    memory: Memory | None,
+    controls: Controls,
+) -> _Goals:
+    context = partial(proposal_context, stores.records, settings.budget.currency)
+    service = GoalService(
+        stores.tasks,
+        approvals,
+        llm,
+        stores.ledger,
+        stores.control,
+        ChatNotifier(messenger, ui),
+        settings.tasks,
+        settings.timezone,
+    )
+
+    def tool_context(session: str, goal_id: str) -> ToolContext:
+        return ToolContext(
+            db=stores.db,
+            session=session,
+            timezone=settings.timezone,
+            records=stores.records,
+            profile=stores.profile,
+            memory=memory,
+            scope=settings.memory.scope,
+            goal_id=goal_id,
+        )
+
+    tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS))
+    executor = SkillExecutor(
+        all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
+    )
+    runner = TaskRunner(stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused)
+    commands = GoalCommands(service, plans, approvals, ui, messenger, context, runner.wake)
+    return _Goals(service, runner, commands)
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -152,7 +251,7 @@ async def open_runtime(
     console_input: TextIO | None = None,
     console_output: TextIO | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open the stores, model client, coordinator and channels; close all on exit.
+    """Open the stores, model client, coordinator, goals and channels; close all on exit.
 
     ``console=None`` means: the console only when no platform channel is configured.
     """
@@ -169,27 +268,16 @@ async def open_runtime(
                 open_memory(settings.data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
             )
         messenger = Messenger(db)
-        budget_cmds = BudgetCommands(
-            db, stores.ledger, control, settings.budget.currency, controls, settings.timezone, messenger.send
-        )
-        prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
-        budget_guard = BudgetGuard(
-            stores.ledger,
-            db,
-            control,
-            prices,
-            settings.timezone,
-            settings.llm.cheap_model,
-            on_alert=partial(_alert, budgets=budget_cmds, control=control, messenger=messenger),
-        )
-        llm = LLMClient(settings.llm, stores.ledger, prices, budget_guard)
-        stack.push_async_callback(llm.close)
-        registry = build_registry(settings, Deps(records=stores.records, currency=settings.budget.currency))
+        model = _build_model(settings, stores, stack, messenger, controls)
+        planner = Planner(model.llm, {name: s.description for name, s in all_skills().items()}, settings.timezone)
+        plans = PlanKind(stores.tasks, planner)
+        deps = Deps(records=stores.records, currency=settings.budget.currency)
+        registry = build_registry(settings, deps, extra=[plans])
         stack.push_async_callback(registry.close)
         approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
         coordinator = Coordinator(
             db,
-            llm,
+            model.llm,
             stores.saver,
             settings.llm,
             settings.timezone,
@@ -211,6 +299,7 @@ async def open_runtime(
             is_paused=lambda: controls.paused,
             wakeup=wakeup,
         )
+        goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls)
         policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
         ingestor = None
         if memory is not None:
@@ -224,12 +313,13 @@ async def open_runtime(
             messenger,
             ui,
             control,
-            buttons={"bu": budget_cmds.on_press, "po": policy_cmds.on_press},
+            buttons={"bu": model.budgets.on_press, "po": policy_cmds.on_press, "gl": goals.commands.on_press},
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )
         digest = DigestService(
-            db, stores.approvals, control, budget_cmds, llm, ui, messenger.send, stores.records, registry
-        )
+            db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
+            goals.service,
+        )  # fmt: skip
         scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
         runtime = Runtime(
             settings,
@@ -249,13 +339,17 @@ async def open_runtime(
             controls,
             digest,
             scheduler,
+            goals=goals.service,
+            task_runner=goals.runner,
+            tasks=stores.tasks,
             memory=memory,
             ingestor=ingestor,
         )
-        _register_commands(runtime, budget_cmds, policy_cmds, stores, context)
+        _register_commands(runtime, model.budgets, policy_cmds, stores, context)
+        goals.commands.register(commands)
         _schedule(runtime, stores.checkpoints, memory)
         _make_channels(runtime, console, console_input, console_output)
-        await _start(runtime, stack, prices)
+        await _start(runtime, stack, model.prices)
         yield runtime
 
 
@@ -287,6 +381,7 @@ def _register_commands(
     register_approval_commands(commands, rt.approvals, rt.approval_ui, context)
     budgets.register(commands)
     policy.register(commands)
+    register_routines(commands, rt.control, rt.db)
     register_memory_commands(commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope)
 
     async def digest_now(inbound: InboundMessage, _: str) -> str:
@@ -301,8 +396,14 @@ def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection, memory: Memory | N
     scheduler.daily("digest", rt.settings.digest_time, rt.digest.scheduled)
     scheduler.every("checkpoint-pruning", 24 * 3600, lambda: _prune(checkpoints))
     scheduler.every("operator-notices", 10, partial(_notify_access, rt))
+    scheduler.weekly(
+        "health-check",
+        0,
+        rt.settings.digest_time,
+        when_on(rt.control, "health", health_check(rt.settings, rt.control, rt.db)),
+    )
     if memory is not None:
-        scheduler.every("memory-maintenance", 6 * 3600, _maintain(memory))
+        scheduler.every("memory-maintenance", 6 * 3600, when_on(rt.control, "memory", _maintain(memory)))
 
 
 async def _notify_access(rt: Runtime) -> None:
@@ -341,6 +442,7 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable) -> None
     await _background(stack, rt.runner.run_forever(), "outbox", stop=rt.runner.stop)
     await _background(stack, _sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
     await _background(stack, rt.scheduler.run_forever(), "scheduler")
+    await _background(stack, rt.task_runner.run_forever(), "tasks", stop=rt.task_runner.stop)
     if rt.ingestor is not None:
         await _background(stack, rt.ingestor.run_forever(), "memory-ingest")
     if rt.coordinator.llm.configured:

@@ -28,33 +28,37 @@ def occurrence(day: date, hhmm: str, timezone: str) -> datetime:
     return local.astimezone(UTC)
 
 
-def latest_due(now: datetime, hhmm: str, timezone: str) -> tuple[date, datetime]:
-    """The most recent slot at or before ``now``: (local date, UTC instant)."""
+def latest_due(now: datetime, hhmm: str, timezone: str, weekday: int | None = None) -> tuple[date, datetime]:
+    """The most recent slot at or before ``now``: (local date, UTC instant); with ``weekday`` (0 = Monday)
+    only that day of the week counts."""
     today = now.astimezone(ZoneInfo(timezone)).date()
-    for day in (today, today - timedelta(days=1), today - timedelta(days=2)):
+    for back in range(9):
+        day = today - timedelta(days=back)
         at = occurrence(day, hhmm, timezone)
-        if at <= now:
+        if at <= now and (weekday is None or day.weekday() == weekday):
             return day, at
     raise AssertionError("unreachable")
 
 
-def next_due(now: datetime, hhmm: str, timezone: str) -> tuple[date, datetime]:
-    """The first slot strictly after ``now``."""
+def next_due(now: datetime, hhmm: str, timezone: str, weekday: int | None = None) -> tuple[date, datetime]:
+    """The first slot strictly after ``now`` (on ``weekday`` only, when given)."""
     today = now.astimezone(ZoneInfo(timezone)).date()
-    for day in (today - timedelta(days=1), today, today + timedelta(days=1), today + timedelta(days=2)):
+    for ahead in range(-1, 9):
+        day = today + timedelta(days=ahead)
         at = occurrence(day, hhmm, timezone)
-        if at > now:
+        if at > now and (weekday is None or day.weekday() == weekday):
             return day, at
     raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
 class DailyJob:
-    """A job at a local wall-clock time every day."""
+    """A job at a local wall-clock time every day (or, with ``weekday``, every week on that day)."""
 
     name: str
     hhmm: str
     run: Job
+    weekday: int | None = None
 
 
 class Scheduler:
@@ -82,6 +86,10 @@ class Scheduler:
         """Run ``run`` every day at ``hhmm`` in the operator's zone."""
         self._daily.append(DailyJob(name, hhmm, run))
 
+    def weekly(self, name: str, weekday: int, hhmm: str, run: Job) -> None:
+        """Run ``run`` every week on ``weekday`` (0 = Monday) at ``hhmm`` in the operator's zone."""
+        self._daily.append(DailyJob(name, hhmm, run, weekday))
+
     def every(self, name: str, seconds: float, run: Job) -> None:
         """Run ``run`` every ``seconds`` (maintenance; not persisted)."""
         self._interval.append((name, seconds, run))
@@ -94,7 +102,7 @@ class Scheduler:
             installed = await self._store.get("scheduler.installed_at")
         ran = []
         for job in self._daily:
-            day, at = latest_due(self._clock(), job.hhmm, self._tz)
+            day, at = latest_due(self._clock(), job.hhmm, self._tz, job.weekday)
             if at >= datetime.fromisoformat(str(installed)) and await self._fire(job, day):
                 ran.append(job.name)
         return ran
@@ -111,13 +119,13 @@ class Scheduler:
         last_interval = {name: self._clock() for name, _, _ in self._interval}
         while True:
             now = self._clock()
-            waits = [(next_due(now, j.hhmm, self._tz)[1] - now).total_seconds() for j in self._daily]
+            waits = [(next_due(now, j.hhmm, self._tz, j.weekday)[1] - now).total_seconds() for j in self._daily]
             waits += [seconds - (now - last_interval[name]).total_seconds() for name, seconds, _ in self._interval]
             # Sleep in bounded steps: the wall clock can jump (suspend, NTP) while we sleep.
             await asyncio.sleep(max(0.0, min([self._max_sleep, *waits])))
             now = self._clock()
             for job in self._daily:
-                day, at = latest_due(now, job.hhmm, self._tz)
+                day, at = latest_due(now, job.hhmm, self._tz, job.weekday)
                 if now - at < timedelta(hours=1):
                     try:
                         await self._fire(job, day)

@@ -23,7 +23,7 @@ from connectors.catalog import known_kinds
 from connectors.publish import PublishSettings
 from connectors.settings import OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
-from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings
+from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
@@ -203,6 +203,7 @@ class Settings(BaseSettings):
     approvals: ApprovalSettings = ApprovalSettings()
     budget: BudgetSettings = BudgetSettings()
     outbox: OutboxSettings = OutboxSettings()
+    tasks: TaskSettings = TaskSettings()
     expiry_sweep_s: float = Field(default=30.0, gt=0)
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     memory: MemorySettings = MemorySettings()

@@ -102,11 +102,14 @@ class CommandSpec:
 
 @dataclass
 class Context:
-    """What proposing an action may use: contact records, the operator's currency and today's date."""
+    """What proposing an action may use: contact records, the operator's currency and today's date,
+    and where the proposal comes from (the conversation and who asked)."""
 
     records: Records | None
     currency: str
     today: date
+    session: str = ""
+    requested_by: str = ""
 
 
 class Progress:

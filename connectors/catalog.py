@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,13 @@ CONNECTORS: tuple[ConnectorSpec, ...] = (
 )
 
 
-def build_registry(settings: object, deps: Deps) -> Registry:
-    """The registry of every kind, each connector configured from its field of ``settings``."""
+def build_registry(settings: object, deps: Deps, extra: Iterable[ActionKind[Any]] = ()) -> Registry:
+    """The registry of every kind, each connector configured from its field of ``settings``, plus ``extra``
+    kinds declared elsewhere (the goal plan card)."""
     kinds: list[ActionKind[Any]] = []
     for spec in CONNECTORS:
         kinds += spec.make(getattr(settings, spec.settings_field), deps)
-    return Registry(kinds)
+    return Registry([*kinds, *extra])
 
 
 def known_kinds() -> list[str]:

@@ -132,8 +132,13 @@ class ApprovalService:
         requested_by: str,
         approval_id: str | None = None,
         root_id: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> Proposal:
-        """Record a proposed action. Idempotent for a given ``approval_id`` (a node that re-runs)."""
+        """Record a proposed action. Idempotent for a given ``approval_id`` (a node that re-runs).
+
+        ``context`` is the card's provenance (the goal, task and skill that proposed it, what it used,
+        why); it is shown on the card but is not part of the action or its digest.
+        """
         if approval_id is not None:
             existing = await self._store.get(approval_id)
             if existing is not None:
@@ -163,6 +168,7 @@ class ApprovalService:
             decided_by=None,
             decided_at=None,
             cards=(),
+            context=context or {},
         )
         await self._store.create(row)
         await self._db.append_event(
@@ -260,7 +266,7 @@ class ApprovalService:
             {"approval_id": old.id, "decision": "superseded", "digest": old.digest},
             old.thread,
         )
-        proposal = await self.propose(action, old.thread, old.origin, editor, root_id=old.root_id)
+        proposal = await self.propose(action, old.thread, old.origin, editor, root_id=old.root_id, context=old.context)
         if proposal.approval is None:
             raise UserFacingError("That action is forbidden by your policy.")
         return proposal.approval
@@ -277,7 +283,7 @@ class ApprovalService:
         """
         kind = self.kind(row.kind)
         preview = kind.preview(kind.parse(row.action))
-        shown = visible_controls(preview.render())
+        shown = visible_controls(preview.render() + provenance(row.context))
         if status is None:
             expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
             text = f"{preview.title}\n\n{shown}\n\n(approval {row.id}, expires {expires})"
@@ -326,6 +332,19 @@ async def current_tolerance(control: ControlStore, settings: ApprovalSettings) -
     """The risk tolerance in force: the operator's /policy choice, else COO_APPROVALS__RISK_TOLERANCE."""
     chosen = await control.get(POLICY_RISK_KEY)
     return chosen if chosen in TOLERANCES else settings.risk_tolerance  # type: ignore[no-any-return]
+
+
+def provenance(context: dict[str, Any]) -> str:
+    """Where a task's card comes from, so the operator decides without opening anything else."""
+    if not context.get("goal_id"):
+        return ""
+    lines = [f"\n\nProposed for goal {context['goal_id']}: {context.get('goal', '')}"]
+    lines.append(f"by task {context.get('task', '?')} ({context.get('skill', '?')})")
+    if context.get("reason"):
+        lines.append(f"Why: {context['reason']}")
+    for used in context.get("used", [])[:5]:
+        lines.append(f"Used: {used}")
+    return "\n".join(lines)
 
 
 # Bidirectional controls: in a card they could make the text shown differ from the text sent (e.g. a

@@ -44,6 +44,14 @@ AlertHandler = Callable[[BudgetAlert], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Limit:
+    """A cap a caller brings for one workflow: at most ``amount`` since ``since`` (e.g. a goal's budget)."""
+
+    amount: float
+    since: datetime
+
+
+@dataclass(frozen=True)
 class _Verdict:
     hold: Hold | None
     over: tuple[Budget, float] | None
@@ -91,7 +99,13 @@ class BudgetGuard:
         return self._prices
 
     async def reserve(
-        self, workflow: str, model: str, prompt_tokens: int, max_completion: int, session: str | None
+        self,
+        workflow: str,
+        model: str,
+        prompt_tokens: int,
+        max_completion: int,
+        session: str | None,
+        limit: Limit | None = None,
     ) -> Hold:
         """Hold the call's estimated cost (prompt + ``max_completion`` at the model's price).
 
@@ -101,11 +115,13 @@ class BudgetGuard:
         caps = [b for b in await self._store.budgets() if b.scope in ("all", workflow)]
         now = utcnow()
         async with self._ledger.booking() as book:
-            verdict = await self._decide(book, caps, workflow, model, prompt_tokens, max_completion, session, now)
+            verdict = await self._decide(
+                book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit
+            )
         if verdict.over is not None:
             return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
         assert verdict.hold is not None
-        if caps:
+        if caps or limit is not None:
             await self._store.delete(f"budget.open:{workflow}")  # fits again (new period or a raised cap)
         if verdict.near is not None:
             cap, spent = verdict.near
@@ -125,12 +141,16 @@ class BudgetGuard:
         max_completion: int,
         session: str | None,
         now: datetime,
+        limit: Limit | None = None,
     ) -> _Verdict:
         estimate = self._prices.price(model).cost(prompt_tokens, max_completion)
         spent = [
             await book.spent(period_start(cap.period, now, self._tz), None if cap.scope == "all" else workflow)
             for cap in caps
         ]
+        if limit is not None:
+            caps = [*caps, Budget(workflow, "total", limit.amount)]  # type: ignore[arg-type]
+            spent.append(await book.spent(limit.since, workflow))
         over, near = _check(caps, spent, estimate)
         chosen, cost = model, estimate
         if (over or near) and self._cheap and self._cheap != model:

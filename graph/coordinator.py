@@ -121,15 +121,9 @@ class Coordinator:
         config = self._config(session)
         context = self._context(session, requested_by)
         if replaying and turn_key is not None:
-            snapshot = await self._graph.aget_state(config)
-            if snapshot.values.get("turn_key") == turn_key:
-                waiting = any(task.interrupts for task in snapshot.tasks)
-                if snapshot.next and not waiting:
-                    log.info("session %s: resuming turn %s from its checkpoint", session, turn_key)
-                    values = await self._graph.ainvoke(None, config=config, context=context, durability="sync")
-                else:
-                    values = snapshot.values
-                return TurnResult.of(values)
+            resumed = await self._resume_turn(session, turn_key, context)
+            if resumed is not None:
+                return resumed
         start = {
             "messages": [{"role": "user", "content": text}],
             "tool_rounds": 0,
@@ -141,6 +135,22 @@ class Coordinator:
             "turn_key": turn_key,
         }
         return TurnResult.of(await self._graph.ainvoke(start, config=config, context=context, durability="sync"))
+
+    async def _resume_turn(self, session: str, turn_key: str, context: GraphContext) -> TurnResult | None:
+        """The result of a turn a crash interrupted, resumed from its last checkpoint; None when the turn
+        never got past its input (it is then simply run again)."""
+        config = self._config(session)
+        snapshot = await self._graph.aget_state(config)
+        # An "input" checkpoint holds the new message only as a pending write: nothing of the turn ran yet.
+        started = snapshot.metadata is not None and snapshot.metadata.get("source") != "input"
+        if not started or snapshot.values.get("turn_key") != turn_key:
+            return None
+        waiting = any(task.interrupts for task in snapshot.tasks)
+        if not snapshot.next or waiting:
+            return TurnResult.of(snapshot.values)
+        log.info("session %s: resuming turn %s from its checkpoint", session, turn_key)
+        values = await self._graph.ainvoke(None, config=config, context=context, durability="sync")
+        return TurnResult.of(values)
 
     async def waiting_for(self, session: str) -> str | None:
         """The root approval id the thread is interrupted on, if any."""

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 
 from connectors.breaker import CircuitBreaker
-from graph.budget import BudgetGuard
+from graph.budget import BudgetGuard, Limit
 from graph.errors import ModelUnavailable
 from graph.pricing import PriceTable
 from graph.settings import LLMSettings
@@ -41,6 +41,8 @@ class ModelReply:
     tool_calls: tuple[ToolCall, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    model: str = ""
+    cost: float = 0.0
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message in OpenAI chat format (JSON-plain, safe for checkpoints)."""
@@ -141,8 +143,12 @@ class LLMClient:
         session: str | None = None,
         workflow: str = "chat",
         model: str | None = None,
+        limit: Limit | None = None,
     ) -> ModelReply:
-        """One chat completion, with retries. Raises ModelUnavailable or BudgetExceeded (call not made)."""
+        """One chat completion, with retries. Raises ModelUnavailable or BudgetExceeded (call not made).
+
+        ``limit`` adds a cap of the caller's own (e.g. a goal's total budget) to the configured ones.
+        """
         if self._client is None:
             raise ModelUnavailable("no model is configured")
         name = model or self._settings.model
@@ -150,7 +156,7 @@ class LLMClient:
         estimate = estimate_message_tokens([*messages, *tools])
         hold: Hold | None = None
         if self._budget is not None:
-            hold = await self._budget.reserve(workflow, name, estimate, max_out, session)
+            hold = await self._budget.reserve(workflow, name, estimate, max_out, session, limit)
             name = hold.model
         kwargs: dict[str, Any] = {"model": name, "messages": list(messages), "max_tokens": max_out}
         if tools:
@@ -205,7 +211,7 @@ class LLMClient:
                 log.info("model reachable again")
             self.breaker.record_success()
             self._down = self._told = False
-            return ModelReply(reply.content, reply.tool_calls, prompt, completion)
+            return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost)
         raise AssertionError("unreachable")
 
     async def _failed(

@@ -81,7 +81,8 @@ def is_action_tool(ctx: GraphContext, name: str) -> bool:
 
 def proposal_context(ctx: GraphContext) -> Context:
     """What an action tool may use to build its action."""
-    return Context(records=ctx.records, currency=ctx.currency, today=utcnow().date())
+    today = utcnow().date()
+    return Context(ctx.records, ctx.currency, today, session=ctx.session, requested_by=ctx.requested_by)
 
 
 MAX_RECALL_QUERY_CHARS = 1_000

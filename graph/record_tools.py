@@ -7,9 +7,9 @@ from datetime import date
 
 from pydantic import BaseModel, Field
 
-from graph.tools import Tool, ToolContext
+from graph.tools import NoArgs, Tool, ToolContext
 from memory.profile import FIELDS, MODEL_WRITABLE, ProfileError
-from memory.records import Contact, Record, RecordError, Task
+from memory.records import Contact, Deal, Draft, Record, RecordError, Task
 
 
 class FindContactArgs(BaseModel):
@@ -49,6 +49,32 @@ class UpsertTaskArgs(BaseModel):
     title: str | None = None
     due: date | None = None
     status: str | None = Field(default=None, pattern="^(open|done)$")
+
+
+class UpsertDealArgs(BaseModel):
+    """Arguments of upsert_deal."""
+
+    id: str | None = None
+    title: str | None = None
+    contact_id: str | None = None
+    amount: float | None = Field(default=None, ge=0)
+    currency: str | None = None
+    stage: str | None = Field(default=None, pattern="^(lead|proposal|won|lost)$")
+
+
+class SaveDraftArgs(BaseModel):
+    """Arguments of save_draft."""
+
+    id: str | None = Field(default=None, description="the draft's id to save a new version of; omit to create")
+    title: str = Field(min_length=1, max_length=300)
+    kind: str = Field(default="other", pattern="^(post|newsletter|proposal|email|other)$")
+    body: str = Field(min_length=1, max_length=50_000)
+
+
+class ReadDraftArgs(BaseModel):
+    """Arguments of read_draft."""
+
+    id: str = Field(min_length=1)
 
 
 class UpdateProfileArgs(BaseModel):
@@ -119,6 +145,49 @@ async def _upsert_task(ctx: ToolContext, args: UpsertTaskArgs) -> str:
     return f"task saved: {record.id} (version {record.version})"
 
 
+async def _list_deals(ctx: ToolContext, _: BaseModel) -> str:
+    assert ctx.records is not None
+    lines = []
+    for record in await ctx.records.all("deal"):
+        deal = record.data
+        assert isinstance(deal, Deal)
+        lines.append(
+            f"{record.id}: [{deal.stage}] {deal.title} {deal.amount:.2f} {deal.currency} contact {deal.contact_id}"
+        )
+    return "\n".join(lines) or "no deals"
+
+
+async def _upsert_deal(ctx: ToolContext, args: UpsertDealArgs) -> str:
+    assert ctx.records is not None
+    try:
+        record = await ctx.records.upsert(
+            "deal", args.model_dump(exclude_none=True, exclude={"id"}), "coo", record_id=args.id, session=ctx.session
+        )
+    except RecordError as exc:
+        return f"error: {exc}"
+    return f"deal saved: {record.id} (version {record.version})"
+
+
+async def _save_draft(ctx: ToolContext, args: SaveDraftArgs) -> str:
+    assert ctx.records is not None
+    fields = {**args.model_dump(exclude={"id"}), "goal_id": ctx.goal_id}
+    try:
+        record = await ctx.records.upsert("draft", fields, "coo", record_id=args.id, session=ctx.session)
+    except RecordError as exc:
+        return f"error: {exc}"
+    return f"draft saved: draft:{record.id} version {record.version}"
+
+
+async def _read_draft(ctx: ToolContext, args: ReadDraftArgs) -> str:
+    assert ctx.records is not None
+    record = await ctx.records.get("draft", args.id.removeprefix("draft:"))
+    if record is None:
+        return f"error: no draft {args.id}"
+    draft = record.data
+    assert isinstance(draft, Draft)
+    return f"draft:{record.id} version {record.version} ({draft.kind}) {draft.title}\n\n{draft.body}"
+
+
 async def _update_profile(ctx: ToolContext, args: UpdateProfileArgs) -> str:
     assert ctx.profile is not None
     try:
@@ -127,6 +196,13 @@ async def _update_profile(ctx: ToolContext, args: UpdateProfileArgs) -> str:
         return f"error: {exc}"
     return f"profile {args.field} saved"
 
+
+GOAL_TOOLS: tuple[Tool, ...] = (
+    Tool("list_deals", "List deals (sales in progress).", NoArgs, _list_deals),
+    Tool("upsert_deal", "Create a deal, or update one by id.", UpsertDealArgs, _upsert_deal),
+    Tool("save_draft", "Save a draft (a new one, or a new version by id).", SaveDraftArgs, _save_draft),
+    Tool("read_draft", "Read a saved draft by its id (draft:<id>).", ReadDraftArgs, _read_draft),
+)
 
 RECORD_TOOLS: tuple[Tool, ...] = (
     Tool("find_contact", "Find contacts by name, company or email.", FindContactArgs, _find_contact),

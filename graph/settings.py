@@ -56,3 +56,15 @@ class BudgetSettings(BaseModel):
 
     currency: str = Field(default="USD", min_length=1, max_length=8)
     usd_rate: float = Field(default=1.0, gt=0)
+
+
+class TaskSettings(BaseModel):
+    """The task runner: how many tasks at once, leases, retries, progress messages."""
+
+    concurrency: int = Field(default=2, ge=1, le=16)
+    lease_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_base_s: float = Field(default=10.0, ge=0)
+    poll_s: float = Field(default=1.0, gt=0)
+    max_rounds: int = Field(default=6, ge=2, le=30)
+    progress_interval_s: float = Field(default=3.0, ge=0)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationError
@@ -17,16 +17,23 @@ from memory.db import Database, utcnow
 from memory.profile import ProfileStore
 from memory.records import Records
 
+if TYPE_CHECKING:
+    from memory.api import Memory
+
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool may use: the database, the session it serves, the operator's zone, records, profile."""
+    """What a tool may use: the database, the session it serves, the operator's zone, records, profile,
+    semantic memory (and its scope), and the goal it works for, if any."""
 
     db: Database
     session: str
     timezone: str
     records: Records | None = None
     profile: ProfileStore | None = None
+    memory: Memory | None = None
+    scope: str = "default"
+    goal_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,24 @@ async def _search_history(ctx: ToolContext, args: SearchArgs) -> str:
     return "\n".join(line for line, _ in hits) if hits else "no matching messages"
 
 
+class RecallArgs(BaseModel):
+    """Arguments of recall_memory."""
+
+    query: str = Field(min_length=1, max_length=500, description="what to look for, in plain words")
+
+
+async def _recall_memory(ctx: ToolContext, args: RecallArgs) -> str:
+    if ctx.memory is not None:
+        try:
+            hits = await ctx.memory.recall(args.query, k=8, scope=ctx.scope)
+        except ValueError:
+            hits = []
+        if hits:
+            return "\n".join(f"{h.ref} [{h.at:%Y-%m-%d} {h.source}] {h.text[:400]}" for h in hits)
+    found = await search_messages(ctx.db, args.query, 8)
+    return "\n".join(f"{ref} {line}" for line, ref in found) or "nothing in memory matches"
+
+
 SAFE_TOOLS: tuple[Tool, ...] = (
     Tool("current_time", "The current date and time in the operator's time zone.", NoArgs, _current_time),
     Tool(
@@ -111,6 +136,9 @@ SAFE_TOOLS: tuple[Tool, ...] = (
         SearchArgs,
         _search_history,
     ),
+)
+RECALL_TOOL = Tool(
+    "recall_memory", "Recall what the operator said or asked to remember, by meaning.", RecallArgs, _recall_memory
 )
 
 

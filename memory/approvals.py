@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     state TEXT NOT NULL CHECK (state IN ('pending','approved','rejected','expired','superseded')),
     decided_by TEXT,
     decided_at TEXT,
-    cards TEXT NOT NULL DEFAULT '[]'
+    cards TEXT NOT NULL DEFAULT '[]',
+    context TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state, expires_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -92,6 +93,7 @@ class ApprovalRow:
     decided_by: str | None
     decided_at: datetime | None
     cards: tuple[CardRef, ...]
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class OutboxRow:
 
 _A_COLS = (
     "id, root_id, thread, origin, kind, action, digest, approvers, nonce, created_at, expires_at, "
-    "state, decided_by, decided_at, cards"
+    "state, decided_by, decided_at, cards, context"
 )
 _O_COLS = "approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, detail, external_id"
 _O_READ = _O_COLS + ", updated_at, progress"
@@ -137,6 +139,7 @@ def _approval(r: Any) -> ApprovalRow:
         r[12],
         datetime.fromisoformat(r[13]) if r[13] else None,
         tuple(CardRef(*c) for c in json.loads(r[14])),
+        json.loads(r[15]),
     )
 
 
@@ -176,6 +179,9 @@ class ApprovalStore:
                 columns = {r[1] for r in await cur.fetchall()}
             if "reported" not in columns:  # files from before card reconciliation
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN reported INTEGER NOT NULL DEFAULT 0")
+            async with self._conn.execute("PRAGMA table_info(approvals)") as cur:
+                if "context" not in {r[1] for r in await cur.fetchall()}:  # files from before provenance
+                    await self._conn.execute("ALTER TABLE approvals ADD COLUMN context TEXT NOT NULL DEFAULT '{}'")
             if "progress" not in columns:  # files from before resumable executions
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'")
             await self._conn.commit()
@@ -184,7 +190,7 @@ class ApprovalStore:
         """Insert a new approval; False when that id exists already (an idempotent re-run)."""
         async with self._lock:
             cur = await self._conn.execute(
-                f"INSERT OR IGNORE INTO approvals ({_A_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO approvals ({_A_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     row.id,
                     row.root_id,
@@ -201,6 +207,7 @@ class ApprovalStore:
                     row.decided_by,
                     row.decided_at.isoformat() if row.decided_at else None,
                     "[]",
+                    json.dumps(row.context),
                 ),
             )
             await self._conn.commit()
@@ -274,6 +281,18 @@ class ApprovalStore:
                 await self._conn.rollback()
                 raise
             return won
+
+    async def for_goal(self, goal_id: str) -> list[ApprovalRow]:
+        """Approvals proposed for a goal (its plan cards and its tasks' cards), oldest first."""
+        async with (
+            self._lock,
+            self._conn.execute(
+                f"SELECT {_A_COLS} FROM approvals WHERE json_extract(context, '$.goal_id') = ? "
+                "OR (kind = 'goal.plan' AND json_extract(action, '$.goal_id') = ?) ORDER BY created_at",
+                (goal_id, goal_id),
+            ) as cur,
+        ):
+            return [_approval(r) for r in await cur.fetchall()]
 
     async def due_expired(self, now: datetime) -> list[ApprovalRow]:
         """Pending approvals past their expiry."""

@@ -90,13 +90,23 @@ class Invoice(BaseModel):
     customer: str = ""
 
 
-RecordKind = Literal["contact", "project", "deal", "task", "invoice"]
+class Draft(BaseModel):
+    """A piece of writing made for a goal (a post, a newsletter issue, a proposal): versioned like every record."""
+
+    title: str = Field(min_length=1, max_length=300)
+    kind: Literal["post", "newsletter", "proposal", "email", "other"] = "other"
+    body: str = Field(min_length=1, max_length=50_000)
+    goal_id: str = ""
+
+
+RecordKind = Literal["contact", "project", "deal", "task", "invoice", "draft"]
 MODELS: dict[str, type[BaseModel]] = {
     "contact": Contact,
     "project": Project,
     "deal": Deal,
     "task": Task,
     "invoice": Invoice,
+    "draft": Draft,
 }
 
 

@@ -41,3 +41,12 @@ POLICY_LOOSENED = "Risk tolerance is now {new} (confirmed by {who})."
 POLICY_KEPT = "Kept risk tolerance {current}; nothing changed."
 POLICY_STALE = "That confirmation is no longer valid; nothing changed."
 PROFILE_RISK_MOVED = "Risk tolerance is part of the approval policy now: /policy risk <cautious|balanced|relaxed>."
+GOAL_NEEDS_MODEL = (
+    "Goal {goal_id} is recorded. Planning it needs a model, and none answers now: configure COO_LLM__BASE_URL "
+    "(or COO_LLM__API_KEY), then send /goal plan {goal_id}."
+)
+TASK_BLOCKED = "Task {task} of goal {goal_id} is blocked: {reason}"
+GOAL_DONE = "Goal {goal_id} is done.\n{report}"
+GOAL_NOT_MET = "Goal {goal_id}: the criteria are not met yet.\n{report}"
+GOAL_CANCELLED = "Goal {goal_id} is cancelled; its open tasks and cards were stopped."
+GOALS_USAGE = "Usage: /goal <what you want done> | /goal <id> | /goal cancel <id> | /goal plan <id> | /goals"

@@ -48,6 +48,8 @@ class FakeOpenAI:
         """``time.monotonic()`` when each of ``requests`` arrived (same index)."""
         self.script: deque[Scripted] = deque()
         self.default: Scripted | None = None
+        # When set, chat requests are recorded, then held until the event is set (a test decides when they end).
+        self.gate: asyncio.Event | None = None
         self.echo_limit: int | None = None
         """Echo at most this many characters of the user message (None: all of it)."""
         self.bill_tools = False
@@ -142,6 +144,8 @@ class FakeOpenAI:
         self.arrivals.append(arrived)
         if not self._authorized(request):
             return web.json_response({"error": {"message": "bad key", "type": "auth"}}, status=401)
+        if self.gate is not None:
+            await self.gate.wait()
         step = self.script.popleft() if self.script else self.default
         if step is None:
             step = Scripted(content=f"echo: {_last_user(body)[: self.echo_limit]}")

@@ -17,7 +17,8 @@ PRICES = {"fake-model": [1000.0, 2000.0]}
 async def test_twenty_chats_at_once_cannot_spend_past_a_cap_that_fits_one_call(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
-    fake_llm.default = Scripted(content="ok", delay_s=0.3)  # every call is in flight while the others start
+    fake_llm.default = Scripted(content="ok")
+    fake_llm.gate = asyncio.Event()  # the model answers nobody until every chat has tried
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm, prices=PRICES, max_completion_tokens=16))
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
@@ -25,10 +26,23 @@ async def test_twenty_chats_at_once_cannot_spend_past_a_cap_that_fits_one_call(
         await rt.dispatcher.handle(operator_message("/budget set chat 2/day", kind="command"))
         messages = [operator_message(f"quick question {i}") for i in range(20)]
         chats = [m.__class__(**{**m.__dict__, "chat_id": f"-10{i}"}) for i, m in enumerate(messages)]
-        await asyncio.gather(*(rt.dispatcher.handle(m) for m in chats))
+        turns = [asyncio.create_task(rt.dispatcher.handle(m)) for m in chats]
+        # Every chat has either a call in flight at the model or was stopped by the budget: only then may
+        # the model answer (before the fix, all 20 were in flight together).
+        blocked: list[object] = []
+
+        async def tried() -> bool:
+            blocked[:] = await rt.db.events(kind="budget.blocked")
+            return len(fake_llm.chat_requests) + len(blocked) >= 20
+
+        async with asyncio.timeout(30):
+            while not await tried():
+                await asyncio.sleep(0.01)
+        fake_llm.gate.set()
+        await asyncio.gather(*turns)
         calls = await rt.ledger.calls()
         holds = await rt.db.fetchall("SELECT COUNT(*) FROM budget_holds")
-    assert len(fake_llm.chat_requests) == 1  # before: all 20 passed the check together (84x a cap was seen)
+    assert len(fake_llm.chat_requests) == 1 and len(blocked) == 19  # before: all 20 went through at once
     assert sum(c.cost for c in calls) <= 2.0 and holds == [(0,)]
     blocked = [m for m in chan.sent if "budget" in m.text.lower() and m.chat_id.startswith("-10")]
     assert len(blocked) == 19

@@ -1,0 +1,184 @@
+"""The planner: one model call turns a goal into a structured plan, validated before anyone sees it.
+
+A plan has up to 12 tasks, each with a skill, instructions, ``depends_on`` and the expected output.
+Cycles, unknown skills and dangling dependencies are refused; the planner gets the reason and one more
+try, then the operator is told.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection
+from datetime import date, datetime
+from typing import Any
+
+from croniter import croniter
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from graph.budget import BudgetExceeded, Limit
+from graph.errors import ModelUnavailable
+from graph.llm import LLMClient
+from prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+MAX_TASKS = 12
+
+
+class PlanError(ValueError):
+    """A plan that cannot run; the message says why (shown to the planner, then to the operator)."""
+
+
+class PlannedTask(BaseModel):
+    """One step of a plan."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,20}$", description="short id, e.g. t1")
+    title: str = Field(min_length=1, max_length=200)
+    skill: str
+    instructions: str = Field(min_length=1, max_length=4000)
+    depends_on: tuple[str, ...] = ()
+    expected: str = Field(default="", max_length=500)
+
+
+class Plan(BaseModel):
+    """A goal's plan: success criteria, tasks, optionally a schedule (cron, operator's time zone) and a due date."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    criteria: str = Field(min_length=1, max_length=1000)
+    tasks: tuple[PlannedTask, ...] = Field(min_length=1, max_length=MAX_TASKS)
+    schedule: str | None = None
+    due: date | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"schedule {value!r} is not a 5-field cron expression")
+        return value
+
+    @model_validator(mode="after")
+    def _graph(self) -> Plan:
+        keys = [t.key for t in self.tasks]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two tasks share a key")
+        for task in self.tasks:
+            for dep in task.depends_on:
+                if dep not in keys:
+                    raise ValueError(f"task {task.key} depends on {dep!r}, which is not in the plan")
+                if dep == task.key:
+                    raise ValueError(f"task {task.key} depends on itself")
+        if (cycle := find_cycle({t.key: t.depends_on for t in self.tasks})) is not None:
+            raise ValueError("the plan has a cycle: " + " -> ".join(cycle))
+        return self
+
+
+def find_cycle(edges: dict[str, Collection[str]]) -> list[str] | None:
+    """A dependency cycle, as the keys along it, or None."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in edges.get(node, ()):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in edges:
+        if start not in state and (found := visit(start)) is not None:
+            return found
+    return None
+
+
+def validate_plan(data: Any, skills: Collection[str]) -> Plan:
+    """A plan from the model's JSON; PlanError with the reasons when it cannot run."""
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        reasons = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+        raise PlanError(reasons) from None
+    unknown = sorted({t.skill for t in plan.tasks} - set(skills))
+    if unknown:
+        raise PlanError(f"unknown skill(s) {', '.join(unknown)}; the skills are {', '.join(sorted(skills))}")
+    return plan
+
+
+def plan_tool(skills: dict[str, str]) -> dict[str, Any]:
+    """The one tool the planner offers: submit_plan with the plan's JSON schema."""
+    schema = Plan.model_json_schema()
+    schema.pop("title", None)
+    listed = "; ".join(f"{name}: {what}" for name, what in skills.items())
+    description = f"Submit the plan. Skills: {listed}."
+    return {"type": "function", "function": {"name": "submit_plan", "description": description, "parameters": schema}}
+
+
+class Planner:
+    """Asks the model for a plan, validates it, and asks once more with the reason when it is invalid."""
+
+    def __init__(self, llm: LLMClient, skills: dict[str, str], timezone: str) -> None:
+        self._llm = llm
+        self._skills = skills
+        self._tz = timezone
+
+    @property
+    def available(self) -> bool:
+        """True when a model can be asked now."""
+        return self._llm.available()
+
+    async def plan(
+        self, goal: str, *, workflow: str, feedback: str = "", previous: Plan | None = None, limit: Limit | None = None
+    ) -> Plan:
+        """A valid plan for ``goal``. Raises PlanError (twice invalid), ModelUnavailable or BudgetExceeded."""
+        prompt = load_prompt("planner").format(
+            goal=goal,
+            skills="\n".join(f"- {name}: {what}" for name, what in self._skills.items()),
+            previous=previous.model_dump_json(indent=1) if previous else "(none)",
+            feedback=feedback or "(none)",
+            now=datetime.now().astimezone().isoformat(timespec="minutes"),
+            timezone=self._tz,
+        )
+        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+        error = ""
+        for _ in range(2):
+            if error:
+                messages.append({"role": "user", "content": f"That plan cannot run: {error}. Submit a corrected plan."})
+            reply = await self._llm.chat(messages, [plan_tool(self._skills)], workflow=workflow, limit=limit)
+            try:
+                return validate_plan(_plan_json(reply.content, reply.tool_calls), self._skills)
+            except PlanError as exc:
+                error = str(exc)
+                log.info("planner: invalid plan (%s)", error)
+                messages.append(reply.as_message())
+                for call in reply.tool_calls:
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": f"error: {error}"})
+        raise PlanError(error)
+
+
+def _plan_json(content: str, calls: Any) -> Any:
+    """The plan from a submit_plan call, or from JSON in the text (endpoints without tool calls)."""
+    for call in calls:
+        if call.name == "submit_plan":
+            try:
+                return json.loads(call.arguments or "{}")
+            except json.JSONDecodeError as exc:
+                raise PlanError(f"the plan is not valid JSON ({exc.msg})") from None
+    text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise PlanError("no plan was submitted (call submit_plan)") from None
+
+
+__all__ = ["BudgetExceeded", "ModelUnavailable", "Plan", "PlanError", "PlannedTask", "Planner", "validate_plan"]

@@ -1,0 +1,323 @@
+"""The task runner: runs ready tasks (at most ``concurrency`` at once) under leases with heartbeats,
+retries with backoff, blocks a task after its last attempt and asks the operator, and resumes a task once
+the cards it waits on are decided. ``/pause`` holds it. A task found running after a crash runs again when
+its lease expires; its cards dedupe by id, so no effect happens twice (I7)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from connectors.base import Context
+from graph.approvals import ApprovalService
+from graph.budget import BudgetExceeded
+from graph.errors import ModelUnavailable
+from graph.goals import GoalService, card_context
+from graph.llm import LLMClient
+from graph.settings import TaskSettings
+from graph.skill_graph import SkillContext, SkillState, build_skill_graph
+from graph.skills import Skill
+from graph.tools import ToolBox, ToolContext
+from memory.approvals import ApprovalRow
+from memory.db import utcnow
+from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
+from prompts import load_prompt
+
+log = logging.getLogger(__name__)
+
+ToolContextFactory = Callable[[str, str], ToolContext]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended."""
+
+    kind: str  # "done", "waiting", "retry", "blocked"
+    result: dict[str, Any] | None = None
+    waiting_on: tuple[str, ...] = ()
+    error: str = ""
+    model: str = ""
+    cost: float = 0.0
+    trace: tuple[dict[str, Any], ...] = ()
+
+
+class SkillExecutor:
+    """Runs one attempt of one task through its skill's subgraph."""
+
+    def __init__(
+        self,
+        skills: dict[str, Skill],
+        llm: LLMClient,
+        tools: ToolBox,
+        approvals: ApprovalService,
+        tool_context: ToolContextFactory,
+        proposal_context: Callable[[], Context],
+        settings: TaskSettings,
+        cheap_model: str | None,
+    ) -> None:
+        self._skills = skills
+        self._llm = llm
+        self._tools = tools
+        self._approvals = approvals
+        self._tool_context = tool_context
+        self._proposal_context = proposal_context
+        self._settings = settings
+        self._cheap = cheap_model
+        self._graph = build_skill_graph().compile()
+
+    async def run(self, goal: Goal, task: Task, inputs: str, limit: Any) -> Outcome:
+        """One attempt. Budget, model and skill errors become outcomes; nothing escapes but bugs."""
+        skill = self._skills.get(task.skill)
+        if skill is None:
+            return Outcome("blocked", error=f"unknown skill {task.skill}")
+        if not self._llm.available():
+            return Outcome("retry", error="no model answers now")
+        schemas = [s for s in self._all_schemas() if s["function"]["name"] in skill.tools]
+        prompt = (
+            load_prompt(skill.prompt)
+            + "\n\n"
+            + load_prompt("task").format(
+                goal=goal.text,
+                skill=skill.name,
+                title=task.title,
+                instructions=task.instructions,
+                expected=task.expected or "(not said)",
+                inputs=inputs or "(none)",
+                notes="\n".join(task.notes) or "(nothing yet)",
+            )
+        )
+        proposal_ctx = self._proposal_context()
+        proposal_ctx.session, proposal_ctx.requested_by = goal.session, goal.requested_by
+        context = SkillContext(
+            skill=skill,
+            llm=self._llm,
+            tools=self._tools,
+            tool_ctx=self._tool_context(goal.session, goal.id),
+            approvals=self._approvals,
+            proposal_ctx=proposal_ctx,
+            workflow=goal.workflow,
+            task_id=task.id,
+            provenance=card_context(goal, task, skill.name),
+            model=self._cheap if skill.tier == "routine" and self._cheap else None,
+            limit=limit,
+            max_rounds=self._settings.max_rounds,
+            thread=goal.session,
+            requested_by=goal.requested_by,
+            schemas=schemas,
+        )
+        state: SkillState = {"messages": [{"role": "user", "content": prompt}]}
+        try:
+            final: dict[str, Any] = await self._graph.ainvoke(state, context=context)
+        except BudgetExceeded as exc:
+            return Outcome("blocked", error=f"budget reached ({exc})")
+        except ModelUnavailable as exc:
+            return Outcome("retry", error=f"the model is unavailable ({exc})")
+        trace = tuple(final.get("trace", []))
+        common = {"model": final.get("model", ""), "cost": final.get("cost", 0.0), "trace": trace}
+        proposals = tuple(dict.fromkeys(final.get("proposals", [])))
+        if proposals:
+            return Outcome("waiting", waiting_on=proposals, result=final.get("result"), **common)
+        return Outcome("done", result=final.get("result"), **common)
+
+    def _all_schemas(self) -> list[dict[str, Any]]:
+        return [*self._tools.schemas(), *self._approvals.registry.tool_schemas()]
+
+
+class TaskRunner:
+    """Claims ready tasks and runs them; moves waiting tasks on once their cards are decided."""
+
+    def __init__(
+        self,
+        ledger: TaskLedger,
+        goals: GoalService,
+        executor: SkillExecutor,
+        approvals: ApprovalService,
+        settings: TaskSettings,
+        is_paused: Callable[[], bool],
+        clock: Callable[[], datetime] = utcnow,
+        wakeup: asyncio.Event | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._goals = goals
+        self._executor = executor
+        self._approvals = approvals
+        self._settings = settings
+        self._is_paused = is_paused
+        self._clock = clock
+        self._wake = wakeup or asyncio.Event()
+        self._owner = "runner-" + secrets.token_hex(4)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    @property
+    def owner(self) -> str:
+        """This runner's lease owner id."""
+        return self._owner
+
+    def wake(self) -> None:
+        """Look for work now."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Take no new task; running ones finish their attempt."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        """Step until stopped; a step that fails is logged and the next one runs."""
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                if not self._is_paused():
+                    await self.step()
+                await self._goals.flush_progress(self._clock())
+            except Exception:
+                log.exception("task runner step failed; continuing")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+        if self._running:
+            await asyncio.wait(set(self._running.values()))
+        await self._goals.flush_progress(self._clock(), force=True)
+
+    async def step(self) -> list[Task]:
+        """One pass: expired leases, decided cards, ready tasks, goal sweeps; start what may start."""
+        now = self._clock()
+        for task in await self._ledger.expire_leases(now):
+            log.warning("task %s: its lease expired (its worker stopped); it runs again", task.id)
+            self._goals.touch(task.goal_id)
+        await self._resume_waiting()
+        for task in await self._ledger.promote(now):
+            self._goals.touch(task.goal_id)
+        await self._goals.sweep(now)
+        started = []
+        while not self._stopping and len(self._running) < self._settings.concurrency:
+            claimed = await self._ledger.claim(self._owner, timedelta(seconds=self._settings.lease_s), now)
+            if claimed is None:
+                break
+            self._goals.touch(claimed.goal_id)
+            self._running[claimed.id] = asyncio.create_task(self._attempt(claimed), name=f"task {claimed.id}")
+            started.append(claimed)
+        return started
+
+    async def wait_idle(self) -> None:
+        """Until every running attempt finished (tests)."""
+        while self._running:
+            await asyncio.wait(set(self._running.values()))
+
+    async def _attempt(self, task: Task) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(task))
+        try:
+            await self._run(task)
+        except Exception:
+            log.exception("task %s: the attempt failed unexpectedly", task.id)
+            with contextlib.suppress(TransitionRefused):
+                await self._after_failure(task, "an internal error (logged)")
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            self._running.pop(task.id, None)
+            self._goals.touch(task.goal_id)
+            self._wake.set()
+
+    async def _heartbeat(self, task: Task) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_s / 3)
+            until = self._clock() + timedelta(seconds=self._settings.lease_s)
+            if not await self._ledger.heartbeat(task.id, self._owner, until):
+                return
+
+    async def _run(self, task: Task) -> None:
+        goal = await self._ledger.goal(task.goal_id)
+        if goal is None or goal.status not in ("active", "verifying"):
+            await self._ledger.move(task.id, "running", "cancelled")
+            return
+        attempt = await self._ledger.start_attempt(task)
+        inputs = await self._inputs(task)
+        outcome = await self._executor.run(goal, task, inputs, self._goals.limit(goal))
+        await self._ledger.end_attempt(
+            attempt, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
+        )
+        if outcome.kind == "done":
+            await self._ledger.move(task.id, "running", "done", result=outcome.result, lease_owner=None)
+        elif outcome.kind == "waiting":
+            await self._ledger.move(
+                task.id, "running", "waiting_approval", waiting_on=list(outcome.waiting_on), lease_owner=None
+            )
+            for approval_id in outcome.waiting_on:
+                await self._goals.show_card(approval_id, goal.session)
+        elif outcome.kind == "blocked":
+            await self._ledger.move(task.id, "running", "blocked", error=outcome.error, lease_owner=None)
+            await self._goals.blocked(task, outcome.error)
+        else:
+            await self._after_failure(task, outcome.error)
+
+    async def _after_failure(self, task: Task, error: str) -> None:
+        """Retry with backoff while attempts remain; then blocked, and the operator is asked."""
+        if task.attempts < self._settings.max_attempts:
+            delay = self._settings.retry_base_s * (2 ** (task.attempts - 1))
+            notes = [*task.notes, f"attempt {task.attempts} failed: {error[:200]}"]
+            await self._ledger.move(
+                task.id,
+                "running",
+                "ready",
+                error=error,
+                notes=notes,
+                next_try_at=self._clock() + timedelta(seconds=delay),
+                lease_owner=None,
+            )
+            return
+        await self._ledger.move(task.id, "running", "blocked", error=error, lease_owner=None)
+        await self._goals.blocked(task, f"{error} (after {task.attempts} attempts)")
+
+    async def _inputs(self, task: Task) -> str:
+        """The results of the tasks this one depends on: summaries and references, never transcripts."""
+        lines = []
+        for dep_id in task.depends_on:
+            dep = await self._ledger.task(dep_id)
+            if dep is not None and dep.result:
+                artifacts = ", ".join(dep.result.get("artifacts", [])) or "none"
+                lines.append(f"{dep.key} ({dep.title}): {dep.result.get('summary', '')} [artifacts: {artifacts}]")
+        return "\n".join(lines)
+
+    async def _current_card(self, goal_id: str, approval_id: str) -> ApprovalRow | None:
+        """The card itself, or, when it was edited, the correction that replaced it."""
+        row = await self._approvals.store.get(approval_id)
+        if row is None or row.state != "superseded":
+            return row
+        successors = [r for r in await self._approvals.store.for_goal(goal_id) if r.root_id == row.root_id]
+        return next((r for r in successors if r.state != "superseded"), None)
+
+    async def _resume_waiting(self) -> None:
+        """A task waiting on cards runs again once every card is decided (and approved ones executed)."""
+        for task in await self._ledger.in_state("waiting_approval"):
+            notes, current, open_ = list(task.notes), [], False
+            for approval_id in task.waiting_on:
+                row = await self._current_card(task.goal_id, approval_id)
+                if row is None:
+                    continue
+                current.append(row.id)
+                outbox = await self._approvals.store.outbox(row.id) if row.state == "approved" else None
+                in_flight = row.state == "approved" and (outbox is None or outbox.state in ("queued", "running"))
+                if row.state == "pending" or in_flight:
+                    open_ = True
+                    continue
+                done = outbox.state if outbox else row.state
+                kind = self._approvals.kind(row.kind)
+                notes.append(f"card {row.id} ({kind.summary(kind.parse(row.action))}): {done}")
+            if open_:
+                if tuple(current) != task.waiting_on:
+                    await self._ledger.set_waiting(task.id, current)
+                continue
+            try:
+                await self._ledger.move(
+                    task.id, "waiting_approval", "ready", notes=notes, waiting_on=[], next_try_at=self._clock()
+                )
+            except TransitionRefused:
+                continue
+            self._goals.touch(task.goal_id)

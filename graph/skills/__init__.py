@@ -1,0 +1,38 @@
+"""Skills: what a task can do. A skill is a prompt file in ``prompts/`` plus one declaration: the tools it
+may use, its model tier and its output schema. It runs as a small LangGraph subgraph (graph/skill_graph.py)
+with bounded tool rounds; tasks never see each other's transcripts, only their results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Tier = Literal["main", "routine"]
+
+
+class TaskResult(BaseModel):
+    """What a task hands to the tasks that depend on it: a short summary and artifact references."""
+
+    summary: str = Field(min_length=1, max_length=2000, description="what was done and found, in a few sentences")
+    artifacts: list[str] = Field(default_factory=list, description="references such as draft:<id> or contact:<id>")
+
+
+@dataclass(frozen=True)
+class Skill:
+    """One skill's declaration."""
+
+    name: str
+    description: str
+    prompt: str
+    tools: tuple[str, ...]
+    tier: Tier
+    output: type[TaskResult] = TaskResult
+
+
+def all_skills() -> dict[str, Skill]:
+    """Every skill by name."""
+    from graph.skills import billing, draft, outreach, records, research
+
+    return {module.SKILL.name: module.SKILL for module in (research, draft, outreach, billing, records)}

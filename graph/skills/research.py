@@ -1,0 +1,11 @@
+"""research: read-only. Memory, records and history; never changes anything."""
+
+from graph.skills import Skill
+
+SKILL = Skill(
+    name="research",
+    description="read memory, contacts, tasks and past messages to find facts (read-only)",
+    prompt="skill_research",
+    tools=("recall_memory", "find_contact", "list_tasks", "search_history", "current_time"),
+    tier="routine",
+)
