@@ -37,7 +37,7 @@ from connectors.base import (
     parse_field_lines,
 )
 from connectors.contacts import resolve_person
-from memory.records import Contact, Invoice
+from memory.records import Contact, Invoice, Record, Records
 
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
@@ -407,7 +407,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
 
     async def _customer(self, client: stripe.StripeClient, action: InvoiceAction, key: str, progress: Progress) -> str:
         records = self._shared.records
-        contact = await records.get("contact", action.contact_id) if records and action.contact_id else None
+        contact = await _contact(records, action)
         known = contact.data.stripe_customer_id if contact and isinstance(contact.data, Contact) else ""
         if not known:
             found = await client.v1.customers.list_async(params={"email": action.customer_email, "limit": 1})
@@ -530,6 +530,18 @@ class InvoiceVoid(ActionKind[VoidAction]):
 
     def outcome_line(self, when: str, executed: Executed) -> str:
         return f"Voided {when}. {executed.detail}"
+
+
+async def _contact(records: Records | None, action: InvoiceAction) -> Record | None:
+    """The contact the invoice is for: by its id, else the one contact with that address (never a new one twice)."""
+    if records is None:
+        return None
+    if action.contact_id:
+        return await records.get("contact", action.contact_id)
+    for record in await records.find_contacts(action.customer_email):
+        if isinstance(record.data, Contact) and action.customer_email in record.data.emails:
+            return record
+    return None
 
 
 def _line(line: InvoiceLine, currency: str) -> dict[str, Any]:
