@@ -41,6 +41,7 @@ from memory.records import Contact, Invoice, Record, Records
 
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+NOT_CONFIGURED = "Invoicing is not configured: set COO_STRIPE__API_KEY."
 INVOICE_USAGE = "Usage: /invoice <customer email or contact name> <amount> | <description>"
 EDIT_HELP = (
     "Send the corrected invoice as lines, e.g.\namount=1500\ndescription=Website redesign, phase 2\n"
@@ -256,6 +257,8 @@ class InvoiceSend(ActionKind[InvoiceAction]):
 
     async def from_command(self, text: str, ctx: Context) -> InvoiceAction:
         """``ana@x.org 1200 | Website redesign`` or ``Ana Silva 1200.50 | Website``."""
+        if not self.configured:
+            raise ActionError(NOT_CONFIGURED)
         head, bar, description = text.partition("|")
         words = head.split()
         if not bar or len(words) < 2 or not description.strip():
@@ -289,7 +292,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
         due_days: int | None,
     ) -> InvoiceAction:
         if not self.configured:
-            raise ActionError("Invoicing is not configured: set COO_STRIPE__API_KEY.")
+            raise ActionError(NOT_CONFIGURED)
         due = ctx.today + timedelta(days=due_days or self._shared.settings.due_days)
         fields = {
             "customer_name": name,
