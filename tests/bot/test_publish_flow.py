@@ -40,7 +40,13 @@ async def runtime(
 
 def inbound(text: str = "", kind: str = "message", data: str | None = None) -> InboundMessage:
     return InboundMessage(
-        "rec", "1001", "telegram:1001", text, kind=kind, callback_data=data, update_key=f"pub:{next(_keys)}"  # type: ignore[arg-type]
+        "rec",
+        "1001",
+        "telegram:1001",
+        text,
+        kind=kind,
+        callback_data=data,
+        update_key=f"pub:{next(_keys)}",  # type: ignore[arg-type]
     )
 
 

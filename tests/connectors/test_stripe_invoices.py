@@ -242,7 +242,8 @@ async def test_check_reads_the_balance_and_tells_a_rejected_key(setup: Setup) ->
     assert await setup.send.check() == (True, f"key accepted at {setup.fake.api_base_url}")
     assert [r.endpoint for r in setup.fake.requests] == ["balance.retrieve"]
     bad, _ = connector(
-        StripeSettings(api_key="sk_test_wrong", api_base_url=setup.fake.api_base_url), Deps(records=None, currency="eur")
+        StripeSettings(api_key="sk_test_wrong", api_base_url=setup.fake.api_base_url),
+        Deps(records=None, currency="eur"),
     )
     try:
         assert await bad.check() == (False, "the key was rejected")

@@ -393,7 +393,9 @@ class FakeStripe:
             raise _ParamError(_invalid("Missing required param: customer.", "parameter_missing", "customer"))
         method = params.get("collection_method", "charge_automatically")
         if method not in ("charge_automatically", "send_invoice"):
-            raise _ParamError(_invalid(f"Invalid collection_method: {method}", "parameter_invalid", "collection_method"))
+            raise _ParamError(
+                _invalid(f"Invalid collection_method: {method}", "parameter_invalid", "collection_method")
+            )
         due_date = _int(params["due_date"], "due_date") if "due_date" in params else None
         if method == "send_invoice" and due_date is None and "days_until_due" not in params:
             raise _ParamError(
