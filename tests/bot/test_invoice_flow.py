@@ -5,6 +5,7 @@ approval gives one invoice, sent once, whatever fails (I2, I7)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -91,6 +92,8 @@ async def test_approve_sends_one_invoice_with_the_cards_lines_and_the_card_shows
         records = Records(rt.db)
         contact = (await records.find_contacts("ana@example.org"))[0]
         recorded = await records.all("invoice")
+        events = await rt.db.events(limit=100_000)
+    assert events and not any(fake.api_key in json.dumps(e.payload) for e in events)  # I4: the key is nowhere
     remote = next(iter(fake.invoices.values()))
     assert len(fake.invoices) == 1 and fake.sent == [remote["id"]]
     assert remote["status"] == "open" and remote["total"] == 120000 and remote["currency"] == "usd"
