@@ -184,6 +184,7 @@ class DigestService:
         targets = await home_chats(self._control)
         if not targets:
             log.warning("digest: no operator chat known yet (write to me once, privately)")
+            await self._reconcile()  # the records stay current (e.g. invoices paid) even with nobody to tell
             return
         await self.deliver(targets)
 

@@ -421,12 +421,13 @@ class InvoiceSend(ActionKind[InvoiceAction]):
                 options={"idempotency_key": f"{key}-customer"},
             )
             known = created.id
-        await progress.record("customer", known)
-        if records is not None:
+        # The contact first: a crash before the progress is stored finds the id on the contact next time.
+        if records is not None and (contact is None or getattr(contact.data, "stripe_customer_id", "") != known):
             fields: dict[str, Any] = {"stripe_customer_id": known}
             if contact is None:
                 fields |= {"name": action.customer_name, "emails": [action.customer_email]}
             await records.upsert("contact", fields, "coo", record_id=contact.id if contact else None, source="stripe")
+        await progress.record("customer", known)
         return known
 
     async def _draft(

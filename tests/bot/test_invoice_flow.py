@@ -305,3 +305,20 @@ async def test_invoice_command_without_stripe_configured_says_what_to_set(tmp_pa
         await rt.dispatcher.handle(inbound("/invoice ana@example.org", kind="command"))
     assert chan.sent[0].text == "Invoicing is not configured: set COO_STRIPE__API_KEY."
     assert chan.sent[1].text == "Invoicing is not configured: set COO_STRIPE__API_KEY."
+
+
+async def test_the_daily_job_reconciles_even_when_no_operator_chat_is_known(tmp_path: Path) -> None:
+    async with runtime(tmp_path) as (rt, chan, fake):
+        in_group = {"channel": "rec", "chat_id": "-100", "sender": OPERATOR, "private": False}
+        await rt.dispatcher.handle(InboundMessage(text=INVOICE, kind="command", update_key="g:1", **in_group))
+        await rt.dispatcher.handle(
+            InboundMessage(kind="callback", callback_data=button(card(chan), "Approve"), update_key="g:2", **in_group)
+        )
+        await eventually(lambda: len(fake.sent) == 1, what="the invoice sent")
+        await eventually(lambda: edited(chan, "Sent at") is not None)
+        fake.pay(fake.sent[0])
+        sent_before = len(chan.sent)
+        await rt.digest.scheduled()
+        recorded = await Records(rt.db).find_one("invoice", "stripe_id", fake.sent[0])
+    assert recorded is not None and isinstance(recorded.data, Invoice) and recorded.data.status == "paid"
+    assert len(chan.sent) == sent_before  # nobody to send a digest to

@@ -134,6 +134,23 @@ async def test_a_known_customer_is_reused_not_created(setup: Setup) -> None:
     assert contacts[0].data.stripe_customer_id == next(iter(setup.fake.customers))
 
 
+async def test_a_crash_right_after_the_customer_step_keeps_the_customer_on_the_contact(setup: Setup) -> None:
+    class Crash(Exception):
+        pass
+
+    async def die(steps: dict[str, Any]) -> None:
+        raise Crash  # the process died while storing the step's progress
+
+    with pytest.raises(Crash):
+        await setup.send.execute(invoice(), KEY, Progress({}, die))
+    before = len(setup.fake.requests)
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    (contact,) = await setup.records.all("contact")
+    assert isinstance(contact.data, Contact) and contact.data.stripe_customer_id == next(iter(setup.fake.customers))
+    assert "customers.list" not in [r.endpoint for r in setup.fake.requests[before:]]  # known from the contact
+    assert len(setup.fake.customers) == 1 and len(setup.fake.sent) == 1
+
+
 @pytest.mark.parametrize("step", STEPS)
 async def test_connection_dropped_after_a_step_is_completed_with_the_same_keys(setup: Setup, step: str) -> None:
     """Stripe did the step but the answer never arrived: the retry replays the same key, so nothing twice."""
