@@ -60,9 +60,10 @@ class DigestService:
         self._registry = registry
         self._goals = goals
 
-    async def build(self, since: datetime) -> Digest:
+    async def build(self, since: datetime, reconcile: bool = True) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
-        await self._reconcile()
+        if reconcile:
+            await self._reconcile()
         done: list[str] = []
         problems: list[str] = []
         for event in await self._db.events(kind=("action.sent", "action.failed"), since=since, limit=100_000):
@@ -191,8 +192,10 @@ class DigestService:
     async def deliver(self, targets: list[tuple[str, str, str | None]]) -> int:
         """Build the digest since the last one and send it, with its cards, to each target chat."""
         last = await self._control.get("digest.last_at")
+        # Before "now": what the reconcile records (e.g. an invoice paid) belongs to this digest, not the next.
+        await self._reconcile()
         now = utcnow()
-        digest = await self.build(datetime.fromisoformat(last) if last else default_since(now))
+        digest = await self.build(datetime.fromisoformat(last) if last else default_since(now), reconcile=False)
         delivered = 0
         for channel, chat_id, thread_id in targets:
             try:
@@ -212,6 +215,7 @@ class DigestService:
         targets = await home_chats(self._control)
         if not targets:
             log.warning("digest: no operator chat known yet (write to me once, privately)")
+            await self._reconcile()  # the records stay current (e.g. invoices paid) even with nobody to tell
             return
         await self.deliver(targets)
 

@@ -140,6 +140,11 @@ class PublishPost(ActionKind[PostAction]):
             PublishArgs,
         )
 
+    @property
+    def noun(self) -> str:
+        """What one action of this kind is called in messages ("That post is not valid")."""
+        return "post"
+
     def _checked(self, fields: dict[str, Any]) -> PostAction:
         name = str(fields.get("destination", ""))
         if name not in self._destinations:

@@ -37,10 +37,11 @@ from connectors.base import (
     parse_field_lines,
 )
 from connectors.contacts import resolve_person
-from memory.records import Contact, Invoice
+from memory.records import Contact, Invoice, Record, Records
 
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+NOT_CONFIGURED = "Invoicing is not configured: set COO_STRIPE__API_KEY."
 INVOICE_USAGE = "Usage: /invoice <customer email or contact name> <amount> | <description>"
 EDIT_HELP = (
     "Send the corrected invoice as lines, e.g.\namount=1500\ndescription=Website redesign, phase 2\n"
@@ -256,6 +257,8 @@ class InvoiceSend(ActionKind[InvoiceAction]):
 
     async def from_command(self, text: str, ctx: Context) -> InvoiceAction:
         """``ana@x.org 1200 | Website redesign`` or ``Ana Silva 1200.50 | Website``."""
+        if not self.configured:
+            raise ActionError(NOT_CONFIGURED)
         head, bar, description = text.partition("|")
         words = head.split()
         if not bar or len(words) < 2 or not description.strip():
@@ -289,7 +292,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
         due_days: int | None,
     ) -> InvoiceAction:
         if not self.configured:
-            raise ActionError("Invoicing is not configured: set COO_STRIPE__API_KEY.")
+            raise ActionError(NOT_CONFIGURED)
         due = ctx.today + timedelta(days=due_days or self._shared.settings.due_days)
         fields = {
             "customer_name": name,
@@ -407,7 +410,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
 
     async def _customer(self, client: stripe.StripeClient, action: InvoiceAction, key: str, progress: Progress) -> str:
         records = self._shared.records
-        contact = await records.get("contact", action.contact_id) if records and action.contact_id else None
+        contact = await _contact(records, action)
         known = contact.data.stripe_customer_id if contact and isinstance(contact.data, Contact) else ""
         if not known:
             found = await client.v1.customers.list_async(params={"email": action.customer_email, "limit": 1})
@@ -418,12 +421,13 @@ class InvoiceSend(ActionKind[InvoiceAction]):
                 options={"idempotency_key": f"{key}-customer"},
             )
             known = created.id
-        await progress.record("customer", known)
-        if records is not None:
+        # The contact first: a crash before the progress is stored finds the id on the contact next time.
+        if records is not None and (contact is None or getattr(contact.data, "stripe_customer_id", "") != known):
             fields: dict[str, Any] = {"stripe_customer_id": known}
             if contact is None:
                 fields |= {"name": action.customer_name, "emails": [action.customer_email]}
             await records.upsert("contact", fields, "coo", record_id=contact.id if contact else None, source="stripe")
+        await progress.record("customer", known)
         return known
 
     async def _draft(
@@ -530,6 +534,18 @@ class InvoiceVoid(ActionKind[VoidAction]):
 
     def outcome_line(self, when: str, executed: Executed) -> str:
         return f"Voided {when}. {executed.detail}"
+
+
+async def _contact(records: Records | None, action: InvoiceAction) -> Record | None:
+    """The contact the invoice is for: by its id, else the one contact with that address (never a new one twice)."""
+    if records is None:
+        return None
+    if action.contact_id:
+        return await records.get("contact", action.contact_id)
+    for record in await records.find_contacts(action.customer_email):
+        if isinstance(record.data, Contact) and action.customer_email in record.data.emails:
+            return record
+    return None
 
 
 def _line(line: InvoiceLine, currency: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sys
 import threading
@@ -11,9 +12,10 @@ from contextlib import asynccontextmanager, suppress
 from typing import TextIO
 
 from bot.access import CONSOLE_OPERATOR
-from bot.messages import InboundHandler, InboundMessage, OutboundMessage
+from bot.messages import Button, InboundHandler, InboundMessage, OutboundMessage
 
 log = logging.getLogger(__name__)
+CONSOLE_CHAT = "local"
 
 
 class HeldOutput:
@@ -63,6 +65,10 @@ class ConsoleChannel:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        self._ids = itertools.count(1)
+        # The buttons of the card printed last, until the operator types something else.
+        self._choices: tuple[Button, ...] = ()
+        self._choices_of: str | None = None
 
     async def start(self) -> None:
         """Start reading input."""
@@ -95,32 +101,66 @@ class ConsoleChannel:
             if not text:
                 self._prompt()
                 continue
-            inbound = InboundMessage(
-                channel="console",
-                chat_id="local",
-                sender=CONSOLE_OPERATOR,
-                text=text,
-                kind="command" if text.startswith("/") else "message",
-            )
             try:
-                await self._on_inbound(inbound)
+                await self._on_inbound(self.translate(text))
             except Exception:
                 log.exception("console: handling a line failed")
             self._prompt()
+
+    def translate(self, text: str) -> InboundMessage:
+        """One typed line as an update. Right after a card, its number or its word (``1``, ``approve``)
+        is a press of that button, checked like any press; anything else closes the card's choices."""
+        choices, self._choices = self._choices, ()
+        pressed = _choice(text, choices)
+        if pressed is not None:
+            return InboundMessage(
+                channel="console",
+                chat_id=CONSOLE_CHAT,
+                sender=CONSOLE_OPERATOR,
+                text=text,
+                kind="callback",
+                callback_data=pressed.data,
+            )
+        return InboundMessage(
+            channel="console",
+            chat_id=CONSOLE_CHAT,
+            sender=CONSOLE_OPERATOR,
+            text=text,
+            kind="command" if text.startswith("/") else "message",
+        )
 
     def _prompt(self) -> None:
         self._output.write("you> ")
         self._output.flush()
 
     async def send(self, message: OutboundMessage) -> list[str]:
-        """Print a reply (buttons as numbered choices)."""
+        """Print a reply; a card's buttons as numbered choices. Returns the message's id (a card that is
+        updated later is printed again, as the terminal cannot change what it already showed)."""
+        if message.edit_message_id is not None:
+            message_id = message.edit_message_id
+            if not message.buttons and message_id == self._choices_of:
+                self._choices = ()  # that card's choices are gone (decided)
+        else:
+            message_id = f"c{next(self._ids)}"
         lines = [f"coo> {message.text}"]
         lines += [f"     [{i}] {b.label}" for i, b in enumerate(message.buttons, 1)]
+        if message.buttons:
+            self._choices, self._choices_of = message.buttons, message_id
+            words = "/".join(b.label.lower() for b in message.buttons)
+            lines.append(f"     (type 1-{len(message.buttons)} or {words})")
         self._output.write("\n" + "\n".join(lines) + "\n")
         self._output.flush()
-        return []
+        return [message_id]
 
     @asynccontextmanager
     async def typing(self, chat_id: str, thread_id: str | None) -> AsyncIterator[None]:
         """A terminal needs no typing indicator."""
         yield
+
+
+def _choice(text: str, choices: tuple[Button, ...]) -> Button | None:
+    """The button a typed line picks: its number (``2``) or its label (``edit``, any case); else None."""
+    word = text.strip().lower()
+    if word.isdigit() and 1 <= int(word) <= len(choices):
+        return choices[int(word) - 1]
+    return next((b for b in choices if b.label.lower() == word), None)

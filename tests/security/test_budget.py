@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
+from tests.fakes.polling import eventually_async
 
 # Costs big enough to see: one call of ~1,500 prompt tokens and 16 completion tokens is about 1.5.
 PRICES = {"fake-model": [1000.0, 2000.0]}
@@ -35,9 +36,7 @@ async def test_twenty_chats_at_once_cannot_spend_past_a_cap_that_fits_one_call(
             blocked[:] = await rt.db.events(kind="budget.blocked")
             return len(fake_llm.chat_requests) + len(blocked) >= 20
 
-        async with asyncio.timeout(30):
-            while not await tried():
-                await asyncio.sleep(0.01)
+        await eventually_async(tried, timeout=30, what="every chat to try")
         fake_llm.gate.set()
         await asyncio.gather(*turns)
         calls = await rt.ledger.calls()

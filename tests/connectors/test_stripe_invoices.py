@@ -1,0 +1,376 @@
+"""The Stripe invoice connector with the real ``stripe`` SDK against the fake Stripe API (real HTTP),
+and real records in SQLite: one invoice per approval whatever fails on the way (I2, I7)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.base import (
+    ActionError,
+    AmbiguousOutcome,
+    Context,
+    Deps,
+    Executed,
+    PermanentError,
+    Progress,
+    TemporaryError,
+)
+from connectors.stripe_invoices import (
+    InvoiceAction,
+    InvoiceSend,
+    InvoiceVoid,
+    StripeSettings,
+    VoidAction,
+    connector,
+    minor_units,
+    money,
+)
+from memory.db import open_database, utcnow
+from memory.records import Contact, Invoice, Records
+from tests.fakes.stripe_api import FakeStripe, decode_form
+
+KEY = "coo-0123456789abcdef01234567"
+STEPS = ("customers.create", "invoices.create", "invoices.add_lines", "invoices.finalize", "invoices.send")
+
+
+@dataclass
+class Setup:
+    fake: FakeStripe
+    send: InvoiceSend
+    void: InvoiceVoid
+    records: Records
+    saved: list[dict[str, Any]]
+
+    def progress(self) -> Progress:
+        """A progress store that keeps what the connector saved (as the outbox row does)."""
+
+        async def save(steps: dict[str, Any]) -> None:
+            self.saved.append(steps)
+
+        return Progress(self.saved[-1] if self.saved else {}, save)
+
+    def ctx(self) -> Context:
+        return Context(records=self.records, currency="eur", today=utcnow().date())
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with FakeStripe() as fake, open_database(tmp_path) as db:
+        records = Records(db)
+        await records.setup()
+        settings = StripeSettings(api_key=fake.api_key, api_base_url=fake.api_base_url, timeout_s=5)
+        send, void = connector(settings, Deps(records=records, currency="eur"))
+        assert isinstance(send, InvoiceSend) and isinstance(void, InvoiceVoid)
+        yield Setup(fake, send, void, records, [])
+        await send.close()
+
+
+def invoice(**kw: Any) -> InvoiceAction:
+    fields: dict[str, Any] = {
+        "customer_name": "Ana Silva",
+        "customer_email": "ana@example.org",
+        "currency": "eur",
+        "lines": [
+            {"description": "Website redesign", "quantity": 1, "unit_amount": 120050},
+            {"description": "Hosting (months)", "quantity": 3, "unit_amount": 1500},
+        ],
+        "due": date.today() + timedelta(days=14),
+    }
+    fields.update(kw)
+    return InvoiceAction.model_validate(fields)
+
+
+def only_invoice(fake: FakeStripe) -> dict[str, Any]:
+    assert len(fake.invoices) == 1, f"{len(fake.invoices)} invoices at Stripe"
+    return next(iter(fake.invoices.values()))
+
+
+async def test_one_invoice_with_the_lines_finalized_and_sent_once(setup: Setup) -> None:
+    contact = await setup.records.upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
+    action = invoice(contact_id=contact.id)
+    done = await setup.send.execute(action, KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert remote["status"] == "open" and remote["collection_method"] == "send_invoice"
+    assert remote["pending_invoice_items_behavior"] == "exclude" and remote["currency"] == "eur"
+    assert [(line["description"], line["quantity"], line["amount"]) for line in remote["lines"]["data"]] == [
+        ("Website redesign", 1, 120050),
+        ("Hosting (months)", 3, 4500),
+    ]
+    assert remote["total"] == action.total == 124550
+    assert setup.fake.sent == [remote["id"]]
+    assert done == Executed(remote["id"], f"Invoice {remote['number']}, 1,245.50 EUR, {remote['hosted_invoice_url']}")
+    # every POST carried its own key, derived from the approval's key and the step
+    keys = [r.key for r in setup.fake.requests if r.method == "POST"]
+    assert keys == [f"{KEY}-customer", f"{KEY}-invoice", f"{KEY}-lines", f"{KEY}-finalize", f"{KEY}-send"]
+    stored = await setup.records.get("contact", contact.id)
+    assert stored is not None and isinstance(stored.data, Contact)
+    assert stored.data.stripe_customer_id == remote["customer"]
+    recorded = await setup.records.find_one("invoice", "stripe_id", remote["id"])
+    assert recorded is not None and isinstance(recorded.data, Invoice)
+    assert (recorded.data.number, recorded.data.amount, recorded.data.currency, recorded.data.status) == (
+        remote["number"],
+        1245.50,
+        "EUR",
+        "sent",
+    )
+    assert recorded.data.url == remote["hosted_invoice_url"] and recorded.data.contact_id == contact.id
+
+
+async def test_a_known_customer_is_reused_not_created(setup: Setup) -> None:
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    setup.saved.clear()
+    await setup.send.execute(invoice(), "coo-second", setup.progress())
+    assert len(setup.fake.customers) == 1 and len(setup.fake.invoices) == 2
+    assert len(setup.fake.executed("customers.create")) == 1
+    contacts = await setup.records.all("contact")  # a new customer became one contact, not two
+    assert len(contacts) == 1 and isinstance(contacts[0].data, Contact)
+    assert contacts[0].data.stripe_customer_id == next(iter(setup.fake.customers))
+
+
+async def test_a_crash_right_after_the_customer_step_keeps_the_customer_on_the_contact(setup: Setup) -> None:
+    class Crash(Exception):
+        pass
+
+    async def die(steps: dict[str, Any]) -> None:
+        raise Crash  # the process died while storing the step's progress
+
+    with pytest.raises(Crash):
+        await setup.send.execute(invoice(), KEY, Progress({}, die))
+    before = len(setup.fake.requests)
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    (contact,) = await setup.records.all("contact")
+    assert isinstance(contact.data, Contact) and contact.data.stripe_customer_id == next(iter(setup.fake.customers))
+    assert "customers.list" not in [r.endpoint for r in setup.fake.requests[before:]]  # known from the contact
+    assert len(setup.fake.customers) == 1 and len(setup.fake.sent) == 1
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_connection_dropped_after_a_step_is_completed_with_the_same_keys(setup: Setup, step: str) -> None:
+    """Stripe did the step but the answer never arrived: the retry replays the same key, so nothing twice."""
+    setup.fake.drop_next(step)
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    done = await setup.send.execute(invoice(), KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert setup.fake.sent == [remote["id"]] and done.external_id == remote["id"]
+    assert len(setup.fake.customers) == 1
+    assert len(remote["lines"]["data"]) == 2 and remote["total"] == 124550
+    replayed = [r for r in setup.fake.calls(step) if r.replayed]
+    assert len(replayed) == (0 if step == "customers.create" else 1)  # a created customer is found by email
+    assert len(await setup.records.all("invoice")) == 1
+
+
+async def test_resuming_with_stored_progress_makes_no_call_for_the_steps_done(setup: Setup) -> None:
+    setup.fake.fail_next("invoices.finalize", 503)
+    with pytest.raises(TemporaryError, match="503"):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    before = len(setup.fake.requests)
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    after = [r.endpoint for r in setup.fake.requests[before:]]
+    assert after == ["invoices.finalize", "invoices.send"]
+    assert setup.fake.sent == [only_invoice(setup.fake)["id"]]
+
+
+async def test_402_is_a_permanent_failure_with_stripes_reason(setup: Setup) -> None:
+    setup.fake.fail_next("invoices.finalize", 402, message="This account cannot create invoices in EUR.")
+    with pytest.raises(PermanentError, match="This account cannot create invoices in EUR"):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    assert setup.fake.sent == []
+
+
+async def test_429_then_success_gives_one_invoice(setup: Setup) -> None:
+    setup.fake.fail_next("invoices.create", 429)
+    with pytest.raises(TemporaryError, match="Too many requests"):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    assert len(setup.fake.invoices) == 1 and len(setup.fake.sent) == 1
+    assert [r.status for r in setup.fake.calls("invoices.create")] == [429, 200]  # the 429 was not stored
+
+
+async def test_a_500_stored_for_a_key_is_replayed_and_never_becomes_a_second_send(setup: Setup) -> None:
+    setup.fake.fail_next("invoices.send", 500)
+    for _ in range(3):
+        with pytest.raises(TemporaryError, match="500"):
+            await setup.send.execute(invoice(), KEY, setup.progress())
+    sends = setup.fake.calls("invoices.send")
+    assert [(r.status, r.replayed) for r in sends] == [(500, False), (500, True), (500, True)]
+    assert setup.fake.sent == []
+
+
+async def test_the_same_key_with_a_different_request_is_ambiguous_never_retried(setup: Setup) -> None:
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    setup.saved.clear()
+    with pytest.raises(AmbiguousOutcome, match="repeated key"):
+        await setup.send.execute(invoice(due=date.today() + timedelta(days=30)), KEY, setup.progress())
+    assert len(setup.fake.invoices) == 1
+
+
+async def test_unreachable_stripe_is_temporary(tmp_path: Path) -> None:
+    from tests.fakes.smtp_server import free_port
+
+    settings = StripeSettings(api_key="sk_test_x", api_base_url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    send, _ = connector(settings, Deps(records=None, currency="eur"))
+    try:
+        with pytest.raises(TemporaryError):
+            await send.execute(invoice(), KEY)
+    finally:
+        await send.close()
+
+
+async def test_void_of_a_sent_invoice_voids_it_at_stripe_and_in_records(setup: Setup) -> None:
+    action = invoice()
+    done = await setup.send.execute(action, KEY, setup.progress())
+    undo = setup.send.compensate(action, done)
+    assert isinstance(undo, VoidAction)
+    remote = only_invoice(setup.fake)
+    assert (undo.invoice_id, undo.number, undo.total) == (remote["id"], remote["number"], 124550)
+    voided = await setup.void.execute(undo, "coo-void-key")
+    assert remote["status"] == "void" and setup.fake.voided == [remote["id"]]
+    assert voided.detail == f"Invoice {remote['number']} is void."
+    recorded = await setup.records.find_one("invoice", "stripe_id", remote["id"])
+    assert recorded is not None and isinstance(recorded.data, Invoice) and recorded.data.status == "void"
+    # a paid invoice cannot be voided: Stripe's reason, permanently
+    second = await setup.send.execute(invoice(), "coo-other", Progress({}, _ignore))
+    setup.fake.pay(second.external_id)
+    with pytest.raises(PermanentError, match="only void an open or uncollectible"):
+        await setup.void.execute(setup.send.compensate(invoice(), second), "coo-void-2")  # type: ignore[arg-type]
+
+
+async def test_reconcile_records_paid_and_void(setup: Setup) -> None:
+    first = await setup.send.execute(invoice(), KEY, Progress({}, _ignore))
+    second = await setup.send.execute(invoice(customer_name="Bo", customer_email="bo@example.org"), "coo-2")
+    setup.fake.pay(first.external_id)
+    setup.fake.invoices[second.external_id]["status"] = "void"  # voided in Stripe's dashboard
+    changes = await setup.send.reconcile()
+    assert len(changes) == 2 and any(": paid" in c for c in changes) and any(": void" in c for c in changes)
+    statuses = {r.data.stripe_id: r.data.status for r in await setup.records.all("invoice")}  # type: ignore[attr-defined]
+    assert statuses == {first.external_id: "paid", second.external_id: "void"}
+    assert await setup.send.reconcile() == []  # nothing open any more: nothing read, nothing changed
+
+
+async def test_check_reads_the_balance_and_tells_a_rejected_key(setup: Setup) -> None:
+    assert await setup.send.check() == (True, f"key accepted at {setup.fake.api_base_url}")
+    assert [r.endpoint for r in setup.fake.requests] == ["balance.retrieve"]
+    bad, _ = connector(
+        StripeSettings(api_key="sk_test_wrong", api_base_url=setup.fake.api_base_url),
+        Deps(records=None, currency="eur"),
+    )
+    try:
+        assert await bad.check() == (False, "the key was rejected")
+    finally:
+        await bad.close()
+    unconfigured, _ = connector(StripeSettings(), Deps(records=None, currency="eur"))
+    assert (await unconfigured.check())[0] is None
+
+
+# ---- proposing and editing ---------------------------------------------------------------------
+
+
+async def test_command_builds_one_line_in_the_operators_currency(setup: Setup) -> None:
+    await setup.records.upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
+    action = await setup.send.from_command("Ana Silva 1200.50 | Website redesign", setup.ctx())
+    assert (action.customer_name, action.customer_email, action.currency) == ("Ana Silva", "ana@example.org", "eur")
+    assert [(line.description, line.quantity, line.unit_amount) for line in action.lines] == [
+        ("Website redesign", 1, 120050)
+    ]
+    assert action.due == utcnow().date() + timedelta(days=14)
+    preview = setup.send.preview(action).render()
+    assert "Customer: Ana Silva <ana@example.org>" in preview and f"Due: {action.due.isoformat()}" in preview
+    assert "- Website redesign: 1 × 1,200.50 EUR = 1,200.50 EUR" in preview and "Total: 1,200.50 EUR" in preview
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ana@example.org 1200", "Usage: /invoice"),
+        ("ana@example.org | Website", "Usage: /invoice"),
+        ("ana@example.org 12x0 | Website", "is not an amount"),
+        ("ana@example.org -5 | Website", "is not an amount"),
+        ("ana@example.org 0 | Website", "not valid"),
+        ("Nobody Known 100 | Website", "no contact named 'Nobody Known'"),
+    ],
+)
+async def test_bad_commands_are_refused_with_a_clear_reason(setup: Setup, text: str, message: str) -> None:
+    with pytest.raises(ActionError, match=message):
+        await setup.send.from_command(text, setup.ctx())
+
+
+async def test_edit_changes_the_amount_and_bad_edits_say_why(setup: Setup) -> None:
+    action = await setup.send.from_command("ana@example.org 100 | Website", setup.ctx())
+    edited = await setup.send.edit(action, "amount=1500\ndescription=Website, phase 2", setup.ctx())
+    assert edited.total == 150000 and edited.lines[0].description == "Website, phase 2"
+    assert edited.digest() != action.digest()
+    for bad, message in [
+        ("amount=lots", "is not an amount"),
+        ("amont=1500", "could not read that edit"),
+        ("due=2020-01-01", "due date must be after today"),
+        ("due=tomorrowish", "due must be a date"),
+        ("quantity=two", "quantity must be a whole number"),
+    ]:
+        with pytest.raises(ActionError, match=message):
+            await setup.send.edit(action, bad, setup.ctx())
+
+
+def test_amounts_in_minor_units() -> None:
+    assert minor_units("1200", "eur") == 120000 and minor_units("1200,5", "eur") == 120050
+    assert minor_units("1200", "jpy") == 1200 and money(1200, "jpy") == "1,200 JPY"
+    with pytest.raises(ActionError, match="no cents"):
+        minor_units("10.5", "jpy")
+
+
+# ---- the fake itself, through raw HTTP: what the connector relies on it to refuse --------------
+
+
+def test_form_bodies_decode_like_stripe() -> None:
+    pairs = [
+        ("customer", "cus_1"),
+        ("metadata[coo_key]", "k"),
+        ("lines[0][price_data][unit_amount]", "1200"),
+        ("lines[0][quantity]", "2"),
+        ("lines[1][amount]", "5"),
+        ("expand[]", "lines"),
+    ]
+    assert decode_form(pairs) == {
+        "customer": "cus_1",
+        "metadata": {"coo_key": "k"},
+        "lines": [{"price_data": {"unit_amount": "1200"}, "quantity": "2"}, {"amount": "5"}],
+        "expand": ["lines"],
+    }
+
+
+async def test_fake_refuses_wrong_transitions() -> None:
+    async with FakeStripe() as fake, httpx.AsyncClient(base_url=fake.api_base_url) as http:
+        auth = {"Authorization": f"Bearer {fake.api_key}"}
+        cus = (await http.post("/v1/customers", data={"email": "a@b.org"}, headers=auth)).json()["id"]
+        due = str(int(utcnow().timestamp()) + 86400)
+        form = {"customer": cus, "collection_method": "send_invoice", "due_date": due}
+        inv = (await http.post("/v1/invoices", data=form, headers=auth)).json()["id"]
+        early = await http.post(f"/v1/invoices/{inv}/send", headers=auth)
+        assert early.status_code == 400 and "draft" in early.json()["error"]["message"]
+        assert (await http.post(f"/v1/invoices/{inv}/finalize", headers=auth)).status_code == 200
+        late = await http.post(f"/v1/invoices/{inv}/add_lines", data={"lines[0][amount]": "5"}, headers=auth)
+        assert late.status_code == 400 and late.json()["error"]["type"] == "invalid_request_error"
+        again = await http.post(f"/v1/invoices/{inv}/finalize", headers=auth)
+        assert again.status_code == 400
+        fake.pay(inv)
+        paid = await http.post(f"/v1/invoices/{inv}/void", headers=auth)
+        assert paid.status_code == 400 and "only void" in paid.json()["error"]["message"]
+        keyed = {**auth, "Idempotency-Key": "k1"}
+        first = await http.post("/v1/customers", data={"email": "x@y.org"}, headers=keyed)
+        same = await http.post("/v1/customers", data={"email": "x@y.org"}, headers=keyed)
+        other = await http.post("/v1/customers", data={"email": "z@y.org"}, headers=keyed)
+        assert same.json() == first.json() and same.headers["Idempotent-Replayed"] == "true"
+        assert other.status_code == 400 and other.json()["error"]["type"] == "idempotency_error"
+        unauthorized = await http.get("/v1/balance", headers={"Authorization": "Bearer sk_test_nope"})
+        assert unauthorized.status_code == 401
+
+
+async def _ignore(_: dict[str, Any]) -> None:
+    return None
