@@ -16,7 +16,9 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0, what: st
         await asyncio.sleep(0.01)
 
 
-async def eventually_async(check: Callable[[], Awaitable[object]], timeout: float = 5.0, what: str = "a condition") -> None:  # noqa: ASYNC109
+async def eventually_async(
+    check: Callable[[], Awaitable[object]], timeout: float = 5.0, what: str = "a condition"
+) -> None:  # noqa: ASYNC109
     """Like :func:`eventually`, for a check that has to await (a database read)."""
     deadline = time.monotonic() + timeout
     while not await check():
