@@ -17,6 +17,7 @@ import json
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,8 @@ class FakeOpenAI:
         self.default: Scripted | None = None
         # When set, chat requests are recorded, then held until the event is set (a test decides when they end).
         self.gate: asyncio.Event | None = None
+        # When set, decides the answer to each chat request from its body (None: the script, then the default).
+        self.responder: Callable[[dict[str, Any]], Scripted | None] | None = None
         self.echo_limit: int | None = None
         """Echo at most this many characters of the user message (None: all of it)."""
         self.bill_tools = False
@@ -146,7 +149,8 @@ class FakeOpenAI:
             return web.json_response({"error": {"message": "bad key", "type": "auth"}}, status=401)
         if self.gate is not None:
             await self.gate.wait()
-        step = self.script.popleft() if self.script else self.default
+        routed = self.responder(body) if self.responder is not None else None
+        step = routed or (self.script.popleft() if self.script else self.default)
         if step is None:
             step = Scripted(content=f"echo: {_last_user(body)[: self.echo_limit]}")
         if step.delay_s:

@@ -1,0 +1,94 @@
+"""I7: kill -9 of `coo run` in the middle of a goal's task. After a restart the task runs again (its lease
+expired) and no email goes out twice: its card is found again by id, and the outbox sends once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.bot.test_crash_recovery import bot, bot_env
+from tests.fakes.openai_api import FakeOpenAI, Scripted
+from tests.fakes.smtp_server import SMTPServer
+from tests.fakes.telegram_api import FakeTelegram
+from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
+
+TOKEN = "123456:TEST-TOKEN"
+
+
+def buttons(call: Any) -> dict[str, str]:
+    rows = call.params.get("reply_markup", {}).get("inline_keyboard", [])
+    return {b["text"]: b["callback_data"] for row in rows for b in row}
+
+
+async def press(tg: FakeTelegram, title: str, label: str, count: int = 1) -> None:
+    """Wait for the ``count``-th card starting with ``title`` and press ``label`` on it."""
+    calls = await tg.wait_for(
+        lambda c: c.method == "sendMessage" and str(c.params.get("text", "")).startswith(title), count, timeout=60
+    )
+    card = calls[count - 1]
+    message_id = next(
+        m["message_id"]
+        for (chat, _), m in tg._messages.items()
+        if chat == "1001" and m.get("text") == card.params["text"]
+    )
+    tg.push_callback(1001, 1001, message_id, buttons(card)[label])
+
+
+async def test_killed_mid_task_the_task_runs_again_and_the_email_goes_once(tmp_path: Path) -> None:
+    pid: dict[str, int] = {}
+    outreach = email_then_finish("ana@example.org", "Sponsor us?", "Hi Ana, would you sponsor us?")
+    seen = {"outreach": 0}
+
+    def first_call_kills(body: dict[str, Any]) -> Scripted:
+        seen["outreach"] += 1
+        if seen["outreach"] == 1:
+            os.kill(pid["bot"], signal.SIGKILL)  # the bot dies while this task waits for the model
+        return outreach(body)
+
+    brain = Brain(
+        plans=[
+            plan(task("t1", "research", "Find the sponsor"), task("t2", "outreach", "Email the sponsor", after=("t1",)))
+        ],
+        skills={"Email the sponsor": first_call_kills},
+    )
+    with SMTPServer() as smtp:
+        async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
+            llm.responder = brain
+            env = bot_env(
+                tg,
+                tmp_path,
+                smtp.port,
+                COO_LLM__BASE_URL=llm.base_url,
+                COO_LLM__API_KEY=llm.api_key,
+                COO_TASKS__LEASE_S="2",
+                COO_TASKS__POLL_S="0.1",
+                COO_MEMORY__SEMANTIC="false",
+            )
+            async with bot(env) as proc:
+                pid["bot"] = proc.pid
+                tg.push_message(1001, 1001, "/goal get a sponsor")
+                await press(tg, "Start this plan?", "Approve")
+                await asyncio.wait_for(proc.wait(), 60)  # killed mid-task
+            async with bot(env) as proc:
+                pid["bot"] = proc.pid
+                await press(tg, "Send this email?", "Approve")  # after the lease expired, the task ran again
+                await smtp.wait_delivered(1, timeout=60)
+                await tg.wait_for(
+                    lambda c: (
+                        str(c.params.get("text", "")).startswith("Goal ")
+                        and " is done." in str(c.params.get("text", ""))
+                    ),
+                    1,
+                    timeout=60,
+                )
+                await asyncio.sleep(1.0)  # a second email, if any, would come now
+    email_cards = [
+        c
+        for c in tg.calls
+        if c.method == "sendMessage" and str(c.params.get("text", "")).startswith("Send this email?")
+    ]
+    assert len(smtp.delivered) == 1 and len(email_cards) == 1
+    assert seen["outreach"] >= 3  # killed, proposed again after the restart, finished after the decision

@@ -1,0 +1,314 @@
+"""Goals end to end through the real runtime: plan card -> approve -> tasks run by skills -> an outreach card ->
+approve -> one email at a real SMTP server -> verification -> the goal is done; edits, rejections, failures,
+budgets, pause, two goals at once, progress messages and recurring runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from bot.messages import OutboundMessage
+from bot.runtime import Runtime, open_runtime
+from memory.db import utcnow
+from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
+from tests.fakes.openai_api import FakeOpenAI, Scripted
+from tests.fakes.polling import eventually_async
+from tests.fakes.smtp_server import SMTPServer
+from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
+
+FAST = {"poll_s": 0.02, "progress_interval_s": 0, "retry_base_s": 0, "lease_s": 30}
+
+
+@asynccontextmanager
+async def goal_runtime(
+    tmp_path: Path, fake: FakeOpenAI, smtp: SMTPServer | None = None, **overrides: Any
+) -> AsyncIterator[tuple[Runtime, RecordingChannel]]:
+    tasks = {**FAST, **overrides.pop("tasks", {})}
+    llm = llm_settings(fake, **overrides.pop("llm", {}))
+    extra = {"smtp": smtp.settings()} if smtp else {}
+    settings = make_settings(tmp_path, llm=llm, tasks=tasks, outbox={"poll_s": 0.02}, **extra, **overrides)
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        yield rt, chan
+
+
+def press(message: OutboundMessage, label: str) -> Any:
+    data = next(b.data for b in message.buttons if b.label.startswith(label))
+    return operator_message("", kind="callback", data=data)
+
+
+def cards(chan: RecordingChannel, title: str) -> list[OutboundMessage]:
+    return [m for m in chan.sent if m.buttons and m.edit_message_id is None and m.text.startswith(title)]
+
+
+async def goal_status(rt: Runtime, status: str) -> bool:
+    goals = await rt.tasks.goals()
+    return bool(goals) and goals[0].status == status
+
+
+async def test_a_goal_runs_from_plan_card_to_report_with_one_email(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    brain = Brain(
+        plans=[
+            plan(
+                task("t1", "research", "Find a sponsor in memory"),
+                task("t2", "outreach", "Email the sponsor", after=("t1",)),
+            )
+        ],
+        skills={
+            "Email the sponsor": email_then_finish("ana@example.org", "Sponsor our December issue?", "Hi Ana, ...")
+        },
+    )
+    fake_llm.responder = brain
+    with SMTPServer() as smtp:
+        async with goal_runtime(tmp_path, fake_llm, smtp) as (rt, chan):
+            await rt.dispatcher.handle(operator_message("/goal get a sponsor for the December issue", kind="command"))
+            [plan_card] = cards(chan, "Start this plan?")
+            assert "1. [research] Find a sponsor in memory" in plan_card.text
+            assert await rt.tasks.goals() and (await rt.tasks.goals())[0].status == "proposed"
+            assert brain.asked == ["planner"]  # nothing ran before the approval
+            await rt.dispatcher.handle(press(plan_card, "Approve"))
+            await eventually_async(lambda: _has_card(chan, "Send this email?"), timeout=10, what="the outreach card")
+            [email_card] = cards(chan, "Send this email?")
+            assert (
+                "Proposed for goal" in email_card.text and "by task t2 Email the sponsor (outreach)" in email_card.text
+            )
+            assert "Why: they sponsor newsletters" in email_card.text
+            assert smtp.delivered == []
+            await rt.dispatcher.handle(press(email_card, "Approve"))
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to be done")
+            goal = (await rt.tasks.goals())[0]
+            tasks = await rt.tasks.tasks(goal.id)
+            attempts = await rt.tasks.attempts(tasks[1].id)
+            events = [e.kind for e in await rt.db.events(limit=10_000) if e.kind.startswith("task.")]
+    assert len(smtp.delivered) == 1 and smtp.delivered[0].rcpt_tos == ["ana@example.org"]
+    assert [t.state for t in tasks] == ["done", "done"] and tasks[1].result == {
+        "summary": "emailed ana@example.org",
+        "artifacts": [],
+    }
+    assert [a.outcome for a in attempts] == ["waiting", "done"]  # it waited on its card, then finished
+    assert any(step.get("tool") == "send_email" for step in attempts[0].trace)
+    assert "task.waiting_approval" in events and events.count("task.done") == 2
+    assert brain.asked.count("verify") == 1 and goal.report == "All done: the sponsor said yes."
+    assert any(m.text.startswith(f"Goal {goal.id} is done.") for m in chan.sent)
+    status_edits = [m for m in chan.sent if m.edit_message_id and m.text.startswith(f"Goal {goal.id}:")]
+    assert status_edits and "Progress: 2/2 done" in status_edits[-1].text  # one message, edited in place
+
+
+async def _has_card(chan: RecordingChannel, title: str) -> bool:
+    return bool(cards(chan, title))
+
+
+async def test_edit_replans_with_the_operators_words_and_reject_ends_the_goal(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    first = plan(task("t1", "research", "Look for sponsors"))
+    second = plan(
+        task("t1", "research", "Look for sponsors in fintech"), task("t2", "draft", "Draft a pitch", after=("t1",))
+    )
+    brain = Brain(plans=[first, second])
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal find sponsors", kind="command"))
+        [card] = cards(chan, "Start this plan?")
+        await rt.dispatcher.handle(press(card, "Edit"))
+        await rt.dispatcher.handle(operator_message("only fintech companies, and draft a pitch too"))
+        replanned = cards(chan, "Start this plan?")[-1]
+        assert replanned is not card and "Draft a pitch" in replanned.text
+        planner_request = [r for r in fake_llm.chat_requests if "You plan work" in r["messages"][0]["content"]][-1]
+        assert "only fintech companies" in planner_request["messages"][0]["content"]
+        await rt.dispatcher.handle(press(replanned, "Reject"))
+        await eventually_async(lambda: goal_status(rt, "cancelled"), what="the goal to end")
+        tasks = await rt.tasks.tasks((await rt.tasks.goals())[0].id)
+    assert tasks == [] and brain.asked == ["planner", "planner"]
+
+
+async def test_a_plan_that_cannot_run_is_refused_after_one_replan(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    cycle = plan(task("t1", "research", "A", after=("t2",)), task("t2", "research", "B", after=("t1",)))
+    unknown = plan(task("t1", "astrology", "Read the stars"))
+    fake_llm.responder = Brain(plans=[cycle, unknown])
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal do the impossible", kind="command"))
+        goal = (await rt.tasks.goals())[0]
+    assert cards(chan, "Start this plan?") == []
+    assert "could not make a plan that can run" in chan.sent[-1].text and "astrology" in chan.sent[-1].text
+    planner_calls = [r for r in fake_llm.chat_requests if "You plan work" in r["messages"][0]["content"]]
+    assert len(planner_calls) == 2 and "cycle" in str(planner_calls[1]["messages"][-1]["content"])
+    assert goal.status == "failed"
+
+
+async def test_a_task_failing_three_times_is_blocked_and_retry_works(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    failures = {"left": 3}
+
+    def flaky(body: dict[str, Any]) -> Scripted:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            return Scripted(status=500)  # the model fails this task's call
+        return Scripted(tool_calls=[("finish_task", {"summary": "worked on the retry", "artifacts": []})])
+
+    fake_llm.responder = Brain(plans=[plan(task("t1", "research", "Flaky research"))], skills={"Flaky research": flaky})
+    async with goal_runtime(tmp_path, fake_llm, llm={"max_attempts": 1, "breaker_failures": 100}) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal research something", kind="command"))
+        await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+        await eventually_async(lambda: _task_state(rt, "blocked"), timeout=10, what="the task to be blocked")
+        blocked = next(m for m in chan.sent if m.text.startswith("Task Flaky research of goal"))
+        assert [b.label for b in blocked.buttons] == ["Retry", "Skip", "Cancel goal"]
+        task_row = (await rt.tasks.in_state("blocked"))[0]
+        assert task_row.attempts == 3
+        await rt.dispatcher.handle(press(blocked, "Retry"))
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to finish")
+        attempts = await rt.tasks.attempts(task_row.id)
+    assert [a.outcome for a in attempts] == ["retry", "retry", "retry", "done"]
+
+
+async def _task_state(rt: Runtime, state: str) -> bool:
+    return bool(await rt.tasks.in_state(state))
+
+
+async def test_two_goals_run_at_once(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    brain = Brain(
+        plans=[plan(task("t1", "research", "First goal's task")), plan(task("t1", "research", "Second goal's task"))]
+    )
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal the first thing", kind="command"))
+        await rt.dispatcher.handle(operator_message("/goal the second thing", kind="command"))
+        for card in cards(chan, "Start this plan?"):
+            await rt.dispatcher.handle(press(card, "Approve"))
+        await eventually_async(lambda: _all_done(rt, 2), timeout=10, what="both goals done")
+    assert {"First goal's task", "Second goal's task"} <= set(brain.asked)
+
+
+async def _all_done(rt: Runtime, count: int) -> bool:
+    goals = await rt.tasks.goals()
+    return len(goals) == count and all(g.status == "done" for g in goals)
+
+
+async def test_pause_holds_the_runner(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    brain = Brain(plans=[plan(task("t1", "research", "Held task"))])
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal something", kind="command"))
+        card = cards(chan, "Start this plan?")[0]
+        await rt.dispatcher.handle(operator_message("/pause", kind="command"))
+        await rt.dispatcher.handle(press(card, "Approve"))  # approved while paused: nothing starts
+        await rt.task_runner.step()
+        goal = (await rt.tasks.goals())[0]
+        assert goal.status == "proposed" and await rt.tasks.tasks(goal.id) == [] and "Held task" not in brain.asked
+        await rt.dispatcher.handle(operator_message("/resume", kind="command"))
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal after /resume")
+
+
+async def test_a_goal_budget_stops_the_task_before_its_call(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    brain = Brain(plans=[plan(task("t1", "research", "Expensive research"))])
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm, llm={"prices": {"fake-model": [1000.0, 2000.0]}}) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal research something", kind="command"))
+        goal = (await rt.tasks.goals())[0]
+        await rt.dispatcher.handle(operator_message(f"/budget set {goal.workflow} 0.5/day", kind="command"))
+        await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+        await eventually_async(lambda: _task_state(rt, "blocked"), timeout=10, what="the task to be blocked")
+        blocked = (await rt.tasks.in_state("blocked"))[0]
+    assert "budget reached" in blocked.error and "Expensive research" not in brain.asked  # no call was made
+
+
+async def test_offline_goal_is_recorded_and_says_planning_needs_a_model(tmp_path: Path) -> None:
+    async with open_runtime(make_settings(tmp_path), console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(operator_message("/goal get two sponsors", kind="command"))
+        await rt.dispatcher.handle(operator_message("/goals", kind="command"))
+        goals = await rt.tasks.goals()
+    assert len(goals) == 1 and goals[0].status == "planning"
+    assert "Planning it needs a model" in chan.sent[0].text and f"/goal plan {goals[0].id}" in chan.sent[0].text
+    assert chan.sent[1].text.startswith(f"{goals[0].id} [planning] get two sponsors")
+
+
+async def test_approve_all_decides_each_waiting_card_on_its_own(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    def two_emails(body: dict[str, Any]) -> Scripted:
+        text = "\n".join(str(m.get("content") or "") for m in body["messages"])
+        if "): sent" in text:
+            return Scripted(tool_calls=[("finish_task", {"summary": "both emailed", "artifacts": []})])
+        if "a card was shown" in text:
+            return Scripted(content="waiting")
+        return Scripted(
+            tool_calls=[
+                ("send_email", {"to": ["ana@example.org"], "subject": "Hi Ana", "body": "Hello Ana"}),
+                ("send_email", {"to": ["bo@example.org"], "subject": "Hi Bo", "body": "Hello Bo"}),
+            ]
+        )
+
+    fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email both"))], skills={"Email both": two_emails})
+    with SMTPServer() as smtp:
+        async with goal_runtime(tmp_path, fake_llm, smtp) as (rt, chan):
+            await rt.dispatcher.handle(operator_message("/goal email both", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+            await eventually_async(lambda: _card_count(chan, 2), timeout=10, what="two email cards")
+            goal = (await rt.tasks.goals())[0]
+            rt.goals.touch(goal.id)
+            await rt.goals.flush_progress(utcnow(), force=True)
+            status = next(m for m in reversed(chan.sent) if any(b.label == "Approve all 2" for b in m.buttons))
+            assert status.text.startswith(f"Goal {goal.id}:") and "Waiting on you: 2 card(s)" in status.text
+            await rt.dispatcher.handle(press(status, "Approve all 2"))
+            await smtp.wait_delivered(2)
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")
+    assert sorted(d.rcpt_tos[0] for d in smtp.delivered) == ["ana@example.org", "bo@example.org"]
+
+
+async def _card_count(chan: RecordingChannel, count: int) -> bool:
+    return len(cards(chan, "Send this email?")) >= count
+
+
+async def test_a_recurring_goal_runs_once_per_slot_and_once_after_downtime(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    brain = Brain(plans=[plan(task("t1", "draft", "Draft the newsletter"), schedule="0 9 * * 1")])
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal every Monday at 9, draft the newsletter", kind="command"))
+        card = cards(chan, "Start this plan?")[0]
+        assert "Runs: on schedule 0 9 * * 1" in card.text
+        await rt.dispatcher.handle(press(card, "Approve"))
+        await eventually_async(lambda: goal_status(rt, "active"), what="the goal armed")
+        goal = (await rt.tasks.goals())[0]
+        assert goal.runs == 0  # approved once; nothing runs before its time
+        monday = datetime(2026, 11, 30, 9, 5, tzinfo=UTC)  # the first Monday after the goal was set
+        await rt.goals.sweep(monday)
+        await rt.goals.sweep(monday + timedelta(minutes=1))  # the same slot: no second run
+        assert (await rt.tasks.goal(goal.id)).runs == 1  # type: ignore[union-attr]
+        await eventually_async(lambda: _verified(rt, goal.id, 1), timeout=10, what="run 1 verified")
+        three_weeks_later = monday + timedelta(weeks=3, hours=5)  # the process was down for three Mondays
+        await rt.goals.sweep(three_weeks_later)
+        await rt.goals.sweep(three_weeks_later + timedelta(minutes=5))
+        runs = (await rt.tasks.goal(goal.id)).runs  # type: ignore[union-attr]
+        await rt.dispatcher.handle(operator_message("/goals", kind="command"))
+    assert runs == 2  # the missed slots are run once, not three times
+    overview = next(m.text for m in reversed(chan.sent) if m.edit_message_id is None and m.text.startswith(goal.id))
+    assert "[active]" in overview and "next run 2026-" in overview
+
+
+async def _verified(rt: Runtime, goal_id: str, run: int) -> bool:
+    goal = await rt.tasks.goal(goal_id)
+    return goal is not None and goal.verified >= run
+
+
+async def test_progress_edits_are_rate_limited(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    from datetime import timedelta
+
+    fake_llm.responder = Brain(plans=[plan(task("t1", "research", "Some research"))])
+    async with goal_runtime(tmp_path, fake_llm, tasks={"progress_interval_s": 3600}) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal research", kind="command"))
+        await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")
+        goal = (await rt.tasks.goals())[0]
+        posts = [m for m in chan.sent if m.text.startswith(f"Goal {goal.id}:")]
+        now = utcnow() + timedelta(seconds=10)
+        rt.goals.touch(goal.id)
+        held = await rt.goals.flush_progress(now)  # within the interval: held back
+        rt.goals.touch(goal.id)
+        later = await rt.goals.flush_progress(now + timedelta(hours=2))
+    assert len(posts) == 1 and held == 0 and later == 1  # many transitions, one message until the interval passed
