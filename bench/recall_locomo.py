@@ -276,7 +276,7 @@ async def cross_validate(convs: list[Conversation], embedder: CachedEmbedder) ->
         )
         for (_, category, evidence), found in zip(test.questions, results[best][test.name], strict=True):
             held_out.add(category, evidence, found)
-    print(f"  cross-validated overall R@5/10/20: " + " / ".join(f"{v:.3f}" for v in held_out.overall()))
+    print("  cross-validated overall R@5/10/20: " + " / ".join(f"{v:.3f}" for v in held_out.overall()))
 
 
 async def run(data_dir: Path, cache: Path, cv: bool) -> None:
@@ -292,7 +292,9 @@ async def run(data_dir: Path, cache: Path, cv: bool) -> None:
         total = sum(len(c.questions) for c in convs)
         print(f"LoCoMo dev ({data_dir}): {len(convs)} conversations, {notes} turns, {total} questions with evidence")
         print_table(tallies)
-        print(f"product ingestion: {notes / ingest_s:.0f} notes/s through add_many (embeddings from the cache when warm)")
+        print(
+            f"product ingestion: {notes / ingest_s:.0f} notes/s through add_many (embeddings from the cache when warm)"
+        )
         print(f"({elapsed:.1f}s; command: python {' '.join(sys.argv)})")
         if cv:
             await cross_validate(convs, embedder)

@@ -63,6 +63,7 @@ from memory.semantic import (
     scope_is,
 )
 from memory.settings import EmbeddingsSettings
+from memory.turns import Parsed
 
 MAX_TEXT_CHARS = 100_000
 MAX_K = 1_000
@@ -155,8 +156,9 @@ class _ScopeState:
     episode_start: datetime | None = None
     last_at: datetime | None = None
     turns: int = 0
-    previous: turns.Parsed | None = None
+    previous: Parsed | None = None
     speakers: set[str] = field(default_factory=set)
+    lines: list[str] = field(default_factory=list)  # the open episode's turns, "Speaker: text"
 
 
 def _check_scope(scope: object) -> str:
@@ -258,11 +260,11 @@ class Memory:
         async with self._ingest:
             states: dict[str, _ScopeState] = {}
             for scope in dict.fromkeys(row["scope"] for row in rows):
-                states[scope] = replace(await self._state(scope))
-                states[scope].speakers = set(states[scope].speakers)
+                state = await self._state(scope)
+                states[scope] = replace(state, speakers=set(state.speakers), lines=list(state.lines))
             units: list[dict[str, Any]] = []
             quiet: list[dict[str, Any]] = []
-            closed: list[tuple[str, str]] = []  # (scope, episode id)
+            closed: list[tuple[str, str, list[str], datetime, datetime]] = []
             for row in rows:
                 state = states[row["scope"]]
                 state.seq += 1
@@ -272,9 +274,10 @@ class Memory:
                     quiet.append(row)
                     continue
                 if self._opens_episode(state, row["at"]):
-                    if state.episode:
-                        closed.append((row["scope"], state.episode))
-                    state.episode, state.episode_start, state.turns, state.previous = str(uuid.uuid4()), row["at"], 0, None
+                    if state.episode and state.lines and state.episode_start and state.last_at:
+                        closed.append((row["scope"], state.episode, state.lines, state.episode_start, state.last_at))
+                    state.episode, state.episode_start, state.turns = str(uuid.uuid4()), row["at"], 0
+                    state.previous, state.lines = None, []
                 replying = (
                     state.previous is not None
                     and state.last_at is not None
@@ -295,13 +298,14 @@ class Memory:
                 state.turns += 1
                 state.last_at = row["at"]
                 state.previous = parsed
+                state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
                 if parsed.speaker:
                     state.speakers.add(parsed.speaker)
             vectors = await self._embedder.embed_passages([unit["body"] for unit in units])
             await self._store.add(self._notes_table(units, vectors), _quiet_table(quiet))
             self._states.update(states)
-            for scope, episode in closed:
-                await self._summarize(scope, episode)
+            for scope, episode, lines, start, end in closed:
+                await self._summarize(scope, episode, lines, start, end)
         return [row["id"] for row in rows]
 
     @staticmethod
@@ -322,18 +326,12 @@ class Memory:
         state.speakers = {s for s in speakers.column("speaker").to_pylist() if s}
         if len(seqs):
             last_seq = max(seqs.column("seq").to_pylist())
-            last = (await self._store.scan(scope, ["episode"], col("seq") == lit(last_seq))).to_pylist()[0]
-            episode = (
-                await self._store.scan(
-                    scope, ["seq", "at", "text"], (col("episode") == lit(last["episode"])) & (col("part") == lit(0))
-                )
-            ).to_pylist()
-            episode.sort(key=lambda r: r["seq"])
-            state.episode = last["episode"]
-            state.episode_start = episode[0]["at"]
-            state.last_at = episode[-1]["at"]
-            state.turns = len(episode)
-            state.previous = turns.parse(episode[-1]["text"])
+            where = (col("seq") == lit(last_seq)) & (col("part") == lit(0))
+            last = (await self._store.scan(scope, ["episode", "text"], where)).to_pylist()[0]
+            lines, start, end = await self._episode_lines(scope, last["episode"])
+            state.episode, state.episode_start, state.last_at = last["episode"], start, end
+            state.turns, state.lines = len(lines), lines
+            state.previous = turns.parse(last["text"])
         self._states[scope] = state
         return state
 
@@ -347,16 +345,13 @@ class Memory:
         return pa.Table.from_pydict(columns, schema=schema)
 
     # -- episodes --------------------------------------------------------------------------------
-    async def _summarize(self, scope: str, episode: str) -> None:
+    async def _summarize(self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime) -> None:
         """Write the extractive summary of a closed episode now, and a model's later if one is set.
 
         Never raises: the episode's turns are already stored, and a failed summary is retried by
         ``maintain()``.
         """
         try:
-            lines, start, end = await self._episode_lines(scope, episode)
-            if not lines:
-                return
             summary = await self._extractive(lines)
             await self._put_episode(scope, episode, start, end, lines, self._extractive.name, summary)
         except Exception:
@@ -374,7 +369,9 @@ class Memory:
             if summary:
                 await self._put_episode(scope, episode, start, end, lines, self._summarizer.name, summary)
         except Exception:
-            log.exception("summarizer %s failed on episode %s; the extractive summary stays", self._summarizer.name, episode)
+            log.exception(
+                "summarizer %s failed on episode %s; the extractive summary stays", self._summarizer.name, episode
+            )
 
     async def _episode_lines(self, scope: str, episode: str) -> tuple[list[str], datetime, datetime]:
         where = (col("episode") == lit(episode)) & (col("part") == lit(0))
@@ -473,6 +470,7 @@ class Memory:
             window=time_window(query, self._clock()) if full else None,
             episodes=episode_scores,
             weights=(DENSE_WEIGHT if use_dense else 0.0, TEXT_WEIGHT if use_text else 0.0),
+            floor=full,
         )
         top = scored[:k]
         missing = [row["id"] for row, _ in top if row["part"] != 0]
@@ -549,8 +547,26 @@ class Memory:
             await self._store.rebuild()
             self._states.clear()
             rebuilt = True
+        await self._summarize_missing()
         stats = await self._store.optimize(prune=True)
         return replace(stats, rebuilt=rebuilt)
+
+    async def _summarize_missing(self) -> None:
+        """Summarize closed episodes whose summary was never written (a fault while they closed)."""
+        rows = (await self._store.scan(None, ["scope", "episode", "seq"], col("part") == lit(0))).to_pylist()
+        done = set((await self._store.scan(None, ["id"], table=EPISODES)).column("id").to_pylist())
+        latest: dict[str, tuple[int, str]] = {}
+        episodes: set[tuple[str, str]] = set()
+        for row in rows:
+            episodes.add((row["scope"], row["episode"]))
+            if row["seq"] > latest.get(row["scope"], (-1, ""))[0]:
+                latest[row["scope"]] = (row["seq"], row["episode"])
+        open_ones = {(scope, episode) for scope, (_, episode) in latest.items()}
+        for scope, episode in sorted(episodes - open_ones):
+            if episode not in done:
+                lines, start, end = await self._episode_lines(scope, episode)
+                if lines:
+                    await self._summarize(scope, episode, lines, start, end)
 
     async def reindex(self, reembed: bool = False) -> MaintenanceStats:
         """Rewrite the tables from the live notes and rebuild every index (including the ANN one).
@@ -624,9 +640,7 @@ def _candidates(dense: list[dict[str, Any]], lexical: list[dict[str, Any]]) -> d
     return out
 
 
-def _episode_scores(
-    dense: list[dict[str, Any]], lexical: list[dict[str, Any]], vector: np.ndarray
-) -> dict[str, float]:
+def _episode_scores(dense: list[dict[str, Any]], lexical: list[dict[str, Any]], vector: np.ndarray) -> dict[str, float]:
     rows = list({row["id"]: row for row in [*dense, *lexical]}.values())
     if not rows:
         return {}
@@ -645,6 +659,7 @@ def _score(
     window: TimeWindow | None,
     episodes: dict[str, float],
     weights: tuple[float, float],
+    floor: bool,
 ) -> list[tuple[dict[str, Any], float]]:
     if not rows:
         return []
@@ -657,8 +672,8 @@ def _score(
         scores += TIME_BONUS * np.array([window.contains(row["at"]) for row in rows], dtype=np.float32)
     if episodes:
         scores += EPISODE_WEIGHT * np.array([episodes.get(row["episode"], 0.0) for row in rows], dtype=np.float32)
-    floor = float(cosines.max()) - FLOOR_BELOW_BEST
-    keep = [i for i in range(len(rows)) if bm25[i] > 0 or cosines[i] >= floor]
+    lowest = float(cosines.max()) - FLOOR_BELOW_BEST if floor else -np.inf
+    keep = [i for i in range(len(rows)) if bm25[i] > 0 or cosines[i] >= lowest]
     keep.sort(key=lambda i: (-scores[i], rows[i]["seq"], rows[i]["id"]))
     return [(rows[i], float(scores[i])) for i in keep]
 

@@ -262,7 +262,7 @@ class SemanticStore:
         return self._tables[TABLE]
 
     async def _ensure_indexes(self, replace: bool = False) -> None:
-        wanted = {
+        wanted: dict[str, list[tuple[str, BTree | FTS]]] = {
             TABLE: [("scope", BTree()), ("episode", BTree()), ("body", FTS())],
             QUIET: [("scope", BTree())],
             EPISODES: [("scope", BTree()), ("body", FTS())],
@@ -460,12 +460,17 @@ class SemanticStore:
                 quiet = await self._tables[QUIET].count_rows(None if scope is None else scope_is(scope).to_sql())
         return int(notes) + int(quiet)
 
-    async def scan(self, scope: str, columns: list[str], where: Expr | None = None, table: str = TABLE) -> pa.Table:
-        """Selected columns of every row of ``scope`` (optionally narrowed by ``where``)."""
-        filt = scope_is(scope) if where is None else scope_is(scope) & where
+    async def scan(
+        self, scope: str | None, columns: list[str], where: Expr | None = None, table: str = TABLE
+    ) -> pa.Table:
+        """Selected columns of every row of ``scope`` (None: of all scopes), optionally narrowed by ``where``."""
+        filters = [f for f in (None if scope is None else scope_is(scope), where) if f is not None]
         async with self._gate.shared():
             with _storage():
-                result: pa.Table = await self._tables[table].query().where(filt).select(columns).to_arrow()
+                query = self._tables[table].query()
+                if filters:
+                    query = query.where(filters[0] if len(filters) == 1 else filters[0] & filters[1])
+                result: pa.Table = await query.select(columns).to_arrow()
         return result
 
     async def _before_search(self) -> None:

@@ -23,7 +23,9 @@ CHUNK_CHARS = 1_500
 CONTEXT_CHARS = 400
 REPLY_GAP = timedelta(minutes=30)
 
-_DATED_SPEAKER = re.compile(r"^\s*\[(?P<date>[^\]\n]{1,40})\]\s*(?:(?P<speaker>[^\W\d][\w .'-]{0,39}?):\s+)?(?P<body>.*)$", re.S)
+_DATED_SPEAKER = re.compile(
+    r"^\s*\[(?P<date>[^\]\n]{1,40})\]\s*(?:(?P<speaker>[^\W\d][\w .'-]{0,39}?):\s+)?(?P<body>.*)$", re.S
+)
 _SPEAKER = re.compile(r"^\s*(?P<speaker>[A-Z][\w'-]{0,19}(?: [A-Z][\w'-]{0,19}){0,2}):\s+(?P<body>.*)$", re.S)
 _WORD = re.compile(r"\w+")
 # Words that answer or acknowledge without saying anything worth finding later.

@@ -38,11 +38,15 @@ class FlakyEmbedder(HashEmbedder):
 class RecordingSleep:
     """The injected clock: records each wait and returns at once (no wall-clock sleeping)."""
 
-    def __init__(self) -> None:
+    def __init__(self, signal_after: int = 0) -> None:
         self.waits: list[float] = []
+        self.signal_after = signal_after
+        self.reached = asyncio.Event()
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        if self.signal_after and len(self.waits) >= self.signal_after:
+            self.reached.set()
         await asyncio.sleep(0)
 
 
@@ -86,14 +90,13 @@ async def test_flush_puts_the_batch_back_in_order(tmp_path: Path) -> None:
 
 async def test_final_flush_logs_what_it_could_not_write(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     embedder = FlakyEmbedder(failures=1_000)
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(signal_after=3)  # two failed attempts, then a third wait
     async with open_memory(tmp_path, embedder=embedder) as mem:
         ingestor = Ingestor(mem, batch=8, interval_s=0.5, sleep=sleep)
         for note in notes(3):
             ingestor.add(note)
         task = asyncio.create_task(ingestor.run_forever())
-        while len(sleep.waits) < 3:  # two failed attempts
-            await asyncio.sleep(0)
+        await sleep.reached.wait()
         with caplog.at_level(logging.ERROR, logger="memory.ingest"):
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -191,7 +191,9 @@ async def test_a_failing_summarizer_keeps_the_extractive_one(tmp_path: Path, cap
 async def test_the_named_speaker_and_the_named_period_come_first(tmp_path: Path) -> None:
     notes = [
         turn("[8 May 2023] Melanie: I went camping with the kids at the beach.", DAY1, "mel-camp"),
-        turn("[8 May 2023] Caroline: I went camping with friends at the beach.", DAY1 + timedelta(minutes=1), "car-camp"),
+        turn(
+            "[8 May 2023] Caroline: I went camping with friends at the beach.", DAY1 + timedelta(minutes=1), "car-camp"
+        ),
         turn("[3 July 2023] Caroline: We went camping in the mountains this weekend.", DAY3, "car-july"),
     ]
     async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
@@ -230,3 +232,34 @@ async def test_long_inputs_are_capped_and_chunked(tmp_path: Path) -> None:
     assert max(len(t) for t in embedder.passages) <= MAX_EMBED_CHARS
     assert len([t for t in embedder.passages if "roadmap" in t]) > 2  # the long note went in chunks
     assert embedder.queries and max(len(q) for q in embedder.queries) <= MAX_QUERY_EMBED_CHARS
+
+
+class FailingCallEmbedder(HashEmbedder):
+    """Fails its ``fail_call``-th passage call (counting from 1), as a flaky model server would."""
+
+    def __init__(self, fail_call: int) -> None:
+        super().__init__()
+        self.fail_call = fail_call
+        self.calls = 0
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if self.calls == self.fail_call:
+            raise ConnectionError("embedding server went away")
+        return await super().embed_passages(texts)
+
+
+async def test_a_summary_lost_to_a_fault_is_written_by_maintain(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = FailingCallEmbedder(fail_call=3)  # 1: first turn, 2: second turn, 3: the first episode's summary
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        await mem.add_many([turn("[8 May 2023] Ana: The Acme retainer is renewed.", DAY1, "a")])
+        with caplog.at_level(logging.ERROR, logger="memory.api"):
+            await mem.add_many([turn("[25 May 2023] Bo: Invoice sent to Globex.", DAY2, "b")])
+        assert await mem.count("conv") == 2  # the turns are stored whatever happens to the summary
+        assert await mem.episodes("conv") == []
+        assert any("could not be summarized" in r.getMessage() for r in caplog.records)
+        await mem.maintain()
+        episodes = await mem.episodes("conv")
+    assert [(e.turns, e.summary) for e in episodes] == [(1, "Ana: The Acme retainer is renewed.")]
