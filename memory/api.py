@@ -41,7 +41,7 @@ from lancedb.expr import col, lit
 
 from memory import turns
 from memory.db import utcnow
-from memory.embedder import Embedder, make_embedder
+from memory.embedder import MAX_EMBED_CHARS, Embedder, make_embedder
 from memory.episodes import EPISODE_GAP, EPISODE_MAX_TURNS, ExtractiveSummarizer, Summarizer, searchable
 from memory.query import (
     MAX_QUERY_EMBED_CHARS,
@@ -52,6 +52,8 @@ from memory.query import (
     time_window,
 )
 from memory.semantic import (
+    COLUMNS,
+    EPISODE_COLUMNS,
     EPISODES,
     QUIET,
     MemoryUnavailable,
@@ -61,14 +63,17 @@ from memory.semantic import (
     notes_schema,
     quiet_schema,
     scope_is,
+    with_vectors,
 )
 from memory.settings import EmbeddingsSettings
 from memory.turns import Parsed
 
 MAX_TEXT_CHARS = 100_000
 MAX_K = 1_000
-# Candidates taken from each retriever (turns) before scoring; deeper pools cost latency at scale.
+# Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency
+# at scale (the ANN search re-scores ``REFINE_CANDIDATES`` rows on full vectors), full text is cheap.
 POOL = 50
+DENSE_POOL = 30
 EPISODE_POOL = 8
 # Scoring weights, in units of a normalised retriever score (the best candidate scores 1).
 DENSE_WEIGHT = 0.5
@@ -301,7 +306,8 @@ class Memory:
                 state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
                 if parsed.speaker:
                     state.speakers.add(parsed.speaker)
-            vectors = await self._embedder.embed_passages([unit["body"] for unit in units])
+            # The last chunk of a very long note is searched whole by full text; its head is embedded.
+            vectors = await self._embedder.embed_passages([unit["body"][:MAX_EMBED_CHARS] for unit in units])
             await self._store.add(self._notes_table(units, vectors), _quiet_table(quiet))
             self._states.update(states)
             for scope, episode, lines, start, end in closed:
@@ -390,7 +396,7 @@ class Memory:
     ) -> None:
         header = f"[{start.day} {start:%B %Y}] "
         # The vector is the summary's; full-text search also sees the words the summary left out.
-        vector = await self._embedder.embed_passages([header + summary[: turns.CHUNK_CHARS]])
+        vector = await self._embedder.embed_passages([(header + summary)[: turns.CHUNK_CHARS]])
         dim = self._store.dim
         table = pa.Table.from_pydict(
             {
@@ -450,7 +456,7 @@ class Memory:
         try:
             async with asyncio.TaskGroup() as group:
                 vector_task = group.create_task(embedded())
-                turn_dense = group.create_task(dense("notes", depth) if use_dense else nothing())
+                turn_dense = group.create_task(dense("notes", max(DENSE_POOL, k)) if use_dense else nothing())
                 turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
                 episode_dense = group.create_task(dense(EPISODES, EPISODE_POOL) if full else nothing())
                 episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
@@ -486,13 +492,11 @@ class Memory:
         where = col("episode") == lit(episodes[0])
         for episode in episodes[1:]:
             where = where | (col("episode") == lit(episode))
-        from memory.semantic import COLUMNS
-
-        rows = (await self._store.scan(scope, [*COLUMNS, "vector"], where)).to_pylist()
+        rows = with_vectors(await self._store.scan(scope, [*COLUMNS, "vector"], where))
         chosen: list[dict[str, Any]] = []
         for episode in episodes:
             own = [r for r in rows if r["episode"] == episode]
-            own.sort(key=lambda r: -float(np.dot(np.asarray(r["vector"], dtype=np.float32), vector)))
+            own.sort(key=lambda r: -float(r["vector"] @ vector))
             chosen.extend(own[:TURNS_PER_EPISODE])
         return chosen
 
@@ -506,8 +510,6 @@ class Memory:
 
     async def episodes(self, scope: str = "default") -> list[Episode]:
         """The summarized (closed) episodes of ``scope``, oldest first."""
-        from memory.semantic import EPISODE_COLUMNS
-
         rows = (await self._store.scan(_check_scope(scope), EPISODE_COLUMNS, table=EPISODES)).to_pylist()
         rows.sort(key=lambda r: (r["start"], r["id"]))
         return [
@@ -624,7 +626,7 @@ def _quiet_table(rows: list[dict[str, Any]]) -> pa.Table | None:
 def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
     if not rows:
         return np.zeros(0, dtype=np.float32)
-    matrix = np.asarray([row["vector"] for row in rows], dtype=np.float32)
+    matrix = np.stack([row["vector"] for row in rows]).astype(np.float32, copy=False)
     return matrix @ vector
 
 
