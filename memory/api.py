@@ -452,6 +452,12 @@ class Memory:
         async def nothing() -> list[dict[str, Any]]:
             return []
 
+        async def expansion() -> list[dict[str, Any]]:
+            # The episodes whose summaries share the most words with the question bring in their
+            # turns; found by full text, they are fetched while the question is still being embedded.
+            found = sorted(await episode_text, key=lambda r: -float(r["_score"]))[:EPISODES_EXPANDED]
+            return await self._episode_turns(scope, [r["id"] for r in found])
+
         # Full-text searches need no vector, so they run while the query is being embedded.
         try:
             async with asyncio.TaskGroup() as group:
@@ -460,15 +466,14 @@ class Memory:
                 turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
                 episode_dense = group.create_task(dense(EPISODES, EPISODE_POOL) if full else nothing())
                 episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
+                expanded = group.create_task(expansion() if full else nothing())
         except ExceptionGroup as failed:
             raise _one_error(failed) from None
         vector = vector_task.result()
         episode_scores = _episode_scores(episode_dense.result(), episode_text.result(), vector)
         candidates = _candidates(turn_dense.result(), turn_text.result())
-        if full and episode_scores:
-            best = sorted(episode_scores, key=lambda e: -episode_scores[e])[:EPISODES_EXPANDED]
-            for row in await self._episode_turns(scope, best, vector):
-                candidates.setdefault(row["id"], row)
+        for row in _best_turns(expanded.result(), vector, TURNS_PER_EPISODE):
+            candidates.setdefault(row["id"], {**row, "_score": 0.0})
         scored = _score(
             list(candidates.values()),
             vector,
@@ -485,20 +490,14 @@ class Memory:
             top = [({**row, "text": texts.get(row["id"], row["text"])}, score) for row, score in top]
         return [_hit(row, score) for row, score in top]
 
-    async def _episode_turns(self, scope: str, episodes: list[str], vector: np.ndarray) -> list[dict[str, Any]]:
-        """The turns of ``episodes`` closest to the question, ``TURNS_PER_EPISODE`` of each."""
+    async def _episode_turns(self, scope: str, episodes: list[str]) -> list[dict[str, Any]]:
+        """Every turn (first chunks only) of ``episodes``, with vectors."""
         if not episodes:
             return []
         where = col("episode") == lit(episodes[0])
         for episode in episodes[1:]:
             where = where | (col("episode") == lit(episode))
-        rows = with_vectors(await self._store.scan(scope, [*COLUMNS, "vector"], where))
-        chosen: list[dict[str, Any]] = []
-        for episode in episodes:
-            own = [r for r in rows if r["episode"] == episode]
-            own.sort(key=lambda r: -float(r["vector"] @ vector))
-            chosen.extend(own[:TURNS_PER_EPISODE])
-        return chosen
+        return with_vectors(await self._store.scan(scope, [*COLUMNS, "vector"], where & (col("part") == lit(0))))
 
     async def _texts(self, scope: str, ids: list[str]) -> dict[str, str]:
         where = col("part") == lit(0)
@@ -628,6 +627,18 @@ def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     matrix = np.stack([row["vector"] for row in rows]).astype(np.float32, copy=False)
     return matrix @ vector
+
+
+def _best_turns(rows: list[dict[str, Any]], vector: np.ndarray, per_episode: int) -> list[dict[str, Any]]:
+    """The ``per_episode`` turns of each episode closest to the question."""
+    by_episode: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_episode.setdefault(row["episode"], []).append(row)
+    chosen = []
+    for turns_of in by_episode.values():
+        turns_of.sort(key=lambda r: -float(r["vector"] @ vector))
+        chosen.extend(turns_of[:per_episode])
+    return chosen
 
 
 def _candidates(dense: list[dict[str, Any]], lexical: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
