@@ -42,7 +42,7 @@ from lancedb.expr import col, lit
 from memory import turns
 from memory.db import utcnow
 from memory.embedder import MAX_EMBED_CHARS, Embedder, make_embedder
-from memory.episodes import EPISODE_GAP, EPISODE_MAX_TURNS, ExtractiveSummarizer, Summarizer, searchable
+from memory.episodes import ALSO_MENTIONED, EPISODE_GAP, EPISODE_MAX_TURNS, ExtractiveSummarizer, Summarizer, searchable
 from memory.query import (
     MAX_QUERY_EMBED_CHARS,
     MAX_QUERY_TEXT_CHARS,
@@ -82,7 +82,7 @@ SPEAKER_BONUS = 0.5
 TIME_BONUS = 0.3
 EPISODE_WEIGHT = 0.2
 # How many of the best episodes bring in their turns, and how many of each.
-EPISODES_EXPANDED = 2
+EPISODES_EXPANDED = 1
 TURNS_PER_EPISODE = 3
 # Relevance floor: a candidate with no query term in common must be this close by cosine to the
 # question as the best candidate is (on LoCoMo, 1 evidence turn in ~460 lacks a shared term, at
@@ -308,7 +308,9 @@ class Memory:
                     state.speakers.add(parsed.speaker)
             # The last chunk of a very long note is searched whole by full text; its head is embedded.
             vectors = await self._embedder.embed_passages([unit["body"][:MAX_EMBED_CHARS] for unit in units])
-            await self._store.add(self._notes_table(units, vectors), _quiet_table(quiet))
+            # Building Arrow tables for a big batch takes tens of ms of CPU: off the loop.
+            notes_table = await asyncio.to_thread(self._notes_table, units, vectors)
+            await self._store.add(notes_table, _quiet_table(quiet))
             self._states.update(states)
             for scope, episode, lines, start, end in closed:
                 await self._summarize(scope, episode, lines, start, end)
@@ -494,17 +496,12 @@ class Memory:
         """Every turn (first chunks only) of ``episodes``, with vectors."""
         if not episodes:
             return []
-        where = col("episode") == lit(episodes[0])
-        for episode in episodes[1:]:
-            where = where | (col("episode") == lit(episode))
-        return with_vectors(await self._store.scan(scope, [*COLUMNS, "vector"], where & (col("part") == lit(0))))
+        where = col("episode").isin(episodes) & (col("part") == lit(0))
+        return with_vectors(await self._store.scan(scope, [*COLUMNS, "vector"], where))
 
     async def _texts(self, scope: str, ids: list[str]) -> dict[str, str]:
         where = col("part") == lit(0)
-        ors = col("id") == lit(ids[0])
-        for note_id in ids[1:]:
-            ors = ors | (col("id") == lit(note_id))
-        rows = (await self._store.scan(scope, ["id", "text"], where & ors)).to_pylist()
+        rows = (await self._store.scan(scope, ["id", "text"], where & col("id").isin(ids))).to_pylist()
         return {r["id"]: r["text"] for r in rows}
 
     async def episodes(self, scope: str = "default") -> list[Episode]:
@@ -519,7 +516,7 @@ class Memory:
                 end=r["end"].astimezone(UTC),
                 turns=r["turns"],
                 summarizer=r["summarizer"],
-                summary=r["body"].split("] ", 1)[1].split("\nAlso mentioned: ", 1)[0],
+                summary=r["body"].split("] ", 1)[1].split(ALSO_MENTIONED, 1)[0],
             )
             for r in rows
         ]
@@ -585,7 +582,7 @@ class Memory:
             out = []
             for table, schema in ((notes, notes_schema(dim, name)), (episodes, episodes_schema(dim, name))):
                 rows = table.to_pylist()
-                vectors = await self._embedder.embed_passages([row["body"] for row in rows])
+                vectors = await self._embedder.embed_passages([_embedded_part(row) for row in rows])
                 columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
                 columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
                 out.append(pa.Table.from_pydict(columns, schema=schema))
@@ -627,6 +624,13 @@ def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     matrix = np.stack([row["vector"] for row in rows]).astype(np.float32, copy=False)
     return matrix @ vector
+
+
+def _embedded_part(row: dict[str, Any]) -> str:
+    """The part of a stored row's indexed text that its vector is made from (as at ingestion)."""
+    if "part" in row:
+        return str(row["body"])[:MAX_EMBED_CHARS]
+    return str(row["body"]).split(ALSO_MENTIONED, 1)[0][: turns.CHUNK_CHARS]
 
 
 def _best_turns(rows: list[dict[str, Any]], vector: np.ndarray, per_episode: int) -> list[dict[str, Any]]:

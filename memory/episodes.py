@@ -11,6 +11,7 @@ model can be plugged in through the ``Summarizer`` protocol.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ EPISODE_GAP = timedelta(hours=3)
 EPISODE_MAX_TURNS = 200
 SUMMARY_CHARS = 1_500
 MIN_SENTENCE_WORDS = 3
+ALSO_MENTIONED = "\nAlso mentioned: "
 
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 _WORD = re.compile(r"[^\W\d_]{3,}")
@@ -66,8 +68,8 @@ class ExtractiveSummarizer:
         return "extractive/sumbasic"
 
     async def __call__(self, lines: Sequence[str]) -> str:
-        """Pick sentences until ``max_chars``; pure Python, a few ms for a long session."""
-        return summarize_extractively(lines, self._max_chars)
+        """Pick sentences until ``max_chars`` (tens of ms of pure Python for a long episode: off the loop)."""
+        return await asyncio.to_thread(summarize_extractively, list(lines), self._max_chars)
 
 
 def _content_words(text: str) -> list[str]:
@@ -123,4 +125,4 @@ def searchable(summary: str, lines: Sequence[str], max_words: int = 300) -> str:
             if word not in seen and len(extra) < max_words:
                 seen.add(word)
                 extra.append(word)
-    return f"{summary}\nAlso mentioned: {', '.join(extra)}" if extra else summary
+    return f"{summary}{ALSO_MENTIONED}{', '.join(extra)}" if extra else summary
