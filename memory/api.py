@@ -256,7 +256,10 @@ class Memory:
 
         Each note is stored as given. Noise (a bare ``/command``, or no content word: "ok", "1",
         "approve") is stored and counted but never indexed, so recall never returns it. Every other
-        note is indexed with its context: the previous turn of its scope's current episode.
+        note is indexed with what is known around it: its speaker, its episode, and, when it replies
+        to another speaker within ``turns.REPLY_GAP``, the turn it answers. Notes of one scope must
+        come in the order they were said (across calls and restarts); an episode that closes is
+        summarized before this returns.
         """
         rows = [_clean(note, i) for i, note in enumerate(notes)]
         if not rows:
@@ -531,7 +534,40 @@ class Memory:
             where = where & (col("ref") == lit(ref))
         if id is not None:
             where = where & (col("id") == lit(id))
-        return await self._store.delete(where)
+        async with self._ingest:
+            gone = (
+                await self._store.scan(scope, ["episode", "seq", "text"], where & (col("part") == lit(0)))
+            ).to_pylist()
+            removed = await self._store.delete(where)
+            if gone:
+                # The forgotten text must not live on in what was derived from it.
+                self._states.pop(scope, None)
+                await self._scrub(scope, gone)
+        return removed
+
+    async def _scrub(self, scope: str, gone: list[dict[str, Any]]) -> None:
+        """Re-index the replies that carried a forgotten turn as context, and re-summarize its episodes."""
+        for note in gone:
+            suffix = turns.indexed_text("", turns.context_line(turns.parse(note["text"])))
+            later = (col("episode") == lit(note["episode"])) & (col("seq") > lit(note["seq"]))
+            rows = (await self._store.scan(scope, ["seq"], later)).to_pylist()
+            if not rows:
+                continue
+            reply = (col("episode") == lit(note["episode"])) & (col("seq") == lit(min(r["seq"] for r in rows)))
+            units = with_vectors(await self._store.scan(scope, [*COLUMNS, "body", "vector"], reply))
+            if not any(unit["body"].endswith(suffix) for unit in units):
+                continue
+            for unit in units:
+                unit["body"] = unit["body"].removesuffix(suffix)
+            vectors = await self._embedder.embed_passages([u["body"][:MAX_EMBED_CHARS] for u in units])
+            await self._store.replace(reply, self._notes_table(units, vectors))
+        summarized = set((await self._store.scan(scope, ["id"], table=EPISODES)).column("id").to_pylist())
+        for episode in sorted({note["episode"] for note in gone} & summarized):
+            lines, start, end = await self._episode_lines(scope, episode)
+            if lines:
+                await self._summarize(scope, episode, lines, start, end)
+            else:
+                await self._store.delete_episode(episode)
 
     async def count(self, scope: str | None = None) -> int:
         """How many notes one scope (or, with None, all scopes) holds, noise included."""

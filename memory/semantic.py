@@ -361,6 +361,21 @@ class SemanticStore:
                 quiet = await self._tables[QUIET].delete(where)
         return notes + int(quiet.num_deleted_rows)
 
+    async def replace(self, where: Expr, rows: pa.Table) -> None:
+        """Swap the notes rows matching ``where`` for ``rows`` (e.g. re-indexed without a forgotten context)."""
+        async with self._write:
+            self._check_present()
+            with _storage():
+                await self._notes.delete(where)
+                await self._notes.add(rows)
+                self._pending += rows.num_rows
+
+    async def delete_episode(self, episode: str) -> None:
+        """Remove one episode summary."""
+        async with self._write:
+            with _storage():
+                await self._tables[EPISODES].delete((col("id") == lit(episode)).to_sql())
+
     async def optimize(self, prune: bool) -> StoreStats:
         """Compact, update indexes and, with ``prune``, delete every old version's files now."""
         async with self._write:

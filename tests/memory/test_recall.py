@@ -263,3 +263,28 @@ async def test_a_summary_lost_to_a_fault_is_written_by_maintain(
         await mem.maintain()
         episodes = await mem.episodes("conv")
     assert [(e.turns, e.summary) for e in episodes] == [(1, "Ana: The Acme retainer is renewed.")]
+
+
+def lance_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((root / "lancedb").rglob("*")) if p.is_file())
+
+
+async def test_forget_also_scrubs_the_reply_context_and_the_summary(tmp_path: Path) -> None:
+    session1 = [
+        turn("[8 May 2023] Ana: The alarm code for the studio is 4815-zebra-quokka.", DAY1, "secret"),
+        turn("[8 May 2023] Bo: Got it, I will open the studio on Monday.", DAY1, "reply"),
+        turn("[8 May 2023] Ana: Great, the keys are under the plant pot.", DAY1, "keys"),
+    ]
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        await mem.add_many(session1)
+        await mem.add_many([turn("[25 May 2023] Bo: The studio opened fine.", DAY2, "later")])
+        assert "quokka" in (await mem.episodes("conv"))[0].summary
+        assert "reply" in [h.ref for h in await mem.recall("quokka", k=5, scope="conv", mode="text")]
+        assert await mem.forget(ref="secret", scope="conv") == 1
+        assert await mem.recall("quokka zebra 4815", k=5, scope="conv", mode="text") == []
+        episode = (await mem.episodes("conv"))[0]
+        assert "quokka" not in episode.summary and episode.turns == 2
+        assert [h.ref for h in await mem.recall("open the studio on Monday", k=1, scope="conv")] == ["reply"]
+        await mem.add_many([turn("[25 May 2023] Ana: Thanks Bo.", DAY2, "thanks")])  # state reloads cleanly
+        await mem.reindex()
+    assert b"quokka" not in lance_bytes(tmp_path)
