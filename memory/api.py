@@ -399,10 +399,8 @@ class Memory:
     async def _put_episode(
         self, scope: str, episode: str, start: datetime, end: datetime, lines: list[str], by: str, summary: str
     ) -> None:
-        header = f"[{start.day} {start:%B %Y}] "
-        # The vector is the summary's; full-text search also sees the words the summary left out.
-        vector = await self._embedder.embed_passages([(header + summary)[: turns.CHUNK_CHARS]])
-        dim = self._store.dim
+        # Searched by full text: the summary plus the words it left out (no vector: on LoCoMo dev a
+        # summary vector added nothing over its BM25 score, and it cost an embedding and a search).
         table = pa.Table.from_pydict(
             {
                 "id": [episode],
@@ -411,10 +409,9 @@ class Memory:
                 "end": [end],
                 "turns": [len(lines)],
                 "summarizer": [by],
-                "body": [header + searchable(summary, lines)],
-                "vector": _vectors_column(vector, dim),
+                "body": [f"[{start.day} {start:%B %Y}] " + searchable(summary, lines)],
             },
-            schema=episodes_schema(dim, self._store.embedder),
+            schema=episodes_schema(),
         )
         await self._store.put_episode(table)
 
@@ -469,13 +466,12 @@ class Memory:
                 vector_task = group.create_task(embedded())
                 turn_dense = group.create_task(dense("notes", max(DENSE_POOL, k)) if use_dense else nothing())
                 turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
-                episode_dense = group.create_task(dense(EPISODES, EPISODE_POOL) if full else nothing())
                 episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
                 expanded = group.create_task(expansion() if full else nothing())
         except ExceptionGroup as failed:
             raise _one_error(failed) from None
         vector = vector_task.result()
-        episode_scores = _episode_scores(episode_dense.result(), episode_text.result(), vector)
+        episode_scores = _episode_scores(episode_text.result())
         candidates = _candidates(turn_dense.result(), turn_text.result())
         for row in _best_turns(expanded.result(), vector, TURNS_PER_EPISODE):
             candidates.setdefault(row["id"], {**row, "_score": 0.0})
@@ -615,14 +611,12 @@ class Memory:
         async def transform(notes: pa.Table, episodes: pa.Table) -> tuple[pa.Table, pa.Table]:
             if not reembed:
                 return notes, episodes
-            out = []
-            for table, schema in ((notes, notes_schema(dim, name)), (episodes, episodes_schema(dim, name))):
-                rows = table.to_pylist()
-                vectors = await self._embedder.embed_passages([_embedded_part(row) for row in rows])
-                columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
-                columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
-                out.append(pa.Table.from_pydict(columns, schema=schema))
-            return out[0], out[1]
+            schema = notes_schema(dim, name)
+            rows = notes.to_pylist()
+            vectors = await self._embedder.embed_passages([row["body"][:MAX_EMBED_CHARS] for row in rows])
+            columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
+            columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
+            return pa.Table.from_pydict(columns, schema=schema), episodes
 
         return await self._store.rewrite(transform, with_vectors=not reembed, dim=dim, embedder=name)
 
@@ -662,13 +656,6 @@ def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
     return matrix @ vector
 
 
-def _embedded_part(row: dict[str, Any]) -> str:
-    """The part of a stored row's indexed text that its vector is made from (as at ingestion)."""
-    if "part" in row:
-        return str(row["body"])[:MAX_EMBED_CHARS]
-    return str(row["body"]).split(ALSO_MENTIONED, 1)[0][: turns.CHUNK_CHARS]
-
-
 def _best_turns(rows: list[dict[str, Any]], vector: np.ndarray, per_episode: int) -> list[dict[str, Any]]:
     """The ``per_episode`` turns of each episode closest to the question."""
     by_episode: dict[str, list[dict[str, Any]]] = {}
@@ -693,15 +680,13 @@ def _candidates(dense: list[dict[str, Any]], lexical: list[dict[str, Any]]) -> d
     return out
 
 
-def _episode_scores(dense: list[dict[str, Any]], lexical: list[dict[str, Any]], vector: np.ndarray) -> dict[str, float]:
-    rows = list({row["id"]: row for row in [*dense, *lexical]}.values())
-    if not rows:
+def _episode_scores(lexical: list[dict[str, Any]]) -> dict[str, float]:
+    """Each found episode's BM25 score, normalised over the episodes found."""
+    if not lexical:
         return {}
-    text = {row["id"]: float(row["_score"]) for row in lexical}
-    cos = _normalised(_cosines(rows, vector))
-    bm25 = _normalised(np.array([text.get(row["id"], 0.0) for row in rows], dtype=np.float32))
-    scores = DENSE_WEIGHT * cos + TEXT_WEIGHT * bm25
-    return {row["id"]: float(score) for row, score in zip(rows, scores, strict=True)}
+    scores = np.array([float(row["_score"]) for row in lexical], dtype=np.float32)
+    scaled = scores / scores.max() if scores.max() > 0 else scores
+    return {row["id"]: float(score) for row, score in zip(lexical, scaled, strict=True)}
 
 
 def _score(

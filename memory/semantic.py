@@ -8,7 +8,7 @@ Three tables under ``<data_dir>/lancedb``:
   as they were added; ``episode`` links a turn to its episode.
 - ``quiet``: notes kept but never searched (bare commands, "ok", "1"); ``count`` and ``forget`` see
   them, ``recall`` does not.
-- ``episodes``: one summary per closed episode, indexed like a note, linked to its turns by id.
+- ``episodes``: one summary per closed episode, full-text indexed, linked to its turns by id.
 
 Index freshness (checked against lancedb 0.40): rows appended after an index was built are still
 searched, by a flat scan of the unindexed part, so results are correct without ``optimize()``;
@@ -102,8 +102,8 @@ def quiet_schema() -> pa.Schema:
     )
 
 
-def episodes_schema(dim: int, embedder: str) -> pa.Schema:
-    """Schema of the ``episodes`` table: a summary per closed episode."""
+def episodes_schema() -> pa.Schema:
+    """Schema of the ``episodes`` table: a summary per closed episode, searched by full text."""
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -113,9 +113,7 @@ def episodes_schema(dim: int, embedder: str) -> pa.Schema:
             pa.field("turns", pa.int32(), nullable=False),
             pa.field("summarizer", pa.string(), nullable=False),
             pa.field("body", pa.string(), nullable=False),
-            pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
-        ],
-        metadata={_META_EMBEDDER: embedder.encode()},
+        ]
     )
 
 
@@ -246,7 +244,7 @@ class SemanticStore:
         schemas = {
             TABLE: notes_schema(self._dim, self._embedder_name),
             QUIET: quiet_schema(),
-            EPISODES: episodes_schema(self._dim, self._embedder_name),
+            EPISODES: episodes_schema(),
         }
         for name, schema in schemas.items():
             if name in existing:
@@ -420,13 +418,13 @@ class SemanticStore:
             with _storage():
                 extra = ["vector"] if with_vectors else []
                 notes = await self._notes.query().select([*COLUMNS, "body", *extra]).to_arrow()
-                episodes = await self._tables[EPISODES].query().select([*EPISODE_COLUMNS, *extra]).to_arrow()
+                episodes = await self._tables[EPISODES].query().select(EPISODE_COLUMNS).to_arrow()
             new_notes, new_episodes = await transform(notes, episodes)
             async with self._gate.exclusive():
                 with _storage():
                     for name, data, schema in (
                         (TABLE, new_notes, notes_schema(dim, embedder)),
-                        (EPISODES, new_episodes, episodes_schema(dim, embedder)),
+                        (EPISODES, new_episodes, episodes_schema()),
                     ):
                         old = self._tables[name]
                         self._tables[name] = await self._conn.create_table(
@@ -511,7 +509,7 @@ class SemanticStore:
     ) -> list[dict[str, Any]]:
         """Nearest rows by cosine distance within one scope (filter applied before the search)."""
         await self._before_search()
-        columns = [*COLUMNS, "vector"] if table == TABLE else [*EPISODE_COLUMNS, "vector"]
+        columns = [*COLUMNS, "vector"]
         async with self._gate.shared():  # build inside: a rewrite may swap the table
             with _storage():
                 query = (
@@ -532,7 +530,7 @@ class SemanticStore:
     async def text_search(self, text: str, scope: str, limit: int, table: str = TABLE) -> list[dict[str, Any]]:
         """BM25 full-text matches on ``body`` within one scope; the query is taken as plain terms."""
         await self._before_search()
-        columns = [*COLUMNS, "vector"] if table == TABLE else [*EPISODE_COLUMNS, "vector"]
+        columns = [*COLUMNS, "vector"] if table == TABLE else EPISODE_COLUMNS
         async with self._gate.shared():  # build inside: a rewrite may swap the table
             with _storage():
                 query = (
