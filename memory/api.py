@@ -73,7 +73,7 @@ MAX_K = 1_000
 # Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency
 # at scale (the ANN search re-scores ``REFINE_CANDIDATES`` rows on full vectors), full text is cheap.
 POOL = 50
-DENSE_POOL = 30
+DENSE_POOL = 20
 EPISODE_POOL = 8
 # Scoring weights, in units of a normalised retriever score (the best candidate scores 1).
 DENSE_WEIGHT = 0.5
@@ -81,9 +81,6 @@ TEXT_WEIGHT = 0.5
 SPEAKER_BONUS = 0.5
 TIME_BONUS = 0.3
 EPISODE_WEIGHT = 0.2
-# How many of the best episodes bring in their turns, and how many of each.
-EPISODES_EXPANDED = 1
-TURNS_PER_EPISODE = 3
 # Relevance floor: a candidate with no query term in common must be this close by cosine to the
 # question as the best candidate is (on LoCoMo, 1 evidence turn in ~460 lacks a shared term, at
 # 0.004 below the best; half of all such turns sit 0.09 or more below it).
@@ -454,12 +451,6 @@ class Memory:
         async def nothing() -> list[dict[str, Any]]:
             return []
 
-        async def expansion() -> list[dict[str, Any]]:
-            # The episodes whose summaries share the most words with the question bring in their
-            # turns; found by full text, they are fetched while the question is still being embedded.
-            found = sorted(await episode_text, key=lambda r: -float(r["_score"]))[:EPISODES_EXPANDED]
-            return await self._episode_turns(scope, [r["id"] for r in found])
-
         # Full-text searches need no vector, so they run while the query is being embedded.
         try:
             async with asyncio.TaskGroup() as group:
@@ -467,14 +458,11 @@ class Memory:
                 turn_dense = group.create_task(dense("notes", max(DENSE_POOL, k)) if use_dense else nothing())
                 turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
                 episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
-                expanded = group.create_task(expansion() if full else nothing())
         except ExceptionGroup as failed:
             raise _one_error(failed) from None
         vector = vector_task.result()
         episode_scores = _episode_scores(episode_text.result())
         candidates = _candidates(turn_dense.result(), turn_text.result())
-        for row in _best_turns(expanded.result(), vector, TURNS_PER_EPISODE):
-            candidates.setdefault(row["id"], {**row, "_score": 0.0})
         scored = _score(
             list(candidates.values()),
             vector,
@@ -490,13 +478,6 @@ class Memory:
             texts = await self._texts(scope, missing)
             top = [({**row, "text": texts.get(row["id"], row["text"])}, score) for row, score in top]
         return [_hit(row, score) for row, score in top]
-
-    async def _episode_turns(self, scope: str, episodes: list[str]) -> list[dict[str, Any]]:
-        """Every turn (first chunks only) of ``episodes``, with vectors."""
-        if not episodes:
-            return []
-        where = col("episode").isin(episodes) & (col("part") == lit(0))
-        return with_vectors(await self._store.scan(scope, [*COLUMNS, "vector"], where))
 
     async def _texts(self, scope: str, ids: list[str]) -> dict[str, str]:
         where = col("part") == lit(0)
@@ -650,22 +631,12 @@ def _quiet_table(rows: list[dict[str, Any]]) -> pa.Table | None:
 
 
 def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
-    if not rows:
-        return np.zeros(0, dtype=np.float32)
-    matrix = np.stack([row["vector"] for row in rows]).astype(np.float32, copy=False)
-    return matrix @ vector
-
-
-def _best_turns(rows: list[dict[str, Any]], vector: np.ndarray, per_episode: int) -> list[dict[str, Any]]:
-    """The ``per_episode`` turns of each episode closest to the question."""
-    by_episode: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_episode.setdefault(row["episode"], []).append(row)
-    chosen = []
-    for turns_of in by_episode.values():
-        turns_of.sort(key=lambda r: -float(r["vector"] @ vector))
-        chosen.extend(turns_of[:per_episode])
-    return chosen
+    """Cosine to the question: from the vector search's exact distance, else from the row's vector."""
+    out = np.zeros(len(rows), dtype=np.float32)
+    for i, row in enumerate(rows):
+        distance = row.get("_distance")
+        out[i] = 1.0 - float(distance) if distance is not None else float(row["vector"] @ vector)
+    return out
 
 
 def _candidates(dense: list[dict[str, Any]], lexical: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -509,7 +509,6 @@ class SemanticStore:
     ) -> list[dict[str, Any]]:
         """Nearest rows by cosine distance within one scope (filter applied before the search)."""
         await self._before_search()
-        columns = [*COLUMNS, "vector"]
         async with self._gate.shared():  # build inside: a rewrite may swap the table
             with _storage():
                 query = (
@@ -522,7 +521,8 @@ class SemanticStore:
                     # With the 1-bit ANN index, re-score ~200 candidates on full vectors (~2 ms at 100k
                     # rows; top-20 overlap with exact search 0.42 -> 0.95). No effect on an exact scan.
                     .refine_factor(max(2, REFINE_CANDIDATES // limit))
-                    .select([*columns, "_distance"])
+                    # No vectors: after the refine step ``_distance`` is the exact cosine distance.
+                    .select([*COLUMNS, "_distance"])
                 )
                 result = await query.to_arrow()
         return with_vectors(result)
