@@ -243,7 +243,7 @@ def print_table(tallies: dict[str, Tally]) -> None:
 
 # Leave-one-conversation-out: the grid spans each weight around its principled default.
 GRID = {
-    "SPEAKER_BONUS": (0.25, 0.5, 1.0),
+    "SPEAKER_BONUS": (0.125, 0.25, 0.5),
     "TIME_BONUS": (0.0, 0.3, 0.6),
     "EPISODE_WEIGHT": (0.0, 0.2, 0.4),
 }
