@@ -6,12 +6,12 @@ episode, the episode itself (``memory.episodes``: a summary per closed episode, 
 turns). Noise (bare commands, "ok", "1") is kept and counted but never indexed. A long note is
 indexed in chunks. The context of a scope survives restarts: it is read back from LanceDB.
 
-Recall searches turns and episode summaries, each by vectors and BM25, and scores every candidate
+Recall searches turns by vectors and BM25 and episode summaries by BM25, and scores every candidate
 turn from (``memory.query``): its vector and BM25 scores (each normalised over the candidates), a
 bonus when it was said by a speaker the question names, a bonus when it dates from a period the
-question names, and the score of its episode; a summary hit brings in its best turns. Hits below a
-relevance floor (no shared term and a weak vector match) are dropped: nothing is better than
-something wrong.
+question names, and the score of its episode's summary. Hits below a relevance floor (no shared
+term and a vector match clearly weaker than the best) are dropped: nothing is better than
+something wrong. Only turns are returned, never summaries.
 
 Input rules, enforced for a whole batch before anything is written:
 

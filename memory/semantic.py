@@ -39,6 +39,8 @@ import pyarrow as pa
 from lancedb.expr import Expr, col, lit
 from lancedb.index import FTS, BTree, IvfRq
 
+from memory.turns import parse
+
 log = logging.getLogger(__name__)
 
 TABLE = "notes"
@@ -253,11 +255,42 @@ class SemanticStore:
                 self._tables[name] = await self._conn.create_table(name, schema=schema)
         self._schema = await self._tables[TABLE].schema()
         if "body" not in self._schema.names:
-            raise MemoryUnavailable(
-                "semantic memory was written by an older version (no 'body' column); move the lancedb folder "
-                "aside and re-ingest"
-            )
+            await self._migrate()
         await self._ensure_indexes()
+
+    async def _migrate(self) -> None:
+        """Rewrite a ``notes`` table of the previous version (no body, speaker, episode, seq, part).
+
+        Vectors are kept; each note becomes its own indexed text, its speaker is read from its text,
+        a scope's notes form one legacy episode, in the order of their dates.
+        """
+        old = await self._tables[TABLE].query().to_arrow()
+        embedder = (self._schema.metadata or {}).get(_META_EMBEDDER, b"").decode() or self._embedder_name
+        dim = int(self._schema.field("vector").type.list_size)
+        rows = sorted(old.drop_columns(["vector"]).to_pylist(), key=lambda r: (r["scope"], r["at"], r["id"]))
+        order = {note_id: i for i, note_id in enumerate(old.column("id").to_pylist())}
+        vectors = old.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        seq: dict[str, int] = {}
+        for row in rows:
+            seq[row["scope"]] = seq.get(row["scope"], -1) + 1
+            row.update(
+                speaker=parse(row["text"]).speaker,
+                episode=f"legacy:{row['scope']}",
+                seq=seq[row["scope"]],
+                part=0,
+                body=row["text"],
+            )
+        schema = notes_schema(dim, embedder)
+        columns: dict[str, Any] = {name: [row[name] for row in rows] for name in schema.names if name != "vector"}
+        kept = vectors[[order[row["id"]] for row in rows]] if rows else np.empty((0, dim), np.float32)
+        flat = pa.array(np.ascontiguousarray(kept, dtype=np.float32).ravel(), type=pa.float32())
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dim)
+        table = pa.Table.from_pydict(columns, schema=schema)
+        self._tables[TABLE].close()
+        self._tables[TABLE] = await self._conn.create_table(TABLE, data=table, mode="overwrite")
+        self._schema = await self._tables[TABLE].schema()
+        await self._ensure_indexes(replace=True)
+        log.warning("semantic memory: migrated %d note(s) to the current layout", len(rows))
 
     @property
     def embedder(self) -> str:
