@@ -8,9 +8,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from memory.api import Hit, InvalidNote, MaintenanceStats, Memory, Note, open_memory
+    from memory.api import (
+        Hit,
+        InvalidNote,
+        MaintenanceStats,
+        Memory,
+        MemoryUnavailable,
+        Note,
+        Summarizer,
+        open_memory,
+    )
 
-__all__ = ["Hit", "InvalidNote", "MaintenanceStats", "Memory", "Note", "open_memory"]
+__all__ = ["Hit", "InvalidNote", "MaintenanceStats", "Memory", "MemoryUnavailable", "Note", "Summarizer", "open_memory"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,13 +1,23 @@
-"""Public semantic-memory API: ``open_memory``, ``Note``, ``Hit``, ``Memory``.
+"""Public semantic-memory API: ``open_memory``, ``Note``, ``Hit``, ``Memory``, ``MemoryUnavailable``.
 
-Recall is hybrid: a cosine vector search and a BM25 full-text search, both filtered by scope inside
-LanceDB, fused with reciprocal rank fusion (k=60). Input rules, enforced for a whole batch before
-anything is written:
+Ingestion (``add_many``) keeps each note's text as given and indexes what the product knows around
+it (``memory.turns``): the speaker named in ``[date] Speaker: text``, the previous turn of the same
+episode, the episode itself (``memory.episodes``: a summary per closed episode, linked to its
+turns). Noise (bare commands, "ok", "1") is kept and counted but never indexed. A long note is
+indexed in chunks. The context of a scope survives restarts: it is read back from LanceDB.
+
+Recall searches turns by vectors and BM25 and episode summaries by BM25, and scores every candidate
+turn from (``memory.query``): its vector and BM25 scores (each normalised over the candidates), a
+bonus when it was said by a speaker the question names, a bonus when it dates from a period the
+question names, and the score of its episode's summary. Hits below a relevance floor (no shared
+term and a vector match clearly weaker than the best) are dropped: nothing is better than
+something wrong. Only turns are returned, never summaries.
+
+Input rules, enforced for a whole batch before anything is written:
 
 - text must contain a non-whitespace character (``ValueError("note text is empty")``) and be at
   most ``MAX_TEXT_CHARS`` characters; NUL characters are removed, everything else (emoji, RTL,
   combining marks, other controls) is stored exactly as given; lone surrogates are rejected;
-  only the first ``MAX_EMBED_CHARS`` characters are embedded, the whole text is full-text indexed;
 - ``at`` must be a datetime; a naive one is taken to be UTC, an aware one is converted to UTC;
 - ``scope``, ``source`` and ``ref`` (when given) must be non-empty strings; a missing ``ref`` is
   set to the note's generated id.
@@ -16,10 +26,11 @@ anything is written:
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,32 +39,71 @@ import numpy as np
 import pyarrow as pa
 from lancedb.expr import col, lit
 
+from memory import turns
 from memory.db import utcnow
-from memory.embedder import Embedder, make_embedder
+from memory.embedder import MAX_EMBED_CHARS, Embedder, make_embedder
+from memory.episodes import ALSO_MENTIONED, EPISODE_GAP, EPISODE_MAX_TURNS, ExtractiveSummarizer, Summarizer, searchable
+from memory.query import (
+    MAX_QUERY_EMBED_CHARS,
+    MAX_QUERY_TEXT_CHARS,
+    TimeWindow,
+    capped,
+    speakers_named,
+    time_window,
+)
 from memory.semantic import (
     COLUMNS,
+    EPISODE_COLUMNS,
+    EPISODES,
+    QUIET,
+    MemoryUnavailable,
     SemanticStore,
     StoreStats,
+    episodes_schema,
     notes_schema,
-    reciprocal_rank_fusion,
+    quiet_schema,
     scope_is,
+    with_vectors,
 )
 from memory.settings import EmbeddingsSettings
+from memory.turns import Parsed
 
 MAX_TEXT_CHARS = 100_000
-# Only the head of a long note is embedded (about one 512-token window; a window costs 2-3 s on a
-# small CPU, and a vector averaged over many windows says little). The whole text stays searchable
-# through the BM25 index.
-MAX_EMBED_CHARS = 2_000
 MAX_K = 1_000
-RRF_K = 60
-# How deep each retriever's list goes into the fusion. Deep lists let weak agreements (both
-# retrievers ranking a note ~30th) outvote a note one retriever ranks near the top.
-CANDIDATES_MIN = 20
-CANDIDATES_PER_K = 2
+# Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency
+# at scale (the ANN search re-scores ``REFINE_CANDIDATES`` rows on full vectors), full text is cheap.
+POOL = 50
+DENSE_POOL = 20
+EPISODE_POOL = 8
+# Scoring weights, in units of a normalised retriever score (the best candidate scores 1).
+DENSE_WEIGHT = 0.5
+TEXT_WEIGHT = 0.5
+# Chosen by leave-one-conversation-out cross-validation on the LoCoMo dev set (each of the three
+# folds picked 0.25 from {0.25, 0.5, 1.0} on the other two conversations; bench/recall_locomo.py --cv).
+SPEAKER_BONUS = 0.25
+TIME_BONUS = 0.3
+EPISODE_WEIGHT = 0.2
+# Relevance floor: a candidate with no query term in common must be this close by cosine to the
+# question as the best candidate is (on LoCoMo, 1 evidence turn in ~460 lacks a shared term, at
+# 0.004 below the best; half of all such turns sit 0.09 or more below it).
+FLOOR_BELOW_BEST = 0.03
 
 MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
+
+__all__ = [
+    "Episode",
+    "Hit",
+    "InvalidNote",
+    "MaintenanceStats",
+    "Memory",
+    "MemoryUnavailable",
+    "Note",
+    "Summarizer",
+    "open_memory",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,7 +119,7 @@ class Note:
 
 @dataclass(frozen=True)
 class Hit:
-    """One recalled note; ``score`` is the fused RRF score (higher is better)."""
+    """One recalled note, with its original text; ``score`` is higher for better hits."""
 
     id: str
     ref: str
@@ -80,12 +130,39 @@ class Hit:
     scope: str
 
 
+@dataclass(frozen=True)
+class Episode:
+    """A closed stretch of conversation in a scope and its summary (by ``summarizer``)."""
+
+    id: str
+    scope: str
+    start: datetime
+    end: datetime
+    turns: int
+    summarizer: str
+    summary: str
+
+
 class InvalidNote(ValueError):
     """A note was refused; ``index`` is its position in the batch. Nothing of the batch was written."""
 
     def __init__(self, message: str, index: int) -> None:
         super().__init__(message)
         self.index = index
+
+
+@dataclass
+class _ScopeState:
+    """What ingestion needs to know about a scope's latest notes (read back from LanceDB on first use)."""
+
+    seq: int = -1
+    episode: str = ""
+    episode_start: datetime | None = None
+    last_at: datetime | None = None
+    turns: int = 0
+    previous: Parsed | None = None
+    speakers: set[str] = field(default_factory=set)
+    lines: list[str] = field(default_factory=list)  # the open episode's turns, "Speaker: text"
 
 
 def _check_scope(scope: object) -> str:
@@ -128,12 +205,37 @@ def _clean(note: Note, index: int) -> dict[str, Any]:
     }
 
 
+def _vectors_column(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, dim)
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    """Scale scores so the best candidate has 1 and the worst 0 (all 0 when they are equal)."""
+    if not len(values):
+        return values
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
 class Memory:
     """Semantic memory over one LanceDB directory. Construct with :func:`open_memory`."""
 
-    def __init__(self, store: SemanticStore, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        store: SemanticStore,
+        embedder: Embedder,
+        summarizer: Summarizer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._store = store
         self._embedder = embedder
+        self._extractive = ExtractiveSummarizer()
+        self._summarizer = summarizer
+        self._clock = clock
+        self._states: dict[str, _ScopeState] = {}
+        self._ingest = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def _check_embedder(self) -> None:
         dim = await self._embedder.dimension()
@@ -143,27 +245,183 @@ class Memory:
                 f"embedder is {self._embedder.name} ({dim}-d); run Memory.reindex() to re-embed"
             )
 
+    # -- ingestion -------------------------------------------------------------------------------
     async def add(self, note: Note) -> str:
         """Remember one note; returns its id."""
         return (await self.add_many([note]))[0]
 
     async def add_many(self, notes: Sequence[Note]) -> list[str]:
-        """Remember notes in one write; returns their ids in order. All or nothing."""
+        """Remember notes, in order; returns their ids in order. All or nothing.
+
+        Each note is stored as given. Noise (a bare ``/command``, or no content word: "ok", "1",
+        "approve") is stored and counted but never indexed, so recall never returns it. Every other
+        note is indexed with what is known around it: its speaker, its episode, and, when it replies
+        to another speaker within ``turns.REPLY_GAP``, the turn it answers. Notes of one scope must
+        come in the order they were said (across calls and restarts); an episode that closes is
+        summarized before this returns.
+        """
         rows = [_clean(note, i) for i, note in enumerate(notes)]
         if not rows:
             return []
         await self._check_embedder()
-        vectors = await self._embedder.embed_passages([row["text"][:MAX_EMBED_CHARS] for row in rows])
-        await self._store.add(_to_arrow(rows, vectors, self._store.dim, self._store.embedder))
+        async with self._ingest:
+            states: dict[str, _ScopeState] = {}
+            for scope in dict.fromkeys(row["scope"] for row in rows):
+                state = await self._state(scope)
+                states[scope] = replace(state, speakers=set(state.speakers), lines=list(state.lines))
+            units: list[dict[str, Any]] = []
+            quiet: list[dict[str, Any]] = []
+            closed: list[tuple[str, str, list[str], datetime, datetime]] = []
+            for row in rows:
+                state = states[row["scope"]]
+                state.seq += 1
+                row["seq"] = state.seq
+                parsed = turns.parse(row["text"])
+                if turns.is_noise(parsed.body):
+                    quiet.append(row)
+                    continue
+                if self._opens_episode(state, row["at"]):
+                    if state.episode and state.lines and state.episode_start and state.last_at:
+                        closed.append((row["scope"], state.episode, state.lines, state.episode_start, state.last_at))
+                    state.episode, state.episode_start, state.turns = str(uuid.uuid4()), row["at"], 0
+                    state.previous, state.lines = None, []
+                replying = (
+                    state.previous is not None
+                    and state.last_at is not None
+                    and turns.is_reply(parsed, state.previous, row["at"] - state.last_at)
+                )
+                context = turns.context_line(state.previous if replying else None)
+                for part, chunk in enumerate(turns.chunks(row["text"])):
+                    units.append(
+                        {
+                            **row,
+                            "text": row["text"] if part == 0 else "",
+                            "speaker": parsed.speaker,
+                            "episode": state.episode,
+                            "part": part,
+                            "body": turns.indexed_text(chunk, context),
+                        }
+                    )
+                state.turns += 1
+                state.last_at = row["at"]
+                state.previous = parsed
+                state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
+                if parsed.speaker:
+                    state.speakers.add(parsed.speaker)
+            # The last chunk of a very long note is searched whole by full text; its head is embedded.
+            vectors = await self._embedder.embed_passages([unit["body"][:MAX_EMBED_CHARS] for unit in units])
+            # Building Arrow tables for a big batch takes tens of ms of CPU: off the loop.
+            notes_table = await asyncio.to_thread(self._notes_table, units, vectors)
+            await self._store.add(notes_table, _quiet_table(quiet))
+            self._states.update(states)
+            for scope, episode, lines, start, end in closed:
+                await self._summarize(scope, episode, lines, start, end)
         return [row["id"] for row in rows]
 
+    @staticmethod
+    def _opens_episode(state: _ScopeState, at: datetime) -> bool:
+        if not state.episode or state.last_at is None:
+            return True
+        return abs(at - state.last_at) >= EPISODE_GAP or state.turns >= EPISODE_MAX_TURNS
+
+    async def _state(self, scope: str) -> _ScopeState:
+        """The scope's ingestion state, read back from LanceDB the first time a scope is used."""
+        if scope in self._states:
+            return self._states[scope]
+        state = _ScopeState()
+        seqs = await self._store.scan(scope, ["seq"])
+        quiet_seqs = await self._store.scan(scope, ["seq"], table=QUIET)
+        state.seq = max([-1, *seqs.column("seq").to_pylist(), *quiet_seqs.column("seq").to_pylist()])
+        speakers = await self._store.scan(scope, ["speaker"])
+        state.speakers = {s for s in speakers.column("speaker").to_pylist() if s}
+        if len(seqs):
+            last_seq = max(seqs.column("seq").to_pylist())
+            where = (col("seq") == lit(last_seq)) & (col("part") == lit(0))
+            last = (await self._store.scan(scope, ["episode", "text"], where)).to_pylist()[0]
+            lines, start, end = await self._episode_lines(scope, last["episode"])
+            state.episode, state.episode_start, state.last_at = last["episode"], start, end
+            state.turns, state.lines = len(lines), lines
+            state.previous = turns.parse(last["text"])
+        self._states[scope] = state
+        return state
+
+    def _notes_table(self, units: list[dict[str, Any]], vectors: np.ndarray) -> pa.Table:
+        dim = self._store.dim
+        if vectors.shape != (len(units), dim):
+            raise RuntimeError(f"embedder returned shape {vectors.shape}, expected ({len(units)}, {dim})")
+        schema = notes_schema(dim, self._store.embedder)
+        columns: dict[str, Any] = {name: [unit[name] for unit in units] for name in schema.names if name != "vector"}
+        columns["vector"] = _vectors_column(vectors, dim)
+        return pa.Table.from_pydict(columns, schema=schema)
+
+    # -- episodes --------------------------------------------------------------------------------
+    async def _summarize(self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime) -> None:
+        """Write the extractive summary of a closed episode now, and a model's later if one is set.
+
+        Never raises: the episode's turns are already stored, and a failed summary is retried by
+        ``maintain()``.
+        """
+        try:
+            summary = await self._extractive(lines)
+            await self._put_episode(scope, episode, start, end, lines, self._extractive.name, summary)
+        except Exception:
+            log.exception("episode %s of scope %r could not be summarized; maintain() will retry", episode, scope)
+            return
+        if self._summarizer is not None:
+            task = asyncio.get_running_loop().create_task(self._model_summary(scope, episode, lines, start, end))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _model_summary(self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime) -> None:
+        assert self._summarizer is not None
+        try:
+            summary = (await self._summarizer(lines)).strip()
+            if summary:
+                await self._put_episode(scope, episode, start, end, lines, self._summarizer.name, summary)
+        except Exception:
+            log.exception(
+                "summarizer %s failed on episode %s; the extractive summary stays", self._summarizer.name, episode
+            )
+
+    async def _episode_lines(self, scope: str, episode: str) -> tuple[list[str], datetime, datetime]:
+        where = (col("episode") == lit(episode)) & (col("part") == lit(0))
+        rows = (await self._store.scan(scope, ["seq", "at", "text"], where)).to_pylist()
+        rows.sort(key=lambda r: r["seq"])
+        if not rows:
+            return [], utcnow(), utcnow()
+        lines = []
+        for row in rows:
+            parsed = turns.parse(row["text"])
+            lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
+        return lines, rows[0]["at"], rows[-1]["at"]
+
+    async def _put_episode(
+        self, scope: str, episode: str, start: datetime, end: datetime, lines: list[str], by: str, summary: str
+    ) -> None:
+        # Searched by full text: the summary plus the words it left out (no vector: on LoCoMo dev a
+        # summary vector added nothing over its BM25 score, and it cost an embedding and a search).
+        table = pa.Table.from_pydict(
+            {
+                "id": [episode],
+                "scope": [scope],
+                "start": [start],
+                "end": [end],
+                "turns": [len(lines)],
+                "summarizer": [by],
+                "body": [f"[{start.day} {start:%B %Y}] " + searchable(summary, lines)],
+            },
+            schema=episodes_schema(),
+        )
+        await self._store.put_episode(table)
+
+    # -- recall ------------------------------------------------------------------------------------
     async def recall(
         self, query: str, k: int = 10, scope: str = "default", *, mode: RecallMode = "hybrid"
     ) -> list[Hit]:
         """The ``k`` notes of ``scope`` most relevant to ``query``, best first ([] if none).
 
-        ``mode`` "dense" or "text" runs one retriever alone (for diagnosis and benchmarks); the
-        score is then still the RRF score of that single ranking.
+        ``mode`` "dense" or "text" uses one retriever alone, without episodes or bonuses (for
+        diagnosis). Raises ``MemoryUnavailable`` when the storage or the embedder fails.
         """
         if not isinstance(query, str) or not query.replace("\x00", "").strip():
             raise ValueError("query is empty")
@@ -173,26 +431,79 @@ class Memory:
             raise ValueError(f"unknown recall mode {mode!r}")
         _check_scope(scope)
         await self._check_embedder()
-        depth = max(CANDIDATES_MIN, CANDIDATES_PER_K * k)
+        query = query.replace("\x00", "")
+        depth = max(POOL, k)
+        use_dense, use_text, full = mode != "text", mode != "dense", mode == "hybrid"
+        state = await self._state(scope)
 
-        async def dense_search() -> list[dict[str, Any]]:
-            if mode == "text":
-                return []
-            vector = await self._embedder.embed_query(query)
-            return await self._store.vector_search(vector, scope, depth)
+        async def embedded() -> np.ndarray:
+            try:
+                return await self._embedder.embed_query(capped(query, MAX_QUERY_EMBED_CHARS))
+            except (MemoryUnavailable, ValueError):
+                raise
+            except Exception as exc:
+                raise MemoryUnavailable(f"the embedder failed: {exc}") from exc
 
-        async def text_search() -> list[dict[str, Any]]:
-            return [] if mode == "dense" else await self._store.text_search(query, scope, depth)
+        async def dense(table: str, limit: int) -> list[dict[str, Any]]:
+            return await self._store.vector_search(await vector_task, scope, limit, table=table)
 
-        # Full-text search needs no vector, so it runs while the query is being embedded.
-        async with asyncio.TaskGroup() as group:
-            dense_task = group.create_task(dense_search())
-            text_task = group.create_task(text_search())
-        dense, lexical = dense_task.result(), text_task.result()
-        by_id = {row["id"]: row for row in [*dense, *lexical]}
-        fused = reciprocal_rank_fusion([[r["id"] for r in dense], [r["id"] for r in lexical]], k=RRF_K)
-        return [_hit(by_id[key], score) for key, score in fused[:k]]
+        async def lexical(table: str, limit: int) -> list[dict[str, Any]]:
+            return await self._store.text_search(capped(query, MAX_QUERY_TEXT_CHARS), scope, limit, table=table)
 
+        async def nothing() -> list[dict[str, Any]]:
+            return []
+
+        # Full-text searches need no vector, so they run while the query is being embedded.
+        try:
+            async with asyncio.TaskGroup() as group:
+                vector_task = group.create_task(embedded())
+                turn_dense = group.create_task(dense("notes", max(DENSE_POOL, k)) if use_dense else nothing())
+                turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
+                episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
+        except ExceptionGroup as failed:
+            raise _one_error(failed) from None
+        vector = vector_task.result()
+        episode_scores = _episode_scores(episode_text.result())
+        candidates = _candidates(turn_dense.result(), turn_text.result())
+        scored = _score(
+            list(candidates.values()),
+            vector,
+            speakers=speakers_named(query, state.speakers) if full else set(),
+            window=time_window(query, self._clock()) if full else None,
+            episodes=episode_scores,
+            weights=(DENSE_WEIGHT if use_dense else 0.0, TEXT_WEIGHT if use_text else 0.0),
+            floor=full,
+        )
+        top = scored[:k]
+        missing = [row["id"] for row, _ in top if row["part"] != 0]
+        if missing:
+            texts = await self._texts(scope, missing)
+            top = [({**row, "text": texts.get(row["id"], row["text"])}, score) for row, score in top]
+        return [_hit(row, score) for row, score in top]
+
+    async def _texts(self, scope: str, ids: list[str]) -> dict[str, str]:
+        where = col("part") == lit(0)
+        rows = (await self._store.scan(scope, ["id", "text"], where & col("id").isin(ids))).to_pylist()
+        return {r["id"]: r["text"] for r in rows}
+
+    async def episodes(self, scope: str = "default") -> list[Episode]:
+        """The summarized (closed) episodes of ``scope``, oldest first."""
+        rows = (await self._store.scan(_check_scope(scope), EPISODE_COLUMNS, table=EPISODES)).to_pylist()
+        rows.sort(key=lambda r: (r["start"], r["id"]))
+        return [
+            Episode(
+                id=r["id"],
+                scope=r["scope"],
+                start=r["start"].astimezone(UTC),
+                end=r["end"].astimezone(UTC),
+                turns=r["turns"],
+                summarizer=r["summarizer"],
+                summary=r["body"].split("] ", 1)[1].split(ALSO_MENTIONED, 1)[0],
+            )
+            for r in rows
+        ]
+
+    # -- housekeeping ------------------------------------------------------------------------------
     async def forget(self, ref: str | None = None, id: str | None = None, scope: str = "default") -> int:
         """Delete the notes of ``scope`` with this ref and/or id; returns how many were removed."""
         if ref is None and id is None:
@@ -202,18 +513,76 @@ class Memory:
             where = where & (col("ref") == lit(ref))
         if id is not None:
             where = where & (col("id") == lit(id))
-        return await self._store.delete(where)
+        async with self._ingest:
+            gone = (
+                await self._store.scan(scope, ["episode", "seq", "text"], where & (col("part") == lit(0)))
+            ).to_pylist()
+            removed = await self._store.delete(where)
+            if gone:
+                # The forgotten text must not live on in what was derived from it.
+                self._states.pop(scope, None)
+                await self._scrub(scope, gone)
+        return removed
+
+    async def _scrub(self, scope: str, gone: list[dict[str, Any]]) -> None:
+        """Re-index the replies that carried a forgotten turn as context, and re-summarize its episodes."""
+        for note in gone:
+            suffix = turns.indexed_text("", turns.context_line(turns.parse(note["text"])))
+            later = (col("episode") == lit(note["episode"])) & (col("seq") > lit(note["seq"]))
+            rows = (await self._store.scan(scope, ["seq"], later)).to_pylist()
+            if not rows:
+                continue
+            reply = (col("episode") == lit(note["episode"])) & (col("seq") == lit(min(r["seq"] for r in rows)))
+            units = with_vectors(await self._store.scan(scope, [*COLUMNS, "body", "vector"], reply))
+            if not any(unit["body"].endswith(suffix) for unit in units):
+                continue
+            for unit in units:
+                unit["body"] = unit["body"].removesuffix(suffix)
+            vectors = await self._embedder.embed_passages([u["body"][:MAX_EMBED_CHARS] for u in units])
+            await self._store.replace(reply, self._notes_table(units, vectors))
+        summarized = set((await self._store.scan(scope, ["id"], table=EPISODES)).column("id").to_pylist())
+        for episode in sorted({note["episode"] for note in gone} & summarized):
+            lines, start, end = await self._episode_lines(scope, episode)
+            if lines:
+                await self._summarize(scope, episode, lines, start, end)
+            else:
+                await self._store.delete_episode(episode)
 
     async def count(self, scope: str | None = None) -> int:
-        """How many notes one scope (or, with None, all scopes) holds."""
+        """How many notes one scope (or, with None, all scopes) holds, noise included."""
         return await self._store.count(scope)
 
     async def maintain(self) -> MaintenanceStats:
-        """Compact fragments, bring indexes up to date and delete old versions' files."""
-        return await self._store.optimize(prune=True)
+        """Rebuild broken storage (empty), then compact, bring indexes up to date, drop old files."""
+        rebuilt = False
+        if not await self._store.healthy():
+            log.error("semantic memory storage is missing or corrupt; rebuilding it empty")
+            await self._store.rebuild()
+            self._states.clear()
+            rebuilt = True
+        await self._summarize_missing()
+        stats = await self._store.optimize(prune=True)
+        return replace(stats, rebuilt=rebuilt)
+
+    async def _summarize_missing(self) -> None:
+        """Summarize closed episodes whose summary was never written (a fault while they closed)."""
+        rows = (await self._store.scan(None, ["scope", "episode", "seq"], col("part") == lit(0))).to_pylist()
+        done = set((await self._store.scan(None, ["id"], table=EPISODES)).column("id").to_pylist())
+        latest: dict[str, tuple[int, str]] = {}
+        episodes: set[tuple[str, str]] = set()
+        for row in rows:
+            episodes.add((row["scope"], row["episode"]))
+            if row["seq"] > latest.get(row["scope"], (-1, ""))[0]:
+                latest[row["scope"]] = (row["seq"], row["episode"])
+        open_ones = {(scope, episode) for scope, (_, episode) in latest.items()}
+        for scope, episode in sorted(episodes - open_ones):
+            if episode not in done:
+                lines, start, end = await self._episode_lines(scope, episode)
+                if lines:
+                    await self._summarize(scope, episode, lines, start, end)
 
     async def reindex(self, reembed: bool = False) -> MaintenanceStats:
-        """Rewrite the table from the live notes and rebuild every index (including the ANN one).
+        """Rewrite the tables from the live notes and rebuild every index (including the ANN one).
 
         Notes are re-embedded when the current embedder differs from the stored one (or ``reembed``);
         writes wait until that is done. The rewrite also purges forgotten notes from the files.
@@ -222,27 +591,102 @@ class Memory:
         name = self._embedder.name
         reembed = reembed or self._store.embedder != name or self._store.dim != dim
 
-        async def transform(table: pa.Table) -> pa.Table:
+        async def transform(notes: pa.Table, episodes: pa.Table) -> tuple[pa.Table, pa.Table]:
             if not reembed:
-                return table
-            rows = table.to_pylist()
-            vectors = await self._embedder.embed_passages([row["text"][:MAX_EMBED_CHARS] for row in rows])
-            return _to_arrow(rows, vectors, dim, name)
+                return notes, episodes
+            schema = notes_schema(dim, name)
+            rows = notes.to_pylist()
+            vectors = await self._embedder.embed_passages([row["body"][:MAX_EMBED_CHARS] for row in rows])
+            columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
+            columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
+            return pa.Table.from_pydict(columns, schema=schema), episodes
 
         return await self._store.rewrite(transform, with_vectors=not reembed, dim=dim, embedder=name)
 
     async def refresh(self) -> None:
-        """Wait until every written note is in the indexes (searches find them either way)."""
+        """Wait until every written note is in the indexes and every model summary is written."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._store.refresh()
 
+    async def aclose(self) -> None:
+        """Wait for model summaries under way (their failures are logged)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
-def _to_arrow(rows: list[dict[str, Any]], vectors: np.ndarray, dim: int, embedder: str) -> pa.Table:
-    if vectors.shape != (len(rows), dim):
-        raise RuntimeError(f"embedder returned shape {vectors.shape}, expected ({len(rows)}, {dim})")
-    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
-    columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dim)
-    return pa.Table.from_pydict(columns, schema=notes_schema(dim, embedder))
+
+def _one_error(group: ExceptionGroup) -> Exception:
+    """The error to raise for failed parallel searches: storage trouble first, as one ``MemoryUnavailable``."""
+    unavailable, rest = group.split(MemoryUnavailable)
+    if unavailable is not None:
+        return unavailable.exceptions[0] if isinstance(unavailable.exceptions[0], Exception) else unavailable
+    assert rest is not None
+    first = rest.exceptions[0]
+    return first if isinstance(first, Exception) else rest
+
+
+def _quiet_table(rows: list[dict[str, Any]]) -> pa.Table | None:
+    if not rows:
+        return None
+    schema = quiet_schema()
+    return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
+
+
+def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
+    """Cosine to the question: from the vector search's exact distance, else from the row's vector."""
+    out = np.zeros(len(rows), dtype=np.float32)
+    for i, row in enumerate(rows):
+        distance = row.get("_distance")
+        out[i] = 1.0 - float(distance) if distance is not None else float(row["vector"] @ vector)
+    return out
+
+
+def _candidates(dense: list[dict[str, Any]], lexical: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One row per note (chunks of a note count once, by their best BM25 score)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in dense:
+        out.setdefault(row["id"], {**row, "_score": 0.0})
+    for row in lexical:
+        known = out.get(row["id"])
+        if known is None or known["_score"] < row["_score"]:
+            out[row["id"]] = row
+    return out
+
+
+def _episode_scores(lexical: list[dict[str, Any]]) -> dict[str, float]:
+    """Each found episode's BM25 score, normalised over the episodes found."""
+    if not lexical:
+        return {}
+    scores = np.array([float(row["_score"]) for row in lexical], dtype=np.float32)
+    scaled = scores / scores.max() if scores.max() > 0 else scores
+    return {row["id"]: float(score) for row, score in zip(lexical, scaled, strict=True)}
+
+
+def _score(
+    rows: list[dict[str, Any]],
+    vector: np.ndarray,
+    *,
+    speakers: set[str],
+    window: TimeWindow | None,
+    episodes: dict[str, float],
+    weights: tuple[float, float],
+    floor: bool,
+) -> list[tuple[dict[str, Any], float]]:
+    if not rows:
+        return []
+    cosines = _cosines(rows, vector)
+    bm25 = np.array([float(row.get("_score") or 0.0) for row in rows], dtype=np.float32)
+    scores = weights[0] * _normalised(cosines) + weights[1] * (bm25 / bm25.max() if bm25.max() > 0 else bm25)
+    if speakers:
+        scores += SPEAKER_BONUS * np.array([row["speaker"] in speakers for row in rows], dtype=np.float32)
+    if window is not None:
+        scores += TIME_BONUS * np.array([window.contains(row["at"]) for row in rows], dtype=np.float32)
+    if episodes:
+        scores += EPISODE_WEIGHT * np.array([episodes.get(row["episode"], 0.0) for row in rows], dtype=np.float32)
+    lowest = float(cosines.max()) - FLOOR_BELOW_BEST if floor else -np.inf
+    keep = [i for i in range(len(rows)) if bm25[i] > 0 or cosines[i] >= lowest]
+    keep.sort(key=lambda i: (-scores[i], rows[i]["seq"], rows[i]["id"]))
+    return [(rows[i], float(scores[i])) for i in keep]
 
 
 def _hit(row: dict[str, Any], score: float) -> Hit:
@@ -259,21 +703,29 @@ def _hit(row: dict[str, Any], score: float) -> Hit:
 
 @asynccontextmanager
 async def open_memory(
-    data_dir: str | Path, embedder: Embedder | None = None, settings: EmbeddingsSettings | None = None
+    data_dir: str | Path,
+    embedder: Embedder | None = None,
+    settings: EmbeddingsSettings | None = None,
+    summarizer: Summarizer | None = None,
 ) -> AsyncIterator[Memory]:
     """Open semantic memory at ``<data_dir>/lancedb`` (created if needed) and close it on exit.
 
     Without ``embedder`` one is made from ``settings`` (default: the bundled local model) and
-    closed on exit; a passed embedder stays the caller's.
+    closed on exit; a passed embedder stays the caller's. Episode summaries are extractive; a
+    ``summarizer`` (e.g. a cheap model, budgeted by the caller) rewrites each one in the background.
     """
     owned = embedder is None
     chosen = make_embedder(settings) if embedder is None else embedder
     try:
         store = await SemanticStore.open(Path(data_dir) / "lancedb", await chosen.dimension(), chosen.name)
+        memory = Memory(store, chosen, summarizer)
         try:
-            yield Memory(store, chosen)
+            yield memory
         finally:
-            await store.close()
+            try:
+                await memory.aclose()
+            finally:
+                await store.close()
     finally:
         if owned:
             await chosen.aclose()

@@ -1,6 +1,11 @@
 """Text embedders for semantic memory: the bundled local model (default) or an OpenAI-compatible API.
 
 Every embedder returns float32 rows, L2-normalised, so a dot product is the cosine similarity.
+
+No input is embedded whole past ``MAX_EMBED_CHARS`` (about one 512-token window): callers chunk long
+texts (``memory.turns.chunks``) and cap queries. The local model runs one call at a time under a
+lock shared by every chat, so each hold is bounded: at most ``batch_size`` texts and
+``MAX_CHARS_PER_CALL`` characters, and a query waits at most for one such call.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ if TYPE_CHECKING:
     import openai
 
 LOCAL_DIM = 384
+# Nothing longer is embedded: the bundled e5's cost grows faster than length (on 2 busy cores ~0.1 s
+# for 500 characters, ~0.9 s for 1,500); callers chunk long texts and cap queries.
+MAX_EMBED_CHARS = 1_000
+# Bound on the work done under the model's shared lock in one call (~0.3-0.5 s on 2 busy cores), so
+# a chat's query never waits long behind background ingestion.
+MAX_CHARS_PER_CALL = 2_000
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -56,8 +67,25 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _c_safe(text: str) -> str:
-    # The native engine takes C strings: a NUL would silently cut the text short.
-    return text.replace("\x00", " ")
+    # The native engine takes C strings: a NUL would silently cut the text short. Past one window
+    # nothing is embedded: the engine would average many windows, at seconds per long text.
+    return text[:MAX_EMBED_CHARS].replace("\x00", " ")
+
+
+def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> list[list[str]]:
+    """Consecutive groups of at most ``max_items`` texts and ``max_chars`` characters (one text may exceed)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for text in texts:
+        if current and (len(current) >= max_items or size + len(text) > max_chars):
+            groups.append(current)
+            current, size = [], 0
+        current.append(text)
+        size += len(text)
+    if current:
+        groups.append(current)
+    return groups
 
 
 class LocalEmbedder:
@@ -113,18 +141,17 @@ class LocalEmbedder:
         return _normalise(np.asarray(out).reshape(len(texts), LOCAL_DIM))
 
     async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed documents in batches of ``batch_size``."""
+        """Embed documents, one bounded batch per lock hold (``batch_size`` texts, ``MAX_CHARS_PER_CALL``)."""
         clean = [_c_safe(t) for t in texts]
         if not clean:
             return np.empty((0, LOCAL_DIM), dtype=np.float32)
         parts = []
-        for start in range(0, len(clean), self._batch_size):
-            batch = clean[start : start + self._batch_size]
+        for batch in bounded_batches(clean, self._batch_size, MAX_CHARS_PER_CALL):
             parts.append(await asyncio.to_thread(self._run, batch, False))
         return np.concatenate(parts)
 
     async def embed_query(self, text: str) -> np.ndarray:
-        """Embed one query."""
+        """Embed one query (its first ``MAX_EMBED_CHARS`` characters)."""
         out: np.ndarray = (await asyncio.to_thread(self._run, [_c_safe(text)], True))[0]
         return out
 

@@ -1,60 +1,128 @@
-"""Background ingestion into semantic memory: embedding is slow, so it never sits on the reply path."""
+"""Background ingestion into semantic memory: embedding is slow, so it never sits on the reply path.
+
+A batch that fails for any reason but a refused note (the embedder or LanceDB is down, the disk is
+full) goes back to the head of the queue and is retried with exponential backoff; nothing taken off
+the queue is dropped. A refused note (``ValueError``) costs only itself: the others of its batch are
+retried one by one. The clock is injected (``sleep``) so tests never wait on wall time.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 
 from memory.api import Memory, Note
 
 log = logging.getLogger(__name__)
 
+Sleep = Callable[[float], Awaitable[None]]
+
 
 class Ingestor:
     """Queues notes and writes them in batches; ``flush`` drains the queue (also on shutdown)."""
 
-    def __init__(self, memory: Memory, batch: int, interval_s: float) -> None:
+    def __init__(
+        self,
+        memory: Memory,
+        batch: int,
+        interval_s: float,
+        *,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         self._memory = memory
         self._batch = batch
         self._interval = interval_s
-        self._queue: asyncio.Queue[Note] = asyncio.Queue()
+        self._backoff_base = backoff_base_s
+        self._backoff_max = backoff_max_s
+        self._sleep = sleep
+        self._queue: deque[Note] = deque()
+        self._failures = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        """Notes queued and not yet written."""
+        return len(self._queue)
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed flushes (0 after a success)."""
+        return self._failures
 
     def add(self, note: Note) -> None:
         """Queue a note (never blocks)."""
         self._idle.clear()
-        self._queue.put_nowait(note)
+        self._queue.append(note)
 
     async def flush(self) -> None:
-        """Write everything queued now."""
-        while not self._queue.empty():
-            notes = [self._queue.get_nowait() for _ in range(min(self._batch, self._queue.qsize()))]
+        """Write everything queued now. On a failure the batch is put back and the error raised."""
+        while self._queue:
+            notes = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
             try:
-                await self._memory.add_many(notes)
-            except ValueError:
-                # One bad note must not cost the others: retry them one by one.
-                for note in notes:
-                    try:
-                        await self._memory.add(note)
-                    except ValueError as exc:
-                        log.error("memory ingestion rejected note %s: %s", note.ref, exc)
+                await self._write(notes)
+            except BaseException:
+                # Back at the head, in order: the next flush retries exactly these notes first.
+                self._queue.extendleft(reversed(notes))
+                raise
         self._idle.set()
+
+    async def _write(self, notes: list[Note]) -> None:
+        try:
+            await self._memory.add_many(notes)
+            return
+        except ValueError:
+            pass  # one bad note must not cost the others: retry them one by one
+        for index, note in enumerate(notes):
+            try:
+                await self._memory.add(note)
+            except ValueError as exc:
+                log.error("memory ingestion rejected note %s: %s", note.ref, exc)
+            except BaseException:
+                # Notes before this one are written; only the rest goes back.
+                del notes[:index]
+                raise
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next attempt after ``failures`` consecutive failures."""
+        if not self._failures:
+            return self._interval
+        return float(min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1)))
 
     async def wait_idle(self) -> None:
         """Until everything queued so far is written."""
         await self._idle.wait()
 
     async def run_forever(self) -> None:
-        """Flush every ``interval_s``; a final flush on cancellation."""
+        """Flush every ``interval_s`` (backing off while writes fail); a final flush on cancellation."""
         try:
             while True:
-                await asyncio.sleep(self._interval)
+                await self._sleep(self.backoff())
                 try:
                     await self.flush()
+                    self._failures = 0
                 except Exception:
-                    log.exception("memory ingestion failed; will retry")
+                    self._failures += 1
+                    log.exception(
+                        "memory ingestion failed (%d note(s) kept; attempt %d, next in %.0fs)",
+                        len(self._queue),
+                        self._failures,
+                        self.backoff(),
+                    )
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.flush())
+            await self._final_flush()
+
+    async def _final_flush(self) -> None:
+        try:
+            await asyncio.shield(self.flush())
+        except asyncio.CancelledError:
+            log.error("memory ingestion: final flush cancelled; %d note(s) not written", len(self._queue))
+            raise
+        except Exception:
+            log.exception("memory ingestion: final flush failed; %d note(s) not written", len(self._queue))

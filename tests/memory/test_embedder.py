@@ -18,7 +18,15 @@ import pytest
 from aiohttp import web
 
 from memory import Note, open_memory
-from memory.embedder import LOCAL_DIM, LocalEmbedder, OpenAIEmbedder, make_embedder
+from memory.embedder import (
+    LOCAL_DIM,
+    MAX_CHARS_PER_CALL,
+    MAX_EMBED_CHARS,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    bounded_batches,
+    make_embedder,
+)
 from memory.settings import EmbeddingsSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,3 +182,35 @@ async def test_memory_over_the_openai_embedder(
     assert await known.dimension() == 256 and known.name == "openai/text-embedding-3-small@256"
     await known.aclose()
     assert client.is_closed()
+
+
+class HoldRecordingEmbedder(LocalEmbedder):
+    """The real local model, recording what each call under the model's lock was given."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_size=32)
+        self.holds: list[list[str]] = []
+
+    def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
+        self.holds.append(list(texts))
+        return super()._run(texts, is_query)
+
+
+def test_bounded_batches() -> None:
+    assert bounded_batches([], 4, 10) == []
+    assert bounded_batches(["a", "b", "c"], 2, 100) == [["a", "b"], ["c"]]
+    assert bounded_batches(["aaaa", "bbbb", "cc", "d"], 10, 6) == [["aaaa"], ["bbbb", "cc"], ["d"]]
+    assert bounded_batches(["x" * 50, "y"], 10, 6) == [["x" * 50], ["y"]]  # one long text goes alone
+
+
+async def test_each_lock_hold_is_bounded_and_long_inputs_are_cut() -> None:
+    embedder = HoldRecordingEmbedder()
+    texts = [f"Paragraph {i}: " + "the weekly status call covered hiring and the roadmap. " * 16 for i in range(6)]
+    vectors = await embedder.embed_passages(texts)
+    query = await embedder.embed_query("status call " * 10_000)
+    assert vectors.shape == (6, LOCAL_DIM) and query.shape == (LOCAL_DIM,)
+    passage_holds, query_hold = embedder.holds[:-1], embedder.holds[-1]
+    assert len(passage_holds) > 1
+    assert all(len(hold) == 1 or sum(map(len, hold)) <= MAX_CHARS_PER_CALL for hold in passage_holds)
+    assert [t for hold in passage_holds for t in hold] == [t[:MAX_EMBED_CHARS] for t in texts]
+    assert len(query_hold) == 1 and len(query_hold[0]) == MAX_EMBED_CHARS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -94,14 +93,18 @@ async def test_hits_are_best_first_and_k_limits(tmp_path: Path, local: LocalEmbe
     ]
     async with open_memory(tmp_path, embedder=local) as mem:
         ids = await mem.add_many([Note(t, ref=f"n{i}") for i, t in enumerate(texts)])
-        hits = await mem.recall("when are the quarterly taxes due?", k=3)
+        one = await mem.recall("when are the quarterly taxes due?", k=1)
         everything = await mem.recall("when are the quarterly taxes due?", k=50)
+        coffee = await mem.recall("coffee", k=50)
     assert len(set(ids)) == 5
-    assert len(hits) == 3 and len(everything) == 5
-    assert {h.ref for h in hits[:2]} == {"n0", "n1"}
+    assert len(one) == 1 and one[0].ref in {"n0", "n1"}
+    assert {h.ref for h in everything[:2]} == {"n0", "n1"}
+    # The relevance floor: nothing about coffee or domains answers a tax question.
+    assert {h.ref for h in everything} == {"n0", "n1"}
+    assert {h.ref for h in coffee} == {"n2", "n3"}
     scores = [h.score for h in everything]
     assert scores == sorted(scores, reverse=True)
-    assert [h.ref for h in everything[:3]] == [h.ref for h in hits]
+    assert everything[0].ref == one[0].ref
 
 
 async def test_paraphrase_is_found_semantically(tmp_path: Path, local: LocalEmbedder) -> None:
@@ -247,34 +250,12 @@ async def test_unicode_and_times_are_kept_faithfully(tmp_path: Path, local: Loca
     assert nul.at.utcoffset() == timedelta(0)
 
 
-async def test_recall_does_not_block_the_loop(tmp_path: Path, local: LocalEmbedder) -> None:
-    gaps: list[float] = []
-
-    async def heartbeat() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.005)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    async with open_memory(tmp_path, embedder=local) as mem:
-        beat = asyncio.create_task(heartbeat())
-        try:
-            await mem.add_many([Note(f"Note number {i} about project {i % 7}.") for i in range(200)])
-            await mem.recall("project 3", k=5)
-        finally:
-            beat.cancel()
-        assert await mem.count() == 200
-    assert len(gaps) > 50
-    assert max(gaps) < 0.25, f"event loop stalled for {max(gaps):.3f}s"
-
-
 async def test_full_text_sees_rows_before_the_index_refresh(tmp_path: Path) -> None:
     embedder = HashEmbedder()
     store = await SemanticStore.open(tmp_path, 16, embedder.name, auto_refresh=False)
     try:
-        vectors = await embedder.embed_passages(["alpha beta", "gamma ZX-81 delta"])
+        texts = ["alpha beta", "gamma ZX-81 delta"]
+        vectors = await embedder.embed_passages(texts)
         rows = pa.Table.from_pylist(
             [
                 {
@@ -284,9 +265,14 @@ async def test_full_text_sees_rows_before_the_index_refresh(tmp_path: Path) -> N
                     "source": "chat",
                     "text": text,
                     "at": WHEN,
+                    "speaker": "",
+                    "episode": "e",
+                    "seq": i,
+                    "part": 0,
+                    "body": text,
                     "vector": vectors[i].tolist(),
                 }
-                for i, text in enumerate(["alpha beta", "gamma ZX-81 delta"])
+                for i, text in enumerate(texts)
             ],
             schema=notes_schema(16, embedder.name),
         )

@@ -1,0 +1,134 @@
+"""Background ingestion keeps every note through embedder and storage faults (real Memory, real LanceDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memory import Note, open_memory
+from memory.ingest import Ingestor
+from tests.memory.test_semantic import HashEmbedder
+
+
+class FlakyEmbedder(HashEmbedder):
+    """A real embedder that fails its next ``failures`` passage calls, as a model server going down would."""
+
+    def __init__(self, failures: int, fail_once_on: str | None = None) -> None:
+        super().__init__()
+        self.failures = failures
+        self.fail_once_on = fail_once_on
+        self.calls = 0
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if self.fail_once_on is not None and any(self.fail_once_on in t for t in texts):
+            self.fail_once_on = None
+            raise ConnectionError("embedding server dropped the connection")
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("embedding server unreachable")
+        return await super().embed_passages(texts)
+
+
+class RecordingSleep:
+    """The injected clock: records each wait and returns at once (no wall-clock sleeping)."""
+
+    def __init__(self, signal_after: int = 0) -> None:
+        self.waits: list[float] = []
+        self.signal_after = signal_after
+        self.reached = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.signal_after and len(self.waits) >= self.signal_after:
+            self.reached.set()
+        await asyncio.sleep(0)
+
+
+def notes(count: int, prefix: str = "note") -> list[Note]:
+    return [Note(f"{prefix} {i} about the Acme contract", ref=f"{prefix}-{i}") for i in range(count)]
+
+
+async def test_a_failed_batch_is_kept_and_retried_with_backoff(tmp_path: Path) -> None:
+    embedder = FlakyEmbedder(failures=3)
+    sleep = RecordingSleep()
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        ingestor = Ingestor(mem, batch=4, interval_s=0.5, backoff_base_s=1.0, backoff_max_s=3.0, sleep=sleep)
+        for note in notes(10):
+            ingestor.add(note)
+        task = asyncio.create_task(ingestor.run_forever())
+        await ingestor.wait_idle()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await mem.count() == 10
+        hits = await mem.recall("Acme contract", k=20)
+    assert sorted(h.ref for h in hits) == sorted(f"note-{i}" for i in range(10))
+    # interval, then 1 s, 2 s, capped at 3 s after the third failure, then back to the interval
+    assert sleep.waits[:5] == [0.5, 1.0, 2.0, 3.0, 0.5]
+    assert ingestor.pending == 0 and ingestor.failures == 0
+
+
+async def test_flush_puts_the_batch_back_in_order(tmp_path: Path) -> None:
+    embedder = FlakyEmbedder(failures=1)
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        ingestor = Ingestor(mem, batch=3, interval_s=0.5)
+        for note in notes(5):
+            ingestor.add(note)
+        with pytest.raises(ConnectionError):
+            await ingestor.flush()
+        assert ingestor.pending == 5
+        await ingestor.flush()
+        assert ingestor.pending == 0
+        assert await mem.count() == 5
+
+
+async def test_final_flush_logs_what_it_could_not_write(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    embedder = FlakyEmbedder(failures=1_000)
+    sleep = RecordingSleep(signal_after=3)  # two failed attempts, then a third wait
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        ingestor = Ingestor(mem, batch=8, interval_s=0.5, sleep=sleep)
+        for note in notes(3):
+            ingestor.add(note)
+        task = asyncio.create_task(ingestor.run_forever())
+        await sleep.reached.wait()
+        with caplog.at_level(logging.ERROR, logger="memory.ingest"):
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await mem.count() == 0
+    assert ingestor.pending == 3
+    assert any("final flush failed; 3 note(s) not written" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_refused_note_costs_only_itself(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        ingestor = Ingestor(mem, batch=8, interval_s=0.5)
+        ingestor.add(Note("first good note", ref="g1"))
+        ingestor.add(Note("   ", ref="blank"))
+        ingestor.add(Note("second good note", ref="g2"))
+        with caplog.at_level(logging.ERROR, logger="memory.ingest"):
+            await ingestor.flush()
+        assert await mem.count() == 2
+    assert any("rejected note blank" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_fault_midway_through_one_by_one_keeps_only_the_unwritten(tmp_path: Path) -> None:
+    embedder = FlakyEmbedder(failures=0, fail_once_on="gamma")
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        ingestor = Ingestor(mem, batch=8, interval_s=0.5)
+        ingestor.add(Note("alpha note", ref="a"))
+        ingestor.add(Note("", ref="bad"))
+        ingestor.add(Note("gamma note", ref="c"))
+        # The batch is refused (the blank note), so notes go one by one: "a" is written, "bad" is
+        # refused, and the embedder fails on "c": only "c" may stay queued.
+        with pytest.raises(ConnectionError):
+            await ingestor.flush()
+        assert ingestor.pending == 1
+        await ingestor.flush()
+        assert sorted(h.ref for h in await mem.recall("note", k=5)) == ["a", "c"]
