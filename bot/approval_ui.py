@@ -57,6 +57,8 @@ class ApprovalUI:
             return
         card = self._service.render(row) if row.state == "pending" else await self._status_card(row)
         buttons = tuple(Button(label, data) for label, data in card.buttons)
+        # Where it goes is recorded before it is sent: the operator can press before send() returns.
+        await self._service.add_card(row.id, CardRef(channel, chat_id, thread_id, ""))
         ids = await self._send(OutboundMessage(channel, chat_id, card.text, thread_id, buttons))
         if ids:
             await self._service.add_card(row.id, CardRef(channel, chat_id, thread_id, ids[-1]))
@@ -171,6 +173,8 @@ class ApprovalUI:
         """Edit every copy of a card; False when one could not be edited (each failure is logged)."""
         ok = True
         for ref in row.cards:
+            if not ref.message_id:  # never delivered (the send failed or the process stopped)
+                continue
             try:
                 await self._send(
                     OutboundMessage(

@@ -153,7 +153,7 @@ class GoalService:
     async def show_card(self, approval_id: str, session: str) -> None:
         """Show a task's card where its goal was set, once."""
         row = await self._approvals.store.get(approval_id)
-        if row is not None and not row.cards:
+        if row is not None and not any(c.message_id for c in row.cards):
             await self._notifier.show_card(approval_id, session)
 
     async def waiting_cards(self, goal: Goal) -> list[ApprovalRow]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import astuple, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -66,7 +68,8 @@ OutboxState = Literal["queued", "running", "sent", "failed", "unknown"]
 
 @dataclass(frozen=True)
 class CardRef:
-    """Where a card was shown, so it can be edited in place."""
+    """Where a card was shown, so it can be edited in place (``message_id`` is empty while it is
+    being sent)."""
 
     channel: str
     chat_id: str
@@ -171,9 +174,22 @@ class ApprovalStore:
         self._conn = conn
         self._lock = asyncio.Lock()
 
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """The lock, and a commit at the end; a failure rolls back (an implicit transaction left
+        open would make every later write on this connection fail)."""
+        async with self._lock:
+            try:
+                yield
+                await self._conn.commit()
+            except BaseException:
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                raise
+
     async def setup(self) -> None:
         """Create the tables if needed."""
-        async with self._lock:
+        async with self._writing():
             await self._conn.executescript(APPROVALS_SCHEMA)
             async with self._conn.execute("PRAGMA table_info(outbox)") as cur:
                 columns = {r[1] for r in await cur.fetchall()}
@@ -184,11 +200,10 @@ class ApprovalStore:
                     await self._conn.execute("ALTER TABLE approvals ADD COLUMN context TEXT NOT NULL DEFAULT '{}'")
             if "progress" not in columns:  # files from before resumable executions
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'")
-            await self._conn.commit()
 
     async def create(self, row: ApprovalRow) -> bool:
         """Insert a new approval; False when that id exists already (an idempotent re-run)."""
-        async with self._lock:
+        async with self._writing():
             cur = await self._conn.execute(
                 f"INSERT OR IGNORE INTO approvals ({_A_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -210,7 +225,6 @@ class ApprovalStore:
                     json.dumps(row.context),
                 ),
             )
-            await self._conn.commit()
             return cur.rowcount == 1
 
     async def _get(self, approval_id: str) -> ApprovalRow | None:
@@ -236,14 +250,29 @@ class ApprovalStore:
                 return [_approval(r) for r in await cur.fetchall()]
 
     async def add_card(self, approval_id: str, card: CardRef) -> None:
-        """Remember where a card was shown."""
-        async with self._lock:
+        """Remember where a card is shown. A ref without a message id is a card being sent: it is
+        recorded first, so a press that arrives before the send returns is already accepted; the
+        id that comes back then fills that ref in."""
+        async with self._writing():
             row = await self._get(approval_id)
             if row is None:
                 return
-            cards = [list(astuple(c)) for c in (*row.cards, card)]
+            refs = list(row.cards)
+            spot = next(
+                (
+                    i
+                    for i, c in enumerate(refs)
+                    if not c.message_id
+                    and (c.channel, c.chat_id, c.thread_id) == (card.channel, card.chat_id, card.thread_id)
+                ),
+                None,
+            )
+            if spot is None or not card.message_id:
+                refs.append(card)
+            else:
+                refs[spot] = card
+            cards = [list(astuple(c)) for c in refs]
             await self._conn.execute("UPDATE approvals SET cards = ? WHERE id = ?", (json.dumps(cards), approval_id))
-            await self._conn.commit()
 
     async def decide(
         self,
@@ -308,22 +337,20 @@ class ApprovalStore:
     # -- edit requests ------------------------------------------------------------------------
     async def request_edit(self, thread: str, approval_id: str) -> None:
         """The next message in ``thread`` is the correction for ``approval_id``."""
-        async with self._lock:
+        async with self._writing():
             await self._conn.execute(
                 "INSERT OR REPLACE INTO edit_requests (thread, approval_id, requested_at) VALUES (?, ?, ?)",
                 (thread, approval_id, utcnow().isoformat()),
             )
-            await self._conn.commit()
 
     async def take_edit_request(self, thread: str) -> str | None:
         """Pop the approval id waiting for a correction in ``thread``."""
-        async with self._lock:
+        async with self._writing():
             async with self._conn.execute("SELECT approval_id FROM edit_requests WHERE thread = ?", (thread,)) as cur:
                 r = await cur.fetchone()
             if r is None:
                 return None
             await self._conn.execute("DELETE FROM edit_requests WHERE thread = ?", (thread,))
-            await self._conn.commit()
             return str(r[0])
 
     # -- outbox -------------------------------------------------------------------------------
@@ -346,7 +373,7 @@ class ApprovalStore:
 
     async def claim_due(self, now: datetime) -> OutboxRow | None:
         """Move the oldest due queued row to 'running' (attempt + 1) before any call is made."""
-        async with self._lock:
+        async with self._writing():
             async with self._conn.execute(
                 f"SELECT {_O_READ} FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at LIMIT 1",
@@ -361,7 +388,6 @@ class ApprovalStore:
                 "WHERE approval_id = ? AND state = 'queued'",
                 (now.isoformat(), row.approval_id),
             )
-            await self._conn.commit()
             if cur2.rowcount != 1:
                 return None
             async with self._conn.execute(
@@ -383,30 +409,27 @@ class ApprovalStore:
 
     async def mark_reported(self, approval_id: str, state: OutboxState) -> None:
         """The cards now show this outcome."""
-        async with self._lock:
+        async with self._writing():
             await self._conn.execute(
                 "UPDATE outbox SET reported = 1 WHERE approval_id = ? AND state = ?", (approval_id, state)
             )
-            await self._conn.commit()
 
     async def save_progress(self, approval_id: str, progress: dict[str, Any]) -> None:
         """Store the steps a running execution completed (before it starts the next one)."""
-        async with self._lock:
+        async with self._writing():
             await self._conn.execute(
                 "UPDATE outbox SET progress = ?, updated_at = ? WHERE approval_id = ?",
                 (json.dumps(progress), utcnow().isoformat(), approval_id),
             )
-            await self._conn.commit()
 
     async def release(self, approval_id: str, retry_in: timedelta) -> bool:
         """Put a claimed row back without counting the attempt (nothing was called)."""
-        async with self._lock:
+        async with self._writing():
             cur = await self._conn.execute(
                 "UPDATE outbox SET state = 'queued', attempts = attempts - 1, next_attempt_at = ?, updated_at = ? "
                 "WHERE approval_id = ? AND state = 'running'",
                 ((utcnow() + retry_in).isoformat(), utcnow().isoformat(), approval_id),
             )
-            await self._conn.commit()
             return cur.rowcount == 1
 
     async def finish(
@@ -419,7 +442,7 @@ class ApprovalStore:
         expect: OutboxState = "running",
     ) -> bool:
         """Compare-and-set the outbox row out of ``expect``; ``retry_in`` re-queues it."""
-        async with self._lock:
+        async with self._writing():
             now = utcnow()
             next_at = (now + retry_in) if retry_in is not None else now
             cur = await self._conn.execute(
@@ -427,5 +450,4 @@ class ApprovalStore:
                 "updated_at = ?, reported = 0 WHERE approval_id = ? AND state = ?",
                 (state, detail, external_id, next_at.isoformat(), now.isoformat(), approval_id, expect),
             )
-            await self._conn.commit()
             return cur.rowcount == 1

@@ -201,13 +201,16 @@ class Database:
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         """Every row of a query."""
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
+        # One call on the connection's thread: a cursor left open between two calls would keep its
+        # read snapshot, and a write queued in between (by another coroutine) would then fail at
+        # once with "database is locked" (SQLITE_BUSY_SNAPSHOT) whenever the other connection had
+        # committed since.
+        return list(await self._conn.execute_fetchall(sql, tuple(args)))
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        """The first row of a query, or None."""
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+        """The first row of a query, or None (use it for queries that return one row)."""
+        rows = await self.fetchall(sql, args)
+        return rows[0] if rows else None
 
     async def migrate(self) -> None:
         """Create the tables, and fill indexes that older files did not have."""

@@ -40,19 +40,26 @@ def bot_env(tg: FakeTelegram, data_dir: Path, smtp_port: int, **extra: str) -> d
 
 @asynccontextmanager
 async def bot(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        env=env,
-        cwd=env["COO_DATA_DIR"],
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """`coo run` as its own process; its log goes to a file (a pipe nobody reads would fill and stall
+    it), and is printed when the test fails so the failure explains itself."""
+    log_path = Path(env["COO_DATA_DIR"]) / "coo-run.log"
+    with log_path.open("ab") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            env=env,
+            cwd=env["COO_DATA_DIR"],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_file,
+        )
     try:
         yield proc
+    except BaseException:
+        print(f"--- {log_path} (last 6000 chars) ---\n{log_path.read_text(errors='replace')[-6000:]}")
+        raise
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGKILL)

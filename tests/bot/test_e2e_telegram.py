@@ -285,7 +285,7 @@ async def test_approval_card_keyboard_and_a_strangers_press_changes_nothing(
             # the card's message id is stored once sendMessage has returned
             shown = await rt.approvals.store.get(approval_id)
             for _ in range(500):
-                if shown is not None and shown.cards:
+                if shown is not None and shown.cards and shown.cards[0].message_id:
                     break
                 await asyncio.sleep(0.01)
                 shown = await rt.approvals.store.get(approval_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,11 @@ async def test_killed_mid_task_the_task_runs_again_and_the_email_goes_once(tmp_p
                     1,
                     timeout=60,
                 )
-                await asyncio.sleep(1.0)  # a second email, if any, would come now
+                proc.terminate()  # a graceful stop: whatever it still had queued would be sent or kept
+                await asyncio.wait_for(proc.wait(), 60)
+            with sqlite3.connect(tmp_path / "coo.sqlite") as db:
+                actions = db.execute("SELECT kind, state, attempts FROM outbox ORDER BY kind").fetchall()
+            assert actions == [("email.send", "sent", 1), ("goal.plan", "sent", 1)]  # one email, one attempt
     email_cards = [
         c
         for c in tg.calls

@@ -14,7 +14,7 @@ from bot.runtime import Runtime, open_runtime
 from memory.db import utcnow
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
-from tests.fakes.polling import eventually_async
+from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
 from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
 
@@ -153,7 +153,10 @@ async def test_a_task_failing_three_times_is_blocked_and_retry_works(tmp_path: P
         await rt.dispatcher.handle(operator_message("/goal research something", kind="command"))
         await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
         await eventually_async(lambda: _task_state(rt, "blocked"), timeout=10, what="the task to be blocked")
-        blocked = next(m for m in chan.sent if m.text.startswith("Task Flaky research of goal"))
+        # The message follows the state change: wait for it too.
+        await eventually(lambda: _blocked_notice(chan) is not None, timeout=10, what="the blocked notice")
+        blocked = _blocked_notice(chan)
+        assert blocked is not None
         assert [b.label for b in blocked.buttons] == ["Retry", "Skip", "Cancel goal"]
         task_row = (await rt.tasks.in_state("blocked"))[0]
         assert task_row.attempts == 3
@@ -161,6 +164,10 @@ async def test_a_task_failing_three_times_is_blocked_and_retry_works(tmp_path: P
         await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to finish")
         attempts = await rt.tasks.attempts(task_row.id)
     assert [a.outcome for a in attempts] == ["retry", "retry", "retry", "done"]
+
+
+def _blocked_notice(chan: Any) -> Any:
+    return next((m for m in chan.sent if m.text.startswith("Task Flaky research of goal")), None)
 
 
 async def _task_state(rt: Runtime, state: str) -> bool:
@@ -312,3 +319,38 @@ async def test_progress_edits_are_rate_limited(tmp_path: Path, fake_llm: FakeOpe
         rt.goals.touch(goal.id)
         later = await rt.goals.flush_progress(now + timedelta(hours=2))
     assert len(posts) == 1 and held == 0 and later == 1  # many transitions, one message until the interval passed
+
+
+class PressBeforeSendReturns(RecordingChannel):
+    """A chat where the operator taps Approve on the email card before the platform's answer to
+    the send has come back (a fast thumb, a slow network)."""
+
+    def __init__(self) -> None:
+        super().__init__("rec")
+        self.runtime: Runtime | None = None
+
+    async def send(self, message: OutboundMessage) -> list[str]:
+        ids = await super().send(message)
+        if message.edit_message_id is None and message.text.startswith("Send this email?"):
+            assert self.runtime is not None
+            await self.runtime.dispatcher.handle(press(message, "Approve"))
+        return ids
+
+
+async def test_a_press_that_arrives_before_the_card_send_returns_counts(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    outreach = email_then_finish("ana@example.org", "Sponsor us?", "Hi Ana")
+    fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email Ana"))], skills={"Email Ana": outreach})
+    with SMTPServer() as smtp:
+        settings = make_settings(
+            tmp_path, llm=llm_settings(fake_llm), tasks=FAST, outbox={"poll_s": 0.02}, smtp=smtp.settings()
+        )
+        async with open_runtime(settings, console=False) as rt:
+            chan = PressBeforeSendReturns()
+            chan.runtime = rt
+            rt.dispatcher.attach(chan)
+            await rt.dispatcher.handle(operator_message("/goal email Ana", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+            await smtp.wait_delivered(1, timeout=10)
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to be done")
+            events = [e.kind for e in await rt.db.events(limit=10_000)]
+    assert "approval.foreign" not in events and len(smtp.delivered) == 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from memory.db import LLMCall, open_database
+from memory.db import LLMCall, connect_sqlite, open_database
 from memory.ledger import CostLedger
 from memory.operators import OperatorStore
 
@@ -62,3 +63,31 @@ async def test_llm_ledger_mirrors_into_event_log(tmp_path: Path) -> None:
         events = await db.events(kind="llm.call")
     assert calls == [LLMCall("s", "chat", "m", 10, 3, False, 12, "ok")]
     assert events[0].payload["prompt_tokens"] == 10 and events[0].session == "s"
+
+
+async def test_reads_interleaved_with_writes_while_another_connection_commits(tmp_path: Path) -> None:
+    """A read's cursor must not stay open across other calls on the shared connection: a write
+    queued meanwhile would run on the read's stale snapshot and fail at once with "database is
+    locked" after another connection (the approval store's) committed."""
+    async with open_database(tmp_path) as db:
+        other = await connect_sqlite(tmp_path / "coo.sqlite", 5000)
+        try:
+            await other.execute("CREATE TABLE IF NOT EXISTS side (n INTEGER)")
+            await other.commit()
+            for i in range(40):
+                await db.append_event("note", "coo", {"i": i})
+
+            async def reader() -> None:
+                for _ in range(30):
+                    await db.events(limit=1000)
+
+            async def writer() -> None:
+                for n in range(30):
+                    await other.execute("INSERT INTO side (n) VALUES (?)", (n,))
+                    await other.commit()
+                    await db.append_event("note", "coo", {"n": n})
+
+            await asyncio.gather(writer(), *(reader() for _ in range(4)))
+            assert len(await db.events("note", limit=1000)) == 70
+        finally:
+            await other.close()
