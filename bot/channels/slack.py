@@ -8,12 +8,15 @@ delivers the event again. Access checks belong to the core, not here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -38,6 +41,7 @@ _ANY = re.compile(".*")
 _USER_SUBTYPES = (None, "file_share", "thread_broadcast")
 
 Block = dict[str, Any]
+T = TypeVar("T")
 
 
 class SlackChannel:
@@ -45,8 +49,15 @@ class SlackChannel:
 
     name = "slack"
 
-    def __init__(self, settings: SlackSettings, on_inbound: InboundHandler) -> None:
-        """Build the bolt app; nothing connects until ``start()``."""
+    def __init__(
+        self,
+        settings: SlackSettings,
+        on_inbound: InboundHandler,
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+    ) -> None:
+        """Build the bolt app; nothing connects until ``start()`` (which retries an unreachable Slack
+        with backoff from ``retry_base_s`` up to ``retry_max_s``)."""
         if settings.bot_token is None:
             raise ValueError("COO_SLACK__BOT_TOKEN is not set")
         self._settings = settings
@@ -70,12 +81,18 @@ class SlackChannel:
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._bot_user_id: str | None = None
+        self._retry_base = retry_base_s
+        self._retry_max = retry_max_s
         self.http_port: int | None = None
         """The bound port in HTTP mode (useful with ``host:0``), else None."""
 
     async def start(self) -> None:
-        """Check the bot token, then connect (Socket Mode) or listen on ``http_listen`` (HTTP mode)."""
-        auth = await self._client.auth_test()
+        """Check the bot token, then connect (Socket Mode) or listen on ``http_listen`` (HTTP mode).
+
+        An unreachable Slack (no network yet at boot, an outage) is retried with backoff; a rejected
+        token fails at once.
+        """
+        auth = await self._reachable(self._client.auth_test)
         self._bot_user_id = auth.get("user_id")
         if self._settings.app_token is not None:
             handler = AsyncSocketModeHandler(
@@ -85,7 +102,7 @@ class SlackChannel:
             )
             try:
                 # The SDK's connect() retries forever on a bad app token; asking once first fails fast.
-                handler.client.wss_uri = await handler.client.issue_new_wss_url()
+                handler.client.wss_uri = await self._reachable(handler.client.issue_new_wss_url)
                 await handler.connect_async()
             except BaseException:
                 await handler.close_async()
@@ -104,6 +121,16 @@ class SlackChannel:
             raise
         self._runner = runner
         self.http_port = int(runner.addresses[0][1])
+
+    async def _reachable(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = self._retry_base
+        while True:
+            try:
+                return await call()
+            except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+                log.warning("slack: API unreachable (%s); retrying in %.0f s", exc or type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(self._retry_max, delay * 2)
 
     async def stop(self) -> None:
         """Stop receiving and release connections (handling in progress belongs to the core)."""

@@ -337,6 +337,20 @@ async def test_bad_tokens_fail_start(slack: FakeSlack, inbox: Inbox) -> None:
     assert not slack.connected
 
 
+async def test_an_unreachable_slack_at_start_is_retried(slack: FakeSlack, inbox: Inbox) -> None:
+    """No network yet at boot, a dropped connection: start keeps trying instead of exiting."""
+    slack.fail_next("auth.test", "dropped", 2)
+    slack.fail_next("apps.connections.open", "dropped", 1)
+    ch = SlackChannel(settings_for(slack), inbox, retry_base_s=0)
+    await ch.start()
+    try:
+        assert [c.method for c in slack.calls].count("auth.test") == 3
+        assert [c.method for c in slack.calls].count("apps.connections.open") >= 2
+        await eventually(lambda: slack.connected, what="the socket to open")
+    finally:
+        await ch.stop()
+
+
 # -- HTTP mode -----------------------------------------------------------------------------
 
 
