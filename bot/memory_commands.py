@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.commands import CommandRouter
 from bot.messages import InboundMessage
 from graph.errors import UserFacingError
-from memory.api import InvalidNote, Memory, Note
+from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
 from memory.db import Database, utcnow
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, ProfileError, ProfileStore
-from prompts.messages import PROFILE_RISK_MOVED
+from memory.turns import parse
+from prompts.messages import MEMORY_UNAVAILABLE, PROFILE_RISK_MOVED
 
 PROFILE_USAGE = (
     "Usage: /profile | /profile set <field> <value> | /profile clear <field>  (fields: " + ", ".join(FIELDS) + ")"
@@ -17,9 +20,22 @@ PROFILE_USAGE = (
 
 
 def register_memory_commands(
-    router: CommandRouter, db: Database, memory: Memory | None, ledger: NoteLedger, profile: ProfileStore, scope: str
+    router: CommandRouter,
+    db: Database,
+    memory: Memory | None,
+    ledger: NoteLedger,
+    profile: ProfileStore,
+    scope: str,
+    repair: Callable[[], None],
 ) -> None:
-    """Add /remember, /recall, /forget (when semantic memory is on) and /profile."""
+    """Add /remember, /recall, /forget (when semantic memory is on) and /profile.
+
+    ``repair`` is called when the memory index fails (it starts a rebuild in the background).
+    """
+
+    def unavailable(what: str, exc: MemoryUnavailable) -> UserFacingError:
+        repair()
+        return UserFacingError(MEMORY_UNAVAILABLE.format(what=what, reason=exc))
 
     async def remember(inbound: InboundMessage, args: str) -> str:
         assert memory is not None
@@ -31,25 +47,42 @@ def register_memory_commands(
             await memory.add(Note(text=text, source=note.source, at=note.at, scope=scope, ref=note.ref))
         except (InvalidNote, ValueError) as exc:
             raise UserFacingError(f"I could not remember that: {exc}") from None
+        except MemoryUnavailable as exc:
+            # The ledger is the canonical copy (the rebuild reads it): keep the note, say it is not searchable yet.
+            await kept(inbound, note)
+            raise unavailable(f"Kept as {note.ref}, but it", exc) from None
+        await kept(inbound, note)
+        return f"Remembered ({note.ref})."
+
+    async def kept(inbound: InboundMessage, note: StoredNote) -> None:
         await ledger.add(note)
         await db.append_event("memory.remembered", inbound.sender, {"ref": note.ref}, session=inbound.session_key)
-        return f"Remembered ({note.ref})."
 
     async def recall(_: InboundMessage, args: str) -> str:
         assert memory is not None
         if not args.strip():
             raise UserFacingError("Usage: /recall <question or words>")
-        hits = await memory.recall(args.strip(), k=5, scope=scope)
+        try:
+            hits = await memory.recall(args.strip(), k=5, scope=scope)
+        except MemoryUnavailable as exc:
+            raise unavailable("Memory", exc) from None
         if not hits:
             return "Nothing in memory matches that."
-        return "\n".join(f"{h.ref} [{h.at:%Y-%m-%d}] {h.text[:300]}" for h in hits)
+        return "\n".join(f"{h.ref} [{h.at:%Y-%m-%d}] {shown(h.text, h.source)[:300]}" for h in hits)
+
+    def shown(text: str, source: str) -> str:
+        # A chat note carries its date and speaker in its text (for search); the line shows the date already.
+        return parse(text).body if source.startswith("chat:") else text
 
     async def forget(inbound: InboundMessage, args: str) -> str:
         assert memory is not None
         ref = args.strip()
         if not ref or " " in ref:
             raise UserFacingError("Usage: /forget <ref>  (the ref is shown by /remember and /recall)")
-        removed = await memory.forget(ref=ref, scope=scope)
+        try:
+            removed = await memory.forget(ref=ref, scope=scope)
+        except MemoryUnavailable as exc:
+            raise unavailable("Memory", exc) from None
         removed += int(await ledger.remove(ref))
         if not removed:
             return f"Nothing stored under {ref}."

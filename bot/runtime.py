@@ -30,6 +30,7 @@ from bot.digest import DigestService, home_chats
 from bot.dispatcher import Dispatcher
 from bot.goal_commands import ChatNotifier, GoalCommands
 from bot.memory_commands import register_memory_commands
+from bot.memory_repair import MemoryRepair
 from bot.messages import Channel, InboundMessage
 from bot.messenger import Messenger
 from bot.notices import notify_access_changes
@@ -40,6 +41,7 @@ from bot.settings import Settings, redact_url
 from connectors.base import Context, Deps
 from connectors.catalog import build_registry
 from connectors.outbox import OutboxRunner
+from connectors.registry import Registry
 from graph.approvals import ApprovalService
 from graph.budget import BudgetAlert, BudgetGuard
 from graph.coordinator import Coordinator
@@ -50,10 +52,11 @@ from graph.planner import Planner
 from graph.pricing import PriceTable
 from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
 from graph.runner import SkillExecutor, TaskRunner
-from graph.skills import all_skills
+from graph.skills import all_skills, usable_skills
 from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
-from memory.api import Memory, Note, open_memory
+from memory.api import Memory, open_memory
 from memory.approvals import ApprovalStore
+from memory.chat_notes import chat_note
 from memory.checkpoints import prune_checkpoints
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
@@ -97,6 +100,7 @@ class Runtime:
     console: ConsoleChannel | None = None
     memory: Memory | None = None
     ingestor: Ingestor | None = None
+    memory_repair: MemoryRepair | None = None
 
 
 @dataclass(frozen=True)
@@ -269,10 +273,15 @@ async def open_runtime(
             )
         messenger = Messenger(db)
         model = _build_model(settings, stores, stack, messenger, controls)
-        planner = Planner(model.llm, {name: s.description for name, s in all_skills().items()}, settings.timezone)
-        plans = PlanKind(stores.tasks, planner)
         deps = Deps(records=stores.records, currency=settings.budget.currency)
-        registry = build_registry(settings, deps, extra=[plans])
+        connectors = build_registry(settings, deps)
+        unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
+        skills = usable_skills(all_skills(), unconfigured)
+        planner = Planner(
+            model.llm, {name: s.description for name, s in skills.items()}, settings.timezone, settings.budget.currency
+        )
+        plans = PlanKind(stores.tasks, planner)
+        registry = Registry([*connectors, plans])
         stack.push_async_callback(registry.close)
         approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
         coordinator = Coordinator(
@@ -301,9 +310,11 @@ async def open_runtime(
         )
         goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls)
         policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
-        ingestor = None
+        ingestor = repair = None
         if memory is not None:
             ingestor = Ingestor(memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s)
+            repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
+            stack.push_async_callback(repair.aclose)
         commands = CommandRouter()
         dispatcher = Dispatcher(
             db,
@@ -344,10 +355,11 @@ async def open_runtime(
             tasks=stores.tasks,
             memory=memory,
             ingestor=ingestor,
+            memory_repair=repair,
         )
         _register_commands(runtime, model.budgets, policy_cmds, stores, context)
         goals.commands.register(commands)
-        _schedule(runtime, stores.checkpoints, memory)
+        _schedule(runtime, stores.checkpoints)
         _make_channels(runtime, console, console_input, console_output)
         await _start(runtime, stack, model.prices)
         yield runtime
@@ -361,12 +373,13 @@ def proposal_context(records: Records, currency: str) -> Context:
 def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:
     def hook(inbound: InboundMessage, event_id: int) -> None:
         ingestor.add(
-            Note(
-                text=inbound.text,
-                source=f"chat:{inbound.channel}",
-                at=inbound.received_at,
-                scope=settings.memory.scope,
-                ref=f"msg-{event_id}",
+            chat_note(
+                inbound.text,
+                inbound.received_at,
+                inbound.channel,
+                f"msg-{event_id}",
+                settings.memory.scope,
+                settings.timezone,
             )
         )
 
@@ -382,7 +395,8 @@ def _register_commands(
     budgets.register(commands)
     policy.register(commands)
     register_routines(commands, rt.control, rt.db)
-    register_memory_commands(commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope)
+    repair = rt.memory_repair.request if rt.memory_repair else lambda: None
+    register_memory_commands(commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope, repair)
 
     async def digest_now(inbound: InboundMessage, _: str) -> str:
         await rt.digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
@@ -391,7 +405,7 @@ def _register_commands(
     commands.add("digest", "Send the digest now", digest_now, confidential=True)
 
 
-def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection, memory: Memory | None) -> None:
+def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection) -> None:
     scheduler = rt.scheduler
     scheduler.daily("digest", rt.settings.digest_time, rt.digest.scheduled)
     scheduler.every("checkpoint-pruning", 24 * 3600, lambda: _prune(checkpoints))
@@ -402,8 +416,8 @@ def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection, memory: Memory | N
         rt.settings.digest_time,
         when_on(rt.control, "health", health_check(rt.settings, rt.control, rt.db)),
     )
-    if memory is not None:
-        scheduler.every("memory-maintenance", 6 * 3600, when_on(rt.control, "memory", _maintain(memory)))
+    if rt.memory_repair is not None:
+        scheduler.every("memory-maintenance", 6 * 3600, when_on(rt.control, "memory", _maintain(rt.memory_repair)))
 
 
 async def _notify_access(rt: Runtime) -> None:
@@ -481,10 +495,10 @@ async def _prune(conn: aiosqlite.Connection) -> None:
     log.info("checkpoint pruning removed %d row(s)", removed)
 
 
-def _maintain(memory: Memory) -> Callable[[], Awaitable[None]]:
+def _maintain(repair: MemoryRepair) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
-        stats = await memory.maintain()
-        log.info("memory maintenance: %s", stats)
+        fed_back = await repair.run()
+        log.info("memory maintenance done%s", f"; {fed_back} note(s) fed back after a rebuild" if fed_back else "")
 
     return run
 

@@ -73,6 +73,8 @@ class PlanKind(ActionKind[PlanAction]):
             fields.append(("Due", plan.due.isoformat()))
         if plan.schedule:
             fields.append(("Runs", f"on schedule {plan.schedule} (each run's outward steps are cards)"))
+        if plan.budget:
+            fields.append(("Budget", f"{plan.budget:,.2f} {self._planner.currency} of model spend; work stops there"))
         lines = []
         for number, task in enumerate(plan.tasks, 1):
             after = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
@@ -123,7 +125,11 @@ class PlanKind(ActionKind[PlanAction]):
         if goal.status == "cancelled":
             raise PermanentError(f"goal {action.goal_id} was cancelled")
         await self._ledger.update_goal(
-            action.goal_id, plan=plan.model_dump(mode="json"), schedule=plan.schedule, criteria=plan.criteria
+            action.goal_id,
+            plan=plan.model_dump(mode="json"),
+            schedule=plan.schedule,
+            criteria=plan.criteria,
+            budget=plan.budget,
         )
         if plan.schedule:
             await self._ledger.update_goal(action.goal_id, status="active", plan_approval=idempotency_key)

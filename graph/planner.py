@@ -12,6 +12,7 @@ import logging
 from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -52,6 +53,9 @@ class Plan(BaseModel):
     tasks: tuple[PlannedTask, ...] = Field(min_length=1, max_length=MAX_TASKS)
     schedule: str | None = None
     due: date | None = None
+    budget: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="the most the goal may spend on the model, if the operator said"
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -127,10 +131,12 @@ def plan_tool(skills: dict[str, str]) -> dict[str, Any]:
 class Planner:
     """Asks the model for a plan, validates it, and asks once more with the reason when it is invalid."""
 
-    def __init__(self, llm: LLMClient, skills: dict[str, str], timezone: str) -> None:
+    def __init__(self, llm: LLMClient, skills: dict[str, str], timezone: str, currency: str = "USD") -> None:
         self._llm = llm
         self._skills = skills
         self._tz = timezone
+        self.currency = currency
+        """The currency of budgets (a plan's budget is in it)."""
 
     @property
     def available(self) -> bool:
@@ -146,8 +152,9 @@ class Planner:
             skills="\n".join(f"- {name}: {what}" for name, what in self._skills.items()),
             previous=previous.model_dump_json(indent=1) if previous else "(none)",
             feedback=feedback or "(none)",
-            now=datetime.now().astimezone().isoformat(timespec="minutes"),
+            now=datetime.now(ZoneInfo(self._tz)).isoformat(timespec="minutes"),
             timezone=self._tz,
+            currency=self.currency,
         )
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         error = ""

@@ -40,6 +40,10 @@ POLICY_UNCHANGED = "Risk tolerance is already {new}."
 POLICY_LOOSENED = "Risk tolerance is now {new} (confirmed by {who})."
 POLICY_KEPT = "Kept risk tolerance {current}; nothing changed."
 POLICY_STALE = "That confirmation is no longer valid; nothing changed."
+MEMORY_UNAVAILABLE = (
+    "{what} is not searchable right now: the memory index failed ({reason}). I started rebuilding it from "
+    "what is stored; try again in a minute."
+)
 PROFILE_RISK_MOVED = "Risk tolerance is part of the approval policy now: /policy risk <cautious|balanced|relaxed>."
 GOAL_NEEDS_MODEL = (
     "Goal {goal_id} is recorded. Planning it needs a model, and none answers now: configure COO_LLM__BASE_URL "

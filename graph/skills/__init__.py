@@ -33,6 +33,12 @@ class Skill:
 
 def all_skills() -> dict[str, Skill]:
     """Every skill by name."""
-    from graph.skills import billing, draft, outreach, records, research
+    from graph.skills import billing, draft, outreach, publish, records, research
 
-    return {module.SKILL.name: module.SKILL for module in (research, draft, outreach, billing, records)}
+    return {module.SKILL.name: module.SKILL for module in (research, draft, outreach, publish, billing, records)}
+
+
+def usable_skills(skills: dict[str, Skill], unavailable_tools: set[str]) -> dict[str, Skill]:
+    """The skills a plan may use now: those whose tools are all available (a skill that proposes
+    invoices is left out while invoicing is not configured)."""
+    return {name: skill for name, skill in skills.items() if not unavailable_tools & set(skill.tools)}

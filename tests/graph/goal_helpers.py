@@ -23,11 +23,18 @@ def task(key: str, skill: str, title: str, after: tuple[str, ...] = (), instruct
     }
 
 
-def plan(*tasks: dict[str, Any], criteria: str = "a sponsor said yes", schedule: str | None = None) -> dict[str, Any]:
+def plan(
+    *tasks: dict[str, Any],
+    criteria: str = "a sponsor said yes",
+    schedule: str | None = None,
+    budget: float | None = None,
+) -> dict[str, Any]:
     """A plan, as the planner returns it."""
     found: dict[str, Any] = {"criteria": criteria, "tasks": list(tasks)}
     if schedule:
         found["schedule"] = schedule
+    if budget is not None:
+        found["budget"] = budget
     return found
 
 

@@ -221,6 +221,23 @@ async def test_a_goal_budget_stops_the_task_before_its_call(tmp_path: Path, fake
     assert "budget reached" in blocked.error and "Expensive research" not in brain.asked  # no call was made
 
 
+async def test_a_budget_the_operator_names_is_on_the_plan_card_and_caps_the_goal(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    brain = Brain(plans=[plan(task("t1", "research", "Costly research"), budget=0.5)])
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm, llm={"prices": {"fake-model": [1000.0, 2000.0]}}) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal research it, spend at most 0.50", kind="command"))
+        [card] = cards(chan, "Start this plan?")
+        assert "Budget: 0.50 USD of model spend" in card.text
+        await rt.dispatcher.handle(press(card, "Approve"))
+        await eventually_async(lambda: _task_state(rt, "blocked"), timeout=10, what="the task to be blocked")
+        goal = (await rt.tasks.goals())[0]
+        blocked = (await rt.tasks.in_state("blocked"))[0]
+    assert goal.budget == 0.5
+    assert "budget reached" in blocked.error and "Costly research" not in brain.asked  # stopped before its call
+
+
 async def test_offline_goal_is_recorded_and_says_planning_needs_a_model(tmp_path: Path) -> None:
     async with open_runtime(make_settings(tmp_path), console=False) as rt:
         chan = RecordingChannel("rec")
@@ -354,3 +371,15 @@ async def test_a_press_that_arrives_before_the_card_send_returns_counts(tmp_path
             await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to be done")
             events = [e.kind for e in await rt.db.events(limit=10_000)]
     assert "approval.foreign" not in events and len(smtp.delivered) == 1
+
+
+async def test_the_planner_is_offered_only_skills_whose_connectors_are_configured(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.responder = Brain(plans=[plan(task("t1", "research", "Look around"))])
+    async with goal_runtime(tmp_path, fake_llm) as (rt, _):  # no SMTP, Stripe or publishing configured
+        await rt.dispatcher.handle(operator_message("/goal invoice Acme and email Ana", kind="command"))
+    prompt = next(r for r in fake_llm.chat_requests if "You plan work" in r["messages"][0]["content"])
+    offered = prompt["messages"][0]["content"]
+    assert "- research:" in offered and "- draft:" in offered and "- records:" in offered
+    assert "- billing:" not in offered and "- outreach:" not in offered and "- publish:" not in offered

@@ -1,0 +1,80 @@
+"""Rebuilding semantic memory when its index fails.
+
+LanceDB holds an index, not the only copy: the operator's messages are in the event log and remembered
+notes in SQLite. When a search or a write finds the index missing or corrupt, :class:`MemoryRepair`
+runs the memory's maintenance (which replaces broken tables by empty ones) and, when it rebuilt them,
+feeds back everything from SQLite (minus what was forgotten). One repair at a time; asking again while
+one runs changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from memory.api import InvalidNote, Memory, Note
+from memory.chat_notes import notes_from_log
+from memory.db import Database
+from memory.notes import NoteLedger
+
+log = logging.getLogger(__name__)
+
+BATCH = 64
+
+
+class MemoryRepair:
+    """Starts (at most one) background repair of semantic memory; see the module docstring."""
+
+    def __init__(self, memory: Memory, db: Database, notes: NoteLedger, scope: str, timezone: str) -> None:
+        self._memory = memory
+        self._db = db
+        self._notes = notes
+        self._scope = scope
+        self._tz = timezone
+        self._running: asyncio.Task[int] | None = None
+
+    def request(self) -> None:
+        """Start a repair unless one is running (called when memory reported itself unavailable)."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._logged(), name="memory-repair")
+
+    async def wait(self) -> int:
+        """Wait for the running repair, if any; the number of notes it fed back."""
+        return await self._running if self._running is not None else 0
+
+    async def aclose(self) -> None:
+        """Stop a repair in progress (at shutdown; the next failure or maintenance starts it again)."""
+        if self._running is not None and not self._running.done():
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
+
+    async def _logged(self) -> int:
+        try:
+            return await self.run()
+        except Exception:
+            log.exception("memory repair failed; the next failed search asks for it again")
+            return 0
+
+    async def run(self) -> int:
+        """Maintain; when the tables had to be rebuilt, feed everything back. Returns notes written."""
+        stats = await self._memory.maintain()
+        if not stats.rebuilt:
+            return 0
+        events = await self._db.events(("message.in", "memory.forgotten"), limit=10**9)
+        forgotten = {str(e.payload.get("ref")) for e in events if e.kind == "memory.forgotten"}
+        notes = notes_from_log(events, await self._notes.all(), self._scope, self._tz, forgotten)
+        written = 0
+        for start in range(0, len(notes), BATCH):
+            written += await self._add(notes[start : start + BATCH])
+        log.warning("semantic memory was rebuilt from the log: %d note(s) fed back", written)
+        return written
+
+    async def _add(self, batch: list[Note]) -> int:
+        while batch:
+            try:
+                return len(await self._memory.add_many(batch))
+            except InvalidNote as exc:
+                # One note the memory refuses must not cost the others of its batch.
+                log.warning("semantic memory refused %s while rebuilding: %s", batch[exc.index].ref, exc)
+                batch = batch[: exc.index] + batch[exc.index + 1 :]
+        return 0

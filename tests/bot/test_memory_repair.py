@@ -1,0 +1,60 @@
+"""A lost semantic index is rebuilt from SQLite: the operator's messages and remembered notes come back,
+what was forgotten does not, and the commands say what happens instead of failing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bot.messages import InboundMessage
+from bot.runtime import open_runtime
+from tests.conftest import RecordingChannel, make_settings
+
+_n = iter(range(10**6))
+
+
+def said(text: str, kind: str = "command") -> InboundMessage:
+    return InboundMessage("rec", "1001", "telegram:1001", text, kind=kind, update_key=f"r:{next(_n)}")  # type: ignore[arg-type]
+
+
+async def test_a_deleted_index_is_rebuilt_from_the_log(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert rt.ingestor is not None and rt.memory is not None and rt.memory_repair is not None
+        await rt.dispatcher.handle(said("Globex signed the maintenance contract for 2027", kind="message"))
+        await rt.dispatcher.handle(said("/remember Acme pays invoices net 45"))
+        await rt.dispatcher.handle(said("/remember the studio closes in August"))
+        forgotten = chan.sent[-1].text.removeprefix("Remembered (").removesuffix(").")
+        await rt.dispatcher.handle(said(f"/forget {forgotten}"))
+        await rt.ingestor.flush()
+        assert await rt.memory.count("default") == 2
+
+        shutil.rmtree(tmp_path / "lancedb")
+        await rt.dispatcher.handle(said("/recall Acme payment terms"))
+        assert "not searchable right now" in chan.sent[-1].text and "rebuilding" in chan.sent[-1].text
+        assert await rt.memory_repair.wait() == 2  # the chat message and the note not forgotten
+
+        await rt.dispatcher.handle(said("/recall Acme payment terms"))
+        assert "Acme pays invoices net 45" in chan.sent[-1].text
+        await rt.dispatcher.handle(said("/recall Globex contract"))
+        assert "Globex signed the maintenance contract for 2027" in chan.sent[-1].text
+        assert not chan.sent[-1].text.count("[2") > 1  # the chat note's own date prefix is not shown twice
+        await rt.dispatcher.handle(said("/recall studio August"))
+        assert "closes in August" not in chan.sent[-1].text
+
+
+async def test_remember_while_the_index_is_down_keeps_the_note(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert rt.memory is not None and rt.memory_repair is not None
+        await rt.dispatcher.handle(said("/remember first note"))
+        shutil.rmtree(tmp_path / "lancedb")
+        await rt.dispatcher.handle(said("/remember Initech renews every March"))
+        assert chan.sent[-1].text.startswith("Kept as ") and "not searchable right now" in chan.sent[-1].text
+        await rt.memory_repair.wait()
+        await rt.dispatcher.handle(said("/recall Initech renewal"))
+        assert "Initech renews every March" in chan.sent[-1].text
