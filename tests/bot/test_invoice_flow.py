@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -309,10 +310,10 @@ async def test_invoice_command_without_stripe_configured_says_what_to_set(tmp_pa
 
 async def test_the_daily_job_reconciles_even_when_no_operator_chat_is_known(tmp_path: Path) -> None:
     async with runtime(tmp_path) as (rt, chan, fake):
-        in_group = {"channel": "rec", "chat_id": "-100", "sender": OPERATOR, "private": False}
-        await rt.dispatcher.handle(InboundMessage(text=INVOICE, kind="command", update_key="g:1", **in_group))
+        group = partial(InboundMessage, "rec", "-100", OPERATOR, private=False)
+        await rt.dispatcher.handle(group(INVOICE, kind="command", update_key="g:1"))
         await rt.dispatcher.handle(
-            InboundMessage(kind="callback", callback_data=button(card(chan), "Approve"), update_key="g:2", **in_group)
+            group("", kind="callback", callback_data=button(card(chan), "Approve"), update_key="g:2")
         )
         await eventually(lambda: len(fake.sent) == 1, what="the invoice sent")
         await eventually(lambda: edited(chan, "Sent at") is not None)

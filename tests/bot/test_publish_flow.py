@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.messages import InboundMessage, OutboundMessage
+from bot.messages import InboundKind, InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
@@ -38,7 +38,7 @@ async def runtime(
         yield rt, chan
 
 
-def inbound(text: str = "", kind: str = "message", data: str | None = None) -> InboundMessage:
+def inbound(text: str = "", kind: InboundKind = "message", data: str | None = None) -> InboundMessage:
     return InboundMessage(
         "rec",
         "1001",

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from connectors.base import (
     ActionError,
@@ -65,7 +66,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     async with FakeStripe() as fake, open_database(tmp_path) as db:
         records = Records(db)
         await records.setup()
-        settings = StripeSettings(api_key=fake.api_key, api_base_url=fake.api_base_url, timeout_s=5)
+        settings = StripeSettings(api_key=SecretStr(fake.api_key), api_base_url=fake.api_base_url, timeout_s=5)
         send, void = connector(settings, Deps(records=records, currency="eur"))
         assert isinstance(send, InvoiceSend) and isinstance(void, InvoiceVoid)
         yield Setup(fake, send, void, records, [])
@@ -215,7 +216,9 @@ async def test_the_same_key_with_a_different_request_is_ambiguous_never_retried(
 async def test_unreachable_stripe_is_temporary(tmp_path: Path) -> None:
     from tests.fakes.smtp_server import free_port
 
-    settings = StripeSettings(api_key="sk_test_x", api_base_url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    settings = StripeSettings(
+        api_key=SecretStr("sk_test_x"), api_base_url=f"http://127.0.0.1:{free_port()}", timeout_s=2
+    )
     send, _ = connector(settings, Deps(records=None, currency="eur"))
     try:
         with pytest.raises(TemporaryError):
@@ -259,7 +262,7 @@ async def test_check_reads_the_balance_and_tells_a_rejected_key(setup: Setup) ->
     assert await setup.send.check() == (True, f"key accepted at {setup.fake.api_base_url}")
     assert [r.endpoint for r in setup.fake.requests] == ["balance.retrieve"]
     bad, _ = connector(
-        StripeSettings(api_key="sk_test_wrong", api_base_url=setup.fake.api_base_url),
+        StripeSettings(api_key=SecretStr("sk_test_wrong"), api_base_url=setup.fake.api_base_url),
         Deps(records=None, currency="eur"),
     )
     try:

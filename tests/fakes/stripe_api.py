@@ -263,8 +263,8 @@ class FakeStripe:
             return 401, {"error": {"type": "invalid_request_error", "message": message}}, False
         faults = self._faults.get(req.endpoint) or []
         if faults and faults[0].status in _NOT_EXECUTED:
-            fault = faults.pop(0)  # refused at the edge before anything ran: not stored for the key
-            return fault.status, {"error": {"type": fault.type, "code": fault.code, "message": fault.message}}, False
+            edge = faults.pop(0)  # refused at the edge before anything ran: not stored for the key
+            return edge.status, {"error": {"type": edge.type, "code": edge.code, "message": edge.message}}, False
         fingerprint = json.dumps([req.method, req.path, sorted(pairs)])
         if req.key and req.key in self._stored:
             stored = self._stored[req.key]
@@ -352,7 +352,7 @@ class FakeStripe:
             "metadata": params.get("metadata") or {},
             "livemode": False,
         }
-        self.customers[customer["id"]] = customer
+        self.customers[str(customer["id"])] = customer
         return customer
 
     def _get_customer(self, customer_id: str, params: JSON) -> JSON:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from memory.db import Database, open_database, utcnow
 from memory.tasks import TRANSITIONS, TaskLedger, TransitionRefused
 
-SPECS = [
+SPECS: list[dict[str, Any]] = [
     {"key": "t1", "title": "first", "skill": "research", "instructions": "do it"},
     {"key": "t2", "title": "second", "skill": "draft", "instructions": "then this", "depends_on": ["t1"]},
 ]
