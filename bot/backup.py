@@ -1,13 +1,26 @@
 """``coo import``: restore a ``coo export`` folder into an empty data dir.
 
 Round trip: ``coo export`` of the restored dir gives back the same events, records (every version),
-approvals and notes, plus one ``backup.restored`` event at the end, with two deliberate changes that
-fail closed (a backup may be older than what happened since it was made):
+approvals, notes and goals (with their tasks and attempts), plus one ``backup.restored`` event at the
+end, with these deliberate changes that fail closed (a backup may be older than what happened since
+it was made):
 
 - an approval still pending in the export comes back ``expired`` (decided by ``restore``): its card
   can no longer be approved, the action can be proposed again;
 - an outbox row ``queued`` or ``running`` comes back ``unknown``: it may have run after the export,
-  so it is never sent by itself; the card offers Resend.
+  so it is never sent by itself; the card offers Resend;
+- a goal that was not finished (``planning``, ``proposed``, ``active``, ``verifying``; a recurring
+  goal, one with a schedule, is ``active`` between its runs, so it is one of them) comes back
+  ``cancelled``, its report starting with ``RESTORED_GOAL_REPORT`` (restored while it was <status>;
+  set it again with /goal), the earlier report kept after it: it may have moved on (tasks run,
+  cards sent, a scheduled run made) after the backup, so it never runs or plans again by itself;
+- a task not finished (``todo``, ``ready``, ``running``, ``waiting_approval``, ``blocked``), in any
+  goal, comes back ``cancelled`` with its lease cleared (owner and expiry), other fields as they were.
+
+Finished goals and tasks (``done``, ``failed``, ``cancelled``) and every attempt (with its trace,
+model and cost, also one that had not ended) come back exactly. The changed goals and tasks have
+``updated_at`` set to the time of the import and are listed in the ``backup.restored`` event. An
+export made before goals were exported has no ``goals.jsonl``: it imports with no goals.
 
 Also restored: the profile (replayed from its ``profile.set`` events) and, with semantic memory on,
 the semantic memory (remembered notes and the operator's chat messages, re-embedded; what was
@@ -15,7 +28,11 @@ forgotten stays forgotten). Not in an export, so not restored: paired operators 
 COO_OPERATORS), budgets and pause state, conversation checkpoints, the model-call ledger.
 
 Every line of the export is parsed and checked before anything is written; the data dir is built
-in a temporary folder inside it and moved into place only when everything succeeded.
+in a temporary folder inside it and moved into place only when everything succeeded. For goals this
+means: statuses and states are the ledger's own; a task is listed under the goal it names; an
+attempt under the task it names; a task depends only on tasks of the same run of its goal; a goal's
+``plan_approval`` (the idempotency key of the plan approval that started it) is the outbox key of an
+approval in ``approvals.jsonl``; goal and task ids appear once.
 """
 
 from __future__ import annotations
@@ -30,7 +47,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiosqlite
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.settings import Settings
 from memory.approvals import APPROVALS_SCHEMA
@@ -38,13 +63,19 @@ from memory.db import open_database, utcnow
 from memory.notes import NOTES_SCHEMA
 from memory.profile import PROFILE_SCHEMA
 from memory.records import MODELS, RECORDS_SCHEMA
+from memory.tasks import FINISHED, TASKS_SCHEMA, GoalStatus, TaskState
 
 if TYPE_CHECKING:
     from memory.api import Note
 
 FILES = ("events", "records", "approvals", "notes")
+OPTIONAL_FILES = ("goals",)  # exports made before goals were exported have none
 RESTORE_ACTOR = "restore"
 UNKNOWN_DETAIL = "restored from a backup: it may have run after the backup was made; Resend if it did not"
+RESTORED_GOAL_REPORT = (
+    "Restored from a backup while it was {status}, so it was cancelled: it may have acted after the backup "
+    "was made. Set it again with /goal <text> if you still want it."
+)
 EMBED_BATCH = 64
 
 log = logging.getLogger(__name__)
@@ -160,6 +191,107 @@ class NoteRow(_Row):
     at: datetime
 
 
+class AttemptRow(_Row):
+    """One attempt at a task, nested in its task."""
+
+    task_id: str
+    attempt: int = Field(ge=0)
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None
+    outcome: str | None
+    error: str
+    model: str
+    cost: float = Field(ge=0)
+    trace: list[dict[str, Any]]
+
+
+class TaskRow(_Row):
+    """One task of a goal's run, nested in its goal, with its attempts."""
+
+    id: str = Field(min_length=1)
+    goal_id: str
+    run: int = Field(ge=1)
+    seq: int = Field(ge=0)
+    key: str = Field(min_length=1)
+    title: str
+    skill: str
+    instructions: str
+    depends_on: list[str]
+    expected: str
+    state: TaskState
+    attempts: int = Field(ge=0)
+    next_try_at: AwareDatetime
+    lease_owner: str | None
+    lease_until: AwareDatetime | None
+    waiting_on: list[str]
+    notes: list[str]
+    result: dict[str, Any] | None
+    error: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    attempt_log: list[AttemptRow]
+
+    @model_validator(mode="after")
+    def _own_attempts(self) -> TaskRow:
+        for attempt in self.attempt_log:
+            if attempt.task_id != self.id:
+                raise ValueError(f"task {self.id} lists an attempt of task {attempt.task_id}")
+        return self
+
+
+class GoalRow(_Row):
+    """One line of ``goals.jsonl``: a goal with its tasks (every run) and their attempts."""
+
+    id: str = Field(min_length=1)
+    text: str
+    criteria: str
+    due: str | None
+    budget: float | None
+    status: GoalStatus
+    session: str
+    requested_by: str
+    plan: dict[str, Any] | None
+    plan_approval: str | None
+    schedule: str | None
+    runs: int = Field(ge=0)
+    verified: int = Field(ge=0)
+    last_run_at: AwareDatetime | None
+    report: str
+    status_message: dict[str, Any] | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    tasks: list[TaskRow]
+
+    @field_validator("due")
+    @classmethod
+    def _due(cls, value: str | None) -> str | None:
+        if value is not None:
+            datetime.fromisoformat(value)  # a date or a date and time
+        return value
+
+    @model_validator(mode="after")
+    def _own_tasks(self) -> GoalRow:
+        ids = {task.id for task in self.tasks}
+        if len(ids) != len(self.tasks):
+            raise ValueError(f"goal {self.id} lists the same task id twice")
+        slots = {(task.run, task.key) for task in self.tasks}
+        if len(slots) != len(self.tasks):
+            raise ValueError(f"goal {self.id} lists two tasks with the same key in one run")
+        run_of = {task.id: task.run for task in self.tasks}
+        for task in self.tasks:
+            if task.goal_id != self.id:
+                raise ValueError(f"task {task.id} points to goal {task.goal_id} but is listed under goal {self.id}")
+            if task.run > self.runs:
+                raise ValueError(f"task {task.id} is of run {task.run} but goal {self.id} has {self.runs} runs")
+            for dependency in task.depends_on:
+                if dependency == task.id or run_of.get(dependency) != task.run:
+                    raise ValueError(
+                        f"task {task.id} depends on {dependency}, which is not another task of run {task.run} "
+                        f"of goal {self.id}"
+                    )
+        return self
+
+
 class Backup(BaseModel):
     """A parsed, checked export."""
 
@@ -167,6 +299,7 @@ class Backup(BaseModel):
     records: list[RecordRow]
     approvals: list[ApprovalRow]
     notes: list[NoteRow]
+    goals: list[GoalRow] = []
 
 
 def read_backup(source: Path) -> Backup:
@@ -181,24 +314,36 @@ def read_backup(source: Path) -> Backup:
         "records": RecordRow,
         "approvals": ApprovalRow,
         "notes": NoteRow,
+        "goals": GoalRow,
     }
-    parsed: dict[str, list[Any]] = {}
+    lines: dict[str, list[tuple[int, Any]]] = {}
     for name, model in models.items():
-        rows = []
         path = source / f"{name}.jsonl"
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(model.model_validate_json(line))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first.get("loc", ())) or "line"
-                raise ImportRefused(f"{path.name} line {number}: {where}: {first['msg']}") from None
-        parsed[name] = rows
-    backup = Backup.model_validate(parsed)
+        lines[name] = _parse_lines(path, model) if name not in OPTIONAL_FILES or path.exists() else []
+    backup = Backup.model_validate({name: [row for _, row in rows] for name, rows in lines.items()})
     _check_references(backup)
+    _check_goals(lines["goals"], backup.approvals)
     return backup
+
+
+def _parse_lines(path: Path, model: type[_Row]) -> list[tuple[int, Any]]:
+    """Each non-blank line of ``path`` as ``model``, with its line number."""
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportRefused(f"{path.name}: cannot read it ({exc})") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, model.model_validate_json(line)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            message = first["msg"].removeprefix("Value error, ")
+            raise ImportRefused(f"{path.name} line {number}: {where + ': ' if where else ''}{message}") from None
+    return rows
 
 
 def _check_references(backup: Backup) -> None:
@@ -209,6 +354,27 @@ def _check_references(backup: Backup) -> None:
     for record in backup.records:
         if record.event_id not in known:
             raise ImportRefused(f"records.jsonl: {record.kind} {record.id} v{record.version} points to a missing event")
+
+
+def _check_goals(lines: list[tuple[int, GoalRow]], approvals: Iterable[ApprovalRow]) -> None:
+    """What one line cannot check alone: ids unique across lines, plan approvals present in the export."""
+    plan_keys = {a.outbox.idempotency_key for a in approvals if a.outbox is not None}
+    goal_line: dict[str, int] = {}
+    task_line: dict[str, int] = {}
+    for number, goal in lines:
+        where = f"goals.jsonl line {number}"
+        if goal.id in goal_line:
+            raise ImportRefused(f"{where}: goal {goal.id} is also on line {goal_line[goal.id]}")
+        goal_line[goal.id] = number
+        for task in goal.tasks:
+            if task.id in task_line:
+                raise ImportRefused(f"{where}: task {task.id} is also on line {task_line[task.id]}")
+            task_line[task.id] = number
+        if goal.plan_approval is not None and goal.plan_approval not in plan_keys:
+            raise ImportRefused(
+                f"{where}: goal {goal.id} was started by approval key {goal.plan_approval}, "
+                "which no approval in approvals.jsonl has"
+            )
 
 
 def _empty_or_absent(data_dir: Path) -> None:
@@ -245,9 +411,11 @@ async def import_all(source: Path, settings: Settings) -> dict[str, int]:
 async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str, int]:
     expired = [a.id for a in backup.approvals if a.state == "pending"]
     unknown = [a.id for a in backup.approvals if a.outbox is not None and a.outbox.state in ("queued", "running")]
+    cancelled_goals = [g.id for g in backup.goals if g.status not in FINISHED]
+    cancelled_tasks = [t.id for g in backup.goals for t in g.tasks if t.state not in FINISHED]
     async with open_database(staging) as db:
         conn = db.connection
-        for schema in (RECORDS_SCHEMA, APPROVALS_SCHEMA, NOTES_SCHEMA, PROFILE_SCHEMA):
+        for schema in (RECORDS_SCHEMA, APPROVALS_SCHEMA, NOTES_SCHEMA, PROFILE_SCHEMA, TASKS_SCHEMA):
             await conn.executescript(schema)
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -259,6 +427,7 @@ async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str
                 [(n.ref, n.scope, n.source, n.text, n.at.isoformat()) for n in backup.notes],
             )
             await _replay_profile(conn, backup.events)
+            await _insert_goals(conn, backup.goals)
             await conn.commit()
         except BaseException:
             await conn.rollback()
@@ -266,15 +435,26 @@ async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str
         await db.append_event(
             "backup.restored",
             RESTORE_ACTOR,
-            {"source": source.name, "expired_approvals": expired, "unknown_outbox": unknown},
+            {
+                "source": source.name,
+                "expired_approvals": expired,
+                "unknown_outbox": unknown,
+                "cancelled_goals": cancelled_goals,
+                "cancelled_tasks": cancelled_tasks,
+            },
         )
     return {
         "events": len(backup.events),
         "records": len(backup.records),
         "approvals": len(backup.approvals),
         "notes": len(backup.notes),
+        "goals": len(backup.goals),
+        "tasks": sum(len(g.tasks) for g in backup.goals),
+        "attempts": sum(len(t.attempt_log) for g in backup.goals for t in g.tasks),
         "expired (were pending)": len(expired),
         "unknown (were queued)": len(unknown),
+        "cancelled goals (were unfinished)": len(cancelled_goals),
+        "cancelled tasks (were unfinished)": len(cancelled_tasks),
     }
 
 
@@ -345,6 +525,58 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
                 json.dumps(o.progress),
             ),
         )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _json(value: Any) -> str | None:
+    return json.dumps(value) if value is not None else None
+
+
+async def _insert_goals(conn: aiosqlite.Connection, goals: Iterable[GoalRow]) -> None:
+    """Goals, tasks and attempts; what was not finished comes back cancelled (see the module docstring)."""
+    now = utcnow().isoformat()
+    for g in goals:
+        unfinished = g.status not in FINISHED
+        report = RESTORED_GOAL_REPORT.format(status=g.status) + (f"\n\n{g.report}" if g.report else "")
+        await conn.execute(
+            "INSERT INTO goals (id, text, criteria, due, budget, status, session, requested_by, plan, plan_approval, "
+            "schedule, runs, verified, last_run_at, report, status_message, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                g.id, g.text, g.criteria, g.due, g.budget, "cancelled" if unfinished else g.status, g.session,
+                g.requested_by, _json(g.plan), g.plan_approval, g.schedule, g.runs, g.verified, _iso(g.last_run_at),
+                report if unfinished else g.report, _json(g.status_message), g.created_at.isoformat(),
+                now if unfinished else g.updated_at.isoformat(),
+            ),
+        )  # fmt: skip
+        for t in g.tasks:
+            open_task = t.state not in FINISHED
+            await conn.execute(
+                "INSERT INTO tasks (id, goal_id, run, seq, key, title, skill, instructions, depends_on, expected, "
+                "state, attempts, next_try_at, lease_owner, lease_until, waiting_on, notes, result, error, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    t.id, t.goal_id, t.run, t.seq, t.key, t.title, t.skill, t.instructions, json.dumps(t.depends_on),
+                    t.expected, "cancelled" if open_task else t.state, t.attempts, t.next_try_at.isoformat(),
+                    None if open_task else t.lease_owner, None if open_task else _iso(t.lease_until),
+                    json.dumps(t.waiting_on), json.dumps(t.notes), _json(t.result), t.error, t.created_at.isoformat(),
+                    now if open_task else t.updated_at.isoformat(),
+                ),
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO task_attempts (task_id, attempt, started_at, ended_at, outcome, error, model, cost, "
+                "trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        a.task_id, a.attempt, a.started_at.isoformat(), _iso(a.ended_at), a.outcome, a.error, a.model,
+                        a.cost, json.dumps(a.trace),
+                    )
+                    for a in t.attempt_log
+                ],
+            )  # fmt: skip
 
 
 async def _replay_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]) -> None:

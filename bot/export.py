@@ -1,4 +1,8 @@
-"""``coo export``: records, events, approvals and remembered notes as JSON Lines.
+"""``coo export``: records, events, approvals, remembered notes and goals as JSON Lines.
+
+``goals.jsonl`` holds one goal per line with its tasks nested in it and each task's attempts nested in
+the task: a line is then a whole unit, so most references (a task's goal, an attempt's task) are
+checked inside the line, the way an approval carries its outbox row.
 
 The folder is created with mode 0700 and each file with 0600: an export holds the business's
 messages and contacts. ``coo import`` (bot/backup.py) restores it.
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,8 +21,11 @@ from memory.approvals import APPROVALS_SCHEMA, ApprovalStore
 from memory.db import Database, open_database
 from memory.notes import NOTES_SCHEMA, NoteLedger
 from memory.records import MODELS, RECORDS_SCHEMA
+from memory.tasks import TASKS_SCHEMA
 
-FILES = ("events", "records", "approvals", "notes")
+FILES = ("events", "records", "approvals", "notes", "goals")
+
+log = logging.getLogger(__name__)
 
 
 async def export_all(data_dir: Path, out_dir: Path) -> dict[str, int]:
@@ -28,7 +36,7 @@ async def export_all(data_dir: Path, out_dir: Path) -> dict[str, int]:
     """
     async with open_database(data_dir) as db:
         conn = db.connection
-        for schema in (RECORDS_SCHEMA, NOTES_SCHEMA, APPROVALS_SCHEMA):
+        for schema in (RECORDS_SCHEMA, NOTES_SCHEMA, APPROVALS_SCHEMA, TASKS_SCHEMA):
             await conn.executescript(schema)
         await conn.commit()
         await conn.execute("BEGIN")
@@ -91,7 +99,54 @@ async def _rows(db: Database) -> dict[str, list[dict[str, Any]]]:
         "records": record_rows,
         "approvals": approvals,
         "notes": [n.__dict__ for n in await ledger.all()],
+        "goals": await _goal_rows(db),
     }
+
+
+_GOAL_COLUMNS = (
+    "id, text, criteria, due, budget, status, session, requested_by, plan, plan_approval, schedule, runs, "
+    "verified, last_run_at, report, status_message, created_at, updated_at"
+)
+_TASK_COLUMNS = (
+    "id, goal_id, run, seq, key, title, skill, instructions, depends_on, expected, state, attempts, next_try_at, "
+    "lease_owner, lease_until, waiting_on, notes, result, error, created_at, updated_at"
+)
+_ATTEMPT_COLUMNS = "task_id, attempt, started_at, ended_at, outcome, error, model, cost, trace"
+# Columns stored as JSON text, written out as JSON values so the export reads as plain JSON.
+_JSON_COLUMNS = frozenset({"plan", "status_message", "depends_on", "waiting_on", "notes", "result", "trace"})
+
+
+async def _goal_rows(db: Database) -> list[dict[str, Any]]:
+    """Every goal with its tasks (every run) and each task's attempts, read from the tables as stored."""
+
+    async def table(columns: str, sql: str) -> list[dict[str, Any]]:
+        names = [c.strip() for c in columns.split(",")]
+        return [
+            {
+                name: (json.loads(value) if name in _JSON_COLUMNS and value is not None else value)
+                for name, value in zip(names, row, strict=True)
+            }
+            for row in await db.fetchall(f"SELECT {columns} {sql}")
+        ]
+
+    goals = await table(_GOAL_COLUMNS, "FROM goals ORDER BY created_at, id")
+    tasks = await table(_TASK_COLUMNS, "FROM tasks ORDER BY goal_id, run, seq, id")
+    # The attempt's row id only orders a task's attempts; the order of the nested list keeps that.
+    attempts = await table(_ATTEMPT_COLUMNS, "FROM task_attempts ORDER BY id")
+    attempts_of: dict[str, list[dict[str, Any]]] = {}
+    for attempt in attempts:
+        attempts_of.setdefault(attempt["task_id"], []).append(attempt)
+    tasks_of: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        tasks_of.setdefault(task["goal_id"], []).append({**task, "attempt_log": attempts_of.get(task["id"], [])})
+    # The ledger never writes a task without its goal or an attempt without its task; should a file
+    # hold one anyway, the export says so instead of dropping it without a word.
+    goal_ids = {goal["id"] for goal in goals}
+    task_ids = {task["id"] for task in tasks}
+    orphans = sorted({t["id"] for t in tasks if t["goal_id"] not in goal_ids} | (attempts_of.keys() - task_ids))
+    if orphans:
+        log.warning("export: tasks or attempts without their goal or task are not exported: %s", ", ".join(orphans))
+    return [{**goal, "tasks": tasks_of.get(goal["id"], [])} for goal in goals]
 
 
 def read_export(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
