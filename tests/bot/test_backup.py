@@ -12,7 +12,7 @@ import pytest
 
 from bot.backup import RESTORED_GOAL_REPORT, UNKNOWN_DETAIL, ImportRefused, import_all
 from bot.export import export_all
-from bot.messages import InboundMessage
+from bot.messages import InboundKind, InboundMessage
 from bot.runtime import open_runtime
 from graph.approvals import idempotency_key
 from memory.approvals import ApprovalRow, ApprovalStore
@@ -26,12 +26,12 @@ from tests.fakes.smtp_server import SMTPServer
 _keys = iter(range(10**6))
 
 
-def said(text: str, kind: str = "message", data: str | None = None) -> InboundMessage:
+def said(text: str, kind: InboundKind = "message", data: str | None = None) -> InboundMessage:
     if text.startswith("/"):
         kind = "command"
     return InboundMessage(
         "rec", "1001", "telegram:1001", text, kind=kind, callback_data=data, update_key=f"b:{next(_keys)}"
-    )  # type: ignore[arg-type]
+    )
 
 
 def approve_data(chan: RecordingChannel) -> str:
