@@ -226,7 +226,7 @@ def subcommands() -> list[Subcommand]:
         Subcommand("chat", "the console channel in this terminal", cmd_run),
         Subcommand("onboard", "interactive setup: model, Telegram, Slack, email, Stripe", cmd_onboard, _onboard_args),
         Subcommand("doctor", "what is configured, reachable or missing", cmd_doctor, _doctor_args),
-        Subcommand("export", "write records, events, approvals, notes and goals as JSON Lines", cmd_export, _export_args),
+        Subcommand("export", "write events, records, approvals, notes, goals as JSON Lines", cmd_export, _export_args),
         Subcommand("import", "restore an export into an empty data dir", cmd_import, _import_args),
         Subcommand("slack-manifest", "print the Slack app manifest", cmd_slack_manifest, _manifest_args),
         Subcommand("pair", "open pairing: a one-time code that makes its sender an operator", cmd_pair),
