@@ -55,7 +55,7 @@ from graph.runner import SkillExecutor, TaskRunner
 from graph.skills import all_skills, usable_skills
 from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
 from memory.api import Memory, open_memory
-from memory.approvals import ApprovalStore
+from memory.approvals import ApprovalStore, OutboxRow
 from memory.chat_notes import chat_note
 from memory.checkpoints import prune_checkpoints
 from memory.control import ControlStore
@@ -213,6 +213,7 @@ def _build_goals(
     messenger: Messenger,
     memory: Memory | None,
     controls: Controls,
+    wakeup: asyncio.Event,
 ) -> _Goals:
     context = partial(proposal_context, stores.records, settings.budget.currency)
     service = GoalService(
@@ -242,7 +243,9 @@ def _build_goals(
     executor = SkillExecutor(
         all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
     )
-    runner = TaskRunner(stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused)
+    runner = TaskRunner(
+        stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup
+    )
     commands = GoalCommands(service, plans, approvals, ui, messenger, context, runner.wake)
     return _Goals(service, runner, commands)
 
@@ -297,6 +300,8 @@ async def open_runtime(
             memory=memory,
         )
         wakeup = asyncio.Event()
+        # An action's outcome can start work at once: an approved plan's tasks, a task waiting on its card.
+        tasks_wakeup = asyncio.Event()
         context = partial(proposal_context, stores.records, settings.budget.currency)
         ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)
         runner = OutboxRunner(
@@ -304,11 +309,13 @@ async def open_runtime(
             db,
             registry,
             settings.outbox,
-            on_outcome=ui.on_outcome,
+            on_outcome=partial(_reported, ui=ui, then=tasks_wakeup.set),
             is_paused=lambda: controls.paused,
             wakeup=wakeup,
         )
-        goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls)
+        goals = _build_goals(
+            settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup
+        )
         policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
         ingestor = repair = None
         if memory is not None:
@@ -363,6 +370,14 @@ async def open_runtime(
         _make_channels(runtime, console, console_input, console_output)
         await _start(runtime, stack, model.prices)
         yield runtime
+
+
+async def _reported(row: OutboxRow, ui: ApprovalUI, then: Callable[[], None]) -> None:
+    """Show an action's outcome on its card, then let the task runner look (whatever the card did)."""
+    try:
+        await ui.on_outcome(row)
+    finally:
+        then()
 
 
 def proposal_context(records: Records, currency: str) -> Context:

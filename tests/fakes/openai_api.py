@@ -219,7 +219,21 @@ def control_routes(llm: FakeOpenAI) -> list[web.RouteDef]:
     return [web.get("/_fake/requests", requests)]
 
 
-async def _serve(api_key: str, port: int, echo_limit: int | None) -> None:
+def goals_script(tasks: int) -> Any:
+    """A responder for goals: every goal gets a plan of ``tasks`` tasks (t1 first, t2..t(n-1) after it in
+    parallel, the last after those), each task finishes at its first call, every check says "met"."""
+    from tests.graph.goal_helpers import Brain, plan, task
+
+    skills = ("research", "draft", "records")
+    keys = [f"t{i}" for i in range(1, tasks + 1)]
+    steps = []
+    for i, key in enumerate(keys):
+        after = () if i == 0 else ((keys[0],) if i < tasks - 1 else tuple(keys[1:-1]) or (keys[0],))
+        steps.append(task(key, skills[i % len(skills)], f"Step {i + 1}", after=after))
+    return Brain(plans=[plan(*steps, criteria="every step reported")], verdict={"met": True, "report": "done"})
+
+
+async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -228,6 +242,8 @@ async def _serve(api_key: str, port: int, echo_limit: int | None) -> None:
     llm.control = True
     llm.echo_limit = echo_limit
     llm.bill_tools = True
+    if goal_tasks:
+        llm.responder = goals_script(goal_tasks)
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -241,8 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--echo-limit", type=int, default=None, help="echo at most N characters (a summary prompt is long)"
     )
+    parser.add_argument(
+        "--goal-tasks", type=int, default=None, help="answer planners with plans of N tasks (a goals benchmark)"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit))
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks))
 
 
 if __name__ == "__main__":

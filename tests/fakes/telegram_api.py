@@ -61,6 +61,8 @@ class Call:
     params: dict[str, Any]
     status: int = 200
     at: float = field(default_factory=time.monotonic)
+    message_id: int | None = None
+    """The id of the message a successful sendMessage created."""
 
 
 @dataclass
@@ -286,6 +288,8 @@ class FakeTelegram:
                 result = await self._get_updates(call.params)
             else:
                 result = self._dispatch(name, call.params)
+                if name == "sendmessage":
+                    call.message_id = int(result["message_id"])
         except _ApiError as exc:
             return self._error(exc.status, str(exc))
         return web.json_response({"ok": True, "result": result})
@@ -464,6 +468,9 @@ def control_routes(tg: FakeTelegram) -> list[web.RouteDef]:
       method ``M``), waiting up to ``S`` seconds for at least one new call; each call as
       ``{"seq", "method", "at", "status", "chat_id", "text"}``; ``next`` is the index to ask from next.
     - ``GET /_fake/handouts``: ``{"handed_out": {update_id: at}}``.
+    - ``POST /_fake/press`` ``{"user_id", "chat_id", "message_id", "data"}``: queue a button tap;
+      answers ``{"update_id": ...}``. A call's ``message_id`` and ``buttons`` (``[[label, data], ...]``)
+      say what to press.
     """
 
     async def push(request: web.Request) -> web.Response:
@@ -487,11 +494,24 @@ def control_routes(tg: FakeTelegram) -> list[web.RouteDef]:
                 "status": call.status,
                 "chat_id": call.params.get("chat_id"),
                 "text": call.params.get("text"),
+                "message_id": call.message_id,
+                "buttons": [
+                    [b.get("text"), b.get("callback_data")]
+                    for row in (call.params.get("reply_markup") or {}).get("inline_keyboard", [])
+                    for b in row
+                ],
             }
             for seq, call in enumerate(tg.calls[after:], start=after)
             if not method or call.method.lower() == method
         ]
         return web.json_response({"calls": found, "next": len(tg.calls)})
+
+    async def press(request: web.Request) -> web.Response:
+        body = await request.json()
+        update_id = tg.push_callback(
+            int(body["user_id"]), int(body["chat_id"]), int(body["message_id"]), str(body["data"])
+        )
+        return web.json_response({"update_id": update_id})
 
     async def handouts(request: web.Request) -> web.Response:
         return web.json_response({"handed_out": {str(k): v for k, v in tg.handed_out.items()}})
@@ -500,6 +520,7 @@ def control_routes(tg: FakeTelegram) -> list[web.RouteDef]:
         web.post("/_fake/push", push),
         web.get("/_fake/calls", calls),
         web.get("/_fake/handouts", handouts),
+        web.post("/_fake/press", press),
     ]
 
 
