@@ -57,7 +57,6 @@ async def test_fake_model_process_echoes_and_lists_requests(tmp_path: Path) -> N
     assert [(r["path"], r["last_user"]) for r in requests] == [("/v1/chat/completions", "hello world")]
 
 
-
 async def test_until_idle_returns_only_after_a_busy_child_settled(tmp_path: Path) -> None:
     done = tmp_path / "done"
     script = (
