@@ -286,7 +286,9 @@ async def open_runtime(
             records=stores.records,
             profile=stores.profile,
             memory=memory,
+            scope=settings.memory.scope,
         )
+        stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
         wakeup = asyncio.Event()
         context = partial(proposal_context, stores.records, settings.budget.currency)
         ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)

@@ -265,9 +265,18 @@ class Database:
         return [_event(r) for r in await self.fetchall(sql, args)]
 
     async def search_messages(
-        self, words: Iterable[str], limit: int, session: str | None = None, kinds: tuple[str, ...] = MESSAGE_KINDS
+        self,
+        words: Iterable[str],
+        limit: int,
+        session: str | None = None,
+        kinds: tuple[str, ...] = MESSAGE_KINDS,
+        *,
+        without_forgotten: bool = False,
     ) -> list[Event]:
-        """Messages matching any of ``words`` (full-text, best match first, then newest)."""
+        """Messages matching any of ``words`` (full-text, best match first, then newest).
+
+        ``without_forgotten`` leaves out messages the operator removed from memory with ``/forget``.
+        """
         terms = [w.replace('"', "") for w in words if w.replace('"', "").strip()]
         if not terms:
             return []
@@ -281,6 +290,11 @@ class Database:
         if session is not None:
             sql += " AND e.session = ?"
             args.append(session)
+        if without_forgotten:
+            sql += (
+                " AND NOT EXISTS (SELECT 1 FROM events x WHERE x.kind = 'memory.forgotten' "
+                "AND json_extract(x.payload, '$.ref') = 'msg-' || e.id)"
+            )
         sql += " ORDER BY f.rank, e.id DESC LIMIT ?"
         args.append(limit)
         return [_event(r) for r in await self.fetchall(sql, args)]

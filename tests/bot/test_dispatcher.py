@@ -195,7 +195,7 @@ async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_ll
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
         rt.dispatcher.attach(RecordingChannel("rec"))
-        for i in range(6):
+        for i in range(12):  # a plain turn stores one checkpoint: enough of them to prune
             await rt.dispatcher.handle(msg(f"turn {i}", key=f"rec:{i}"))
     async with aiosqlite.connect(tmp_path / "checkpoints.sqlite") as conn:
         async with conn.execute("SELECT COUNT(*) FROM checkpoints") as cur:
@@ -209,4 +209,4 @@ async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_ll
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(msg("and now?", key="rec:99"))
     users = user_turns(fake_llm.chat_requests[-1])
-    assert users == [f"turn {i}" for i in range(6)] + ["and now?"]
+    assert users == [f"turn {i}" for i in range(12)] + ["and now?"]
