@@ -117,6 +117,8 @@ class TelegramChannel:
     name = "telegram"
     typing_interval_s: float = 4.0
     """How often the typing indicator is renewed (Telegram shows it for about 5 s)."""
+    typing_delay_s: float = 0.5
+    """A reply sooner than this needs no indicator (and costs no extra Bot API call)."""
 
     def __init__(
         self,
@@ -232,7 +234,7 @@ class TelegramChannel:
 
     @asynccontextmanager
     async def typing(self, chat_id: str, thread_id: str | None) -> AsyncIterator[None]:
-        """Show "typing…" now and every ``typing_interval_s`` until the block exits."""
+        """Show "typing…" once the block has run ``typing_delay_s``, then every ``typing_interval_s`` until it exits."""
         task = asyncio.create_task(self._keep_typing(chat_id, thread_id), name="telegram-typing")
         try:
             yield
@@ -243,6 +245,7 @@ class TelegramChannel:
 
     async def _keep_typing(self, chat_id: str, thread_id: str | None) -> None:
         thread = int(thread_id) if thread_id else None
+        await asyncio.sleep(self.typing_delay_s)
         while True:
             try:
                 await self._started().send_chat_action(_chat_ref(chat_id), "typing", message_thread_id=thread)

@@ -230,6 +230,13 @@ async def test_typing_repeats_until_exit(tg: FakeTelegram, channel: TelegramChan
     assert len([c for c in tg.calls if c.method == "sendChatAction"]) <= 4
 
 
+async def test_a_reply_sooner_than_the_typing_delay_costs_no_typing_call(tg: FakeTelegram, channel: TelegramChannel):
+    channel.typing_delay_s = 60.0
+    async with channel.typing("7", None):
+        await channel.send(OutboundMessage("telegram", "7", "quick"))
+    assert [c.method for c in tg.calls if c.method in ("sendChatAction", "sendMessage")] == ["sendMessage"]
+
+
 async def test_commands_registered_at_start(tg: FakeTelegram, channel: TelegramChannel):
     assert tg.commands == [
         {"command": "help", "description": "What I can do"},
