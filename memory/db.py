@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (update_key, seq)
 );
 """
+T = TypeVar("T")
 _SCHEMA_VERSION = 2
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -119,6 +122,31 @@ class Written:
     lastrowid: int | None
 
 
+def _event_row(kind: str, actor: str, payload: dict[str, Any], session: str | None) -> tuple[Any, ...]:
+    return (utcnow().isoformat(), actor, session, kind, dumps(payload))
+
+
+_INSERT_EVENT = "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)"
+_INSERT_REPLY = "INSERT OR REPLACE INTO replies (update_key, seq, ids, at) VALUES (?, ?, ?, ?)"
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` between BEGIN IMMEDIATE and COMMIT (rolled back on any error), on the connection's thread."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
+def _written(cur: sqlite3.Cursor) -> Written:
+    return Written(cur.rowcount, cur.lastrowid)
+
+
 class Transaction:
     """Statements inside one :meth:`Database.transaction` (committed together or not at all)."""
 
@@ -132,32 +160,50 @@ class Transaction:
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """One row, read inside the transaction."""
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+        rows = await self._conn.execute_fetchall(sql, tuple(args))
+        return next(iter(rows), None)
 
     async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event as part of the transaction; returns its id."""
-        written = await self.execute(
-            "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
-            (utcnow().isoformat(), actor, session, kind, dumps(payload)),
-        )
+        written = await self.execute(_INSERT_EVENT, _event_row(kind, actor, payload, session))
         assert written.lastrowid is not None
         return written.lastrowid
 
-    async def record_reply(self, update_key: str, seq: int, ids: list[str]) -> None:
-        """Remember that the ``seq``-th send made while handling ``update_key`` happened."""
-        await self.execute(
-            "INSERT OR REPLACE INTO replies (update_key, seq, ids, at) VALUES (?, ?, ?, ?)",
-            (update_key, seq, json.dumps(ids), utcnow().isoformat()),
-        )
-
 
 class Database:
-    """Typed access to the application database. Construct with :func:`open_database`."""
+    """Typed access to the application database. Construct with :func:`open_database`.
+
+    The statements of one write (and a read with its rows) go to SQLite's thread in one round trip:
+    on a loaded machine each round trip costs a thread wake-up on both sides, which the reply
+    path pays several times per message otherwise.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` with the connection on aiosqlite's thread, in order with every other call.
+
+        aiosqlite (pinned) offers no public call that runs several statements in one round trip;
+        its ``_execute`` is the call every public method is built on.
+        """
+        conn = self._conn
+
+        def run() -> T:
+            return work(conn._conn)
+
+        result: T = await conn._execute(run)
+        return result
+
+    async def run_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction and one round trip.
+
+        For writes whose statements are known up front; :meth:`transaction` when code must await
+        between statements.
+        """
+        async with self._lock:
+            return await self._on_thread(partial(_in_transaction, work=work))
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -172,16 +218,22 @@ class Database:
 
     async def write(self, sql: str, args: Iterable[Any] = ()) -> Written:
         """One statement, committed on its own."""
-        async with self._lock:
+        values = tuple(args)
+
+        def work(conn: sqlite3.Connection) -> Written:
             try:
-                cur = await self._conn.execute(sql, tuple(args))
-                await self._conn.commit()
+                written = _written(conn.execute(sql, values))
+                conn.commit()
             except BaseException:
                 # A failed statement (disk full, read-only) must not leave its implicit transaction
                 # open: every later write would fail behind it.
-                await self._rollback()
+                if conn.in_transaction:
+                    conn.rollback()
                 raise
-            return Written(cur.rowcount, cur.lastrowid)
+            return written
+
+        async with self._lock:
+            return await self._on_thread(work)
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -201,13 +253,12 @@ class Database:
 
     async def fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         """Every row of a query."""
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
+        return list(await self._conn.execute_fetchall(sql, tuple(args)))
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """The first row of a query, or None."""
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+        values = tuple(args)
+        return await self._on_thread(lambda conn: conn.execute(sql, values).fetchone())
 
     async def migrate(self) -> None:
         """Create the tables, and fill indexes that older files did not have."""
@@ -229,12 +280,26 @@ class Database:
     # -- event log ---------------------------------------------------------------------------
     async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event; returns its id."""
-        written = await self.write(
-            "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
-            (utcnow().isoformat(), actor, session, kind, dumps(payload)),
-        )
+        written = await self.write(_INSERT_EVENT, _event_row(kind, actor, payload, session))
         assert written.lastrowid is not None
         return written.lastrowid
+
+    async def append_sent(
+        self, payload: dict[str, Any], session: str, reply: tuple[str, int, list[str]] | None = None
+    ) -> int:
+        """Log a message the bot sent (``message.out``) and, while handling an update, its place in
+        the reply journal (``reply``: update key, send number, message ids), in one commit."""
+        event = _event_row("message.out", "coo", payload, session)
+
+        def work(conn: sqlite3.Connection) -> int:
+            event_id = conn.execute(_INSERT_EVENT, event).lastrowid
+            if reply is not None:
+                key, seq, ids = reply
+                conn.execute(_INSERT_REPLY, (key, seq, json.dumps(ids), event[0]))
+            assert event_id is not None
+            return event_id
+
+        return await self.run_transaction(work)
 
     async def events(
         self,
@@ -307,17 +372,22 @@ class Database:
 
         Returns the event id, or None when the delivery was seen before (drop it).
         """
-        async with self.transaction() as tx:
-            claimed = await tx.execute(
+        stored = dumps(payload)
+        event = _event_row("message.in", actor, logged, session)
+
+        def work(conn: sqlite3.Connection) -> int | None:
+            claimed = conn.execute(
                 "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
                 "VALUES (?, ?, ?, 'pending', ?)",
-                (update_key, session, dumps(payload), utcnow().isoformat()),
+                (update_key, session, stored, event[0]),
             )
             if claimed.rowcount != 1:
                 return None
-            event_id = await tx.append_event("message.in", actor, logged, session=session)
-            await tx.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
-        return event_id
+            event_id = conn.execute(_INSERT_EVENT, event).lastrowid
+            conn.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
+            return event_id
+
+        return await self.run_transaction(work)
 
     async def finish_update(self, update_key: str) -> None:
         """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay)."""

@@ -62,3 +62,19 @@ async def test_llm_ledger_mirrors_into_event_log(tmp_path: Path) -> None:
         events = await db.events(kind="llm.call")
     assert calls == [LLMCall("s", "chat", "m", 10, 3, False, 12, "ok")]
     assert events[0].payload["prompt_tokens"] == 10 and events[0].session == "s"
+
+
+async def test_a_write_that_fails_midway_leaves_nothing_and_the_next_one_works(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO events (at, actor, session, kind, payload) VALUES ('t', 'a', 's', 'k', '{}')")
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        with pytest.raises(sqlite3.OperationalError):
+            await db.run_transaction(half_then_fail)
+        assert await db.events() == []  # the first insert did not stay
+        sent = await db.append_sent({"text": "hi", "ids": ["7"]}, "rec:1", ("op:1", 0, ["7"]))
+        assert [e.id for e in await db.events(kind="message.out")] == [sent]
+        assert await db.sent_reply("op:1", 0) == ["7"]
+        assert not db.connection.in_transaction
