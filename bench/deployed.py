@@ -299,18 +299,20 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             if first_reply and first[0] in handouts:
                 figures.first_reply_ms = (first_reply[0] - handouts[first[0]]) * 1000
 
-            if profile is not None:
-                await profile.begin(bot)
             await until_idle(pid)  # the warm-up's deferred work is not charged to the sequential phase
+            if profile is not None and profile.phase == "sequential":
+                await profile.begin(bot)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             sent_seq = await _sequential(fakes, SEQ_CHAT, seq)
             figures.sequential.cpu_replies_s = cpu_seconds(pid) - cpu0
             figures.sequential.wall_s = time.monotonic() - t0
             await until_idle(pid)
             figures.sequential.cpu_s = cpu_seconds(pid) - cpu0
-            if profile is not None:
+            if profile is not None and profile.phase == "sequential":
                 await profile.end(bot)
 
+            if profile is not None and profile.phase == "burst":
+                await profile.begin(bot)
             cpu0 = cpu_seconds(pid)
             batch = [(burst_chats[i % len(burst_chats)], text) for i, text in enumerate(burst)]
             pushed_at = time.monotonic()
@@ -321,6 +323,8 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             figures.burst.cpu_replies_s = cpu_seconds(pid) - cpu0
             await until_idle(pid)
             figures.burst.cpu_s = cpu_seconds(pid) - cpu0
+            if profile is not None and profile.phase == "burst":
+                await profile.end(bot)
             times = _reply_times(fakes)
             arrived = [times[r][0] for r in expected if r in times]
             figures.burst.wall_s = (max(arrived) - pushed_at) if arrived else math.nan
@@ -363,12 +367,14 @@ async def _sequential(fakes: Fakes, chat: int, texts: Sequence[str]) -> list[tup
 
 
 class Profile:
-    """``--profile DIR``: run ``coo run`` under ``bench.traced`` and py-spy over the sequential phase."""
+    """``--profile DIR``: run ``coo run`` under ``bench.traced`` and py-spy over one phase (sequential or burst)."""
 
-    def __init__(self, directory: Path, rate: int, pyspy: bool) -> None:
+    def __init__(self, directory: Path, rate: int, pyspy: bool, phase: str = "sequential") -> None:
         self.directory = directory
         self.rate = rate
         self.pyspy = pyspy
+        self.phase = phase
+        """Which phase is profiled: ``sequential`` or ``burst``."""
         self._spy: asyncio.subprocess.Process | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -416,6 +422,8 @@ class Profile:
             for u, h in zip(figures.seq_update_ids, figures.seq_handouts, strict=True)
             if u in entries and not math.isnan(h)
         ]
+        if self.phase == "burst":
+            return report(self.directory, figures.burst.expected, self.rate)
         text = report(self.directory, len(figures.seq_update_ids), self.rate, ptb)
         entered = trace.get("startup", {}).get("launcher_entered_at")
         if entered is not None:
@@ -494,7 +502,7 @@ def per_run(figures: RunFigures) -> str:
 async def main(args: argparse.Namespace) -> dict[str, list[RunFigures]]:
     """Run every bot ``--runs`` times, interleaved so that machine load drifts hit both alike."""
     if args.profile is not None:
-        profile = Profile(args.profile, args.rate, not args.no_pyspy)
+        profile = Profile(args.profile, args.rate, not args.no_pyspy, args.profile_phase)
         figures = await run_once("coo", _texts(args), args, profile)
         print(f"profiled run (tracer and py-spy add overhead) {per_run(figures)}")
         print(profile.report(figures))
@@ -560,6 +568,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (--profile)")
     parser.add_argument("--no-pyspy", action="store_true", help="--profile with the tracer only")
+    parser.add_argument(
+        "--profile-phase", choices=("sequential", "burst"), default="sequential", help="the phase --profile covers"
+    )
     diagnosis = parser.add_argument_group("diagnosis only (the figures to quote use none of these)")
     diagnosis.add_argument(
         "--coo-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",

@@ -235,10 +235,14 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     return out
 
 
-def route_after_model(
+async def route_after_model(
     state: CooState, runtime: Runtime[GraphContext]
 ) -> Literal["run_tools", "propose_action", "__end__"]:
-    """Outward actions -> propose them; other tools -> run them; otherwise the turn is over."""
+    """Outward actions -> propose them; other tools -> run them; otherwise the turn is over.
+
+    Async on purpose, like every router here: LangGraph runs a plain function in the loop's default
+    thread pool, where it would queue behind whatever else waits there (e.g. embedding).
+    """
     if state.get("offline"):
         return "__end__"
     messages = state.get("messages", [])
@@ -301,7 +305,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     }
 
 
-def route_after_proposal(state: CooState) -> Literal["await_approval", "call_model"]:
+async def route_after_proposal(state: CooState) -> Literal["await_approval", "call_model"]:
     """Wait for the operator when a card is pending."""
     return "await_approval" if state.get("awaiting") else "call_model"
 

@@ -13,7 +13,7 @@ the turn starts:
 
 So a message sharing words with a memory finds it at once, and a paraphrase ("the coffee people")
 finds it from the conversation's next message on (or within the same turn, after a tool round).
-Background work is bounded: per conversation one recall runs and only the newest text waits.
+Background work is bounded: one recall runs at a time, and per conversation only the newest text waits.
 """
 
 from __future__ import annotations
@@ -125,6 +125,9 @@ class SessionRecall:
         self._prepared: OrderedDict[str, _Prepared] = OrderedDict()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, str] = {}
+        # One recall at a time for all conversations: a burst in many chats must not queue dozens of
+        # embeddings (each holding a worker thread) ahead of the replies and of ingestion.
+        self._slot = asyncio.Semaphore(1)
         self._closed = False
 
     async def for_prompt(self, session: str, request: str) -> list[Recalled]:
@@ -154,7 +157,9 @@ class SessionRecall:
         try:
             while True:
                 try:
-                    hits = await semantic_recall(self._memory, query, self._scope, exclude=query)
+                    async with self._slot:
+                        query = self._waiting.pop(session, query)  # the newest text by the time it is our turn
+                        hits = await semantic_recall(self._memory, query, self._scope, exclude=query)
                 except ValueError:
                     hits = []
                 except Exception:

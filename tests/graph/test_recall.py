@@ -51,16 +51,18 @@ async def test_a_prompt_never_waits_for_the_semantic_recall_and_uses_it_once_rea
 
 
 async def test_only_the_newest_waiting_text_is_recalled_next(tmp_path: Path) -> None:
+    # Bounded background work: per conversation one recall runs, and only the newest text waits.
     memory = GatedMemory([])
     async with open_database(tmp_path) as db:
         recall = SessionRecall(db, memory)  # type: ignore[arg-type]
-        for text in ("first", "second", "third"):
+        recall.prepare("s", "first")
+        await asyncio.sleep(0)  # "first" is being recalled (held at the gate)
+        for text in ("second", "third"):
             recall.prepare("s", text)
-        await asyncio.sleep(0)
         memory.gate.set()
         await recall.settled("s")
         await recall.aclose()
-    assert memory.queries == ["first", "third"]  # bounded work: "second" was superseded
+    assert memory.queries == ["first", "third"]  # "second" was superseded before its turn
 
 
 async def test_lexical_recall_finds_shared_words_and_leaves_out_forgotten_messages(tmp_path: Path) -> None:
@@ -102,3 +104,20 @@ def recalled(prompt: list[dict[str, str]]) -> str:
     data = prompt[1]["content"] if prompt[1]["content"].startswith("Context gathered by the system") else ""
     _, found, rest = data.partition('<data source="recalled from memory')
     return rest.split("</data>")[0] if found else ""
+
+
+async def test_conversations_take_turns_for_one_recall_at_a_time(tmp_path: Path) -> None:
+    memory = GatedMemory([])
+    async with open_database(tmp_path) as db:
+        recall = SessionRecall(db, memory)  # type: ignore[arg-type]
+        for session in ("a", "b", "c"):
+            recall.prepare(session, f"text of {session}")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        running = list(memory.queries)
+        memory.gate.set()
+        for session in ("a", "b", "c"):
+            await recall.settled(session)
+        await recall.aclose()
+    assert running == ["text of a"]  # the others waited without taking a worker thread
+    assert sorted(memory.queries) == ["text of a", "text of b", "text of c"]
