@@ -54,7 +54,7 @@ from graph.skills import all_skills
 from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
 from memory.api import Memory, Note, open_memory
 from memory.approvals import ApprovalStore
-from memory.checkpoints import prune_checkpoints
+from memory.checkpoints import OneTripSqliteSaver, prune_checkpoints
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
 from memory.embedder import Embedder, OpenAIEmbedder
@@ -122,7 +122,7 @@ async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
     db = await stack.enter_async_context(open_database(data_dir, timeout))
     ckpt_conn = await connect_sqlite(data_dir / "checkpoints.sqlite", timeout)
     stack.push_async_callback(ckpt_conn.close)
-    saver = AsyncSqliteSaver(ckpt_conn)
+    saver = OneTripSqliteSaver(ckpt_conn)
     await saver.setup()
     # The approval store owns its own connection: its transactions must not share one.
     store_conn = await connect_sqlite(data_dir / "coo.sqlite", timeout)
