@@ -69,7 +69,7 @@ FUNCTIONS = [
     "aput",
     "aput_writes",
     "aget_tuple",
-    "_deliver",
+    "_deliver_batch",
     "send_message",
     "embed_query",
     "embed_passages",

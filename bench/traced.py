@@ -11,7 +11,7 @@ SIGUSR2 writes the window's figures as JSON to ``$BENCH_TRACE``:
 - ``spans``: name -> [calls, total wall seconds];
 - ``sql``: database file -> statement kind (INSERT, SELECT, COMMIT, ...) -> count;
 - ``sql_hops``: database file -> [aiosqlite thread round trips, total wall seconds];
-- ``handler_entry``: Telegram update_id -> ``time.monotonic()`` when our handler got the update;
+- ``handler_entry``: Telegram update_id -> ``time.monotonic()`` when our channel got the update;
 - ``threads``: thread name -> CPU seconds in the window (from /proc/self/task).
 """
 
@@ -149,15 +149,15 @@ def _install_targets() -> None:
 def _install_handler_entry() -> None:
     from bot.channels.telegram import TelegramChannel
 
-    original = TelegramChannel._deliver
+    original = TelegramChannel._parse
 
     @functools.wraps(original)
-    async def deliver(self: Any, bot: Any, raw: dict[str, Any]) -> bool:
-        if isinstance(raw.get("update_id"), int):
+    def parse(bot: Any, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("update_id"), int):
             _entries.setdefault(raw["update_id"], time.monotonic())
-        return await original(self, bot, raw)
+        return original(bot, raw)
 
-    TelegramChannel._deliver = deliver  # type: ignore[method-assign]
+    TelegramChannel._parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
 
 
 def _install_sqlite() -> None:

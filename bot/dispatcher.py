@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from bot.messenger import Messenger
 from graph.coordinator import Coordinator
 from graph.errors import UserFacingError
 from memory.control import ControlStore
-from memory.db import Database, clean_text
+from memory.db import Claim, Database, clean_text
 from prompts.messages import (
     ANSWERED_PRIVATELY,
     GENERIC_ERROR,
@@ -90,22 +90,44 @@ class Dispatcher:
         Returns the handling task, or None for a duplicate. Raises when the update could not be
         stored: the adapter must then not acknowledge it, so the platform delivers it again.
         """
-        verdict = await self._guard.check(inbound)
-        if verdict is not Verdict.ALLOW:
-            return self._spawn(self._not_allowed(inbound, verdict), f"refuse {inbound.sender}")
-        inbound = replace(inbound, text=clean_text(inbound.text))
-        logged = {"text": self._commands.loggable(inbound.text[:MAX_INPUT_CHARS]), "kind": inbound.kind}
-        if inbound.update_key is None:
-            event_id = await self._db.append_event("message.in", inbound.sender, logged, session=inbound.session_key)
-        else:
-            claimed = await self._db.claim_update(
-                inbound.update_key, inbound.session_key, inbound_to_json(inbound), inbound.sender, logged
-            )
-            if claimed is None:
+        return (await self.accept_many([inbound]))[0]
+
+    async def accept_many(self, inbounds: Sequence[InboundMessage]) -> list[asyncio.Task[None] | None]:
+        """:meth:`accept` for a platform's batch of updates, stored in one commit (all, or none and it raises).
+
+        Handling starts in the batch's order, so each conversation's turns keep their order.
+        """
+        verdicts = [await self._guard.check(inbound) for inbound in inbounds]
+        allowed = [
+            replace(i, text=clean_text(i.text)) for i, v in zip(inbounds, verdicts, strict=True) if v is Verdict.ALLOW
+        ]
+        claimed = iter(await self._db.claim_updates([self._claim(i) for i in allowed if i.update_key is not None]))
+        ready = iter(allowed)
+        tasks: list[asyncio.Task[None] | None] = []
+        for inbound, verdict in zip(inbounds, verdicts, strict=True):
+            if verdict is not Verdict.ALLOW:
+                tasks.append(self._spawn(self._not_allowed(inbound, verdict), f"refuse {inbound.sender}"))
+                continue
+            inbound = next(ready)
+            if inbound.update_key is None:  # no platform delivery id (the console): logged, nothing to dedupe
+                claim = self._claim(inbound)
+                event_id: int | None = await self._db.append_event(
+                    "message.in", inbound.sender, claim.logged, session=inbound.session_key
+                )
+            else:
+                event_id = next(claimed)
+            if event_id is None:
                 log.info("duplicate delivery %s dropped", inbound.update_key)
-                return None
-            event_id = claimed
-        return self._spawn(self._process(inbound, event_id, replaying=False), f"update {inbound.update_key}")
+                tasks.append(None)
+                continue
+            tasks.append(self._spawn(self._process(inbound, event_id, replaying=False), f"update {inbound.update_key}"))
+        return tasks
+
+    def _claim(self, inbound: InboundMessage) -> Claim:
+        """What storing an update writes: the update itself and its ``message.in`` event (a private
+        command's arguments withheld)."""
+        logged = {"text": self._commands.loggable(inbound.text[:MAX_INPUT_CHARS]), "kind": inbound.kind}
+        return Claim(inbound.update_key or "", inbound.session_key, inbound_to_json(inbound), inbound.sender, logged)
 
     async def handle(self, inbound: InboundMessage) -> None:
         """Accept an update and wait until it is handled (the console, tests)."""

@@ -417,7 +417,11 @@ def _make_channels(rt: Runtime, console: bool | None, stdin: TextIO | None, stdo
     if settings.telegram.configured:
         from bot.channels.telegram import TelegramChannel
 
-        rt.channels.append(TelegramChannel(settings.telegram, rt.dispatcher.accept, rt.commands.menu()))
+        rt.channels.append(
+            TelegramChannel(
+                settings.telegram, rt.dispatcher.accept, rt.commands.menu(), on_batch=rt.dispatcher.accept_many
+            )
+        )
     if settings.slack.configured:
         from bot.channels.slack import SlackChannel
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +115,17 @@ class LLMCall:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A delivery to store before it is handled: its key, conversation, payload, and the event to log."""
+
+    update_key: str
+    session: str
+    payload: dict[str, Any]
+    actor: str
+    logged: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Written:
     """What a write did: rows changed and the last inserted rowid."""
 
@@ -148,20 +159,39 @@ def _written(cur: sqlite3.Cursor) -> Written:
 
 
 class Transaction:
-    """Statements inside one :meth:`Database.transaction` (committed together or not at all)."""
+    """Statements inside one :meth:`Database.transaction` (committed together or not at all).
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    ``BEGIN IMMEDIATE`` travels with the first statement (one round trip less per transaction).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.begun = False
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        if not self.begun:
+            conn.execute("BEGIN IMMEDIATE")
+            self.begun = True
 
     async def execute(self, sql: str, args: Iterable[Any] = ()) -> Written:
         """Run one statement in the transaction."""
-        cur = await self._conn.execute(sql, tuple(args))
-        return Written(cur.rowcount, cur.lastrowid)
+        values = tuple(args)
+
+        def work(conn: sqlite3.Connection) -> Written:
+            self._begin(conn)
+            return _written(conn.execute(sql, values))
+
+        return await self._db._on_thread(work)
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """One row, read inside the transaction."""
-        rows = await self._conn.execute_fetchall(sql, tuple(args))
-        return next(iter(rows), None)
+        values = tuple(args)
+
+        def work(conn: sqlite3.Connection) -> Any:
+            self._begin(conn)
+            return conn.execute(sql, values).fetchone()
+
+        return await self._db._on_thread(work)
 
     async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event as part of the transaction; returns its id."""
@@ -181,6 +211,8 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._finishing: list[tuple[str, asyncio.Future[None]]] = []
+        self._finisher: asyncio.Task[None] | None = None
 
     async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` with the connection on aiosqlite's thread, in order with every other call.
@@ -243,10 +275,11 @@ class Database:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Several statements committed together (``BEGIN IMMEDIATE``: other processes wait)."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self)
             try:
-                yield Transaction(self._conn)
-                await self._conn.commit()
+                yield tx
+                if tx.begun:
+                    await self._conn.commit()
             except BaseException:
                 await self._rollback()
                 raise
@@ -372,29 +405,69 @@ class Database:
 
         Returns the event id, or None when the delivery was seen before (drop it).
         """
-        stored = dumps(payload)
-        event = _event_row("message.in", actor, logged, session)
+        return (await self.claim_updates([Claim(update_key, session, payload, actor, logged)]))[0]
 
-        def work(conn: sqlite3.Connection) -> int | None:
-            claimed = conn.execute(
-                "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
-                "VALUES (?, ?, ?, 'pending', ?)",
-                (update_key, session, stored, event[0]),
-            )
-            if claimed.rowcount != 1:
-                return None
-            event_id = conn.execute(_INSERT_EVENT, event).lastrowid
-            conn.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
-            return event_id
+    async def claim_updates(self, claims: Sequence[Claim]) -> list[int | None]:
+        """:meth:`claim_update` for several deliveries, all in one commit (all stored, or none)."""
+        if not claims:
+            return []
+        rows = [
+            (c.update_key, c.session, dumps(c.payload), _event_row("message.in", c.actor, c.logged, c.session))
+            for c in claims
+        ]
+
+        def work(conn: sqlite3.Connection) -> list[int | None]:
+            ids: list[int | None] = []
+            for update_key, session, stored, event in rows:
+                claimed = conn.execute(
+                    "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
+                    "VALUES (?, ?, ?, 'pending', ?)",
+                    (update_key, session, stored, event[0]),
+                )
+                if claimed.rowcount != 1:
+                    ids.append(None)
+                    continue
+                event_id = conn.execute(_INSERT_EVENT, event).lastrowid
+                conn.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
+                ids.append(event_id)
+            return ids
 
         return await self.run_transaction(work)
 
     async def finish_update(self, update_key: str) -> None:
-        """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay)."""
-        await self.write(
-            "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' WHERE update_key = ?",
-            (utcnow().isoformat(), update_key),
-        )
+        """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay).
+
+        Finishes that arrive while one is being written are written together next (group commit):
+        under load one commit marks many deliveries done; each call returns once its own is.
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._finishing.append((update_key, done))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._write_finishes(), name="inbox-finish")
+        await done
+
+    async def _write_finishes(self) -> None:
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            keys = [key for key, _ in batch]
+            try:
+                await self.write(
+                    "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' "
+                    f"WHERE update_key IN ({', '.join('?' * len(keys))})",
+                    (utcnow().isoformat(), *keys),
+                )
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            except BaseException:
+                for _, done in batch:
+                    done.cancel()
+                raise
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def pending_updates(self) -> list[tuple[str, dict[str, Any], int | None]]:
         """Deliveries claimed but not finished (a crash mid-handling): key, payload, event id; oldest first."""

@@ -210,3 +210,27 @@ async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_ll
         await rt.dispatcher.handle(msg("and now?", key="rec:99"))
     users = user_turns(fake_llm.chat_requests[-1])
     assert users == [f"turn {i}" for i in range(12)] + ["and now?"]
+
+
+async def test_a_batch_is_stored_in_one_go_and_answered_in_order(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        batch = [
+            msg("first", key="rec:1"),
+            msg("let me in", sender="telegram:666", chat="666", key="rec:2"),
+            msg("second", key="rec:3"),
+            msg("first", key="rec:1"),  # the platform sent it twice
+            msg("other chat", chat="-5", key="rec:4"),
+        ]
+        tasks = await rt.dispatcher.accept_many(batch)
+        stored = await rt.db.events(kind="message.in")  # all of it, before any turn ran
+        await asyncio.gather(*(t for t in tasks if t is not None))
+        claimed = await rt.db.pending_updates()
+    assert tasks[3] is None and all(t is not None for i, t in enumerate(tasks) if i != 3)
+    assert [e.payload["text"] for e in stored] == ["first", "second", "other chat"]  # the stranger's is not kept
+    mine = [m.text for m in chan.sent if m.chat_id == "1001"]
+    assert mine == ["echo: first", "echo: second"]  # one conversation's turns in order
+    assert [m.text for m in chan.sent if m.chat_id == "666"] == [REFUSAL]
+    assert claimed == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -78,3 +79,13 @@ async def test_a_write_that_fails_midway_leaves_nothing_and_the_next_one_works(t
         assert [e.id for e in await db.events(kind="message.out")] == [sent]
         assert await db.sent_reply("op:1", 0) == ["7"]
         assert not db.connection.in_transaction
+
+
+async def test_finishes_arriving_together_are_all_written(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        keys = [f"k{i}" for i in range(30)]
+        for key in keys:
+            assert await db.claim_update(key, "s", {"n": key}, "op", {"text": key}) is not None
+        await asyncio.gather(*(db.finish_update(key) for key in keys))
+        assert await db.pending_updates() == []
+        assert await db.claim_updates([]) == []
