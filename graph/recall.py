@@ -4,9 +4,9 @@ Embedding a query with the local model costs about as much CPU as the whole rest
 milliseconds for one chat message), so the prompt is built from two parts that are both ready when
 the turn starts:
 
-- lexical: the operator's earlier messages sharing words with this one, from the event log's
-  full-text index (SQLite FTS5, about a millisecond); messages ``/forget`` removed from memory
-  are left out;
+- lexical: the operator's earlier messages sharing this one's rarest words, from the event log's
+  full-text index (SQLite FTS5, a few milliseconds however long the log); messages ``/forget``
+  removed from memory are left out;
 - prepared: the semantic recall (``Memory.recall``: vectors plus BM25) for the conversation's
   previous message, computed in the background after that turn, or for this very message when a
   tool round gives it time to finish.
@@ -89,8 +89,8 @@ async def lexical_recall(db: Database, query: str, exclude: str = "") -> list[Re
     words = keywords(query)
     if not words:
         return []
-    events = await db.search_messages(sorted(words), LEXICAL_CANDIDATES, kinds=("message.in",), without_forgotten=True)
-    return [line for line in map(_lexical_line, events) if line.text.strip() != exclude.strip()]
+    events = await db.recall_messages(words, LEXICAL_CANDIDATES + 1)  # + 1: the message being answered
+    return [line for line in map(_lexical_line, events) if line.text.strip() != exclude.strip()][:LEXICAL_CANDIDATES]
 
 
 def interleave(*ranked: list[Recalled], limit: int = PROMPT_MEMORIES) -> list[Recalled]:

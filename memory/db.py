@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS message_fts USING fts5(text, content='', toke
 CREATE TRIGGER IF NOT EXISTS events_message_fts AFTER INSERT ON events
     WHEN new.kind IN ('message.in', 'message.out')
     BEGIN INSERT INTO message_fts (rowid, text) VALUES (new.id, json_extract(new.payload, '$.text')); END;
+
+-- Per-term document counts of that index (to pick a query's rarest words).
+CREATE VIRTUAL TABLE IF NOT EXISTS message_fts_terms USING fts5vocab(message_fts, 'row');
 
 CREATE TABLE IF NOT EXISTS inbox (
     update_key TEXT PRIMARY KEY,
@@ -363,18 +367,9 @@ class Database:
         return [_event(r) for r in await self.fetchall(sql, args)]
 
     async def search_messages(
-        self,
-        words: Iterable[str],
-        limit: int,
-        session: str | None = None,
-        kinds: tuple[str, ...] = MESSAGE_KINDS,
-        *,
-        without_forgotten: bool = False,
+        self, words: Iterable[str], limit: int, session: str | None = None, kinds: tuple[str, ...] = MESSAGE_KINDS
     ) -> list[Event]:
-        """Messages matching any of ``words`` (full-text, best match first, then newest).
-
-        ``without_forgotten`` leaves out messages the operator removed from memory with ``/forget``.
-        """
+        """Messages matching any of ``words`` (full-text, best match first, then newest)."""
         terms = [w.replace('"', "") for w in words if w.replace('"', "").strip()]
         if not terms:
             return []
@@ -388,14 +383,59 @@ class Database:
         if session is not None:
             sql += " AND e.session = ?"
             args.append(session)
-        if without_forgotten:
-            sql += (
-                " AND NOT EXISTS (SELECT 1 FROM events x WHERE x.kind = 'memory.forgotten' "
-                "AND json_extract(x.payload, '$.ref') = 'msg-' || e.id)"
-            )
         sql += " ORDER BY f.rank, e.id DESC LIMIT ?"
         args.append(limit)
         return [_event(r) for r in await self.fetchall(sql, args)]
+
+    async def recall_messages(
+        self, words: Iterable[str], limit: int, kinds: tuple[str, ...] = ("message.in",)
+    ) -> list[Event]:
+        """Earlier messages for a prompt: those sharing the query's rarest words, best match first;
+        messages ``/forget`` removed from memory are left out.
+
+        Its cost stays flat as the log grows: at most ``RECALL_WINDOW`` messages are ranked (an OR of
+        every word would rank every message with a common one: 20 ms at 20k events, and growing). A rare
+        word (a name, an invoice number) reaches all the way back; when even the rarest word is common,
+        its newest messages are ranked.
+        """
+        terms = sorted({_index_form(w) for w in words if w.strip()})
+        if not terms:
+            return []
+        kind_marks = ", ".join("?" * len(kinds))
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            rare: list[str] = []
+            matches = 0
+            for term, docs in conn.execute(
+                f"SELECT term, doc FROM message_fts_terms WHERE term IN ({', '.join('?' * len(terms))}) "
+                "ORDER BY doc, term LIMIT ?",
+                (*terms, RECALL_TERMS),
+            ):
+                if rare and matches + docs > RECALL_WINDOW:
+                    break  # a commoner word would only bring recent messages in
+                rare.append(term)
+                matches += docs
+            if not rare:
+                return []
+            match = " OR ".join(f'"{term}"' for term in rare)
+            floor = 0
+            if matches > RECALL_WINDOW:  # even the rarest word is common: rank its newest messages only
+                (floor,) = conn.execute(
+                    "SELECT MIN(rowid) FROM (SELECT rowid FROM message_fts WHERE message_fts MATCH ? "
+                    "ORDER BY rowid DESC LIMIT ?)",
+                    (match, RECALL_WINDOW),
+                ).fetchone()
+            return conn.execute(
+                "WITH best AS (SELECT rowid, rank FROM message_fts WHERE message_fts MATCH ? AND rowid >= ? "
+                "ORDER BY rank LIMIT ?) "
+                "SELECT e.id, e.at, e.actor, e.session, e.kind, e.payload FROM best JOIN events e ON e.id = best.rowid "
+                f"WHERE e.kind IN ({kind_marks}) AND NOT EXISTS (SELECT 1 FROM events x WHERE "
+                "x.kind = 'memory.forgotten' AND json_extract(x.payload, '$.ref') = 'msg-' || e.id) "
+                "ORDER BY best.rank, e.id DESC LIMIT ?",
+                (match, floor or 0, limit * 4, *kinds, limit),
+            ).fetchall()
+
+        return [_event(row) for row in await self._on_thread(work)]
 
     # -- inbox: at-most-once handling of platform deliveries (I3) -----------------------------
     async def claim_update(
@@ -481,6 +521,17 @@ class Database:
         """The message ids of the ``seq``-th send made for ``update_key``, if it was made."""
         row = await self.fetchone("SELECT ids FROM replies WHERE update_key = ? AND seq = ?", (update_key, seq))
         return list(json.loads(row[0])) if row else None
+
+
+RECALL_TERMS = 4
+"""At most how many of a query's rarest words :meth:`Database.recall_messages` looks for."""
+RECALL_WINDOW = 500
+"""At most how many messages it ranks: the words are taken rarest first while their messages fit."""
+
+
+def _index_form(word: str) -> str:
+    """A word as the full-text index stores it (lower case, Latin diacritics removed)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 
 def _event(r: Any) -> Event:

@@ -121,3 +121,14 @@ async def test_conversations_take_turns_for_one_recall_at_a_time(tmp_path: Path)
         await recall.aclose()
     assert running == ["text of a"]  # the others waited without taking a worker thread
     assert sorted(memory.queries) == ["text of a", "text of b", "text of c"]
+
+
+async def test_a_rare_word_reaches_far_back_past_many_messages_with_common_ones(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        fact = "Kestrel Labs signed the renewal for the café in Zürich."
+        old = await db.append_event("message.in", "op", {"text": fact}, session="rec:1")
+        for i in range(400):  # newer chatter sharing the fact's common words
+            await db.append_event("message.in", "op", {"text": f"the renewal call {i} is signed"}, session="rec:1")
+        found = await lexical_recall(db, "who signed the renewal for the zurich cafe?")
+    assert found[0].ref == f"msg-{old}"  # found by its rarest words (accents as the index stores them)
+    assert len(found) <= 6
