@@ -163,7 +163,8 @@ class TelegramChannel:
         self._bot = bot
         try:
             await self._connect(bot)
-            await bot.set_my_commands(self._commands)
+            if self._commands:
+                await bot.set_my_commands(self._commands)
             if settings.webhook_url:
                 await self._start_webhook(bot)
             else:
@@ -187,6 +188,11 @@ class TelegramChannel:
                 logger.warning("telegram: Bot API unreachable (%s); retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(self._retry_max, delay * 2)
+
+    async def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
+        """Register the command menu (when the commands were not known at start)."""
+        self._commands = [BotCommand(name.lstrip("/"), description) for name, description in commands]
+        await self._started().set_my_commands(self._commands)
 
     async def stop(self) -> None:
         """Stop receiving, close connections. Safe to call twice."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.dispatcher import GENERIC_ERROR, REFUSAL
+from bot.dispatcher import GENERIC_ERROR, REFUSAL, Dispatcher, Handlers
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings, user_turns
@@ -234,3 +234,36 @@ async def test_a_batch_is_stored_in_one_go_and_answered_in_order(tmp_path: Path,
     assert mine == ["echo: first", "echo: second"]  # one conversation's turns in order
     assert [m.text for m in chan.sent if m.chat_id == "666"] == [REFUSAL]
     assert claimed == []
+
+
+async def test_updates_accepted_before_the_core_is_ready_are_stored_then_handled_in_order(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.messenger.attach(chan)
+        early = Dispatcher(rt.db, rt.guard, rt.commands, rt.messenger)  # what `coo run` polls with at first
+        tasks = await early.accept_many([msg("one", key="rec:1"), msg("two", key="rec:2")])
+        stored = await rt.db.pending_updates()
+        await asyncio.sleep(0)
+        assert len(stored) == 2 and chan.sent == [] and fake_llm.chat_requests == []  # stored, not handled yet
+        early.bind(Handlers(rt.coordinator, rt.approval_ui, rt.control, buttons={}))
+        await asyncio.gather(*(t for t in tasks if t is not None))
+    assert [m.text for m in chan.sent] == ["echo: one", "echo: two"]
+
+
+async def test_a_stop_before_the_core_is_ready_keeps_what_was_stored_for_the_next_start(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        early = Dispatcher(rt.db, rt.guard, rt.commands, rt.messenger)
+        [task] = await early.accept_many([msg("hello", key="rec:7")])
+        await early.drain(15.0)  # nothing could handle it: returns at once
+        assert task is not None and task.cancelled()
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert await rt.dispatcher.replay_pending() == 1
+    assert [m.text for m in chan.sent] == ["echo: hello"]
