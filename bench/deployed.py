@@ -11,7 +11,8 @@ driver talks to the fakes' control APIs over HTTP; every timestamp is CLOCK_MONO
 processes share.
 
 Per run and bot:
-- cold start: process start -> first getUpdates the fake sees, and -> the start banner on stderr;
+- cold start: process start -> first getUpdates the fake sees, -> the start banner on stderr, and -> the
+  reply to a message that was waiting when the bot started;
 - first reply: the first warm-up message, handout -> reply (loads what the first turn needs);
 - (a) sequential: one chat, the next message is pushed once the previous reply arrived; latency =
   handout (the fake's getUpdates response carries the update) -> the fake receives the sendMessage
@@ -52,6 +53,9 @@ from bench.stats import median, percentile
 TOKEN = "123456789:BENCH-fake-token-not-secret"
 API_KEY = "sk-bench-fake-key-000000000000"
 MODEL = "gpt-4o-mini"
+PRESTART_CHAT = 7000
+PRESTART_TEXT = "Good morning! Anything urgent for today?"
+"""Sent before the bot starts (the fake holds it): its reply times how long a user waits at a cold start."""
 WARMUP_CHAT = 7001
 SEQ_CHAT = 7002
 FIRST_BURST_CHAT = 8001
@@ -101,6 +105,7 @@ class RunFigures:
     bot: str
     to_first_poll_s: float = math.nan
     to_banner_s: float = math.nan
+    to_first_reply_s: float = math.nan
     first_reply_ms: float = math.nan
     sequential: Phase = field(default_factory=Phase)
     burst: Phase = field(default_factory=Phase)
@@ -131,6 +136,7 @@ class RunFigures:
             "out_of_order": burst.out_of_order,
             "first_poll_s": self.to_first_poll_s,
             "banner_s": self.to_banner_s,
+            "cold_reply_s": self.to_first_reply_s,
             "first_reply_ms": self.first_reply_ms,
         }
 
@@ -262,7 +268,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             )
             tg_root = _ready_url(tg)
             model_base = _ready_url(llm)
-            operators = ",".join(f"telegram:{c}" for c in (WARMUP_CHAT, SEQ_CHAT, *burst_chats))
+            operators = ",".join(f"telegram:{c}" for c in (PRESTART_CHAT, WARMUP_CHAT, SEQ_CHAT, *burst_chats))
             env = child_env(
                 {
                     "COO_TELEGRAM__TOKEN": TOKEN,
@@ -282,6 +288,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             fakes = Fakes(http, tg_root, model_base)
             bot_cwd = work / "cwd"  # an empty folder: no .env file is read from it
             bot_cwd.mkdir()
+            await fakes.push([(PRESTART_CHAT, PRESTART_TEXT)])
             bot = await stack.enter_async_context(spawn(kind, argv, env, bot_cwd))
             pid = profile.bot_pid(bot) if profile is not None else bot.pid
             if not await fakes.until(lambda: fakes.first_poll_at is not None, START_TIMEOUT_S):
@@ -291,6 +298,9 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             figures.started_at, figures.first_poll_at = bot.started_at, fakes.first_poll_at
             banner_at, _ = await bot.wait_line(lambda line: BANNERS[kind] in line, START_TIMEOUT_S)
             figures.to_banner_s = banner_at - bot.started_at
+            waited = _reply_text(PRESTART_TEXT)
+            if await fakes.until(lambda: waited in fakes.reply_texts, REPLY_TIMEOUT_S):
+                figures.to_first_reply_s = _reply_times(fakes)[waited][0] - bot.started_at
 
             sent_warm = await _sequential(fakes, WARMUP_CHAT, warm)
             handouts = await fakes.handouts()
@@ -342,7 +352,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             figures.seq_handouts = [handouts.get(u, math.nan) for u, _, _ in sent_seq]
             _score(figures.sequential, sent_seq, fakes, handouts, model_at)
             _score(figures.burst, sent_burst, fakes, handouts, model_at)
-            known = {_reply_text(t) for t in texts}
+            known = {_reply_text(t) for t in [*texts, PRESTART_TEXT]}
             figures.other_replies = [str(c["text"]) for c in fakes.replies if str(c["text"]) not in known]
     return figures
 
@@ -447,6 +457,7 @@ ROWS = [
     ("lost / duplicated / out of order", ("lost", "duplicated", "out_of_order"), "{:.0f}", ""),
     ("cold start: to the first poll", ("first_poll_s",), "{:.2f}", " s"),
     ("cold start: to the banner", ("banner_s",), "{:.2f}", " s"),
+    ("cold start: to the reply to a message sent before start", ("cold_reply_s",), "{:.2f}", " s"),
     ("first reply after start (handout -> reply)", ("first_reply_ms",), "{:.0f}", " ms"),
 ]
 
@@ -489,6 +500,7 @@ def per_run(figures: RunFigures) -> str:
         f"burst wall {r['burst_wall_s']:.2f} s p50 {r['burst_p50']:.0f} p99 {r['burst_p99']:.0f} ms "
         f"cpu {r['burst_cpu_ms']:.1f} ms/msg; lost {r['lost']:.0f} dup {r['duplicated']:.0f} "
         f"order {r['out_of_order']:.0f}; poll {r['first_poll_s']:.2f} s banner {r['banner_s']:.2f} s "
+        f"reply to a waiting message {r['cold_reply_s']:.2f} s "
         f"first reply {r['first_reply_ms']:.0f} ms; model calls {figures.model_calls}; "
         f"seq p50 of first / last quarter {_quarter(figures, 0):.0f} / {_quarter(figures, -1):.0f} ms"
         + (
