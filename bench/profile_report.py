@@ -53,7 +53,7 @@ COMPONENTS = {
 }
 # Our functions whose inclusive CPU matters (matched by function name in any frame).
 FUNCTIONS = [
-    "claim_update",
+    "claim_updates",
     "append_event",
     "finish_update",
     "settle",

@@ -42,10 +42,10 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # (module, dotted attribute, label). Async or sync callables; classes' methods are wrapped in place.
 TARGETS = [
-    ("bot.dispatcher", "Dispatcher.accept", "dispatcher.accept (access + claim, before the poll moves on)"),
+    ("bot.dispatcher", "Dispatcher.accept_many", "dispatcher.accept_many (access + claim of a getUpdates batch)"),
     ("bot.dispatcher", "Dispatcher._process", "dispatcher._process (whole turn, after the claim)"),
     ("bot.access", "AccessGuard.check", "access check"),
-    ("memory.db", "Database.claim_update", "dedupe claim (inbox insert + commit)"),
+    ("memory.db", "Database.claim_updates", "dedupe claim (inbox + message.in of a batch, one commit)"),
     ("memory.db", "Database.append_event", "event log append (insert + commit)"),
     ("memory.db", "Database.finish_update", "inbox finish (update + commit)"),
     ("memory.ledger", "CostLedger.settle", "model-call ledger settle (delete hold + insert + event, commit)"),
