@@ -8,6 +8,7 @@ import importlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -122,6 +123,15 @@ class Runtime:
     memory: Memory | None = None
     ingestor: Ingestor | None = None
     memory_repair: MemoryRepair | None = None
+
+
+@dataclass(frozen=True)
+class _Console:
+    """Whether to open the terminal channel (None: only without a platform channel), and its streams."""
+
+    wanted: bool | None
+    stdin: TextIO | None
+    stdout: TextIO | None
 
 
 @dataclass(frozen=True)
@@ -250,7 +260,12 @@ class _Model:
 
 
 def _build_model(
-    settings: Settings, stores: _Stores, stack: AsyncExitStack, messenger: Messenger, controls: Controls
+    settings: Settings,
+    stores: _Stores,
+    stack: AsyncExitStack,
+    messenger: Messenger,
+    controls: Controls,
+    clock: Callable[[], float],
 ) -> _Model:
     from bot.budget_commands import BudgetCommands
     from graph.budget import BudgetGuard
@@ -271,7 +286,7 @@ def _build_model(
         settings.llm.cheap_model,
         on_alert=partial(_alert, budgets=budgets, control=control, messenger=messenger),
     )
-    llm = LLMClient(settings.llm, stores.ledger, prices, guard)
+    llm = LLMClient(settings.llm, stores.ledger, prices, guard, clock)
     stack.push_async_callback(llm.close)
     return _Model(llm, prices, budgets)
 
@@ -346,16 +361,18 @@ async def open_runtime(
     console: bool | None = None,
     console_input: TextIO | None = None,
     console_output: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Runtime]:
     """Open the stores, model client, coordinator, goals and channels; close all on exit.
 
-    ``console=None`` means: the console only when no platform channel is configured.
+    ``console=None`` means: the console only when no platform channel is configured. ``clock`` (monotonic
+    seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown.
     """
     async with AsyncExitStack() as stack:
         # A console-only run has nothing to poll: the order only matters with a platform channel.
         intake = await _open_intake(settings, stack, early=console is not True)
         await asyncio.to_thread(_load_heavy_parts)
-        runtime, prices = await _build(settings, stack, intake, console, console_input, console_output)
+        runtime, prices = await _build(settings, stack, intake, _Console(console, console_input, console_output), clock)
         await _start(runtime, stack, prices, intake)
         yield runtime
 
@@ -364,9 +381,8 @@ async def _build(
     settings: Settings,
     stack: AsyncExitStack,
     intake: _Intake,
-    console: bool | None,
-    console_input: TextIO | None,
-    console_output: TextIO | None,
+    console: _Console,
+    clock: Callable[[], float],
 ) -> tuple[Runtime, PriceTable]:
     """Everything after the intake: model client, semantic memory, graph, connectors, goals, commands."""
     from bot.approval_ui import ApprovalUI
@@ -390,7 +406,7 @@ async def _build(
         memory = await stack.enter_async_context(
             open_memory(settings.data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
         )
-    model = _build_model(settings, stores, stack, messenger, controls)
+    model = _build_model(settings, stores, stack, messenger, controls, clock)
     plans, registry = _build_actions(settings, stores, model.llm)
     stack.push_async_callback(registry.close)
     approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
@@ -421,6 +437,7 @@ async def _build(
         on_outcome=partial(_reported, ui=ui, then=tasks_wakeup.set),
         is_paused=lambda: controls.paused,
         wakeup=wakeup,
+        clock=clock,
     )
     goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
@@ -473,7 +490,7 @@ async def _build(
         )
     )
     _schedule(runtime, checkpoints)
-    _make_channels(runtime, console, console_input, console_output)
+    _make_channels(runtime, console.wanted, console.stdin, console.stdout)
     return runtime, model.prices
 
 
