@@ -394,19 +394,14 @@ async def _build(
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
     from graph.coordinator import Coordinator
-    from memory.api import open_memory
     from memory.ingest import Ingestor
 
     stores, messenger, guard = intake.stores, intake.messenger, intake.guard
     db, control = stores.db, stores.control
     controls = Controls(paused=bool(await control.get("paused")))
     saver, checkpoints = await _open_checkpoints(settings, stack)
-    memory = None
-    if settings.memory.semantic:
-        memory = await stack.enter_async_context(
-            open_memory(settings.data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
-        )
     model = _build_model(settings, stores, stack, messenger, controls, clock)
+    memory = await _open_semantic_memory(settings, stack, model.llm)
     plans, registry = _build_actions(settings, stores, model.llm)
     stack.push_async_callback(registry.close)
     approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
@@ -492,6 +487,20 @@ async def _build(
     _schedule(runtime, checkpoints)
     _make_channels(runtime, console.wanted, console.stdin, console.stdout)
     return runtime, model.prices
+
+
+async def _open_semantic_memory(settings: Settings, stack: AsyncExitStack, llm: LLMClient) -> Memory | None:
+    """Semantic memory, unless switched off; with a model, closed episodes are summarized by it (budgeted)."""
+    if not settings.memory.semantic:
+        return None
+    from graph.episode_summarizer import ModelSummarizer
+    from memory.api import open_memory
+
+    summarizer = ModelSummarizer(llm, settings.llm.cheap_model) if llm.configured else None
+    embedder = _embedder(settings, stack)
+    return await stack.enter_async_context(
+        open_memory(settings.data_dir, embedder=embedder, settings=settings.embeddings, summarizer=summarizer)
+    )
 
 
 def _build_actions(settings: Settings, stores: _Stores, llm: LLMClient) -> tuple[PlanKind, Registry]:
