@@ -88,6 +88,8 @@ class Dispatcher:
         self._refused_at: dict[str, float] = {}
         self._homes: dict[str, tuple[str, str, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._quiet = asyncio.Event()
+        self._quiet.set()
 
     def bind(self, handlers: Handlers) -> None:
         """Start handling: updates accepted so far are handled now, in the order they came."""
@@ -209,12 +211,22 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def quiet(self) -> None:
+        """Until no accepted update is being handled or waiting (background work yields to replies)."""
+        await self._quiet.wait()
+
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._quiet.clear()
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._quiet.set()
 
     async def _process(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         await self._ready.wait()

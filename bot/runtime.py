@@ -438,7 +438,9 @@ async def _build(
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     ingestor = repair = None
     if memory is not None:
-        ingestor = Ingestor(memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s)
+        ingestor = Ingestor(
+            memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s, yield_to=intake.dispatcher.quiet
+        )
         repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
         stack.push_async_callback(repair.aclose)
     commands, dispatcher = intake.commands, intake.dispatcher

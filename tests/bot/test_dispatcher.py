@@ -226,7 +226,12 @@ async def test_a_batch_is_stored_in_one_go_and_answered_in_order(tmp_path: Path,
         ]
         tasks = await rt.dispatcher.accept_many(batch)
         stored = await rt.db.events(kind="message.in")  # all of it, before any turn ran
-        await asyncio.gather(*(t for t in tasks if t is not None))
+        quiet = asyncio.ensure_future(rt.dispatcher.quiet())  # what background work waits for
+        turns = [t for t in tasks if t is not None]
+        first, _ = await asyncio.wait([quiet, *turns], return_when=asyncio.FIRST_COMPLETED)
+        assert quiet not in first  # not quiet while a turn is in flight
+        await asyncio.gather(*turns)
+        await asyncio.wait_for(quiet, 5)
         claimed = await rt.db.pending_updates()
     assert tasks[3] is None and all(t is not None for i, t in enumerate(tasks) if i != 3)
     assert [e.payload["text"] for e in stored] == ["first", "second", "other chat"]  # the stranger's is not kept
