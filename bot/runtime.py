@@ -700,7 +700,8 @@ def _maintain(repair: MemoryRepair) -> Callable[[], Awaitable[None]]:
 async def _stop_channel(channel: Channel, timeout_s: float = 15.0) -> None:
     # A handler that never returns must not keep the process from stopping.
     try:
-        await asyncio.wait_for(channel.stop(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await channel.stop()
     except TimeoutError:
         log.error("channel %s did not stop within %.0fs; leaving it", channel.name, timeout_s)
 

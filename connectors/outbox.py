@@ -96,7 +96,8 @@ class OutboxRunner:
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+                async with asyncio.timeout(self._settings.poll_s):  # not wait_for: it can swallow a cancel
+                    await self._wake.wait()
 
     def stop(self) -> None:
         """Take no new row; :meth:`run_forever` returns once the one in progress has its outcome recorded.

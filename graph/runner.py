@@ -180,7 +180,8 @@ class TaskRunner:
             except Exception:
                 log.exception("task runner step failed; continuing")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+                async with asyncio.timeout(self._settings.poll_s):  # not wait_for: it can swallow a cancel
+                    await self._wake.wait()
         if self._running:
             await asyncio.wait(set(self._running.values()))
         await self._goals.flush_progress(self._clock(), force=True)

@@ -78,8 +78,11 @@ class Ingestor:
         while self._queue:
             if yielding and self._yield_to is not None:
                 # Bounded: under a steady stream of messages memory still keeps up, a batch at a time.
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+                # arrives as the awaited thing completes, and the shutdown then waited forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._yield_to(), self._max_defer)
+                    async with asyncio.timeout(self._max_defer):
+                        await self._yield_to()
             notes = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
             try:
                 await self._write(notes)

@@ -171,3 +171,25 @@ async def test_a_busy_bot_delays_ingestion_only_up_to_the_bound(tmp_path: Path) 
         with pytest.raises(asyncio.CancelledError):
             await runner
         assert await mem.count() == 3
+
+
+async def test_a_stop_that_comes_as_the_bot_turns_quiet_still_stops_ingestion(tmp_path: Path) -> None:
+    # The shutdown cancels ingestion; when the last turn ended in the same instant, asyncio.wait_for
+    # (Python 3.11) returned normally and the cancellation was lost: `coo run` never exited.
+    quiet = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def until_quiet() -> None:
+        asked.set()
+        await quiet.wait()
+
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        ingestor = Ingestor(mem, batch=2, interval_s=0.5, sleep=RecordingSleep(), yield_to=until_quiet)
+        ingestor.add(notes(1)[0])
+        runner = asyncio.create_task(ingestor.run_forever())
+        await asyncio.wait_for(asked.wait(), 10)
+        quiet.set()
+        runner.cancel()  # in the same instant
+        done, _ = await asyncio.wait([runner], timeout=30)  # a guard against a hang, not a timing assertion
+        assert runner in done and runner.cancelled()
+        assert await mem.count() == 1  # the final flush wrote what was queued
