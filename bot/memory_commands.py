@@ -8,10 +8,10 @@ from bot.commands import CommandRouter
 from bot.messages import InboundMessage
 from graph.errors import UserFacingError
 from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
+from memory.chat_notes import said
 from memory.db import Database, utcnow
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, ProfileError, ProfileStore
-from memory.turns import parse
 from prompts.messages import MEMORY_UNAVAILABLE, PROFILE_RISK_MOVED
 
 PROFILE_USAGE = (
@@ -68,11 +68,8 @@ def register_memory_commands(
             raise unavailable("Memory", exc) from None
         if not hits:
             return "Nothing in memory matches that."
-        return "\n".join(f"{h.ref} [{h.at:%Y-%m-%d}] {shown(h.text, h.source)[:300]}" for h in hits)
-
-    def shown(text: str, source: str) -> str:
         # A chat note carries its date and speaker in its text (for search); the line shows the date already.
-        return parse(text).body if source.startswith("chat:") else text
+        return "\n".join(f"{h.ref} [{h.at:%Y-%m-%d}] {said(h.text, h.source)[:300]}" for h in hits)
 
     async def forget(inbound: InboundMessage, args: str) -> str:
         assert memory is not None

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from graph.tools import keywords
+from memory.chat_notes import said
 from memory.db import Database, Event
 from memory.records import Record, Records
 
@@ -71,10 +72,13 @@ def query_of(text: str) -> str:
 async def semantic_recall(memory: Memory, query: str, scope: str, exclude: str = "") -> list[Recalled]:
     """Top memories by meaning (and words) as prompt lines, best first; ``exclude`` is a text to leave out."""
     hits = await memory.recall(query, k=SEMANTIC_K, scope=scope)
+    # A chat note's text starts with its date and speaker (for search); the line and the comparison
+    # with ``exclude`` (the message the recall is for) use what it says.
+    found = [(h, said(h.text, h.source)) for h in hits]
     return [
-        Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {h.text[:LINE_CHARS]}", h.ref, h.text)
-        for h in hits
-        if h.text.strip() != exclude.strip()
+        Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {text[:LINE_CHARS]}", h.ref, text)
+        for h, text in found
+        if text.strip() != exclude.strip()
     ]
 
 

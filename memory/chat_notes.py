@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from memory.api import Note
 from memory.db import Event
 from memory.notes import StoredNote
+from memory.turns import parse
 
 OPERATOR = "operator"
 COO = "COO"
@@ -31,6 +32,11 @@ def chat_note(text: str, at: datetime, channel: str, ref: str, scope: str, tz: s
         scope=scope,
         ref=ref,
     )
+
+
+def said(text: str, source: str) -> str:
+    """What a note says: a chat note without the date and speaker it carries for search."""
+    return parse(text).body if source.startswith("chat:") else text
 
 
 def is_chat_message(event: Event) -> bool:

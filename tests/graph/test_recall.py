@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.runtime import open_runtime
-from graph.recall import Recalled, SessionRecall, interleave, lexical_recall
+from graph.recall import Recalled, SessionRecall, interleave, lexical_recall, semantic_recall
 from memory.api import Hit
 from memory.db import open_database
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
@@ -132,3 +132,17 @@ async def test_a_rare_word_reaches_far_back_past_many_messages_with_common_ones(
         found = await lexical_recall(db, "who signed the renewal for the zurich cafe?")
     assert found[0].ref == f"msg-{old}"  # found by its rarest words (accents as the index stores them)
     assert len(found) <= 6
+
+
+async def test_the_message_a_recall_is_for_is_left_out_and_lines_show_what_was_said() -> None:
+    memory = GatedMemory(
+        [
+            hit("[8 May 2026] operator: Orbit Coffee pays on net 45 terms.", "msg-1"),
+            hit("[9 May 2026] operator: Orbit Coffee moved to Leeds.", "msg-2"),
+        ]
+    )
+    memory.gate.set()
+    found = await semantic_recall(
+        memory, "Orbit Coffee pays on net 45 terms.", "default", exclude="Orbit Coffee pays on net 45 terms."
+    )  # type: ignore[arg-type]
+    assert [(r.ref, r.line) for r in found] == [("msg-2", "[2026-01-05 chat:rec] Orbit Coffee moved to Leeds.")]
