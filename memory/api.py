@@ -90,6 +90,11 @@ FLOOR_BELOW_BEST = 0.03
 
 MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
+_TEXT_WHILE_EMBEDDING = True
+_EMBED_SCHEME = "mixed"
+_SHORT = 120
+# A reply's vector: its own plus this much of the turn it answers (then renormalised).
+CONTEXT_WEIGHT = 0.5
 
 __all__ = [
     "Episode",
@@ -308,8 +313,7 @@ class Memory:
                 state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
                 if parsed.speaker:
                     state.speakers.add(parsed.speaker)
-            # The last chunk of a very long note is searched whole by full text; its head is embedded.
-            vectors = await self._embedder.embed_passages([unit["body"][:MAX_EMBED_CHARS] for unit in units])
+            vectors = await self._embed_bodies([unit["body"] for unit in units])
             # Building Arrow tables for a big batch takes tens of ms of CPU: off the loop.
             notes_table = await asyncio.to_thread(self._notes_table, units, vectors)
             await self._store.add(notes_table, _quiet_table(quiet))
@@ -344,6 +348,32 @@ class Memory:
             state.previous = turns.parse(last["text"])
         self._states[scope] = state
         return state
+
+    async def _embed_bodies(self, bodies: list[str]) -> np.ndarray:
+        """The vectors of indexed texts: a turn's own vector, mixed with its context's when it has one.
+
+        Each distinct text is embedded once, and a reply's context is the turn before it, so a
+        conversation costs one embedding per turn rather than two (turn plus context). The last
+        chunk of a very long note is searched whole by full text; its head is embedded.
+        """
+        if _EMBED_SCHEME == "body":
+            return await self._embedder.embed_passages([b[:MAX_EMBED_CHARS] for b in bodies])
+        if _EMBED_SCHEME == "short":
+            texts = []
+            for body in bodies:
+                text, context = turns.split_indexed(body)
+                texts.append(turns.indexed_text(turns.undated(text), capped(context, _SHORT)))
+            return await self._embedder.embed_passages([t[:MAX_EMBED_CHARS] for t in texts])
+        parts = [turns.split_indexed(body) for body in bodies]
+        own = [turns.undated(text)[:MAX_EMBED_CHARS] for text, _ in parts]
+        distinct = list(dict.fromkeys([*own, *(context for _, context in parts if context)]))
+        found = dict(zip(distinct, await self._embedder.embed_passages(distinct), strict=True))
+        vectors = np.stack([found[text] for text in own]) if own else np.empty((0, self._store.dim), np.float32)
+        for i, (_, context) in enumerate(parts):
+            if context:
+                mixed = vectors[i] + CONTEXT_WEIGHT * found[context]
+                vectors[i] = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
+        return vectors
 
     def _notes_table(self, units: list[dict[str, Any]], vectors: np.ndarray) -> pa.Table:
         dim = self._store.dim
@@ -448,6 +478,8 @@ class Memory:
             return await self._store.vector_search(await vector_task, scope, limit, table=table)
 
         async def lexical(table: str, limit: int) -> list[dict[str, Any]]:
+            if not _TEXT_WHILE_EMBEDDING:
+                await vector_task
             return await self._store.text_search(capped(query, MAX_QUERY_TEXT_CHARS), scope, limit, table=table)
 
         async def nothing() -> list[dict[str, Any]]:
@@ -538,7 +570,7 @@ class Memory:
                 continue
             for unit in units:
                 unit["body"] = unit["body"].removesuffix(suffix)
-            vectors = await self._embedder.embed_passages([u["body"][:MAX_EMBED_CHARS] for u in units])
+            vectors = await self._embed_bodies([u["body"] for u in units])
             await self._store.replace(reply, self._notes_table(units, vectors))
         summarized = set((await self._store.scan(scope, ["id"], table=EPISODES)).column("id").to_pylist())
         for episode in sorted({note["episode"] for note in gone} & summarized):
@@ -596,7 +628,7 @@ class Memory:
                 return notes, episodes
             schema = notes_schema(dim, name)
             rows = notes.to_pylist()
-            vectors = await self._embedder.embed_passages([row["body"][:MAX_EMBED_CHARS] for row in rows])
+            vectors = await self._embed_bodies([row["body"] for row in rows])
             columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
             columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
             return pa.Table.from_pydict(columns, schema=schema), episodes
