@@ -278,10 +278,6 @@ class SemanticStore:
             column = (await self._tables[name].query().select(["scope"]).to_arrow()).column("scope")
             self._scopes[name] = set(pc.unique(column).to_pylist())
 
-    def _scope_filter(self, scope: str, table: str) -> Expr | None:
-        """The filter a search in ``scope`` needs: none when the table holds no other scope."""
-        return None if self._scopes[table] <= {scope} else scope_is(scope)
-
     async def _migrate(self) -> None:
         """Rewrite a ``notes`` table of the previous version (no body, speaker, episode, seq, part).
 
@@ -344,7 +340,7 @@ class SemanticStore:
                     await table.create_index(column, config=config, replace=True)
 
     async def _vector_index(self) -> bool:
-        """Build the ANN index once the table is big enough (or replace one of an older kind); report whether one exists."""
+        """Build the ANN index once the table is big enough, or replace one of an older kind; report if one exists."""
         current = [index for index in await self._notes.list_indices() if index.columns == ["vector"]]
         if current and _rq_bits(current[0]) == RQ_BITS:
             return True
@@ -572,34 +568,49 @@ class SemanticStore:
         self, vector: np.ndarray, scope: str, limit: int, table: str = TABLE
     ) -> list[dict[str, Any]]:
         """Nearest rows by cosine distance within one scope (filter applied before the search)."""
-        await self._before_search()
-        async with self._gate.shared():  # build inside: a rewrite may swap the table
-            with _storage():
-                query = self._tables[table].query().nearest_to(vector).distance_type("cosine")
-                where = self._scope_filter(scope, table)
-                if where is not None:
-                    query = query.where(where)
-                query = (
-                    query.limit(limit)
-                    # With the ANN index, re-score the best candidates on full vectors, so
-                    # ``_distance`` is the exact cosine distance. No effect on an exact scan.
-                    .refine_factor(REFINE_FACTOR)
-                    .select([*COLUMNS, "_distance"])
-                )
-                result = await query.to_arrow()
-        return with_vectors(result)
+
+        def build(source: Any, where: Expr | None) -> Any:
+            query = source.query().nearest_to(vector).distance_type("cosine")
+            if where is not None:
+                query = query.where(where)
+            # With the ANN index, re-score the best candidates on full vectors, so ``_distance``
+            # is the exact cosine distance. No effect on an exact scan.
+            return query.limit(limit).refine_factor(REFINE_FACTOR).select([*COLUMNS, "_distance"])
+
+        return await self._search(table, scope, build)
 
     async def text_search(self, text: str, scope: str, limit: int, table: str = TABLE) -> list[dict[str, Any]]:
         """BM25 full-text matches on ``body`` within one scope; the query is taken as plain terms."""
-        await self._before_search()
         columns = [*COLUMNS, "vector"] if table == TABLE else EPISODE_COLUMNS
+
+        def build(source: Any, where: Expr | None) -> Any:
+            query = source.query().nearest_to_text(text, columns="body")
+            if where is not None:
+                query = query.where(where)
+            return query.limit(limit).select([*columns, "_score"])
+
+        return await self._search(table, scope, build)
+
+    async def _search(
+        self, table: str, scope: str, build: Callable[[Any, Expr | None], Any]
+    ) -> list[dict[str, Any]]:
+        """Run ``build(table, filter)``, unfiltered when ``scope`` is the only scope the table holds.
+
+        The scope prefilter costs ~3 ms at 100k rows. Whether it is needed is known from what this
+        process wrote; should the table hold a scope it does not know of (rows written by another
+        process), a row of it in the result shows it, and the search is made again, filtered.
+        """
+        await self._before_search()
         async with self._gate.shared():  # build inside: a rewrite may swap the table
             with _storage():
-                query = self._tables[table].query().nearest_to_text(text, columns="body")
-                where = self._scope_filter(scope, table)
-                if where is not None:
-                    query = query.where(where)
-                result = await query.limit(limit).select([*columns, "_score"]).to_arrow()
+                source = self._tables[table]
+                if self._scopes[table] <= {scope}:
+                    result = await build(source, None).to_arrow()
+                    others = set(pc.unique(result.column("scope")).to_pylist()) - {scope}
+                    if not others:
+                        return with_vectors(result)
+                    self._scopes[table] |= others
+                result = await build(source, scope_is(scope)).to_arrow()
         return with_vectors(result)
 
     async def close(self) -> None:

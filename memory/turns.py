@@ -6,7 +6,7 @@ A note is kept exactly as given (``Hit.text``); what is searched is derived from
 - noise is stored but never indexed: bare commands (``/approve 12``) and notes with no content word
   (``ok``, ``1``, ``approve``, ``thanks!``, an emoji);
 - the indexed text of a turn that replies to another speaker carries the turn it answers, because a
-  reply ("Seven years now!") often only makes sense with it (its vector is the mix of both: see
+  reply ("Seven years now!") often only makes sense with it (only its head is embedded: see
   ``memory.api``);
 - a long note is cut into chunks of at most ``CHUNK_CHARS`` characters, each indexed on its own,
   so no single embedding call takes a huge input.
