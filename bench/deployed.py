@@ -11,12 +11,15 @@ driver talks to the fakes' control APIs over HTTP; every timestamp is CLOCK_MONO
 processes share.
 
 Per run and bot:
-- cold start: process start -> first getUpdates the fake sees, and -> the start banner on stderr;
+- cold start: process start -> first getUpdates the fake sees, -> the start banner on stderr, and -> the
+  reply to a message that was waiting when the bot started;
 - first reply: the first warm-up message, handout -> reply (loads what the first turn needs);
 - (a) sequential: one chat, the next message is pushed once the previous reply arrived; latency =
   handout (the fake's getUpdates response carries the update) -> the fake receives the sendMessage
   that answers it; (b) pre-model: handout -> the fake model receives the chat request for it;
-  (c) bot CPU per message: user+sys CPU of the bot process over (a), from /proc, / messages;
+  (c) bot CPU per message: user+sys CPU of the bot process (all threads, from /proc) from the first
+  message of (a) until the bot is idle again (so deferred work such as ingestion counts), / messages;
+  the part spent before the last reply is shown too. Each phase starts once the bot is idle;
 - (d) burst: C chats x M messages pushed at once; wall = push -> last reply; per message latency;
 - (e) lost / duplicated replies, and replies out of order within a chat.
 Warm-up messages (a separate chat) are not in (a)-(e). The table shows the median over runs.
@@ -43,13 +46,16 @@ from typing import Any
 import aiohttp
 
 from bench.chat_text import messages
-from bench.procs import PYTHON, REPO, Child, child_env, cpu_seconds, kill_leftovers, spawn
+from bench.procs import PYTHON, REPO, Child, child_env, cpu_seconds, kill_leftovers, spawn, until_idle
 from bench.profile_report import report
 from bench.stats import median, percentile
 
 TOKEN = "123456789:BENCH-fake-token-not-secret"
 API_KEY = "sk-bench-fake-key-000000000000"
 MODEL = "gpt-4o-mini"
+PRESTART_CHAT = 7000
+PRESTART_TEXT = "Good morning! Anything urgent for today?"
+"""Sent before the bot starts (the fake holds it): its reply times how long a user waits at a cold start."""
 WARMUP_CHAT = 7001
 SEQ_CHAT = 7002
 FIRST_BURST_CHAT = 8001
@@ -83,6 +89,9 @@ class Phase:
     out_of_order: int = 0
     wall_s: float = math.nan
     cpu_s: float = math.nan
+    """CPU of the bot from the phase's first message until it was idle again (deferred work included)."""
+    cpu_replies_s: float = math.nan
+    """CPU of the bot from the phase's first message to its last reply only."""
 
     def pct(self, p: float) -> float:
         """Latency percentile in ms."""
@@ -96,6 +105,7 @@ class RunFigures:
     bot: str
     to_first_poll_s: float = math.nan
     to_banner_s: float = math.nan
+    to_first_reply_s: float = math.nan
     first_reply_ms: float = math.nan
     sequential: Phase = field(default_factory=Phase)
     burst: Phase = field(default_factory=Phase)
@@ -116,6 +126,7 @@ class RunFigures:
             "seq_p99": seq.pct(99),
             "pre_model_p50": percentile(seq.pre_model_ms, 50),
             "cpu_ms": seq.cpu_s * 1000 / max(1, len(seq.latencies_ms)),
+            "cpu_replies_ms": seq.cpu_replies_s * 1000 / max(1, len(seq.latencies_ms)),
             "burst_wall_s": burst.wall_s,
             "burst_p50": burst.pct(50),
             "burst_p99": burst.pct(99),
@@ -125,6 +136,7 @@ class RunFigures:
             "out_of_order": burst.out_of_order,
             "first_poll_s": self.to_first_poll_s,
             "banner_s": self.to_banner_s,
+            "cold_reply_s": self.to_first_reply_s,
             "first_reply_ms": self.first_reply_ms,
         }
 
@@ -256,7 +268,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             )
             tg_root = _ready_url(tg)
             model_base = _ready_url(llm)
-            operators = ",".join(f"telegram:{c}" for c in (WARMUP_CHAT, SEQ_CHAT, *burst_chats))
+            operators = ",".join(f"telegram:{c}" for c in (PRESTART_CHAT, WARMUP_CHAT, SEQ_CHAT, *burst_chats))
             env = child_env(
                 {
                     "COO_TELEGRAM__TOKEN": TOKEN,
@@ -276,6 +288,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             fakes = Fakes(http, tg_root, model_base)
             bot_cwd = work / "cwd"  # an empty folder: no .env file is read from it
             bot_cwd.mkdir()
+            await fakes.push([(PRESTART_CHAT, PRESTART_TEXT)])
             bot = await stack.enter_async_context(spawn(kind, argv, env, bot_cwd))
             pid = profile.bot_pid(bot) if profile is not None else bot.pid
             if not await fakes.until(lambda: fakes.first_poll_at is not None, START_TIMEOUT_S):
@@ -285,6 +298,9 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             figures.started_at, figures.first_poll_at = bot.started_at, fakes.first_poll_at
             banner_at, _ = await bot.wait_line(lambda line: BANNERS[kind] in line, START_TIMEOUT_S)
             figures.to_banner_s = banner_at - bot.started_at
+            waited = _reply_text(PRESTART_TEXT)
+            if await fakes.until(lambda: waited in fakes.reply_texts, REPLY_TIMEOUT_S):
+                figures.to_first_reply_s = _reply_times(fakes)[waited][0] - bot.started_at
 
             sent_warm = await _sequential(fakes, WARMUP_CHAT, warm)
             handouts = await fakes.handouts()
@@ -293,15 +309,20 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             if first_reply and first[0] in handouts:
                 figures.first_reply_ms = (first_reply[0] - handouts[first[0]]) * 1000
 
-            if profile is not None:
+            await until_idle(pid)  # the warm-up's deferred work is not charged to the sequential phase
+            if profile is not None and profile.phase == "sequential":
                 await profile.begin(bot)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             sent_seq = await _sequential(fakes, SEQ_CHAT, seq)
-            figures.sequential.cpu_s = cpu_seconds(pid) - cpu0
+            figures.sequential.cpu_replies_s = cpu_seconds(pid) - cpu0
             figures.sequential.wall_s = time.monotonic() - t0
-            if profile is not None:
+            await until_idle(pid)
+            figures.sequential.cpu_s = cpu_seconds(pid) - cpu0
+            if profile is not None and profile.phase == "sequential":
                 await profile.end(bot)
 
+            if profile is not None and profile.phase == "burst":
+                await profile.begin(bot)
             cpu0 = cpu_seconds(pid)
             batch = [(burst_chats[i % len(burst_chats)], text) for i, text in enumerate(burst)]
             pushed_at = time.monotonic()
@@ -309,7 +330,11 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             sent_burst = [(u, c, t) for u, (c, t) in zip(ids, batch, strict=True)]
             expected = {_reply_text(t) for _, _, t in sent_burst}
             await fakes.until(lambda: expected <= fakes.reply_texts, BURST_TIMEOUT_S)
+            figures.burst.cpu_replies_s = cpu_seconds(pid) - cpu0
+            await until_idle(pid)
             figures.burst.cpu_s = cpu_seconds(pid) - cpu0
+            if profile is not None and profile.phase == "burst":
+                await profile.end(bot)
             times = _reply_times(fakes)
             arrived = [times[r][0] for r in expected if r in times]
             figures.burst.wall_s = (max(arrived) - pushed_at) if arrived else math.nan
@@ -327,7 +352,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             figures.seq_handouts = [handouts.get(u, math.nan) for u, _, _ in sent_seq]
             _score(figures.sequential, sent_seq, fakes, handouts, model_at)
             _score(figures.burst, sent_burst, fakes, handouts, model_at)
-            known = {_reply_text(t) for t in texts}
+            known = {_reply_text(t) for t in [*texts, PRESTART_TEXT]}
             figures.other_replies = [str(c["text"]) for c in fakes.replies if str(c["text"]) not in known]
     return figures
 
@@ -352,12 +377,14 @@ async def _sequential(fakes: Fakes, chat: int, texts: Sequence[str]) -> list[tup
 
 
 class Profile:
-    """``--profile DIR``: run ``coo run`` under ``bench.traced`` and py-spy over the sequential phase."""
+    """``--profile DIR``: run ``coo run`` under ``bench.traced`` and py-spy over one phase (sequential or burst)."""
 
-    def __init__(self, directory: Path, rate: int, pyspy: bool) -> None:
+    def __init__(self, directory: Path, rate: int, pyspy: bool, phase: str = "sequential") -> None:
         self.directory = directory
         self.rate = rate
         self.pyspy = pyspy
+        self.phase = phase
+        """Which phase is profiled: ``sequential`` or ``burst``."""
         self._spy: asyncio.subprocess.Process | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -405,6 +432,8 @@ class Profile:
             for u, h in zip(figures.seq_update_ids, figures.seq_handouts, strict=True)
             if u in entries and not math.isnan(h)
         ]
+        if self.phase == "burst":
+            return report(self.directory, figures.burst.expected, self.rate)
         text = report(self.directory, len(figures.seq_update_ids), self.rate, ptb)
         entered = trace.get("startup", {}).get("launcher_entered_at")
         if entered is not None:
@@ -420,13 +449,15 @@ class Profile:
 ROWS = [
     ("sequential p50 / p95 / p99 (handout -> reply)", ("seq_p50", "seq_p95", "seq_p99"), "{:.1f}", " ms"),
     ("time before the model is called (p50)", ("pre_model_p50",), "{:.1f}", " ms"),
-    ("bot CPU per message (sequential)", ("cpu_ms",), "{:.1f}", " ms"),
+    ("bot CPU per message (sequential, until idle)", ("cpu_ms",), "{:.1f}", " ms"),
+    ("  of which until the last reply", ("cpu_replies_ms",), "{:.1f}", " ms"),
     ("burst: all answered (wall)", ("burst_wall_s",), "{:.2f}", " s"),
     ("burst per message p50 / p99", ("burst_p50", "burst_p99"), "{:.0f}", " ms"),
-    ("bot CPU per message (burst)", ("burst_cpu_ms",), "{:.1f}", " ms"),
+    ("bot CPU per message (burst, until idle)", ("burst_cpu_ms",), "{:.1f}", " ms"),
     ("lost / duplicated / out of order", ("lost", "duplicated", "out_of_order"), "{:.0f}", ""),
     ("cold start: to the first poll", ("first_poll_s",), "{:.2f}", " s"),
     ("cold start: to the banner", ("banner_s",), "{:.2f}", " s"),
+    ("cold start: to the reply to a message sent before start", ("cold_reply_s",), "{:.2f}", " s"),
     ("first reply after start (handout -> reply)", ("first_reply_ms",), "{:.0f}", " ms"),
 ]
 
@@ -464,10 +495,12 @@ def per_run(figures: RunFigures) -> str:
     r = figures.row()
     return (
         f"{figures.bot}: seq p50 {r['seq_p50']:.1f} p95 {r['seq_p95']:.1f} p99 {r['seq_p99']:.1f} ms, "
-        f"pre-model p50 {r['pre_model_p50']:.1f} ms, cpu {r['cpu_ms']:.1f} ms/msg; "
+        f"pre-model p50 {r['pre_model_p50']:.1f} ms, cpu {r['cpu_ms']:.1f} ms/msg "
+        f"({r['cpu_replies_ms']:.1f} to the last reply); "
         f"burst wall {r['burst_wall_s']:.2f} s p50 {r['burst_p50']:.0f} p99 {r['burst_p99']:.0f} ms "
         f"cpu {r['burst_cpu_ms']:.1f} ms/msg; lost {r['lost']:.0f} dup {r['duplicated']:.0f} "
         f"order {r['out_of_order']:.0f}; poll {r['first_poll_s']:.2f} s banner {r['banner_s']:.2f} s "
+        f"reply to a waiting message {r['cold_reply_s']:.2f} s "
         f"first reply {r['first_reply_ms']:.0f} ms; model calls {figures.model_calls}; "
         f"seq p50 of first / last quarter {_quarter(figures, 0):.0f} / {_quarter(figures, -1):.0f} ms"
         + (
@@ -481,7 +514,7 @@ def per_run(figures: RunFigures) -> str:
 async def main(args: argparse.Namespace) -> dict[str, list[RunFigures]]:
     """Run every bot ``--runs`` times, interleaved so that machine load drifts hit both alike."""
     if args.profile is not None:
-        profile = Profile(args.profile, args.rate, not args.no_pyspy)
+        profile = Profile(args.profile, args.rate, not args.no_pyspy, args.profile_phase)
         figures = await run_once("coo", _texts(args), args, profile)
         print(f"profiled run (tracer and py-spy add overhead) {per_run(figures)}")
         print(profile.report(figures))
@@ -547,6 +580,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (--profile)")
     parser.add_argument("--no-pyspy", action="store_true", help="--profile with the tracer only")
+    parser.add_argument(
+        "--profile-phase", choices=("sequential", "burst"), default="sequential", help="the phase --profile covers"
+    )
     diagnosis = parser.add_argument_group("diagnosis only (the figures to quote use none of these)")
     diagnosis.add_argument(
         "--coo-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",

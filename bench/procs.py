@@ -39,6 +39,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+async def until_idle(
+    pid: int, *, window_s: float = 0.5, idle_share: float = 0.04, quiet_windows: int = 2, timeout_s: float = 120.0
+) -> float:
+    """Wait until a process is idle: its CPU use stays below ``idle_share`` of one core for
+    ``quiet_windows`` windows in a row (or ``timeout_s`` passed). Returns the seconds waited.
+
+    Benchmarks count a phase's CPU up to this point, so work a process defers (background
+    ingestion, prepared recall) is charged to the phase that caused it, not to the next one.
+    """
+    start = time.monotonic()
+    quiet = 0
+    last = cpu_seconds(pid)
+    while quiet < quiet_windows and time.monotonic() - start < timeout_s:
+        await asyncio.sleep(window_s)
+        now = cpu_seconds(pid)
+        quiet = quiet + 1 if now - last < idle_share * window_s else 0
+        last = now
+    return time.monotonic() - start
+
+
 @dataclass
 class Child:
     """A running child process and what it printed (stderr lines with their arrival times)."""

@@ -11,7 +11,7 @@ SIGUSR2 writes the window's figures as JSON to ``$BENCH_TRACE``:
 - ``spans``: name -> [calls, total wall seconds];
 - ``sql``: database file -> statement kind (INSERT, SELECT, COMMIT, ...) -> count;
 - ``sql_hops``: database file -> [aiosqlite thread round trips, total wall seconds];
-- ``handler_entry``: Telegram update_id -> ``time.monotonic()`` when our handler got the update;
+- ``handler_entry``: Telegram update_id -> ``time.monotonic()`` when our channel got the update;
 - ``threads``: thread name -> CPU seconds in the window (from /proc/self/task).
 """
 
@@ -42,24 +42,27 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # (module, dotted attribute, label). Async or sync callables; classes' methods are wrapped in place.
 TARGETS = [
-    ("bot.dispatcher", "Dispatcher.handle", "dispatcher.handle (whole update)"),
+    ("bot.dispatcher", "Dispatcher.accept_many", "dispatcher.accept_many (access + claim of a getUpdates batch)"),
+    ("bot.dispatcher", "Dispatcher._process", "dispatcher._process (whole turn, after the claim)"),
     ("bot.access", "AccessGuard.check", "access check"),
-    ("memory.db", "Database.claim_update", "dedupe claim (inbox insert + commit)"),
+    ("memory.db", "Database.claim_updates", "dedupe claim (inbox + message.in of a batch, one commit)"),
     ("memory.db", "Database.append_event", "event log append (insert + commit)"),
     ("memory.db", "Database.finish_update", "inbox finish (update + commit)"),
-    ("memory.db", "Database.record_llm_call", "model-call ledger (insert + commit + event)"),
-    ("memory.db", "Database.spend_since", "spend query"),
+    ("memory.ledger", "CostLedger.settle", "model-call ledger settle (delete hold + insert + event, commit)"),
+    ("memory.db", "Database.sent_reply", "reply journal read (replays only)"),
     ("bot.dispatcher", "Dispatcher._remember_home", "remember home chat"),
     ("bot.dispatcher", "Dispatcher._take_edit", "pending card-edit check"),
     ("graph.coordinator", "Coordinator.respond", "graph run (ainvoke, all nodes + checkpoints)"),
-    ("graph.nodes", "assemble_context", "node assemble_context"),
-    ("graph.nodes", "call_model", "node call_model"),
-    ("graph.nodes", "finish", "node finish"),
-    ("graph.nodes", "recall_lines", "recall (query embedding + LanceDB)"),
+    ("graph.nodes", "call_model", "node call_model (prompt + model call)"),
+    ("graph.nodes", "assemble_context", "prompt assembly (assemble_context)"),
+    ("graph.nodes", "prompt_recall", "prompt recall (lexical + prepared)"),
+    ("graph.recall", "lexical_recall", "lexical recall (SQLite FTS5)"),
+    ("graph.recall", "SessionRecall._run", "prepared semantic recall (background)"),
+    ("graph.nodes", "recall", "recall on the spot (offline replies)"),
     ("graph.nodes", "touched_records", "contacts read (touched_records)"),
     ("graph.nodes", "summarize", "summary fold (model call)"),
     ("graph.nodes", "offered_tools", "tool schemas (offered_tools)"),
-    ("graph.nodes", "assemble", "prompt assembly (assemble)"),
+    ("graph.nodes", "assemble", "prompt building (assemble)"),
     ("memory.profile", "ProfileStore.get", "profile read"),
     ("memory.api", "Memory.recall", "Memory.recall"),
     ("memory.api", "Memory.add_many", "Memory.add_many (ingestion)"),
@@ -71,10 +74,10 @@ TARGETS = [
     ("memory.semantic", "SemanticStore.add", "LanceDB add"),
     ("memory.ingest", "Ingestor.flush", "ingestion flush"),
     ("graph.llm", "LLMClient.chat", "LLMClient.chat (budget + HTTP + ledger)"),
-    ("graph.budget", "BudgetGuard.clear", "budget check (I5)"),
+    ("graph.budget", "BudgetGuard.reserve", "budget reserve (I5: caps + hold, commit)"),
     ("openai.resources.chat.completions", "AsyncCompletions.create", "openai create (build + HTTP + parse)"),
     ("bot.approval_ui", "ApprovalUI.show_result", "show_result (reply)"),
-    ("bot.dispatcher", "Dispatcher.send", "Dispatcher.send (sendMessage + event)"),
+    ("bot.messenger", "Messenger.send", "Messenger.send (sendMessage + journal/event commit)"),
     ("bot.channels.telegram", "TelegramChannel.send", "TelegramChannel.send (PTB sendMessage)"),
     ("bot.channels.telegram", "TelegramChannel._keep_typing", "typing indicator (task lifetime; sendChatAction)"),
     ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver.aput", "checkpoint aput"),
@@ -146,14 +149,15 @@ def _install_targets() -> None:
 def _install_handler_entry() -> None:
     from bot.channels.telegram import TelegramChannel
 
-    original = TelegramChannel._on_update
+    original = TelegramChannel._parse
 
     @functools.wraps(original)
-    async def on_update(self: Any, update: Any, context: Any) -> None:
-        _entries.setdefault(int(update.update_id), time.monotonic())
-        await original(self, update, context)
+    def parse(bot: Any, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("update_id"), int):
+            _entries.setdefault(raw["update_id"], time.monotonic())
+        return original(bot, raw)
 
-    TelegramChannel._on_update = on_update  # type: ignore[method-assign]
+    TelegramChannel._parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
 
 
 def _install_sqlite() -> None:

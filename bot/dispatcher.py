@@ -11,20 +11,17 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.access import AccessGuard, Verdict
-from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import Channel, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
-from graph.coordinator import Coordinator
 from graph.errors import UserFacingError
-from memory.control import ControlStore
-from memory.db import Database, clean_text
+from memory.db import Claim, Database, clean_text
 from prompts.messages import (
     ANSWERED_PRIVATELY,
     GENERIC_ERROR,
@@ -37,6 +34,11 @@ from prompts.messages import (
     TOO_LONG_TO_READ,
 )
 
+if TYPE_CHECKING:  # the heavy parts are built after the dispatcher: keep importing this module light
+    from bot.approval_ui import ApprovalUI
+    from graph.coordinator import Coordinator
+    from memory.control import ControlStore
+
 log = logging.getLogger(__name__)
 
 ButtonHandler = Callable[[InboundMessage], Awaitable[None]]
@@ -45,36 +47,59 @@ MAX_INPUT_CHARS = 100_000
 _REFUSAL_INTERVAL_S = 3600.0
 
 
+@dataclass(frozen=True)
+class Handlers:
+    """What handles an accepted update: bound once the heavy parts are built (see :meth:`Dispatcher.bind`)."""
+
+    coordinator: Coordinator
+    approvals: ApprovalUI
+    control: ControlStore
+    buttons: Mapping[str, ButtonHandler]
+    """Button presses go to the handler registered for the data's prefix; the rest are cards."""
+    on_operator_text: TextHook | None = None
+    """Called with each free-text operator message and its event id (semantic memory ingestion)."""
+
+
 class Dispatcher:
-    """Receives InboundMessages from every channel and answers through the messenger."""
+    """Receives InboundMessages from every channel and answers through the messenger.
+
+    It can accept (check, store) updates before it can handle them: ``coo run`` starts polling with
+    only the database open, and handling begins once :meth:`bind` brings the model, the graph and
+    the rest; what arrived meanwhile is stored and waits, in order.
+    """
 
     def __init__(
         self,
         db: Database,
         guard: AccessGuard,
         commands: CommandRouter,
-        coordinator: Coordinator,
         messenger: Messenger,
-        approvals: ApprovalUI,
-        control: ControlStore,
-        buttons: Mapping[str, ButtonHandler],
-        on_operator_text: TextHook | None = None,
+        handlers: Handlers | None = None,
     ) -> None:
         self._db = db
         self._guard = guard
         self._commands = commands
-        self._coordinator = coordinator
         self._messenger = messenger
-        self._approvals = approvals
-        self._control = control
-        # Button presses go to the handler registered for the data's prefix; the rest are cards.
-        self._buttons = dict(buttons)
-        # Called with each free-text operator message and its event id (semantic memory ingestion).
-        self._on_operator_text = on_operator_text
+        self._handlers = handlers
+        self._ready = asyncio.Event()
+        if handlers is not None:
+            self._ready.set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._refused_at: dict[str, float] = {}
         self._homes: dict[str, tuple[str, str, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    def bind(self, handlers: Handlers) -> None:
+        """Start handling: updates accepted so far are handled now, in the order they came."""
+        self._handlers = handlers
+        self._ready.set()
+
+    @property
+    def _bound(self) -> Handlers:
+        assert self._handlers is not None, "Dispatcher.bind() was not called"
+        return self._handlers
 
     def attach(self, channel: Channel) -> None:
         """Make a channel available for replies."""
@@ -90,22 +115,52 @@ class Dispatcher:
         Returns the handling task, or None for a duplicate. Raises when the update could not be
         stored: the adapter must then not acknowledge it, so the platform delivers it again.
         """
-        verdict = await self._guard.check(inbound)
-        if verdict is not Verdict.ALLOW:
-            return self._spawn(self._not_allowed(inbound, verdict), f"refuse {inbound.sender}")
-        inbound = replace(inbound, text=clean_text(inbound.text))
-        logged = {"text": self._commands.loggable(inbound.text[:MAX_INPUT_CHARS]), "kind": inbound.kind}
-        if inbound.update_key is None:
-            event_id = await self._db.append_event("message.in", inbound.sender, logged, session=inbound.session_key)
-        else:
-            claimed = await self._db.claim_update(
-                inbound.update_key, inbound.session_key, inbound_to_json(inbound), inbound.sender, logged
-            )
-            if claimed is None:
+        return (await self.accept_many([inbound]))[0]
+
+    async def accept_many(self, inbounds: Sequence[InboundMessage]) -> list[asyncio.Task[None] | None]:
+        """:meth:`accept` for a platform's batch of updates, stored in one commit (all, or none and it raises).
+
+        Handling starts in the batch's order, so each conversation's turns keep their order.
+        """
+        verdicts = [await self._guard.check(inbound) for inbound in inbounds]
+        allowed = [
+            replace(i, text=clean_text(i.text)) for i, v in zip(inbounds, verdicts, strict=True) if v is Verdict.ALLOW
+        ]
+        claimed = iter(await self._db.claim_updates([self._claim(i) for i in allowed if i.update_key is not None]))
+        ready = iter(allowed)
+        tasks: list[asyncio.Task[None] | None] = []
+        for inbound, verdict in zip(inbounds, verdicts, strict=True):
+            if verdict is not Verdict.ALLOW:
+                tasks.append(self._spawn(self._not_allowed(inbound, verdict), f"refuse {inbound.sender}"))
+                continue
+            inbound = next(ready)
+            if inbound.update_key is None:  # no platform delivery id (the console): logged, nothing to dedupe
+                claim = self._claim(inbound)
+                event_id: int | None = await self._db.append_event(
+                    "message.in", inbound.sender, claim.logged, session=inbound.session_key
+                )
+            else:
+                event_id = next(claimed)
+            if event_id is None:
                 log.info("duplicate delivery %s dropped", inbound.update_key)
-                return None
-            event_id = claimed
-        return self._spawn(self._process(inbound, event_id, replaying=False), f"update {inbound.update_key}")
+                tasks.append(None)
+                continue
+            tasks.append(self._spawn(self._process(inbound, event_id, replaying=False), f"update {inbound.update_key}"))
+        return tasks
+
+    def _loggable(self, text: str) -> str:
+        """``text`` as the event log may keep it. Until the commands are registered it is not known which
+        are private, so every command's arguments are withheld (fail closed)."""
+        if self._ready.is_set():
+            return self._commands.loggable(text)
+        parsed = CommandRouter.parse(text)
+        return f"/{parsed[0]} [withheld]" if parsed and parsed[1] else text
+
+    def _claim(self, inbound: InboundMessage) -> Claim:
+        """What storing an update writes: the update itself and its ``message.in`` event (a private
+        command's arguments withheld)."""
+        logged = {"text": self._loggable(inbound.text[:MAX_INPUT_CHARS]), "kind": inbound.kind}
+        return Claim(inbound.update_key or "", inbound.session_key, inbound_to_json(inbound), inbound.sender, logged)
 
     async def handle(self, inbound: InboundMessage) -> None:
         """Accept an update and wait until it is handled (the console, tests)."""
@@ -145,21 +200,36 @@ class Dispatcher:
         return tasks
 
     async def drain(self, timeout_s: float) -> None:
-        """Let in-flight handling finish (up to ``timeout_s``), then cancel what is left."""
-        if self._tasks:
+        """Let in-flight handling finish (up to ``timeout_s``), then cancel what is left.
+
+        Before :meth:`bind` nothing can finish: what waits is cancelled at once (it stays stored and
+        is handled after the next start).
+        """
+        if self._tasks and self._ready.is_set():
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
         for task in set(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def quiet(self) -> None:
+        """Until no accepted update is being handled or waiting (background work yields to replies)."""
+        await self._quiet.wait()
+
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._quiet.clear()
+        task.add_done_callback(self._finished)
         return task
 
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._quiet.set()
+
     async def _process(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
+        await self._ready.wait()
         session = inbound.session_key
         # One turn at a time per conversation; other conversations run concurrently.
         async with self._locks[session]:
@@ -176,8 +246,8 @@ class Dispatcher:
 
     async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         if inbound.kind == "callback":
-            handler = self._buttons.get((inbound.callback_data or "").split(":", 1)[0])
-            await (handler or self._approvals.on_press)(inbound)
+            handler = self._bound.buttons.get((inbound.callback_data or "").split(":", 1)[0])
+            await (handler or self._bound.approvals.on_press)(inbound)
             return
         await self._remember_home(inbound)
         if inbound.kind == "other":
@@ -191,14 +261,15 @@ class Dispatcher:
             return
         if not inbound.text.strip():
             raise UserFacingError("I can only read text for now.")
-        if self._on_operator_text is not None and not replaying:
-            self._on_operator_text(inbound, event_id)
+        on_text = self._bound.on_operator_text
+        if on_text is not None and not replaying:
+            on_text(inbound, event_id)
         channel = self._messenger.channel(inbound.channel)
         async with channel.typing(inbound.chat_id, inbound.thread_id):
-            result = await self._coordinator.respond(
+            result = await self._bound.coordinator.respond(
                 inbound.session_key, inbound.text, inbound.sender, turn_key=inbound.update_key, replaying=replaying
             )
-        await self._approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
+        await self._bound.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
 
     async def _command(self, inbound: InboundMessage) -> None:
         """Run a slash command; a confidential one typed in a group answers in the operator's private chat."""
@@ -216,7 +287,7 @@ class Dispatcher:
 
     async def _private_chat(self, inbound: InboundMessage) -> tuple[str, str, str | None] | None:
         """The sender's private chat on this channel: where they last wrote privately, else (Telegram) their id."""
-        home = self._homes.get(inbound.sender) or await self._control.get(f"home:{inbound.sender}")
+        home = self._homes.get(inbound.sender) or await self._bound.control.get(f"home:{inbound.sender}")
         if home and home[0] == inbound.channel:
             return (str(home[0]), str(home[1]), home[2])
         if inbound.channel == "telegram":
@@ -227,7 +298,7 @@ class Dispatcher:
         """An operator's private chat is where the digest and alerts without a conversation go."""
         home = (inbound.channel, inbound.chat_id, inbound.thread_id)
         if inbound.in_private_chat and self._homes.get(inbound.sender) != home:
-            await self._control.put(f"home:{inbound.sender}", list(home))
+            await self._bound.control.put(f"home:{inbound.sender}", list(home))
             self._homes[inbound.sender] = home
 
     async def _take_edit(self, inbound: InboundMessage) -> bool:
@@ -235,7 +306,8 @@ class Dispatcher:
 
         A card decided since the press has ended its edit request: the message is then an ordinary one.
         """
-        store = self._approvals.store
+        approvals = self._bound.approvals
+        store = approvals.store
         approval_id = await store.take_edit_request(inbound.session_key)
         if approval_id is None:
             return False
@@ -243,7 +315,7 @@ class Dispatcher:
         if row is None or row.state != "pending":
             return False
         try:
-            await self._approvals.on_edit(inbound, approval_id)
+            await approvals.on_edit(inbound, approval_id)
         except UserFacingError:
             fresh = await store.get(approval_id)
             if fresh is not None and fresh.state == "pending":

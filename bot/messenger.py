@@ -83,10 +83,8 @@ class Messenger:
                     return done
         ids = await self._channels[message.channel].send(message)
         text = message.text if log_text is None else log_text
-        async with self._db.transaction() as tx:
-            await tx.append_event("message.out", "coo", {"text": text, "ids": ids}, session=session_of(message))
-            if turn is not None:
-                await tx.record_reply(turn.update_key, seq, ids)
+        journal = (turn.update_key, seq, ids) if turn is not None else None
+        await self._db.append_sent({"text": text, "ids": ids}, session_of(message), journal)
         return ids
 
     async def send_quietly(self, message: OutboundMessage) -> None:

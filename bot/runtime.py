@@ -4,70 +4,92 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import aiosqlite
-import openai
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bot.access import AccessGuard
-from bot.approval_commands import register_approval_commands
-from bot.approval_ui import ApprovalUI, session_target
-from bot.budget_commands import BudgetCommands, Controls
 from bot.channels.console import ConsoleChannel, HeldOutput
 from bot.commands import CommandRouter
-from bot.core_commands import register_core_commands
-from bot.digest import DigestService, home_chats
-from bot.dispatcher import Dispatcher
-from bot.goal_commands import ChatNotifier, GoalCommands
-from bot.memory_commands import register_memory_commands
-from bot.memory_repair import MemoryRepair
+from bot.dispatcher import Dispatcher, Handlers
 from bot.messages import Channel, InboundMessage
 from bot.messenger import Messenger
-from bot.notices import notify_access_changes
-from bot.policy_commands import PolicyCommands
-from bot.routines import health_check, register_routines, when_on
-from bot.scheduler import Scheduler
 from bot.settings import Settings, redact_url
-from connectors.base import Context, Deps
-from connectors.catalog import build_registry
-from connectors.outbox import OutboxRunner
-from connectors.registry import Registry
-from graph.approvals import ApprovalService
-from graph.budget import BudgetAlert, BudgetGuard
-from graph.coordinator import Coordinator
-from graph.goals import GoalService
-from graph.llm import LLMClient
-from graph.plan_kind import PlanKind
-from graph.planner import Planner
-from graph.pricing import PriceTable
-from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
-from graph.runner import SkillExecutor, TaskRunner
-from graph.skills import all_skills, usable_skills
-from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
-from memory.api import Memory, open_memory
-from memory.approvals import ApprovalStore, OutboxRow
-from memory.chat_notes import chat_note
-from memory.checkpoints import prune_checkpoints
+from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
-from memory.embedder import Embedder, OpenAIEmbedder
-from memory.ingest import Ingestor
 from memory.ledger import CostLedger
 from memory.notes import NoteLedger
 from memory.operators import OperatorStore
 from memory.profile import ProfileStore
 from memory.records import Records
 from memory.tasks import TaskLedger
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from bot.approval_ui import ApprovalUI
+    from bot.budget_commands import BudgetCommands, Controls
+    from bot.channels.telegram import TelegramChannel
+    from bot.digest import DigestService
+    from bot.goal_commands import GoalCommands
+    from bot.memory_repair import MemoryRepair
+    from bot.policy_commands import PolicyCommands
+    from bot.scheduler import Scheduler
+    from connectors.base import Context
+    from connectors.outbox import OutboxRunner
+    from connectors.registry import Registry
+    from graph.approvals import ApprovalService
+    from graph.budget import BudgetAlert
+    from graph.coordinator import Coordinator
+    from graph.goals import GoalService
+    from graph.llm import LLMClient
+    from graph.plan_kind import PlanKind
+    from graph.pricing import PriceTable
+    from graph.runner import TaskRunner
+    from memory.api import Memory
+    from memory.approvals import OutboxRow
+    from memory.embedder import Embedder
+    from memory.ingest import Ingestor
+
+HEAVY_MODULES = (
+    "openai",
+    "langgraph.graph",
+    "memory.checkpoints",
+    "memory.api",
+    "memory.ingest",
+    "graph.coordinator",
+    "graph.runner",
+    "graph.goals",
+    "graph.planner",
+    "graph.plan_kind",
+    "graph.skills",
+    "connectors.catalog",
+    "connectors.outbox",
+    "bot.approval_ui",
+    "bot.approval_commands",
+    "bot.budget_commands",
+    "bot.core_commands",
+    "bot.digest",
+    "bot.goal_commands",
+    "bot.memory_commands",
+    "bot.notices",
+    "bot.policy_commands",
+    "bot.routines",
+    "bot.scheduler",
+)
+"""What ``coo run`` imports only once it polls: the model client, the graph, semantic memory, connectors."""
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +126,19 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class _Console:
+    """Whether to open the terminal channel (None: only without a platform channel), and its streams."""
+
+    wanted: bool | None
+    stdin: TextIO | None
+    stdout: TextIO | None
+
+
+@dataclass(frozen=True)
 class _Stores:
     """The durable state, opened first."""
 
     db: Database
-    saver: AsyncSqliteSaver
-    checkpoints: aiosqlite.Connection
     approvals: ApprovalStore
     control: ControlStore
     ledger: CostLedger
@@ -124,10 +153,6 @@ async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
     data_dir = settings.data_dir
     timeout = settings.sqlite.busy_timeout_ms
     db = await stack.enter_async_context(open_database(data_dir, timeout))
-    ckpt_conn = await connect_sqlite(data_dir / "checkpoints.sqlite", timeout)
-    stack.push_async_callback(ckpt_conn.close)
-    saver = AsyncSqliteSaver(ckpt_conn)
-    await saver.setup()
     # The approval store owns its own connection: its transactions must not share one.
     store_conn = await connect_sqlite(data_dir / "coo.sqlite", timeout)
     stack.push_async_callback(store_conn.close)
@@ -135,8 +160,6 @@ async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
     await approvals.setup()
     stores = _Stores(
         db,
-        saver,
-        ckpt_conn,
         approvals,
         ControlStore(db),
         CostLedger(db),
@@ -152,6 +175,70 @@ async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
     if recovered:
         log.warning("%d model call(s) were in flight when the last run stopped; counted at their estimate", recovered)
     return stores
+
+
+async def _open_checkpoints(settings: Settings, stack: AsyncExitStack) -> tuple[AsyncSqliteSaver, aiosqlite.Connection]:
+    """The checkpoint saver on its own connection."""
+    from memory.checkpoints import OneTripSqliteSaver
+
+    conn = await connect_sqlite(settings.data_dir / "checkpoints.sqlite", settings.sqlite.busy_timeout_ms)
+    stack.push_async_callback(conn.close)
+    saver = OneTripSqliteSaver(conn)
+    await saver.setup()
+    return saver, conn
+
+
+@dataclass(frozen=True)
+class _Intake:
+    """What ``coo run`` opens before anything heavy: enough to store updates (I3) and refuse strangers (I6)."""
+
+    stores: _Stores
+    guard: AccessGuard
+    pairing_code: str | None
+    messenger: Messenger
+    commands: CommandRouter
+    dispatcher: Dispatcher
+    pending: list[tuple[InboundMessage, int | None]]
+    started: list[Channel]
+    """Channels already receiving (Telegram): their updates are stored and wait for the rest."""
+
+
+async def _open_intake(settings: Settings, stack: AsyncExitStack, early: bool) -> _Intake:
+    """Open the database, the access guard and the dispatcher; with ``early``, start Telegram now.
+
+    Telegram then polls within a second of start while the model client, the graph, semantic memory
+    and the connectors are imported and built; what arrives meanwhile is stored at once and handled
+    once they are ready, in order, after what the last run left unfinished.
+    """
+    stores = await _open_stores(settings, stack)
+    guard = AccessGuard(settings.operator_ids, stores.operators)
+    await guard.load()
+    pairing_code = await _open_pairing(settings, guard, stores.operators)
+    messenger = Messenger(stores.db)
+    commands = CommandRouter()
+    dispatcher = Dispatcher(stores.db, guard, commands, messenger)
+    pending = await dispatcher.pending()
+    # If the rest fails to start, nothing could handle what was stored: stop waiting for it at once.
+    stack.push_async_callback(dispatcher.drain, 0.0)
+    started: list[Channel] = []
+    if early and settings.telegram.configured:
+        from bot.channels.telegram import TelegramChannel
+
+        telegram = TelegramChannel(settings.telegram, dispatcher.accept, (), on_batch=dispatcher.accept_many)
+        messenger.attach(telegram)
+        replayed = await dispatcher.replay(pending, {telegram.name})  # ahead of anything newer
+        if replayed:
+            log.info("telegram: handling %d update(s) left unfinished by the last run", len(replayed))
+        await telegram.start()
+        stack.push_async_callback(_stop_channel, telegram)
+        started.append(telegram)
+    return _Intake(stores, guard, pairing_code, messenger, commands, dispatcher, pending, started)
+
+
+def _load_heavy_parts() -> None:
+    """Import what the first reply needs but polling does not (run in a worker thread: the loop stays live)."""
+    for name in HEAVY_MODULES:
+        importlib.import_module(name)
 
 
 async def _open_pairing(settings: Settings, guard: AccessGuard, operators: OperatorStore) -> str | None:
@@ -173,8 +260,18 @@ class _Model:
 
 
 def _build_model(
-    settings: Settings, stores: _Stores, stack: AsyncExitStack, messenger: Messenger, controls: Controls
+    settings: Settings,
+    stores: _Stores,
+    stack: AsyncExitStack,
+    messenger: Messenger,
+    controls: Controls,
+    clock: Callable[[], float],
 ) -> _Model:
+    from bot.budget_commands import BudgetCommands
+    from graph.budget import BudgetGuard
+    from graph.llm import LLMClient
+    from graph.pricing import PriceTable
+
     control = stores.control
     budgets = BudgetCommands(
         stores.db, stores.ledger, control, settings.budget.currency, controls, settings.timezone, messenger.send
@@ -189,7 +286,7 @@ def _build_model(
         settings.llm.cheap_model,
         on_alert=partial(_alert, budgets=budgets, control=control, messenger=messenger),
     )
-    llm = LLMClient(settings.llm, stores.ledger, prices, guard)
+    llm = LLMClient(settings.llm, stores.ledger, prices, guard, clock)
     stack.push_async_callback(llm.close)
     return _Model(llm, prices, budgets)
 
@@ -215,6 +312,13 @@ def _build_goals(
     controls: Controls,
     wakeup: asyncio.Event,
 ) -> _Goals:
+    from bot.goal_commands import ChatNotifier, GoalCommands
+    from graph.goals import GoalService
+    from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
+    from graph.runner import SkillExecutor, TaskRunner
+    from graph.skills import all_skills
+    from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
+
     context = partial(proposal_context, stores.records, settings.budget.currency)
     service = GoalService(
         stores.tasks,
@@ -257,119 +361,166 @@ async def open_runtime(
     console: bool | None = None,
     console_input: TextIO | None = None,
     console_output: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Runtime]:
     """Open the stores, model client, coordinator, goals and channels; close all on exit.
 
-    ``console=None`` means: the console only when no platform channel is configured.
+    ``console=None`` means: the console only when no platform channel is configured. ``clock`` (monotonic
+    seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown.
     """
     async with AsyncExitStack() as stack:
-        stores = await _open_stores(settings, stack)
-        db, control = stores.db, stores.control
-        controls = Controls(paused=bool(await control.get("paused")))
-        guard = AccessGuard(settings.operator_ids, stores.operators)
-        await guard.load()
-        pairing_code = await _open_pairing(settings, guard, stores.operators)
-        memory = None
-        if settings.memory.semantic:
-            memory = await stack.enter_async_context(
-                open_memory(settings.data_dir, embedder=_embedder(settings, stack), settings=settings.embeddings)
-            )
-        messenger = Messenger(db)
-        model = _build_model(settings, stores, stack, messenger, controls)
-        deps = Deps(records=stores.records, currency=settings.budget.currency)
-        connectors = build_registry(settings, deps)
-        unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
-        skills = usable_skills(all_skills(), unconfigured)
-        planner = Planner(
-            model.llm, {name: s.description for name, s in skills.items()}, settings.timezone, settings.budget.currency
+        # A console-only run has nothing to poll: the order only matters with a platform channel.
+        intake = await _open_intake(settings, stack, early=console is not True)
+        await asyncio.to_thread(_load_heavy_parts)
+        runtime, prices = await _build(settings, stack, intake, _Console(console, console_input, console_output), clock)
+        await _start(runtime, stack, prices, intake)
+        yield runtime
+
+
+async def _build(
+    settings: Settings,
+    stack: AsyncExitStack,
+    intake: _Intake,
+    console: _Console,
+    clock: Callable[[], float],
+) -> tuple[Runtime, PriceTable]:
+    """Everything after the intake: model client, semantic memory, graph, connectors, goals, commands."""
+    from bot.approval_ui import ApprovalUI
+    from bot.budget_commands import Controls
+    from bot.digest import DigestService
+    from bot.memory_repair import MemoryRepair
+    from bot.policy_commands import PolicyCommands
+    from bot.scheduler import Scheduler
+    from connectors.outbox import OutboxRunner
+    from graph.approvals import ApprovalService
+    from graph.coordinator import Coordinator
+    from memory.ingest import Ingestor
+
+    stores, messenger, guard = intake.stores, intake.messenger, intake.guard
+    db, control = stores.db, stores.control
+    controls = Controls(paused=bool(await control.get("paused")))
+    saver, checkpoints = await _open_checkpoints(settings, stack)
+    model = _build_model(settings, stores, stack, messenger, controls, clock)
+    memory = await _open_semantic_memory(settings, stack, model.llm)
+    plans, registry = _build_actions(settings, stores, model.llm)
+    stack.push_async_callback(registry.close)
+    approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
+    coordinator = Coordinator(
+        db,
+        model.llm,
+        saver,
+        settings.llm,
+        settings.timezone,
+        approvals=approvals,
+        currency=settings.budget.currency,
+        records=stores.records,
+        profile=stores.profile,
+        memory=memory,
+        scope=settings.memory.scope,
+    )
+    stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
+    wakeup = asyncio.Event()
+    # An action's outcome can start work at once: an approved plan's tasks, a task waiting on its card.
+    tasks_wakeup = asyncio.Event()
+    context = partial(proposal_context, stores.records, settings.budget.currency)
+    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)
+    runner = OutboxRunner(
+        stores.approvals,
+        db,
+        registry,
+        settings.outbox,
+        on_outcome=partial(_reported, ui=ui, then=tasks_wakeup.set),
+        is_paused=lambda: controls.paused,
+        wakeup=wakeup,
+        clock=clock,
+    )
+    goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
+    policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
+    ingestor = repair = None
+    if memory is not None:
+        ingestor = Ingestor(
+            memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s, yield_to=intake.dispatcher.quiet
         )
-        plans = PlanKind(stores.tasks, planner)
-        registry = Registry([*connectors, plans])
-        stack.push_async_callback(registry.close)
-        approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
-        coordinator = Coordinator(
-            db,
-            model.llm,
-            stores.saver,
-            settings.llm,
-            settings.timezone,
-            approvals=approvals,
-            currency=settings.budget.currency,
-            records=stores.records,
-            profile=stores.profile,
-            memory=memory,
-        )
-        wakeup = asyncio.Event()
-        # An action's outcome can start work at once: an approved plan's tasks, a task waiting on its card.
-        tasks_wakeup = asyncio.Event()
-        context = partial(proposal_context, stores.records, settings.budget.currency)
-        ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)
-        runner = OutboxRunner(
-            stores.approvals,
-            db,
-            registry,
-            settings.outbox,
-            on_outcome=partial(_reported, ui=ui, then=tasks_wakeup.set),
-            is_paused=lambda: controls.paused,
-            wakeup=wakeup,
-        )
-        goals = _build_goals(
-            settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup
-        )
-        policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
-        ingestor = repair = None
-        if memory is not None:
-            ingestor = Ingestor(memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s)
-            repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
-            stack.push_async_callback(repair.aclose)
-        commands = CommandRouter()
-        dispatcher = Dispatcher(
-            db,
-            guard,
-            commands,
+        repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
+        stack.push_async_callback(repair.aclose)
+    commands, dispatcher = intake.commands, intake.dispatcher
+    digest = DigestService(
+        db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
+        goals.service,
+    )  # fmt: skip
+    scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
+    runtime = Runtime(
+        settings,
+        db,
+        stores.ledger,
+        messenger,
+        dispatcher,
+        coordinator,
+        guard,
+        stores.operators,
+        commands,
+        intake.pairing_code,
+        approvals,
+        ui,
+        runner,
+        control,
+        controls,
+        digest,
+        scheduler,
+        goals=goals.service,
+        task_runner=goals.runner,
+        tasks=stores.tasks,
+        channels=list(intake.started),
+        memory=memory,
+        ingestor=ingestor,
+        memory_repair=repair,
+    )
+    _register_commands(runtime, model.budgets, policy_cmds, stores, context)
+    goals.commands.register(commands)
+    dispatcher.bind(
+        Handlers(
             coordinator,
-            messenger,
             ui,
             control,
             buttons={"bu": model.budgets.on_press, "po": policy_cmds.on_press, "gl": goals.commands.on_press},
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )
-        digest = DigestService(
-            db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-            goals.service,
-        )  # fmt: skip
-        scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
-        runtime = Runtime(
-            settings,
-            db,
-            stores.ledger,
-            messenger,
-            dispatcher,
-            coordinator,
-            guard,
-            stores.operators,
-            commands,
-            pairing_code,
-            approvals,
-            ui,
-            runner,
-            control,
-            controls,
-            digest,
-            scheduler,
-            goals=goals.service,
-            task_runner=goals.runner,
-            tasks=stores.tasks,
-            memory=memory,
-            ingestor=ingestor,
-            memory_repair=repair,
-        )
-        _register_commands(runtime, model.budgets, policy_cmds, stores, context)
-        goals.commands.register(commands)
-        _schedule(runtime, stores.checkpoints)
-        _make_channels(runtime, console, console_input, console_output)
-        await _start(runtime, stack, model.prices)
-        yield runtime
+    )
+    _schedule(runtime, checkpoints)
+    _make_channels(runtime, console.wanted, console.stdin, console.stdout)
+    return runtime, model.prices
+
+
+async def _open_semantic_memory(settings: Settings, stack: AsyncExitStack, llm: LLMClient) -> Memory | None:
+    """Semantic memory, unless switched off; with a model, closed episodes are summarized by it (budgeted)."""
+    if not settings.memory.semantic:
+        return None
+    from graph.episode_summarizer import ModelSummarizer
+    from memory.api import open_memory
+
+    summarizer = ModelSummarizer(llm, settings.llm.cheap_model) if llm.configured else None
+    embedder = _embedder(settings, stack)
+    return await stack.enter_async_context(
+        open_memory(settings.data_dir, embedder=embedder, settings=settings.embeddings, summarizer=summarizer)
+    )
+
+
+def _build_actions(settings: Settings, stores: _Stores, llm: LLMClient) -> tuple[PlanKind, Registry]:
+    """The connectors' action kinds plus plans, whose planner is offered only skills that can act."""
+    from connectors.base import Deps
+    from connectors.catalog import build_registry
+    from connectors.registry import Registry
+    from graph.plan_kind import PlanKind
+    from graph.planner import Planner
+    from graph.skills import all_skills, usable_skills
+
+    connectors = build_registry(settings, Deps(records=stores.records, currency=settings.budget.currency))
+    unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
+    skills = usable_skills(all_skills(), unconfigured)
+    descriptions = {name: skill.description for name, skill in skills.items()}
+    planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency)
+    plans = PlanKind(stores.tasks, planner)
+    return plans, Registry([*connectors, plans])
 
 
 async def _reported(row: OutboxRow, ui: ApprovalUI, then: Callable[[], None]) -> None:
@@ -382,10 +533,14 @@ async def _reported(row: OutboxRow, ui: ApprovalUI, then: Callable[[], None]) ->
 
 def proposal_context(records: Records, currency: str) -> Context:
     """What a slash command or an edit may use to build an action: contacts, the currency, today."""
+    from connectors.base import Context
+
     return Context(records=records, currency=currency, today=utcnow().date())
 
 
 def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:
+    from memory.chat_notes import chat_note
+
     def hook(inbound: InboundMessage, event_id: int) -> None:
         ingestor.add(
             chat_note(
@@ -404,6 +559,11 @@ def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMes
 def _register_commands(
     rt: Runtime, budgets: BudgetCommands, policy: PolicyCommands, stores: _Stores, context: Callable[[], Context]
 ) -> None:
+    from bot.approval_commands import register_approval_commands
+    from bot.core_commands import register_core_commands
+    from bot.memory_commands import register_memory_commands
+    from bot.routines import register_routines
+
     commands, settings = rt.commands, rt.settings
     register_core_commands(commands, runtime_status=lambda: status_lines(rt))
     register_approval_commands(commands, rt.approvals, rt.approval_ui, context)
@@ -421,6 +581,8 @@ def _register_commands(
 
 
 def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection) -> None:
+    from bot.routines import health_check, when_on
+
     scheduler = rt.scheduler
     scheduler.daily("digest", rt.settings.digest_time, rt.digest.scheduled)
     scheduler.every("checkpoint-pruning", 24 * 3600, lambda: _prune(checkpoints))
@@ -436,15 +598,21 @@ def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection) -> None:
 
 
 async def _notify_access(rt: Runtime) -> None:
+    from bot.notices import notify_access_changes
+
     await notify_access_changes(rt.db, rt.control, rt.messenger)
 
 
 def _make_channels(rt: Runtime, console: bool | None, stdin: TextIO | None, stdout: TextIO | None) -> None:
     settings = rt.settings
-    if settings.telegram.configured:
+    if settings.telegram.configured and not any(c.name == "telegram" for c in rt.channels):
         from bot.channels.telegram import TelegramChannel
 
-        rt.channels.append(TelegramChannel(settings.telegram, rt.dispatcher.accept, rt.commands.menu()))
+        rt.channels.append(
+            TelegramChannel(
+                settings.telegram, rt.dispatcher.accept, rt.commands.menu(), on_batch=rt.dispatcher.accept_many
+            )
+        )
     if settings.slack.configured:
         from bot.channels.slack import SlackChannel
 
@@ -454,17 +622,19 @@ def _make_channels(rt: Runtime, console: bool | None, stdin: TextIO | None, stdo
         rt.channels.append(rt.console)
 
 
-async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable) -> None:
+async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake: _Intake) -> None:
     """Start channels (replaying what a crash left unfinished), the outbox, the scheduler and ingestion."""
-    pending = await rt.dispatcher.pending()
     for channel in rt.channels:
         rt.messenger.attach(channel)
     # Runs after every channel stopped (the stack unwinds in reverse): in-flight turns may finish.
     stack.push_async_callback(rt.dispatcher.drain, 15.0)
     for channel in rt.channels:
+        stack.push_async_callback(_stop_channel, channel)  # stopping twice is harmless
+        if channel in intake.started:
+            await cast("TelegramChannel", channel).set_commands(rt.commands.menu())
+            continue
         await channel.start()
-        stack.push_async_callback(_stop_channel, channel)
-        replayed = await rt.dispatcher.replay(pending, {channel.name})
+        replayed = await rt.dispatcher.replay(intake.pending, {channel.name})
         if replayed:
             log.info("%s: handling %d update(s) left unfinished by the last run", channel.name, len(replayed))
     await rt.runner.recover()
@@ -485,6 +655,9 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable) -> None
 
 async def _alert(alert: BudgetAlert, *, budgets: BudgetCommands, control: ControlStore, messenger: Messenger) -> None:
     """Send a budget alert to the conversation it happened in, or to every operator's own chat."""
+    from bot.approval_ui import session_target
+    from bot.digest import home_chats
+
     targets = [session_target(alert.session)] if alert.session else await home_chats(control)
     for channel, chat_id, thread_id in targets:
         await messenger.send_quietly(budgets.alert_message(alert, channel, chat_id, thread_id))
@@ -494,6 +667,10 @@ def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
     """The ``openai`` provider uses the same endpoint and key as the chat model; None means the local model."""
     if settings.embeddings.provider != "openai":
         return None
+    import openai
+
+    from memory.embedder import OpenAIEmbedder
+
     llm = settings.llm
     client = openai.AsyncOpenAI(
         base_url=llm.base_url or "https://api.openai.com/v1",
@@ -506,6 +683,8 @@ def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
 
 
 async def _prune(conn: aiosqlite.Connection) -> None:
+    from memory.checkpoints import prune_checkpoints
+
     removed = await prune_checkpoints(conn)
     log.info("checkpoint pruning removed %d row(s)", removed)
 

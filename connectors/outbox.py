@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -39,8 +40,10 @@ class OutboxRunner:
         on_outcome: OutcomeHandler,
         is_paused: Callable[[], bool] = lambda: False,
         wakeup: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``wakeup`` is set by whoever queues work (e.g. an approval) to make the runner look now."""
+        """``wakeup`` is set by whoever queues work (e.g. an approval) to make the runner look now;
+        ``clock`` (monotonic seconds) drives the breakers."""
         self._store = store
         self._db = db
         self._registry = registry
@@ -53,7 +56,7 @@ class OutboxRunner:
         # until a cooldown has passed, then one probe goes through.
         self.breakers = {
             kind: CircuitBreaker(
-                kind, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s
+                kind, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s, clock
             )
             for kind in registry.names()
         }

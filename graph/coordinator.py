@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -14,16 +14,19 @@ from langgraph.types import Command
 from graph.approvals import ApprovalService
 from graph.errors import UserFacingError
 from graph.llm import LLMClient, estimate_tokens
+from graph.recall import ContactNames, SessionRecall
 from graph.record_tools import RECORD_TOOLS
 from graph.settings import LLMSettings
 from graph.state import GraphContext
 from graph.tools import SAFE_TOOLS, ToolBox
-from graph.wiring import build_graph
-from memory.api import Memory
+from graph.wiring import TOOL_STEPS, build_graph
 from memory.db import Database
 from memory.profile import ProfileStore
 from memory.records import Records
 from prompts.messages import TOO_LONG_FOR_MODEL
+
+if TYPE_CHECKING:
+    from memory.api import Memory
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,15 @@ class TurnResult:
 
 
 class Coordinator:
-    """Compiles the graph with an injected checkpointer; one thread per session key."""
+    """Compiles the graph with an injected checkpointer; one thread per session key.
+
+    Durability: a turn's first run stores its checkpoint when it stops (``durability="exit"``), which
+    for the one-step plain turn is exactly what ``"sync"`` would store, minus the input checkpoint
+    (the inbox already holds the update: a crash before the model answered runs the turn again).
+    The run stops before any tool step (``interrupt_before``), so a model answer that asked for tools
+    is stored before any tool runs or any card is proposed; the rest of the turn, and every resume
+    after a card's decision, runs with ``durability="sync"``.
+    """
 
     def __init__(
         self,
@@ -62,6 +73,7 @@ class Coordinator:
         records: Records | None = None,
         profile: ProfileStore | None = None,
         memory: Memory | None = None,
+        scope: str = "default",
     ) -> None:
         self._db = db
         self._llm = llm
@@ -73,7 +85,17 @@ class Coordinator:
         self._records = records
         self._profile = profile
         self._memory = memory
-        self._graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile(checkpointer=checkpointer)
+        self._scope = scope
+        self.recall = SessionRecall(db, memory, scope)
+        """The prompts' recall, prepared in the background per conversation."""
+        self._contacts = ContactNames(records, db) if records is not None else None
+        self._graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile(
+            checkpointer=checkpointer, interrupt_before=list(TOOL_STEPS)
+        )
+
+    async def aclose(self) -> None:
+        """Stop background work (recall being prepared)."""
+        await self.recall.aclose()
 
     @property
     def llm(self) -> LLMClient:
@@ -94,7 +116,10 @@ class Coordinator:
             records=self._records,
             profile=self._profile,
             memory=self._memory,
+            scope=self._scope,
             context_budget=self._settings.context_budget,
+            recall=self.recall,
+            contacts=self._contacts,
         )
 
     @staticmethod
@@ -118,12 +143,22 @@ class Coordinator:
         limit = self._settings.context_budget // 2
         if self._llm.configured and estimate_tokens(text) > limit:
             raise UserFacingError(TOO_LONG_FOR_MODEL.format(tokens=estimate_tokens(text), limit=limit))
-        config = self._config(session)
         context = self._context(session, requested_by)
         if replaying and turn_key is not None:
             resumed = await self._resume_turn(session, turn_key, context)
             if resumed is not None:
                 return resumed
+        values = await self.start_turn(session, text, requested_by, turn_key)
+        # The next turns' prompts recall by meaning what this message is about (off the reply path).
+        self.recall.prepare(session, text)
+        return TurnResult.of(await self._run_tools(values, self._config(session), context))
+
+    async def start_turn(
+        self, session: str, text: str, requested_by: str = "", turn_key: str | None = None
+    ) -> dict[str, Any]:
+        """The first run of a turn: up to its end, or up to the first tool step its model answer asks
+        for (that answer is then stored: a crash from here on resumes with it, see :meth:`respond`).
+        Returns the run's state values."""
         start = {
             "messages": [{"role": "user", "content": text}],
             "tool_rounds": 0,
@@ -134,7 +169,20 @@ class Coordinator:
             "cards": [],
             "turn_key": turn_key,
         }
-        return TurnResult.of(await self._graph.ainvoke(start, config=config, context=context, durability="sync"))
+        context = self._context(session, requested_by)
+        values: dict[str, Any] = await self._graph.ainvoke(
+            start, config=self._config(session), context=context, durability="exit"
+        )
+        return values
+
+    async def _run_tools(self, values: dict[str, Any], config: RunnableConfig, context: GraphContext) -> dict[str, Any]:
+        """Go on with a turn that stopped before a tool step, until it ends or waits for a card."""
+        while _asked_for_tools(values):
+            snapshot = await self._graph.aget_state(config)
+            if not set(snapshot.next) & set(TOOL_STEPS) or any(task.interrupts for task in snapshot.tasks):
+                break
+            values = await self._graph.ainvoke(None, config=config, context=context, durability="sync")
+        return values
 
     async def _resume_turn(self, session: str, turn_key: str, context: GraphContext) -> TurnResult | None:
         """The result of a turn a crash interrupted, resumed from its last checkpoint; None when the turn
@@ -145,12 +193,14 @@ class Coordinator:
         started = snapshot.metadata is not None and snapshot.metadata.get("source") != "input"
         if not started or snapshot.values.get("turn_key") != turn_key:
             return None
+        if any(step not in self._graph.nodes for step in snapshot.next):
+            return None  # stopped at a step an older version had: run the turn again
         waiting = any(task.interrupts for task in snapshot.tasks)
         if not snapshot.next or waiting:
             return TurnResult.of(snapshot.values)
         log.info("session %s: resuming turn %s from its checkpoint", session, turn_key)
         values = await self._graph.ainvoke(None, config=config, context=context, durability="sync")
-        return TurnResult.of(values)
+        return TurnResult.of(await self._run_tools(values, config, context))
 
     async def waiting_for(self, session: str) -> str | None:
         """The root approval id the thread is interrupted on, if any."""
@@ -167,15 +217,18 @@ class Coordinator:
         if await self.waiting_for(session) != root_id:
             log.info("session %s is not waiting on approval %s; not resuming", session, root_id)
             return TurnResult("")
-        result = await self._graph.ainvoke(
-            Command(resume=decision),
-            config=self._config(session),
-            context=self._context(session, requested_by),
-            durability="sync",
-        )
-        return TurnResult.of(result)
+        config, context = self._config(session), self._context(session, requested_by)
+        result = await self._graph.ainvoke(Command(resume=decision), config=config, context=context, durability="sync")
+        return TurnResult.of(await self._run_tools(result, config, context))
 
     async def history(self, session: str) -> list[dict[str, Any]]:
         """The stored messages of a thread (for tests and export)."""
         snapshot = await self._graph.aget_state(self._config(session))
         return list(snapshot.values.get("messages", []))
+
+
+def _asked_for_tools(values: dict[str, Any]) -> bool:
+    """True when the run's last message is a model answer with tool calls (a tool step may be next)."""
+    messages = values.get("messages") or []
+    last = messages[-1] if messages else {}
+    return not values.get("offline") and last.get("role") == "assistant" and bool(last.get("tool_calls"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -16,22 +15,25 @@ from graph.context import Assembled, as_data, assemble, clip_text, extractive_su
 from graph.errors import ModelUnavailable, UserFacingError
 from graph.llm import estimate_message_tokens
 from graph.policy import Risk
+from graph.recall import MAX_RECALL_QUERY_CHARS as MAX_RECALL_QUERY_CHARS
+from graph.recall import PROMPT_MEMORIES, Recalled, lexical_recall, query_of, semantic_recall
 from graph.record_tools import render_contact
-from graph.state import CooState, GraphContext
-from graph.tools import ToolContext, render_time, search_messages
+from graph.state import CooState, GraphContext, drop_oldest
+from graph.tools import ToolContext, render_time
 from memory.db import utcnow
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)
 
 
-async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Profile, touched records, recalled memories, rolling summary and the newest turns, within budget.
+async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The prompt (profile, touched records, recalled memories, rolling summary and the newest turns,
+    within budget) and the state updates it implies.
 
-    Turns that no longer fit are folded into the summary (progressive summarization); facts stay
-    in the event log, records and semantic memory, so nothing the operator said is lost.
+    Turns that no longer fit are folded into the summary (progressive summarization) and dropped
+    from the state; facts stay in the event log, records and semantic memory, so nothing the
+    operator said is lost.
     """
-    ctx = runtime.context
     profile = await ctx.profile.get() if ctx.profile else None
     instructions = profile.instructions if profile else ""
     system = load_prompt("system").format(
@@ -43,10 +45,9 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
     messages = state.get("messages", [])
     done = state.get("summarized", 0)
     request = _last_user_text(messages)
-    memories = [hit.line for hit in await recall(ctx, request)]
+    memories = [hit.line for hit in await prompt_recall(ctx, request)]
     records = await touched_records(ctx, request)
     summary = state.get("summary", "")
-    turns = messages[done:]
     template = load_prompt("context")
     # The tool schemas travel with every call: they count against the budget too.
     budget = ctx.context_budget - estimate_message_tokens(offered_tools(ctx))
@@ -54,16 +55,18 @@ async def assemble_context(state: CooState, runtime: Runtime[GraphContext]) -> d
     def build(summary: str, turns: list[dict[str, Any]], budget: int) -> Assembled:
         return assemble(system, template, summary, records, memories, turns, budget, repair_tool_history, facts)
 
-    built = build(summary, turns, budget)
+    built = build(summary, messages[done:], budget)
     if not built.dropped:
-        return {"context": built.messages}
+        # Older checkpoints kept folded turns in the state: drop them now.
+        return built.messages, ({"messages": [drop_oldest(done)], "summarized": 0} if done else {})
     # Fold generously (as if the budget were 40 % smaller), so the next fold is many turns away
     # instead of one summary call on every turn.
-    shrunk = build(summary, turns, int(budget * FOLD_TARGET))
+    shrunk = build(summary, messages[done:], int(budget * FOLD_TARGET))
     summary = await summarize(ctx, summary, shrunk.dropped)
     done += len(shrunk.dropped)
     built = build(summary, messages[done:], budget)
-    return {"context": built.messages, "summary": summary, "summarized": done + len(built.dropped)}
+    dropped = done + len(built.dropped)
+    return built.messages, {"messages": [drop_oldest(dropped)], "summary": summary, "summarized": 0}
 
 
 FOLD_TARGET = 0.6
@@ -85,50 +88,58 @@ def proposal_context(ctx: GraphContext) -> Context:
     return Context(ctx.records, ctx.currency, today, session=ctx.session, requested_by=ctx.requested_by)
 
 
-MAX_RECALL_QUERY_CHARS = 1_000
+def tool_context(ctx: GraphContext) -> ToolContext:
+    """What the safe tools may use in this conversation (semantic memory included)."""
+    return ToolContext(
+        db=ctx.db,
+        session=ctx.session,
+        timezone=ctx.timezone,
+        records=ctx.records,
+        profile=ctx.profile,
+        memory=ctx.memory,
+        scope=ctx.scope,
+    )
 
 
-@dataclass(frozen=True)
-class Recalled:
-    """One recalled thing: the line shown to the model and the reference it came from."""
-
-    line: str
-    ref: str
+async def prompt_recall(ctx: GraphContext, request: str) -> list[Recalled]:
+    """The memories a prompt shows: the conversation's prepared recall (see ``graph.recall``), or,
+    without one, a recall on the spot."""
+    if ctx.recall is not None:
+        try:
+            return await ctx.recall.for_prompt(ctx.session, request)
+        except Exception:
+            log.warning("recall failed in %s; the prompt goes without memories", ctx.session, exc_info=True)
+            return []
+    return await recall(ctx, request)
 
 
 async def recall(ctx: GraphContext, request: str) -> list[Recalled]:
-    """Top memories for the request, as data lines with source and date.
+    """Top memories for the request, as data lines with source and date (waits for the embedder).
 
     Semantic memory first; when it fails (e.g. its files are gone) the message log's full-text
     index answers instead, so a broken memory never breaks the conversation.
     """
-    query = request.strip()[:MAX_RECALL_QUERY_CHARS]
+    query = query_of(request)
     if not query:
         return []
     if ctx.memory is not None:
         try:
-            hits = await ctx.memory.recall(query, k=6, scope=ctx.scope)
+            return (await semantic_recall(ctx.memory, query, ctx.scope, exclude=request))[:PROMPT_MEMORIES]
         except ValueError:
             return []
         except Exception:
             log.warning("semantic memory failed in %s; recalling from the message log", ctx.session, exc_info=True)
-        else:
-            return [
-                Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {h.text[:500]}", h.ref)
-                for h in hits
-                if h.text.strip() != request.strip()
-            ][:5]
-    found = await search_messages(ctx.db, query, 6, kinds=("message.in",))
-    return [Recalled(line, ref) for line, ref in found if not line.endswith(f"operator: {request[:300]}")][:5]
+    return (await lexical_recall(ctx.db, query, exclude=request))[:PROMPT_MEMORIES]
 
 
 async def touched_records(ctx: GraphContext, request: str) -> list[str]:
     """Contacts whose name appears in the request."""
     if ctx.records is None:
         return []
+    contacts = await ctx.contacts.current() if ctx.contacts is not None else await ctx.records.all("contact")
     text = request.lower()
     lines = []
-    for record in await ctx.records.all("contact"):
+    for record in contacts:
         contact = record.data
         names = [getattr(contact, "name", "")] + [getattr(contact, "name", "").split(" ")[0]]
         if any(n and len(n) >= 3 and n.lower() in text for n in names):
@@ -172,8 +183,15 @@ def repair_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 PENDING_RESULT = "(no result: the approval card was left waiting; see the card for its outcome)"
 
 
+EMPTY_ANSWER = "(the model returned an empty answer)"
+
+
 async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Ask the model; on an unreachable model fall back to offline mode (telling the operator once)."""
+    """Build the prompt and ask the model: one step, so a plain turn is one checkpoint.
+
+    An answer without tool calls is the reply. On an unreachable model: offline mode (telling the
+    operator once).
+    """
     ctx = runtime.context
     last_user = _last_user_text(state.get("messages", []))
     mid_turn = bool(state.get("messages")) and state["messages"][-1].get("role") == "tool"
@@ -183,11 +201,12 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
             return {"reply": "", "offline": True}
         text, logged = await offline_reply(ctx, last_user)
         return {"reply": text, "reply_log": logged, "offline": True}
+    prompt, updates = await assemble_context(state, ctx)
     rounds = state.get("tool_rounds", 0)
     offered = offered_tools(ctx)
     tools = offered if rounds < ctx.max_tool_rounds else []
     try:
-        reply = await ctx.llm.chat(state.get("context", []), tools, session=ctx.session)
+        reply = await ctx.llm.chat(prompt, tools, session=ctx.session)
     except BudgetExceeded as exc:
         # The first time, the alert with its buttons is the answer; after that, one short line.
         cap = exc.alert.budget
@@ -199,30 +218,37 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
                 "/budget to change it; /remember, /recall and the slash commands still work."
             )
         )
-        return {"reply": text, "offline": True}
+        return {**updates, "reply": text, "offline": True}
     except ModelUnavailable as exc:
         text, logged = ("", "") if mid_turn else await offline_reply(ctx, last_user)
         if ctx.llm.take_outage_notice():
             notice = load_prompt("model_down").format(reason=str(exc)).strip()
             text, logged = (notice + "\n\n" + text).strip(), (notice + "\n\n" + logged).strip()
-        return {"reply": text, "reply_log": logged, "offline": True}
+        return {**updates, "reply": text, "reply_log": logged, "offline": True}
     message = reply.as_message()
     if not tools and message.pop("tool_calls", None) and not message["content"]:
         # A model that keeps calling tools after they were withdrawn gets no further round.
         message["content"] = "I stopped after several tool rounds without reaching an answer."
-    return {"messages": [message], "offline": False}
+    out: dict[str, Any] = {**updates, "messages": [*updates.get("messages", []), message], "offline": False}
+    if not message.get("tool_calls"):
+        out["reply"] = str(message.get("content") or "").strip() or EMPTY_ANSWER
+    return out
 
 
-def route_after_model(
+async def route_after_model(
     state: CooState, runtime: Runtime[GraphContext]
-) -> Literal["run_tools", "propose_action", "finish"]:
-    """Outward actions -> propose them; other tools -> run them; otherwise finish."""
+) -> Literal["run_tools", "propose_action", "__end__"]:
+    """Outward actions -> propose them; other tools -> run them; otherwise the turn is over.
+
+    Async on purpose, like every router here: LangGraph runs a plain function in the loop's default
+    thread pool, where it would queue behind whatever else waits there (e.g. embedding).
+    """
     if state.get("offline"):
-        return "finish"
+        return "__end__"
     messages = state.get("messages", [])
     calls = messages[-1].get("tool_calls") if messages and messages[-1].get("role") == "assistant" else None
     if not calls:
-        return "finish"
+        return "__end__"
     if any(is_action_tool(runtime.context, str(c.get("function", {}).get("name"))) for c in calls):
         return "propose_action"
     return "run_tools"
@@ -238,9 +264,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     results: list[dict[str, Any]] = []
     awaiting: dict[str, str] | None = None
     cards: list[str] = []
-    tool_ctx = ToolContext(
-        db=ctx.db, session=ctx.session, timezone=ctx.timezone, records=ctx.records, profile=ctx.profile
-    )
+    tool_ctx = tool_context(ctx)
     for call in state["messages"][-1].get("tool_calls", []):
         fn, call_id = call.get("function", {}), str(call.get("id", ""))
         name, raw = str(fn.get("name", "")), str(fn.get("arguments", "{}"))
@@ -281,9 +305,9 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     }
 
 
-def route_after_proposal(state: CooState) -> Literal["await_approval", "assemble_context"]:
+async def route_after_proposal(state: CooState) -> Literal["await_approval", "call_model"]:
     """Wait for the operator when a card is pending."""
-    return "await_approval" if state.get("awaiting") else "assemble_context"
+    return "await_approval" if state.get("awaiting") else "call_model"
 
 
 async def await_approval(state: CooState) -> dict[str, Any]:
@@ -309,9 +333,7 @@ async def await_approval(state: CooState) -> dict[str, Any]:
 async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
     """Run the safe tools the model asked for; results go back to the model as data."""
     ctx = runtime.context
-    tool_ctx = ToolContext(
-        db=ctx.db, session=ctx.session, timezone=ctx.timezone, records=ctx.records, profile=ctx.profile
-    )
+    tool_ctx = tool_context(ctx)
     results: list[dict[str, Any]] = []
     for call in state["messages"][-1].get("tool_calls", []):
         fn = call.get("function", {})
@@ -326,15 +348,6 @@ async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str
             {"role": "tool", "tool_call_id": call.get("id", ""), "content": f"<data>\n{as_data(output)}\n</data>"}
         )
     return {"messages": results, "tool_rounds": state.get("tool_rounds", 0) + 1}
-
-
-async def finish(state: CooState) -> dict[str, Any]:
-    """The reply is the model's last text (offline replies are already set)."""
-    if state.get("offline"):
-        return {}
-    messages = state.get("messages", [])
-    text = str(messages[-1].get("content") or "").strip() if messages else ""
-    return {"reply": text or "(the model returned an empty answer)"}
 
 
 async def offline_reply(ctx: GraphContext, text: str) -> tuple[str, str]:

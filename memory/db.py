@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -45,6 +48,9 @@ CREATE TRIGGER IF NOT EXISTS events_message_fts AFTER INSERT ON events
     WHEN new.kind IN ('message.in', 'message.out')
     BEGIN INSERT INTO message_fts (rowid, text) VALUES (new.id, json_extract(new.payload, '$.text')); END;
 
+-- Per-term document counts of that index (to pick a query's rarest words).
+CREATE VIRTUAL TABLE IF NOT EXISTS message_fts_terms USING fts5vocab(message_fts, 'row');
+
 CREATE TABLE IF NOT EXISTS inbox (
     update_key TEXT PRIMARY KEY,
     session TEXT NOT NULL,
@@ -65,6 +71,7 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (update_key, seq)
 );
 """
+T = TypeVar("T")
 _SCHEMA_VERSION = 2
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -112,6 +119,17 @@ class LLMCall:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A delivery to store before it is handled: its key, conversation, payload, and the event to log."""
+
+    update_key: str
+    session: str
+    payload: dict[str, Any]
+    actor: str
+    logged: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Written:
     """What a write did: rows changed and the last inserted rowid."""
 
@@ -119,45 +137,109 @@ class Written:
     lastrowid: int | None
 
 
-class Transaction:
-    """Statements inside one :meth:`Database.transaction` (committed together or not at all)."""
+def _event_row(kind: str, actor: str, payload: dict[str, Any], session: str | None) -> tuple[Any, ...]:
+    return (utcnow().isoformat(), actor, session, kind, dumps(payload))
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+
+_INSERT_EVENT = "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)"
+_INSERT_REPLY = "INSERT OR REPLACE INTO replies (update_key, seq, ids, at) VALUES (?, ?, ?, ?)"
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` between BEGIN IMMEDIATE and COMMIT (rolled back on any error), on the connection's thread."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
+def _written(cur: sqlite3.Cursor) -> Written:
+    return Written(cur.rowcount, cur.lastrowid)
+
+
+class Transaction:
+    """Statements inside one :meth:`Database.transaction` (committed together or not at all).
+
+    ``BEGIN IMMEDIATE`` travels with the first statement (one round trip less per transaction).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.begun = False
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        if not self.begun:
+            conn.execute("BEGIN IMMEDIATE")
+            self.begun = True
 
     async def execute(self, sql: str, args: Iterable[Any] = ()) -> Written:
         """Run one statement in the transaction."""
-        cur = await self._conn.execute(sql, tuple(args))
-        return Written(cur.rowcount, cur.lastrowid)
+        values = tuple(args)
+
+        def work(conn: sqlite3.Connection) -> Written:
+            self._begin(conn)
+            return _written(conn.execute(sql, values))
+
+        return await self._db._on_thread(work)
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """One row, read inside the transaction."""
-        async with self._conn.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+        values = tuple(args)
+
+        def work(conn: sqlite3.Connection) -> Any:
+            self._begin(conn)
+            return conn.execute(sql, values).fetchone()
+
+        return await self._db._on_thread(work)
 
     async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event as part of the transaction; returns its id."""
-        written = await self.execute(
-            "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
-            (utcnow().isoformat(), actor, session, kind, dumps(payload)),
-        )
+        written = await self.execute(_INSERT_EVENT, _event_row(kind, actor, payload, session))
         assert written.lastrowid is not None
         return written.lastrowid
 
-    async def record_reply(self, update_key: str, seq: int, ids: list[str]) -> None:
-        """Remember that the ``seq``-th send made while handling ``update_key`` happened."""
-        await self.execute(
-            "INSERT OR REPLACE INTO replies (update_key, seq, ids, at) VALUES (?, ?, ?, ?)",
-            (update_key, seq, json.dumps(ids), utcnow().isoformat()),
-        )
-
 
 class Database:
-    """Typed access to the application database. Construct with :func:`open_database`."""
+    """Typed access to the application database. Construct with :func:`open_database`.
+
+    The statements of one write (and a read with its rows) go to SQLite's thread in one round trip:
+    on a loaded machine each round trip costs a thread wake-up on both sides, which the reply
+    path pays several times per message otherwise.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._finishing: list[tuple[str, asyncio.Future[None]]] = []
+        self._finisher: asyncio.Task[None] | None = None
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` with the connection on aiosqlite's thread, in order with every other call.
+
+        aiosqlite (pinned) offers no public call that runs several statements in one round trip;
+        its ``_execute`` is the call every public method is built on.
+        """
+        conn = self._conn
+
+        def run() -> T:
+            return work(conn._conn)
+
+        result: T = await conn._execute(run)
+        return result
+
+    async def run_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction and one round trip.
+
+        For writes whose statements are known up front; :meth:`transaction` when code must await
+        between statements.
+        """
+        async with self._lock:
+            return await self._on_thread(partial(_in_transaction, work=work))
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -172,16 +254,22 @@ class Database:
 
     async def write(self, sql: str, args: Iterable[Any] = ()) -> Written:
         """One statement, committed on its own."""
-        async with self._lock:
+        values = tuple(args)
+
+        def work(conn: sqlite3.Connection) -> Written:
             try:
-                cur = await self._conn.execute(sql, tuple(args))
-                await self._conn.commit()
+                written = _written(conn.execute(sql, values))
+                conn.commit()
             except BaseException:
                 # A failed statement (disk full, read-only) must not leave its implicit transaction
                 # open: every later write would fail behind it.
-                await self._rollback()
+                if conn.in_transaction:
+                    conn.rollback()
                 raise
-            return Written(cur.rowcount, cur.lastrowid)
+            return written
+
+        async with self._lock:
+            return await self._on_thread(work)
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -191,10 +279,11 @@ class Database:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Several statements committed together (``BEGIN IMMEDIATE``: other processes wait)."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self)
             try:
-                yield Transaction(self._conn)
-                await self._conn.commit()
+                yield tx
+                if tx.begun:
+                    await self._conn.commit()
             except BaseException:
                 await self._rollback()
                 raise
@@ -209,8 +298,8 @@ class Database:
 
     async def fetchone(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """The first row of a query, or None (use it for queries that return one row)."""
-        rows = await self.fetchall(sql, args)
-        return rows[0] if rows else None
+        values = tuple(args)
+        return await self._on_thread(lambda conn: _first_row(conn, sql, values))
 
     async def migrate(self) -> None:
         """Create the tables, and fill indexes that older files did not have."""
@@ -232,12 +321,26 @@ class Database:
     # -- event log ---------------------------------------------------------------------------
     async def append_event(self, kind: str, actor: str, payload: dict[str, Any], session: str | None = None) -> int:
         """Append one event; returns its id."""
-        written = await self.write(
-            "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)",
-            (utcnow().isoformat(), actor, session, kind, dumps(payload)),
-        )
+        written = await self.write(_INSERT_EVENT, _event_row(kind, actor, payload, session))
         assert written.lastrowid is not None
         return written.lastrowid
+
+    async def append_sent(
+        self, payload: dict[str, Any], session: str, reply: tuple[str, int, list[str]] | None = None
+    ) -> int:
+        """Log a message the bot sent (``message.out``) and, while handling an update, its place in
+        the reply journal (``reply``: update key, send number, message ids), in one commit."""
+        event = _event_row("message.out", "coo", payload, session)
+
+        def work(conn: sqlite3.Connection) -> int:
+            event_id = conn.execute(_INSERT_EVENT, event).lastrowid
+            if reply is not None:
+                key, seq, ids = reply
+                conn.execute(_INSERT_REPLY, (key, seq, json.dumps(ids), event[0]))
+            assert event_id is not None
+            return event_id
+
+        return await self.run_transaction(work)
 
     async def events(
         self,
@@ -288,6 +391,56 @@ class Database:
         args.append(limit)
         return [_event(r) for r in await self.fetchall(sql, args)]
 
+    async def recall_messages(
+        self, words: Iterable[str], limit: int, kinds: tuple[str, ...] = ("message.in",)
+    ) -> list[Event]:
+        """Earlier messages for a prompt: those sharing the query's rarest words, best match first;
+        messages ``/forget`` removed from memory are left out.
+
+        Its cost stays flat as the log grows: at most ``RECALL_WINDOW`` messages are ranked (an OR of
+        every word would rank every message with a common one: 20 ms at 20k events, and growing). A rare
+        word (a name, an invoice number) reaches all the way back; when even the rarest word is common,
+        its newest messages are ranked.
+        """
+        terms = sorted({_index_form(w) for w in words if w.strip()})
+        if not terms:
+            return []
+        kind_marks = ", ".join("?" * len(kinds))
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            rare: list[str] = []
+            matches = 0
+            for term, docs in conn.execute(
+                f"SELECT term, doc FROM message_fts_terms WHERE term IN ({', '.join('?' * len(terms))}) "
+                "ORDER BY doc, term LIMIT ?",
+                (*terms, RECALL_TERMS),
+            ):
+                if rare and matches + docs > RECALL_WINDOW:
+                    break  # a commoner word would only bring recent messages in
+                rare.append(term)
+                matches += docs
+            if not rare:
+                return []
+            match = " OR ".join(f'"{term}"' for term in rare)
+            floor = 0
+            if matches > RECALL_WINDOW:  # even the rarest word is common: rank its newest messages only
+                (floor,) = conn.execute(
+                    "SELECT MIN(rowid) FROM (SELECT rowid FROM message_fts WHERE message_fts MATCH ? "
+                    "ORDER BY rowid DESC LIMIT ?)",
+                    (match, RECALL_WINDOW),
+                ).fetchone()
+            return conn.execute(
+                "WITH best AS (SELECT rowid, rank FROM message_fts WHERE message_fts MATCH ? AND rowid >= ? "
+                "ORDER BY rank LIMIT ?) "
+                "SELECT e.id, e.at, e.actor, e.session, e.kind, e.payload FROM best JOIN events e ON e.id = best.rowid "
+                f"WHERE e.kind IN ({kind_marks}) AND NOT EXISTS (SELECT 1 FROM events x WHERE "
+                "x.kind = 'memory.forgotten' AND json_extract(x.payload, '$.ref') = 'msg-' || e.id) "
+                "ORDER BY best.rank, e.id DESC LIMIT ?",
+                (match, floor or 0, limit * 4, *kinds, limit),
+            ).fetchall()
+
+        return [_event(row) for row in await self._on_thread(work)]
+
     # -- inbox: at-most-once handling of platform deliveries (I3) -----------------------------
     async def claim_update(
         self, update_key: str, session: str, payload: dict[str, Any], actor: str, logged: dict[str, Any]
@@ -296,24 +449,69 @@ class Database:
 
         Returns the event id, or None when the delivery was seen before (drop it).
         """
-        async with self.transaction() as tx:
-            claimed = await tx.execute(
-                "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
-                "VALUES (?, ?, ?, 'pending', ?)",
-                (update_key, session, dumps(payload), utcnow().isoformat()),
-            )
-            if claimed.rowcount != 1:
-                return None
-            event_id = await tx.append_event("message.in", actor, logged, session=session)
-            await tx.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
-        return event_id
+        return (await self.claim_updates([Claim(update_key, session, payload, actor, logged)]))[0]
+
+    async def claim_updates(self, claims: Sequence[Claim]) -> list[int | None]:
+        """:meth:`claim_update` for several deliveries, all in one commit (all stored, or none)."""
+        if not claims:
+            return []
+        rows = [
+            (c.update_key, c.session, dumps(c.payload), _event_row("message.in", c.actor, c.logged, c.session))
+            for c in claims
+        ]
+
+        def work(conn: sqlite3.Connection) -> list[int | None]:
+            ids: list[int | None] = []
+            for update_key, session, stored, event in rows:
+                claimed = conn.execute(
+                    "INSERT OR IGNORE INTO inbox (update_key, session, payload, status, received_at) "
+                    "VALUES (?, ?, ?, 'pending', ?)",
+                    (update_key, session, stored, event[0]),
+                )
+                if claimed.rowcount != 1:
+                    ids.append(None)
+                    continue
+                event_id = conn.execute(_INSERT_EVENT, event).lastrowid
+                conn.execute("UPDATE inbox SET event_id = ? WHERE update_key = ?", (event_id, update_key))
+                ids.append(event_id)
+            return ids
+
+        return await self.run_transaction(work)
 
     async def finish_update(self, update_key: str) -> None:
-        """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay)."""
-        await self.write(
-            "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' WHERE update_key = ?",
-            (utcnow().isoformat(), update_key),
-        )
+        """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay).
+
+        Finishes that arrive while one is being written are written together next (group commit):
+        under load one commit marks many deliveries done; each call returns once its own is.
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._finishing.append((update_key, done))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._write_finishes(), name="inbox-finish")
+        await done
+
+    async def _write_finishes(self) -> None:
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            keys = [key for key, _ in batch]
+            try:
+                await self.write(
+                    "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' "
+                    f"WHERE update_key IN ({', '.join('?' * len(keys))})",
+                    (utcnow().isoformat(), *keys),
+                )
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            except BaseException:
+                for _, done in batch:
+                    done.cancel()
+                raise
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def pending_updates(self) -> list[tuple[str, dict[str, Any], int | None]]:
         """Deliveries claimed but not finished (a crash mid-handling): key, payload, event id; oldest first."""
@@ -327,6 +525,17 @@ class Database:
         """The message ids of the ``seq``-th send made for ``update_key``, if it was made."""
         row = await self.fetchone("SELECT ids FROM replies WHERE update_key = ? AND seq = ?", (update_key, seq))
         return list(json.loads(row[0])) if row else None
+
+
+RECALL_TERMS = 4
+"""At most how many of a query's rarest words :meth:`Database.recall_messages` looks for."""
+RECALL_WINDOW = 500
+"""At most how many messages it ranks: the words are taken rarest first while their messages fit."""
+
+
+def _index_form(word: str) -> str:
+    """A word as the full-text index stores it (lower case, Latin diacritics removed)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 
 def _event(r: Any) -> Event:
@@ -353,3 +562,12 @@ async def open_database(data_dir: Path, busy_timeout_ms: int = 5000) -> AsyncIte
         yield db
     finally:
         await conn.close()
+
+
+def _first_row(conn: sqlite3.Connection, sql: str, values: tuple[Any, ...]) -> Any:
+    """The first row, with the statement closed before returning (no read snapshot left open)."""
+    cursor = conn.execute(sql, values)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()

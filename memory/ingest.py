@@ -4,11 +4,16 @@ A batch that fails for any reason but a refused note (the embedder or LanceDB is
 full) goes back to the head of the queue and is retried with exponential backoff; nothing taken off
 the queue is dropped. A refused note (``ValueError``) costs only itself: the others of its batch are
 retried one by one. The clock is injected (``sleep``) so tests never wait on wall time.
+
+Embedding takes the same cores as replies: with ``yield_to`` (the dispatcher's "no turn in flight"),
+each batch waits until the bot is not answering anyone, at most ``max_defer_s``, so a burst of
+messages is answered first and remembered right after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,6 +37,8 @@ class Ingestor:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 300.0,
         sleep: Sleep = asyncio.sleep,
+        yield_to: Callable[[], Awaitable[None]] | None = None,
+        max_defer_s: float = 30.0,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
@@ -41,6 +48,8 @@ class Ingestor:
         self._backoff_base = backoff_base_s
         self._backoff_max = backoff_max_s
         self._sleep = sleep
+        self._yield_to = yield_to
+        self._max_defer = max_defer_s
         self._queue: deque[Note] = deque()
         self._failures = 0
         self._idle = asyncio.Event()
@@ -61,9 +70,16 @@ class Ingestor:
         self._idle.clear()
         self._queue.append(note)
 
-    async def flush(self) -> None:
-        """Write everything queued now. On a failure the batch is put back and the error raised."""
+    async def flush(self, yielding: bool = False) -> None:
+        """Write everything queued now (``yielding``: each batch after the bot's turns in flight).
+
+        On a failure the batch is put back and the error raised.
+        """
         while self._queue:
+            if yielding and self._yield_to is not None:
+                # Bounded: under a steady stream of messages memory still keeps up, a batch at a time.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._yield_to(), self._max_defer)
             notes = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
             try:
                 await self._write(notes)
@@ -105,7 +121,7 @@ class Ingestor:
             while True:
                 await self._sleep(self.backoff())
                 try:
-                    await self.flush()
+                    await self.flush(yielding=True)
                     self._failures = 0
                 except Exception:
                     self._failures += 1

@@ -8,12 +8,14 @@ dead process left behind is never forgotten: on start it becomes a ledger row at
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from memory.db import Database, LLMCall, Transaction, utcnow
+from memory.db import Database, LLMCall, Transaction, dumps, utcnow
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_calls (
@@ -105,10 +107,15 @@ class CostLedger:
 
     async def settle(self, hold_id: int | None, call: LLMCall) -> None:
         """Replace a hold by the call's ledger row (and its event), atomically."""
-        async with self._db.transaction() as tx:
+        row, event = _call_rows(call)
+
+        def work(conn: sqlite3.Connection) -> None:
             if hold_id is not None:
-                await tx.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
-            await _insert_call(tx, call)
+                conn.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
+            conn.execute(_INSERT_CALL, row)
+            conn.execute(_INSERT_EVENT, event)
+
+        await self._db.run_transaction(work)
 
     async def release(self, hold_id: int) -> None:
         """Drop a hold: the call was not made or not billed."""
@@ -141,35 +148,36 @@ class CostLedger:
         return {r[0]: float(r[1]) for r in rows}
 
 
-async def _insert_call(tx: Transaction, call: LLMCall) -> None:
-    await tx.execute(
-        "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, estimated, "
-        "latency_ms, outcome, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            utcnow().isoformat(),
-            call.session,
-            call.workflow,
-            call.model,
-            call.prompt_tokens,
-            call.completion_tokens,
-            int(call.estimated),
-            call.latency_ms,
-            call.outcome,
-            call.cost,
-        ),
+_INSERT_CALL = (
+    "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, estimated, "
+    "latency_ms, outcome, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENT = "INSERT INTO events (at, actor, session, kind, payload) VALUES (?, ?, ?, ?, ?)"
+
+
+def _call_rows(call: LLMCall) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The ledger row of a call and its ``llm.call`` event row."""
+    at = utcnow().isoformat()
+    row = (
+        at,
+        call.session,
+        call.workflow,
+        call.model,
+        call.prompt_tokens,
+        call.completion_tokens,
+        int(call.estimated),
+        call.latency_ms,
+        call.outcome,
+        call.cost,
     )
-    await tx.append_event(
-        "llm.call",
-        "coo",
-        {
-            "model": call.model,
-            "workflow": call.workflow,
-            "prompt_tokens": call.prompt_tokens,
-            "completion_tokens": call.completion_tokens,
-            "estimated": call.estimated,
-            "latency_ms": call.latency_ms,
-            "outcome": call.outcome,
-            "cost": call.cost,
-        },
-        session=call.session,
-    )
+    payload = {
+        "model": call.model,
+        "workflow": call.workflow,
+        "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": call.completion_tokens,
+        "estimated": call.estimated,
+        "latency_ms": call.latency_ms,
+        "outcome": call.outcome,
+        "cost": call.cost,
+    }
+    return row, (at, "coo", call.session, "llm.call", dumps(payload))

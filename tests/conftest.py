@@ -106,6 +106,19 @@ async def fake_llm() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
+class ManualClock:
+    """A monotonic clock that moves only when a test says so (breaker windows and cooldowns)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class RecordingChannel:
     """A real Channel that keeps what it was asked to send. Tests push inbound updates into it."""
 

@@ -30,6 +30,8 @@ from telegram.request import HTTPXRequest
 from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
 
+BatchHandler = Callable[[Sequence[InboundMessage]], Awaitable[object]]
+
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_UNITS = 4096
@@ -111,12 +113,16 @@ class TelegramChannel:
     """The ``Channel`` for Telegram: long polling by default, a webhook server when configured.
 
     ``on_inbound`` must return once the update is stored (or refused) and raise when it could not
-    be stored: the update is then fetched again after a backoff instead of being confirmed.
+    be stored: the update is then fetched again after a backoff instead of being confirmed. With
+    ``on_batch``, each ``getUpdates`` response is handed over at once (stored in one commit), on
+    the same terms for the whole batch.
     """
 
     name = "telegram"
     typing_interval_s: float = 4.0
     """How often the typing indicator is renewed (Telegram shows it for about 5 s)."""
+    typing_delay_s: float = 0.5
+    """A reply sooner than this needs no indicator (and costs no extra Bot API call)."""
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class TelegramChannel:
         on_inbound: InboundHandler,
         commands: Sequence[tuple[str, str]],
         *,
+        on_batch: BatchHandler | None = None,
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
     ) -> None:
@@ -131,6 +138,7 @@ class TelegramChannel:
             raise ValueError("COO_TELEGRAM__TOKEN is not set")
         self._settings = settings
         self._on_inbound = on_inbound
+        self._on_batch = on_batch
         self._commands = [BotCommand(name.lstrip("/"), description) for name, description in commands]
         self._retry_base = retry_base_s
         self._retry_max = retry_max_s
@@ -155,7 +163,8 @@ class TelegramChannel:
         self._bot = bot
         try:
             await self._connect(bot)
-            await bot.set_my_commands(self._commands)
+            if self._commands:
+                await bot.set_my_commands(self._commands)
             if settings.webhook_url:
                 await self._start_webhook(bot)
             else:
@@ -179,6 +188,11 @@ class TelegramChannel:
                 logger.warning("telegram: Bot API unreachable (%s); retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(self._retry_max, delay * 2)
+
+    async def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
+        """Register the command menu (when the commands were not known at start)."""
+        self._commands = [BotCommand(name.lstrip("/"), description) for name, description in commands]
+        await self._started().set_my_commands(self._commands)
 
     async def stop(self) -> None:
         """Stop receiving, close connections. Safe to call twice."""
@@ -232,7 +246,7 @@ class TelegramChannel:
 
     @asynccontextmanager
     async def typing(self, chat_id: str, thread_id: str | None) -> AsyncIterator[None]:
-        """Show "typing…" now and every ``typing_interval_s`` until the block exits."""
+        """Show "typing…" once the block has run ``typing_delay_s``, then every ``typing_interval_s`` until it exits."""
         task = asyncio.create_task(self._keep_typing(chat_id, thread_id), name="telegram-typing")
         try:
             yield
@@ -243,6 +257,7 @@ class TelegramChannel:
 
     async def _keep_typing(self, chat_id: str, thread_id: str | None) -> None:
         thread = int(thread_id) if thread_id else None
+        await asyncio.sleep(self.typing_delay_s)
         while True:
             try:
                 await self._started().send_chat_action(_chat_ref(chat_id), "typing", message_thread_id=thread)
@@ -286,43 +301,81 @@ class TelegramChannel:
                 await asyncio.sleep(delay)
                 delay = min(self._retry_max, delay * 2)
                 continue
-            for raw in batch:
-                update_id = raw.get("update_id") if isinstance(raw, dict) else None
-                if not isinstance(update_id, int):
-                    logger.error("telegram sent an update without an update_id; skipped")
-                    continue
-                if not await self._deliver(bot, raw):
-                    break  # not stored: fetch it again (and everything after it) after a pause
-                offset = update_id + 1
-            else:
+            stored = await (self._deliver_batch(bot, batch) if self._on_batch else self._deliver_each(bot, batch))
+            if stored is not None:
+                offset = stored + 1
+            if stored == _last_id(batch):  # all stored (an empty batch too)
                 delay = self._retry_base
                 continue
+            # Not stored: fetch it again (and everything after it) after a pause.
             logger.warning("telegram: update not stored; fetching it again in %.0f s", delay)
             await asyncio.sleep(delay)
             delay = min(self._retry_max, delay * 2)
 
+    async def _deliver_each(self, bot: _Bot, batch: list[Any]) -> int | None:
+        """Hand the updates over one by one; the id of the last one stored, in order (None: none)."""
+        stored = None
+        for raw in batch:
+            update_id = _update_id(raw)
+            if update_id is None:
+                continue
+            if not await self._deliver(bot, raw):
+                break
+            stored = update_id
+        return stored
+
+    async def _deliver_batch(self, bot: _Bot, batch: list[Any]) -> int | None:
+        """Hand the whole batch over at once (one commit); the last update id, or None if it was not stored."""
+        parsed = []
+        for raw in batch:
+            update = self._parse(bot, raw)
+            inbound = self._translate(update, bot.username) if update is not None else None
+            if update is not None and inbound is not None:
+                parsed.append((update, inbound))
+        if parsed:
+            assert self._on_batch is not None
+            try:
+                await self._on_batch([inbound for _, inbound in parsed])
+            except Exception:
+                ids = [update.update_id for update, _ in parsed]
+                logger.error("telegram updates %s could not be stored", ids, exc_info=True)
+                return None
+            for update, _ in parsed:
+                self._answer_later(update)
+        return _last_id(batch)
+
     async def _deliver(self, bot: _Bot, raw: dict[str, Any]) -> bool:
         """Hand one raw update to the core. False when the core could not store it (do not confirm it)."""
-        try:
-            update = Update.de_json(raw, bot)
-        except Exception as exc:
-            # One update PTB cannot parse (e.g. a field an older Bot API server omits) must not stop
-            # the queue for everyone: it is skipped, once, with what is known about it.
-            logger.error("telegram update %s could not be parsed (%s); skipped", raw.get("update_id"), exc)
-            return True
-        inbound = self._translate(update, bot.username)
-        if inbound is None:
+        update = self._parse(bot, raw)
+        inbound = self._translate(update, bot.username) if update is not None else None
+        if update is None or inbound is None:
             return True
         try:
             await self._on_inbound(inbound)
         except Exception:
             logger.error("telegram update %s could not be stored", update.update_id, exc_info=True)
             return False
+        self._answer_later(update)
+        return True
+
+    @staticmethod
+    def _parse(bot: _Bot, raw: Any) -> Update | None:
+        if _update_id(raw) is None:
+            return None
+        try:
+            return Update.de_json(raw, bot)
+        except Exception as exc:
+            # One update PTB cannot parse (e.g. a field an older Bot API server omits) must not stop
+            # the queue for everyone: it is skipped, once, with what is known about it.
+            logger.error("telegram update %s could not be parsed (%s); skipped", raw.get("update_id"), exc)
+            return None
+
+    def _answer_later(self, update: Update) -> None:
+        """A stored button press is answered (the spinner on the button stops), in the background."""
         if update.callback_query is not None:
             task = asyncio.create_task(self._answer_callback(update.callback_query.id), name="telegram-answer")
             self._answers.add(task)
             task.add_done_callback(self._answers.discard)
-        return True
 
     async def _answer_callback(self, query_id: str) -> None:
         try:
@@ -421,6 +474,19 @@ class _Bot(Bot):
             read_timeout=timeout_s + 10,
         )
         return list(result) if isinstance(result, list) else []
+
+
+def _update_id(raw: Any) -> int | None:
+    update_id = raw.get("update_id") if isinstance(raw, dict) else None
+    if not isinstance(update_id, int):
+        logger.error("telegram sent an update without an update_id; skipped")
+        return None
+    return update_id
+
+
+def _last_id(batch: list[Any]) -> int | None:
+    ids = [raw["update_id"] for raw in batch if isinstance(raw, dict) and isinstance(raw.get("update_id"), int)]
+    return ids[-1] if ids else None
 
 
 def _retry_after_s(exc: RetryAfter) -> float:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.procs import child_env, cpu_seconds, spawn
+from bench.procs import PYTHON, child_env, cpu_seconds, spawn, until_idle
 
 
 def test_cpu_seconds_reads_this_process() -> None:
@@ -55,3 +55,16 @@ async def test_fake_model_process_echoes_and_lists_requests(tmp_path: Path) -> N
     assert answer["choices"][0]["message"]["content"] == "echo: hello"
     assert answer["usage"]["prompt_tokens"] > 0
     assert [(r["path"], r["last_user"]) for r in requests] == [("/v1/chat/completions", "hello world")]
+
+
+async def test_until_idle_returns_only_after_a_busy_child_settled(tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    script = (
+        "import pathlib, time\n"
+        "while time.process_time() < 0.5: pass\n"
+        f"pathlib.Path({str(done)!r}).write_text('x')\n"
+        "time.sleep(30)\n"
+    )
+    async with spawn("busy", [PYTHON, "-c", script], child_env({}), tmp_path) as child:
+        await until_idle(child.pid, window_s=0.1, quiet_windows=2)
+        assert done.exists()  # the busy part was over before it returned

@@ -22,3 +22,16 @@ def test_pyspy_breakdown_attributes_samples_per_message(tmp_path: Path) -> None:
     assert cpu["functions"]["respond"] == pytest.approx(30.0)
     assert cpu["main_categories"] == {"solo-coo memory/": pytest.approx(30.0)}  # json counts for its caller
     assert cpu["threads"] == {"MainThread": pytest.approx(30.0), "asyncio": pytest.approx(70.0)}
+
+
+def test_every_traced_target_exists() -> None:
+    # A renamed function would silently drop out of the profile: every target must resolve.
+    import importlib
+
+    from bench.traced import TARGETS
+
+    for module_name, attr, label in TARGETS:
+        owner: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            assert hasattr(owner, part), f"{module_name}.{attr} ({label}) no longer exists"
+            owner = getattr(owner, part)

@@ -13,9 +13,9 @@ from typing import Any
 
 from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
-from tests.fakes.polling import eventually
+from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
 
 OPERATOR = "telegram:1001"
@@ -24,14 +24,19 @@ _keys = iter(range(10**6))
 
 @asynccontextmanager
 async def runtime(
-    tmp_path: Path, smtp: SMTPServer, **overrides: Any
+    tmp_path: Path, smtp: SMTPServer, clock: ManualClock | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[Runtime, RecordingChannel]]:
     fast_outbox = {"backoff_base_s": 0.05, "poll_s": 0.05, **overrides.pop("outbox", {})}
     settings = make_settings(tmp_path, smtp=smtp.settings(), outbox=fast_outbox, **overrides)
-    async with open_runtime(settings, console=False) as rt:
+    async with open_runtime(settings, console=False, clock=clock or ManualClock()) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         yield rt, chan
+
+
+async def events(rt: Runtime, kind: str, count: int) -> bool:
+    """Whether the event log holds at least ``count`` events of ``kind``."""
+    return len(await rt.db.events(kind=kind)) >= count
 
 
 def inbound(
@@ -357,8 +362,7 @@ async def test_policy_relaxed_sends_known_recipients_directly_but_never_new_ones
             await rt.dispatcher.handle(inbound("/email ana@example.org Again | Hi again", kind="command"))
             await smtp.wait_delivered(2)  # known recipient: no card needed under "relaxed"
             await rt.dispatcher.handle(inbound("/email new@example.org Hello | Hi", kind="command"))
-            await asyncio.sleep(0.3)
-            assert len(smtp.delivered) == 2 and card(chan).buttons  # a new address still needs a card
+            assert card(chan).buttons and await rt.approvals.store.outbox_in("queued") == []  # a new address: a card
         async with runtime(tmp_path / "f", smtp, approvals={"forbidden": ["email.send"]}) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             assert chan.sent[-1].text == "Your policy forbids sending email."
@@ -366,15 +370,18 @@ async def test_policy_relaxed_sends_known_recipients_directly_but_never_new_ones
 
 async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path) -> None:
     with SMTPServer(default_mode="tempfail") as smtp:
-        outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.6}
-        async with runtime(tmp_path, smtp, outbox=outbox) as (rt, chan):
+        # The outbox looks again 0.05 s after a deferral; the breaker's own cooldown runs on the test's clock.
+        outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.05}
+        clock = ManualClock()
+        async with runtime(tmp_path, smtp, outbox=outbox, clock=clock) as (rt, chan):
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await eventually(lambda: rt.runner.breakers["email.send"].state == "open")
-            retries = len(await rt.db.events(kind="action.retry"))
-            await asyncio.sleep(0.4)  # open: no attempt reaches the server
-            assert len(await rt.db.events(kind="action.retry")) == retries == 3
+            await eventually_async(lambda: events(rt, "action.breaker_open", 1), what="the breaker to open")
+            # Due three times since, held back each time:
+            await eventually_async(lambda: events(rt, "action.deferred", 3), what="three deferrals")
+            assert len(await rt.db.events(kind="action.retry")) == 3  # open: no attempt reached the server
             smtp.default_mode = "ok"  # the server is back; after the cooldown one probe goes through
+            clock.advance(1)
             await smtp.wait_delivered(1, timeout=10)
             await eventually(lambda: rt.runner.breakers["email.send"].state == "closed")
             opened = await rt.db.events(kind="action.breaker_open")
@@ -387,6 +394,7 @@ async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_fo
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
             await smtp.wait_delivered(1)
+            await eventually(lambda: any(t.startswith("Sent at") for t in edits(chan)))  # the outcome is shown
             await rt.dispatcher.handle(inbound("/policy risk relaxed", kind="command"))
             confirm = chan.sent[-1]
             assert confirm.text.startswith("Loosen the approval policy from balanced to relaxed?")
@@ -396,11 +404,11 @@ async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_fo
             assert chan.sent[-1].text == "Risk tolerance is now relaxed (confirmed by telegram:1001)."
             await rt.dispatcher.handle(inbound("/email ana@example.org Again | Hi again", kind="command"))
             await smtp.wait_delivered(2)  # known recipient, relaxed: no card
+            await eventually(lambda: chan.sent[-1].text.startswith("Sent at"))  # its outcome, as a message
             await rt.dispatcher.handle(inbound("/policy risk cautious", kind="command"))  # tightening: at once
             assert chan.sent[-1].text == "Risk tolerance is now cautious; it is in force now."
             await rt.dispatcher.handle(inbound("/email ana@example.org Third | Hi", kind="command"))
-            await asyncio.sleep(0.3)
-            assert len(smtp.delivered) == 2 and card(chan).buttons  # cautious again: a card
+            assert card(chan).buttons and await rt.approvals.store.outbox_in("queued") == []  # cautious: a card
         async with runtime(tmp_path / "f", smtp, approvals={"forbidden": ["email.send"]}) as (rt, chan):
             await rt.dispatcher.handle(inbound("/policy risk relaxed", kind="command"))
             await rt.dispatcher.handle(inbound(kind="callback", data=data(chan.sent[-1], "Confirm")))

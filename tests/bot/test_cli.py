@@ -247,3 +247,40 @@ async def test_export_refuses_a_git_work_tree_and_import_refuses_a_used_data_dir
     assert code == 0 and out.startswith("events: 1, records: 0") and (tmp_path / "restored" / "coo.sqlite").exists()
     code, out, err = await run_coo(["export", "--out", "backup", "--force"], env, repo)
     assert code == 0 and (repo / "backup" / "records.jsonl").exists(), err
+
+
+async def test_coo_run_polls_before_it_loads_the_rest_and_answers_what_came_meanwhile(tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+
+    from tests.fakes.telegram_api import FakeTelegram
+
+    async with FakeTelegram(token="1:T") as tg:
+        tg.push_message(1, 1, "/status")  # written while the bot was down
+        tg.push_message(1, 1, "/budget set all daily 5")  # a command's arguments, before commands are known
+        env = subprocess_env(
+            tmp_path / "data",
+            COO_OPERATORS="telegram:1",
+            COO_TELEGRAM__TOKEN="1:T",
+            COO_TELEGRAM__API_BASE_URL=tg.api_root,
+            COO_TELEGRAM__POLL_TIMEOUT_S="1",
+            COO_MEMORY__SEMANTIC="false",
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", env=env, cwd=tmp_path,
+            stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await tg.wait_for("sendMessage", 2, timeout=60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    methods = [c.method for c in tg.calls]
+    # The command menu is built with everything else: polling (and storing updates) began before it.
+    assert methods.index("getUpdates") < methods.index("setMyCommands"), methods
+    assert proc.returncode == 0 and "Traceback" not in err.decode(), err.decode()[-2000:]
+    with sqlite3.connect(tmp_path / "data" / "coo.sqlite") as conn:
+        logged = [
+            r[0] for r in conn.execute("SELECT json_extract(payload, '$.text') FROM events WHERE kind = 'message.in'")
+        ]
+    assert logged == ["/status", "/budget [withheld]"]  # arguments withheld while it was not known which are private

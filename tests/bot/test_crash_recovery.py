@@ -70,6 +70,15 @@ def kill9(proc: asyncio.subprocess.Process) -> None:
     proc.send_signal(signal.SIGKILL)
 
 
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """Stop the bot the way an operator does (SIGTERM): it finishes what is in flight, then exits.
+
+    Whatever it would still send (a duplicate, if any) is sent before it has exited.
+    """
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
 def outbox(data_dir: Path) -> list[tuple[str, int]]:
     with sqlite3.connect(data_dir / "coo.sqlite", timeout=5) as conn:
         try:
@@ -105,12 +114,12 @@ async def test_killed_right_after_approval_sends_exactly_once_after_restart(tmp_
             await eventually(lambda: outbox(tmp_path) == [("queued", 1)], timeout=20, what="an approved, queued action")
             kill9(proc)
         with SMTPServer(port=smtp_port) as smtp:
-            async with bot(env):
+            async with bot(env) as restarted:
                 await smtp.wait_delivered(1, timeout=30)
                 await eventually(
                     lambda: any(t.startswith("Sent at") for t in card_edits(tg)), timeout=20, what="card shows sent"
                 )
-                await asyncio.sleep(1.5)
+                await stop(restarted)
     assert len(smtp.delivered) == 1
     assert smtp.delivered[0].body == "Hi Ana, the proposal is ready."
     assert outbox(tmp_path) == [("sent", 2)]
@@ -125,13 +134,13 @@ async def test_killed_right_after_the_smtp_call_is_unknown_never_resent(tmp_path
                 await smtp.wait_delivered(1, timeout=30)  # the server has the message; "250" has not come yet
                 assert outbox(tmp_path) == [("running", 1)]
                 kill9(proc)
-            async with bot(env):
+            async with bot(env) as restarted:
                 await eventually(
                     lambda: any(t.startswith("Unknown outcome") for t in card_edits(tg)),
                     timeout=20,
                     what="card shows unknown",
                 )
-                await asyncio.sleep(2)
+                await stop(restarted)
             edit = next(
                 c
                 for c in tg.calls
@@ -155,10 +164,10 @@ async def test_killed_while_handling_a_message_answers_it_after_restart(tmp_path
             await eventually(lambda: len(llm.chat_requests) == 1, timeout=20, what="the model call")
             kill9(proc)
         llm.reply("yes, after a restart")
-        async with bot(env):
+        async with bot(env) as restarted:
             await tg.wait_for(
                 lambda c: c.method == "sendMessage" and c.params.get("text") == "yes, after a restart", 1, timeout=30
             )
-            await asyncio.sleep(1.5)
+            await stop(restarted)
     replies = [c.params["text"] for c in tg.calls if c.method == "sendMessage"]
     assert replies.count("yes, after a restart") == 1 and "first try" not in replies

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.dispatcher import GENERIC_ERROR, REFUSAL
+from bot.dispatcher import GENERIC_ERROR, REFUSAL, Dispatcher, Handlers
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings, user_turns
@@ -195,7 +195,7 @@ async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_ll
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
     async with open_runtime(settings, console=False) as rt:
         rt.dispatcher.attach(RecordingChannel("rec"))
-        for i in range(6):
+        for i in range(12):  # a plain turn stores one checkpoint: enough of them to prune
             await rt.dispatcher.handle(msg(f"turn {i}", key=f"rec:{i}"))
     async with aiosqlite.connect(tmp_path / "checkpoints.sqlite") as conn:
         async with conn.execute("SELECT COUNT(*) FROM checkpoints") as cur:
@@ -209,4 +209,66 @@ async def test_checkpoint_pruning_keeps_the_conversation(tmp_path: Path, fake_ll
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(msg("and now?", key="rec:99"))
     users = user_turns(fake_llm.chat_requests[-1])
-    assert users == [f"turn {i}" for i in range(6)] + ["and now?"]
+    assert users == [f"turn {i}" for i in range(12)] + ["and now?"]
+
+
+async def test_a_batch_is_stored_in_one_go_and_answered_in_order(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        batch = [
+            msg("first", key="rec:1"),
+            msg("let me in", sender="telegram:666", chat="666", key="rec:2"),
+            msg("second", key="rec:3"),
+            msg("first", key="rec:1"),  # the platform sent it twice
+            msg("other chat", chat="-5", key="rec:4"),
+        ]
+        tasks = await rt.dispatcher.accept_many(batch)
+        stored = await rt.db.events(kind="message.in")  # all of it, before any turn ran
+        quiet = asyncio.ensure_future(rt.dispatcher.quiet())  # what background work waits for
+        turns = [t for t in tasks if t is not None]
+        first, _ = await asyncio.wait([quiet, *turns], return_when=asyncio.FIRST_COMPLETED)
+        assert quiet not in first  # not quiet while a turn is in flight
+        await asyncio.gather(*turns)
+        await asyncio.wait_for(quiet, 5)
+        claimed = await rt.db.pending_updates()
+    assert tasks[3] is None and all(t is not None for i, t in enumerate(tasks) if i != 3)
+    assert [e.payload["text"] for e in stored] == ["first", "second", "other chat"]  # the stranger's is not kept
+    mine = [m.text for m in chan.sent if m.chat_id == "1001"]
+    assert mine == ["echo: first", "echo: second"]  # one conversation's turns in order
+    assert [m.text for m in chan.sent if m.chat_id == "666"] == [REFUSAL]
+    assert claimed == []
+
+
+async def test_updates_accepted_before_the_core_is_ready_are_stored_then_handled_in_order(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.messenger.attach(chan)
+        early = Dispatcher(rt.db, rt.guard, rt.commands, rt.messenger)  # what `coo run` polls with at first
+        tasks = await early.accept_many([msg("one", key="rec:1"), msg("two", key="rec:2")])
+        stored = await rt.db.pending_updates()
+        await asyncio.sleep(0)
+        assert len(stored) == 2 and chan.sent == [] and fake_llm.chat_requests == []  # stored, not handled yet
+        early.bind(Handlers(rt.coordinator, rt.approval_ui, rt.control, buttons={}))
+        await asyncio.gather(*(t for t in tasks if t is not None))
+    assert [m.text for m in chan.sent] == ["echo: one", "echo: two"]
+
+
+async def test_a_stop_before_the_core_is_ready_keeps_what_was_stored_for_the_next_start(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        early = Dispatcher(rt.db, rt.guard, rt.commands, rt.messenger)
+        [task] = await early.accept_many([msg("hello", key="rec:7")])
+        await early.drain(15.0)  # nothing could handle it: returns at once
+        assert task is not None and task.cancelled()
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert await rt.dispatcher.replay_pending() == 1
+    assert [m.text for m in chan.sent] == ["echo: hello"]

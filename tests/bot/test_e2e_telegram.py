@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.channels.telegram import utf16_len
+from bot.channels.telegram import TelegramChannel, utf16_len
 from bot.dispatcher import REFUSAL
 from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
@@ -89,7 +89,7 @@ def update_json(update_id: int, user_id: int, chat_id: int, text: str) -> dict[s
 
 
 async def test_operator_message_reaches_graph_and_reply_comes_back(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
-    fake_llm.reply("Hello from the COO")
+    fake_llm.reply("Hello from the COO", delay_s=TelegramChannel.typing_delay_s + 0.5)  # a reply slow enough to type
     async with fakes() as tg, open_runtime(settings_for(tmp_path, tg, fake_llm)) as rt:
         assert [c.name for c in rt.channels] == ["telegram"]
         tg.push_message(user_id=OPERATOR, chat_id=OPERATOR, text="hi coo 👋")

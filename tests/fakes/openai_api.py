@@ -92,7 +92,8 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._embeddings)
         if self.control:
             app.add_routes(control_routes(self))
-        self._runner = web.AppRunner(app, access_log=None)
+        # A scripted delay must not hold the shutdown: pending handlers are cancelled after a moment.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()

@@ -9,7 +9,7 @@ import pytest
 from bot.runtime import open_runtime
 from connectors.breaker import CircuitBreaker
 from graph.pricing import Price, PriceTable
-from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
+from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
 
 # 1000 per million input tokens, 2000 per million output tokens: costs big enough to see.
@@ -126,17 +126,19 @@ def test_breaker_opens_after_n_failures_and_half_opens() -> None:
 async def test_model_breaker_stops_calls_until_half_open(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.fail(500, times=2)
     settings = make_settings(
-        tmp_path, llm=llm_settings(fake_llm, max_attempts=1, breaker_failures=2, offline_cooldown_s=0.5)
+        tmp_path, llm=llm_settings(fake_llm, max_attempts=1, breaker_failures=2, offline_cooldown_s=30)
     )
-    async with open_runtime(settings, console=False) as rt:
+    clock = ManualClock()
+    async with open_runtime(settings, console=False, clock=clock) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         for text in ("a", "b", "c"):
             await rt.dispatcher.handle(operator_message(text))
         assert len(fake_llm.chat_requests) == 2  # the third message found the breaker open
         assert rt.coordinator.llm.breaker.state == "open"
-        import asyncio
-
-        await asyncio.sleep(0.55)
+        clock.advance(29)
+        await rt.dispatcher.handle(operator_message("still in the cooldown"))
+        assert len(fake_llm.chat_requests) == 2
+        clock.advance(2)
         await rt.dispatcher.handle(operator_message("d"))
     assert len(fake_llm.chat_requests) == 3 and chan.sent[-1].text == "echo: d"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 
 
@@ -36,8 +35,9 @@ async def test_429_and_500_are_retried_then_succeed(tmp_path: Path, fake_llm: Fa
 
 async def test_persistent_500_tells_once_then_offline_until_it_recovers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.fail(500, times=3)
-    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3, offline_cooldown_s=1.0))
-    async with open_runtime(settings, console=False) as rt:
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=3, offline_cooldown_s=60))
+    clock = ManualClock()
+    async with open_runtime(settings, console=False, clock=clock) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(msg("Acme pays net 30", 1))
@@ -49,7 +49,7 @@ async def test_persistent_500_tells_once_then_offline_until_it_recovers(tmp_path
         # the offline reply recalls what was said before
         assert "Acme pays net 30" in second
         # cooldown over: the next message probes the model again, which is back
-        await asyncio.sleep(1.1)
+        clock.advance(61)
         await rt.dispatcher.handle(msg("third", 3))
     assert chan.sent[2].text == "echo: third"
 

@@ -91,3 +91,29 @@ async def test_reads_interleaved_with_writes_while_another_connection_commits(tm
             assert len(await db.events("note", limit=1000)) == 70
         finally:
             await other.close()
+
+
+async def test_a_write_that_fails_midway_leaves_nothing_and_the_next_one_works(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO events (at, actor, session, kind, payload) VALUES ('t', 'a', 's', 'k', '{}')")
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        with pytest.raises(sqlite3.OperationalError):
+            await db.run_transaction(half_then_fail)
+        assert await db.events() == []  # the first insert did not stay
+        sent = await db.append_sent({"text": "hi", "ids": ["7"]}, "rec:1", ("op:1", 0, ["7"]))
+        assert [e.id for e in await db.events(kind="message.out")] == [sent]
+        assert await db.sent_reply("op:1", 0) == ["7"]
+        assert not db.connection.in_transaction
+
+
+async def test_finishes_arriving_together_are_all_written(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        keys = [f"k{i}" for i in range(30)]
+        for key in keys:
+            assert await db.claim_update(key, "s", {"n": key}, "op", {"text": key}) is not None
+        await asyncio.gather(*(db.finish_update(key) for key in keys))
+        assert await db.pending_updates() == []
+        assert await db.claim_updates([]) == []

@@ -132,3 +132,42 @@ async def test_a_fault_midway_through_one_by_one_keeps_only_the_unwritten(tmp_pa
         assert ingestor.pending == 1
         await ingestor.flush()
         assert sorted(h.ref for h in await mem.recall("note", k=5)) == ["a", "c"]
+
+
+async def test_ingestion_waits_until_no_turn_is_in_flight_then_writes_everything(tmp_path: Path) -> None:
+    quiet = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def until_quiet() -> None:
+        asked.set()
+        await quiet.wait()
+
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        ingestor = Ingestor(mem, batch=2, interval_s=0.5, sleep=RecordingSleep(), yield_to=until_quiet)
+        for note in notes(3):
+            ingestor.add(note)
+        runner = asyncio.create_task(ingestor.run_forever())
+        await asyncio.wait_for(asked.wait(), 10)
+        assert await mem.count() == 0 and ingestor.pending == 3  # the bot is answering: nothing embedded yet
+        quiet.set()
+        await asyncio.wait_for(ingestor.wait_idle(), 10)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert await mem.count() == 3
+
+
+async def test_a_busy_bot_delays_ingestion_only_up_to_the_bound(tmp_path: Path) -> None:
+    async def never_quiet() -> None:
+        await asyncio.Event().wait()
+
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        ingestor = Ingestor(mem, batch=8, interval_s=0.5, sleep=RecordingSleep(), yield_to=never_quiet, max_defer_s=0)
+        for note in notes(3):
+            ingestor.add(note)
+        runner = asyncio.create_task(ingestor.run_forever())
+        await asyncio.wait_for(ingestor.wait_idle(), 10)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert await mem.count() == 3

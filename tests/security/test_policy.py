@@ -17,9 +17,7 @@ def card_data(message: object, label: str) -> str:
 
 async def test_the_model_cannot_switch_approvals_off(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     with SMTPServer() as smtp:
-        settings = make_settings(
-            tmp_path, llm=llm_settings(fake_llm), smtp=smtp.settings(), outbox={"poll_s": 0.05}
-        )
+        settings = make_settings(tmp_path, llm=llm_settings(fake_llm), smtp=smtp.settings(), outbox={"poll_s": 0.05})
         async with open_runtime(settings, console=False) as rt:
             chan = RecordingChannel("rec")
             rt.dispatcher.attach(chan)

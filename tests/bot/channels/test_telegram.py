@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -16,6 +16,7 @@ from telegram.error import InvalidToken
 from bot.channels.telegram import TelegramChannel, split_text, utf16_len
 from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
+from tests.fakes.polling import eventually
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "123:ABC"
@@ -230,6 +231,13 @@ async def test_typing_repeats_until_exit(tg: FakeTelegram, channel: TelegramChan
     assert len([c for c in tg.calls if c.method == "sendChatAction"]) <= 4
 
 
+async def test_a_reply_sooner_than_the_typing_delay_costs_no_typing_call(tg: FakeTelegram, channel: TelegramChannel):
+    channel.typing_delay_s = 60.0
+    async with channel.typing("7", None):
+        await channel.send(OutboundMessage("telegram", "7", "quick"))
+    assert [c.method for c in tg.calls if c.method in ("sendChatAction", "sendMessage")] == ["sendMessage"]
+
+
 async def test_commands_registered_at_start(tg: FakeTelegram, channel: TelegramChannel):
     assert tg.commands == [
         {"command": "help", "description": "What I can do"},
@@ -275,6 +283,32 @@ async def test_an_update_that_cannot_be_stored_is_fetched_again_not_lost(
     assert [m.text for m in msgs] == ["boom", "after"]  # in order, none lost
     errors = [r for r in caplog.records if r.name == "bot.channels.telegram" and r.levelno >= logging.ERROR]
     assert len(errors) == 2 and all("could not be stored" in r.getMessage() for r in errors)
+
+
+async def test_a_batch_is_stored_at_once_before_the_offset_moves(tg: FakeTelegram, inbox: Inbox):
+    batches: list[list[str]] = []
+    failures = iter([True])
+    gate = asyncio.Event()
+
+    async def store(messages: Sequence[InboundMessage]) -> None:
+        if next(failures, False):
+            raise OSError("database or disk is full")  # nothing of this batch was stored
+        batches.append([m.text for m in messages])
+        await gate.wait()
+
+    ids = [tg.push_message(7, 7, text) for text in ("one", "two", "three")]  # queued before the first poll
+    channel = TelegramChannel(make_settings(tg), inbox.handle, COMMANDS, on_batch=store, retry_base_s=0.01)
+    await channel.start()
+    try:
+        await eventually(lambda: batches)
+        polls = [c.params.get("offset") for c in tg.calls if c.method == "getUpdates"]
+        assert all(offset is None or offset <= ids[0] for offset in polls)  # not confirmed while storing
+        gate.set()
+        await tg.wait_for(lambda c: c.method == "getUpdates" and c.params.get("offset") == ids[-1] + 1)
+    finally:
+        await channel.stop()
+    assert batches == [["one", "two", "three"]]  # fetched again whole after the failure, stored once
+    assert inbox.items == []  # the one-by-one handler is not used in batch mode
 
 
 async def test_an_update_ptb_cannot_parse_is_skipped_once(

@@ -1,0 +1,211 @@
+"""What a prompt recalls, without making the reply wait for the embedder.
+
+Embedding a query with the local model costs about as much CPU as the whole rest of a turn (tens of
+milliseconds for one chat message), so the prompt is built from two parts that are both ready when
+the turn starts:
+
+- lexical: the operator's earlier messages sharing this one's rarest words, from the event log's
+  full-text index (SQLite FTS5, a few milliseconds however long the log); messages ``/forget``
+  removed from memory are left out;
+- prepared: the semantic recall (``Memory.recall``: vectors plus BM25) for the conversation's
+  previous message, computed in the background after that turn, or for this very message when a
+  tool round gives it time to finish.
+
+So a message sharing words with a memory finds it at once, and a paraphrase ("the coffee people")
+finds it from the conversation's next message on (or within the same turn, after a tool round).
+Background work is bounded: one recall runs at a time, and per conversation only the newest text waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from graph.tools import keywords
+from memory.db import Database, Event
+from memory.records import Record, Records
+
+if TYPE_CHECKING:
+    from memory.api import Memory
+
+log = logging.getLogger(__name__)
+
+MAX_RECALL_QUERY_CHARS = 1_000
+PROMPT_MEMORIES = 5
+LEXICAL_CANDIDATES = 6
+SEMANTIC_K = 6
+LINE_CHARS = 500
+PREPARED_TTL_S = 30 * 60.0
+"""How long a conversation's prepared recall stays in use (a topic rarely outlives a pause)."""
+MAX_SESSIONS = 1_000
+"""Prepared recalls kept, newest conversations first (memory stays bounded with many chats)."""
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """One recalled thing: the line shown to the model and the reference it came from."""
+
+    line: str
+    ref: str
+    text: str = ""
+    """The remembered text itself (to leave out the message being answered)."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    text: str
+    hits: tuple[Recalled, ...]
+    at: float
+
+
+def query_of(text: str) -> str:
+    """The recall query for a message: stripped and capped (the embedder's cost grows with length)."""
+    return text.strip()[:MAX_RECALL_QUERY_CHARS]
+
+
+async def semantic_recall(memory: Memory, query: str, scope: str, exclude: str = "") -> list[Recalled]:
+    """Top memories by meaning (and words) as prompt lines, best first; ``exclude`` is a text to leave out."""
+    hits = await memory.recall(query, k=SEMANTIC_K, scope=scope)
+    return [
+        Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {h.text[:LINE_CHARS]}", h.ref, h.text)
+        for h in hits
+        if h.text.strip() != exclude.strip()
+    ]
+
+
+def _lexical_line(event: Event) -> Recalled:
+    channel = (event.session or "").split(":", 1)[0] or "chat"
+    text = str(event.payload.get("text", ""))
+    return Recalled(f"[{event.at:%Y-%m-%d} chat:{channel}] {text[:LINE_CHARS]}", f"msg-{event.id}", text)
+
+
+async def lexical_recall(db: Database, query: str, exclude: str = "") -> list[Recalled]:
+    """The operator's earlier messages sharing words with ``query`` (full-text index, best first)."""
+    words = keywords(query)
+    if not words:
+        return []
+    events = await db.recall_messages(words, LEXICAL_CANDIDATES + 1)  # + 1: the message being answered
+    return [line for line in map(_lexical_line, events) if line.text.strip() != exclude.strip()][:LEXICAL_CANDIDATES]
+
+
+def interleave(*ranked: list[Recalled], limit: int = PROMPT_MEMORIES) -> list[Recalled]:
+    """Take the lists' items in turn (each list is best first), without repeating a reference."""
+    out: list[Recalled] = []
+    seen: set[str] = set()
+    for row in range(max((len(r) for r in ranked), default=0)):
+        for items in ranked:
+            if row < len(items) and items[row].ref not in seen:
+                seen.add(items[row].ref)
+                out.append(items[row])
+    return out[:limit]
+
+
+class SessionRecall:
+    """The recall each conversation's prompt uses, and the background work that prepares it."""
+
+    def __init__(
+        self,
+        db: Database,
+        memory: Memory | None,
+        scope: str = "default",
+        *,
+        ttl_s: float = PREPARED_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._db = db
+        self._memory = memory
+        self._scope = scope
+        self._ttl = ttl_s
+        self._clock = clock
+        self._prepared: OrderedDict[str, _Prepared] = OrderedDict()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._waiting: dict[str, str] = {}
+        # One recall at a time for all conversations: a burst in many chats must not queue dozens of
+        # embeddings (each holding a worker thread) ahead of the replies and of ingestion.
+        self._slot = asyncio.Semaphore(1)
+        self._closed = False
+
+    async def for_prompt(self, session: str, request: str) -> list[Recalled]:
+        """Memories for this request now: lexical matches, then what was prepared for the conversation."""
+        query = query_of(request)
+        if not query:
+            return []
+        lexical = await lexical_recall(self._db, query, exclude=request)
+        prepared = self._prepared.get(session)
+        semantic: list[Recalled] = []
+        if prepared is not None and self._clock() - prepared.at <= self._ttl:
+            semantic = [hit for hit in prepared.hits if hit.text.strip() != request.strip()]
+        return interleave(lexical, semantic)
+
+    def prepare(self, session: str, text: str) -> None:
+        """Recall for ``text`` in the background; the conversation's next prompts use the result."""
+        query = query_of(text)
+        if self._memory is None or self._closed or not query:
+            return
+        if session in self._running:
+            self._waiting[session] = query  # only the newest text waits; older ones are skipped
+            return
+        self._running[session] = asyncio.create_task(self._run(session, query), name=f"recall {session}")
+
+    async def _run(self, session: str, query: str) -> None:
+        assert self._memory is not None
+        try:
+            while True:
+                try:
+                    async with self._slot:
+                        query = self._waiting.pop(session, query)  # the newest text by the time it is our turn
+                        hits = await semantic_recall(self._memory, query, self._scope, exclude=query)
+                except ValueError:
+                    hits = []
+                except Exception:
+                    # A broken memory costs the prompt its prepared part, never the conversation.
+                    log.warning("preparing recall for %s failed", session, exc_info=True)
+                    hits = []
+                self._prepared[session] = _Prepared(query, tuple(hits), self._clock())
+                self._prepared.move_to_end(session)
+                while len(self._prepared) > MAX_SESSIONS:
+                    self._prepared.popitem(last=False)
+                next_query = self._waiting.pop(session, None)
+                if next_query is None:
+                    return
+                query = next_query
+        finally:
+            self._running.pop(session, None)
+
+    async def settled(self, session: str) -> None:
+        """Until nothing is being prepared for ``session`` (tests and shutdown)."""
+        while (task := self._running.get(session)) is not None:
+            await asyncio.wait([task])
+
+    async def aclose(self) -> None:
+        """Stop preparing; running recalls are cancelled."""
+        self._closed = True
+        self._waiting.clear()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ContactNames:
+    """The contacts' names, cached until a record changes (records only ever gain rows)."""
+
+    def __init__(self, records: Records, db: Database) -> None:
+        self._records = records
+        self._db = db
+        self._stamp: int | None = None
+        self._contacts: list[Record] = []
+
+    async def current(self) -> list[Record]:
+        """The live contacts (``Record`` objects), read again when the records table grew."""
+        row = await self._db.fetchone("SELECT MAX(rowid) FROM records")
+        stamp = int(row[0] or 0)
+        if stamp != self._stamp:
+            self._contacts = await self._records.all("contact")
+            self._stamp = stamp
+        return self._contacts

@@ -1,0 +1,134 @@
+"""The prompt's recall: lexical matches at once, semantic recall prepared in the background, never waited for."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.runtime import open_runtime
+from graph.recall import Recalled, SessionRecall, interleave, lexical_recall
+from memory.api import Hit
+from memory.db import open_database
+from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
+from tests.fakes.openai_api import FakeOpenAI
+
+
+class GatedMemory:
+    """A semantic memory whose recall waits until the test opens the gate (a real object, not a mock)."""
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self.gate = asyncio.Event()
+        self.queries: list[str] = []
+        self._hits = hits
+
+    async def recall(self, query: str, k: int = 10, scope: str = "default") -> list[Hit]:
+        self.queries.append(query)
+        await self.gate.wait()
+        return self._hits
+
+
+def hit(text: str, ref: str) -> Hit:
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    return Hit(id=ref, ref=ref, text=text, score=1.0, at=at, source="chat:rec", scope="default")
+
+
+async def test_a_prompt_never_waits_for_the_semantic_recall_and_uses_it_once_ready(tmp_path: Path) -> None:
+    memory = GatedMemory([hit("Orbit Coffee pays on net 45 terms.", "msg-1")])
+    async with open_database(tmp_path) as db:
+        recall = SessionRecall(db, memory)  # type: ignore[arg-type]
+        recall.prepare("s", "when do the espresso people pay?")
+        before = await recall.for_prompt("s", "and their delivery?")  # answered while the recall is held
+        memory.gate.set()
+        await recall.settled("s")
+        after = await recall.for_prompt("s", "and their delivery?")
+        other = await recall.for_prompt("t", "and their delivery?")
+        await recall.aclose()
+    assert memory.queries == ["when do the espresso people pay?"]
+    assert before == []
+    assert [r.line for r in after] == ["[2026-01-05 chat:rec] Orbit Coffee pays on net 45 terms."]
+    assert other == []  # prepared recall belongs to its conversation
+
+
+async def test_only_the_newest_waiting_text_is_recalled_next(tmp_path: Path) -> None:
+    # Bounded background work: per conversation one recall runs, and only the newest text waits.
+    memory = GatedMemory([])
+    async with open_database(tmp_path) as db:
+        recall = SessionRecall(db, memory)  # type: ignore[arg-type]
+        recall.prepare("s", "first")
+        await asyncio.sleep(0)  # "first" is being recalled (held at the gate)
+        for text in ("second", "third"):
+            recall.prepare("s", text)
+        memory.gate.set()
+        await recall.settled("s")
+        await recall.aclose()
+    assert memory.queries == ["first", "third"]  # "second" was superseded before its turn
+
+
+async def test_lexical_recall_finds_shared_words_and_leaves_out_forgotten_messages(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        kept = await db.append_event("message.in", "op", {"text": "Acme pays invoice INV-7 late."}, session="rec:1")
+        gone = await db.append_event("message.in", "op", {"text": "Acme prefers calls."}, session="rec:1")
+        await db.append_event("message.out", "coo", {"text": "Acme noted."}, session="rec:1")
+        await db.append_event("memory.forgotten", "op", {"ref": f"msg-{gone}"}, session="rec:1")
+        found = await lexical_recall(db, "What about Acme?", exclude="What about Acme?")
+    assert [r.ref for r in found] == [f"msg-{kept}"]  # neither the forgotten one nor the bot's own words
+    assert found[0].line.endswith("chat:rec] Acme pays invoice INV-7 late.")
+
+
+def test_interleave_takes_turns_without_repeating_a_memory() -> None:
+    a = [Recalled("a1", "1"), Recalled("a2", "2"), Recalled("a3", "3")]
+    b = [Recalled("b2", "2"), Recalled("b4", "4")]
+    assert [r.ref for r in interleave(a, b, limit=3)] == ["1", "2", "4"]
+
+
+async def test_a_paraphrase_reaches_the_prompt_from_the_next_message_on(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    memory = {"semantic": True, "ingest_interval_s": 0.05}
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm), memory=memory)
+    fact = "Orbit Coffee pays on net 45 terms."
+    async with open_runtime(settings, console=False) as rt:
+        rt.dispatcher.attach(RecordingChannel("rec"))
+        await rt.dispatcher.handle(operator_message(fact))
+        assert rt.ingestor is not None
+        await rt.ingestor.wait_idle()
+        await rt.dispatcher.handle(operator_message("when do the espresso people settle up?"))
+        await rt.coordinator.recall.settled("rec:1001")
+        await rt.dispatcher.handle(operator_message("ok, and is that usual?"))
+    first, second = (recalled(r["messages"]) for r in fake_llm.chat_requests[1:])
+    assert fact not in first  # no shared word: not recalled at once
+    assert fact in second  # recalled by meaning for the conversation's next message
+
+
+def recalled(prompt: list[dict[str, str]]) -> str:
+    """The prompt's recalled-memories section ("" when it has none)."""
+    data = prompt[1]["content"] if prompt[1]["content"].startswith("Context gathered by the system") else ""
+    _, found, rest = data.partition('<data source="recalled from memory')
+    return rest.split("</data>")[0] if found else ""
+
+
+async def test_conversations_take_turns_for_one_recall_at_a_time(tmp_path: Path) -> None:
+    memory = GatedMemory([])
+    async with open_database(tmp_path) as db:
+        recall = SessionRecall(db, memory)  # type: ignore[arg-type]
+        for session in ("a", "b", "c"):
+            recall.prepare(session, f"text of {session}")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        running = list(memory.queries)
+        memory.gate.set()
+        for session in ("a", "b", "c"):
+            await recall.settled(session)
+        await recall.aclose()
+    assert running == ["text of a"]  # the others waited without taking a worker thread
+    assert sorted(memory.queries) == ["text of a", "text of b", "text of c"]
+
+
+async def test_a_rare_word_reaches_far_back_past_many_messages_with_common_ones(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        fact = "Kestrel Labs signed the renewal for the café in Zürich."
+        old = await db.append_event("message.in", "op", {"text": fact}, session="rec:1")
+        for i in range(400):  # newer chatter sharing the fact's common words
+            await db.append_event("message.in", "op", {"text": f"the renewal call {i} is signed"}, session="rec:1")
+        found = await lexical_recall(db, "who signed the renewal for the zurich cafe?")
+    assert found[0].ref == f"msg-{old}"  # found by its rarest words (accents as the index stores them)
+    assert len(found) <= 6
