@@ -591,9 +591,7 @@ class SemanticStore:
 
         return await self._search(table, scope, build)
 
-    async def _search(
-        self, table: str, scope: str, build: Callable[[Any, Expr | None], Any]
-    ) -> list[dict[str, Any]]:
+    async def _search(self, table: str, scope: str, build: Callable[[Any, Expr | None], Any]) -> list[dict[str, Any]]:
         """Run ``build(table, filter)``, unfiltered when ``scope`` is the only scope the table holds.
 
         The scope prefilter costs ~3 ms at 100k rows. Whether it is needed is known from what this

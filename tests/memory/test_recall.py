@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from memory import Note, open_memory
+from memory.api import EMBEDDED_CONTEXT_CHARS
 from memory.embedder import MAX_EMBED_CHARS, LocalEmbedder
 from memory.query import MAX_QUERY_EMBED_CHARS, TimeWindow, speakers_named, time_window
 from memory.semantic import SemanticStore
@@ -276,3 +277,20 @@ async def test_forget_also_scrubs_the_reply_context_and_the_summary(tmp_path: Pa
         await mem.add_many([turn("[25 May 2023] Ana: Thanks Bo.", DAY2, "thanks")])  # state reloads cleanly
         await mem.reindex()
     assert b"quokka" not in lance_bytes(tmp_path)
+
+
+async def test_a_reply_is_embedded_with_the_head_of_its_context_and_searched_with_all_of_it(tmp_path: Path) -> None:
+    embedder = RecordingEmbedder()
+    question = (
+        "[8 May 2023] Ana: Before we book anything, I would like us to weigh the venues we saw last spring, "
+        "the budget the board approved, the dates that suit the whole team and the travel time for everyone, "
+        "and then settle where the offsite happens: Lisbon or Porto?"
+    )
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        await mem.add_many([turn(question, DAY1, "q"), turn("[8 May 2023] Bo: Lisbon.", DAY1, "a")])
+        by_text = await mem.recall("Porto offsite", k=5, scope="conv", mode="text")
+    context = "Ana: " + parse(question).body
+    [embedded] = [t for t in embedder.passages if t.startswith("Bo: Lisbon.")]
+    head = embedded.removeprefix("Bo: Lisbon.\n(after: ").removesuffix(")")
+    assert len(head) <= EMBEDDED_CONTEXT_CHARS and context.startswith(head) and len(head) > EMBEDDED_CONTEXT_CHARS // 2
+    assert {h.ref for h in by_text} == {"q", "a"}  # the reply's whole context is full-text searched
