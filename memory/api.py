@@ -70,8 +70,9 @@ from memory.turns import Parsed
 
 MAX_TEXT_CHARS = 100_000
 MAX_K = 1_000
-# Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency
-# at scale (the ANN search re-scores ``REFINE_CANDIDATES`` rows on full vectors), full text is cheap.
+# Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency at
+# scale (the ANN search re-scores ``semantic.REFINE_FACTOR`` times as many rows on full vectors),
+# full text is cheap.
 POOL = 50
 DENSE_POOL = 20
 EPISODE_POOL = 8
@@ -91,9 +92,10 @@ FLOOR_BELOW_BEST = 0.03
 MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
 # How much of the turn a reply answers is embedded with it (all of it, up to ``turns.CONTEXT_CHARS``,
-# is full-text indexed). Embedding cost grows with length: on LoCoMo dev (bench/recall_locomo.py),
-# embedding the whole context gave R@10 0.801 at 11.1 notes/s, this much 0.801 at 14.1 notes/s;
-# mixing the turn's own vector with its context's (each text embedded once) 16.4 notes/s but 0.796.
+# is full-text indexed). Embedding cost grows with length. On LoCoMo dev (bench/recall_locomo.py,
+# medians of 3 runs): the whole context embedded, R@10 0.801 at 11.8 notes/s; its first 120
+# characters, R@10 0.801 at 15.2 notes/s. The reply's vector mixed with its context's (each text
+# embedded once) was faster still but fell to R@10 0.796.
 EMBEDDED_CONTEXT_CHARS = 120
 
 __all__ = [

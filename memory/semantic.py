@@ -55,7 +55,8 @@ _META_EMBEDDER = b"solo_coo.embedder"
 # rows it cuts ~4 ms from recall's p95 with 0.99 top-10 overlap with exact search (bench/recall_scale.py).
 VECTOR_INDEX_MIN_ROWS = 5_000
 # 4-bit RaBitQ codes rank well enough that re-scoring 2x the limit on full vectors gives the exact
-# top 10 at 100k rows (top-10 overlap with exact search 1.00; 1-bit codes needed 10x for 0.96, ~3 ms more).
+# top 10 at 100k rows: top-10 overlap with exact search 0.998, the query 11.6 ms p50; 1-bit codes
+# with 10x re-scored gave 0.974 in 12.6 ms (the vector search alone, same machine and queries).
 RQ_BITS = 4
 REFINE_FACTOR = 2
 # Past this many unindexed rows a search waits for the refresh rather than flat-scan them.
@@ -238,7 +239,7 @@ class SemanticStore:
         self._pending = 0
         self._refresh_task: asyncio.Task[None] | None = None
         # The scopes each searched table may hold (a superset while a write is under way): a search
-        # in the only scope a table holds needs no filter, and the scope prefilter is ~3 ms at 100k.
+        # in the only scope a table holds needs no filter (see ``_search``).
         self._scopes: dict[str, set[str]] = {TABLE: set(), EPISODES: set()}
 
     @classmethod
@@ -594,9 +595,10 @@ class SemanticStore:
     async def _search(self, table: str, scope: str, build: Callable[[Any, Expr | None], Any]) -> list[dict[str, Any]]:
         """Run ``build(table, filter)``, unfiltered when ``scope`` is the only scope the table holds.
 
-        The scope prefilter costs ~3 ms at 100k rows. Whether it is needed is known from what this
-        process wrote; should the table hold a scope it does not know of (rows written by another
-        process), a row of it in the result shows it, and the search is made again, filtered.
+        The scope prefilter costs ~4 ms at 100k rows (the vector search alone: 11.6 ms p50 with it,
+        7.9 ms without). Whether it is needed is known from what this process wrote; should the
+        table hold a scope it does not know of (rows written by another process), a row of it in
+        the result shows it, and the search is made again, filtered.
         """
         await self._before_search()
         async with self._gate.shared():  # build inside: a rewrite may swap the table
