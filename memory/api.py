@@ -70,8 +70,9 @@ from memory.turns import Parsed
 
 MAX_TEXT_CHARS = 100_000
 MAX_K = 1_000
-# Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency
-# at scale (the ANN search re-scores ``REFINE_CANDIDATES`` rows on full vectors), full text is cheap.
+# Candidates taken from each retriever (turns) before scoring; a deeper vector pool costs latency at
+# scale (the ANN search re-scores ``semantic.REFINE_FACTOR`` times as many rows on full vectors),
+# full text is cheap.
 POOL = 50
 DENSE_POOL = 20
 EPISODE_POOL = 8
@@ -90,6 +91,12 @@ FLOOR_BELOW_BEST = 0.03
 
 MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
+# How much of the turn a reply answers is embedded with it (all of it, up to ``turns.CONTEXT_CHARS``,
+# is full-text indexed). Embedding cost grows with length. On LoCoMo dev (bench/recall_locomo.py,
+# medians of 3 runs): the whole context embedded, R@10 0.801 at 11.8 notes/s; its first 120
+# characters, R@10 0.801 at 15.2 notes/s. The reply's vector mixed with its context's (each text
+# embedded once) was faster still but fell to R@10 0.796.
+EMBEDDED_CONTEXT_CHARS = 120
 
 __all__ = [
     "Episode",
@@ -308,8 +315,7 @@ class Memory:
                 state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
                 if parsed.speaker:
                     state.speakers.add(parsed.speaker)
-            # The last chunk of a very long note is searched whole by full text; its head is embedded.
-            vectors = await self._embedder.embed_passages([unit["body"][:MAX_EMBED_CHARS] for unit in units])
+            vectors = await self._embed_bodies([unit["body"] for unit in units])
             # Building Arrow tables for a big batch takes tens of ms of CPU: off the loop.
             notes_table = await asyncio.to_thread(self._notes_table, units, vectors)
             await self._store.add(notes_table, _quiet_table(quiet))
@@ -344,6 +350,19 @@ class Memory:
             state.previous = turns.parse(last["text"])
         self._states[scope] = state
         return state
+
+    async def _embed_bodies(self, bodies: list[str]) -> np.ndarray:
+        """The vectors of indexed texts: the turn without its date, then the head of its context.
+
+        The date is matched by full text and by time windows; embedding it only costs time. The
+        last chunk of a very long note is searched whole by full text; its head is embedded.
+        """
+        texts = []
+        for body in bodies:
+            text, context = turns.split_indexed(body)
+            embedded = turns.indexed_text(turns.undated(text), capped(context, EMBEDDED_CONTEXT_CHARS))
+            texts.append(embedded[:MAX_EMBED_CHARS])
+        return await self._embedder.embed_passages(texts)
 
     def _notes_table(self, units: list[dict[str, Any]], vectors: np.ndarray) -> pa.Table:
         dim = self._store.dim
@@ -538,7 +557,7 @@ class Memory:
                 continue
             for unit in units:
                 unit["body"] = unit["body"].removesuffix(suffix)
-            vectors = await self._embedder.embed_passages([u["body"][:MAX_EMBED_CHARS] for u in units])
+            vectors = await self._embed_bodies([u["body"] for u in units])
             await self._store.replace(reply, self._notes_table(units, vectors))
         summarized = set((await self._store.scan(scope, ["id"], table=EPISODES)).column("id").to_pylist())
         for episode in sorted({note["episode"] for note in gone} & summarized):
@@ -596,7 +615,7 @@ class Memory:
                 return notes, episodes
             schema = notes_schema(dim, name)
             rows = notes.to_pylist()
-            vectors = await self._embedder.embed_passages([row["body"][:MAX_EMBED_CHARS] for row in rows])
+            vectors = await self._embed_bodies([row["body"] for row in rows])
             columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
             columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
             return pa.Table.from_pydict(columns, schema=schema), episodes

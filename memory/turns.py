@@ -6,7 +6,8 @@ A note is kept exactly as given (``Hit.text``); what is searched is derived from
 - noise is stored but never indexed: bare commands (``/approve 12``) and notes with no content word
   (``ok``, ``1``, ``approve``, ``thanks!``, an emoji);
 - the indexed text of a turn that replies to another speaker carries the turn it answers, because a
-  reply ("Seven years now!") often only makes sense with it;
+  reply ("Seven years now!") often only makes sense with it (only its head is embedded: see
+  ``memory.api``);
 - a long note is cut into chunks of at most ``CHUNK_CHARS`` characters, each indexed on its own,
   so no single embedding call takes a huge input.
 """
@@ -82,9 +83,29 @@ def context_line(previous: Parsed | None) -> str:
     return f"{previous.speaker}: {body}" if previous.speaker else body
 
 
+_AFTER = "\n(after: "
+
+
 def indexed_text(text: str, context: str) -> str:
-    """What is embedded and full-text indexed for a turn: the turn, then the turn it follows."""
-    return f"{text}\n(after: {context})" if context else text
+    """What is full-text indexed for a turn: the turn, then the turn it follows."""
+    return f"{text}{_AFTER}{context})" if context else text
+
+
+def split_indexed(body: str) -> tuple[str, str]:
+    """The turn and its context back from an indexed text (``indexed_text``'s inverse)."""
+    text, sep, context = body.rpartition(_AFTER)
+    if not sep or not context.endswith(")"):
+        return body, ""
+    return text, context[:-1]
+
+
+def undated(text: str) -> str:
+    """A note's text without its leading ``[date]``: the date is matched by full text and by time
+    windows, and embedding it only costs tokens."""
+    match = _DATED_SPEAKER.match(text)
+    if not match:
+        return text
+    return text[match.start("speaker") if match.group("speaker") else match.start("body") :]
 
 
 def chunks(text: str, size: int = CHUNK_CHARS, most: int = MAX_CHUNKS) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from memory import Note, open_memory
+from memory.api import EMBEDDED_CONTEXT_CHARS
 from memory.embedder import MAX_EMBED_CHARS, LocalEmbedder
 from memory.query import MAX_QUERY_EMBED_CHARS, TimeWindow, speakers_named, time_window
 from memory.semantic import SemanticStore
@@ -135,12 +136,12 @@ async def test_context_rides_along_across_calls_and_restarts(tmp_path: Path) -> 
         full = await mem.recall("where is the offsite", k=5, scope="conv")
     assert {h.ref for h in hits} == {"q", "a"}  # the answer is found by the question it answers
     assert [h.text for h in full if h.ref == "a"] == [answer]  # the stored text is the note as given
-    embedded = [t for t in embedder.passages if t.startswith(answer)]
-    assert embedded == [answer + "\n(after: Ana: Where should we hold the offsite this year?)"]
+    # What is embedded: the turn without its date (matched by full text and time windows), then
+    # the turn it answers.
+    embedded = [t for t in embedder.passages if t.startswith("Bo: Lisbon")]
+    assert embedded == ["Bo: Lisbon, in the old town.\n(after: Ana: Where should we hold the offsite this year?)"]
     # A new episode (17 days later) starts without the previous one's context.
-    assert [t for t in embedder.passages if t.startswith("[25 May 2023] Bo: Booked")] == [
-        "[25 May 2023] Bo: Booked the flights."
-    ]
+    assert [t for t in embedder.passages if t.startswith("Bo: Booked")] == ["Bo: Booked the flights."]
 
 
 async def test_closed_episodes_are_summarized_and_linked_to_their_turns(tmp_path: Path) -> None:
@@ -197,7 +198,9 @@ async def test_the_named_speaker_and_the_named_period_come_first(tmp_path: Path)
         ),
         turn("[3 July 2023] Caroline: We went camping in the mountains this weekend.", DAY3, "car-july"),
     ]
-    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+    # The real model: the claim is about turns a model finds alike (a 16-bucket hash of words ranks
+    # them by chance collisions).
+    async with open_memory(tmp_path, embedder=LocalEmbedder()) as mem:
         await mem.add_many(notes)
         by_mel = await mem.recall("Where did Melanie go camping?", k=3, scope="conv")
         by_car = await mem.recall("Where did Caroline go camping?", k=3, scope="conv")
@@ -274,3 +277,20 @@ async def test_forget_also_scrubs_the_reply_context_and_the_summary(tmp_path: Pa
         await mem.add_many([turn("[25 May 2023] Ana: Thanks Bo.", DAY2, "thanks")])  # state reloads cleanly
         await mem.reindex()
     assert b"quokka" not in lance_bytes(tmp_path)
+
+
+async def test_a_reply_is_embedded_with_the_head_of_its_context_and_searched_with_all_of_it(tmp_path: Path) -> None:
+    embedder = RecordingEmbedder()
+    question = (
+        "[8 May 2023] Ana: Before we book anything, I would like us to weigh the venues we saw last spring, "
+        "the budget the board approved, the dates that suit the whole team and the travel time for everyone, "
+        "and then settle where the offsite happens: Lisbon or Porto?"
+    )
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        await mem.add_many([turn(question, DAY1, "q"), turn("[8 May 2023] Bo: Lisbon.", DAY1, "a")])
+        by_text = await mem.recall("Porto offsite", k=5, scope="conv", mode="text")
+    context = "Ana: " + parse(question).body
+    [embedded] = [t for t in embedder.passages if t.startswith("Bo: Lisbon.")]
+    head = embedded.removeprefix("Bo: Lisbon.\n(after: ").removesuffix(")")
+    assert len(head) <= EMBEDDED_CONTEXT_CHARS and context.startswith(head) and len(head) > EMBEDDED_CONTEXT_CHARS // 2
+    assert {h.ref for h in by_text} == {"q", "a"}  # the reply's whole context is full-text searched

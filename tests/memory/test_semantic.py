@@ -7,10 +7,13 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
+from lancedb.index import IvfRq
 
 import memory.semantic as semantic
 from memory import InvalidNote, Note, open_memory
@@ -326,3 +329,72 @@ def test_reciprocal_rank_fusion_is_deterministic() -> None:
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
     assert [key for key, _ in reciprocal_rank_fusion([["x", "y"], ["y", "x"]])] == ["x", "y"]
     assert reciprocal_rank_fusion([[], []]) == []
+
+
+async def test_a_scope_added_later_is_filtered_out_again(tmp_path: Path) -> None:
+    """Searching the only scope a table holds skips the scope filter; nothing else may come back."""
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        await mem.add(Note("acme renewal signed", scope="acme", ref="a"))
+        assert [h.ref for h in await mem.recall("acme renewal signed", scope="acme")] == ["a"]
+        # Another scope arrives with a better match for the same question: it stays out of "acme".
+        await mem.add_many([Note("acme renewal signed today acme renewal signed", scope="globex", ref="g")])
+        acme = await mem.recall("acme renewal signed", scope="acme")
+        globex = await mem.recall("acme renewal signed", scope="globex")
+        assert [(h.ref, h.scope) for h in acme] == [("a", "acme")]
+        assert [(h.ref, h.scope) for h in globex] == [("g", "globex")]
+        # Once the other scope is forgotten the table holds one scope again; when it comes back, it
+        # is filtered again (dense and full text alike).
+        assert await mem.forget(ref="g", scope="globex") == 1
+        assert [h.ref for h in await mem.recall("acme renewal signed", scope="acme")] == ["a"]
+        await mem.add(Note("acme renewal signed again acme renewal", scope="globex", ref="g2"))
+        for mode in ("hybrid", "dense", "text"):
+            hits = await mem.recall("acme renewal signed", scope="acme", mode=mode)
+            assert [(h.ref, h.scope) for h in hits] == [("a", "acme")], mode
+
+
+async def test_rows_another_process_wrote_never_leak_into_a_scope(tmp_path: Path) -> None:
+    """Rows of a scope this process never wrote (another process's) are caught in the results."""
+    embedder = HashEmbedder()
+    async with open_memory(tmp_path, embedder=embedder) as mine:
+        await mine.add(Note("quarterly budget review", scope="mine", ref="m"))
+        assert [h.ref for h in await mine.recall("quarterly budget review", scope="mine")] == ["m"]
+        async with open_memory(tmp_path, embedder=embedder) as other:
+            await other.add_many([Note("quarterly budget review quarterly budget", scope="theirs", ref="t")])
+            await other.add(Note("quarterly budget review", scope="theirs", ref="t2"))
+        # This process's next write lands on top of the other's: its table now holds "theirs" too.
+        await mine.add(Note("budget approved", scope="mine", ref="m2"))
+        for mode in ("hybrid", "dense", "text"):
+            hits = await mine.recall("quarterly budget review", scope="mine", mode=mode, k=10)
+            assert {h.scope for h in hits} == {"mine"} and hits[0].ref == "m", mode
+        theirs = await mine.recall("quarterly budget review", scope="theirs", k=10)
+    assert {h.ref for h in theirs} == {"t", "t2"}
+
+
+async def test_a_vector_index_of_an_older_kind_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semantic, "VECTOR_INDEX_MIN_ROWS", 600)
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        await mem.add_many([Note(f"bulk note {i} word{i}", scope="bulk", ref=f"b{i}") for i in range(700)])
+        await mem.maintain()
+    # The previous version's index: 1-bit RaBitQ codes.
+    db = await lancedb.connect_async(str(tmp_path / "lancedb"))
+    notes = await db.open_table(semantic.TABLE)
+    await notes.create_index("vector", config=IvfRq(distance_type="cosine", num_bits=1), replace=True)
+    assert await vector_index_bits(notes) == 1
+    notes.close()
+    db.close()
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        stats = await mem.maintain()
+        hits = await mem.recall("bulk note 5 word5", k=3, scope="bulk", mode="dense")
+    db = await lancedb.connect_async(str(tmp_path / "lancedb"))
+    notes = await db.open_table(semantic.TABLE)
+    try:
+        assert stats.vector_index and await vector_index_bits(notes) == semantic.RQ_BITS
+    finally:
+        notes.close()
+        db.close()
+    assert hits[0].ref == "b5"
+
+
+async def vector_index_bits(table: Any) -> int:
+    [index] = [index for index in await table.list_indices() if index.columns == ["vector"]]
+    return int(index.index_details["compression"]["num_bits"])
