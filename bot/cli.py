@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,18 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_openmp() -> None:
-    """Let the embedding engine's OpenMP threads sleep while they wait, instead of spinning.
-
-    libgomp reads this once, when the engine loads. A spinning worker holds a core the event loop
-    needs (on a two-core machine it halved reply throughput); the operator's own setting wins.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``coo`` console script."""
-    quiet_openmp()
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
