@@ -394,6 +394,7 @@ async def _build(
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
     from graph.coordinator import Coordinator
+    from graph.recall import SessionRecall
     from memory.ingest import Ingestor
 
     stores, messenger, guard = intake.stores, intake.messenger, intake.guard
@@ -417,6 +418,7 @@ async def _build(
         profile=stores.profile,
         memory=memory,
         scope=settings.memory.scope,
+        recall=SessionRecall(db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     wakeup = asyncio.Event()

@@ -74,7 +74,9 @@ class Coordinator:
         profile: ProfileStore | None = None,
         memory: Memory | None = None,
         scope: str = "default",
+        recall: SessionRecall | None = None,
     ) -> None:
+        """``recall`` is the prompts' prepared recall (default: one over ``memory`` that never yields)."""
         self._db = db
         self._llm = llm
         self._settings = settings
@@ -86,7 +88,7 @@ class Coordinator:
         self._profile = profile
         self._memory = memory
         self._scope = scope
-        self.recall = SessionRecall(db, memory, scope)
+        self.recall = recall or SessionRecall(db, memory, scope)
         """The prompts' recall, prepared in the background per conversation."""
         self._contacts = ContactNames(records, db) if records is not None else None
         self._graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile(

@@ -19,10 +19,11 @@ Background work is bounded: one recall runs at a time, and per conversation only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,8 @@ PREPARED_TTL_S = 30 * 60.0
 """How long a conversation's prepared recall stays in use (a topic rarely outlives a pause)."""
 MAX_SESSIONS = 1_000
 """Prepared recalls kept, newest conversations first (memory stays bounded with many chats)."""
+MAX_DEFER_S = 10.0
+"""How long a recall waits for the bot to turn quiet before it runs anyway."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,14 @@ class SessionRecall:
         *,
         ttl_s: float = PREPARED_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        yield_to: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``yield_to`` (the dispatcher's "no turn in flight") holds each recall until the bot is not
+        answering anyone, at most ``MAX_DEFER_S``: a query embedding costs a core for tens of ms, and
+        in a burst of messages the replies come first."""
         self._db = db
         self._memory = memory
+        self._yield_to = yield_to
         self._scope = scope
         self._ttl = ttl_s
         self._clock = clock
@@ -161,6 +169,7 @@ class SessionRecall:
         try:
             while True:
                 try:
+                    await self._quiet()
                     async with self._slot:
                         query = self._waiting.pop(session, query)  # the newest text by the time it is our turn
                         hits = await semantic_recall(self._memory, query, self._scope, exclude=query)
@@ -180,6 +189,13 @@ class SessionRecall:
                 query = next_query
         finally:
             self._running.pop(session, None)
+
+    async def _quiet(self) -> None:
+        if self._yield_to is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MAX_DEFER_S):
+                await self._yield_to()
 
     async def settled(self, session: str) -> None:
         """Until nothing is being prepared for ``session`` (tests and shutdown)."""

@@ -146,3 +146,25 @@ async def test_the_message_a_recall_is_for_is_left_out_and_lines_show_what_was_s
         memory, "Orbit Coffee pays on net 45 terms.", "default", exclude="Orbit Coffee pays on net 45 terms."
     )  # type: ignore[arg-type]
     assert [(r.ref, r.line) for r in found] == [("msg-2", "[2026-01-05 chat:rec] Orbit Coffee moved to Leeds.")]
+
+
+async def test_a_recall_waits_until_no_turn_is_in_flight(tmp_path: Path) -> None:
+    memory = GatedMemory([hit("Orbit Coffee pays on net 45 terms.", "msg-1")])
+    memory.gate.set()
+    quiet = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def until_quiet() -> None:
+        asked.set()
+        await quiet.wait()
+
+    async with open_database(tmp_path) as db:
+        recall = SessionRecall(db, memory, yield_to=until_quiet)  # type: ignore[arg-type]
+        recall.prepare("s", "when do the espresso people pay?")
+        await asyncio.wait_for(asked.wait(), 10)
+        assert memory.queries == []  # the bot is answering someone: no embedding yet
+        quiet.set()
+        await recall.settled("s")
+        ready = await recall.for_prompt("s", "and their delivery?")
+        await recall.aclose()
+    assert memory.queries == ["when do the espresso people pay?"] and [r.ref for r in ready] == ["msg-1"]
