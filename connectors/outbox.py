@@ -9,7 +9,6 @@ so it is marked 'unknown' and shown to the operator, never retried by itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -20,6 +19,7 @@ from connectors.base import ActionError, AmbiguousOutcome, PermanentError, Progr
 from connectors.breaker import CircuitBreaker
 from connectors.registry import Registry
 from connectors.settings import OutboxSettings
+from memory.aio import wait_at_most
 from memory.approvals import ApprovalStore, OutboxRow
 from memory.db import Database, utcnow
 
@@ -95,9 +95,7 @@ class OutboxRunner:
                 log.exception("outbox runner failed; continuing")
             if self._stopping:
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.poll_s):  # not wait_for: it can swallow a cancel
-                    await self._wake.wait()
+            await wait_at_most(self._wake.wait(), self._settings.poll_s)
 
     def stop(self) -> None:
         """Take no new row; :meth:`run_forever` returns once the one in progress has its outcome recorded.

@@ -19,7 +19,6 @@ Background work is bounded: one recall runs at a time, and per conversation only
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from graph.tools import keywords
+from memory.aio import wait_at_most
 from memory.chat_notes import said
 from memory.db import Database, Event
 from memory.records import Record, Records
@@ -191,11 +191,8 @@ class SessionRecall:
             self._running.pop(session, None)
 
     async def _quiet(self) -> None:
-        if self._yield_to is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(MAX_DEFER_S):
-                await self._yield_to()
+        if self._yield_to is not None:
+            await wait_at_most(self._yield_to(), MAX_DEFER_S)
 
     async def settled(self, session: str) -> None:
         """Until nothing is being prepared for ``session`` (tests and shutdown)."""

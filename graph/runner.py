@@ -24,6 +24,7 @@ from graph.settings import TaskSettings
 from graph.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.skills import Skill
 from graph.tools import ToolBox, ToolContext
+from memory.aio import wait_at_most
 from memory.approvals import ApprovalRow
 from memory.db import utcnow
 from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
@@ -179,9 +180,7 @@ class TaskRunner:
                 await self._goals.flush_progress(self._clock())
             except Exception:
                 log.exception("task runner step failed; continuing")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.poll_s):  # not wait_for: it can swallow a cancel
-                    await self._wake.wait()
+            await wait_at_most(self._wake.wait(), self._settings.poll_s)
         if self._running:
             await asyncio.wait(set(self._running.values()))
         await self._goals.flush_progress(self._clock(), force=True)

@@ -13,11 +13,11 @@ messages is answered first and remembered right after.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from memory.aio import wait_at_most
 from memory.api import Memory, Note
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,7 @@ class Ingestor:
         while self._queue:
             if yielding and self._yield_to is not None:
                 # Bounded: under a steady stream of messages memory still keeps up, a batch at a time.
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
-                # arrives as the awaited thing completes, and the shutdown then waited forever.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._max_defer):
-                        await self._yield_to()
+                await wait_at_most(self._yield_to(), self._max_defer)
             notes = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
             try:
                 await self._write(notes)
