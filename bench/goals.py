@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.deployed import Fakes
 from bench.procs import PYTHON, Child, child_env, kill_leftovers, spawn
 from bench.stats import median, percentile
 
@@ -64,52 +65,28 @@ class RunFigures:
     ledger_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
-class Control:
-    """The driver's side of the fakes' control APIs."""
+class Control(Fakes):
+    """The driver's side of the fakes' control APIs (``bench.deployed``'s), for one operator's chat."""
 
-    def __init__(self, http: aiohttp.ClientSession, telegram_root: str, model_base: str) -> None:
-        self._http = http
-        self._tg = telegram_root
-        self._llm = model_base.removesuffix("/v1")
-        self._next = 0
-        self.sent: list[dict[str, Any]] = []
-
-    async def push(self, texts: list[str]) -> None:
-        body = {"messages": [{"user_id": OPERATOR, "chat_id": OPERATOR, "text": t} for t in texts]}
-        async with self._http.post(f"{self._tg}/_fake/push", json=body) as response:
-            response.raise_for_status()
+    async def push_texts(self, texts: list[str]) -> None:
+        """Queue the operator's messages at once."""
+        await self.push([(OPERATOR, text) for text in texts])
 
     async def press(self, message_id: int, data: str) -> int:
+        """Tap a button of a message the bot sent; the update id of the press."""
         body = {"user_id": OPERATOR, "chat_id": OPERATOR, "message_id": message_id, "data": data}
         async with self._http.post(f"{self._tg}/_fake/press", json=body) as response:
             response.raise_for_status()
             return int((await response.json())["update_id"])
 
-    async def until(self, done: Callable[[], bool], timeout_s: float) -> None:
-        """Collect sendMessage calls until ``done()``; TimeoutError after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the bot did not get there in time")
-            url = f"{self._tg}/_fake/calls?after={self._next}&wait=1&method=sendMessage"
-            async with self._http.get(url) as response:
-                response.raise_for_status()
-                body = await response.json()
-            self._next = body["next"]
-            self.sent += [c for c in body["calls"] if c["status"] == 200]
+    async def until_true(self, done: Callable[[], bool], timeout_s: float) -> None:
+        """Collect the bot's messages until ``done()``; TimeoutError after ``timeout_s``."""
+        if not await self.until(done, timeout_s):
+            raise TimeoutError("the bot did not get there in time")
 
     def starting_with(self, prefix: str) -> list[dict[str, Any]]:
-        return [c for c in self.sent if str(c["text"]).startswith(prefix)]
-
-    async def handouts(self) -> dict[int, float]:
-        async with self._http.get(f"{self._tg}/_fake/handouts") as response:
-            response.raise_for_status()
-            return {int(k): float(v) for k, v in (await response.json())["handed_out"].items()}
-
-    async def model_requests(self) -> list[dict[str, Any]]:
-        async with self._http.get(f"{self._llm}/_fake/requests?after=0") as response:
-            response.raise_for_status()
-            return list((await response.json())["requests"])
+        """The bot's messages so far whose text starts with ``prefix``."""
+        return [c for c in self.replies if str(c["text"]).startswith(prefix)]
 
 
 def _ready_url(child: Child) -> str:
@@ -161,12 +138,12 @@ async def _drive(control: Control, args: argparse.Namespace, figures: RunFigures
     alone = [f"/goal alone {i:02d}: get the newsletter ready" for i in range(args.alone)]
     for number, text in enumerate(alone, 1):
         taps = await _propose_and_approve(control, [text])
-        await control.until(lambda n=number: len(_done(control)) >= n, TIMEOUT_S)  # type: ignore[misc]
+        await control.until_true(lambda n=number: len(_done(control)) >= n, TIMEOUT_S)  # type: ignore[misc]
         figures.approve_alone_ms += await _to_first_task(control, taps)
     burst = [f"/goal burst {i:02d}: get the newsletter ready" for i in range(args.goals)]
     before = len(_done(control))
     taps = await _propose_and_approve(control, burst)
-    await control.until(lambda: len(_done(control)) >= before + args.goals, TIMEOUT_S)
+    await control.until_true(lambda: len(_done(control)) >= before + args.goals, TIMEOUT_S)
     figures.approve_to_first_task_ms = await _to_first_task(control, taps)
     handouts = await control.handouts()
     figures.all_done_s = max(c["at"] for c in _done(control)) - min(handouts[u] for u in taps if u in handouts)
@@ -179,8 +156,8 @@ async def _propose_and_approve(control: Control, texts: list[str]) -> dict[int, 
     def cards() -> list[dict[str, Any]]:
         return [c for c in control.starting_with("Start this plan?") if _goal_of_card(c) in goals]
 
-    await control.push(texts)
-    await control.until(lambda: len(cards()) >= len(texts), TIMEOUT_S)
+    await control.push_texts(texts)
+    await control.until_true(lambda: len(cards()) >= len(texts), TIMEOUT_S)
     taps = {}
     for card in cards():
         data = next(d for label, d in card["buttons"] if label == "Approve")
@@ -208,7 +185,7 @@ async def _to_first_task(control: Control, taps: dict[int, str]) -> list[float]:
 
 
 def _done(control: Control) -> list[dict[str, Any]]:
-    return [c for c in control.sent if " is done." in str(c["text"])]
+    return [c for c in control.replies if " is done." in str(c["text"])]
 
 
 async def _read_log(path: Path, figures: RunFigures) -> None:
