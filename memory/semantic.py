@@ -73,16 +73,23 @@ class MemoryUnavailable(RuntimeError):
     """
 
 
+def _note_fields() -> list[pa.Field]:
+    """What every stored note has, searched or not."""
+    return [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("scope", pa.string(), nullable=False),
+        pa.field("ref", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+
+
 def notes_schema(dim: int, embedder: str) -> pa.Schema:
     """Schema of the ``notes`` table; the embedder's name rides in the schema metadata."""
     return pa.schema(
         [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("scope", pa.string(), nullable=False),
-            pa.field("ref", pa.string(), nullable=False),
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+            *_note_fields(),
             pa.field("speaker", pa.string(), nullable=False),
             pa.field("episode", pa.string(), nullable=False),
             pa.field("seq", pa.int64(), nullable=False),
@@ -96,17 +103,7 @@ def notes_schema(dim: int, embedder: str) -> pa.Schema:
 
 def quiet_schema() -> pa.Schema:
     """Schema of the ``quiet`` table (kept, never searched)."""
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("scope", pa.string(), nullable=False),
-            pa.field("ref", pa.string(), nullable=False),
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
-            pa.field("seq", pa.int64(), nullable=False),
-        ]
-    )
+    return pa.schema([*_note_fields(), pa.field("seq", pa.int64(), nullable=False)])
 
 
 def episodes_schema() -> pa.Schema:

@@ -106,6 +106,21 @@ async def fake_llm() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
+class QuietGate:
+    """Stands for the dispatcher's ``quiet()``: records that background work asked, opens on ``open()``."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self._open = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.asked.set()
+        await self._open.wait()
+
+    def open(self) -> None:
+        self._open.set()
+
+
 class ManualClock:
     """A monotonic clock that moves only when a test says so (breaker windows and cooldowns)."""
 

@@ -10,7 +10,7 @@ from bot.runtime import open_runtime
 from graph.recall import Recalled, SessionRecall, interleave, lexical_recall, semantic_recall
 from memory.api import Hit
 from memory.db import open_database
-from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
+from tests.conftest import QuietGate, RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
 
 
@@ -151,19 +151,13 @@ async def test_the_message_a_recall_is_for_is_left_out_and_lines_show_what_was_s
 async def test_a_recall_waits_until_no_turn_is_in_flight(tmp_path: Path) -> None:
     memory = GatedMemory([hit("Orbit Coffee pays on net 45 terms.", "msg-1")])
     memory.gate.set()
-    quiet = asyncio.Event()
-    asked = asyncio.Event()
-
-    async def until_quiet() -> None:
-        asked.set()
-        await quiet.wait()
-
+    gate = QuietGate()
     async with open_database(tmp_path) as db:
-        recall = SessionRecall(db, memory, yield_to=until_quiet)  # type: ignore[arg-type]
+        recall = SessionRecall(db, memory, yield_to=gate)  # type: ignore[arg-type]
         recall.prepare("s", "when do the espresso people pay?")
-        await asyncio.wait_for(asked.wait(), 10)
+        await asyncio.wait_for(gate.asked.wait(), 10)
         assert memory.queries == []  # the bot is answering someone: no embedding yet
-        quiet.set()
+        gate.open()
         await recall.settled("s")
         ready = await recall.for_prompt("s", "and their delivery?")
         await recall.aclose()

@@ -12,6 +12,7 @@ import pytest
 
 from memory import Note, open_memory
 from memory.ingest import Ingestor
+from tests.conftest import QuietGate
 from tests.memory.test_semantic import HashEmbedder
 
 
@@ -135,21 +136,15 @@ async def test_a_fault_midway_through_one_by_one_keeps_only_the_unwritten(tmp_pa
 
 
 async def test_ingestion_waits_until_no_turn_is_in_flight_then_writes_everything(tmp_path: Path) -> None:
-    quiet = asyncio.Event()
-    asked = asyncio.Event()
-
-    async def until_quiet() -> None:
-        asked.set()
-        await quiet.wait()
-
+    gate = QuietGate()
     async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
-        ingestor = Ingestor(mem, batch=2, interval_s=0.5, sleep=RecordingSleep(), yield_to=until_quiet)
+        ingestor = Ingestor(mem, batch=2, interval_s=0.5, sleep=RecordingSleep(), yield_to=gate)
         for note in notes(3):
             ingestor.add(note)
         runner = asyncio.create_task(ingestor.run_forever())
-        await asyncio.wait_for(asked.wait(), 10)
+        await asyncio.wait_for(gate.asked.wait(), 10)
         assert await mem.count() == 0 and ingestor.pending == 3  # the bot is answering: nothing embedded yet
-        quiet.set()
+        gate.open()
         await asyncio.wait_for(ingestor.wait_idle(), 10)
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -176,19 +171,13 @@ async def test_a_busy_bot_delays_ingestion_only_up_to_the_bound(tmp_path: Path) 
 async def test_a_stop_that_comes_as_the_bot_turns_quiet_still_stops_ingestion(tmp_path: Path) -> None:
     # The shutdown cancels ingestion; when the last turn ended in the same instant, asyncio.wait_for
     # (Python 3.11) returned normally and the cancellation was lost: `coo run` never exited.
-    quiet = asyncio.Event()
-    asked = asyncio.Event()
-
-    async def until_quiet() -> None:
-        asked.set()
-        await quiet.wait()
-
+    gate = QuietGate()
     async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
-        ingestor = Ingestor(mem, batch=2, interval_s=0.5, sleep=RecordingSleep(), yield_to=until_quiet)
+        ingestor = Ingestor(mem, batch=2, interval_s=0.5, sleep=RecordingSleep(), yield_to=gate)
         ingestor.add(notes(1)[0])
         runner = asyncio.create_task(ingestor.run_forever())
-        await asyncio.wait_for(asked.wait(), 10)
-        quiet.set()
+        await asyncio.wait_for(gate.asked.wait(), 10)
+        gate.open()
         runner.cancel()  # in the same instant
         done, _ = await asyncio.wait([runner], timeout=30)  # a guard against a hang, not a timing assertion
         assert runner in done and runner.cancelled()
