@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serve
+
 
 @dataclass
 class Scripted:
@@ -92,12 +94,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._embeddings)
         if self.control:
             app.add_routes(control_routes(self))
-        # A scripted delay must not hold the shutdown: pending handlers are cancelled after a moment.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

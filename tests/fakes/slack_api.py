@@ -24,6 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.polling import eventually
+from tests.fakes.serving import serve
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve(app, cancel_handlers=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -35,6 +35,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.serving import serve
+
 JSON = dict[str, Any]
 # Answers given before an endpoint starts executing (rate limit, overloaded edge): never stored for a key.
 _NOT_EXECUTED = (429, 503)
@@ -162,11 +164,7 @@ class FakeStripe:
     async def __aenter__(self) -> FakeStripe:
         app = web.Application()
         app.router.add_route("*", "/v1/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serve
+
 JSON = dict[str, Any]
 # Free-text parameters stay strings even when they look like JSON ("42", "true").
 _STRING_PARAMS = frozenset(
@@ -139,12 +141,8 @@ class FakeTelegram:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         if self.control:
             app.add_routes(control_routes(self))
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.api_root = f"http://{host}:{port}"
+        self._runner, port = await serve(app, self.port)
+        self.api_root = f"http://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import serve
+
 
 @dataclass
 class Received:
@@ -56,11 +58,7 @@ class WebhookServer:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
         app.router.add_post("/elsewhere", self._hook)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, self.port, cancel_handlers=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,0 +1,17 @@
+"""Start a fake server's aiohttp app on loopback (every fake in this folder does it the same way)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+async def serve(app: web.Application, port: int = 0, *, cancel_handlers: bool = True) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on 127.0.0.1:``port`` (0: any free port); the runner (to clean up) and the port.
+
+    ``cancel_handlers``: a handler still running at shutdown (a scripted delay) is cancelled, so it
+    never holds the test's exit.
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=cancel_handlers)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, int(runner.addresses[0][1])
