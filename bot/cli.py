@@ -9,7 +9,6 @@ details of an unexpected failure go to the log at DEBUG.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import eventloop
 from bot.logging_setup import RedactingFilter, configure_logging
 from bot.settings import ConfigError, Settings, load_settings, url_password
 from connectors.base import Deps
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.runtime import serve
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, console=True if args.command == "chat" else None, log_file=log_file))
+        eventloop.run(serve(settings, console=True if args.command == "chat" else None, log_file=log_file))
     return 0
 
 
@@ -120,7 +120,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """``coo doctor``: what is configured, reachable, missing (``--quick``: no network)."""
     from bot.doctor import run_doctor
 
-    return asyncio.run(run_doctor(load(args), quick=args.quick))
+    return eventloop.run(run_doctor(load(args), quick=args.quick))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -138,7 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = load(args)
     if not (settings.data_dir / "coo.sqlite").is_file():
         raise CommandError(f"export: nothing to export: {settings.data_dir} holds no solo-coo data (COO_DATA_DIR)")
-    counts = asyncio.run(export_all(settings.data_dir, out))
+    counts = eventloop.run(export_all(settings.data_dir, out))
     print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {out}")
     return 0
 
@@ -149,7 +149,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     settings = load(args)
     try:
-        counts = asyncio.run(import_all(Path(args.source), settings))
+        counts = eventloop.run(import_all(Path(args.source), settings))
     except ImportRefused as exc:
         raise CommandError(f"import: {exc}", EXIT_CONFIG) from None
     print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {settings.data_dir.resolve()}")
@@ -161,7 +161,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     from bot.onboard import OnboardingStopped, run_onboarding
 
     try:
-        return asyncio.run(run_onboarding(Path(args.out) if args.out else None))
+        return eventloop.run(run_onboarding(Path(args.out) if args.out else None))
     except OnboardingStopped as exc:
         raise CommandError(f"onboarding stopped: {exc}; nothing was written") from None
 
@@ -203,7 +203,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
 
     settings = load(args)
     ensure_data_dir(settings)
-    return asyncio.run(open_pairing(settings))
+    return eventloop.run(open_pairing(settings))
 
 
 def cmd_operators(args: argparse.Namespace) -> int:
@@ -212,7 +212,7 @@ def cmd_operators(args: argparse.Namespace) -> int:
 
     settings = load(args)
     ensure_data_dir(settings)
-    return asyncio.run(manage_operators(settings, args.remove))
+    return eventloop.run(manage_operators(settings, args.remove))
 
 
 def _operators_args(parser: argparse.ArgumentParser) -> None:
