@@ -464,7 +464,7 @@ class Memory:
                 raise MemoryUnavailable(f"the embedder failed: {exc}") from exc
 
         async def dense(table: str, limit: int) -> list[dict[str, Any]]:
-            return await self._store.vector_search(await vector_task, scope, limit, table=table)
+            return await self._store.vector_search(vector, scope, limit, table=table)
 
         async def lexical(table: str, limit: int) -> list[dict[str, Any]]:
             return await self._store.text_search(capped(query, MAX_QUERY_TEXT_CHARS), scope, limit, table=table)
@@ -472,16 +472,16 @@ class Memory:
         async def nothing() -> list[dict[str, Any]]:
             return []
 
-        # Full-text searches need no vector, so they run while the query is being embedded.
+        # The searches start once the query is embedded: run beside the embedding, they took the
+        # cores it uses (two threads) and made the whole recall slower, not faster.
+        vector = await embedded()
         try:
             async with asyncio.TaskGroup() as group:
-                vector_task = group.create_task(embedded())
                 turn_dense = group.create_task(dense("notes", max(DENSE_POOL, k)) if use_dense else nothing())
                 turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
                 episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
         except ExceptionGroup as failed:
             raise _one_error(failed) from None
-        vector = vector_task.result()
         episode_scores = _episode_scores(episode_text.result())
         candidates = _candidates(turn_dense.result(), turn_text.result())
         scored = _score(

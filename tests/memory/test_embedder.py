@@ -22,6 +22,7 @@ from memory.embedder import (
     LOCAL_DIM,
     MAX_CHARS_PER_CALL,
     MAX_EMBED_CHARS,
+    OPENMP_SPIN_COUNT,
     LocalEmbedder,
     OpenAIEmbedder,
     bounded_batches,
@@ -226,10 +227,10 @@ async def test_the_embedder_works_again_after_aclose() -> None:
     assert np.allclose(first, again, atol=1e-6)
 
 
-def test_openmp_workers_sleep_unless_the_user_chose() -> None:
+def test_openmp_workers_spin_briefly_unless_the_user_chose() -> None:
     empty: dict[str, str] = {}
     configure_openmp(empty)
-    assert empty == {"OMP_WAIT_POLICY": "passive"}
+    assert empty == {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT}
     for chosen in ({"OMP_WAIT_POLICY": "active"}, {"GOMP_SPINCOUNT": "10000"}):
         environ = dict(chosen)
         configure_openmp(environ)
