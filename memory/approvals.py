@@ -352,10 +352,12 @@ class ApprovalStore:
 
     async def take_edit_request(self, thread: str) -> str | None:
         """Pop the approval id waiting for a correction in ``thread``."""
-        async with self._lock:
-            threads = await self._threads_with_edit_requests()
-            if thread not in threads:
-                return None
+        threads = self._edit_threads
+        if threads is None:
+            async with self._lock:
+                threads = await self._threads_with_edit_requests()
+        if thread not in threads:
+            return None
         async with self._writing():
             async with self._conn.execute("SELECT approval_id FROM edit_requests WHERE thread = ?", (thread,)) as cur:
                 r = await cur.fetchone()
