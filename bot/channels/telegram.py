@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.request import HTTPXRequest
 
+from bot.channels.aiohttp_request import AiohttpRequest
 from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
 
@@ -157,8 +157,8 @@ class TelegramChannel:
             settings.token.get_secret_value(),
             base_url=f"{settings.api_base_url}/bot",
             base_file_url=f"{settings.api_base_url}/file/bot",
-            request=HTTPXRequest(connection_pool_size=32),
-            get_updates_request=HTTPXRequest(connection_pool_size=2, read_timeout=settings.poll_timeout_s + 10),
+            request=AiohttpRequest(connection_pool_size=32),
+            get_updates_request=AiohttpRequest(connection_pool_size=2, read_timeout=settings.poll_timeout_s + 10),
         )
         self._bot = bot
         try:
