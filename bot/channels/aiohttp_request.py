@@ -75,7 +75,9 @@ class AiohttpRequest(BaseRequest):
         waiting = None if connect is None or pool is None else connect + pool
         timeout = aiohttp.ClientTimeout(total=None, connect=waiting, sock_connect=connect, sock_read=read)
         try:
-            async with session.request(method, url, data=_body(request_data), timeout=timeout) as response:
+            # No redirects, as with PTB's httpx client: the token is in the URL and the body may be private.
+            request = session.request(method, url, data=_body(request_data), timeout=timeout, allow_redirects=False)
+            async with request as response:
                 return response.status, await response.read()
         except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
             raise TimedOut from exc

@@ -31,6 +31,10 @@ class BotApi:
     forms: list[dict[str, Any]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
+    async def handle_elsewhere(self, request: web.Request) -> web.StreamResponse:
+        self.forms.append({"elsewhere": dict(await request.post())})
+        return web.json_response({"ok": True, "result": SENT})
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         if method == "getMe":
@@ -48,6 +52,8 @@ class BotApi:
             assert request.transport is not None
             request.transport.close()
             return web.Response()
+        if self.mode == "redirect":
+            raise web.HTTPTemporaryRedirect("/elsewhere")  # 307: a follower would POST the body again
         if self.mode == "429":
             return web.json_response(TOO_MANY, status=429)
         if method == "sendDocument":
@@ -60,6 +66,7 @@ async def api() -> AsyncIterator[tuple[BotApi, str]]:
     fake = BotApi()
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", fake.handle)
+    app.router.add_post("/elsewhere", fake.handle_elsewhere)
     runner, port = await serve(app)
     try:
         yield fake, f"http://127.0.0.1:{port}/bot"
@@ -128,3 +135,12 @@ async def test_a_closed_port_is_a_network_error() -> None:
 async def test_a_request_before_initialize_is_refused() -> None:
     with pytest.raises(RuntimeError, match="not initialized"):
         await AiohttpRequest().do_request("http://127.0.0.1:9/x", "POST")
+
+
+async def test_a_redirect_is_not_followed(api: tuple[BotApi, str]) -> None:
+    fake, base = api
+    async with Bot(TOKEN, base_url=base, request=AiohttpRequest()) as bot:
+        fake.mode = "redirect"
+        with pytest.raises(NetworkError):
+            await bot.send_message(1001, "private text")
+    assert [list(form) for form in fake.forms] == [["chat_id", "text"]]  # nothing reached the other URL
