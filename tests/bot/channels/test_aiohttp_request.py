@@ -144,3 +144,14 @@ async def test_a_redirect_is_not_followed(api: tuple[BotApi, str]) -> None:
         with pytest.raises(NetworkError):
             await bot.send_message(1001, "private text")
     assert [list(form) for form in fake.forms] == [["chat_id", "text"]]  # nothing reached the other URL
+
+
+async def test_the_proxy_from_the_environment_is_used(api: tuple[BotApi, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, base = api
+    proxy = base.removesuffix("/bot")  # the fake answers absolute-form requests as a proxy would forward them
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with Bot(TOKEN, base_url="http://api.telegram.invalid/bot", request=AiohttpRequest()) as bot:
+        await bot.send_message(1001, "through the proxy")
+    assert fake.forms[-1]["text"] == "through the proxy"
