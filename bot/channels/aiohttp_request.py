@@ -12,6 +12,9 @@ aiohttp has no write timeout: a request whose body cannot be written is bounded 
 
 from __future__ import annotations
 
+import urllib.request
+from urllib.parse import urlsplit
+
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
@@ -34,6 +37,7 @@ class AiohttpRequest(BaseRequest):
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -46,7 +50,6 @@ class AiohttpRequest(BaseRequest):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
                 headers={"User-Agent": self.USER_AGENT},
-                trust_env=True,  # HTTPS_PROXY / NO_PROXY as httpx honoured them
             )
 
     async def shutdown(self) -> None:
@@ -77,13 +80,27 @@ class AiohttpRequest(BaseRequest):
         timeout = aiohttp.ClientTimeout(total=None, connect=waiting, sock_connect=connect, sock_read=read)
         try:
             # No redirects, as with PTB's httpx client: the token is in the URL and the body may be private.
-            request = session.request(method, url, data=_body(request_data), timeout=timeout, allow_redirects=False)
+            request = session.request(
+                method, url, data=_body(request_data), timeout=timeout, allow_redirects=False, proxy=self._proxy(url)
+            )
             async with request as response:
                 return response.status, await response.read()
         except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for ``url``'s host (HTTP(S)_PROXY, NO_PROXY), as httpx honoured
+        them; read once per host: aiohttp's own ``trust_env`` reads the environment (and ~/.netrc) on
+        every request, which cost more CPU than the whole request."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._proxies:
+            host = parts.hostname or ""
+            bypass = bool(host) and urllib.request.proxy_bypass(host)
+            self._proxies[key] = None if bypass else urllib.request.getproxies().get(parts.scheme)
+        return self._proxies[key]
 
 
 def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:

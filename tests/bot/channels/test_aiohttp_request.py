@@ -155,3 +155,12 @@ async def test_the_proxy_from_the_environment_is_used(api: tuple[BotApi, str], m
     async with Bot(TOKEN, base_url="http://api.telegram.invalid/bot", request=AiohttpRequest()) as bot:
         await bot.send_message(1001, "through the proxy")
     assert fake.forms[-1]["text"] == "through the proxy"
+
+
+async def test_no_proxy_hosts_are_reached_directly(api: tuple[BotApi, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, base = api
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with Bot(TOKEN, base_url=base, request=AiohttpRequest()) as bot:
+        await bot.send_message(1001, "direct")
+    assert fake.forms[-1]["text"] == "direct"
