@@ -489,7 +489,7 @@ async def _build(
         )
     )
     _schedule(runtime, checkpoints)
-    _make_channels(runtime, console.wanted, console.stdin, console.stdout)
+    _make_channels(runtime, console)
     return runtime, model.prices
 
 
@@ -605,7 +605,7 @@ async def _notify_access(rt: Runtime) -> None:
     await notify_access_changes(rt.db, rt.control, rt.messenger)
 
 
-def _make_channels(rt: Runtime, console: bool | None, stdin: TextIO | None, stdout: TextIO | None) -> None:
+def _make_channels(rt: Runtime, console: _Console) -> None:
     settings = rt.settings
     if settings.telegram.configured and not any(c.name == "telegram" for c in rt.channels):
         from bot.channels.telegram import TelegramChannel
@@ -619,8 +619,8 @@ def _make_channels(rt: Runtime, console: bool | None, stdin: TextIO | None, stdo
         from bot.channels.slack import SlackChannel
 
         rt.channels.append(SlackChannel(settings.slack, rt.dispatcher.accept))
-    if console or (console is None and not rt.channels):
-        rt.console = ConsoleChannel(rt.dispatcher.handle, stdin, stdout)
+    if console.wanted or (console.wanted is None and not rt.channels):
+        rt.console = ConsoleChannel(rt.dispatcher.handle, console.stdin, console.stdout)
         rt.channels.append(rt.console)
 
 
