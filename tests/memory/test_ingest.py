@@ -51,6 +51,13 @@ class RecordingSleep:
         await asyncio.sleep(0)
 
 
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``run_forever`` as `coo run` does at shutdown; it must end cancelled (after its final flush)."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def notes(count: int, prefix: str = "note") -> list[Note]:
     return [Note(f"{prefix} {i} about the Acme contract", ref=f"{prefix}-{i}") for i in range(count)]
 
@@ -64,9 +71,7 @@ async def test_a_failed_batch_is_kept_and_retried_with_backoff(tmp_path: Path) -
             ingestor.add(note)
         task = asyncio.create_task(ingestor.run_forever())
         await ingestor.wait_idle()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await stop(task)
         assert await mem.count() == 10
         hits = await mem.recall("Acme contract", k=20)
     assert sorted(h.ref for h in hits) == sorted(f"note-{i}" for i in range(10))
@@ -99,9 +104,7 @@ async def test_final_flush_logs_what_it_could_not_write(tmp_path: Path, caplog: 
         task = asyncio.create_task(ingestor.run_forever())
         await sleep.reached.wait()
         with caplog.at_level(logging.ERROR, logger="memory.ingest"):
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await stop(task)
         assert await mem.count() == 0
     assert ingestor.pending == 3
     assert any("final flush failed; 3 note(s) not written" in r.getMessage() for r in caplog.records)
@@ -146,9 +149,7 @@ async def test_ingestion_waits_until_no_turn_is_in_flight_then_writes_everything
         assert await mem.count() == 0 and ingestor.pending == 3  # the bot is answering: nothing embedded yet
         gate.open()
         await asyncio.wait_for(ingestor.wait_idle(), 10)
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
+        await stop(runner)
         assert await mem.count() == 3
 
 
@@ -162,9 +163,7 @@ async def test_a_busy_bot_delays_ingestion_only_up_to_the_bound(tmp_path: Path) 
             ingestor.add(note)
         runner = asyncio.create_task(ingestor.run_forever())
         await asyncio.wait_for(ingestor.wait_idle(), 10)
-        runner.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await runner
+        await stop(runner)
         assert await mem.count() == 3
 
 
