@@ -108,7 +108,8 @@ class LocalEmbedder:
 
     The model is loaded on first use. All native work runs on the embedder's own thread, one batch
     per hop, so the event loop keeps running while a large batch is embedded; the engine uses every
-    core for each call, queries included (two threads: ~14 ms for a short question, one: ~25 ms). The e5
+    core for each call, queries included (``bench/recall_scale.py``'s query embedding alone: ~13 ms p50
+    on two threads, ~26 ms on one). The e5
     prefixes ("query: " / "passage: ") are added by the engine itself, so texts are passed unprefixed.
 
     One engine for queries and passages, on purpose: a second engine for queries let a recall embed
@@ -126,7 +127,7 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         # Every call from one thread of our own: OpenMP keeps a team of workers per calling thread,
         # and calls hopping between the loop's shared worker threads made several teams contend
-        # (a short query took 13 or 33 ms depending on the run).
+        # (in an ad-hoc timing a short query took 13 or 33 ms depending on the run).
         self._executor: ThreadPoolExecutor | None = None
 
     @property

@@ -56,7 +56,8 @@ _META_EMBEDDER = b"solo_coo.embedder"
 VECTOR_INDEX_MIN_ROWS = 5_000
 # 4-bit RaBitQ codes rank well enough that re-scoring 2x the limit on full vectors gives the exact
 # top 10 at 100k rows: top-10 overlap with exact search 0.998, the query 11.6 ms p50; 1-bit codes
-# with 10x re-scored gave 0.974 in 12.6 ms (the vector search alone, same machine and queries).
+# with 10x re-scored gave 0.974 in 12.6 ms (ad-hoc timings of the vector search alone, same machine
+# and queries; bench/recall_scale.py prints the whole recall and the top-10 overlap).
 RQ_BITS = 4
 REFINE_FACTOR = 2
 # Past this many unindexed rows a search waits for the refresh rather than flat-scan them.
@@ -271,7 +272,7 @@ class SemanticStore:
         await self._load_scopes()
 
     async def _load_scopes(self, *names: str) -> None:
-        """Read which scopes the searched tables hold (~20 ms at 100k rows); callers hold the write lock."""
+        """Read which scopes the searched tables hold (~20 ms at 100k rows, ad hoc); callers hold the write lock."""
         for name in names or (TABLE, EPISODES):
             column = (await self._tables[name].query().select(["scope"]).to_arrow()).column("scope")
             self._scopes[name] = set(pc.unique(column).to_pylist())
@@ -592,8 +593,8 @@ class SemanticStore:
     async def _search(self, table: str, scope: str, build: Callable[[Any, Expr | None], Any]) -> list[dict[str, Any]]:
         """Run ``build(table, filter)``, unfiltered when ``scope`` is the only scope the table holds.
 
-        The scope prefilter costs ~4 ms at 100k rows (the vector search alone: 11.6 ms p50 with it,
-        7.9 ms without). Whether it is needed is known from what this process wrote; should the
+        The scope prefilter costs ~4 ms at 100k rows (an ad-hoc timing of the vector search alone:
+        11.6 ms p50 with it, 7.9 ms without). Whether it is needed is known from what this process wrote; should the
         table hold a scope it does not know of (rows written by another process), a row of it in
         the result shows it, and the search is made again, filtered.
         """

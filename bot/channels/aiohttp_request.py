@@ -1,8 +1,9 @@
 """python-telegram-bot's HTTP transport on aiohttp (a dependency already) instead of httpx.
 
-A ``sendMessage`` through PTB costs about half the CPU this way (0.5 against 1.0 ms a call in a
-microbenchmark against a local server); under a burst of chats the event loop's CPU per turn is what
-bounds the answers. PTB turns statuses and bodies into its errors (``RetryAfter``, ``BadRequest``,
+A Bot API call costs about half the CPU this way (an ad-hoc timing against a local server), and under
+a burst of chats the event loop's CPU per turn is what bounds the answers: ``python -m bench.deployed
+--runs 3`` answered the 20 x 10 burst in 1.44-1.59 s (medians of two sets) against 1.82 s on httpx.
+PTB turns statuses and bodies into its errors (``RetryAfter``, ``BadRequest``,
 ...) as with any transport; here, as in PTB's own httpx transport, a timeout becomes ``TimedOut`` and
 any other transport failure ``NetworkError``.
 
@@ -93,7 +94,7 @@ class AiohttpRequest(BaseRequest):
     def _proxy(self, url: str) -> str | None:
         """The proxy the environment names for ``url``'s host (HTTP(S)_PROXY, NO_PROXY), as httpx honoured
         them; read once per host: aiohttp's own ``trust_env`` reads the environment (and ~/.netrc) on
-        every request, which cost more CPU than the whole request."""
+        every request, which in an ad-hoc timing cost more CPU than the whole request."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
         if key not in self._proxies:
