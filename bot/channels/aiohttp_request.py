@@ -3,9 +3,9 @@
 A Bot API call costs about half the CPU this way (an ad-hoc timing against a local server), and under
 a burst of chats the event loop's CPU per turn is what bounds the answers: ``python -m bench.deployed
 --runs 3`` answered the 20 x 10 burst in 1.44-1.59 s (medians of two sets) against 1.82 s on httpx.
-PTB turns statuses and bodies into its errors (``RetryAfter``, ``BadRequest``,
-...) as with any transport; here, as in PTB's own httpx transport, a timeout becomes ``TimedOut`` and
-any other transport failure ``NetworkError``.
+PTB turns statuses and bodies into its errors (``RetryAfter``, ``BadRequest``, ...) as with any
+transport; here, as in PTB's own httpx transport, a timeout becomes ``TimedOut`` and any other
+transport failure ``NetworkError``.
 
 aiohttp has no write timeout: a request whose body cannot be written is bounded by the read timeout
 (both are seconds for Bot API calls).
