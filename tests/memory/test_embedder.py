@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,21 @@ async def test_the_embedder_works_again_after_aclose() -> None:
     await embedder.aclose()  # twice is fine
     again = await embedder.embed_query("Acme pays monthly.")
     assert np.allclose(first, again, atol=1e-6)
+
+
+async def test_every_call_runs_on_the_embedders_one_thread() -> None:
+    # OpenMP keeps a team of workers per calling thread: calls from many threads made teams contend.
+    def embedder_threads() -> set[int]:
+        return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("embedder")}
+
+    embedder = LocalEmbedder()
+    before = embedder_threads()
+    await asyncio.gather(
+        *(embedder.embed_query(f"question {i}") for i in range(6)),
+        *(embedder.embed_passages([f"passage {i}"]) for i in range(6)),
+    )
+    assert len(embedder_threads() - before) == 1
+    await embedder.aclose()
 
 
 def test_openmp_workers_spin_briefly_unless_the_user_chose() -> None:
