@@ -75,6 +75,29 @@ def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:
     return sum(4 + estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages)
 
 
+_TOOL_COSTS: dict[int, tuple[dict[str, Any], int]] = {}
+_MAX_TOOL_COSTS = 1_024
+
+
+def estimate_tool_tokens(tools: Sequence[dict[str, Any]]) -> int:
+    """Estimated prompt tokens of tool schemas, as :func:`estimate_message_tokens` counts them.
+
+    Tool schemas are built once and shared, never changed (``ToolSet.schemas``,
+    ``Registry.tool_schemas``), so each one's cost is kept by identity: encoding them anew twice a
+    turn was ~5 % of the event loop's CPU in a burst (``python -m bench.deployed --profile DIR
+    --profile-phase burst``). The entry holds the schema itself, so its id cannot be reused.
+    """
+    total = 0
+    for tool in tools:
+        known = _TOOL_COSTS.get(id(tool))
+        if known is None or known[0] is not tool:
+            known = (tool, estimate_message_tokens([tool]))
+            if len(_TOOL_COSTS) < _MAX_TOOL_COSTS:
+                _TOOL_COSTS[id(tool)] = known
+        total += known[1]
+    return total
+
+
 class LLMClient:
     """Calls the model, retrying 429/5xx/connection errors with backoff, and records usage and cost.
 
@@ -156,7 +179,7 @@ class LLMClient:
             raise ModelUnavailable("no model is configured")
         name = model or self._settings.model
         max_out = self._settings.max_completion_tokens
-        estimate = estimate_message_tokens([*messages, *tools])
+        estimate = estimate_message_tokens(messages) + estimate_tool_tokens(tools)
         hold: Hold | None = None
         if self._budget is not None:
             hold = await self._budget.reserve(workflow, name, estimate, max_out, session, limit)

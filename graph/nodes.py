@@ -13,7 +13,7 @@ from graph.action_tools import approval_id_for, build_action
 from graph.budget import BudgetExceeded
 from graph.context import Assembled, as_data, assemble, clip_text, extractive_summary, render_turns
 from graph.errors import ModelUnavailable, UserFacingError
-from graph.llm import estimate_message_tokens
+from graph.llm import estimate_tool_tokens
 from graph.policy import Risk
 from graph.recall import MAX_RECALL_QUERY_CHARS as MAX_RECALL_QUERY_CHARS
 from graph.recall import PROMPT_MEMORIES, Recalled, lexical_recall, query_of, semantic_recall
@@ -50,7 +50,7 @@ async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dic
     summary = state.get("summary", "")
     template = load_prompt("context")
     # The tool schemas travel with every call: they count against the budget too.
-    budget = ctx.context_budget - estimate_message_tokens(offered_tools(ctx))
+    budget = ctx.context_budget - estimate_tool_tokens(offered_tools(ctx))
 
     def build(summary: str, turns: list[dict[str, Any]], budget: int) -> Assembled:
         return assemble(system, template, summary, records, memories, turns, budget, repair_tool_history, facts)

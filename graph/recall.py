@@ -220,7 +220,7 @@ class ContactNames:
 
     async def current(self) -> list[Record]:
         """The live contacts (``Record`` objects), read again when the records table grew."""
-        row = await self._db.fetchone("SELECT MAX(rowid) FROM records")
+        row = await self._db.read_one("SELECT MAX(rowid) FROM records")
         stamp = int(row[0] or 0)
         if stamp != self._stamp:
             self._contacts = await self._records.all("contact")

@@ -212,8 +212,11 @@ class Database:
     path pays several times per message otherwise.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None) -> None:
+        """``reader`` (a read-only connection to the same file) serves :meth:`read_one` and the
+        message recalls, so a prompt's reads do not queue behind other chats' writes."""
         self._conn = conn
+        self._reader = reader or conn
         self._lock = asyncio.Lock()
         self._finishing: list[tuple[str, asyncio.Future[None]]] = []
         self._finisher: asyncio.Task[None] | None = None
@@ -231,6 +234,21 @@ class Database:
 
         result: T = await conn._execute(run)
         return result
+
+    async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Like :meth:`_on_thread`, on the reader's thread: sees only what is committed."""
+        conn = self._reader
+
+        def run() -> T:
+            return work(conn._conn)
+
+        result: T = await conn._execute(run)
+        return result
+
+    async def read_one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        """The first row of a query of committed data, on the reader (waits for no write)."""
+        values = tuple(args)
+        return await self._on_reader(lambda conn: _first_row(conn, sql, values))
 
     async def run_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction and one round trip.
@@ -439,7 +457,7 @@ class Database:
                 (match, floor or 0, limit * 4, *kinds, limit),
             ).fetchall()
 
-        return [_event(row) for row in await self._on_thread(work)]
+        return [_event(row) for row in await self._on_reader(work)]
 
     # -- inbox: at-most-once handling of platform deliveries (I3) -----------------------------
     async def claim_update(
@@ -552,14 +570,29 @@ async def connect_sqlite(path: Path, busy_timeout_ms: int) -> aiosqlite.Connecti
     return conn
 
 
+def _read_only_uri(path: Path) -> str:
+    return f"{path.absolute().as_uri()}?mode=ro"  # as_uri escapes what a URI would misread ("?", "#", "%")
+
+
+async def connect_reader(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
+    """Open a read-only connection to a SQLite file already in WAL mode (readers never block its writer)."""
+    conn = await aiosqlite.connect(_read_only_uri(path), uri=True, timeout=busy_timeout_ms / 1000)
+    await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    return conn
+
+
 @asynccontextmanager
 async def open_database(data_dir: Path, busy_timeout_ms: int = 5000) -> AsyncIterator[Database]:
     """Open (creating if needed) ``<data_dir>/coo.sqlite`` and close it on exit."""
-    conn = await connect_sqlite(data_dir / "coo.sqlite", busy_timeout_ms)
+    path = data_dir / "coo.sqlite"
+    conn = await connect_sqlite(path, busy_timeout_ms)
     try:
-        db = Database(conn)
-        await db.migrate()
-        yield db
+        await Database(conn).migrate()
+        reader = await connect_reader(path, busy_timeout_ms)
+        try:
+            yield Database(conn, reader)
+        finally:
+            await reader.close()
     finally:
         await conn.close()
 

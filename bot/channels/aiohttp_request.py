@@ -22,6 +22,8 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+_FORM = "application/x-www-form-urlencoded"
+
 
 class AiohttpRequest(BaseRequest):
     """One aiohttp session with at most ``connection_pool_size`` connections; timeouts in seconds (None: none)."""
@@ -81,8 +83,15 @@ class AiohttpRequest(BaseRequest):
         timeout = aiohttp.ClientTimeout(total=None, connect=waiting, sock_connect=connect, sock_read=read)
         try:
             # No redirects, as with PTB's httpx client: the token is in the URL and the body may be private.
+            data, headers = _body(request_data)
             request = session.request(
-                method, url, data=_body(request_data), timeout=timeout, allow_redirects=False, proxy=self._proxy(url)
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                proxy=self._proxy(url),
             )
             async with request as response:
                 return response.status, await response.read()
@@ -104,17 +113,21 @@ class AiohttpRequest(BaseRequest):
         return self._proxies[key]
 
 
-def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
-    """Form fields as PTB encodes them (nested values as JSON strings); files as a multipart body."""
+def _body(request_data: RequestData | None) -> tuple[aiohttp.FormData | bytes | None, dict[str, str] | None]:
+    """Form fields as PTB encodes them (nested values as JSON strings); files as a multipart body.
+
+    Without files the form is url-encoded here: given a dict, aiohttp builds a multipart writer
+    (and a random boundary) for every request before it settles on url-encoding.
+    """
     if request_data is None:
-        return None
-    fields = request_data.json_parameters
+        return None, None
     files = request_data.multipart_data
     if not files:
-        return fields
+        return request_data.url_encoded_parameters().encode(), {"Content-Type": _FORM}
+    fields = request_data.json_parameters
     form = aiohttp.FormData()
     for name, value in fields.items():
         form.add_field(name, value)
     for name, (filename, content, mimetype) in files.items():
         form.add_field(name, content, filename=filename, content_type=mimetype)
-    return form
+    return form, None

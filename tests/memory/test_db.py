@@ -117,3 +117,18 @@ async def test_finishes_arriving_together_are_all_written(tmp_path: Path) -> Non
         await asyncio.gather(*(db.finish_update(key) for key in keys))
         assert await db.pending_updates() == []
         assert await db.claim_updates([]) == []
+
+
+async def test_prompt_reads_go_to_the_reader_and_see_only_committed_data(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        await db.append_event("message.in", "telegram:1", {"text": "Orbit Coffee pays net 45"}, session="s")
+        async with db.transaction() as tx:
+            await tx.append_event("message.in", "telegram:1", {"text": "Orbit Coffee moved to net 60"}, session="s")
+            # While another chat's write is open, a prompt's reads do not see it (nor queue behind it).
+            found = await db.recall_messages(["orbit"], 5)
+            assert [e.payload["text"] for e in found] == ["Orbit Coffee pays net 45"]
+            assert (await db.read_one("SELECT COUNT(*) FROM events"))[0] == 1
+        assert (await db.read_one("SELECT COUNT(*) FROM events"))[0] == 2
+        assert len(await db.recall_messages(["orbit"], 5)) == 2
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await db.read_one("INSERT INTO events (at, actor, kind, payload) VALUES ('x', 'y', 'z', '{}')")
