@@ -1,12 +1,18 @@
 """Recall latency and ingestion rate of semantic memory at 10k and 100k notes in one scope.
 
-Usage: python bench/recall_scale.py [--sizes 10000 100000] [--queries 100] [--cache DIR]
+Usage: python bench/recall_scale.py [--sizes 10000 100000] [--queries 100] [--batch N] [--cache DIR]
 
 Notes are synthetic: 1,000 template sentences are embedded for real with the local model (cached),
 and each note is one of them plus a ticket number, stored with that sentence's vector plus small
 Gaussian noise (renormalised). So bulk ingestion does not wait for the embedder, yet the vectors have
 the structure of real ones; anything else the product embeds (episode summaries) goes to the real
 model. Every query is embedded for real, inside the timed ``recall`` call.
+
+The store is filled the way ``coo run`` fills it: ``add_many`` batches of the chat ingestor's size
+(``MemorySettings().ingest_batch``, 32), each written as it comes, the product's own background
+index refresh running as it goes; recall is timed right after the last batch is folded in (no
+maintenance pass). Larger batches (``--batch 5000``) leave fewer, larger pieces behind and
+flatter the figures: users' notes arrive a chat message at a time.
 
 Also printed: the longest event-loop stall seen while ingesting and recalling (a heartbeat task
 ticks every 5 ms), and the end-to-end ingestion rate of chat turns (``[date] Name: text``, batches
@@ -31,6 +37,7 @@ import numpy as np
 
 from memory import Note, open_memory
 from memory.embedder import LocalEmbedder
+from memory.settings import MemorySettings
 
 CACHE = Path.home() / ".cache" / "solo-coo-bench"
 NAMES = ["Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun"]
@@ -148,7 +155,9 @@ async def load_base(real: LocalEmbedder, cache: Path) -> tuple[list[str], np.nda
     return sentences, vectors
 
 
-async def one_size(size: int, real: LocalEmbedder, base: tuple[list[str], np.ndarray], n_queries: int) -> None:
+async def one_size(
+    size: int, real: LocalEmbedder, base: tuple[list[str], np.ndarray], n_queries: int, batch: int
+) -> None:
     sentences, base_vectors = base
     rng = np.random.default_rng(size)
     picks = rng.integers(0, len(sentences), size)
@@ -159,9 +168,9 @@ async def one_size(size: int, real: LocalEmbedder, base: tuple[list[str], np.nda
     with tempfile.TemporaryDirectory() as tmp, StallMeter() as stalls:
         async with open_memory(Path(tmp), embedder=embedder) as mem:
             started = time.perf_counter()
-            for start in range(0, size, 5_000):
+            for start in range(0, size, batch):
                 await mem.add_many(
-                    [Note(t, scope="bench", ref=f"t{start + i}") for i, t in enumerate(texts[start : start + 5_000])]
+                    [Note(t, scope="bench", ref=f"t{start + i}") for i, t in enumerate(texts[start : start + batch])]
                 )
             ingest = time.perf_counter() - started
             started = time.perf_counter()
@@ -186,7 +195,8 @@ async def one_size(size: int, real: LocalEmbedder, base: tuple[list[str], np.nda
                 overlap.append(len({h.ref for h in dense} & {f"t{i}" for i in exact}) / 10)
             stats = await mem.maintain()
     print(
-        f"{size:>7} notes | ingest {size / ingest:>8.0f} notes/s (precomputed vectors; {ingest:.1f}s) "
+        f"{size:>7} notes | ingest {size / ingest:>8.0f} notes/s "
+        f"(precomputed vectors, batches of {batch}; {ingest:.1f}s) "
         f"| index refresh {index:.1f}s | ANN index: {'yes' if stats.vector_index else 'no (exact scan)'}"
     )
     print(
@@ -217,7 +227,7 @@ async def real_ingest_rate(real: LocalEmbedder, count: int = 320) -> None:
     )
 
 
-async def run(sizes: list[int], n_queries: int, cache: Path) -> None:
+async def run(sizes: list[int], n_queries: int, batch: int, cache: Path) -> None:
     real = LocalEmbedder()
     base = await load_base(real, cache)
     print(
@@ -225,7 +235,7 @@ async def run(sizes: list[int], n_queries: int, cache: Path) -> None:
         f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
     for size in sizes:
-        await one_size(size, real, base, n_queries)
+        await one_size(size, real, base, n_queries, batch)
     await real_ingest_rate(real)
 
 
@@ -233,9 +243,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=MemorySettings().ingest_batch, help="notes per add_many call")
     parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
-    asyncio.run(run(args.sizes, args.queries, args.cache))
+    asyncio.run(run(args.sizes, args.queries, args.batch, args.cache))
 
 
 if __name__ == "__main__":

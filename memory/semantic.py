@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lancedb
 import numpy as np
@@ -43,6 +43,9 @@ from lancedb.index import FTS, BTree, IvfRq
 from memory.turns import parse
 
 log = logging.getLogger(__name__)
+
+VectorIndex = Literal["none", "current", "built"]
+"""The vector index after a check: absent (too few rows), up to date, or built just now."""
 
 TABLE = "notes"
 QUIET = "quiet"
@@ -60,6 +63,12 @@ VECTOR_INDEX_MIN_ROWS = 5_000
 # and queries; bench/recall_scale.py prints the whole recall and the top-10 overlap).
 RQ_BITS = 4
 REFINE_FACTOR = 2
+# Each refresh adds the new rows' part of the vector index as a segment of its own, and LanceDB 0.40
+# neither merges these nor compacts fragments that lie under different ones: a store filled by chat
+# batches had 28 segments and 28 fragments at 100k notes, and recall took 42.5 ms p50 where it takes
+# 26-30 ms on one segment and one fragment (ad-hoc timings, same notes and queries). Past this many
+# segments the index is built anew (~2.4 s at 100k rows, ad hoc), and the next compaction merges.
+MAX_VECTOR_SEGMENTS = 4
 # Past this many unindexed rows a search waits for the refresh rather than flat-scan them.
 INLINE_REFRESH_ROWS = 20_000
 # A background refresh (compaction plus index update) starts only once this many rows wait;
@@ -155,6 +164,11 @@ def reciprocal_rank_fusion(
             scores[key] = scores.get(key, 0.0) + weight / (k + rank)
             best[key] = min(best.get(key, rank), rank)
     return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))
+
+
+def _segments(index: Any) -> int:
+    """How many segments an index is in (each incremental update of a vector index adds one)."""
+    return int(getattr(index, "num_segments", None) or 1)
 
 
 def _rq_bits(index: Any) -> int | None:
@@ -338,16 +352,17 @@ class SemanticStore:
                 if replace or column not in have:
                     await table.create_index(column, config=config, replace=True)
 
-    async def _vector_index(self) -> bool:
-        """Build the ANN index once the table is big enough, or replace one of an older kind; report if one exists."""
+    async def _vector_index(self, max_segments: int = MAX_VECTOR_SEGMENTS) -> VectorIndex:
+        """Build the ANN index once the table is big enough, or anew when it is of an older kind or in
+        more than ``max_segments`` segments; report its state."""
         current = [index for index in await self._notes.list_indices() if index.columns == ["vector"]]
-        if current and _rq_bits(current[0]) == RQ_BITS:
-            return True
+        if current and _rq_bits(current[0]) == RQ_BITS and _segments(current[0]) <= max_segments:
+            return "current"
         if not current and await self._notes.count_rows() < VECTOR_INDEX_MIN_ROWS:
-            return False
+            return "none"
         config = IvfRq(distance_type="cosine", num_bits=RQ_BITS)
         await self._notes.create_index("vector", config=config, replace=True)
-        return True
+        return "built"
 
     def _check_present(self) -> None:
         # A deleted folder is not noticed by LanceDB's cached handles (a write even "succeeds" into
@@ -402,7 +417,8 @@ class SemanticStore:
             with _storage():
                 await self._notes.optimize()
                 await self._tables[EPISODES].optimize()
-                await self._vector_index()
+                if await self._vector_index() == "built":
+                    await self._notes.optimize()  # fragments under the old index's segments merge only now
             self._pending -= folded
 
     async def delete(self, where: Expr) -> int:
@@ -438,28 +454,36 @@ class SemanticStore:
             return await self._optimize_locked(prune)
 
     async def _optimize_locked(self, prune: bool) -> StoreStats:
+        cleanup = timedelta(0) if prune else None
+        passes = [await self._compact(cleanup, (TABLE, QUIET, EPISODES))]
+        self._pending = 0
+        with _storage():
+            # Outside the gate: building the index takes seconds at 100k rows, and searches go on.
+            # Maintenance leaves it in one segment, so the notes compact into one fragment.
+            index = await self._vector_index(max_segments=1)
+        if index == "built":  # fragments under the old index's segments merge only now
+            passes.append(await self._compact(cleanup, (TABLE,)))
+        with _storage():
+            rows = await self._notes.count_rows()
+        return StoreStats(
+            rows=rows,
+            fragments_removed=sum(p.compaction.fragments_removed for p in passes),
+            fragments_added=sum(p.compaction.fragments_added for p in passes),
+            old_versions_removed=sum(p.prune.old_versions_removed for p in passes),
+            bytes_removed=sum(p.prune.bytes_removed for p in passes),
+            vector_index=index != "none",
+        )
+
+    async def _compact(self, cleanup: timedelta | None, names: tuple[str, ...]) -> Any:
+        """Optimize the named tables (``notes`` first); LanceDB's stats of the first one."""
         # Lock order everywhere: the write lock first, then the gate.
         async with self._gate.exclusive():
             with warnings.catch_warnings(), _storage():
                 # Pruning everything is deliberate (forgotten notes must go); the gate keeps this
                 # process's searches off the old files, and the directory belongs to one process.
                 warnings.simplefilter("ignore", UserWarning)
-                cleanup = timedelta(0) if prune else None
-                stats = await self._notes.optimize(cleanup_older_than=cleanup)
-                for name in (QUIET, EPISODES):
-                    await self._tables[name].optimize(cleanup_older_than=cleanup)
-        self._pending = 0
-        with _storage():
-            has_vector_index = await self._vector_index()
-            rows = await self._notes.count_rows()
-        return StoreStats(
-            rows=rows,
-            fragments_removed=stats.compaction.fragments_removed,
-            fragments_added=stats.compaction.fragments_added,
-            old_versions_removed=stats.prune.old_versions_removed,
-            bytes_removed=stats.prune.bytes_removed,
-            vector_index=has_vector_index,
-        )
+                stats = [await self._tables[name].optimize(cleanup_older_than=cleanup) for name in names]
+        return stats[0]
 
     async def rewrite(
         self,
@@ -579,8 +603,12 @@ class SemanticStore:
         return await self._search(table, scope, build)
 
     async def text_search(self, text: str, scope: str, limit: int, table: str = TABLE) -> list[dict[str, Any]]:
-        """BM25 full-text matches on ``body`` within one scope; the query is taken as plain terms."""
-        columns = [*COLUMNS, "vector"] if table == TABLE else EPISODE_COLUMNS
+        """BM25 full-text matches on ``body`` within one scope; the query is taken as plain terms.
+
+        A note comes with every column and its vector; an episode with its id and scope only (recall
+        scores turns by their episode's match; its summary text is long and not needed).
+        """
+        columns = [*COLUMNS, "vector"] if table == TABLE else ["id", "scope"]
 
         def build(source: Any, where: Expr | None) -> Any:
             query = source.query().nearest_to_text(text, columns="body")

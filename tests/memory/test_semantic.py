@@ -395,6 +395,48 @@ async def test_a_vector_index_of_an_older_kind_is_replaced(tmp_path: Path, monke
     assert hits[0].ref == "b5"
 
 
+async def test_a_vector_index_split_by_refreshes_is_rebuilt_and_the_notes_compacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(semantic, "VECTOR_INDEX_MIN_ROWS", 300)
+    segments_seen = []
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        await mem.add_many([Note(f"bulk note {i} word{i}", scope="bulk", ref=f"b{i}") for i in range(400)])
+        await mem.refresh()
+        # Chat-sized batches, each folded in by a refresh: each adds a segment to the vector index.
+        for batch in range(2 * semantic.MAX_VECTOR_SEGMENTS + 1):
+            notes = [
+                Note(f"chat {batch} line {i} topic{batch}x{i}", scope="bulk", ref=f"c{batch}-{i}") for i in range(20)
+            ]
+            await mem.add_many(notes)
+            await mem.refresh()
+            segments_seen.append(await vector_segments(tmp_path))
+        stats = await mem.maintain()
+        hits = await mem.recall("chat 7 line 3 topic7x3", k=3, scope="bulk", mode="dense")
+    # Rebuilt in one segment whenever a refresh takes it past the limit.
+    assert max(segments_seen) == semantic.MAX_VECTOR_SEGMENTS and 1 in segments_seen, segments_seen
+    assert stats.vector_index and hits[0].ref == "c7-3"
+    db = await lancedb.connect_async(str(tmp_path / "lancedb"))
+    notes = await db.open_table(semantic.TABLE)
+    try:
+        fragments = (await notes.stats())["fragment_stats"]["num_fragments"]
+        assert (await vector_segments(tmp_path), fragments) == (1, 1)
+    finally:
+        notes.close()
+        db.close()
+
+
+async def vector_segments(root: Path) -> int:
+    db = await lancedb.connect_async(str(root / "lancedb"))
+    notes = await db.open_table(semantic.TABLE)
+    try:
+        [index] = [index for index in await notes.list_indices() if index.columns == ["vector"]]
+        return int(index.num_segments or 1)
+    finally:
+        notes.close()
+        db.close()
+
+
 async def vector_index_bits(table: Any) -> int:
     [index] = [index for index in await table.list_indices() if index.columns == ["vector"]]
     return int(index.index_details["compression"]["num_bits"])
