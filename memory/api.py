@@ -487,6 +487,7 @@ class Memory:
         scored = _score(
             list(candidates.values()),
             vector,
+            query,
             speakers=speakers_named(query, state.speakers) if full else set(),
             window=time_window(query, self._clock()) if full else None,
             episodes=episode_scores,
@@ -681,9 +682,23 @@ def _episode_scores(lexical: list[dict[str, Any]]) -> dict[str, float]:
     return {row["id"]: float(score) for row, score in zip(lexical, scaled, strict=True)}
 
 
+def _floor_reference(rows: list[dict[str, Any]], cosines: np.ndarray, question: str) -> float:
+    """The best cosine to the question among candidates that are not the question itself.
+
+    A chat's recall may run for a message that is already stored: that note matches the question
+    almost exactly and says nothing about how close the others must be.
+    """
+    asked = question.strip().casefold()
+    for i in np.argsort(-cosines):
+        if turns.parse(rows[i]["text"]).body.casefold() != asked:
+            return float(cosines[i])
+    return float(cosines.max())
+
+
 def _score(
     rows: list[dict[str, Any]],
     vector: np.ndarray,
+    question: str,
     *,
     speakers: set[str],
     window: TimeWindow | None,
@@ -702,7 +717,7 @@ def _score(
         scores += TIME_BONUS * np.array([window.contains(row["at"]) for row in rows], dtype=np.float32)
     if episodes:
         scores += EPISODE_WEIGHT * np.array([episodes.get(row["episode"], 0.0) for row in rows], dtype=np.float32)
-    lowest = float(cosines.max()) - FLOOR_BELOW_BEST if floor else -np.inf
+    lowest = _floor_reference(rows, cosines, question) - FLOOR_BELOW_BEST if floor else -np.inf
     keep = [i for i in range(len(rows)) if bm25[i] > 0 or cosines[i] >= lowest]
     keep.sort(key=lambda i: (-scores[i], rows[i]["seq"], rows[i]["id"]))
     return [(rows[i], float(scores[i])) for i in keep]

@@ -223,6 +223,21 @@ async def test_unrelated_notes_fall_below_the_floor(tmp_path: Path) -> None:
     assert [h.ref for h in hits] == ["acme"]
 
 
+async def test_the_question_already_remembered_does_not_raise_the_floor_over_its_answer(tmp_path: Path) -> None:
+    # A chat's prepared recall runs for a message that ingestion may have stored already: that note
+    # is the question itself (cosine ~1), and must not push the paraphrased answer under the floor.
+    question = "when do the espresso people settle up?"
+    async with open_memory(tmp_path, embedder=LocalEmbedder()) as mem:
+        await mem.add_many(
+            [
+                Note("[3 May 2024] operator: Orbit Coffee pays on net 45 terms.", at=DAY1, ref="fact", source="chat:t"),
+                Note(f"[4 May 2024] operator: {question}", at=DAY2, ref="question", source="chat:t"),
+            ]
+        )
+        hits = await mem.recall(question, k=6)
+    assert [h.ref for h in hits] == ["question", "fact"]
+
+
 async def test_long_inputs_are_capped_and_chunked(tmp_path: Path) -> None:
     embedder = RecordingEmbedder()
     filler = "The weekly status call covered hiring and the roadmap. "
