@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -132,3 +133,11 @@ async def test_prompt_reads_go_to_the_reader_and_see_only_committed_data(tmp_pat
         assert len(await db.recall_messages(["orbit"], 5)) == 2
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             await db.read_one("INSERT INTO events (at, actor, kind, payload) VALUES ('x', 'y', 'z', '{}')")
+
+
+async def test_the_reader_opens_a_data_dir_whose_name_a_uri_would_misread(tmp_path: Path) -> None:
+    data_dir = tmp_path / "Acme #1 ?draft 100% ü"
+    async with open_database(data_dir) as db:
+        await db.append_event("message.in", "telegram:1", {"text": "Orbit Coffee pays net 45"}, session="s")
+        assert [e.payload["text"] for e in await db.recall_messages(["orbit"], 5)] == ["Orbit Coffee pays net 45"]
+    assert os.listdir(tmp_path) == [data_dir.name]  # no stray file beside it
