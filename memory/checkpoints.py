@@ -23,6 +23,8 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
 
+from memory.db import on_thread
+
 _LATEST = (
     "SELECT thread_id, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
     "WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1"
@@ -55,15 +57,8 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
             await super().setup()
 
     async def _on_thread(self, work: Any) -> Any:
-        # aiosqlite (pinned) has no public call that runs several statements in one round trip; its
-        # ``_execute`` is the call each of its public methods is built on.
-        conn = self.conn
-
-        def run() -> Any:
-            return work(conn._conn)
-
         async with self.lock:
-            return await conn._execute(run)
+            return await on_thread(self.conn, work)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names (or the thread's latest) with its pending writes."""

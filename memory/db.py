@@ -204,6 +204,21 @@ class Transaction:
         return written.lastrowid
 
 
+async def on_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` with the plain ``sqlite3`` connection on aiosqlite's thread, in order with every
+    other call on ``conn``: several statements in one round trip.
+
+    aiosqlite (pinned) offers no public call for that; its ``_execute`` is the call every public
+    method is built on.
+    """
+
+    def run() -> T:
+        return work(conn._conn)
+
+    result: T = await conn._execute(run)
+    return result
+
+
 class Database:
     """Typed access to the application database. Construct with :func:`open_database`.
 
@@ -222,28 +237,12 @@ class Database:
         self._finisher: asyncio.Task[None] | None = None
 
     async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` with the connection on aiosqlite's thread, in order with every other call.
-
-        aiosqlite (pinned) offers no public call that runs several statements in one round trip;
-        its ``_execute`` is the call every public method is built on.
-        """
-        conn = self._conn
-
-        def run() -> T:
-            return work(conn._conn)
-
-        result: T = await conn._execute(run)
-        return result
+        """Run ``work`` on the writer's thread, in order with every other call on it."""
+        return await on_thread(self._conn, work)
 
     async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Like :meth:`_on_thread`, on the reader's thread: sees only what is committed."""
-        conn = self._reader
-
-        def run() -> T:
-            return work(conn._conn)
-
-        result: T = await conn._execute(run)
-        return result
+        """Run ``work`` on the reader's thread: it sees only what is committed."""
+        return await on_thread(self._reader, work)
 
     async def read_one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """The first row of a query of committed data, on the reader (waits for no write)."""
@@ -587,10 +586,11 @@ async def open_database(data_dir: Path, busy_timeout_ms: int = 5000) -> AsyncIte
     path = data_dir / "coo.sqlite"
     conn = await connect_sqlite(path, busy_timeout_ms)
     try:
-        await Database(conn).migrate()
-        reader = await connect_reader(path, busy_timeout_ms)
+        reader = await connect_reader(path, busy_timeout_ms)  # the file exists and is in WAL mode now
         try:
-            yield Database(conn, reader)
+            db = Database(conn, reader)
+            await db.migrate()
+            yield db
         finally:
             await reader.close()
     finally:
