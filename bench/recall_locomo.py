@@ -59,7 +59,11 @@ RETRIEVERS = ("solo-coo recall", "BM25 alone", "LanceDB hybrid")
 
 
 class CachedEmbedder:
-    """Wraps an embedder with an on-disk cache keyed by model, kind and text."""
+    """Wraps an embedder with an on-disk cache keyed by model, engine, kind and text.
+
+    The engine is part of the key: the local model kept its name when its engine changed (the
+    vectors are close, not equal), and a figure must come from the engine the product runs.
+    """
 
     def __init__(self, inner: Embedder, path: Path) -> None:
         self._inner = inner
@@ -78,7 +82,8 @@ class CachedEmbedder:
         return await self._inner.dimension()
 
     def _key(self, kind: str, text: str) -> str:
-        return hashlib.sha256(f"{self.name}\0{kind}\0{text}".encode()).hexdigest()
+        engine = getattr(self._inner, "engine", "")
+        return hashlib.sha256(f"{self.name}\0{engine}\0{kind}\0{text}".encode()).hexdigest()
 
     async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         keys = [self._key("p", t) for t in texts]

@@ -146,7 +146,8 @@ class StallMeter:
 
 async def load_base(real: LocalEmbedder, cache: Path) -> tuple[list[str], np.ndarray]:
     sentences = base_sentences()
-    path = cache / f"scale-base-{BASE_COUNT}.npy"
+    # Per engine: the local model kept its name when its engine changed, and its vectors did not.
+    path = cache / f"scale-base-{BASE_COUNT}-{real.engine.replace('/', '-')}.npy"
     if path.exists():
         return sentences, np.load(path)
     vectors = await real.embed_passages(sentences)

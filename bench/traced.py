@@ -222,7 +222,7 @@ def _kind(name: str) -> str:
     if name.startswith("asyncio_"):
         return "asyncio.to_thread pool (embedder)"
     if name == "python":
-        return "unnamed native threads (libgomp OpenMP workers)"
+        return "unnamed native threads"
     return name.rstrip("0123456789-_ ") or name
 
 

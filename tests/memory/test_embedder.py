@@ -21,14 +21,13 @@ from aiohttp import web
 
 from memory import Note, open_memory
 from memory.embedder import (
+    BACKGROUND_NICE,
     LOCAL_DIM,
     MAX_CHARS_PER_CALL,
     MAX_EMBED_CHARS,
-    OPENMP_SPIN_COUNT,
     LocalEmbedder,
     OpenAIEmbedder,
     bounded_batches,
-    configure_openmp,
     make_embedder,
 )
 from memory.settings import EmbeddingsSettings
@@ -230,7 +229,7 @@ async def test_the_embedder_works_again_after_aclose() -> None:
 
 
 async def test_every_call_runs_on_the_embedders_one_thread() -> None:
-    # OpenMP keeps a team of workers per calling thread: calls from many threads made teams contend.
+    # One thread of its own: never the loop's shared pool, never two engine calls at once.
     def embedder_threads() -> set[int]:
         return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("embedder")}
 
@@ -244,11 +243,14 @@ async def test_every_call_runs_on_the_embedders_one_thread() -> None:
     await embedder.aclose()
 
 
-def test_openmp_workers_spin_briefly_unless_the_user_chose() -> None:
-    empty: dict[str, str] = {}
-    configure_openmp(empty)
-    assert empty == {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT}
-    for chosen in ({"OMP_WAIT_POLICY": "active"}, {"GOMP_SPINCOUNT": "10000"}):
-        environ = dict(chosen)
-        configure_openmp(environ)
-        assert environ == chosen
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+async def test_the_embedder_thread_runs_at_a_lower_priority_than_the_bot() -> None:
+    embedder = LocalEmbedder()
+    await embedder.embed_query("Acme pays monthly.")
+    threads = [t for t in threading.enumerate() if t.name.startswith("embedder") and t.native_id]
+    assert threads
+    main = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id or 0)
+    for thread in threads:
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id or 0) == min(19, main + BACKGROUND_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main  # the caller is untouched
+    await embedder.aclose()
