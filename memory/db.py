@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from memory.term_counts import TermCounts
+
 MESSAGE_KINDS = ("message.in", "message.out")
 
 _SCHEMA = """
@@ -232,6 +234,7 @@ class Database:
         message recalls, so a prompt's reads do not queue behind other chats' writes."""
         self._conn = conn
         self._reader = reader or conn
+        self._term_counts = TermCounts("message_fts_terms")  # used on the reader's thread only
         self._lock = asyncio.Lock()
         self._finishing: list[tuple[str, asyncio.Future[None]]] = []
         self._finisher: asyncio.Task[None] | None = None
@@ -415,7 +418,8 @@ class Database:
         messages ``/forget`` removed from memory are left out.
 
         Its cost stays flat as the log grows: at most ``RECALL_WINDOW`` messages are ranked (an OR of
-        every word would rank every message with a common one: 20 ms at 20k events, and growing). A rare
+        every word would rank every message with a common one: 20 ms at 20k events, and growing), and
+        the words' document counts are reused until the log has grown (``memory.term_counts``). A rare
         word (a name, an invoice number) reaches all the way back; when even the rarest word is common,
         its newest messages are ranked.
         """
@@ -425,17 +429,15 @@ class Database:
         kind_marks = ", ".join("?" * len(kinds))
 
         def work(conn: sqlite3.Connection) -> list[Any]:
+            (log_size,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+            counts = self._term_counts.documents(conn, terms, log_size)
             rare: list[str] = []
             matches = 0
-            for term, docs in conn.execute(
-                f"SELECT term, doc FROM message_fts_terms WHERE term IN ({', '.join('?' * len(terms))}) "
-                "ORDER BY doc, term LIMIT ?",
-                (*terms, RECALL_TERMS),
-            ):
-                if rare and matches + docs > RECALL_WINDOW:
+            for term in sorted((t for t in terms if counts[t]), key=lambda t: (counts[t], t))[:RECALL_TERMS]:
+                if rare and matches + counts[term] > RECALL_WINDOW:
                     break  # a commoner word would only bring recent messages in
                 rare.append(term)
-                matches += docs
+                matches += counts[term]
             if not rare:
                 return []
             match = " OR ".join(f'"{term}"' for term in rare)
