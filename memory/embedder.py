@@ -11,6 +11,7 @@ lock shared by every chat, so each hold is bounded: at most ``batch_size`` texts
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -26,12 +27,14 @@ from memory.settings import EmbeddingsSettings
 if TYPE_CHECKING:
     import openai
 
+log = logging.getLogger(__name__)
+
 LOCAL_DIM = 384
 # Nothing longer is embedded (about one 512-token window; longer inputs would be cut at 510 tokens
 # anyway); callers chunk long texts and cap queries.
 MAX_EMBED_CHARS = 1_000
-# Bound on the work done under the model's shared lock in one call (~40 ms of CPU), so a chat's
-# query never waits long behind background ingestion.
+# Bound on the work done under the model's shared lock in one call (~0.1 s of CPU for 2,000
+# characters of English), so a chat's query never waits long behind background ingestion.
 MAX_CHARS_PER_CALL = 2_000
 # How much lower the embedder thread's scheduling priority is than the rest of the bot's.
 BACKGROUND_NICE = 10
@@ -76,9 +79,14 @@ def lower_thread_priority() -> None:
     Embedding is background work: when it and a reply want the same core, the reply should win.
     Linux schedules threads individually, so only this thread is affected.
     """
-    if sys.platform.startswith("linux"):
-        tid = threading.get_native_id()
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+    except OSError as exc:
+        # A sandbox may refuse it; embedding at normal priority is slower for replies, not wrong.
+        log.warning("could not lower the embedder thread's priority: %s", exc)
 
 
 def _capped(text: str) -> str:
