@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
@@ -133,6 +134,9 @@ class LLMClient:
                 api_key=key,
                 timeout=settings.timeout_s,
                 max_retries=0,  # we retry ourselves so that every attempt is visible and bounded
+                # aiohttp under the SDK instead of httpx: less event-loop CPU per call (bench.deployed,
+                # paired single runs: bursts 2.27 / 2.37 s against 2.61 / 2.64 s with httpx).
+                http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s),
             )
 
     @property
@@ -276,13 +280,26 @@ class LLMClient:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return "the model did not answer in time"
     if isinstance(exc, openai.APIConnectionError):
         return "cannot connect to the model endpoint"
     if isinstance(exc, openai.APIStatusError):
         return f"the model endpoint answered HTTP {exc.status_code}"
     return type(exc).__name__
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the connection could not be opened at all (refused, no such host).
+
+    The SDK's aiohttp transport reports that as a connect *timeout*; the cause it chains says otherwise.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _parse(response: Any) -> ModelReply:
