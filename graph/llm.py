@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
@@ -281,7 +280,7 @@ class LLMClient:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
+    if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
         return "the model did not answer in time"
     if isinstance(exc, openai.APIConnectionError):
         return "cannot connect to the model endpoint"
@@ -290,17 +289,19 @@ def _describe(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _refused(exc: BaseException) -> bool:
-    """True when the connection could not be opened at all (refused, no such host).
+def _timed_out(exc: openai.APITimeoutError) -> bool:
+    """Whether the model really did not answer in time.
 
-    The SDK's aiohttp transport reports that as a connect *timeout*; the cause it chains says otherwise.
+    The SDK's aiohttp transport reports a refused, unresolvable or dropped connection as a timeout
+    too; what it chains tells them apart: a real timeout has a ``TimeoutError`` under it (a bare one
+    is taken at its word).
     """
-    seen: BaseException | None = exc
+    causes: list[BaseException] = []
+    seen = exc.__cause__ or exc.__context__
     while seen is not None:
-        if isinstance(seen, aiohttp.ClientConnectorError | ConnectionRefusedError):
-            return True
+        causes.append(seen)
         seen = seen.__cause__ or seen.__context__
-    return False
+    return not causes or any(isinstance(cause, TimeoutError) for cause in causes)
 
 
 def _parse(response: Any) -> ModelReply:

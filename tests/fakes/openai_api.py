@@ -35,6 +35,8 @@ class Scripted:
     status: int = 200
     delay_s: float = 0.0
     usage: bool = True
+    drop: bool = False
+    """Close the connection instead of answering."""
 
 
 class FakeOpenAI:
@@ -153,6 +155,10 @@ class FakeOpenAI:
             step = Scripted(content=f"echo: {_last_user(body)[: self.echo_limit]}")
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
+        if step.drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         if step.status != 200:
             return web.json_response(
                 {"error": {"message": f"scripted {step.status}", "type": "server"}}, status=step.status

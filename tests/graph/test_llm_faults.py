@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
@@ -108,3 +110,56 @@ async def test_offline_mode_without_configuration(tmp_path: Path) -> None:
     assert "COO_LLM__BASE_URL" in chan.sent[0].text
     assert "the invoice for Acme is 400 EUR" in chan.sent[1].text
     assert "can't reach the model" not in chan.sent[1].text
+
+
+async def test_model_calls_go_through_the_proxy_the_environment_names(
+    tmp_path: Path, fake_llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake answers absolute-form requests as a proxy would forward them.
+    monkeypatch.setenv("HTTP_PROXY", fake_llm.base_url.removesuffix("/v1"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fake_llm.reply("via the proxy")
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, base_url="http://model.invalid/v1", max_attempts=1))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("hi", 1))
+    assert [m.text for m in chan.sent] == ["via the proxy"]
+
+
+async def test_no_proxy_hosts_are_reached_directly(
+    tmp_path: Path, fake_llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    fake_llm.reply("direct")
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=1))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("hi", 1))
+    assert [m.text for m in chan.sent] == ["direct"]
+
+
+async def test_a_dropped_connection_is_told_as_one_not_as_a_timeout(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script.extend([Scripted(drop=True), Scripted(drop=True)])
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, max_attempts=2))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("anyone?", 1))
+        outcomes = [c.outcome for c in await rt.ledger.calls()]
+    assert len(fake_llm.chat_requests) == 2
+    assert outcomes == ["error: cannot connect to the model endpoint"] * 2
+    assert "cannot connect to the model endpoint" in chan.sent[0].text
+
+
+async def test_an_unknown_host_is_told_as_cannot_connect(tmp_path: Path) -> None:
+    llm = {"base_url": "http://model.invalid/v1", "api_key": "k", "model": "m", "retry_base_s": 0.01, "max_attempts": 1}
+    settings = make_settings(tmp_path, llm=llm)
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(msg("anyone?", 1))
+    assert "cannot connect to the model endpoint" in chan.sent[0].text
