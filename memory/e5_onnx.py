@@ -353,6 +353,6 @@ class OnnxE5:
         for row, text in enumerate(texts):
             ids = self.token_ids(text, is_query)
             inputs = dequantize(self._words[ids]) + self._positions[: len(ids)] + self._token_type
-            pooled = self._session.run(None, {"embeddings": inputs[None].astype(np.float32)})[0][0]
+            pooled = self._session.run(None, {"embeddings": inputs[None]})[0][0]
             out[row] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
         return out

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,16 +188,48 @@ async def test_memory_over_the_openai_embedder(
     assert client.is_closed()
 
 
-class HoldRecordingEmbedder(LocalEmbedder):
-    """The real local model, recording what each call under the model's lock was given."""
+@dataclass(frozen=True)
+class EngineCall:
+    texts: list[str]
+    is_query: bool
+    thread: str
+    priority: int | None  # the thread's nice value (Linux only)
+
+
+class CallRecordingEmbedder(LocalEmbedder):
+    """The real local model, recording every call under the model's lock (what it was given, on
+    which thread, at which priority) and how many engine calls ever overlapped."""
 
     def __init__(self) -> None:
-        super().__init__(batch_size=32)
-        self.holds: list[list[str]] = []
+        super().__init__()
+        self.calls: list[EngineCall] = []
+        self.running = 0
+        self.most_at_once = 0
 
-    def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
-        self.holds.append(list(texts))
-        return super()._run(texts, is_query)
+    @property
+    def holds(self) -> list[list[str]]:
+        return [call.texts for call in self.calls]
+
+    def _load(self) -> Any:
+        return _Recorded(super()._load(), self)
+
+
+class _Recorded:
+    def __init__(self, engine: Any, recorder: CallRecordingEmbedder) -> None:
+        self._engine = engine
+        self._recorder = recorder
+
+    def embed(self, texts: list[str], is_query: bool) -> np.ndarray:
+        recorder = self._recorder
+        linux = sys.platform.startswith("linux")
+        priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if linux else None
+        recorder.calls.append(EngineCall(list(texts), is_query, threading.current_thread().name, priority))
+        recorder.running += 1
+        recorder.most_at_once = max(recorder.most_at_once, recorder.running)
+        try:
+            return self._engine.embed(texts, is_query)
+        finally:
+            recorder.running -= 1
 
 
 def test_bounded_batches() -> None:
@@ -207,7 +240,7 @@ def test_bounded_batches() -> None:
 
 
 async def test_each_lock_hold_is_bounded_and_long_inputs_are_cut() -> None:
-    embedder = HoldRecordingEmbedder()
+    embedder = CallRecordingEmbedder()
     texts = [f"Paragraph {i}: " + "the weekly status call covered hiring and the roadmap. " * 16 for i in range(6)]
     vectors = await embedder.embed_passages(texts)
     query = await embedder.embed_query("status call " * 10_000)
@@ -228,34 +261,6 @@ async def test_the_embedder_works_again_after_aclose() -> None:
     assert np.allclose(first, again, atol=1e-6)
 
 
-class CallRecordingEmbedder(LocalEmbedder):
-    """Records every engine call's kind, thread and priority, and how many engine calls overlapped."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[bool, str, int]] = []
-        self.running = 0
-        self.most_at_once = 0
-
-    def _load(self) -> Any:
-        engine = super()._load()
-        recorder = self
-
-        class Counting:
-            def embed(self, texts: list[str], is_query: bool) -> np.ndarray:
-                thread = threading.current_thread().name
-                priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-                recorder.calls.append((is_query, thread, priority))
-                recorder.running += 1
-                recorder.most_at_once = max(recorder.most_at_once, recorder.running)
-                try:
-                    return engine.embed(texts, is_query)
-                finally:
-                    recorder.running -= 1
-
-        return Counting()
-
-
 async def test_queries_and_passages_run_on_their_own_threads_never_at_once() -> None:
     embedder = CallRecordingEmbedder()
     long_passage = "The weekly call covered hiring, the roadmap and the Acme renewal terms. " * 12
@@ -263,9 +268,9 @@ async def test_queries_and_passages_run_on_their_own_threads_never_at_once() -> 
         *(embedder.embed_query(f"question {i} about the renewal terms and hiring") for i in range(8)),
         *(embedder.embed_passages([f"{i}: {long_passage}"]) for i in range(8)),
     )
-    assert {name for is_query, name, _ in embedder.calls if is_query} == {"embedder-query_0"}
-    assert {name for is_query, name, _ in embedder.calls if not is_query} == {"embedder-passages_0"}
-    assert threading.current_thread().name not in {name for _, name, _ in embedder.calls}
+    assert {call.thread for call in embedder.calls if call.is_query} == {"embedder-query_0"}
+    assert {call.thread for call in embedder.calls if not call.is_query} == {"embedder-passages_0"}
+    assert threading.current_thread().name not in {call.thread for call in embedder.calls}
     # The engine's lock: a query and a batch of passages are never embedded together.
     assert embedder.most_at_once == 1
     await embedder.aclose()
@@ -277,7 +282,7 @@ async def test_passages_are_embedded_at_a_lower_priority_than_the_bot_and_querie
     await embedder.embed_query("Acme pays monthly.")
     await embedder.embed_passages(["Acme pays monthly."])
     main = os.getpriority(os.PRIO_PROCESS, threading.main_thread().native_id or 0)
-    priorities = {is_query: priority for is_query, _, priority in embedder.calls}
+    priorities = {call.is_query: call.priority for call in embedder.calls}
     assert priorities == {True: main, False: min(19, main + BACKGROUND_NICE)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main  # the caller is untouched
     await embedder.aclose()
