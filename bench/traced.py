@@ -220,7 +220,7 @@ def _kind(name: str) -> str:
     if "_connection_worker_thread" in name:
         return "aiosqlite worker threads"
     if name.startswith("asyncio_"):
-        return "asyncio.to_thread pool (embedder)"
+        return "asyncio.to_thread pool"
     if name == "python":
         return "unnamed native threads"
     return name.rstrip("0123456789-_ ") or name

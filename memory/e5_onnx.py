@@ -65,12 +65,12 @@ class PackedModel:
 
     def f32(self, name: str) -> np.ndarray:
         """A float32 tensor, copied out of the file."""
-        dtype, count, offset = self._entry(name, _F32)
+        _, count, offset = self._entry(name, _F32)
         return np.frombuffer(self.data, dtype="<f4", count=count, offset=offset).astype(np.float32)
 
     def q4_blocks(self, name: str, rows: int) -> np.ndarray:
         """A Q4_0 matrix's raw blocks, shape (rows, cols // 32, 18), still in the file."""
-        dtype, count, offset = self._entry(name, _Q4)
+        _, count, offset = self._entry(name, _Q4)
         per_row = count // rows // _QK
         return np.frombuffer(self.data, dtype=np.uint8, count=rows * per_row * _BLOCK_BYTES, offset=offset).reshape(
             rows, per_row, _BLOCK_BYTES
