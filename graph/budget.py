@@ -10,7 +10,7 @@ from datetime import datetime
 
 from graph.periods import period_start
 from graph.pricing import PriceTable
-from memory.control import Budget, ControlStore
+from memory.control import Budget, ControlStore, budgets_in, delete_key_in
 from memory.db import Database, utcnow
 from memory.ledger import Booking, CostLedger, Hold
 
@@ -112,17 +112,20 @@ class BudgetGuard:
         Raises BudgetExceeded, holding nothing, when the call would cross a cap. Near a cap the
         cheaper model is chosen when one is configured (the hold says which model to call).
         """
-        caps = [b for b in await self._store.budgets() if b.scope in ("all", workflow)]
         now = utcnow()
-        async with self._ledger.booking() as book:
-            verdict = await self._decide(
-                book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit
-            )
+
+        def decide(book: Booking) -> _Verdict:
+            # Caps, spend and the hold in one transaction and one round trip to SQLite's thread.
+            caps = [b for b in budgets_in(book.conn) if b.scope in ("all", workflow)]
+            verdict = self._decide(book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit)
+            if verdict.hold is not None and (caps or limit is not None):
+                delete_key_in(book.conn, f"budget.open:{workflow}")  # fits again (new period or a raised cap)
+            return verdict
+
+        verdict = await self._ledger.book(decide)
         if verdict.over is not None:
             return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
         assert verdict.hold is not None
-        if caps or limit is not None:
-            await self._store.delete(f"budget.open:{workflow}")  # fits again (new period or a raised cap)
         if verdict.near is not None:
             cap, spent = verdict.near
             started = period_start(cap.period, now, self._tz).date()
@@ -131,7 +134,7 @@ class BudgetGuard:
                 await self._on_alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
         return verdict.hold
 
-    async def _decide(
+    def _decide(
         self,
         book: Booking,
         caps: list[Budget],
@@ -145,12 +148,12 @@ class BudgetGuard:
     ) -> _Verdict:
         estimate = self._prices.price(model).cost(prompt_tokens, max_completion)
         spent = [
-            await book.spent(period_start(cap.period, now, self._tz), None if cap.scope == "all" else workflow)
+            book.spent(period_start(cap.period, now, self._tz), None if cap.scope == "all" else workflow)
             for cap in caps
         ]
         if limit is not None:
             caps = [*caps, Budget(workflow, "total", limit.amount)]  # type: ignore[arg-type]
-            spent.append(await book.spent(limit.since, workflow))
+            spent.append(book.spent(limit.since, workflow))
         over, near = _check(caps, spent, estimate)
         chosen, cost = model, estimate
         if (over or near) and self._cheap and self._cheap != model:
@@ -161,7 +164,7 @@ class BudgetGuard:
                 chosen, cost, near, over = self._cheap, cheap_cost, near or over, None
         if over is not None:
             return _Verdict(None, over, near, estimate)
-        hold = await book.hold(session, workflow, chosen, prompt_tokens, cost)
+        hold = book.hold(session, workflow, chosen, prompt_tokens, cost)
         return _Verdict(hold, None, near, estimate)
 
     async def _over_cap(
@@ -171,8 +174,8 @@ class BudgetGuard:
         cap, spent = verdict.over
         if await self._store.delete(f"budget.once:{workflow}"):
             log.info("budget: %s allowed one call over its cap on the operator's request", workflow)
-            async with self._ledger.booking() as book:
-                return await book.hold(session, workflow, model, prompt_tokens, verdict.estimate)
+            estimate = verdict.estimate
+            return await self._ledger.book(lambda book: book.hold(session, workflow, model, prompt_tokens, estimate))
         alert = BudgetAlert("exceeded", workflow, cap, spent, verdict.estimate, session)
         first = await self._store.put_new(f"budget.open:{workflow}", {"scope": cap.scope, "period": cap.period})
         await self._db.append_event(

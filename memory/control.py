@@ -4,6 +4,8 @@ and schedule slots that make a job run once per slot even across processes."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,12 +57,7 @@ class ControlStore:
 
     async def budgets(self) -> list[Budget]:
         """Every cap, "all" first."""
-        rows = [
-            Budget(r[0], r[1], float(r[2]))
-            for r in await self._db.fetchall("SELECT scope, period, amount FROM budgets")
-        ]
-        order = {p: i for i, p in enumerate(PERIODS)}
-        return sorted(rows, key=lambda b: (b.scope != "all", b.scope, order[b.period]))
+        return _ordered(await self._db.fetchall(_BUDGETS))
 
     async def set_budget(self, budget: Budget) -> None:
         """Set (or replace) one cap."""
@@ -99,7 +96,7 @@ class ControlStore:
 
     async def delete(self, key: str) -> bool:
         """Remove a key; True when it existed."""
-        return (await self._db.write("DELETE FROM kv WHERE key = ?", (key,))).rowcount == 1
+        return (await self._db.write(_DELETE_KEY, (key,))).rowcount == 1
 
     async def keys(self, prefix: str) -> dict[str, Any]:
         """Every key with a prefix, with its value."""
@@ -116,3 +113,23 @@ class ControlStore:
             (job, slot, utcnow().isoformat()),
         )
         return written.rowcount == 1
+
+
+_BUDGETS = "SELECT scope, period, amount FROM budgets"
+_DELETE_KEY = "DELETE FROM kv WHERE key = ?"
+
+
+def budgets_in(conn: sqlite3.Connection) -> list[Budget]:
+    """Every cap, "all" first, read on SQLite's thread (inside a caller's transaction)."""
+    return _ordered(conn.execute(_BUDGETS).fetchall())
+
+
+def delete_key_in(conn: sqlite3.Connection, key: str) -> bool:
+    """Remove a key on SQLite's thread (inside a caller's transaction); True when it existed."""
+    return conn.execute(_DELETE_KEY, (key,)).rowcount == 1
+
+
+def _ordered(rows: Iterable[Any]) -> list[Budget]:
+    order = {p: i for i, p in enumerate(PERIODS)}
+    caps = [Budget(r[0], r[1], float(r[2])) for r in rows]
+    return sorted(caps, key=lambda b: (b.scope != "all", b.scope, order[b.period]))

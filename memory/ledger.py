@@ -9,13 +9,14 @@ dead process left behind is never forgotten: on start it becomes a ledger row at
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from memory.db import Database, LLMCall, Transaction, dumps, utcnow
+from memory.db import Database, LLMCall, dumps, utcnow
+
+T = TypeVar("T")
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_calls (
@@ -59,24 +60,25 @@ class Hold:
 
 
 class Booking:
-    """Reads spend and takes holds inside one transaction."""
+    """Reads spend and takes holds inside one transaction, on SQLite's thread (see :meth:`CostLedger.book`)."""
 
-    def __init__(self, tx: Transaction) -> None:
-        self._tx = tx
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        """The connection, inside the booking's transaction (for reads of other tables in it)."""
 
-    async def spent(self, since: datetime, workflow: str | None = None) -> float:
+    def spent(self, since: datetime, workflow: str | None = None) -> float:
         """Cost since ``since`` (all workflows, or one), holds included."""
-        row = await self._tx.fetchone(_SPENT, (since.isoformat(), workflow))
+        row = self.conn.execute(_SPENT, (since.isoformat(), workflow)).fetchone()
         return float(row[0])
 
-    async def hold(self, session: str | None, workflow: str, model: str, prompt_tokens: int, cost: float) -> Hold:
+    def hold(self, session: str | None, workflow: str, model: str, prompt_tokens: int, cost: float) -> Hold:
         """Set ``cost`` aside for a call."""
-        written = await self._tx.execute(
+        cur = self.conn.execute(
             "INSERT INTO budget_holds (at, session, workflow, model, prompt_tokens, cost) VALUES (?, ?, ?, ?, ?, ?)",
             (utcnow().isoformat(), session, workflow, model, prompt_tokens, cost),
         )
-        assert written.lastrowid is not None
-        return Hold(written.lastrowid, model, cost)
+        assert cur.lastrowid is not None
+        return Hold(cur.lastrowid, model, cost)
 
 
 class CostLedger:
@@ -99,11 +101,10 @@ class CostLedger:
             await self.settle(hold_id, call)
         return len(rows)
 
-    @asynccontextmanager
-    async def booking(self) -> AsyncIterator[Booking]:
-        """Spend reads and holds in one transaction (other writers wait until it ends)."""
-        async with self._db.transaction() as tx:
-            yield Booking(tx)
+    async def book(self, work: Callable[[Booking], T]) -> T:
+        """Run ``work`` (synchronous: spend reads, holds) in one transaction and one round trip; other
+        writers wait until it is committed."""
+        return await self._db.run_transaction(lambda conn: work(Booking(conn)))
 
     async def settle(self, hold_id: int | None, call: LLMCall) -> None:
         """Replace a hold by the call's ledger row (and its event), atomically."""
