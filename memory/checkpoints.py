@@ -20,10 +20,11 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
 
-from memory.db import on_thread
+from memory.grouped import Grouped, each, in_one_transaction
 
 _LATEST = (
     "SELECT thread_id, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
@@ -51,14 +52,17 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
     same serialization; everything else is the parent's.
     """
 
+    def __init__(self, conn: aiosqlite.Connection, *, serde: SerializerProtocol | None = None) -> None:
+        """Checkpoints in ``conn``'s database. Loads, and stores, of several conversations at once go to
+        SQLite's thread together (``memory.grouped``): stores in one transaction, each its own savepoint."""
+        super().__init__(conn, serde=serde)
+        self._loads = Grouped(conn, each, self.lock, name="checkpoint-loads")
+        self._stores = Grouped(conn, in_one_transaction, self.lock, name="checkpoint-stores")
+
     async def setup(self) -> None:
         """Create the tables once (the parent takes its lock on every call to find out)."""
         if not self.is_setup:
             await super().setup()
-
-    async def _on_thread(self, work: Any) -> Any:
-        async with self.lock:
-            return await on_thread(self.conn, work)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names (or the thread's latest) with its pending writes."""
@@ -77,7 +81,7 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
                 return None
             return row, conn.execute(writes_sql, (thread_id, checkpoint_ns, row[1])).fetchall()
 
-        found = await self._on_thread(load)
+        found = await self._loads.run(load)
         if found is None:
             return None
         (thread, checkpoint_id, parent_id, type_, checkpoint, metadata), writes = found
@@ -115,10 +119,7 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
             meta,
         )
 
-        def put(conn: sqlite3.Connection) -> None:
-            _commit(conn, lambda: conn.execute(_PUT, row))
-
-        await self._on_thread(put)
+        await self._stores.run(lambda conn: conn.execute(_PUT, row))
         return _config(thread_id, checkpoint_ns, checkpoint["id"])
 
     async def aput_writes(
@@ -146,24 +147,11 @@ class OneTripSqliteSaver(AsyncSqliteSaver):
             for idx, (channel, value) in enumerate(writes)
         ]
 
-        def put(conn: sqlite3.Connection) -> None:
-            _commit(conn, lambda: conn.executemany(sql, rows))
-
-        await self._on_thread(put)
+        await self._stores.run(lambda conn: conn.executemany(sql, rows))
 
 
 def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint_id}}
-
-
-def _commit(conn: sqlite3.Connection, statement: Any) -> None:
-    try:
-        statement()
-        conn.commit()
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
 
 
 _PRUNE = """

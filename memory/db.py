@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from memory.grouped import Grouped, each, in_one_transaction, on_thread
 from memory.term_counts import TermCounts
 
 MESSAGE_KINDS = ("message.in", "message.out")
@@ -147,19 +147,6 @@ _INSERT_EVENT = "INSERT INTO events (at, actor, session, kind, payload) VALUES (
 _INSERT_REPLY = "INSERT OR REPLACE INTO replies (update_key, seq, ids, at) VALUES (?, ?, ?, ?)"
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``work`` between BEGIN IMMEDIATE and COMMIT (rolled back on any error), on the connection's thread."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(conn)
-        conn.commit()
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
-    return result
-
-
 def _written(cur: sqlite3.Cursor) -> Written:
     return Written(cur.rowcount, cur.lastrowid)
 
@@ -206,21 +193,6 @@ class Transaction:
         return written.lastrowid
 
 
-async def on_thread(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    """Run ``work`` with the plain ``sqlite3`` connection on aiosqlite's thread, in order with every
-    other call on ``conn``: several statements in one round trip.
-
-    aiosqlite (pinned) offers no public call for that; its ``_execute`` is the call every public
-    method is built on.
-    """
-
-    def run() -> T:
-        return work(conn._conn)
-
-    result: T = await conn._execute(run)
-    return result
-
-
 class Database:
     """Typed access to the application database. Construct with :func:`open_database`.
 
@@ -236,6 +208,8 @@ class Database:
         self._reader = reader or conn
         self._term_counts = TermCounts("message_fts_terms")  # used on the reader's thread only
         self._lock = asyncio.Lock()
+        self._writes = Grouped(conn, in_one_transaction, self._lock, name="sqlite-writes")
+        self._reads = Grouped(self._reader, each, name="sqlite-reads")
         self._finishing: list[tuple[str, asyncio.Future[None]]] = []
         self._finisher: asyncio.Task[None] | None = None
 
@@ -244,8 +218,9 @@ class Database:
         return await on_thread(self._conn, work)
 
     async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` on the reader's thread: it sees only what is committed."""
-        return await on_thread(self._reader, work)
+        """Run ``work`` on the reader's thread (grouped with other reads waiting for it): it sees only
+        what is committed."""
+        return await self._reads.run(work)
 
     async def read_one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         """The first row of a query of committed data, on the reader (waits for no write)."""
@@ -253,13 +228,15 @@ class Database:
         return await self._on_reader(lambda conn: _first_row(conn, sql, values))
 
     async def run_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction and one round trip.
+        """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction; returns once it is committed.
 
         For writes whose statements are known up front; :meth:`transaction` when code must await
-        between statements.
+        between statements. Writes that arrive while others are being written go to SQLite's thread
+        together next, in one transaction with a savepoint each (group commit): each is still all or
+        nothing — one that raises is rolled back alone — and under load, when many conversations
+        write at once, they share one round trip and one commit instead of one each.
         """
-        async with self._lock:
-            return await self._on_thread(partial(_in_transaction, work=work))
+        return await self._writes.run(work)
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -273,23 +250,9 @@ class Database:
             await self._conn.commit()
 
     async def write(self, sql: str, args: Iterable[Any] = ()) -> Written:
-        """One statement, committed on its own."""
+        """One statement, committed (as a :meth:`run_transaction` of its own)."""
         values = tuple(args)
-
-        def work(conn: sqlite3.Connection) -> Written:
-            try:
-                written = _written(conn.execute(sql, values))
-                conn.commit()
-            except BaseException:
-                # A failed statement (disk full, read-only) must not leave its implicit transaction
-                # open: every later write would fail behind it.
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
-            return written
-
-        async with self._lock:
-            return await self._on_thread(work)
+        return await self.run_transaction(lambda conn: _written(conn.execute(sql, values)))
 
     async def _rollback(self) -> None:
         if self._conn.in_transaction:
