@@ -21,6 +21,8 @@ Per run and bot:
   message of (a) until the bot is idle again (so deferred work such as ingestion counts), / messages;
   the part spent before the last reply is shown too. Each phase starts once the bot is idle;
 - (d) burst: C chats x M messages pushed at once; wall = push -> last reply; per message latency;
+  the bot's CPU, and how often its threads went to sleep (voluntary context switches: waiting for
+  work, the GIL or I/O; each is a wake-up later), per message up to the last reply;
 - (e) lost / duplicated replies, and replies out of order within a chat.
 Warm-up messages (a separate chat) are not in (a)-(e). The table shows the median over runs.
 """
@@ -46,7 +48,17 @@ from typing import Any
 import aiohttp
 
 from bench.chat_text import messages
-from bench.procs import PYTHON, REPO, Child, child_env, cpu_seconds, kill_leftovers, spawn, until_idle
+from bench.procs import (
+    PYTHON,
+    REPO,
+    Child,
+    child_env,
+    context_switches,
+    cpu_seconds,
+    kill_leftovers,
+    spawn,
+    until_idle,
+)
 from bench.profile_report import report
 from bench.stats import median, percentile
 
@@ -92,6 +104,8 @@ class Phase:
     """CPU of the bot from the phase's first message until it was idle again (deferred work included)."""
     cpu_replies_s: float = math.nan
     """CPU of the bot from the phase's first message to its last reply only."""
+    switches_replies: float = math.nan
+    """Voluntary context switches of the bot's threads from the phase's first message to its last reply."""
 
     def pct(self, p: float) -> float:
         """Latency percentile in ms."""
@@ -131,6 +145,8 @@ class RunFigures:
             "burst_p50": burst.pct(50),
             "burst_p99": burst.pct(99),
             "burst_cpu_ms": burst.cpu_s * 1000 / max(1, len(burst.latencies_ms)),
+            "burst_cpu_replies_ms": burst.cpu_replies_s * 1000 / max(1, len(burst.latencies_ms)),
+            "burst_switches": burst.switches_replies / max(1, len(burst.latencies_ms)),
             "lost": seq.lost + burst.lost,
             "duplicated": seq.duplicated + burst.duplicated,
             "out_of_order": burst.out_of_order,
@@ -323,7 +339,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
 
             if profile is not None and profile.phase == "burst":
                 await profile.begin(bot)
-            cpu0 = cpu_seconds(pid)
+            cpu0, switches0 = cpu_seconds(pid), context_switches(pid)
             batch = [(burst_chats[i % len(burst_chats)], text) for i, text in enumerate(burst)]
             pushed_at = time.monotonic()
             ids = await fakes.push(batch)
@@ -331,6 +347,7 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             expected = {_reply_text(t) for _, _, t in sent_burst}
             await fakes.until(lambda: expected <= fakes.reply_texts, BURST_TIMEOUT_S)
             figures.burst.cpu_replies_s = cpu_seconds(pid) - cpu0
+            figures.burst.switches_replies = context_switches(pid) - switches0
             await until_idle(pid)
             figures.burst.cpu_s = cpu_seconds(pid) - cpu0
             if profile is not None and profile.phase == "burst":
@@ -454,6 +471,8 @@ ROWS = [
     ("burst: all answered (wall)", ("burst_wall_s",), "{:.2f}", " s"),
     ("burst per message p50 / p99", ("burst_p50", "burst_p99"), "{:.0f}", " ms"),
     ("bot CPU per message (burst, until idle)", ("burst_cpu_ms",), "{:.1f}", " ms"),
+    ("  of which until the last reply", ("burst_cpu_replies_ms",), "{:.1f}", " ms"),
+    ("bot threads put to sleep per message (burst, to the last reply)", ("burst_switches",), "{:.1f}", ""),
     ("lost / duplicated / out of order", ("lost", "duplicated", "out_of_order"), "{:.0f}", ""),
     ("cold start: to the first poll", ("first_poll_s",), "{:.2f}", " s"),
     ("cold start: to the banner", ("banner_s",), "{:.2f}", " s"),
@@ -498,7 +517,8 @@ def per_run(figures: RunFigures) -> str:
         f"pre-model p50 {r['pre_model_p50']:.1f} ms, cpu {r['cpu_ms']:.1f} ms/msg "
         f"({r['cpu_replies_ms']:.1f} to the last reply); "
         f"burst wall {r['burst_wall_s']:.2f} s p50 {r['burst_p50']:.0f} p99 {r['burst_p99']:.0f} ms "
-        f"cpu {r['burst_cpu_ms']:.1f} ms/msg; lost {r['lost']:.0f} dup {r['duplicated']:.0f} "
+        f"cpu {r['burst_cpu_ms']:.1f} ms/msg ({r['burst_cpu_replies_ms']:.1f} to the last reply, "
+        f"{r['burst_switches']:.1f} thread sleeps/msg); lost {r['lost']:.0f} dup {r['duplicated']:.0f} "
         f"order {r['out_of_order']:.0f}; poll {r['first_poll_s']:.2f} s banner {r['banner_s']:.2f} s "
         f"reply to a waiting message {r['cold_reply_s']:.2f} s "
         f"first reply {r['first_reply_ms']:.0f} ms; model calls {figures.model_calls}; "

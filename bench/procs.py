@@ -39,6 +39,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary context switches of a process so far, summed over its threads (each time a thread
+    went to sleep: waiting for work, for the GIL, for I/O); from /proc/<pid>/task/*/status."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("voluntary_ctxt"))
+    return total
+
+
 async def until_idle(
     pid: int, *, window_s: float = 0.5, idle_share: float = 0.04, quiet_windows: int = 2, timeout_s: float = 120.0
 ) -> float:
