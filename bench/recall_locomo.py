@@ -267,6 +267,7 @@ GRID = {
     "SPEAKER_BONUS": (0.125, 0.25, 0.5),
     "TIME_BONUS": (0.0, 0.3, 0.6),
     "EPISODE_WEIGHT": (0.0, 0.2, 0.4),
+    "QUESTION_PENALTY": (0.0, 0.2, 0.4),
 }
 
 

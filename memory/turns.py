@@ -8,6 +8,7 @@ A note is kept exactly as given (``Hit.text``); what is searched is derived from
 - the indexed text of a turn that replies to another speaker carries the turn it answers, because a
   reply ("Seven years now!") often only makes sense with it (only its head is embedded: see
   ``memory.api``);
+- a turn that ends with a question (``asks``) is scored lower by recall: it asks rather than tells;
 - a long note is cut into chunks of at most ``CHUNK_CHARS`` characters, each indexed on its own,
   so no single embedding call takes a huge input.
 """
@@ -64,6 +65,11 @@ def is_noise(body: str) -> bool:
         return True
     words = [w.lower() for w in _WORD.findall(body)]
     return not any(w not in ACKNOWLEDGEMENTS and not w.isdigit() for w in words)
+
+
+def asks(body: str) -> bool:
+    """Whether a turn ends with a question: it asks for something rather than tells it."""
+    return body.rstrip().endswith("?")
 
 
 def is_reply(turn: Parsed, previous: Parsed, gap: timedelta) -> bool:

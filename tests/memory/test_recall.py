@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import memory.api
 from memory import Note, open_memory
 from memory.api import EMBEDDED_CONTEXT_CHARS
 from memory.embedder import MAX_EMBED_CHARS, LocalEmbedder
 from memory.query import MAX_QUERY_EMBED_CHARS, TimeWindow, speakers_named, time_window
 from memory.semantic import SemanticStore
-from memory.turns import CHUNK_CHARS, chunks, is_noise, parse
+from memory.turns import CHUNK_CHARS, asks, chunks, is_noise, parse
 from tests.memory.test_semantic import HashEmbedder
 
 DAY1 = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
@@ -208,6 +209,40 @@ async def test_the_named_speaker_and_the_named_period_come_first(tmp_path: Path)
     assert by_mel[0].ref == "mel-camp"
     assert by_car[0].ref in {"car-camp", "car-july"}
     assert in_july[0].ref == "car-july"
+
+
+def test_a_turn_that_ends_with_a_question_asks() -> None:
+    assert asks("Wow, that's great! What did you paint? ")
+    assert not asks("I painted a sunset. Why? It calms me.")
+    assert not asks("")
+
+
+async def test_the_answer_comes_before_the_turn_that_asked_for_it(tmp_path: Path) -> None:
+    # The turn that asks shares the question's words and shape; the reply that tells is what recall wants.
+    minute = timedelta(minutes=1)
+    notes = [
+        turn("[8 May 2023] Caroline: So what did you and the kids paint last weekend?", DAY1, "asked"),
+        turn(
+            "[8 May 2023] Melanie: The kids painted a sunset over the lake, all orange and pink.",
+            DAY1 + minute,
+            "told",
+        ),
+        turn("[25 May 2023] Melanie: The dentist moved my appointment to Thursday morning.", DAY2, "f1"),
+        turn("[25 May 2023] Caroline: I finally fixed the leaking kitchen tap.", DAY2 + minute, "f2"),
+        turn("[25 May 2023] Melanie: Work has been busy with the quarterly reports.", DAY2 + 2 * minute, "f3"),
+    ]
+    question = "What did the kids paint last weekend?"
+    async with open_memory(tmp_path, embedder=LocalEmbedder()) as mem:
+        await mem.add_many(notes)
+        hits = await mem.recall(question, k=2, scope="conv")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(memory.api, "QUESTION_PENALTY", 0.0)
+            unpenalised = await mem.recall(question, k=2, scope="conv")
+        text_only = await mem.recall(question, k=2, scope="conv", mode="text")
+    assert [h.ref for h in unpenalised] == ["asked", "told"]  # what the penalty changes
+    assert [h.ref for h in hits] == ["told", "asked"]
+    assert hits[0].score > hits[1].score
+    assert text_only[0].ref == "asked"  # the diagnostic modes score by their retriever alone
 
 
 async def test_unrelated_notes_fall_below_the_floor(tmp_path: Path) -> None:
