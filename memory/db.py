@@ -231,10 +231,11 @@ class Database:
         """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction; returns once it is committed.
 
         For writes whose statements are known up front (``work`` must not commit or roll back
-        itself); :meth:`transaction` when code must await between statements. Writes that arrive while others are being written go to SQLite's thread
-        together next, in one transaction with a savepoint each (group commit): each is still all or
-        nothing — one that raises is rolled back alone — and under load, when many conversations
-        write at once, they share one round trip and one commit instead of one each.
+        itself); :meth:`transaction` when code must await between statements. Writes that arrive
+        while others are being written go to SQLite's thread together next, in one transaction with
+        a savepoint each (group commit): each is still all or nothing — one that raises is rolled
+        back alone — and under load, when many conversations write at once, they share one round
+        trip and one commit instead of one each.
         """
         return await self._writes.run(work)
 
