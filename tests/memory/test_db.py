@@ -120,6 +120,21 @@ async def test_finishes_arriving_together_are_all_written(tmp_path: Path) -> Non
         assert await db.claim_updates([]) == []
 
 
+async def test_the_same_delivery_claimed_many_times_at_once_is_claimed_once(tmp_path: Path) -> None:
+    # I3 with grouped writes: concurrent claims of one delivery go to SQLite together, in one
+    # transaction; each still sees the others' inserts, so exactly one wins.
+    logged = {"text": "a", "kind": "message"}
+    async with open_database(tmp_path) as db:
+        claims = await asyncio.gather(
+            *(db.claim_update("telegram:9", "telegram:1", {"text": "a"}, "telegram:1", logged) for _ in range(10))
+        )
+        events = await db.events(kind="message.in")
+        pending = await db.pending_updates()
+    assert len([c for c in claims if c is not None]) == 1
+    assert [e.id for e in events] == [c for c in claims if c is not None]
+    assert [key for key, _, _ in pending] == ["telegram:9"]
+
+
 async def test_prompt_reads_go_to_the_reader_and_see_only_committed_data(tmp_path: Path) -> None:
     async with open_database(tmp_path) as db:
         await db.append_event("message.in", "telegram:1", {"text": "Orbit Coffee pays net 45"}, session="s")
