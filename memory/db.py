@@ -230,12 +230,13 @@ class Database:
     async def run_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` (synchronous, plain ``sqlite3``) in one transaction; returns once it is committed.
 
-        For writes whose statements are known up front (``work`` must not commit or roll back
-        itself); :meth:`transaction` when code must await between statements. Writes that arrive
-        while others are being written go to SQLite's thread together next, in one transaction with
-        a savepoint each (group commit): each is still all or nothing — one that raises is rolled
-        back alone — and under load, when many conversations write at once, they share one round
-        trip and one commit instead of one each.
+        For writes whose statements are known up front; :meth:`transaction` when code must await
+        between statements. Writes that arrive while others are being written go to SQLite's thread
+        together next, in one transaction with a savepoint each (group commit): each is still all or
+        nothing and fails or succeeds on its own (``memory.grouped.in_one_transaction``), and under
+        load, when many conversations write at once, they share one round trip and one commit
+        instead of one each. So ``work`` must not commit or roll back itself, and must be safe to run
+        again after a rollback: statements on the connection, no other side effect.
         """
         return await self._writes.run(work)
 

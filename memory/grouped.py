@@ -7,7 +7,8 @@ busy in one round trip; each caller still gets its own result or exception, and 
 its own call is done. Alone (one conversation) a call goes at once, as before.
 
 Two ways to run a group: :func:`in_one_transaction` (writes: one transaction, a savepoint per call,
-one commit) and :func:`each` (reads: one after the other).
+one commit; each call still succeeds or fails on its own) and :func:`each` (reads: one after the
+other).
 """
 
 from __future__ import annotations
@@ -48,42 +49,79 @@ def each(conn: sqlite3.Connection, works: Sequence[Work]) -> list[Outcome]:
 
 
 def in_one_transaction(conn: sqlite3.Connection, works: Sequence[Work]) -> list[Outcome]:
-    """Run ``works`` in one transaction (``BEGIN IMMEDIATE``), each in its own savepoint: one that raises
-    is rolled back alone and the others are committed. When the transaction itself fails (the commit,
-    or an error after which SQLite rolled everything back: disk full, I/O error) nothing is committed
-    and the error is raised for all of them."""
-    outcomes: list[Outcome] = []
+    """Run ``works`` in one transaction (``BEGIN IMMEDIATE``), each in its own savepoint, with one commit.
+
+    Each work's fate is its own: one that raises is rolled back alone and the others are committed.
+    If a work's error made SQLite roll the whole transaction back (a full disk can), that work fails
+    and the others run again in a new transaction; if the commit itself fails, each work is tried
+    again in a transaction of its own. (Works are plain writes on this connection: running one again
+    after a rollback is safe.) If the transaction cannot even begin (the database stays locked past
+    the busy timeout), that error is raised for all of them.
+    """
+    outcomes: list[Outcome | None] = [None] * len(works)
+    todo = list(range(len(works)))
+    while todo:
+        spoiler = _together(conn, works, todo, outcomes)
+        if spoiler is None:
+            break
+        todo = [i for i in todo if i != spoiler]
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _together(
+    conn: sqlite3.Connection, works: Sequence[Work], todo: list[int], outcomes: list[Outcome | None]
+) -> int | None:
+    """Run ``works[i]`` for ``i`` in ``todo`` in one transaction and set their outcomes; or return the
+    index of the work whose error rolled the whole transaction back (its outcome set, the others not)."""
+    if len(todo) == 1:
+        outcomes[todo[0]] = _alone(conn, works[todo[0]])
+        return None
     conn.execute("BEGIN IMMEDIATE")
+    ran: dict[int, Outcome] = {}
     try:
-        if len(works) == 1:
-            outcomes.append(_alone(conn, works[0]))
-        else:
-            for work in works:
-                conn.execute("SAVEPOINT grouped")
-                try:
-                    outcomes.append(Outcome(True, work(conn)))
-                except Exception as exc:
-                    if not conn.in_transaction:
-                        raise
-                    conn.execute("ROLLBACK TO grouped")
-                    outcomes.append(Outcome(False, exc))
-                conn.execute("RELEASE grouped")
-        if conn.in_transaction:
-            conn.commit()
+        for i in todo:
+            conn.execute("SAVEPOINT grouped")
+            try:
+                ran[i] = Outcome(True, works[i](conn))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    outcomes[i] = Outcome(False, exc)
+                    return i
+                conn.execute("ROLLBACK TO grouped")
+                ran[i] = Outcome(False, exc)
+            conn.execute("RELEASE grouped")
     except BaseException:
         if conn.in_transaction:
             conn.rollback()
         raise
-    return outcomes
+    try:
+        conn.commit()
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.rollback()
+        for i in todo:  # which work the commit failed on is unknown: each on its own
+            outcomes[i] = _alone(conn, works[i])
+        return None
+    for i, outcome in ran.items():
+        outcomes[i] = outcome
+    return None
 
 
 def _alone(conn: sqlite3.Connection, work: Work) -> Outcome:
+    """``work`` in a transaction of its own."""
     try:
-        return Outcome(True, work(conn))
+        conn.execute("BEGIN IMMEDIATE")
+        value = work(conn)
+        conn.commit()
     except Exception as exc:
         if conn.in_transaction:
             conn.rollback()
         return Outcome(False, exc)
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return Outcome(True, value)
 
 
 class Grouped:

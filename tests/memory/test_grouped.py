@@ -13,7 +13,7 @@ import aiosqlite
 import pytest
 
 from memory.db import connect_sqlite
-from memory.grouped import Grouped, each, in_one_transaction
+from memory.grouped import Grouped, each, in_one_transaction, on_thread
 
 
 @pytest.fixture
@@ -53,12 +53,19 @@ async def values(watcher: aiosqlite.Connection) -> list[str]:
         return [r[0] for r in await cur.fetchall()]
 
 
-async def commits_seen(watcher: aiosqlite.Connection) -> int:
-    """``PRAGMA data_version`` of another connection: it moves once per commit made elsewhere."""
-    async with watcher.execute("PRAGMA data_version") as cur:
-        row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+async def transaction_statements(conn: aiosqlite.Connection) -> list[str]:
+    """From now on, every BEGIN, COMMIT and ROLLBACK SQLite runs on ``conn`` (its trace callback)."""
+    seen: list[str] = []
+
+    def trace(statement: str) -> None:
+        words = statement.upper().split()
+        if words[:2] == ["ROLLBACK", "TO"]:
+            seen.append("ROLLBACK TO")  # to a savepoint: the transaction goes on
+        elif words and words[0] in ("BEGIN", "COMMIT", "ROLLBACK"):
+            seen.append(words[0])
+
+    await on_thread(conn, lambda c: c.set_trace_callback(trace))
+    return seen
 
 
 async def queued_behind(lock: asyncio.Lock, calls: list[Any]) -> list[asyncio.Task[Any]]:
@@ -81,18 +88,19 @@ async def test_writes_that_waited_together_share_one_commit_and_keep_their_resul
     conn, watcher = conns
     lock = asyncio.Lock()
     grouped = Grouped(conn, in_one_transaction, lock)
-    before = await commits_seen(watcher)
+    transactions = await transaction_statements(conn)
     async with lock:
         tasks = await queued_behind(lock, [grouped.run(insert(v)) for v in "abcde"])
     assert await asyncio.gather(*tasks) == [1, 2, 3, 4, 5]
     assert await values(watcher) == list("abcde")
-    assert await commits_seen(watcher) == before + 1
+    assert transactions == ["BEGIN", "COMMIT"]
 
 
 async def test_a_write_that_raises_is_rolled_back_alone(conns: tuple[aiosqlite.Connection, ...]) -> None:
     conn, watcher = conns
     lock = asyncio.Lock()
     grouped = Grouped(conn, in_one_transaction, lock)
+    transactions = await transaction_statements(conn)
     async with lock:
         tasks = await queued_behind(
             lock, [grouped.run(insert("a")), grouped.run(insert("b", True)), grouped.run(insert("c"))]
@@ -101,6 +109,7 @@ async def test_a_write_that_raises_is_rolled_back_alone(conns: tuple[aiosqlite.C
     assert results[0] == 1 and results[2] == 2  # "b"'s row was rolled back: its id is used again
     assert isinstance(results[1], ValueError) and "b failed" in str(results[1])
     assert await values(watcher) == ["a", "c"]
+    assert transactions == ["BEGIN", "ROLLBACK TO", "COMMIT"]  # one transaction: "b" undone inside it
 
 
 async def test_a_lone_write_that_raises_leaves_nothing_and_the_next_one_works(
@@ -114,23 +123,29 @@ async def test_a_lone_write_that_raises_leaves_nothing_and_the_next_one_works(
     assert await values(watcher) == ["b"]
 
 
-async def test_a_commit_that_fails_fails_every_write_of_the_group_and_keeps_none(
-    conns: tuple[aiosqlite.Connection, ...],
-) -> None:
+async def test_a_commit_that_fails_is_retried_write_by_write(conns: tuple[aiosqlite.Connection, ...]) -> None:
     conn, watcher = conns
     lock = asyncio.Lock()
     grouped = Grouped(conn, in_one_transaction, lock)
+    transactions = await transaction_statements(conn)
 
     def orphan(c: sqlite3.Connection) -> None:
         c.execute("INSERT INTO child (id, parent) VALUES (1, 42)")  # checked only at COMMIT (deferred)
 
     async with lock:
-        tasks = await queued_behind(lock, [grouped.run(insert("a")), grouped.run(orphan)])
+        tasks = await queued_behind(lock, [grouped.run(insert("a")), grouped.run(orphan), grouped.run(insert("b"))])
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
-    assert await values(watcher) == []
-    assert await grouped.run(insert("b")) == 1  # the connection is not left inside a transaction
-    assert await values(watcher) == ["b"]
+    assert results[0] == 1 and results[2] == 2  # the group's commit failed; each was tried again alone
+    assert isinstance(results[1], sqlite3.IntegrityError), results
+    assert await values(watcher) == ["a", "b"]
+    # The group's commit failed and was rolled back, then each write went alone.
+    assert transactions == [
+        *["BEGIN", "COMMIT", "ROLLBACK"],  # the group
+        *["BEGIN", "COMMIT"],  # "a" alone
+        *["BEGIN", "COMMIT", "ROLLBACK"],  # the orphan alone: its commit fails
+        *["BEGIN", "COMMIT"],  # "b" alone
+    ]
+    assert await grouped.run(insert("c")) == 3  # the connection is not left inside a transaction
 
 
 async def test_a_caller_that_gave_up_before_its_group_left_is_not_run(conns: tuple[aiosqlite.Connection, ...]) -> None:
@@ -163,3 +178,26 @@ async def test_reads_that_waited_together_each_get_their_own_answer(conns: tuple
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert results[0] == 1 and results[2] == 1
     assert isinstance(results[1], sqlite3.OperationalError) and "no_such_table" in str(results[1])
+
+
+async def test_a_write_that_fills_the_disk_fails_alone_and_the_group_commits(
+    conns: tuple[aiosqlite.Connection, ...],
+) -> None:
+    conn, watcher = conns
+    await conn.execute("PRAGMA max_page_count = 64")  # ~256 kB: a stand-in for a full disk
+    lock = asyncio.Lock()
+    grouped = Grouped(conn, in_one_transaction, lock)
+    transactions = await transaction_statements(conn)
+
+    def too_big(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t (v) VALUES (?)", ("x" * 1_000_000,))
+
+    async with lock:
+        tasks = await queued_behind(lock, [grouped.run(insert("a")), grouped.run(too_big), grouped.run(insert("c"))])
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[1], sqlite3.OperationalError) and "full" in str(results[1])
+    assert results[0] == 1 and results[2] == 2
+    assert await values(watcher) == ["a", "c"]
+    # SQLite rolled the whole group back on the full disk (no ROLLBACK statement of ours); the others
+    # then went in a new transaction.
+    assert transactions == ["BEGIN", *["BEGIN", "COMMIT"]]
