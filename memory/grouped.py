@@ -65,7 +65,9 @@ def in_one_transaction(conn: sqlite3.Connection, works: Sequence[Work]) -> list[
         if spoiler is None:
             break
         todo = [i for i in todo if i != spoiler]
-    return [outcome for outcome in outcomes if outcome is not None]
+    done = [outcome for outcome in outcomes if outcome is not None]
+    assert len(done) == len(works)  # raised on the thread, every caller would hear of it
+    return done
 
 
 def _together(
