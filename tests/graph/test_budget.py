@@ -73,6 +73,27 @@ async def test_capped_workflow_makes_zero_calls_and_asks_once(tmp_path: Path, fa
         assert chan.sent[-1].text.startswith("Budget for chat removed.")
 
 
+async def test_a_call_that_fits_again_lets_the_next_block_alert_again(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    # The reservation clears "budget.open" in its own transaction when a call fits again (a raised cap),
+    # so a later block is a new one: the operator hears of it again, with the buttons.
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm, prices=PRICES))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(operator_message("/budget set chat 0.5/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("hi"))
+        assert chan.sent[-1].text.startswith("Budget reached") and await rt.control.get("budget.open:chat")
+        await rt.dispatcher.handle(operator_message("/budget set chat 100/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("now it fits"))
+        assert chan.sent[-1].text == "echo: now it fits" and await rt.control.get("budget.open:chat") is None
+        await rt.dispatcher.handle(operator_message("/budget set chat 0.5/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("blocked again"))
+        blocked = await rt.db.events(kind="budget.blocked")
+    assert len(fake_llm.chat_requests) == 1
+    assert chan.sent[-1].text.startswith("Budget reached") and len(chan.sent[-1].buttons) == 3
+    assert [e.payload["first"] for e in blocked] == [True, True]
+
+
 async def test_global_cap_blocks_every_workflow(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm, prices=PRICES))
     async with open_runtime(settings, console=False) as rt:
