@@ -74,19 +74,21 @@ async def test_capped_workflow_makes_zero_calls_and_asks_once(tmp_path: Path, fa
 
 
 async def test_a_call_that_fits_again_lets_the_next_block_alert_again(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
-    # The reservation clears "budget.open" in its own transaction when a call fits again (a raised cap),
-    # so a later block is a new one: the operator hears of it again, with the buttons.
+    # The global cap blocks the chat workflow ("budget.open:chat"); raising that cap clears only
+    # "budget.open:all". The reservation of the next call that fits clears "budget.open:chat" in its own
+    # transaction, so a later block is a new one: the operator hears of it again, with the buttons.
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm, prices=PRICES))
     async with open_runtime(settings, console=False) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
-        await rt.dispatcher.handle(operator_message("/budget set chat 0.5/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("/budget set weekly 0.1", kind="command"))
         await rt.dispatcher.handle(operator_message("hi"))
         assert chan.sent[-1].text.startswith("Budget reached") and await rt.control.get("budget.open:chat")
-        await rt.dispatcher.handle(operator_message("/budget set chat 100/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("/budget set weekly 100", kind="command"))
+        assert await rt.control.get("budget.open:chat")  # the command clears its own scope only
         await rt.dispatcher.handle(operator_message("now it fits"))
         assert chan.sent[-1].text == "echo: now it fits" and await rt.control.get("budget.open:chat") is None
-        await rt.dispatcher.handle(operator_message("/budget set chat 0.5/day", kind="command"))
+        await rt.dispatcher.handle(operator_message("/budget set weekly 0.1", kind="command"))
         await rt.dispatcher.handle(operator_message("blocked again"))
         blocked = await rt.db.events(kind="budget.blocked")
     assert len(fake_llm.chat_requests) == 1
