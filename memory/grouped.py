@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -78,9 +79,9 @@ def _together(
     if len(todo) == 1:
         outcomes[todo[0]] = _alone(conn, works[todo[0]])
         return None
-    conn.execute("BEGIN IMMEDIATE")
     ran: dict[int, Outcome] = {}
-    try:
+    with _rolled_back_on_error(conn):
+        conn.execute("BEGIN IMMEDIATE")
         for i in todo:
             conn.execute("SAVEPOINT grouped")
             try:
@@ -92,15 +93,10 @@ def _together(
                 conn.execute("ROLLBACK TO grouped")
                 ran[i] = Outcome(False, exc)
             conn.execute("RELEASE grouped")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
     try:
-        conn.commit()
+        with _rolled_back_on_error(conn):
+            conn.commit()
     except sqlite3.Error:
-        if conn.in_transaction:
-            conn.rollback()
         for i in todo:  # which work the commit failed on is unknown: each on its own
             outcomes[i] = _alone(conn, works[i])
         return None
@@ -112,18 +108,24 @@ def _together(
 def _alone(conn: sqlite3.Connection, work: Work) -> Outcome:
     """``work`` in a transaction of its own."""
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        value = work(conn)
-        conn.commit()
+        with _rolled_back_on_error(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            value = work(conn)
+            conn.commit()
     except Exception as exc:
-        if conn.in_transaction:
-            conn.rollback()
         return Outcome(False, exc)
+    return Outcome(True, value)
+
+
+@contextmanager
+def _rolled_back_on_error(conn: sqlite3.Connection) -> Iterator[None]:
+    # A failed write must not leave its transaction open: every later write would fail behind it.
+    try:
+        yield
     except BaseException:
         if conn.in_transaction:
             conn.rollback()
         raise
-    return Outcome(True, value)
 
 
 class Grouped:
