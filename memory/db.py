@@ -210,8 +210,6 @@ class Database:
         self._lock = asyncio.Lock()
         self._writes = Grouped(conn, in_one_transaction, self._lock, name="sqlite-writes")
         self._reads = Grouped(self._reader, each, name="sqlite-reads")
-        self._finishing: list[tuple[str, asyncio.Future[None]]] = []
-        self._finisher: asyncio.Task[None] | None = None
 
     async def _on_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the writer's thread, in order with every other call on it."""
@@ -465,37 +463,12 @@ class Database:
     async def finish_update(self, update_key: str) -> None:
         """Mark a claimed delivery as fully handled (its stored copy is dropped: the log has what may stay).
 
-        Finishes that arrive while one is being written are written together next (group commit):
-        under load one commit marks many deliveries done; each call returns once its own is.
+        Under load, finishes go together with other writes (:meth:`run_transaction`'s group commit).
         """
-        done = asyncio.get_running_loop().create_future()
-        self._finishing.append((update_key, done))
-        if self._finisher is None or self._finisher.done():
-            self._finisher = asyncio.create_task(self._write_finishes(), name="inbox-finish")
-        await done
-
-    async def _write_finishes(self) -> None:
-        while self._finishing:
-            batch, self._finishing = self._finishing, []
-            keys = [key for key, _ in batch]
-            try:
-                await self.write(
-                    "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' "
-                    f"WHERE update_key IN ({', '.join('?' * len(keys))})",
-                    (utcnow().isoformat(), *keys),
-                )
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            except BaseException:
-                for _, done in batch:
-                    done.cancel()
-                raise
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+        await self.write(
+            "UPDATE inbox SET status = 'done', done_at = ?, payload = '{}' WHERE update_key = ?",
+            (utcnow().isoformat(), update_key),
+        )
 
     async def pending_updates(self) -> list[tuple[str, dict[str, Any], int | None]]:
         """Deliveries claimed but not finished (a crash mid-handling): key, payload, event id; oldest first."""
