@@ -4,8 +4,11 @@ still ends on its own (its result, its exception, its rollback)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 
 from memory.db import connect_sqlite
 from memory.grouped import Grouped, each, in_one_transaction, on_thread
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -201,3 +205,55 @@ async def test_a_write_that_fills_the_disk_fails_alone_and_the_group_commits(
     # SQLite rolled the whole group back on the full disk (no ROLLBACK statement of ours); the others
     # then went in a new transaction.
     assert transactions == ["BEGIN", *["BEGIN", "COMMIT"]]
+
+
+# A process that writes "before" alone, then a group of three writes whose last one stops in the middle
+# of the group's transaction (it says so, then waits for input that never comes).
+_KILLED_MID_GROUP = """
+import asyncio, sys
+from pathlib import Path
+from memory.db import connect_sqlite
+from memory.grouped import Grouped, in_one_transaction
+
+def insert(value):
+    return lambda c: c.execute("INSERT INTO t (v) VALUES (?)", (value,))
+
+def stops(c):
+    c.execute("INSERT INTO t (v) VALUES ('c')")
+    print("inside the group", flush=True)
+    sys.stdin.read()
+
+async def main():
+    conn = await connect_sqlite(Path(sys.argv[1]), 5000)
+    lock = asyncio.Lock()
+    grouped = Grouped(conn, in_one_transaction, lock)
+    await grouped.run(insert("before"))
+    async with lock:
+        calls = [asyncio.ensure_future(grouped.run(w)) for w in (insert("a"), insert("b"), stops)]
+        await asyncio.sleep(0)
+    await asyncio.gather(*calls)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_killed_inside_a_group_keeps_none_of_it(tmp_path: Path) -> None:
+    # kill -9 while a group's transaction is open: none of its writes stays (none of their callers had
+    # been told they were committed); what was committed before stays.
+    path = tmp_path / "k.sqlite"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_MID_GROUP, str(path),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        # A generous bound so that a child that never gets there fails the test instead of hanging it.
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"inside the group\n"
+    finally:
+        proc.kill()  # SIGKILL
+        await proc.wait()
+    with closing(sqlite3.connect(path)) as after:
+        assert after.execute("SELECT v FROM t ORDER BY id").fetchall() == [("before",)]
