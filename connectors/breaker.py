@@ -55,6 +55,12 @@ class CircuitBreaker:
         self._opened_at = None
         self._probing = False
 
+    def end_probe(self) -> None:
+        """A call ended without telling whether the service works (refused for good, or a bug): let the
+        next call probe. Without this a half-open breaker would wait forever for the verdict of a probe
+        that never gives one."""
+        self._probing = False
+
     def record_failure(self, reason: str) -> bool:
         """A call failed. Returns True when this failure opened the breaker."""
         now = self._clock()

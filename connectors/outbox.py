@@ -144,6 +144,7 @@ class OutboxRunner:
                 await self._store.finish(row.approval_id, "queued", str(exc), retry_in=timedelta(seconds=delay))
                 await self._event(row, "retry", str(exc))
         except PermanentError as exc:
+            breaker.end_probe()
             await self._final(row, "failed", str(exc))
         except AmbiguousOutcome as exc:
             breaker.record_failure(str(exc))
@@ -151,6 +152,7 @@ class OutboxRunner:
         except Exception as exc:
             # A bug in a connector: we cannot know whether the effect happened.
             log.exception("outbox %s: connector raised unexpectedly", row.approval_id)
+            breaker.end_probe()
             await self._final(row, "unknown", f"unexpected error: {type(exc).__name__}")
         else:
             breaker.record_success()

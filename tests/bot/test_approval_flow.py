@@ -388,6 +388,26 @@ async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path)
     assert len(smtp.delivered) == 1 and len(opened) == 1
 
 
+async def test_a_probe_refused_for_good_does_not_hold_the_breaker_half_open(tmp_path: Path) -> None:
+    with SMTPServer(default_mode="tempfail") as smtp:
+        outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.05}
+        clock = ManualClock()
+        async with runtime(tmp_path, smtp, outbox=outbox, clock=clock) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await eventually_async(lambda: events(rt, "action.breaker_open", 1), what="the breaker to open")
+            # The outage ends, but the probe is an email the server refuses for good (554): no verdict.
+            smtp.default_mode = "permfail"
+            clock.advance(1)
+            await eventually(lambda: any(t.startswith("Failed: SMTP 554") for t in edits(chan)))
+            smtp.default_mode = "ok"
+            await rt.dispatcher.handle(inbound("/email bob@example.org Hello | Hi Bob", kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await smtp.wait_delivered(1, timeout=10)  # the next approved email probes, and goes
+            await eventually(lambda: rt.runner.breakers["email.send"].state == "closed")
+    assert [d.rcpt_tos for d in smtp.delivered] == [["bob@example.org"]]
+
+
 async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_forbidden(tmp_path: Path) -> None:
     with SMTPServer() as smtp:
         async with runtime(tmp_path, smtp) as (rt, chan):
