@@ -80,3 +80,12 @@ def test_digest_binds_every_field() -> None:
         assert action(**change).digest() != base.digest()
     # normalisation: the same email written differently has the same digest
     assert action(to=(" ana@EXAMPLE.org ",), subject=" Proposal ").digest() == base.digest()
+
+
+@pytest.mark.parametrize("body", ["one\r\r\ntwo", "one\rtwo", "one\r\ntwo\r", "\r\none\n\r\n"])
+def test_a_stored_body_validates_to_itself(body: str) -> None:
+    """The outbox re-validates the stored action and compares digests: any other text would be refused."""
+    action = EmailAction(from_addr="me@example.org", to=("ana@example.org",), subject="s", body=body)
+    again = EmailAction.model_validate(action.model_dump(mode="json"))
+    assert again.body == action.body and again.digest() == action.digest()
+    assert "\r" not in action.body
