@@ -28,6 +28,7 @@ async def build_action(registry: Registry, name: str, raw_args: str, ctx: Contex
         raise UserFacingError(str(exc)) from None
 
 
-def approval_id_for(session: str, tool_call_id: str) -> str:
-    """A deterministic approval id, so a re-run of the proposing node finds its own row."""
-    return hashlib.sha256(f"{session}\x00{tool_call_id}".encode()).hexdigest()[:12]
+def approval_id_for(session: str, *keys: str) -> str:
+    """A deterministic approval id from what names the proposal (a delivery, or a turn, a round and a
+    tool call), so a re-run of the proposing code finds its own row."""
+    return hashlib.sha256("\x00".join((session, *keys)).encode()).hexdigest()[:12]

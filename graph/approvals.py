@@ -141,6 +141,9 @@ class ApprovalService:
         """
         if approval_id is not None:
             existing = await self._store.get(approval_id)
+            if existing is not None and existing.digest != action.digest():
+                # Never show or run another action's card for this one (fail closed).
+                raise RuntimeError(f"approval {approval_id} already holds a different action")
             if existing is not None:
                 return Proposal(Risk.APPROVAL if existing.decided_by != "policy" else Risk.DIRECT, existing)
         kind = self.kind(action.kind)

@@ -265,6 +265,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     awaiting: dict[str, str] | None = None
     cards: list[str] = []
     tool_ctx = tool_context(ctx)
+    rounds = state.get("tool_rounds", 0)
     for call in state["messages"][-1].get("tool_calls", []):
         fn, call_id = call.get("function", {}), str(call.get("id", ""))
         name, raw = str(fn.get("name", "")), str(fn.get("arguments", "{}"))
@@ -275,10 +276,13 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
         elif awaiting is not None:
             output = "error: one outward action per turn; propose it again once the first card is decided"
         else:
+            # Tool-call ids alone do not name a proposal: some endpoints send empty ids, or ids that
+            # repeat from one answer to the next. The turn and the round do, and stay the same on a re-run.
+            approval_id = approval_id_for(ctx.session, state.get("turn_key") or "", str(rounds), call_id)
             try:
                 action = await build_action(ctx.approvals.registry, name, raw, proposal_context(ctx))
                 proposal = await ctx.approvals.propose(
-                    action, ctx.session, "graph", ctx.requested_by, approval_id=approval_id_for(ctx.session, call_id)
+                    action, ctx.session, "graph", ctx.requested_by, approval_id=approval_id
                 )
             except UserFacingError as exc:
                 output = f"error: {exc.reason}"
@@ -301,7 +305,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
         "messages": results,
         "awaiting": awaiting,
         "cards": [*state.get("cards", []), *cards],
-        "tool_rounds": state.get("tool_rounds", 0) + 1,
+        "tool_rounds": rounds + 1,
     }
 
 

@@ -6,13 +6,18 @@ I1: nothing is sent without an approval for the exact action; I2: one approval, 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiohttp import web
+
 from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
+from connectors.email import EmailAction
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually, eventually_async
@@ -434,3 +439,52 @@ async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_fo
             await rt.dispatcher.handle(inbound(kind="callback", data=data(chan.sent[-1], "Confirm")))
             await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
             assert chan.sent[-1].text == "Your policy forbids sending email."
+
+
+class EmptyToolCallIds(FakeOpenAI):
+    """The fake model answering tool calls with ``"id": ""``, as some OpenAI-compatible servers do."""
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        response = await super()._chat(request)
+        assert isinstance(response.body, bytes | bytearray)
+        body = json.loads(response.body)
+        for choice in body.get("choices", []):
+            for call in choice.get("message", {}).get("tool_calls") or []:
+                call["id"] = ""
+        return web.json_response(body, status=response.status)
+
+
+async def test_a_new_action_never_comes_back_as_an_old_actions_card(tmp_path: Path) -> None:
+    """Empty (or repeating) tool-call ids must not make Bob's email show Ana's decided card."""
+    async with EmptyToolCallIds() as llm:
+        llm.tool_call("send_email", {"to": ["ana@example.org"], "subject": "For Ana", "body": "Hi Ana"})
+        llm.reply("Sent to Ana.")
+        llm.tool_call("send_email", {"to": ["bob@example.org"], "subject": "For Bob", "body": "Hi Bob"})
+        llm.reply("Sent to Bob.")
+        with SMTPServer() as smtp:
+            async with runtime(tmp_path, smtp, llm=llm_settings(llm)) as (rt, chan):
+                await rt.dispatcher.handle(inbound("email Ana"))
+                await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+                await smtp.wait_delivered(1)
+                await eventually(lambda: any(m.text == "Sent to Ana." for m in chan.sent))
+                await rt.dispatcher.handle(inbound("now email Bob"))
+                second = card(chan)
+                assert "To: bob@example.org" in second.text and second.buttons
+                await rt.dispatcher.handle(inbound(kind="callback", data=data(second, "Approve")))
+                await smtp.wait_delivered(2)
+    assert [d.rcpt_tos for d in smtp.delivered] == [["ana@example.org"], ["bob@example.org"]]
+
+
+async def test_an_approval_id_is_never_reused_for_another_action(tmp_path: Path) -> None:
+    with SMTPServer() as smtp:
+        async with runtime(tmp_path, smtp) as (rt, _):
+            ana = EmailAction(from_addr="me@example.org", to=("ana@example.org",), subject="s", body="Hi Ana")
+            bob = EmailAction(from_addr="me@example.org", to=("bob@example.org",), subject="s", body="Hi Bob")
+            first = await rt.approvals.propose(ana, "rec:1001", "graph", "telegram:1001", approval_id="abc123abc123")
+            again = await rt.approvals.propose(ana, "rec:1001", "graph", "telegram:1001", approval_id="abc123abc123")
+            with pytest.raises(RuntimeError, match="different action"):
+                await rt.approvals.propose(bob, "rec:1001", "graph", "telegram:1001", approval_id="abc123abc123")
+            rows = await rt.approvals.store.list_approvals()
+    assert first.approval is not None and again.approval is not None
+    assert again.approval.id == first.approval.id  # a re-run finds its own row
+    assert [r.action["to"] for r in rows] == [["ana@example.org"]]
