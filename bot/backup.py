@@ -151,6 +151,8 @@ class OutboxRow(_Row):
     external_id: str | None
     updated_at: datetime
     progress: dict[str, Any] = {}
+    owner: str | None = None
+    """The process that ran it last (``memory.liveness``); kept as it was: no process here has that name."""
 
 
 class ApprovalRow(_Row):
@@ -508,8 +510,9 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
             continue
         in_flight = o.state in ("queued", "running")
         await conn.execute(
-            "INSERT INTO outbox (approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, "
-            "detail, external_id, updated_at, progress, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            "INSERT INTO outbox (approval_id, idempotency_key, kind, action, digest, state, attempts, "
+            "next_attempt_at, detail, external_id, updated_at, progress, owner, reported) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             (
                 o.approval_id,
                 o.idempotency_key,
@@ -523,6 +526,7 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
                 o.external_id,
                 (now if in_flight else o.updated_at).isoformat(),
                 json.dumps(o.progress),
+                o.owner,
             ),
         )
 

@@ -30,6 +30,7 @@ from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
 from memory.ledger import CostLedger
+from memory.liveness import Liveness
 from memory.notes import NoteLedger
 from memory.operators import OperatorStore
 from memory.profile import ProfileStore
@@ -432,6 +433,7 @@ async def _build(
         registry,
         settings.outbox,
         on_outcome=partial(_reported, ui=ui, then=tasks_wakeup.set),
+        liveness=stack.enter_context(Liveness(settings.data_dir / "procs")),
         is_paused=lambda: controls.paused,
         wakeup=wakeup,
         clock=clock,

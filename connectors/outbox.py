@@ -3,7 +3,9 @@
 The row goes to 'running' (attempt counted) before the call. A row found 'running' at start is one a
 crash interrupted mid-call. For a kind whose remote side honours idempotency keys (``resumable``) it
 is completed with the same key and the steps already stored; for any other its outcome is unknown,
-so it is marked 'unknown' and shown to the operator, never retried by itself.
+so it is marked 'unknown' and shown to the operator, never retried by itself. A row another live
+process on the same data dir is running (``coo chat`` beside ``coo run``) is that process's work and
+is left alone (``memory.liveness``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from connectors.settings import OutboxSettings
 from memory.aio import wait_at_most
 from memory.approvals import ApprovalStore, OutboxRow
 from memory.db import Database, utcnow
+from memory.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +41,20 @@ class OutboxRunner:
         registry: Registry,
         settings: OutboxSettings,
         on_outcome: OutcomeHandler,
+        liveness: Liveness,
         is_paused: Callable[[], bool] = lambda: False,
         wakeup: asyncio.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``wakeup`` is set by whoever queues work (e.g. an approval) to make the runner look now;
-        ``clock`` (monotonic seconds) drives the breakers."""
+        ``clock`` (monotonic seconds) drives the breakers; ``liveness`` names this process on the rows
+        it claims and tells whether another's are still being worked on."""
         self._store = store
         self._db = db
         self._registry = registry
         self._settings = settings
         self._on_outcome = on_outcome
+        self._liveness = liveness
         self._is_paused = is_paused
         self._wake = wakeup or asyncio.Event()
         self._stopping = False
@@ -69,6 +75,8 @@ class OutboxRunner:
         """Resume or mark 'unknown' the rows a crash left 'running', then show every unreported outcome."""
         recovered = []
         for row in await self._store.outbox_in("running"):
+            if row.owner is not None and self._liveness.alive(row.owner):
+                continue  # another process on this data dir is executing it now
             if self._resumable(row.kind):
                 # The remote side dedupes on our keys: finishing the execution cannot do it twice (I7).
                 if await self._store.finish(row.approval_id, "queued", "resumed after a restart"):
@@ -107,7 +115,7 @@ class OutboxRunner:
 
     async def run_once(self) -> bool:
         """Execute one due row; False when none was due."""
-        row = await self._store.claim_due(utcnow())
+        row = await self._store.claim_due(utcnow(), self._liveness.owner)
         if row is None:
             return False
         try:
@@ -171,11 +179,26 @@ class OutboxRunner:
 
     async def _final(self, row: OutboxRow, state: str, detail: str, external_id: str | None = None) -> None:
         assert state in ("sent", "failed", "unknown")
-        await self._store.finish(row.approval_id, state, detail, external_id=external_id)  # type: ignore[arg-type]
+        if not await self._store.finish(row.approval_id, state, detail, external_id=external_id):  # type: ignore[arg-type]
+            await self._not_running(row, state, detail, external_id)
         await self._event(row, state, detail)
         fresh = await self._store.outbox(row.approval_id)
         assert fresh is not None
         await self._report(fresh)
+
+    async def _not_running(self, row: OutboxRow, state: str, detail: str, external_id: str | None) -> None:
+        """The row was taken out of 'running' by someone else while it ran (a process that could not
+        tell this one was alive). A known "sent" replaces "unknown", so nobody is asked to resend it."""
+        fixed = state == "sent" and await self._store.finish(
+            row.approval_id, "sent", detail, external_id=external_id, expect="unknown"
+        )
+        log.error(
+            "outbox %s: its outcome (%s: %s) found the row no longer running%s",
+            row.approval_id,
+            state,
+            detail,
+            "; it is recorded over 'unknown'" if fixed else "; the row keeps its state",
+        )
 
     async def _report(self, row: OutboxRow) -> None:
         try:

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     external_id TEXT,
     updated_at TEXT NOT NULL,
     reported INTEGER NOT NULL DEFAULT 0,
-    progress TEXT NOT NULL DEFAULT '{}'
+    progress TEXT NOT NULL DEFAULT '{}',
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS edit_requests (
@@ -115,6 +116,8 @@ class OutboxRow:
     external_id: str | None
     updated_at: datetime
     progress: dict[str, Any]
+    owner: str | None = None
+    """The process that claimed it last (``memory.liveness``): a row left running by a live one is its work."""
 
 
 _A_COLS = (
@@ -122,7 +125,7 @@ _A_COLS = (
     "state, decided_by, decided_at, cards, context"
 )
 _O_COLS = "approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, detail, external_id"
-_O_READ = _O_COLS + ", updated_at, progress"
+_O_READ = _O_COLS + ", updated_at, progress, owner"
 
 
 def _approval(r: Any) -> ApprovalRow:
@@ -160,6 +163,7 @@ def _outbox(r: Any) -> OutboxRow:
         r[9],
         datetime.fromisoformat(r[10]),
         json.loads(r[11]),
+        r[12],
     )
 
 
@@ -205,6 +209,8 @@ class ApprovalStore:
                     await self._conn.execute("ALTER TABLE approvals ADD COLUMN context TEXT NOT NULL DEFAULT '{}'")
             if "progress" not in columns:  # files from before resumable executions
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'")
+            if "owner" not in columns:  # files from before two processes could tell each other's work
+                await self._conn.execute("ALTER TABLE outbox ADD COLUMN owner TEXT")
 
     async def create(self, row: ApprovalRow) -> bool:
         """Insert a new approval; False when that id exists already (an idempotent re-run)."""
@@ -392,8 +398,8 @@ class ApprovalStore:
         ):
             return [_outbox(r) for r in await cur.fetchall()]
 
-    async def claim_due(self, now: datetime) -> OutboxRow | None:
-        """Move the oldest due queued row to 'running' (attempt + 1) before any call is made."""
+    async def claim_due(self, now: datetime, owner: str | None = None) -> OutboxRow | None:
+        """Move the oldest due queued row to 'running' (attempt + 1, claimed by ``owner``) before any call is made."""
         async with self._writing():
             async with self._conn.execute(
                 f"SELECT {_O_READ} FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? "
@@ -405,9 +411,9 @@ class ApprovalStore:
                 return None
             row = _outbox(r)
             cur2 = await self._conn.execute(
-                "UPDATE outbox SET state = 'running', attempts = attempts + 1, updated_at = ? "
+                "UPDATE outbox SET state = 'running', attempts = attempts + 1, updated_at = ?, owner = ? "
                 "WHERE approval_id = ? AND state = 'queued'",
-                (now.isoformat(), row.approval_id),
+                (now.isoformat(), owner, row.approval_id),
             )
             if cur2.rowcount != 1:
                 return None

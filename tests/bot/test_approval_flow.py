@@ -488,3 +488,35 @@ async def test_an_approval_id_is_never_reused_for_another_action(tmp_path: Path)
     assert first.approval is not None and again.approval is not None
     assert again.approval.id == first.approval.id  # a re-run finds its own row
     assert [r.action["to"] for r in rows] == [["ana@example.org"]]
+
+
+async def test_a_second_process_on_the_data_dir_leaves_the_first_ones_sending_alone(tmp_path: Path) -> None:
+    """`coo chat` started beside `coo run`: an email the first is sending is neither marked unknown nor resent."""
+    with SMTPServer(modes=["hold"]) as smtp:
+        async with runtime(tmp_path, smtp) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await smtp.wait_delivered(1)  # the message is in; its "250" is held: the row is running
+            async with runtime(tmp_path, smtp) as (second, _):  # its start recovers what crashes left
+                assert len(await second.approvals.store.outbox_in("running")) == 1
+                assert await second.approvals.store.outbox_in("unknown") == []
+            smtp.release()
+            await eventually(lambda: any(t.startswith("Sent at") for t in edits(chan)))
+            sent = await rt.approvals.store.outbox_in("sent")
+    assert len(sent) == 1 and len(smtp.delivered) == 1
+
+
+async def test_a_sent_outcome_is_recorded_over_unknown_set_while_it_ran(tmp_path: Path) -> None:
+    """A process that could not tell the sender was alive (an older version) marked the row unknown
+    mid-send: the sender's "sent" replaces it, so nobody is asked to resend a delivered email."""
+    with SMTPServer(modes=["hold"]) as smtp:
+        async with runtime(tmp_path, smtp) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await smtp.wait_delivered(1)
+            [row] = await rt.approvals.store.outbox_in("running")
+            assert await rt.approvals.store.finish(row.approval_id, "unknown", "marked by another process")
+            smtp.release()
+            await eventually(lambda: any(t.startswith("Sent at") for t in edits(chan)))
+            assert await rt.approvals.store.outbox_in("unknown") == []
+            assert len(await rt.approvals.store.outbox_in("sent")) == 1

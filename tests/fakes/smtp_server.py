@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 
-Mode = Literal["ok", "tempfail", "permfail", "drop_after_data", "slow_ack"]
+Mode = Literal["ok", "tempfail", "permfail", "drop_after_data", "slow_ack", "hold"]
 
 
 @dataclass
@@ -50,6 +50,8 @@ class _Handler:
             return "250 OK"
         if mode == "slow_ack":
             await asyncio.sleep(owner.slow_ack_s)
+        if mode == "hold":  # the message is in; "250" waits until the test calls release()
+            await asyncio.get_running_loop().run_in_executor(None, owner.released.wait)
         return "250 OK"
 
 
@@ -60,6 +62,8 @@ class SMTPServer:
     default_mode: Mode = "ok"
     modes: list[Mode] = field(default_factory=list)
     slow_ack_s: float = 5.0
+    released: threading.Event = field(default_factory=threading.Event)
+    """Lets messages held by the "hold" mode be acknowledged (set by :meth:`release`)."""
     delivered: list[Delivered] = field(default_factory=list)
     port: int = 0
     _controller: Controller | None = None
@@ -71,7 +75,12 @@ class SMTPServer:
         self._controller.start()
         return self
 
+    def release(self) -> None:
+        """Acknowledge every message held by the "hold" mode, now and from now on."""
+        self.released.set()
+
     def __exit__(self, *exc: object) -> None:
+        self.released.set()  # a held session must not keep the server from stopping
         if self._controller is not None:
             self._controller.stop()
 
