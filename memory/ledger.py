@@ -106,24 +106,31 @@ class CostLedger:
         writers wait until it is committed."""
         return await self._db.run_transaction(lambda conn: work(Booking(conn)))
 
-    async def settle(self, hold_id: int | None, call: LLMCall) -> None:
-        """Replace a hold by the call's ledger row (and its event), atomically."""
+    async def settle(self, hold_id: int | None, call: LLMCall) -> bool:
+        """Replace a hold by the call's ledger row (and its event), atomically.
+
+        Settling is idempotent per hold: the row is written only if this settle removed the hold, so
+        a hold already settled or released (e.g. a settle committed although its caller was cancelled
+        while it was written, then settled again at the estimate) is not recorded twice. Returns
+        whether a row was written (always, without a hold).
+        """
         row, event = _call_rows(call)
 
-        def work(conn: sqlite3.Connection) -> None:
-            if hold_id is not None:
-                conn.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
+        def work(conn: sqlite3.Connection) -> bool:
+            if hold_id is not None and conn.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,)).rowcount == 0:
+                return False
             conn.execute(_INSERT_CALL, row)
             conn.execute(_INSERT_EVENT, event)
+            return True
 
-        await self._db.run_transaction(work)
+        return await self._db.run_transaction(work)
 
     async def release(self, hold_id: int) -> None:
         """Drop a hold: the call was not made or not billed."""
         await self._db.write("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
 
     async def record(self, call: LLMCall) -> None:
-        """Record a call that held nothing (e.g. a failed attempt, which providers do not bill)."""
+        """Record a call that held nothing (e.g. a failed attempt the provider certainly did not process)."""
         await self.settle(None, call)
 
     async def calls(self) -> list[LLMCall]:

@@ -1,0 +1,107 @@
+"""I5: what a failed or interrupted model call costs: a hold is settled at most once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graph.budget import BudgetGuard
+from graph.llm import LLMClient, estimate_message_tokens
+from graph.pricing import PriceTable
+from graph.settings import LLMSettings
+from memory.control import ControlStore
+from memory.db import Database, LLMCall, open_database
+from memory.grouped import on_thread
+from memory.ledger import CostLedger
+from tests.conftest import llm_settings
+from tests.fakes.openai_api import FakeOpenAI
+
+# 1000 per million prompt tokens, 2000 per million completion tokens: one attempt at its estimate
+# (a short prompt and 1,024 completion tokens) costs about 2.06.
+PRICES = PriceTable({"fake-model": (1000.0, 2000.0)})
+HELLO = [{"role": "user", "content": "hello"}]
+MAX_OUT = 1024
+ESTIMATE = PRICES.price("fake-model").cost(estimate_message_tokens(HELLO), MAX_OUT)
+
+
+@dataclass
+class Parts:
+    client: LLMClient
+    ledger: CostLedger
+    store: ControlStore
+    db: Database
+
+
+@asynccontextmanager
+async def model_client(tmp_path: Path, fake: FakeOpenAI, **extra: Any) -> AsyncIterator[Parts]:
+    """An LLMClient with its ledger and budget guard on a database of its own."""
+    async with open_database(tmp_path) as db:
+        ledger = CostLedger(db)
+        await ledger.setup()
+        store = ControlStore(db)
+        await store.setup()
+        guard = BudgetGuard(ledger, db, store, PRICES, "UTC", None)
+        settings = LLMSettings(**llm_settings(fake, max_completion_tokens=MAX_OUT, **extra))
+        client = LLMClient(settings, ledger, PRICES, guard)
+        try:
+            yield Parts(client, ledger, store, db)
+        finally:
+            await client.close()
+
+
+async def holds(db: Database) -> int:
+    return int((await db.fetchone("SELECT COUNT(*) FROM budget_holds"))[0])
+
+
+async def test_a_call_cancelled_while_its_settle_is_written_is_recorded_once(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    async with model_client(tmp_path, fake_llm) as parts:
+        loop = asyncio.get_running_loop()
+        settling = asyncio.Event()
+        resume = threading.Event()
+        armed = [True]
+
+        def trace(sql: str) -> None:  # on SQLite's thread, before each statement runs
+            if armed[0] and sql.startswith("DELETE FROM budget_holds"):
+                armed[0] = False
+                loop.call_soon_threadsafe(settling.set)
+                resume.wait()  # the settle stays on the thread until the caller has been cancelled
+
+        await on_thread(parts.db.connection, lambda conn: conn.set_trace_callback(trace))
+        try:
+            task = asyncio.create_task(parts.client.chat(HELLO))
+            await settling.wait()  # the answer came; its settle is being written
+            task.cancel()  # e.g. shutdown: Dispatcher.drain() cancels what is still running
+        finally:
+            resume.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        calls = await parts.ledger.calls()
+        left = await holds(parts.db)
+    # Before: the settle was committed, then the hold was settled again at its estimate: two rows.
+    assert [c.outcome for c in calls] == ["ok"] and left == 0
+
+
+async def test_a_hold_is_settled_at_most_once(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    async with model_client(tmp_path, fake_llm) as parts:
+        hold = await parts.ledger.book(lambda book: book.hold("s", "chat", "fake-model", 10, 1.0))
+        first = await parts.ledger.settle(hold.id, _call("ok", 0.5))
+        again = await parts.ledger.settle(hold.id, _call("unknown: interrupted", 1.0))
+        released = await parts.ledger.book(lambda book: book.hold("s", "chat", "fake-model", 10, 1.0))
+        await parts.ledger.release(released.id)
+        after_release = await parts.ledger.settle(released.id, _call("unknown: interrupted", 1.0))
+        calls = await parts.ledger.calls()
+    assert (first, again, after_release) == (True, False, False)
+    assert [(c.outcome, c.cost) for c in calls] == [("ok", 0.5)]
+
+
+def _call(outcome: str, cost: float) -> LLMCall:
+    return LLMCall("s", "chat", "fake-model", 10, 0, True, 0, outcome, cost)
