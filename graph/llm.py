@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
@@ -101,9 +102,12 @@ def estimate_tool_tokens(tools: Sequence[dict[str, Any]]) -> int:
 class LLMClient:
     """Calls the model, retrying 429/5xx/connection errors with backoff, and records usage and cost.
 
-    Before each call the budget guard reserves its estimated cost (I5); a call that would cross a
-    cap is never made. After it, the hold is settled with the reported usage, or released when the
-    call failed (providers do not bill failed calls). Failures feed a circuit breaker: once it opens, callers get
+    Before each attempt the budget guard reserves its estimated cost (I5); an attempt that would
+    cross a cap is never made, so the cap also stops retries. After it, the hold is settled with the
+    reported usage. A failed attempt the provider may have processed (a timeout, a connection lost
+    after the request went out, a 5xx) counts at its estimate, like a cancelled one: it may have been
+    billed. Only a failure that certainly came before the provider ran the request (no connection,
+    429, another 4xx) is free. Failures feed a circuit breaker: once it opens, callers get
     :class:`ModelUnavailable` without a network call until it half-opens and one call probes again.
     """
 
@@ -175,7 +179,8 @@ class LLMClient:
         model: str | None = None,
         limit: Limit | None = None,
     ) -> ModelReply:
-        """One chat completion, with retries. Raises ModelUnavailable or BudgetExceeded (call not made).
+        """One chat completion, with retries. Raises ModelUnavailable, or BudgetExceeded when the cap
+        leaves no room for an attempt (that attempt is not made; earlier failed ones are recorded).
 
         ``limit`` adds a cap of the caller's own (e.g. a goal's total budget) to the configured ones.
         """
@@ -184,42 +189,42 @@ class LLMClient:
         name = model or self._settings.model
         max_out = self._settings.max_completion_tokens
         estimate = estimate_message_tokens(messages) + estimate_tool_tokens(tools)
-        hold: Hold | None = None
-        if self._budget is not None:
-            hold = await self._budget.reserve(workflow, name, estimate, max_out, session, limit)
-            name = hold.model
         kwargs: dict[str, Any] = {"model": name, "messages": list(messages), "max_tokens": max_out}
         if tools:
             kwargs["tools"] = list(tools)
-        try:
-            reply = await self._attempts(kwargs, session, workflow, name, messages, hold)
-        except ModelUnavailable:
-            if hold is not None:
-                await self._ledger.release(hold.id)
-            raise
-        except BaseException:
-            # Cancelled mid-call (shutdown): the call may have been billed; it counts at its estimate.
-            if hold is not None:
-                call = LLMCall(session, workflow, name, estimate, 0, True, 0, "unknown: interrupted", hold.cost)
-                await asyncio.shield(self._ledger.settle(hold.id, call))
-            raise
-        return reply
+        for attempt in range(1, self._settings.max_attempts + 1):
+            # Each attempt holds its own reservation: a retry the cap cannot pay for is not made.
+            hold: Hold | None = None
+            if self._budget is not None:
+                hold = await self._budget.reserve(workflow, name, estimate, max_out, session, limit)
+                kwargs["model"] = hold.model
+            if not self.breaker.allow():
+                if hold is not None:
+                    await asyncio.shield(self._ledger.release(hold.id))  # not made: nothing to bill
+                self._down = True
+                raise ModelUnavailable(self.breaker.last_reason or "the model is unreachable")
+            reply = await self._attempt(kwargs, session, workflow, messages, estimate, hold, attempt)
+            if reply is not None:
+                return reply
+        raise AssertionError("unreachable")
 
-    async def _attempts(
+    async def _attempt(
         self,
         kwargs: dict[str, Any],
         session: str | None,
         workflow: str,
-        name: str,
         messages: Sequence[dict[str, Any]],
+        estimate: int,
         hold: Hold | None,
-    ) -> ModelReply:
+        attempt: int,
+    ) -> ModelReply | None:
+        """One request under its own hold: the reply, or None when it failed and may be tried again
+        (after the backoff). Raises ModelUnavailable when it failed for good."""
         assert self._client is not None
-        for attempt in range(1, self._settings.max_attempts + 1):
-            if not self.breaker.allow():
-                self._down = True
-                raise ModelUnavailable(self.breaker.last_reason or "the model is unreachable")
-            started = self._clock()
+        name: str = kwargs["model"]
+        unsettled = hold
+        started = self._clock()
+        try:
             try:
                 # The SDK's generic POST (its documented way to any endpoint): ``create`` would first walk
                 # the whole prompt through its typed-params transform, milliseconds of CPU per call for
@@ -229,43 +234,61 @@ class LLMClient:
                 )
             except openai.APIStatusError as exc:
                 retryable = isinstance(exc, openai.RateLimitError | openai.InternalServerError)
-                await self._failed(session, workflow, name, messages, started, exc, attempt, retryable)
-                continue
+                failure: openai.APIError = exc
             except openai.APIConnectionError as exc:
-                await self._failed(session, workflow, name, messages, started, exc, attempt, True)
-                continue
-            reply = _parse(response)
-            usage = response.usage
-            prompt = usage.prompt_tokens if usage else estimate_message_tokens(messages)
-            completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
-            cost = self._prices.price(name).cost(prompt, completion)
-            latency = int((self._clock() - started) * 1000)
-            call = LLMCall(session, workflow, name, prompt, completion, usage is None, latency, "ok", cost)
-            await self._ledger.settle(hold.id if hold else None, call)
-            if self._down:
-                log.info("model reachable again")
-            self.breaker.record_success()
-            self._down = self._told = False
-            return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost)
-        raise AssertionError("unreachable")
+                retryable, failure = True, exc
+            else:
+                reply = _parse(response)
+                usage = response.usage
+                prompt = usage.prompt_tokens if usage else estimate_message_tokens(messages)
+                completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
+                cost = self._prices.price(name).cost(prompt, completion)
+                latency = int((self._clock() - started) * 1000)
+                call = LLMCall(session, workflow, name, prompt, completion, usage is None, latency, "ok", cost)
+                await self._ledger.settle(hold.id if hold else None, call)
+                unsettled = None
+                if self._down:
+                    log.info("model reachable again")
+                self.breaker.record_success()
+                self._down = self._told = False
+                return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost)
+            await self._record_failure(session, workflow, name, estimate, hold, started, failure)
+            unsettled = None
+        except BaseException:
+            # Cancelled mid-call (shutdown), or the answer could not be read: the call may have been
+            # billed, so it counts at its estimate. Settling is idempotent per hold: a settle that was
+            # committed although this task was cancelled while it was written is not recorded twice.
+            if unsettled is not None:
+                call = LLMCall(session, workflow, name, estimate, 0, True, 0, "unknown: interrupted", unsettled.cost)
+                await asyncio.shield(self._ledger.settle(unsettled.id, call))
+            raise
+        await self._after_failure(failure, attempt, retryable)
+        return None
 
-    async def _failed(
+    async def _record_failure(
         self,
         session: str | None,
         workflow: str,
         model: str,
-        messages: Sequence[dict[str, Any]],
+        estimate: int,
+        hold: Hold | None,
         started: float,
-        exc: Exception,
-        attempt: int,
-        retryable: bool,
+        exc: openai.APIError,
     ) -> None:
+        """Settle a failed attempt's hold: at its estimate when the provider may have processed (and
+        billed) the request, free only when it certainly did not (see :func:`_maybe_processed`)."""
         reason = _describe(exc)
         latency = int((self._clock() - started) * 1000)
-        # Failed calls are not billed by the providers we know; the tokens we sent are still recorded.
-        await self._ledger.record(
-            LLMCall(session, workflow, model, estimate_message_tokens(messages), 0, True, latency, f"error: {reason}")
-        )
+        cost = 0.0
+        if _maybe_processed(exc):
+            max_out = self._settings.max_completion_tokens
+            cost = hold.cost if hold is not None else self._prices.price(model).cost(estimate, max_out)
+        call = LLMCall(session, workflow, model, estimate, 0, True, latency, f"error: {reason}", cost)
+        await self._ledger.settle(hold.id if hold is not None else None, call)
+
+    async def _after_failure(self, exc: openai.APIError, attempt: int, retryable: bool) -> None:
+        """Feed the breaker; raise ModelUnavailable when there is no retry, else wait before it."""
+        reason = _describe(exc)
         opened = self.breaker.record_failure(reason)
         if not retryable or opened or attempt == self._settings.max_attempts:
             if not self._down:
@@ -289,6 +312,16 @@ def _describe(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """What ``exc`` chains, nearest first."""
+    causes: list[BaseException] = []
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None and seen not in causes:
+        causes.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return causes
+
+
 def _timed_out(exc: openai.APITimeoutError) -> bool:
     """Whether the model really did not answer in time.
 
@@ -296,12 +329,24 @@ def _timed_out(exc: openai.APITimeoutError) -> bool:
     too; what it chains tells them apart: a real timeout has a ``TimeoutError`` under it (a bare one
     is taken at its word).
     """
-    causes: list[BaseException] = []
-    seen = exc.__cause__ or exc.__context__
-    while seen is not None:
-        causes.append(seen)
-        seen = seen.__cause__ or seen.__context__
+    causes = _causes(exc)
     return not causes or any(isinstance(cause, TimeoutError) for cause in causes)
+
+
+def _maybe_processed(exc: openai.APIError) -> bool:
+    """Whether the provider may have processed, and so billed, a request that failed (I5: fail closed).
+
+    Free: a 4xx (429 included: the request was refused, not run) and a connection that was never
+    made (refused, unresolvable, TLS failed, or it timed out while connecting: aiohttp's
+    ``ClientConnectorError`` and ``ConnectionTimeoutError``), where the request never left. Billed:
+    a 5xx (the endpoint took the request and failed while or after handling it; a gateway's 502/504
+    may come after the model behind it ran and billed), a timeout waiting for the answer, and a
+    connection lost after the request was sent; and anything unrecognised.
+    """
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500
+    never_sent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+    return not any(isinstance(cause, never_sent) for cause in _causes(exc))
 
 
 def _parse(response: Any) -> ModelReply:

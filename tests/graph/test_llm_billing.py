@@ -1,4 +1,6 @@
-"""I5: what a failed or interrupted model call costs: a hold is settled at most once."""
+"""I5: what a failed or interrupted model call costs. An attempt the provider may have processed counts at
+its estimate, each retry holds its own reservation (so a cap stops the retries), and a hold is settled at most
+once."""
 
 from __future__ import annotations
 
@@ -12,16 +14,17 @@ from typing import Any
 
 import pytest
 
-from graph.budget import BudgetGuard
+from graph.budget import BudgetExceeded, BudgetGuard
+from graph.errors import ModelUnavailable
 from graph.llm import LLMClient, estimate_message_tokens
 from graph.pricing import PriceTable
 from graph.settings import LLMSettings
-from memory.control import ControlStore
+from memory.control import Budget, ControlStore
 from memory.db import Database, LLMCall, open_database
 from memory.grouped import on_thread
 from memory.ledger import CostLedger
 from tests.conftest import llm_settings
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, Scripted
 
 # 1000 per million prompt tokens, 2000 per million completion tokens: one attempt at its estimate
 # (a short prompt and 1,024 completion tokens) costs about 2.06.
@@ -58,6 +61,65 @@ async def model_client(tmp_path: Path, fake: FakeOpenAI, **extra: Any) -> AsyncI
 
 async def holds(db: Database) -> int:
     return int((await db.fetchone("SELECT COUNT(*) FROM budget_holds"))[0])
+
+
+async def test_a_timed_out_attempt_counts_at_its_estimate_and_the_cap_stops_the_retries(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.gate = asyncio.Event()  # the endpoint got the request and is still working on it (and billing it)
+    try:
+        async with model_client(tmp_path, fake_llm, max_attempts=3, timeout_s=0.2) as parts:
+            await parts.store.set_budget(Budget("chat", "day", 3.0))  # room for one attempt at its estimate
+            with pytest.raises(BudgetExceeded):
+                await parts.client.chat(HELLO)
+            calls = await parts.ledger.calls()
+            left = await holds(parts.db)
+    finally:
+        fake_llm.gate.set()
+    # Before: three requests, each recorded at cost 0, and the cap never stopped a retry.
+    assert len(fake_llm.chat_requests) == 1
+    assert [c.outcome for c in calls] == ["error: the model did not answer in time"]
+    assert calls[0].cost == pytest.approx(ESTIMATE) and calls[0].estimated
+    assert left == 0
+
+
+async def test_only_failures_the_provider_never_ran_are_free(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.fail(429)  # refused before it ran: free
+    fake_llm.fail(503)  # the endpoint took it and failed: it may have run, it counts
+    fake_llm.script.append(Scripted(drop=True))  # the connection was lost after the request went out: it counts
+    fake_llm.reply("made it")
+    async with model_client(tmp_path, fake_llm, max_attempts=4, breaker_failures=5) as parts:
+        reply = await parts.client.chat(HELLO)
+        calls = await parts.ledger.calls()
+        left = await holds(parts.db)
+    assert reply.content == "made it" and len(fake_llm.chat_requests) == 4
+    assert [c.outcome for c in calls] == [
+        "error: the model endpoint answered HTTP 429",
+        "error: the model endpoint answered HTTP 503",
+        "error: cannot connect to the model endpoint",
+        "ok",
+    ]
+    assert [c.cost for c in calls[:3]] == [0.0, pytest.approx(ESTIMATE), pytest.approx(ESTIMATE)]
+    assert 0 < calls[3].cost < ESTIMATE and left == 0
+
+
+async def test_a_connection_never_made_and_a_4xx_are_free(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.fail(400)
+    async with model_client(tmp_path, fake_llm, max_attempts=2) as parts:
+        with pytest.raises(ModelUnavailable):
+            await parts.client.chat(HELLO)
+        assert [(c.outcome, c.cost) for c in await parts.ledger.calls()] == [
+            ("error: the model endpoint answered HTTP 400", 0.0)
+        ]
+    async with FakeOpenAI() as gone:
+        pass  # closed now: connections to it are refused
+    async with model_client(tmp_path / "refused", gone, max_attempts=2) as parts:
+        with pytest.raises(ModelUnavailable):
+            await parts.client.chat(HELLO)
+        calls = await parts.ledger.calls()
+        left = await holds(parts.db)
+    assert [(c.outcome, c.cost) for c in calls] == [("error: cannot connect to the model endpoint", 0.0)] * 2
+    assert left == 0
 
 
 async def test_a_call_cancelled_while_its_settle_is_written_is_recorded_once(
