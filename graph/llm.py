@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -353,15 +354,20 @@ def _parse(response: Any) -> ModelReply:
     if not response.choices:
         return ModelReply("")
     message = response.choices[0].message
-    calls = tuple(
-        ToolCall(c.id, c.function.name, _clip_arguments(c.function.arguments or "{}"))
-        for c in (message.tool_calls or [])
-        if getattr(c, "function", None) is not None
-    )
+    calls: list[ToolCall] = []
+    for c in message.tool_calls or []:
+        if getattr(c, "function", None) is None:
+            continue
+        call_id = c.id
+        if not call_id or any(call_id == other.id for other in calls):
+            # Some OpenAI-compatible endpoints leave ids empty (LM Studio) or repeat them; an approval is
+            # keyed by (session, id), so every call of an answer gets an id of its own, unique everywhere.
+            call_id = f"call_{uuid.uuid4().hex}"
+        calls.append(ToolCall(call_id, c.function.name, _clip_arguments(c.function.arguments or "{}")))
     content = message.content or ""
     if len(content) > MAX_REPLY_CHARS:
         content = content[: MAX_REPLY_CHARS - len(CLIPPED)] + CLIPPED
-    return ModelReply(content, calls)
+    return ModelReply(content, tuple(calls))
 
 
 def _clip_arguments(arguments: str) -> str:

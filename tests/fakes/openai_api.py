@@ -37,6 +37,9 @@ class Scripted:
     usage: bool = True
     drop: bool = False
     """Close the connection instead of answering."""
+    call_ids: list[str] | None = None
+    """The ids of ``tool_calls``, one each (None: a unique ``call_<request>_<index>``). Some
+    OpenAI-compatible endpoints send empty ids (LM Studio) or ids that repeat."""
 
 
 class FakeOpenAI:
@@ -167,7 +170,7 @@ class FakeOpenAI:
         if step.tool_calls:
             message["tool_calls"] = [
                 {
-                    "id": f"call_{len(self.requests)}_{i}",
+                    "id": f"call_{len(self.requests)}_{i}" if step.call_ids is None else step.call_ids[i],
                     "type": "function",
                     "function": {"name": name, "arguments": json.dumps(args)},
                 }

@@ -1,6 +1,6 @@
 """I5: what a failed or interrupted model call costs. An attempt the provider may have processed counts at
-its estimate, each retry holds its own reservation (so a cap stops the retries), and a hold is settled at most
-once."""
+its estimate, each retry holds its own reservation (so a cap stops the retries), a hold is settled at most
+once; and every tool call of every answer gets an id of its own."""
 
 from __future__ import annotations
 
@@ -167,3 +167,21 @@ async def test_a_hold_is_settled_at_most_once(tmp_path: Path, fake_llm: FakeOpen
 
 def _call(outcome: str, cost: float) -> LLMCall:
     return LLMCall("s", "chat", "fake-model", 10, 0, True, 0, outcome, cost)
+
+
+async def test_every_tool_call_of_every_answer_gets_an_id_of_its_own(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    # LM Studio sends empty ids; other endpoints repeat them.
+    calls = [("draft_email", {"to": "a"}), ("draft_email", {"to": "b"}), ("remember", {"fact": "c"})]
+    fake_llm.script.append(Scripted(tool_calls=calls, call_ids=["", "", "send_email:0"]))
+    fake_llm.script.append(Scripted(tool_calls=calls, call_ids=["send_email:0", "send_email:0", ""]))
+    async with model_client(tmp_path, fake_llm) as parts:
+        first = await parts.client.chat(HELLO)
+        second = await parts.client.chat(HELLO)
+    ids = [[c.id for c in reply.tool_calls] for reply in (first, second)]
+    assert [len(i) for i in ids] == [3, 3] and all(ids[0]) and all(ids[1])
+    assert len(set(ids[0])) == 3 and len(set(ids[1])) == 3  # distinct within each answer
+    assert ids[0][2] == "send_email:0" and ids[1][0] == "send_email:0"  # a usable id is kept
+    fresh = {*ids[0][:2], *ids[1][1:]}
+    assert len(fresh) == 4 and "send_email:0" not in fresh  # the fresh ones are unique across answers too
+    message = second.as_message()
+    assert [c["id"] for c in message["tool_calls"]] == ids[1]
