@@ -3,6 +3,8 @@ in the same transaction that reads what was spent, so concurrent calls cannot ov
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ class BudgetExceeded(Exception):
 
 
 AlertHandler = Callable[[BudgetAlert], Awaitable[None]]
+"""Tells the operator about a :class:`BudgetAlert`. It runs in a context of its own (none of the caller's
+context variables): an alert is a notice, not a reply of the turn that happened to reach the cap."""
 
 
 @dataclass(frozen=True)
@@ -130,8 +134,8 @@ class BudgetGuard:
             cap, spent = verdict.near
             started = period_start(cap.period, now, self._tz).date()
             key = f"budget.near:{workflow}:{cap.scope}:{cap.period}:{started}"
-            if await self._store.put_new(key, True) and self._on_alert is not None:
-                await self._on_alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
+            if await self._store.put_new(key, True):
+                await self._alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
         return verdict.hold
 
     def _decide(
@@ -192,6 +196,25 @@ class BudgetGuard:
             },
             session=session,
         )
-        if first and self._on_alert is not None:
-            await self._on_alert(alert)
+        if first:
+            await self._alert(alert)
         raise BudgetExceeded(alert, first)
+
+    async def _alert(self, alert: BudgetAlert) -> None:
+        """Hand ``alert`` to the handler, outside the caller's context.
+
+        The caller may be handling an update, whose sends are numbered in a reply journal (I3,
+        ``bot.messenger``). An alert sent in that context took the next number; a replay after a
+        crash does not send the alert again (its once-key, ``budget.near:…`` or ``budget.open:…``, is
+        already taken, which keeps it at most once), so the reply then got the alert's number, matched
+        its journal entry and was skipped. In a context of its own the alert is not journalled and the
+        turn's numbering is the same in every run.
+        """
+        handler = self._on_alert
+        if handler is None:
+            return
+
+        async def tell() -> None:
+            await handler(alert)
+
+        await asyncio.create_task(tell(), context=contextvars.Context())
