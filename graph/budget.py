@@ -113,8 +113,9 @@ class BudgetGuard:
     ) -> Hold:
         """Hold the call's estimated cost (prompt + ``max_completion`` at the model's price).
 
-        Raises BudgetExceeded, holding nothing, when the call would cross a cap. Near a cap the
-        cheaper model is chosen when one is configured (the hold says which model to call).
+        Raises BudgetExceeded, holding nothing, when the call would cross a cap; nothing stays held
+        either when it raises otherwise or is cancelled. Near a cap the cheaper model is chosen when one
+        is configured (the hold says which model to call).
         """
         now = utcnow()
 
@@ -126,17 +127,40 @@ class BudgetGuard:
                 delete_key_in(book.conn, f"budget.open:{workflow}")  # fits again (new period or a raised cap)
             return verdict
 
-        verdict = await self._ledger.book(decide)
+        verdict = await self._book(decide)
         if verdict.over is not None:
             return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
-        assert verdict.hold is not None
-        if verdict.near is not None:
-            cap, spent = verdict.near
-            started = period_start(cap.period, now, self._tz).date()
-            key = f"budget.near:{workflow}:{cap.scope}:{cap.period}:{started}"
-            if await self._store.put_new(key, True):
-                await self._alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
-        return verdict.hold
+        hold = verdict.hold
+        assert hold is not None
+        try:
+            if verdict.near is not None:
+                cap, spent = verdict.near
+                started = period_start(cap.period, now, self._tz).date()
+                key = f"budget.near:{workflow}:{cap.scope}:{cap.period}:{started}"
+                if await self._store.put_new(key, True):
+                    await self._alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
+        except BaseException:
+            # The caller never gets the hold (the alert failed, or the caller was cancelled while it was
+            # sent): give it back, or it would count as spent until the next start billed it as a call.
+            await asyncio.shield(self._ledger.release(hold.id))
+            raise
+        return hold
+
+    async def _book(self, work: Callable[[Booking], _Verdict]) -> _Verdict:
+        """``work`` in one booking transaction (:meth:`CostLedger.book`), leaving no hold behind if the
+        caller is cancelled meanwhile: a booking already on SQLite's thread is committed all the same,
+        so on cancellation it is waited for and its hold given back."""
+        booking = asyncio.ensure_future(self._ledger.book(work))
+        try:
+            return await asyncio.shield(booking)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._give_back(booking))
+            raise
+
+    async def _give_back(self, booking: asyncio.Future[_Verdict]) -> None:
+        verdict = await booking
+        if verdict.hold is not None:
+            await self._ledger.release(verdict.hold.id)
 
     def _decide(
         self,
@@ -179,7 +203,13 @@ class BudgetGuard:
         if await self._store.delete(f"budget.once:{workflow}"):
             log.info("budget: %s allowed one call over its cap on the operator's request", workflow)
             estimate = verdict.estimate
-            return await self._ledger.book(lambda book: book.hold(session, workflow, model, prompt_tokens, estimate))
+
+            def hold_once(book: Booking) -> _Verdict:
+                return _Verdict(book.hold(session, workflow, model, prompt_tokens, estimate), None, None, estimate)
+
+            once = await self._book(hold_once)
+            assert once.hold is not None
+            return once.hold
         alert = BudgetAlert("exceeded", workflow, cap, spent, verdict.estimate, session)
         first = await self._store.put_new(f"budget.open:{workflow}", {"scope": cap.scope, "period": cap.period})
         await self._db.append_event(
