@@ -259,6 +259,9 @@ class LLMClient:
             # Cancelled mid-call (shutdown), or the answer could not be read: the call may have been
             # billed, so it counts at its estimate. Settling is idempotent per hold: a settle that was
             # committed although this task was cancelled while it was written is not recorded twice.
+            # If this attempt was the half-open breaker's probe, the next call probes instead; otherwise the
+            # breaker would wait forever for this one's verdict and refuse every call until a restart.
+            self.breaker.end_probe()
             if unsettled is not None:
                 call = LLMCall(session, workflow, name, estimate, 0, True, 0, "unknown: interrupted", unsettled.cost)
                 await asyncio.shield(self._ledger.settle(unsettled.id, call))
@@ -360,8 +363,8 @@ def _parse(response: Any) -> ModelReply:
             continue
         call_id = c.id
         if not call_id or any(call_id == other.id for other in calls):
-            # Some OpenAI-compatible endpoints leave ids empty (LM Studio) or repeat them; an approval is
-            # keyed by (session, id), so every call of an answer gets an id of its own, unique everywhere.
+            # Some OpenAI-compatible endpoints leave ids empty (LM Studio) or repeat them within an answer;
+            # tool results are matched to calls by id, so every call of an answer gets an id of its own.
             call_id = f"call_{uuid.uuid4().hex}"
         calls.append(ToolCall(call_id, c.function.name, _clip_arguments(c.function.arguments or "{}")))
     content = message.content or ""

@@ -25,6 +25,7 @@ from memory.grouped import on_thread
 from memory.ledger import CostLedger
 from tests.conftest import llm_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
+from tests.fakes.polling import eventually
 
 # 1000 per million prompt tokens, 2000 per million completion tokens: one attempt at its estimate
 # (a short prompt and 1,024 completion tokens) costs about 2.06.
@@ -185,3 +186,31 @@ async def test_every_tool_call_of_every_answer_gets_an_id_of_its_own(tmp_path: P
     assert len(fresh) == 4 and "send_email:0" not in fresh  # the fresh ones are unique across answers too
     message = second.as_message()
     assert [c["id"] for c in message["tool_calls"]] == ids[1]
+
+
+async def test_a_probe_cancelled_mid_call_lets_the_next_call_probe(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """A half-open breaker's one probe, cancelled (a shutdown, a dropped turn), gives no verdict: the next
+    call must probe, not be refused until a restart."""
+    now = [0.0]
+    fake_llm.fail(500)
+    async with open_database(tmp_path) as db:
+        ledger = CostLedger(db)
+        await ledger.setup()
+        settings = LLMSettings(**llm_settings(fake_llm, max_attempts=1, breaker_failures=1, offline_cooldown_s=30))
+        client = LLMClient(settings, ledger, PRICES, clock=lambda: now[0])
+        try:
+            with pytest.raises(ModelUnavailable):
+                await client.chat(HELLO)
+            assert client.breaker.state == "open"
+            now[0] += 31  # half-open: one probe may go
+            fake_llm.gate = asyncio.Event()  # the probe's request waits at the fake
+            probe = asyncio.create_task(client.chat(HELLO))
+            await eventually(lambda: len(fake_llm.arrivals) == 2)
+            probe.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await probe
+            fake_llm.gate.set()
+            reply = await client.chat(HELLO)
+        finally:
+            await client.close()
+    assert reply.content == "echo: hello" and client.breaker.state == "closed"
