@@ -42,7 +42,8 @@ class PairedOperator:
 
 
 def _hash(code: str) -> str:
-    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+    # Whatever a sender typed hashes (a lone surrogate too): a code that cannot be one is a wrong code.
+    return hashlib.sha256(code.strip().upper().encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class OperatorStore:

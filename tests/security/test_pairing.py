@@ -9,10 +9,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from bot.access import AccessGuard, Verdict
 from bot.messages import InboundMessage
 from bot.notices import notify_access_changes
 from bot.runtime import open_runtime
-from prompts.messages import PAIR_CLOSED, PAIR_LOCKED, PAIRED, PAIRING_REOPENED, REFUSAL
+from memory.db import open_database
+from memory.operators import OperatorStore
+from prompts.messages import PAIR_CLOSED, PAIR_FAILED, PAIR_LOCKED, PAIRED, PAIRING_REOPENED, REFUSAL
 from tests.conftest import ROOT, RecordingChannel, llm_settings, make_settings, subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
@@ -82,6 +85,35 @@ async def test_expired_code_pairs_nobody(tmp_path: Path) -> None:
         code = await rt.operators.open_pairing("cli", timedelta(seconds=-1))  # its time is up already
         await rt.dispatcher.handle(msg(f"/pair {code}", "7"))
     assert not rt.guard.is_operator("telegram:7") and texts(chan, "7") == [PAIR_CLOSED]
+
+
+async def test_a_pair_code_with_a_lone_surrogate_is_a_wrong_code(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        store = OperatorStore(db)
+        await store.setup()
+        code = await store.open_pairing("cli", timedelta(minutes=15))
+        guard = AccessGuard(frozenset(), store)
+        verdict = await guard.check(msg("/pair AB\ud800CDEF", "66"))  # before: UnicodeEncodeError
+        assert verdict is Verdict.PAIR_FAILED and guard.tries_left("telegram:66") == 4  # counted
+        assert await guard.check(msg(f"/pair {code}", "7")) is Verdict.PAIRED  # the code is still good
+
+
+async def test_a_strangers_pair_code_with_a_lone_surrogate_does_not_wedge_polling(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    async with FakeTelegram("123:ABC", username="CooBot") as tg:
+        telegram = {"token": "123:ABC", "api_base_url": tg.api_root, "poll_timeout_s": 0.5}
+        settings = make_settings(tmp_path, llm=llm_settings(fake_llm), telegram=telegram)
+        async with open_runtime(settings, console=False) as rt:
+            await rt.operators.open_pairing("cli", timedelta(minutes=15))  # `coo pair`
+            await tg.wait_for("getUpdates")
+            tg.push_message(user_id=666, chat_id=666, text="/pair AB\ud800CDEF")  # one getUpdates batch
+            last = tg.push_message(user_id=1001, chat_id=1001, text="hello, are you there?")
+            # Before: the batch never got stored, the offset never moved and nobody was answered.
+            await tg.wait_for(lambda c: c.method == "sendMessage", 2, timeout=30)
+            await tg.wait_for(lambda c: c.method == "getUpdates" and c.params.get("offset") == last + 1, timeout=30)
+    assert [c["text"] for c in tg.sent(666)] == [PAIR_FAILED.format(left=4)]
+    assert [c["text"] for c in tg.sent(1001)] == ["echo: hello, are you there?"]
 
 
 def coo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
