@@ -28,6 +28,8 @@ class Verdict(Enum):
     PAIR_FAILED = "pair_failed"
     PAIR_CLOSED = "pair_closed"
     PAIR_LOCKED = "pair_locked"
+    ERROR = "error"
+    """The check itself failed: refused (fail closed), never let through."""
 
 
 class AccessGuard:

@@ -120,9 +120,13 @@ class Dispatcher:
     async def accept_many(self, inbounds: Sequence[InboundMessage]) -> list[asyncio.Task[None] | None]:
         """:meth:`accept` for a platform's batch of updates, stored in one commit (all, or none and it raises).
 
-        Handling starts in the batch's order, so each conversation's turns keep their order.
+        Handling starts in the batch's order, so each conversation's turns keep their order. An update
+        whose access check fails is refused on its own (see :meth:`_check`); the rest go on.
         """
-        verdicts = [await self._guard.check(inbound) for inbound in inbounds]
+        verdicts = [await self._check(inbound) for inbound in inbounds]
+        for inbound, verdict in zip(inbounds, verdicts, strict=True):
+            if verdict is Verdict.ERROR:  # its refusal is on record before the platform is told it arrived (I3)
+                await self._audit(inbound, verdict)
         allowed = [
             replace(i, text=clean_text(i.text)) for i, v in zip(inbounds, verdicts, strict=True) if v is Verdict.ALLOW
         ]
@@ -147,6 +151,22 @@ class Dispatcher:
                 continue
             tasks.append(self._spawn(self._process(inbound, event_id, replaying=False), f"update {inbound.update_key}"))
         return tasks
+
+    async def _check(self, inbound: InboundMessage) -> Verdict:
+        """The access check for one update; if it fails, that update alone is refused (fail closed).
+
+        One update the check cannot decide must not fail the whole batch: the batch would never be
+        stored, the platform would deliver it again and again, and nobody would be answered. It is
+        refused like a stranger's (not stored, audited, answered with the generic error); the failure
+        is logged here, once.
+        """
+        try:
+            return await self._guard.check(inbound)
+        except Exception:
+            log.exception(
+                "access check failed for update %s in session %s; refused", inbound.update_key, inbound.session_key
+            )
+            return Verdict.ERROR
 
     def _loggable(self, text: str) -> str:
         """``text`` as the event log may keep it. Until the commands are registered it is not known which
@@ -323,10 +343,18 @@ class Dispatcher:
             raise
         return True
 
-    async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
+    async def _audit(self, inbound: InboundMessage, verdict: Verdict) -> None:
         audit = {"kind": inbound.kind, "verdict": verdict.value, "chat": inbound.chat_id}
         await self._db.append_event("access." + verdict.value, inbound.sender, audit, session=inbound.session_key)
+
+    async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
+        if verdict is not Verdict.ERROR:  # (a failed check was audited while the batch was accepted)
+            await self._audit(inbound, verdict)
         if not self._messenger.has(inbound.channel):
+            return
+        if verdict is Verdict.ERROR:  # logged where the check failed
+            if inbound.kind in ("message", "command", "callback", "edit"):
+                await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, GENERIC_ERROR))
             return
         answer = {
             Verdict.PAIRED: PAIRED,

@@ -272,3 +272,31 @@ async def test_a_stop_before_the_core_is_ready_keeps_what_was_stored_for_the_nex
         rt.dispatcher.attach(chan)
         assert await rt.dispatcher.replay_pending() == 1
     assert [m.text for m in chan.sent] == ["echo: hello"]
+
+
+async def test_an_update_whose_access_check_fails_is_refused_alone_and_the_batch_goes_on(
+    tmp_path: Path, fake_llm: FakeOpenAI, captured_logs
+) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.db.connection.execute("DROP TABLE pairing_codes")  # a stranger's /pair cannot be checked now
+        batch = [
+            msg("first", key="rec:1"),
+            msg("/pair AAAAAAAA", sender="telegram:666", chat="666", key="rec:2", kind="command"),
+            msg("second", key="rec:3"),
+        ]
+        tasks = await rt.dispatcher.accept_many(batch)  # before: raised, so nothing was stored (and it came again)
+        refused = await rt.db.events(kind="access.error")  # on record before the platform is told it arrived
+        stored = await rt.db.events(kind="message.in")
+        await asyncio.gather(*(t for t in tasks if t is not None))
+        pending = await rt.db.pending_updates()
+    assert all(t is not None for t in tasks)
+    assert [(e.actor, e.payload["kind"]) for e in refused] == [("telegram:666", "command")]
+    assert [e.payload["text"] for e in stored] == ["first", "second"]  # the refused one is not kept
+    assert [m.text for m in chan.sent if m.chat_id == "1001"] == ["echo: first", "echo: second"]
+    assert [m.text for m in chan.sent if m.chat_id == "666"] == [GENERIC_ERROR]
+    errors = [r for r in captured_logs.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "rec:2" in errors[0].getMessage() and "rec:666" in errors[0].getMessage()
+    assert pending == [] and rt.guard.tries_left("telegram:666") == 5
