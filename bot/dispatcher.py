@@ -257,12 +257,22 @@ class Dispatcher:
                 try:
                     await self._answer(inbound, event_id, replaying)
                 except UserFacingError as exc:
-                    await self._messenger.send(OutboundMessage.reply_to(inbound, exc.reason))
+                    await self._tell(inbound, exc.reason)
                 except Exception:
                     log.exception("failed to handle update %s in session %s", inbound.update_key, session)
-                    await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, GENERIC_ERROR))
+                    await self._tell(inbound, GENERIC_ERROR)
             if inbound.update_key is not None:
                 await self._db.finish_update(inbound.update_key)
+
+    async def _tell(self, inbound: InboundMessage, text: str) -> None:
+        """Send an error's answer; if it cannot be delivered (a blocked chat, Slack's not_in_channel),
+        log that once: the update is still finished, not replayed (and redone) on every start."""
+        try:
+            await self._messenger.send(OutboundMessage.reply_to(inbound, text))
+        except Exception:
+            log.exception(
+                "could not deliver the answer to update %s in session %s", inbound.update_key, inbound.session_key
+            )
 
     async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         if inbound.kind == "callback":

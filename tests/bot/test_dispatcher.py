@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bot.dispatcher import GENERIC_ERROR, REFUSAL, Dispatcher, Handlers
-from bot.messages import InboundMessage
+from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings, user_turns
 from tests.fakes.openai_api import FakeOpenAI
@@ -167,6 +167,26 @@ async def test_internal_error_is_logged_once_and_generic_reply(
     errors = [r for r in captured_logs.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "rec:1001" in errors[0].getMessage()
     assert pending == []
+
+
+class _NotInChannel(RecordingChannel):
+    """A channel that cannot post into this chat (Slack: not_in_channel; Telegram: the bot was blocked)."""
+
+    async def send(self, message: OutboundMessage) -> list[str]:
+        raise RuntimeError("not_in_channel")
+
+
+async def test_a_user_facing_error_that_cannot_be_delivered_still_finishes_the_update(
+    tmp_path: Path, captured_logs
+) -> None:  # type: ignore[no-untyped-def]
+    async with open_runtime(make_settings(tmp_path), console=False) as rt:
+        rt.dispatcher.attach(_NotInChannel("rec"))
+        await rt.dispatcher.handle(msg("/nosuchcommand", key="rec:1", kind="command"))  # before: raised
+        pending = await rt.db.pending_updates()
+    assert pending == []  # before: replayed (and redone) on every start
+    errors = [r for r in captured_logs.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "rec:1 " in errors[0].getMessage() and "rec:1001" in errors[0].getMessage()
+    assert errors[0].exc_info is not None and "not_in_channel" in str(errors[0].exc_info[1])
 
 
 async def test_unfinished_update_is_replayed_after_restart(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
