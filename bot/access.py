@@ -97,14 +97,26 @@ class AccessGuard:
             count, since = 0, now
         if count >= MAX_PAIR_FAILURES:
             return Verdict.PAIR_LOCKED
+        # The try is counted before the first await: tries sent at once (webhook or Socket Mode
+        # requests) each see the ones before them, so together they cannot pass the limit either.
+        # One that fails with an error stays counted (fail closed).
+        self._failures[identity] = (count + 1, since)
         if not await self._store.pairing_open():
+            self._give_back(identity)  # nothing to guess while pairing is closed
             return Verdict.PAIR_CLOSED
         if await self._store.redeem(attempt, identity) is None:
-            self._failures[identity] = (count + 1, since)
             return Verdict.PAIR_FAILED
         self._failures.pop(identity, None)
         self._paired.add(identity)
         return Verdict.PAIRED
+
+    def _give_back(self, identity: str) -> None:
+        """Uncount one try of ``identity`` (others may have been counted meanwhile: only this one goes)."""
+        count, since = self._failures.get(identity, (0, 0.0))
+        if count <= 1:
+            self._failures.pop(identity, None)
+        else:
+            self._failures[identity] = (count - 1, since)
 
     def tries_left(self, identity: str) -> int:
         """Wrong codes ``identity`` may still send before it is locked out."""

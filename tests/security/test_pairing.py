@@ -98,6 +98,23 @@ async def test_a_pair_code_with_a_lone_surrogate_is_a_wrong_code(tmp_path: Path)
         assert await guard.check(msg(f"/pair {code}", "7")) is Verdict.PAIRED  # the code is still good
 
 
+async def test_wrong_codes_sent_at_once_are_all_counted(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        store = OperatorStore(db)
+        await store.setup()
+        guard = AccessGuard(frozenset(), store)
+        closed = await asyncio.gather(*(guard.check(msg("/pair AAAAAAAA", "66")) for _ in range(3)))
+        assert closed == [Verdict.PAIR_CLOSED] * 3 and guard.tries_left("telegram:66") == 5  # nothing to guess
+        code = await store.open_pairing("cli", timedelta(minutes=15))
+        tries = [msg(f"/pair WRONG{i:03d}", "66") for i in range(20)]  # e.g. webhook or Socket Mode requests
+        verdicts = await asyncio.gather(*(guard.check(t) for t in tries))
+        # before: all 20 were PAIR_FAILED (each read the count, awaited twice, then wrote count + 1)
+        assert verdicts.count(Verdict.PAIR_FAILED) == 5 and verdicts.count(Verdict.PAIR_LOCKED) == 15
+        assert guard.tries_left("telegram:66") == 0
+        assert await guard.check(msg(f"/pair {code}", "66")) is Verdict.PAIR_LOCKED
+        assert await guard.check(msg(f"/pair {code}", "7")) is Verdict.PAIRED  # only the guesser is locked
+
+
 async def test_a_strangers_pair_code_with_a_lone_surrogate_does_not_wedge_polling(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
