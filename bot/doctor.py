@@ -58,7 +58,7 @@ async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check
     if tg.token is None:
         return Check("telegram", None, "not configured; set COO_TELEGRAM__TOKEN")
     url = f"{tg.api_base_url}/bot{tg.token.get_secret_value()}/getMe"
-    mode = f"webhook {tg.webhook_url}" if tg.webhook_url else "long polling"
+    mode = f"webhook {redact_url(tg.webhook_url)}" if tg.webhook_url else "long polling"
     return await _http("telegram", client.get(url), f"token accepted ({mode})")
 
 

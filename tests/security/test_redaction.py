@@ -9,8 +9,11 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import httpx
+
+from bot.doctor import check_telegram
 from bot.logging_setup import QuietClientsFilter, RedactingFilter
-from tests.conftest import subprocess_env
+from tests.conftest import make_settings, subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -73,3 +76,18 @@ def test_credentials_in_any_url_are_redacted_from_log_lines() -> None:
     line = f"POST http://user:{PASSWORD}@10.0.0.5:4000/v1/chat/completions failed; see https://ok.example/x?to=a@b.c"
     out = redact(line)
     assert PASSWORD not in out and "http://[REDACTED]@10.0.0.5:4000" in out and "to=a@b.c" in out
+
+
+async def test_doctor_shows_the_telegram_webhook_url_without_its_credentials(tmp_path: Path) -> None:
+    async with FakeTelegram("123:ABC") as tg:
+        telegram = {
+            "token": "123:ABC",
+            "api_base_url": tg.api_root,
+            "webhook_url": "https://hook:Hunter2-pass@bot.example.org/tg?key=qs-secret-1",
+            "webhook_secret": "s3cret-Value_1",
+        }
+        settings = make_settings(tmp_path, telegram=telegram)
+        async with httpx.AsyncClient(timeout=30) as client:
+            line = (await check_telegram(settings, client)).render()
+    # before: "... (webhook https://hook:Hunter2-pass@bot.example.org/tg?key=qs-secret-1)"
+    assert line == "[ok]   telegram: token accepted (webhook https://[REDACTED]@bot.example.org/tg?[REDACTED])"
