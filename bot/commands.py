@@ -65,13 +65,16 @@ class CommandRouter:
 
     @staticmethod
     def parse(text: str) -> tuple[str, str] | None:
-        """``("name", "args")`` for a slash command, else None. Strips a ``@botname`` suffix."""
+        """``("name", "args")`` for a slash command, else None. Strips a ``@botname`` suffix.
+
+        The name ends at any whitespace: Telegram keeps a newline typed right after it.
+        """
         stripped = text.strip()
-        if not stripped.startswith("/") or len(stripped) < 2:
+        if not stripped.startswith("/") or len(stripped) < 2 or stripped[1].isspace():
             return None
-        head, _, args = stripped[1:].partition(" ")
+        head, *rest = stripped[1:].split(None, 1)
         name = head.split("@", 1)[0].lower()
-        return (name, args.strip()) if name else None
+        return (name, rest[0].strip() if rest else "") if name else None
 
     async def run(self, inbound: InboundMessage) -> str:
         """Run the command in ``inbound.text``. Unknown commands are a user-facing error."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from bot.commands import CommandRouter
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from prompts.messages import ANSWERED_PRIVATELY
@@ -63,3 +66,42 @@ async def test_memories_cards_and_figures_asked_in_a_group_are_answered_privatel
     assert in_group == [ANSWERED_PRIVATELY] * 5  # nothing else shows in the group
     assert any("12,000 EUR" in m.text for m in private) and any(m.buttons for m in private)
     assert any(m.text.startswith("Spend:") for m in private)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("/remember\nAcme's bank PIN hint is 4417", ("remember", "Acme's bank PIN hint is 4417")),
+        ("/remember\tline one\nline two", ("remember", "line one\nline two")),
+        ("/remember@CooBot\r\nnote", ("remember", "note")),
+        ("/Remember\u00a0note", ("remember", "note")),
+        ("/remember", ("remember", "")),
+        ("/remember  two  spaces ", ("remember", "two  spaces")),
+        ("/ remember note", None),
+        ("/", None),
+    ],
+)
+def test_a_command_name_ends_at_any_whitespace(text: str, parsed: tuple[str, str] | None) -> None:
+    assert CommandRouter.parse(text) == parsed
+
+
+async def test_a_private_command_with_its_arguments_on_the_next_line_runs_and_is_withheld(tmp_path: Path) -> None:
+    async with open_runtime(make_settings(tmp_path), console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        kept: list[str] = []
+
+        async def note(_: InboundMessage, args: str) -> str:
+            kept.append(args)
+            return f"Noted: {args}"
+
+        rt.commands.add("note", "Keep a private note", note, private=True)
+        await rt.dispatcher.handle(operator_message("/note\nAcme's bank PIN hint is 4417", kind="command"))
+        events = await rt.db.events()
+    assert kept == ["Acme's bank PIN hint is 4417"]  # before: "Unknown command /note\nacme's bank pin ..."
+    assert [m.text for m in chan.sent] == ["Noted: Acme's bank PIN hint is 4417"]
+    assert [e.payload["text"] for e in events if e.kind in ("message.in", "message.out")] == [
+        "/note [withheld]",
+        "[withheld]",
+    ]
+    assert not any("4417" in str(e.payload) for e in events)  # before: the message.in event held it verbatim
