@@ -388,9 +388,13 @@ class TelegramChannel:
         settings = self._settings
         assert settings.webhook_url is not None and settings.webhook_secret is not None
         secret = settings.webhook_secret.get_secret_value()
+        expected = secret.encode("utf-8", "surrogatepass")
 
         async def receive(request: web.Request) -> web.Response:
-            if not hmac.compare_digest(request.headers.get(_SECRET_HEADER, ""), secret):
+            # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a
+            # stranger's header got a 500 and a traceback); any header is just a wrong secret now.
+            given = request.headers.get(_SECRET_HEADER, "").encode("utf-8", "surrogatepass")
+            if not hmac.compare_digest(given, expected):
                 return web.Response(status=403)
             try:
                 raw = json.loads(await request.read())

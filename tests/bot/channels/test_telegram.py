@@ -366,6 +366,29 @@ async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
         await channel.stop()
 
 
+async def test_a_webhook_secret_header_with_non_ascii_characters_is_refused_not_a_crash(
+    tg: FakeTelegram, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/tg/hook"
+    settings = make_settings(
+        tg, webhook_url=url, webhook_secret=SecretStr("s3cret"), webhook_listen=f"127.0.0.1:{port}"
+    )
+    channel = TelegramChannel(settings, inbox.handle, COMMANDS)
+    await channel.start()
+    try:
+        update = {"update_id": 502, "message": {"message_id": 1, "date": 0, "chat": {"id": 7, "type": "private"}}}
+        async with aiohttp.ClientSession() as http:
+            for secret in ("s3crét", "s3cret\u2028"):  # a stranger's guesses
+                headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+                async with http.post(url, json=update, headers=headers) as resp:
+                    assert resp.status == 403  # before: 500, and a TypeError traceback in the log
+    finally:
+        await channel.stop()
+    assert inbox.items == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_stop_is_clean_and_idempotent(tg: FakeTelegram, inbox: Inbox):
     before = asyncio.all_tasks()
     channel = TelegramChannel(make_settings(tg), inbox.handle, COMMANDS)
