@@ -6,20 +6,18 @@ I1: nothing is sent without an approval for the exact action; I2: one approval, 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
 from connectors.email import EmailAction
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
 
@@ -441,32 +439,20 @@ async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_fo
             assert chan.sent[-1].text == "Your policy forbids sending email."
 
 
-class EmptyToolCallIds(FakeOpenAI):
-    """The fake model answering tool calls with ``"id": ""``, as some OpenAI-compatible servers do."""
-
-    async def _chat(self, request: web.Request) -> web.Response:
-        response = await super()._chat(request)
-        assert isinstance(response.body, bytes | bytearray)
-        body = json.loads(response.body)
-        for choice in body.get("choices", []):
-            for call in choice.get("message", {}).get("tool_calls") or []:
-                call["id"] = ""
-        return web.json_response(body, status=response.status)
-
-
 async def test_a_new_action_never_comes_back_as_an_old_actions_card(tmp_path: Path) -> None:
-    """Empty (or repeating) tool-call ids must not make Bob's email show Ana's decided card."""
-    async with EmptyToolCallIds() as llm:
-        llm.tool_call("send_email", {"to": ["ana@example.org"], "subject": "For Ana", "body": "Hi Ana"})
-        llm.reply("Sent to Ana.")
-        llm.tool_call("send_email", {"to": ["bob@example.org"], "subject": "For Bob", "body": "Hi Bob"})
-        llm.reply("Sent to Bob.")
+    """Tool-call ids that repeat from one answer to the next (some OpenAI-compatible servers number the
+    calls of each answer) must not make Bob's email show Ana's decided card."""
+    async with FakeOpenAI() as llm:
+        for to in ("ana", "bob"):
+            args = {"to": [f"{to}@example.org"], "subject": f"For {to}", "body": f"Hi {to}"}
+            llm.script.append(Scripted(tool_calls=[("send_email", args)], call_ids=["send_email:0"]))
+            llm.reply(f"Sent to {to}.")
         with SMTPServer() as smtp:
             async with runtime(tmp_path, smtp, llm=llm_settings(llm)) as (rt, chan):
                 await rt.dispatcher.handle(inbound("email Ana"))
                 await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
                 await smtp.wait_delivered(1)
-                await eventually(lambda: any(m.text == "Sent to Ana." for m in chan.sent))
+                await eventually(lambda: any(m.text == "Sent to ana." for m in chan.sent))
                 await rt.dispatcher.handle(inbound("now email Bob"))
                 second = card(chan)
                 assert "To: bob@example.org" in second.text and second.buttons
