@@ -1,12 +1,12 @@
 """Invoices through Stripe: the ``invoice.send`` and ``invoice.void`` action kinds.
 
-Sending is five steps: find or create the customer, create a draft invoice that excludes pending
-items, add the lines, finalize, send. Every POST carries an ``Idempotency-Key`` derived from the
-approval's key and the step, and each step's result is stored before the next one. An execution a
-crash, a timeout or a dropped connection interrupted is completed by replaying the same steps with
-the same keys: Stripe answers a reused key with the stored response, so the invoice is made and sent
-exactly once (I7). Stripe's 4xx (invalid, 402) fail the card with Stripe's message; 429/5xx and
-network errors are retried with the same key.
+Sending is five steps: find the customer that has the approved address (or create it), create a
+draft invoice that excludes pending items, add the lines, finalize, send. Every POST carries an
+``Idempotency-Key`` derived from the approval's key and the step, and each step's result is stored
+before the next one. An execution a crash, a timeout or a dropped connection interrupted is completed
+by replaying the same steps with the same keys: Stripe answers a reused key with the stored response,
+so the invoice is made and sent exactly once (I7). Stripe's 4xx (invalid, 402) fail the card with
+Stripe's message; 429/5xx and network errors are retried with the same key.
 """
 
 from __future__ import annotations
@@ -411,7 +411,10 @@ class InvoiceSend(ActionKind[InvoiceAction]):
     async def _customer(self, client: stripe.StripeClient, action: InvoiceAction, key: str, progress: Progress) -> str:
         records = self._shared.records
         contact = await _contact(records, action)
-        known = contact.data.stripe_customer_id if contact and isinstance(contact.data, Contact) else ""
+        saved = contact.data.stripe_customer_id if contact and isinstance(contact.data, Contact) else ""
+        # The contact keeps one customer id, but may have several addresses (or a changed one): Stripe
+        # emails the invoice to the customer's address, so only a customer with the approved one will do (I1).
+        known = saved if saved and await _billed_at(client, saved, action.customer_email) else ""
         if not known:
             found = await client.v1.customers.list_async(params={"email": action.customer_email, "limit": 1})
             known = found.data[0].id if found.data else ""
@@ -546,6 +549,28 @@ async def _contact(records: Records | None, action: InvoiceAction) -> Record | N
         if isinstance(record.data, Contact) and action.customer_email in record.data.emails:
             return record
     return None
+
+
+async def _billed_at(client: stripe.StripeClient, customer_id: str, email: str) -> bool:
+    """True when the Stripe customer exists and its email is exactly ``email``."""
+    try:
+        customer = await client.v1.customers.retrieve_async(customer_id)
+    except stripe.InvalidRequestError as exc:
+        if exc.code == "resource_missing":
+            return False
+        raise
+    if getattr(customer, "deleted", False):
+        return False
+    return _same_address(getattr(customer, "email", None), email)
+
+
+def _same_address(stripe_email: str | None, approved: str) -> bool:
+    from connectors.email import normalise_address
+
+    try:
+        return normalise_address(stripe_email or "") == approved
+    except ValueError:
+        return False
 
 
 def _line(line: InvoiceLine, currency: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from connectors.base import (
     Progress,
     TemporaryError,
 )
+from connectors.contacts import resolve_person
 from connectors.stripe_invoices import (
     InvoiceAction,
     InvoiceSend,
@@ -150,6 +151,52 @@ async def test_a_crash_right_after_the_customer_step_keeps_the_customer_on_the_c
     assert isinstance(contact.data, Contact) and contact.data.stripe_customer_id == next(iter(setup.fake.customers))
     assert "customers.list" not in [r.endpoint for r in setup.fake.requests[before:]]  # known from the contact
     assert len(setup.fake.customers) == 1 and len(setup.fake.sent) == 1
+
+
+async def test_the_second_address_of_a_contact_is_billed_at_that_address(setup: Setup) -> None:
+    """I1: a customer saved on the contact for its other address is not the approved recipient."""
+    emails = ["ceo@acme.example", "billing@acme.example"]
+    await setup.records.upsert("contact", {"name": "Acme", "emails": emails}, "op")
+    first = await resolve_person("ceo@acme.example", setup.records)
+    to_first = invoice(customer_name=first.name, customer_email=first.email, contact_id=first.contact_id)
+    await setup.send.execute(to_first, KEY, setup.progress())
+    setup.saved.clear()
+    second = await resolve_person("billing@acme.example", setup.records)
+    action = invoice(customer_name=second.name, customer_email=second.email, contact_id=second.contact_id)
+    done = await setup.send.execute(action, "coo-second", setup.progress())
+    remote = setup.fake.invoices[done.external_id]
+    assert remote["customer_email"] == action.customer_email == "billing@acme.example"
+    assert sorted(c["email"] for c in setup.fake.customers.values()) == ["billing@acme.example", "ceo@acme.example"]
+    # and back to the first address: its customer is found again, not made twice
+    setup.saved.clear()
+    again = await setup.send.execute(to_first, "coo-third", setup.progress())
+    assert setup.fake.invoices[again.external_id]["customer_email"] == "ceo@acme.example"
+    assert len(setup.fake.customers) == 2
+
+
+async def test_a_contact_whose_email_changed_is_billed_at_the_new_address(setup: Setup) -> None:
+    contact = await setup.records.upsert("contact", {"name": "Acme", "emails": ["old@acme.example"]}, "op")
+    await setup.send.execute(invoice(customer_email="old@acme.example", contact_id=contact.id), KEY, setup.progress())
+    await setup.records.upsert("contact", {"emails": ["new@acme.example"]}, "op", record_id=contact.id)
+    setup.saved.clear()
+    action = invoice(customer_email="new@acme.example", contact_id=contact.id)
+    done = await setup.send.execute(action, "coo-second", setup.progress())
+    remote = setup.fake.invoices[done.external_id]
+    assert remote["customer_email"] == "new@acme.example"
+    stored = await setup.records.get("contact", contact.id)
+    assert stored is not None and isinstance(stored.data, Contact)
+    assert stored.data.stripe_customer_id == remote["customer"]
+
+
+async def test_a_saved_customer_deleted_at_stripe_is_replaced(setup: Setup) -> None:
+    contact = await setup.records.upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
+    first = await setup.send.execute(invoice(contact_id=contact.id), KEY, setup.progress())
+    gone = setup.fake.invoices[first.external_id]["customer"]
+    setup.fake.delete_customer(gone)
+    setup.saved.clear()
+    done = await setup.send.execute(invoice(contact_id=contact.id), "coo-second", setup.progress())
+    remote = setup.fake.invoices[done.external_id]
+    assert remote["customer"] != gone and remote["customer_email"] == "ana@example.org"
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -146,6 +146,7 @@ class FakeStripe:
         self.sent: list[str] = []
         """Invoice ids, once per send the fake executed (a replayed send is not a second one)."""
         self.voided: list[str] = []
+        self._deleted_customers: set[str] = set()
         self._stored: dict[str, _Stored] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._ids = itertools.count(1)
@@ -202,6 +203,11 @@ class FakeStripe:
     def executed(self, endpoint: str) -> list[Request]:
         """Requests for one endpoint that were executed (not replayed, not refused before executing)."""
         return [r for r in self.calls(endpoint) if not r.replayed and r.status not in (401, *_NOT_EXECUTED)]
+
+    def delete_customer(self, customer_id: str) -> None:
+        """The customer was deleted (e.g. in the Dashboard): no longer listed; retrieve answers a deleted stub."""
+        del self.customers[customer_id]
+        self._deleted_customers.add(customer_id)
 
     def pay(self, invoice_id: str) -> None:
         """The customer paid (as the hosted invoice page would do)."""
@@ -354,8 +360,11 @@ class FakeStripe:
         return customer
 
     def _get_customer(self, customer_id: str, params: JSON) -> JSON:
+        if customer_id in self._deleted_customers:
+            return {"id": customer_id, "object": "customer", "deleted": True}
         if customer_id not in self.customers:
-            raise _invalid(f"No such customer: '{customer_id}'", "resource_missing", "id")
+            message = f"No such customer: '{customer_id}'"
+            raise StripeFailure(404, "invalid_request_error", message, "resource_missing", "id")
         return self.customers[customer_id]
 
     def _invoice(self, invoice_id: str) -> JSON:
