@@ -155,7 +155,8 @@ class ApprovalUI:
                 buttons = ((kind.compensation_label, "cp"),)
         elif outbox.state == "unknown" and kind.resumable:
             status = (
-                f"Unknown outcome: {outbox.detail}. Retry completes it with the same keys, so it cannot happen twice."
+                f"Unknown outcome: {outbox.detail}. Retry completes only what is not done yet (it stops again "
+                "when that cannot be told), so it cannot happen twice."
             )
             buttons = (("Retry", "rs"),)
         elif outbox.state == "unknown":

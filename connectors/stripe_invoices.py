@@ -4,15 +4,19 @@ Sending is five steps: find the customer that has the approved address (or creat
 draft invoice that excludes pending items, add the lines, finalize, send. Every POST carries an
 ``Idempotency-Key`` derived from the approval's key and the step, and each step's result is stored
 before the next one. An execution a crash, a timeout or a dropped connection interrupted is completed
-by replaying the same steps with the same keys: Stripe answers a reused key with the stored response,
-so the invoice is made and sent exactly once (I7). Stripe's 4xx (invalid, 402) fail the card with
-Stripe's message; 429/5xx and network errors are retried with the same key.
+from the stored steps (I7). Within 23 h of the draft the remaining steps are replayed with the same
+keys: Stripe answers a reused key with the stored response. Stripe may forget a key once it is 24 h
+old, so later the invoice is read back first and a step whose effect is there is not repeated (lines
+present as approved, finalized, an ``invoice.sent`` event); an invoice in any other state is left
+``unknown`` for the operator to check in Stripe, never guessed at (I2). Stripe's 4xx (invalid, 402)
+fail the card with Stripe's message; 429/5xx and network errors are retried with the same key.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
@@ -47,6 +51,10 @@ EDIT_HELP = (
     "Send the corrected invoice as lines, e.g.\namount=1500\ndescription=Website redesign, phase 2\n"
     "quantity=2\ndue=2026-12-31 (or due_days=30)\ncustomer=ana@example.org"
 )
+# Stripe keeps an idempotency key at least 24 h; an hour less leaves room for a clock that jumps.
+KEYS_KEPT_S = 23 * 3600
+# Stripe lists events going back 30 days; a day less leaves room for clocks that disagree.
+EVENTS_KEPT_S = 29 * 24 * 3600
 _AMOUNT = re.compile(r"^\d{1,9}([.,]\d{1,2})?$")
 
 
@@ -377,29 +385,14 @@ class InvoiceSend(ActionKind[InvoiceAction]):
         client = self._shared.client()
         try:
             customer = progress.get("customer") or await self._customer(client, action, idempotency_key, progress)
-            invoice_id = progress.get("invoice") or await self._draft(
-                client, action, customer, idempotency_key, progress
-            )
-            if not progress.get("lines"):
-                lines: Any = [_line(line, action.currency) for line in action.lines]
-                await client.v1.invoices.add_lines_async(
-                    invoice_id, params={"lines": lines}, options={"idempotency_key": f"{idempotency_key}-lines"}
-                )
-                await progress.record("lines", True)
-            final = progress.get("final")
-            if not final:
-                done = await client.v1.invoices.finalize_invoice_async(
-                    invoice_id,
-                    params={"auto_advance": False},
-                    options={"idempotency_key": f"{idempotency_key}-finalize"},
-                )
-                final = {"number": done.number or invoice_id, "url": done.hosted_invoice_url or "", "total": done.total}
-                await progress.record("final", final)
-            if not progress.get("sent"):
-                await client.v1.invoices.send_invoice_async(
-                    invoice_id, options={"idempotency_key": f"{idempotency_key}-send"}
-                )
-                await progress.record("sent", True)
+            invoice_id = progress.get("invoice")
+            at_stripe = None
+            if invoice_id and not progress.get("sent") and not _keys_kept(progress):
+                # A step without its record may have run at Stripe, and Stripe may have forgotten its key:
+                # replaying it could do it twice (I2). What the invoice at Stripe shows decides instead.
+                at_stripe = await _at_stripe(client, invoice_id, action, progress)
+            invoice_id = invoice_id or await self._draft(client, action, customer, idempotency_key, progress)
+            final = await self._complete(client, action, invoice_id, idempotency_key, progress, at_stripe)
         except stripe.StripeError as exc:
             raise _classify(exc) from None
         await self._record(action, invoice_id, final, progress)
@@ -449,8 +442,42 @@ class InvoiceSend(ActionKind[InvoiceAction]):
             },
             options={"idempotency_key": f"{key}-invoice"},
         )
+        # Every later key is first used after this moment: their age at Stripe is at most the time since.
+        await progress.record("invoice_at", _now())
         await progress.record("invoice", invoice.id)
         return str(invoice.id)
+
+    async def _complete(
+        self,
+        client: stripe.StripeClient,
+        action: InvoiceAction,
+        invoice_id: str,
+        key: str,
+        progress: Progress,
+        at_stripe: _AtStripe | None,
+    ) -> dict[str, Any]:
+        """Add the lines, finalize, send: each step not recorded and not already done at Stripe."""
+        if not progress.get("lines"):
+            if at_stripe is None or not at_stripe.lines:
+                lines: Any = [_line(line, action.currency) for line in action.lines]
+                await client.v1.invoices.add_lines_async(
+                    invoice_id, params={"lines": lines}, options={"idempotency_key": f"{key}-lines"}
+                )
+            await progress.record("lines", True)
+        final: dict[str, Any] | None = progress.get("final")
+        if not final:
+            final = at_stripe.final if at_stripe else None
+            if not final:
+                done = await client.v1.invoices.finalize_invoice_async(
+                    invoice_id, params={"auto_advance": False}, options={"idempotency_key": f"{key}-finalize"}
+                )
+                final = _final(done)
+            await progress.record("final", final)
+        if not progress.get("sent"):
+            if at_stripe is None or not at_stripe.sent:
+                await client.v1.invoices.send_invoice_async(invoice_id, options={"idempotency_key": f"{key}-send"})
+            await progress.record("sent", True)
+        return final
 
     async def _record(self, action: InvoiceAction, invoice_id: str, final: dict[str, Any], progress: Progress) -> None:
         records = self._shared.records
@@ -539,6 +566,91 @@ class InvoiceVoid(ActionKind[VoidAction]):
         return f"Voided {when}. {executed.detail}"
 
 
+def _keys_kept(progress: Progress) -> bool:
+    """True while Stripe still holds every key used on the invoice (it keeps each at least 24 h)."""
+    since = progress.get("invoice_at")
+    return isinstance(since, int | float) and _now() - since < KEYS_KEPT_S
+
+
+@dataclass(frozen=True)
+class _AtStripe:
+    """What a resumed invoice already has at Stripe: the approved lines, its finalized details, the email."""
+
+    lines: bool
+    final: dict[str, Any] | None
+    sent: bool
+
+
+async def _at_stripe(
+    client: stripe.StripeClient, invoice_id: str, action: InvoiceAction, progress: Progress
+) -> _AtStripe:
+    """The steps of a resumed invoice already done at Stripe, read from the invoice itself. An invoice in no
+    state this execution could have left it in (other lines, void, less done than recorded) is not guessed
+    at: AmbiguousOutcome, for the operator to check in Stripe."""
+    remote = await client.v1.invoices.retrieve_async(invoice_id)
+    status = str(remote.status)
+    lines = await _remote_lines(client, remote)
+    if status == "draft" and lines == []:
+        found = _AtStripe(lines=False, final=None, sent=False)
+    elif lines != _approved_lines(action) or remote.currency != action.currency:
+        raise _check_stripe(invoice_id, "its lines at Stripe are not the approved ones")
+    elif status == "draft":
+        found = _AtStripe(lines=True, final=None, sent=False)
+    elif status in ("open", "paid"):
+        finalized_at = int(remote.status_transitions.finalized_at or 0)
+        found = _AtStripe(lines=True, final=_final(remote), sent=await _was_sent(client, invoice_id, finalized_at))
+    else:
+        raise _check_stripe(invoice_id, f"it is {status} at Stripe")
+    if (progress.get("lines") and not found.lines) or (progress.get("final") and not found.final):
+        raise _check_stripe(invoice_id, f"it is {status} at Stripe, short of the steps recorded here")
+    return found
+
+
+async def _remote_lines(client: stripe.StripeClient, remote: stripe.Invoice) -> list[tuple[str, int, int]] | None:
+    """The invoice's lines as sorted (description, quantity, amount); None when there are more than fit a page."""
+    page: Any = remote.lines
+    if page.has_more:  # an invoice embeds only its first lines
+        page = await client.v1.invoices.line_items.list_async(str(remote.id), params={"limit": 100})
+    if page.has_more:
+        return None
+    return sorted((line.description or "", int(line.quantity or 0), int(line.amount)) for line in page.data)
+
+
+def _approved_lines(action: InvoiceAction) -> list[tuple[str, int, int]]:
+    return sorted((line.description, line.quantity, line.total) for line in action.lines)
+
+
+async def _was_sent(client: stripe.StripeClient, invoice_id: str, finalized_at: int) -> bool:
+    """True when Stripe recorded an ``invoice.sent`` event for the invoice (an invoice has no "sent" field)."""
+    if finalized_at < _now() - EVENTS_KEPT_S:
+        raise _check_stripe(
+            invoice_id, "it was finalized too long ago for Stripe's events to tell whether it was emailed"
+        )
+    try:
+        params: Any = {"type": "invoice.sent", "created": {"gte": finalized_at}, "limit": 100}
+        events = await client.v1.events.list_async(params=params)
+        async for event in events.auto_paging_iter():
+            if getattr(event.data.object, "id", None) == invoice_id:
+                return True
+    except stripe.StripeError as exc:
+        if isinstance(_classify(exc), TemporaryError):
+            raise
+        reason = exc.user_message or str(exc) or type(exc).__name__
+        raise _check_stripe(
+            invoice_id, f"Stripe's events could not be read to tell whether it was emailed ({reason})"
+        ) from None
+    return False
+
+
+def _final(invoice: stripe.Invoice) -> dict[str, Any]:
+    """What the done card and the records show of a finalized invoice."""
+    return {"number": invoice.number or invoice.id, "url": invoice.hosted_invoice_url or "", "total": invoice.total}
+
+
+def _check_stripe(invoice_id: str, why: str) -> AmbiguousOutcome:
+    return AmbiguousOutcome(f"invoice {invoice_id}: {why}; nothing more was done, check it in Stripe")
+
+
 async def _contact(records: Records | None, action: InvoiceAction) -> Record | None:
     """The contact the invoice is for: by its id, else the one contact with that address (never a new one twice)."""
     if records is None:
@@ -596,6 +708,11 @@ def _classify(exc: stripe.StripeError) -> Exception:
     if 400 <= status < 500:
         return PermanentError(f"Stripe: {message}")
     return TemporaryError(f"Stripe answered {status or 'nothing'}: {message}")
+
+
+def _now() -> float:
+    """Seconds since the epoch (the clock Stripe's timestamps use)."""
+    return datetime.now(UTC).timestamp()
 
 
 async def _discard(_: dict[str, Any]) -> None:

@@ -89,6 +89,13 @@ def invoice(**kw: Any) -> InvoiceAction:
     return InvoiceAction.model_validate(fields)
 
 
+def a_day_passes(setup: Setup) -> None:
+    """The retry comes 25 h after the draft was made: Stripe has pruned the keys (it may after 24 h)."""
+    setup.fake.forget_idempotency_keys()
+    progress = setup.saved[-1]
+    progress["invoice_at"] = progress.get("invoice_at", utcnow().timestamp()) - 25 * 3600
+
+
 def only_invoice(fake: FakeStripe) -> dict[str, Any]:
     assert len(fake.invoices) == 1, f"{len(fake.invoices)} invoices at Stripe"
     return next(iter(fake.invoices.values()))
@@ -213,6 +220,129 @@ async def test_connection_dropped_after_a_step_is_completed_with_the_same_keys(s
     replayed = [r for r in setup.fake.calls(step) if r.replayed]
     assert len(replayed) == (0 if step == "customers.create" else 1)  # a created customer is found by email
     assert len(await setup.records.all("invoice")) == 1
+
+
+async def test_lines_added_but_unanswered_are_not_added_again_after_stripe_pruned_the_keys(setup: Setup) -> None:
+    """I2: Stripe forgets keys after 24 h; the resumed invoice is read first, so the lines are added once."""
+    action = invoice()
+    setup.fake.drop_next("invoices.add_lines")  # the lines were added; the answer never arrived
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(action, KEY, setup.progress())
+    assert "lines" not in setup.saved[-1]
+    a_day_passes(setup)
+    done = await setup.send.execute(action, KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert remote["total"] == action.total and len(remote["lines"]["data"]) == 2
+    assert len(setup.fake.executed("invoices.add_lines")) == 1
+    assert setup.fake.sent == [remote["id"]] and done.detail.startswith(f"Invoice {remote['number']}, 1,245.50 EUR")
+
+
+async def test_more_lines_than_an_invoice_embeds_are_read_in_full_on_resume(setup: Setup) -> None:
+    lines = [{"description": f"Item {i}", "quantity": 1, "unit_amount": 1000 + i} for i in range(12)]
+    action = invoice(lines=lines)
+    setup.fake.drop_next("invoices.add_lines")
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(action, KEY, setup.progress())
+    a_day_passes(setup)
+    await setup.send.execute(action, KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert len(remote["lines"]["data"]) == 12 and remote["total"] == action.total
+    assert [r.endpoint for r in setup.fake.requests if r.endpoint == "invoices.lines"] == ["invoices.lines"]
+    assert setup.fake.sent == [remote["id"]]
+
+
+async def test_a_finalize_done_but_unanswered_is_taken_from_stripe_after_the_keys_were_pruned(setup: Setup) -> None:
+    setup.fake.drop_next("invoices.finalize")
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    a_day_passes(setup)
+    done = await setup.send.execute(invoice(), KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert len(setup.fake.executed("invoices.finalize")) == 1 and setup.fake.sent == [remote["id"]]
+    assert done == Executed(remote["id"], f"Invoice {remote['number']}, 1,245.50 EUR, {remote['hosted_invoice_url']}")
+
+
+async def test_a_send_done_but_unanswered_is_not_emailed_again_after_the_keys_were_pruned(setup: Setup) -> None:
+    setup.fake.drop_next("invoices.send")  # Stripe emailed the invoice; the answer never arrived
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    a_day_passes(setup)
+    done = await setup.send.execute(invoice(), KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert setup.fake.sent == [remote["id"]] and done.external_id == remote["id"]
+    assert setup.saved[-1]["sent"] is True
+
+
+async def test_a_send_that_never_ran_is_sent_on_resume_after_the_keys_were_pruned(setup: Setup) -> None:
+    setup.fake.fail_next("invoices.send", 503)  # refused before anything ran
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    a_day_passes(setup)
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    assert setup.fake.sent == [only_invoice(setup.fake)["id"]]
+
+
+async def test_a_resumed_invoice_that_stripe_has_otherwise_is_left_to_the_operator(setup: Setup) -> None:
+    """Neither "not done" nor "done as approved": nothing is guessed, finalized or sent."""
+    setup.fake.drop_next("invoices.add_lines")
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    async with httpx.AsyncClient(base_url=setup.fake.api_base_url) as http:  # someone edited the draft in Stripe
+        auth = {"Authorization": f"Bearer {setup.fake.api_key}"}
+        edit = await http.post(f"/v1/invoices/{remote['id']}/add_lines", data={"lines[0][amount]": "5"}, headers=auth)
+        assert edit.status_code == 200
+    a_day_passes(setup)
+    for _ in range(2):  # and again on Retry
+        with pytest.raises(AmbiguousOutcome, match=f"{remote['id']}.*check it in Stripe"):
+            await setup.send.execute(invoice(), KEY, setup.progress())
+    assert setup.fake.calls("invoices.finalize") == [] and setup.fake.sent == []
+    assert len(setup.fake.executed("invoices.add_lines")) == 2  # ours and the edit, nothing more
+
+
+async def test_an_invoice_voided_at_stripe_before_the_resumed_send_is_left_to_the_operator(setup: Setup) -> None:
+    setup.fake.fail_next("invoices.send", 503)
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    remote["status"] = "void"  # voided in Stripe's dashboard
+    a_day_passes(setup)
+    with pytest.raises(AmbiguousOutcome, match="void"):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    assert setup.fake.calls("invoices.send")[-1].status == 503 and setup.fake.sent == []
+
+
+async def test_when_stripe_cannot_say_whether_it_was_sent_it_is_left_to_the_operator(setup: Setup) -> None:
+    setup.fake.drop_next("invoices.send")
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    a_day_passes(setup)
+    setup.fake.fail_next("events.list", 403, message="The provided key does not have the permission rak_event_read.")
+    with pytest.raises(AmbiguousOutcome, match="emailed"):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    assert setup.fake.sent == [only_invoice(setup.fake)["id"]]
+
+
+async def test_a_progress_stored_without_the_drafts_time_is_read_back_from_stripe(setup: Setup) -> None:
+    """Rows stored before the time was kept: the keys' age is unknown, so Stripe's state decides."""
+    setup.fake.drop_next("invoices.add_lines")
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    setup.saved[-1].pop("invoice_at", None)
+    setup.fake.forget_idempotency_keys()
+    await setup.send.execute(invoice(), KEY, setup.progress())
+    assert len(setup.fake.calls("invoices.add_lines")) == 1 and only_invoice(setup.fake)["total"] == 124550
+
+
+async def test_a_send_resumed_after_stripes_events_are_gone_is_left_to_the_operator(setup: Setup) -> None:
+    setup.fake.drop_next("invoices.send")
+    with pytest.raises(TemporaryError):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    a_day_passes(setup)
+    only_invoice(setup.fake)["status_transitions"]["finalized_at"] -= 31 * 24 * 3600  # Stripe lists 30 days
+    with pytest.raises(AmbiguousOutcome, match="too long ago"):
+        await setup.send.execute(invoice(), KEY, setup.progress())
+    assert len(setup.fake.sent) == 1
 
 
 async def test_resuming_with_stored_progress_makes_no_call_for_the_steps_done(setup: Setup) -> None:

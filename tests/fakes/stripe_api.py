@@ -4,6 +4,7 @@ async with FakeStripe() as fake:
     settings = StripeSettings(api_key=fake.api_key, api_base_url=fake.api_base_url)
     fake.fail_next("invoices.send", 500)        # the next send answers 500 (stored for its key)
     fake.drop_next("invoices.send")             # processed and stored, then the connection is cut
+    fake.forget_idempotency_keys()              # Stripe pruned its stored keys (it may after 24 h)
 
 What it does like Stripe: form-encoded bodies as the SDK sends them (``a[b]=c``,
 ``lines[0][price_data][unit_amount]=...``); JSON objects shaped like Stripe's (customer, invoice with
@@ -13,16 +14,20 @@ objects ``{"error": {"type", "code", "message"}}``); the response of every execu
 500 or a 402 too; a 429, an authentication failure or a parameter error did not execute and is not
 stored); the same key with a different request is answered with 400 ``idempotency_error``; wrong
 state transitions are refused with 400 ``invalid_request_error`` (send on a draft, add_lines on a
-finalized invoice, void of a paid one...).
+finalized invoice, void of a paid one...); an invoice embeds its first 10 lines (``has_more`` when there
+are more; ``GET /v1/invoices/{id}/lines`` lists them all); every executed send records an
+``invoice.sent`` event, listed by ``GET /v1/events`` (newest first, ``type`` and ``created[gte]`` filters).
 
 Endpoint names for faults and counters: ``balance.retrieve``, ``customers.list``, ``customers.create``,
 ``customers.retrieve``, ``invoices.create``, ``invoices.retrieve``, ``invoices.list``,
-``invoices.add_lines``, ``invoices.finalize``, ``invoices.send``, ``invoices.void``.
+``invoices.lines``, ``invoices.add_lines``, ``invoices.finalize``, ``invoices.send``, ``invoices.void``,
+``events.list``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
 import re
@@ -146,6 +151,7 @@ class FakeStripe:
         self.sent: list[str] = []
         """Invoice ids, once per send the fake executed (a replayed send is not a second one)."""
         self.voided: list[str] = []
+        self.events: list[JSON] = []
         self._deleted_customers: set[str] = set()
         self._stored: dict[str, _Stored] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -203,6 +209,10 @@ class FakeStripe:
     def executed(self, endpoint: str) -> list[Request]:
         """Requests for one endpoint that were executed (not replayed, not refused before executing)."""
         return [r for r in self.calls(endpoint) if not r.replayed and r.status not in (401, *_NOT_EXECUTED)]
+
+    def forget_idempotency_keys(self) -> None:
+        """Stripe pruned every stored key (it may once a key is 24 h old): a reused key executes again."""
+        self._stored.clear()
 
     def delete_customer(self, customer_id: str) -> None:
         """The customer was deleted (e.g. in the Dashboard): no longer listed; retrieve answers a deleted stub."""
@@ -315,6 +325,8 @@ class FakeStripe:
             ("GET", "invoices"): ("invoices.list", self._list_invoices),
             ("POST", "invoices"): ("invoices.create", self._create_invoice),
             ("GET", "invoices", "*"): ("invoices.retrieve", self._get_invoice),
+            ("GET", "invoices", "*", "lines"): ("invoices.lines", self._list_lines),
+            ("GET", "events"): ("events.list", self._list_events),
             ("POST", "invoices", "*", "add_lines"): ("invoices.add_lines", self._add_lines),
             ("POST", "invoices", "*", "finalize"): ("invoices.finalize", self._finalize),
             ("POST", "invoices", "*", "send"): ("invoices.send", self._send),
@@ -372,13 +384,39 @@ class FakeStripe:
             raise StripeFailure(404, "invalid_request_error", f"No such invoice: '{invoice_id}'", "resource_missing")
         return self.invoices[invoice_id]
 
+    @staticmethod
+    def _page(url: str, items: list[JSON], params: JSON) -> JSON:
+        """One page of a list: ``limit`` items after ``starting_after``, ``has_more`` when more follow."""
+        after = params.get("starting_after")
+        ids = [item["id"] for item in items]
+        start = ids.index(after) + 1 if after in ids else 0
+        limit = _checked_limit(params)
+        page = items[start : start + limit]
+        return {"object": "list", "data": page, "has_more": start + limit < len(items), "url": url}
+
+    def _view(self, invoice: JSON) -> JSON:
+        """An invoice as Stripe answers it: a snapshot that embeds its first 10 lines."""
+        view = copy.deepcopy(invoice)
+        view["lines"] = self._page(invoice["lines"]["url"], view["lines"]["data"], {})
+        return view
+
     def _list_invoices(self, params: JSON) -> JSON:
         customer = params.get("customer")
-        found = [i for i in self.invoices.values() if not customer or i["customer"] == customer]
+        found = [self._view(i) for i in self.invoices.values() if not customer or i["customer"] == customer]
         return self._list("/v1/invoices", found[: _checked_limit(params)])
 
     def _get_invoice(self, invoice_id: str, params: JSON) -> JSON:
-        return self._invoice(invoice_id)
+        return self._view(self._invoice(invoice_id))
+
+    def _list_lines(self, invoice_id: str, params: JSON) -> JSON:
+        invoice = self._invoice(invoice_id)
+        return self._page(invoice["lines"]["url"], invoice["lines"]["data"], params)
+
+    def _list_events(self, params: JSON) -> JSON:
+        type_ = params.get("type")
+        since = _int((params.get("created") or {}).get("gte", "0"), "created[gte]")
+        found = [e for e in reversed(self.events) if (not type_ or e["type"] == type_) and e["created"] >= since]
+        return self._page("/v1/events", found, params)
 
     def _create_invoice(self, params: JSON) -> JSON:
         _only(
@@ -447,7 +485,7 @@ class FakeStripe:
             "status_transitions": {"finalized_at": None, "paid_at": None, "voided_at": None},
         }
         self.invoices[invoice_id] = invoice
-        return invoice
+        return self._view(invoice)
 
     def _add_lines(self, invoice_id: str, params: JSON) -> JSON:
         invoice = self._invoice(invoice_id)
@@ -463,7 +501,7 @@ class FakeStripe:
         invoice["lines"]["data"].extend(new)
         total = sum(line["amount"] for line in invoice["lines"]["data"])
         invoice.update(subtotal=total, total=total, amount_due=total, amount_remaining=total)
-        return invoice
+        return self._view(invoice)
 
     def _line(self, invoice: JSON, index: int, line: Any) -> JSON:
         param = f"lines[{index}]"
@@ -518,7 +556,7 @@ class FakeStripe:
         if "auto_advance" in params:
             invoice["auto_advance"] = _bool(params["auto_advance"], "auto_advance")
         invoice["status_transitions"]["finalized_at"] = int(time.time())
-        return invoice
+        return self._view(invoice)
 
     def _send(self, invoice_id: str, params: JSON) -> JSON:
         invoice = self._invoice(invoice_id)
@@ -529,7 +567,16 @@ class FakeStripe:
         if invoice["collection_method"] != "send_invoice":
             raise _invalid("Only invoices with collection_method=send_invoice can be sent.")
         self.sent.append(invoice_id)
-        return invoice
+        event = {
+            "id": self._new_id("evt"),
+            "object": "event",
+            "type": "invoice.sent",
+            "created": int(time.time()),
+            "data": {"object": self._view(invoice)},
+            "livemode": False,
+        }
+        self.events.append(event)
+        return self._view(invoice)
 
     def _void(self, invoice_id: str, params: JSON) -> JSON:
         invoice = self._invoice(invoice_id)
@@ -541,7 +588,7 @@ class FakeStripe:
         invoice["status"] = "void"
         invoice["status_transitions"]["voided_at"] = int(time.time())
         self.voided.append(invoice_id)
-        return invoice
+        return self._view(invoice)
 
 
 class _Drop(Exception):
