@@ -45,6 +45,8 @@ from memory.records import Contact, Invoice, Record, Records
 
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+# Stripe counts these in thousandths, and takes only amounts whose last digit is 0 (its currencies page).
+THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 NOT_CONFIGURED = "Invoicing is not configured: set COO_STRIPE__API_KEY."
 INVOICE_USAGE = "Usage: /invoice <customer email or contact name> <amount> | <description>"
 EDIT_HELP = (
@@ -55,7 +57,7 @@ EDIT_HELP = (
 KEYS_KEPT_S = 23 * 3600
 # Stripe lists events going back 30 days; a day less leaves room for clocks that disagree.
 EVENTS_KEPT_S = 29 * 24 * 3600
-_AMOUNT = re.compile(r"^\d{1,9}([.,]\d{1,2})?$")
+_AMOUNT = re.compile(r"^\d{1,9}([.,]\d{1,3})?$")
 
 
 class StripeSettings(BaseModel):
@@ -86,27 +88,36 @@ class StripeSettings(BaseModel):
         return self.api_key is not None
 
 
+def decimals(currency: str) -> int:
+    """How many decimals Stripe's minor units have in ``currency``: 0 (JPY), 3 (KWD) or 2."""
+    code = currency.lower()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
 def minor_units(text: str, currency: str) -> int:
-    """``"1200.50"`` in EUR -> 120050; ActionError for anything that is not a plain positive amount."""
+    """``"1200.50"`` in EUR -> 120050, in KWD -> 1200500; ActionError for anything that is not a plain
+    positive amount in that currency."""
     cleaned = text.strip().replace(",", ".")
     if not _AMOUNT.match(text.strip()):
         raise ActionError(f"'{text}' is not an amount (write it like 1200 or 1200.50).")
     try:
-        value = Decimal(cleaned)
+        units = Decimal(cleaned).scaleb(decimals(currency))
     except InvalidOperation:
         raise ActionError(f"'{text}' is not an amount.") from None
-    if currency.lower() in ZERO_DECIMAL:
-        if value != value.to_integral_value():
-            raise ActionError(f"{currency.upper()} has no cents: write a whole amount.")
-        return int(value)
-    return int(value * 100)
+    code = currency.upper()
+    if units != units.to_integral_value():
+        if not decimals(currency):
+            raise ActionError(f"{code} has no cents: write a whole amount.")
+        raise ActionError(f"{code} has {decimals(currency)} decimals: '{text}' has more.")
+    if decimals(currency) == 3 and units % 10:
+        raise ActionError(f"{code} amounts at Stripe end in 0: write '{text}' with two decimals, e.g. 5.12.")
+    return int(units)
 
 
 def money(amount: int, currency: str) -> str:
-    """Minor units as a readable amount: ``1,200.50 EUR``."""
-    if currency.lower() in ZERO_DECIMAL:
-        return f"{amount:,} {currency.upper()}"
-    return f"{amount / 100:,.2f} {currency.upper()}"
+    """Minor units as a readable amount: ``1,200.50 EUR``, ``1,200 JPY``, ``1,200.500 KWD``."""
+    places = decimals(currency)
+    return f"{Decimal(amount).scaleb(-places):,.{places}f} {currency.upper()}"
 
 
 class InvoiceLine(BaseModel):
@@ -489,7 +500,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
             {
                 "number": final["number"],
                 "contact_id": action.contact_id or "",
-                "amount": float(Decimal(int(final["total"])) / (1 if action.currency in ZERO_DECIMAL else 100)),
+                "amount": float(Decimal(int(final["total"])).scaleb(-decimals(action.currency))),
                 "currency": action.currency.upper(),
                 "due": action.due.isoformat(),
                 "status": "sent",

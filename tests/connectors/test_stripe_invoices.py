@@ -505,6 +505,40 @@ def test_amounts_in_minor_units() -> None:
         minor_units("10.5", "jpy")
 
 
+@pytest.mark.parametrize("currency", ["kwd", "bhd", "jod", "omr", "tnd"])
+def test_three_decimal_currencies_count_thousandths_ending_in_zero(currency: str) -> None:
+    """Stripe counts these in thousandths and takes only amounts whose last digit is 0."""
+    code = currency.upper()
+    assert minor_units("5", currency) == 5000 and minor_units("5.12", currency) == 5120
+    assert minor_units("5.120", currency) == 5120 and minor_units("1200,5", currency) == 1200500
+    assert money(5120, currency) == f"5.120 {code}" and money(1234567890, currency) == f"1,234,567.890 {code}"
+    with pytest.raises(ActionError, match=f"{code} amounts at Stripe end in 0"):
+        minor_units("5.124", currency)
+    with pytest.raises(ActionError, match="is not an amount"):
+        minor_units("5.1234", currency)
+
+
+def test_two_decimal_currencies_refuse_a_third_decimal() -> None:
+    assert minor_units("5.120", "eur") == 512 and money(512, "eur") == "5.12 EUR"
+    with pytest.raises(ActionError, match="EUR has 2 decimals"):
+        minor_units("5.125", "eur")
+
+
+async def test_an_invoice_in_kuwaiti_dinars_is_billed_shown_and_recorded_in_dinars(setup: Setup) -> None:
+    ctx = Context(records=setup.records, currency="kwd", today=utcnow().date())
+    action = await setup.send.from_command("ana@example.org 1200.5 | Website redesign", ctx)
+    assert action.lines[0].unit_amount == 1200500
+    preview = setup.send.preview(action).render()
+    assert "- Website redesign: 1 × 1,200.500 KWD = 1,200.500 KWD" in preview and "Total: 1,200.500 KWD" in preview
+    done = await setup.send.execute(action, KEY, setup.progress())
+    remote = only_invoice(setup.fake)
+    assert remote["currency"] == "kwd" and remote["total"] == 1200500
+    assert done.detail.startswith(f"Invoice {remote['number']}, 1,200.500 KWD")
+    recorded = await setup.records.find_one("invoice", "stripe_id", remote["id"])
+    assert recorded is not None and isinstance(recorded.data, Invoice)
+    assert (recorded.data.amount, recorded.data.currency) == (1200.5, "KWD")
+
+
 # ---- the fake itself, through raw HTTP: what the connector relies on it to refuse --------------
 
 
