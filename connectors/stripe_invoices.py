@@ -41,6 +41,7 @@ from connectors.base import (
     parse_field_lines,
 )
 from connectors.contacts import resolve_person
+from connectors.email import normalise_address
 from memory.records import Contact, Invoice, Record, Records
 
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
@@ -688,8 +689,6 @@ async def _billed_at(client: stripe.StripeClient, customer_id: str, email: str) 
 
 
 def _same_address(stripe_email: str | None, approved: str) -> bool:
-    from connectors.email import normalise_address
-
     try:
         return normalise_address(stripe_email or "") == approved
     except ValueError:
