@@ -68,8 +68,14 @@ CLIPPED = "\n[… the answer was cut here: it was longer than solo-coo accepts]"
 
 
 def estimate_tokens(text: str) -> int:
-    """A local token estimate (no tokenizer download): ~4 characters a token, at least 1."""
-    return max(1, (len(text) + 3) // 4)
+    """A local token estimate (no tokenizer download): ~4 ASCII characters a token, and a token for
+    every other character, at least 1.
+
+    It must not fall short (I5 holds the estimate): tokenizers cut English into ~4-character pieces,
+    but Chinese or Japanese into about one token a character, which ~4 a token would undercount 4×.
+    """
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return max(1, (ascii_chars + 3) // 4 + len(text) - ascii_chars)
 
 
 def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:

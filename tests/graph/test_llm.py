@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graph.llm import estimate_message_tokens, estimate_tool_tokens
+from graph.llm import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
 
 
 def _tool(name: str, description: str) -> dict[str, Any]:
@@ -26,3 +26,11 @@ def test_each_schema_object_is_priced_for_itself() -> None:
     # Another object with other content is not taken for one already priced.
     assert estimate_tool_tokens([long]) == estimate_message_tokens([long]) > estimate_tool_tokens([short])
     assert estimate_tool_tokens([short, long, short]) == estimate_message_tokens([short, long, short])
+
+
+def test_the_token_estimate_does_not_undercount_non_latin_text() -> None:
+    """Tokenizers cut Chinese or Japanese into about a token a character; the held estimate must cover it (I5)."""
+    assert estimate_tokens("a" * 400) == 100  # English-like text: ~4 characters a token, as before
+    assert estimate_tokens("请把报价单发给客户" * 100) >= 900
+    assert estimate_tokens("Invoice for 東京 office") == (len("Invoice for  office") + 3) // 4 + 2
+    assert estimate_tokens("") == 1
