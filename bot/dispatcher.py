@@ -24,6 +24,7 @@ from graph.errors import UserFacingError
 from memory.db import Claim, Database, clean_text
 from prompts.messages import (
     ANSWERED_PRIVATELY,
+    EDITED_COMMAND,
     GENERIC_ERROR,
     NEEDS_PRIVATE_CHAT,
     PAIR_CLOSED,
@@ -282,6 +283,10 @@ class Dispatcher:
         await self._remember_home(inbound)
         if inbound.kind == "other":
             return  # e.g. reactions or membership changes: nothing to answer
+        if inbound.kind == "edit" and CommandRouter.parse(inbound.text):
+            # Editing a message fixes it; it is not a new order. Running the command again could send,
+            # charge or publish a second time (where the policy lets a command act without a card).
+            raise UserFacingError(EDITED_COMMAND)
         if inbound.kind == "command" or CommandRouter.parse(inbound.text):
             await self._command(inbound)
             return

@@ -54,3 +54,8 @@ GOAL_DONE = "Goal {goal_id} is done.\n{report}"
 GOAL_NOT_MET = "Goal {goal_id}: the criteria are not met yet.\n{report}"
 GOAL_CANCELLED = "Goal {goal_id} is cancelled; its open tasks and cards were stopped."
 GOALS_USAGE = "Usage: /goal <what you want done> | /goal <id> | /goal cancel <id> | /goal plan <id> | /goals"
+
+EDITED_COMMAND = (
+    "I don't run a command again because its message was edited: what it did stands. "
+    "Send the corrected command as a new message if you want it run."
+)

@@ -16,6 +16,7 @@ import pytest
 from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
 from connectors.email import EmailAction
+from prompts.messages import EDITED_COMMAND
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
@@ -506,3 +507,19 @@ async def test_a_sent_outcome_is_recorded_over_unknown_set_while_it_ran(tmp_path
             await eventually(lambda: any(t.startswith("Sent at") for t in edits(chan)))
             assert await rt.approvals.store.outbox_in("unknown") == []
             assert len(await rt.approvals.store.outbox_in("sent")) == 1
+
+
+async def test_editing_a_commands_message_does_not_run_it_again(tmp_path: Path) -> None:
+    """Under "relaxed" a command to a known address sends at once: an edit of it (a typo fixed after the
+    fact) must not send a second email."""
+    with SMTPServer() as smtp:
+        async with runtime(tmp_path, smtp, approvals={"risk_tolerance": "relaxed"}) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await smtp.wait_delivered(1)
+            await rt.dispatcher.handle(inbound("/email ana@example.org Again | Hi again", kind="command"))
+            await smtp.wait_delivered(2)  # known recipient: sent without a card
+            await rt.dispatcher.handle(inbound("/email ana@example.org Again | Hi again, fixed", kind="edit"))
+            assert chan.sent[-1].text == EDITED_COMMAND
+            assert await rt.approvals.store.outbox_in("queued") == [] and not card(chan).text.endswith("fixed")
+    assert len(smtp.delivered) == 2
