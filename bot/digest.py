@@ -12,6 +12,7 @@ from bot.budget_commands import BudgetCommands
 from bot.messages import OutboundMessage
 from connectors.base import ActionError
 from connectors.registry import Registry
+from connectors.stripe_invoices import decimals
 from graph.budget import BudgetExceeded
 from graph.errors import ModelUnavailable
 from graph.goals import GoalService
@@ -145,7 +146,7 @@ class DigestService:
         for event in await self._db.events(kind="record.upserted", since=since, limit=100_000):
             data = event.payload.get("data") or {}
             if event.payload.get("kind") == "invoice" and data.get("status") == "paid":
-                amount = f"{float(data.get('amount', 0)):,.2f} {data.get('currency', '')}"
+                amount = _amount(float(data.get("amount", 0)), str(data.get("currency", "")))
                 lines.append(f"- invoice {data.get('number')} ({data.get('customer') or 'customer'}): {amount}")
         return lines
 
@@ -169,7 +170,7 @@ class DigestService:
             ):
                 late = " OVERDUE" if invoice.due < utcnow().date() else ""
                 lines.append(
-                    f"- invoice {invoice.number}: {invoice.amount:,.2f} {invoice.currency} (due {invoice.due}){late}"
+                    f"- invoice {invoice.number}: {_amount(invoice.amount, invoice.currency)} (due {invoice.due}){late}"
                 )
         return lines[:10]
 
@@ -229,3 +230,8 @@ async def home_chats(control: ControlStore) -> list[tuple[str, str, str | None]]
     """Every operator's own chat (recorded when they last wrote to us privately)."""
     homes = await control.keys("home:")
     return sorted({(str(v[0]), str(v[1]), v[2]) for v in homes.values()})
+
+
+def _amount(value: float, currency: str) -> str:
+    """``1,200.50 EUR``, ``1,200 JPY``, ``1,200.500 KWD``: as many decimals as the currency has."""
+    return f"{value:,.{decimals(currency)}f} {currency}"

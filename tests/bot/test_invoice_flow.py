@@ -259,6 +259,21 @@ async def test_reconcile_and_digest_say_what_got_paid_and_what_is_overdue(tmp_pa
     assert f"invoice {numbers[second]}: 300.00 USD (due {yesterday}) OVERDUE" in again  # still owed
 
 
+async def test_the_digest_shows_an_amount_with_its_currencys_decimals(tmp_path: Path) -> None:
+    async with runtime(tmp_path, budget={"currency": "JPY"}) as (rt, chan, fake):
+        await rt.dispatcher.handle(inbound("/invoice ana@example.org 120000 | Website", kind="command"))
+        await press(rt, button(card(chan), "Approve"))
+        await eventually(lambda: len(fake.sent) == 1, what="the invoice sent")
+        records = Records(rt.db)
+        sent = await records.find_one("invoice", "stripe_id", fake.sent[0])
+        assert sent is not None
+        await records.upsert("invoice", {"due": utcnow().date().isoformat()}, "test", record_id=sent.id)
+        fake.pay(fake.sent[0])
+        await rt.dispatcher.handle(inbound("/digest", kind="command"))
+        digest = next(m.text for m in reversed(chan.sent) if m.text.startswith("Digest for"))
+    assert "(Ana Silva): 120,000 JPY" in digest and "120,000.00" not in digest
+
+
 async def test_the_model_proposes_an_invoice_through_its_tool(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.tool_call(
         "send_invoice",
