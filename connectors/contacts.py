@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from connectors.base import ActionError
-from memory.records import Contact, Records
+from memory.records import Contact, Record, Records
+
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ async def resolve_person(query: str, records: Records | None) -> Person:
         return Person(None, email.split("@", 1)[0], email)
     found = []
     if records is not None:
-        found = [r for r in await records.find_contacts(query) if getattr(r.data, "emails", None)]
+        found = [r for r in await records.find_contacts(query) if _named(query, r)]
     if not found:
         raise ActionError(f"no contact named {query!r} has an email address; ask the operator for it")
     if len(found) > 1:
@@ -45,3 +48,13 @@ async def resolve_person(query: str, records: Records | None) -> Person:
 async def resolve_addresses(names: list[str], records: Records | None) -> list[str]:
     """Email addresses for a list of addresses or contact names."""
     return [(await resolve_person(name, records)).email if "@" not in name else name for name in names]
+
+
+def _named(query: str, record: Record) -> bool:
+    """Every word of ``query`` begins a word of the contact's name, company or address, and it has an
+    address: "Ana" is Ana Silva, not Joana Lopes (a search by substring would take both)."""
+    contact = record.data
+    if not isinstance(contact, Contact) or not contact.emails:
+        return False
+    words = _WORD.findall(" ".join([contact.name, contact.company, *contact.emails]).casefold())
+    return all(any(word.startswith(part) for word in words) for part in _WORD.findall(query.casefold()))
