@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
+from memory.grouped import on_thread
 from tests.fakes.openai_api import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +174,26 @@ class RecordingChannel:
 def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     caplog.set_level(logging.DEBUG)
     yield caplog
+
+
+@asynccontextmanager
+async def paused_before(conn: aiosqlite.Connection, prefix: str) -> AsyncIterator[asyncio.Event]:
+    """Hold ``conn``'s SQLite thread just before the first statement starting with ``prefix`` until the
+    block ends. The event is set once it is held: the write is on the thread, and its caller can be
+    cancelled meanwhile (what is on the thread runs all the same)."""
+    loop = asyncio.get_running_loop()
+    reached = asyncio.Event()
+    resume = threading.Event()
+    armed = [True]
+
+    def trace(sql: str) -> None:  # on SQLite's thread, before each statement runs
+        if armed[0] and sql.startswith(prefix):
+            armed[0] = False
+            loop.call_soon_threadsafe(reached.set)
+            resume.wait()
+
+    await on_thread(conn, lambda raw: raw.set_trace_callback(trace))
+    try:
+        yield reached
+    finally:
+        resume.set()

@@ -372,15 +372,22 @@ async def test_policy_relaxed_sends_known_recipients_directly_but_never_new_ones
             assert chan.sent[-1].text == "Your policy forbids sending email."
 
 
+@asynccontextmanager
+async def outage(tmp_path: Path, smtp: SMTPServer) -> AsyncIterator[tuple[Runtime, RecordingChannel, ManualClock]]:
+    """A runtime whose approved email met an SMTP outage long enough to open the breaker."""
+    # The outbox looks again 0.05 s after a deferral; the breaker's own cooldown runs on the test's clock.
+    outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.05}
+    clock = ManualClock()
+    async with runtime(tmp_path, smtp, outbox=outbox, clock=clock) as (rt, chan):
+        await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+        await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+        await eventually_async(lambda: events(rt, "action.breaker_open", 1), what="the breaker to open")
+        yield rt, chan, clock
+
+
 async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path) -> None:
     with SMTPServer(default_mode="tempfail") as smtp:
-        # The outbox looks again 0.05 s after a deferral; the breaker's own cooldown runs on the test's clock.
-        outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.05}
-        clock = ManualClock()
-        async with runtime(tmp_path, smtp, outbox=outbox, clock=clock) as (rt, chan):
-            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
-            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await eventually_async(lambda: events(rt, "action.breaker_open", 1), what="the breaker to open")
+        async with outage(tmp_path, smtp) as (rt, chan, clock):
             # Due three times since, held back each time:
             await eventually_async(lambda: events(rt, "action.deferred", 3), what="three deferrals")
             assert len(await rt.db.events(kind="action.retry")) == 3  # open: no attempt reached the server
@@ -394,12 +401,7 @@ async def test_connector_breaker_stops_attempts_during_an_outage(tmp_path: Path)
 
 async def test_a_probe_refused_for_good_does_not_hold_the_breaker_half_open(tmp_path: Path) -> None:
     with SMTPServer(default_mode="tempfail") as smtp:
-        outbox = {"max_attempts": 50, "breaker_failures": 3, "breaker_window_s": 60, "breaker_cooldown_s": 0.05}
-        clock = ManualClock()
-        async with runtime(tmp_path, smtp, outbox=outbox, clock=clock) as (rt, chan):
-            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
-            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
-            await eventually_async(lambda: events(rt, "action.breaker_open", 1), what="the breaker to open")
+        async with outage(tmp_path, smtp) as (rt, chan, clock):
             # The outage ends, but the probe is an email the server refuses for good (554): no verdict.
             smtp.default_mode = "permfail"
             clock.advance(1)

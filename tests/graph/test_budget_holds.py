@@ -4,7 +4,6 @@ hold back. A hold left behind counts as spent until the next start, which then b
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +14,8 @@ from graph.budget import AlertHandler, BudgetAlert, BudgetGuard
 from graph.pricing import PriceTable
 from memory.control import Budget, ControlStore
 from memory.db import Database, open_database
-from memory.grouped import on_thread
 from memory.ledger import CostLedger
+from tests.conftest import paused_before
 
 # One reservation (10 prompt tokens, 1,024 completion tokens) holds about 2.06: over 80 % of a 2.5 cap.
 PRICES = PriceTable({"fake-model": (1000.0, 2000.0)})
@@ -65,24 +64,10 @@ async def test_a_reservation_cancelled_while_it_alerts_leaves_no_hold_behind(tmp
 
 async def test_a_reservation_cancelled_while_its_hold_is_written_leaves_no_hold_behind(tmp_path: Path) -> None:
     async with guard_on(tmp_path, None) as (guard, db):
-        loop = asyncio.get_running_loop()
-        writing = asyncio.Event()
-        resume = threading.Event()
-        armed = [True]
-
-        def trace(sql: str) -> None:  # on SQLite's thread, before each statement runs
-            if armed[0] and sql.startswith("INSERT INTO budget_holds"):
-                armed[0] = False
-                loop.call_soon_threadsafe(writing.set)
-                resume.wait()  # the booking stays on the thread until its caller has been cancelled
-
-        await on_thread(db.connection, lambda conn: conn.set_trace_callback(trace))
-        try:
+        async with paused_before(db.connection, "INSERT INTO budget_holds") as writing:
             task = asyncio.create_task(guard.reserve("chat", "fake-model", 10, 1024, "s"))
             await writing.wait()
             task.cancel()  # the booking is committed all the same (a group already on the thread runs)
-        finally:
-            resume.set()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert await holds(db) == 0

@@ -5,7 +5,6 @@ once; and every tool call of every answer gets an id of its own."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,9 +20,8 @@ from graph.pricing import PriceTable
 from graph.settings import LLMSettings
 from memory.control import Budget, ControlStore
 from memory.db import Database, LLMCall, open_database
-from memory.grouped import on_thread
 from memory.ledger import CostLedger
-from tests.conftest import llm_settings
+from tests.conftest import llm_settings, paused_before
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually
 
@@ -127,24 +125,10 @@ async def test_a_call_cancelled_while_its_settle_is_written_is_recorded_once(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     async with model_client(tmp_path, fake_llm) as parts:
-        loop = asyncio.get_running_loop()
-        settling = asyncio.Event()
-        resume = threading.Event()
-        armed = [True]
-
-        def trace(sql: str) -> None:  # on SQLite's thread, before each statement runs
-            if armed[0] and sql.startswith("DELETE FROM budget_holds"):
-                armed[0] = False
-                loop.call_soon_threadsafe(settling.set)
-                resume.wait()  # the settle stays on the thread until the caller has been cancelled
-
-        await on_thread(parts.db.connection, lambda conn: conn.set_trace_callback(trace))
-        try:
+        async with paused_before(parts.db.connection, "DELETE FROM budget_holds") as settling:
             task = asyncio.create_task(parts.client.chat(HELLO))
             await settling.wait()  # the answer came; its settle is being written
             task.cancel()  # e.g. shutdown: Dispatcher.drain() cancels what is still running
-        finally:
-            resume.set()
         with pytest.raises(asyncio.CancelledError):
             await task
         calls = await parts.ledger.calls()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -329,7 +330,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
+@asynccontextmanager
+async def webhook_channel(tg: FakeTelegram, inbox: Inbox) -> AsyncIterator[str]:
+    """A started channel in webhook mode (secret ``s3cret``); yields the hook's URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/tg/hook"
     settings = make_settings(
@@ -338,6 +341,13 @@ async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
     channel = TelegramChannel(settings, inbox.handle, COMMANDS)
     await channel.start()
     try:
+        yield url
+    finally:
+        await channel.stop()
+
+
+async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
+    async with webhook_channel(tg, inbox) as url:
         [hook] = [c.params for c in tg.calls if c.method == "setWebhook"]
         assert (hook["url"], hook["secret_token"]) == (url, "s3cret")
         update = {
@@ -362,29 +372,18 @@ async def test_webhook_mode_checks_the_secret(tg: FakeTelegram, inbox: Inbox):
         [msg] = await inbox.wait()
         assert (msg.text, msg.update_key) == ("via hook", "telegram:501")
         assert not any(c.method == "getUpdates" for c in tg.calls)
-    finally:
-        await channel.stop()
 
 
 async def test_a_webhook_secret_header_with_non_ascii_characters_is_refused_not_a_crash(
     tg: FakeTelegram, inbox: Inbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/tg/hook"
-    settings = make_settings(
-        tg, webhook_url=url, webhook_secret=SecretStr("s3cret"), webhook_listen=f"127.0.0.1:{port}"
-    )
-    channel = TelegramChannel(settings, inbox.handle, COMMANDS)
-    await channel.start()
-    try:
+    async with webhook_channel(tg, inbox) as url:
         update = {"update_id": 502, "message": {"message_id": 1, "date": 0, "chat": {"id": 7, "type": "private"}}}
         async with aiohttp.ClientSession() as http:
             for secret in ("s3crét", "s3cret\u2028"):  # a stranger's guesses
                 headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
                 async with http.post(url, json=update, headers=headers) as resp:
                     assert resp.status == 403  # before: 500, and a TypeError traceback in the log
-    finally:
-        await channel.stop()
     assert inbox.items == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
