@@ -52,14 +52,16 @@ def _proposer(
     kind: ActionKind[Any], service: ApprovalService, ui: ApprovalUI, context: Callable[[], Context]
 ) -> Callable[[InboundMessage, str], Any]:
     async def run(inbound: InboundMessage, args: str) -> str:
-        ctx = replace(context(), session=inbound.session_key, requested_by=inbound.sender)
-        try:
-            action = await kind.from_command(args, ctx)
-        except ActionError as exc:
-            raise UserFacingError(str(exc)) from None
         # Derived from the delivery: a replay after a crash finds this card instead of making another.
         approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
-        proposal = await service.propose(action, inbound.session_key, "command", inbound.sender, approval_id)
+        proposal = await service.proposed(approval_id) if approval_id else None
+        if proposal is None:
+            ctx = replace(context(), session=inbound.session_key, requested_by=inbound.sender)
+            try:
+                action = await kind.from_command(args, ctx)
+            except ActionError as exc:
+                raise UserFacingError(str(exc)) from None
+            proposal = await service.propose(action, inbound.session_key, "command", inbound.sender, approval_id)
         if proposal.approval is None:
             raise UserFacingError(f"Your policy forbids {kind.activity}.")
         await ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)

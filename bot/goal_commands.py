@@ -96,12 +96,16 @@ class GoalCommands:
         return await self._propose(inbound, lambda: self._plans.from_command(args, ctx))
 
     async def _propose(self, inbound: InboundMessage, make: Callable[[], object]) -> str:
-        try:
-            action = await make()  # type: ignore[misc]
-        except ActionError as exc:
-            raise UserFacingError(str(exc)) from None
+        # Derived from the delivery: a replay after a crash shows this card again, without recording
+        # another goal or planning it again (a model call).
         approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
-        proposal = await self._approvals.propose(action, inbound.session_key, "goal", inbound.sender, approval_id)
+        proposal = await self._approvals.proposed(approval_id) if approval_id else None
+        if proposal is None:
+            try:
+                action = await make()  # type: ignore[misc]
+            except ActionError as exc:
+                raise UserFacingError(str(exc)) from None
+            proposal = await self._approvals.propose(action, inbound.session_key, "goal", inbound.sender, approval_id)
         if proposal.approval is None:
             raise UserFacingError("Your policy forbids starting goals.")
         await self._ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)

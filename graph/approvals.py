@@ -124,6 +124,15 @@ class ApprovalService:
                 known.update(kind.targets(kind.parse(row.action)))
         return known
 
+    async def proposed(self, approval_id: str) -> Proposal | None:
+        """The proposal recorded under ``approval_id``, if any. A re-run (a replayed command, a node run
+        again after a crash) looks here first: building the action again may not give the same one (a
+        due date the next day, a new goal) and may cost (planning is a model call)."""
+        row = await self._store.get(approval_id)
+        if row is None:
+            return None
+        return Proposal(Risk.APPROVAL if row.decided_by != "policy" else Risk.DIRECT, row)
+
     async def propose(
         self,
         action: Action,
@@ -139,13 +148,12 @@ class ApprovalService:
         ``context`` is the card's provenance (the goal, task and skill that proposed it, what it used,
         why); it is shown on the card but is not part of the action or its digest.
         """
-        if approval_id is not None:
-            existing = await self._store.get(approval_id)
-            if existing is not None and existing.digest != action.digest():
+        if approval_id is not None and (earlier := await self.proposed(approval_id)) is not None:
+            assert earlier.approval is not None
+            if earlier.approval.digest != action.digest():
                 # Never show or run another action's card for this one (fail closed).
                 raise RuntimeError(f"approval {approval_id} already holds a different action")
-            if existing is not None:
-                return Proposal(Risk.APPROVAL if existing.decided_by != "policy" else Risk.DIRECT, existing)
+            return earlier
         kind = self.kind(action.kind)
         policy = await self.policy()
         known = await self.known_targets(kind) if kind.policy.relaxed_for_known_targets else set()

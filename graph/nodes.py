@@ -280,9 +280,14 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
             # repeat from one answer to the next. The turn and the round do, and stay the same on a re-run.
             approval_id = approval_id_for(ctx.session, state.get("turn_key") or "", str(rounds), call_id)
             try:
-                action = await build_action(ctx.approvals.registry, name, raw, proposal_context(ctx))
-                proposal = await ctx.approvals.propose(
-                    action, ctx.session, "graph", ctx.requested_by, approval_id=approval_id
+                # A re-run after a crash finds its proposal; building the action again could record a
+                # second goal, plan it again, or date an invoice a day later.
+                proposal = await ctx.approvals.proposed(approval_id) or await ctx.approvals.propose(
+                    await build_action(ctx.approvals.registry, name, raw, proposal_context(ctx)),
+                    ctx.session,
+                    "graph",
+                    ctx.requested_by,
+                    approval_id=approval_id,
                 )
             except UserFacingError as exc:
                 output = f"error: {exc.reason}"
