@@ -80,6 +80,7 @@ class Scheduler:
         self._clock = clock
         self._max_sleep = max_sleep_s
         self._daily: list[DailyJob] = []
+        self._installed: datetime | None = None
         self._interval: list[tuple[str, float, Job]] = []
 
     def daily(self, name: str, hhmm: str, run: Job) -> None:
@@ -100,10 +101,20 @@ class Scheduler:
         if installed is None:
             await self._store.put_new("scheduler.installed_at", self._clock().isoformat())
             installed = await self._store.get("scheduler.installed_at")
+        self._installed = datetime.fromisoformat(str(installed))
+        return await self.run_due()
+
+    async def run_due(self) -> list[str]:
+        """Run each daily job's latest slot unless it ran (claimed once, across restarts and processes).
+
+        However late: a machine that slept through 08:00 sends that day's digest when it wakes, as a
+        start after downtime does. Slots from before the first start never run.
+        """
+        assert self._installed is not None, "catch_up() first"
         ran = []
         for job in self._daily:
             day, at = latest_due(self._clock(), job.hhmm, self._tz, job.weekday)
-            if at >= datetime.fromisoformat(str(installed)) and await self._fire(job, day):
+            if at >= self._installed and await self._fire(job, day):
                 ran.append(job.name)
         return ran
 
@@ -124,13 +135,10 @@ class Scheduler:
             # Sleep in bounded steps: the wall clock can jump (suspend, NTP) while we sleep.
             await asyncio.sleep(max(0.0, min([self._max_sleep, *waits])))
             now = self._clock()
-            for job in self._daily:
-                day, at = latest_due(now, job.hhmm, self._tz, job.weekday)
-                if now - at < timedelta(hours=1):
-                    try:
-                        await self._fire(job, day)
-                    except Exception:  # claiming the slot failed (storage): the next pass tries again
-                        log.exception("scheduler: %s of %s could not be claimed", job.name, day)
+            try:
+                await self.run_due()
+            except Exception:  # claiming a slot failed (storage): the next pass tries again
+                log.exception("scheduler: a daily slot could not be claimed")
             for name, seconds, run in self._interval:
                 if (now - last_interval[name]).total_seconds() >= seconds:
                     last_interval[name] = now

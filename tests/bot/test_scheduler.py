@@ -119,3 +119,22 @@ async def test_paused_scheduler_skips_the_job(tmp_path: Path) -> None:
             await paused.catch_up()
             skipped = await db.events(kind="schedule.skipped")
     assert runs.at == [] and [e.payload["slot"] for e in skipped] == ["2026-03-05"]
+
+
+async def test_a_slot_slept_through_while_running_is_run_when_the_machine_wakes(tmp_path: Path) -> None:
+    """The process keeps running but the machine is suspended from 07:59 to 09:30: the day's digest goes
+    out when it wakes, once, as it would after a restart."""
+    now = [utc(2026, 3, 4, 14, 0)]  # 09:00 in New York: installed after that day's slot
+    runs = Runs()
+    async with open_database(tmp_path) as db:
+        store = ControlStore(db)
+        await store.setup()
+        scheduler = Scheduler(store, db, NY, lambda: False, clock=lambda: now[0])
+        scheduler.daily("digest", "08:00", runs)
+        assert await scheduler.catch_up() == []
+        now[0] = utc(2026, 3, 5, 12, 59)  # 07:59 the next day
+        assert await scheduler.run_due() == []
+        now[0] = utc(2026, 3, 5, 14, 30)  # the machine wakes at 09:30
+        assert await scheduler.run_due() == ["digest"]
+        assert await scheduler.run_due() == []  # once
+    assert len(runs.at) == 1
