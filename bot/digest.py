@@ -207,7 +207,8 @@ class DigestService:
                 log.exception("digest could not be delivered to %s:%s", channel, chat_id)
             else:
                 delivered += 1
-        await self._control.put("digest.last_at", now.isoformat())
+        if delivered:  # else the next digest covers this period too: nobody has read it
+            await self._control.put("digest.last_at", now.isoformat())
         await self._db.append_event("digest.sent", "coo", {"chats": delivered, "waiting": len(digest.waiting)})
         return delivered
 

@@ -7,6 +7,8 @@ import asyncio
 import io
 from pathlib import Path
 
+from bot.digest import home_chats
+from bot.messages import OutboundMessage
 from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import EMAIL, card, data, inbound, runtime
 from tests.bot.test_e2e_slack import socket_mode
@@ -77,6 +79,32 @@ async def test_scheduled_digest_goes_to_the_operators_own_chat(tmp_path: Path) -
     digest, waiting_card = telegram.sent
     assert digest.chat_id == "1001" and digest.text.startswith("Digest for ")
     assert waiting_card.chat_id == "1001" and "To: bo@example.org" in waiting_card.text and waiting_card.buttons
+
+
+class DownChannel(RecordingChannel):
+    """A chat platform that refuses every send while ``down``."""
+
+    down = True
+
+    async def send(self, message: OutboundMessage) -> list[str]:
+        if self.down:
+            raise ConnectionError("the platform is down")
+        return await super().send(message)
+
+
+async def test_a_digest_nobody_received_is_covered_by_the_next_one(tmp_path: Path) -> None:
+    with SMTPServer() as smtp:
+        async with runtime(tmp_path, smtp) as (rt, chan):
+            await rt.dispatcher.handle(inbound(EMAIL, kind="command"))
+            await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
+            await smtp.wait_delivered(1)
+            telegram = DownChannel("telegram")
+            rt.dispatcher.attach(telegram)
+            await rt.dispatcher.handle(inbound("/status", kind="command", channel="telegram", chat="1001"))
+            assert await rt.digest.deliver(await home_chats(rt.control)) == 0  # the platform was down
+            telegram.down = False
+            assert await rt.digest.deliver(await home_chats(rt.control)) == 1
+    assert 'email to ana@example.org: "Proposal ready"' in telegram.sent[-1].text
 
 
 async def test_pause_holds_queued_actions_until_resume(tmp_path: Path) -> None:
