@@ -10,9 +10,10 @@ from graph.errors import UserFacingError
 from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
 from memory.chat_notes import said
 from memory.db import Database, utcnow
+from memory.embedder import EmbeddingRefused
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, ProfileError, ProfileStore
-from prompts.messages import MEMORY_UNAVAILABLE, PROFILE_RISK_MOVED
+from prompts.messages import MEMORY_BUDGET_KEPT, MEMORY_BUDGET_RECALL, MEMORY_UNAVAILABLE, PROFILE_RISK_MOVED
 
 PROFILE_USAGE = (
     "Usage: /profile | /profile set <field> <value> | /profile clear <field>  (fields: " + ", ".join(FIELDS) + ")"
@@ -27,10 +28,13 @@ def register_memory_commands(
     profile: ProfileStore,
     scope: str,
     repair: Callable[[], None],
+    later: Callable[[Note], None] | None = None,
 ) -> None:
     """Add /remember, /recall, /forget (when semantic memory is on) and /profile.
 
     ``repair`` is called when the memory index fails (it starts a rebuild in the background).
+    ``later`` queues a note whose embedding the budget refused, to be indexed once it allows it
+    (the background ingestion, which retries).
     """
 
     def unavailable(what: str, exc: MemoryUnavailable) -> UserFacingError:
@@ -43,10 +47,16 @@ def register_memory_commands(
         if not text:
             raise UserFacingError("Usage: /remember <what to remember>")
         note = StoredNote(new_ref(), scope, f"remember:{inbound.channel}", text, utcnow())
+        indexed = Note(text=text, source=note.source, at=note.at, scope=scope, ref=note.ref)
         try:
-            await memory.add(Note(text=text, source=note.source, at=note.at, scope=scope, ref=note.ref))
+            await memory.add(indexed)
         except (InvalidNote, ValueError) as exc:
             raise UserFacingError(f"I could not remember that: {exc}") from None
+        except EmbeddingRefused:
+            await kept(inbound, note)
+            if later is not None:
+                later(indexed)
+            raise UserFacingError(MEMORY_BUDGET_KEPT.format(ref=note.ref)) from None
         except MemoryUnavailable as exc:
             # The ledger is the canonical copy (the rebuild reads it): keep the note, say it is not searchable yet.
             await kept(inbound, note)
@@ -66,6 +76,8 @@ def register_memory_commands(
             hits = await memory.recall(args.strip(), k=5, scope=scope)
         except MemoryUnavailable as exc:
             raise unavailable("Memory", exc) from None
+        except EmbeddingRefused:
+            raise UserFacingError(MEMORY_BUDGET_RECALL) from None
         if not hits:
             return "Nothing in memory matches that."
         # A chat note carries its date and speaker in its text (for search); the line shows the date already.

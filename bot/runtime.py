@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from connectors.outbox import OutboxRunner
     from connectors.registry import Registry
     from graph.approvals import ApprovalService
-    from graph.budget import BudgetAlert
+    from graph.budget import BudgetAlert, BudgetGuard
     from graph.coordinator import Coordinator
     from graph.goals import GoalService
     from graph.llm import LLMClient
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from graph.runner import TaskRunner
     from memory.api import Memory
     from memory.approvals import OutboxRow
-    from memory.embedder import Embedder
+    from memory.embedder import Embedder, EmbeddingMeter
     from memory.ingest import Ingestor
 
 HEAVY_MODULES = (
@@ -258,6 +258,7 @@ class _Model:
     llm: LLMClient
     prices: PriceTable
     budgets: BudgetCommands
+    guard: BudgetGuard
 
 
 def _build_model(
@@ -289,7 +290,7 @@ def _build_model(
     )
     llm = LLMClient(settings.llm, stores.ledger, prices, guard, clock)
     stack.push_async_callback(llm.close)
-    return _Model(llm, prices, budgets)
+    return _Model(llm, prices, budgets, guard)
 
 
 @dataclass(frozen=True)
@@ -403,7 +404,7 @@ async def _build(
     controls = Controls(paused=bool(await control.get("paused")))
     saver, checkpoints = await _open_checkpoints(settings, stack)
     model = _build_model(settings, stores, stack, messenger, controls, clock)
-    memory = await _open_semantic_memory(settings, stack, model.llm)
+    memory = await _open_semantic_memory(settings, stack, model, stores.ledger)
     plans, registry = _build_actions(settings, stores, model.llm)
     stack.push_async_callback(registry.close)
     approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
@@ -495,15 +496,19 @@ async def _build(
     return runtime, model.prices
 
 
-async def _open_semantic_memory(settings: Settings, stack: AsyncExitStack, llm: LLMClient) -> Memory | None:
+async def _open_semantic_memory(
+    settings: Settings, stack: AsyncExitStack, model: _Model, ledger: CostLedger
+) -> Memory | None:
     """Semantic memory, unless switched off; with a model, closed episodes are summarized by it (budgeted)."""
     if not settings.memory.semantic:
         return None
+    from graph.embedding_meter import BudgetedEmbeddings
     from graph.episode_summarizer import ModelSummarizer
     from memory.api import open_memory
 
+    llm = model.llm
     summarizer = ModelSummarizer(llm, settings.llm.cheap_model) if llm.configured else None
-    embedder = _embedder(settings, stack)
+    embedder = _embedder(settings, stack, BudgetedEmbeddings(model.guard, ledger))
     return await stack.enter_async_context(
         open_memory(settings.data_dir, embedder=embedder, settings=settings.embeddings, summarizer=summarizer)
     )
@@ -575,7 +580,10 @@ def _register_commands(
     policy.register(commands)
     register_routines(commands, rt.control, rt.db)
     repair = rt.memory_repair.request if rt.memory_repair else lambda: None
-    register_memory_commands(commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope, repair)
+    later = rt.ingestor.add if rt.ingestor else None
+    register_memory_commands(
+        commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope, repair, later
+    )
 
     async def digest_now(inbound: InboundMessage, _: str) -> str:
         await rt.digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
@@ -667,8 +675,9 @@ async def _alert(alert: BudgetAlert, *, budgets: BudgetCommands, control: Contro
         await messenger.send_quietly(budgets.alert_message(alert, channel, chat_id, thread_id))
 
 
-def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
-    """The ``openai`` provider uses the same endpoint and key as the chat model; None means the local model."""
+def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) -> Embedder | None:
+    """The ``openai`` provider uses the same endpoint and key as the chat model, its calls metered by
+    ``meter`` (they are paid: I5); None means the local model, which costs nothing."""
     if settings.embeddings.provider != "openai":
         return None
     import openai
@@ -680,8 +689,9 @@ def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
         base_url=llm.base_url or "https://api.openai.com/v1",
         api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
         timeout=llm.timeout_s,
+        max_retries=0,  # one reservation pays for one request; ingestion retries with backoff itself
     )
-    embedder = OpenAIEmbedder(client, settings.embeddings.model, owns_client=True)
+    embedder = OpenAIEmbedder(client, settings.embeddings.model, owns_client=True, meter=meter)
     stack.push_async_callback(embedder.aclose)
     return embedder
 

@@ -110,19 +110,24 @@ class BudgetGuard:
         max_completion: int,
         session: str | None,
         limit: Limit | None = None,
+        *,
+        cheaper: bool = True,
     ) -> Hold:
         """Hold the call's estimated cost (prompt + ``max_completion`` at the model's price).
 
         Raises BudgetExceeded, holding nothing, when the call would cross a cap; nothing stays held
         either when it raises otherwise or is cancelled. Near a cap the cheaper model is chosen when one
-        is configured (the hold says which model to call).
+        is configured and ``cheaper`` allows it (the hold says which model to call); an embedding call
+        passes False, since the cheap chat model cannot embed.
         """
         now = utcnow()
 
         def decide(book: Booking) -> _Verdict:
             # Caps, spend and the hold in one transaction and one round trip to SQLite's thread.
             caps = [b for b in budgets_in(book.conn) if b.scope in ("all", workflow)]
-            verdict = self._decide(book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit)
+            verdict = self._decide(
+                book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper
+            )
             if verdict.hold is not None and (caps or limit is not None):
                 delete_key_in(book.conn, f"budget.open:{workflow}")  # fits again (new period or a raised cap)
             return verdict
@@ -173,6 +178,7 @@ class BudgetGuard:
         session: str | None,
         now: datetime,
         limit: Limit | None = None,
+        cheaper: bool = True,
     ) -> _Verdict:
         estimate = self._prices.price(model).cost(prompt_tokens, max_completion)
         spent = [
@@ -184,7 +190,7 @@ class BudgetGuard:
             spent.append(book.spent(limit.since, workflow))
         over, near = _check(caps, spent, estimate)
         chosen, cost = model, estimate
-        if (over or near) and self._cheap and self._cheap != model:
+        if (over or near) and cheaper and self._cheap and self._cheap != model:
             # Near or over a cap with the requested model: the cheaper one, if it fits, goes instead.
             cheap_cost = self._prices.price(self._cheap).cost(prompt_tokens, max_completion)
             cheap_over, _ = _check(caps, spent, cheap_cost)

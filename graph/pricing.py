@@ -32,16 +32,24 @@ class Price:
         return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1_000_000
 
 
+# Model families the catalog lists under one provider but does not find by name alone (its provider
+# inference misses them), e.g. OpenAI's embedding models: looked up under that provider.
+_PROVIDER_BY_PREFIX = {"text-embedding-": "openai"}
+
+
 def catalog_price_usd(model: str) -> tuple[float, float] | None:
     """USD per 1M input / output tokens from ``genai-prices`` (bundled data, no network); None if unknown."""
     from genai_prices import Usage, calc_price  # 0.4 s to import: only when a price is first needed
 
-    try:
-        per_input = calc_price(Usage(input_tokens=1_000_000, output_tokens=0), model_ref=model).total_price
-        per_output = calc_price(Usage(input_tokens=0, output_tokens=1_000_000), model_ref=model).total_price
-    except LookupError:
-        return None
-    return float(per_input), float(per_output)
+    provider = next((p for prefix, p in _PROVIDER_BY_PREFIX.items() if model.startswith(prefix)), None)
+    for provider_id in dict.fromkeys((None, provider)):
+        try:
+            per_input = calc_price(Usage(input_tokens=1_000_000), model_ref=model, provider_id=provider_id)
+            per_output = calc_price(Usage(output_tokens=1_000_000), model_ref=model, provider_id=provider_id)
+        except LookupError:
+            continue
+        return float(per_input.total_price), float(per_output.total_price)
+    return None
 
 
 class PriceTable:

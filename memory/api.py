@@ -42,7 +42,7 @@ from lancedb.expr import col, lit
 
 from memory import turns
 from memory.db import utcnow
-from memory.embedder import MAX_EMBED_CHARS, Embedder, make_embedder
+from memory.embedder import MAX_EMBED_CHARS, Embedder, EmbeddingRefused, make_embedder
 from memory.episodes import ALSO_MENTIONED, EPISODE_GAP, EPISODE_MAX_TURNS, ExtractiveSummarizer, Summarizer, searchable
 from memory.query import (
     MAX_QUERY_EMBED_CHARS,
@@ -450,7 +450,8 @@ class Memory:
         """The ``k`` notes of ``scope`` most relevant to ``query``, best first ([] if none).
 
         ``mode`` "dense" or "text" uses one retriever alone, without episodes or bonuses (for
-        diagnosis). Raises ``MemoryUnavailable`` when the storage or the embedder fails.
+        diagnosis). Raises ``MemoryUnavailable`` when the storage or the embedder fails, and
+        ``EmbeddingRefused`` when a paid embedder's budget refuses to embed the query.
         """
         if not isinstance(query, str) or not query.replace("\x00", "").strip():
             raise ValueError("query is empty")
@@ -468,8 +469,8 @@ class Memory:
         async def embedded() -> np.ndarray:
             try:
                 return await self._embedder.embed_query(capped(query, MAX_QUERY_EMBED_CHARS))
-            except (MemoryUnavailable, ValueError):
-                raise
+            except (MemoryUnavailable, ValueError, EmbeddingRefused):
+                raise  # a refused (budgeted) embedding is not a broken index: no rebuild for it
             except Exception as exc:
                 raise MemoryUnavailable(f"the embedder failed: {exc}") from exc
 

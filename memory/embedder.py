@@ -17,6 +17,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -64,6 +66,27 @@ class Embedder(Protocol):
 
     async def aclose(self) -> None:
         """Release resources (HTTP sessions); safe to call twice."""
+        ...
+
+
+class EmbeddingRefused(RuntimeError):
+    """A paid embedding call was not made: its meter refused it (a budget cap). Nothing was billed."""
+
+
+@dataclass
+class EmbeddingUsage:
+    """What one metered embedding call used, as the endpoint reported it (None: it did not say)."""
+
+    tokens: int | None = None
+
+
+class EmbeddingMeter(Protocol):
+    """Prices and caps paid embedding calls (I5); the bot passes one backed by its budget."""
+
+    def call(self, model: str, texts: Sequence[str]) -> AbstractAsyncContextManager[EmbeddingUsage]:
+        """Around one request: reserves its estimated cost on entry (raises :class:`EmbeddingRefused`
+        when a cap refuses it), settles with the reported usage on exit, or bills the estimate when the
+        request failed after it may have been processed."""
         ...
 
 
@@ -210,6 +233,8 @@ class OpenAIEmbedder:
 
     ``dimensions`` is sent to the API when given (text-embedding-3 models can shorten vectors);
     otherwise the dimension is the known one for the model or is learnt from one probe request.
+    With a ``meter`` every request is reserved against the budget before it is sent and settled after
+    (these calls are paid); a refused request raises :class:`EmbeddingRefused` and is not sent.
     """
 
     def __init__(
@@ -220,10 +245,12 @@ class OpenAIEmbedder:
         dimensions: int | None = None,
         batch_size: int = 256,
         owns_client: bool = False,
+        meter: EmbeddingMeter | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._client = client
+        self._meter = meter
         self._model = model
         self._dimensions = dimensions
         self._dim = dimensions or _KNOWN_OPENAI_DIMS.get(model)
@@ -246,7 +273,12 @@ class OpenAIEmbedder:
         kwargs: dict[str, Any] = {"model": self._model, "input": texts, "encoding_format": "float"}
         if self._dimensions:
             kwargs["dimensions"] = self._dimensions
-        response = await self._client.embeddings.create(**kwargs)
+        if self._meter is None:
+            response = await self._client.embeddings.create(**kwargs)
+        else:
+            async with self._meter.call(self._model, texts) as usage:
+                response = await self._client.embeddings.create(**kwargs)
+                usage.tokens = response.usage.prompt_tokens if response.usage else None
         rows = sorted(response.data, key=lambda item: item.index)
         if len(rows) != len(texts):
             raise RuntimeError(f"embeddings endpoint returned {len(rows)} vectors for {len(texts)} texts")

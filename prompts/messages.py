@@ -44,6 +44,14 @@ MEMORY_UNAVAILABLE = (
     "{what} is not searchable right now: the memory index failed ({reason}). I started rebuilding it from "
     "what is stored; try again in a minute."
 )
+MEMORY_BUDGET_KEPT = (
+    "Kept as {ref}. It becomes searchable once the budget allows embedding it (the embeddings are paid and "
+    "count as the memory workflow: /budget)."
+)
+MEMORY_BUDGET_RECALL = (
+    "Memory search needs a paid embedding, and the budget refuses it now (the memory workflow or all work is "
+    "at its cap: /budget)."
+)
 PROFILE_RISK_MOVED = "Risk tolerance is part of the approval policy now: /policy risk <cautious|balanced|relaxed>."
 GOAL_NEEDS_MODEL = (
     "Goal {goal_id} is recorded. Planning it needs a model, and none answers now: configure COO_LLM__BASE_URL "
