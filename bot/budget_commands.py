@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from bot.commands import CommandRouter
 from bot.messages import Button, InboundMessage, OutboundMessage
 from graph.budget import BudgetAlert
 from graph.errors import UserFacingError
-from graph.periods import period_start
+from graph.periods import period_end, period_start
 from memory.control import PERIODS, Budget, ControlStore, Period
 from memory.db import Database, utcnow
 from memory.ledger import CostLedger
+from prompts.messages import BUDGET_ONCE
 
 BUDGET_USAGE = (
     "Usage: /budget | /budget set <daily|weekly|monthly> <amount> | "
@@ -89,6 +91,8 @@ class BudgetCommands:
         controls: Controls,
         timezone: str,
         send: Callable[[OutboundMessage], Awaitable[list[str]]],
+        *,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
         self._ledger = ledger
@@ -97,6 +101,7 @@ class BudgetCommands:
         self._controls = controls
         self._tz = timezone
         self._send = send
+        self._now = now
 
     def register(self, router: CommandRouter) -> None:
         """Add the commands to the router."""
@@ -142,7 +147,7 @@ class BudgetCommands:
         budgets = await self._store.budgets()
         if not budgets:
             return "No budgets set. Example: /budget set weekly 20"
-        now = utcnow()
+        now = self._now()
         lines = ["Budgets:"]
         for b in budgets:
             spent = await self._ledger.spent(
@@ -159,7 +164,7 @@ class BudgetCommands:
 
     async def spend_text(self) -> str:
         """Spend today, this week and this month, per workflow, against budgets."""
-        now = utcnow()
+        now = self._now()
         cur = self.currency
         lines = ["Spend:"]
         for period, label in zip(PERIODS, ("today", "this week", "this month"), strict=True):
@@ -235,8 +240,13 @@ class BudgetCommands:
                 await self._store.delete(f"budget.open:{workflow}")
                 text = f"Raised: {self._describe(raised)}. {workflow} runs again."
         elif action == "once":
-            await self._store.put(f"budget.once:{workflow}", True)
-            text = f"OK: one more {workflow} model call is allowed over the cap."
+            assert opened is not None
+            # It ends with the cap period it was given in, so an unused one never lets a call through later;
+            # a cap without a period (a goal's own budget, "total") gives it until the end of the day.
+            period: Period = opened["period"] if opened["period"] in PERIODS else "day"
+            until = period_end(period, self._now(), self._tz)
+            await self._store.put(f"budget.once:{workflow}", {"until": until.isoformat()})
+            text = BUDGET_ONCE.format(workflow=workflow, period=period)
         else:
             text = f"OK: {workflow} stays paused at its cap. /budget to change it."
         await self._db.append_event("budget." + action, inbound.sender, {"workflow": workflow})

@@ -88,6 +88,8 @@ class BudgetGuard:
         timezone: str,
         cheap_model: str | None,
         on_alert: AlertHandler | None = None,
+        *,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
         self._db = db
@@ -96,6 +98,7 @@ class BudgetGuard:
         self._tz = timezone
         self._cheap = cheap_model
         self._on_alert = on_alert
+        self._now = now
 
     @property
     def prices(self) -> PriceTable:
@@ -120,7 +123,7 @@ class BudgetGuard:
         is configured and ``cheaper`` allows it (the hold says which model to call); an embedding call
         passes False, since the cheap chat model cannot embed.
         """
-        now = utcnow()
+        now = self._now()
 
         def decide(book: Booking) -> _Verdict:
             # Caps, spend and the hold in one transaction and one round trip to SQLite's thread.
@@ -129,7 +132,10 @@ class BudgetGuard:
                 book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper
             )
             if verdict.hold is not None and (caps or limit is not None):
-                delete_key_in(book.conn, f"budget.open:{workflow}")  # fits again (new period or a raised cap)
+                # Fits again (new period or a raised cap): not paused any more, and an unused "resume
+                # once" is not kept for a later block.
+                delete_key_in(book.conn, f"budget.open:{workflow}")
+                delete_key_in(book.conn, f"budget.once:{workflow}")
             return verdict
 
         verdict = await self._book(decide)
@@ -206,7 +212,7 @@ class BudgetGuard:
     ) -> Hold:
         assert verdict.over is not None
         cap, spent = verdict.over
-        if await self._store.delete(f"budget.once:{workflow}"):
+        if await self._take_once(workflow, session):
             log.info("budget: %s allowed one call over its cap on the operator's request", workflow)
             estimate = verdict.estimate
 
@@ -235,6 +241,26 @@ class BudgetGuard:
         if first:
             await self._alert(alert)
         raise BudgetExceeded(alert, first)
+
+    async def _take_once(self, workflow: str, session: str | None) -> bool:
+        """Use the operator's "resume once" for ``workflow``: True if one was given and is still valid.
+
+        It is valid until the end of the cap period it was given in (its ``until``). A lapsed one is
+        dropped, and the block it would have let through counts as a new one: the operator gets the
+        alert and its buttons again, rather than a silent call weeks later or a silent refusal.
+        """
+        key = f"budget.once:{workflow}"
+        given = await self._store.get(key)
+        if given is None or not await self._store.delete(key):
+            return False  # none, or a concurrent call took it
+        until = given.get("until") if isinstance(given, dict) else None  # older keys had no end: lapsed
+        if until is not None and self._now() < datetime.fromisoformat(until):
+            return True
+        await self._store.delete(f"budget.open:{workflow}")
+        await self._db.append_event(
+            "budget.once_lapsed", "coo", {"workflow": workflow, "until": until}, session=session
+        )
+        return False
 
     async def _alert(self, alert: BudgetAlert) -> None:
         """Hand ``alert`` to the handler, outside the caller's context.

@@ -44,6 +44,10 @@ MEMORY_UNAVAILABLE = (
     "{what} is not searchable right now: the memory index failed ({reason}). I started rebuilding it from "
     "what is stored; try again in a minute."
 )
+BUDGET_ONCE = (
+    "OK: one more {workflow} model call is allowed over the cap, until the end of this {period}. Unused by then, "
+    "it lapses, and the next call over the cap asks you again."
+)
 MEMORY_BUDGET_KEPT = (
     "Kept as {ref}. It becomes searchable once the budget allows embedding it (the embeddings are paid and "
     "count as the memory workflow: /budget)."
