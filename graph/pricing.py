@@ -9,8 +9,11 @@ model is priced high, never at 0, so that budgets hold (I5).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
+
+from graph.settings import price_problem
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,13 @@ class PriceTable:
     """Looks up a model's price: operator overrides, "free" when the operator says so, the catalog, else high."""
 
     def __init__(self, overrides: dict[str, tuple[float, float]], usd_rate: float = 1.0, free: bool = False):
+        """Raises ValueError for a negative or non-finite price or rate (settings refuse them first)."""
+        for model, pair in overrides.items():
+            problem = price_problem(pair)
+            if problem:
+                raise ValueError(f"{model}: {problem}")
+        if not (math.isfinite(usd_rate) and usd_rate > 0):
+            raise ValueError(f"usd_rate must be a finite number above 0, not {usd_rate}")
         self._overrides = overrides
         self._rate = usd_rate
         self._free = free

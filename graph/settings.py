@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -37,10 +38,29 @@ class LLMSettings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        # A negative price would credit the ledger and NaN or infinity defeats every cap (I5): refuse to start.
+        for model, pair in value.items():
+            problem = price_problem(pair)
+            if problem:
+                raise ValueError(f"{model}: {problem}")
+        return value
+
     @property
     def configured(self) -> bool:
         """True when a model endpoint is configured (otherwise offline mode)."""
         return self.base_url is not None or self.api_key is not None
+
+
+def price_problem(pair: tuple[float, float]) -> str | None:
+    """What is wrong with a (input, output) price per million tokens, or None."""
+    if not all(math.isfinite(price) for price in pair):
+        return f"a price must be a finite number, not {list(pair)}"
+    if min(pair) < 0:
+        return f"a price must be 0 or more, not {list(pair)}"
+    return None
 
 
 class ApprovalSettings(BaseModel):
@@ -55,7 +75,7 @@ class BudgetSettings(BaseModel):
     """The operator's currency. Default prices are in USD; ``usd_rate`` converts them (1 USD = rate)."""
 
     currency: str = Field(default="USD", min_length=1, max_length=8)
-    usd_rate: float = Field(default=1.0, gt=0)
+    usd_rate: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
 class TaskSettings(BaseModel):

@@ -50,6 +50,15 @@ def test_an_explicit_config_file_must_exist(tmp_path: Path) -> None:
         ("COO_APPROVALS__FORBIDDEN", "email.send", 'COO_APPROVALS__FORBIDDEN: must be JSON, e.g. ["email.send"]'),
         ("COO_LLM__PRICES", "gpt=1,2", "COO_LLM__PRICES: must be JSON, e.g. {"),
         ("COO_LLM", "not-json", "COO_LLM: must be JSON"),
+        # money: a negative price would credit the ledger; NaN or infinity breaks every comparison with a cap
+        ("COO_LLM__PRICES", '{"gpt-4o": [-1, 10]}', "COO_LLM__PRICES: gpt-4o: a price must be 0 or more"),
+        ("COO_LLM__PRICES", '{"gpt-4o": [2.5, -0.01]}', "COO_LLM__PRICES: gpt-4o: a price must be 0 or more"),
+        ("COO_LLM__PRICES", '{"gpt-4o": [NaN, 10]}', "COO_LLM__PRICES: gpt-4o: a price must be a finite number"),
+        ("COO_LLM__PRICES", '{"gpt-4o": [1, Infinity]}', "COO_LLM__PRICES: gpt-4o: a price must be a finite number"),
+        ("COO_LLM__PRICES", '{"gpt-4o": [1e400, 1]}', "COO_LLM__PRICES: gpt-4o: a price must be a finite number"),
+        ("COO_BUDGET__USD_RATE", "inf", "COO_BUDGET__USD_RATE: Input should be a finite number"),
+        ("COO_BUDGET__USD_RATE", "nan", "COO_BUDGET__USD_RATE: Input should be a finite number"),
+        ("COO_BUDGET__USD_RATE", "-0.9", "COO_BUDGET__USD_RATE: Input should be greater than 0"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
