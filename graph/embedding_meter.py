@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import openai
 
 from graph.budget import BudgetExceeded, BudgetGuard
-from graph.llm import _describe, _maybe_processed, estimate_tokens
+from graph.llm import describe_failure, estimate_tokens, maybe_processed
 from memory.db import LLMCall
 from memory.embedder import EmbeddingRefused, EmbeddingUsage
 from memory.ledger import CostLedger, Hold
@@ -60,8 +60,8 @@ class BudgetedEmbeddings:
     def _failed(self, hold: Hold, estimate: int, started: float, exc: BaseException) -> LLMCall:
         """The ledger row of a failed request: free only when it certainly was not processed."""
         if isinstance(exc, openai.APIError):
-            cost = hold.cost if _maybe_processed(exc) else 0.0
-            outcome = f"error: {_describe(exc)}"
+            cost = hold.cost if maybe_processed(exc) else 0.0
+            outcome = f"error: {describe_failure(exc)}"
         else:
             # Cancelled, or the answer could not be read: it may have been billed.
             cost, outcome = hold.cost, "unknown: interrupted"

@@ -286,11 +286,11 @@ class LLMClient:
         exc: openai.APIError,
     ) -> None:
         """Settle a failed attempt's hold: at its estimate when the provider may have processed (and
-        billed) the request, free only when it certainly did not (see :func:`_maybe_processed`)."""
-        reason = _describe(exc)
+        billed) the request, free only when it certainly did not (see :func:`maybe_processed`)."""
+        reason = describe_failure(exc)
         latency = int((self._clock() - started) * 1000)
         cost = 0.0
-        if _maybe_processed(exc):
+        if maybe_processed(exc):
             max_out = self._settings.max_completion_tokens
             cost = hold.cost if hold is not None else self._prices.price(model).cost(estimate, max_out)
         call = LLMCall(session, workflow, model, estimate, 0, True, latency, f"error: {reason}", cost)
@@ -298,7 +298,7 @@ class LLMClient:
 
     async def _after_failure(self, exc: openai.APIError, attempt: int, retryable: bool) -> None:
         """Feed the breaker; raise ModelUnavailable when there is no retry, else wait before it."""
-        reason = _describe(exc)
+        reason = describe_failure(exc)
         opened = self.breaker.record_failure(reason)
         if not retryable or opened or attempt == self._settings.max_attempts:
             if not self._down:
@@ -312,7 +312,8 @@ class LLMClient:
         await asyncio.sleep(delay)
 
 
-def _describe(exc: Exception) -> str:
+def describe_failure(exc: Exception) -> str:
+    """A failed request in a few words, for the ledger and the operator (no secrets: no URLs, no bodies)."""
     if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
         return "the model did not answer in time"
     if isinstance(exc, openai.APIConnectionError):
@@ -343,7 +344,7 @@ def _timed_out(exc: openai.APITimeoutError) -> bool:
     return not causes or any(isinstance(cause, TimeoutError) for cause in causes)
 
 
-def _maybe_processed(exc: openai.APIError) -> bool:
+def maybe_processed(exc: openai.APIError) -> bool:
     """Whether the provider may have processed, and so billed, a request that failed (I5: fail closed).
 
     Free: a 4xx (429 included: the request was refused, not run) and a connection that was never
