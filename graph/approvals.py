@@ -282,6 +282,14 @@ class ApprovalService:
             raise UserFacingError("That action is forbidden by your policy.")
         return proposal.approval
 
+    async def current(self, approval_id: str, goal_id: str) -> ApprovalRow | None:
+        """A goal's card itself, or, when it was edited, the correction that replaced it."""
+        row = await self._store.get(approval_id)
+        if row is None or row.state != "superseded":
+            return row
+        successors = [r for r in await self._store.for_goal(goal_id) if r.root_id == row.root_id]
+        return next((r for r in successors if r.state != "superseded"), None)
+
     async def add_card(self, approval_id: str, card: CardRef) -> None:
         """Remember where a card was shown (presses are only accepted from those chats)."""
         await self._store.add_card(approval_id, card)

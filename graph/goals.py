@@ -358,4 +358,10 @@ def plan_from_goal(goal: Goal) -> Plan | None:
 
 def card_context(goal: Goal, task: Task, skill: str) -> dict[str, Any]:
     """The provenance a task's cards carry."""
-    return {"goal_id": goal.id, "goal": goal.text[:200], "task": f"{task.key} {task.title}", "skill": skill}
+    return {
+        "goal_id": goal.id,
+        "goal": goal.text[:200],
+        "task": f"{task.key} {task.title}",
+        "task_id": task.id,
+        "skill": skill,
+    }

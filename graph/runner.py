@@ -1,7 +1,8 @@
 """The task runner: runs ready tasks (at most ``concurrency`` at once) under leases with heartbeats,
 retries with backoff, blocks a task after its last attempt and asks the operator, and resumes a task once
-the cards it waits on are decided. ``/pause`` holds it. A task found running after a crash runs again when
-its lease expires; its cards dedupe by id, so no effect happens twice (I7)."""
+the cards it waits on are decided. ``/pause`` holds it. A task found running after a crash (or retried after
+a failure) runs again; its proposals are named by their place in the task, so the re-run finds the earlier
+attempt's cards whatever it writes this time, and no effect happens twice (I7)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from graph.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.skills import Skill
 from graph.tools import ToolBox, ToolContext
 from memory.aio import wait_at_most
-from memory.approvals import ApprovalRow
 from memory.db import utcnow
 from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
 from prompts import load_prompt
@@ -104,6 +104,7 @@ class SkillExecutor:
             proposal_ctx=proposal_ctx,
             workflow=goal.workflow,
             task_id=task.id,
+            stretch=task.resumes,
             provenance=card_context(goal, task, skill.name),
             model=self._cheap if skill.tier == "routine" and self._cheap else None,
             limit=limit,
@@ -285,20 +286,12 @@ class TaskRunner:
                 lines.append(f"{dep.key} ({dep.title}): {dep.result.get('summary', '')} [artifacts: {artifacts}]")
         return "\n".join(lines)
 
-    async def _current_card(self, goal_id: str, approval_id: str) -> ApprovalRow | None:
-        """The card itself, or, when it was edited, the correction that replaced it."""
-        row = await self._approvals.store.get(approval_id)
-        if row is None or row.state != "superseded":
-            return row
-        successors = [r for r in await self._approvals.store.for_goal(goal_id) if r.root_id == row.root_id]
-        return next((r for r in successors if r.state != "superseded"), None)
-
     async def _resume_waiting(self) -> None:
         """A task waiting on cards runs again once every card is decided (and approved ones executed)."""
         for task in await self._ledger.in_state("waiting_approval"):
             notes, current, open_ = list(task.notes), [], False
             for approval_id in task.waiting_on:
-                row = await self._current_card(task.goal_id, approval_id)
+                row = await self._approvals.current(approval_id, task.goal_id)
                 if row is None:
                     continue
                 current.append(row.id)
@@ -316,7 +309,13 @@ class TaskRunner:
                 continue
             try:
                 await self._ledger.move(
-                    task.id, "waiting_approval", "ready", notes=notes, waiting_on=[], next_try_at=self._clock()
+                    task.id,
+                    "waiting_approval",
+                    "ready",
+                    notes=notes,
+                    waiting_on=[],
+                    next_try_at=self._clock(),
+                    resumes=task.resumes + 1,  # what it proposed so far is decided and known to it now
                 )
             except TransitionRefused:
                 continue

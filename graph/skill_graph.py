@@ -2,8 +2,13 @@
 -> ... bounded rounds -> finish with the skill's output schema.
 
 Outward actions are only *proposed*: each becomes an approval card (or, where the operator's policy
-allows, a queued action), with an id derived from the task and the action's digest, so a re-run of the
-task finds its own card instead of making another (I7).
+allows, a queued action). A proposal is named by its place in the task, not by its text: the task, the
+stretch it runs in (how often it went on after its cards were decided), the action's kind and how many of
+that kind this attempt proposed before. A re-run of the same stretch (after a crash or a failure) starts
+over with no memory, and its model may word an email differently or compute another due date; its first
+email is still the first email, finds the earlier attempt's card and is told about it, so the outward
+action happens at most once per step of the task (I7). A later stretch knows the decisions (the task's
+notes list them) and may propose anew, e.g. a corrected email after a rejection.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
-from connectors.base import Context
-from graph.action_tools import build_action
+from connectors.base import Action, Context
+from graph.action_tools import approval_id_for, build_action
 from graph.approvals import ApprovalService
 from graph.budget import Limit
 from graph.context import as_data
@@ -28,18 +33,21 @@ from graph.llm import LLMClient
 from graph.policy import Risk
 from graph.skills import Skill
 from graph.tools import ToolBox, ToolContext
+from memory.approvals import ApprovalRow
 
 FINISH = "finish_task"
 CLIP = 1_500  # how much of a tool's output a trace keeps
 
 
 class SkillState(TypedDict, total=False):
-    """One attempt at one task (not checkpointed: a re-run starts over, and proposals dedupe by id)."""
+    """One attempt at one task (not checkpointed: a re-run starts over, and its proposals find the earlier ones
+    by their place in the task)."""
 
     messages: Annotated[list[dict[str, Any]], operator.add]
     rounds: int
     result: dict[str, Any] | None
     proposals: Annotated[list[str], operator.add]
+    steps: Annotated[list[str], operator.add]  # the kind of each action this attempt proposed, in order
     trace: Annotated[list[dict[str, Any]], operator.add]
     used: Annotated[list[str], operator.add]
     cost: float
@@ -59,6 +67,7 @@ class SkillContext:
     workflow: str
     task_id: str
     provenance: dict[str, Any]
+    stretch: int = 0
     model: str | None = None
     limit: Limit | None = None
     max_rounds: int = 6
@@ -110,6 +119,7 @@ async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, An
     trace: list[dict[str, Any]] = []
     used: list[str] = []
     proposals: list[str] = []
+    steps = list(state.get("steps", []))
     result = state.get("result")
     for call in state["messages"][-1].get("tool_calls", []):
         fn, call_id = call.get("function", {}), str(call.get("id", ""))
@@ -119,7 +129,7 @@ async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, An
         elif name not in ctx.skill.tools:
             output = f"error: {name} is not a tool of the {ctx.skill.name} skill"
         elif ctx.approvals.registry.for_tool(name) is not None:
-            output, proposed = await _propose(ctx, name, raw, state.get("used", []) + used)
+            output, proposed = await _propose(ctx, name, raw, state.get("used", []) + used, steps)
             proposals += proposed
         else:
             output = await ctx.tools.run(ctx.tool_ctx, name, raw)
@@ -132,6 +142,7 @@ async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, An
         "trace": trace,
         "used": used,
         "proposals": proposals,
+        "steps": steps[len(state.get("steps", [])) :],
         "result": result,
         "rounds": state.get("rounds", 0) + 1,
     }
@@ -177,8 +188,8 @@ def _finish(skill: Skill, raw: str, current: dict[str, Any] | None) -> tuple[str
     return "finished", output.model_dump()
 
 
-async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str]) -> tuple[str, list[str]]:
-    """An action tool call becomes a card (or a queued action, where the policy allows)."""
+async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str], steps: list[str]) -> tuple[str, list[str]]:
+    """An action tool call becomes a card (or a queued action, where the policy allows); ``steps`` gets its kind."""
     try:
         args = json.loads(raw or "{}")
     except json.JSONDecodeError:
@@ -188,9 +199,12 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str]) -> t
         action = await build_action(ctx.approvals.registry, name, json.dumps(args), ctx.proposal_ctx)
     except UserFacingError as exc:
         return f"error: {exc.reason}", []
-    # The same action proposed again by a re-run of this task finds its own card (I7).
-    approval_id = hashlib.sha256(f"{ctx.task_id}\x00{action.digest()}".encode()).hexdigest()[:12]
-    context = {**ctx.provenance, "reason": reason[:300], "used": used[-5:]}
+    approval_id = step_id(ctx.task_id, ctx.stretch, action.kind, steps.count(action.kind))
+    steps.append(action.kind)
+    earlier = await _earlier(ctx, approval_id, action)
+    if earlier is not None:
+        return await _told_earlier(ctx, earlier)
+    context = {**ctx.provenance, "stretch": ctx.stretch, "reason": reason[:300], "used": used[-5:]}
     try:
         proposal = await ctx.approvals.propose(
             action, ctx.thread, "task", ctx.requested_by, approval_id=approval_id, context=context
@@ -199,16 +213,47 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str]) -> t
         return f"error: {exc.reason}", []
     if proposal.approval is None:
         return "error: the operator's policy forbids this action", []
-    if proposal.approval.state != "pending":
-        # Proposed by an earlier run of this task and decided since: nothing new is proposed.
-        outbox = await ctx.approvals.store.outbox(proposal.approval.id)
-        done = outbox.state if outbox else proposal.approval.state
-        return f"this was proposed earlier (id {proposal.approval.id}) and is {done}; do not propose it again", []
     if proposal.risk is Risk.DIRECT:
         return f"queued without a card (operator's policy); id {proposal.approval.id}", []
     return f"a card was shown to the operator (id {proposal.approval.id}); the task waits for the decision", [
         proposal.approval.id
     ]
+
+
+def step_id(task_id: str, stretch: int, kind: str, ordinal: int) -> str:
+    """The approval id of a task's ``ordinal``-th action of ``kind`` in one stretch of the task."""
+    return approval_id_for(task_id, f"stretch-{stretch}", kind, str(ordinal))
+
+
+async def _earlier(ctx: SkillContext, approval_id: str, action: Action) -> ApprovalRow | None:
+    """What this task already proposed for this step, or the very same action at any step before."""
+    goal_id = str(ctx.provenance.get("goal_id", ""))
+    found = await ctx.approvals.store.get(approval_id)
+    if found is None:
+        # Rows named by the task and the action's digest (before steps had names) still count.
+        legacy = hashlib.sha256(f"{ctx.task_id}\x00{action.digest()}".encode()).hexdigest()[:12]
+        found = await ctx.approvals.store.get(legacy)
+    if found is None:
+        ours = [r for r in await ctx.approvals.store.for_goal(goal_id) if r.context.get("task_id") == ctx.task_id]
+        found = next((r for r in ours if r.digest == action.digest()), None)
+    if found is None:
+        return None
+    return await ctx.approvals.current(found.id, goal_id) or found
+
+
+async def _told_earlier(ctx: SkillContext, row: ApprovalRow) -> tuple[str, list[str]]:
+    """Tell the model what an earlier attempt proposed and what became of it; a pending card is waited on."""
+    kind = ctx.approvals.kind(row.kind)
+    what = kind.summary(kind.parse(row.action))
+    if row.state == "pending":
+        return (
+            f"this was proposed earlier ({what}; id {row.id}) and its card waits for the operator; "
+            "do not propose it again; the task waits for the decision",
+            [row.id],
+        )
+    outbox = await ctx.approvals.store.outbox(row.id)
+    done = outbox.state if outbox else row.state
+    return f"this was proposed earlier ({what}; id {row.id}) and is {done}; do not propose it again", []
 
 
 def _short(raw: str) -> str:

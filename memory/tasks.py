@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    resumes INTEGER NOT NULL DEFAULT 0,
     UNIQUE (goal_id, run, key)
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, next_try_at);
@@ -149,6 +150,9 @@ class Task:
     result: dict[str, Any] | None
     error: str
     updated_at: datetime
+    resumes: int = 0
+    """How often the task went on after its cards were decided: its proposals are named within one stretch
+    between two of these, so a re-run of the same stretch finds them (I7) and a later stretch may propose anew."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,7 @@ _G = (
 )
 _T = (
     "id, goal_id, run, seq, key, title, skill, instructions, depends_on, expected, state, attempts, next_try_at, "
-    "lease_owner, lease_until, waiting_on, notes, result, error, updated_at"
+    "lease_owner, lease_until, waiting_on, notes, result, error, updated_at, resumes"
 )
 
 
@@ -192,7 +196,7 @@ def _task(r: Any) -> Task:
     return Task(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(json.loads(r[8])), r[9], r[10], r[11],
         datetime.fromisoformat(r[12]), r[13], _dt(r[14]), tuple(json.loads(r[15])), tuple(json.loads(r[16])),
-        json.loads(r[17]) if r[17] else None, r[18], datetime.fromisoformat(r[19]),
+        json.loads(r[17]) if r[17] else None, r[18], datetime.fromisoformat(r[19]), r[20],
     )  # fmt: skip
 
 
@@ -214,6 +218,9 @@ class TaskLedger:
     async def setup(self) -> None:
         """Create the tables."""
         await self._db.script(TASKS_SCHEMA)
+        columns = {r[1] for r in await self._db.fetchall("PRAGMA table_info(tasks)")}
+        if "resumes" not in columns:  # files from before proposals were named by their place in the task
+            await self._db.write("ALTER TABLE tasks ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
 
     # -- goals ---------------------------------------------------------------------------------
     async def create_goal(

@@ -14,7 +14,7 @@ from tests.bot.test_crash_recovery import bot, bot_env
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.telegram_api import FakeTelegram
-from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
+from tests.graph.goal_helpers import Brain, email_then_finish, finish, plan, task, text_of
 
 TOKEN = "123456:TEST-TOKEN"
 
@@ -97,3 +97,66 @@ async def test_killed_mid_task_the_task_runs_again_and_the_email_goes_once(tmp_p
     ]
     assert len(smtp.delivered) == 1 and len(email_cards) == 1
     assert seen["outreach"] >= 3  # killed, proposed again after the restart, finished after the decision
+
+
+async def test_a_rerun_that_words_its_email_differently_sends_nothing_twice(tmp_path: Path) -> None:
+    """Under "relaxed" an email to a known address goes out without a card. The bot dies right after the task
+    queued its email; the re-run starts over and its model words the email differently (a new digest). The
+    re-run's email is the same step of the task as the first one, so it is not sent again (I7)."""
+    pid: dict[str, int] = {}
+    seen = {"killed": False, "told": ""}
+
+    def outreach(body: dict[str, Any]) -> Scripted:
+        text = text_of(body)
+        if "queued without a card" in text or "proposed earlier" in text:
+            if not seen["killed"]:
+                seen["killed"] = True
+                os.kill(pid["bot"], signal.SIGKILL)  # the email is queued; the task has not finished
+            seen["told"] = text
+            return finish("emailed ana@example.org")
+        wording = "Hello Ana, would you sponsor our issue?" if seen["killed"] else "Hi Ana, would you sponsor us?"
+        args = {"to": ["ana@example.org"], "subject": "Sponsor us?", "body": wording}
+        return Scripted(tool_calls=[("send_email", args)])
+
+    brain = Brain(plans=[plan(task("t1", "outreach", "Email the sponsor"))], skills={"Email the sponsor": outreach})
+    with SMTPServer() as smtp:
+        async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
+            llm.responder = brain
+            env = bot_env(
+                tg,
+                tmp_path,
+                smtp.port,
+                COO_LLM__BASE_URL=llm.base_url,
+                COO_LLM__API_KEY=llm.api_key,
+                COO_TASKS__LEASE_S="2",
+                COO_TASKS__POLL_S="0.1",
+                COO_MEMORY__SEMANTIC="false",
+                COO_APPROVALS__RISK_TOLERANCE="relaxed",
+            )
+            async with bot(env) as proc:
+                pid["bot"] = proc.pid
+                tg.push_message(1001, 1001, "/email ana@example.org Hello | A first note")  # Ana becomes known
+                await press(tg, "Send this email?", "Approve")
+                await smtp.wait_delivered(1, timeout=60)
+                tg.push_message(1001, 1001, "/goal get a sponsor")
+                await press(tg, "Start this plan?", "Approve")
+                await asyncio.wait_for(proc.wait(), 60)  # killed mid-task, its email queued
+            async with bot(env) as proc:
+                pid["bot"] = proc.pid
+                await tg.wait_for(
+                    lambda c: (
+                        str(c.params.get("text", "")).startswith("Goal ")
+                        and " is done." in str(c.params.get("text", ""))
+                    ),
+                    1,
+                    timeout=60,
+                )
+                await smtp.wait_delivered(2, timeout=60)
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 60)
+            with sqlite3.connect(tmp_path / "coo.sqlite") as db:
+                emails = db.execute("SELECT state FROM outbox WHERE kind = 'email.send'").fetchall()
+    assert emails == [("sent",), ("sent",)]  # the /email and the task's one email; the re-run added none
+    assert [d.rcpt_tos for d in smtp.delivered] == [["ana@example.org"], ["ana@example.org"]]
+    assert "Hi Ana, would you sponsor us?" in smtp.delivered[1].body  # the first attempt's words
+    assert "proposed earlier" in seen["told"]  # the re-run was told what its earlier attempt did

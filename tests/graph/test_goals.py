@@ -16,7 +16,7 @@ from tests.conftest import RecordingChannel, llm_settings, make_settings, operat
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
-from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
+from tests.graph.goal_helpers import Brain, email_then_finish, finish, plan, task, text_of
 
 FAST = {"poll_s": 0.02, "progress_interval_s": 0, "retry_base_s": 0, "lease_s": 30}
 
@@ -383,3 +383,76 @@ async def test_the_planner_is_offered_only_skills_whose_connectors_are_configure
     offered = prompt["messages"][0]["content"]
     assert "- research:" in offered and "- draft:" in offered and "- records:" in offered
     assert "- billing:" not in offered and "- outreach:" not in offered and "- publish:" not in offered
+
+
+async def test_a_task_retried_after_a_failure_waits_on_the_card_it_proposed_before(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    """The first attempt proposes an email, then its next model call fails: the task is retried from scratch and
+    its model words the email differently. The retry is told about the first card and waits on it; no second
+    card, so approving everything that waits sends one email (I7)."""
+    seen = {"failed": False, "told": ""}
+
+    def outreach(body: dict[str, Any]) -> Scripted:
+        text = text_of(body)
+        if "): sent" in text:
+            return finish("emailed ana@example.org")
+        if "a card was shown to the operator" in text or "proposed earlier" in text:
+            if not seen["failed"]:
+                seen["failed"] = True
+                return Scripted(status=500)  # the attempt fails after its proposal
+            seen["told"] = text
+            return Scripted(content="waiting for the operator")
+        wording = "Hello Ana, would you sponsor our issue?" if seen["failed"] else "Hi Ana, would you sponsor us?"
+        args = {"to": ["ana@example.org"], "subject": "Sponsor?", "body": wording}
+        return Scripted(tool_calls=[("send_email", args)])
+
+    fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email Ana"))], skills={"Email Ana": outreach})
+    llm = {"max_attempts": 1, "breaker_failures": 100}
+    with SMTPServer() as smtp:
+        async with goal_runtime(tmp_path, fake_llm, smtp, llm=llm) as (rt, chan):
+            await rt.dispatcher.handle(operator_message("/goal email Ana", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+            await eventually_async(lambda: _task_state(rt, "waiting_approval"), timeout=10, what="the task to wait")
+            goal = (await rt.tasks.goals())[0]
+            waiting = await rt.goals.waiting_cards(goal)
+            [task_row] = await rt.tasks.in_state("waiting_approval")
+            rt.goals.touch(goal.id)
+            await rt.goals.flush_progress(utcnow(), force=True)
+            status = next(m for m in reversed(chan.sent) if m.text.startswith(f"Goal {goal.id}:"))
+            await rt.dispatcher.handle(press(status, "Approve all"))
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")
+            attempts = await rt.tasks.attempts(task_row.id)
+    assert len(waiting) == 1 and task_row.waiting_on == (waiting[0].id,)
+    assert len(cards(chan, "Send this email?")) == 1 and "Hi Ana, would you sponsor us?" in waiting[0].action["body"]
+    assert len(smtp.delivered) == 1 and "proposed earlier" in seen["told"]
+    assert [a.outcome for a in attempts] == ["retry", "waiting", "done"]
+
+
+async def test_after_a_rejection_the_task_may_propose_a_corrected_email(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """A rejected card is decided and the task learns it: the next attempt is a new stretch of the task, so
+    its corrected email is a new card, not "proposed earlier"."""
+
+    def outreach(body: dict[str, Any]) -> Scripted:
+        text = text_of(body)
+        if "): sent" in text:
+            return finish("emailed ana@example.org")
+        if "a card was shown to the operator" in text or "proposed earlier" in text:
+            return Scripted(content="waiting for the operator")
+        wording = "Hi Ana, shorter this time." if "): rejected" in text else "Hi Ana, would you sponsor us?"
+        return Scripted(
+            tool_calls=[("send_email", {"to": ["ana@example.org"], "subject": "Sponsor?", "body": wording})]
+        )
+
+    fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email Ana"))], skills={"Email Ana": outreach})
+    with SMTPServer() as smtp:
+        async with goal_runtime(tmp_path, fake_llm, smtp) as (rt, chan):
+            await rt.dispatcher.handle(operator_message("/goal email Ana", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+            await eventually_async(lambda: _card_count(chan, 1), timeout=10, what="the first email card")
+            await rt.dispatcher.handle(press(cards(chan, "Send this email?")[0], "Reject"))
+            await eventually_async(lambda: _card_count(chan, 2), timeout=10, what="the corrected email card")
+            await rt.dispatcher.handle(press(cards(chan, "Send this email?")[1], "Approve"))
+            await smtp.wait_delivered(1)
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")
+    assert len(smtp.delivered) == 1 and "shorter this time" in smtp.delivered[0].body

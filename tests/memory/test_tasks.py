@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from memory.db import Database, open_database, utcnow
-from memory.tasks import TRANSITIONS, TaskLedger, TransitionRefused
+from memory.tasks import TASKS_SCHEMA, TRANSITIONS, TaskLedger, TransitionRefused
 
 SPECS: list[dict[str, Any]] = [
     {"key": "t1", "title": "first", "skill": "research", "instructions": "do it"},
@@ -113,3 +113,15 @@ async def test_concurrent_claims_give_a_task_to_one_worker(tmp_path: Path) -> No
         await ledger.promote(now)
         got = await asyncio.gather(*(ledger.claim(f"w{i}", timedelta(seconds=60), now) for i in range(5)))
     assert len([g for g in got if g is not None]) == 1
+
+
+async def test_a_ledger_from_before_named_proposals_gets_its_resumes_column(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        old_schema = TASKS_SCHEMA.replace("    resumes INTEGER NOT NULL DEFAULT 0,\n", "")
+        assert "resumes" not in old_schema
+        await db.script(old_schema)
+        ledger = await ledger_in(db)
+        goal = await ledger.create_goal("g", "rec:1", "op")
+        [task, _] = await ledger.add_run(goal.id, SPECS)
+        moved = await ledger.move(task.id, "todo", "ready", resumes=task.resumes + 1)
+    assert task.resumes == 0 and moved.resumes == 1
