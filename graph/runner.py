@@ -307,6 +307,7 @@ class TaskRunner:
                 if tuple(current) != task.waiting_on:
                     await self._ledger.set_waiting(task.id, current)
                 continue
+            notes += await self._uncarded_notes(task)
             try:
                 await self._ledger.move(
                     task.id,
@@ -320,3 +321,16 @@ class TaskRunner:
             except TransitionRefused:
                 continue
             self._goals.touch(task.goal_id)
+
+    async def _uncarded_notes(self, task: Task) -> list[str]:
+        """What this stretch of the task sent without a card (the operator's policy): the next attempt starts
+        over, and without these lines it would not know those actions were done."""
+        notes = []
+        for row in await self._approvals.store.for_goal(task.goal_id):
+            ours = row.context.get("task_id") == task.id and row.context.get("stretch") == task.resumes
+            if ours and row.decided_by == "policy":
+                outbox = await self._approvals.store.outbox(row.id)
+                kind = self._approvals.kind(row.kind)
+                summary = kind.summary(kind.parse(row.action))
+                notes.append(f"without a card {row.id} ({summary}): {outbox.state if outbox else row.state}")
+        return notes

@@ -456,3 +456,42 @@ async def test_after_a_rejection_the_task_may_propose_a_corrected_email(tmp_path
             await smtp.wait_delivered(1)
             await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")
     assert len(smtp.delivered) == 1 and "shorter this time" in smtp.delivered[0].body
+
+
+async def test_a_resumed_task_is_told_what_it_sent_without_a_card(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """Under "relaxed" a task's email to a known address goes out without a card, its email to a new one waits on
+    a card. Once that card is decided the task starts over with notes of what was decided: the email sent without
+    a card is in them too, so a model that only knew about the card does not write to Ana again (I7)."""
+    prompts: list[str] = []
+
+    def email(to: str, words: str) -> tuple[str, dict[str, Any]]:
+        return ("send_email", {"to": [to], "subject": "Sponsor?", "body": words})
+
+    def outreach(body: dict[str, Any]) -> Scripted:
+        prompt = str(body["messages"][0].get("content") or "")
+        replies = "\n".join(str(m.get("content") or "") for m in body["messages"][1:])
+        if "a card was shown to the operator" in replies:
+            return Scripted(content="waiting for the operator")
+        if replies:
+            return finish("emailed")
+        prompts.append(prompt)
+        if "): sent" not in prompt:
+            return Scripted(tool_calls=[email("ana@example.org", "Hi Ana"), email("bo@example.org", "Hi Bo")])
+        if "ana@example.org" in prompt:
+            return finish("emailed Ana and Bo")
+        return Scripted(tool_calls=[email("ana@example.org", "Hello Ana, in other words")])  # it thinks Ana waits
+
+    fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email both"))], skills={"Email both": outreach})
+    with SMTPServer() as smtp:
+        async with goal_runtime(tmp_path, fake_llm, smtp, approvals={"risk_tolerance": "relaxed"}) as (rt, chan):
+            await rt.dispatcher.handle(operator_message("/email ana@example.org Hello | A first note", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Send this email?")[0], "Approve"))
+            await smtp.wait_delivered(1)  # Ana is known now
+            await rt.dispatcher.handle(operator_message("/goal email the sponsors", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+            await eventually_async(lambda: _card_count(chan, 2), timeout=10, what="the card for Bo")
+            await rt.dispatcher.handle(press(cards(chan, "Send this email?")[1], "Approve"))
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")
+            emails = [r for r in await rt.approvals.store.list_approvals() if r.kind == "email.send"]
+    assert len(emails) == 3  # the /email, the task's email to Ana (no card) and its email to Bo
+    assert len(prompts) == 2 and 'email to ana@example.org: "Sponsor?"' in prompts[1]
