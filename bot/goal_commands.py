@@ -16,9 +16,11 @@ from graph.errors import UserFacingError
 from graph.goals import ButtonSpec, GoalService
 from graph.plan_kind import PlanKind
 from memory.tasks import TransitionRefused
-from prompts.messages import GOALS_USAGE
+from prompts.messages import GOAL_NOT_PLANNABLE, GOALS_USAGE
 
 BUTTON_PREFIX = "gl"
+PLANNABLE = frozenset({"planning", "failed"})
+"""Goal states `/goal plan` applies to: recorded without a plan, or no valid plan could be made."""
 
 
 class ChatNotifier:
@@ -88,6 +90,9 @@ class GoalCommands:
                 if not await self._goals.cancel(found.id, inbound.sender):
                     return f"Goal {found.id} is already {found.status}."
                 return ""
+            if found.status not in PLANNABLE:
+                # Replanning a goal that runs, or ended, would cancel its work midway or revive it.
+                raise UserFacingError(GOAL_NOT_PLANNABLE.format(goal_id=found.id, status=found.status))
             goal = found
             return await self._propose(inbound, lambda: self._plans.plan_for(goal))
         if len(words) == 1 and (shown := await ledger.goal(words[0])) is not None:

@@ -65,6 +65,7 @@ TASK_BLOCKED = "Task {task} of goal {goal_id} is blocked: {reason}"
 GOAL_DONE = "Goal {goal_id} is done.\n{report}"
 GOAL_NOT_MET = "Goal {goal_id}: the criteria are not met yet.\n{report}"
 GOAL_CANCELLED = "Goal {goal_id} is cancelled; its open tasks and cards were stopped."
+GOAL_NOT_PLANNABLE = "Goal {goal_id} is {status}: /goal plan is for a goal still waiting for a plan that can run."
 GOALS_USAGE = "Usage: /goal <what you want done> | /goal <id> | /goal cancel <id> | /goal plan <id> | /goals"
 
 EDITED_COMMAND = (
