@@ -166,9 +166,15 @@ class GoalService:
 
     # -- the operator's buttons ------------------------------------------------------------------
     async def cancel(self, goal_id: str, actor: str) -> bool:
-        """Cancel a goal: its unfinished tasks, and the cards its tasks are waiting on."""
+        """Cancel a goal: its unfinished tasks, and the cards its tasks are waiting on. A task running now
+        proposes nothing more and is cancelled when its attempt ends (the runner asks the goal's status)."""
         goal = await self._ledger.goal(goal_id)
         if goal is None or goal.status in ("done", "failed", "cancelled"):
+            return False
+        # The goal first: from here on a running attempt proposes nothing, so no card escapes the expiry below.
+        if not await self._ledger.move_goal(
+            goal_id, ("planning", "proposed", "active", "verifying"), "cancelled", actor
+        ):
             return False
         for task in await self._ledger.tasks(goal_id):
             if task.state not in FINISHED and task.state != "running":
@@ -176,13 +182,16 @@ class GoalService:
                     await self._ledger.move(task.id, task.state, "cancelled", actor)
                 except TransitionRefused:
                     continue
-        for row in await self._approvals.store.for_goal(goal_id):
-            if row.state == "pending":
-                await self._approvals.expire(row)
-        await self._ledger.move_goal(goal_id, ("planning", "proposed", "active", "verifying"), "cancelled", actor)
+        await self.expire_cards(goal_id)
         await self._notifier.post(goal.session, GOAL_CANCELLED.format(goal_id=goal_id))
         self.touch(goal_id)
         return True
+
+    async def expire_cards(self, goal_id: str) -> None:
+        """Expire every card of a goal still waiting for a decision."""
+        for row in await self._approvals.store.for_goal(goal_id):
+            if row.state == "pending":
+                await self._approvals.expire(row)
 
     async def retry(self, task_id: str, actor: str) -> Task:
         """A blocked task gets another round of attempts."""

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from prompts import load_prompt
 log = logging.getLogger(__name__)
 
 ToolContextFactory = Callable[[str, str], ToolContext]
+WORKING = ("active", "verifying")  # goal statuses in which its tasks run
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,11 @@ class SkillExecutor:
         self._cheap = cheap_model
         self._graph = build_skill_graph().compile()
 
-    async def run(self, goal: Goal, task: Task, inputs: str, limit: Any) -> Outcome:
-        """One attempt. Budget, model and skill errors become outcomes; nothing escapes but bugs."""
+    async def run(
+        self, goal: Goal, task: Task, inputs: str, limit: Any, goal_active: Callable[[], Awaitable[bool]]
+    ) -> Outcome:
+        """One attempt. Budget, model and skill errors become outcomes; nothing escapes but bugs.
+        ``goal_active`` is asked before each proposal: a cancelled goal's attempt proposes nothing."""
         skill = self._skills.get(task.skill)
         if skill is None:
             return Outcome("blocked", error=f"unknown skill {task.skill}")
@@ -112,6 +116,7 @@ class SkillExecutor:
             thread=goal.session,
             requested_by=goal.requested_by,
             schemas=schemas,
+            goal_active=goal_active,
         )
         state: SkillState = {"messages": [{"role": "user", "content": prompt}]}
         try:
@@ -235,16 +240,20 @@ class TaskRunner:
 
     async def _run(self, task: Task) -> None:
         goal = await self._ledger.goal(task.goal_id)
-        if goal is None or goal.status not in ("active", "verifying"):
+        if goal is None or goal.status not in WORKING:
             await self._ledger.move(task.id, "running", "cancelled")
             return
         attempt = await self._ledger.start_attempt(task)
         inputs = await self._inputs(task)
-        outcome = await self._executor.run(goal, task, inputs, self._goals.limit(goal))
+        outcome = await self._executor.run(
+            goal, task, inputs, self._goals.limit(goal), lambda: self._goal_working(goal.id)
+        )
         await self._ledger.end_attempt(
             attempt, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
         )
-        if outcome.kind == "done":
+        if not await self._goal_working(goal.id):
+            await self._abandon(task)
+        elif outcome.kind == "done":
             await self._ledger.move(task.id, "running", "done", result=outcome.result, lease_owner=None)
         elif outcome.kind == "waiting":
             await self._ledger.move(
@@ -257,6 +266,16 @@ class TaskRunner:
             await self._goals.blocked(task, outcome.error)
         else:
             await self._after_failure(task, outcome.error)
+
+    async def _goal_working(self, goal_id: str) -> bool:
+        goal = await self._ledger.goal(goal_id)
+        return goal is not None and goal.status in WORKING
+
+    async def _abandon(self, task: Task) -> None:
+        """The goal was cancelled during the attempt: the task is cancelled too, and so is a card the attempt
+        proposed while the goal was being cancelled (after the cancel expired the cards it found)."""
+        await self._ledger.move(task.id, "running", "cancelled", lease_owner=None)
+        await self._goals.expire_cards(task.goal_id)
 
     async def _after_failure(self, task: Task, error: str) -> None:
         """Retry with backoff while attempts remain; then blocked, and the operator is asked."""

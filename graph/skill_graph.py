@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -74,6 +75,8 @@ class SkillContext:
     thread: str = ""
     requested_by: str = ""
     schemas: list[dict[str, Any]] = field(default_factory=list)
+    goal_active: Callable[[], Awaitable[bool]] | None = None
+    """Asked before each proposal: False when the goal was cancelled meanwhile (then nothing is proposed)."""
 
 
 def finish_schema(skill: Skill) -> dict[str, Any]:
@@ -204,6 +207,9 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str], step
     earlier = await _earlier(ctx, approval_id, action)
     if earlier is not None:
         return await _told_earlier(ctx, earlier)
+    # Asked as late as possible: the operator may cancel the goal while the model thinks.
+    if ctx.goal_active is not None and not await ctx.goal_active():
+        return "error: the goal was cancelled; propose nothing more and finish the task", []
     context = {**ctx.provenance, "stretch": ctx.stretch, "reason": reason[:300], "used": used[-5:]}
     try:
         proposal = await ctx.approvals.propose(

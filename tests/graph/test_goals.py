@@ -4,10 +4,13 @@ budgets, pause, two goals at once, progress messages and recurring runs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.messages import OutboundMessage
 from bot.runtime import Runtime, open_runtime
@@ -16,7 +19,7 @@ from tests.conftest import RecordingChannel, llm_settings, make_settings, operat
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
-from tests.graph.goal_helpers import Brain, email_then_finish, finish, plan, task, text_of
+from tests.graph.goal_helpers import Brain, email_then_finish, finish, plan, task, task_title, text_of
 
 FAST = {"poll_s": 0.02, "progress_interval_s": 0, "retry_base_s": 0, "lease_s": 30}
 
@@ -495,3 +498,49 @@ async def test_a_resumed_task_is_told_what_it_sent_without_a_card(tmp_path: Path
             emails = [r for r in await rt.approvals.store.list_approvals() if r.kind == "email.send"]
     assert len(emails) == 3  # the /email, the task's email to Ana (no card) and its email to Bo
     assert len(prompts) == 2 and 'email to ana@example.org: "Sponsor?"' in prompts[1]
+
+
+@pytest.mark.parametrize("tolerance", ["relaxed", "balanced"])
+async def test_a_cancelled_goals_running_task_proposes_nothing(
+    tmp_path: Path, fake_llm: FakeOpenAI, tolerance: str
+) -> None:
+    """The operator cancels a goal while its outreach task waits for the model. The model then asks to email
+    Ana: under "relaxed" (Ana is known) that would go out without a card, under "balanced" it would be a fresh
+    card for a cancelled goal. Neither happens: the attempt proposes nothing and its task is cancelled."""
+
+    def outreach(body: dict[str, Any]) -> Scripted:
+        if len(body["messages"]) > 1:  # told what became of its request
+            return finish("stopped")
+        return Scripted(tool_calls=[("send_email", {"to": ["ana@example.org"], "subject": "Sponsor?", "body": "Hi"})])
+
+    brain = Brain(plans=[plan(task("t1", "outreach", "Email the sponsor"))], skills={"Email the sponsor": outreach})
+    fake_llm.responder = brain
+    with SMTPServer() as smtp:
+        async with goal_runtime(tmp_path, fake_llm, smtp, approvals={"risk_tolerance": tolerance}) as (rt, chan):
+            await rt.dispatcher.handle(operator_message("/email ana@example.org Hello | Hi Ana", kind="command"))
+            await rt.dispatcher.handle(press(cards(chan, "Send this email?")[0], "Approve"))
+            await smtp.wait_delivered(1)  # Ana is known now
+            await rt.dispatcher.handle(operator_message("/goal get a sponsor", kind="command"))
+            fake_llm.gate = asyncio.Event()  # the task's model call is held until the goal is cancelled
+            try:
+                await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+                await eventually(lambda: _asked_for(fake_llm, "Email the sponsor"), timeout=10, what="the task's call")
+                goal = (await rt.tasks.goals())[0]
+                await rt.dispatcher.handle(operator_message(f"/goal cancel {goal.id}", kind="command"))
+            finally:
+                fake_llm.gate.set()
+            await eventually_async(lambda: _attempt_over(rt, goal.id), timeout=10, what="the attempt to end")
+            [task_row] = await rt.tasks.tasks(goal.id)
+            emails = [r for r in await rt.approvals.store.for_goal(goal.id) if r.kind == "email.send"]
+    assert task_row.state == "cancelled"
+    assert emails == []  # neither queued without a card nor waiting on one
+    assert len(smtp.delivered) == 1 and len(cards(chan, "Send this email?")) == 1  # only the /email before
+
+
+def _asked_for(fake: FakeOpenAI, title: str) -> bool:
+    return any(task_title(r) == title for r in fake.chat_requests)
+
+
+async def _attempt_over(rt: Runtime, goal_id: str) -> bool:
+    """The goal's task is no longer running (nor about to run again)."""
+    return all(t.state not in ("running", "ready") for t in await rt.tasks.tasks(goal_id))
