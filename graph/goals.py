@@ -90,6 +90,7 @@ class GoalService:
         self._settings = settings
         self._tz = timezone
         self._board = _Board()
+        self._verifying: set[str] = set()  # goals this process is verifying now
 
     @property
     def ledger(self) -> TaskLedger:
@@ -223,14 +224,23 @@ class GoalService:
 
     # -- the sweep: plan decisions, verification, scheduled runs --------------------------------
     async def sweep(self, now: datetime) -> None:
-        """Move goals along: a rejected plan ends its goal; a finished run is verified; a due run starts."""
-        for goal in await self._ledger.goals(("proposed", "active")):
+        """Move goals along: a rejected plan ends its goal; a finished run is verified (again, when a process
+        died while verifying it); a due run starts."""
+        for goal in await self._ledger.goals(("proposed", "active", "verifying")):
             if goal.status == "proposed":
                 await self._check_plan(goal)
+            elif goal.status == "verifying":
+                if self._left_verifying(goal, now):
+                    await self.verify(goal)
             elif await self._run_finished(goal):
                 await self.verify(goal)
             elif goal.schedule:
                 await self._maybe_run(goal, now)
+
+    def _left_verifying(self, goal: Goal, now: datetime) -> bool:
+        """Nobody is verifying the goal any more: not this process, and no other one for a lease's time."""
+        quiet = (now - goal.updated_at).total_seconds() >= self._settings.lease_s
+        return goal.id not in self._verifying and quiet
 
     async def _check_plan(self, goal: Goal) -> None:
         plans = [r for r in await self._approvals.store.for_goal(goal.id) if r.kind == "goal.plan"]
@@ -260,8 +270,22 @@ class GoalService:
         self.touch(goal.id)
 
     async def verify(self, goal: Goal) -> None:
-        """One model call checks the run's results against the criteria and writes the report."""
-        if not await self._ledger.move_goal(goal.id, ("active",), "verifying"):
+        """One model call checks the run's results against the criteria and writes the report.
+
+        ``goal`` is active with a finished run, or verifying and left so by a process that died: it is
+        verified again. Only the verification that ends the ``verifying`` status reports."""
+        if goal.id in self._verifying:
+            return
+        self._verifying.add(goal.id)
+        try:
+            await self._verify(goal)
+        finally:
+            self._verifying.discard(goal.id)
+
+    async def _verify(self, goal: Goal) -> None:
+        if goal.status not in ("active", "verifying"):
+            return
+        if not await self._ledger.move_goal(goal.id, (goal.status,), "verifying"):
             return
         tasks = await self._ledger.tasks(goal.id, goal.runs)
         spent = await self._costs.spent(goal.created_at, goal.workflow)
@@ -272,7 +296,8 @@ class GoalService:
         status: GoalStatus = (
             "active" if goal.schedule else ("done" if met or not (verdict and verdict.follow_up) else "proposed")
         )
-        await self._ledger.move_goal(goal.id, ("verifying",), status, report=report, verified=goal.runs)
+        if not await self._ledger.move_goal(goal.id, ("verifying",), status, report=report, verified=goal.runs):
+            return  # another process verified it meanwhile, and reported
         text = (GOAL_DONE if met else GOAL_NOT_MET).format(goal_id=goal.id, report=report)
         await self._notifier.post(goal.session, text)
         if verdict and not met and verdict.follow_up and not goal.schedule:

@@ -160,3 +160,52 @@ async def test_a_rerun_that_words_its_email_differently_sends_nothing_twice(tmp_
     assert [d.rcpt_tos for d in smtp.delivered] == [["ana@example.org"], ["ana@example.org"]]
     assert "Hi Ana, would you sponsor us?" in smtp.delivered[1].body  # the first attempt's words
     assert "proposed earlier" in seen["told"]  # the re-run was told what its earlier attempt did
+
+
+async def test_killed_while_verifying_the_goal_is_verified_after_restart(tmp_path: Path) -> None:
+    """kill -9 while the verifier's model call is in flight leaves the goal `verifying`; after a restart it is
+    verified again and done, with one report."""
+    pid: dict[str, int] = {}
+    brain = Brain(plans=[plan(task("t1", "research", "Find the sponsor"))])
+
+    def killed_on_first_check(body: dict[str, Any]) -> Scripted | None:
+        if str(body["messages"][0].get("content") or "").startswith("You check a goal") and "verify" not in brain.asked:
+            os.kill(pid["bot"], signal.SIGKILL)  # the bot dies while the verifier thinks
+        return brain(body)
+
+    def status() -> str:
+        with sqlite3.connect(tmp_path / "coo.sqlite") as db:
+            return str(db.execute("SELECT status FROM goals").fetchone()[0])
+
+    with SMTPServer() as smtp:
+        async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
+            llm.responder = killed_on_first_check
+            env = bot_env(
+                tg,
+                tmp_path,
+                smtp.port,
+                COO_LLM__BASE_URL=llm.base_url,
+                COO_LLM__API_KEY=llm.api_key,
+                COO_TASKS__LEASE_S="2",
+                COO_TASKS__POLL_S="0.1",
+                COO_MEMORY__SEMANTIC="false",
+            )
+            async with bot(env) as proc:
+                pid["bot"] = proc.pid
+                tg.push_message(1001, 1001, "/goal find a sponsor")
+                await press(tg, "Start this plan?", "Approve")
+                await asyncio.wait_for(proc.wait(), 60)  # killed while verifying
+            assert status() == "verifying"
+            async with bot(env) as proc:
+                pid["bot"] = proc.pid
+                await tg.wait_for(_done_report, 1, timeout=60)
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 60)
+            final = status()
+    assert final == "done" and brain.asked.count("verify") == 2  # the killed check, then one after the restart
+    assert len([c for c in tg.calls if _done_report(c)]) == 1
+
+
+def _done_report(call: Any) -> bool:
+    text = str(call.params.get("text", ""))
+    return call.method == "sendMessage" and text.startswith("Goal ") and " is done." in text
