@@ -24,7 +24,14 @@ from memory.db import utcnow
 from memory.ledger import CostLedger
 from memory.tasks import FINISHED, Goal, GoalStatus, Task, TaskLedger, TransitionRefused
 from prompts import load_prompt
-from prompts.messages import GOAL_CANCELLED, GOAL_DONE, GOAL_NOT_MET, TASK_BLOCKED
+from prompts.messages import (
+    GOAL_CANCELLED,
+    GOAL_DONE,
+    GOAL_FOLLOW_UP_NOT_APPROVED,
+    GOAL_NOT_MET,
+    GOAL_PLAN_NOT_APPROVED,
+    TASK_BLOCKED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +235,7 @@ class GoalService:
         died while verifying it); a due run starts."""
         for goal in await self._ledger.goals(("proposed", "active", "verifying")):
             if goal.status == "proposed":
-                await self._check_plan(goal)
+                await self._check_plan(goal, now)
             elif goal.status == "verifying":
                 if self._left_verifying(goal, now):
                     await self.verify(goal)
@@ -239,14 +246,37 @@ class GoalService:
 
     def _left_verifying(self, goal: Goal, now: datetime) -> bool:
         """Nobody is verifying the goal any more: not this process, and no other one for a lease's time."""
-        quiet = (now - goal.updated_at).total_seconds() >= self._settings.lease_s
-        return goal.id not in self._verifying and quiet
+        return goal.id not in self._verifying and self._quiet(goal, now)
 
-    async def _check_plan(self, goal: Goal) -> None:
+    def _quiet(self, goal: Goal, now: datetime) -> bool:
+        """The goal has not changed for a lease's time (whoever was moving it on has died)."""
+        return (now - goal.updated_at).total_seconds() >= self._settings.lease_s
+
+    async def _check_plan(self, goal: Goal, now: datetime) -> None:
+        """A proposed goal waits on its newest plan card (after a run, the follow-up's; the first plan's card stays
+        approved). Rejected or expired, the goal ends; so it does when no card waits at all, after a lease's time
+        (the process that was to show one died)."""
         plans = [r for r in await self._approvals.store.for_goal(goal.id) if r.kind == "goal.plan"]
-        ended = plans and not any(r.state in ("pending", "approved") for r in plans)
-        if ended and await self._ledger.move_goal(goal.id, ("proposed",), "cancelled"):
-            await self._notifier.post(goal.session, f"Goal {goal.id} ended: its plan was not approved.")
+        newest = plans[-1] if plans else None
+        declined = newest is not None and newest.state in ("rejected", "expired")
+        if declined or (not await self._plan_waits(newest) and self._quiet(goal, now)):
+            await self._end_unplanned(goal)
+
+    async def _plan_waits(self, card: ApprovalRow | None) -> bool:
+        """The plan card is still to be decided, or approved and not carried out yet."""
+        if card is None or card.state in ("rejected", "expired", "superseded"):
+            return False
+        if card.state == "pending":
+            return True
+        outbox = await self._approvals.store.outbox(card.id)
+        return outbox is None or outbox.state in ("queued", "running")
+
+    async def _end_unplanned(self, goal: Goal) -> None:
+        """No plan will run: a goal that ran is done with its last report, one that never ran is cancelled."""
+        if await self._ledger.move_goal(goal.id, ("proposed",), "done" if goal.runs else "cancelled"):
+            text = GOAL_FOLLOW_UP_NOT_APPROVED if goal.runs else GOAL_PLAN_NOT_APPROVED
+            await self._notifier.post(goal.session, text.format(goal_id=goal.id))
+            self.touch(goal.id)
 
     async def _run_finished(self, goal: Goal) -> bool:
         if goal.runs == 0 or goal.verified >= goal.runs:

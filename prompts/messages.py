@@ -66,6 +66,8 @@ GOAL_DONE = "Goal {goal_id} is done.\n{report}"
 GOAL_NOT_MET = "Goal {goal_id}: the criteria are not met yet.\n{report}"
 GOAL_CANCELLED = "Goal {goal_id} is cancelled; its open tasks and cards were stopped."
 GOAL_NOT_PLANNABLE = "Goal {goal_id} is {status}: /goal plan is for a goal still waiting for a plan that can run."
+GOAL_PLAN_NOT_APPROVED = "Goal {goal_id} ended: its plan was not approved."
+GOAL_FOLLOW_UP_NOT_APPROVED = "Goal {goal_id} ended: its follow-up plan was not approved; its last report stands."
 GOALS_USAGE = "Usage: /goal <what you want done> | /goal <id> | /goal cancel <id> | /goal plan <id> | /goals"
 
 EDITED_COMMAND = (

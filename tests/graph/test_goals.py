@@ -544,3 +544,49 @@ def _asked_for(fake: FakeOpenAI, title: str) -> bool:
 async def _attempt_over(rt: Runtime, goal_id: str) -> bool:
     """The goal's task is no longer running (nor about to run again)."""
     return all(t.state not in ("running", "ready") for t in await rt.tasks.tasks(goal_id))
+
+
+@pytest.mark.parametrize("decision", ["Reject", "expiry"])
+async def test_a_follow_up_plan_not_approved_ends_the_goal_with_its_report(
+    tmp_path: Path, fake_llm: FakeOpenAI, decision: str
+) -> None:
+    """The verifier says "not met" and offers a follow-up plan; the operator rejects it (or lets it expire). The
+    first plan card stays approved, but only the newest plan card counts: the goal is done with its report."""
+    brain = Brain(
+        plans=[plan(task("t1", "research", "Look for sponsors"))],
+        verdict={"met": False, "report": "No sponsor yet.", "follow_up": [task("t9", "research", "Look further")]},
+    )
+    fake_llm.responder = brain
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal find a sponsor", kind="command"))
+        await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+        await eventually(lambda: len(cards(chan, "Start this plan?")) == 2, timeout=10, what="the follow-up plan card")
+        goal_id = (await rt.tasks.goals())[0].id
+        if decision == "Reject":
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[1], "Reject"))
+        else:
+            [follow_up] = [r for r in await rt.approvals.store.for_goal(goal_id) if r.state == "pending"]
+            await rt.approvals.expire(follow_up)
+        await eventually(lambda: _ended_notice(chan, goal_id), timeout=10, what="the goal to end")
+        goal = await rt.tasks.goal(goal_id)
+    assert goal is not None and goal.status == "done" and goal.report == "No sponsor yet."
+    assert "Look further" not in brain.asked
+
+
+def _ended_notice(chan: RecordingChannel, goal_id: str) -> bool:
+    return any(m.text.startswith(f"Goal {goal_id} ended") for m in chan.sent)
+
+
+async def test_a_proposed_goal_with_no_plan_card_ends_after_a_lease(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """The process died between recording the goal as proposed and showing its plan card: nothing would ever
+    decide it. The sweep ends it, once a lease's time has passed (before that, the card may be on its way)."""
+    from datetime import timedelta
+
+    async with goal_runtime(tmp_path, fake_llm) as (rt, chan):
+        goal = await rt.tasks.create_goal("find a sponsor", "rec:1001", "operator", status="proposed")
+        await rt.goals.sweep(utcnow())
+        soon = await rt.tasks.goal(goal.id)
+        await rt.goals.sweep(utcnow() + timedelta(seconds=FAST["lease_s"] + 1))
+        later = await rt.tasks.goal(goal.id)
+    assert soon is not None and soon.status == "proposed"
+    assert later is not None and later.status == "cancelled" and _ended_notice(chan, goal.id)
