@@ -467,14 +467,15 @@ class Onboarding:
 def quote(value: str) -> str:
     """``value`` as a .env value that python-dotenv reads back exactly.
 
-    Single quotes when possible (no escapes). python-dotenv expands ``${NAME}`` in every kind of
-    quoting and has no escape for it, so such a value is refused rather than silently changed.
+    Single quotes when possible. python-dotenv still reads ``\\`` and ``\'`` as escapes inside them,
+    so a value with a backslash or a quote goes in double quotes, escaped. It expands ``${NAME}`` in
+    every kind of quoting and has no escape for it, so such a value is refused rather than changed.
     """
     if "\n" in value or "\r" in value:
         raise ValueError("a value cannot hold a line break")
     if "${" in value:
         raise ValueError("a value holding ${ would be changed when read back; set it in the environment instead")
-    if "'" not in value:
+    if "'" not in value and "\\" not in value:
         return f"'{value}'"
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

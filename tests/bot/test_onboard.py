@@ -154,7 +154,16 @@ async def test_skipped_steps_keep_the_file_and_input_ending_writes_nothing(tmp_p
     assert f"{path} exists: what you skip keeps its current value." in out.getvalue()
 
 
-@pytest.mark.parametrize("value", ["plain", "it's got 'quotes' and \"more\" # not a comment", "a$b $HOME \\n \\' ok"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        "it's got 'quotes' and \"more\" # not a comment",
+        "a$b $HOME \\n \\' ok",
+        "Tr0ub4dor\\",  # a trailing backslash (in single quotes it escaped the closing quote)
+        "a\\\\b",  # two backslashes (in single quotes they read back as one)
+    ],
+)
 def test_values_survive_the_file_exactly(tmp_path: Path, value: str) -> None:
     path = tmp_path / "coo.env"
     write_env_file(path, {"COO_SMTP__HOST": "h", "COO_SMTP__FROM_ADDR": "me@example.org", "COO_SMTP__PASSWORD": value})
