@@ -185,7 +185,9 @@ class SlackSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything solo-coo can be configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="COO_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COO_", env_nested_delimiter="__", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
     data_dir: Path = Field(default_factory=user_data_dir)
     operators: str = ""

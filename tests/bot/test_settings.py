@@ -97,3 +97,15 @@ def test_the_example_config_is_valid_and_leaves_the_data_dir_alone() -> None:
 
     settings = load_settings(env_file=ROOT / ".env.example")
     assert settings.data_dir == Path(os.environ["XDG_DATA_HOME"]) / "solo-coo"  # Docker's /data stays in charge
+
+
+def test_an_empty_variable_counts_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`COO_TELEGRAM__TOKEN=` (a template's blank line) is not a token: before, the bot crashed at start on an
+    empty token, and an empty model key switched the offline mode off."""
+    for name in ("COO_TELEGRAM__TOKEN", "COO_SLACK__BOT_TOKEN", "COO_LLM__API_KEY", "COO_LLM__BASE_URL"):
+        monkeypatch.setenv(name, "")
+    (tmp_path / "coo.env").write_text("COO_SMTP__PASSWORD=\nCOO_DIGEST_TIME=\n")
+    settings = load_settings(tmp_path / "coo.env")
+    assert not settings.telegram.configured and settings.slack.bot_token is None
+    assert not settings.llm.configured and settings.smtp.password is None
+    assert settings.digest_time == Settings.model_fields["digest_time"].default
