@@ -253,6 +253,9 @@ class Memory:
         self._states: dict[str, _ScopeState] = {}
         self._ingest = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        # Bumped for an episode each time ``forget`` rewrites it: a model summary started before
+        # (from the turns as they were) is then stale and dropped.
+        self._generations: dict[str, int] = {}
 
     async def _check_embedder(self) -> None:
         dim = await self._embedder.dimension()
@@ -397,15 +400,27 @@ class Memory:
             log.exception("episode %s of scope %r could not be summarized; maintain() will retry", episode, scope)
             return
         if self._summarizer is not None:
-            task = asyncio.get_running_loop().create_task(self._model_summary(scope, episode, lines, start, end))
+            generation = self._generations.get(episode, 0)
+            model = self._model_summary(scope, episode, lines, start, end, generation)
+            task = asyncio.get_running_loop().create_task(model)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _model_summary(self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime) -> None:
+    async def _model_summary(
+        self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime, generation: int
+    ) -> None:
+        """Rewrite the episode's summary with the model's, unless ``forget`` changed the episode meanwhile."""
         assert self._summarizer is not None
         try:
             summary = (await self._summarizer(lines)).strip()
-            if summary:
+            if not summary:
+                return
+            # Checked and written under the ingestion lock, which ``forget`` holds while it scrubs: a
+            # summary of turns since forgotten never overwrites the scrubbed one.
+            async with self._ingest:
+                if self._generations.get(episode, 0) != generation:
+                    log.info("the model summary of episode %s is dropped: a turn of it was forgotten", episode)
+                    return
                 await self._put_episode(scope, episode, start, end, lines, self._summarizer.name, summary)
         except Exception:
             log.exception(
@@ -560,6 +575,8 @@ class Memory:
 
     async def _scrub(self, scope: str, gone: list[dict[str, Any]]) -> None:
         """Re-index the replies that carried a forgotten turn as context, and re-summarize its episodes."""
+        for episode in {note["episode"] for note in gone}:
+            self._generations[episode] = self._generations.get(episode, 0) + 1  # stale model summaries are dropped
         for note in gone:
             suffix = turns.indexed_text("", turns.context_line(turns.parse(note["text"])))
             later = (col("episode") == lit(note["episode"])) & (col("seq") > lit(note["seq"]))

@@ -6,6 +6,7 @@ they do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -327,6 +328,47 @@ async def test_forget_also_scrubs_the_reply_context_and_the_summary(tmp_path: Pa
         await mem.add_many([turn("[25 May 2023] Ana: Thanks Bo.", DAY2, "thanks")])  # state reloads cleanly
         await mem.reindex()
     assert b"quokka" not in lance_bytes(tmp_path)
+
+
+class GatedSummarizer:
+    """A model that is slow the first time (it answers once ``gate`` is set) and fails after that."""
+
+    name = "test/gated"
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, lines: Sequence[str]) -> str:
+        self.calls += 1
+        if self.calls > 1:
+            raise TimeoutError("budget exhausted")
+        self.asked.set()
+        await self.gate.wait()
+        return "Summary: " + " ".join(lines)
+
+
+async def test_a_model_summary_under_way_when_a_turn_is_forgotten_is_dropped(tmp_path: Path) -> None:
+    model = GatedSummarizer()
+    async with open_memory(tmp_path, embedder=HashEmbedder(), summarizer=model) as mem:
+        await mem.add_many(
+            [
+                turn("[8 May 2023] Ana: The alarm code for the studio is 4815-zebra-quokka.", DAY1, "secret"),
+                turn("[8 May 2023] Bo: Got it, I will open the studio on Monday.", DAY1, "reply"),
+            ]
+        )
+        await mem.add_many([turn("[25 May 2023] Bo: The studio opened fine.", DAY2, "later")])  # closes it
+        await asyncio.wait_for(model.asked.wait(), 30)  # the model reads the episode as it was
+        assert await mem.forget(ref="secret", scope="conv") == 1
+        assert "quokka" not in (await mem.episodes("conv"))[0].summary
+        model.gate.set()  # the model answers about the forgotten turn
+        await asyncio.wait_for(mem.refresh(), 30)
+        [episode] = await mem.episodes("conv")
+        by_text = await mem.recall("quokka zebra 4815", k=5, scope="conv", mode="text")
+        assert model.calls == 2  # the re-summary after /forget was asked for too (and failed)
+    assert "quokka" not in episode.summary and episode.summarizer == "extractive/sumbasic"
+    assert by_text == []
 
 
 async def test_a_reply_is_embedded_with_the_head_of_its_context_and_searched_with_all_of_it(tmp_path: Path) -> None:
