@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from bot.commands import CommandRouter
@@ -13,8 +14,16 @@ from memory.db import Database, utcnow
 from memory.embedder import EmbeddingRefused
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, ProfileError, ProfileStore
-from prompts.messages import MEMORY_BUDGET_KEPT, MEMORY_BUDGET_RECALL, MEMORY_UNAVAILABLE, PROFILE_RISK_MOVED
+from prompts.messages import (
+    MEMORY_BUDGET_KEPT,
+    MEMORY_BUDGET_RECALL,
+    MEMORY_UNAVAILABLE,
+    MESSAGE_FORGOTTEN,
+    PROFILE_RISK_MOVED,
+)
 
+# A chat message's memory ref: its ``message.in`` event id.
+_MESSAGE_REF = re.compile(r"msg-([0-9]{1,18})")
 PROFILE_USAGE = (
     "Usage: /profile | /profile set <field> <value> | /profile clear <field>  (fields: " + ", ".join(FIELDS) + ")"
 )
@@ -93,10 +102,13 @@ def register_memory_commands(
         except MemoryUnavailable as exc:
             raise unavailable("Memory", exc) from None
         removed += int(await ledger.remove(ref))
-        if not removed:
+        message = _MESSAGE_REF.fullmatch(ref)
+        redacted = message is not None and await db.redact_message(int(message[1]))
+        if not removed and not redacted:
             return f"Nothing stored under {ref}."
         await db.append_event("memory.forgotten", inbound.sender, {"ref": ref}, session=inbound.session_key)
-        return f"Forgotten: {ref}."
+        # A chat message lives on in the conversation's own history too; a remembered note never went there.
+        return MESSAGE_FORGOTTEN.format(ref=ref) if message is not None else f"Forgotten: {ref}."
 
     async def profile_cmd(inbound: InboundMessage, args: str) -> str:
         words = args.split(None, 2)

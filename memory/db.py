@@ -3,8 +3,9 @@
 One aiosqlite connection in WAL mode with a busy timeout, shared by the stores built on it. Every
 write goes through :meth:`Database.write` or :meth:`Database.transaction`, which hold one lock: on a
 shared connection, another coroutine's ``commit()`` would otherwise commit half of a transaction.
-The event log is append-only: this module offers no way to update or delete an event, and SQLite
-triggers refuse it.
+The event log is append-only: this module offers no way to delete an event or change it, and SQLite
+triggers refuse it, with one exception: ``/forget`` may redact a message's text (the row stays, its
+text becomes ``FORGOTTEN_TEXT``; :meth:`Database.redact_message`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ from memory.term_counts import TermCounts
 
 MESSAGE_KINDS = ("message.in", "message.out")
 
+# The only change the event log allows: a message's payload marked redacted, everything else as it was.
+_REDACTION = (
+    "old.kind IN ('message.in', 'message.out') AND new.kind = old.kind AND new.id = old.id AND new.at = old.at "
+    "AND new.actor = old.actor AND new.session IS old.session AND json_extract(new.payload, '$.redacted') IS 1"
+)
+_NO_UPDATE = """
+DROP TRIGGER IF EXISTS events_no_update;
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    WHEN NOT ({_REDACTION})
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_session ON events(session, id);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, id);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    WHEN NOT ({_REDACTION})
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
@@ -73,8 +86,12 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (update_key, seq)
 );
 """
+_SCHEMA = _SCHEMA.replace("{_REDACTION}", _REDACTION)
+_NO_UPDATE = _NO_UPDATE.replace("{_REDACTION}", _REDACTION)
 T = TypeVar("T")
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
+FORGOTTEN_TEXT = "[forgotten]"
+"""What a message redacted by ``/forget`` says in the event log."""
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -298,6 +315,9 @@ class Database:
                     "INSERT INTO message_fts (rowid, text) SELECT id, json_extract(payload, '$.text') FROM events "
                     "WHERE kind IN ('message.in', 'message.out') AND id NOT IN (SELECT rowid FROM message_fts)"
                 )
+        if int(row[0]) < 3:
+            # Version 3 lets /forget redact a message (older files refuse every update).
+            await self.script(_NO_UPDATE)
         if int(row[0]) != _SCHEMA_VERSION:
             await self.write(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
@@ -322,6 +342,33 @@ class Database:
                 conn.execute(_INSERT_REPLY, (key, seq, json.dumps(ids), event[0]))
             assert event_id is not None
             return event_id
+
+        return await self.run_transaction(work)
+
+    async def redact_message(self, event_id: int) -> bool:
+        """Replace the text of message ``event_id`` with ``FORGOTTEN_TEXT`` in the log and drop it from the
+        full-text index, in one commit; True when a message's text was redacted (False: no such message,
+        or redacted already). The row stays, so the log still shows that a message came then.
+        """
+
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT kind, payload FROM events WHERE id = ? AND kind IN ('message.in', 'message.out')", (event_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            payload = json.loads(row[1])
+            if payload.get("redacted") is True:
+                return False
+            # The index is contentless: a row is removed by giving it back the text it indexed.
+            (indexed,) = conn.execute("SELECT json_extract(?, '$.text')", (row[1],)).fetchone()
+            if indexed is not None:
+                conn.execute(
+                    "INSERT INTO message_fts (message_fts, rowid, text) VALUES ('delete', ?, ?)", (event_id, indexed)
+                )
+            redacted = {**payload, "text": FORGOTTEN_TEXT, "redacted": True}
+            conn.execute("UPDATE events SET payload = ? WHERE id = ?", (dumps(redacted), event_id))
+            return True
 
         return await self.run_transaction(work)
 

@@ -56,6 +56,11 @@ MEMORY_BUDGET_RECALL = (
     "Memory search needs a paid embedding, and the budget refuses it now (the memory workflow or all work is "
     "at its cap: /budget)."
 )
+MESSAGE_FORGOTTEN = (
+    "Forgotten: {ref}. Its text is gone from memory search, the message log and exports. Not changed: the "
+    "conversation history the model still reads in that chat (and its running summary of older turns), and "
+    "any reply of mine that repeated it."
+)
 PROFILE_RISK_MOVED = "Risk tolerance is part of the approval policy now: /policy risk <cautious|balanced|relaxed>."
 GOAL_NEEDS_MODEL = (
     "Goal {goal_id} is recorded. Planning it needs a model, and none answers now: configure COO_LLM__BASE_URL "

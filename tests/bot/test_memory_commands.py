@@ -7,7 +7,8 @@ from pathlib import Path
 from bot.export import export_all, read_export
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from prompts.messages import PROFILE_RISK_MOVED
+from memory.db import FORGOTTEN_TEXT
+from prompts.messages import MESSAGE_FORGOTTEN, PROFILE_RISK_MOVED
 from tests.conftest import RecordingChannel, make_settings
 
 _n = iter(range(10**6))
@@ -15,6 +16,10 @@ _n = iter(range(10**6))
 
 def cmd(text: str) -> InboundMessage:
     return InboundMessage("rec", "1001", "telegram:1001", text, kind="command", update_key=f"m:{next(_n)}")
+
+
+def message(text: str) -> InboundMessage:
+    return InboundMessage("rec", "1001", "telegram:1001", text, kind="message", update_key=f"m:{next(_n)}")
 
 
 async def test_remember_recall_forget_really_removes(tmp_path: Path) -> None:
@@ -44,6 +49,36 @@ async def test_remember_recall_forget_really_removes(tmp_path: Path) -> None:
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(cmd("/recall Acme payment"))
         assert "net 45" not in chan.sent[-1].text
+
+
+async def test_a_forgotten_chat_message_is_redacted_in_the_log_the_search_and_the_export(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = make_settings(data, memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert rt.ingestor is not None
+        await rt.dispatcher.handle(message("our bank PIN is 7391 zebra"))
+        await rt.dispatcher.handle(cmd("/remember the safe opens with 2468 walrus"))
+        note = chan.sent[-1].text.removeprefix("Remembered (").removesuffix(").")
+        await rt.ingestor.wait_idle()
+        await rt.dispatcher.handle(cmd("/recall bank PIN"))
+        ref = chan.sent[-1].text.split()[0]
+        assert ref.startswith("msg-"), chan.sent[-1].text
+        assert [e.id for e in await rt.db.search_messages(["7391"], 5)] == [int(ref.removeprefix("msg-"))]
+        await rt.dispatcher.handle(cmd(f"/forget {ref}"))
+        assert chan.sent[-1].text == MESSAGE_FORGOTTEN.format(ref=ref)
+        await rt.dispatcher.handle(cmd(f"/forget {note}"))
+        assert chan.sent[-1].text == f"Forgotten: {note}."
+        await rt.dispatcher.handle(cmd(f"/forget {ref}"))
+        assert chan.sent[-1].text == f"Nothing stored under {ref}."
+        assert await rt.db.search_messages(["7391", "zebra", "PIN"], 5) == []
+        [said] = [e for e in await rt.db.events("message.in") if e.id == int(ref.removeprefix("msg-"))]
+    assert said.payload["text"] == FORGOTTEN_TEXT  # the row stays: a message came then
+    await export_all(data, tmp_path / "export")
+    exported = "".join(path.read_text() for path in sorted((tmp_path / "export").iterdir()))
+    assert "forgotten" in exported and "7391" not in exported and "zebra" not in exported
+    assert "2468" not in exported and "walrus" not in exported
 
 
 async def test_bad_memory_input_is_a_clear_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.db import LLMCall, connect_sqlite, open_database
+from memory.db import FORGOTTEN_TEXT, LLMCall, connect_sqlite, open_database
 from memory.ledger import CostLedger
 from memory.operators import OperatorStore
 
@@ -24,6 +24,54 @@ async def test_event_log_is_append_only(tmp_path: Path) -> None:
             await db.connection.execute("DELETE FROM events")
         events = await db.events(session="s")
     assert [(e.kind, e.payload["text"]) for e in events] == [("message.in", "héllo ✓")]
+
+
+async def test_forget_redacts_a_message_and_nothing_else_may_change(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        said = {"text": "our bank PIN is 7391", "kind": "message"}
+        pin = await db.append_event("message.in", "telegram:1", said, "s")
+        kept = await db.append_event("message.in", "telegram:1", {"text": "the bank opens at 9"}, "s")
+        note = await db.append_event("memory.remembered", "telegram:1", {"ref": "n-1"}, "s")
+        assert [e.id for e in await db.search_messages(["bank"], 10)] == [kept, pin]
+        assert await db.redact_message(pin)
+        assert not await db.redact_message(pin)  # once is enough
+        assert not await db.redact_message(note)  # only messages
+        for change in [
+            "payload = json_set(payload, '$.redacted', json('true'), '$.text', 'x'), kind = 'message.out'",
+            "payload = json_set(payload, '$.redacted', json('true'), '$.text', 'x'), actor = 'telegram:2'",
+            "payload = json_set(payload, '$.text', 'x')",
+        ]:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                await db.connection.execute(f"UPDATE events SET {change} WHERE id = ?", (kept,))
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await db.connection.execute(
+                "UPDATE events SET payload = json_set(payload, '$.redacted', json('true')) WHERE id = ?", (note,)
+            )
+        found = {word: [e.id for e in await db.search_messages([word], 10)] for word in ("bank", "7391", "PIN")}
+        recalled = await db.recall_messages(["bank", "PIN", "7391"], 10)
+        events = await db.events(session="s")
+    assert found == {"bank": [kept], "7391": [], "PIN": []}
+    assert [e.id for e in recalled] == [kept]
+    assert [(e.id, e.kind, e.payload) for e in events] == [
+        (pin, "message.in", {"text": FORGOTTEN_TEXT, "kind": "message", "redacted": True}),
+        (kept, "message.in", {"text": "the bank opens at 9"}),
+        (note, "memory.remembered", {"ref": "n-1"}),
+    ]
+
+
+async def test_a_file_from_before_redaction_can_redact_after_opening(tmp_path: Path) -> None:
+    async with open_database(tmp_path) as db:
+        pin = await db.append_event("message.in", "telegram:1", {"text": "PIN 7391"}, "s")
+        await db.script(  # the file as version 2 left it: every update refused
+            "DROP TRIGGER events_no_update; CREATE TRIGGER events_no_update BEFORE UPDATE ON events "
+            "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END; PRAGMA user_version = 2;"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await db.redact_message(pin)
+    async with open_database(tmp_path) as db:
+        assert await db.redact_message(pin)
+        [event] = await db.events()
+    assert event.payload["text"] == FORGOTTEN_TEXT
 
 
 async def test_inbox_claims_once_and_keeps_unfinished(tmp_path: Path) -> None:
