@@ -29,10 +29,12 @@ from memory.term_counts import TermCounts
 
 MESSAGE_KINDS = ("message.in", "message.out")
 
-# The only change the event log allows: a message's payload marked redacted, everything else as it was.
+# The only change the event log allows: a message's text replaced by "[forgotten]" and marked redacted,
+# once, everything else as it was.
 _REDACTION = (
     "old.kind IN ('message.in', 'message.out') AND new.kind = old.kind AND new.id = old.id AND new.at = old.at "
-    "AND new.actor = old.actor AND new.session IS old.session AND json_extract(new.payload, '$.redacted') IS 1"
+    "AND new.actor = old.actor AND new.session IS old.session AND json_extract(new.payload, '$.redacted') IS 1 "
+    "AND json_extract(old.payload, '$.redacted') IS NOT 1 AND json_extract(new.payload, '$.text') IS '[forgotten]'"
 )
 _NO_UPDATE = """
 DROP TRIGGER IF EXISTS events_no_update;

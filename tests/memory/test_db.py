@@ -40,9 +40,14 @@ async def test_forget_redacts_a_message_and_nothing_else_may_change(tmp_path: Pa
             "payload = json_set(payload, '$.redacted', json('true'), '$.text', 'x'), kind = 'message.out'",
             "payload = json_set(payload, '$.redacted', json('true'), '$.text', 'x'), actor = 'telegram:2'",
             "payload = json_set(payload, '$.text', 'x')",
+            "payload = json_set(payload, '$.redacted', json('true'), '$.text', 'other words')",
         ]:
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 await db.connection.execute(f"UPDATE events SET {change} WHERE id = ?", (kept,))
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):  # a redacted message stays as it is
+            await db.connection.execute(
+                "UPDATE events SET payload = json_set(payload, '$.kind', 'other') WHERE id = ?", (pin,)
+            )
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             await db.connection.execute(
                 "UPDATE events SET payload = json_set(payload, '$.redacted', json('true')) WHERE id = ?", (note,)
