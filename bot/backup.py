@@ -600,20 +600,17 @@ async def _replay_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]
     )
 
 
-def memories_of(backup: Backup, scope: str) -> list[Note]:
-    """What semantic memory held: remembered notes and the operator's chat messages, minus what was forgotten."""
-    from memory.api import Note
+def memories_of(backup: Backup, scope: str, tz: str) -> list[Note]:
+    """What semantic memory held: remembered notes and the operator's chat messages, minus what was
+    forgotten, as the product's own ingestion writes them (a chat note carries its date and speaker)."""
+    from memory.chat_notes import notes_from_log
+    from memory.db import Event
+    from memory.notes import StoredNote
 
     forgotten = {str(e.payload.get("ref")) for e in backup.events if e.kind == "memory.forgotten"}
-    notes = [Note(text=n.text, source=n.source, at=n.at, scope=n.scope, ref=n.ref) for n in backup.notes]
-    for e in backup.events:
-        text = str(e.payload.get("text", ""))
-        ref = f"msg-{e.id}"
-        is_chat = e.kind == "message.in" and e.payload.get("kind") == "message" and not text.startswith("/")
-        if is_chat and text.strip() and ref not in forgotten:
-            channel = (e.session or "chat").split(":", 1)[0]
-            notes.append(Note(text=text, source=f"chat:{channel}", at=e.at, scope=scope, ref=ref))
-    return [n for n in notes if n.ref not in forgotten]
+    events = [Event(e.id, e.at, e.actor, e.session, e.kind, e.payload) for e in backup.events]
+    remembered = [StoredNote(n.ref, n.scope, n.source, n.text, n.at) for n in backup.notes]
+    return notes_from_log(events, remembered, scope, tz, forgotten)
 
 
 async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -> int:
@@ -621,7 +618,7 @@ async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -
     # when semantic memory is off.
     from memory.api import InvalidNote, open_memory
 
-    notes = memories_of(backup, settings.memory.scope)
+    notes = memories_of(backup, settings.memory.scope, settings.timezone)
     if not notes:
         return 0
     embedder = None

@@ -4,6 +4,7 @@ work, and bad or partial input writes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,9 @@ async def test_export_import_export_round_trips_and_fails_closed(tmp_path: Path)
             await rt.dispatcher.handle(said("/recall password hint elephant key mat"))
             assert "elephant" not in chan.sent[-1].text and "mat" not in chan.sent[-1].text  # forgotten stays so
             assert rt.memory is not None and await rt.memory.count("default") == 2
+            [lisbon] = await rt.memory.recall("Lisbon office", k=1)
+            # indexed as the product's own ingestion writes a chat message: with its date and speaker
+            assert re.fullmatch(r"\[\d{1,2} \w+ \d{4}\] \w+: Lisbon office opens at nine", lisbon.text), lisbon.text
             conn = await connect_sqlite(tmp_path / "new" / "coo.sqlite", 5000)
             try:
                 queued = await ApprovalStore(conn).outbox_in("queued")
