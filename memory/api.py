@@ -3,7 +3,7 @@
 Ingestion (``add_many``) keeps each note's text as given and indexes what the product knows around
 it (``memory.turns``): the speaker named in ``[date] Speaker: text``, the previous turn of the same
 episode, the episode itself (``memory.episodes``: a summary per closed episode, linked to its
-turns). Noise (bare commands, "ok", "1") is kept and counted but never indexed. A long note is
+turns). Noise (commands, "ok", "1"; never a remembered note) is kept and counted but never indexed. A long note is
 indexed in chunks. The context of a scope survives restarts: it is read back from LanceDB.
 
 Recall searches turns by vectors and BM25 and episode summaries by BM25, and scores every candidate
@@ -273,12 +273,12 @@ class Memory:
     async def add_many(self, notes: Sequence[Note]) -> list[str]:
         """Remember notes, in order; returns their ids in order. All or nothing.
 
-        Each note is stored as given. Noise (a bare ``/command``, or no content word: "ok", "1",
-        "approve") is stored and counted but never indexed, so recall never returns it. Every other
-        note is indexed with what is known around it: its speaker, its episode, and, when it replies
-        to another speaker within ``turns.REPLY_GAP``, the turn it answers. Notes of one scope must
-        come in the order they were said (across calls and restarts); an episode that closes is
-        summarized before this returns.
+        Each note is stored as given. Noise (a ``/command``, or no content word: "ok", "1",
+        "approve"; never a note of source ``remember:...``) is stored and counted but never indexed,
+        so recall never returns it. Every other note is indexed with what is known around it: its
+        speaker, its episode, and, when it replies to another speaker within ``turns.REPLY_GAP``, the
+        turn it answers. Notes of one scope must come in the order they were said (across calls and
+        restarts); an episode that closes is summarized before this returns.
         """
         rows = [_clean(note, i) for i, note in enumerate(notes)]
         if not rows:
@@ -297,7 +297,7 @@ class Memory:
                 state.seq += 1
                 row["seq"] = state.seq
                 parsed = turns.parse(row["text"])
-                if turns.is_noise(parsed.body):
+                if turns.is_noise(parsed.body, row["source"]):
                     quiet.append(row)
                     continue
                 if self._opens_episode(state, row["at"]):

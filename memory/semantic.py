@@ -6,7 +6,7 @@ Three tables under ``<data_dir>/lancedb``:
   (``part`` 0, 1, ...; only part 0 carries the note's text). ``body`` is the indexed text (the note
   plus its context), full-text indexed and embedded into ``vector``. ``seq`` orders a scope's notes
   as they were added; ``episode`` links a turn to its episode.
-- ``quiet``: notes kept but never searched (bare commands, "ok", "1"); ``count`` and ``forget`` see
+- ``quiet``: notes kept but never searched (commands, "ok", "1"); ``count`` and ``forget`` see
   them, ``recall`` does not.
 - ``episodes``: one summary per closed episode, full-text indexed, linked to its turns by id.
 

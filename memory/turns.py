@@ -3,8 +3,10 @@
 A note is kept exactly as given (``Hit.text``); what is searched is derived from it:
 
 - a note written as ``[8 May 2023] Caroline: text`` (or ``Caroline: text``) names its speaker;
-- noise is stored but never indexed: bare commands (``/approve 12``) and notes with no content word
-  (``ok``, ``1``, ``approve``, ``thanks!``, an emoji);
+- noise is stored but never indexed: commands (``/approve 12``: a ``/word`` first) and notes with no
+  content word (``ok``, ``1``, ``approve``, ``thanks!``, an emoji); a note that merely starts with a
+  slash (``/srv/backups holds the invoices``) is content, and a note the operator asked to remember
+  (source ``remember:...``) is never noise;
 - the indexed text of a turn that replies to another speaker carries the turn it answers, because a
   reply ("Seven years now!") often only makes sense with it (only its head is embedded: see
   ``memory.api``);
@@ -33,6 +35,10 @@ _DATED_SPEAKER = re.compile(
 )
 _SPEAKER = re.compile(r"^\s*(?P<speaker>[A-Z][\w'-]{0,19}(?: [A-Z][\w'-]{0,19}){0,2}):\s+(?P<body>.*)$", re.S)
 _WORD = re.compile(r"\w+")
+# A command: "/word" (Telegram may add "@botname") as the first token, arguments or not.
+_COMMAND = re.compile(r"^/\w+(?:@\w+)?(?:\s|$)")
+# Notes the operator asked to keep: kept on purpose, so never taken for noise, however short.
+REMEMBERED = "remember"
 # Words that answer or acknowledge without saying anything worth finding later.
 ACKNOWLEDGEMENTS = frozenset(
     "ok okay k kk yes y yeah yep yup no n nope sure fine done approve approved reject rejected edit cancel "
@@ -59,9 +65,12 @@ def parse(text: str) -> Parsed:
     return Parsed("", text.strip())
 
 
-def is_noise(body: str) -> bool:
-    """A bare command, or nothing but acknowledgements, numbers, punctuation and emoji."""
-    if body.startswith("/"):
+def is_noise(body: str, source: str = "") -> bool:
+    """A command, or nothing but acknowledgements, numbers, punctuation and emoji; never a note from
+    ``source`` ``remember:...`` (the operator asked to keep it)."""
+    if source.split(":", 1)[0] == REMEMBERED:
+        return False
+    if _COMMAND.match(body):
         return True
     words = [w.lower() for w in _WORD.findall(body)]
     return not any(w not in ACKNOWLEDGEMENTS and not w.isdigit() for w in words)

@@ -125,6 +125,20 @@ async def test_noise_is_kept_and_counted_but_never_recalled(tmp_path: Path) -> N
         assert await mem.count() == 4
 
 
+async def test_a_note_starting_with_a_path_or_remembered_on_purpose_is_recalled(tmp_path: Path) -> None:
+    assert not is_noise(parse("/srv/backups holds the Acme invoices").body)
+    assert not is_noise("ok", "remember:telegram")  # the operator asked to keep it: never noise
+    assert is_noise("/start@coo_bot") and is_noise("ok", "chat:telegram")
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        await mem.add(Note("/srv/backups holds the Acme invoices", source="remember:telegram", ref="n-1"))
+        await mem.add(Note("/srv/archive holds the Globex contracts", source="chat", ref="m-2"))
+        await mem.add(Note("yes", source="remember:telegram", ref="n-3"))
+        assert await mem.count() == 3
+        assert [h.ref for h in await mem.recall("Acme invoices", k=5)][:1] == ["n-1"]
+        assert [h.ref for h in await mem.recall("Globex contracts", k=5)][:1] == ["m-2"]
+        assert [h.ref for h in await mem.recall("yes", k=5)][:1] == ["n-3"]
+
+
 async def test_context_rides_along_across_calls_and_restarts(tmp_path: Path) -> None:
     embedder = RecordingEmbedder()
     question = "[8 May 2023] Ana: Where should we hold the offsite this year?"
