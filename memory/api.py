@@ -278,21 +278,25 @@ class Memory:
         so recall never returns it. Every other note is indexed with what is known around it: its
         speaker, its episode, and, when it replies to another speaker within ``turns.REPLY_GAP``, the
         turn it answers. Notes of one scope must come in the order they were said (across calls and
-        restarts); an episode that closes is summarized before this returns.
+        restarts); an episode that closes is summarized before this returns. A note is stored once per
+        (scope, ref): one whose ref its scope holds already is skipped, and its stored id returned.
         """
         rows = [_clean(note, i) for i, note in enumerate(notes)]
         if not rows:
             return []
         await self._check_embedder()
         async with self._ingest:
+            fresh = await self._unstored(rows)
+            if not fresh:
+                return [row["id"] for row in rows]
             states: dict[str, _ScopeState] = {}
-            for scope in dict.fromkeys(row["scope"] for row in rows):
+            for scope in dict.fromkeys(row["scope"] for row in fresh):
                 state = await self._state(scope)
                 states[scope] = replace(state, speakers=set(state.speakers), lines=list(state.lines))
             units: list[dict[str, Any]] = []
             quiet: list[dict[str, Any]] = []
             closed: list[tuple[str, str, list[str], datetime, datetime]] = []
-            for row in rows:
+            for row in fresh:
                 state = states[row["scope"]]
                 state.seq += 1
                 row["seq"] = state.seq
@@ -336,6 +340,41 @@ class Memory:
             for scope, episode, lines, start, end in closed:
                 await self._summarize(scope, episode, lines, start, end)
         return [row["id"] for row in rows]
+
+    async def _unstored(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows to write: a note whose ref its scope holds already (or an earlier note of the batch
+        holds) is not written again, and its row takes the stored note's id.
+
+        So feeding a note again is harmless (a retried batch, a rebuild from the log, the notes a
+        restart finds missing). One lookup per scope of the batch in each table, none for generated
+        refs (each is a new id).
+        """
+        wanted: dict[str, set[str]] = {}
+        for row in rows:
+            if row["ref"] != row["id"]:
+                wanted.setdefault(row["scope"], set()).add(row["ref"])
+        stored: dict[tuple[str, str], tuple[str, str]] = {}
+        for scope, refs in wanted.items():
+            named = col("ref").isin(sorted(refs))
+            for table, where in (("notes", named & (col("part") == lit(0))), (QUIET, named)):
+                for found in (await self._store.scan(scope, ["id", "ref", "text"], where, table=table)).to_pylist():
+                    stored[(scope, found["ref"])] = (found["id"], found["text"])
+        fresh: list[dict[str, Any]] = []
+        other: list[str] = []
+        for row in rows:
+            known = stored.get((row["scope"], row["ref"]))
+            if known is None:
+                stored[(row["scope"], row["ref"])] = (row["id"], row["text"])
+                fresh.append(row)
+                continue
+            if known[1] != row["text"]:
+                other.append(row["ref"])
+            row["id"] = known[0]
+        if other:
+            log.warning(
+                "%d note(s) came again under a stored ref with another text; kept as stored: %s", len(other), other[:5]
+            )
+        return fresh
 
     @staticmethod
     def _opens_episode(state: _ScopeState, at: datetime) -> bool:

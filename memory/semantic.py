@@ -341,8 +341,8 @@ class SemanticStore:
 
     async def _ensure_indexes(self, replace: bool = False) -> None:
         wanted: dict[str, list[tuple[str, BTree | FTS]]] = {
-            TABLE: [("scope", BTree()), ("episode", BTree()), ("body", FTS())],
-            QUIET: [("scope", BTree())],
+            TABLE: [("scope", BTree()), ("episode", BTree()), ("ref", BTree()), ("body", FTS())],
+            QUIET: [("scope", BTree()), ("ref", BTree())],
             EPISODES: [("scope", BTree()), ("body", FTS())],
         }
         for name, indexes in wanted.items():

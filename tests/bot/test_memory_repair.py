@@ -1,13 +1,17 @@
 """A lost semantic index is rebuilt from SQLite: the operator's messages and remembered notes come back,
-what was forgotten does not, and the commands say what happens instead of failing."""
+what was forgotten does not, what was queued meanwhile is not indexed twice, and the commands say what
+happens instead of failing."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pytest
+
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
+from memory.api import MemoryUnavailable
 from tests.conftest import RecordingChannel, make_settings
 
 _n = iter(range(10**6))
@@ -58,3 +62,24 @@ async def test_remember_while_the_index_is_down_keeps_the_note(tmp_path: Path) -
         await rt.memory_repair.wait()
         await rt.dispatcher.handle(said("/recall Initech renewal"))
         assert "Initech renews every March" in chan.sent[-1].text
+
+
+async def test_a_rebuild_while_chat_notes_wait_does_not_index_them_twice(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, memory={"semantic": True})
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        assert rt.ingestor is not None and rt.memory is not None and rt.memory_repair is not None
+        await rt.dispatcher.handle(said("Globex signed the maintenance contract for 2027", kind="message"))
+        await rt.ingestor.flush()
+        shutil.rmtree(tmp_path / "lancedb")  # the index breaks
+        await rt.dispatcher.handle(said("Initech renews its licence every March", kind="message"))
+        with pytest.raises(MemoryUnavailable):
+            await rt.ingestor.flush()  # the note stays queued, to be retried
+        assert rt.ingestor.pending == 1
+        await rt.dispatcher.handle(said("/recall Initech licence"))  # reports the failure, starts the rebuild
+        assert await rt.memory_repair.wait() == 2  # both messages, from the log
+        await rt.ingestor.flush()  # the retry finds the queued note indexed already
+        hits = await rt.memory.recall("Initech licence renewal", k=10)
+        assert [h.ref for h in hits].count(hits[0].ref) == 1 and "Initech" in hits[0].text
+        assert await rt.memory.count() == 2

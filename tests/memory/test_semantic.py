@@ -59,6 +59,16 @@ class HashEmbedder:
         return None
 
 
+class CountingEmbedder(HashEmbedder):
+    """Counts the passages it embeds."""
+
+    passages = 0
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.passages += len(texts)
+        return await super().embed_passages(texts)
+
+
 def lance_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted((root / "lancedb").rglob("*")) if p.is_file())
 
@@ -193,6 +203,26 @@ async def test_data_survives_reopen(tmp_path: Path, local: LocalEmbedder) -> Non
         hits = await mem.recall("Acme review", k=1)
         assert await mem.count() == 1
     assert (hits[0].ref, hits[0].source, hits[0].at) == ("r1", "email", WHEN)
+
+
+async def test_a_note_fed_again_under_its_ref_is_stored_once(tmp_path: Path) -> None:
+    """A retried batch, a rebuild from the log or a restart's catch-up may feed a note again."""
+    embedder = CountingEmbedder()
+    long = " ".join(f"word{i}" for i in range(400))  # in several chunks
+    async with open_memory(tmp_path, embedder=embedder) as mem:
+        first = await mem.add_many([Note("Acme pays net 45.", ref="m1"), Note("ok", ref="m2"), Note(long, ref="m3")])
+        embedded = embedder.passages
+        again = await mem.add_many([Note("Acme pays net 45.", ref="m1"), Note("ok", ref="m2"), Note(long, ref="m3")])
+        assert again == first and embedder.passages == embedded  # nothing embedded twice
+        twice = await mem.add_many([Note("Globex pays net 30.", ref="m4"), Note("Globex pays net 30.", ref="m4")])
+        assert twice[0] == twice[1]
+        assert (await mem.add(Note("Acme pays net 45.", ref="m1", scope="other"))) not in first  # refs are per scope
+        assert await mem.count("default") == 4 and await mem.count("other") == 1
+    async with open_memory(tmp_path, embedder=embedder) as mem:  # and after a restart
+        assert await mem.add(Note("Acme pays net 45.", ref="m1")) == first[0]
+        assert await mem.add(Note("a note without a ref")) != await mem.add(Note("a note without a ref"))
+        assert await mem.count("default") == 6
+        assert [h.ref for h in await mem.recall("Acme net 45", k=10)].count("m1") == 1
 
 
 async def test_bad_input_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
