@@ -4,22 +4,32 @@ LanceDB holds an index, not the only copy: the operator's messages are in the ev
 notes in SQLite. When a search or a write finds the index missing or corrupt, :class:`MemoryRepair`
 runs the memory's maintenance (which replaces broken tables by empty ones) and, when it rebuilt them,
 feeds back everything from SQLite (minus what was forgotten). One repair at a time; asking again while
-one runs changes nothing.
+one runs changes nothing. At each start, :meth:`MemoryRepair.missing` finds what a crash kept out of the
+index.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from datetime import datetime
 
-from memory.api import InvalidNote, Memory, Note
+from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
 from memory.chat_notes import notes_from_log
-from memory.db import Database
+from memory.db import Database, Event
 from memory.notes import NoteLedger
 
 log = logging.getLogger(__name__)
 
 BATCH = 64
+# The ids of the log's chat messages: a superset of ``chat_notes.is_chat_message``, which decides.
+_CHAT_IDS = (
+    "SELECT id FROM events WHERE kind = 'message.in' AND json_extract(payload, '$.kind') = 'message' "
+    "AND substr(json_extract(payload, '$.text'), 1, 1) <> '/'"
+)
+_EVENTS = "SELECT id, at, actor, session, kind, payload FROM events WHERE id IN ({})"
+_FORGOTTEN = "SELECT json_extract(payload, '$.ref') FROM events WHERE kind = 'memory.forgotten'"
 
 
 class MemoryRepair:
@@ -60,14 +70,45 @@ class MemoryRepair:
         stats = await self._memory.maintain()
         if not stats.rebuilt:
             return 0
-        events = await self._db.events(("message.in", "memory.forgotten"), limit=10**9)
-        forgotten = {str(e.payload.get("ref")) for e in events if e.kind == "memory.forgotten"}
-        notes = notes_from_log(events, await self._notes.all(), self._scope, self._tz, forgotten)
+        notes = await self._from_log()
         written = 0
         for start in range(0, len(notes), BATCH):
             written += await self._add(notes[start : start + BATCH])
         log.warning("semantic memory was rebuilt from the log: %d note(s) fed back", written)
         return written
+
+    async def missing(self) -> list[Note]:
+        """What SQLite holds but the index lacks, oldest first: read at each start, to be indexed again.
+
+        A message is logged before it is answered, but queued for indexing in process memory only
+        (while its turn runs, then until a batch is written, or while writes fail): a crash there
+        (kill -9, power loss) loses the queue, and the replayed turn does not queue it again. So at
+        each start the canonical copy is compared with the index by ref: at 100k messages ~0.2 s,
+        the event loop held ~25 ms of it (ad hoc); only the missing messages are read whole. When the
+        index cannot be read, this starts the repair (which feeds everything back) and returns nothing.
+        """
+        remembered = await self._notes.all()
+        try:
+            stored = {scope: await self._memory.refs(scope) for scope in {self._scope, *(n.scope for n in remembered)}}
+        except MemoryUnavailable:
+            log.warning("semantic memory cannot be read; repairing it", exc_info=True)
+            self.request()
+            return []
+        ids = [row[0] for row in await self._db.fetchall(_CHAT_IDS) if f"msg-{row[0]}" not in stored[self._scope]]
+        events = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._db.fetchall(_EVENTS.format(", ".join("?" * len(chunk))), chunk)
+            events += [Event(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        forgotten = {str(row[0]) for row in await self._db.fetchall(_FORGOTTEN)}
+        notes = notes_from_log(events, remembered, self._scope, self._tz, forgotten)
+        return sorted((n for n in notes if n.ref not in stored[n.scope]), key=lambda n: n.at)
+
+    async def _from_log(self) -> list[Note]:
+        """Everything semantic memory should hold, from SQLite, minus what was forgotten."""
+        events = await self._db.events(("message.in", "memory.forgotten"), limit=10**9)
+        forgotten = {str(e.payload.get("ref")) for e in events if e.kind == "memory.forgotten"}
+        return notes_from_log(events, await self._notes.all(), self._scope, self._tz, forgotten)
 
     async def _add(self, batch: list[Note]) -> int:
         while batch:

@@ -655,7 +655,8 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
     await _background(stack, rt.scheduler.run_forever(), "scheduler")
     await _background(stack, rt.task_runner.run_forever(), "tasks", stop=rt.task_runner.stop)
     if rt.ingestor is not None:
-        await _background(stack, rt.ingestor.run_forever(), "memory-ingest")
+        backlog = rt.memory_repair.missing if rt.memory_repair else None  # what a crash kept out of the index
+        await _background(stack, rt.ingestor.run_forever(backlog), "memory-ingest")
     if rt.coordinator.llm.configured:
         # The price table's first lookup reads a large catalog: do it now, off the loop.
         models = [m for m in (rt.settings.llm.model, rt.settings.llm.cheap_model) if m]

@@ -8,6 +8,10 @@ retried one by one. The clock is injected (``sleep``) so tests never wait on wal
 Embedding takes the same cores as replies: with ``yield_to`` (the dispatcher's "no turn in flight"),
 each batch waits until the bot is not answering anyone, at most ``max_defer_s``, so a burst of
 messages is answered first and remembered right after.
+
+The queue lives in process memory: what a crash loses from it is still in SQLite (the event log and
+the notes ledger), and ``run_forever``'s ``backlog`` puts it back at the next start. Writing a note
+twice is harmless (``Memory.add_many`` stores a ref once per scope).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from memory.aio import wait_at_most
 from memory.api import Memory, Note
@@ -114,9 +118,15 @@ class Ingestor:
         """Until everything queued so far is written."""
         await self._idle.wait()
 
-    async def run_forever(self) -> None:
-        """Flush every ``interval_s`` (backing off while writes fail); a final flush on cancellation."""
+    async def run_forever(self, backlog: Callable[[], Awaitable[Sequence[Note]]] | None = None) -> None:
+        """Flush every ``interval_s`` (backing off while writes fail); a final flush on cancellation.
+
+        ``backlog`` (at start) gives the notes that should be indexed and are not (what a crash lost
+        from the queue): they go first, oldest first; a note also queued meanwhile is written once.
+        """
         try:
+            if backlog is not None:
+                await self._take(backlog)
             while True:
                 await self._sleep(self.backoff())
                 try:
@@ -132,6 +142,19 @@ class Ingestor:
                     )
         finally:
             await self._final_flush()
+
+    async def _take(self, backlog: Callable[[], Awaitable[Sequence[Note]]]) -> None:
+        try:
+            notes = await backlog()
+        except Exception:
+            log.exception("memory ingestion: could not look for notes missing from the index; the next start will")
+            return
+        if notes:
+            log.warning(
+                "memory ingestion: %d note(s) in the log were missing from the index; indexing them", len(notes)
+            )
+            self._idle.clear()
+            self._queue.extendleft(reversed(notes))
 
     async def _final_flush(self) -> None:
         try:

@@ -171,3 +171,27 @@ async def test_killed_while_handling_a_message_answers_it_after_restart(tmp_path
             await stop(restarted)
     replies = [c.params["text"] for c in tg.calls if c.method == "sendMessage"]
     assert replies.count("yes, after a restart") == 1 and "first try" not in replies
+
+
+async def test_a_message_killed_mid_turn_is_still_remembered_after_restart(tmp_path: Path) -> None:
+    """A message is queued for semantic memory in process memory only (while its turn runs): kill -9
+    loses the queue, and the replayed turn does not queue it again. The next start indexes it from
+    the log."""
+    from memory import open_memory
+    from tests.fakes.openai_api import FakeOpenAI, Scripted
+
+    async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
+        llm.script.append(Scripted(content="first try", delay_s=30))
+        env = bot_env(tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key)
+        async with bot(env) as proc:
+            tg.push_message(1001, 1001, "Globex signed the maintenance contract for 2027")
+            await eventually(lambda: len(llm.chat_requests) == 1, timeout=20, what="the model call")
+            kill9(proc)
+        llm.reply("noted")
+        async with bot(env) as restarted:
+            await tg.wait_for(lambda c: c.method == "sendMessage" and c.params.get("text") == "noted", 1, timeout=30)
+            await stop(restarted)  # what is queued is written before it exits
+    async with open_memory(tmp_path) as mem:
+        hits = await mem.recall("Globex maintenance contract", k=5)
+        assert await mem.count() == 1
+    assert [h.text.endswith("operator: Globex signed the maintenance contract for 2027") for h in hits] == [True]
