@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
 from bot.commands import CommandRouter
 from bot.messages import InboundMessage
 from graph.errors import UserFacingError
-from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
+from memory.api import EmbedderUnavailable, Memory, MemoryUnavailable, Note, check_notes
 from memory.chat_notes import said
 from memory.db import Database, utcnow
 from memory.embedder import EmbeddingRefused
@@ -17,10 +18,13 @@ from memory.profile import FIELDS, ProfileError, ProfileStore
 from prompts.messages import (
     MEMORY_BUDGET_KEPT,
     MEMORY_BUDGET_RECALL,
+    MEMORY_EMBEDDER_KEPT,
     MEMORY_UNAVAILABLE,
     MESSAGE_FORGOTTEN,
     PROFILE_RISK_MOVED,
 )
+
+log = logging.getLogger(__name__)
 
 # A chat message's memory ref: its ``message.in`` event id.
 _MESSAGE_REF = re.compile(r"msg-([0-9]{1,18})")
@@ -42,8 +46,8 @@ def register_memory_commands(
     """Add /remember, /recall, /forget (when semantic memory is on) and /profile.
 
     ``repair`` is called when the memory index fails (it starts a rebuild in the background).
-    ``later`` queues a note whose embedding the budget refused, to be indexed once it allows it
-    (the background ingestion, which retries).
+    ``later`` queues a note kept in the ledger but not indexed (the budget refused its embedding, the
+    embedder or the index failed), to be indexed once that passes (the background ingestion, which retries).
     """
 
     def unavailable(what: str, exc: MemoryUnavailable) -> UserFacingError:
@@ -58,20 +62,29 @@ def register_memory_commands(
         note = StoredNote(new_ref(), scope, f"remember:{inbound.channel}", text, utcnow())
         indexed = Note(text=text, source=note.source, at=note.at, scope=scope, ref=note.ref)
         try:
-            await memory.add(indexed)
-        except (InvalidNote, ValueError) as exc:
+            check_notes([indexed])
+        except ValueError as exc:
             raise UserFacingError(f"I could not remember that: {exc}") from None
-        except EmbeddingRefused:
-            await kept(inbound, note)
-            if later is not None:
-                later(indexed)
-            raise UserFacingError(MEMORY_BUDGET_KEPT.format(ref=note.ref)) from None
-        except MemoryUnavailable as exc:
-            # The ledger is the canonical copy (the rebuild reads it): keep the note, say it is not searchable yet.
-            await kept(inbound, note)
-            raise unavailable(f"Kept as {note.ref}, but it", exc) from None
+        # The ledger is the canonical copy, written first: whatever happens to the index now (a failure,
+        # a crash), the note is kept, and indexed later (the ingestion's retries, the next start, a rebuild).
         await kept(inbound, note)
+        try:
+            await memory.add(indexed)
+        except EmbeddingRefused:
+            queue(indexed)
+            raise UserFacingError(MEMORY_BUDGET_KEPT.format(ref=note.ref)) from None
+        except EmbedderUnavailable:
+            log.warning("/remember: the embedder failed; %s kept, to be indexed later", note.ref, exc_info=True)
+            queue(indexed)
+            raise UserFacingError(MEMORY_EMBEDDER_KEPT.format(ref=note.ref)) from None
+        except MemoryUnavailable as exc:
+            queue(indexed)
+            raise unavailable(f"Kept as {note.ref}, but it", exc) from None
         return f"Remembered ({note.ref})."
+
+    def queue(note: Note) -> None:
+        if later is not None:
+            later(note)
 
     async def kept(inbound: InboundMessage, note: StoredNote) -> None:
         await ledger.add(note)

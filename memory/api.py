@@ -109,6 +109,7 @@ RecallMode = Literal["hybrid", "dense", "text"]
 EMBEDDED_CONTEXT_CHARS = 120
 
 __all__ = [
+    "EmbedderUnavailable",
     "Episode",
     "Hit",
     "InvalidNote",
@@ -158,6 +159,11 @@ class Episode:
     turns: int
     summarizer: str
     summary: str
+
+
+class EmbedderUnavailable(MemoryUnavailable):
+    """Notes could not be written because the embedder failed (a model server down, a network fault);
+    the index itself is fine, so nothing needs rebuilding: retry later."""
 
 
 class InvalidNote(ValueError):
@@ -222,6 +228,12 @@ def _clean(note: Note, index: int) -> dict[str, Any]:
     }
 
 
+def check_notes(notes: Sequence[Note]) -> None:
+    """Raise ``InvalidNote`` (or ``TypeError``) for the first note ``add_many`` would refuse; write nothing."""
+    for index, note in enumerate(notes):
+        _clean(note, index)
+
+
 def _vectors_column(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
     return pa.FixedSizeListArray.from_arrays(flat, dim)
@@ -280,6 +292,10 @@ class Memory:
         turn it answers. Notes of one scope must come in the order they were said (across calls and
         restarts); an episode that closes is summarized before this returns. A note is stored once per
         (scope, ref): one whose ref its scope holds already is skipped, and its stored id returned.
+
+        Raises ``InvalidNote`` for a refused note (see :func:`check_notes`), ``EmbeddingRefused``
+        when a paid embedder's budget refuses, ``EmbedderUnavailable`` when the embedder fails and
+        ``MemoryUnavailable`` when the storage does; nothing of the batch is written then.
         """
         rows = [_clean(note, i) for i, note in enumerate(notes)]
         if not rows:
@@ -332,7 +348,12 @@ class Memory:
                 state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
                 if parsed.speaker:
                     state.speakers.add(parsed.speaker)
-            vectors = await self._embed_bodies([unit["body"] for unit in units])
+            try:
+                vectors = await self._embed_bodies([unit["body"] for unit in units])
+            except (MemoryUnavailable, ValueError, EmbeddingRefused):
+                raise
+            except Exception as exc:
+                raise EmbedderUnavailable(f"the embedder failed: {exc}") from exc
             # Building Arrow tables for a big batch takes tens of ms of CPU: off the loop.
             notes_table = await asyncio.to_thread(self._notes_table, units, vectors)
             await self._store.add(notes_table, _quiet_table(quiet))

@@ -52,6 +52,10 @@ MEMORY_BUDGET_KEPT = (
     "Kept as {ref}. It becomes searchable once the budget allows embedding it (the embeddings are paid and "
     "count as the memory workflow: /budget)."
 )
+MEMORY_EMBEDDER_KEPT = (
+    "Kept as {ref}. The embedding service is not answering now, so it becomes searchable once it is back "
+    "(I keep trying)."
+)
 MEMORY_BUDGET_RECALL = (
     "Memory search needs a paid embedding, and the budget refuses it now (the memory workflow or all work is "
     "at its cap: /budget)."

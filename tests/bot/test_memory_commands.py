@@ -8,8 +8,9 @@ from bot.export import export_all, read_export
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from memory.db import FORGOTTEN_TEXT
-from prompts.messages import MESSAGE_FORGOTTEN, PROFILE_RISK_MOVED
+from prompts.messages import MEMORY_EMBEDDER_KEPT, MESSAGE_FORGOTTEN, PROFILE_RISK_MOVED
 from tests.conftest import RecordingChannel, make_settings
+from tests.fakes.smtp_server import free_port
 
 _n = iter(range(10**6))
 
@@ -132,3 +133,22 @@ async def test_openai_embeddings_use_the_configured_endpoint_and_key(tmp_path: P
         embedding_calls = [r for r in llm.requests if r["_path"] == "/v1/embeddings"]
     assert "PT509999999" in chan.sent[-1].text.splitlines()[0]
     assert len(embedding_calls) >= 3 and {r["_auth"] for r in embedding_calls} == {f"Bearer {llm.api_key}"}
+
+
+async def test_remember_with_the_embeddings_endpoint_down_keeps_the_note(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: every embedding request fails
+    settings = make_settings(
+        tmp_path,
+        memory={"semantic": True},
+        embeddings={"provider": "openai"},
+        llm={"base_url": dead, "api_key": "sk-test-000000000000", "model": "m", "timeout_s": 1.0, "retry_base_s": 0.01},
+    )
+    async with open_runtime(settings, console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(cmd("/remember Acme pays invoices net 45"))
+        kept = await rt.db.fetchall("SELECT ref, text FROM notes")
+        assert [text for _, text in kept] == ["Acme pays invoices net 45"]  # the canonical copy
+        assert chan.sent[-1].text == MEMORY_EMBEDDER_KEPT.format(ref=kept[0][0])
+        assert rt.memory_repair is not None  # and it is indexed once the embedder answers:
+        assert [note.ref for note in await rt.memory_repair.missing()] == [kept[0][0]]

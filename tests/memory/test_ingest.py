@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from memory import Note, open_memory
+from memory.api import EmbedderUnavailable
 from memory.ingest import Ingestor
 from tests.conftest import QuietGate
 from tests.memory.test_semantic import HashEmbedder
@@ -86,8 +87,9 @@ async def test_flush_puts_the_batch_back_in_order(tmp_path: Path) -> None:
         ingestor = Ingestor(mem, batch=3, interval_s=0.5)
         for note in notes(5):
             ingestor.add(note)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(EmbedderUnavailable) as failed:
             await ingestor.flush()
+        assert isinstance(failed.value.__cause__, ConnectionError)
         assert ingestor.pending == 5
         await ingestor.flush()
         assert ingestor.pending == 0
@@ -131,8 +133,9 @@ async def test_a_fault_midway_through_one_by_one_keeps_only_the_unwritten(tmp_pa
         ingestor.add(Note("gamma note", ref="c"))
         # The batch is refused (the blank note), so notes go one by one: "a" is written, "bad" is
         # refused, and the embedder fails on "c": only "c" may stay queued.
-        with pytest.raises(ConnectionError):
+        with pytest.raises(EmbedderUnavailable) as failed:
             await ingestor.flush()
+        assert isinstance(failed.value.__cause__, ConnectionError)
         assert ingestor.pending == 1
         await ingestor.flush()
         assert sorted(h.ref for h in await mem.recall("note", k=5)) == ["a", "c"]
