@@ -268,6 +268,9 @@ class Memory:
         # Bumped for an episode each time ``forget`` rewrites it: a model summary started before
         # (from the turns as they were) is then stale and dropped.
         self._generations: dict[str, int] = {}
+        # Refs forgotten while this process runs: a note of one still queued for ingestion must not be
+        # written after the /forget (a restart re-queues only what the log says was not forgotten).
+        self._forgotten: set[tuple[str, str]] = set()
 
     async def _check_embedder(self) -> None:
         dim = await self._embedder.dimension()
@@ -302,7 +305,7 @@ class Memory:
             return []
         await self._check_embedder()
         async with self._ingest:
-            fresh = await self._unstored(rows)
+            fresh = [r for r in await self._unstored(rows) if (r["scope"], r["ref"]) not in self._forgotten]
             if not fresh:
                 return [row["id"] for row in rows]
             states: dict[str, _ScopeState] = {}
@@ -623,6 +626,8 @@ class Memory:
         if id is not None:
             where = where & (col("id") == lit(id))
         async with self._ingest:
+            if ref is not None:
+                self._forgotten.add((scope, ref))
             gone = (
                 await self._store.scan(scope, ["episode", "seq", "text"], where & (col("part") == lit(0)))
             ).to_pylist()

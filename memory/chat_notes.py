@@ -40,11 +40,13 @@ def said(text: str, source: str) -> str:
 
 
 def is_chat_message(event: Event) -> bool:
-    """An operator's free-text message (not a command, a button press or a pairing code)."""
+    """An operator's free-text message (not a command, a button press, a pairing code or a message
+    redacted by /forget)."""
     text = str(event.payload.get("text", ""))
     return (
         event.kind == "message.in"
         and event.payload.get("kind") == "message"
+        and not event.payload.get("redacted")
         and bool(text.strip())
         and not text.startswith("/")
     )

@@ -323,6 +323,18 @@ def lance_bytes(root: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted((root / "lancedb").rglob("*")) if p.is_file())
 
 
+async def test_a_note_forgotten_while_it_waits_to_be_written_is_not_written_after(tmp_path: Path) -> None:
+    """A chat message queued for ingestion, then /forget-ten before the queue is flushed: the flush must
+    not bring it back (the ingestor writes with add_many, under the same lock as forget)."""
+    pin = turn("[8 May 2023] Ana: our bank PIN is 7391 zebra.", DAY1, "msg-7")
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        assert await mem.forget(ref="msg-7", scope="conv") == 0  # nothing stored yet
+        await mem.add_many([pin, turn("[8 May 2023] Ana: the bank opens at nine.", DAY1, "msg-8")])
+        hits = await mem.recall("bank PIN zebra", k=5, scope="conv")
+        count = await mem.count("conv")
+    assert [h.ref for h in hits] == ["msg-8"] and count == 1
+
+
 async def test_forget_also_scrubs_the_reply_context_and_the_summary(tmp_path: Path) -> None:
     session1 = [
         turn("[8 May 2023] Ana: The alarm code for the studio is 4815-zebra-quokka.", DAY1, "secret"),
