@@ -55,11 +55,12 @@ def is_chat_message(event: Event) -> bool:
 def notes_from_log(
     events: Iterable[Event], remembered: Iterable[StoredNote], scope: str, tz: str, forgotten: set[str]
 ) -> list[Note]:
-    """Everything semantic memory should hold, rebuilt from SQLite, minus what was forgotten."""
+    """Everything semantic memory should hold, rebuilt from SQLite, minus what was forgotten, oldest first
+    (``add_many`` takes each scope in the order it was said: episodes and reply context follow it)."""
     notes = [Note(text=n.text, source=n.source, at=n.at, scope=n.scope, ref=n.ref) for n in remembered]
     for event in events:
         if is_chat_message(event):
             channel = (event.session or "chat").split(":", 1)[0]
             text = str(event.payload["text"])
             notes.append(chat_note(text, event.at, channel, f"msg-{event.id}", scope, tz))
-    return [n for n in notes if n.ref not in forgotten]
+    return sorted((n for n in notes if n.ref not in forgotten), key=lambda n: n.at)
