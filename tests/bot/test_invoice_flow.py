@@ -263,8 +263,8 @@ async def test_the_digest_shows_an_amount_with_its_currencys_decimals(tmp_path: 
     async with runtime(tmp_path, budget={"currency": "JPY"}) as (rt, chan, fake):
         await rt.dispatcher.handle(inbound("/invoice ana@example.org 120000 | Website", kind="command"))
         await press(rt, button(card(chan), "Approve"))
-        await eventually(lambda: len(fake.sent) == 1, what="the invoice sent")
-        records = Records(rt.db)
+        await eventually(lambda: any(m.text.startswith("Sent at") for m in edits(chan)), what="the invoice sent")
+        records = Records(rt.db)  # recorded before the card shows it sent
         sent = await records.find_one("invoice", "stripe_id", fake.sent[0])
         assert sent is not None
         await records.upsert("invoice", {"due": utcnow().date().isoformat()}, "test", record_id=sent.id)
