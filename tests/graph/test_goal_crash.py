@@ -19,6 +19,21 @@ from tests.graph.goal_helpers import Brain, email_then_finish, finish, plan, tas
 TOKEN = "123456:TEST-TOKEN"
 
 
+def goal_env(tg: FakeTelegram, llm: FakeOpenAI, smtp: SMTPServer, data: Path, **extra: str) -> dict[str, str]:
+    """`coo run`'s environment for these tests: a model, a short task lease and no semantic memory."""
+    return bot_env(
+        tg,
+        data,
+        smtp.port,
+        COO_LLM__BASE_URL=llm.base_url,
+        COO_LLM__API_KEY=llm.api_key,
+        COO_TASKS__LEASE_S="2",
+        COO_TASKS__POLL_S="0.1",
+        COO_MEMORY__SEMANTIC="false",
+        **extra,
+    )
+
+
 def buttons(call: Any) -> dict[str, str]:
     rows = call.params.get("reply_markup", {}).get("inline_keyboard", [])
     return {b["text"]: b["callback_data"] for row in rows for b in row}
@@ -58,16 +73,7 @@ async def test_killed_mid_task_the_task_runs_again_and_the_email_goes_once(tmp_p
     with SMTPServer() as smtp:
         async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
             llm.responder = brain
-            env = bot_env(
-                tg,
-                tmp_path,
-                smtp.port,
-                COO_LLM__BASE_URL=llm.base_url,
-                COO_LLM__API_KEY=llm.api_key,
-                COO_TASKS__LEASE_S="2",
-                COO_TASKS__POLL_S="0.1",
-                COO_MEMORY__SEMANTIC="false",
-            )
+            env = goal_env(tg, llm, smtp, tmp_path)
             async with bot(env) as proc:
                 pid["bot"] = proc.pid
                 tg.push_message(1001, 1001, "/goal get a sponsor")
@@ -122,17 +128,7 @@ async def test_a_rerun_that_words_its_email_differently_sends_nothing_twice(tmp_
     with SMTPServer() as smtp:
         async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
             llm.responder = brain
-            env = bot_env(
-                tg,
-                tmp_path,
-                smtp.port,
-                COO_LLM__BASE_URL=llm.base_url,
-                COO_LLM__API_KEY=llm.api_key,
-                COO_TASKS__LEASE_S="2",
-                COO_TASKS__POLL_S="0.1",
-                COO_MEMORY__SEMANTIC="false",
-                COO_APPROVALS__RISK_TOLERANCE="relaxed",
-            )
+            env = goal_env(tg, llm, smtp, tmp_path, COO_APPROVALS__RISK_TOLERANCE="relaxed")
             async with bot(env) as proc:
                 pid["bot"] = proc.pid
                 tg.push_message(1001, 1001, "/email ana@example.org Hello | A first note")  # Ana becomes known
@@ -180,16 +176,7 @@ async def test_killed_while_verifying_the_goal_is_verified_after_restart(tmp_pat
     with SMTPServer() as smtp:
         async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
             llm.responder = killed_on_first_check
-            env = bot_env(
-                tg,
-                tmp_path,
-                smtp.port,
-                COO_LLM__BASE_URL=llm.base_url,
-                COO_LLM__API_KEY=llm.api_key,
-                COO_TASKS__LEASE_S="2",
-                COO_TASKS__POLL_S="0.1",
-                COO_MEMORY__SEMANTIC="false",
-            )
+            env = goal_env(tg, llm, smtp, tmp_path)
             async with bot(env) as proc:
                 pid["bot"] = proc.pid
                 tg.push_message(1001, 1001, "/goal find a sponsor")
