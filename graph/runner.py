@@ -132,6 +132,10 @@ class SkillExecutor:
             return Outcome("waiting", waiting_on=proposals, result=final.get("result"), **common)
         return Outcome("done", result=final.get("result"), **common)
 
+    def model_down(self) -> bool:
+        """The model is configured but its breaker is open (an outage): no attempt could get an answer."""
+        return self._llm.configured and not self._llm.available()
+
     def _all_schemas(self) -> list[dict[str, Any]]:
         return [*self._tools.schemas(), *self._approvals.registry.tool_schemas()]
 
@@ -202,7 +206,11 @@ class TaskRunner:
             self._goals.touch(task.goal_id)
         await self._goals.sweep(now)
         started = []
-        while not self._stopping and len(self._running) < self._settings.concurrency:
+        # During a model outage tasks wait, ready, instead of spending their attempts on calls the breaker
+        # refuses (three attempts ~30 s apart would block every task of a night's goals on a short outage).
+        while (
+            not self._stopping and len(self._running) < self._settings.concurrency and not self._executor.model_down()
+        ):
             claimed = await self._ledger.claim(self._owner, timedelta(seconds=self._settings.lease_s), now)
             if claimed is None:
                 break

@@ -5,6 +5,7 @@ budgets, pause, two goals at once, progress messages and recurring runs."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from bot.messages import OutboundMessage
 from bot.runtime import Runtime, open_runtime
 from memory.db import utcnow
-from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
+from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
@@ -31,8 +32,9 @@ async def goal_runtime(
     tasks = {**FAST, **overrides.pop("tasks", {})}
     llm = llm_settings(fake, **overrides.pop("llm", {}))
     extra = {"smtp": smtp.settings()} if smtp else {}
+    clock = overrides.pop("clock", time.monotonic)  # the breakers' clock
     settings = make_settings(tmp_path, llm=llm, tasks=tasks, outbox={"poll_s": 0.02}, **extra, **overrides)
-    async with open_runtime(settings, console=False) as rt:
+    async with open_runtime(settings, console=False, clock=clock) as rt:
         chan = RecordingChannel("rec")
         rt.dispatcher.attach(chan)
         yield rt, chan
@@ -175,6 +177,39 @@ def _blocked_notice(chan: Any) -> Any:
 
 async def _task_state(rt: Runtime, state: str) -> bool:
     return bool(await rt.tasks.in_state(state))
+
+
+async def test_tasks_wait_out_a_model_outage_without_spending_their_attempts(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    """The model fails once and its breaker opens: while it is open no task is started (each would fail at
+    once and count an attempt; three and it is blocked); once it half-opens, the work goes on."""
+    failed = {"once": False}
+
+    def down_once(body: dict[str, Any]) -> Scripted:
+        if not failed["once"]:
+            failed["once"] = True
+            return Scripted(status=503)
+        return Scripted(tool_calls=[("finish_task", {"summary": "found one", "artifacts": []})])
+
+    fake_llm.responder = Brain(
+        plans=[plan(task("t1", "research", "Find a sponsor"))], skills={"Find a sponsor": down_once}
+    )
+    clock = ManualClock()
+    llm = {"max_attempts": 1, "breaker_failures": 1, "offline_cooldown_s": 30}
+    async with goal_runtime(tmp_path, fake_llm, llm=llm, clock=clock) as (rt, chan):
+        await rt.dispatcher.handle(operator_message("/goal find a sponsor", kind="command"))
+        await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+        await eventually(lambda: rt.coordinator.llm.breaker.state == "open", timeout=10, what="the outage")
+        await eventually_async(lambda: _task_state(rt, "ready"), timeout=10, what="the failed attempt's retry")
+        for _ in range(5):  # runner passes during the outage
+            await rt.task_runner.step()
+        [waiting] = await rt.tasks.in_state("ready")
+        assert waiting.attempts == 1  # only the attempt that met the failure
+        clock.advance(31)  # the breaker half-opens
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to finish")
+        attempts = await rt.tasks.attempts(waiting.id)
+    assert [a.outcome for a in attempts] == ["retry", "done"]
 
 
 async def test_two_goals_run_at_once(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
