@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +151,9 @@ class Coordinator:
             resumed = await self._resume_turn(session, turn_key, context)
             if resumed is not None:
                 return resumed
-        values = await self.start_turn(session, text, requested_by, turn_key)
+        # A turn without a delivery id (the console) still gets a name of its own: proposals are named
+        # by their turn, and tool-call ids alone may repeat from one answer to the next.
+        values = await self.start_turn(session, text, requested_by, turn_key or f"local:{uuid.uuid4().hex}")
         # The next turns' prompts recall by meaning what this message is about (off the reply path).
         self.recall.prepare(session, text)
         return TurnResult.of(await self._run_tools(values, self._config(session), context))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -442,9 +443,16 @@ async def test_policy_command_loosens_only_after_confirmation_and_never_lifts_fo
             assert chan.sent[-1].text == "Your policy forbids sending email."
 
 
-async def test_a_new_action_never_comes_back_as_an_old_actions_card(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delivery_ids", [True, False], ids=["platform", "console"])
+async def test_a_new_action_never_comes_back_as_an_old_actions_card(tmp_path: Path, delivery_ids: bool) -> None:
     """Tool-call ids that repeat from one answer to the next (some OpenAI-compatible servers number the
-    calls of each answer) must not make Bob's email show Ana's decided card."""
+    calls of each answer) must not make Bob's email show Ana's decided card, also where messages carry
+    no delivery id (the console)."""
+
+    def said(text: str) -> InboundMessage:
+        message = inbound(text)
+        return message if delivery_ids else replace(message, update_key=None)
+
     async with FakeOpenAI() as llm:
         for to in ("ana", "bob"):
             args = {"to": [f"{to}@example.org"], "subject": f"For {to}", "body": f"Hi {to}"}
@@ -452,11 +460,11 @@ async def test_a_new_action_never_comes_back_as_an_old_actions_card(tmp_path: Pa
             llm.reply(f"Sent to {to}.")
         with SMTPServer() as smtp:
             async with runtime(tmp_path, smtp, llm=llm_settings(llm)) as (rt, chan):
-                await rt.dispatcher.handle(inbound("email Ana"))
+                await rt.dispatcher.handle(said("email Ana"))
                 await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
                 await smtp.wait_delivered(1)
                 await eventually(lambda: any(m.text == "Sent to ana." for m in chan.sent))
-                await rt.dispatcher.handle(inbound("now email Bob"))
+                await rt.dispatcher.handle(said("now email Bob"))
                 second = card(chan)
                 assert "To: bob@example.org" in second.text and second.buttons
                 await rt.dispatcher.handle(inbound(kind="callback", data=data(second, "Approve")))
