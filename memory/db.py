@@ -37,10 +37,12 @@ _REDACTION = (
     "AND json_extract(old.payload, '$.redacted') IS NOT 1 AND json_extract(new.payload, '$.text') IS '[forgotten]'"
 )
 _NO_UPDATE = """
+BEGIN IMMEDIATE;
 DROP TRIGGER IF EXISTS events_no_update;
 CREATE TRIGGER events_no_update BEFORE UPDATE ON events
     WHEN NOT ({_REDACTION})
     BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+COMMIT;
 """
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -40,9 +40,13 @@ class Liveness:
     def __enter__(self) -> Liveness:
         self._directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._sweep()
-        fd = os.open(self._path(self.owner), os.O_CREAT | os.O_RDWR, 0o600)
+        # Locked under a name nobody tests, then renamed into place: another process's sweep must never
+        # find the mark unlocked (it would take this process for gone and remove its mark).
+        hidden = self._directory / f".{self.owner}.new"
+        fd = os.open(hidden, os.O_CREAT | os.O_RDWR, 0o600)
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(hidden, self._path(self.owner))
         self._fd = fd
         return self
 
