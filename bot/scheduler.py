@@ -81,6 +81,7 @@ class Scheduler:
         self._max_sleep = max_sleep_s
         self._daily: list[DailyJob] = []
         self._installed: datetime | None = None
+        self._claimed: set[tuple[str, date]] = set()
         self._interval: list[tuple[str, float, Job]] = []
 
     def daily(self, name: str, hhmm: str, run: Job) -> None:
@@ -146,7 +147,11 @@ class Scheduler:
                         await self._run(name, run)
 
     async def _fire(self, job: DailyJob, day: date) -> bool:
-        if not await self._store.claim_slot(job.name, day.isoformat()):
+        if (job.name, day) in self._claimed:
+            return False  # claimed already (here or by another process): no write on every pass
+        claimed = await self._store.claim_slot(job.name, day.isoformat())
+        self._claimed.add((job.name, day))
+        if not claimed:
             return False
         if self._is_paused():
             log.info("scheduler: %s of %s skipped (paused)", job.name, day)
