@@ -240,11 +240,16 @@ class TaskRunner:
             self._wake.set()
 
     async def _heartbeat(self, task: Task) -> None:
+        """Extend the running task's lease every third of it. A write that fails is tried again at the next
+        beat: ending here would let the lease lapse while the attempt runs, and the task run twice at once."""
         while True:
             await asyncio.sleep(self._settings.lease_s / 3)
             until = self._clock() + timedelta(seconds=self._settings.lease_s)
-            if not await self._ledger.heartbeat(task.id, self._owner, until):
-                return
+            try:
+                if not await self._ledger.heartbeat(task.id, self._owner, until):
+                    return  # no longer ours
+            except Exception:
+                log.exception("task %s: its lease could not be extended; trying again", task.id)
 
     async def _run(self, task: Task) -> None:
         goal = await self._ledger.goal(task.goal_id)

@@ -5,9 +5,11 @@ budgets, pause, two goals at once, progress messages and recurring runs."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from bot.messages import OutboundMessage
 from bot.runtime import Runtime, open_runtime
 from memory.db import utcnow
+from memory.grouped import on_thread
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
@@ -570,6 +573,47 @@ async def test_a_cancelled_goals_running_task_proposes_nothing(
     assert task_row.state == "cancelled"
     assert emails == []  # neither queued without a card nor waiting on one
     assert len(smtp.delivered) == 1 and len(cards(chan, "Send this email?")) == 1  # only the /email before
+
+
+async def test_a_failed_heartbeat_does_not_let_the_lease_lapse_while_the_task_runs(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    """One lease extension fails (a real SQLite error, raised once by a trigger): the next beat extends the
+    lease, so the task is not taken for abandoned and run a second time while its attempt goes on."""
+    fake_llm.responder = Brain(plans=[plan(task("t1", "research", "Find a sponsor"))])
+    async with goal_runtime(tmp_path, fake_llm, tasks={"lease_s": 3}) as (rt, chan):  # a beat each second
+        await rt.dispatcher.handle(operator_message("/goal find a sponsor", kind="command"))
+        fake_llm.gate = asyncio.Event()  # the task's model call is held: the attempt goes on
+        try:
+            await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+            await eventually(lambda: _asked_for(fake_llm, "Find a sponsor"), timeout=10, what="the task's call")
+            failed = threading.Event()
+
+            def fail_once() -> int:  # on SQLite's thread; Python's memory outlives the rolled-back write
+                first = not failed.is_set()
+                failed.set()
+                return int(first)
+
+            await on_thread(rt.db.connection, lambda conn: conn.create_function("fail_once", 0, fail_once))
+            await rt.db.script(
+                "CREATE TEMP TRIGGER one_failed_beat BEFORE UPDATE OF lease_until ON tasks WHEN fail_once()"
+                " BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END;"
+            )
+            await eventually(failed.is_set, timeout=10, what="a failed lease extension")
+            [running] = await rt.tasks.in_state("running")
+            assert running.lease_until is not None
+            failed_at = running.lease_until
+            await eventually_async(lambda: _lease_after(rt, failed_at), timeout=10, what="the lease extended again")
+        finally:
+            fake_llm.gate.set()
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal to finish")
+        attempts = await rt.tasks.attempts(running.id)
+    assert [a.outcome for a in attempts] == ["done"]  # one attempt: never run twice at once
+
+
+async def _lease_after(rt: Runtime, moment: datetime) -> bool:
+    rows = await rt.tasks.in_state("running")
+    return bool(rows) and rows[0].lease_until is not None and rows[0].lease_until > moment
 
 
 def _asked_for(fake: FakeOpenAI, title: str) -> bool:
