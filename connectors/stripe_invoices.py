@@ -42,6 +42,7 @@ from connectors.base import (
 )
 from connectors.contacts import resolve_person
 from connectors.email import normalise_address
+from memory.db import utcnow
 from memory.records import Contact, Invoice, Record, Records
 
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
@@ -455,7 +456,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
             options={"idempotency_key": f"{key}-invoice"},
         )
         # Every later key is first used after this moment: their age at Stripe is at most the time since.
-        await progress.record("invoice_at", _now())
+        await progress.record("invoice_at", utcnow().timestamp())
         await progress.record("invoice", invoice.id)
         return str(invoice.id)
 
@@ -581,7 +582,7 @@ class InvoiceVoid(ActionKind[VoidAction]):
 def _keys_kept(progress: Progress) -> bool:
     """True while Stripe still holds every key used on the invoice (it keeps each at least 24 h)."""
     since = progress.get("invoice_at")
-    return isinstance(since, int | float) and _now() - since < KEYS_KEPT_S
+    return isinstance(since, int | float) and utcnow().timestamp() - since < KEYS_KEPT_S
 
 
 @dataclass(frozen=True)
@@ -634,7 +635,7 @@ def _approved_lines(action: InvoiceAction) -> list[tuple[str, int, int]]:
 
 async def _was_sent(client: stripe.StripeClient, invoice_id: str, finalized_at: int) -> bool:
     """True when Stripe recorded an ``invoice.sent`` event for the invoice (an invoice has no "sent" field)."""
-    if finalized_at < _now() - EVENTS_KEPT_S:
+    if finalized_at < utcnow().timestamp() - EVENTS_KEPT_S:
         raise _check_stripe(
             invoice_id, "it was finalized too long ago for Stripe's events to tell whether it was emailed"
         )
@@ -718,11 +719,6 @@ def _classify(exc: stripe.StripeError) -> Exception:
     if 400 <= status < 500:
         return PermanentError(f"Stripe: {message}")
     return TemporaryError(f"Stripe answered {status or 'nothing'}: {message}")
-
-
-def _now() -> float:
-    """Seconds since the epoch (the clock Stripe's timestamps use)."""
-    return datetime.now(UTC).timestamp()
 
 
 async def _discard(_: dict[str, Any]) -> None:

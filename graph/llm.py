@@ -74,6 +74,8 @@ def estimate_tokens(text: str) -> int:
     It must not fall short (I5 holds the estimate): tokenizers cut English into ~4-character pieces,
     but Chinese or Japanese into about one token a character, which ~4 a token would undercount 4×.
     """
+    if text.isascii():  # the usual case, without copying the text
+        return max(1, (len(text) + 3) // 4)
     ascii_chars = len(text.encode("ascii", "ignore"))
     return max(1, (ascii_chars + 3) // 4 + len(text) - ascii_chars)
 

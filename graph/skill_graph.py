@@ -13,7 +13,6 @@ notes list them) and may propose anew, e.g. a corrected email after a rejection.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
 from collections.abc import Awaitable, Callable
@@ -237,7 +236,7 @@ async def _earlier(ctx: SkillContext, approval_id: str, action: Action) -> Appro
     found = await ctx.approvals.store.get(approval_id)
     if found is None:
         # Rows named by the task and the action's digest (before steps had names) still count.
-        legacy = hashlib.sha256(f"{ctx.task_id}\x00{action.digest()}".encode()).hexdigest()[:12]
+        legacy = approval_id_for(ctx.task_id, action.digest())
         found = await ctx.approvals.store.get(legacy)
     if found is None:
         ours = [r for r in await ctx.approvals.store.for_goal(goal_id) if r.context.get("task_id") == ctx.task_id]
