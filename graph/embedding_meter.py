@@ -14,13 +14,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-import openai
-
 from graph.budget import BudgetExceeded, BudgetGuard
-from graph.llm import describe_failure, estimate_tokens, maybe_processed
+from graph.llm import estimate_tokens, failed_call
 from memory.db import LLMCall
 from memory.embedder import EmbeddingRefused, EmbeddingUsage
-from memory.ledger import CostLedger, Hold
+from memory.ledger import CostLedger
 
 WORKFLOW = "memory"
 
@@ -50,22 +48,13 @@ class BudgetedEmbeddings:
         try:
             yield usage
         except BaseException as exc:
-            await asyncio.shield(self._ledger.settle(hold.id, self._failed(hold, estimate, started, exc)))
+            call = failed_call(exc, None, WORKFLOW, hold.model, estimate, hold.cost, latency_ms=self._ms(started))
+            await asyncio.shield(self._ledger.settle(hold.id, call))
             raise
         tokens = usage.tokens if usage.tokens is not None else estimate
         cost = self._guard.prices.price(hold.model).cost(tokens, 0)
         call = LLMCall(None, WORKFLOW, hold.model, tokens, 0, usage.tokens is None, self._ms(started), "ok", cost)
         await self._ledger.settle(hold.id, call)
-
-    def _failed(self, hold: Hold, estimate: int, started: float, exc: BaseException) -> LLMCall:
-        """The ledger row of a failed request: free only when it certainly was not processed."""
-        if isinstance(exc, openai.APIError):
-            cost = hold.cost if maybe_processed(exc) else 0.0
-            outcome = f"error: {describe_failure(exc)}"
-        else:
-            # Cancelled, or the answer could not be read: it may have been billed.
-            cost, outcome = hold.cost, "unknown: interrupted"
-        return LLMCall(None, WORKFLOW, hold.model, estimate, 0, True, self._ms(started), outcome, cost)
 
     def _ms(self, started: float) -> int:
         return int((self._clock() - started) * 1000)

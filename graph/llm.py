@@ -263,7 +263,7 @@ class LLMClient:
                 return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost)
             await self._record_failure(session, workflow, name, estimate, hold, started, failure)
             unsettled = None
-        except BaseException:
+        except BaseException as exc:
             # Cancelled mid-call (shutdown), or the answer could not be read: the call may have been
             # billed, so it counts at its estimate. Settling is idempotent per hold: a settle that was
             # committed although this task was cancelled while it was written is not recorded twice.
@@ -271,7 +271,7 @@ class LLMClient:
             # breaker would wait forever for this one's verdict and refuse every call until a restart.
             self.breaker.end_probe()
             if unsettled is not None:
-                call = LLMCall(session, workflow, name, estimate, 0, True, 0, "unknown: interrupted", unsettled.cost)
+                call = failed_call(exc, session, workflow, name, estimate, unsettled.cost, latency_ms=0)
                 await asyncio.shield(self._ledger.settle(unsettled.id, call))
             raise
         await self._after_failure(failure, attempt, retryable)
@@ -289,13 +289,10 @@ class LLMClient:
     ) -> None:
         """Settle a failed attempt's hold: at its estimate when the provider may have processed (and
         billed) the request, free only when it certainly did not (see :func:`maybe_processed`)."""
-        reason = describe_failure(exc)
+        max_out = self._settings.max_completion_tokens
+        held = hold.cost if hold is not None else self._prices.price(model).cost(estimate, max_out)
         latency = int((self._clock() - started) * 1000)
-        cost = 0.0
-        if maybe_processed(exc):
-            max_out = self._settings.max_completion_tokens
-            cost = hold.cost if hold is not None else self._prices.price(model).cost(estimate, max_out)
-        call = LLMCall(session, workflow, model, estimate, 0, True, latency, f"error: {reason}", cost)
+        call = failed_call(exc, session, workflow, model, estimate, held, latency_ms=latency)
         await self._ledger.settle(hold.id if hold is not None else None, call)
 
     async def _after_failure(self, exc: openai.APIError, attempt: int, retryable: bool) -> None:
@@ -323,6 +320,20 @@ def describe_failure(exc: Exception) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"the model endpoint answered HTTP {exc.status_code}"
     return type(exc).__name__
+
+
+def failed_call(
+    exc: BaseException, session: str | None, workflow: str, model: str, estimate: int, held: float, latency_ms: int
+) -> LLMCall:
+    """The ledger row of a request that failed or was interrupted (I5, fail closed): it costs ``held`` (its
+    estimate) when the provider may have run it, nothing only when it certainly did not (:func:`maybe_processed`).
+    Anything but an API error (a cancellation, an answer that could not be read) may have been billed."""
+    if isinstance(exc, openai.APIError):
+        cost = held if maybe_processed(exc) else 0.0
+        outcome = f"error: {describe_failure(exc)}"
+    else:
+        cost, outcome = held, "unknown: interrupted"
+    return LLMCall(session, workflow, model, estimate, 0, True, latency_ms, outcome, cost)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -58,6 +58,8 @@ class FakeOpenAI:
         self.default: Scripted | None = None
         # When set, chat requests are recorded, then held until the event is set (a test decides when they end).
         self.gate: asyncio.Event | None = None
+        self.embedding_failures: list[int] = []
+        """HTTP statuses the next embedding requests are answered with, one each."""
         # When set, decides the answer to each chat request from its body (None: the script, then the default).
         self.responder: Callable[[dict[str, Any]], Scripted | None] | None = None
         self.echo_limit: int | None = None
@@ -124,6 +126,11 @@ class FakeOpenAI:
         self.arrivals.append(arrived)
         if not self._authorized(request):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.embedding_failures:
+            status = self.embedding_failures.pop(0)
+            return web.json_response({"error": {"message": f"scripted {status}"}}, status=status)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []
         for i, text in enumerate(texts):

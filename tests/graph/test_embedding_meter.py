@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from memory.db import Database, open_database
 from memory.embedder import OpenAIEmbedder
 from memory.ledger import CostLedger
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.polling import eventually
 
 
 def test_openai_embedding_models_are_priced_from_the_catalog() -> None:
@@ -69,4 +71,26 @@ async def test_a_refused_request_is_free_and_leaves_no_hold(tmp_path: Path) -> N
     assert [(c.workflow, c.outcome, c.cost) for c in calls] == [
         ("memory", "error: the model endpoint answered HTTP 401", 0.0)
     ]
+    assert left == 0
+
+
+async def test_a_request_the_provider_may_have_run_is_billed_at_its_estimate(tmp_path: Path) -> None:
+    """A 5xx, or a call cancelled while the endpoint works on it, may have been billed: it counts at the held
+    estimate and nothing stays held (a free failure here would let paid embeddings escape the caps)."""
+    prices = PriceTable({"text-embedding-3-small": (1000.0, 0.0)})
+    async with FakeOpenAI() as llm, metered(tmp_path, llm, prices) as (embedder, ledger, _, db):
+        llm.embedding_failures.append(503)
+        with pytest.raises(openai.InternalServerError):
+            await embedder.embed_query("what did Acme agree to?")
+        llm.gate = asyncio.Event()
+        cancelled = asyncio.create_task(embedder.embed_query("when does Globex renew?"))
+        await eventually(lambda: len(llm.requests) == 2, what="the second request at the endpoint")
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        llm.gate.set()
+        calls = await ledger.calls()
+        left = (await db.fetchone("SELECT COUNT(*) FROM budget_holds"))[0]
+    assert [c.outcome for c in calls] == ["error: the model endpoint answered HTTP 503", "unknown: interrupted"]
+    assert all(c.cost > 0 and c.cost == prices.price("text-embedding-3-small").cost(c.prompt_tokens, 0) for c in calls)
     assert left == 0
