@@ -54,14 +54,15 @@ def _proposer(
     async def run(inbound: InboundMessage, args: str) -> str:
         # Derived from the delivery: a replay after a crash finds this card instead of making another.
         approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
-        proposal = await service.proposed(approval_id) if approval_id else None
-        if proposal is None:
+
+        async def build() -> Any:
             ctx = replace(context(), session=inbound.session_key, requested_by=inbound.sender)
             try:
-                action = await kind.from_command(args, ctx)
+                return await kind.from_command(args, ctx)
             except ActionError as exc:
                 raise UserFacingError(str(exc)) from None
-            proposal = await service.propose(action, inbound.session_key, "command", inbound.sender, approval_id)
+
+        proposal = await service.propose_once(approval_id, build, inbound.session_key, "command", inbound.sender)
         if proposal.approval is None:
             raise UserFacingError(f"Your policy forbids {kind.activity}.")
         await ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from bot.approval_ui import ApprovalUI, session_target
 from bot.commands import CommandRouter
@@ -104,13 +105,14 @@ class GoalCommands:
         # Derived from the delivery: a replay after a crash shows this card again, without recording
         # another goal or planning it again (a model call).
         approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
-        proposal = await self._approvals.proposed(approval_id) if approval_id else None
-        if proposal is None:
+
+        async def build() -> Any:
             try:
-                action = await make()  # type: ignore[misc]
+                return await make()  # type: ignore[misc]
             except ActionError as exc:
                 raise UserFacingError(str(exc)) from None
-            proposal = await self._approvals.propose(action, inbound.session_key, "goal", inbound.sender, approval_id)
+
+        proposal = await self._approvals.propose_once(approval_id, build, inbound.session_key, "goal", inbound.sender)
         if proposal.approval is None:
             raise UserFacingError("Your policy forbids starting goals.")
         await self._ui.show(proposal.approval.id, inbound.channel, inbound.chat_id, inbound.thread_id)

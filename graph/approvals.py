@@ -12,7 +12,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -125,13 +125,26 @@ class ApprovalService:
         return known
 
     async def proposed(self, approval_id: str) -> Proposal | None:
-        """The proposal recorded under ``approval_id``, if any. A re-run (a replayed command, a node run
-        again after a crash) looks here first: building the action again may not give the same one (a
-        due date the next day, a new goal) and may cost (planning is a model call)."""
+        """The proposal recorded under ``approval_id``, if any."""
         row = await self._store.get(approval_id)
         if row is None:
             return None
         return Proposal(Risk.APPROVAL if row.decided_by != "policy" else Risk.DIRECT, row)
+
+    async def propose_once(
+        self,
+        approval_id: str | None,
+        build: Callable[[], Awaitable[Action]],
+        thread: str,
+        origin: str,
+        requested_by: str,
+    ) -> Proposal:
+        """The proposal already recorded under ``approval_id`` (a replayed command, a node run again after a
+        crash), else ``build()``'s action proposed under it. Building again is skipped, not just deduped: it
+        may not give the same action (a due date the next day, a new goal) and may cost (planning)."""
+        if approval_id is not None and (earlier := await self.proposed(approval_id)) is not None:
+            return earlier
+        return await self.propose(await build(), thread, origin, requested_by, approval_id)
 
     async def propose(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -282,12 +283,12 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
             try:
                 # A re-run after a crash finds its proposal; building the action again could record a
                 # second goal, plan it again, or date an invoice a day later.
-                proposal = await ctx.approvals.proposed(approval_id) or await ctx.approvals.propose(
-                    await build_action(ctx.approvals.registry, name, raw, proposal_context(ctx)),
+                proposal = await ctx.approvals.propose_once(
+                    approval_id,
+                    partial(build_action, ctx.approvals.registry, name, raw, proposal_context(ctx)),
                     ctx.session,
                     "graph",
                     ctx.requested_by,
-                    approval_id=approval_id,
                 )
             except UserFacingError as exc:
                 output = f"error: {exc.reason}"

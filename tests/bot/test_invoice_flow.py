@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import Runtime, open_runtime
@@ -257,6 +260,28 @@ async def test_reconcile_and_digest_say_what_got_paid_and_what_is_overdue(tmp_pa
     assert f"- invoice {numbers[second]}: 300.00 USD (due {yesterday}) OVERDUE" in digest
     assert "Paid since the last digest" not in again  # said once
     assert f"invoice {numbers[second]}: 300.00 USD (due {yesterday}) OVERDUE" in again  # still owed
+
+
+async def test_a_replayed_invoice_command_finds_its_card_without_building_it_again(
+    tmp_path: Path, captured_logs: pytest.LogCaptureFixture
+) -> None:
+    """I3: a crash before the update was marked done replays `/invoice Ana …`. Its card is found by the
+    delivery; the action is not built again (by then Ana's address may have changed, or the due date be
+    another day's), so there is one card and no failure."""
+    async with runtime(tmp_path) as (rt, chan, fake):
+        command = inbound("/invoice Ana 1200 | Website", kind="command")
+        await rt.dispatcher.handle(command)
+        first = card(chan)
+        records = Records(rt.db)
+        ana = await records.find_one("contact", "name", "Ana Silva")
+        assert ana is not None
+        await records.upsert("contact", {"emails": ["ana@new.example"]}, "op", record_id=ana.id)
+        await asyncio.gather(*await rt.dispatcher.replay([(command, None)], {"rec"}))
+        approvals = await rt.approvals.store.list_approvals()
+    assert "Ana Silva <ana@example.org>" in first.text
+    assert len(approvals) == 1 and approvals[0].action["customer_email"] == "ana@example.org"
+    assert not [r for r in captured_logs.records if r.levelno >= logging.ERROR]
+    assert fake.sent == []
 
 
 async def test_the_digest_shows_an_amount_with_its_currencys_decimals(tmp_path: Path) -> None:
