@@ -603,14 +603,13 @@ async def _replay_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]
 def memories_of(backup: Backup, scope: str, tz: str) -> list[Note]:
     """What semantic memory held: remembered notes and the operator's chat messages, minus what was
     forgotten, as the product's own ingestion writes them (a chat note carries its date and speaker)."""
-    from memory.chat_notes import notes_from_log
+    from memory.chat_notes import forgotten_refs, notes_from_log
     from memory.db import Event
     from memory.notes import StoredNote
 
-    forgotten = {str(e.payload.get("ref")) for e in backup.events if e.kind == "memory.forgotten"}
     events = [Event(e.id, e.at, e.actor, e.session, e.kind, e.payload) for e in backup.events]
     remembered = [StoredNote(n.ref, n.scope, n.source, n.text, n.at) for n in backup.notes]
-    return notes_from_log(events, remembered, scope, tz, forgotten)
+    return notes_from_log(events, remembered, scope, tz, forgotten_refs(events))
 
 
 async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -> int:

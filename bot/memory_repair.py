@@ -11,13 +11,11 @@ index.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from datetime import datetime
 
 from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
-from memory.chat_notes import notes_from_log
-from memory.db import Database, Event
+from memory.chat_notes import forgotten_refs, notes_from_log
+from memory.db import Database
 from memory.notes import NoteLedger
 
 log = logging.getLogger(__name__)
@@ -26,9 +24,8 @@ BATCH = 64
 # The ids of the log's chat messages: a superset of ``chat_notes.is_chat_message``, which decides.
 _CHAT_IDS = (
     "SELECT id FROM events WHERE kind = 'message.in' AND json_extract(payload, '$.kind') = 'message' "
-    "AND substr(json_extract(payload, '$.text'), 1, 1) <> '/'"
+    "AND substr(json_extract(payload, '$.text'), 1, 1) <> '/' AND json_extract(payload, '$.redacted') IS NOT 1"
 )
-_EVENTS = "SELECT id, at, actor, session, kind, payload FROM events WHERE id IN ({})"
 _FORGOTTEN = "SELECT json_extract(payload, '$.ref') FROM events WHERE kind = 'memory.forgotten'"
 
 
@@ -95,11 +92,7 @@ class MemoryRepair:
             self.request()
             return []
         ids = [row[0] for row in await self._db.fetchall(_CHAT_IDS) if f"msg-{row[0]}" not in stored[self._scope]]
-        events = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = await self._db.fetchall(_EVENTS.format(", ".join("?" * len(chunk))), chunk)
-            events += [Event(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        events = await self._db.events_by_id(ids)
         forgotten = {str(row[0]) for row in await self._db.fetchall(_FORGOTTEN)}
         notes = notes_from_log(events, remembered, self._scope, self._tz, forgotten)
         return sorted((n for n in notes if n.ref not in stored[n.scope]), key=lambda n: n.at)
@@ -107,8 +100,7 @@ class MemoryRepair:
     async def _from_log(self) -> list[Note]:
         """Everything semantic memory should hold, from SQLite, minus what was forgotten."""
         events = await self._db.events(("message.in", "memory.forgotten"), limit=10**9)
-        forgotten = {str(e.payload.get("ref")) for e in events if e.kind == "memory.forgotten"}
-        return notes_from_log(events, await self._notes.all(), self._scope, self._tz, forgotten)
+        return notes_from_log(events, await self._notes.all(), self._scope, self._tz, forgotten_refs(events))
 
     async def _add(self, batch: list[Note]) -> int:
         while batch:

@@ -52,6 +52,11 @@ def is_chat_message(event: Event) -> bool:
     )
 
 
+def forgotten_refs(events: Iterable[Event]) -> set[str]:
+    """The refs that ``/forget`` removed, from the log's ``memory.forgotten`` events."""
+    return {str(event.payload.get("ref")) for event in events if event.kind == "memory.forgotten"}
+
+
 def notes_from_log(
     events: Iterable[Event], remembered: Iterable[StoredNote], scope: str, tz: str, forgotten: set[str]
 ) -> list[Note]:

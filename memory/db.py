@@ -28,13 +28,16 @@ from memory.grouped import Grouped, each, in_one_transaction, on_thread
 from memory.term_counts import TermCounts
 
 MESSAGE_KINDS = ("message.in", "message.out")
+FORGOTTEN_TEXT = "[forgotten]"
+"""What a message redacted by ``/forget`` says in the event log."""
 
 # The only change the event log allows: a message's text replaced by "[forgotten]" and marked redacted,
 # once, everything else as it was.
 _REDACTION = (
-    "old.kind IN ('message.in', 'message.out') AND new.kind = old.kind AND new.id = old.id AND new.at = old.at "
+    f"old.kind IN {MESSAGE_KINDS} AND new.kind = old.kind AND new.id = old.id AND new.at = old.at "
     "AND new.actor = old.actor AND new.session IS old.session AND json_extract(new.payload, '$.redacted') IS 1 "
-    "AND json_extract(old.payload, '$.redacted') IS NOT 1 AND json_extract(new.payload, '$.text') IS '[forgotten]'"
+    "AND json_extract(old.payload, '$.redacted') IS NOT 1 "
+    f"AND json_extract(new.payload, '$.text') IS '{FORGOTTEN_TEXT}'"
 )
 _NO_UPDATE = """
 BEGIN IMMEDIATE;
@@ -94,8 +97,6 @@ _SCHEMA = _SCHEMA.replace("{_REDACTION}", _REDACTION)
 _NO_UPDATE = _NO_UPDATE.replace("{_REDACTION}", _REDACTION)
 T = TypeVar("T")
 _SCHEMA_VERSION = 3
-FORGOTTEN_TEXT = "[forgotten]"
-"""What a message redacted by ``/forget`` says in the event log."""
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -357,7 +358,7 @@ class Database:
 
         def work(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
-                "SELECT kind, payload FROM events WHERE id = ? AND kind IN ('message.in', 'message.out')", (event_id,)
+                f"SELECT kind, payload FROM events WHERE id = ? AND kind IN {MESSAGE_KINDS}", (event_id,)
             ).fetchone()
             if row is None:
                 return False
@@ -375,6 +376,19 @@ class Database:
             return True
 
         return await self.run_transaction(work)
+
+    async def events_by_id(self, ids: Sequence[int]) -> list[Event]:
+        """The events with these ids, oldest first (read in chunks: SQLite bounds a statement's parameters)."""
+        found: list[Event] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = await self.fetchall(
+                f"SELECT id, at, actor, session, kind, payload FROM events WHERE id IN ({', '.join('?' * len(chunk))})"
+                " ORDER BY id",
+                chunk,
+            )
+            found += [_event(r) for r in rows]
+        return found
 
     async def events(
         self,
