@@ -81,7 +81,7 @@ class Scheduler:
         self._max_sleep = max_sleep_s
         self._daily: list[DailyJob] = []
         self._installed: datetime | None = None
-        self._claimed: set[tuple[str, date]] = set()
+        self._claimed: dict[str, date] = {}  # each job's latest slot claimed (here or elsewhere): slots only move on
         self._interval: list[tuple[str, float, Job]] = []
 
     def daily(self, name: str, hhmm: str, run: Job) -> None:
@@ -147,10 +147,10 @@ class Scheduler:
                         await self._run(name, run)
 
     async def _fire(self, job: DailyJob, day: date) -> bool:
-        if (job.name, day) in self._claimed:
+        if self._claimed.get(job.name) == day:
             return False  # claimed already (here or by another process): no write on every pass
         claimed = await self._store.claim_slot(job.name, day.isoformat())
-        self._claimed.add((job.name, day))
+        self._claimed[job.name] = day
         if not claimed:
             return False
         if self._is_paused():

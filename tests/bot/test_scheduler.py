@@ -11,6 +11,7 @@ import time_machine
 from bot.scheduler import Scheduler, latest_due, next_due, occurrence
 from memory.control import ControlStore
 from memory.db import open_database
+from memory.grouped import on_thread
 
 NY = "America/New_York"
 
@@ -138,3 +139,20 @@ async def test_a_slot_slept_through_while_running_is_run_when_the_machine_wakes(
         assert await scheduler.run_due() == ["digest"]
         assert await scheduler.run_due() == []  # once
     assert len(runs.at) == 1
+
+
+async def test_a_pass_does_not_write_a_claim_for_a_slot_already_claimed(tmp_path: Path) -> None:
+    """The scheduler looks at every daily slot on every pass (every ≤ 30 s): one claim per slot, not per pass."""
+    now = [utc(2026, 3, 4, 12, 0)]  # 07:00 in New York
+    statements: list[str] = []
+    async with open_database(tmp_path) as db:
+        store = ControlStore(db)
+        await store.setup()
+        scheduler = Scheduler(store, db, NY, lambda: False, clock=lambda: now[0])
+        scheduler.daily("digest", "08:00", Runs())
+        await scheduler.catch_up()
+        now[0] = utc(2026, 3, 5, 14, 0)  # 09:00 the next day
+        await on_thread(db.connection, lambda conn: conn.set_trace_callback(statements.append))
+        for _ in range(3):
+            await scheduler.run_due()
+    assert sum("INSERT OR IGNORE INTO schedule_runs" in sql for sql in statements) == 1
