@@ -16,8 +16,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
-from connectors.base import ActionError, AmbiguousOutcome, PermanentError, Progress, TemporaryError
+from connectors.base import (
+    ActionError,
+    ActionKind,
+    AmbiguousOutcome,
+    Executed,
+    PermanentError,
+    Progress,
+    TemporaryError,
+)
 from connectors.breaker import CircuitBreaker
 from connectors.registry import Registry
 from connectors.settings import OutboxSettings
@@ -129,11 +138,7 @@ class OutboxRunner:
             await self._event(row, "deferred", f"{row.kind} breaker open: {breaker.last_reason}")
             return True
         try:
-            action = kind.parse(row.action)
-            if action.digest() != row.digest:
-                raise PermanentError("the stored action does not match its approved digest")
-            progress = Progress(row.progress, lambda steps: self._store.save_progress(row.approval_id, steps))
-            done = await kind.execute(action, row.idempotency_key, progress)
+            done = await self._execute(kind, row, breaker)
         except TemporaryError as exc:
             if breaker.record_failure(str(exc)):
                 log.error("outbox: %s breaker opened after repeated failures (%s)", row.kind, exc)
@@ -152,7 +157,6 @@ class OutboxRunner:
                 await self._store.finish(row.approval_id, "queued", str(exc), retry_in=timedelta(seconds=delay))
                 await self._event(row, "retry", str(exc))
         except PermanentError as exc:
-            breaker.end_probe()
             await self._final(row, "failed", str(exc))
         except AmbiguousOutcome as exc:
             breaker.record_failure(str(exc))
@@ -160,12 +164,24 @@ class OutboxRunner:
         except Exception as exc:
             # A bug in a connector: we cannot know whether the effect happened.
             log.exception("outbox %s: connector raised unexpectedly", row.approval_id)
-            breaker.end_probe()
             await self._final(row, "unknown", f"unexpected error: {type(exc).__name__}")
         else:
             breaker.record_success()
             await self._final(row, "sent", done.detail, external_id=done.external_id)
         return True
+
+    async def _execute(self, kind: ActionKind[Any], row: OutboxRow, breaker: CircuitBreaker) -> Executed:
+        """Run the stored action, bound to its approved digest. If the breaker let it through as its half-open
+        probe, the probe ends here however the call ends: the verdict (recorded after) does not need it, and a
+        probe left open (a refusal, a bug, a cancellation) would hold back every later action of its kind."""
+        try:
+            action = kind.parse(row.action)
+            if action.digest() != row.digest:
+                raise PermanentError("the stored action does not match its approved digest")
+            progress = Progress(row.progress, lambda steps: self._store.save_progress(row.approval_id, steps))
+            return await kind.execute(action, row.idempotency_key, progress)
+        finally:
+            breaker.end_probe()
 
     def _resumable(self, kind: str) -> bool:
         try:
