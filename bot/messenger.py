@@ -87,6 +87,13 @@ class Messenger:
         await self._db.append_sent({"text": text, "ids": ids}, session_of(message), journal)
         return ids
 
+    async def notice(self, message: OutboundMessage) -> None:
+        """Send a notice (a budget alert, not a reply of the turn in progress) quietly, outside the turn's
+        journal: a replay does not send it again (its sender keeps it once), so numbering it would shift
+        the turn's replies and the one after it would be taken for made and skipped (I3)."""
+        with self.turn(None, False):
+            await self.send_quietly(message)
+
     async def send_quietly(self, message: OutboundMessage) -> None:
         """Send, logging (not raising) a failure: for error replies and notices."""
         try:

@@ -673,7 +673,7 @@ async def _alert(alert: BudgetAlert, *, budgets: BudgetCommands, control: Contro
 
     targets = [session_target(alert.session)] if alert.session else await home_chats(control)
     for channel, chat_id, thread_id in targets:
-        await messenger.send_quietly(budgets.alert_message(alert, channel, chat_id, thread_id))
+        await messenger.notice(budgets.alert_message(alert, channel, chat_id, thread_id))
 
 
 def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) -> Embedder | None:

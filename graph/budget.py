@@ -4,7 +4,6 @@ in the same transaction that reads what was spent, so concurrent calls cannot ov
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ class BudgetExceeded(Exception):
 
 
 AlertHandler = Callable[[BudgetAlert], Awaitable[None]]
-"""Tells the operator about a :class:`BudgetAlert`. It runs in a context of its own (none of the caller's
-context variables): an alert is a notice, not a reply of the turn that happened to reach the cap."""
+"""Tells the operator about a :class:`BudgetAlert`: a notice, not a reply of the turn that happened to
+reach the cap (the bot sends it outside the turn's reply journal: ``Messenger.notice``)."""
 
 
 @dataclass(frozen=True)
@@ -263,20 +262,5 @@ class BudgetGuard:
         return False
 
     async def _alert(self, alert: BudgetAlert) -> None:
-        """Hand ``alert`` to the handler, outside the caller's context.
-
-        The caller may be handling an update, whose sends are numbered in a reply journal (I3,
-        ``bot.messenger``). An alert sent in that context took the next number; a replay after a
-        crash does not send the alert again (its once-key, ``budget.near:…`` or ``budget.open:…``, is
-        already taken, which keeps it at most once), so the reply then got the alert's number, matched
-        its journal entry and was skipped. In a context of its own the alert is not journalled and the
-        turn's numbering is the same in every run.
-        """
-        handler = self._on_alert
-        if handler is None:
-            return
-
-        async def tell() -> None:
-            await handler(alert)
-
-        await asyncio.create_task(tell(), context=contextvars.Context())
+        if self._on_alert is not None:
+            await self._on_alert(alert)
