@@ -329,7 +329,11 @@ async def _card_count(chan: RecordingChannel, count: int) -> bool:
 async def test_a_recurring_goal_runs_once_per_slot_and_once_after_downtime(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
+
+    from croniter import croniter
+
+    from graph.plan_kind import next_run
 
     brain = Brain(plans=[plan(task("t1", "draft", "Draft the newsletter"), schedule="0 9 * * 1")])
     fake_llm.responder = brain
@@ -341,7 +345,8 @@ async def test_a_recurring_goal_runs_once_per_slot_and_once_after_downtime(
         await eventually_async(lambda: goal_status(rt, "active"), what="the goal armed")
         goal = (await rt.tasks.goals())[0]
         assert goal.runs == 0  # approved once; nothing runs before its time
-        monday = datetime(2026, 11, 30, 9, 5, tzinfo=UTC)  # the first Monday after the goal was set
+        # The first Monday 09:00 slot after the goal was set, on the goal's own clock (never a fixed date).
+        monday = croniter("0 9 * * 1", goal.created_at).get_next(datetime) + timedelta(minutes=5)
         await rt.goals.sweep(monday)
         await rt.goals.sweep(monday + timedelta(minutes=1))  # the same slot: no second run
         assert (await rt.tasks.goal(goal.id)).runs == 1  # type: ignore[union-attr]
@@ -351,9 +356,10 @@ async def test_a_recurring_goal_runs_once_per_slot_and_once_after_downtime(
         await rt.goals.sweep(three_weeks_later + timedelta(minutes=5))
         runs = (await rt.tasks.goal(goal.id)).runs  # type: ignore[union-attr]
         await rt.dispatcher.handle(operator_message("/goals", kind="command"))
+        expected_next = next_run("0 9 * * 1", utcnow(), "UTC")  # the overview's next slot after the real now
     assert runs == 2  # the missed slots are run once, not three times
     overview = next(m.text for m in reversed(chan.sent) if m.edit_message_id is None and m.text.startswith(goal.id))
-    assert "[active]" in overview and "next run 2026-" in overview
+    assert "[active]" in overview and f"next run {expected_next:%Y-%m-%d %H:%M} UTC" in overview
 
 
 async def _verified(rt: Runtime, goal_id: str, run: int) -> bool:
