@@ -33,24 +33,15 @@ from connectors.base import (
 )
 from connectors.contacts import resolve_addresses
 from connectors.settings import SMTPSettings
+from memory.addresses import normalise_address
 
 _LINE_BREAK = re.compile(r"\r\n?")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 MAX_BODY_CHARS = 100_000
 EMAIL_USAGE = "Usage: /email <to>[,<to>…] <subject> | <body>"
 EDIT_HELP = (
     "Send the corrected email in your next message: either the new body as plain text, or lines "
     "such as\nto=ana@example.org\nsubject=New subject\nbody=The new text (everything after body= is the body)"
 )
-
-
-def normalise_address(value: str) -> str:
-    """A plain, lower-cased address; raises ValueError for anything else (no display names, no lists)."""
-    address = value.strip().strip("<>").strip()
-    if not _ADDRESS.match(address) or len(address) > 254:
-        raise ValueError(f"'{value.strip()}' is not an email address")
-    local, _, domain = address.partition("@")
-    return f"{local}@{domain.lower()}"
 
 
 class EmailAction(Action):

@@ -41,7 +41,7 @@ from connectors.base import (
     parse_field_lines,
 )
 from connectors.contacts import resolve_person
-from connectors.email import normalise_address
+from memory.addresses import normalise_address
 from memory.db import utcnow
 from memory.records import Contact, Invoice, Record, Records
 
@@ -159,8 +159,6 @@ class InvoiceAction(Action):
     @field_validator("customer_email")
     @classmethod
     def _email(cls, value: str) -> str:
-        from connectors.email import normalise_address
-
         return normalise_address(value)
 
     @field_validator("currency", mode="before")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from memory.addresses import normalise_address
 from memory.db import Database, utcnow
 
 RECORDS_SCHEMA = """
@@ -43,8 +44,6 @@ class Contact(BaseModel):
     @field_validator("emails")
     @classmethod
     def _emails(cls, value: list[str]) -> list[str]:
-        from connectors.email import normalise_address
-
         return list(dict.fromkeys(normalise_address(v) for v in value))
 
 
