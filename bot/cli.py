@@ -64,7 +64,7 @@ def secrets_of(settings: Settings) -> list[str]:
     found = [v.get_secret_value() for v in values if v is not None]
     passwords = (url_password(settings.llm.base_url), url_password(settings.telegram.api_base_url))
     registry = build_registry(settings, Deps(records=None, currency=settings.budget.currency))
-    return found + [p for p in passwords if p] + registry.secrets()
+    return found + [p for p in passwords if p] + registry.secrets() + settings.mcp.secrets()
 
 
 _secrets = secrets_of  # the older name, still imported by tests/bot/test_logging.py
@@ -166,6 +166,16 @@ def cmd_onboard(args: argparse.Namespace) -> int:
         raise CommandError(f"onboarding stopped: {exc}; nothing was written") from None
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """``coo mcp``: MCP servers, their tools and each tool's class (read / write)."""
+    from bot.mcp_cli import list_mcp_tools
+
+    settings = load(args)
+    ensure_data_dir(settings)
+    print(eventloop.run(list_mcp_tools(settings)))
+    return 0
+
+
 def cmd_slack_manifest(args: argparse.Namespace) -> int:
     """``coo slack-manifest``: the Slack app manifest to paste at api.slack.com/apps."""
     from bot.slack_manifest import manifest, render
@@ -231,6 +241,7 @@ def subcommands() -> list[Subcommand]:
         Subcommand("slack-manifest", "print the Slack app manifest", cmd_slack_manifest, _manifest_args),
         Subcommand("pair", "open pairing: a one-time code that makes its sender an operator", cmd_pair),
         Subcommand("operators", "list operators, or remove a paired one", cmd_operators, _operators_args),
+        Subcommand("mcp", "MCP servers, their tools and each tool's class (read / write)", cmd_mcp),
     ]
 
 

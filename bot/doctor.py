@@ -114,6 +114,9 @@ async def run_doctor(settings: Settings, *, quick: bool = False) -> int:
                 check_slack(settings, client),
             )
         checks += await check_connectors(settings)
+        from bot.mcp_cli import check_mcp_servers
+
+        checks += [Check(*found) for found in await check_mcp_servers(settings)]
         access = (
             f"allow-list of {len(settings.operator_ids)}"
             if settings.operator_ids

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from bot.policy_commands import PolicyCommands
     from bot.scheduler import Scheduler
     from connectors.base import Context
+    from connectors.mcp.family import McpFamily
     from connectors.outbox import OutboxRunner
     from connectors.registry import Registry
     from graph.approvals import ApprovalService
@@ -390,6 +391,7 @@ async def _build(
     from bot.approval_ui import ApprovalUI
     from bot.budget_commands import Controls
     from bot.digest import DigestService
+    from bot.mcp_commands import McpCommands
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
     from bot.scheduler import Scheduler
@@ -397,6 +399,8 @@ async def _build(
     from graph.approvals import ApprovalService
     from graph.coordinator import Coordinator
     from graph.recall import SessionRecall
+    from graph.record_tools import RECORD_TOOLS
+    from graph.tools import SAFE_TOOLS, ToolBox
     from memory.ingest import Ingestor
 
     stores, messenger, guard = intake.stores, intake.messenger, intake.guard
@@ -405,7 +409,8 @@ async def _build(
     saver, checkpoints = await _open_checkpoints(settings, stack)
     model = _build_model(settings, stores, stack, messenger, controls, clock)
     memory = await _open_semantic_memory(settings, stack, model, stores.ledger)
-    plans, registry = _build_actions(settings, stores, model.llm)
+    mcp = await _open_mcp(settings, stores, stack)
+    plans, registry = _build_actions(settings, stores, model.llm, mcp)
     stack.push_async_callback(registry.close)
     approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
     coordinator = Coordinator(
@@ -421,6 +426,7 @@ async def _build(
         memory=memory,
         scope=settings.memory.scope,
         recall=SessionRecall(db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
+        tools=ToolBox((*SAFE_TOOLS, *RECORD_TOOLS), reads=registry.read_tools),
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     wakeup = asyncio.Event()
@@ -441,6 +447,7 @@ async def _build(
     )
     goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
+    mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None
     if memory is not None:
         ingestor = Ingestor(
@@ -482,12 +489,18 @@ async def _build(
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
+    mcp_cmds.register(commands)
     dispatcher.bind(
         Handlers(
             coordinator,
             ui,
             control,
-            buttons={"bu": model.budgets.on_press, "po": policy_cmds.on_press, "gl": goals.commands.on_press},
+            buttons={
+                "bu": model.budgets.on_press,
+                "po": policy_cmds.on_press,
+                "gl": goals.commands.on_press,
+                "mc": mcp_cmds.on_press,
+            },
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )
     )
@@ -514,8 +527,29 @@ async def _open_semantic_memory(
     )
 
 
-def _build_actions(settings: Settings, stores: _Stores, llm: LLMClient) -> tuple[PlanKind, Registry]:
-    """The connectors' action kinds plus plans, whose planner is offered only skills that can act."""
+async def _open_mcp(settings: Settings, stores: _Stores, stack: AsyncExitStack) -> McpFamily | None:
+    """The operator's MCP servers, connecting in the background (none configured: None, and no SDK import)."""
+    if not settings.mcp.servers:
+        return None
+    from connectors.mcp.family import McpFamily
+    from connectors.mcp.hub import McpHub
+    from memory.mcp_trust import McpTrustStore
+
+    trust = McpTrustStore(stores.db)
+    await trust.setup()
+    hub = McpHub(settings.mcp)
+    family = McpFamily(hub, trust, settings.approvals.forbidden)
+    await family.load()
+    stack.push_async_callback(hub.close)
+    hub.start()
+    return family
+
+
+def _build_actions(
+    settings: Settings, stores: _Stores, llm: LLMClient, mcp: McpFamily | None
+) -> tuple[PlanKind, Registry]:
+    """The connectors' action kinds plus plans, whose planner is offered only skills that can act; MCP tools
+    as a family of kinds declared at run time."""
     from connectors.base import Deps
     from connectors.catalog import build_registry
     from connectors.registry import Registry
@@ -529,7 +563,7 @@ def _build_actions(settings: Settings, stores: _Stores, llm: LLMClient) -> tuple
     descriptions = {name: skill.description for name, skill in skills.items()}
     planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency)
     plans = PlanKind(stores.tasks, planner)
-    return plans, Registry([*connectors, plans])
+    return plans, Registry([*connectors, plans], families=(mcp,) if mcp else ())
 
 
 async def _reported(row: OutboxRow, ui: ApprovalUI, then: Callable[[], None]) -> None:

@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connectors.catalog import known_kinds
+from connectors.mcp.settings import KIND_PATTERN as MCP_KIND
+from connectors.mcp.settings import McpSettings
 from connectors.publish import PublishSettings
 from connectors.settings import OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
@@ -202,6 +204,7 @@ class Settings(BaseSettings):
     smtp: SMTPSettings = SMTPSettings()
     stripe: StripeSettings = StripeSettings()
     publish: PublishSettings = PublishSettings()
+    mcp: McpSettings = McpSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     budget: BudgetSettings = BudgetSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -229,7 +232,7 @@ class Settings(BaseSettings):
     @classmethod
     def _forbidden_kinds(cls, value: ApprovalSettings) -> ApprovalSettings:
         known = known_kinds()
-        unknown = [kind for kind in value.forbidden if kind not in known]
+        unknown = [kind for kind in value.forbidden if kind not in known and not MCP_KIND.match(kind)]
         if unknown:
             raise ValueError(f"COO_APPROVALS__FORBIDDEN: unknown action kind '{unknown[0]}'; one of {', '.join(known)}")
         return value

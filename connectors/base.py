@@ -89,6 +89,20 @@ class ToolSpec:
     name: str
     description: str
     args: type[BaseModel]
+    parameters: dict[str, Any] | None = None
+    """The JSON schema shown to the model, when it is not ``args``' own (a tool described at run time)."""
+
+
+@dataclass(frozen=True)
+class ReadTool:
+    """A tool the model may call without a card: a read of an outside system the operator trusts. What it
+    returns is outside content (``origin`` names where from): quoted as data, never instructions (I8)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    origin: str
+    run: Callable[[dict[str, Any]], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -141,8 +155,8 @@ A = TypeVar("A", bound=Action)
 class ActionKind(Generic[A]):
     """One kind of outward action. Subclasses set the class attributes and implement the methods."""
 
-    name: ClassVar[str]
-    title: ClassVar[str]
+    name: str
+    title: str
     args: type[A]
     policy: ClassVar[PolicyHints] = PolicyHints()
     tool: ToolSpec | None = None

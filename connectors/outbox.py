@@ -69,12 +69,18 @@ class OutboxRunner:
         self._stopping = False
         # One breaker per connector: repeated temporary failures (an outage) stop the attempts
         # until a cooldown has passed, then one probe goes through.
-        self.breakers = {
-            kind: CircuitBreaker(
-                kind, settings.breaker_failures, settings.breaker_window_s, settings.breaker_cooldown_s, clock
-            )
-            for kind in registry.names()
-        }
+        self._settings_clock = clock
+        self.breakers = {kind: self._new_breaker(kind) for kind in registry.names()}
+
+    def _new_breaker(self, kind: str) -> CircuitBreaker:
+        s = self._settings
+        return CircuitBreaker(kind, s.breaker_failures, s.breaker_window_s, s.breaker_cooldown_s, self._settings_clock)
+
+    def _breaker(self, kind: str) -> CircuitBreaker:
+        """The kind's breaker (kinds declared at run time, MCP tools, get theirs on first use)."""
+        if kind not in self.breakers:
+            self.breakers[kind] = self._new_breaker(kind)
+        return self.breakers[kind]
 
     def wake(self) -> None:
         """Look at the outbox now (e.g. right after an approval)."""
@@ -132,7 +138,7 @@ class OutboxRunner:
         except ActionError:
             await self._final(row, "failed", f"no connector for {row.kind}")
             return True
-        breaker = self.breakers[row.kind]
+        breaker = self._breaker(row.kind)
         if not breaker.allow():
             await self._store.release(row.approval_id, timedelta(seconds=self._settings.breaker_cooldown_s))
             await self._event(row, "deferred", f"{row.kind} breaker open: {breaker.last_reason}")

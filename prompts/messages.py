@@ -83,3 +83,19 @@ EDITED_COMMAND = (
     "I don't run a command again because its message was edited: what it did stands. "
     "Send the corrected command as a new message if you want it run."
 )
+MCP_NONE = "No tool servers are configured. Add them with COO_MCP__SERVERS (see docs/mcp.md)."
+MCP_USAGE = "Usage: /mcp | /mcp trust <server>.<tool>"
+MCP_SERVER_LINE = "{server} ({transport}): {state}{detail}"
+MCP_TOOL_LINE = "  - {tool}: {cls} ({why})"
+MCP_LEGEND = (
+    "A read runs when the assistant asks for it; every write waits for your approval on a card. "
+    "To let a tool run as a read: /mcp trust <server>.<tool>."
+)
+MCP_TRUST_CONFIRM = (
+    "Trust {tool} as read-only? It will run without a card whenever the assistant asks, until its server "
+    "changes how it describes it. Its server describes it as: {description}\n"
+    "Confirm within {minutes} min."
+)
+MCP_TRUSTED = "{tool} now runs as a read (trusted by {who})."
+MCP_TRUST_KEPT = "Kept: {tool} stays a write."
+MCP_TRUST_STALE = "That confirmation has expired; nothing changed."

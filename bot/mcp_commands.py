@@ -1,0 +1,134 @@
+"""/mcp: the operator's MCP tools with their class, and /mcp trust (asks for confirmation, like /policy).
+Nothing a server or the model writes reaches the trust decision: only a press by an operator in the chat
+where it was asked, before it expires."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot.commands import CommandRouter
+from bot.messages import Button, InboundMessage, OutboundMessage
+from bot.messenger import Messenger
+from connectors.base import ActionError
+from connectors.mcp.settings import QUALIFIED_TOOL
+from graph.errors import UserFacingError
+from memory.control import ControlStore
+from memory.db import utcnow
+from prompts.messages import (
+    MCP_LEGEND,
+    MCP_NONE,
+    MCP_SERVER_LINE,
+    MCP_TOOL_LINE,
+    MCP_TRUST_CONFIRM,
+    MCP_TRUST_KEPT,
+    MCP_TRUST_STALE,
+    MCP_TRUSTED,
+    MCP_USAGE,
+)
+
+if TYPE_CHECKING:  # the MCP SDK is imported only when servers are configured
+    from connectors.mcp.family import McpFamily
+    from connectors.mcp.hub import McpHub
+
+BUTTON_PREFIX = "mc"
+_PENDING = "mcp.trust.pending:"
+
+
+def describe_tools(hub: McpHub | None, family: McpFamily | None) -> str:
+    """Every server, its state, and each tool's class with why (for /mcp and ``coo mcp``)."""
+    if hub is None or family is None or not hub.settings.servers:
+        return MCP_NONE
+    classes = family.classes()
+    lines = []
+    for server, state in hub.states.items():
+        detail = f", {state.detail}" if state.detail else ""
+        lines.append(MCP_SERVER_LINE.format(server=server, transport=state.transport, state=state.state, detail=detail))
+        for c in (c for c in classes if c.tool.server == server):
+            lines.append(MCP_TOOL_LINE.format(tool=c.tool.name, cls=c.cls, why=c.why))
+    return "\n".join([*lines, "", MCP_LEGEND])
+
+
+class McpCommands:
+    """``/mcp`` and its confirmation buttons (``mc:<ok|no>:<id>:<nonce>``)."""
+
+    def __init__(
+        self,
+        hub: McpHub | None,
+        family: McpFamily | None,
+        control: ControlStore,
+        messenger: Messenger,
+        confirm_within: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self._hub = hub
+        self._family = family
+        self._control = control
+        self._messenger = messenger
+        self._ttl = confirm_within
+
+    def register(self, router: CommandRouter) -> None:
+        """Add /mcp."""
+        router.add("mcp", "Tool servers (MCP): list, or trust a tool as read-only", self.mcp, confidential=True)
+
+    async def mcp(self, inbound: InboundMessage, args: str) -> str:
+        words = args.split()
+        if not words or self._family is None:
+            return describe_tools(self._hub, self._family)
+        if len(words) != 2 or words[0].lower() != "trust" or not QUALIFIED_TOOL.match(words[1]):
+            raise UserFacingError(MCP_USAGE)
+        try:
+            tool = self._family.tool_for_trust(words[1])
+        except ActionError as exc:
+            raise UserFacingError(str(exc)) from None
+        await self._ask(inbound, tool.qualified, tool.fingerprint, tool.description)
+        return ""
+
+    async def _ask(self, inbound: InboundMessage, qualified: str, fingerprint: str, description: str) -> None:
+        pending_id, nonce = secrets.token_hex(4), secrets.token_hex(4)
+        await self._control.put(
+            _PENDING + pending_id,
+            {
+                "tool": qualified,
+                "fingerprint": fingerprint,
+                "nonce": nonce,
+                "chat": [inbound.channel, inbound.chat_id],
+                "expires_at": (utcnow() + self._ttl).isoformat(),
+            },
+        )
+        minutes = int(self._ttl.total_seconds() // 60)
+        text = MCP_TRUST_CONFIRM.format(tool=qualified, description=repr(description[:300]), minutes=minutes)
+        buttons = (
+            Button("Confirm", f"{BUTTON_PREFIX}:ok:{pending_id}:{nonce}"),
+            Button("Cancel", f"{BUTTON_PREFIX}:no:{pending_id}:{nonce}"),
+        )
+        await self._messenger.send(OutboundMessage.reply_to(inbound, text, buttons))
+
+    async def on_press(self, inbound: InboundMessage) -> None:
+        """A press on a confirmation (the operator check already ran). Forged data changes nothing."""
+        parts = (inbound.callback_data or "").split(":")
+        if len(parts) != 4 or parts[1] not in ("ok", "no"):
+            return
+        key = _PENDING + parts[2]
+        pending = await self._control.get(key)
+        if not isinstance(pending, dict) or not hmac.compare_digest(str(pending.get("nonce", "")), parts[3]):
+            return
+        fresh = datetime.fromisoformat(pending["expires_at"]) > utcnow()
+        here = pending.get("chat") == [inbound.channel, inbound.chat_id]
+        if not here or not await self._control.delete(key):  # deleting is the decision: one press wins
+            return
+        tool = str(pending["tool"])
+        if self._family is None:
+            return
+        if not fresh:
+            text = MCP_TRUST_STALE
+        elif parts[1] == "ok":
+            try:
+                await self._family.trust(tool, str(pending["fingerprint"]), inbound.sender)
+                text = MCP_TRUSTED.format(tool=tool, who=inbound.sender)
+            except ActionError as exc:
+                text = str(exc)
+        else:
+            text = MCP_TRUST_KEPT.format(tool=tool)
+        await self._messenger.send(OutboundMessage.reply_to(inbound, text))
