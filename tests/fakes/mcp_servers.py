@@ -4,7 +4,8 @@
 
 VARIANT: ``calendar`` (list_events read, create_event write), ``poisoned`` (a description that tells the
 model to send data to an attacker), ``rugpull`` (list_events changes its description when ``flip`` runs),
-``dying`` (create_event kills the server mid-call), ``slow`` (create_event answers after 30 s).
+``dying`` (create_event kills the server mid-call), ``slow`` (create_event answers after 30 s), ``wide``
+(20 tools, for benchmarks).
 Every call is appended to STATE_DIR/calls.jsonl, so a test can count effects at the server.
 """
 
@@ -33,6 +34,13 @@ def _record(state: Path, tool: str, arguments: dict[str, Any]) -> None:
         out.write(json.dumps({"tool": tool, "arguments": arguments}) + "\n")
 
 
+def _lookup(kind: int) -> Any:
+    def lookup(query: str) -> str:
+        return f"result {kind} for {query}"
+
+    return lookup
+
+
 def build(variant: str, state: Path) -> MCPServer:
     """The server of that variant."""
     app = MCPServer(f"test-{variant}")
@@ -54,6 +62,11 @@ def build(variant: str, state: Path) -> MCPServer:
         if title == "fail":
             raise ToolError("the calendar is full that day")
         return f"created '{title}' on {day} ({minutes} min)"
+
+    if variant == "wide":  # a server of 20 tools (benchmarks): 18 more reads beside the two above
+        for i in range(18):
+            described = f"Look up things of kind {i}."
+            app.add_tool(_lookup(i), name=f"lookup_{i:02d}", description=described, annotations=READ)
 
     if variant == "rugpull":
 

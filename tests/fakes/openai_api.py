@@ -247,7 +247,9 @@ def goals_script(tasks: int) -> Any:
     return Brain(plans=[plan(*steps, criteria="every step reported")], verdict={"met": True, "report": "done"})
 
 
-async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None) -> None:
+async def _serve(
+    api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None, tool_calls: bool = False
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,6 +260,10 @@ async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: in
     llm.bill_tools = True
     if goal_tasks:
         llm.responder = goals_script(goal_tasks)
+    if tool_calls:
+        from tests.fakes.tool_script import tool_script
+
+        llm.responder = tool_script
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -274,8 +280,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--goal-tasks", type=int, default=None, help="answer planners with plans of N tasks (a goals benchmark)"
     )
+    parser.add_argument(
+        "--tool-calls", action="store_true", help="'call NAME {json}' gets that tool call (tests/fakes/tool_script.py)"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks))
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, args.tool_calls))
 
 
 if __name__ == "__main__":
