@@ -2,10 +2,101 @@
 
 from __future__ import annotations
 
+import base64
 import math
+from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+OPENAI_URL = "https://api.openai.com/v1"
+CREDENTIALS_AND_KEY = (
+    "{url}: holds user:password@ and {key} is set too; both would go in the Authorization header, keep one"
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach an endpoint: its URL without credentials, the key the SDK sends as a bearer token, and
+    extra headers (basic auth from credentials the operator put in the URL)."""
+
+    base_url: str
+    api_key: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def connection(base_url: str | None, api_key: SecretStr | None) -> Connection:
+    """The :class:`Connection` for ``base_url`` (OpenAI's when None) and ``api_key``.
+
+    ``user:password@`` in the URL becomes basic auth and leaves the URL: aiohttp refuses to send a
+    request whose URL holds credentials next to an Authorization header, and the credentials must not
+    travel in logs or error texts with the URL (I4). They win over an API key (settings refuse both in
+    COO_ variables; a key from OPENAI_API_KEY is meant for OpenAI, not for this gateway).
+    """
+    url = base_url or OPENAI_URL
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return Connection(url, api_key.get_secret_value() if api_key else "not-needed")
+    host = parts.netloc.rpartition("@")[2]
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    basic = base64.b64encode(pair.encode()).decode("ascii")
+    stripped = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return Connection(stripped, "not-needed", {"Authorization": f"Basic {basic}"})
+
+
+def has_credentials(url: str | None) -> bool:
+    """Whether ``url`` holds ``user:password@``."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return parts.username is not None or parts.password is not None
+
+
+def _check_url(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    assert value is not None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    try:
+        urlsplit(value).port  # noqa: B018 (a port out of range raises here, at start, not at every call)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    return value.rstrip("/")
+
+
+class FallbackSettings(BaseModel):
+    """One further endpoint of ``COO_LLM__FALLBACKS``: tried in order when the ones before it fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    api_key: SecretStr | None = None
+    model: str = Field(min_length=1)
+    cheap_model: str | None = None
+    """What this endpoint serves for calls meant for the cheap model (None: ``model``)."""
+    free: bool = False
+    """The operator's word that this endpoint costs nothing, like ``COO_LLM__FREE`` for the main one."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        checked = _check_url(value)
+        if checked is None:
+            raise ValueError("must be set (an http:// or https:// URL)")
+        return checked
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and has_credentials(info.data.get("base_url")):
+            raise ValueError(CREDENTIALS_AND_KEY.format(url="its base_url", key="its api_key"))
+        return value
+
+    def connection(self) -> Connection:
+        """How to reach this endpoint."""
+        return connection(self.base_url, self.api_key)
 
 
 class LLMSettings(BaseModel):
@@ -23,6 +114,7 @@ class LLMSettings(BaseModel):
     max_completion_tokens: int = Field(default=1024, ge=16)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_window_s: float = Field(default=300.0, gt=0)
+    fallbacks: list[FallbackSettings] = Field(default_factory=list)
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     # The operator's word that this endpoint costs nothing (own hardware): never inferred from its address.
     free: bool = False
@@ -31,12 +123,14 @@ class LLMSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _check_url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and has_credentials(info.data.get("base_url")):
+            raise ValueError(CREDENTIALS_AND_KEY.format(url="COO_LLM__BASE_URL", key="COO_LLM__API_KEY"))
+        return value
 
     @field_validator("prices")
     @classmethod
@@ -52,6 +146,17 @@ class LLMSettings(BaseModel):
     def configured(self) -> bool:
         """True when a model endpoint is configured (otherwise offline mode)."""
         return self.base_url is not None or self.api_key is not None
+
+    def connection(self) -> Connection:
+        """How to reach the main endpoint."""
+        return connection(self.base_url, self.api_key)
+
+    def secret_values(self) -> list[str]:
+        """Every key and URL password of the main endpoint and the fallbacks (to redact from logs, I4)."""
+        keys = [self.api_key, *(f.api_key for f in self.fallbacks)]
+        urls = [self.base_url, *(f.base_url for f in self.fallbacks)]
+        passwords = [urlsplit(u).password for u in urls if u and has_credentials(u)]
+        return [k.get_secret_value() for k in keys if k is not None] + [p for p in passwords if p]
 
 
 def price_problem(pair: tuple[float, float]) -> str | None:
