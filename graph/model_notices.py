@@ -7,7 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from graph.budget import BudgetAlert
+from graph.fallbacks import prices_in_use
 from graph.pricing import UNPRICED, Price, PriceTable
+from graph.settings import LLMSettings
 from memory.control import ControlStore
 from prompts.messages import FALLBACK_SKIPPED, PRICE_IN_USE, PRICE_SOURCES, UNPRICED_MODEL
 
@@ -90,3 +92,9 @@ class ModelNotices:
         except Exception:
             # A notice that cannot be sent must not fail the model call it is about; it is logged once.
             log.exception("could not send a model notice")
+
+
+def price_lines(settings: LLMSettings, prices: PriceTable, currency: str) -> list[str]:
+    """One line per model of the chain with the price its calls are counted at (reads the price catalog on its
+    first use: call it off the event loop)."""
+    return [price_text(p.label, p.model, p.price, currency) for p in prices_in_use(settings, prices)]

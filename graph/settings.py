@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 OPENAI_URL = "https://api.openai.com/v1"
+NO_KEY = "not-needed"  # what the SDK sends as a key when the endpoint needs none (it insists on one)
 CREDENTIALS_AND_KEY = (
     "{url}: holds user:password@ and {key} is set too; both would go in the Authorization header, keep one"
 )
@@ -25,6 +26,12 @@ class Connection:
     api_key: str
     headers: dict[str, str] = field(default_factory=dict)
 
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header a plain HTTP client sends to this endpoint (none without key or credentials)."""
+        if self.headers:
+            return dict(self.headers)
+        return {} if self.api_key == NO_KEY else {"Authorization": f"Bearer {self.api_key}"}
+
 
 def connection(base_url: str | None, api_key: SecretStr | None) -> Connection:
     """The :class:`Connection` for ``base_url`` (OpenAI's when None) and ``api_key``.
@@ -37,12 +44,12 @@ def connection(base_url: str | None, api_key: SecretStr | None) -> Connection:
     url = base_url or OPENAI_URL
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
-        return Connection(url, api_key.get_secret_value() if api_key else "not-needed")
+        return Connection(url, api_key.get_secret_value() if api_key else NO_KEY)
     host = parts.netloc.rpartition("@")[2]
     pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
     basic = base64.b64encode(pair.encode()).decode("ascii")
     stripped = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return Connection(stripped, "not-needed", {"Authorization": f"Basic {basic}"})
+    return Connection(stripped, NO_KEY, {"Authorization": f"Basic {basic}"})
 
 
 def has_credentials(url: str | None) -> bool:
