@@ -13,7 +13,7 @@ from bot.settings import ConfigError, load_settings
 from graph.errors import ModelUnavailable
 from graph.llm import estimate_message_tokens
 from tests.fakes.openai_api import FakeOpenAI, Scripted, basic_header
-from tests.graph.test_llm_fallbacks import HELLO, MAX_OUT, PRICES, chain, fallback
+from tests.graph.test_llm_fallbacks import HELLO, MAX_OUT, PRICES, chain
 
 USER, PASSWORD = "gw-user", "p@ss word:42"
 IN_URL = "gw-user:p%40ss%20word%3A42"
@@ -74,11 +74,13 @@ def test_credentials_and_a_key_together_are_refused_at_start_in_one_line(
 
 
 async def test_a_request_that_never_left_the_process_is_free_and_says_why(tmp_path: Path) -> None:
-    async with FakeOpenAI(api_key="sk-pasted\u00a0key") as fake:  # a non-breaking space, copied with the key
-        async with chain(tmp_path, fake, max_attempts=3) as parts:
-            with pytest.raises(ModelUnavailable) as caught:
-                await parts.client.chat(HELLO)
-            calls = await parts.ledger.calls()
+    async with (
+        FakeOpenAI(api_key="sk-pasted\u00a0key") as fake,
+        chain(tmp_path, fake, max_attempts=3) as parts,
+    ):  # a non-breaking space, copied with the key
+        with pytest.raises(ModelUnavailable) as caught:
+            await parts.client.chat(HELLO)
+        calls = await parts.ledger.calls()
     # Before: the encoding error escaped as is (the operator got the generic error) and was billed at its
     # estimate, although nothing was sent.
     assert fake.requests == []

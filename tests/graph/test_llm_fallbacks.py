@@ -61,9 +61,7 @@ async def chain(tmp_path: Path, main: FakeOpenAI, *fallbacks: dict[str, Any], **
         await ledger.setup()
         store = ControlStore(db)
         await store.setup()
-        settings = LLMSettings(
-            **llm_settings(main, max_completion_tokens=MAX_OUT, fallbacks=list(fallbacks), **extra)
-        )
+        settings = LLMSettings(**llm_settings(main, max_completion_tokens=MAX_OUT, fallbacks=list(fallbacks), **extra))
         guard = BudgetGuard(ledger, db, store, PRICES, "UTC", settings.cheap_model)
         told = Told()
         client = LLMClient(settings, ledger, PRICES, guard, notices=ModelNotices(store, told, "USD"))
@@ -81,10 +79,12 @@ async def test_a_failing_main_endpoint_falls_back_and_the_ledger_says_who_answer
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.fail(503, times=2)
-    async with FakeOpenAI(api_key="sk-backup-000000000000") as backup:
-        async with chain(tmp_path, fake_llm, fallback(backup), max_attempts=2, breaker_failures=5) as parts:
-            reply = await parts.client.chat(HELLO, session="rec:1001")
-            calls = await parts.ledger.calls()
+    async with (
+        FakeOpenAI(api_key="sk-backup-000000000000") as backup,
+        chain(tmp_path, fake_llm, fallback(backup), max_attempts=2, breaker_failures=5) as parts,
+    ):
+        reply = await parts.client.chat(HELLO, session="rec:1001")
+        calls = await parts.ledger.calls()
     assert reply.content == "echo: hello"
     assert (reply.model, reply.endpoint) == ("backup-model", "fallback 1")
     assert [r["model"] for r in backup.chat_requests] == ["backup-model"]
@@ -101,11 +101,13 @@ async def test_a_failing_main_endpoint_falls_back_and_the_ledger_says_who_answer
 
 async def test_each_endpoint_has_its_own_breaker(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.fail(500, times=2)
-    async with FakeOpenAI() as backup:
-        async with chain(tmp_path, fake_llm, fallback(backup), max_attempts=1, breaker_failures=2) as parts:
-            for _ in range(4):
-                assert (await parts.client.chat(HELLO)).endpoint == "fallback 1"
-            assert parts.client.breaker.state == "open" and parts.client.available()
+    async with (
+        FakeOpenAI() as backup,
+        chain(tmp_path, fake_llm, fallback(backup), max_attempts=1, breaker_failures=2) as parts,
+    ):
+        for _ in range(4):
+            assert (await parts.client.chat(HELLO)).endpoint == "fallback 1"
+        assert parts.client.breaker.state == "open" and parts.client.available()
     # Two failures opened the main's breaker: the next two calls went straight to the fallback.
     assert len(fake_llm.chat_requests) == 2 and len(backup.chat_requests) == 4
 
@@ -136,11 +138,10 @@ async def test_a_fallback_that_does_not_fit_the_budget_is_skipped_and_the_operat
 async def test_the_main_endpoint_over_budget_blocks_and_no_fallback_is_tried(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
-    async with FakeOpenAI() as backup:
-        async with chain(tmp_path, fake_llm, fallback(backup)) as parts:
-            await parts.store.set_budget(Budget("chat", "day", 1.0))
-            with pytest.raises(BudgetExceeded):
-                await parts.client.chat(HELLO)
+    async with FakeOpenAI() as backup, chain(tmp_path, fake_llm, fallback(backup)) as parts:
+        await parts.store.set_budget(Budget("chat", "day", 1.0))
+        with pytest.raises(BudgetExceeded):
+            await parts.client.chat(HELLO)
     assert fake_llm.chat_requests == [] and backup.chat_requests == []
 
 
@@ -177,10 +178,12 @@ async def test_when_every_endpoint_fails_it_is_offline_mode_told_once(tmp_path: 
 
 async def test_a_slow_main_endpoint_times_out_and_the_fallback_answers(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.reply("too late", delay_s=3.0)
-    async with FakeOpenAI() as backup:
-        async with chain(tmp_path, fake_llm, fallback(backup), max_attempts=1, timeout_s=0.3) as parts:
-            reply = await parts.client.chat(HELLO)
-            calls = await parts.ledger.calls()
+    async with (
+        FakeOpenAI() as backup,
+        chain(tmp_path, fake_llm, fallback(backup), max_attempts=1, timeout_s=0.3) as parts,
+    ):
+        reply = await parts.client.chat(HELLO)
+        calls = await parts.ledger.calls()
     assert (reply.content, reply.endpoint) == ("echo: hello", "fallback 1")
     assert rows(calls)[0] == ("fake-model", "error: the model did not answer in time")
     assert calls[0].cost == pytest.approx(MAIN_ESTIMATE)  # it may have run and been billed
@@ -188,10 +191,12 @@ async def test_a_slow_main_endpoint_times_out_and_the_fallback_answers(tmp_path:
 
 async def test_a_free_fallback_is_free_and_the_main_endpoint_is_not(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.fail(503)
-    async with FakeOpenAI() as local:
-        async with chain(tmp_path, fake_llm, fallback(local, "llama3.1:8b", free=True), max_attempts=1) as parts:
-            reply = await parts.client.chat(HELLO)
-            calls = await parts.ledger.calls()
+    async with (
+        FakeOpenAI() as local,
+        chain(tmp_path, fake_llm, fallback(local, "llama3.1:8b", free=True), max_attempts=1) as parts,
+    ):
+        reply = await parts.client.chat(HELLO)
+        calls = await parts.ledger.calls()
     assert (reply.model, reply.endpoint, reply.cost) == ("llama3.1:8b", "fallback 1", 0.0)
     assert calls[0].cost == pytest.approx(MAIN_ESTIMATE) and calls[1].cost == 0.0
     assert parts.told.lines == []  # free by the operator's word: no "no known price" line
