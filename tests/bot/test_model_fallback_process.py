@@ -1,7 +1,8 @@
 """The fallback chain as deployed: `coo run` as its own process, the fake Telegram Bot API, and three fake
 model endpoints, each its own process: the main one down (503), one slow (it times out) and rate-limited
 (429), one with a model too dear for the budget and one that answers. The operator gets the answer, is told
-once about the skipped fallback and about the unpriced main model, and /spend and the ledger say which model answered."""
+once about the skipped fallback and about the unpriced main model, and /spend and the ledger say which
+model answered."""
 
 from __future__ import annotations
 
