@@ -4,6 +4,7 @@ the operator how the chain runs and what it costs."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from connectors.breaker import CircuitBreaker
 from graph.budget import Pricing
 from graph.llm_failures import note_answer
 from graph.pricing import Price, PriceTable
-from graph.settings import Connection, LLMSettings
+from graph.settings import Connection, LLMSettings, has_credentials
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ def build_endpoints(
         )
 
     timeout = settings.timeout_s
+    urls = [("COO_LLM__BASE_URL", settings.base_url, settings.api_key)]
+    urls += [(f"COO_LLM__FALLBACKS entry {n}", f.base_url, f.api_key) for n, f in enumerate(settings.fallbacks, 1)]
+    for name, url, key in urls:
+        if key is not None and has_credentials(url):
+            log.warning("%s holds user:password@ and an API key is set: the key is sent, not the credentials", name)
     chain = [
         Endpoint(
             "main",

@@ -8,13 +8,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 OPENAI_URL = "https://api.openai.com/v1"
 NO_KEY = "not-needed"  # what the SDK sends as a key when the endpoint needs none (it insists on one)
-CREDENTIALS_AND_KEY = (
-    "{url}: holds user:password@ and {key} is set too; both would go in the Authorization header, keep one"
-)
 
 
 @dataclass(frozen=True)
@@ -36,19 +33,22 @@ class Connection:
 def connection(base_url: str | None, api_key: SecretStr | None) -> Connection:
     """The :class:`Connection` for ``base_url`` (OpenAI's when None) and ``api_key``.
 
-    ``user:password@`` in the URL becomes basic auth and leaves the URL: aiohttp refuses to send a
-    request whose URL holds credentials next to an Authorization header, and the credentials must not
-    travel in logs or error texts with the URL (I4). They win over an API key (settings refuse both in
-    COO_ variables; a key from OPENAI_API_KEY is meant for OpenAI, not for this gateway).
+    ``user:password@`` always leaves the URL (aiohttp refuses to send a request whose URL holds
+    credentials next to an Authorization header, and they must not travel in logs or error texts with
+    the URL, I4). Without an API key they are sent as basic auth; with one, the key is sent (as a
+    bearer token: both cannot share the header) and the credentials are not.
     """
     url = base_url or OPENAI_URL
+    key = api_key.get_secret_value() if api_key else NO_KEY
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
-        return Connection(url, api_key.get_secret_value() if api_key else NO_KEY)
+        return Connection(url, key)
     host = parts.netloc.rpartition("@")[2]
+    stripped = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if api_key is not None:
+        return Connection(stripped, key)
     pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
     basic = base64.b64encode(pair.encode()).decode("ascii")
-    stripped = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return Connection(stripped, NO_KEY, {"Authorization": f"Basic {basic}"})
 
 
@@ -94,13 +94,6 @@ class FallbackSettings(BaseModel):
             raise ValueError("must be set (an http:// or https:// URL)")
         return checked
 
-    @field_validator("api_key")
-    @classmethod
-    def _key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        if value is not None and has_credentials(info.data.get("base_url")):
-            raise ValueError(CREDENTIALS_AND_KEY.format(url="its base_url", key="its api_key"))
-        return value
-
     def connection(self) -> Connection:
         """How to reach this endpoint."""
         return connection(self.base_url, self.api_key)
@@ -131,13 +124,6 @@ class LLMSettings(BaseModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_url(value)
-
-    @field_validator("api_key")
-    @classmethod
-    def _key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        if value is not None and has_credentials(info.data.get("base_url")):
-            raise ValueError(CREDENTIALS_AND_KEY.format(url="COO_LLM__BASE_URL", key="COO_LLM__API_KEY"))
-        return value
 
     @field_validator("prices")
     @classmethod

@@ -1,5 +1,5 @@
-"""Reaching an endpoint: credentials in its URL are sent as basic auth and never logged (I4); a URL with
-both credentials and a key is refused at start with one line; a request that never left the process is
+"""Reaching an endpoint: credentials in its URL are sent as basic auth and never logged (I4); with an API
+key the key is sent and the credentials only leave the URL; a request that never left the process is
 free and says why, while one the endpoint answered stays billed (I5)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import ConfigError, load_settings
 from graph.errors import ModelUnavailable
 from graph.llm import estimate_message_tokens
 from tests.fakes.openai_api import FakeOpenAI, Scripted, basic_header
@@ -52,25 +51,15 @@ async def test_a_fallback_with_credentials_in_its_url_is_reached_too(tmp_path: P
     assert [r["_auth"] for r in gateway.chat_requests] == [basic_header(USER, PASSWORD)]
 
 
-@pytest.mark.parametrize(
-    ("variables", "named"),
-    [
-        ({"COO_LLM__API_KEY": "sk-live-0000000000"}, "COO_LLM__BASE_URL"),
-        ({"COO_LLM__FALLBACKS": '[{"base_url": "URL", "api_key": "sk-x", "model": "m"}]'}, "COO_LLM__FALLBACKS"),
-    ],
-)
-def test_credentials_and_a_key_together_are_refused_at_start_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+async def test_with_an_api_key_the_key_is_sent_and_the_credentials_only_leave_the_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"http://{IN_URL}@gateway.example/v1"
-    monkeypatch.setenv("COO_LLM__BASE_URL", "http://gateway.example/v1" if "FALLBACKS" in named else url)
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value.replace("URL", url))
-    with pytest.raises(ConfigError) as caught:
-        load_settings(None)
-    line = str(caught.value)
-    assert line.startswith(named) and "\n" not in line and "keep one" in line
-    assert PASSWORD not in line and IN_URL not in line
+    async with FakeOpenAI() as gateway, chain(tmp_path, gateway, base_url=with_credentials(gateway)) as parts:
+        reply = await parts.client.chat(HELLO)
+    assert reply.content == "echo: hello"
+    assert [r["_auth"] for r in gateway.chat_requests] == [f"Bearer {gateway.api_key}"]
+    assert "COO_LLM__BASE_URL holds user:password@ and an API key is set" in caplog.text
+    assert PASSWORD not in caplog.text and IN_URL not in caplog.text
 
 
 async def test_a_request_that_never_left_the_process_is_free_and_says_why(tmp_path: Path) -> None:
