@@ -88,7 +88,7 @@ EDITED_COMMAND = (
 UNPRICED_MODEL = (
     "Note: {model} has no known price, so I count it at {input}/{output} {currency} per million tokens "
     "(input/output) against your budgets. If it runs on your own hardware, set COO_LLM__FREE=true "
-    "(for a fallback: \"free\": true in COO_LLM__FALLBACKS); or give its price: "
+    '(for a fallback: "free": true in COO_LLM__FALLBACKS); or give its price: '
     "COO_LLM__PRICES='{{\"{model}\": [0.5, 1.5]}}'. Then restart me."
 )
 FALLBACK_SKIPPED = (
@@ -98,7 +98,7 @@ FALLBACK_SKIPPED = (
 PRICE_IN_USE = "{model} ({label}): {input}/{output} {currency} per million tokens in/out, {source}"
 PRICE_SOURCES = {
     "COO_LLM__PRICES": "your price (COO_LLM__PRICES)",
-    "COO_LLM__FREE": "free by your word (COO_LLM__FREE or the fallback's \"free\")",
+    "COO_LLM__FREE": 'free by your word (COO_LLM__FREE or the fallback\'s "free")',
     "genai-prices": "the published price",
     "unknown model, priced high": "no known price, so counted high: set COO_LLM__FREE=true or COO_LLM__PRICES",
 }
