@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -93,8 +94,11 @@ class BudgetCommands:
         send: Callable[[OutboundMessage], Awaitable[list[str]]],
         *,
         now: Callable[[], datetime] = utcnow,
+        price_lines: Callable[[], list[str]] = list,
     ) -> None:
+        """``price_lines`` gives one line per model with the price its calls count at (``/spend`` shows them)."""
         self._db = db
+        self._price_lines = price_lines
         self._ledger = ledger
         self._store = store
         self.currency = currency
@@ -177,6 +181,12 @@ class BudgetCommands:
                 f"{w} {money(v, cur)}" + (f"/{money(caps[w], cur)}" if w in caps else "") for w, v in per.items()
             )
             lines.append(f"- {label}: {money(total, cur)}{cap}" + (f" ({detail})" if detail else ""))
+        by_model = await self._ledger.spent_by_model(period_start("month", now, self._tz))
+        if by_model:
+            lines.append("By model this month: " + ", ".join(f"{m} {money(v, cur)}" for m, v in by_model.items()))
+        prices = await asyncio.to_thread(self._price_lines)  # the first look-up reads the price catalog
+        if prices:
+            lines += ["Prices in use:", *(f"- {line}" for line in prices)]
         return "\n".join(lines)
 
     async def pause(self, inbound: InboundMessage, _: str) -> str:

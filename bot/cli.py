@@ -64,7 +64,8 @@ def secrets_of(settings: Settings) -> list[str]:
     found = [v.get_secret_value() for v in values if v is not None]
     passwords = (url_password(settings.llm.base_url), url_password(settings.telegram.api_base_url))
     registry = build_registry(settings, Deps(records=None, currency=settings.budget.currency))
-    return found + [p for p in passwords if p] + registry.secrets() + settings.mcp.secrets()
+    found += settings.mcp.secrets() + settings.llm.secret_values()
+    return found + [p for p in passwords if p] + registry.secrets()
 
 
 _secrets = secrets_of  # the older name, still imported by tests/bot/test_logging.py

@@ -13,6 +13,7 @@ import httpx
 from bot.settings import Settings, default_env_files, redact_url
 from connectors.base import Deps
 from connectors.catalog import build_registry
+from graph.settings import Connection
 
 _OPENAI_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
@@ -42,14 +43,41 @@ async def _http(name: str, coro: Awaitable[httpx.Response], ok_detail: str) -> C
 
 
 async def check_model(settings: Settings, client: httpx.AsyncClient) -> Check:
-    """GET <base>/models with the key."""
+    """GET <base>/models with the key (or the credentials the URL held, as basic auth)."""
     llm = settings.llm
     if not llm.configured:
         return Check("model", None, "offline mode; set COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
-    base = llm.base_url or "https://api.openai.com/v1"
-    headers = {"Authorization": f"Bearer {llm.api_key.get_secret_value()}"} if llm.api_key else {}
-    shown = redact_url(base)
-    return await _http("model", client.get(f"{base}/models", headers=headers), f"{llm.model} at {shown} reachable")
+    return await _endpoint("model", llm.connection(), llm.model, client)
+
+
+async def check_fallbacks(settings: Settings, client: httpx.AsyncClient) -> list[Check]:
+    """Each endpoint of COO_LLM__FALLBACKS, checked like the main one."""
+    entries = settings.llm.fallbacks if settings.llm.configured else []
+    checks = [
+        _endpoint(f"model fallback {n}", entry.connection(), entry.model, client)
+        for n, entry in enumerate(entries, start=1)
+    ]
+    return list(await asyncio.gather(*checks))
+
+
+async def _endpoint(name: str, target: Connection, model: str, client: httpx.AsyncClient) -> Check:
+    detail = f"{model} at {redact_url(target.base_url)} reachable"
+    return await _http(name, client.get(f"{target.base_url}/models", headers=target.auth_headers()), detail)
+
+
+async def check_prices(settings: Settings) -> list[Check]:
+    """The price each model's calls are counted at; a model nobody priced is flagged (it is counted high)."""
+    from graph.fallbacks import prices_in_use
+    from graph.model_notices import price_text
+    from graph.pricing import UNPRICED, PriceTable
+
+    prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
+    found = await asyncio.to_thread(prices_in_use, settings.llm, prices)  # reads the price catalog
+    currency = settings.budget.currency
+    return [
+        Check("price", None if p.price.source == UNPRICED else True, price_text(p.label, p.model, p.price, currency))
+        for p in found
+    ]
 
 
 async def check_telegram(settings: Settings, client: httpx.AsyncClient) -> Check:
@@ -113,6 +141,8 @@ async def run_doctor(settings: Settings, *, quick: bool = False) -> int:
                 check_telegram(settings, client),
                 check_slack(settings, client),
             )
+            checks += await check_fallbacks(settings, client)
+        checks += await check_prices(settings)
         checks += await check_connectors(settings)
         from bot.mcp_cli import check_mcp_servers
 

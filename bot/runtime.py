@@ -23,7 +23,7 @@ from bot.access import AccessGuard
 from bot.channels.console import ConsoleChannel, HeldOutput
 from bot.commands import CommandRouter
 from bot.dispatcher import Dispatcher, Handlers
-from bot.messages import Channel, InboundMessage
+from bot.messages import Channel, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings, redact_url
 from memory.approvals import ApprovalStore
@@ -273,13 +273,22 @@ def _build_model(
     from bot.budget_commands import BudgetCommands
     from graph.budget import BudgetGuard
     from graph.llm import LLMClient
+    from graph.model_notices import ModelNotices, price_lines
     from graph.pricing import PriceTable
 
     control = stores.control
-    budgets = BudgetCommands(
-        stores.db, stores.ledger, control, settings.budget.currency, controls, settings.timezone, messenger.send
-    )
     prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
+    currency = settings.budget.currency
+    budgets = BudgetCommands(
+        stores.db,
+        stores.ledger,
+        control,
+        currency,
+        controls,
+        settings.timezone,
+        messenger.send,
+        price_lines=partial(price_lines, settings.llm, prices, currency),
+    )
     guard = BudgetGuard(
         stores.ledger,
         stores.db,
@@ -289,7 +298,8 @@ def _build_model(
         settings.llm.cheap_model,
         on_alert=partial(_alert, budgets=budgets, control=control, messenger=messenger),
     )
-    llm = LLMClient(settings.llm, stores.ledger, prices, guard, clock)
+    notices = ModelNotices(control, partial(_model_notice, control=control, messenger=messenger), currency)
+    llm = LLMClient(settings.llm, stores.ledger, prices, guard, clock, notices)
     stack.push_async_callback(llm.close)
     return _Model(llm, prices, budgets, guard)
 
@@ -693,8 +703,9 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
         await _background(stack, rt.ingestor.run_forever(backlog), "memory-ingest")
     if rt.coordinator.llm.configured:
         # The price table's first lookup reads a large catalog: do it now, off the loop.
-        models = [m for m in (rt.settings.llm.model, rt.settings.llm.cheap_model) if m]
-        await _background(stack, asyncio.to_thread(prices.warm, models), "prices")
+        from graph.fallbacks import prices_in_use
+
+        await _background(stack, asyncio.to_thread(prices_in_use, rt.settings.llm, prices), "prices")
     # Everything built so far lives until shutdown: keep it out of the collector's full passes,
     # which otherwise show up as 100+ ms pauses in reply latency.
     gc.freeze()
@@ -710,6 +721,17 @@ async def _alert(alert: BudgetAlert, *, budgets: BudgetCommands, control: Contro
         await messenger.notice(budgets.alert_message(alert, channel, chat_id, thread_id))
 
 
+async def _model_notice(text: str, session: str | None, *, control: ControlStore, messenger: Messenger) -> None:
+    """A line about the models (an unpriced one, a skipped fallback) to the conversation it happened in, or to
+    every operator's own chat."""
+    from bot.approval_ui import session_target
+    from bot.digest import home_chats
+
+    targets = [session_target(session)] if session else await home_chats(control)
+    for channel, chat_id, thread_id in targets:
+        await messenger.notice(OutboundMessage(channel, chat_id, text, thread_id))
+
+
 def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) -> Embedder | None:
     """The ``openai`` provider uses the same endpoint and key as the chat model, its calls metered by
     ``meter`` (they are paid: I5); None means the local model, which costs nothing."""
@@ -720,9 +742,11 @@ def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) 
     from memory.embedder import OpenAIEmbedder
 
     llm = settings.llm
+    target = llm.connection()  # credentials in the URL become basic auth, as for the chat model
     client = openai.AsyncOpenAI(
-        base_url=llm.base_url or "https://api.openai.com/v1",
-        api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
+        base_url=target.base_url,
+        api_key=target.api_key,
+        default_headers=target.headers or None,
         timeout=llm.timeout_s,
         max_retries=0,  # one reservation pays for one request; ingestion retries with backoff itself
     )

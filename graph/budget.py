@@ -55,6 +55,14 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Pricing:
+    """How one endpoint's calls are priced: its price table and the cheaper model it switches to near a cap."""
+
+    prices: PriceTable
+    cheap_model: str | None
+
+
+@dataclass(frozen=True)
 class _Verdict:
     hold: Hold | None
     over: tuple[Budget, float] | None
@@ -114,21 +122,69 @@ class BudgetGuard:
         limit: Limit | None = None,
         *,
         cheaper: bool = True,
+        pricing: Pricing | None = None,
     ) -> Hold:
         """Hold the call's estimated cost (prompt + ``max_completion`` at the model's price).
 
         Raises BudgetExceeded, holding nothing, when the call would cross a cap; nothing stays held
         either when it raises otherwise or is cancelled. Near a cap the cheaper model is chosen when one
         is configured and ``cheaper`` allows it (the hold says which model to call); an embedding call
-        passes False, since the cheap chat model cannot embed.
+        passes False, since the cheap chat model cannot embed. ``pricing`` prices a call to another
+        endpoint than the main one (a fallback's own prices and cheap model).
         """
         now = self._now()
+        verdict = await self._verdict(
+            workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper, pricing
+        )
+        if verdict.over is not None:
+            return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
+        return await self._near(verdict, workflow, session, now)
+
+    async def try_reserve(
+        self,
+        workflow: str,
+        model: str,
+        prompt_tokens: int,
+        max_completion: int,
+        session: str | None,
+        limit: Limit | None,
+        *,
+        pricing: Pricing,
+    ) -> Hold | BudgetAlert:
+        """:meth:`reserve` for a fallback endpoint: a call that would cross a cap is skipped, not blocked.
+
+        Returns the cap it would cross (an alert nobody was sent) instead of raising: the workflow is not
+        paused, no "resume once" is used, and the caller tells the operator in its own words.
+        """
+        now = self._now()
+        verdict = await self._verdict(
+            workflow, model, prompt_tokens, max_completion, session, now, limit, True, pricing
+        )
+        if verdict.over is not None:
+            cap, spent = verdict.over
+            return BudgetAlert("exceeded", workflow, cap, spent, verdict.estimate, session)
+        return await self._near(verdict, workflow, session, now)
+
+    async def _verdict(
+        self,
+        workflow: str,
+        model: str,
+        prompt_tokens: int,
+        max_completion: int,
+        session: str | None,
+        now: datetime,
+        limit: Limit | None,
+        cheaper: bool,
+        pricing: Pricing | None,
+    ) -> _Verdict:
+        """Check the caps and hold the estimate if it fits, in one booking transaction."""
+        prices, cheap = (pricing.prices, pricing.cheap_model) if pricing else (self._prices, self._cheap)
 
         def decide(book: Booking) -> _Verdict:
             # Caps, spend and the hold in one transaction and one round trip to SQLite's thread.
             caps = [b for b in budgets_in(book.conn) if b.scope in ("all", workflow)]
             verdict = self._decide(
-                book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper
+                book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper, prices, cheap
             )
             if verdict.hold is not None and (caps or limit is not None):
                 # Fits again (new period or a raised cap): not paused any more, and an unused "resume
@@ -137,9 +193,10 @@ class BudgetGuard:
                 delete_key_in(book.conn, f"budget.once:{workflow}")
             return verdict
 
-        verdict = await self._book(decide)
-        if verdict.over is not None:
-            return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
+        return await self._book(decide)
+
+    async def _near(self, verdict: _Verdict, workflow: str, session: str | None, now: datetime) -> Hold:
+        """The hold of a call that fits, after the 80 % alert when this call is the first to reach it."""
         hold = verdict.hold
         assert hold is not None
         try:
@@ -182,10 +239,12 @@ class BudgetGuard:
         max_completion: int,
         session: str | None,
         now: datetime,
-        limit: Limit | None = None,
-        cheaper: bool = True,
+        limit: Limit | None,
+        cheaper: bool,
+        prices: PriceTable,
+        cheap: str | None,
     ) -> _Verdict:
-        estimate = self._prices.price(model).cost(prompt_tokens, max_completion)
+        estimate = prices.price(model).cost(prompt_tokens, max_completion)
         spent = [
             book.spent(period_start(cap.period, now, self._tz), None if cap.scope == "all" else workflow)
             for cap in caps
@@ -195,12 +254,12 @@ class BudgetGuard:
             spent.append(book.spent(limit.since, workflow))
         over, near = _check(caps, spent, estimate)
         chosen, cost = model, estimate
-        if (over or near) and cheaper and self._cheap and self._cheap != model:
+        if (over or near) and cheaper and cheap and cheap != model:
             # Near or over a cap with the requested model: the cheaper one, if it fits, goes instead.
-            cheap_cost = self._prices.price(self._cheap).cost(prompt_tokens, max_completion)
+            cheap_cost = prices.price(cheap).cost(prompt_tokens, max_completion)
             cheap_over, _ = _check(caps, spent, cheap_cost)
             if cheap_cost <= estimate and cheap_over is None:
-                chosen, cost, near, over = self._cheap, cheap_cost, near or over, None
+                chosen, cost, near, over = cheap, cheap_cost, near or over, None
         if over is not None:
             return _Verdict(None, over, near, estimate)
         hold = book.hold(session, workflow, chosen, prompt_tokens, cost)

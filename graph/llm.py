@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -12,15 +11,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import openai
 from openai.types.chat import ChatCompletion
 
 from connectors.breaker import CircuitBreaker
-from graph.budget import BudgetGuard, Limit
+from graph.budget import BudgetAlert, BudgetGuard, Limit
 from graph.errors import ModelUnavailable
+from graph.fallbacks import Endpoint, build_endpoints
+from graph.llm_failures import describe_failure, failed_call, maybe_processed, never_left, watch_answer
+from graph.model_notices import ModelNotices
 from graph.pricing import PriceTable
 from graph.settings import LLMSettings
+from graph.tokens import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
 from memory.db import LLMCall
 from memory.ledger import CostLedger, Hold
 
@@ -48,6 +50,8 @@ class ModelReply:
     completion_tokens: int = 0
     model: str = ""
     cost: float = 0.0
+    endpoint: str = "main"
+    """Which endpoint answered: ``main`` or ``fallback N``."""
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message in OpenAI chat format (JSON-plain, safe for checkpoints)."""
@@ -67,47 +71,6 @@ MAX_TOOL_ARGUMENT_CHARS = 32_000
 CLIPPED = "\n[… the answer was cut here: it was longer than solo-coo accepts]"
 
 
-def estimate_tokens(text: str) -> int:
-    """A local token estimate (no tokenizer download): ~4 ASCII characters a token, and a token for
-    every other character, at least 1.
-
-    It must not fall short (I5 holds the estimate): tokenizers cut English into ~4-character pieces,
-    but Chinese or Japanese into about one token a character, which ~4 a token would undercount 4×.
-    """
-    if text.isascii():  # the usual case, without copying the text
-        return max(1, (len(text) + 3) // 4)
-    ascii_chars = len(text.encode("ascii", "ignore"))
-    return max(1, (ascii_chars + 3) // 4 + len(text) - ascii_chars)
-
-
-def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """Estimated prompt tokens for a list of chat messages (4 tokens of framing each)."""
-    return sum(4 + estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages)
-
-
-_TOOL_COSTS: dict[int, tuple[dict[str, Any], int]] = {}
-_MAX_TOOL_COSTS = 1_024
-
-
-def estimate_tool_tokens(tools: Sequence[dict[str, Any]]) -> int:
-    """Estimated prompt tokens of tool schemas, as :func:`estimate_message_tokens` counts them.
-
-    Tool schemas are built once and shared, never changed (``ToolSet.schemas``,
-    ``Registry.tool_schemas``), so each one's cost is kept by identity: encoding them anew twice a
-    turn was ~5 % of the event loop's CPU in a burst (``python -m bench.deployed --profile DIR
-    --profile-phase burst``). The entry holds the schema itself, so its id cannot be reused.
-    """
-    total = 0
-    for tool in tools:
-        known = _TOOL_COSTS.get(id(tool))
-        if known is None or known[0] is not tool:
-            known = (tool, estimate_message_tokens([tool]))
-            if len(_TOOL_COSTS) < _MAX_TOOL_COSTS:
-                _TOOL_COSTS[id(tool)] = known
-        total += known[1]
-    return total
-
-
 class LLMClient:
     """Calls the model, retrying 429/5xx/connection errors with backoff, and records usage and cost.
 
@@ -116,8 +79,13 @@ class LLMClient:
     reported usage. A failed attempt the provider may have processed (a timeout, a connection lost
     after the request went out, a 5xx) counts at its estimate, like a cancelled one: it may have been
     billed. Only a failure that certainly came before the provider ran the request (no connection,
-    429, another 4xx) is free. Failures feed a circuit breaker: once it opens, callers get
-    :class:`ModelUnavailable` without a network call until it half-opens and one call probes again.
+    429, another 4xx, a request that never left this process) is free. Failures feed the endpoint's
+    circuit breaker: once it opens, its calls are not made until it half-opens and one call probes again.
+
+    When the main endpoint fails for a call (after its retries, or its breaker is open), each fallback
+    of ``COO_LLM__FALLBACKS`` is tried in turn (:mod:`graph.fallbacks`), priced and reserved like the main
+    one; a fallback whose estimate does not fit a cap is skipped. Only when all failed is the call
+    :class:`ModelUnavailable` (offline mode).
     """
 
     def __init__(
@@ -127,35 +95,29 @@ class LLMClient:
         prices: PriceTable,
         budget: BudgetGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
+        notices: ModelNotices | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
         self._clock = clock
         self._prices = prices
         self._budget = budget
-        self.breaker = CircuitBreaker(
-            "model", settings.breaker_failures, settings.breaker_window_s, settings.offline_cooldown_s, clock
+        self._notices = notices
+        self._endpoints = build_endpoints(settings, prices, clock)
+        self.breaker = (
+            self._endpoints[0].breaker
+            if self._endpoints
+            else CircuitBreaker(
+                "model", settings.breaker_failures, settings.breaker_window_s, settings.offline_cooldown_s, clock
+            )
         )
         self._down = False
         self._told = False
-        self._client: openai.AsyncOpenAI | None = None
-        if settings.configured:
-            key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
-            self._client = openai.AsyncOpenAI(
-                base_url=settings.base_url or "https://api.openai.com/v1",
-                api_key=key,
-                timeout=settings.timeout_s,
-                max_retries=0,  # we retry ourselves so that every attempt is visible and bounded
-                # aiohttp under the SDK instead of httpx: less event-loop CPU per call (bench.deployed, five
-                # paired single runs: bursts 2.27/2.37/2.13/1.96/1.85 s against 2.61/2.64/2.24/2.10/1.85 s
-                # with httpx; in the last three, sequential p50 1.4-2.8 ms lower).
-                http_client=openai.DefaultAioHttpClient(timeout=settings.timeout_s),
-            )
 
     @property
     def configured(self) -> bool:
         """False means offline mode by configuration."""
-        return self._client is not None
+        return bool(self._endpoints)
 
     @property
     def model(self) -> str:
@@ -163,8 +125,8 @@ class LLMClient:
         return self._settings.model
 
     def available(self) -> bool:
-        """True when a call may be attempted now (configured, and the breaker not open)."""
-        return self._client is not None and self.breaker.state != "open"
+        """True when a call may be attempted now (configured, and some endpoint's breaker not open)."""
+        return any(endpoint.breaker.state != "open" for endpoint in self._endpoints)
 
     def take_outage_notice(self) -> bool:
         """True exactly once per outage: the caller should tell the operator the model is down."""
@@ -174,9 +136,9 @@ class LLMClient:
         return False
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        if self._client is not None:
-            await self._client.close()
+        """Close the HTTP clients."""
+        for endpoint in self._endpoints:
+            await endpoint.client.close()
 
     async def chat(
         self,
@@ -188,57 +150,105 @@ class LLMClient:
         model: str | None = None,
         limit: Limit | None = None,
     ) -> ModelReply:
-        """One chat completion, with retries. Raises ModelUnavailable, or BudgetExceeded when the cap
-        leaves no room for an attempt (that attempt is not made; earlier failed ones are recorded).
+        """One chat completion, with retries and fallbacks. Raises ModelUnavailable when every endpoint
+        failed, or BudgetExceeded when the cap leaves no room for an attempt on the main endpoint (that
+        attempt is not made; earlier failed ones are recorded).
 
         ``limit`` adds a cap of the caller's own (e.g. a goal's total budget) to the configured ones.
+        ``model`` names the main endpoint's model; the cheap model's name makes it a cheap-tier call, which
+        each fallback serves with its own ``cheap_model``.
         """
-        if self._client is None:
+        if not self._endpoints:
             raise ModelUnavailable("no model is configured")
-        name = model or self._settings.model
+        requested = model or self._settings.model
+        cheap = requested == self._settings.cheap_model and requested != self._settings.model
+        call = _Call(messages, tools, session, workflow, limit)
+        reasons: list[str] = []
+        for endpoint in self._endpoints:
+            if endpoint.breaker.state == "open":
+                reasons.append(_labelled(endpoint, endpoint.breaker.last_reason or "the model is unreachable"))
+                continue
+            try:
+                reply = await self._call_endpoint(endpoint, endpoint.model_for(requested, cheap), call)
+            except ModelUnavailable as exc:
+                reasons.append(_labelled(endpoint, str(exc)))
+                if endpoint is not self._endpoints[-1]:
+                    log.warning("model %s failed (%s); trying the next endpoint", endpoint.label, exc)
+                continue
+            if reply is None:
+                continue  # over budget: skipped (the operator was told)
+            if self._down:
+                log.info("model reachable again (%s)", endpoint.label)
+            self._down = self._told = False
+            return reply
+        if not self._down:
+            log.error("model unreachable: %s; offline mode until it answers again", "; ".join(reasons))
+        self._down = True
+        raise ModelUnavailable("; ".join(reasons) or "every model endpoint is over its budget")
+
+    async def _call_endpoint(self, endpoint: Endpoint, name: str, call: _Call) -> ModelReply | None:
+        """The call on one endpoint with its retries: the reply, None when a fallback was skipped for the
+        budget. Raises ModelUnavailable when the endpoint failed, BudgetExceeded on the main one."""
         max_out = self._settings.max_completion_tokens
-        estimate = estimate_message_tokens(messages) + estimate_tool_tokens(tools)
-        kwargs: dict[str, Any] = {"model": name, "messages": list(messages), "max_tokens": max_out}
-        if tools:
-            kwargs["tools"] = list(tools)
+        estimate = estimate_message_tokens(call.messages) + estimate_tool_tokens(call.tools)
+        kwargs: dict[str, Any] = {"model": name, "messages": list(call.messages), "max_tokens": max_out}
+        if call.tools:
+            kwargs["tools"] = list(call.tools)
         for attempt in range(1, self._settings.max_attempts + 1):
             # Each attempt holds its own reservation: a retry the cap cannot pay for is not made.
-            hold: Hold | None = None
-            if self._budget is not None:
-                hold = await self._budget.reserve(workflow, name, estimate, max_out, session, limit)
+            hold = await self._reserve(endpoint, name, estimate, call)
+            if isinstance(hold, _Skip):
+                return None
+            if hold is not None:
                 kwargs["model"] = hold.model
-            if not self.breaker.allow():
+            if not endpoint.breaker.allow():
                 if hold is not None:
                     await asyncio.shield(self._ledger.release(hold.id))  # not made: nothing to bill
-                self._down = True
-                raise ModelUnavailable(self.breaker.last_reason or "the model is unreachable")
-            reply = await self._attempt(kwargs, session, workflow, messages, estimate, hold, attempt)
+                raise ModelUnavailable(endpoint.breaker.last_reason or "the model is unreachable")
+            reply = await self._attempt(endpoint, kwargs, call, estimate, hold, attempt)
             if reply is not None:
                 return reply
         raise AssertionError("unreachable")
 
+    async def _reserve(self, endpoint: Endpoint, name: str, estimate: int, call: _Call) -> Hold | _Skip | None:
+        """The attempt's hold (None without a budget guard), or _Skip: a fallback that does not fit is skipped."""
+        prices = endpoint.pricing.prices
+        if self._notices is not None:
+            await self._notices.first_use(name, prices, call.session)
+        if self._budget is None:
+            return None
+        max_out = self._settings.max_completion_tokens
+        args = (call.workflow, name, estimate, max_out, call.session, call.limit)
+        if endpoint.main:
+            hold = await self._budget.reserve(*args)
+        else:
+            got = await self._budget.try_reserve(*args, pricing=endpoint.pricing)
+            if isinstance(got, BudgetAlert):
+                if self._notices is not None:
+                    await self._notices.skipped(endpoint.label, name, got)
+                return _Skip()
+            hold = got
+            if self._notices is not None:
+                self._notices.fits(endpoint.label)
+        if hold.model != name and self._notices is not None:
+            await self._notices.first_use(hold.model, prices, call.session)  # near a cap: the cheap model
+        return hold
+
     async def _attempt(
-        self,
-        kwargs: dict[str, Any],
-        session: str | None,
-        workflow: str,
-        messages: Sequence[dict[str, Any]],
-        estimate: int,
-        hold: Hold | None,
-        attempt: int,
+        self, endpoint: Endpoint, kwargs: dict[str, Any], call: _Call, estimate: int, hold: Hold | None, attempt: int
     ) -> ModelReply | None:
         """One request under its own hold: the reply, or None when it failed and may be tried again
         (after the backoff). Raises ModelUnavailable when it failed for good."""
-        assert self._client is not None
         name: str = kwargs["model"]
         unsettled = hold
         started = self._clock()
+        answered = watch_answer()
         try:
             try:
                 # The SDK's generic POST (its documented way to any endpoint): ``create`` would first walk
                 # the whole prompt through its typed-params transform, milliseconds of CPU per call for
                 # messages that are JSON-plain already. Retries, timeouts and errors are the same.
-                response = await self._client.post(
+                response = await endpoint.client.post(
                     "/chat/completions", body=kwargs, cast_to=ChatCompletion, options=_BEARER_AUTH
                 )
             except openai.APIStatusError as exc:
@@ -249,19 +259,19 @@ class LLMClient:
             else:
                 reply = _parse(response)
                 usage = response.usage
-                prompt = usage.prompt_tokens if usage else estimate_message_tokens(messages)
+                prompt = usage.prompt_tokens if usage else estimate_message_tokens(call.messages)
                 completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
-                cost = self._prices.price(name).cost(prompt, completion)
+                cost = endpoint.pricing.prices.price(name).cost(prompt, completion)
                 latency = int((self._clock() - started) * 1000)
-                call = LLMCall(session, workflow, name, prompt, completion, usage is None, latency, "ok", cost)
-                await self._ledger.settle(hold.id if hold else None, call)
+                outcome = "ok" if endpoint.main else f"ok ({endpoint.label})"
+                row = LLMCall(
+                    call.session, call.workflow, name, prompt, completion, usage is None, latency, outcome, cost
+                )
+                await self._ledger.settle(hold.id if hold else None, row)
                 unsettled = None
-                if self._down:
-                    log.info("model reachable again")
-                self.breaker.record_success()
-                self._down = self._told = False
-                return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost)
-            await self._record_failure(session, workflow, name, estimate, hold, started, failure)
+                endpoint.breaker.record_success()
+                return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost, endpoint.label)
+            await self._record_failure(endpoint, call, name, estimate, hold, started, failure)
             unsettled = None
         except BaseException as exc:
             # Cancelled mid-call (shutdown), or the answer could not be read: the call may have been
@@ -269,18 +279,23 @@ class LLMClient:
             # committed although this task was cancelled while it was written is not recorded twice.
             # If this attempt was the half-open breaker's probe, the next call probes instead; otherwise the
             # breaker would wait forever for this one's verdict and refuse every call until a restart.
-            self.breaker.end_probe()
+            # A request that never left this process (it could not be built) is free, and tells why.
+            endpoint.breaker.end_probe()
+            local = never_left(exc, answered.value)
             if unsettled is not None:
-                call = failed_call(exc, session, workflow, name, estimate, unsettled.cost, latency_ms=0)
-                await asyncio.shield(self._ledger.settle(unsettled.id, call))
+                row = failed_call(exc, call.session, call.workflow, name, estimate, unsettled.cost, 0, local=local)
+                await asyncio.shield(self._ledger.settle(unsettled.id, row))
+            if local:
+                log.error("model request to %s could not be sent: %s", endpoint.label, type(exc).__name__)
+                raise ModelUnavailable(describe_failure(exc)) from exc
             raise
-        await self._after_failure(failure, attempt, retryable)
+        await self._after_failure(endpoint, failure, attempt, retryable)
         return None
 
     async def _record_failure(
         self,
-        session: str | None,
-        workflow: str,
+        endpoint: Endpoint,
+        call: _Call,
         model: str,
         estimate: int,
         hold: Hold | None,
@@ -290,87 +305,59 @@ class LLMClient:
         """Settle a failed attempt's hold: at its estimate when the provider may have processed (and
         billed) the request, free only when it certainly did not (see :func:`maybe_processed`)."""
         max_out = self._settings.max_completion_tokens
-        held = hold.cost if hold is not None else self._prices.price(model).cost(estimate, max_out)
+        held = hold.cost if hold is not None else endpoint.pricing.prices.price(model).cost(estimate, max_out)
         latency = int((self._clock() - started) * 1000)
-        call = failed_call(exc, session, workflow, model, estimate, held, latency_ms=latency)
-        await self._ledger.settle(hold.id if hold is not None else None, call)
+        row = failed_call(exc, call.session, call.workflow, model, estimate, held, latency_ms=latency)
+        await self._ledger.settle(hold.id if hold is not None else None, row)
 
-    async def _after_failure(self, exc: openai.APIError, attempt: int, retryable: bool) -> None:
+    async def _after_failure(self, endpoint: Endpoint, exc: openai.APIError, attempt: int, retryable: bool) -> None:
         """Feed the breaker; raise ModelUnavailable when there is no retry, else wait before it."""
         reason = describe_failure(exc)
-        opened = self.breaker.record_failure(reason)
+        opened = endpoint.breaker.record_failure(reason)
         if not retryable or opened or attempt == self._settings.max_attempts:
-            if not self._down:
-                log.error("model unreachable: %s; offline mode until it answers again", reason)
-            self._down = True
             raise ModelUnavailable(reason) from exc
         delay = self._settings.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
         log.warning(
-            "model call failed (%s); retry %d/%d in %.2fs", reason, attempt, self._settings.max_attempts - 1, delay
+            "model call failed (%s, %s); retry %d/%d in %.2fs",
+            reason,
+            endpoint.label,
+            attempt,
+            self._settings.max_attempts - 1,
+            delay,
         )
         await asyncio.sleep(delay)
 
 
-def describe_failure(exc: Exception) -> str:
-    """A failed request in a few words, for the ledger and the operator (no secrets: no URLs, no bodies)."""
-    if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
-        return "the model did not answer in time"
-    if isinstance(exc, openai.APIConnectionError):
-        return "cannot connect to the model endpoint"
-    if isinstance(exc, openai.APIStatusError):
-        return f"the model endpoint answered HTTP {exc.status_code}"
-    return type(exc).__name__
+class _Skip:
+    """A fallback not called: its estimate does not fit a cap."""
 
 
-def failed_call(
-    exc: BaseException, session: str | None, workflow: str, model: str, estimate: int, held: float, latency_ms: int
-) -> LLMCall:
-    """The ledger row of a request that failed or was interrupted (I5, fail closed): it costs ``held`` (its
-    estimate) when the provider may have run it, nothing only when it certainly did not (:func:`maybe_processed`).
-    Anything but an API error (a cancellation, an answer that could not be read) may have been billed."""
-    if isinstance(exc, openai.APIError):
-        cost = held if maybe_processed(exc) else 0.0
-        outcome = f"error: {describe_failure(exc)}"
-    else:
-        cost, outcome = held, "unknown: interrupted"
-    return LLMCall(session, workflow, model, estimate, 0, True, latency_ms, outcome, cost)
+@dataclass(frozen=True)
+class _Call:
+    """What one :meth:`LLMClient.chat` call asks, whichever endpoint serves it."""
+
+    messages: Sequence[dict[str, Any]]
+    tools: Sequence[dict[str, Any]]
+    session: str | None
+    workflow: str
+    limit: Limit | None
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """What ``exc`` chains, nearest first."""
-    causes: list[BaseException] = []
-    seen = exc.__cause__ or exc.__context__
-    while seen is not None and seen not in causes:
-        causes.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    return causes
+def _labelled(endpoint: Endpoint, reason: str) -> str:
+    return reason if endpoint.main else f"{endpoint.label} ({endpoint.model}): {reason}"
 
 
-def _timed_out(exc: openai.APITimeoutError) -> bool:
-    """Whether the model really did not answer in time.
-
-    The SDK's aiohttp transport reports a refused, unresolvable or dropped connection as a timeout
-    too; what it chains tells them apart: a real timeout has a ``TimeoutError`` under it (a bare one
-    is taken at its word).
-    """
-    causes = _causes(exc)
-    return not causes or any(isinstance(cause, TimeoutError) for cause in causes)
-
-
-def maybe_processed(exc: openai.APIError) -> bool:
-    """Whether the provider may have processed, and so billed, a request that failed (I5: fail closed).
-
-    Free: a 4xx (429 included: the request was refused, not run) and a connection that was never
-    made (refused, unresolvable, TLS failed, or it timed out while connecting: aiohttp's
-    ``ClientConnectorError`` and ``ConnectionTimeoutError``), where the request never left. Billed:
-    a 5xx (the endpoint took the request and failed while or after handling it; a gateway's 502/504
-    may come after the model behind it ran and billed), a timeout waiting for the answer, and a
-    connection lost after the request was sent; and anything unrecognised.
-    """
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code >= 500
-    never_sent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-    return not any(isinstance(cause, never_sent) for cause in _causes(exc))
+__all__ = [
+    "LLMClient",
+    "ModelReply",
+    "ToolCall",
+    "describe_failure",
+    "estimate_message_tokens",
+    "estimate_tokens",
+    "estimate_tool_tokens",
+    "failed_call",
+    "maybe_processed",
+]
 
 
 def _parse(response: Any) -> ModelReply:

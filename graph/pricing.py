@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 # What a model nobody priced is assumed to cost (USD per 1M input / output tokens): the price of
 # the dearest mainstream models, on purpose, so a budget stops it rather than letting it run free.
 UNKNOWN_MODEL_USD = (15.00, 75.00)
+UNPRICED = "unknown model, priced high"
+"""The ``source`` of a price nobody gave: see :data:`UNKNOWN_MODEL_USD`."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,19 @@ def catalog_price_usd(model: str) -> tuple[float, float] | None:
 class PriceTable:
     """Looks up a model's price: operator overrides, "free" when the operator says so, the catalog, else high."""
 
-    def __init__(self, overrides: dict[str, tuple[float, float]], usd_rate: float = 1.0, free: bool = False):
-        """Raises ValueError for a negative or non-finite price or rate (settings refuse them first)."""
+    def __init__(
+        self,
+        overrides: dict[str, tuple[float, float]],
+        usd_rate: float = 1.0,
+        free: bool = False,
+        *,
+        cache: dict[str, Price] | None = None,
+    ):
+        """Raises ValueError for a negative or non-finite price or rate (settings refuse them first).
+
+        ``free`` is the operator's word for one endpoint (the main one: ``COO_LLM__FREE``; a fallback: its
+        ``free``), so each endpoint has a table of its own: :meth:`for_endpoint`.
+        """
         for model, pair in overrides.items():
             problem = price_problem(pair)
             if problem:
@@ -69,8 +82,17 @@ class PriceTable:
         self._overrides = overrides
         self._rate = usd_rate
         self._free = free
-        self._cache: dict[str, Price] = {}
+        self._cache: dict[str, Price] = {} if cache is None else cache
         self._lock = threading.Lock()
+
+    @property
+    def free(self) -> bool:
+        """Whether the operator said this endpoint costs nothing."""
+        return self._free
+
+    def for_endpoint(self, free: bool) -> PriceTable:
+        """The table of another endpoint: the same overrides, rate and catalog look-ups, its own ``free``."""
+        return PriceTable(self._overrides, self._rate, free, cache=self._cache)
 
     def price(self, model: str) -> Price:
         """The price of ``model`` in the operator's currency (thread-safe; cached)."""
@@ -90,7 +112,7 @@ class PriceTable:
                 log.warning(
                     "no known price for model %r: counted at %s/%s USD per 1M tokens", model, *UNKNOWN_MODEL_USD
                 )
-            source = "genai-prices" if usd is not None else "unknown model, priced high"
+            source = "genai-prices" if usd is not None else UNPRICED
             usd = usd or UNKNOWN_MODEL_USD
             price = Price(usd[0] * self._rate, usd[1] * self._rate, source=source)
             self._cache[model] = price

@@ -155,6 +155,15 @@ class CostLedger:
         )
         return {r[0]: float(r[1]) for r in rows}
 
+    async def spent_by_model(self, since: datetime) -> dict[str, float]:
+        """Cost per model since ``since``, holds included, dearest first (which model answered, and what it cost)."""
+        rows = await self._db.fetchall(
+            "SELECT model, SUM(cost) AS total FROM (SELECT model, cost FROM llm_calls WHERE at >= ?1 "
+            "UNION ALL SELECT model, cost FROM budget_holds WHERE at >= ?1) GROUP BY model ORDER BY total DESC, model",
+            (since.isoformat(),),
+        )
+        return {r[0]: float(r[1]) for r in rows}
+
 
 _INSERT_CALL = (
     "INSERT INTO llm_calls (at, session, workflow, model, prompt_tokens, completion_tokens, estimated, "

@@ -99,3 +99,22 @@ MCP_TRUST_CONFIRM = (
 MCP_TRUSTED = "{tool} now runs as a read (trusted by {who})."
 MCP_TRUST_KEPT = "Kept: {tool} stays a write."
 MCP_TRUST_STALE = "That confirmation has expired; nothing changed."
+
+# The model's price and its fallbacks (graph/model_notices.py, bot/doctor.py, /spend); docs/models.md says more.
+UNPRICED_MODEL = (
+    "Note: {model} has no known price, so I count it at {input}/{output} {currency} per million tokens "
+    "(input/output) against your budgets. If it runs on your own hardware, set COO_LLM__FREE=true "
+    '(for a fallback: "free": true in COO_LLM__FALLBACKS); or give its price: '
+    "COO_LLM__PRICES='{{\"{model}\": [0.5, 1.5]}}'. Then restart me."
+)
+FALLBACK_SKIPPED = (
+    "I skipped the fallback model {model} ({label}): one call may cost up to {estimate}, and the {period} "
+    "budget has {left} left. /budget to change it."
+)
+PRICE_IN_USE = "{model} ({label}): {input}/{output} {currency} per million tokens in/out, {source}"
+PRICE_SOURCES = {
+    "COO_LLM__PRICES": "your price (COO_LLM__PRICES)",
+    "COO_LLM__FREE": 'free by your word (COO_LLM__FREE or the fallback\'s "free")',
+    "genai-prices": "the published price",
+    "unknown model, priced high": "no known price, so counted high: set COO_LLM__FREE=true or COO_LLM__PRICES",
+}

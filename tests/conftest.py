@@ -77,7 +77,12 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
-    """LLM settings pointing at a fake server, with fast retries."""
+    """LLM settings pointing at a fake server, with fast retries.
+
+    ``fake-model`` is priced as a model nobody priced would be (15/75 per million tokens), but by the
+    settings: so budgets behave the same, and no reply is preceded by the one-time "no known price" line
+    (tests/graph/test_model_prices.py covers it). A test's own ``prices`` come on top.
+    """
     return {
         "base_url": fake.base_url,
         "api_key": fake.api_key,
@@ -85,6 +90,7 @@ def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
         "retry_base_s": 0.01,
         "timeout_s": 2.0,
         **extra,
+        "prices": {"fake-model": (15.0, 75.0), **extra.get("prices", {})},
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import signal
@@ -40,6 +41,8 @@ class Scripted:
     call_ids: list[str] | None = None
     """The ids of ``tool_calls``, one each (None: a unique ``call_<request>_<index>``). Some
     OpenAI-compatible endpoints send empty ids (LM Studio) or ids that repeat."""
+    raw_body: str | None = None
+    """Answer 200 with this body as JSON content, whatever it is (an answer that cannot be read)."""
 
 
 class FakeOpenAI:
@@ -68,6 +71,9 @@ class FakeOpenAI:
         """Count offered tool schemas into ``usage.prompt_tokens`` (as real endpoints do)."""
         self.control = False
         """True adds the ``/_fake/`` control API (the standalone process turns it on)."""
+        self.basic_auth: tuple[str, str] | None = None
+        """When set, ``Authorization: Basic`` with this user and password is accepted too (a gateway that
+        takes credentials in its URL)."""
         self._runner: web.AppRunner | None = None
         self.port = port
 
@@ -109,7 +115,10 @@ class FakeOpenAI:
             await self._runner.cleanup()
 
     def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        given = request.headers.get("Authorization")
+        if self.basic_auth is not None and given == basic_header(*self.basic_auth):
+            return True
+        return given == f"Bearer {self.api_key}"
 
     async def _models(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -169,6 +178,8 @@ class FakeOpenAI:
             assert request.transport is not None
             request.transport.close()
             return web.Response()
+        if step.raw_body is not None:
+            return web.Response(text=step.raw_body, content_type="application/json")
         if step.status != 200:
             return web.json_response(
                 {"error": {"message": f"scripted {step.status}", "type": "server"}}, status=step.status
@@ -200,6 +211,11 @@ class FakeOpenAI:
                 "total_tokens": prompt + max(1, len(step.content) // 4),
             }
         return web.json_response(answer)
+
+
+def basic_header(user: str, password: str) -> str:
+    """The ``Authorization`` value of HTTP basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _last_user(body: dict[str, Any]) -> str:
@@ -247,8 +263,36 @@ def goals_script(tasks: int) -> Any:
     return Brain(plans=[plan(*steps, criteria="every step reported")], verdict={"met": True, "report": "done"})
 
 
+def misbehaving(statuses: dict[str, int], delays: dict[str, float]) -> Callable[[dict[str, Any]], Scripted | None]:
+    """A responder that answers the chat requests for some models (``*``: every model) with an HTTP status
+    or after a delay, and the others as usual (an endpoint that is down, rate-limited or slow)."""
+
+    def respond(body: dict[str, Any]) -> Scripted | None:
+        model = str(body.get("model"))
+        status = statuses.get(model, statuses.get("*"))
+        delay = delays.get(model, delays.get("*", 0.0))
+        if status is None and not delay:
+            return None
+        return Scripted(content=f"echo: {_last_user(body)}", status=status or 200, delay_s=delay)
+
+    return respond
+
+
+def _pairs(values: list[str], kind: Callable[[str], Any]) -> dict[str, Any]:
+    """``["m=503", "429"]`` -> ``{"m": 503, "*": 429}``."""
+    found = {}
+    for value in values:
+        model, _, amount = value.rpartition("=")
+        found[model or "*"] = kind(amount)
+    return found
+
+
 async def _serve(
-    api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None, tool_calls: bool = False
+    api_key: str,
+    port: int,
+    echo_limit: int | None,
+    goal_tasks: int | None = None,
+    responder: Callable[[dict[str, Any]], Scripted | None] | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -260,10 +304,8 @@ async def _serve(
     llm.bill_tools = True
     if goal_tasks:
         llm.responder = goals_script(goal_tasks)
-    if tool_calls:
-        from tests.fakes.tool_script import tool_script
-
-        llm.responder = tool_script
+    elif responder is not None:
+        llm.responder = responder
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -283,8 +325,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tool-calls", action="store_true", help="'call NAME {json}' gets that tool call (tests/fakes/tool_script.py)"
     )
+    parser.add_argument(
+        "--status", action="append", default=[], help="[MODEL=]STATUS: answer chat requests (for MODEL) with it"
+    )
+    parser.add_argument(
+        "--delay", action="append", default=[], help="[MODEL=]SECONDS: answer chat requests (for MODEL) that late"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, args.tool_calls))
+    statuses, delays = _pairs(args.status, int), _pairs(args.delay, float)
+    responder = misbehaving(statuses, delays) if statuses or delays else None
+    if args.tool_calls:
+        from tests.fakes.tool_script import tool_script
+
+        responder = tool_script
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, responder))
 
 
 if __name__ == "__main__":

@@ -139,5 +139,6 @@ async def test_a_dropped_connection_is_told_as_one_not_as_a_timeout(tmp_path: Pa
 
 async def test_an_unknown_host_is_told_as_cannot_connect(tmp_path: Path) -> None:
     llm = {"base_url": "http://model.invalid/v1", "api_key": "k", "model": "m", "retry_base_s": 0.01, "max_attempts": 1}
+    llm["prices"] = {"m": (1.0, 1.0)}  # priced: no "no known price" line before the answer
     sent, _ = await one_turn(make_settings(tmp_path, llm=llm), "anyone?")
     assert "cannot connect to the model endpoint" in sent[0]
