@@ -302,7 +302,12 @@ class Dispatcher:
         channel = self._messenger.channel(inbound.channel)
         async with channel.typing(inbound.chat_id, inbound.thread_id):
             result = await self._bound.coordinator.respond(
-                inbound.session_key, inbound.text, inbound.sender, turn_key=inbound.update_key, replaying=replaying
+                inbound.session_key,
+                inbound.text,
+                inbound.sender,
+                turn_key=inbound.update_key,
+                replaying=replaying,
+                answering=event_id or None,
             )
         await self._bound.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
 
