@@ -17,12 +17,21 @@ from graph.errors import ModelUnavailable, UserFacingError
 from graph.llm import estimate_tool_tokens
 from graph.policy import Risk
 from graph.recall import MAX_RECALL_QUERY_CHARS as MAX_RECALL_QUERY_CHARS
-from graph.recall import PROMPT_MEMORIES, Horizon, Recalled, lexical_recall, query_of, semantic_recall
+from graph.recall import (
+    PROMPT_MEMORIES,
+    Horizon,
+    Recalled,
+    lexical_recall,
+    query_of,
+    relevant_for_listing,
+    semantic_recall,
+)
 from graph.record_tools import render_contact
 from graph.state import CooState, GraphContext, drop_oldest
 from graph.tools import ToolContext, render_time
 from memory.db import utcnow
 from prompts import load_prompt
+from prompts.messages import OFFLINE_NOTHING_RELATED, OFFLINE_RELATED
 
 log = logging.getLogger(__name__)
 
@@ -365,18 +374,16 @@ async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str
 
 
 async def offline_reply(ctx: GraphContext, text: str, horizon: Horizon | None = None) -> tuple[str, str]:
-    """What the operator gets without a model: matching earlier messages and how to add a model.
+    """What the operator gets without a model: matching earlier messages, and how to add a model (none is
+    configured) or that the configured one is not answering.
 
     Returns the reply and what the event log may keep of it: the references of what it quoted, never
     the quoted text (so ``/forget`` can really forget a note).
     """
-    hits = await recall(ctx, text, horizon)
-    recall_text = (
-        ("Related things you told me:\n" + "\n".join(h.line for h in hits))
-        if hits
-        else "Nothing in memory matches that yet."
-    )
-    reply = load_prompt("offline").format(recall=recall_text).strip()
+    hits = relevant_for_listing(text, await recall(ctx, text, horizon))
+    recall_text = (OFFLINE_RELATED + "\n" + "\n".join(h.line for h in hits)) if hits else OFFLINE_NOTHING_RELATED
+    template = "offline_model_down" if ctx.llm.configured else "offline"
+    reply = load_prompt(template).format(recall=recall_text).strip()
     logged = "[offline reply quoting " + (", ".join(h.ref for h in hits) or "nothing") + "]"
     return reply, logged
 

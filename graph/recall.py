@@ -27,6 +27,7 @@ import asyncio
 import logging
 import re
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -147,6 +148,35 @@ async def lexical_recall(db: Database, query: str, exclude: str = "", horizon: H
     ceiling = horizon.event_id if horizon is not None else None
     events = await db.recall_messages(words, LEXICAL_CANDIDATES + 1, before=ceiling)  # + 1: the message answered
     return [line for line in map(_lexical_line, events) if line.text.strip() != exclude.strip()][:LEXICAL_CANDIDATES]
+
+
+def _folded(words: Iterable[str]) -> set[str]:
+    """Words as compared for sharing: lower case, Latin accents removed (as the full-text index does)."""
+    return {"".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c)) for w in words}
+
+
+def _same_word(a: str, b: str) -> bool:
+    """``pay`` and ``pays``, ``invoice`` and ``invoiced``: equal, or one a short extension of the other."""
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) and len(long) - len(short) <= 3
+
+
+def shares_a_word(query: str, text: str) -> bool:
+    """True when ``text`` has one of the query's words (stop words and words under 3 letters aside)."""
+    wanted = _folded(keywords(query))
+    return any(_same_word(w, t) for t in _folded(keywords(text)) for w in wanted)
+
+
+def relevant_for_listing(query: str, hits: list[Recalled]) -> list[Recalled]:
+    """The hits to list as they are, with no model to judge them (offline mode), best first.
+
+    Semantic memory's relevance floor keeps a hit that shares no word with the query when it is nearly
+    as close in meaning as the best candidate; in a prompt the model sets aside what does not fit, but a
+    list shown as is would say "hello again" relates to "clear". Here the floor is anchored on evidence:
+    a hit without a shared word is kept only when it ranks above one that has one.
+    """
+    evidence = [i for i, hit in enumerate(hits) if shares_a_word(query, hit.text)]
+    return hits[: evidence[-1] + 1] if evidence else []
 
 
 def interleave(*ranked: list[Recalled], limit: int = PROMPT_MEMORIES) -> list[Recalled]:

@@ -83,3 +83,5 @@ EDITED_COMMAND = (
     "I don't run a command again because its message was edited: what it did stands. "
     "Send the corrected command as a new message if you want it run."
 )
+OFFLINE_RELATED = "Related things you told me:"
+OFFLINE_NOTHING_RELATED = "Nothing in memory matches that yet."
