@@ -529,6 +529,8 @@ class InvoiceVoid(ActionKind[VoidAction]):
     args = VoidAction
     resumable = True
     done_verb = "Voided"
+    working = "Voiding…"
+    nothing_done = "Nothing was voided."
     activity = "voiding invoices"
 
     def __init__(self, shared: StripeInvoices) -> None:

@@ -85,3 +85,15 @@ EDITED_COMMAND = (
 )
 OFFLINE_RELATED = "Related things you told me:"
 OFFLINE_NOTHING_RELATED = "Nothing in memory matches that yet."
+
+
+def money(amount: float, currency: str) -> str:
+    """Spend, budgets and prices as the operator sees them, in one format and always with the currency:
+    ``1,234.50 USD``; an amount that would round to 0.00 keeps four decimals (``0.0009 USD``), so small
+    model spend never reads as nothing."""
+    return f"{amount:,.4f} {currency}" if 0 < amount < 0.005 else f"{amount:,.2f} {currency}"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``; ``many`` for an irregular plural."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
