@@ -384,7 +384,8 @@ class Dispatcher:
         }.get(verdict)
         if answer is not None:
             log.info("pairing attempt by %s: %s", inbound.sender, verdict.value)
-            await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, answer))
+            if self._guard.answers(inbound.sender, verdict):
+                await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, answer))
             return
         log.warning("refused %s from %s", inbound.kind, inbound.sender)
         now = time.monotonic()

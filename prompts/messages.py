@@ -5,7 +5,7 @@ from __future__ import annotations
 REFUSAL = "Sorry, I only work for my operator."
 GENERIC_ERROR = "Something went wrong on my side; it has been logged. Please try again."
 PAIRED = "Paired. You are now my operator. Try /help."
-PAIR_FAILED = "That code is not valid. {left} tries left."
+PAIR_FAILED = "That code is not valid. {left} tries left; further wrong codes get no reply for an hour."
 PAIR_CLOSED = "Pairing is closed. An operator can open it with `coo pair` on the machine I run on."
 PAIR_LOCKED = "Too many wrong codes. Ask the operator for a new one later."
 NEW_OPERATOR = (
