@@ -150,7 +150,7 @@ class GoalService:
             lines += [f"{n}. {MARK[t.state]} {t.title}" for n, t in enumerate(tasks, 1)]
         if waiting:
             lines.append(f"Waiting on you: {plural(len(waiting), 'card')}")
-            lines += [f"- {self._summary(row)} ({row.id})" for row in waiting]
+            lines += [f"- {self._summary(row)} (approval {row.id})" for row in waiting]
         if goal.schedule and goal.status == "active":
             lines.append(f"Next run: {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC")
         spent = await self._costs.spent(goal.created_at, goal.workflow)

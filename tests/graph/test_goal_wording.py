@@ -14,7 +14,8 @@ from prompts.messages import money
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually_async
-from tests.graph.goal_helpers import Brain, plan, task
+from tests.fakes.smtp_server import SMTPServer
+from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
 
 FAST = {"poll_s": 0.02, "progress_interval_s": 0, "retry_base_s": 0, "lease_s": 30}
 SPENT = re.compile(r"Spent: (\S+ \S+)")
@@ -113,3 +114,26 @@ def test_money_has_one_format_and_always_its_currency() -> None:
     assert money(0.0009, "USD") == "0.0009 USD"  # would read as 0.00: keeps four decimals
     assert money(0, "USD") == "0.00 USD" and money(0.02, "EUR") == "0.02 EUR"
     assert money(1234.5, "EUR") == "1,234.50 EUR"
+
+
+async def test_a_goals_waiting_cards_are_named_as_approvals(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    skill = email_then_finish("ana@example.org", "Hi Ana", "Hello")
+    fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email Ana"))], skills={"Email Ana": skill})
+    with SMTPServer() as smtp:
+        settings = make_settings(
+            tmp_path, llm=llm_settings(fake_llm), tasks=FAST, outbox={"poll_s": 0.02}, smtp=smtp.settings()
+        )
+        async with open_runtime(settings, console=False) as rt:
+            chan = RecordingChannel("rec")
+            rt.dispatcher.attach(chan)
+            await rt.dispatcher.handle(operator_message("/goal email Ana", kind="command"))
+            await rt.dispatcher.handle(press(plan_card(chan), "Approve"))
+
+            async def email_card() -> bool:
+                return any(m.buttons and m.text.startswith("Send this email?") for m in chan.sent)
+
+            await eventually_async(email_card, timeout=10, what="the email card")
+            goal = (await rt.tasks.goals())[0]
+            [waiting] = await rt.goals.waiting_cards(goal)
+            status, _ = await rt.goals.status(goal)
+    assert "Waiting on you: 1 card\n" in status and f"(approval {waiting.id})" in status
