@@ -2,7 +2,8 @@
 
 Pairing is open only while no operator exists (a code is opened at start) or after an operator
 opened it again with ``coo pair``. Wrong codes are counted per sender, so a stranger can lock out
-only themselves, never the rightful operator.
+only themselves, never the rightful operator. A stranger's pairing refusals (a wrong code, locked out,
+pairing closed) are answered at most once per window: fifty guesses get one reply, not fifty.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from memory.operators import OperatorStore
 CONSOLE_OPERATOR = "console:local"
 MAX_PAIR_FAILURES = 5
 _FAILURE_MEMORY_S = 3600.0
+_TRACKED_STRANGERS = 1024
+"""Above this many strangers remembered, those whose window ended are forgotten."""
 
 
 class Verdict(Enum):
@@ -51,6 +54,7 @@ class AccessGuard:
         self._clock = clock
         self._paired: set[str] = set()
         self._failures: dict[str, tuple[int, float]] = {}
+        self._answered: dict[str, float] = {}
 
     async def load(self) -> None:
         """Read the paired operators (for the approver lists of new cards)."""
@@ -117,6 +121,21 @@ class AccessGuard:
             self._failures.pop(identity, None)
         else:
             self._failures[identity] = (count - 1, since)
+
+    def answers(self, identity: str, verdict: Verdict) -> bool:
+        """Whether a pairing verdict gets a reply: a pairing always; a refusal at most once per sender
+        per window (the lockout's), so a stranger's guesses are not answered guess by guess."""
+        if verdict is Verdict.PAIRED:
+            self._answered.pop(identity, None)
+            return True
+        now = self._clock()
+        last = self._answered.get(identity)
+        if last is not None and now - last <= _FAILURE_MEMORY_S:
+            return False
+        if len(self._answered) >= _TRACKED_STRANGERS:
+            self._answered = {who: at for who, at in self._answered.items() if now - at <= _FAILURE_MEMORY_S}
+        self._answered[identity] = now
+        return True
 
     def tries_left(self, identity: str) -> int:
         """Wrong codes ``identity`` may still send before it is locked out."""

@@ -93,11 +93,11 @@ class ApprovalUI:
             assert decision.proposed is not None
             await self.show(decision.proposed.id, inbound.channel, inbound.chat_id, inbound.thread_id)
         elif row.state == "approved":
-            await self.refresh(row, f"Approved by {row.decided_by}. Sending…")
+            await self.refresh(row, f"Approved by {row.decided_by}. {self._service.kind(row.kind).working}")
             self._wake()
             await self._resume(row, "approved")
         else:
-            await self.refresh(row, f"Rejected by {row.decided_by}. Nothing was sent.")
+            await self.refresh(row, f"Rejected by {row.decided_by}. {self._service.kind(row.kind).nothing_done}")
             await self._resume(row, "rejected")
 
     async def on_edit(self, inbound: InboundMessage, approval_id: str) -> None:
@@ -128,7 +128,7 @@ class ApprovalUI:
 
     async def on_expired(self, row: ApprovalRow) -> None:
         """A card expired: say so on it, and tell the waiting conversation."""
-        await self.refresh(row, "Expired without a decision. Nothing was sent.")
+        await self.refresh(row, f"Expired without a decision. {self._service.kind(row.kind).nothing_done}")
         await self._resume(row, "expired")
 
     async def refresh(self, row: ApprovalRow, status: str) -> None:
@@ -138,15 +138,15 @@ class ApprovalUI:
 
     async def _status_card(self, row: ApprovalRow) -> Card:
         outbox = await self._service.store.outbox(row.id)
+        kind = self._service.kind(row.kind)
         if outbox is None:
             status = {
-                "rejected": f"Rejected by {row.decided_by}. Nothing was sent.",
-                "expired": "Expired without a decision. Nothing was sent.",
+                "rejected": f"Rejected by {row.decided_by}. {kind.nothing_done}",
+                "expired": f"Expired without a decision. {kind.nothing_done}",
                 "superseded": "Replaced by a corrected card.",
                 "pending": "Waiting for approval.",
             }.get(row.state, row.state)
             return self._service.render(row, status=status)
-        kind = self._service.kind(row.kind)
         retrying = f" (retrying after: {outbox.detail})" if outbox.detail else ""
         buttons: tuple[tuple[str, str], ...] = ()
         if outbox.state == "sent":
@@ -165,8 +165,8 @@ class ApprovalUI:
         else:
             status = {
                 "queued": f"Approved by {row.decided_by}. Queued{retrying}.",
-                "running": f"Approved by {row.decided_by}. Sending…",
-                "failed": f"Failed: {outbox.detail}. Nothing was sent.",
+                "running": f"Approved by {row.decided_by}. {kind.working}",
+                "failed": f"Failed: {outbox.detail}. {kind.nothing_done}",
             }[outbox.state]
         return self._service.render(row, status=status, buttons=buttons)
 

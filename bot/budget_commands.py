@@ -17,7 +17,7 @@ from graph.periods import period_end, period_start
 from memory.control import PERIODS, Budget, ControlStore, Period
 from memory.db import Database, utcnow
 from memory.ledger import CostLedger
-from prompts.messages import BUDGET_ONCE
+from prompts.messages import BUDGET_ONCE, money
 
 BUDGET_USAGE = (
     "Usage: /budget | /budget set <daily|weekly|monthly> <amount> | "
@@ -73,11 +73,6 @@ def parse_amount(text: str) -> float:
     if reason:
         raise UserFacingError(f"{BUDGET_USAGE}\n{reason}")
     return float(value)
-
-
-def money(amount: float, currency: str) -> str:
-    """``12.34 USD``; amounts under a cent keep four decimals, so small spend never reads as 0.00."""
-    return f"{amount:.4f} {currency}" if 0 < amount < 0.005 else f"{amount:.2f} {currency}"
 
 
 class BudgetCommands:

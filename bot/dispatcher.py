@@ -302,7 +302,12 @@ class Dispatcher:
         channel = self._messenger.channel(inbound.channel)
         async with channel.typing(inbound.chat_id, inbound.thread_id):
             result = await self._bound.coordinator.respond(
-                inbound.session_key, inbound.text, inbound.sender, turn_key=inbound.update_key, replaying=replaying
+                inbound.session_key,
+                inbound.text,
+                inbound.sender,
+                turn_key=inbound.update_key,
+                replaying=replaying,
+                answering=event_id or None,
             )
         await self._bound.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
 
@@ -379,7 +384,8 @@ class Dispatcher:
         }.get(verdict)
         if answer is not None:
             log.info("pairing attempt by %s: %s", inbound.sender, verdict.value)
-            await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, answer))
+            if self._guard.answers(inbound.sender, verdict):
+                await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, answer))
             return
         log.warning("refused %s from %s", inbound.kind, inbound.sender)
         now = time.monotonic()

@@ -17,7 +17,7 @@ from graph.errors import UserFacingError
 from graph.goals import ButtonSpec, GoalService
 from graph.plan_kind import PlanKind
 from memory.tasks import TransitionRefused
-from prompts.messages import GOAL_NOT_PLANNABLE, GOALS_USAGE
+from prompts.messages import GOAL_NOT_PLANNABLE, GOALS_USAGE, plural
 
 BUTTON_PREFIX = "gl"
 PLANNABLE = frozenset({"planning", "failed"})
@@ -140,7 +140,7 @@ class GoalCommands:
                 waiting = await self._goals.waiting_cards(goal) if goal else []
                 for row in waiting:  # each one a normal press: the approver, the chat, the expiry, its digest
                     await self._ui.on_press(replace(inbound, callback_data=button_data("ap", row)))
-                text = f"Approved {len(waiting)} card(s), each checked on its own."
+                text = f"Approved {plural(len(waiting), 'card')}, each checked on its own."
         except TransitionRefused:
             text = "That was decided meanwhile; nothing changed."
         self._wake()

@@ -342,6 +342,7 @@ def _build_goals(
         ChatNotifier(messenger, ui),
         settings.tasks,
         settings.timezone,
+        currency=settings.budget.currency,
     )
 
     def tool_context(session: str, goal_id: str) -> ToolContext:

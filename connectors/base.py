@@ -169,6 +169,9 @@ class ActionKind(Generic[A]):
     compensation: ClassVar[str | None] = None
     compensation_label: ClassVar[str] = "Undo"
     done_verb: ClassVar[str] = "Done"
+    # The status line of an approved card while it runs, and what a card that never ran says.
+    working: ClassVar[str] = "Sending…"
+    nothing_done: ClassVar[str] = "Nothing was sent."
     # How the policy's refusals name it: "Your policy forbids sending email."
     activity: ClassVar[str] = "this action"
     # Connectors that leave (or configure) a single kind leave this False when they cannot run.

@@ -14,16 +14,17 @@ fail the card with Stripe's message; 429/5xx and network errors are retried with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import stripe
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from connectors import amounts
+from connectors.amounts import AmountError, decimals
 from connectors.base import (
     Action,
     ActionError,
@@ -45,10 +46,6 @@ from memory.addresses import normalise_address
 from memory.db import utcnow
 from memory.records import Contact, Invoice, Record, Records
 
-# Currencies without minor units (Stripe's list): amounts are whole numbers.
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-# Stripe counts these in thousandths, and takes only amounts whose last digit is 0 (its currencies page).
-THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 NOT_CONFIGURED = "Invoicing is not configured: set COO_STRIPE__API_KEY."
 INVOICE_USAGE = "Usage: /invoice <customer email or contact name> <amount> | <description>"
 EDIT_HELP = (
@@ -59,7 +56,6 @@ EDIT_HELP = (
 KEYS_KEPT_S = 23 * 3600
 # Stripe lists events going back 30 days; a day less leaves room for clocks that disagree.
 EVENTS_KEPT_S = 29 * 24 * 3600
-_AMOUNT = re.compile(r"^\d{1,9}([.,]\d{1,3})?$")
 
 
 class StripeSettings(BaseModel):
@@ -90,30 +86,17 @@ class StripeSettings(BaseModel):
         return self.api_key is not None
 
 
-def decimals(currency: str) -> int:
-    """How many decimals Stripe's minor units have in ``currency``: 0 (JPY), 3 (KWD) or 2."""
-    code = currency.lower()
-    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-
-
 def minor_units(text: str, currency: str) -> int:
-    """``"1200.50"`` in EUR -> 120050, in KWD -> 1200500; ActionError for anything that is not a plain
-    positive amount in that currency."""
-    cleaned = text.strip().replace(",", ".")
-    if not _AMOUNT.match(text.strip()):
-        raise ActionError(f"'{text}' is not an amount (write it like 1200 or 1200.50).")
+    """``"1,200.50"`` in USD -> 120050, in KWD -> 1200500; ActionError for anything that is not a plain
+    positive amount in that currency, or that its conventions leave ambiguous (see ``connectors.amounts``)."""
     try:
-        units = Decimal(cleaned).scaleb(decimals(currency))
-    except InvalidOperation:
-        raise ActionError(f"'{text}' is not an amount.") from None
-    code = currency.upper()
-    if units != units.to_integral_value():
-        if not decimals(currency):
-            raise ActionError(f"{code} has no cents: write a whole amount.")
-        raise ActionError(f"{code} has {decimals(currency)} decimals: '{text}' has more.")
+        units = amounts.minor_units(text, currency)
+    except AmountError as exc:
+        raise ActionError(str(exc)) from None
     if decimals(currency) == 3 and units % 10:
+        code = currency.upper()
         raise ActionError(f"{code} amounts at Stripe end in 0: write '{text}' with two decimals, e.g. 5.12.")
-    return int(units)
+    return units
 
 
 def money(amount: int, currency: str) -> str:
@@ -197,7 +180,7 @@ class ProposeInvoiceArgs(BaseModel):
     lines: list[dict[str, Any]] = Field(
         min_length=1,
         description='items: {"description": str, "quantity": int, "unit_amount": "1200.50"} in the '
-        "operator's currency",
+        "operator's currency, a dot for decimals and no thousands separator",
     )
     due_days: int | None = Field(default=None, ge=1, le=365, description="days until due (default 14)")
 
@@ -544,6 +527,8 @@ class InvoiceVoid(ActionKind[VoidAction]):
     args = VoidAction
     resumable = True
     done_verb = "Voided"
+    working = "Voiding…"
+    nothing_done = "Nothing was voided."
     activity = "voiding invoices"
 
     def __init__(self, shared: StripeInvoices) -> None:

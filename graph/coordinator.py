@@ -15,7 +15,7 @@ from langgraph.types import Command
 from graph.approvals import ApprovalService
 from graph.errors import UserFacingError
 from graph.llm import LLMClient, estimate_tokens
-from graph.recall import ContactNames, SessionRecall
+from graph.recall import ContactNames, Horizon, SessionRecall
 from graph.record_tools import RECORD_TOOLS
 from graph.settings import LLMSettings
 from graph.state import GraphContext
@@ -136,12 +136,14 @@ class Coordinator:
         requested_by: str = "",
         turn_key: str | None = None,
         replaying: bool = False,
+        answering: int | None = None,
     ) -> TurnResult:
         """Run one operator message through the graph.
 
         ``turn_key`` names the turn (the platform's delivery id). When a crash made the same delivery
         run again (``replaying``), the turn resumes from its last checkpoint instead of starting over,
-        so a model call that already completed is not made again.
+        so a model call that already completed is not made again. ``answering`` is the message's event
+        id: the turn recalls only what was said before it.
         """
         limit = self._settings.context_budget // 2
         if self._llm.configured and estimate_tokens(text) > limit:
@@ -153,17 +155,32 @@ class Coordinator:
                 return resumed
         # A turn without a delivery id (the console) still gets a name of its own: proposals are named
         # by their turn, and tool-call ids alone may repeat from one answer to the next.
-        values = await self.start_turn(session, text, requested_by, turn_key or f"local:{uuid.uuid4().hex}")
+        horizon = await self._horizon(answering)
+        values = await self.start_turn(
+            session, text, requested_by, turn_key or f"local:{uuid.uuid4().hex}", horizon=horizon
+        )
         # The next turns' prompts recall by meaning what this message is about (off the reply path).
         self.recall.prepare(session, text)
         return TurnResult.of(await self._run_tools(values, self._config(session), context))
 
+    async def _horizon(self, event_id: int | None) -> Horizon | None:
+        """The horizon of the message with this event id (None: no id, or the event is not there)."""
+        if not event_id:
+            return None
+        found = await self._db.events_by_id([event_id])
+        return Horizon(found[0].id, found[0].at) if found else None
+
     async def start_turn(
-        self, session: str, text: str, requested_by: str = "", turn_key: str | None = None
+        self,
+        session: str,
+        text: str,
+        requested_by: str = "",
+        turn_key: str | None = None,
+        horizon: Horizon | None = None,
     ) -> dict[str, Any]:
         """The first run of a turn: up to its end, or up to the first tool step its model answer asks
         for (that answer is then stored: a crash from here on resumes with it, see :meth:`respond`).
-        Returns the run's state values."""
+        ``horizon`` limits its recall to what was said before the message. Returns the run's state values."""
         start = {
             "messages": [{"role": "user", "content": text}],
             "tool_rounds": 0,
@@ -173,6 +190,7 @@ class Coordinator:
             "awaiting": None,
             "cards": [],
             "turn_key": turn_key,
+            "horizon": horizon.to_state() if horizon is not None else None,
         }
         context = self._context(session, requested_by)
         values: dict[str, Any] = await self._graph.ainvoke(

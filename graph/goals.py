@@ -18,6 +18,7 @@ from graph.llm import LLMClient
 from graph.plan_kind import PlanAction, next_run, previous_run, task_specs
 from graph.planner import Plan, PlannedTask
 from graph.settings import TaskSettings
+from graph.skill_graph import FINISH
 from memory.approvals import ApprovalRow
 from memory.control import ControlStore
 from memory.db import utcnow
@@ -31,6 +32,8 @@ from prompts.messages import (
     GOAL_NOT_MET,
     GOAL_PLAN_NOT_APPROVED,
     TASK_BLOCKED,
+    money,
+    plural,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,9 @@ class GoalService:
         notifier: Notifier,
         settings: TaskSettings,
         timezone: str,
+        currency: str = "USD",
     ) -> None:
+        """``currency`` is the operator's (spend is shown in it)."""
         self._ledger = ledger
         self._approvals = approvals
         self._llm = llm
@@ -96,6 +101,7 @@ class GoalService:
         self._notifier = notifier
         self._settings = settings
         self._tz = timezone
+        self._currency = currency
         self._board = _Board()
         self._verifying: set[str] = set()  # goals this process is verifying now
 
@@ -143,12 +149,12 @@ class GoalService:
             )
             lines += [f"{n}. {MARK[t.state]} {t.title}" for n, t in enumerate(tasks, 1)]
         if waiting:
-            lines.append(f"Waiting on you: {len(waiting)} card(s)")
-            lines += [f"- {self._summary(row)} ({row.id})" for row in waiting]
+            lines.append(f"Waiting on you: {plural(len(waiting), 'card')}")
+            lines += [f"- {self._summary(row)} (approval {row.id})" for row in waiting]
         if goal.schedule and goal.status == "active":
             lines.append(f"Next run: {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC")
         spent = await self._costs.spent(goal.created_at, goal.workflow)
-        lines.append(f"Spent: {spent:.4f}" if spent < 0.01 and spent > 0 else f"Spent: {spent:.2f}")
+        lines.append(f"Spent: {money(spent, self._currency)}")
         if goal.report and goal.status in ("done", "failed"):
             lines.append(goal.report)
         buttons: list[tuple[str, str]] = []
@@ -321,7 +327,7 @@ class GoalService:
         spent = await self._costs.spent(goal.created_at, goal.workflow)
         results = "\n".join(f"- {t.title} [{t.state}]: {(t.result or {}).get('summary', t.error)}" for t in tasks)
         verdict = await self._verdict(goal, results, spent)
-        report = verdict.report if verdict else f"Results:\n{results}\nSpent: {spent:.2f}"
+        report = verdict.report if verdict else f"Results:\n{results}\nSpent: {money(spent, self._currency)}"
         met = verdict.met if verdict else all(t.state == "done" for t in tasks)
         status: GoalStatus = (
             "active" if goal.schedule else ("done" if met or not (verdict and verdict.follow_up) else "proposed")
@@ -338,7 +344,7 @@ class GoalService:
         if not self._llm.available():
             return None
         prompt = load_prompt("verify").format(
-            goal=goal.text, criteria=goal.criteria, results=results, cost=f"{spent:.2f}"
+            goal=goal.text, criteria=goal.criteria, results=results, cost=money(spent, self._currency)
         )
         schema = Verdict.model_json_schema()
         schema.pop("title", None)
@@ -385,11 +391,12 @@ class GoalService:
         lines = [text]
         for task in await self._ledger.tasks(goal.id):
             for attempt in await self._ledger.attempts(task.id):
-                tools = [s.get("tool") for s in attempt.trace if s.get("step") == "tool"]
-                line = (
-                    f"  {task.key}#{attempt.attempt} {attempt.outcome or 'running'} {attempt.model} {attempt.cost:.4f}"
-                )
-                lines.append(line + (f" tools: {', '.join(str(t) for t in tools)}" if tools else ""))
+                tools = [str(s.get("tool")) for s in attempt.trace if s.get("step") == "tool"]
+                steps = [t for t in tools if t != FINISH]
+                outcome, cost = attempt.outcome or "running", money(attempt.cost, self._currency)
+                line = f"  {task.key}#{attempt.attempt} {outcome} {attempt.model} {cost}"
+                # Tool names are the model's vocabulary: the operator reads them as words.
+                lines.append(line + (f"; did: {', '.join(s.replace('_', ' ') for s in steps)}" if steps else ""))
                 if attempt.error:
                     lines.append(f"    error: {attempt.error[:200]}")
         return "\n".join(lines)
@@ -408,7 +415,7 @@ class GoalService:
             if tasks:
                 line += f" - {done}/{len(tasks)} tasks done"
             if waiting:
-                line += f", {waiting} card(s) wait for you"
+                line += f", {plural(waiting, 'card')} waiting for you"
             if goal.schedule and goal.status == "active":
                 line += f", next run {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC"
             lines.append(line)

@@ -17,12 +17,21 @@ from graph.errors import ModelUnavailable, UserFacingError
 from graph.llm import estimate_tool_tokens
 from graph.policy import Risk
 from graph.recall import MAX_RECALL_QUERY_CHARS as MAX_RECALL_QUERY_CHARS
-from graph.recall import PROMPT_MEMORIES, Recalled, lexical_recall, query_of, semantic_recall
+from graph.recall import (
+    PROMPT_MEMORIES,
+    Horizon,
+    Recalled,
+    lexical_recall,
+    query_of,
+    relevant_for_listing,
+    semantic_recall,
+)
 from graph.record_tools import render_contact
 from graph.state import CooState, GraphContext, drop_oldest
 from graph.tools import ToolContext, render_time
 from memory.db import utcnow
 from prompts import load_prompt
+from prompts.messages import OFFLINE_NOTHING_RELATED, OFFLINE_RELATED
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,8 @@ async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dic
     messages = state.get("messages", [])
     done = state.get("summarized", 0)
     request = _last_user_text(messages)
-    memories = [hit.line for hit in await prompt_recall(ctx, request)]
+    horizon = Horizon.from_state(state.get("horizon"))
+    memories = [hit.line for hit in await prompt_recall(ctx, request, horizon)]
     records = await touched_records(ctx, request)
     summary = state.get("summary", "")
     template = load_prompt("context")
@@ -102,20 +112,21 @@ def tool_context(ctx: GraphContext) -> ToolContext:
     )
 
 
-async def prompt_recall(ctx: GraphContext, request: str) -> list[Recalled]:
+async def prompt_recall(ctx: GraphContext, request: str, horizon: Horizon | None = None) -> list[Recalled]:
     """The memories a prompt shows: the conversation's prepared recall (see ``graph.recall``), or,
-    without one, a recall on the spot."""
+    without one, a recall on the spot; only what was said before ``horizon`` (the message answered)."""
     if ctx.recall is not None:
         try:
-            return await ctx.recall.for_prompt(ctx.session, request)
+            return await ctx.recall.for_prompt(ctx.session, request, horizon)
         except Exception:
             log.warning("recall failed in %s; the prompt goes without memories", ctx.session, exc_info=True)
             return []
-    return await recall(ctx, request)
+    return await recall(ctx, request, horizon)
 
 
-async def recall(ctx: GraphContext, request: str) -> list[Recalled]:
-    """Top memories for the request, as data lines with source and date (waits for the embedder).
+async def recall(ctx: GraphContext, request: str, horizon: Horizon | None = None) -> list[Recalled]:
+    """Top memories for the request said before ``horizon``, as data lines with source and date (waits
+    for the embedder).
 
     Semantic memory first; when it fails (e.g. its files are gone) the message log's full-text
     index answers instead, so a broken memory never breaks the conversation.
@@ -125,12 +136,13 @@ async def recall(ctx: GraphContext, request: str) -> list[Recalled]:
         return []
     if ctx.memory is not None:
         try:
-            return (await semantic_recall(ctx.memory, query, ctx.scope, exclude=request))[:PROMPT_MEMORIES]
+            found = await semantic_recall(ctx.memory, query, ctx.scope, exclude=request, horizon=horizon)
+            return found[:PROMPT_MEMORIES]
         except ValueError:
             return []
         except Exception:
             log.warning("semantic memory failed in %s; recalling from the message log", ctx.session, exc_info=True)
-    return (await lexical_recall(ctx.db, query, exclude=request))[:PROMPT_MEMORIES]
+    return (await lexical_recall(ctx.db, query, exclude=request, horizon=horizon))[:PROMPT_MEMORIES]
 
 
 async def touched_records(ctx: GraphContext, request: str) -> list[str]:
@@ -195,12 +207,13 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     """
     ctx = runtime.context
     last_user = _last_user_text(state.get("messages", []))
+    horizon = Horizon.from_state(state.get("horizon"))
     mid_turn = bool(state.get("messages")) and state["messages"][-1].get("role") == "tool"
     if not ctx.llm.available():
         # After a card's decision the card itself shows the outcome; no offline boilerplate then.
         if mid_turn:
             return {"reply": "", "offline": True}
-        text, logged = await offline_reply(ctx, last_user)
+        text, logged = await offline_reply(ctx, last_user, horizon)
         return {"reply": text, "reply_log": logged, "offline": True}
     prompt, updates = await assemble_context(state, ctx)
     rounds = state.get("tool_rounds", 0)
@@ -221,7 +234,7 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
         )
         return {**updates, "reply": text, "offline": True}
     except ModelUnavailable as exc:
-        text, logged = ("", "") if mid_turn else await offline_reply(ctx, last_user)
+        text, logged = ("", "") if mid_turn else await offline_reply(ctx, last_user, horizon)
         if ctx.llm.take_outage_notice():
             notice = load_prompt("model_down").format(reason=str(exc)).strip()
             text, logged = (notice + "\n\n" + text).strip(), (notice + "\n\n" + logged).strip()
@@ -360,19 +373,17 @@ async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str
     return {"messages": results, "tool_rounds": state.get("tool_rounds", 0) + 1}
 
 
-async def offline_reply(ctx: GraphContext, text: str) -> tuple[str, str]:
-    """What the operator gets without a model: matching earlier messages and how to add a model.
+async def offline_reply(ctx: GraphContext, text: str, horizon: Horizon | None = None) -> tuple[str, str]:
+    """What the operator gets without a model: matching earlier messages, and how to add a model (none is
+    configured) or that the configured one is not answering.
 
     Returns the reply and what the event log may keep of it: the references of what it quoted, never
     the quoted text (so ``/forget`` can really forget a note).
     """
-    hits = await recall(ctx, text)
-    recall_text = (
-        ("Related things you told me:\n" + "\n".join(h.line for h in hits))
-        if hits
-        else "Nothing in memory matches that yet."
-    )
-    reply = load_prompt("offline").format(recall=recall_text).strip()
+    hits = relevant_for_listing(text, await recall(ctx, text, horizon))
+    recall_text = (OFFLINE_RELATED + "\n" + "\n".join(h.line for h in hits)) if hits else OFFLINE_NOTHING_RELATED
+    template = "offline_model_down" if ctx.llm.configured else "offline"
+    reply = load_prompt(template).format(recall=recall_text).strip()
     logged = "[offline reply quoting " + (", ".join(h.ref for h in hits) or "nothing") + "]"
     return reply, logged
 

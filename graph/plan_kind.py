@@ -26,7 +26,7 @@ from graph.budget import BudgetExceeded
 from graph.errors import ModelUnavailable
 from graph.planner import Plan, PlanError, Planner
 from memory.tasks import Goal, TaskLedger
-from prompts.messages import GOAL_NEEDS_MODEL
+from prompts.messages import GOAL_NEEDS_MODEL, money, plural
 
 
 class PlanAction(Action):
@@ -54,6 +54,8 @@ class PlanKind(ActionKind[PlanAction]):
     edit_help = "Tell me in your next message what to change in the plan, in plain words; I will replan it."
     resumable = True  # activation is idempotent: a run's tasks are created once
     done_verb = "Started"
+    working = "Starting the goal…"
+    nothing_done = "Nothing was started."
     activity = "starting goals"
 
     def __init__(self, ledger: TaskLedger, planner: Planner, clock: Any = None) -> None:
@@ -74,7 +76,8 @@ class PlanKind(ActionKind[PlanAction]):
         if plan.schedule:
             fields.append(("Runs", f"on schedule {plan.schedule} (each run's outward steps are cards)"))
         if plan.budget:
-            fields.append(("Budget", f"{plan.budget:,.2f} {self._planner.currency} of model spend; work stops there"))
+            spend = money(plan.budget, self._planner.currency)
+            fields.append(("Budget", f"{spend} of model spend; work stops there"))
         lines = []
         for number, task in enumerate(plan.tasks, 1):
             after = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
@@ -82,7 +85,7 @@ class PlanKind(ActionKind[PlanAction]):
         return Preview(self.title, tuple(fields), "\n".join(lines))
 
     def summary(self, action: PlanAction) -> str:
-        return f'plan for goal {action.goal_id} "{action.goal[:60]}" ({len(action.plan.tasks)} tasks)'
+        return f'plan for goal {action.goal_id} "{action.goal[:60]}" ({plural(len(action.plan.tasks), "task")})'
 
     async def from_tool(self, args: BaseModel, ctx: Context) -> PlanAction:
         assert isinstance(args, StartGoalArgs)
@@ -133,12 +136,11 @@ class PlanKind(ActionKind[PlanAction]):
         )
         if plan.schedule:
             await self._ledger.update_goal(action.goal_id, status="active", plan_approval=idempotency_key)
-            return Executed(action.goal_id, f"goal {action.goal_id} runs on schedule {plan.schedule}")
+            return Executed(action.goal_id, f"Goal {action.goal_id} runs on schedule {plan.schedule}.")
         if goal.plan_approval != idempotency_key:  # not activated by this approval yet (or interrupted before)
             await self._ledger.add_run(action.goal_id, task_specs(plan), goal.runs + 1, activation=idempotency_key)
         await self._ledger.update_goal(action.goal_id, status="active")
-        count = len(plan.tasks)
-        return Executed(action.goal_id, f"goal {action.goal_id}: {count} tasks started")
+        return Executed(action.goal_id, f"Goal {action.goal_id}: {plural(len(plan.tasks), 'task')} started.")
 
     def outcome_line(self, when: str, executed: Executed) -> str:
         return f"Started {when}. {executed.detail}"

@@ -25,6 +25,8 @@ from prompts import load_prompt
 log = logging.getLogger(__name__)
 
 MAX_TASKS = 12
+RETRY_PLAN = "That plan cannot run: {error}. Submit a corrected plan with submit_plan."
+"""To the model (not the operator): why its plan was refused, and which tool takes the next one."""
 
 
 class PlanError(ValueError):
@@ -160,7 +162,7 @@ class Planner:
         error = ""
         for _ in range(2):
             if error:
-                messages.append({"role": "user", "content": f"That plan cannot run: {error}. Submit a corrected plan."})
+                messages.append({"role": "user", "content": RETRY_PLAN.format(error=error)})
             reply = await self._llm.chat(messages, [plan_tool(self._skills)], workflow=workflow, limit=limit)
             try:
                 return validate_plan(_plan_json(reply.content, reply.tool_calls), self._skills)
@@ -185,7 +187,7 @@ def _plan_json(content: str, calls: Any) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        raise PlanError("no plan was submitted (call submit_plan)") from None
+        raise PlanError("the model answered without a plan") from None
 
 
 __all__ = ["BudgetExceeded", "ModelUnavailable", "Plan", "PlanError", "PlannedTask", "Planner", "validate_plan"]

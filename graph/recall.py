@@ -14,17 +14,25 @@ the turn starts:
 So a message sharing words with a memory finds it at once, and a paraphrase ("the coffee people")
 finds it from the conversation's next message on (or within the same turn, after a tool round).
 Background work is bounded: one recall runs at a time, and per conversation only the newest text waits.
+
+A turn recalls only what was said before the message it answers (its ``Horizon``): in a burst, the
+messages stored after it, in its chat or another, are not its memories (they were not said yet when it
+was written). There is one memory scope per install (``COO_MEMORY__SCOPE``), shared by its chats, and
+the semantic recall never leaves it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from graph.tools import keywords
 from memory.aio import wait_at_most
@@ -58,6 +66,42 @@ class Recalled:
     ref: str
     text: str = ""
     """The remembered text itself (to leave out the message being answered)."""
+    at: datetime | None = None
+    """When it was said or noted (None: unknown, e.g. built by hand)."""
+
+
+_MESSAGE_REF = re.compile(r"msg-(\d+)")
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The message a turn answers: what may be recalled for it was said before it."""
+
+    event_id: int
+    at: datetime
+
+    def admits(self, hit: Recalled) -> bool:
+        """True for a memory older than the message: a message by its place in the log, a note by its time."""
+        message = _MESSAGE_REF.fullmatch(hit.ref)
+        if message is not None:
+            return int(message[1]) < self.event_id
+        return hit.at is None or hit.at < self.at
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-plain form for the turn's checkpointed state."""
+        return {"event_id": self.event_id, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_state(cls, value: Any) -> Horizon | None:
+        """The horizon a turn's state holds (None for none, or a state from before horizons)."""
+        if not isinstance(value, dict):
+            return None
+        return cls(int(value["event_id"]), datetime.fromisoformat(str(value["at"])))
+
+
+def before(horizon: Horizon | None, hits: Iterable[Recalled]) -> list[Recalled]:
+    """The hits the horizon admits (all of them without one)."""
+    return [hit for hit in hits if horizon is None or horizon.admits(hit)]
 
 
 @dataclass(frozen=True)
@@ -72,32 +116,67 @@ def query_of(text: str) -> str:
     return text.strip()[:MAX_RECALL_QUERY_CHARS]
 
 
-async def semantic_recall(memory: Memory, query: str, scope: str, exclude: str = "") -> list[Recalled]:
-    """Top memories by meaning (and words) as prompt lines, best first; ``exclude`` is a text to leave out."""
+async def semantic_recall(
+    memory: Memory, query: str, scope: str, exclude: str = "", horizon: Horizon | None = None
+) -> list[Recalled]:
+    """Top memories by meaning (and words) as prompt lines, best first; ``exclude`` is a text to leave out,
+    and what is newer than ``horizon`` is left out too."""
     hits = await memory.recall(query, k=SEMANTIC_K, scope=scope)
     # A chat note's text starts with its date and speaker (for search); the line and the comparison
     # with ``exclude`` (the message the recall is for) use what it says.
     found = [(h, said(h.text, h.source)) for h in hits]
-    return [
-        Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {text[:LINE_CHARS]}", h.ref, text)
+    lines = [
+        Recalled(f"[{h.at:%Y-%m-%d} {h.source}] {text[:LINE_CHARS]}", h.ref, text, h.at)
         for h, text in found
         if text.strip() != exclude.strip()
     ]
+    return before(horizon, lines)
 
 
 def _lexical_line(event: Event) -> Recalled:
     channel = (event.session or "").split(":", 1)[0] or "chat"
     text = str(event.payload.get("text", ""))
-    return Recalled(f"[{event.at:%Y-%m-%d} chat:{channel}] {text[:LINE_CHARS]}", f"msg-{event.id}", text)
+    return Recalled(f"[{event.at:%Y-%m-%d} chat:{channel}] {text[:LINE_CHARS]}", f"msg-{event.id}", text, event.at)
 
 
-async def lexical_recall(db: Database, query: str, exclude: str = "") -> list[Recalled]:
-    """The operator's earlier messages sharing words with ``query`` (full-text index, best first)."""
+async def lexical_recall(db: Database, query: str, exclude: str = "", horizon: Horizon | None = None) -> list[Recalled]:
+    """The operator's earlier messages sharing words with ``query`` (full-text index, best first); with a
+    ``horizon``, only those said before it."""
     words = keywords(query)
     if not words:
         return []
-    events = await db.recall_messages(words, LEXICAL_CANDIDATES + 1)  # + 1: the message being answered
+    ceiling = horizon.event_id if horizon is not None else None
+    events = await db.recall_messages(words, LEXICAL_CANDIDATES + 1, before=ceiling)  # + 1: the message answered
     return [line for line in map(_lexical_line, events) if line.text.strip() != exclude.strip()][:LEXICAL_CANDIDATES]
+
+
+def _folded(words: Iterable[str]) -> set[str]:
+    """Words as compared for sharing: lower case, Latin accents removed (as the full-text index does)."""
+    return {"".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c)) for w in words}
+
+
+def _same_word(a: str, b: str) -> bool:
+    """``pay`` and ``pays``, ``invoice`` and ``invoiced``: equal, or one a short extension of the other."""
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) and len(long) - len(short) <= 3
+
+
+def shares_a_word(query: str, text: str) -> bool:
+    """True when ``text`` has one of the query's words (stop words and words under 3 letters aside)."""
+    wanted = _folded(keywords(query))
+    return any(_same_word(w, t) for t in _folded(keywords(text)) for w in wanted)
+
+
+def relevant_for_listing(query: str, hits: list[Recalled]) -> list[Recalled]:
+    """The hits to list as they are, with no model to judge them (offline mode), best first.
+
+    Semantic memory's relevance floor keeps a hit that shares no word with the query when it is nearly
+    as close in meaning as the best candidate; in a prompt the model sets aside what does not fit, but a
+    list shown as is would say "hello again" relates to "clear". Here the floor is anchored on evidence:
+    a hit without a shared word is kept only when it ranks above one that has one.
+    """
+    evidence = [i for i, hit in enumerate(hits) if shares_a_word(query, hit.text)]
+    return hits[: evidence[-1] + 1] if evidence else []
 
 
 def interleave(*ranked: list[Recalled], limit: int = PROMPT_MEMORIES) -> list[Recalled]:
@@ -142,16 +221,18 @@ class SessionRecall:
         self._slot = asyncio.Semaphore(1)
         self._closed = False
 
-    async def for_prompt(self, session: str, request: str) -> list[Recalled]:
-        """Memories for this request now: lexical matches, then what was prepared for the conversation."""
+    async def for_prompt(self, session: str, request: str, horizon: Horizon | None = None) -> list[Recalled]:
+        """Memories for this request now: lexical matches, then what was prepared for the conversation;
+        with a ``horizon``, only what was said before the message being answered."""
         query = query_of(request)
         if not query:
             return []
-        lexical = await lexical_recall(self._db, query, exclude=request)
+        lexical = await lexical_recall(self._db, query, exclude=request, horizon=horizon)
         prepared = self._prepared.get(session)
         semantic: list[Recalled] = []
         if prepared is not None and self._clock() - prepared.at <= self._ttl:
-            semantic = [hit for hit in prepared.hits if hit.text.strip() != request.strip()]
+            # Prepared in the background, perhaps after newer messages were stored: the horizon applies.
+            semantic = [hit for hit in before(horizon, prepared.hits) if hit.text.strip() != request.strip()]
         return interleave(lexical, semantic)
 
     def prepare(self, session: str, text: str) -> None:

@@ -52,6 +52,8 @@ class CooState(TypedDict, total=False):
     summarized: int
     """Older checkpoints: how many leading messages are already in the summary (now dropped instead)."""
     turn_key: str | None
+    horizon: dict[str, Any] | None
+    """The message the turn answers (``graph.recall.Horizon``): its recall is limited to what came before."""
 
 
 @dataclass(frozen=True)

@@ -440,10 +440,11 @@ class Database:
         return [_event(r) for r in await self.fetchall(sql, args)]
 
     async def recall_messages(
-        self, words: Iterable[str], limit: int, kinds: tuple[str, ...] = ("message.in",)
+        self, words: Iterable[str], limit: int, kinds: tuple[str, ...] = ("message.in",), before: int | None = None
     ) -> list[Event]:
         """Earlier messages for a prompt: those sharing the query's rarest words, best match first;
-        messages ``/forget`` removed from memory are left out.
+        messages ``/forget`` removed from memory are left out, and so are events from ``before`` on
+        (a turn recalls only what was said before the message it answers).
 
         Its cost stays flat as the log grows: at most ``RECALL_WINDOW`` messages are ranked (an OR of
         every word would rank every message with a common one: 20 ms at 20k events, and growing), and
@@ -455,6 +456,7 @@ class Database:
         if not terms:
             return []
         kind_marks = ", ".join("?" * len(kinds))
+        ceiling = before if before is not None else 2**63 - 1
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             (log_size,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
@@ -472,18 +474,18 @@ class Database:
             floor = 0
             if matches > RECALL_WINDOW:  # even the rarest word is common: rank its newest messages only
                 (floor,) = conn.execute(
-                    "SELECT MIN(rowid) FROM (SELECT rowid FROM message_fts WHERE message_fts MATCH ? "
+                    "SELECT MIN(rowid) FROM (SELECT rowid FROM message_fts WHERE message_fts MATCH ? AND rowid < ? "
                     "ORDER BY rowid DESC LIMIT ?)",
-                    (match, RECALL_WINDOW),
+                    (match, ceiling, RECALL_WINDOW),
                 ).fetchone()
             return conn.execute(
                 "WITH best AS (SELECT rowid, rank FROM message_fts WHERE message_fts MATCH ? AND rowid >= ? "
-                "ORDER BY rank LIMIT ?) "
+                "AND rowid < ? ORDER BY rank LIMIT ?) "
                 "SELECT e.id, e.at, e.actor, e.session, e.kind, e.payload FROM best JOIN events e ON e.id = best.rowid "
                 f"WHERE e.kind IN ({kind_marks}) AND NOT EXISTS (SELECT 1 FROM events x WHERE "
                 "x.kind = 'memory.forgotten' AND json_extract(x.payload, '$.ref') = 'msg-' || e.id) "
                 "ORDER BY best.rank, e.id DESC LIMIT ?",
-                (match, floor or 0, limit * 4, *kinds, limit),
+                (match, floor or 0, ceiling, limit * 4, *kinds, limit),
             ).fetchall()
 
         return [_event(row) for row in await self._on_reader(work)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 REFUSAL = "Sorry, I only work for my operator."
 GENERIC_ERROR = "Something went wrong on my side; it has been logged. Please try again."
 PAIRED = "Paired. You are now my operator. Try /help."
-PAIR_FAILED = "That code is not valid. {left} tries left."
+PAIR_FAILED = "That code is not valid. {left} tries left; further wrong codes get no reply for an hour."
 PAIR_CLOSED = "Pairing is closed. An operator can open it with `coo pair` on the machine I run on."
 PAIR_LOCKED = "Too many wrong codes. Ask the operator for a new one later."
 NEW_OPERATOR = (
@@ -118,3 +118,17 @@ PRICE_SOURCES = {
     "genai-prices": "the published price",
     "unknown model, priced high": "no known price, so counted high: set COO_LLM__FREE=true or COO_LLM__PRICES",
 }
+OFFLINE_RELATED = "Related things you told me:"
+OFFLINE_NOTHING_RELATED = "Nothing in memory matches that yet."
+
+
+def money(amount: float, currency: str) -> str:
+    """Spend, budgets and prices as the operator sees them, in one format and always with the currency:
+    ``1,234.50 USD``; an amount that would round to 0.00 keeps four decimals (``0.0009 USD``), so small
+    model spend never reads as nothing."""
+    return f"{amount:,.4f} {currency}" if 0 < amount < 0.005 else f"{amount:,.2f} {currency}"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``; ``many`` for an irregular plural."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"

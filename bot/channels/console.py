@@ -147,7 +147,8 @@ class ConsoleChannel:
         if message.buttons:
             self._choices, self._choices_of = message.buttons, message_id
             words = "/".join(b.label.lower() for b in message.buttons)
-            lines.append(f"     (type 1-{len(message.buttons)} or {words})")
+            numbers = "1" if len(message.buttons) == 1 else f"1-{len(message.buttons)}"
+            lines.append(f"     (type {numbers} or {words})")
         self._output.write("\n" + "\n".join(lines) + "\n")
         self._output.flush()
         return [message_id]

@@ -215,7 +215,7 @@ async def test_model_500_tells_the_operator_and_answers_offline(tmp_path: Path, 
     text = reply.params["text"]
     assert reply.params["chat_id"] == OPERATOR
     assert "can't reach the model" in text and "HTTP 500" in text
-    assert "Offline mode" in text and "COO_LLM__BASE_URL" in text
+    assert "Offline mode: the model is not answering" in text and "COO_LLM__BASE_URL" not in text  # a model is set
     assert len(fake_llm.chat_requests) == 2
 
 

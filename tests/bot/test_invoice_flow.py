@@ -326,6 +326,35 @@ async def test_the_model_proposes_an_invoice_through_its_tool(tmp_path: Path, fa
     assert len(fake.sent) == 1 and next(iter(fake.invoices.values()))["total"] == 138600
 
 
+async def test_a_thousands_comma_is_billed_as_thousands_and_a_decimal_comma_is_refused(tmp_path: Path) -> None:
+    """In USD ``1,200`` is twelve hundred (it was billed as 1.20) and ``12,50`` is refused, not guessed."""
+    async with runtime(tmp_path) as (rt, chan, fake):
+        await rt.dispatcher.handle(inbound("/invoice ana@example.org 1,200 | Website", kind="command"))
+        assert "Total: 1,200.00 USD" in card(chan).text
+        cards = await rt.approvals.store.list_approvals()
+        await rt.dispatcher.handle(inbound("/invoice ana@example.org 12,50 | Website", kind="command"))
+        refusal = chan.sent[-1]
+        assert await rt.approvals.store.list_approvals() == cards
+    assert not refusal.buttons and refusal.text.count("\n") == 0
+    assert "'12,50' is ambiguous: in USD the decimal mark is a dot" in refusal.text and "12.50" in refusal.text
+    assert fake.requests == []
+
+
+async def test_the_models_amounts_are_read_by_the_same_conventions(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    line = {"description": "Website redesign", "quantity": 1}
+    fake_llm.tool_call("send_invoice", {"customer": "Ana Silva", "lines": [{**line, "unit_amount": "12,50"}]})
+    fake_llm.tool_call("send_invoice", {"customer": "Ana Silva", "lines": [{**line, "unit_amount": "1,200"}]})
+    async with runtime(tmp_path, llm=llm_settings(fake_llm)) as (rt, chan, fake):
+        await rt.dispatcher.handle(inbound("bill Ana 1,200 for the website"))
+        await eventually(lambda: any(m.buttons for m in chan.sent), what="the card")
+        shown = card(chan)
+        pending = await rt.approvals.store.list_approvals()
+    refused = fake_llm.chat_requests[1]["messages"][-1]
+    assert refused["role"] == "tool" and "'12,50' is ambiguous: in USD the decimal mark is a dot" in refused["content"]
+    assert "- Website redesign: 1 × 1,200.00 USD = 1,200.00 USD\nTotal: 1,200.00 USD" in shown.text
+    assert len(pending) == 1 and fake.requests == []
+
+
 async def test_a_model_proposal_for_an_unknown_customer_makes_no_card(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     fake_llm.tool_call("send_invoice", {"customer": "Zed", "lines": [{"description": "X", "unit_amount": "10"}]})
     fake_llm.reply("Who is Zed? Tell me their email.")

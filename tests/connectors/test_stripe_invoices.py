@@ -510,7 +510,9 @@ def test_three_decimal_currencies_count_thousandths_ending_in_zero(currency: str
     """Stripe counts these in thousandths and takes only amounts whose last digit is 0."""
     code = currency.upper()
     assert minor_units("5", currency) == 5000 and minor_units("5.12", currency) == 5120
-    assert minor_units("5.120", currency) == 5120 and minor_units("1200,5", currency) == 1200500
+    assert minor_units("5.120", currency) == 5120 and minor_units("1,200.5", currency) == 1200500
+    with pytest.raises(ActionError, match="the decimal mark is a dot"):
+        minor_units("1200,5", currency)
     assert money(5120, currency) == f"5.120 {code}" and money(1234567890, currency) == f"1,234,567.890 {code}"
     with pytest.raises(ActionError, match=f"{code} amounts at Stripe end in 0"):
         minor_units("5.124", currency)
@@ -519,9 +521,13 @@ def test_three_decimal_currencies_count_thousandths_ending_in_zero(currency: str
 
 
 def test_two_decimal_currencies_refuse_a_third_decimal() -> None:
-    assert minor_units("5.120", "eur") == 512 and money(512, "eur") == "5.12 EUR"
-    with pytest.raises(ActionError, match="EUR has 2 decimals"):
-        minor_units("5.125", "eur")
+    assert minor_units("5.12", "eur") == 512 and money(512, "eur") == "5.12 EUR"
+    with pytest.raises(ActionError, match="USD has 2 decimals: '5.125' has 3"):
+        minor_units("5.125", "usd")
+    with pytest.raises(ActionError, match="USD has 2 decimals: '1.200' has 3"):
+        minor_units("1.200", "usd")  # a thousands dot is not read as 1.20
+    with pytest.raises(ActionError, match="'5.120' is ambiguous in EUR: 5120 or 5.120"):
+        minor_units("5.120", "eur")
 
 
 async def test_an_invoice_in_kuwaiti_dinars_is_billed_shown_and_recorded_in_dinars(setup: Setup) -> None:

@@ -315,7 +315,7 @@ async def test_approve_all_decides_each_waiting_card_on_its_own(tmp_path: Path, 
             rt.goals.touch(goal.id)
             await rt.goals.flush_progress(utcnow(), force=True)
             status = next(m for m in reversed(chan.sent) if any(b.label == "Approve all 2" for b in m.buttons))
-            assert status.text.startswith(f"Goal {goal.id}:") and "Waiting on you: 2 card(s)" in status.text
+            assert status.text.startswith(f"Goal {goal.id}:") and "Waiting on you: 2 cards" in status.text
             await rt.dispatcher.handle(press(status, "Approve all 2"))
             await smtp.wait_delivered(2)
             await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")

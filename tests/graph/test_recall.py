@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.runtime import open_runtime
-from graph.recall import Recalled, SessionRecall, interleave, lexical_recall, semantic_recall
+from graph.recall import Horizon, Recalled, SessionRecall, interleave, lexical_recall, semantic_recall
 from memory.api import Hit
 from memory.db import open_database
 from tests.conftest import QuietGate, RecordingChannel, llm_settings, make_settings, operator_message
@@ -162,3 +163,59 @@ async def test_a_recall_waits_until_no_turn_is_in_flight(tmp_path: Path) -> None
         ready = await recall.for_prompt("s", "and their delivery?")
         await recall.aclose()
     assert memory.queries == ["when do the espresso people pay?"] and [r.ref for r in ready] == ["msg-1"]
+
+
+def _prompt_for(fake: FakeOpenAI, text: str) -> str:
+    """The recalled part of the prompt that answered ``text``."""
+    return next(recalled(r["messages"]) for r in fake.chat_requests if r["messages"][-1]["content"] == text)
+
+
+async def test_a_burst_recalls_nothing_from_the_future_in_any_chat(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """Two chats each send two messages at once: the first message of each is answered without the
+    later ones in its recalled memories (they were stored before it was answered, but said after it)."""
+    earlier = "Zanzibar cloves arrive on Friday."
+    burst = [
+        ("1001", "When do the Zanzibar cloves arrive?"),
+        ("2002", "Zanzibar cloves are late again?"),
+        ("1001", "Zanzibar cloves: cancel the second crate."),
+        ("2002", "Zanzibar cloves: call the shipper."),
+    ]
+    settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
+    async with open_runtime(settings, console=False) as rt:
+        rt.dispatcher.attach(RecordingChannel("rec"))
+        await rt.dispatcher.handle(operator_message(earlier))
+        messages = [replace(operator_message(text), chat_id=chat) for chat, text in burst]
+        tasks = await rt.dispatcher.accept_many(messages)  # one commit, as a platform's batch is stored
+        await asyncio.gather(*(t for t in tasks if t is not None))
+    first_a, first_b, second_a, second_b = (_prompt_for(fake_llm, text) for _, text in burst)
+    assert earlier in first_a and earlier in first_b  # the past is recalled
+    assert not any(text in first_a for _, text in burst[1:])  # nothing said after the message answered
+    assert not any(text in first_b for _, text in burst[2:])
+    assert burst[0][1] in first_b  # said before it in another chat of the same operator: a memory
+    assert burst[0][1] in second_a and burst[1][1] in second_b
+
+
+async def test_a_prepared_recall_keeps_only_what_was_said_before_the_message_answered(tmp_path: Path) -> None:
+    """The prepared recall may be computed after newer messages were stored: the horizon applies to it too,
+    by log position for messages and by time for other notes."""
+    noon = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    noted = {"score": 1.0, "source": "remember:rec", "scope": "default"}
+    note_before = Hit(id="n1", ref="note-1", text="Net 45.", at=noon.replace(hour=11), **noted)  # type: ignore[arg-type]
+    note_after = Hit(id="n2", ref="note-2", text="Net 60.", at=noon.replace(hour=13), **noted)  # type: ignore[arg-type]
+    memory = GatedMemory([hit("Orbit pays late.", "msg-4"), hit("Orbit moved.", "msg-9"), note_before, note_after])
+    memory.gate.set()
+    async with open_database(tmp_path) as db:
+        recall = SessionRecall(db, memory)  # type: ignore[arg-type]
+        recall.prepare("s", "tell me about Orbit")
+        await recall.settled("s")
+        everything = await recall.for_prompt("s", "and their terms?")
+        bounded = await recall.for_prompt("s", "and their terms?", Horizon(7, noon))
+        await recall.aclose()
+    assert {r.ref for r in everything} == {"msg-4", "msg-9", "note-1", "note-2"}
+    assert {r.ref for r in bounded} == {"msg-4", "note-1"}
+
+
+def test_a_horizon_survives_the_turns_checkpoint() -> None:
+    horizon = Horizon(42, datetime(2026, 1, 5, 12, tzinfo=UTC))
+    assert Horizon.from_state(horizon.to_state()) == horizon
+    assert Horizon.from_state(None) is None  # a turn checkpointed before horizons recalls as before
