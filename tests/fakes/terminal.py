@@ -21,6 +21,12 @@ from types import TracebackType
 CPR_REQUEST = b"\x1b[6n"
 
 
+def _take_terminal() -> None:
+    """In the child, after setsid: the pty on stdin becomes its controlling terminal (/dev/tty, which
+    getpass reads secrets from)."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Terminal:
     """``python -m bot.cli ARGS`` with stdin, stdout and stderr on one pseudo-terminal."""
 
@@ -28,7 +34,14 @@ class Terminal:
         self._main, child = pty.openpty()
         fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, stdin=child, stdout=child, stderr=child
+            [sys.executable, "-m", "bot.cli", *args],
+            cwd=cwd,
+            env=env,
+            stdin=child,
+            stdout=child,
+            stderr=child,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
         )
         os.close(child)
         self._raw = b""
