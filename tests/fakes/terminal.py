@@ -52,6 +52,12 @@ class Terminal:
         """Everything the program wrote so far (escape sequences included, CRLF as LF)."""
         return self._raw.decode(errors="replace").replace("\r\n", "\n")
 
+    def cooked(self) -> bool:
+        """True when the terminal is in its normal line mode (echo and line editing by the kernel), as a
+        shell needs it back; a line editor turns both off while it reads."""
+        lflag = termios.tcgetattr(self._main)[3]
+        return bool(lflag & termios.ECHO) and bool(lflag & termios.ICANON)
+
     def type(self, keys: bytes) -> None:
         """Send keystrokes, as typed."""
         os.write(self._main, keys)

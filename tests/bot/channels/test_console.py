@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -256,3 +257,14 @@ def test_on_a_terminal_a_late_line_is_followed_by_a_fresh_prompt(tmp_path: Path)
             terminal.type(b"\x04")
             assert terminal.wait() == 0, terminal.screen
     assert len(smtp.delivered) == 1
+
+
+def test_sigterm_at_a_terminal_prompt_stops_and_gives_the_terminal_back(tmp_path: Path) -> None:
+    with Terminal(["chat"], subprocess_env(tmp_path / "data"), tmp_path) as terminal:
+        terminal.read_until("you>")
+        terminal.type(b"half a line")
+        terminal.read_until("half a line")
+        assert not terminal.cooked()  # the line editor reads key by key
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.wait() == 0, terminal.screen
+        assert terminal.cooked()
