@@ -36,7 +36,7 @@ class Terminal:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", *args],
             cwd=cwd,
-            env=env,
+            env={**env, "TERM": "xterm-256color"},  # what a terminal emulator sets, whatever this machine has
             stdin=child,
             stdout=child,
             stderr=child,
