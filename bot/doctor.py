@@ -147,15 +147,20 @@ async def run_doctor(settings: Settings, *, quick: bool = False) -> int:
         from bot.mcp_cli import check_mcp_servers
 
         checks += [Check(*found) for found in await check_mcp_servers(settings)]
-        access = (
-            f"allow-list of {len(settings.operator_ids)}"
-            if settings.operator_ids
-            else "pairing mode (a code is printed at start)"
-        )
-        checks.append(Check("access", True, access))
+        checks.append(Check("access", True, access_detail(settings)))
         checks.append(Check("embeddings", True, f"{settings.embeddings.provider} provider"))
     print("\n".join(c.render() for c in checks), flush=True)
     return 1 if any(c.ok is False for c in checks) else 0
+
+
+def access_detail(settings: Settings) -> str:
+    """Who may use the bot, as ``coo run`` will do it: it opens pairing (and prints a code) only where a
+    chat platform could redeem the code and nobody can use the bot yet."""
+    if settings.operator_ids:
+        return f"allow-list of {len(settings.operator_ids)}"
+    if not (settings.telegram.configured or settings.slack.configured):
+        return "this terminal only (no chat platform, so no pairing code; set up Telegram or Slack to pair)"
+    return "pairing: `coo run` prints a one-time code at start, unless someone has paired (`coo pair` opens one)"
 
 
 def config_summary(settings: Settings) -> list[str]:

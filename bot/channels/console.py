@@ -1,4 +1,11 @@
-"""Console channel: the same core in a terminal. One operator, one conversation."""
+"""Console channel: the same core in a terminal. One operator, one conversation.
+
+On a terminal the line is read with prompt_toolkit: arrows, history and the usual editing keys work,
+and a line that arrives while the operator types (a card updated by the outbox, a reminder) is printed
+above the prompt, which is drawn again with what was typed so far. stdlib ``readline`` cannot do that
+second part safely: it blocks a thread and offers no way to clear and redraw its line from another one.
+Piped input (tests, scripts) is read line by line by a thread, as before.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import TextIO
 
 from bot.access import CONSOLE_OPERATOR
@@ -16,6 +24,7 @@ from bot.messages import Button, InboundHandler, InboundMessage, OutboundMessage
 
 log = logging.getLogger(__name__)
 CONSOLE_CHAT = "local"
+PROMPT = "you> "
 
 
 class HeldOutput:
@@ -25,35 +34,41 @@ class HeldOutput:
     """
 
     def __init__(self, target: TextIO) -> None:
-        self._target = target
+        self.target = target
         self._held: list[str] | None = []
+        self.released = asyncio.Event()
 
     def write(self, text: str) -> int:
         """Hold ``text`` until released; afterwards write it through."""
         if self._held is not None:
             self._held.append(text)
         else:
-            self._target.write(text)
+            self.target.write(text)
         return len(text)
 
     def flush(self) -> None:
         """Flush the target once released (held text stays held)."""
         if self._held is None:
-            self._target.flush()
+            self.target.flush()
+
+    def isatty(self) -> bool:
+        """True when the target is a terminal."""
+        return self.target.isatty()
 
     def release(self) -> None:
         """Write what was held, in order, and pass everything through from now on."""
         held, self._held = self._held or [], None
-        self._target.write("".join(held))
-        self._target.flush()
+        self.target.write("".join(held))
+        self.target.flush()
+        self.released.set()
 
 
 class ConsoleChannel:
     """Reads lines from ``input`` and prints replies to ``output``.
 
-    Lines are read by a daemon thread (a blocked ``readline`` must never keep the process
-    alive at exit) and handled one at a time, so replies come in order. ``closed`` is set at
-    end of input.
+    Lines are handled one at a time, so replies come in order; ``closed`` is set at end of input
+    (Ctrl-D, or Ctrl-C on a terminal). On a terminal (both streams are ttys) prompt_toolkit reads on the
+    loop; otherwise a daemon thread reads (a blocked ``readline`` must never keep the process alive at exit).
     """
 
     name = "console"
@@ -62,16 +77,26 @@ class ConsoleChannel:
         self._on_inbound = on_inbound
         self._input = input or sys.stdin
         self._output = output or sys.stdout
+        self._terminal = _is_terminal(self._input) and _is_terminal(self._output)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.closed = asyncio.Event()
         self._ids = itertools.count(1)
         # The buttons of the card printed last, until the operator types something else.
         self._choices: tuple[Button, ...] = ()
         self._choices_of: str | None = None
+        self._at_prompt = False  # piped mode: "you> " is the last thing printed
 
     async def start(self) -> None:
         """Start reading input."""
+        if self._terminal:
+            self._tasks.append(asyncio.create_task(self._read_terminal(), name="console-input"))
+        else:
+            self._start_reader_thread()
+            self._prompt()
+        self._tasks.append(asyncio.create_task(self._consume(), name="console"))
+
+    def _start_reader_thread(self) -> None:
         loop = asyncio.get_running_loop()
 
         def reader() -> None:
@@ -80,20 +105,38 @@ class ConsoleChannel:
             loop.call_soon_threadsafe(self._queue.put_nowait, None)
 
         threading.Thread(target=reader, name="console-input", daemon=True).start()
-        self._task = asyncio.create_task(self._consume(), name="console")
-        self._prompt()
+
+    async def _read_terminal(self) -> None:
+        """Prompt on the terminal until Ctrl-D or Ctrl-C; each line goes to the queue."""
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.input import create_input
+        from prompt_toolkit.output import create_output
+
+        if isinstance(self._output, HeldOutput):
+            await self._output.released.wait()  # the start banner first
+        target = self._output.target if isinstance(self._output, HeldOutput) else self._output
+        session: PromptSession[str] = PromptSession(input=create_input(self._input), output=create_output(target))
+        try:
+            while True:
+                # The process's own SIGINT/SIGTERM handlers and loop exception handler stay in place.
+                line = await session.prompt_async(PROMPT, handle_sigint=False, set_exception_handler=False)
+                self._queue.put_nowait(line)
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D, Ctrl-C: the operator is done
+            self._queue.put_nowait(None)
 
     async def stop(self) -> None:
-        """Stop handling input (the reader thread dies with the process)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop handling input (a reader thread dies with the process; a terminal prompt is put away)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _consume(self) -> None:
         while True:
             line = await self._queue.get()
+            self._at_prompt = False
             if line is None:
                 self.closed.set()
                 return
@@ -130,8 +173,12 @@ class ConsoleChannel:
         )
 
     def _prompt(self) -> None:
-        self._output.write("you> ")
+        """Piped mode only: on a terminal the prompt stays on screen, drawn by prompt_toolkit."""
+        if self._terminal:
+            return
+        self._output.write(PROMPT)
         self._output.flush()
+        self._at_prompt = True
 
     async def send(self, message: OutboundMessage) -> list[str]:
         """Print a reply; a card's buttons as numbered choices. Returns the message's id (a card that is
@@ -149,14 +196,35 @@ class ConsoleChannel:
             words = "/".join(b.label.lower() for b in message.buttons)
             numbers = "1" if len(message.buttons) == 1 else f"1-{len(message.buttons)}"
             lines.append(f"     (type {numbers} or {words})")
-        self._output.write("\n" + "\n".join(lines) + "\n")
-        self._output.flush()
+        await self._show("\n".join(lines) + "\n")
         return [message_id]
+
+    async def _show(self, text: str) -> None:
+        """Print ``text`` where the operator sees it, with a prompt after it when one was showing."""
+        if self._terminal:
+            from prompt_toolkit.application import run_in_terminal
+
+            await run_in_terminal(partial(self._write, text))  # above the prompt, which is drawn again
+            return
+        self._write("\n" + text)
+        if self._at_prompt:  # a line that came by itself (not a reply): the operator needs a prompt again
+            self._prompt()
+
+    def _write(self, text: str) -> None:
+        self._output.write(text)
+        self._output.flush()
 
     @asynccontextmanager
     async def typing(self, chat_id: str, thread_id: str | None) -> AsyncIterator[None]:
         """A terminal needs no typing indicator."""
         yield
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed stream, or an object without isatty
+        return False
 
 
 def _choice(text: str, choices: tuple[Button, ...]) -> Button | None:

@@ -86,43 +86,13 @@ async def test_version(tmp_path: Path) -> None:
 
 def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path, typed: bytes, timeout: float = 60) -> str:
     """Run ``coo`` on a pseudo-terminal (stdout and stderr both on it, as a user sees them)."""
-    import os
-    import pty
-    import select
-    import subprocess
-    import time
+    from tests.fakes.terminal import Terminal
 
-    main_fd, child_fd = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, env=env, stdin=child_fd, stdout=child_fd, stderr=child_fd
-    )
-    os.close(child_fd)
-    seen = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while b"you> " not in seen:  # wait for the first prompt before typing
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            if select.select([main_fd], [], [], 1)[0]:
-                seen += os.read(main_fd, 65536)
-        os.write(main_fd, typed)
-        while True:
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            if select.select([main_fd], [], [], 1)[0]:
-                try:
-                    chunk = os.read(main_fd, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(main_fd)
-    return seen.decode(errors="replace").replace("\r\n", "\n")
+    with Terminal(args, env, cwd) as terminal:
+        terminal.read_until("you>", timeout)  # the first prompt before typing
+        terminal.type(typed)
+        assert terminal.wait(timeout) == 0, terminal.screen
+        return terminal.screen
 
 
 def test_console_banner_comes_first_logs_go_to_a_file_and_no_pairing_code(tmp_path: Path) -> None:

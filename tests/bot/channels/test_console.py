@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,9 @@ from tests.conftest import RecordingChannel, make_settings, subprocess_env
 from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.stripe_api import FakeStripe
+from tests.fakes.terminal import Terminal
 
+UP, RIGHT, LEFT = b"\x1b[A", b"\x1b[C", b"\x1b[D"
 CARD = OutboundMessage(
     "console",
     "local",
@@ -192,3 +196,75 @@ async def test_coo_chat_through_stdin_sends_exactly_one_email(tmp_path: Path) ->
     assert proc.returncode == 0, err.decode()
     assert len(smtp.delivered) == 1 and smtp.delivered[0].body == "Hi Ana, the proposal is ready."
     assert "Approved by console:local" in screen
+
+
+async def test_piped_input_gets_a_fresh_prompt_after_a_line_that_came_by_itself() -> None:
+    """A late line (a card updated by the outbox) while the prompt waits is followed by the prompt again;
+    a reply to a typed line is followed by exactly one prompt."""
+    read_end, write_end = os.pipe()
+    out = io.StringIO()
+    console: ConsoleChannel
+
+    async def reply(message: InboundMessage) -> None:
+        await console.send(OutboundMessage("console", "local", f"you said {message.text}"))
+
+    with os.fdopen(read_end, encoding="utf-8") as piped:
+        console = ConsoleChannel(reply, piped, out)
+        await console.start()
+        try:
+            assert out.getvalue() == "you> "
+            await console.send(OutboundMessage("console", "local", "Sent at 10:04"))
+            assert out.getvalue() == "you> \ncoo> Sent at 10:04\nyou> "
+            os.write(write_end, b"hello\n")
+            await eventually(lambda: out.getvalue().count("you> ") == 3, what="the prompt after the reply")
+            assert out.getvalue().endswith("\ncoo> you said hello\nyou> ")
+        finally:
+            os.close(write_end)
+            await console.closed.wait()
+            await console.stop()
+
+
+def test_on_a_terminal_arrows_edit_the_line_and_bring_back_the_last_one(tmp_path: Path) -> None:
+    with Terminal(["chat"], subprocess_env(tmp_path / "data"), tmp_path) as terminal:
+        terminal.read_until("you>")
+        terminal.type(b"/statu" + LEFT + RIGHT + b"s\r")  # typed, moved back and forth, finished
+        terminal.read_until("coo> channels: console")
+        terminal.type(UP + b"\r")  # the line before, again
+        terminal.read_until("coo> channels: console")
+        terminal.type(b"\x03")  # Ctrl-C ends the console like Ctrl-D
+        assert terminal.wait() == 0, terminal.screen
+    assert "^[[" not in terminal.screen
+    assert "Unknown command" not in terminal.screen and "not a command" not in terminal.screen
+
+
+def test_on_a_terminal_a_late_line_is_followed_by_a_fresh_prompt(tmp_path: Path) -> None:
+    with SMTPServer() as smtp:
+        env = subprocess_env(
+            tmp_path / "data",
+            COO_SMTP__HOST="127.0.0.1",
+            COO_SMTP__PORT=str(smtp.port),
+            COO_SMTP__FROM_ADDR="me@example.org",
+            COO_SMTP__SECURITY="none",
+            COO_OUTBOX__POLL_S="0.1",
+        )
+        with Terminal(["chat"], env, tmp_path) as terminal:
+            terminal.read_until("you>")
+            terminal.type(b"/email ana@example.org Proposal | Hi Ana, the proposal is ready.\r")
+            terminal.read_until("[1] Approve")
+            terminal.type(b"1\r")
+            terminal.read_until("coo> Sent at")  # printed by the outbox, after the reply to "1"
+            terminal.read_until("you>")  # and the prompt is there again to type on
+            terminal.type(b"\x04")
+            assert terminal.wait() == 0, terminal.screen
+    assert len(smtp.delivered) == 1
+
+
+def test_sigterm_at_a_terminal_prompt_stops_and_gives_the_terminal_back(tmp_path: Path) -> None:
+    with Terminal(["chat"], subprocess_env(tmp_path / "data"), tmp_path) as terminal:
+        terminal.read_until("you>")
+        terminal.type(b"half a line")
+        terminal.read_until("half a line")
+        assert not terminal.cooked()  # the line editor reads key by key
+        terminal.proc.send_signal(signal.SIGTERM)
+        assert terminal.wait() == 0, terminal.screen
+        assert terminal.cooked()
