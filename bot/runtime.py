@@ -331,6 +331,7 @@ def _build_goals(
         ChatNotifier(messenger, ui),
         settings.tasks,
         settings.timezone,
+        skills=plans.skills,
     )
 
     def tool_context(session: str, goal_id: str) -> ToolContext:

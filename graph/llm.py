@@ -48,6 +48,8 @@ class ModelReply:
     completion_tokens: int = 0
     model: str = ""
     cost: float = 0.0
+    finish_reason: str = ""
+    """Why the model stopped ("stop", "tool_calls", "length" when its output was cut at the limit, ...)."""
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message in OpenAI chat format (JSON-plain, safe for checkpoints)."""
@@ -187,20 +189,26 @@ class LLMClient:
         workflow: str = "chat",
         model: str | None = None,
         limit: Limit | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> ModelReply:
         """One chat completion, with retries. Raises ModelUnavailable, or BudgetExceeded when the cap
         leaves no room for an attempt (that attempt is not made; earlier failed ones are recorded).
 
         ``limit`` adds a cap of the caller's own (e.g. a goal's total budget) to the configured ones.
+        ``max_tokens`` raises or lowers the output limit for this use (a plan or a draft needs more than a
+        chat turn); ``temperature`` is sent only when given (low for plans and verdicts).
         """
         if self._client is None:
             raise ModelUnavailable("no model is configured")
         name = model or self._settings.model
-        max_out = self._settings.max_completion_tokens
+        max_out = max_tokens or self._settings.max_completion_tokens
         estimate = estimate_message_tokens(messages) + estimate_tool_tokens(tools)
         kwargs: dict[str, Any] = {"model": name, "messages": list(messages), "max_tokens": max_out}
         if tools:
             kwargs["tools"] = list(tools)
+        if temperature is not None:
+            kwargs["temperature"] = temperature
         for attempt in range(1, self._settings.max_attempts + 1):
             # Each attempt holds its own reservation: a retry the cap cannot pay for is not made.
             hold: Hold | None = None
@@ -260,7 +268,7 @@ class LLMClient:
                     log.info("model reachable again")
                 self.breaker.record_success()
                 self._down = self._told = False
-                return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost)
+                return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost, reply.finish_reason)
             await self._record_failure(session, workflow, name, estimate, hold, started, failure)
             unsettled = None
         except BaseException as exc:
@@ -390,7 +398,7 @@ def _parse(response: Any) -> ModelReply:
     content = message.content or ""
     if len(content) > MAX_REPLY_CHARS:
         content = content[: MAX_REPLY_CHARS - len(CLIPPED)] + CLIPPED
-    return ModelReply(content, tuple(calls))
+    return ModelReply(content, tuple(calls), finish_reason=str(response.choices[0].finish_reason or ""))
 
 
 def _clip_arguments(arguments: str) -> str:

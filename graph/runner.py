@@ -29,6 +29,7 @@ from memory.aio import wait_at_most
 from memory.db import utcnow
 from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
 from prompts import load_prompt
+from prompts.messages import TASK_NEEDS_OPERATOR, TASK_RESTARTED_TOO_OFTEN
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,19 @@ class Outcome:
     model: str = ""
     cost: float = 0.0
     trace: tuple[dict[str, Any], ...] = ()
+
+
+def ended(result: dict[str, Any] | None, failure: str, common: dict[str, Any]) -> Outcome:
+    """An attempt that proposed nothing: done only when its skill called finish_task with status done; a task
+    that needs the operator is blocked with its question; anything else is a failed attempt (retried)."""
+    if result is None:
+        return Outcome("retry", error=failure or "the task ended without a result", **common)
+    status, summary = result.get("status", "done"), str(result.get("summary", ""))
+    if status == "needs_operator":
+        return Outcome("blocked", error=TASK_NEEDS_OPERATOR.format(question=summary[:500]), **common)
+    if status == "failed":
+        return Outcome("retry", error=f"the task could not be done: {summary[:300]}", **common)
+    return Outcome("done", result=result, **common)
 
 
 class SkillExecutor:
@@ -130,7 +144,7 @@ class SkillExecutor:
         proposals = tuple(dict.fromkeys(final.get("proposals", [])))
         if proposals:
             return Outcome("waiting", waiting_on=proposals, result=final.get("result"), **common)
-        return Outcome("done", result=final.get("result"), **common)
+        return ended(final.get("result"), str(final.get("failure") or ""), common)
 
     def model_down(self) -> bool:
         """The model is configured but its breaker is open (an outage): no attempt could get an answer."""
@@ -340,6 +354,9 @@ class TaskRunner:
                     await self._ledger.set_waiting(task.id, current)
                 continue
             notes += await self._uncarded_notes(task)
+            if task.attempts >= self._settings.max_attempts:
+                await self._block_restarts(task, notes)
+                continue
             try:
                 await self._ledger.move(
                     task.id,
@@ -353,6 +370,16 @@ class TaskRunner:
             except TransitionRefused:
                 continue
             self._goals.touch(task.goal_id)
+
+    async def _block_restarts(self, task: Task, notes: list[str]) -> None:
+        """A task that proposed and went on again and again (a rejection counts) is blocked: reject -> propose ->
+        reject must end, and the operator decides (Retry gives it new attempts)."""
+        error = TASK_RESTARTED_TOO_OFTEN.format(count=task.attempts)
+        try:
+            await self._ledger.move(task.id, "waiting_approval", "blocked", notes=notes, waiting_on=[], error=error)
+        except TransitionRefused:
+            return
+        await self._goals.blocked(task, error)
 
     async def _uncarded_notes(self, task: Task) -> list[str]:
         """What this stretch of the task sent without a card (the operator's policy): the next attempt starts

@@ -236,7 +236,7 @@ def control_routes(llm: FakeOpenAI) -> list[web.RouteDef]:
 def goals_script(tasks: int) -> Any:
     """A responder for goals: every goal gets a plan of ``tasks`` tasks (t1 first, t2..t(n-1) after it in
     parallel, the last after those), each task finishes at its first call, every check says "met"."""
-    from tests.graph.goal_helpers import Brain, plan, task
+    from tests.graph.goal_helpers import Brain, met_verdict, plan, task
 
     skills = ("research", "draft", "records")
     keys = [f"t{i}" for i in range(1, tasks + 1)]
@@ -244,7 +244,7 @@ def goals_script(tasks: int) -> Any:
     for i, key in enumerate(keys):
         after = () if i == 0 else ((keys[0],) if i < tasks - 1 else tuple(keys[1:-1]) or (keys[0],))
         steps.append(task(key, skills[i % len(skills)], f"Step {i + 1}", after=after))
-    return Brain(plans=[plan(*steps, criteria="every step reported")], verdict={"met": True, "report": "done"})
+    return Brain(plans=[plan(*steps, criteria="every step reported")], verdict=met_verdict("done", "every step reported"))
 
 
 async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None) -> None:

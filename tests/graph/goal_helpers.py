@@ -53,6 +53,15 @@ def task_title(body: dict[str, Any]) -> str:
     return ""
 
 
+def met_verdict(report: str, criterion: str = "a sponsor said yes") -> dict[str, Any]:
+    """A verdict that the goal is met, with evidence for its criterion (a "met" without evidence is not met)."""
+    return {
+        "met": True,
+        "report": report,
+        "evidence": [{"criterion": criterion, "met": True, "evidence": "the task results show it"}],
+    }
+
+
 def finish(summary: str, artifacts: list[str] | None = None) -> Scripted:
     """A skill ending its task."""
     return Scripted(tool_calls=[("finish_task", {"summary": summary, "artifacts": artifacts or []})])
@@ -65,7 +74,7 @@ class Brain:
 
     plans: list[dict[str, Any]] = field(default_factory=list)
     skills: dict[str, Callable[[dict[str, Any]], Scripted]] = field(default_factory=dict)
-    verdict: dict[str, Any] = field(default_factory=lambda: {"met": True, "report": "All done: the sponsor said yes."})
+    verdict: dict[str, Any] = field(default_factory=lambda: met_verdict("All done: the sponsor said yes."))
     asked: list[str] = field(default_factory=list)
 
     def __call__(self, body: dict[str, Any]) -> Scripted | None:

@@ -93,6 +93,7 @@ async def test_a_goal_runs_from_plan_card_to_report_with_one_email(tmp_path: Pat
             events = [e.kind for e in await rt.db.events(limit=10_000) if e.kind.startswith("task.")]
     assert len(smtp.delivered) == 1 and smtp.delivered[0].rcpt_tos == ["ana@example.org"]
     assert [t.state for t in tasks] == ["done", "done"] and tasks[1].result == {
+        "status": "done",
         "summary": "emailed ana@example.org",
         "artifacts": [],
     }
