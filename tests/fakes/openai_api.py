@@ -40,6 +40,11 @@ class Scripted:
     call_ids: list[str] | None = None
     """The ids of ``tool_calls``, one each (None: a unique ``call_<request>_<index>``). Some
     OpenAI-compatible endpoints send empty ids (LM Studio) or ids that repeat."""
+    finish_reason: str | None = None
+    """Sent instead of "tool_calls"/"stop" (e.g. "length": the output was cut at the limit)."""
+    raw_arguments: list[str] | None = None
+    """The arguments text of ``tool_calls``, one each, sent as is (None: their dicts as JSON). Small models
+    send JSON that does not parse."""
 
 
 class FakeOpenAI:
@@ -68,6 +73,8 @@ class FakeOpenAI:
         """Count offered tool schemas into ``usage.prompt_tokens`` (as real endpoints do)."""
         self.control = False
         """True adds the ``/_fake/`` control API (the standalone process turns it on)."""
+        self.extra_routes: list[web.RouteDef] = []
+        """More ``/_fake/`` routes (e.g. the weak model's truth), added with the control API."""
         self._runner: web.AppRunner | None = None
         self.port = port
 
@@ -100,7 +107,7 @@ class FakeOpenAI:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         if self.control:
-            app.add_routes(control_routes(self))
+            app.add_routes([*control_routes(self), *self.extra_routes])
         self._runner, self.port = await serve(app, self.port)
         return self
 
@@ -179,7 +186,10 @@ class FakeOpenAI:
                 {
                     "id": f"call_{len(self.requests)}_{i}" if step.call_ids is None else step.call_ids[i],
                     "type": "function",
-                    "function": {"name": name, "arguments": json.dumps(args)},
+                    "function": {
+                        "name": name,
+                        "arguments": json.dumps(args) if step.raw_arguments is None else step.raw_arguments[i],
+                    },
                 }
                 for i, (name, args) in enumerate(step.tool_calls)
             ]
@@ -188,7 +198,7 @@ class FakeOpenAI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": step.finish_reason or _stop(step)}],
         }
         if step.usage:
             # About 4 characters a token; real endpoints also bill the tool schemas as prompt.
@@ -200,6 +210,10 @@ class FakeOpenAI:
                 "total_tokens": prompt + max(1, len(step.content) // 4),
             }
         return web.json_response(answer)
+
+
+def _stop(step: Scripted) -> str:
+    return "tool_calls" if step.tool_calls else "stop"
 
 
 def _last_user(body: dict[str, Any]) -> str:
@@ -244,10 +258,14 @@ def goals_script(tasks: int) -> Any:
     for i, key in enumerate(keys):
         after = () if i == 0 else ((keys[0],) if i < tasks - 1 else tuple(keys[1:-1]) or (keys[0],))
         steps.append(task(key, skills[i % len(skills)], f"Step {i + 1}", after=after))
-    return Brain(plans=[plan(*steps, criteria="every step reported")], verdict=met_verdict("done", "every step reported"))
+    return Brain(
+        plans=[plan(*steps, criteria="every step reported")], verdict=met_verdict("done", "every step reported")
+    )
 
 
-async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None) -> None:
+async def _serve(
+    api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None, weak: bool = False
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,6 +276,12 @@ async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: in
     llm.bill_tools = True
     if goal_tasks:
         llm.responder = goals_script(goal_tasks)
+    if weak:
+        from tests.fakes.weak_model import WeakModel, truth_routes
+
+        model = WeakModel()
+        llm.responder = model
+        llm.extra_routes = truth_routes(model)
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -274,8 +298,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--goal-tasks", type=int, default=None, help="answer planners with plans of N tasks (a goals benchmark)"
     )
+    parser.add_argument(
+        "--weak", action="store_true", help="answer as small real models do (tests/fakes/weak_model.py)"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks))
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, args.weak))
 
 
 if __name__ == "__main__":
