@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from connectors.base import Action, ActionError, Context
 from connectors.registry import Registry
 from graph.errors import UserFacingError
+from graph.schema_text import field_errors
 
 
 async def build_action(registry: Registry, name: str, raw_args: str, ctx: Context) -> Action:
@@ -20,8 +21,10 @@ async def build_action(registry: Registry, name: str, raw_args: str, ctx: Contex
         raise UserFacingError(f"no action tool named {name!r}")
     try:
         args = kind.tool.args.model_validate(json.loads(raw_args or "{}"))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise UserFacingError(f"bad arguments for {name}: {str(exc)[:300]}") from None
+    except json.JSONDecodeError as exc:
+        raise UserFacingError(f"the arguments of {name} are not valid JSON ({exc.msg}); call it again") from None
+    except ValidationError as exc:
+        raise UserFacingError(f"bad arguments for {name}: {field_errors(exc)}") from None
     try:
         return await kind.from_tool(args, ctx)
     except ActionError as exc:

@@ -41,10 +41,22 @@ def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 def field_errors(exc: ValidationError, limit: int = 6) -> str:
     """``field: problem; field: problem`` for the first ``limit`` errors."""
+    errors = [e for e in exc.errors() if not _misleading(e, exc.errors())]
     parts = []
-    for error in exc.errors()[:limit]:
+    for error in errors[:limit]:
         where = ".".join(str(p) for p in error.get("loc", ())) or "arguments"
         problem = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
         parts.append(f"{where}: {problem}")
-    more = len(exc.errors()) - limit
+    more = len(errors) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _misleading(error: Any, errors: list[Any]) -> bool:
+    """ "tasks: should have at least 1 item" next to errors inside the tasks (their items failed, so none counted):
+    it makes a model add tasks instead of fixing them."""
+    loc = tuple(error.get("loc", ()))
+    return (
+        error.get("type") == "too_short"
+        and len(loc) == 1
+        and any(e["loc"][:1] == loc and len(e["loc"]) > 1 for e in errors)
+    )

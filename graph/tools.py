@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationError
 
+from graph.schema_text import clean_schema, field_errors
 from memory.db import Database, utcnow
 from memory.profile import ProfileStore
 from memory.records import Records
@@ -47,8 +48,7 @@ class Tool:
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI function-tool schema."""
-        params = self.args.model_json_schema()
-        params.pop("title", None)
+        params = clean_schema(self.args.model_json_schema())
         return {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": params},
@@ -157,11 +157,13 @@ class ToolBox:
         """Run one tool call. Bad names or arguments become an error text for the model."""
         tool = self._tools.get(name)
         if tool is None:
-            return f"error: no tool named {name!r}"
+            return f"error: no tool named {name[:60]!r}; the tools are {', '.join(self._tools)}"
         try:
             parsed = tool.args.model_validate(json.loads(raw_args or "{}"))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            return f"error: bad arguments for {name}: {str(exc)[:300]}"
+        except json.JSONDecodeError as exc:
+            return f"error: the arguments of {name} are not valid JSON ({exc.msg}); call it again"
+        except ValidationError as exc:
+            return f"error: bad arguments for {name}: {field_errors(exc)}"
         return await tool.run(ctx, parsed)
 
 

@@ -36,7 +36,8 @@ class Verdict(BaseModel):
     met: bool
     report: str = Field(min_length=1, max_length=3000)
     evidence: list[CriterionEvidence] = Field(default_factory=list, max_length=20)
-    follow_up: list[dict[str, Any]] = Field(default_factory=list, max_length=12)
+    follow_up: list[Any] = Field(default_factory=list, max_length=12)
+    """Read one by one (a task that does not fit is dropped, never the verdict)."""
 
 
 @dataclass(frozen=True)
