@@ -14,13 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from connectors.base import Context
 from graph.approvals import ApprovalService
 from graph.budget import BudgetExceeded
+from graph.context import as_data
 from graph.errors import ModelUnavailable
 from graph.goals import GoalService, card_context
 from graph.llm import LLMClient
+from graph.schema_text import clean_schema
 from graph.settings import TaskSettings
 from graph.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.skills import Skill
@@ -48,6 +51,39 @@ class Outcome:
     model: str = ""
     cost: float = 0.0
     trace: tuple[dict[str, Any], ...] = ()
+
+
+async def skill_system(tool_ctx: ToolContext, currency: str, sender: str) -> str:
+    """The system message every skill shares: the role and the data rule, now (weekday and zone), the currency, the
+    operator's name and sender address, the profile's facts (as data) and the standing instructions."""
+    profile = await tool_ctx.profile.get() if tool_ctx.profile is not None else None
+    now = utcnow().astimezone(ZoneInfo(tool_ctx.timezone))
+    instructions = profile.instructions if profile else ""
+    return (
+        load_prompt("skill_system")
+        .format(
+            now=now.strftime("%Y-%m-%d %H:%M"),
+            weekday=now.strftime("%A"),
+            timezone=tool_ctx.timezone,
+            currency=currency,
+            operator=(profile.values.get("name") if profile else None) or "(name not set: sign with the business name)",
+            sender=sender or "(email is not configured)",
+            facts=as_data(profile.render_facts()) if profile else "",
+            instructions=load_prompt("operator_instructions").format(instructions=instructions) if instructions else "",
+        )
+        .strip()
+    )
+
+
+def with_reason(schema: dict[str, Any]) -> dict[str, Any]:
+    """An action tool's schema for skills: no titles, and a required ``reason`` (the card shows it as "Why:")."""
+    params = clean_schema(schema["function"]["parameters"])
+    params["properties"] = {
+        **params.get("properties", {}),
+        "reason": {"type": "string", "description": "one line for the operator's card: why this action, why now"},
+    }
+    params["required"] = [*params.get("required", []), "reason"]
+    return {"type": "function", "function": {**schema["function"], "parameters": params}}
 
 
 def ended(result: dict[str, Any] | None, failure: str, common: dict[str, Any]) -> Outcome:
@@ -86,6 +122,7 @@ class SkillExecutor:
         self._settings = settings
         self._cheap = cheap_model
         self._graph = build_skill_graph().compile()
+        self._action_schemas: tuple[tuple[int, ...], list[dict[str, Any]]] = ((), [])
 
     async def run(
         self, goal: Goal, task: Task, inputs: str, limit: Any, goal_active: Callable[[], Awaitable[bool]]
@@ -102,22 +139,24 @@ class SkillExecutor:
             load_prompt(skill.prompt)
             + "\n\n"
             + load_prompt("task").format(
-                goal=goal.text,
+                goal=as_data(goal.text),
                 skill=skill.name,
                 title=task.title,
                 instructions=task.instructions,
                 expected=task.expected or "(not said)",
-                inputs=inputs or "(none)",
-                notes="\n".join(task.notes) or "(nothing yet)",
+                inputs=as_data(inputs) or "(none)",
+                notes=as_data("\n".join(task.notes)) or "(nothing yet)",
             )
         )
         proposal_ctx = self._proposal_context()
         proposal_ctx.session, proposal_ctx.requested_by = goal.session, goal.requested_by
+        tool_ctx = self._tool_context(goal.session, goal.id)
+        system = await skill_system(tool_ctx, proposal_ctx.currency, self._sender())
         context = SkillContext(
             skill=skill,
             llm=self._llm,
             tools=self._tools,
-            tool_ctx=self._tool_context(goal.session, goal.id),
+            tool_ctx=tool_ctx,
             approvals=self._approvals,
             proposal_ctx=proposal_ctx,
             workflow=goal.workflow,
@@ -132,7 +171,7 @@ class SkillExecutor:
             schemas=schemas,
             goal_active=goal_active,
         )
-        state: SkillState = {"messages": [{"role": "user", "content": prompt}]}
+        state: SkillState = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
         try:
             final: dict[str, Any] = await self._graph.ainvoke(state, context=context)
         except BudgetExceeded as exc:
@@ -146,12 +185,21 @@ class SkillExecutor:
             return Outcome("waiting", waiting_on=proposals, result=final.get("result"), **common)
         return ended(final.get("result"), str(final.get("failure") or ""), common)
 
+    def _sender(self) -> str:
+        """The address emails go out from, when email is configured."""
+        kind = self._approvals.registry.for_tool("send_email")
+        return str(getattr(kind, "from_addr", None) or "")
+
     def model_down(self) -> bool:
         """The model is configured but its breaker is open (an outage): no attempt could get an answer."""
         return self._llm.configured and not self._llm.available()
 
     def _all_schemas(self) -> list[dict[str, Any]]:
-        return [*self._tools.schemas(), *self._approvals.registry.tool_schemas()]
+        actions = self._approvals.registry.tool_schemas()
+        key = tuple(id(s) for s in actions)
+        if self._action_schemas[0] != key:  # built once per set of action tools (their costs are cached by id)
+            self._action_schemas = (key, [with_reason(s) for s in actions])
+        return [*self._tools.schemas(), *self._action_schemas[1]]
 
 
 class TaskRunner:

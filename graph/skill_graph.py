@@ -261,7 +261,9 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str], step
         args = json.loads(raw or "{}")
     except json.JSONDecodeError:
         args = {}
-    reason = str(args.pop("reason", "")) if isinstance(args, dict) else ""
+    reason = str(args.pop("reason", "") or "").strip() if isinstance(args, dict) else ""
+    if not reason:
+        return f"error: bad arguments for {name}: reason: Field required (one line: why this action, why now)", []
     try:
         action = await build_action(ctx.approvals.registry, name, json.dumps(args), ctx.proposal_ctx)
     except UserFacingError as exc:
@@ -269,6 +271,8 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str], step
     approval_id = step_id(ctx.task_id, ctx.stretch, action.kind, steps.count(action.kind))
     steps.append(action.kind)
     earlier = await _earlier(ctx, approval_id, action)
+    if earlier is None:
+        earlier = await _same_recipient(ctx, action)
     if earlier is not None:
         return await _told_earlier(ctx, earlier)
     # Asked as late as possible: the operator may cancel the goal while the model thinks.
@@ -309,6 +313,36 @@ async def _earlier(ctx: SkillContext, approval_id: str, action: Action) -> Appro
     if found is None:
         return None
     return await ctx.approvals.current(found.id, goal_id) or found
+
+
+def recipient(action: Action) -> str:
+    """Who an action goes to, for telling a reworded duplicate from a new action ("" when it has no recipient)."""
+    fields = action.model_dump()
+    for name in ("to", "customer_email", "email", "contact_id"):
+        value = fields.get(name)
+        if value:
+            found = sorted(value) if isinstance(value, list | tuple) else [value]
+            return ",".join(str(v).strip().lower() for v in found)
+    return ""
+
+
+async def _same_recipient(ctx: SkillContext, action: Action) -> ApprovalRow | None:
+    """A card of this task of the same kind to the same recipient, waiting or approved: a reworded duplicate is
+    not a new action (a rejected one may be corrected in a later stretch; the runner bounds how often)."""
+    who = recipient(action)
+    if not who:
+        return None
+    goal_id = str(ctx.provenance.get("goal_id", ""))
+    for row in await ctx.approvals.store.for_goal(goal_id):
+        if row.context.get("task_id") != ctx.task_id or row.kind != action.kind or row.state not in OPEN_OR_DONE:
+            continue
+        kind = ctx.approvals.kind(row.kind)
+        if recipient(kind.parse(row.action)) == who:
+            return await ctx.approvals.current(row.id, goal_id) or row
+    return None
+
+
+OPEN_OR_DONE = ("pending", "approved")
 
 
 async def _told_earlier(ctx: SkillContext, row: ApprovalRow) -> tuple[str, list[str]]:

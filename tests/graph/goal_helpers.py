@@ -45,7 +45,7 @@ def text_of(body: dict[str, Any]) -> str:
 
 def task_title(body: dict[str, Any]) -> str:
     """The title of the task a skill request is for ("" for other requests)."""
-    first = str(body["messages"][0].get("content") or "")
+    first = str(task_messages(body)[0].get("content") or "")
     marker = "): "
     for line in first.splitlines():
         if line.startswith("Your task (") and marker in line:
@@ -60,6 +60,11 @@ def met_verdict(report: str, criterion: str = "a sponsor said yes") -> dict[str,
         "report": report,
         "evidence": [{"criterion": criterion, "met": True, "evidence": "the task results show it"}],
     }
+
+
+def task_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request's messages without the system message every skill shares (the task's prompt comes first)."""
+    return [m for m in body.get("messages", []) if m.get("role") != "system"]
 
 
 def finish(summary: str, artifacts: list[str] | None = None) -> Scripted:
