@@ -6,6 +6,7 @@ import logging
 from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -42,7 +43,9 @@ async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dic
     system = load_prompt("system").format(
         instructions=load_prompt("operator_instructions").format(instructions=instructions) if instructions else "",
         now=render_time(utcnow(), ctx.timezone),
+        weekday=utcnow().astimezone(ZoneInfo(ctx.timezone)).strftime("%A"),
         timezone=ctx.timezone,
+        currency=ctx.currency,
     )
     facts = profile.render_facts() if profile else ""
     messages = state.get("messages", [])

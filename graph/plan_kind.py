@@ -41,7 +41,12 @@ class PlanAction(Action):
 class StartGoalArgs(BaseModel):
     """Arguments of the start_goal tool."""
 
-    goal: str = Field(min_length=3, max_length=2000, description="the goal in the operator's words")
+    goal: str = Field(
+        min_length=3,
+        max_length=2000,
+        description="the goal, self-contained, in the operator's words: what, for whom, by when (the planner sees "
+        "nothing else of this chat)",
+    )
 
 
 class PlanKind(ActionKind[PlanAction]):
