@@ -264,7 +264,12 @@ def goals_script(tasks: int) -> Any:
 
 
 async def _serve(
-    api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None, weak: bool = False
+    api_key: str,
+    port: int,
+    echo_limit: int | None,
+    goal_tasks: int | None = None,
+    weak: bool = False,
+    weak_fault: str | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -276,10 +281,10 @@ async def _serve(
     llm.bill_tools = True
     if goal_tasks:
         llm.responder = goals_script(goal_tasks)
-    if weak:
+    if weak or weak_fault:
         from tests.fakes.weak_model import WeakModel, truth_routes
 
-        model = WeakModel()
+        model = WeakModel(fault=weak_fault)
         llm.responder = model
         llm.extra_routes = truth_routes(model)
     async with llm:
@@ -301,8 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--weak", action="store_true", help="answer as small real models do (tests/fakes/weak_model.py)"
     )
+    parser.add_argument("--weak-fault", default=None, help="weak mode with this one fault for every goal ('ok': none)")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, args.weak))
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, args.weak, args.weak_fault))
 
 
 if __name__ == "__main__":

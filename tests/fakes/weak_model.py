@@ -41,6 +41,7 @@ FAULTS = (
 RECOVERABLE = frozenset({"ok", "text_call", "bad_json", "wrong_args", "empty_after_tool", "cut", "prose_then_finish"})
 """Faults a robust agent gets past on its own (the goal can end met); the others need the operator or end unmet."""
 PROSE = "I have finished the task."
+NEVER_PROPOSE = frozenset({"prose_forever", "empty_forever", "needs_operator", "failed_forever"})
 
 
 def fault_for(goal: str) -> str:
@@ -136,6 +137,15 @@ class WeakModel:
     def _skill(self, goal: str, title: str, body: dict[str, Any]) -> Scripted:
         fault = self.fault_of(goal)
         messages = body.get("messages", [])
+        address = re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", goal)
+        if "Your task (outreach)" in _all_text(body) and address and fault not in NEVER_PROPOSE:
+            text = _all_text(body)
+            if "a card was shown to the operator" in text or "do not propose it again" in text:
+                return Scripted(content="I proposed the email; waiting for the operator.")
+            if not re.search(r"\): (sent|rejected|expired|failed|unknown)", text):
+                email = {"to": address.group(0), "subject": "A short note", "body": "Hello,\n\nRita", "reason": title}
+                return Scripted(tool_calls=[("send_email", email)])
+            # Decided (a new attempt, told in its notes): from here it ends as its fault says, like any task.
         rounds = sum(m.get("role") == "assistant" for m in messages)
         done = {"status": "done", "summary": f"{title}: done", "artifacts": []}
         if fault == "prose_forever":
@@ -203,7 +213,8 @@ def _skills_for(goal: str, offered: list[str]) -> tuple[str, str]:
         if word in lowered:
             wanted = skill
             break
-    second = wanted if wanted in offered or not offered else "draft"
+    fallback = "records" if wanted == "billing" else "draft"  # billing without invoicing: the deal's record
+    second = wanted if wanted in offered or not offered else fallback
     return ("research" if "research" in offered or not offered else offered[0]), second
 
 
