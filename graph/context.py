@@ -107,7 +107,7 @@ def render_turns(turns: list[dict[str, Any]]) -> str:
     for m in turns:
         if m.get("role") in ("user", "assistant") and m.get("content"):
             lines.append(f"{m['role']}: {str(m['content'])[:1000]}")
-    return "\n".join(lines)
+    return as_data("\n".join(lines))
 
 
 def extractive_summary(summary: str, turns: list[dict[str, Any]], budget_tokens: int) -> str:

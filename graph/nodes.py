@@ -157,7 +157,7 @@ async def summarize(ctx: GraphContext, summary: str, dropped: list[dict[str, Any
     """Fold turns into the summary: with the model when it can, otherwise extractively."""
     limit = int(ctx.context_budget * 0.15)
     if ctx.llm.available():
-        prompt = load_prompt("summarize").format(summary=summary or "(none)", turns=render_turns(dropped))
+        prompt = load_prompt("summarize").format(summary=as_data(summary) or "(none)", turns=render_turns(dropped))
         try:
             reply = await ctx.llm.chat([{"role": "user", "content": prompt}], session=ctx.session, workflow="summary")
         except (ModelUnavailable, BudgetExceeded):

@@ -19,6 +19,7 @@ from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from graph.budget import BudgetExceeded, Limit
+from graph.context import as_data
 from graph.errors import ModelUnavailable
 from graph.llm import LLMClient
 from graph.schema_text import clean_schema, field_errors
@@ -205,10 +206,10 @@ class Planner:
     ) -> Plan:
         """A valid plan for ``goal``. Raises PlanError (twice invalid), ModelUnavailable or BudgetExceeded."""
         prompt = load_prompt("planner").format(
-            goal=goal,
+            goal=as_data(goal),
             skills="\n".join(f"- {name}: {what}" for name, what in self._skills.items()),
             previous=previous.model_dump_json(indent=1) if previous else "(none)",
-            feedback=feedback or "(none)",
+            feedback=as_data(feedback) or "(none)",
             now=datetime.now(ZoneInfo(self._tz)).isoformat(timespec="minutes"),
             timezone=self._tz,
             currency=self.currency,
