@@ -105,6 +105,7 @@ class SkillExecutor:
             model=self._cheap if skill.tier == "routine" and self._cheap else None,
             limit=limit,
             max_rounds=self._settings.max_rounds,
+            max_tokens=skill.max_tokens,
             thread=goal.session,
             requested_by=goal.requested_by,
             schemas=schemas,

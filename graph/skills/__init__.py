@@ -33,6 +33,8 @@ class Skill:
     tools: tuple[str, ...]
     tier: Tier
     output: type[TaskResult] = TaskResult
+    max_tokens: int | None = None
+    """The output limit of its model calls (None: the configured one); a skill that writes long texts needs more."""
 
 
 def all_skills() -> dict[str, Skill]:

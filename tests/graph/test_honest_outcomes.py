@@ -269,6 +269,7 @@ async def test_skills_share_a_system_message_with_the_operators_context(tmp_path
     request = next(r for r in fake_llm.chat_requests if "Your task (" in text_of(r))
     system = request["messages"][0]
     assert system["role"] == "system" and request["messages"][1]["role"] == "user"
+    assert request["max_tokens"] == 4096  # a draft needs more room than a chat turn
     text = system["content"]
     assert "The operator: Rita Lopes." in text and "Emails go out from " in text and "@" in text
     assert "Money is in USD" in text and "(Europe/Lisbon)" in text
