@@ -343,6 +343,7 @@ def _build_goals(
         settings.tasks,
         settings.timezone,
         currency=settings.budget.currency,
+        skills=plans.skills,
     )
 
     def tool_context(session: str, goal_id: str) -> ToolContext:
@@ -411,7 +412,7 @@ async def _build(
     from graph.coordinator import Coordinator
     from graph.recall import SessionRecall
     from graph.record_tools import RECORD_TOOLS
-    from graph.tools import SAFE_TOOLS, ToolBox
+    from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
     from memory.ingest import Ingestor
 
     stores, messenger, guard = intake.stores, intake.messenger, intake.guard
@@ -437,7 +438,7 @@ async def _build(
         memory=memory,
         scope=settings.memory.scope,
         recall=SessionRecall(db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
-        tools=ToolBox((*SAFE_TOOLS, *RECORD_TOOLS), reads=registry.read_tools),
+        tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS), reads=registry.read_tools),
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     wakeup = asyncio.Event()

@@ -3,6 +3,7 @@ summary and as many recent turns as fit. Tokens are estimated locally (no tokeni
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +59,13 @@ def fit_turns(turns: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, 
 REPAIR_MARGIN = 64  # tokens kept free for the tool answers ``repair`` may add
 
 
+_DATA_TAG = re.compile(r"(</?)\s*(data)", re.IGNORECASE)
+
+
 def as_data(text: str) -> str:
-    """``text`` safe inside a ``<data>`` block: it cannot close the block and speak as instructions."""
-    return text.replace("</data", "</ data").replace("<data", "< data")
+    """``text`` safe inside a ``<data>`` block: it cannot close the block and speak as instructions (in any case:
+    ``</DATA>`` and ``</Data >`` are tags to a model too)."""
+    return _DATA_TAG.sub(lambda m: m.group(1) + " " + m.group(2), text)
 
 
 def assemble(
@@ -102,7 +107,7 @@ def render_turns(turns: list[dict[str, Any]]) -> str:
     for m in turns:
         if m.get("role") in ("user", "assistant") and m.get("content"):
             lines.append(f"{m['role']}: {str(m['content'])[:1000]}")
-    return "\n".join(lines)
+    return as_data("\n".join(lines))
 
 
 def extractive_summary(summary: str, turns: list[dict[str, Any]], budget_tokens: int) -> str:

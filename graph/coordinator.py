@@ -19,7 +19,7 @@ from graph.recall import ContactNames, Horizon, SessionRecall
 from graph.record_tools import RECORD_TOOLS
 from graph.settings import LLMSettings
 from graph.state import GraphContext
-from graph.tools import SAFE_TOOLS, ToolBox
+from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
 from graph.wiring import TOOL_STEPS, build_graph
 from memory.db import Database
 from memory.profile import ProfileStore
@@ -82,7 +82,8 @@ class Coordinator:
         self._llm = llm
         self._settings = settings
         self._timezone = timezone
-        self._tools = tools or ToolBox((*SAFE_TOOLS, *(RECORD_TOOLS if records and profile else ())))
+        # recall_memory: memory beyond the few lines the prompt shows (it searches the message log without memory).
+        self._tools = tools or ToolBox((*SAFE_TOOLS, RECALL_TOOL, *(RECORD_TOOLS if records and profile else ())))
         self._approvals = approvals
         self._currency = currency
         self._records = records

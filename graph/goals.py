@@ -3,22 +3,25 @@ cancelling, the operator's buttons (Retry / Skip / Cancel goal / Approve all).""
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from graph.approvals import ApprovalService
 from graph.budget import BudgetExceeded, Limit
+from graph.context import as_data
 from graph.errors import ModelUnavailable
 from graph.llm import LLMClient
 from graph.plan_kind import PlanAction, next_run, previous_run, task_specs
 from graph.planner import Plan, PlannedTask
 from graph.settings import TaskSettings
 from graph.skill_graph import FINISH
+from graph.skills import all_skills
+from graph.verify import VERDICT_TOOL, Reading, ledger_facts, read_verdict, verdict_tool
 from memory.approvals import ApprovalRow
 from memory.control import ControlStore
 from memory.db import utcnow
@@ -30,6 +33,7 @@ from prompts.messages import (
     GOAL_DONE,
     GOAL_FOLLOW_UP_NOT_APPROVED,
     GOAL_NOT_MET,
+    GOAL_NOT_VERIFIED,
     GOAL_PLAN_NOT_APPROVED,
     TASK_BLOCKED,
     money,
@@ -37,6 +41,8 @@ from prompts.messages import (
 )
 
 log = logging.getLogger(__name__)
+VERIFY_MAX_TOKENS = 2048
+VERIFY_TEMPERATURE = 0.0
 
 ButtonSpec = tuple[tuple[str, str], ...]
 MARK = {
@@ -63,14 +69,6 @@ class Notifier(Protocol):
         ...
 
 
-class Verdict(BaseModel):
-    """The verifier's answer."""
-
-    met: bool
-    report: str = Field(min_length=1, max_length=3000)
-    follow_up: list[PlannedTask] = Field(default_factory=list, max_length=12)
-
-
 @dataclass
 class _Board:
     dirty: set[str] = field(default_factory=set)
@@ -91,9 +89,12 @@ class GoalService:
         settings: TaskSettings,
         timezone: str,
         currency: str = "USD",
+        skills: Collection[str] | None = None,
     ) -> None:
-        """``currency`` is the operator's (spend is shown in it)."""
+        """``currency`` is the operator's (spend is shown in it); ``skills``: what a verifier's follow-up task
+        may use (None: every skill)."""
         self._ledger = ledger
+        self._skills = tuple(all_skills()) if skills is None else tuple(skills)
         self._approvals = approvals
         self._llm = llm
         self._costs = costs
@@ -325,53 +326,59 @@ class GoalService:
             return
         tasks = await self._ledger.tasks(goal.id, goal.runs)
         spent = await self._costs.spent(goal.created_at, goal.workflow)
-        results = "\n".join(f"- {t.title} [{t.state}]: {(t.result or {}).get('summary', t.error)}" for t in tasks)
-        verdict = await self._verdict(goal, results, spent)
-        report = verdict.report if verdict else f"Results:\n{results}\nSpent: {money(spent, self._currency)}"
-        met = verdict.met if verdict else all(t.state == "done" for t in tasks)
-        status: GoalStatus = (
-            "active" if goal.schedule else ("done" if met or not (verdict and verdict.follow_up) else "proposed")
-        )
+        facts = await ledger_facts(tasks, self._approvals, goal.id)
+        reading = await self._verdict(goal, facts, spent)
+        met = reading is not None and reading.met
+        verified = reading is not None and reading.verified
+        report = reading.report if reading else f"Results:\n{facts}\nSpent: {money(spent, self._currency)}"
+        if reading and reading.dropped:
+            report += "\nNot proposed: " + "; ".join(reading.dropped)
+        follow_up = reading.follow_up if reading and not met and not goal.schedule else ()
+        status: GoalStatus = "active" if goal.schedule else ("done" if met else "proposed" if follow_up else "failed")
         if not await self._ledger.move_goal(goal.id, ("verifying",), status, report=report, verified=goal.runs):
             return  # another process verified it meanwhile, and reported
-        text = (GOAL_DONE if met else GOAL_NOT_MET).format(goal_id=goal.id, report=report)
+        if met:
+            text = GOAL_DONE.format(goal_id=goal.id, report=report)
+        elif not verified:
+            text = GOAL_NOT_VERIFIED.format(goal_id=goal.id, criteria=goal.criteria or goal.text, report=report)
+        else:
+            text = GOAL_NOT_MET.format(goal_id=goal.id, report=report)
         await self._notifier.post(goal.session, text)
-        if verdict and not met and verdict.follow_up and not goal.schedule:
-            await self._offer_follow_up(goal, verdict.follow_up)
+        if follow_up:
+            await self._offer_follow_up(goal, list(follow_up))
         self.touch(goal.id)
 
-    async def _verdict(self, goal: Goal, results: str, spent: float) -> Verdict | None:
+    async def _verdict(self, goal: Goal, facts: str, spent: float) -> Reading | None:
+        """The verifier's reading of the ledger's facts; None when no verdict can be read (not verified)."""
         if not self._llm.available():
             return None
         prompt = load_prompt("verify").format(
-            goal=goal.text, criteria=goal.criteria, results=results, cost=money(spent, self._currency)
+            goal=as_data(goal.text), criteria=as_data(goal.criteria), results=facts, cost=money(spent, self._currency)
         )
-        schema = Verdict.model_json_schema()
-        schema.pop("title", None)
-        tool = {
-            "type": "function",
-            "function": {"name": "submit_verdict", "description": "the verdict", "parameters": schema},
-        }
         try:
             reply = await self._llm.chat(
-                [{"role": "user", "content": prompt}], [tool], workflow=goal.workflow, limit=self.limit(goal)
+                [{"role": "user", "content": prompt}],
+                [verdict_tool()],
+                workflow=goal.workflow,
+                limit=self.limit(goal),
+                max_tokens=VERIFY_MAX_TOKENS,
+                temperature=VERIFY_TEMPERATURE,
             )
         except (ModelUnavailable, BudgetExceeded) as exc:
             log.info("goal %s verified without a model: %s", goal.id, exc)
             return None
-        raw = next((c.arguments for c in reply.tool_calls if c.name == "submit_verdict"), reply.content)
-        try:
-            return Verdict.model_validate(json.loads(raw or "{}"))
-        except (json.JSONDecodeError, ValidationError):
-            log.info("goal %s: the verdict could not be read; reporting the results as they are", goal.id)
-            return None
+        raw = next((c.arguments for c in reply.tool_calls if c.name == VERDICT_TOOL), reply.content)
+        reading = read_verdict(raw, self._skills)
+        if reading is None:
+            log.info("goal %s: the verdict could not be read; the goal is not verified", goal.id)
+        return reading
 
     async def _offer_follow_up(self, goal: Goal, tasks: list[PlannedTask]) -> None:
         try:
             plan = Plan(criteria=goal.criteria or goal.text, tasks=tuple(tasks))
         except ValidationError as exc:
             log.info("goal %s: the follow-up plan cannot run (%s)", goal.id, exc)
-            await self._ledger.move_goal(goal.id, ("proposed",), "done")
+            await self._ledger.move_goal(goal.id, ("proposed",), "failed")
             return
         action = PlanAction(goal_id=goal.id, goal=goal.text, plan=plan)
         proposal = await self._approvals.propose(

@@ -8,7 +8,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
@@ -52,6 +52,8 @@ class ModelReply:
     cost: float = 0.0
     endpoint: str = "main"
     """Which endpoint answered: ``main`` or ``fallback N``."""
+    finish_reason: str = ""
+    """Why the model stopped ("stop", "tool_calls", "length" when its output was cut at the limit, ...)."""
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message in OpenAI chat format (JSON-plain, safe for checkpoints)."""
@@ -149,6 +151,8 @@ class LLMClient:
         workflow: str = "chat",
         model: str | None = None,
         limit: Limit | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> ModelReply:
         """One chat completion, with retries and fallbacks. Raises ModelUnavailable when every endpoint
         failed, or BudgetExceeded when the cap leaves no room for an attempt on the main endpoint (that
@@ -157,12 +161,15 @@ class LLMClient:
         ``limit`` adds a cap of the caller's own (e.g. a goal's total budget) to the configured ones.
         ``model`` names the main endpoint's model; the cheap model's name makes it a cheap-tier call, which
         each fallback serves with its own ``cheap_model``.
+        ``max_tokens`` raises or lowers the output limit for this use (a plan or a draft needs more than a
+        chat turn); ``temperature`` is sent only when given (low for plans and verdicts).
         """
         if not self._endpoints:
             raise ModelUnavailable("no model is configured")
         requested = model or self._settings.model
         cheap = requested == self._settings.cheap_model and requested != self._settings.model
-        call = _Call(messages, tools, session, workflow, limit)
+        max_out = max_tokens or self._settings.max_completion_tokens
+        call = _Call(messages, tools, session, workflow, limit, max_out, temperature)
         reasons: list[str] = []
         for endpoint in self._endpoints:
             if endpoint.breaker.state == "open":
@@ -189,11 +196,12 @@ class LLMClient:
     async def _call_endpoint(self, endpoint: Endpoint, name: str, call: _Call) -> ModelReply | None:
         """The call on one endpoint with its retries: the reply, None when a fallback was skipped for the
         budget. Raises ModelUnavailable when the endpoint failed, BudgetExceeded on the main one."""
-        max_out = self._settings.max_completion_tokens
         estimate = estimate_message_tokens(call.messages) + estimate_tool_tokens(call.tools)
-        kwargs: dict[str, Any] = {"model": name, "messages": list(call.messages), "max_tokens": max_out}
+        kwargs: dict[str, Any] = {"model": name, "messages": list(call.messages), "max_tokens": call.max_tokens}
         if call.tools:
             kwargs["tools"] = list(call.tools)
+        if call.temperature is not None:
+            kwargs["temperature"] = call.temperature
         for attempt in range(1, self._settings.max_attempts + 1):
             # Each attempt holds its own reservation: a retry the cap cannot pay for is not made.
             hold = await self._reserve(endpoint, name, estimate, call)
@@ -217,8 +225,7 @@ class LLMClient:
             await self._notices.first_use(name, prices, call.session)
         if self._budget is None:
             return None
-        max_out = self._settings.max_completion_tokens
-        args = (call.workflow, name, estimate, max_out, call.session, call.limit)
+        args = (call.workflow, name, estimate, call.max_tokens, call.session, call.limit)
         if endpoint.main:
             hold = await self._budget.reserve(*args)
         else:
@@ -270,7 +277,10 @@ class LLMClient:
                 await self._ledger.settle(hold.id if hold else None, row)
                 unsettled = None
                 endpoint.breaker.record_success()
-                return ModelReply(reply.content, reply.tool_calls, prompt, completion, name, cost, endpoint.label)
+                return replace(
+                    reply, prompt_tokens=prompt, completion_tokens=completion, model=name, cost=cost,
+                    endpoint=endpoint.label,
+                )  # fmt: skip
             await self._record_failure(endpoint, call, name, estimate, hold, started, failure)
             unsettled = None
         except BaseException as exc:
@@ -304,8 +314,7 @@ class LLMClient:
     ) -> None:
         """Settle a failed attempt's hold: at its estimate when the provider may have processed (and
         billed) the request, free only when it certainly did not (see :func:`maybe_processed`)."""
-        max_out = self._settings.max_completion_tokens
-        held = hold.cost if hold is not None else endpoint.pricing.prices.price(model).cost(estimate, max_out)
+        held = hold.cost if hold is not None else endpoint.pricing.prices.price(model).cost(estimate, call.max_tokens)
         latency = int((self._clock() - started) * 1000)
         row = failed_call(exc, call.session, call.workflow, model, estimate, held, latency_ms=latency)
         await self._ledger.settle(hold.id if hold is not None else None, row)
@@ -341,6 +350,8 @@ class _Call:
     session: str | None
     workflow: str
     limit: Limit | None
+    max_tokens: int
+    temperature: float | None = None
 
 
 def _labelled(endpoint: Endpoint, reason: str) -> str:
@@ -377,7 +388,7 @@ def _parse(response: Any) -> ModelReply:
     content = message.content or ""
     if len(content) > MAX_REPLY_CHARS:
         content = content[: MAX_REPLY_CHARS - len(CLIPPED)] + CLIPPED
-    return ModelReply(content, tuple(calls))
+    return ModelReply(content, tuple(calls), finish_reason=str(response.choices[0].finish_reason or ""))
 
 
 def _clip_arguments(arguments: str) -> str:

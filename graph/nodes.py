@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -14,7 +16,7 @@ from graph.action_tools import approval_id_for, build_action
 from graph.budget import BudgetExceeded
 from graph.context import Assembled, as_data, assemble, clip_text, extractive_summary, render_turns
 from graph.errors import ModelUnavailable, UserFacingError
-from graph.llm import estimate_tool_tokens
+from graph.llm import ModelReply, estimate_tool_tokens
 from graph.policy import Risk
 from graph.recall import MAX_RECALL_QUERY_CHARS as MAX_RECALL_QUERY_CHARS
 from graph.recall import (
@@ -28,6 +30,7 @@ from graph.recall import (
 )
 from graph.record_tools import render_contact
 from graph.state import CooState, GraphContext, drop_oldest
+from graph.text_calls import with_text_calls
 from graph.tools import ToolContext, render_time
 from memory.db import utcnow
 from prompts import load_prompt
@@ -49,7 +52,9 @@ async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dic
     system = load_prompt("system").format(
         instructions=load_prompt("operator_instructions").format(instructions=instructions) if instructions else "",
         now=render_time(utcnow(), ctx.timezone),
+        weekday=utcnow().astimezone(ZoneInfo(ctx.timezone)).strftime("%A"),
         timezone=ctx.timezone,
+        currency=ctx.currency,
     )
     facts = profile.render_facts() if profile else ""
     messages = state.get("messages", [])
@@ -164,7 +169,7 @@ async def summarize(ctx: GraphContext, summary: str, dropped: list[dict[str, Any
     """Fold turns into the summary: with the model when it can, otherwise extractively."""
     limit = int(ctx.context_budget * 0.15)
     if ctx.llm.available():
-        prompt = load_prompt("summarize").format(summary=summary or "(none)", turns=render_turns(dropped))
+        prompt = load_prompt("summarize").format(summary=as_data(summary) or "(none)", turns=render_turns(dropped))
         try:
             reply = await ctx.llm.chat([{"role": "user", "content": prompt}], session=ctx.session, workflow="summary")
         except (ModelUnavailable, BudgetExceeded):
@@ -196,7 +201,26 @@ def repair_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 PENDING_RESULT = "(no result: the approval card was left waiting; see the card for its outcome)"
 
 
-EMPTY_ANSWER = "(the model returned an empty answer)"
+EMPTY_ANSWER = "I could not put an answer together for that. Please ask again, perhaps in other words."
+
+
+async def _ask(ctx: GraphContext, prompt: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelReply:
+    """One answer: a tool call written as text becomes a real one; an empty answer is asked for once more, with
+    the tools withdrawn (small models often answer nothing after a tool result); a cut one is said to be cut."""
+    reply = with_text_calls(await ctx.llm.chat(prompt, tools, session=ctx.session), _names(tools))
+    if not reply.content.strip() and not reply.tool_calls:
+        again = [*prompt, {"role": "user", "content": load_prompt("empty_answer").strip()}]
+        reply = await ctx.llm.chat(again, [], session=ctx.session)
+    if reply.finish_reason == "length" and reply.content:
+        reply = replace(reply, content=reply.content + CUT_NOTE, tool_calls=())
+    return reply
+
+
+def _names(tools: list[dict[str, Any]]) -> list[str]:
+    return [str(t["function"]["name"]) for t in tools]
+
+
+CUT_NOTE = "\n[… my answer was cut off here at its length limit]"
 
 
 async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -220,7 +244,7 @@ async def call_model(state: CooState, runtime: Runtime[GraphContext]) -> dict[st
     offered = offered_tools(ctx)
     tools = offered if rounds < ctx.max_tool_rounds else []
     try:
-        reply = await ctx.llm.chat(prompt, tools, session=ctx.session)
+        reply = await _ask(ctx, prompt, tools)
     except BudgetExceeded as exc:
         # The first time, the alert with its buttons is the answer; after that, one short line.
         cap = exc.alert.budget

@@ -41,7 +41,12 @@ class PlanAction(Action):
 class StartGoalArgs(BaseModel):
     """Arguments of the start_goal tool."""
 
-    goal: str = Field(min_length=3, max_length=2000, description="the goal in the operator's words")
+    goal: str = Field(
+        min_length=3,
+        max_length=2000,
+        description="the goal, self-contained, in the operator's words: what, for whom, by when (the planner sees "
+        "nothing else of this chat)",
+    )
 
 
 class PlanKind(ActionKind[PlanAction]):
@@ -68,6 +73,11 @@ class PlanKind(ActionKind[PlanAction]):
             StartGoalArgs,
         )
 
+    @property
+    def skills(self) -> tuple[str, ...]:
+        """The skills a plan (or a verifier's follow-up) may use now."""
+        return self._planner.skills
+
     def preview(self, action: PlanAction) -> Preview:
         plan = action.plan
         fields = [("Goal", f"{action.goal} ({action.goal_id})"), ("Done when", plan.criteria)]
@@ -82,6 +92,8 @@ class PlanKind(ActionKind[PlanAction]):
         for number, task in enumerate(plan.tasks, 1):
             after = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
             lines.append(f"{number}. [{task.skill}] {task.title}{after}")
+            if task.instructions.strip() and task.instructions.strip() != task.title.strip():
+                lines.append(f"   {_shortened(task.instructions)}")
         return Preview(self.title, tuple(fields), "\n".join(lines))
 
     def summary(self, action: PlanAction) -> str:
@@ -175,3 +187,9 @@ def previous_run(schedule: str, at: datetime, timezone: str) -> datetime:
     local = (at + timedelta(seconds=1)).astimezone(ZoneInfo(timezone))
     found: datetime = croniter(schedule, local).get_prev(datetime)
     return found.astimezone(at.tzinfo or ZoneInfo("UTC"))
+
+
+def _shortened(text: str, limit: int = 160) -> str:
+    """Instructions in one line of at most ``limit`` characters (the card shows what will drive the task)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

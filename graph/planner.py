@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
@@ -18,8 +19,10 @@ from croniter import croniter
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from graph.budget import BudgetExceeded, Limit
+from graph.context import as_data
 from graph.errors import ModelUnavailable
 from graph.llm import LLMClient
+from graph.schema_text import clean_schema, field_errors
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,11 @@ log = logging.getLogger(__name__)
 MAX_TASKS = 12
 RETRY_PLAN = "That plan cannot run: {error}. Submit a corrected plan with submit_plan."
 """To the model (not the operator): why its plan was refused, and which tool takes the next one."""
+PLAN_MAX_TOKENS = 4096  # a 12-task plan with instructions does not fit the chat turn's limit
+PLAN_TEMPERATURE = 0.2
+_EMPTY = frozenset({"", "none", "null", "n/a", "-"})
+_TASK_FIELDS = ("key", "title", "skill", "instructions", "depends_on", "expected")
+_PLAN_FIELDS = ("criteria", "tasks", "schedule", "due", "budget")
 
 
 class PlanError(ValueError):
@@ -108,13 +116,58 @@ def find_cycle(edges: dict[str, Collection[str]]) -> list[str] | None:
     return None
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _EMPTY)
+
+
+def _key(value: Any) -> Any:
+    if not isinstance(value, str | int):
+        return value
+    return re.sub(r"[^a-z0-9_-]+", "-", str(value).strip().lower()).strip("-")[:20]
+
+
+def _folded(item: dict[Any, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Keys case-folded, fields the schema does not know dropped, empty values ("", "none", null) left out."""
+    folded = {str(k).strip().lower(): v for k, v in item.items()}
+    return {k: folded[k] for k in fields if k in folded and not _blank(folded[k])}
+
+
+def normalise_task(item: Any) -> Any:
+    """A planned task as small models write it, made regular: ``"T1"`` -> ``"t1"``, ``depends_on`` null, ``""``
+    or a single key -> a list, unknown fields ignored."""
+    if not isinstance(item, dict):
+        return item
+    task = _folded(item, _TASK_FIELDS)
+    if "key" in task:
+        task["key"] = _key(task["key"])
+    if isinstance(task.get("skill"), str):
+        task["skill"] = task["skill"].strip().lower()
+    deps = task.get("depends_on", [])
+    if isinstance(deps, str | int):
+        deps = [d for d in re.split(r"[,\s]+", str(deps)) if d]
+    if isinstance(deps, list):
+        task["depends_on"] = [_key(d) for d in deps if not _blank(d)]
+    return task
+
+
+def normalise_plan(data: Any) -> Any:
+    """A plan as small models write it, made regular before validation (see :func:`normalise_task`)."""
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
+        data = next(iter(data.values()))  # {"plan": {...}}
+    if not isinstance(data, dict):
+        return data
+    plan = _folded(data, _PLAN_FIELDS)
+    if isinstance(plan.get("tasks"), list):
+        plan["tasks"] = [normalise_task(t) for t in plan["tasks"]]
+    return plan
+
+
 def validate_plan(data: Any, skills: Collection[str]) -> Plan:
-    """A plan from the model's JSON; PlanError with the reasons when it cannot run."""
+    """A plan from the model's JSON; PlanError with the reasons (``field: problem``) when it cannot run."""
     try:
-        plan = Plan.model_validate(data)
+        plan = Plan.model_validate(normalise_plan(data))
     except ValidationError as exc:
-        reasons = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
-        raise PlanError(reasons) from None
+        raise PlanError(field_errors(exc)) from None
     unknown = sorted({t.skill for t in plan.tasks} - set(skills))
     if unknown:
         raise PlanError(f"unknown skill(s) {', '.join(unknown)}; the skills are {', '.join(sorted(skills))}")
@@ -123,8 +176,8 @@ def validate_plan(data: Any, skills: Collection[str]) -> Plan:
 
 def plan_tool(skills: dict[str, str]) -> dict[str, Any]:
     """The one tool the planner offers: submit_plan with the plan's JSON schema."""
-    schema = Plan.model_json_schema()
-    schema.pop("title", None)
+    schema = clean_schema(Plan.model_json_schema())
+    schema["properties"]["tasks"]["items"]["properties"]["skill"]["enum"] = sorted(skills)
     listed = "; ".join(f"{name}: {what}" for name, what in skills.items())
     description = f"Submit the plan. Skills: {listed}."
     return {"type": "function", "function": {"name": "submit_plan", "description": description, "parameters": schema}}
@@ -141,6 +194,11 @@ class Planner:
         """The currency of budgets (a plan's budget is in it)."""
 
     @property
+    def skills(self) -> tuple[str, ...]:
+        """The names of the skills a plan may use."""
+        return tuple(self._skills)
+
+    @property
     def available(self) -> bool:
         """True when a model can be asked now."""
         return self._llm.available()
@@ -150,10 +208,10 @@ class Planner:
     ) -> Plan:
         """A valid plan for ``goal``. Raises PlanError (twice invalid), ModelUnavailable or BudgetExceeded."""
         prompt = load_prompt("planner").format(
-            goal=goal,
+            goal=as_data(goal),
             skills="\n".join(f"- {name}: {what}" for name, what in self._skills.items()),
             previous=previous.model_dump_json(indent=1) if previous else "(none)",
-            feedback=feedback or "(none)",
+            feedback=as_data(feedback) or "(none)",
             now=datetime.now(ZoneInfo(self._tz)).isoformat(timespec="minutes"),
             timezone=self._tz,
             currency=self.currency,
@@ -163,7 +221,17 @@ class Planner:
         for _ in range(2):
             if error:
                 messages.append({"role": "user", "content": RETRY_PLAN.format(error=error)})
-            reply = await self._llm.chat(messages, [plan_tool(self._skills)], workflow=workflow, limit=limit)
+            reply = await self._llm.chat(
+                messages,
+                [plan_tool(self._skills)],
+                workflow=workflow,
+                limit=limit,
+                max_tokens=PLAN_MAX_TOKENS,
+                temperature=PLAN_TEMPERATURE,
+            )
+            if reply.finish_reason == "length":
+                error = f"the plan was cut off at the output limit ({PLAN_MAX_TOKENS} tokens); make it shorter"
+                continue
             try:
                 return validate_plan(_plan_json(reply.content, reply.tool_calls), self._skills)
             except PlanError as exc:
@@ -183,9 +251,9 @@ def _plan_json(content: str, calls: Any) -> Any:
                 return json.loads(call.arguments or "{}")
             except json.JSONDecodeError as exc:
                 raise PlanError(f"the plan is not valid JSON ({exc.msg})") from None
-    text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+    start = content.find("{")
     try:
-        return json.loads(text)
+        return json.JSONDecoder().raw_decode(content, start)[0] if start >= 0 else json.loads(content)
     except json.JSONDecodeError:
         raise PlanError("the model answered without a plan") from None
 

@@ -37,13 +37,13 @@ class LogInteractionArgs(BaseModel):
 
 
 class ListTasksArgs(BaseModel):
-    """Arguments of list_tasks."""
+    """Arguments of list_todos."""
 
     status: str = Field(default="open", pattern="^(open|done|all)$")
 
 
 class UpsertTaskArgs(BaseModel):
-    """Arguments of upsert_task."""
+    """Arguments of save_todo."""
 
     id: str | None = None
     title: str | None = None
@@ -213,8 +213,19 @@ RECORD_TOOLS: tuple[Tool, ...] = (
         _upsert_contact,
     ),
     Tool("log_interaction", "Record that something happened with a contact.", LogInteractionArgs, _log_interaction),
-    Tool("list_tasks", "List tasks (open, done or all).", ListTasksArgs, _list_tasks),
-    Tool("upsert_task", "Create a task, or update one by id.", UpsertTaskArgs, _upsert_task),
+    Tool(
+        "list_todos",
+        "List the operator's to-do items (open, done or all). Not goals: /goals lists those.",
+        ListTasksArgs,
+        _list_tasks,
+    ),
+    Tool(
+        "save_todo",
+        "Add an item to the operator's to-do list, or update one by id. Not a goal: for work over several steps "
+        "use start_goal.",
+        UpsertTaskArgs,
+        _upsert_task,
+    ),
     Tool(
         "update_profile",
         "Save a fact about the business: " + ", ".join(FIELDS[f] for f in MODEL_WRITABLE) + ".",

@@ -11,17 +11,18 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import Context
 from graph.approvals import ApprovalService
 from graph.budget import BudgetExceeded
+from graph.context import as_data
 from graph.errors import ModelUnavailable
 from graph.goals import GoalService, card_context
 from graph.llm import LLMClient
 from graph.settings import TaskSettings
+from graph.skill_context import Outcome, ended, skill_system, with_reason
 from graph.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.skills import Skill
 from graph.tools import ToolBox, ToolContext
@@ -29,24 +30,12 @@ from memory.aio import wait_at_most
 from memory.db import utcnow
 from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
 from prompts import load_prompt
+from prompts.messages import TASK_RESTARTED_TOO_OFTEN
 
 log = logging.getLogger(__name__)
 
 ToolContextFactory = Callable[[str, str], ToolContext]
 WORKING = ("active", "verifying")  # goal statuses in which its tasks run
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one attempt ended."""
-
-    kind: str  # "done", "waiting", "retry", "blocked"
-    result: dict[str, Any] | None = None
-    waiting_on: tuple[str, ...] = ()
-    error: str = ""
-    model: str = ""
-    cost: float = 0.0
-    trace: tuple[dict[str, Any], ...] = ()
 
 
 class SkillExecutor:
@@ -72,6 +61,7 @@ class SkillExecutor:
         self._settings = settings
         self._cheap = cheap_model
         self._graph = build_skill_graph().compile()
+        self._action_schemas: tuple[tuple[int, ...], list[dict[str, Any]]] = ((), [])
 
     async def run(
         self, goal: Goal, task: Task, inputs: str, limit: Any, goal_active: Callable[[], Awaitable[bool]]
@@ -88,22 +78,24 @@ class SkillExecutor:
             load_prompt(skill.prompt)
             + "\n\n"
             + load_prompt("task").format(
-                goal=goal.text,
+                goal=as_data(goal.text),
                 skill=skill.name,
                 title=task.title,
                 instructions=task.instructions,
                 expected=task.expected or "(not said)",
-                inputs=inputs or "(none)",
-                notes="\n".join(task.notes) or "(nothing yet)",
+                inputs=as_data(inputs) or "(none)",
+                notes=as_data("\n".join(task.notes)) or "(nothing yet)",
             )
         )
         proposal_ctx = self._proposal_context()
         proposal_ctx.session, proposal_ctx.requested_by = goal.session, goal.requested_by
+        tool_ctx = self._tool_context(goal.session, goal.id)
+        system = await skill_system(tool_ctx, proposal_ctx.currency, self._sender())
         context = SkillContext(
             skill=skill,
             llm=self._llm,
             tools=self._tools,
-            tool_ctx=self._tool_context(goal.session, goal.id),
+            tool_ctx=tool_ctx,
             approvals=self._approvals,
             proposal_ctx=proposal_ctx,
             workflow=goal.workflow,
@@ -113,12 +105,13 @@ class SkillExecutor:
             model=self._cheap if skill.tier == "routine" and self._cheap else None,
             limit=limit,
             max_rounds=self._settings.max_rounds,
+            max_tokens=skill.max_tokens,
             thread=goal.session,
             requested_by=goal.requested_by,
             schemas=schemas,
             goal_active=goal_active,
         )
-        state: SkillState = {"messages": [{"role": "user", "content": prompt}]}
+        state: SkillState = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
         try:
             final: dict[str, Any] = await self._graph.ainvoke(state, context=context)
         except BudgetExceeded as exc:
@@ -130,14 +123,23 @@ class SkillExecutor:
         proposals = tuple(dict.fromkeys(final.get("proposals", [])))
         if proposals:
             return Outcome("waiting", waiting_on=proposals, result=final.get("result"), **common)
-        return Outcome("done", result=final.get("result"), **common)
+        return ended(final.get("result"), str(final.get("failure") or ""), common)
+
+    def _sender(self) -> str:
+        """The address emails go out from, when email is configured."""
+        kind = self._approvals.registry.for_tool("send_email")
+        return str(getattr(kind, "from_addr", None) or "")
 
     def model_down(self) -> bool:
         """The model is configured but its breaker is open (an outage): no attempt could get an answer."""
         return self._llm.configured and not self._llm.available()
 
     def _all_schemas(self) -> list[dict[str, Any]]:
-        return [*self._tools.schemas(), *self._approvals.registry.tool_schemas()]
+        actions = self._approvals.registry.tool_schemas()
+        key = tuple(id(s) for s in actions)
+        if self._action_schemas[0] != key:  # built once per set of action tools (their costs are cached by id)
+            self._action_schemas = (key, [with_reason(s) for s in actions])
+        return [*self._tools.schemas(), *self._action_schemas[1]]
 
 
 class TaskRunner:
@@ -340,6 +342,9 @@ class TaskRunner:
                     await self._ledger.set_waiting(task.id, current)
                 continue
             notes += await self._uncarded_notes(task)
+            if task.attempts >= self._settings.max_attempts:
+                await self._block_restarts(task, notes)
+                continue
             try:
                 await self._ledger.move(
                     task.id,
@@ -353,6 +358,16 @@ class TaskRunner:
             except TransitionRefused:
                 continue
             self._goals.touch(task.goal_id)
+
+    async def _block_restarts(self, task: Task, notes: list[str]) -> None:
+        """A task that proposed and went on again and again (a rejection counts) is blocked: reject -> propose ->
+        reject must end, and the operator decides (Retry gives it new attempts)."""
+        error = TASK_RESTARTED_TOO_OFTEN.format(count=task.attempts)
+        try:
+            await self._ledger.move(task.id, "waiting_approval", "blocked", notes=notes, waiting_on=[], error=error)
+        except TransitionRefused:
+            return
+        await self._goals.blocked(task, error)
 
     async def _uncarded_notes(self, task: Task) -> list[str]:
         """What this stretch of the task sent without a card (the operator's policy): the next attempt starts

@@ -31,12 +31,16 @@ from graph.context import as_data
 from graph.errors import UserFacingError
 from graph.llm import LLMClient
 from graph.policy import Risk
+from graph.schema_text import clean_schema, field_errors
 from graph.skills import Skill
+from graph.text_calls import with_text_calls
 from graph.tools import ToolBox, ToolContext
 from memory.approvals import ApprovalRow
+from prompts import load_prompt
 
 FINISH = "finish_task"
 CLIP = 1_500  # how much of a tool's output a trace keeps
+MAX_NUDGES = 2  # how often one attempt is told its answer did not go on (empty, cut off, or text without the call)
 
 
 class SkillState(TypedDict, total=False):
@@ -52,6 +56,9 @@ class SkillState(TypedDict, total=False):
     used: Annotated[list[str], operator.add]
     cost: float
     model: str
+    cut: bool  # the last answer was cut at the output limit
+    nudges: int
+    failure: str  # why the attempt ended without a result (empty when it has one, or waits on its cards)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class SkillContext:
     model: str | None = None
     limit: Limit | None = None
     max_rounds: int = 6
+    max_tokens: int | None = None
+    """The output limit of each call (None: the configured one)."""
     thread: str = ""
     requested_by: str = ""
     schemas: list[dict[str, Any]] = field(default_factory=list)
@@ -80,9 +89,12 @@ class SkillContext:
 
 def finish_schema(skill: Skill) -> dict[str, Any]:
     """The tool that ends a task with the skill's output."""
-    params = skill.output.model_json_schema()
-    params.pop("title", None)
-    description = "Finish the task: a short summary of what was done or found, and references to what was made."
+    params = clean_schema(skill.output.model_json_schema())
+    description = (
+        "End the task (the only way to end it). status done: summary says what was done or found, artifacts "
+        "reference what was made; needs_operator: summary is your question for the operator; failed: summary "
+        "says why it cannot be done."
+    )
     return {"type": "function", "function": {"name": FINISH, "description": description, "parameters": params}}
 
 
@@ -92,26 +104,65 @@ async def call_model(state: SkillState, runtime: Runtime[SkillContext]) -> dict[
     last_round = state.get("rounds", 0) >= ctx.max_rounds - 1
     tools = [finish_schema(ctx.skill)] if last_round else [*ctx.schemas, finish_schema(ctx.skill)]
     reply = await ctx.llm.chat(
-        state["messages"], tools, workflow=ctx.workflow, model=ctx.model, limit=ctx.limit, session=ctx.thread
+        state["messages"],
+        tools,
+        workflow=ctx.workflow,
+        model=ctx.model,
+        limit=ctx.limit,
+        session=ctx.thread,
+        max_tokens=ctx.max_tokens,
     )
+    reply = with_text_calls(reply, [t["function"]["name"] for t in tools])
     step: dict[str, Any] = {
         "step": "model",
         "model": reply.model,
         "tokens": [reply.prompt_tokens, reply.completion_tokens],
     }
     step["cost"] = float(f"{reply.cost:.6f}")
+    message = reply.as_message()
+    cut = reply.finish_reason == "length"
+    if cut:
+        step["cut"] = True
+        message.pop("tool_calls", None)  # arguments cut off midway are no call
     return {
-        "messages": [reply.as_message()],
+        "messages": [message],
         "trace": [step],
         "cost": state.get("cost", 0.0) + reply.cost,
         "model": reply.model,
+        "cut": cut,
     }
 
 
-def route_after_model(state: SkillState) -> Literal["act", "finish"]:
-    """Tool calls -> act on them; plain text -> finish with it."""
+def route_after_model(state: SkillState, runtime: Runtime[SkillContext]) -> Literal["act", "nudge", "finish"]:
+    """Tool calls -> act on them. Text after proposing -> the attempt waits for its cards. Otherwise (an empty
+    answer, one cut off, or text without finish_task) the model is told once or twice what went wrong; then the
+    attempt ends without a result."""
     last = state["messages"][-1]
-    return "act" if last.get("tool_calls") else "finish"
+    if last.get("tool_calls"):
+        return "act"
+    if state.get("proposals") and not state.get("cut"):
+        return "finish"
+    if state.get("nudges", 0) < MAX_NUDGES and state.get("rounds", 0) < runtime.context.max_rounds:
+        return "nudge"
+    return "finish"
+
+
+async def nudge(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, Any]:
+    """Tell the model why its answer did not move the task on (a nudge spends a round)."""
+    last = state["messages"][-1]
+    if state.get("cut"):
+        limit = runtime.context.max_tokens or "the"
+        text = load_prompt("skill_nudge_cut").format(limit=limit)
+    elif not str(last.get("content") or "").strip():
+        text = load_prompt("skill_nudge_empty")
+    else:
+        text = load_prompt("skill_nudge_text")
+    return {
+        "messages": [{"role": "user", "content": text.strip()}],
+        "nudges": state.get("nudges", 0) + 1,
+        "rounds": state.get("rounds", 0) + 1,
+        "trace": [{"step": "nudge", "why": text.strip()[:120]}],
+    }
 
 
 async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, Any]:
@@ -129,7 +180,8 @@ async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, An
         if name == FINISH:
             output, result = _finish(ctx.skill, raw, result)
         elif name not in ctx.skill.tools:
-            output = f"error: {name} is not a tool of the {ctx.skill.name} skill"
+            tools = ", ".join([*ctx.skill.tools, FINISH])
+            output = f"error: there is no tool {name[:60]!r} here; the tools are {tools}"
         elif ctx.approvals.registry.for_tool(name) is not None:
             output, proposed = await _propose(ctx, name, raw, state.get("used", []) + used, steps)
             proposals += proposed
@@ -157,16 +209,25 @@ def route_after_act(state: SkillState, runtime: Runtime[SkillContext]) -> Litera
     return "call_model"
 
 
-async def finish(state: SkillState) -> dict[str, Any]:
-    """Without a finish call, the model's last text is the summary."""
-    if state.get("result") is not None:
+async def finish(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, Any]:
+    """Only a finish_task call ends a task with a result. Without one, an attempt that proposed waits for its
+    cards; any other ends as a failure, saying why (an empty answer, a cut one, text, or no rounds left)."""
+    if state.get("result") is not None or state.get("proposals"):
         return {}
-    text = ""
-    for message in reversed(state.get("messages", [])):
-        if message.get("role") == "assistant" and message.get("content"):
-            text = str(message["content"])
-            break
-    return {"result": {"summary": (text or "(the task ended without a summary)")[:2000], "artifacts": []}}
+    return {"failure": failure_reason(state, runtime.context.max_rounds)}
+
+
+def failure_reason(state: SkillState, max_rounds: int) -> str:
+    """Why an attempt ended without calling finish_task, in the operator's words."""
+    last = state["messages"][-1] if state.get("messages") else {}
+    text = str(last.get("content") or "").strip() if last.get("role") == "assistant" else ""
+    if last.get("role") == "tool" or state.get("rounds", 0) >= max_rounds:
+        return f"the model used all {max_rounds} rounds without finishing the task"
+    if state.get("cut"):
+        return "the model's answer was cut off at its output limit, again and again"
+    if not text:
+        return "the model gave empty answers instead of finishing the task"
+    return f'the model answered in text without finishing the task ("{text[:160]}")'
 
 
 def build_skill_graph() -> StateGraph[SkillState, SkillContext]:
@@ -174,9 +235,11 @@ def build_skill_graph() -> StateGraph[SkillState, SkillContext]:
     builder: StateGraph[SkillState, SkillContext] = StateGraph(SkillState, context_schema=SkillContext)
     builder.add_node("call_model", call_model)
     builder.add_node("act", act)
+    builder.add_node("nudge", nudge)
     builder.add_node("finish", finish)
     builder.add_edge(START, "call_model")
     builder.add_conditional_edges("call_model", route_after_model)
+    builder.add_edge("nudge", "call_model")
     builder.add_conditional_edges("act", route_after_act)
     builder.add_edge("finish", END)
     return builder
@@ -185,8 +248,10 @@ def build_skill_graph() -> StateGraph[SkillState, SkillContext]:
 def _finish(skill: Skill, raw: str, current: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
     try:
         output = skill.output.model_validate(json.loads(raw or "{}"))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        return f"error: the result does not fit the schema: {str(exc)[:300]}", current
+    except json.JSONDecodeError as exc:
+        return f"error: the arguments are not valid JSON ({exc.msg}); call {FINISH} again", current
+    except ValidationError as exc:
+        return f"error: the result does not fit: {field_errors(exc)}; call {FINISH} again", current
     return "finished", output.model_dump()
 
 
@@ -196,7 +261,9 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str], step
         args = json.loads(raw or "{}")
     except json.JSONDecodeError:
         args = {}
-    reason = str(args.pop("reason", "")) if isinstance(args, dict) else ""
+    reason = str(args.pop("reason", "") or "").strip() if isinstance(args, dict) else ""
+    if not reason:
+        return f"error: bad arguments for {name}: reason: Field required (one line: why this action, why now)", []
     try:
         action = await build_action(ctx.approvals.registry, name, json.dumps(args), ctx.proposal_ctx)
     except UserFacingError as exc:
@@ -204,6 +271,8 @@ async def _propose(ctx: SkillContext, name: str, raw: str, used: list[str], step
     approval_id = step_id(ctx.task_id, ctx.stretch, action.kind, steps.count(action.kind))
     steps.append(action.kind)
     earlier = await _earlier(ctx, approval_id, action)
+    if earlier is None:
+        earlier = await _same_recipient(ctx, action)
     if earlier is not None:
         return await _told_earlier(ctx, earlier)
     # Asked as late as possible: the operator may cancel the goal while the model thinks.
@@ -244,6 +313,36 @@ async def _earlier(ctx: SkillContext, approval_id: str, action: Action) -> Appro
     if found is None:
         return None
     return await ctx.approvals.current(found.id, goal_id) or found
+
+
+def recipient(action: Action) -> str:
+    """Who an action goes to, for telling a reworded duplicate from a new action ("" when it has no recipient)."""
+    fields = action.model_dump()
+    for name in ("to", "customer_email", "email", "contact_id"):
+        value = fields.get(name)
+        if value:
+            found = sorted(value) if isinstance(value, list | tuple) else [value]
+            return ",".join(str(v).strip().lower() for v in found)
+    return ""
+
+
+async def _same_recipient(ctx: SkillContext, action: Action) -> ApprovalRow | None:
+    """A card of this task of the same kind to the same recipient, waiting or approved: a reworded duplicate is
+    not a new action (a rejected one may be corrected in a later stretch; the runner bounds how often)."""
+    who = recipient(action)
+    if not who:
+        return None
+    goal_id = str(ctx.provenance.get("goal_id", ""))
+    for row in await ctx.approvals.store.for_goal(goal_id):
+        if row.context.get("task_id") != ctx.task_id or row.kind != action.kind or row.state not in OPEN_OR_DONE:
+            continue
+        kind = ctx.approvals.kind(row.kind)
+        if recipient(kind.parse(row.action)) == who:
+            return await ctx.approvals.current(row.id, goal_id) or row
+    return None
+
+
+OPEN_OR_DONE = ("pending", "approved")
 
 
 async def _told_earlier(ctx: SkillContext, row: ApprovalRow) -> tuple[str, list[str]]:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, ValidationError
 
 from connectors.base import ActionError, ReadTool
+from graph.schema_text import clean_schema, field_errors
 from memory.db import Database, utcnow
 from memory.profile import ProfileStore
 from memory.records import Records
@@ -48,8 +49,7 @@ class Tool:
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI function-tool schema."""
-        params = self.args.model_json_schema()
-        params.pop("title", None)
+        params = clean_schema(self.args.model_json_schema())
         return {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": params},
@@ -170,11 +170,14 @@ class ToolBox:
             read = next((r for r in self._reads() if r.name == name), None)
             if read is not None:
                 return await _run_read(read, raw_args)
-            return f"error: no tool named {name!r}"
+            names = [*self._tools, *(r.name for r in self._reads())]
+            return f"error: no tool named {name[:60]!r}; the tools are {', '.join(names)}"
         try:
             parsed = tool.args.model_validate(json.loads(raw_args or "{}"))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            return f"error: bad arguments for {name}: {str(exc)[:300]}"
+        except json.JSONDecodeError as exc:
+            return f"error: the arguments of {name} are not valid JSON ({exc.msg}); call it again"
+        except ValidationError as exc:
+            return f"error: bad arguments for {name}: {field_errors(exc)}"
         return await tool.run(ctx, parsed)
 
 

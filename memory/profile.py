@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS profile (
 """
 
 FIELDS: dict[str, str] = {
+    "name": "operator's name",
     "business": "business name",
     "sells": "what the business sells",
     "voice": "brand voice",
@@ -29,7 +30,7 @@ FIELDS: dict[str, str] = {
     "instructions": "standing instructions",
 }
 # What the model may write with update_profile: facts about the business, never instructions to itself.
-MODEL_WRITABLE = ("business", "sells", "voice", "timezone", "goals")
+MODEL_WRITABLE = ("name", "business", "sells", "voice", "timezone", "goals")
 OPERATOR_ONLY = ("instructions",)
 MAX_VALUE = 1000
 MODEL_ACTOR = "coo"

@@ -89,7 +89,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "todo": frozenset({"ready", "cancelled"}),
     "ready": frozenset({"running", "cancelled"}),
     "running": frozenset({"done", "ready", "waiting_approval", "blocked", "failed", "cancelled"}),
-    "waiting_approval": frozenset({"ready", "cancelled"}),
+    "waiting_approval": frozenset({"ready", "blocked", "cancelled"}),
     "blocked": frozenset({"ready", "cancelled", "done"}),
     "done": frozenset(),
     "failed": frozenset(),

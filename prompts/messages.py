@@ -71,6 +71,15 @@ GOAL_NEEDS_MODEL = (
     "(or COO_LLM__API_KEY), then send /goal plan {goal_id}."
 )
 TASK_BLOCKED = "Task {task} of goal {goal_id} is blocked: {reason}"
+TASK_NEEDS_OPERATOR = "it needs you: {question}"
+TASK_RESTARTED_TOO_OFTEN = (
+    "it proposed and waited for your decision {count} times (rejections included) without finishing; "
+    "look at its cards, then Retry or Skip"
+)
+GOAL_NOT_VERIFIED = (
+    "Goal {goal_id}: its tasks ended, but I could not verify that it is met. Please check it yourself: "
+    "{criteria}\n{report}"
+)
 GOAL_DONE = "Goal {goal_id} is done.\n{report}"
 GOAL_NOT_MET = "Goal {goal_id}: the criteria are not met yet.\n{report}"
 GOAL_CANCELLED = "Goal {goal_id} is cancelled; its open tasks and cards were stopped."

@@ -10,11 +10,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Tier = Literal["main", "routine"]
+Status = Literal["done", "needs_operator", "failed"]
 
 
 class TaskResult(BaseModel):
     """What a task hands to the tasks that depend on it: a short summary and artifact references."""
 
+    status: Status = Field(
+        default="done", description="done; needs_operator (summary is your question); failed (summary says why)"
+    )
     summary: str = Field(min_length=1, max_length=2000, description="what was done and found, in a few sentences")
     artifacts: list[str] = Field(default_factory=list, description="references such as draft:<id> or contact:<id>")
 
@@ -29,6 +33,8 @@ class Skill:
     tools: tuple[str, ...]
     tier: Tier
     output: type[TaskResult] = TaskResult
+    max_tokens: int | None = None
+    """The output limit of its model calls (None: the configured one); a skill that writes long texts needs more."""
 
 
 def all_skills() -> dict[str, Skill]:

@@ -8,4 +8,5 @@ SKILL = Skill(
     prompt="skill_draft",
     tools=("recall_memory", "find_contact", "save_draft", "current_time"),
     tier="main",
+    max_tokens=4096,
 )

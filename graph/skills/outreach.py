@@ -8,4 +8,5 @@ SKILL = Skill(
     prompt="skill_outreach",
     tools=("find_contact", "recall_memory", "read_draft", "send_email", "log_interaction"),
     tier="main",
+    max_tokens=2048,
 )

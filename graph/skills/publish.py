@@ -8,4 +8,5 @@ SKILL = Skill(
     prompt="skill_publish",
     tools=("read_draft", "recall_memory", "publish_post", "current_time"),
     tier="main",
+    max_tokens=2048,
 )

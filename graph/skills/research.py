@@ -6,6 +6,6 @@ SKILL = Skill(
     name="research",
     description="read memory, contacts, tasks and past messages to find facts (read-only)",
     prompt="skill_research",
-    tools=("recall_memory", "find_contact", "list_tasks", "search_history", "current_time"),
+    tools=("recall_memory", "find_contact", "list_todos", "search_history", "current_time"),
     tier="routine",
 )

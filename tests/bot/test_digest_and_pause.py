@@ -193,8 +193,8 @@ async def test_digest_lists_what_is_due(tmp_path: Path, fake_llm: FakeOpenAI) ->
 
     soon = (utcnow() + timedelta(days=1)).date().isoformat()
     later = (utcnow() + timedelta(days=30)).date().isoformat()
-    fake_llm.tool_call("upsert_task", {"title": "Send Acme the contract", "due": soon})
-    fake_llm.tool_call("upsert_task", {"title": "Plan next year", "due": later})
+    fake_llm.tool_call("save_todo", {"title": "Send Acme the contract", "due": soon})
+    fake_llm.tool_call("save_todo", {"title": "Plan next year", "due": later})
     fake_llm.reply("Noted both tasks.")
     fake_llm.reply("Renew the domain.")  # the digest's one-line suggestion
     with SMTPServer() as smtp:

@@ -119,7 +119,7 @@ async def test_tool_call_runs_and_result_goes_back_to_model(tmp_path: Path, fake
     second = fake_llm.chat_requests[1]["messages"]
     assert second[-1]["role"] == "tool" and ("WET" in second[-1]["content"] or "WEST" in second[-1]["content"])
     third = fake_llm.chat_requests[2]["messages"]
-    assert "no tool named" in third[-1]["content"]
+    assert "no tool named 'no_such_tool'; the tools are current_time, " in third[-1]["content"]
     assert [e.payload["ok"] for e in tool_events] == [True, False]
     assert "tools" in fake_llm.chat_requests[0]
 

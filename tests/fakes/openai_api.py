@@ -43,6 +43,11 @@ class Scripted:
     OpenAI-compatible endpoints send empty ids (LM Studio) or ids that repeat."""
     raw_body: str | None = None
     """Answer 200 with this body as JSON content, whatever it is (an answer that cannot be read)."""
+    finish_reason: str | None = None
+    """Sent instead of "tool_calls"/"stop" (e.g. "length": the output was cut at the limit)."""
+    raw_arguments: list[str] | None = None
+    """The arguments text of ``tool_calls``, one each, sent as is (None: their dicts as JSON). Small models
+    send JSON that does not parse."""
 
 
 class FakeOpenAI:
@@ -74,6 +79,8 @@ class FakeOpenAI:
         self.basic_auth: tuple[str, str] | None = None
         """When set, ``Authorization: Basic`` with this user and password is accepted too (a gateway that
         takes credentials in its URL)."""
+        self.extra_routes: list[web.RouteDef] = []
+        """More ``/_fake/`` routes (e.g. the weak model's truth), added with the control API."""
         self._runner: web.AppRunner | None = None
         self.port = port
 
@@ -106,7 +113,7 @@ class FakeOpenAI:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         if self.control:
-            app.add_routes(control_routes(self))
+            app.add_routes([*control_routes(self), *self.extra_routes])
         self._runner, self.port = await serve(app, self.port)
         return self
 
@@ -190,7 +197,10 @@ class FakeOpenAI:
                 {
                     "id": f"call_{len(self.requests)}_{i}" if step.call_ids is None else step.call_ids[i],
                     "type": "function",
-                    "function": {"name": name, "arguments": json.dumps(args)},
+                    "function": {
+                        "name": name,
+                        "arguments": json.dumps(args) if step.raw_arguments is None else step.raw_arguments[i],
+                    },
                 }
                 for i, (name, args) in enumerate(step.tool_calls)
             ]
@@ -199,7 +209,7 @@ class FakeOpenAI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool_calls else "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": step.finish_reason or _stop(step)}],
         }
         if step.usage:
             # About 4 characters a token; real endpoints also bill the tool schemas as prompt.
@@ -216,6 +226,10 @@ class FakeOpenAI:
 def basic_header(user: str, password: str) -> str:
     """The ``Authorization`` value of HTTP basic auth."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _stop(step: Scripted) -> str:
+    return "tool_calls" if step.tool_calls else "stop"
 
 
 def _last_user(body: dict[str, Any]) -> str:
@@ -252,7 +266,7 @@ def control_routes(llm: FakeOpenAI) -> list[web.RouteDef]:
 def goals_script(tasks: int) -> Any:
     """A responder for goals: every goal gets a plan of ``tasks`` tasks (t1 first, t2..t(n-1) after it in
     parallel, the last after those), each task finishes at its first call, every check says "met"."""
-    from tests.graph.goal_helpers import Brain, plan, task
+    from tests.graph.goal_helpers import Brain, met_verdict, plan, task
 
     skills = ("research", "draft", "records")
     keys = [f"t{i}" for i in range(1, tasks + 1)]
@@ -260,7 +274,9 @@ def goals_script(tasks: int) -> Any:
     for i, key in enumerate(keys):
         after = () if i == 0 else ((keys[0],) if i < tasks - 1 else tuple(keys[1:-1]) or (keys[0],))
         steps.append(task(key, skills[i % len(skills)], f"Step {i + 1}", after=after))
-    return Brain(plans=[plan(*steps, criteria="every step reported")], verdict={"met": True, "report": "done"})
+    return Brain(
+        plans=[plan(*steps, criteria="every step reported")], verdict=met_verdict("done", "every step reported")
+    )
 
 
 def misbehaving(statuses: dict[str, int], delays: dict[str, float]) -> Callable[[dict[str, Any]], Scripted | None]:
@@ -293,6 +309,8 @@ async def _serve(
     echo_limit: int | None,
     goal_tasks: int | None = None,
     responder: Callable[[dict[str, Any]], Scripted | None] | None = None,
+    weak: bool = False,
+    weak_fault: str | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -306,6 +324,12 @@ async def _serve(
         llm.responder = goals_script(goal_tasks)
     elif responder is not None:
         llm.responder = responder
+    if weak or weak_fault:
+        from tests.fakes.weak_model import WeakModel, truth_routes
+
+        model = WeakModel(fault=weak_fault)
+        llm.responder = model
+        llm.extra_routes = truth_routes(model)
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -331,6 +355,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--delay", action="append", default=[], help="[MODEL=]SECONDS: answer chat requests (for MODEL) that late"
     )
+    parser.add_argument(
+        "--weak", action="store_true", help="answer as small real models do (tests/fakes/weak_model.py)"
+    )
+    parser.add_argument("--weak-fault", default=None, help="weak mode with this one fault for every goal ('ok': none)")
     args = parser.parse_args(argv)
     statuses, delays = _pairs(args.status, int), _pairs(args.delay, float)
     responder = misbehaving(statuses, delays) if statuses or delays else None
@@ -338,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         from tests.fakes.tool_script import tool_script
 
         responder = tool_script
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, responder))
+    asyncio.run(
+        _serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, responder, args.weak, args.weak_fault)
+    )
 
 
 if __name__ == "__main__":

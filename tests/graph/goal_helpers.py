@@ -45,12 +45,26 @@ def text_of(body: dict[str, Any]) -> str:
 
 def task_title(body: dict[str, Any]) -> str:
     """The title of the task a skill request is for ("" for other requests)."""
-    first = str(body["messages"][0].get("content") or "")
+    first = str(task_messages(body)[0].get("content") or "")
     marker = "): "
     for line in first.splitlines():
         if line.startswith("Your task (") and marker in line:
             return line.split(marker, 1)[1]
     return ""
+
+
+def met_verdict(report: str, criterion: str = "a sponsor said yes") -> dict[str, Any]:
+    """A verdict that the goal is met, with evidence for its criterion (a "met" without evidence is not met)."""
+    return {
+        "met": True,
+        "report": report,
+        "evidence": [{"criterion": criterion, "met": True, "evidence": "the task results show it"}],
+    }
+
+
+def task_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request's messages without the system message every skill shares (the task's prompt comes first)."""
+    return [m for m in body.get("messages", []) if m.get("role") != "system"]
 
 
 def finish(summary: str, artifacts: list[str] | None = None) -> Scripted:
@@ -65,7 +79,7 @@ class Brain:
 
     plans: list[dict[str, Any]] = field(default_factory=list)
     skills: dict[str, Callable[[dict[str, Any]], Scripted]] = field(default_factory=dict)
-    verdict: dict[str, Any] = field(default_factory=lambda: {"met": True, "report": "All done: the sponsor said yes."})
+    verdict: dict[str, Any] = field(default_factory=lambda: met_verdict("All done: the sponsor said yes."))
     asked: list[str] = field(default_factory=list)
 
     def __call__(self, body: dict[str, Any]) -> Scripted | None:

@@ -121,7 +121,7 @@ async def test_a_rerun_that_words_its_email_differently_sends_nothing_twice(tmp_
             seen["told"] = text
             return finish("emailed ana@example.org")
         wording = "Hello Ana, would you sponsor our issue?" if seen["killed"] else "Hi Ana, would you sponsor us?"
-        args = {"to": ["ana@example.org"], "subject": "Sponsor us?", "body": wording}
+        args = {"to": ["ana@example.org"], "subject": "Sponsor us?", "body": wording, "reason": "a sponsor"}
         return Scripted(tool_calls=[("send_email", args)])
 
     brain = Brain(plans=[plan(task("t1", "outreach", "Email the sponsor"))], skills={"Email the sponsor": outreach})

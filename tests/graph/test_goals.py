@@ -23,7 +23,16 @@ from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_set
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
-from tests.graph.goal_helpers import Brain, email_then_finish, finish, plan, task, task_title, text_of
+from tests.graph.goal_helpers import (
+    Brain,
+    email_then_finish,
+    finish,
+    plan,
+    task,
+    task_messages,
+    task_title,
+    text_of,
+)
 
 FAST = {"poll_s": 0.02, "progress_interval_s": 0, "retry_base_s": 0, "lease_s": 30}
 
@@ -93,6 +102,7 @@ async def test_a_goal_runs_from_plan_card_to_report_with_one_email(tmp_path: Pat
             events = [e.kind for e in await rt.db.events(limit=10_000) if e.kind.startswith("task.")]
     assert len(smtp.delivered) == 1 and smtp.delivered[0].rcpt_tos == ["ana@example.org"]
     assert [t.state for t in tasks] == ["done", "done"] and tasks[1].result == {
+        "status": "done",
         "summary": "emailed ana@example.org",
         "artifacts": [],
     }
@@ -300,8 +310,8 @@ async def test_approve_all_decides_each_waiting_card_on_its_own(tmp_path: Path, 
             return Scripted(content="waiting")
         return Scripted(
             tool_calls=[
-                ("send_email", {"to": ["ana@example.org"], "subject": "Hi Ana", "body": "Hello Ana"}),
-                ("send_email", {"to": ["bo@example.org"], "subject": "Hi Bo", "body": "Hello Bo"}),
+                ("send_email", {"to": ["ana@example.org"], "subject": "Hi Ana", "body": "Hello Ana", "reason": "r"}),
+                ("send_email", {"to": ["bo@example.org"], "subject": "Hi Bo", "body": "Hello Bo", "reason": "r"}),
             ]
         )
 
@@ -451,7 +461,7 @@ async def test_a_task_retried_after_a_failure_waits_on_the_card_it_proposed_befo
             seen["told"] = text
             return Scripted(content="waiting for the operator")
         wording = "Hello Ana, would you sponsor our issue?" if seen["failed"] else "Hi Ana, would you sponsor us?"
-        args = {"to": ["ana@example.org"], "subject": "Sponsor?", "body": wording}
+        args = {"to": ["ana@example.org"], "subject": "Sponsor?", "body": wording, "reason": "a sponsor"}
         return Scripted(tool_calls=[("send_email", args)])
 
     fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email Ana"))], skills={"Email Ana": outreach})
@@ -488,7 +498,9 @@ async def test_after_a_rejection_the_task_may_propose_a_corrected_email(tmp_path
             return Scripted(content="waiting for the operator")
         wording = "Hi Ana, shorter this time." if "): rejected" in text else "Hi Ana, would you sponsor us?"
         return Scripted(
-            tool_calls=[("send_email", {"to": ["ana@example.org"], "subject": "Sponsor?", "body": wording})]
+            tool_calls=[
+                ("send_email", {"to": ["ana@example.org"], "subject": "Sponsor?", "body": wording, "reason": "r"})
+            ]
         )
 
     fake_llm.responder = Brain(plans=[plan(task("t1", "outreach", "Email Ana"))], skills={"Email Ana": outreach})
@@ -512,11 +524,11 @@ async def test_a_resumed_task_is_told_what_it_sent_without_a_card(tmp_path: Path
     prompts: list[str] = []
 
     def email(to: str, words: str) -> tuple[str, dict[str, Any]]:
-        return ("send_email", {"to": [to], "subject": "Sponsor?", "body": words})
+        return ("send_email", {"to": [to], "subject": "Sponsor?", "body": words, "reason": "a sponsor"})
 
     def outreach(body: dict[str, Any]) -> Scripted:
-        prompt = str(body["messages"][0].get("content") or "")
-        replies = "\n".join(str(m.get("content") or "") for m in body["messages"][1:])
+        prompt = str(task_messages(body)[0].get("content") or "")
+        replies = "\n".join(str(m.get("content") or "") for m in task_messages(body)[1:])
         if "a card was shown to the operator" in replies:
             return Scripted(content="waiting for the operator")
         if replies:
@@ -553,9 +565,10 @@ async def test_a_cancelled_goals_running_task_proposes_nothing(
     card for a cancelled goal. Neither happens: the attempt proposes nothing and its task is cancelled."""
 
     def outreach(body: dict[str, Any]) -> Scripted:
-        if len(body["messages"]) > 1:  # told what became of its request
+        if len(task_messages(body)) > 1:  # told what became of its request
             return finish("stopped")
-        return Scripted(tool_calls=[("send_email", {"to": ["ana@example.org"], "subject": "Sponsor?", "body": "Hi"})])
+        args = {"to": ["ana@example.org"], "subject": "Sponsor?", "body": "Hi", "reason": "a sponsor"}
+        return Scripted(tool_calls=[("send_email", args)])
 
     brain = Brain(plans=[plan(task("t1", "outreach", "Email the sponsor"))], skills={"Email the sponsor": outreach})
     fake_llm.responder = brain
