@@ -177,3 +177,39 @@ async def test_coo_run_with_no_channel_and_no_input_stays_up_and_says_what_is_mi
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def test_a_stop_mid_task_ends_the_process_and_the_task_runs_again_after_the_restart(tmp_path: Path) -> None:
+    """A goal's task attempt waits on the model when SIGTERM comes: the process ends, and after the
+    restart the task (its lease lapsed) runs again and the goal is done (I7)."""
+    from tests.fakes.openai_api import goals_script
+
+    async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
+        llm.responder = goals_script(1)
+        env = bot_env(
+            tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key,
+            COO_MEMORY__SEMANTIC="false", COO_TASKS__LEASE_S="3",
+        )  # fmt: skip
+        async with bot(env) as proc:
+            tg.push_message(1001, 1001, "/goal get the newsletter ready")
+            [card] = await tg.wait_for(
+                lambda c: c.method == "sendMessage" and str(c.params.get("text", "")).startswith("Start this plan?"),
+                timeout=60,
+            )
+            llm.gate = asyncio.Event()  # from now on the model answers only when the test says so
+            planned = len(llm.chat_requests)
+            approve = next(
+                b["callback_data"] for row in card.params["reply_markup"]["inline_keyboard"] for b in row
+                if b["text"] == "Approve"
+            )  # fmt: skip
+            assert card.message_id is not None
+            tg.push_callback(1001, 1001, card.message_id, approve)
+            await eventually(lambda: len(llm.chat_requests) > planned, timeout=60, what="the task's model call")
+            assert await stop_with(proc) == 0
+        assert not [c for c in tg.sent() if " is done." in str(c.get("text"))]
+        llm.gate.set()
+        async with bot(env) as restarted:
+            await tg.wait_for(
+                lambda c: c.method == "sendMessage" and " is done." in str(c.params.get("text", "")), timeout=90
+            )
+            assert await stop_with(restarted) == 0
