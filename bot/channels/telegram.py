@@ -189,6 +189,9 @@ class TelegramChannel:
             except InvalidToken:
                 # PTB's message quotes the token; it must not reach logs (I4).
                 raise InvalidToken("COO_TELEGRAM__TOKEN was rejected by the Bot API server") from None
+            except RetryAfter as exc:
+                await asyncio.sleep(_retry_after_s(exc))
+                continue
             except NetworkError as exc:
                 logger.warning("telegram: Bot API unreachable (%s); retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)
