@@ -131,3 +131,17 @@ async def test_polling_goes_on_after_an_outage_and_loses_nothing(
     finally:
         await channel.stop()
     assert [m.text for m in messages] == ["before", "during"]
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_rate_limit_at_start_is_waited_out(tg: FakeTelegram) -> None:
+    tg.fail_next("getMe", 429, retry_after=0.05)
+    tg.fail_next("setMyCommands", 429, retry_after=0.05)
+    tg.fail_next("deleteWebhook", 502)
+    channel = TelegramChannel(make_settings(tg), Inbox().handle, COMMANDS, retry_base_s=0.02)
+    await channel.start()
+    try:
+        methods = [c.method for c in tg.calls]
+    finally:
+        await channel.stop()
+    assert methods.count("getMe") == 2 and methods.count("setMyCommands") == 2 and methods.count("deleteWebhook") == 2
