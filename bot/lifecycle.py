@@ -20,9 +20,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from bot.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +183,22 @@ async def stop_receiving(channels: Iterable[object], grace: Grace) -> None:
                     await channel.stop_receiving()
             except TimeoutError:
                 log.error("channel %s did not stop receiving in time; going on", getattr(channel, "name", channel))
+
+
+async def wind_down(channels: Sequence[object], dispatcher: Dispatcher, background: Background, grace: Grace) -> None:
+    """A stop's first step: stop taking updates, let what is in flight finish within the grace, cancel the rest.
+
+    A turn cancelled here leaves its update unfinished (I3): the next start answers it.
+    """
+    grace.begin()
+    await stop_receiving(channels, grace)
+    background.ask_stop()
+    await grace.wait([*dispatcher.in_flight(), *background.finishing()])
+    left = len(dispatcher.in_flight())
+    if left:
+        log.warning("stopping: %d update(s) not answered yet; the next start answers them", left)
+    await dispatcher.drain(0.0)
+    await background.cancel()
 
 
 async def close_channel(channel: Any, timeout_s: float = 5.0) -> None:

@@ -22,7 +22,7 @@ from bot.access import AccessGuard
 from bot.channels.console import ConsoleChannel, HeldOutput
 from bot.commands import CommandRouter
 from bot.dispatcher import Dispatcher, Handlers
-from bot.lifecycle import Background, Grace, StopSignals, close_channel, in_daemon_thread, stop_receiving
+from bot.lifecycle import Background, Grace, StopSignals, close_channel, in_daemon_thread, wind_down
 from bot.messages import Channel, InboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings, redact_url
@@ -668,26 +668,10 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
         # The price table's first lookup reads a large catalog: do it now, off the loop.
         models = [m for m in (rt.settings.llm.model, rt.settings.llm.cheap_model) if m]
         background.spawn(asyncio.to_thread(prices.warm, models), "prices")
-    stack.push_async_callback(_wind_down, rt, background, grace)  # the first thing a stop does
+    stack.push_async_callback(wind_down, rt.channels, rt.dispatcher, background, grace)  # a stop's first step
     # Everything built so far lives until shutdown: keep it out of the collector's full passes,
     # which otherwise show up as 100+ ms pauses in reply latency.
     gc.freeze()
-
-
-async def _wind_down(rt: Runtime, background: Background, grace: Grace) -> None:
-    """Stop taking updates, let what is in flight finish within the grace, cancel the rest.
-
-    A turn cancelled here leaves its update unfinished (I3): the next start answers it.
-    """
-    grace.begin()
-    await stop_receiving(rt.channels, grace)
-    background.ask_stop()
-    await grace.wait([*rt.dispatcher.in_flight(), *background.finishing()])
-    left = len(rt.dispatcher.in_flight())
-    if left:
-        log.warning("stopping: %d update(s) not answered yet; the next start answers them", left)
-    await rt.dispatcher.drain(0.0)
-    await background.cancel()
 
 
 async def _alert(alert: BudgetAlert, *, budgets: BudgetCommands, control: ControlStore, messenger: Messenger) -> None:

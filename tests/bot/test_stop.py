@@ -95,10 +95,12 @@ async def test_a_stop_mid_reply_lets_the_reply_finish_and_marks_it_done(tmp_path
         async with bot(env) as proc:
             tg.push_message(1001, 1001, "are you there?")
             await eventually(lambda: len(llm.chat_requests) == 1, timeout=60, what="the model call")
+            sent = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             await until_logged(tmp_path, "SIGTERM: stopping")
             llm.gate.set()  # the model answers while the process is stopping
             assert await asyncio.wait_for(proc.wait(), EXIT_BOUND_S) == 0
+            print(f"\n[stop] SIGTERM mid-reply: exited 0 after {time.monotonic() - sent:.2f} s")
         assert len(replies(tg, "the answer, after the stop began")) == 1
         assert [status for _, status in inbox_states(tmp_path)] == ["done"]
         async with bot(env) as restarted:  # nothing is answered twice after the restart
@@ -137,14 +139,17 @@ async def test_a_stop_mid_intake_leaves_stored_updates_for_the_next_start(tmp_pa
         env = bot_env(tg, tmp_path, free_port(), COO_MEMORY__SEMANTIC="false")
         update_id = tg.push_message(1001, 1001, "/status")  # waiting before the start
         async with bot(env) as proc:
+            sent: list[float] = []
 
             def confirmed(call: Call) -> None:
                 if call.method == "getUpdates" and (call.params.get("offset") or 0) > update_id:
                     proc.send_signal(signal.SIGTERM)
+                    sent.append(time.monotonic())
                     tg.on_call = None
 
             tg.on_call = confirmed
             assert await asyncio.wait_for(proc.wait(), EXIT_BOUND_S) == 0
+            print(f"\n[stop] SIGTERM mid-intake: exited 0 after {time.monotonic() - sent[0]:.2f} s")
         methods = [c.method for c in tg.calls]
         assert "setMyCommands" not in methods and "sendMessage" not in methods  # it never got past the intake
         assert inbox_states(tmp_path) == [(f"telegram:{update_id}", "pending")]
