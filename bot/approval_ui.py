@@ -15,6 +15,11 @@ from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 
 log = logging.getLogger(__name__)
 
+UNSAVED_OUTCOME = (
+    "(This outcome could not be saved: the disk may be full. After a restart this card may say the outcome is "
+    "unknown; it happened as shown here.)"
+)
+
 
 class Send(Protocol):
     """Sends a message; ``log_text`` replaces its text in the event log."""
@@ -121,7 +126,7 @@ class ApprovalUI:
         edited, so the outcome stays unreported and is shown again on the next start."""
         row = await self._service.store.get(outbox.approval_id)
         if row is not None:
-            card = await self._status_card(row)
+            card = await self._status_card(row, outbox)
             buttons = tuple(Button(label, data) for label, data in card.buttons)
             if not await self._edit_all(row, card.text, buttons):
                 raise RuntimeError(f"a card of approval {row.id} could not be updated")
@@ -136,8 +141,12 @@ class ApprovalUI:
         card = self._service.render(row, status=status)
         await self._edit_all(row, card.text, ())
 
-    async def _status_card(self, row: ApprovalRow) -> Card:
-        outbox = await self._service.store.outbox(row.id)
+    async def _status_card(self, row: ApprovalRow, reported: OutboxRow | None = None) -> Card:
+        """The card for a decided approval; with ``reported``, the outcome the outbox reports (which may not
+        be saved: then the card says so)."""
+        outbox = saved = await self._service.store.outbox(row.id)
+        if reported is not None:
+            outbox = reported
         kind = self._service.kind(row.kind)
         if outbox is None:
             status = {
@@ -168,6 +177,9 @@ class ApprovalUI:
                 "running": f"Approved by {row.decided_by}. {kind.working}",
                 "failed": f"Failed: {outbox.detail}. {kind.nothing_done}",
             }[outbox.state]
+        if saved is not None and saved.state != outbox.state:
+            status += f" {UNSAVED_OUTCOME}"
+            buttons = ()
         return self._service.render(row, status=status, buttons=buttons)
 
     async def _edit_all(self, row: ApprovalRow, text: str, buttons: tuple[Button, ...]) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.access import AccessGuard, Verdict
 from bot.commands import CommandRouter
-from bot.messages import Channel, InboundMessage, OutboundMessage
+from bot.messages import Channel, ChannelUnreachable, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from graph.errors import UserFacingError
 from memory.db import Claim, Database, clean_text
@@ -76,7 +76,9 @@ class Dispatcher:
         commands: CommandRouter,
         messenger: Messenger,
         handlers: Handlers | None = None,
+        redeliver_s: float = 5.0,
     ) -> None:
+        """``redeliver_s``: the pause before a turn whose answer could not be delivered runs again."""
         self._db = db
         self._guard = guard
         self._commands = commands
@@ -91,6 +93,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self._redeliver_s = redeliver_s
 
     def bind(self, handlers: Handlers) -> None:
         """Start handling: updates accepted so far are handled now, in the order they came."""
@@ -232,6 +235,10 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """The handling tasks not finished yet (a stop waits for them, within its grace)."""
+        return list(self._tasks)
+
     async def quiet(self) -> None:
         """Until no accepted update is being handled or waiting (background work yields to replies)."""
         await self._quiet.wait()
@@ -251,29 +258,48 @@ class Dispatcher:
 
     async def _process(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         await self._ready.wait()
-        session = inbound.session_key
         # One turn at a time per conversation; other conversations run concurrently.
-        async with self._locks[session]:
-            with self._messenger.turn(inbound.update_key, replaying):
-                try:
-                    await self._answer(inbound, event_id, replaying)
-                except UserFacingError as exc:
-                    await self._tell(inbound, exc.reason)
-                except Exception:
-                    log.exception("failed to handle update %s in session %s", inbound.update_key, session)
-                    await self._tell(inbound, GENERIC_ERROR)
+        async with self._locks[inbound.session_key]:
+            while not await self._turn(inbound, event_id, replaying):
+                if inbound.update_key is None:
+                    return  # nothing stored to answer again (the console never gets here)
+                # Not delivered and not finished (I3): it runs again as a replay (what was sent is not
+                # sent twice, a finished model call is not made again) until it is, or until a stop
+                # leaves it to the next start.
+                replaying = True
+                await asyncio.sleep(self._redeliver_s)
             if inbound.update_key is not None:
                 await self._db.finish_update(inbound.update_key)
 
-    async def _tell(self, inbound: InboundMessage, text: str) -> None:
-        """Send an error's answer; if it cannot be delivered (a blocked chat, Slack's not_in_channel),
-        log that once: the update is still finished, not replayed (and redone) on every start."""
+    async def _turn(self, inbound: InboundMessage, event_id: int, replaying: bool) -> bool:
+        """Handle one update; False when its answer could not be delivered (the platform is unreachable)."""
+        with self._messenger.turn(inbound.update_key, replaying):
+            try:
+                await self._answer(inbound, event_id, replaying)
+            except ChannelUnreachable as exc:
+                log.warning("update %s: the answer could not be delivered (%s); it stays due", inbound.update_key, exc)
+                return False
+            except UserFacingError as exc:
+                return await self._tell(inbound, exc.reason)
+            except Exception:
+                log.exception("failed to handle update %s in session %s", inbound.update_key, inbound.session_key)
+                return await self._tell(inbound, GENERIC_ERROR)
+        return True
+
+    async def _tell(self, inbound: InboundMessage, text: str) -> bool:
+        """Send an error's answer; False when the platform could not be reached (the update then stays due).
+        Any other failure (a blocked chat, Slack's not_in_channel) is logged once: the update is still
+        finished, not replayed (and redone) on every start."""
         try:
             await self._messenger.send(OutboundMessage.reply_to(inbound, text))
+        except ChannelUnreachable as exc:
+            log.warning("update %s: the answer could not be delivered (%s); it stays due", inbound.update_key, exc)
+            return False
         except Exception:
             log.exception(
                 "could not deliver the answer to update %s in session %s", inbound.update_key, inbound.session_key
             )
+        return True
 
     async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         if inbound.kind == "callback":

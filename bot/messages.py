@@ -89,6 +89,11 @@ class OutboundMessage:
 InboundHandler = Callable[[InboundMessage], Awaitable[object]]
 
 
+class ChannelUnreachable(Exception):
+    """``Channel.send`` could not reach its platform, retries included: the message was not delivered (or it
+    is not known that it was). What was being answered stays unfinished, to be answered again later (I3)."""
+
+
 class Channel(Protocol):
     """What the core needs from a platform adapter. Adapters stay thin translators."""
 

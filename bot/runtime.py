@@ -6,16 +6,15 @@ import asyncio
 import gc
 import importlib
 import logging
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 import aiosqlite
 
@@ -23,6 +22,7 @@ from bot.access import AccessGuard
 from bot.channels.console import ConsoleChannel, HeldOutput
 from bot.commands import CommandRouter
 from bot.dispatcher import Dispatcher, Handlers
+from bot.lifecycle import Background, Grace, StopSignals, close_channel, in_daemon_thread, wind_down
 from bot.messages import Channel, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings, redact_url
@@ -232,7 +232,7 @@ async def _open_intake(settings: Settings, stack: AsyncExitStack, early: bool) -
         if replayed:
             log.info("telegram: handling %d update(s) left unfinished by the last run", len(replayed))
         await telegram.start()
-        stack.push_async_callback(_stop_channel, telegram)
+        stack.push_async_callback(close_channel, telegram)
         started.append(telegram)
     return _Intake(stores, guard, pairing_code, messenger, commands, dispatcher, pending, started)
 
@@ -377,18 +377,20 @@ async def open_runtime(
     console_input: TextIO | None = None,
     console_output: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
+    grace: Grace | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the stores, model client, coordinator, goals and channels; close all on exit.
 
     ``console=None`` means: the console only when no platform channel is configured. ``clock`` (monotonic
     seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown.
+    On exit, replies and executions in flight get ``grace`` to finish (see :mod:`bot.lifecycle`).
     """
     async with AsyncExitStack() as stack:
         # A console-only run has nothing to poll: the order only matters with a platform channel.
         intake = await _open_intake(settings, stack, early=console is not True)
-        await asyncio.to_thread(_load_heavy_parts)
+        await in_daemon_thread(_load_heavy_parts)
         runtime, prices = await _build(settings, stack, intake, _Console(console, console_input, console_output), clock)
-        await _start(runtime, stack, prices, intake)
+        await _start(runtime, stack, prices, intake, grace or Grace())
         yield runtime
 
 
@@ -680,14 +682,17 @@ def _make_channels(rt: Runtime, console: _Console) -> None:
         rt.channels.append(rt.console)
 
 
-async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake: _Intake) -> None:
-    """Start channels (replaying what a crash left unfinished), the outbox, the scheduler and ingestion."""
+async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake: _Intake, grace: Grace) -> None:
+    """Start channels (replaying what a crash left unfinished), the outbox, the scheduler and ingestion.
+
+    On exit (the stack unwinds in reverse) the stop runs in this order: the channels stop receiving;
+    replies, the outbox's execution and task attempts in flight finish within ``grace``, sending through
+    channels still open; what is left is cancelled (and resumed at the next start); then channels close.
+    """
     for channel in rt.channels:
         rt.messenger.attach(channel)
-    # Runs after every channel stopped (the stack unwinds in reverse): in-flight turns may finish.
-    stack.push_async_callback(rt.dispatcher.drain, 15.0)
     for channel in rt.channels:
-        stack.push_async_callback(_stop_channel, channel)  # stopping twice is harmless
+        stack.push_async_callback(close_channel, channel)  # closing twice is harmless
         if channel in intake.started:
             await cast("TelegramChannel", channel).set_commands(rt.commands.menu())
             continue
@@ -695,19 +700,22 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
         replayed = await rt.dispatcher.replay(intake.pending, {channel.name})
         if replayed:
             log.info("%s: handling %d update(s) left unfinished by the last run", channel.name, len(replayed))
+    background = Background()
+    stack.push_async_callback(background.cancel)
     await rt.runner.recover()
-    await _background(stack, rt.runner.run_forever(), "outbox", stop=rt.runner.stop)
-    await _background(stack, _sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
-    await _background(stack, rt.scheduler.run_forever(), "scheduler")
-    await _background(stack, rt.task_runner.run_forever(), "tasks", stop=rt.task_runner.stop)
+    background.spawn(rt.runner.run_forever(), "outbox", stop=rt.runner.stop)
+    background.spawn(_sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
+    background.spawn(rt.scheduler.run_forever(), "scheduler")
+    background.spawn(rt.task_runner.run_forever(), "tasks", stop=rt.task_runner.stop)
     if rt.ingestor is not None:
         backlog = rt.memory_repair.missing if rt.memory_repair else None  # what a crash kept out of the index
-        await _background(stack, rt.ingestor.run_forever(backlog), "memory-ingest")
+        background.spawn(rt.ingestor.run_forever(backlog), "memory-ingest")
     if rt.coordinator.llm.configured:
         # The price table's first lookup reads a large catalog: do it now, off the loop.
         from graph.fallbacks import prices_in_use
 
-        await _background(stack, asyncio.to_thread(prices_in_use, rt.settings.llm, prices), "prices")
+        background.spawn(asyncio.to_thread(prices_in_use, rt.settings.llm, prices), "prices")
+    stack.push_async_callback(wind_down, rt.channels, rt.dispatcher, background, grace)  # a stop's first step
     # Everything built so far lives until shutdown: keep it out of the collector's full passes,
     # which otherwise show up as 100+ ms pauses in reply latency.
     gc.freeze()
@@ -772,44 +780,6 @@ def _maintain(repair: MemoryRepair) -> Callable[[], Awaitable[None]]:
     return run
 
 
-async def _stop_channel(channel: Channel, timeout_s: float = 15.0) -> None:
-    # A handler that never returns must not keep the process from stopping.
-    try:
-        async with asyncio.timeout(timeout_s):
-            await channel.stop()
-    except TimeoutError:
-        log.error("channel %s did not stop within %.0fs; leaving it", channel.name, timeout_s)
-
-
-async def _background(
-    stack: AsyncExitStack,
-    coro: Coroutine[Any, Any, Any],
-    name: str,
-    stop: Callable[[], None] | None = None,
-    grace_s: float = 15.0,
-) -> None:
-    """Run ``coro`` until shutdown; with ``stop``, ask it to finish its work first (up to ``grace_s``).
-
-    A background loop that dies is logged at once (it would otherwise fail silently until shutdown).
-    """
-    task = asyncio.create_task(coro, name=name)
-    task.add_done_callback(_log_death)
-
-    async def end() -> None:
-        if stop is not None:
-            stop()
-            await asyncio.wait([task], timeout=grace_s)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    stack.push_async_callback(end)
-
-
-def _log_death(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("background task %s stopped", task.get_name(), exc_info=exc)
-
-
 async def _sweep_expired(approvals: ApprovalService, ui: ApprovalUI, every_s: float) -> None:
     """Expire cards past their time (fail closed) and say so on them."""
     while True:
@@ -869,23 +839,64 @@ def banner(runtime: Runtime, log_file: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+NOTHING_TO_TALK_THROUGH = (
+    "coo: input ended and no chat platform is configured, so nobody can reach solo-coo: set "
+    "COO_TELEGRAM__TOKEN or COO_SLACK__BOT_TOKEN (`coo onboard` writes them) and restart. "
+    "Staying up until stopped; `coo chat` ends with its input."
+)
+
+
 async def serve(settings: Settings, *, console: bool | None = None, log_file: Path | None = None) -> None:
     """Run until Ctrl-C, SIGTERM or end of console input.
 
-    The console's output is held until the banner is printed, so the banner comes before the first prompt.
+    A signal during the start gives the start up at once (see :mod:`bot.lifecycle`). The console's
+    output is held until the banner is printed, so the banner comes before the first prompt.
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    signals = StopSignals()
+    signals.install()
+    opened = asyncio.Event()
+    run = asyncio.create_task(_serve(settings, console, log_file, signals, opened), name="coo-run")
+    asked = asyncio.create_task(signals.requested.wait())
+    try:
+        await asyncio.wait({run, asked}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done() and not opened.is_set():
+            log.info("stopping during the start")
+            run.cancel()
+        try:
+            await run
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not run.cancelled() or (current is not None and current.cancelling()):
+                raise
+    finally:
+        asked.cancel()
+        signals.disarm()
+
+
+async def _serve(
+    settings: Settings, console: bool | None, log_file: Path | None, signals: StopSignals, opened: asyncio.Event
+) -> None:
     held = HeldOutput(sys.stdout)
-    async with open_runtime(settings, console=console, console_output=cast(TextIO, held)) as runtime:
+    grace = Grace(hurry=signals.hurry)
+    async with open_runtime(settings, console=console, console_output=cast(TextIO, held), grace=grace) as runtime:
+        opened.set()
         print(banner(runtime, log_file), file=sys.stderr, flush=True)
         held.release()
-        waiters = [asyncio.create_task(stop.wait())]
+        waiters = [asyncio.create_task(signals.requested.wait())]
         if runtime.console is not None:
             waiters.append(asyncio.create_task(runtime.console.closed.wait()))
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+        if not signals.requested.is_set() and console is None and not _chat_platforms(runtime) and not _a_terminal():
+            # Under Docker or systemd stdin is empty: ending here would only be restarted, again and again.
+            print(NOTHING_TO_TALK_THROUGH, file=sys.stderr, flush=True)
+            await signals.requested.wait()
         log.info("stopping")
+
+
+def _a_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # stdin closed
+        return False

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -201,7 +202,19 @@ class OutboxRunner:
 
     async def _final(self, row: OutboxRow, state: str, detail: str, external_id: str | None = None) -> None:
         assert state in ("sent", "failed", "unknown")
-        if not await self._store.finish(row.approval_id, state, detail, external_id=external_id):  # type: ignore[arg-type]
+        try:
+            finished = await self._store.finish(row.approval_id, state, detail, external_id=external_id)  # type: ignore[arg-type]
+        except Exception:
+            # E.g. a full disk: the row stays 'running' (a restart calls it unknown), but the card must not
+            # go on saying "Sending…": it shows the outcome, and that it was not saved.
+            log.exception("outbox %s: its outcome (%s: %s) could not be saved", row.approval_id, state, detail)
+            unsaved = replace(row, state=state, detail=detail, external_id=external_id, updated_at=utcnow())  # type: ignore[arg-type]
+            try:
+                await self._on_outcome(unsaved)
+            except Exception:
+                log.exception("outbox %s: the unsaved outcome could not be shown either", row.approval_id)
+            return
+        if not finished:
             await self._not_running(row, state, detail, external_id)
         await self._event(row, state, detail)
         fresh = await self._store.outbox(row.approval_id)

@@ -183,18 +183,29 @@ class TaskRunner:
         self._wake.set()
 
     async def run_forever(self) -> None:
-        """Step until stopped; a step that fails is logged and the next one runs."""
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                if not self._is_paused():
-                    await self.step()
-                await self._goals.flush_progress(self._clock())
-            except Exception:
-                log.exception("task runner step failed; continuing")
-            await wait_at_most(self._wake.wait(), self._settings.poll_s)
-        if self._running:
-            await asyncio.wait(set(self._running.values()))
+        """Step until stopped; a step that fails is logged and the next one runs.
+
+        Cancelled (a stop past its grace), it cancels the attempts in flight too: their leases lapse and
+        the tasks run again after the next start (I7), instead of running on while everything closes.
+        """
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    if not self._is_paused():
+                        await self.step()
+                    await self._goals.flush_progress(self._clock())
+                except Exception:
+                    log.exception("task runner step failed; continuing")
+                await wait_at_most(self._wake.wait(), self._settings.poll_s)
+            if self._running:
+                await asyncio.wait(set(self._running.values()))
+        except asyncio.CancelledError:
+            attempts = list(self._running.values())
+            for attempt in attempts:
+                attempt.cancel()
+            await asyncio.gather(*attempts, return_exceptions=True)
+            raise
         await self._goals.flush_progress(self._clock(), force=True)
 
     async def step(self) -> list[Task]:

@@ -5,7 +5,7 @@ a burst of chats the event loop's CPU per turn is what bounds the answers: ``pyt
 --runs 3`` answered the 20 x 10 burst in 1.44-1.59 s (medians of two sets) against 1.82 s on httpx.
 PTB turns statuses and bodies into its errors (``RetryAfter``, ``BadRequest``, ...) as with any
 transport; here, as in PTB's own httpx transport, a timeout becomes ``TimedOut`` and any other
-transport failure ``NetworkError``.
+transport failure ``NetworkError``, of which :class:`NotConnected` says the request never left.
 
 aiohttp has no write timeout: a request whose body cannot be written is bounded by the read timeout
 (both are seconds for Bot API calls).
@@ -23,6 +23,11 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 _FORM = "application/x-www-form-urlencoded"
+
+
+class NotConnected(NetworkError):
+    """No connection to the Bot API server could be made (refused, no route, DNS, connect timeout): the
+    request never left, so sending it again cannot deliver anything twice."""
 
 
 class AiohttpRequest(BaseRequest):
@@ -95,8 +100,12 @@ class AiohttpRequest(BaseRequest):
             )
             async with request as response:
                 return response.status, await response.read()
+        except aiohttp.ConnectionTimeoutError as exc:  # no connection within the connect and pool timeouts
+            raise NotConnected(f"aiohttp.{type(exc).__name__}: {exc}") from exc
         except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
             raise TimedOut from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise NotConnected(f"aiohttp.{type(exc).__name__}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
 

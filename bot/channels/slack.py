@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,7 +25,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
+from bot.messages import Button, ChannelUnreachable, InboundHandler, InboundKind, InboundMessage, OutboundMessage
 from bot.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ class SlackChannel:
         on_inbound: InboundHandler,
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
+        send_retry_s: float = 120.0,
     ) -> None:
         """Build the bolt app; nothing connects until ``start()`` (which retries an unreachable Slack
-        with backoff from ``retry_base_s`` up to ``retry_max_s``)."""
+        with backoff from ``retry_base_s`` up to ``retry_max_s``; a send does the same for up to
+        ``send_retry_s``)."""
         if settings.bot_token is None:
             raise ValueError("COO_SLACK__BOT_TOKEN is not set")
         self._settings = settings
@@ -83,6 +86,7 @@ class SlackChannel:
         self._bot_user_id: str | None = None
         self._retry_base = retry_base_s
         self._retry_max = retry_max_s
+        self._send_retry_s = send_retry_s
         self.http_port: int | None = None
         """The bound port in HTTP mode (useful with ``host:0``), else None."""
 
@@ -132,6 +136,10 @@ class SlackChannel:
             await asyncio.sleep(delay)
             delay = min(self._retry_max, delay * 2)
 
+    async def stop_receiving(self) -> None:
+        """Stop receiving; sending keeps working (replies in flight finish during a stop)."""
+        await self.stop()
+
     async def stop(self) -> None:
         """Stop receiving and release connections (handling in progress belongs to the core)."""
         if self._socket is not None:
@@ -146,19 +154,39 @@ class SlackChannel:
         ids: list[str] = []
         for index, (fallback, blocks) in enumerate(_layout(message.text, message.buttons)):
             if index == 0 and message.edit_message_id:
-                resp = await self._client.chat_update(
-                    channel=message.chat_id, ts=message.edit_message_id, text=fallback, blocks=blocks
-                )
+                resp = await self._connected(
+                    partial(
+                        self._client.chat_update,
+                        channel=message.chat_id, ts=message.edit_message_id, text=fallback, blocks=blocks,
+                    )
+                )  # fmt: skip
             else:
-                resp = await self._client.chat_postMessage(
-                    channel=message.chat_id,
-                    thread_ts=message.thread_id,
-                    text=fallback,
-                    blocks=blocks,
-                    link_names=False,
-                )
+                resp = await self._connected(
+                    partial(
+                        self._client.chat_postMessage,
+                        channel=message.chat_id, thread_ts=message.thread_id, text=fallback, blocks=blocks,
+                        link_names=False,
+                    )
+                )  # fmt: skip
             ids.append(str(resp["ts"]))
         return ids
+
+    async def _connected(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A Web API call, retried with backoff while no connection to Slack can be made (the request never
+        left: it cannot post twice), for up to ``send_retry_s``; then :class:`ChannelUnreachable`. A dropped
+        connection is not retried: the post may have happened."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._send_retry_s
+        delay = self._retry_base
+        while True:
+            try:
+                return await call()
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                if loop.time() + delay > give_up_at:
+                    raise ChannelUnreachable(f"slack: the Web API is unreachable ({exc})") from exc
+                log.warning("slack: sending failed (%s); retrying in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(self._retry_max, delay * 2)
 
     def typing(self, chat_id: str, thread_id: str | None) -> AbstractAsyncContextManager[None]:
         """A no-op: Slack offers bots no typing indicator (only the legacy RTM API had one)."""

@@ -26,8 +26,8 @@ from aiohttp import web
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from bot.channels.aiohttp_request import AiohttpRequest
-from bot.messages import Button, InboundHandler, InboundKind, InboundMessage, OutboundMessage
+from bot.channels.aiohttp_request import AiohttpRequest, NotConnected
+from bot.messages import Button, ChannelUnreachable, InboundHandler, InboundKind, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
 
 BatchHandler = Callable[[Sequence[InboundMessage]], Awaitable[object]]
@@ -39,7 +39,7 @@ MAX_TEXT_UNITS = 4096
 MAX_CALLBACK_BYTES = 64
 TRUNCATION_MARK = "…"
 _MAX_RETRY_AFTER_S = 30.0
-_SEND_ATTEMPTS = 3
+_RATE_LIMIT_ATTEMPTS = 3
 _SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _COMMAND_WORD = re.compile(r"(\S*)(.*)", re.DOTALL)
 _GLUE = frozenset("\u200d\ufe0e\ufe0f")  # ZWJ and variation selectors bind to their neighbours
@@ -133,7 +133,10 @@ class TelegramChannel:
         on_batch: BatchHandler | None = None,
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
+        send_retry_s: float = 120.0,
     ) -> None:
+        """``retry_base_s`` / ``retry_max_s``: the backoff while the Bot API is unreachable (polling, start-up
+        calls, sends); a send gives up after ``send_retry_s`` of it (:class:`ChannelUnreachable`)."""
         if settings.token is None:
             raise ValueError("COO_TELEGRAM__TOKEN is not set")
         self._settings = settings
@@ -142,8 +145,10 @@ class TelegramChannel:
         self._commands = [BotCommand(name.lstrip("/"), description) for name, description in commands]
         self._retry_base = retry_base_s
         self._retry_max = retry_max_s
+        self._send_retry_s = send_retry_s
         self._bot: _Bot | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._menu: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._answers: set[asyncio.Task[None]] = set()
 
@@ -164,11 +169,11 @@ class TelegramChannel:
         try:
             await self._connect(bot)
             if self._commands:
-                await bot.set_my_commands(self._commands)
+                await self._set_menu(bot, self._commands)
             if settings.webhook_url:
                 await self._start_webhook(bot)
             else:
-                await bot.delete_webhook(drop_pending_updates=False)
+                await self._until_done(bot.delete_webhook, "deleteWebhook", drop_pending_updates=False)
                 self._poller = asyncio.create_task(self._poll(bot), name="telegram-polling")
         except BaseException:
             await self.stop()
@@ -184,19 +189,49 @@ class TelegramChannel:
             except InvalidToken:
                 # PTB's message quotes the token; it must not reach logs (I4).
                 raise InvalidToken("COO_TELEGRAM__TOKEN was rejected by the Bot API server") from None
+            except RetryAfter as exc:
+                await asyncio.sleep(_retry_after_s(exc))
+                continue
             except NetworkError as exc:
                 logger.warning("telegram: Bot API unreachable (%s); retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(self._retry_max, delay * 2)
 
     async def set_commands(self, commands: Sequence[tuple[str, str]]) -> None:
-        """Register the command menu (when the commands were not known at start)."""
+        """Register the command menu (when the commands were not known at start), in the background:
+        it is retried while the Bot API is unreachable, and an outage never fails the start."""
         self._commands = [BotCommand(name.lstrip("/"), description) for name, description in commands]
-        await self._started().set_my_commands(self._commands)
+        self._register_menu(self._started())
 
-    async def stop(self) -> None:
-        """Stop receiving, close connections. Safe to call twice."""
-        bot, self._bot = self._bot, None
+    def _register_menu(self, bot: Bot) -> None:
+        if self._menu is not None:
+            self._menu.cancel()
+        self._menu = asyncio.create_task(self._set_menu(bot, list(self._commands)), name="telegram-menu")
+
+    async def _set_menu(self, bot: Bot, commands: list[BotCommand]) -> None:
+        try:
+            await self._until_done(bot.set_my_commands, "setMyCommands", commands=commands)
+        except TelegramError as exc:
+            # A refused menu (e.g. a description Telegram does not accept) costs the menu, not the bot.
+            logger.error("telegram: the command menu was refused (%s)", exc)
+
+    async def _until_done(self, method: Callable[..., Awaitable[T]], name: str, **kwargs: Any) -> T:
+        """A start-up call, retried with backoff for as long as the Bot API is unreachable (as polling is)."""
+        delay = self._retry_base
+        while True:
+            try:
+                return await method(**kwargs)
+            except RetryAfter as exc:
+                await asyncio.sleep(_retry_after_s(exc))
+            except NetworkError as exc:
+                if isinstance(exc, BadRequest):
+                    raise
+                logger.warning("telegram: %s failed (%s); retrying in %.0f s", name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(self._retry_max, delay * 2)
+
+    async def stop_receiving(self) -> None:
+        """Stop polling (or serving the webhook); sending goes on until :meth:`stop` (replies in flight)."""
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
@@ -204,6 +239,15 @@ class TelegramChannel:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def stop(self) -> None:
+        """Stop receiving, close connections. Safe to call twice."""
+        await self.stop_receiving()
+        bot, self._bot = self._bot, None
+        menu, self._menu = self._menu, None
+        if menu is not None:
+            menu.cancel()
+            await asyncio.gather(menu, return_exceptions=True)
         if self._answers:
             await asyncio.wait(set(self._answers), timeout=5)
         if bot is not None:
@@ -270,19 +314,32 @@ class TelegramChannel:
             raise RuntimeError("TelegramChannel is not started")
         return self._bot
 
-    @staticmethod
-    async def _retrying(method: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
-        # Only 429 is retried: Telegram guarantees nothing was delivered, unlike a timeout or 5xx.
-        for attempt in range(1, _SEND_ATTEMPTS + 1):
+    async def _retrying(self, method: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
+        """A send or edit, retried on a rate limit (a few times) and while the Bot API cannot be reached.
+
+        A connection that cannot be made is retried with backoff for up to ``send_retry_s``, then
+        :class:`ChannelUnreachable` is raised: the caller keeps what it wanted to say for later. A timeout
+        or a 5xx is not retried: the message may have arrived, and it is never sent twice.
+        """
+        rate_limited = 0
+        delay = self._retry_base
+        give_up_at = asyncio.get_running_loop().time() + self._send_retry_s
+        while True:
             try:
                 return await method(**kwargs)
             except RetryAfter as exc:
+                rate_limited += 1
                 wait_s = _retry_after_s(exc)
-                if attempt == _SEND_ATTEMPTS or wait_s > _MAX_RETRY_AFTER_S:
+                if rate_limited == _RATE_LIMIT_ATTEMPTS or wait_s > _MAX_RETRY_AFTER_S:
                     raise
                 logger.warning("telegram rate limit, retrying in %.0f s", wait_s)
                 await asyncio.sleep(wait_s)
-        raise AssertionError("unreachable")
+            except NotConnected as exc:
+                if asyncio.get_running_loop().time() + delay > give_up_at:
+                    raise ChannelUnreachable(f"telegram: the Bot API is unreachable ({exc})") from exc
+                logger.warning("telegram: sending failed (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(self._retry_max, delay * 2)
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -413,7 +470,9 @@ class TelegramChannel:
         host, port = settings.webhook_address
         self._runner = runner
         await web.TCPSite(runner, host, port).start()
-        await bot.set_webhook(
+        await self._until_done(
+            bot.set_webhook,
+            "setWebhook",
             url=settings.webhook_url,
             secret_token=secret,
             allowed_updates=Update.ALL_TYPES,

@@ -15,3 +15,19 @@ async def serve(app: web.Application, port: int = 0, *, cancel_handlers: bool = 
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, int(runner.addresses[0][1])
+
+
+async def stop_listening(runner: web.AppRunner) -> None:
+    """Close the listening socket and every open connection: clients now get "connection refused",
+    as when the server's host is gone (an outage). :func:`listen_again` ends it."""
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    for handler in server.connections if server is not None else []:
+        if handler.transport is not None:
+            handler.transport.abort()
+
+
+async def listen_again(runner: web.AppRunner, port: int) -> None:
+    """Listen on ``port`` again after :func:`stop_listening` (the same address: clients just retry)."""
+    await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.polling import eventually
-from tests.fakes.serving import serve
+from tests.fakes.serving import listen_again, serve, stop_listening
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,16 @@ class FakeSlack:
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def go_down(self) -> None:
+        """Refuse every connection (and drop the open ones) until :meth:`come_back`: an outage."""
+        assert self._runner is not None
+        await stop_listening(self._runner)
+
+    async def come_back(self) -> None:
+        """Accept connections again, on the same port."""
+        assert self._runner is not None
+        await listen_again(self._runner, self.port)
 
     # -- Web API -------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import serve
+from tests.fakes.serving import listen_again, serve, stop_listening
 
 JSON = dict[str, Any]
 # Free-text parameters stay strings even when they look like JSON ("42", "true").
@@ -135,6 +135,8 @@ class FakeTelegram:
         """update_id -> ``time.monotonic()`` when a getUpdates response first carried it."""
         self.control = False
         """True adds the ``/_fake/`` control API (the standalone process turns it on)."""
+        self.down = False
+        """True between :meth:`go_down` and :meth:`come_back`."""
 
     async def __aenter__(self) -> FakeTelegram:
         app = web.Application()
@@ -151,6 +153,20 @@ class FakeTelegram:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    # ---- outages ---------------------------------------------------------------------------
+
+    async def go_down(self) -> None:
+        """Refuse every connection (and drop the open ones) until :meth:`come_back`: an outage."""
+        assert self._runner is not None
+        self.down = True
+        await stop_listening(self._runner)
+
+    async def come_back(self) -> None:
+        """Accept connections again, on the same port."""
+        assert self._runner is not None
+        await listen_again(self._runner, int(self.api_root.rsplit(":", 1)[1]))
+        self.down = False
 
     # ---- pushing updates -------------------------------------------------------------------
 
