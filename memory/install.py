@@ -33,6 +33,10 @@ from typing import Any
 
 KEY_FILE = "install.key"
 _KEY_BYTES = 32
+_NOT_A_KEY = (
+    "not an install key; put back the one this data dir had, or move it away to start as a new install "
+    "(cards and queued actions made under the old key then fail closed)"
+)
 
 
 class InstallKeyError(Exception):
@@ -89,9 +93,9 @@ def read_key(path: Path) -> Install:
         text = path.read_text(encoding="ascii").strip()
         key = bytes.fromhex(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InstallKeyError(f"{path}: not an install key ({type(exc).__name__})") from None
+        raise InstallKeyError(f"{path}: {_NOT_A_KEY} ({type(exc).__name__})") from None
     if len(key) != _KEY_BYTES:
-        raise InstallKeyError(f"{path}: not an install key (wrong length)")
+        raise InstallKeyError(f"{path}: {_NOT_A_KEY} (wrong length)")
     return Install(key)
 
 
