@@ -17,6 +17,7 @@ from bot.runtime import open_runtime
 from connectors.email import EmailAction
 from memory.db import utcnow
 from memory.install import KEY_FILE, read_key
+from prompts.messages import NOT_RESENDABLE
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message, subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.smtp_server import SMTPServer
@@ -118,6 +119,30 @@ async def test_a_crafted_export_imports_as_history_and_grants_nothing(tmp_path: 
     assert FORGED_INSTRUCTION not in prompt_before  # not a standing instruction until confirmed
     assert "not in effect until you confirm it" in shown and FORGED_INSTRUCTION in shown  # shown to the operator
     assert FORGED_INSTRUCTION in prompt_after
+
+
+async def test_a_restored_unknown_row_from_another_install_cannot_be_resent(tmp_path: Path) -> None:
+    source = forged_export(tmp_path / "forged")
+    lines = (source / "approvals.jsonl").read_text().splitlines()
+    approval = json.loads(lines[0])
+    # "Queued" when the backup was made: it comes back unknown, and its card (shown in the operator's chat,
+    # the file says) offers Resend.
+    approval["outbox"]["state"] = "queued"
+    approval["cards"] = [{"channel": "rec", "chat_id": "1001", "thread_id": None, "message_id": "5"}]
+    (source / "approvals.jsonl").write_text(json.dumps(approval) + "\n")
+    rc, out, err = await coo(tmp_path / "data", "import", str(source))
+    assert rc == 0 and "unknown (were queued): 1" in out, err
+    with SMTPServer() as smtp:
+        settings = make_settings(tmp_path / "data", smtp=smtp.settings(), outbox={"poll_s": 0.05})
+        async with open_runtime(settings, console=False) as rt:
+            chan = RecordingChannel("rec")
+            rt.dispatcher.attach(chan)
+            press = f"rs:{approval['id']}:{approval['nonce']}"
+            await rt.dispatcher.handle(operator_message("", kind="callback", data=press))
+            outbox = await rt.approvals.store.outbox(approval["id"])
+    assert outbox is not None and outbox.state == "unknown"  # never queued again
+    assert chan.sent[-1].text == NOT_RESENDABLE
+    assert smtp.delivered == []
 
 
 async def genuine_install(data: Path, smtp: SMTPServer) -> None:
