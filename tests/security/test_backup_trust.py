@@ -12,12 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.backup import import_all
 from bot.export import export_all
 from bot.runtime import open_runtime
 from connectors.email import EmailAction
 from memory.db import utcnow
 from memory.install import KEY_FILE, read_key
-from prompts.messages import NOT_RESENDABLE
+from memory.profile import ProfileStore
+from prompts.messages import NOT_RESENDABLE, PROFILE_RESTORE_DROPPED, PROFILE_RESTORE_NONE
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message, subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.smtp_server import SMTPServer
@@ -252,3 +254,19 @@ async def test_a_note_longer_than_a_chat_message_is_refused(tmp_path: Path) -> N
     assert rc != 0
     assert err.strip() == "coo: import: notes.jsonl line 2: text: String should have at most 100000 characters"
     assert not (tmp_path / "data").exists() or list((tmp_path / "data").iterdir()) == []
+
+
+async def test_a_restored_profile_the_operator_drops_never_takes_effect(tmp_path: Path) -> None:
+    await import_all(forged_export(tmp_path / "forged"), make_settings(tmp_path / "data"))
+    async with open_runtime(make_settings(tmp_path / "data"), console=False) as rt:
+        chan = RecordingChannel("rec")
+        rt.dispatcher.attach(chan)
+        await rt.dispatcher.handle(operator_message("/profile restore drop", kind="command"))
+        dropped = chan.sent[-1].text
+        await rt.dispatcher.handle(operator_message("/profile restore", kind="command"))
+        nothing = chan.sent[-1].text
+        await rt.dispatcher.handle(operator_message("/profile", kind="command"))
+        shown = chan.sent[-1].text
+        profile = await ProfileStore(rt.db).get()
+    assert dropped == PROFILE_RESTORE_DROPPED and nothing == PROFILE_RESTORE_NONE
+    assert FORGED_INSTRUCTION not in shown and profile.instructions == ""
