@@ -115,7 +115,7 @@ class ApprovalUI:
             action = await kind.edit(kind.parse(row.action), inbound.text, self._context())
         except ActionError as exc:
             raise UserFacingError(str(exc)) from None  # the old card stays valid
-        if action.digest() == row.digest:
+        if self._service.digest(action) == row.digest:
             raise UserFacingError(f"That is the same {kind.noun} as on the card; nothing changed.")
         new = await self._service.supersede(row, action, inbound.sender)
         await self.refresh(row, f"Replaced by a corrected card (approval {new.id}).")

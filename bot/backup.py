@@ -22,10 +22,24 @@ model and cost, also one that had not ended) come back exactly. The changed goal
 ``updated_at`` set to the time of the import and are listed in the ``backup.restored`` event. An
 export made before goals were exported has no ``goals.jsonl``: it imports with no goals.
 
-Also restored: the profile (replayed from its ``profile.set`` events) and, with semantic memory on,
-the semantic memory (remembered notes and the operator's chat messages, re-embedded; what was
-forgotten stays forgotten). Not in an export, so not restored: paired operators (pair again or use
-COO_OPERATORS), budgets and pause state, conversation checkpoints, the model-call ledger.
+Also restored, with semantic memory on, the semantic memory (remembered notes and the operator's chat
+messages, re-embedded; what was forgotten stays forgotten). Not in an export, so not restored: paired
+operators (pair again or use COO_OPERATORS), budgets, the approval policy and pause state, conversation
+checkpoints, the model-call ledger.
+
+An import creates no trust (I1, I8); docs/backup-trust.md says why and how:
+
+- the profile is not put in effect: its fields (the last ``profile.set`` of each) wait until the operator
+  confirms them in chat with ``/profile restore`` (``/profile restore drop`` discards them); ``coo import``
+  lists them, and ``/profile`` shows them until then;
+- outbox rows are marked restored: a ``sent`` one is history, never a known target that the ``relaxed``
+  policy would let through without a card;
+- approval and outbox digests are keyed with the install secret (``memory.install``). Restored onto a new
+  install (the default: the data dir is new, so is its key) they do not verify there: nothing restored
+  can run, be resent or count as known. Restored as the same install (``--key`` with the ``install.key``
+  of the install that made the export; its id is in the export's ``install.json``), every approval and
+  outbox digest must verify with that key, or the import is refused naming the file and line;
+- a remembered note longer than a chat message can be (``MAX_NOTE_CHARS``) is refused.
 
 Every line of the export is parsed and checked before anything is written; the data dir is built
 in a temporary folder inside it and moved into place only when everything succeeded. For goals this
@@ -60,8 +74,10 @@ from pydantic import (
 from bot.settings import Settings
 from memory.approvals import APPROVALS_SCHEMA
 from memory.db import open_database, utcnow
+from memory.install import Install, InstallKeyError, content_digest, read_key
 from memory.notes import NOTES_SCHEMA
-from memory.profile import PROFILE_SCHEMA
+from memory.profile import FIELDS, PROFILE_SCHEMA
+from memory.profile import MAX_VALUE as MAX_PROFILE_VALUE
 from memory.records import MODELS, RECORDS_SCHEMA
 from memory.tasks import FINISHED, TASKS_SCHEMA, GoalStatus, TaskState
 
@@ -69,6 +85,10 @@ if TYPE_CHECKING:
     from memory.api import Note
 
 FILES = ("events", "records", "approvals", "notes")
+MANIFEST = "install.json"
+"""Written by ``coo export``: the exporting install's public id (never its secret)."""
+MAX_NOTE_CHARS = 100_000
+"""The longest note ``/remember`` can store: a chat message's limit (``bot.dispatcher.MAX_INPUT_CHARS``)."""
 OPTIONAL_FILES = ("goals",)  # exports made before goals were exported have none
 RESTORE_ACTOR = "restore"
 UNKNOWN_DETAIL = "restored from a backup: it may have run after the backup was made; Resend if it did not"
@@ -189,7 +209,7 @@ class NoteRow(_Row):
     ref: str
     scope: str
     source: str
-    text: str
+    text: str = Field(max_length=MAX_NOTE_CHARS)
     at: datetime
 
 
@@ -304,8 +324,9 @@ class Backup(BaseModel):
     goals: list[GoalRow] = []
 
 
-def read_backup(source: Path) -> Backup:
-    """Parse and check every line of an export; ImportRefused naming the file and line otherwise."""
+def read_backup(source: Path, install: Install | None = None) -> Backup:
+    """Parse and check every line of an export; ImportRefused naming the file and line otherwise. With
+    ``install`` (a restore as the same install), every approval and outbox digest must verify with its key."""
     if not source.is_dir():
         raise ImportRefused(f"{source} is not a folder written by `coo export`")
     missing = [name for name in FILES if not (source / f"{name}.jsonl").is_file()]
@@ -323,6 +344,10 @@ def read_backup(source: Path) -> Backup:
         path = source / f"{name}.jsonl"
         lines[name] = _parse_lines(path, model) if name not in OPTIONAL_FILES or path.exists() else []
     backup = Backup.model_validate({name: [row for _, row in rows] for name, rows in lines.items()})
+    if install is not None:
+        _check_manifest(source, install)
+        _check_digests(lines["approvals"], install)
+    _check_profile(lines["events"])
     _check_references(backup)
     _check_goals(lines["goals"], backup.approvals)
     return backup
@@ -346,6 +371,44 @@ def _parse_lines(path: Path, model: type[_Row]) -> list[tuple[int, Any]]:
             message = first["msg"].removeprefix("Value error, ")
             raise ImportRefused(f"{path.name} line {number}: {where + ': ' if where else ''}{message}") from None
     return rows
+
+
+def _check_manifest(source: Path, install: Install) -> None:
+    """A key restores only the export of its own install."""
+    try:
+        made_by = json.loads((source / MANIFEST).read_text(encoding="utf-8"))["install_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ImportRefused(
+            f"{MANIFEST}: missing or unreadable, so the install that made this export is unknown; "
+            "import it without --key (as a new install)"
+        ) from None
+    if made_by != install.id:
+        raise ImportRefused(
+            f"{MANIFEST}: this export was made by install {made_by}, but the key given is install {install.id}'s"
+        )
+
+
+def _check_digests(lines: list[tuple[int, ApprovalRow]], install: Install) -> None:
+    """Each approval's and outbox row's digest is this install's seal of its action."""
+    for number, a in lines:
+        sealed = [("", a.action, a.digest)]
+        if a.outbox is not None:
+            sealed.append((" (its outbox row)", a.outbox.action, a.outbox.digest))
+        for what, action, digest in sealed:
+            if not install.verifies(content_digest(action), digest):
+                raise ImportRefused(
+                    f"approvals.jsonl line {number}: the digest of approval {a.id}{what} does not verify with this "
+                    "install's key (the line was changed after the export, or another install made it)"
+                )
+
+
+def _check_profile(lines: list[tuple[int, EventRow]]) -> None:
+    """A profile value the operator could not have set would fail when the operator confirms it."""
+    for number, e in lines:
+        if e.kind == "profile.set" and len(" ".join(str(e.payload.get("value", "")).split())) > MAX_PROFILE_VALUE:
+            raise ImportRefused(
+                f"events.jsonl line {number}: a profile value longer than {MAX_PROFILE_VALUE} characters"
+            )
 
 
 def _check_references(backup: Backup) -> None:
@@ -389,18 +452,33 @@ def _empty_or_absent(data_dir: Path) -> None:
         )
 
 
-async def import_all(source: Path, settings: Settings) -> dict[str, int]:
-    """Restore ``source`` into ``settings.data_dir`` (which must be empty or absent); returns counts."""
+def _install_of(key_file: Path | None) -> Install | None:
+    if key_file is None:
+        return None
+    try:
+        return read_key(key_file)
+    except InstallKeyError as exc:
+        raise ImportRefused(f"--key {exc}") from None
+
+
+async def import_all(source: Path, settings: Settings, key_file: Path | None = None) -> dict[str, int]:
+    """Restore ``source`` into ``settings.data_dir`` (which must be empty or absent); returns counts.
+
+    ``key_file``: the ``install.key`` of the install that made the export, to restore as that install
+    (digests verified with it, which it then keeps); without it the data dir is a new install."""
     data_dir = settings.data_dir
     _empty_or_absent(data_dir)
-    backup = read_backup(source)
+    install = _install_of(key_file)
+    backup = read_backup(source, install)
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ImportRefused(f"COO_DATA_DIR {data_dir}: cannot create it ({exc.strerror})") from None
     staging = data_dir / f".import-{os.getpid()}"
     try:
-        counts = await _write_sqlite(staging, backup, source)
+        if install is not None:
+            install.write(staging)
+        counts = await _write_sqlite(staging, backup, source, same_install=install is not None)
         if settings.memory.semantic:
             counts["semantic memories"] = await _rebuild_semantic(staging, backup, settings)
         for entry in staging.iterdir():
@@ -410,7 +488,7 @@ async def import_all(source: Path, settings: Settings) -> dict[str, int]:
     return counts
 
 
-async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str, int]:
+async def _write_sqlite(staging: Path, backup: Backup, source: Path, same_install: bool) -> dict[str, int]:
     expired = [a.id for a in backup.approvals if a.state == "pending"]
     unknown = [a.id for a in backup.approvals if a.outbox is not None and a.outbox.state in ("queued", "running")]
     cancelled_goals = [g.id for g in backup.goals if g.status not in FINISHED]
@@ -421,6 +499,11 @@ async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str
             await conn.executescript(schema)
         await conn.execute("BEGIN IMMEDIATE")
         try:
+            # Digests come keyed (or from another install): the one-time keying of old data dirs must
+            # never run over them, or a hand-made unkeyed digest would become a valid one.
+            await conn.execute(
+                "INSERT INTO digests_keyed (install_id, at) VALUES (?, ?)", (db.install.id, utcnow().isoformat())
+            )
             await _insert_events(conn, backup.events)
             await _insert_records(conn, backup.records)
             await _insert_approvals(conn, backup.approvals)
@@ -428,7 +511,7 @@ async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str
                 "INSERT INTO notes (ref, scope, source, text, at) VALUES (?, ?, ?, ?, ?)",
                 [(n.ref, n.scope, n.source, n.text, n.at.isoformat()) for n in backup.notes],
             )
-            await _replay_profile(conn, backup.events)
+            held = await _hold_profile(conn, backup.events)
             await _insert_goals(conn, backup.goals)
             await conn.commit()
         except BaseException:
@@ -443,6 +526,8 @@ async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str
                 "unknown_outbox": unknown,
                 "cancelled_goals": cancelled_goals,
                 "cancelled_tasks": cancelled_tasks,
+                "profile_held": sorted(held),
+                "same_install": same_install,
             },
         )
     return {
@@ -457,6 +542,7 @@ async def _write_sqlite(staging: Path, backup: Backup, source: Path) -> dict[str
         "unknown (were queued)": len(unknown),
         "cancelled goals (were unfinished)": len(cancelled_goals),
         "cancelled tasks (were unfinished)": len(cancelled_tasks),
+        "profile fields waiting for /profile restore": len(held),
     }
 
 
@@ -511,8 +597,8 @@ async def _insert_approvals(conn: aiosqlite.Connection, approvals: Iterable[Appr
         in_flight = o.state in ("queued", "running")
         await conn.execute(
             "INSERT INTO outbox (approval_id, idempotency_key, kind, action, digest, state, attempts, "
-            "next_attempt_at, detail, external_id, updated_at, progress, owner, reported) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            "next_attempt_at, detail, external_id, updated_at, progress, owner, reported, restored) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
             (
                 o.approval_id,
                 o.idempotency_key,
@@ -583,21 +669,26 @@ async def _insert_goals(conn: aiosqlite.Connection, goals: Iterable[GoalRow]) ->
             )  # fmt: skip
 
 
-async def _replay_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]) -> None:
-    """The profile table is the last ``profile.set`` of each field (an empty value cleared it)."""
-    current: dict[str, tuple[str, int, datetime]] = {}
+async def _hold_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]) -> dict[str, str]:
+    """The profile the export's events describe (the last ``profile.set`` of each field; an empty value
+    cleared it), held for the operator's confirmation instead of put in effect: an event line in a file
+    is not the operator's word, and the profile reaches the prompt (its instructions as instructions)."""
+    current: dict[str, tuple[str, int]] = {}
     for e in sorted(events, key=lambda e: e.id):
         if e.kind != "profile.set":
             continue
         field, value = str(e.payload.get("field", "")), str(e.payload.get("value", ""))
+        if field not in FIELDS:
+            continue  # e.g. "risk" from older versions: policy is never restored
         if value:
-            current[field] = (value.lower() if field == "risk" else value, e.id, e.at)
+            current[field] = (value, e.id)
         else:
             current.pop(field, None)
     await conn.executemany(
-        "INSERT INTO profile (field, value, event_id, updated_at) VALUES (?, ?, ?, ?)",
-        [(f, v, event_id, at.isoformat()) for f, (v, event_id, at) in current.items()],
+        "INSERT INTO profile_restored (field, value, event_id) VALUES (?, ?, ?)",
+        [(f, v, event_id) for f, (v, event_id) in current.items()],
     )
+    return {f: v for f, (v, _) in current.items()}
 
 
 def memories_of(backup: Backup, scope: str, tz: str) -> list[Note]:

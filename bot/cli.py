@@ -150,7 +150,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     settings = load(args)
     try:
-        counts = eventloop.run(import_all(Path(args.source), settings))
+        key = Path(args.key) if args.key else None
+        counts = eventloop.run(import_all(Path(args.source), settings, key))
     except ImportRefused as exc:
         raise CommandError(f"import: {exc}", EXIT_CONFIG) from None
     print(", ".join(f"{name}: {n}" for name, n in counts.items()) + f" -> {settings.data_dir.resolve()}")
@@ -192,6 +193,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a folder written by `coo export`")
+    p.add_argument("--key", help="install.key of the install that made the export: restore as that install")
 
 
 def _doctor_args(p: argparse.ArgumentParser) -> None:

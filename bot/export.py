@@ -5,7 +5,10 @@ the task: a line is then a whole unit, so most references (a task's goal, an att
 checked inside the line, the way an approval carries its outbox row.
 
 The folder is created with mode 0700 and each file with 0600: an export holds the business's
-messages and contacts. ``coo import`` (bot/backup.py) restores it.
+messages and contacts. ``coo import`` (bot/backup.py) restores it. ``install.json`` names the install that
+made it (its public id, never its secret): approval digests in it are keyed with that install's secret,
+so they verify only there (``memory.install``). Whether an outbox row was itself restored is not
+exported: every row an import writes is marked restored anyway.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from memory.approvals import APPROVALS_SCHEMA, ApprovalStore
+from memory.approvals import ApprovalStore, OutboxRow
 from memory.db import Database, open_database
 from memory.notes import NOTES_SCHEMA, NoteLedger
 from memory.records import MODELS, RECORDS_SCHEMA
 from memory.tasks import TASKS_SCHEMA
 
 FILES = ("events", "records", "approvals", "notes", "goals")
+MANIFEST = "install.json"
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +40,18 @@ async def export_all(data_dir: Path, out_dir: Path) -> dict[str, int]:
     """
     async with open_database(data_dir) as db:
         conn = db.connection
-        for schema in (RECORDS_SCHEMA, NOTES_SCHEMA, APPROVALS_SCHEMA, TASKS_SCHEMA):
+        for schema in (RECORDS_SCHEMA, NOTES_SCHEMA, TASKS_SCHEMA):
             await conn.executescript(schema)
         await conn.commit()
+        # A data dir no new version has started yet gets its digests keyed first, as a start would.
+        await ApprovalStore(conn).setup(db.install)
         await conn.execute("BEGIN")
         try:
             rows = await _rows(db)
         finally:
             await conn.rollback()
-    return await asyncio.to_thread(_write, rows, out_dir)
+        install_id = db.install.id
+    return await asyncio.to_thread(_write, rows, out_dir, install_id)
 
 
 def git_work_tree(path: Path) -> Path | None:
@@ -55,8 +62,11 @@ def git_work_tree(path: Path) -> Path | None:
     return None
 
 
-def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path) -> dict[str, int]:
+def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path, install_id: str) -> dict[str, int]:
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(out_dir / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"install_id": install_id}, handle)
     for name, items in rows.items():
         fd = os.open(out_dir / f"{name}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -73,7 +83,7 @@ async def _rows(db: Database) -> dict[str, list[dict[str, Any]]]:
         {
             **a.__dict__,
             "cards": [c.__dict__ for c in a.cards],
-            "outbox": (o.__dict__ if (o := await store.outbox(a.id)) else None),
+            "outbox": (_outbox_line(o) if (o := await store.outbox(a.id)) else None),
         }
         for a in await store.list_approvals(limit=10**9)
     ]
@@ -101,6 +111,10 @@ async def _rows(db: Database) -> dict[str, list[dict[str, Any]]]:
         "notes": [n.__dict__ for n in await ledger.all()],
         "goals": await _goal_rows(db),
     }
+
+
+def _outbox_line(row: OutboxRow) -> dict[str, Any]:
+    return {name: value for name, value in row.__dict__.items() if name != "restored"}
 
 
 _GOAL_COLUMNS = (

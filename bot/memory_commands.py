@@ -14,13 +14,16 @@ from memory.chat_notes import said
 from memory.db import Database, utcnow
 from memory.embedder import EmbeddingRefused
 from memory.notes import NoteLedger, StoredNote, new_ref
-from memory.profile import FIELDS, ProfileError, ProfileStore
+from memory.profile import FIELDS, Profile, ProfileError, ProfileStore
 from prompts.messages import (
     MEMORY_BUDGET_KEPT,
     MEMORY_BUDGET_RECALL,
     MEMORY_EMBEDDER_KEPT,
     MEMORY_UNAVAILABLE,
     MESSAGE_FORGOTTEN,
+    PROFILE_RESTORE_DROPPED,
+    PROFILE_RESTORE_NONE,
+    PROFILE_RESTORE_WAITING,
     PROFILE_RISK_MOVED,
 )
 
@@ -29,7 +32,9 @@ log = logging.getLogger(__name__)
 # A chat message's memory ref: its ``message.in`` event id.
 _MESSAGE_REF = re.compile(r"msg-([0-9]{1,18})")
 PROFILE_USAGE = (
-    "Usage: /profile | /profile set <field> <value> | /profile clear <field>  (fields: " + ", ".join(FIELDS) + ")"
+    "Usage: /profile | /profile set <field> <value> | /profile clear <field> | /profile restore [drop]  (fields: "
+    + ", ".join(FIELDS)
+    + ")"
 )
 
 
@@ -125,9 +130,12 @@ def register_memory_commands(
 
     async def profile_cmd(inbound: InboundMessage, args: str) -> str:
         words = args.split(None, 2)
+        if words[:1] == ["restore"]:
+            return await restore_profile(profile, inbound.sender, words[1:])
         if not words:
             rendered = (await profile.get()).render()
-            return ("Profile:\n" + rendered) if rendered else "The profile is empty. " + PROFILE_USAGE
+            shown = ("Profile:\n" + rendered) if rendered else "The profile is empty. " + PROFILE_USAGE
+            return shown + await held_profile(profile)
         if len(words) >= 2 and words[1].lower() == "risk" and words[0] in ("set", "clear"):
             raise UserFacingError(PROFILE_RISK_MOVED)
         try:
@@ -146,3 +154,23 @@ def register_memory_commands(
         router.add("recall", "Search memory: /recall Acme payment terms", recall, private=True)
         router.add("forget", "Forget a remembered note: /forget <ref>", forget)
     router.add("profile", "Show or set the business profile", profile_cmd, confidential=True)
+
+
+async def held_profile(profile: ProfileStore) -> str:
+    """What a restored backup would set, when some is waiting for the operator (else empty)."""
+    held = await profile.restored()
+    if not held:
+        return ""
+    return "\n\n" + PROFILE_RESTORE_WAITING.format(fields=Profile(held).render())
+
+
+async def restore_profile(profile: ProfileStore, operator: str, words: list[str]) -> str:
+    """``/profile restore``: put a restored backup's profile in effect; ``/profile restore drop``: discard it."""
+    if not await profile.restored():
+        return PROFILE_RESTORE_NONE
+    if words == ["drop"]:
+        await profile.drop_restored(operator)
+        return PROFILE_RESTORE_DROPPED
+    if words:
+        raise UserFacingError(PROFILE_USAGE)
+    return "Profile:\n" + (await profile.confirm_restored(operator)).render()

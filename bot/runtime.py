@@ -159,7 +159,7 @@ async def _open_stores(settings: Settings, stack: AsyncExitStack) -> _Stores:
     store_conn = await connect_sqlite(data_dir / "coo.sqlite", timeout)
     stack.push_async_callback(store_conn.close)
     approvals = ApprovalStore(store_conn)
-    await approvals.setup()
+    await approvals.setup(db.install)
     stores = _Stores(
         db,
         approvals,

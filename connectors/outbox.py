@@ -183,7 +183,8 @@ class OutboxRunner:
         probe left open (a refusal, a bug, a cancellation) would hold back every later action of its kind."""
         try:
             action = kind.parse(row.action)
-            if action.digest() != row.digest:
+            if not self._db.install.verifies(action.digest(), row.digest):
+                # Changed since it was approved, or never approved on this install (a restored backup's row).
                 raise PermanentError("the stored action does not match its approved digest")
             progress = Progress(row.progress, lambda steps: self._store.save_progress(row.approval_id, steps))
             return await kind.execute(action, row.idempotency_key, progress)

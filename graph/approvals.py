@@ -25,6 +25,8 @@ from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
 from memory.control import ControlStore
 from memory.db import Database, utcnow
+from memory.install import content_digest
+from prompts.messages import NOT_RESENDABLE
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +118,37 @@ class ApprovalService:
         """
         return Policy(await current_tolerance(self._control, self._settings), self._settings.forbidden)
 
+    def digest(self, action: Action) -> str:
+        """The digest an approval of ``action`` carries on this install: keyed with its secret, so no file
+        written elsewhere (a crafted export) can hold one that verifies (``memory.install``)."""
+        return self._db.install.seal(action.digest())
+
     async def known_targets(self, kind: ActionKind[Any]) -> set[str]:
-        """Targets an action of this kind already reached successfully (e.g. addresses emailed before)."""
+        """Targets an action of this kind already reached successfully from this install (e.g. addresses
+        emailed before). Rows brought by an import, or whose digest does not verify here, are history,
+        not trust: a backup must not widen what the policy lets through without a card."""
         known: set[str] = set()
         for row in await self._store.outbox_in("sent"):
-            if row.kind == kind.name:
-                known.update(kind.targets(kind.parse(row.action)))
+            if row.kind != kind.name or row.restored:
+                continue
+            action = kind.parse(row.action)
+            if self._db.install.verifies(action.digest(), row.digest):
+                known.update(kind.targets(action))
         return known
 
+    def approval_id(self, name: str) -> str:
+        """The id of the approval for the proposal named ``name`` (see :func:`graph.action_tools.approval_id_for`):
+        unique to this install, so its idempotency key and Message-ID are too."""
+        return self._db.install.scoped(name)
+
+    async def find(self, name: str) -> ApprovalRow | None:
+        """The approval proposed under ``name``; one stored under the bare name by a version before
+        install-unique ids (a replay after an upgrade) is found too."""
+        return await self._store.get(self.approval_id(name)) or await self._store.get(name)
+
     async def proposed(self, approval_id: str) -> Proposal | None:
-        """The proposal recorded under ``approval_id``, if any."""
-        row = await self._store.get(approval_id)
+        """The proposal recorded under the name ``approval_id``, if any."""
+        row = await self.find(approval_id)
         if row is None:
             return None
         return Proposal(Risk.APPROVAL if row.decided_by != "policy" else Risk.DIRECT, row)
@@ -156,14 +178,15 @@ class ApprovalService:
         root_id: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> Proposal:
-        """Record a proposed action. Idempotent for a given ``approval_id`` (a node that re-runs).
+        """Record a proposed action. Idempotent for a given ``approval_id`` (a node that re-runs); that
+        name is made unique to this install (:meth:`approval_id`) before it becomes the row's id.
 
         ``context`` is the card's provenance (the goal, task and skill that proposed it, what it used,
         why); it is shown on the card but is not part of the action or its digest.
         """
         if approval_id is not None and (earlier := await self.proposed(approval_id)) is not None:
             assert earlier.approval is not None
-            if earlier.approval.digest != action.digest():
+            if earlier.approval.digest != self.digest(action):
                 # Never show or run another action's card for this one (fail closed).
                 raise RuntimeError(f"approval {approval_id} already holds a different action")
             return earlier
@@ -175,7 +198,7 @@ class ApprovalService:
             await self._db.append_event("approval.forbidden", requested_by, {"kind": action.kind}, session=thread)
             return Proposal(risk, None)
         now = utcnow()
-        new_id = approval_id or "".join(secrets.choice(_ALPHABET) for _ in range(12))
+        new_id = self.approval_id(approval_id) if approval_id else "".join(secrets.choice(_ALPHABET) for _ in range(12))
         row = ApprovalRow(
             id=new_id,
             root_id=root_id or new_id,
@@ -183,7 +206,7 @@ class ApprovalService:
             origin=origin,
             kind=action.kind,
             action=action.model_dump(mode="json"),
-            digest=action.digest(),
+            digest=self.digest(action),
             approvers=tuple(sorted({*self._operators(), requested_by})),
             nonce="".join(secrets.choice(_ALPHABET) for _ in range(8)),
             created_at=now,
@@ -202,7 +225,8 @@ class ApprovalService:
             session=thread,
         )
         if risk is Risk.DIRECT:
-            await self._store.decide(row.id, row.nonce, "approved", "policy", outbox_key=idempotency_key(row.id))
+            key = idempotency_key(row.id, self._db.install.id)
+            await self._store.decide(row.id, row.nonce, "approved", "policy", outbox_key=key)
             await self._db.append_event(
                 "approval.decided",
                 "policy",
@@ -239,11 +263,12 @@ class ApprovalService:
         if verb == "approve":
             # The stored payload must still hash to the digest the card showed (fail closed otherwise).
             action = self.kind(row.kind).parse(row.action)
-            if action.digest() != row.digest:
+            if not self._db.install.verifies(action.digest(), row.digest):
                 log.error("approval %s: payload does not match its digest; rejecting", row.id)
                 won = await self._store.decide(row.id, row.nonce, "rejected", "digest-mismatch")
                 return Decision("decided" if won else "already", await self._store.get(row.id), "reject")
-            won = await self._store.decide(row.id, row.nonce, "approved", approver, outbox_key=idempotency_key(row.id))
+            key = idempotency_key(row.id, self._db.install.id)
+            won = await self._store.decide(row.id, row.nonce, "approved", approver, outbox_key=key)
         else:
             won = await self._store.decide(row.id, row.nonce, "rejected", approver)
         decided = await self._store.get(row.id)
@@ -331,6 +356,8 @@ class ApprovalService:
             return Decision("ignored", row)  # there is nothing to resend: no button ever offered this
         if outbox.state != "unknown":
             return Decision("already", row, "resend")
+        if not self._db.install.verifies(content_digest(outbox.action), outbox.digest):
+            raise UserFacingError(NOT_RESENDABLE)  # e.g. restored from another install's backup: not ours to run
         if not await self._store.finish(row.id, "queued", "resend requested by operator", expect="unknown"):
             return Decision("already", row, "resend")
         await self._audit("outbox.resend", approver, {"approval_id": row.id, "digest": row.digest}, row.thread)
@@ -389,6 +416,8 @@ def visible_controls(text: str) -> str:
     return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
 
 
-def idempotency_key(approval_id: str) -> str:
-    """The idempotency key of an approval's execution: derived from its id, stored before the call (I2)."""
-    return "coo-" + hashlib.sha256(approval_id.encode()).hexdigest()[:24]
+def idempotency_key(approval_id: str, install_id: str) -> str:
+    """The idempotency key of an approval's execution: derived from its id and the install's, stored before
+    the call (I2), so two installs (e.g. a test and a live one on one Stripe account) never share one. A row
+    approved before keys had the install's part keeps the key it was stored with."""
+    return "coo-" + hashlib.sha256(f"{install_id}\x00{approval_id}".encode()).hexdigest()[:24]

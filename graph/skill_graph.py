@@ -302,14 +302,13 @@ def step_id(task_id: str, stretch: int, kind: str, ordinal: int) -> str:
 async def _earlier(ctx: SkillContext, approval_id: str, action: Action) -> ApprovalRow | None:
     """What this task already proposed for this step, or the very same action at any step before."""
     goal_id = str(ctx.provenance.get("goal_id", ""))
-    found = await ctx.approvals.store.get(approval_id)
+    found = await ctx.approvals.find(approval_id)
     if found is None:
         # Rows named by the task and the action's digest (before steps had names) still count.
-        legacy = approval_id_for(ctx.task_id, action.digest())
-        found = await ctx.approvals.store.get(legacy)
+        found = await ctx.approvals.find(approval_id_for(ctx.task_id, action.digest()))
     if found is None:
         ours = [r for r in await ctx.approvals.store.for_goal(goal_id) if r.context.get("task_id") == ctx.task_id]
-        found = next((r for r in ours if r.digest == action.digest()), None)
+        found = next((r for r in ours if r.digest == ctx.approvals.digest(action)), None)
     if found is None:
         return None
     return await ctx.approvals.current(found.id, goal_id) or found

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from memory.db import utcnow
+from memory.install import Install, content_digest
 
 APPROVALS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -53,9 +54,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at TEXT NOT NULL,
     reported INTEGER NOT NULL DEFAULT 0,
     progress TEXT NOT NULL DEFAULT '{}',
-    owner TEXT
+    owner TEXT,
+    restored INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_at);
+-- One row once the action digests are keyed with the install secret (memory.install): written by the
+-- one-time keying of an older data dir, or by an import, so digests are never keyed twice.
+CREATE TABLE IF NOT EXISTS digests_keyed (
+    install_id TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS edit_requests (
     thread TEXT PRIMARY KEY,
     approval_id TEXT NOT NULL,
@@ -118,6 +126,8 @@ class OutboxRow:
     progress: dict[str, Any]
     owner: str | None = None
     """The process that claimed it last (``memory.liveness``): a row left running by a live one is its work."""
+    restored: bool = False
+    """Brought by ``coo import``: history, never evidence that its target is known (I8)."""
 
 
 _A_COLS = (
@@ -125,7 +135,7 @@ _A_COLS = (
     "state, decided_by, decided_at, cards, context"
 )
 _O_COLS = "approval_id, idempotency_key, kind, action, digest, state, attempts, next_attempt_at, detail, external_id"
-_O_READ = _O_COLS + ", updated_at, progress, owner"
+_O_READ = _O_COLS + ", updated_at, progress, owner, restored"
 
 
 def _approval(r: Any) -> ApprovalRow:
@@ -164,6 +174,7 @@ def _outbox(r: Any) -> OutboxRow:
         datetime.fromisoformat(r[10]),
         json.loads(r[11]),
         r[12],
+        bool(r[13]),
     )
 
 
@@ -196,8 +207,9 @@ class ApprovalStore:
                     await self._conn.rollback()
                 raise
 
-    async def setup(self) -> None:
-        """Create the tables if needed."""
+    async def setup(self, install: Install | None = None) -> None:
+        """Create the tables if needed; with ``install``, key the action digests of a data dir from before
+        digests were keyed (once, in the same transaction as the marker that says it was done)."""
         async with self._writing():
             await self._conn.executescript(APPROVALS_SCHEMA)
             async with self._conn.execute("PRAGMA table_info(outbox)") as cur:
@@ -211,6 +223,29 @@ class ApprovalStore:
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'")
             if "owner" not in columns:  # files from before two processes could tell each other's work
                 await self._conn.execute("ALTER TABLE outbox ADD COLUMN owner TEXT")
+            if "restored" not in columns:  # files from before imports were told apart
+                await self._conn.execute("ALTER TABLE outbox ADD COLUMN restored INTEGER NOT NULL DEFAULT 0")
+            if install is not None:
+                await self._key_digests(install)
+
+    async def _key_digests(self, install: Install) -> None:
+        """Replace every unkeyed action digest (the action's own SHA-256) by this install's seal of it.
+
+        A digest that is not the hash of its row's action is left as it is: it verifies neither before
+        nor after, so that row still fails closed."""
+        async with self._conn.execute("SELECT 1 FROM digests_keyed LIMIT 1") as cur:
+            if await cur.fetchone() is not None:
+                return
+        for table, key in (("approvals", "id"), ("outbox", "approval_id")):
+            async with self._conn.execute(f"SELECT {key}, action, digest FROM {table}") as cur:
+                rows = await cur.fetchall()
+            await self._conn.executemany(
+                f"UPDATE {table} SET digest = ? WHERE {key} = ?",
+                [(install.seal(r[2]), r[0]) for r in rows if content_digest(json.loads(r[1])) == r[2]],
+            )
+        await self._conn.execute(
+            "INSERT INTO digests_keyed (install_id, at) VALUES (?, ?)", (install.id, utcnow().isoformat())
+        )
 
     async def create(self, row: ApprovalRow) -> bool:
         """Insert a new approval; False when that id exists already (an idempotent re-run)."""

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from memory.grouped import Grouped, each, in_one_transaction, on_thread
+from memory.install import Install, load_install
 from memory.term_counts import TermCounts
 
 MESSAGE_KINDS = ("message.in", "message.out")
@@ -223,9 +224,11 @@ class Database:
     path pays several times per message otherwise.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None) -> None:
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection, install: Install) -> None:
         """``reader`` (a read-only connection to the same file) serves :meth:`read_one` and the
-        message recalls, so a prompt's reads do not queue behind other chats' writes."""
+        message recalls, so a prompt's reads do not queue behind other chats' writes. ``install`` is
+        the data dir's secret and id (``memory.install``)."""
+        self.install = install
         self._conn = conn
         self._reader = reader or conn
         self._term_counts = TermCounts("message_fts_terms")  # used on the reader's thread only
@@ -595,7 +598,7 @@ async def open_database(data_dir: Path, busy_timeout_ms: int = 5000) -> AsyncIte
     try:
         reader = await connect_reader(path, busy_timeout_ms)  # the file exists and is in WAL mode now
         try:
-            db = Database(conn, reader)
+            db = Database(conn, reader, await asyncio.to_thread(load_install, data_dir))
             await db.migrate()
             yield db
         finally:

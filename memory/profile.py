@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS profile (
     event_id INTEGER NOT NULL,
     updated_at TEXT NOT NULL
 );
+-- A restored backup's profile, not in effect until the operator confirms it (/profile restore).
+CREATE TABLE IF NOT EXISTS profile_restored (
+    field TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    event_id INTEGER NOT NULL
+);
 """
 
 FIELDS: dict[str, str] = {
@@ -105,3 +111,26 @@ class ProfileStore:
                 await tx.execute("DELETE FROM profile WHERE field = ?", (field,))
         self._cache = None
         return await self.get()
+
+    async def restored(self) -> dict[str, str]:
+        """A restored backup's profile fields waiting for the operator's confirmation (empty when none)."""
+        rows = await self._db.fetchall("SELECT field, value FROM profile_restored ORDER BY event_id")
+        return {r[0]: r[1] for r in rows if r[0] in FIELDS}
+
+    async def confirm_restored(self, actor: str) -> Profile:
+        """Put the restored fields in effect, each as set by ``actor`` (the operator who confirmed)."""
+        held = await self.restored()
+        for field in FIELDS:
+            if field in held:
+                await self.set(field, held[field], actor)
+        await self._drop(actor, applied=True)
+        return await self.get()
+
+    async def drop_restored(self, actor: str) -> None:
+        """Discard the restored fields; the profile stays as it is."""
+        await self._drop(actor, applied=False)
+
+    async def _drop(self, actor: str, applied: bool) -> None:
+        async with self._db.transaction() as tx:
+            await tx.append_event("profile.restore", actor, {"applied": applied})
+            await tx.execute("DELETE FROM profile_restored")

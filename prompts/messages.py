@@ -141,3 +141,13 @@ def money(amount: float, currency: str) -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 task``, ``2 tasks``; ``many`` for an irregular plural."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+NOT_RESENDABLE = (
+    "This action cannot be resent from here: it was not approved on this install (it came from a backup "
+    "made elsewhere). If it did not happen, ask for it again and approve the new card."
+)
+PROFILE_RESTORE_WAITING = (
+    "Restored from a backup, not in effect until you confirm it (a backup file is not your word):\n{fields}\n"
+    "Send /profile restore to use it, or /profile restore drop to discard it."
+)
+PROFILE_RESTORE_NONE = "No restored profile is waiting."
+PROFILE_RESTORE_DROPPED = "The restored profile was discarded; your profile is unchanged."

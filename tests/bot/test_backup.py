@@ -18,6 +18,7 @@ from bot.runtime import open_runtime
 from graph.approvals import idempotency_key
 from memory.approvals import ApprovalRow, ApprovalStore
 from memory.db import connect_sqlite, open_database, utcnow
+from memory.install import KEY_FILE, read_key
 from memory.records import Records
 from memory.tasks import FINISHED, TaskLedger
 from tests.conftest import RecordingChannel, make_settings
@@ -112,6 +113,11 @@ async def test_export_import_export_round_trips_and_fails_closed(tmp_path: Path)
             rt.dispatcher.attach(chan)
             await rt.dispatcher.handle(said("", "callback", pending_data))  # the old card's button
             await rt.dispatcher.handle(said("", "callback", sent_data))
+            await rt.dispatcher.handle(said("/profile"))  # restored, but waiting for the operator's word
+            assert chan.sent[-1].text.startswith("The profile is empty.")
+            assert "Restored from a backup, not in effect until you confirm it" in chan.sent[-1].text
+            assert "- business name: Lumen Studio\nSend /profile restore" in chan.sent[-1].text
+            await rt.dispatcher.handle(said("/profile restore"))
             await rt.dispatcher.handle(said("/profile"))
             assert chan.sent[-1].text == "Profile:\n- business name: Lumen Studio"
             await rt.dispatcher.handle(said("/recall when does Acme pay"))
@@ -193,7 +199,7 @@ def spec(key: str, after: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"key": key, "title": f"Task {key}", "skill": "research", "instructions": f"do {key}", "depends_on": after}
 
 
-async def plan_approval(store: ApprovalStore, goal_id: str) -> str:
+async def plan_approval(store: ApprovalStore, goal_id: str, install_id: str) -> str:
     """An approved plan card whose action ran (outbox sent); returns its idempotency key."""
     now = utcnow()
     approval_id = f"ap-{goal_id}"
@@ -203,7 +209,7 @@ async def plan_approval(store: ApprovalStore, goal_id: str) -> str:
             "nonce", now, now + timedelta(hours=1), "pending", None, None, (),
         )
     )  # fmt: skip
-    key = idempotency_key(approval_id)
+    key = idempotency_key(approval_id, install_id)
     assert await store.decide(approval_id, "nonce", "approved", OPERATOR, outbox_key=key)
     assert await store.claim_due(utcnow()) is not None
     assert await store.finish(approval_id, "sent", detail="started")
@@ -224,7 +230,7 @@ async def seed_goals(data_dir: Path) -> dict[str, str]:
         specs = [spec("a"), spec("b", ("a",))]
         plan = {"criteria": "a sponsor said yes", "tasks": specs}
         await ledger.update_goal(done.id, status="proposed", criteria="a sponsor said yes", plan=plan, budget=2.5)
-        key = await plan_approval(store, done.id)
+        key = await plan_approval(store, done.id, db.install.id)
         await ledger.add_run(done.id, specs, activation=key)
         await ledger.update_goal(done.id, status="active", status_message={"message_id": "77"})
         assert [t.key for t in await ledger.promote(now)] == ["a"]
@@ -295,7 +301,8 @@ async def test_goals_tasks_and_attempts_round_trip_and_unfinished_ones_come_back
     assert [len(t["attempt_log"]) for t in done["tasks"]] == [1, 2]
     assert done["tasks"][0]["attempt_log"][0]["trace"] == TRACE
     assert done["tasks"][0]["attempt_log"][0]["cost"] == 0.0125 and done["budget"] == 2.5
-    assert done["plan_approval"] == idempotency_key(f"ap-{ids['done']}")
+    old_install = read_key(tmp_path / "old" / KEY_FILE).id
+    assert done["plan_approval"] == idempotency_key(f"ap-{ids['done']}", old_install)
     for name in ("done", "failed", "cancelled"):  # finished goals come back exactly, tasks and attempts too
         assert second[ids[name]] == first[ids[name]]
 
