@@ -23,7 +23,10 @@ Per run and bot:
 - (d) burst: C chats x M messages pushed at once; wall = push -> last reply; per message latency;
   the bot's CPU, and how often its threads went to sleep (voluntary context switches: waiting for
   work, the GIL or I/O; each is a wake-up later), per message up to the last reply;
-- (e) lost / duplicated replies, and replies out of order within a chat.
+- (e) lost / duplicated replies, and replies out of order within a chat;
+- (f) memory: the bot's resident set (VmRSS, from /proc) idle after start with no traffic (a bot of its
+  own, started with nothing waiting, once its first poll is seen and its CPU has settled), and idle
+  again after all the phases above, with the peak (VmHWM) of the run.
 Warm-up messages (a separate chat) are not in (a)-(e). The table shows the median over runs.
 """
 
@@ -39,8 +42,8 @@ import signal
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +133,12 @@ class RunFigures:
     seq_update_ids: list[int] = field(default_factory=list)
     started_at: float = math.nan
     first_poll_at: float = math.nan
+    idle_rss_mb: float = math.nan
+    """Resident set after start-up settled, no message ever sent (a bot of its own)."""
+    used_rss_mb: float = math.nan
+    """Resident set idle again after all the phases."""
+    peak_rss_mb: float = math.nan
+    """Peak resident set of the run (VmHWM)."""
 
     def row(self) -> dict[str, float]:
         """The figures of the table, by name."""
@@ -154,6 +163,9 @@ class RunFigures:
             "banner_s": self.to_banner_s,
             "cold_reply_s": self.to_first_reply_s,
             "first_reply_ms": self.first_reply_ms,
+            "idle_rss_mb": self.idle_rss_mb,
+            "used_rss_mb": self.used_rss_mb,
+            "peak_rss_mb": self.peak_rss_mb,
         }
 
 
@@ -254,12 +266,33 @@ def _score(
         last_in_chat[chat] = stamps[0]
 
 
-async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profile: Any = None) -> RunFigures:
-    """Start the fakes and one bot, drive warm-up, sequential and burst phases, and measure them."""
-    figures = RunFigures(kind)
-    n_warm, n_seq = args.warmup, args.sequential
-    warm, seq, burst = texts[:n_warm], texts[n_warm : n_warm + n_seq], texts[n_warm + n_seq :]
-    burst_chats = list(range(FIRST_BURST_CHAT, FIRST_BURST_CHAT + args.chats))
+def _status_mb(pid: int, name: str) -> float:
+    """A size field of /proc/<pid>/status (``VmRSS``, ``VmHWM``) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/{pid}/status has no {name}")
+
+
+@dataclass
+class Deployment:
+    """The fakes and a bot that has polled once."""
+
+    fakes: Fakes
+    bot: Child
+    pid: int
+    """The process whose CPU and memory are measured."""
+
+
+@asynccontextmanager
+async def deployment(
+    kind: str,
+    args: argparse.Namespace,
+    operators: Sequence[int],
+    profile: Any = None,
+    waiting: Sequence[tuple[int, str]] = (),
+) -> AsyncIterator[Deployment]:
+    """Start the fakes, queue ``waiting`` messages, start a bot and wait for its first poll; stop all on exit."""
     with tempfile.TemporaryDirectory(prefix="coo-deployed-") as tmp:
         work = Path(tmp)
         async with AsyncExitStack() as stack:
@@ -284,12 +317,11 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             )
             tg_root = _ready_url(tg)
             model_base = _ready_url(llm)
-            operators = ",".join(f"telegram:{c}" for c in (PRESTART_CHAT, WARMUP_CHAT, SEQ_CHAT, *burst_chats))
             env = child_env(
                 {
                     "COO_TELEGRAM__TOKEN": TOKEN,
                     "COO_TELEGRAM__API_BASE_URL": tg_root,
-                    "COO_OPERATORS": operators,
+                    "COO_OPERATORS": ",".join(f"telegram:{c}" for c in operators),
                     "COO_LLM__BASE_URL": model_base,
                     "COO_LLM__API_KEY": API_KEY,
                     "COO_LLM__MODEL": MODEL,
@@ -304,73 +336,97 @@ async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profil
             fakes = Fakes(http, tg_root, model_base)
             bot_cwd = work / "cwd"  # an empty folder: no .env file is read from it
             bot_cwd.mkdir()
-            await fakes.push([(PRESTART_CHAT, PRESTART_TEXT)])
+            if waiting:
+                await fakes.push(waiting)
             bot = await stack.enter_async_context(spawn(kind, argv, env, bot_cwd))
             pid = profile.bot_pid(bot) if profile is not None else bot.pid
             if not await fakes.until(lambda: fakes.first_poll_at is not None, START_TIMEOUT_S):
                 raise RuntimeError(f"{kind} never polled:\n{bot.tail()}")
-            assert fakes.first_poll_at is not None
-            figures.to_first_poll_s = fakes.first_poll_at - bot.started_at
-            figures.started_at, figures.first_poll_at = bot.started_at, fakes.first_poll_at
-            banner_at, _ = await bot.wait_line(lambda line: BANNERS[kind] in line, START_TIMEOUT_S)
-            figures.to_banner_s = banner_at - bot.started_at
-            waited = _reply_text(PRESTART_TEXT)
-            if await fakes.until(lambda: waited in fakes.reply_texts, REPLY_TIMEOUT_S):
-                figures.to_first_reply_s = _reply_times(fakes)[waited][0] - bot.started_at
+            yield Deployment(fakes, bot, pid)
 
-            sent_warm = await _sequential(fakes, WARMUP_CHAT, warm)
-            handouts = await fakes.handouts()
-            first = sent_warm[0]
-            first_reply = _reply_times(fakes).get(_reply_text(first[2]))
-            if first_reply and first[0] in handouts:
-                figures.first_reply_ms = (first_reply[0] - handouts[first[0]]) * 1000
 
-            await until_idle(pid)  # the warm-up's deferred work is not charged to the sequential phase
-            if profile is not None and profile.phase == "sequential":
-                await profile.begin(bot)
-            cpu0, t0 = cpu_seconds(pid), time.monotonic()
-            sent_seq = await _sequential(fakes, SEQ_CHAT, seq)
-            figures.sequential.cpu_replies_s = cpu_seconds(pid) - cpu0
-            figures.sequential.wall_s = time.monotonic() - t0
-            await until_idle(pid)
-            figures.sequential.cpu_s = cpu_seconds(pid) - cpu0
-            if profile is not None and profile.phase == "sequential":
-                await profile.end(bot)
+async def idle_rss(kind: str, args: argparse.Namespace) -> float:
+    """Resident set (MB) of a bot started with nothing waiting, once it polls, shows its banner and is idle."""
+    async with deployment(kind, args, [PRESTART_CHAT]) as started:
+        await started.bot.wait_line(lambda line: BANNERS[kind] in line, START_TIMEOUT_S)
+        await until_idle(started.pid, quiet_windows=4)
+        return _status_mb(started.pid, "VmRSS")
 
-            if profile is not None and profile.phase == "burst":
-                await profile.begin(bot)
-            cpu0, switches0 = cpu_seconds(pid), context_switches(pid)
-            batch = [(burst_chats[i % len(burst_chats)], text) for i, text in enumerate(burst)]
-            pushed_at = time.monotonic()
-            ids = await fakes.push(batch)
-            sent_burst = [(u, c, t) for u, (c, t) in zip(ids, batch, strict=True)]
-            expected = {_reply_text(t) for _, _, t in sent_burst}
-            await fakes.until(lambda: expected <= fakes.reply_texts, BURST_TIMEOUT_S)
-            figures.burst.cpu_replies_s = cpu_seconds(pid) - cpu0
-            figures.burst.switches_replies = context_switches(pid) - switches0
-            await until_idle(pid)
-            figures.burst.cpu_s = cpu_seconds(pid) - cpu0
-            if profile is not None and profile.phase == "burst":
-                await profile.end(bot)
-            times = _reply_times(fakes)
-            arrived = [times[r][0] for r in expected if r in times]
-            figures.burst.wall_s = (max(arrived) - pushed_at) if arrived else math.nan
-            await asyncio.sleep(SETTLE_S)
-            await fakes.poll(0)
 
-            handouts = await fakes.handouts()
-            requests = await fakes.model_requests()
-            model_at: dict[str, float] = {}
-            for request in requests:
-                if request["path"].endswith("/chat/completions"):
-                    figures.model_calls += 1
-                    model_at.setdefault(request["last_user"], request["at"])
-            figures.seq_update_ids = [u for u, _, _ in sent_seq]
-            figures.seq_handouts = [handouts.get(u, math.nan) for u, _, _ in sent_seq]
-            _score(figures.sequential, sent_seq, fakes, handouts, model_at)
-            _score(figures.burst, sent_burst, fakes, handouts, model_at)
-            known = {_reply_text(t) for t in [*texts, PRESTART_TEXT]}
-            figures.other_replies = [str(c["text"]) for c in fakes.replies if str(c["text"]) not in known]
+async def run_once(kind: str, texts: list[str], args: argparse.Namespace, profile: Any = None) -> RunFigures:
+    """Start the fakes and one bot, drive warm-up, sequential and burst phases, and measure them."""
+    figures = RunFigures(kind)
+    n_warm, n_seq = args.warmup, args.sequential
+    warm, seq, burst = texts[:n_warm], texts[n_warm : n_warm + n_seq], texts[n_warm + n_seq :]
+    burst_chats = list(range(FIRST_BURST_CHAT, FIRST_BURST_CHAT + args.chats))
+    if profile is None:
+        figures.idle_rss_mb = await idle_rss(kind, args)
+    operators = (PRESTART_CHAT, WARMUP_CHAT, SEQ_CHAT, *burst_chats)
+    async with deployment(kind, args, operators, profile, [(PRESTART_CHAT, PRESTART_TEXT)]) as started:
+        fakes, bot, pid = started.fakes, started.bot, started.pid
+        assert fakes.first_poll_at is not None
+        figures.to_first_poll_s = fakes.first_poll_at - bot.started_at
+        figures.started_at, figures.first_poll_at = bot.started_at, fakes.first_poll_at
+        banner_at, _ = await bot.wait_line(lambda line: BANNERS[kind] in line, START_TIMEOUT_S)
+        figures.to_banner_s = banner_at - bot.started_at
+        waited = _reply_text(PRESTART_TEXT)
+        if await fakes.until(lambda: waited in fakes.reply_texts, REPLY_TIMEOUT_S):
+            figures.to_first_reply_s = _reply_times(fakes)[waited][0] - bot.started_at
+
+        sent_warm = await _sequential(fakes, WARMUP_CHAT, warm)
+        handouts = await fakes.handouts()
+        first = sent_warm[0]
+        first_reply = _reply_times(fakes).get(_reply_text(first[2]))
+        if first_reply and first[0] in handouts:
+            figures.first_reply_ms = (first_reply[0] - handouts[first[0]]) * 1000
+
+        await until_idle(pid)  # the warm-up's deferred work is not charged to the sequential phase
+        if profile is not None and profile.phase == "sequential":
+            await profile.begin(bot)
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        sent_seq = await _sequential(fakes, SEQ_CHAT, seq)
+        figures.sequential.cpu_replies_s = cpu_seconds(pid) - cpu0
+        figures.sequential.wall_s = time.monotonic() - t0
+        await until_idle(pid)
+        figures.sequential.cpu_s = cpu_seconds(pid) - cpu0
+        if profile is not None and profile.phase == "sequential":
+            await profile.end(bot)
+
+        if profile is not None and profile.phase == "burst":
+            await profile.begin(bot)
+        cpu0, switches0 = cpu_seconds(pid), context_switches(pid)
+        batch = [(burst_chats[i % len(burst_chats)], text) for i, text in enumerate(burst)]
+        pushed_at = time.monotonic()
+        ids = await fakes.push(batch)
+        sent_burst = [(u, c, t) for u, (c, t) in zip(ids, batch, strict=True)]
+        expected = {_reply_text(t) for _, _, t in sent_burst}
+        await fakes.until(lambda: expected <= fakes.reply_texts, BURST_TIMEOUT_S)
+        figures.burst.cpu_replies_s = cpu_seconds(pid) - cpu0
+        figures.burst.switches_replies = context_switches(pid) - switches0
+        await until_idle(pid)
+        figures.burst.cpu_s = cpu_seconds(pid) - cpu0
+        figures.used_rss_mb, figures.peak_rss_mb = _status_mb(pid, "VmRSS"), _status_mb(pid, "VmHWM")
+        if profile is not None and profile.phase == "burst":
+            await profile.end(bot)
+        times = _reply_times(fakes)
+        arrived = [times[r][0] for r in expected if r in times]
+        figures.burst.wall_s = (max(arrived) - pushed_at) if arrived else math.nan
+        await asyncio.sleep(SETTLE_S)
+        await fakes.poll(0)
+
+        handouts = await fakes.handouts()
+        requests = await fakes.model_requests()
+        model_at: dict[str, float] = {}
+        for request in requests:
+            if request["path"].endswith("/chat/completions"):
+                figures.model_calls += 1
+                model_at.setdefault(request["last_user"], request["at"])
+        figures.seq_update_ids = [u for u, _, _ in sent_seq]
+        figures.seq_handouts = [handouts.get(u, math.nan) for u, _, _ in sent_seq]
+        _score(figures.sequential, sent_seq, fakes, handouts, model_at)
+        _score(figures.burst, sent_burst, fakes, handouts, model_at)
+        known = {_reply_text(t) for t in [*texts, PRESTART_TEXT]}
+        figures.other_replies = [str(c["text"]) for c in fakes.replies if str(c["text"]) not in known]
     return figures
 
 
@@ -478,6 +534,8 @@ ROWS = [
     ("cold start: to the banner", ("banner_s",), "{:.2f}", " s"),
     ("cold start: to the reply to a message sent before start", ("cold_reply_s",), "{:.2f}", " s"),
     ("first reply after start (handout -> reply)", ("first_reply_ms",), "{:.0f}", " ms"),
+    ("memory: idle after start, no traffic (RSS)", ("idle_rss_mb",), "{:.0f}", " MB"),
+    ("memory: idle after the phases (RSS) / peak", ("used_rss_mb", "peak_rss_mb"), "{:.0f}", " MB"),
 ]
 
 
@@ -521,7 +579,8 @@ def per_run(figures: RunFigures) -> str:
         f"{r['burst_switches']:.1f} thread sleeps/msg); lost {r['lost']:.0f} dup {r['duplicated']:.0f} "
         f"order {r['out_of_order']:.0f}; poll {r['first_poll_s']:.2f} s banner {r['banner_s']:.2f} s "
         f"reply to a waiting message {r['cold_reply_s']:.2f} s "
-        f"first reply {r['first_reply_ms']:.0f} ms; model calls {figures.model_calls}; "
+        f"first reply {r['first_reply_ms']:.0f} ms; RSS idle {r['idle_rss_mb']:.0f} MB, after the phases "
+        f"{r['used_rss_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB; model calls {figures.model_calls}; "
         f"seq p50 of first / last quarter {_quarter(figures, 0):.0f} / {_quarter(figures, -1):.0f} ms"
         + (
             f"; {len(figures.other_replies)} other replies, e.g. {figures.other_replies[0][:80]!r}"

