@@ -15,7 +15,7 @@ from tests.conftest import RecordingChannel, llm_settings, make_settings, operat
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually_async
 from tests.fakes.smtp_server import SMTPServer
-from tests.graph.goal_helpers import Brain, email_then_finish, plan, task
+from tests.graph.goal_helpers import Brain, email_then_finish, met_verdict, plan, task
 
 FAST = {"poll_s": 0.02, "progress_interval_s": 0, "retry_base_s": 0, "lease_s": 30}
 SPENT = re.compile(r"Spent: (\S+ \S+)")
@@ -39,7 +39,7 @@ async def test_a_started_plan_says_it_started_one_task_and_spend_reads_one_way(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     brain = Brain(plans=[plan(task("t1", "research", "Find a sponsor in memory"))])
-    brain.verdict = {"met": True, "report": "Found one."}
+    brain.verdict = met_verdict("Found one.")
     fake_llm.responder = brain
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm), tasks=FAST, outbox={"poll_s": 0.02})
     async with open_runtime(settings, console=False) as rt:
@@ -58,13 +58,15 @@ async def test_a_started_plan_says_it_started_one_task_and_spend_reads_one_way(
         status, _ = await rt.goals.status(goal)
         described = await rt.goals.describe(goal)
         spent = await rt.ledger.spent(goal.created_at, goal.workflow)
+        calls = [c for c in await rt.ledger.calls() if c.workflow == goal.workflow]
+        before_check = spent - calls[-1].cost  # the check's own call is the goal's last one
     card_edits = edits_of(chan, card)
     assert card_edits and all("Sending" not in text and "Nothing was sent" not in text for text in card_edits)
     assert any(f"Goal {goal.id}: 1 task started." in text for text in card_edits)
     assert not any("1 tasks" in m.text for m in chan.sent)
     assert spent > 0 and SPENT.findall(status) == [money(spent, "USD")]  # one figure, with its currency
     verify = next(r for r in fake_llm.chat_requests if "You check a goal" in str(r["messages"][0]["content"]))
-    assert f"what it cost: {money(spent, 'USD')}" in verify["messages"][0]["content"]
+    assert f"what it cost: {money(before_check, 'USD')}" in verify["messages"][0]["content"]
     attempt_line = next(line for line in described.splitlines() if line.strip().startswith("t1#1"))
     assert re.search(r" done fake-model \d+\.\d{2,4} USD$", attempt_line), attempt_line  # no tool names
 
