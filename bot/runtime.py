@@ -31,6 +31,7 @@ from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
 from memory.ledger import CostLedger
 from memory.liveness import Liveness
+from memory.mail import MailStore
 from memory.notes import NoteLedger
 from memory.operators import OperatorStore
 from memory.profile import ProfileStore
@@ -390,12 +391,14 @@ async def _build(
     from bot.approval_ui import ApprovalUI
     from bot.budget_commands import Controls
     from bot.digest import DigestService
+    from bot.inbox_commands import InboxCommands, start_inbox
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
     from bot.scheduler import Scheduler
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
     from graph.coordinator import Coordinator
+    from graph.inbox.triage import Triage
     from graph.recall import SessionRecall
     from memory.ingest import Ingestor
 
@@ -405,7 +408,9 @@ async def _build(
     saver, checkpoints = await _open_checkpoints(settings, stack)
     model = _build_model(settings, stores, stack, messenger, controls, clock)
     memory = await _open_semantic_memory(settings, stack, model, stores.ledger)
-    plans, registry = _build_actions(settings, stores, model.llm)
+    mail = MailStore(db)
+    await mail.setup()
+    plans, registry = _build_actions(settings, stores, model.llm, mail)
     stack.push_async_callback(registry.close)
     approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
     coordinator = Coordinator(
@@ -482,6 +487,10 @@ async def _build(
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
+    InboxCommands(mail, approvals, ui, model.llm, settings.imap.configured).register(commands)
+    if settings.imap.configured:
+        triage = Triage(mail, stores.records, model.llm, settings.llm.cheap_model)
+        await start_inbox(settings.imap, mail, triage, stack, _background)
     dispatcher.bind(
         Handlers(
             coordinator,
@@ -514,7 +523,9 @@ async def _open_semantic_memory(
     )
 
 
-def _build_actions(settings: Settings, stores: _Stores, llm: LLMClient) -> tuple[PlanKind, Registry]:
+def _build_actions(
+    settings: Settings, stores: _Stores, llm: LLMClient, mail: MailStore
+) -> tuple[PlanKind, Registry]:
     """The connectors' action kinds plus plans, whose planner is offered only skills that can act."""
     from connectors.base import Deps
     from connectors.catalog import build_registry
@@ -523,7 +534,8 @@ def _build_actions(settings: Settings, stores: _Stores, llm: LLMClient) -> tuple
     from graph.planner import Planner
     from graph.skills import all_skills, usable_skills
 
-    connectors = build_registry(settings, Deps(records=stores.records, currency=settings.budget.currency))
+    deps = Deps(records=stores.records, currency=settings.budget.currency, mail_store=mail)
+    connectors = build_registry(settings, deps)
     unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
     skills = usable_skills(all_skills(), unconfigured)
     descriptions = {name: skill.description for name, skill in skills.items()}

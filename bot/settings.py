@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connectors.catalog import known_kinds
+from connectors.imap import IMAPSettings
 from connectors.publish import PublishSettings
 from connectors.settings import OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
@@ -200,6 +201,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     smtp: SMTPSettings = SMTPSettings()
+    imap: IMAPSettings = IMAPSettings()
     stripe: StripeSettings = StripeSettings()
     publish: PublishSettings = PublishSettings()
     approvals: ApprovalSettings = ApprovalSettings()

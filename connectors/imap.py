@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from imapclient.exceptions import IMAPClientError
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from connectors.mail_parse import parse_mail
-from memory.mail import Location, MailStore
+from memory.mail import Location, MailRecord, MailStore
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 25
@@ -134,7 +133,7 @@ class MailIntake:
             while True:
                 try:
                     await self._connected_loop()
-                except (IMAPClientError, OSError, socket.timeout) as exc:
+                except (TimeoutError, IMAPClientError, OSError) as exc:
                     failures += 1
                     delay = min(RETRY_MAX_S, self._settings.poll_s, 2.0**failures)
                     log.warning("inbox: %s (%s); retrying in %.0f s", _where(self._settings), _reason(exc), delay)
@@ -188,7 +187,7 @@ class MailIntake:
         for start in range(0, len(uids), FETCH_BATCH):
             batch = uids[start : start + FETCH_BATCH]
             raws = await self._call(session.fetch, batch)
-            records = await asyncio.to_thread(lambda r=raws: {uid: parse_mail(raw) for uid, raw in r.items()})
+            records = await asyncio.to_thread(_parse_all, raws)
             for uid in batch:
                 if uid not in records:
                     continue  # expunged between SEARCH and FETCH
@@ -197,6 +196,10 @@ class MailIntake:
             if new:
                 self._on_new()
         return new
+
+
+def _parse_all(raws: dict[int, bytes]) -> dict[int, MailRecord]:
+    return {uid: parse_mail(raw) for uid, raw in raws.items()}
 
 
 def _where(settings: IMAPSettings) -> str:

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS mail_cursors (
 );
 CREATE TABLE IF NOT EXISTS mail_sent (
     message_id TEXT PRIMARY KEY,
-    approval_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
     recipients TEXT NOT NULL,
     subject TEXT NOT NULL,
     sent_at TEXT NOT NULL
@@ -113,7 +113,7 @@ class SentMail:
     """An email we sent, found by its Message-ID."""
 
     message_id: str
-    approval_id: str
+    idempotency_key: str
     recipients: tuple[str, ...]
     subject: str
 
@@ -178,9 +178,9 @@ class MailStore:
         return [_stored(r) for r in rows]
 
     async def untriaged(self, limit: int = 100) -> list[StoredMail]:
-        """Parsed messages not triaged yet, oldest first."""
+        """Messages not triaged yet, oldest first."""
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM mail_messages WHERE class IS NULL AND parsed = 1 ORDER BY id LIMIT ?", (limit,)
+            f"SELECT {_COLUMNS} FROM mail_messages WHERE class IS NULL ORDER BY id LIMIT ?", (limit,)
         )
         return [_stored(r) for r in rows]
 
@@ -205,7 +205,9 @@ class MailStore:
 
     async def mark_notified(self, mail_id: int) -> bool:
         """Mark a message's notice as sent; False when it already was (a notice goes out once)."""
-        written = await self._db.write("UPDATE mail_messages SET notified = 1 WHERE id = ? AND notified = 0", (mail_id,))
+        written = await self._db.write(
+            "UPDATE mail_messages SET notified = 1 WHERE id = ? AND notified = 0", (mail_id,)
+        )
         return written.rowcount == 1
 
     async def count(self) -> int:
@@ -213,19 +215,20 @@ class MailStore:
         row = await self._db.fetchone("SELECT COUNT(*) FROM mail_messages")
         return int(row[0])
 
-    async def record_sent(self, message_id: str, approval_id: str, recipients: Sequence[str], subject: str) -> None:
+    async def record_sent(self, message_id: str, idempotency_key: str, recipients: Sequence[str], subject: str) -> None:
         """Remember an email we sent (idempotent), so a reply to it links back to its card."""
         await self._db.write(
-            "INSERT OR IGNORE INTO mail_sent (message_id, approval_id, recipients, subject, sent_at) "
+            "INSERT OR IGNORE INTO mail_sent (message_id, idempotency_key, recipients, subject, sent_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (message_id, approval_id, dumps(list(recipients)), subject, utcnow().isoformat()),
+            (message_id, idempotency_key, dumps(list(recipients)), subject, utcnow().isoformat()),
         )
 
     async def sent_for(self, message_ids: Sequence[str]) -> SentMail | None:
         """The first of ``message_ids`` that is an email we sent (for a reply's In-Reply-To/References)."""
         for message_id in message_ids:
             row = await self._db.fetchone(
-                "SELECT message_id, approval_id, recipients, subject FROM mail_sent WHERE message_id = ?", (message_id,)
+                "SELECT message_id, idempotency_key, recipients, subject FROM mail_sent WHERE message_id = ?",
+                (message_id,),
             )
             if row:
                 return SentMail(row[0], row[1], tuple(json.loads(row[2])), row[3])

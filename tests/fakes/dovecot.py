@@ -9,9 +9,9 @@ processes as root, so when the tests run as root (CI) the server runs as ``nobod
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
-import grp
 import shutil
 import socket
 import subprocess
