@@ -158,6 +158,14 @@ class Dovecot:
         # "[APPENDUID <validity> <uid>] Append completed."
         return int(answer.split(b"]")[0].split()[-1])
 
+    def append_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
+        """Deliver many messages over one connection."""
+        with self.client() as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            for raw in raws:
+                client.append(folder, raw)
+
     def recreate(self, folder: str) -> None:
         """Delete and create ``folder`` again: its UIDVALIDITY changes and its UIDs start over."""
         with self.client() as client:
