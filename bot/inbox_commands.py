@@ -1,6 +1,6 @@
 """The inbox in chat: ``/inbox`` (what needs the operator), ``/inbox <id>`` (one message and its thread),
 ``/inbox reply <id> [| text]`` (a threaded email card to the sender, drafted by the model when no text
-is given), plus starting intake and triage inside ``coo run`` when ``COO_IMAP__HOST`` is set.
+is given).
 
 The card's recipient is always the stored sender's address, set here and never by the model or the email.
 """
@@ -8,8 +8,6 @@ The card's recipient is always the stored sender's address, set here and never b
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
 from bot.approval_ui import ApprovalUI
@@ -17,12 +15,11 @@ from bot.commands import CommandRouter
 from bot.messages import InboundMessage
 from connectors.base import ActionError
 from connectors.email import EmailConnector
-from connectors.imap import IMAPSettings, MailIntake
 from graph.action_tools import approval_id_for
 from graph.approvals import ApprovalService
 from graph.context import as_data
 from graph.errors import UserFacingError
-from graph.inbox.triage import WORKFLOW, Triage
+from graph.inbox.triage import WORKFLOW
 from graph.llm import LLMClient
 from memory.mail import MailStore, StoredMail
 from prompts import load_prompt
@@ -43,7 +40,6 @@ CLASS_LABELS = {
     "newsletter": "newsletter",
     "suspicious": "suspicious",
 }
-Background = Callable[[AsyncExitStack, Any, str], Awaitable[None]]
 
 
 class InboxCommands:
@@ -173,13 +169,3 @@ def _line(mail: StoredMail) -> str:
     label = CLASS_LABELS.get(mail.mail_class or "", "?")
     urgent = ", urgent" if mail.urgency == "high" else ""
     return f"#{mail.id} {_sender(mail)}: {mail.record.subject or '(no subject)'} [{label}{urgent}] {mail.summary or ''}"
-
-
-async def start_inbox(
-    settings: IMAPSettings, store: MailStore, triage: Triage, stack: AsyncExitStack, background: Background
-) -> None:
-    """Run intake and triage in the background until shutdown (``coo run`` with ``COO_IMAP__HOST``)."""
-    intake = MailIntake(settings, store, on_new=triage.wake.set)
-    triage.wake.set()  # whatever the last run stored but did not triage
-    await background(stack, triage.run_forever(), "inbox-triage")
-    await background(stack, intake.run_forever(), "inbox-intake")

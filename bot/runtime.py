@@ -391,14 +391,13 @@ async def _build(
     from bot.approval_ui import ApprovalUI
     from bot.budget_commands import Controls
     from bot.digest import DigestService
-    from bot.inbox_commands import InboxCommands, start_inbox
+    from bot.inbox_runtime import open_inbox
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
     from bot.scheduler import Scheduler
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
     from graph.coordinator import Coordinator
-    from graph.inbox.triage import Triage
     from graph.recall import SessionRecall
     from memory.ingest import Ingestor
 
@@ -456,7 +455,7 @@ async def _build(
     commands, dispatcher = intake.commands, intake.dispatcher
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service,
+        goals.service, mail,
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     runtime = Runtime(
@@ -487,10 +486,12 @@ async def _build(
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
-    InboxCommands(mail, approvals, ui, model.llm, settings.imap.configured).register(commands)
-    if settings.imap.configured:
-        triage = Triage(mail, stores.records, model.llm, settings.llm.cheap_model)
-        await start_inbox(settings.imap, mail, triage, stack, _background)
+    await open_inbox(
+        imap=settings.imap, quiet_hours=settings.quiet_hours, zone=settings.timezone,
+        cheap_model=settings.llm.cheap_model, mail=mail, records=stores.records, llm=model.llm, approvals=approvals,
+        ui=ui, control=control, send=messenger.send_quietly, commands=commands, scheduler=scheduler, stack=stack,
+        background=_background,
+    )  # fmt: skip
     dispatcher.bind(
         Handlers(
             coordinator,

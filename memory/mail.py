@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS mail_messages (
     urgency TEXT,
     summary TEXT,
     needs_operator INTEGER NOT NULL DEFAULT 0,
+    notify INTEGER NOT NULL DEFAULT 0,
     notified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS mail_messages_thread ON mail_messages(thread, id);
@@ -184,12 +185,21 @@ class MailStore:
         )
         return [_stored(r) for r in rows]
 
-    async def set_triage(self, mail_id: int, mail_class: str, urgency: str, summary: str, needs_operator: bool) -> None:
-        """Record what triage decided."""
+    async def set_triage(
+        self, mail_id: int, mail_class: str, urgency: str, summary: str, needs_operator: bool, notify: bool = False
+    ) -> None:
+        """Record what triage decided; ``notify``: the operator hears of it at once (outside quiet hours)."""
         await self._db.write(
-            "UPDATE mail_messages SET class = ?, urgency = ?, summary = ?, needs_operator = ? WHERE id = ?",
-            (mail_class, urgency, summary, int(needs_operator), mail_id),
+            "UPDATE mail_messages SET class = ?, urgency = ?, summary = ?, needs_operator = ?, notify = ? WHERE id = ?",
+            (mail_class, urgency, summary, int(needs_operator), int(notify), mail_id),
         )
+
+    async def due_notices(self) -> list[StoredMail]:
+        """Messages whose notice has not been sent yet, oldest first."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM mail_messages WHERE notify = 1 AND notified = 0 ORDER BY id LIMIT 50"
+        )
+        return [_stored(r) for r in rows]
 
     async def needing_operator(self, limit: int = 20) -> list[StoredMail]:
         """Triaged messages that need the operator, newest first."""

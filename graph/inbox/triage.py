@@ -55,7 +55,7 @@ class _ModelVerdict(BaseModel):
 
 
 class Triage:
-    """Classifies what intake stored; ``on_urgent`` hears of urgent mail from known contacts."""
+    """Classifies what intake stored; ``on_triaged`` runs after each batch (to send due notices)."""
 
     def __init__(
         self,
@@ -63,13 +63,13 @@ class Triage:
         records: Records,
         llm: LLMClient | None = None,
         model: str | None = None,
-        on_urgent: Callable[[StoredMail], Awaitable[None]] | None = None,
+        on_triaged: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._store = store
         self._records = records
         self._llm = llm
         self._model = model
-        self._on_urgent = on_urgent
+        self._on_triaged = on_triaged
         self.wake = asyncio.Event()
 
     async def run_forever(self) -> None:
@@ -89,11 +89,12 @@ class Triage:
         for mail in pending:
             known = mail.record.from_addr in contacts
             verdict = await self.classify(mail, known)
+            notify = known and verdict.urgency == "high" and verdict.needs_operator
             await self._store.set_triage(
-                mail.id, verdict.mail_class, verdict.urgency, verdict.summary, verdict.needs_operator
+                mail.id, verdict.mail_class, verdict.urgency, verdict.summary, verdict.needs_operator, notify
             )
-            if known and verdict.urgency == "high" and verdict.needs_operator and self._on_urgent is not None:
-                await self._on_urgent(mail)
+        if self._on_triaged is not None:
+            await self._on_triaged()
         return len(pending)
 
     async def classify(self, mail: StoredMail, known_contact: bool) -> Verdict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.runtime import open_runtime
@@ -25,11 +26,17 @@ async def test_mail_is_listed_and_answered_by_a_threaded_card(tmp_path: Path, do
             chan = RecordingChannel("rec")
             rt.dispatcher.attach(chan)
             store = MailStore(rt.db)
+            await rt.dispatcher.handle(inbound("/inbox", kind="command"))
+            assert chan.sent[-1].text == "Inbox: nothing needs you."
+            await rt.dispatcher.handle(inbound("/inbox what", kind="command"))
+            assert chan.sent[-1].text.startswith("Usage: /inbox")
             raw = mail("Pricing for 2027", "Can you send the new prices?", Reply_To="sales@acme.test")
             await asyncio.to_thread(dovecot.append, raw)
             await eventually_async(lambda: store.count_needing_operator(), timeout=20, what="the mail triaged")
             await rt.dispatcher.handle(inbound("/inbox", kind="command"))
             listing = chan.sent[-1].text
+            digest = await rt.digest.build(datetime(2026, 1, 1, tzinfo=UTC), reconcile=False)
+            assert "Inbox: 1 need you (/inbox)" in digest.text
             assert "#1 Ana Lima <ana@acme.test>: Pricing for 2027 [needs a reply]" in listing
             await rt.dispatcher.handle(inbound("/inbox 1", kind="command"))
             assert "(Reply-To: sales@acme.test)" in chan.sent[-1].text

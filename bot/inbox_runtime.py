@@ -1,0 +1,117 @@
+"""The inbox inside ``coo run``: intake and triage in the background, ``/inbox``, and notices of urgent mail
+from known contacts (held during quiet hours, sent once). One call from the runtime wires it all."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.approval_ui import ApprovalUI
+from bot.commands import CommandRouter
+from bot.digest import home_chats
+from bot.inbox_commands import InboxCommands
+from bot.messages import OutboundMessage
+from bot.scheduler import Scheduler
+from bot.settings import QUIET_HOURS_RE
+from connectors.imap import IMAPSettings, MailIntake
+from graph.approvals import ApprovalService
+from graph.inbox.triage import Triage
+from graph.llm import LLMClient
+from memory.control import ControlStore
+from memory.db import utcnow
+from memory.mail import MailStore
+from memory.records import Records
+from prompts.messages import INBOX_URGENT
+
+NOTICE_CHECK_S = 60.0
+Background = Callable[[AsyncExitStack, Coroutine[Any, Any, Any], str], Awaitable[None]]
+Send = Callable[[OutboundMessage], Awaitable[None]]
+
+
+def in_quiet_hours(quiet: str, now: datetime, zone: str) -> bool:
+    """Whether ``now`` falls in ``quiet`` (``22:00-07:00`` spans midnight) in the operator's zone."""
+    found = QUIET_HOURS_RE.match(quiet) if quiet else None
+    if found is None:
+        return False
+    h1, m1, h2, m2 = (int(g) for g in found.groups())
+    start, end = time(h1, m1), time(h2, m2)
+    local = now.astimezone(ZoneInfo(zone)).time()
+    return start <= local < end if start <= end else (local >= start or local < end)
+
+
+class InboxNotices:
+    """Sends each urgent notice once, to every operator's own chat, outside quiet hours."""
+
+    def __init__(
+        self,
+        store: MailStore,
+        control: ControlStore,
+        send: Send,
+        quiet_hours: str,
+        zone: str,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._control = control
+        self._send = send
+        self._quiet = quiet_hours
+        self._zone = zone
+        self._now = now
+
+    async def release_held(self) -> None:
+        """Send what quiet hours held (a scheduler job)."""
+        await self.send_due()
+
+    async def send_due(self) -> int:
+        """Send the notices that are due now; returns how many messages were announced."""
+        if in_quiet_hours(self._quiet, self._now(), self._zone):
+            return 0
+        sent = 0
+        for mail in await self._store.due_notices():
+            if not await self._store.mark_notified(mail.id):
+                continue
+            r = mail.record
+            text = INBOX_URGENT.format(
+                sender=f"{r.from_name} <{r.from_addr}>" if r.from_name else r.from_addr,
+                subject=r.subject or "(no subject)",
+                summary=mail.summary or "",
+                id=mail.id,
+            )
+            for channel, chat_id, thread_id in await home_chats(self._control):
+                await self._send(OutboundMessage(channel, chat_id, text, thread_id))
+            sent += 1
+        return sent
+
+
+async def open_inbox(
+    *,
+    imap: IMAPSettings,
+    quiet_hours: str,
+    zone: str,
+    cheap_model: str | None,
+    mail: MailStore,
+    records: Records,
+    llm: LLMClient,
+    approvals: ApprovalService,
+    ui: ApprovalUI,
+    control: ControlStore,
+    send: Send,
+    commands: CommandRouter,
+    scheduler: Scheduler,
+    stack: AsyncExitStack,
+    background: Background,
+) -> None:
+    """Register ``/inbox``; with an IMAP host, start intake, triage and notices until shutdown."""
+    InboxCommands(mail, approvals, ui, llm, imap.configured).register(commands)
+    if not imap.configured:
+        return
+    notices = InboxNotices(mail, control, send, quiet_hours, zone)
+    triage = Triage(mail, records, llm, cheap_model, on_triaged=notices.send_due)
+    scheduler.every("inbox-notices", NOTICE_CHECK_S, notices.release_held)  # releases what quiet hours held
+    intake = MailIntake(imap, mail, on_new=triage.wake.set)
+    triage.wake.set()  # whatever the last run stored but did not triage
+    await background(stack, triage.run_forever(), "inbox-triage")
+    await background(stack, intake.run_forever(), "inbox-intake")
