@@ -3,6 +3,7 @@ from known contacts (held during quiet hours, sent once). One call from the runt
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from datetime import datetime, time
@@ -20,12 +21,16 @@ from connectors.imap import IMAPSettings, MailIntake
 from graph.approvals import ApprovalService
 from graph.inbox.triage import Triage
 from graph.llm import LLMClient
+from memory.api import Memory, Note
 from memory.control import ControlStore
 from memory.db import utcnow
-from memory.mail import MailStore
+from memory.embedder import EmbeddingRefused
+from memory.mail import MailStore, StoredMail
 from memory.records import Records
+from memory.semantic import MemoryUnavailable
 from prompts.messages import INBOX_URGENT
 
+log = logging.getLogger(__name__)
 NOTICE_CHECK_S = 60.0
 Background = Callable[[AsyncExitStack, Coroutine[Any, Any, Any], str], Awaitable[None]]
 Send = Callable[[OutboundMessage], Awaitable[None]]
@@ -86,12 +91,47 @@ class InboxNotices:
         return sent
 
 
+class MailMemory:
+    """Puts triaged mail into the event log and semantic memory (sender, date, subject, summary, the start of
+    the text), so ``/recall`` finds it and ``/forget mail-<id>`` removes it. Notes are added before the
+    messages are marked (a note is stored once per ref), so a crash in between repeats nothing."""
+
+    def __init__(self, store: MailStore, memory: Memory | None, scope: str) -> None:
+        self._store = store
+        self._memory = memory
+        self._scope = scope
+
+    async def index_new(self) -> int:
+        """Index what triage finished; returns how many messages."""
+        mails = await self._store.unindexed()
+        if not mails:
+            return 0
+        if self._memory is not None:
+            notes = [Note(_note_text(m), source="email", scope=self._scope, ref=f"mail-{m.id}") for m in mails]
+            try:
+                await self._memory.add_many(notes)
+            except (MemoryUnavailable, EmbeddingRefused) as exc:
+                log.warning("inbox: mail not added to memory yet (%s); retried later", type(exc).__name__)
+                return 0
+        await self._store.mark_indexed(mails)
+        return len(mails)
+
+
+def _note_text(mail: StoredMail) -> str:
+    r = mail.record
+    sender = f"{r.from_name} <{r.from_addr}>" if r.from_name else r.from_addr
+    head = f"Email from {sender} on {(r.sent_at or mail.received_at)[:10]}: {r.subject or '(no subject)'}"
+    return f"{head}\n{mail.summary or ''}\n{r.body[:1500]}".strip()
+
+
 async def open_inbox(
     *,
     imap: IMAPSettings,
     quiet_hours: str,
     zone: str,
     cheap_model: str | None,
+    memory: Memory | None,
+    scope: str,
     mail: MailStore,
     records: Records,
     llm: LLMClient,
@@ -109,7 +149,13 @@ async def open_inbox(
     if not imap.configured:
         return
     notices = InboxNotices(mail, control, send, quiet_hours, zone)
-    triage = Triage(mail, records, llm, cheap_model, on_triaged=notices.send_due)
+    indexer = MailMemory(mail, memory, scope)
+
+    async def after_triage() -> None:
+        await indexer.index_new()
+        await notices.send_due()
+
+    triage = Triage(mail, records, llm, cheap_model, on_triaged=after_triage)
     scheduler.every("inbox-notices", NOTICE_CHECK_S, notices.release_held)  # releases what quiet hours held
     intake = MailIntake(imap, mail, on_new=triage.wake.set)
     triage.wake.set()  # whatever the last run stored but did not triage

@@ -488,9 +488,9 @@ async def _build(
     goals.commands.register(commands)
     await open_inbox(
         imap=settings.imap, quiet_hours=settings.quiet_hours, zone=settings.timezone,
-        cheap_model=settings.llm.cheap_model, mail=mail, records=stores.records, llm=model.llm, approvals=approvals,
-        ui=ui, control=control, send=messenger.send_quietly, commands=commands, scheduler=scheduler, stack=stack,
-        background=_background,
+        cheap_model=settings.llm.cheap_model, memory=memory, scope=settings.memory.scope, mail=mail,
+        records=stores.records, llm=model.llm, approvals=approvals, ui=ui, control=control,
+        send=messenger.send_quietly, commands=commands, scheduler=scheduler, stack=stack, background=_background,
     )  # fmt: skip
     dispatcher.bind(
         Handlers(

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS mail_messages (
     summary TEXT,
     needs_operator INTEGER NOT NULL DEFAULT 0,
     notify INTEGER NOT NULL DEFAULT 0,
-    notified INTEGER NOT NULL DEFAULT 0
+    notified INTEGER NOT NULL DEFAULT 0,
+    indexed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS mail_messages_thread ON mail_messages(thread, id);
 CREATE INDEX IF NOT EXISTS mail_messages_untriaged ON mail_messages(id) WHERE class IS NULL;
@@ -219,6 +220,25 @@ class MailStore:
             "UPDATE mail_messages SET notified = 1 WHERE id = ? AND notified = 0", (mail_id,)
         )
         return written.rowcount == 1
+
+    async def unindexed(self, limit: int = 100) -> list[StoredMail]:
+        """Triaged messages not yet in the event log and semantic memory, oldest first."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM mail_messages WHERE class IS NOT NULL AND indexed = 0 ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [_stored(r) for r in rows]
+
+    async def mark_indexed(self, mails: Sequence[StoredMail], actor: str = "email") -> None:
+        """Mark ``mails`` indexed and log each as a ``mail.received`` event (sender, date, subject), atomically."""
+
+        async with self._db.transaction() as tx:
+            for mail in mails:
+                done = await tx.execute("UPDATE mail_messages SET indexed = 1 WHERE id = ? AND indexed = 0", (mail.id,))
+                if done.rowcount:
+                    r = mail.record
+                    payload = {"mail_id": mail.id, "from": r.from_addr, "date": r.sent_at, "subject": r.subject}
+                    await tx.append_event("mail.received", actor, {**payload, "class": mail.mail_class})
 
     async def count(self) -> int:
         """How many messages are stored."""
