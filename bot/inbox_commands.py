@@ -21,7 +21,7 @@ from graph.context import as_data
 from graph.errors import UserFacingError
 from graph.inbox.triage import WORKFLOW
 from graph.llm import LLMClient
-from memory.mail import MailStore, StoredMail
+from memory.mail import MailStore, SentMail, StoredMail
 from prompts import load_prompt
 from prompts.messages import (
     INBOX_EMPTY,
@@ -98,6 +98,9 @@ class InboxCommands:
             f"Triage: {CLASS_LABELS.get(mail.mail_class or '', 'not sorted yet')}"
             + (f", {mail.urgency} urgency" if mail.urgency else ""),
         ]
+        ours = await self._store.sent_for([r.in_reply_to, *reversed(r.references)])
+        if ours is not None:
+            head.append(f'Answers our email "{ours.subject}" to {", ".join(ours.recipients)}' + _origin(ours))
         if r.attachments:
             head.append(
                 "Attachments: " + ", ".join(f"{n or '(unnamed)'} ({t}, {s:,} bytes)" for n, t, s in r.attachments)
@@ -158,6 +161,13 @@ class InboxCommands:
         if mail is None:
             raise UserFacingError(INBOX_UNKNOWN)
         return mail
+
+
+def _origin(sent: SentMail) -> str:
+    parts = [f"card {sent.approval_id}"] if sent.approval_id else []
+    if sent.goal_id:
+        parts.append(f"goal {sent.goal_id}" + (f", task {sent.task_id}" if sent.task_id else ""))
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _sender(mail: StoredMail) -> str:

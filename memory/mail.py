@@ -112,12 +112,15 @@ class StoredMail:
 
 @dataclass(frozen=True)
 class SentMail:
-    """An email we sent, found by its Message-ID."""
+    """An email we sent, found by its Message-ID, with the card (and goal and task) that sent it."""
 
     message_id: str
     idempotency_key: str
     recipients: tuple[str, ...]
     subject: str
+    approval_id: str | None = None
+    goal_id: str | None = None
+    task_id: str | None = None
 
 
 class MailStore:
@@ -254,16 +257,24 @@ class MailStore:
         )
 
     async def sent_for(self, message_ids: Sequence[str]) -> SentMail | None:
-        """The first of ``message_ids`` that is an email we sent (for a reply's In-Reply-To/References)."""
+        """The first of ``message_ids`` that is an email we sent (for a reply's In-Reply-To/References), with
+        the card that sent it (the outbox maps its idempotency key to the card) and that card's goal and task."""
         for message_id in message_ids:
-            row = await self._db.fetchone(
-                "SELECT message_id, idempotency_key, recipients, subject FROM mail_sent WHERE message_id = ?",
-                (message_id,),
-            )
+            row = await self._db.fetchone(_SENT, (message_id,)) if message_id else None
             if row:
-                return SentMail(row[0], row[1], tuple(json.loads(row[2])), row[3])
+                return SentMail(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6])
         return None
 
+
+# The outbox and approvals tables belong to the approval store (same file); read here only to link a reply.
+_SENT = """
+SELECT s.message_id, s.idempotency_key, s.recipients, s.subject, o.approval_id,
+       json_extract(a.context, '$.goal_id'), json_extract(a.context, '$.task_id')
+FROM mail_sent s
+LEFT JOIN outbox o ON o.idempotency_key = s.idempotency_key
+LEFT JOIN approvals a ON a.id = o.approval_id
+WHERE s.message_id = ?
+"""
 
 _COLUMNS = (
     "id, message_id, sha256, from_addr, from_name, reply_to, subject, sent_at, in_reply_to, refs, body, headers, "

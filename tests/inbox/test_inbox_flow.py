@@ -77,6 +77,12 @@ async def test_mail_is_listed_and_answered_by_a_threaded_card(tmp_path: Path, do
             assert second.thread == first.thread
             await rt.dispatcher.handle(inbound(f"/inbox {second.id}", kind="command"))
             assert "Earlier in this thread:\n  #1 Ana Lima <ana@acme.test>: Pricing for 2027" in chan.sent[-1].text
+            approval_id = shown.buttons[0].data  # the card that sent our reply is named
+            linked = await store.sent_for([ours])
+            assert linked is not None and linked.approval_id is not None and linked.approval_id in approval_id
+            assert f'Answers our email "Re: Pricing for 2027" to ana@acme.test (card {linked.approval_id})' in (
+                chan.sent[-1].text
+            )
 
 
 async def test_inbox_without_imap_says_how_to_turn_it_on(tmp_path: Path) -> None:

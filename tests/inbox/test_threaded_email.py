@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from connectors.base import AmbiguousOutcome
 from connectors.email import EmailAction, EmailConnector
 from connectors.settings import SMTPSettings
-from memory.db import open_database
+from memory.approvals import ApprovalStore
+from memory.db import connect_sqlite, open_database
 from memory.mail import MailStore
 from tests.fakes.smtp_server import SMTPServer
 
@@ -39,6 +40,9 @@ async def test_a_reply_is_threaded_and_its_message_id_kept_even_when_the_outcome
     async with open_database(tmp_path) as db:
         store = MailStore(db)
         await store.setup()
+        conn = await connect_sqlite(tmp_path / "coo.sqlite", 5000)
+        await ApprovalStore(conn).setup()  # a reply is linked to its card through the outbox
+        await conn.close()
         reply = EmailAction.model_validate(
             {**BASE, "in_reply_to": "<m2@acme.test>", "references": ["<m1@acme.test>", "<m2@acme.test>"]}
         )
@@ -50,6 +54,7 @@ async def test_a_reply_is_threaded_and_its_message_id_kept_even_when_the_outcome
         assert got["References"] == "<m1@acme.test> <m2@acme.test>"
         sent = await store.sent_for([done.external_id])
         assert sent is not None and sent.idempotency_key == "coo-r1" and sent.recipients == ("ana@example.org",)
+        assert sent.approval_id is None  # sent outside the outbox: no card to name
         with SMTPServer(default_mode="drop_after_data") as smtp:
             connector = EmailConnector(SMTPSettings.model_validate(smtp.settings()), on_sent=store.record_sent)
             with pytest.raises(AmbiguousOutcome):
