@@ -42,6 +42,7 @@ async def test_kill_9_mid_intake_loses_and_doubles_nothing(tmp_path: Path, dovec
         "COO_IMAP__PASSWORD": PASSWORD,
         "COO_IMAP__SECURITY": "none",
         "COO_IMAP__POLL_S": "1",
+        "COO_LOG_LEVEL": "DEBUG",
     }
     async with FakeTelegram(token=TOKEN) as tg:
         env = bot_env(tg, data_dir, free_port(), **imap)
@@ -62,4 +63,5 @@ async def test_kill_9_mid_intake_loses_and_doubles_nothing(tmp_path: Path, dovec
     assert sorted(str(r[0]) for r in ids) == sorted(f"<order-{n}@shop.test>" for n in range(TOTAL))
     uids = _rows(data_dir, "SELECT uid FROM mail_locations ORDER BY uid")
     assert [r[0] for r in uids] == list(range(1, TOTAL + 1))
+    assert PASSWORD not in (data_dir / "coo-run.log").read_text()  # I4, even at DEBUG
     assert all(b"\\Seen" not in flags for flags in (await asyncio.to_thread(dovecot.flags)).values())
