@@ -17,14 +17,16 @@ from connectors.base import ActionError
 from connectors.email import EmailConnector
 from graph.action_tools import approval_id_for
 from graph.approvals import ApprovalService
+from graph.budget import BudgetExceeded
 from graph.context import as_data
-from graph.errors import UserFacingError
+from graph.errors import ModelUnavailable, UserFacingError
 from graph.inbox.triage import WORKFLOW
 from graph.llm import LLMClient
 from memory.mail import MailStore, SentMail, StoredMail
 from prompts import load_prompt
 from prompts.messages import (
     INBOX_EMPTY,
+    INBOX_NO_DRAFT,
     INBOX_NOT_CONFIGURED,
     INBOX_REPLY_TO_DIFFERS,
     INBOX_UNKNOWN,
@@ -153,7 +155,10 @@ class InboxCommands:
             {"role": "user", "content": f'<data source="email from {as_data(r.from_addr)} (untrusted)">\n'
              f"{as_data(quoted)}\n</data>"},
         ]  # fmt: skip
-        reply = await self._llm.chat(messages, workflow=WORKFLOW)
+        try:
+            reply = await self._llm.chat(messages, workflow=WORKFLOW)
+        except (BudgetExceeded, ModelUnavailable):
+            raise UserFacingError(INBOX_NO_DRAFT.format(id=mail.id)) from None
         return reply.content.strip() or "Thank you for your message."
 
     async def _get(self, mail_id: int) -> StoredMail:

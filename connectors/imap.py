@@ -72,15 +72,22 @@ class Session:
             s.host or "", port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout_s
         )
         self._stop = stop
-        if s.security == "starttls":
-            self._client.starttls(context)
-        password = s.password.get_secret_value() if s.password else ""
-        self._client.login(s.username or "", password)
+        try:
+            if s.security == "starttls":
+                self._client.starttls(context)
+            password = s.password.get_secret_value() if s.password else ""
+            self._client.login(s.username or "", password)
+        except BaseException:
+            with contextlib.suppress(IMAPClientError, OSError):
+                self._client.shutdown()
+            raise
         self.idle = bool(self._client.has_capability("IDLE"))
+        self.uidnext = 0
 
     def examine(self, folder: str) -> int:
         """Open ``folder`` read-only; returns its UIDVALIDITY."""
         info = self._client.select_folder(folder, readonly=True)
+        self.uidnext = int(info.get(b"UIDNEXT", 0))
         return int(info[b"UIDVALIDITY"])
 
     def uids_after(self, last_uid: int) -> list[int]:
@@ -136,7 +143,7 @@ class MailIntake:
                 except (TimeoutError, IMAPClientError, OSError) as exc:
                     failures += 1
                     delay = min(RETRY_MAX_S, self._settings.poll_s, 2.0**failures)
-                    log.warning("inbox: %s (%s); retrying in %.0f s", _where(self._settings), _reason(exc), delay)
+                    log.warning("inbox: %s (%s); retrying in %.1f s", _where(self._settings), _reason(exc), delay)
                     await asyncio.sleep(delay)
                 else:  # pragma: no cover - the loop only ends by an exception
                     failures = 0
@@ -148,10 +155,11 @@ class MailIntake:
         session = await self._call(Session, self._settings, self._stop)
         try:
             while True:
-                # The first folder is synced last and stays open: IDLE then reports what came after.
                 await self._sync(session)
-                if session.idle:
+                if session.idle and await self._caught_up(session):
                     await self._call(session.wait, min(self._settings.poll_s, IDLE_RENEW_S))
+                elif session.idle:
+                    continue
                 else:
                     await asyncio.sleep(self._settings.poll_s)
         except asyncio.CancelledError:
@@ -159,6 +167,14 @@ class MailIntake:
             raise
         finally:
             await asyncio.shield(self._call(session.close))
+
+    async def _caught_up(self, session: Session) -> bool:
+        """Open the first folder afresh: IDLE then reports whatever arrives after this point. Mail that
+        came during the sync is seen here (its UIDNEXT moved) rather than at the next poll."""
+        folder = self._settings.folders[0]
+        validity = await self._call(session.examine, folder)
+        cursor = await self._store.cursor(folder)
+        return cursor is not None and cursor[0] == validity and session.uidnext <= cursor[1] + 1
 
     async def sync_once(self) -> int:
         """Connect, store everything new in every folder, disconnect; returns how many new messages."""
@@ -170,8 +186,7 @@ class MailIntake:
 
     async def _sync(self, session: Session) -> int:
         new = 0
-        first, *others = self._settings.folders
-        for folder in [*others, first]:
+        for folder in self._settings.folders:
             new += await self._sync_folder(session, folder)
         return new
 
@@ -188,11 +203,9 @@ class MailIntake:
             batch = uids[start : start + FETCH_BATCH]
             raws = await self._call(session.fetch, batch)
             records = await asyncio.to_thread(_parse_all, raws)
-            for uid in batch:
-                if uid not in records:
-                    continue  # expunged between SEARCH and FETCH
-                _, is_new = await self._store.store(records[uid], Location(folder, validity, uid))
-                new += is_new
+            # A UID missing from the answer was expunged between SEARCH and FETCH.
+            found = [(records[uid], Location(folder, validity, uid)) for uid in batch if uid in records]
+            new += sum(is_new for _, is_new in await self._store.store_many(found))
             if new:
                 self._on_new()
         return new

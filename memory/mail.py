@@ -149,21 +149,13 @@ class MailStore:
     async def store(self, record: MailRecord, where: Location) -> tuple[int, bool]:
         """Store ``record`` seen at ``where`` and move the folder's cursor past it, in one transaction.
         Returns ``(mail id, new)``; ``new`` is False when the message was already stored."""
+        return (await self.store_many([(record, where)]))[0]
 
-        def work(conn: sqlite3.Connection) -> tuple[int, bool]:
-            row = conn.execute("SELECT id FROM mail_messages WHERE message_id = ?", (record.message_id,)).fetchone()
-            new = row is None
-            mail_id = int(row[0]) if row else _insert(conn, record)
-            conn.execute(
-                "INSERT OR IGNORE INTO mail_locations (folder, uidvalidity, uid, mail_id) VALUES (?, ?, ?, ?)",
-                (where.folder, where.uidvalidity, where.uid, mail_id),
-            )
-            conn.execute(
-                "INSERT INTO mail_cursors (folder, uidvalidity, last_uid) VALUES (?, ?, ?) ON CONFLICT(folder) DO "
-                "UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = MAX(last_uid, excluded.last_uid)",
-                (where.folder, where.uidvalidity, where.uid),
-            )
-            return mail_id, new
+    async def store_many(self, found: Sequence[tuple[MailRecord, Location]]) -> list[tuple[int, bool]]:
+        """:meth:`store` for several messages (in UID order), in one transaction."""
+
+        def work(conn: sqlite3.Connection) -> list[tuple[int, bool]]:
+            return [_store_one(conn, record, where) for record, where in found]
 
         return await self._db.run_transaction(work)
 
@@ -280,6 +272,21 @@ _COLUMNS = (
     "id, message_id, sha256, from_addr, from_name, reply_to, subject, sent_at, in_reply_to, refs, body, headers, "
     "attachments, parsed, raw, received_at, thread, class, urgency, summary, needs_operator"
 )
+
+
+def _store_one(conn: sqlite3.Connection, record: MailRecord, where: Location) -> tuple[int, bool]:
+    row = conn.execute("SELECT id FROM mail_messages WHERE message_id = ?", (record.message_id,)).fetchone()
+    mail_id = int(row[0]) if row else _insert(conn, record)
+    conn.execute(
+        "INSERT OR IGNORE INTO mail_locations (folder, uidvalidity, uid, mail_id) VALUES (?, ?, ?, ?)",
+        (where.folder, where.uidvalidity, where.uid, mail_id),
+    )
+    conn.execute(
+        "INSERT INTO mail_cursors (folder, uidvalidity, last_uid) VALUES (?, ?, ?) ON CONFLICT(folder) DO "
+        "UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = MAX(last_uid, excluded.last_uid)",
+        (where.folder, where.uidvalidity, where.uid),
+    )
+    return mail_id, row is None
 
 
 def _insert(conn: sqlite3.Connection, record: MailRecord) -> int:

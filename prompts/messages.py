@@ -95,4 +95,5 @@ INBOX_REPLY_TO_DIFFERS = (
     "Note: {sender} asked for replies to go to {reply_to}. The card sends to {sender}, the sender; "
     "to use the other address, edit the card with to={reply_to}."
 )
+INBOX_NO_DRAFT = "The model could not draft a reply just now. Write it yourself: /inbox reply {id} | <your reply>"
 INBOX_URGENT = "Urgent email from {sender}: {subject}\n{summary}\nOpen it with /inbox {id}."

@@ -102,6 +102,22 @@ class Dovecot:
         d.chmod(0o755)
         for path in [d, *d.rglob("*")]:
             os.chown(path, self._uid, self._gid)
+        self._launch()
+
+    def halt(self) -> None:
+        """Stop the server (every open connection drops); :meth:`relaunch` brings it back, mail kept."""
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(10)
+        if self._proc.stderr:
+            self._proc.stderr.close()
+
+    def relaunch(self) -> None:
+        """Start the server again on the same port and mail."""
+        self._launch()
+
+    def _launch(self) -> None:
+        d = self.dir
         as_other = {"user": self._uid, "group": self._gid, "extra_groups": []} if os.geteuid() == 0 else {}
         self._proc = subprocess.Popen(  # noqa: S603
             [DOVECOT, "-F", "-c", str(d / "dovecot.conf")],

@@ -247,7 +247,9 @@ def goals_script(tasks: int) -> Any:
     return Brain(plans=[plan(*steps, criteria="every step reported")], verdict={"met": True, "report": "done"})
 
 
-async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None) -> None:
+async def _serve(
+    api_key: str, port: int, echo_limit: int | None, goal_tasks: int | None = None, answer: str | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -258,6 +260,8 @@ async def _serve(api_key: str, port: int, echo_limit: int | None, goal_tasks: in
     llm.bill_tools = True
     if goal_tasks:
         llm.responder = goals_script(goal_tasks)
+    if answer is not None:
+        llm.default = Scripted(content=answer)
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -274,8 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--goal-tasks", type=int, default=None, help="answer planners with plans of N tasks (a goals benchmark)"
     )
+    parser.add_argument("--answer", default=None, help="answer every chat request with this text instead of an echo")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks))
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, args.answer))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ async def test_mail_is_listed_and_answered_by_a_threaded_card(tmp_path: Path, do
             assert "(Reply-To: sales@acme.test)" in chan.sent[-1].text
             assert "Can you send the new prices?" in chan.sent[-1].text
 
+            await rt.dispatcher.handle(inbound("/inbox reply 1", kind="command"))  # no model: no draft
+            assert chan.sent[-1].text.startswith("Usage: /inbox")
+            await rt.dispatcher.handle(inbound("/inbox 99", kind="command"))
+            assert chan.sent[-1].text.startswith("No such message.")
             await rt.dispatcher.handle(inbound("/inbox reply 1 | Hi Ana, prices attached soon.", kind="command"))
             shown = card(chan)
             assert "To: ana@acme.test\nSubject: Re: Pricing for 2027\nIn reply to: <m1@acme.test>" in shown.text
