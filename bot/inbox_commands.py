@@ -7,7 +7,6 @@ The card's recipient is always the stored sender's address, set here and never b
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from bot.approval_ui import ApprovalUI
@@ -33,7 +32,6 @@ from prompts.messages import (
     INBOX_USAGE,
 )
 
-log = logging.getLogger(__name__)
 CLASS_LABELS = {
     "needs_reply": "needs a reply",
     "waiting_on_us": "waiting on us",

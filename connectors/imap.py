@@ -127,6 +127,8 @@ class MailIntake:
         self._store = store
         self._on_new = on_new
         self._stop = threading.Event()
+        self._failures = 0
+        self._uidnext: dict[str, int] = {}
         # One thread for the connection: a command never overlaps another (logout waits for IDLE to end).
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="imap")
 
@@ -135,33 +137,29 @@ class MailIntake:
 
     async def run_forever(self) -> None:
         """Sync, then wait (IDLE or poll), forever; connection problems are retried with backoff."""
-        failures = 0
         try:
             while True:
                 try:
                     await self._connected_loop()
                 except (TimeoutError, IMAPClientError, OSError) as exc:
-                    failures += 1
-                    delay = min(RETRY_MAX_S, self._settings.poll_s, 2.0**failures)
+                    self._failures += 1
+                    delay = min(RETRY_MAX_S, self._settings.poll_s, 2.0**self._failures)
                     log.warning("inbox: %s (%s); retrying in %.1f s", _where(self._settings), _reason(exc), delay)
                     await asyncio.sleep(delay)
-                else:  # pragma: no cover - the loop only ends by an exception
-                    failures = 0
         finally:
             self._stop.set()
             self._thread.shutdown(wait=False)
 
     async def _connected_loop(self) -> None:
         session = await self._call(Session, self._settings, self._stop)
+        self._failures = 0
         try:
             while True:
                 await self._sync(session)
-                if session.idle and await self._caught_up(session):
-                    await self._call(session.wait, min(self._settings.poll_s, IDLE_RENEW_S))
-                elif session.idle:
-                    continue
-                else:
+                if not session.idle:
                     await asyncio.sleep(self._settings.poll_s)
+                elif await self._caught_up(session):
+                    await self._call(session.wait, min(self._settings.poll_s, IDLE_RENEW_S))
         except asyncio.CancelledError:
             self._stop.set()
             raise
@@ -169,12 +167,12 @@ class MailIntake:
             await asyncio.shield(self._call(session.close))
 
     async def _caught_up(self, session: Session) -> bool:
-        """Open the first folder afresh: IDLE then reports whatever arrives after this point. Mail that
-        came during the sync is seen here (its UIDNEXT moved) rather than at the next poll."""
+        """Open the first folder afresh, so that IDLE reports whatever arrives after this point; False when
+        mail came during the sync (UIDNEXT moved since the sync opened the folder): sync again first."""
         folder = self._settings.folders[0]
-        validity = await self._call(session.examine, folder)
-        cursor = await self._store.cursor(folder)
-        return cursor is not None and cursor[0] == validity and session.uidnext <= cursor[1] + 1
+        seen = self._uidnext.get(folder)
+        await self._call(session.examine, folder)
+        return session.uidnext == seen
 
     async def sync_once(self) -> int:
         """Connect, store everything new in every folder, disconnect; returns how many new messages."""
@@ -192,6 +190,7 @@ class MailIntake:
 
     async def _sync_folder(self, session: Session, folder: str) -> int:
         validity = await self._call(session.examine, folder)
+        self._uidnext[folder] = session.uidnext
         cursor = await self._store.cursor(folder)
         if cursor is not None and cursor[0] != validity:
             log.warning("inbox: %s was renumbered (UIDVALIDITY changed); reading it again", folder)
