@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,27 @@ async def _count_is(store: MailStore, n: int) -> bool:
 
 async def _warned(caplog: pytest.LogCaptureFixture, n: int) -> bool:
     return sum(r.name == "connectors.imap" for r in caplog.records) >= n
+
+
+async def test_an_idle_intake_on_an_empty_mailbox_waits_quietly(tmp_path: Path, dovecot: Dovecot) -> None:
+    async with open_database(tmp_path) as db:
+        store = MailStore(db)
+        await store.setup()
+        task = asyncio.create_task(MailIntake(imap_settings(dovecot, poll_s=30.0), store).run_forever())
+        try:
+            await asyncio.sleep(2.0)  # observing that nothing happens: the client must be in IDLE, not looping
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def sent_bytes() -> list[int]:
+        return [int(m) for m in re.findall(r"Disconnected: .* in=(\d+)", dovecot.log())]
+
+    await eventually_async(lambda: _true(bool(sent_bytes())), timeout=10, what="dovecot to log the session")
+    # Login, one EXAMINE + SEARCH, the check before IDLE, IDLE and DONE, LOGOUT: a few hundred bytes.
+    assert sent_bytes()[0] < 1000, dovecot.log()
+
+
+async def _true(value: bool) -> bool:
+    return value
