@@ -20,9 +20,8 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connectors.catalog import known_kinds
-from connectors.imap import IMAPSettings
 from connectors.publish import PublishSettings
-from connectors.settings import OutboxSettings, SMTPSettings
+from connectors.settings import IMAPSettings, OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings

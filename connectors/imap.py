@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from connectors.mail_parse import parse_mail
+from connectors.settings import IMAPSettings
 from memory.mail import Location, MailRecord, MailStore
 
 log = logging.getLogger(__name__)
@@ -33,33 +32,6 @@ IDLE_RENEW_S = 25 * 60.0
 RETRY_MAX_S = 300.0
 _BODY = b"BODY[]"
 T = TypeVar("T")
-
-
-class IMAPSettings(BaseModel):
-    """The inbox the COO reads. Unset host means inbox reading is off."""
-
-    host: str | None = None
-    port: int = Field(default=993, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    security: Literal["tls", "starttls", "none"] = "tls"
-    folders: list[str] = Field(default_factory=lambda: ["INBOX"])
-    poll_s: float = Field(default=60.0, gt=0)
-    timeout_s: float = Field(default=30.0, gt=0)
-
-    @field_validator("folders", mode="before")
-    @classmethod
-    def _folders(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, list) or not value or not all(isinstance(f, str) and f.strip() for f in value):
-            raise ValueError('must be a JSON list of folder names, e.g. ["INBOX"]')
-        return [f.strip() for f in value]
-
-    @property
-    def configured(self) -> bool:
-        """True when a host is set."""
-        return bool(self.host)
 
 
 class Session:
