@@ -60,6 +60,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.slack.bot_token,
         settings.slack.app_token,
         settings.slack.signing_secret,
+        settings.imap.password,
     ]
     found = [v.get_secret_value() for v in values if v is not None]
     passwords = (url_password(settings.llm.base_url), url_password(settings.telegram.api_base_url))

@@ -20,6 +20,7 @@ from graph.llm import LLMClient
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, utcnow
+from memory.mail import MailStore
 from memory.records import Invoice, Records, Task
 from prompts import load_prompt
 
@@ -49,6 +50,7 @@ class DigestService:
         records: Records | None,
         registry: Registry,
         goals: GoalService | None = None,
+        mail: MailStore | None = None,
     ) -> None:
         self._db = db
         self._approvals = approvals
@@ -60,6 +62,7 @@ class DigestService:
         self._records = records
         self._registry = registry
         self._goals = goals
+        self._mail = mail
 
     async def build(self, since: datetime, reconcile: bool = True) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
@@ -95,6 +98,9 @@ class DigestService:
         due = await self._due()
         if due:
             lines += ["Due within 3 days:", *due]
+        inbox = await self._mail.count_needing_operator() if self._mail is not None else 0
+        if inbox:
+            lines.append(f"Inbox: {inbox} need you (/inbox)")
         lines.append(await self._budgets.spend_text())
         lines.append("Next step: " + await self._suggest("\n".join(lines), len(waiting), len(problems)))
         return Digest("\n".join(lines), tuple(waiting))

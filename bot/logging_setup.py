@@ -21,7 +21,10 @@ REDACTED = "[REDACTED]"
 # Loggers of HTTP clients and SDKs log request lines (with URLs and headers) at INFO/DEBUG: only
 # their warnings pass, whatever level the operator chose. Matched by prefix ("httpx" also covers
 # "httpx2", which openai uses).
-QUIET_PREFIXES = ("httpx", "httpcore", "openai", "urllib3", "aiohttp", "stripe", "slack_sdk", "websockets", "hpack")
+QUIET_PREFIXES = (
+    *("httpx", "httpcore", "openai", "urllib3", "aiohttp", "stripe", "slack_sdk", "websockets", "hpack"),
+    "imapclient",
+)
 
 
 def redact_url_credentials(text: str) -> str:

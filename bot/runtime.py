@@ -31,6 +31,7 @@ from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
 from memory.ledger import CostLedger
 from memory.liveness import Liveness
+from memory.mail import MailStore
 from memory.notes import NoteLedger
 from memory.operators import OperatorStore
 from memory.profile import ProfileStore
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
     from bot.digest import DigestService
     from bot.goal_commands import GoalCommands
+    from bot.inbox_runtime import Loop
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
     from bot.scheduler import Scheduler
@@ -125,6 +127,8 @@ class Runtime:
     memory: Memory | None = None
     ingestor: Ingestor | None = None
     memory_repair: MemoryRepair | None = None
+    loops: list[Loop] = field(default_factory=list)
+    """More background loops of features (the inbox's intake and triage), started with the others."""
 
 
 @dataclass(frozen=True)
@@ -405,6 +409,7 @@ async def _build(
     from bot.approval_ui import ApprovalUI
     from bot.budget_commands import Controls
     from bot.digest import DigestService
+    from bot.inbox_runtime import open_inbox
     from bot.mcp_commands import McpCommands
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
@@ -423,8 +428,10 @@ async def _build(
     saver, checkpoints = await _open_checkpoints(settings, stack)
     model = _build_model(settings, stores, stack, messenger, controls, clock)
     memory = await _open_semantic_memory(settings, stack, model, stores.ledger)
+    mail = MailStore(db)
+    await mail.setup()
     mcp = await _open_mcp(settings, stores, stack)
-    plans, registry = _build_actions(settings, stores, model.llm, mcp)
+    plans, registry = _build_actions(settings, stores, model.llm, mail, mcp)
     stack.push_async_callback(registry.close)
     approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
     coordinator = Coordinator(
@@ -472,9 +479,15 @@ async def _build(
     commands, dispatcher = intake.commands, intake.dispatcher
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service,
+        goals.service, mail,
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
+    loops = await open_inbox(
+        imap=settings.imap, quiet_hours=settings.quiet_hours, zone=settings.timezone,
+        cheap_model=settings.llm.cheap_model, memory=memory, scope=settings.memory.scope, mail=mail,
+        records=stores.records, llm=model.llm, approvals=approvals, ui=ui, control=control,
+        send=messenger.send_quietly, commands=commands, scheduler=scheduler,
+    )  # fmt: skip
     runtime = Runtime(
         settings,
         db,
@@ -500,6 +513,7 @@ async def _build(
         memory=memory,
         ingestor=ingestor,
         memory_repair=repair,
+        loops=loops,
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
@@ -560,7 +574,7 @@ async def _open_mcp(settings: Settings, stores: _Stores, stack: AsyncExitStack) 
 
 
 def _build_actions(
-    settings: Settings, stores: _Stores, llm: LLMClient, mcp: McpFamily | None
+    settings: Settings, stores: _Stores, llm: LLMClient, mail: MailStore, mcp: McpFamily | None
 ) -> tuple[PlanKind, Registry]:
     """The connectors' action kinds plus plans, whose planner is offered only skills that can act; MCP tools
     as a family of kinds declared at run time."""
@@ -571,7 +585,8 @@ def _build_actions(
     from graph.planner import Planner
     from graph.skills import all_skills, usable_skills
 
-    connectors = build_registry(settings, Deps(records=stores.records, currency=settings.budget.currency))
+    deps = Deps(records=stores.records, currency=settings.budget.currency, mail_store=mail)
+    connectors = build_registry(settings, deps)
     unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
     skills = usable_skills(all_skills(), unconfigured)
     descriptions = {name: skill.description for name, skill in skills.items()}
@@ -710,6 +725,8 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
     if rt.ingestor is not None:
         backlog = rt.memory_repair.missing if rt.memory_repair else None  # what a crash kept out of the index
         background.spawn(rt.ingestor.run_forever(backlog), "memory-ingest")
+    for make, name in rt.loops:
+        background.spawn(make(), name)
     if rt.coordinator.llm.configured:
         # The price table's first lookup reads a large catalog: do it now, off the loop.
         from graph.fallbacks import prices_in_use

@@ -23,13 +23,14 @@ from connectors.catalog import known_kinds
 from connectors.mcp.settings import KIND_PATTERN as MCP_KIND
 from connectors.mcp.settings import McpSettings
 from connectors.publish import PublishSettings
-from connectors.settings import OutboxSettings, SMTPSettings
+from connectors.settings import IMAPSettings, OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+QUIET_HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _LISTEN_RE = re.compile(r"^[^:\s]*:\d{1,5}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 APP_NAME = "solo-coo"
@@ -195,6 +196,7 @@ class Settings(BaseSettings):
     operators: str = ""
     timezone: str = "UTC"
     digest_time: str = "08:00"
+    quiet_hours: str = ""
     log_level: str = "INFO"
     pairing_code_ttl_s: int = Field(default=900, ge=30)
 
@@ -202,6 +204,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     smtp: SMTPSettings = SMTPSettings()
+    imap: IMAPSettings = IMAPSettings()
     stripe: StripeSettings = StripeSettings()
     publish: PublishSettings = PublishSettings()
     mcp: McpSettings = McpSettings()
@@ -253,6 +256,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone '{value}'") from None
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        if value.strip() and not QUIET_HOURS_RE.match(value.strip()):
+            raise ValueError("must be HH:MM-HH:MM, e.g. 22:00-07:00")
+        return value.strip()
 
     @field_validator("digest_time")
     @classmethod

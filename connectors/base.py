@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from memory.mail import MailStore
 from memory.records import Records
 
 
@@ -293,3 +294,4 @@ class Deps:
 
     records: Records | None
     currency: str
+    mail_store: MailStore | None = None  # where sent Message-IDs are kept (replies link back)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, ClassVar, Literal
@@ -36,6 +36,7 @@ from connectors.settings import SMTPSettings
 from memory.addresses import normalise_address
 
 _LINE_BREAK = re.compile(r"\r\n?")
+_MESSAGE_ID = re.compile(r"^<[^<>\s]{1,900}>$")
 MAX_BODY_CHARS = 100_000
 EMAIL_USAGE = "Usage: /email <to>[,<to>…] <subject> | <body>"
 EDIT_HELP = (
@@ -53,6 +54,9 @@ class EmailAction(Action):
     cc: tuple[str, ...] = ()
     subject: str
     body: str
+    # Threading of a reply (the Message-IDs it answers); empty for a new email.
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
 
     @field_validator("from_addr")
     @classmethod
@@ -97,10 +101,34 @@ class EmailAction(Action):
             raise ValueError(f"the body is longer than {MAX_BODY_CHARS} characters")
         return body
 
+    @field_validator("in_reply_to", "references", mode="before")
+    @classmethod
+    def _message_ids(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else list(value or [])
+        for item in items:
+            if item and not _MESSAGE_ID.match(str(item)):
+                raise ValueError(f"'{item}' is not a Message-ID")
+        return value
+
     @property
     def recipients(self) -> tuple[str, ...]:
         """Everyone who receives it."""
         return self.to + self.cc
+
+    def digest(self) -> str:
+        """As for every action; an email without threading hashes as it did before threading existed."""
+        if self.in_reply_to or self.references:
+            return super().digest()
+        return _Unthreaded.model_validate(self.model_dump(exclude={"in_reply_to", "references"})).digest()
+
+
+class _Unthreaded(Action):
+    kind: str
+    from_addr: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    body: str
 
 
 class SendEmailArgs(BaseModel):
@@ -110,6 +138,10 @@ class SendEmailArgs(BaseModel):
     cc: list[str] = Field(default_factory=list, description="copy recipients")
     subject: str = Field(min_length=1)
     body: str = Field(min_length=1, description="the full plain-text body, signed as the operator")
+
+
+OnSent = Callable[[str, str, tuple[str, ...], str], Awaitable[None]]
+"""Told each sent email's Message-ID, idempotency key, recipients and subject (to link replies back)."""
 
 
 def message_id_for(idempotency_key: str, from_addr: str) -> str:
@@ -139,8 +171,9 @@ class EmailConnector(ActionKind[EmailAction]):
     done_verb = "Sent"
     activity = "sending email"
 
-    def __init__(self, settings: SMTPSettings) -> None:
+    def __init__(self, settings: SMTPSettings, on_sent: OnSent | None = None) -> None:
         self._settings = settings
+        self._on_sent = on_sent
         self.configured = settings.configured
 
     @property
@@ -159,6 +192,8 @@ class EmailConnector(ActionKind[EmailAction]):
         if action.cc:
             fields.append(("Cc", ", ".join(action.cc)))
         fields.append(("Subject", action.subject))
+        if action.in_reply_to:
+            fields.append(("In reply to", action.in_reply_to))
         return Preview(self.title, tuple(fields), action.body)
 
     def summary(self, action: EmailAction) -> str:
@@ -207,6 +242,10 @@ class EmailConnector(ActionKind[EmailAction]):
         msg["Subject"] = action.subject
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id_for(idempotency_key, action.from_addr)
+        if action.in_reply_to:
+            msg["In-Reply-To"] = action.in_reply_to
+        if action.references:
+            msg["References"] = " ".join(action.references)
         msg.set_content(action.body)
         return msg
 
@@ -231,6 +270,9 @@ class EmailConnector(ActionKind[EmailAction]):
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await _quit(client)
             raise TemporaryError(f"SMTP server unreachable: {type(exc).__name__}") from None
+        if self._on_sent is not None:
+            # Stored before the message leaves: a reply that comes back always finds what it answers.
+            await self._on_sent(message["Message-ID"], idempotency_key, action.recipients, action.subject)
         try:
             await client.data(message.as_bytes())
         except aiosmtplib.SMTPResponseException as exc:
@@ -307,4 +349,5 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
 
 def connector(settings: SMTPSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
-    return [EmailConnector(settings)]
+    mail = deps.mail_store
+    return [EmailConnector(settings, on_sent=mail.record_sent if mail is not None else None)]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class SMTPSettings(BaseModel):
@@ -34,3 +35,30 @@ class OutboxSettings(BaseModel):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_window_s: float = Field(default=600.0, gt=0)
     breaker_cooldown_s: float = Field(default=300.0, gt=0)
+
+
+class IMAPSettings(BaseModel):
+    """The inbox the COO reads. Unset host means inbox reading is off."""
+
+    host: str | None = None
+    port: int = Field(default=993, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["tls", "starttls", "none"] = "tls"
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"])
+    poll_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("folders", mode="before")
+    @classmethod
+    def _folders(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, list) or not value or not all(isinstance(f, str) and f.strip() for f in value):
+            raise ValueError('must be a JSON list of folder names, e.g. ["INBOX"]')
+        return [f.strip() for f in value]
+
+    @property
+    def configured(self) -> bool:
+        """True when a host is set."""
+        return bool(self.host)

@@ -151,3 +151,17 @@ PROFILE_RESTORE_WAITING = (
 )
 PROFILE_RESTORE_NONE = "No restored profile is waiting."
 PROFILE_RESTORE_DROPPED = "The restored profile was discarded; your profile is unchanged."
+
+# The inbox (/inbox).
+INBOX_NOT_CONFIGURED = (
+    "Inbox reading is off. Set COO_IMAP__HOST, COO_IMAP__USERNAME and COO_IMAP__PASSWORD (see docs/inbox.md)."
+)
+INBOX_EMPTY = "Inbox: nothing needs you."
+INBOX_UNKNOWN = "No such message. /inbox lists the ones that need you."
+INBOX_USAGE = "Usage: /inbox, /inbox <id>, or /inbox reply <id> | <your reply> (without text the model drafts it)."
+INBOX_REPLY_TO_DIFFERS = (
+    "Note: {sender} asked for replies to go to {reply_to}. The card sends to {sender}, the sender; "
+    "to use the other address, edit the card with to={reply_to}."
+)
+INBOX_NO_DRAFT = "The model could not draft a reply just now. Write it yourself: /inbox reply {id} | <your reply>"
+INBOX_URGENT = "Urgent email from {sender}: {subject}\n{summary}\nOpen it with /inbox {id}."

@@ -311,6 +311,7 @@ async def _serve(
     responder: Callable[[dict[str, Any]], Scripted | None] | None = None,
     weak: bool = False,
     weak_fault: str | None = None,
+    answer: str | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -330,6 +331,8 @@ async def _serve(
         model = WeakModel(fault=weak_fault)
         llm.responder = model
         llm.extra_routes = truth_routes(model)
+    if answer is not None:
+        llm.default = Scripted(content=answer)
     async with llm:
         print(f"ready {llm.base_url}", flush=True)
         await stop.wait()
@@ -359,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         "--weak", action="store_true", help="answer as small real models do (tests/fakes/weak_model.py)"
     )
     parser.add_argument("--weak-fault", default=None, help="weak mode with this one fault for every goal ('ok': none)")
+    parser.add_argument("--answer", default=None, help="answer every chat request with this text instead of an echo")
     args = parser.parse_args(argv)
     statuses, delays = _pairs(args.status, int), _pairs(args.delay, float)
     responder = misbehaving(statuses, delays) if statuses or delays else None
@@ -366,9 +370,8 @@ def main(argv: list[str] | None = None) -> None:
         from tests.fakes.tool_script import tool_script
 
         responder = tool_script
-    asyncio.run(
-        _serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, responder, args.weak, args.weak_fault)
-    )
+    modes = (args.weak, args.weak_fault, args.answer)
+    asyncio.run(_serve(args.api_key, args.port, args.echo_limit, args.goal_tasks, responder, *modes))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,195 @@
+"""Reading the inbox over IMAP (imapclient, run off the event loop): settings and intake.
+
+Read-only on the server: folders are opened with EXAMINE and bodies fetched with BODY.PEEK, so no flag
+changes. Each message is stored with its folder's cursor in one transaction before the next one is
+fetched; after a crash or a reconnect intake resumes after the last stored UID, and a UIDVALIDITY change
+starts the folder over (stored messages dedupe by Message-ID, so nothing is doubled). Where the server
+offers IDLE, intake waits on the first folder with IDLE; elsewhere it polls every ``poll_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from connectors.mail_parse import parse_mail
+from connectors.settings import IMAPSettings
+from memory.mail import Location, MailRecord, MailStore
+
+log = logging.getLogger(__name__)
+FETCH_BATCH = 25
+IDLE_SLICE_S = 0.5
+IDLE_RENEW_S = 25 * 60.0
+RETRY_MAX_S = 300.0
+_BODY = b"BODY[]"
+T = TypeVar("T")
+
+
+class Session:
+    """One logged-in IMAP connection. Blocking: every method runs on a worker thread."""
+
+    def __init__(self, settings: IMAPSettings, stop: threading.Event) -> None:
+        s = settings
+        context = ssl.create_default_context()
+        self._client = IMAPClient(
+            s.host or "", port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout_s
+        )
+        self._stop = stop
+        try:
+            if s.security == "starttls":
+                self._client.starttls(context)
+            password = s.password.get_secret_value() if s.password else ""
+            self._client.login(s.username or "", password)
+        except BaseException:
+            with contextlib.suppress(IMAPClientError, OSError):
+                self._client.shutdown()
+            raise
+        self.idle = bool(self._client.has_capability("IDLE"))
+        self.uidnext = 0
+
+    def examine(self, folder: str) -> int:
+        """Open ``folder`` read-only; returns its UIDVALIDITY."""
+        info = self._client.select_folder(folder, readonly=True)
+        self.uidnext = int(info.get(b"UIDNEXT", 0))
+        return int(info[b"UIDVALIDITY"])
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above ``last_uid`` in the open folder, ascending (``n:*`` always matches the last one)."""
+        return sorted(uid for uid in self._client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
+
+    def fetch(self, uids: list[int]) -> dict[int, bytes]:
+        """The raw bytes of ``uids`` (BODY.PEEK: the \\Seen flag stays as it is)."""
+        answer = self._client.fetch(uids, ["BODY.PEEK[]"])
+        return {int(uid): bytes(data.get(_BODY, b"")) for uid, data in answer.items() if _BODY in data}
+
+    def wait(self, timeout_s: float) -> bool:
+        """IDLE on the open folder until the server reports a change, ``timeout_s`` passes or intake stops.
+        True when something arrived."""
+        self._client.idle()
+        try:
+            waited = 0.0
+            while waited < timeout_s and not self._stop.is_set():
+                if self._client.idle_check(timeout=IDLE_SLICE_S):
+                    return True
+                waited += IDLE_SLICE_S
+            return False
+        finally:
+            self._client.idle_done()
+
+    def close(self) -> None:
+        """Log out (best effort: the connection may already be gone)."""
+        with contextlib.suppress(IMAPClientError, OSError):
+            self._client.logout()
+
+
+class MailIntake:
+    """Keeps ``store`` up to date with the configured folders; ``on_new`` is called after new mail is stored."""
+
+    def __init__(self, settings: IMAPSettings, store: MailStore, on_new: Callable[[], None] = lambda: None) -> None:
+        self._settings = settings
+        self._store = store
+        self._on_new = on_new
+        self._stop = threading.Event()
+        self._failures = 0
+        self._uidnext: dict[str, int] = {}
+        # One thread for the connection: a command never overlaps another (logout waits for IDLE to end).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="imap")
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def run_forever(self) -> None:
+        """Sync, then wait (IDLE or poll), forever; connection problems are retried with backoff."""
+        try:
+            while True:
+                try:
+                    await self._connected_loop()
+                except (TimeoutError, IMAPClientError, OSError) as exc:
+                    self._failures += 1
+                    delay = min(RETRY_MAX_S, self._settings.poll_s, 2.0**self._failures)
+                    log.warning("inbox: %s (%s); retrying in %.1f s", _where(self._settings), _reason(exc), delay)
+                    await asyncio.sleep(delay)
+        finally:
+            self._stop.set()
+            self._thread.shutdown(wait=False)
+
+    async def _connected_loop(self) -> None:
+        session = await self._call(Session, self._settings, self._stop)
+        self._failures = 0
+        try:
+            while True:
+                await self._sync(session)
+                if not session.idle:
+                    await asyncio.sleep(self._settings.poll_s)
+                elif await self._caught_up(session):
+                    await self._call(session.wait, min(self._settings.poll_s, IDLE_RENEW_S))
+        except asyncio.CancelledError:
+            self._stop.set()
+            raise
+        finally:
+            await asyncio.shield(self._call(session.close))
+
+    async def _caught_up(self, session: Session) -> bool:
+        """Open the first folder afresh, so that IDLE reports whatever arrives after this point; False when
+        mail came during the sync (UIDNEXT moved since the sync opened the folder): sync again first."""
+        folder = self._settings.folders[0]
+        seen = self._uidnext.get(folder)
+        await self._call(session.examine, folder)
+        return session.uidnext == seen
+
+    async def sync_once(self) -> int:
+        """Connect, store everything new in every folder, disconnect; returns how many new messages."""
+        session = await self._call(Session, self._settings, self._stop)
+        try:
+            return await self._sync(session)
+        finally:
+            await self._call(session.close)
+
+    async def _sync(self, session: Session) -> int:
+        new = 0
+        for folder in self._settings.folders:
+            new += await self._sync_folder(session, folder)
+        return new
+
+    async def _sync_folder(self, session: Session, folder: str) -> int:
+        validity = await self._call(session.examine, folder)
+        self._uidnext[folder] = session.uidnext
+        cursor = await self._store.cursor(folder)
+        if cursor is not None and cursor[0] != validity:
+            log.warning("inbox: %s was renumbered (UIDVALIDITY changed); reading it again", folder)
+            await self._store.reset_cursor(folder, validity)
+            cursor = None
+        uids = await self._call(session.uids_after, cursor[1] if cursor else 0)
+        new = 0
+        for start in range(0, len(uids), FETCH_BATCH):
+            batch = uids[start : start + FETCH_BATCH]
+            raws = await self._call(session.fetch, batch)
+            records = await asyncio.to_thread(_parse_all, raws)
+            # A UID missing from the answer was expunged between SEARCH and FETCH.
+            found = [(records[uid], Location(folder, validity, uid)) for uid in batch if uid in records]
+            new += sum(is_new for _, is_new in await self._store.store_many(found))
+            if new:
+                self._on_new()
+        return new
+
+
+def _parse_all(raws: dict[int, bytes]) -> dict[int, MailRecord]:
+    return {uid: parse_mail(raw) for uid, raw in raws.items()}
+
+
+def _where(settings: IMAPSettings) -> str:
+    return f"{settings.host}:{settings.port}"
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason that never repeats the server's text verbatim (it may echo the login)."""
+    return type(exc).__name__

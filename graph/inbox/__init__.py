@@ -1,0 +1,1 @@
+"""Inbox triage: rules first (the offline mode), then the cheap model; no outward tools."""

@@ -1,0 +1,196 @@
+"""A real IMAP server for tests: Debian's Dovecot, run as an unprivileged process on a free loopback port.
+
+Not a fake: the tests talk IMAP to Dovecot itself. Each server has its own directory (config, passwd-file
+user, maildirs, sockets, log) and nothing is installed system-wide. Dovecot refuses to run its login
+processes as root, so when the tests run as root (CI) the server runs as ``nobody`` in a directory that
+``nobody`` owns. Mail is put in with IMAP APPEND, as a mail server would deliver it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+USER = "coo"
+PASSWORD = "imap-secret-7f3a"
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+_CONFIG = """
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {user}
+first_valid_uid = {uid}
+mail_location = maildir:{d}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+def available() -> bool:
+    """True when Dovecot is installed (``.ci/run`` installs it)."""
+    return Path(DOVECOT).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Dovecot:
+    """One running Dovecot; :meth:`client` gives a logged-in IMAPClient for putting mail in."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="coo-dovecot-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("nobody")
+            self._uid, self._gid = account.pw_uid, account.pw_gid
+        else:
+            self._uid, self._gid = os.getuid(), os.getgid()
+        self._user = pwd.getpwuid(self._uid).pw_name
+        self._group = grp.getgrgid(self._gid).gr_name
+
+    def start(self) -> None:
+        """Write the config and start the server; returns once it answers on its port."""
+        d = self.dir
+        for sub in ("run", "state", "mail"):
+            (d / sub).mkdir()
+        (d / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        (d / "dovecot.conf").write_text(
+            _CONFIG.format(d=d, user=self._user, group=self._group, uid=self._uid, gid=self._gid, port=self.port)
+        )
+        d.chmod(0o755)
+        for path in [d, *d.rglob("*")]:
+            os.chown(path, self._uid, self._gid)
+        self._launch()
+
+    def halt(self) -> None:
+        """Stop the server (every open connection drops); :meth:`relaunch` brings it back, mail kept."""
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(10)
+        if self._proc.stderr:
+            self._proc.stderr.close()
+
+    def relaunch(self) -> None:
+        """Start the server again on the same port and mail."""
+        self._launch()
+
+    def _launch(self) -> None:
+        d = self.dir
+        as_other = {"user": self._uid, "group": self._gid, "extra_groups": []} if os.geteuid() == 0 else {}
+        self._proc = subprocess.Popen(  # noqa: S603
+            [DOVECOT, "-F", "-c", str(d / "dovecot.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            **as_other,  # type: ignore[arg-type]
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"dovecot exited: {self._proc.stderr.read().decode() if self._proc.stderr else ''}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                if s.recv(64).startswith(b"* OK"):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dovecot did not answer: {self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        """The server's log (for failure messages)."""
+        path = self.dir / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc is not None and self._proc.stderr:
+            self._proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[IMAPClient]:
+        """A logged-in client (blocking: call from a thread in async tests)."""
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
+        client.login(USER, PASSWORD)
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def append(self, raw: bytes, folder: str = "INBOX") -> int:
+        """Deliver ``raw`` into ``folder`` (created if missing); returns its UID."""
+        with self.client() as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            answer = client.append(folder, raw)
+        # "[APPENDUID <validity> <uid>] Append completed."
+        return int(answer.split(b"]")[0].split()[-1])
+
+    def append_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
+        """Deliver many messages over one connection."""
+        with self.client() as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            for raw in raws:
+                client.append(folder, raw)
+
+    def recreate(self, folder: str) -> None:
+        """Delete and create ``folder`` again: its UIDVALIDITY changes and its UIDs start over."""
+        with self.client() as client:
+            client.delete_folder(folder)
+            client.create_folder(folder)
+
+    def flags(self, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
+        """Every message's flags (to prove intake changes none)."""
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            uids = client.search("ALL")
+            return {uid: tuple(data[b"FLAGS"]) for uid, data in client.fetch(uids, ["FLAGS"]).items()}
