@@ -12,7 +12,7 @@ from email.utils import formatdate
 from typing import Any, ClassVar, Literal
 
 import aiosmtplib
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from connectors.base import (
     Action,
@@ -115,20 +115,15 @@ class EmailAction(Action):
         """Everyone who receives it."""
         return self.to + self.cc
 
-    def digest(self) -> str:
-        """As for every action; an email without threading hashes as it did before threading existed."""
-        if self.in_reply_to or self.references:
-            return super().digest()
-        return _Unthreaded.model_validate(self.model_dump(exclude={"in_reply_to", "references"})).digest()
-
-
-class _Unthreaded(Action):
-    kind: str
-    from_addr: str
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
-    subject: str
-    body: str
+    @model_serializer(mode="wrap")
+    def _without_empty_threading(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An email that answers nothing is stored (and so hashed into its digest) exactly as before threading
+        existed: cards and outbox rows made before keep verifying, from the model or from their stored JSON."""
+        data: dict[str, Any] = handler(self)
+        if not self.in_reply_to and not self.references:
+            data.pop("in_reply_to", None)
+            data.pop("references", None)
+        return data
 
 
 class SendEmailArgs(BaseModel):
