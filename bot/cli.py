@@ -226,6 +226,19 @@ def cmd_operators(args: argparse.Namespace) -> int:
     return eventloop.run(manage_operators(settings, args.remove))
 
 
+def cmd_web_login(args: argparse.Namespace) -> int:
+    """``coo web-login``: a one-time link to the web console (10 minutes, one use)."""
+    from bot.web.wiring import login_link
+
+    settings = load(args)
+    if not settings.web.enabled:
+        raise CommandError("web-login: the web console is off (COO_WEB__LISTEN is empty)", EXIT_CONFIG)
+    ensure_data_dir(settings)
+    print(f"web console: {eventloop.run(login_link(settings))}")
+    print("The link works once, for 10 minutes; `coo run` must be running.")
+    return 0
+
+
 def _operators_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remove", metavar="ID", help="remove a paired operator, e.g. telegram:123456")
 
@@ -243,6 +256,7 @@ def subcommands() -> list[Subcommand]:
         Subcommand("pair", "open pairing: a one-time code that makes its sender an operator", cmd_pair),
         Subcommand("operators", "list operators, or remove a paired one", cmd_operators, _operators_args),
         Subcommand("mcp", "MCP servers, their tools and each tool's class (read / write)", cmd_mcp),
+        Subcommand("web-login", "a one-time link to the web console", cmd_web_login),
     ]
 
 
