@@ -43,6 +43,7 @@ class CardView:
     noun: str
     status: str
     help: str
+    summary: str
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Views:
         kind = self.approvals.kind(row.kind)
         preview = kind.preview(kind.parse(row.action))
         text = self.approvals.render(row, status=status or "Waiting for approval.").text
-        return CardView(row, preview.title, text, kind.noun, status or "Waiting for approval", kind.edit_help)
+        summary = " · ".join(f"{label}: {value}" for label, value in preview.fields[:3] if label != "From")
+        return CardView(row, preview.title, text, kind.noun, status or "Waiting for approval", kind.edit_help, summary)
 
     async def spend(self, now: datetime | None = None) -> list[PeriodSpend]:
         """Today, this week and this month against the overall caps: the same ledger sums as /spend."""

@@ -108,7 +108,9 @@ async def sign_in(http: aiohttp.ClientSession, link: str) -> aiohttp.ClientRespo
         assert page.status == 200, await page.text()
         token = re.search(r'name="token" value="([^"]+)"', await page.text())
         assert token
-    async with http.post(link.rsplit("/login/", 1)[0] + "/login", data={"token": token.group(1)}, allow_redirects=False) as done:
+    async with http.post(
+        link.rsplit("/login/", 1)[0] + "/login", data={"token": token.group(1)}, allow_redirects=False
+    ) as done:
         return done
 
 
