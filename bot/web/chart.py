@@ -32,8 +32,13 @@ def day_bars(days: Sequence[tuple[str, float]], cap: float | None, currency: str
     if cap:
         y = H - PAD - inner_h * cap / top
         parts.append(f'<line x1="{PAD}" y1="{y:.1f}" x2="{W - PAD}" y2="{y:.1f}" class="cap"/>')
-        parts.append(f'<text x="{PAD}" y="{y - 4:.1f}" class="label">cap {escape(money(cap, currency))} a day</text>')
-    parts.append(f'<text x="{PAD}" y="14" class="label">max {escape(money(top, currency))}</text></svg>')
+        parts.append(
+            f'<text x="{W - PAD}" y="{y - 4:.1f}" text-anchor="end" class="label">'
+            f"cap {escape(money(cap, currency))} a day</text>"
+        )
+    if not cap or top > cap:
+        parts.append(f'<text x="{PAD}" y="14" class="label">highest {escape(money(top, currency))}</text>')
+    parts.append("</svg>")
     return "".join(parts)
 
 

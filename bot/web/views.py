@@ -86,7 +86,10 @@ class Views:
     def _card(self, row: ApprovalRow, status: str | None) -> CardView:
         kind = self.approvals.kind(row.kind)
         preview = kind.preview(kind.parse(row.action))
-        text = self.approvals.render(row, status=status or "Waiting for approval.").text
+        if status is None:  # the pending card as in chat, without its title (the page shows it above)
+            text = self.approvals.render(row).text.split("\n\n", 1)[-1]
+        else:
+            text = self.approvals.render(row, status=status).text
         summary = " · ".join(f"{label}: {value}" for label, value in preview.fields[:3] if label != "From")
         return CardView(row, preview.title, text, kind.noun, status or "Waiting for approval", kind.edit_help, summary)
 

@@ -107,7 +107,7 @@ class Browser:
 @asynccontextmanager
 async def chromium(shots: Path, width: int = 412, height: int = 915) -> AsyncIterator[Browser]:
     """Headless Chromium at a phone's size (JavaScript on: live updates must not get in the way)."""
-    shots.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",

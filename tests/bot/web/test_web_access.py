@@ -96,9 +96,8 @@ async def test_an_expired_session_and_a_late_link_are_refused(tmp_path: Path) ->
         async with http.get(coo.base + "/") as page:
             assert page.status == 200
         with time_machine.travel(utcnow() + timedelta(minutes=11), tick=False):
-            async with client() as other:
-                async with other.get(late) as expired_link:
-                    assert expired_link.status == 401
+            async with client() as other, other.get(late) as expired_link:
+                assert expired_link.status == 401
         with time_machine.travel(utcnow() + timedelta(hours=1, minutes=1), tick=False):
             async with http.get(coo.base + "/") as page:
                 assert page.status == 401
