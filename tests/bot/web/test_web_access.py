@@ -196,3 +196,66 @@ async def test_a_console_approve_of_a_card_decided_in_chat_is_one_effect(tmp_pat
         decided = await coo.rt.db.events(kind="approval.decided")
     assert len(coo.smtp.delivered) == 1
     assert len(decided) == 1
+
+
+async def test_the_timeline_filters_by_kind_and_day(tmp_path: Path) -> None:
+    async with running(tmp_path) as coo, client() as http:
+        await coo.say(EMAIL)
+        await sign_in(http, await coo.link())
+        async with http.get(coo.base + "/timeline?kind=approval.requested") as page:
+            text = await page.text()
+            assert text.count("<td>approval.requested</td>") == 1 and "<td>web.login</td>" not in text
+        today = utcnow().date()
+        async with http.get(f"{coo.base}/timeline?date={today + timedelta(days=1)}") as page:
+            assert "0 event(s)" in await page.text()
+        async with http.get(f"{coo.base}/timeline?date={today}") as page:
+            assert "<td>web.login</td>" in await page.text()
+        async with http.get(coo.base + "/timeline?date=yesterday") as page:
+            assert page.status == 200 and "is not a date (YYYY-MM-DD)" in await page.text()
+
+
+async def test_live_pages_hear_of_a_change(tmp_path: Path) -> None:
+    async with running(tmp_path) as coo, client() as http, client() as other:
+        await coo.say(EMAIL)
+        row = (await coo.rt.approval_ui.store.list_approvals("pending"))[0]
+        await sign_in(http, await coo.link())
+        await sign_in(other, await coo.link())
+        csrf = await csrf_of(other, coo.base + "/cards")
+        async with http.get(coo.base + "/live") as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            form = {"nonce": row.nonce, "digest": row.digest, "csrf": csrf, "text": "Hi Ana, the new text."}
+            async with other.post(f"{coo.base}/cards/{row.id}/edit", data=form) as edited:
+                assert edited.status == 200 and "the new text." in await edited.text()
+            assert await stream.content.readuntil(b"\n\n") == b"event: change\ndata: 1\n\n"
+
+
+async def test_a_bad_edit_keeps_the_card(tmp_path: Path) -> None:
+    async with running(tmp_path) as coo, client() as http:
+        await coo.say(EMAIL)
+        row = (await coo.rt.approval_ui.store.list_approvals("pending"))[0]
+        await sign_in(http, await coo.link())
+        csrf = await csrf_of(http, coo.base + "/cards")
+        form = {"nonce": row.nonce, "digest": row.digest, "csrf": csrf}
+        async with http.post(f"{coo.base}/cards/{row.id}/edit", data={**form, "text": "to=not an address"}) as bad:
+            assert bad.status == 400
+        async with http.post(f"{coo.base}/cards/{row.id}/edit", data={**form, "text": "  "}) as empty:
+            assert empty.status == 400 and "Write the correction first" in await empty.text()
+        async with http.post(f"{coo.base}/cards/{row.id}/decide", data={**form, "verb": "explode"}) as odd:
+            assert odd.status == 400
+        async with http.post(f"{coo.base}/cards/nosuchcard/decide", data={**form, "verb": "approve"}) as missing:
+            assert missing.status == 404
+        still = await coo.rt.approval_ui.store.get(row.id)
+    assert still is not None and still.state == "pending"
+    assert coo.smtp.delivered == []
+
+
+async def test_the_banner_shows_the_console_and_a_busy_port_is_survived(tmp_path: Path) -> None:
+    from bot.runtime import banner
+
+    async with running(tmp_path) as coo:
+        assert f"web console: {coo.base}" in banner(coo.rt)
+        port = coo.base.rsplit(":", 1)[1]
+        async with running(tmp_path / "second", web={"listen": f"127.0.0.1:{port}"}) as second:
+            assert second.rt.web is not None and not second.rt.web.serving
+            assert "web console" not in banner(second.rt)
+            await second.say("/web")  # the chat still works
