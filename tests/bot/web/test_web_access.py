@@ -259,3 +259,16 @@ async def test_the_banner_shows_the_console_and_a_busy_port_is_survived(tmp_path
             assert second.rt.web is not None and not second.rt.web.serving
             assert "web console" not in banner(second.rt)
             await second.say("/web")  # the chat still works
+
+
+async def test_hostile_card_text_is_shown_not_run(tmp_path: Path) -> None:
+    async with running(tmp_path) as coo, client() as http:
+        await coo.say("/email ana@example.org Hello | <script>alert(1)</script><img src=x onerror=alert(2)>")
+        await sign_in(http, await coo.link())
+        async with http.get(coo.base + "/cards") as page:
+            text = await page.text()
+        async with http.get(coo.base + "/timeline") as page:
+            timeline = await page.text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in text
+    assert "<script>alert" not in text and "<img src=x" not in text
+    assert "<script>alert" not in timeline and "<img src=x" not in timeline
