@@ -239,6 +239,20 @@ def cmd_web_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web_sessions(args: argparse.Namespace) -> int:
+    """``coo web-sessions [--revoke ID]``: live console sessions, or end one at once."""
+    from bot.web.wiring import manage_sessions
+
+    settings = load(args)
+    ensure_data_dir(settings)
+    print("\n".join(eventloop.run(manage_sessions(settings, args.revoke))))
+    return 0
+
+
+def _web_sessions_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--revoke", metavar="ID", help="end the session with this id (from the list) at once")
+
+
 def _operators_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remove", metavar="ID", help="remove a paired operator, e.g. telegram:123456")
 
@@ -257,6 +271,7 @@ def subcommands() -> list[Subcommand]:
         Subcommand("operators", "list operators, or remove a paired one", cmd_operators, _operators_args),
         Subcommand("mcp", "MCP servers, their tools and each tool's class (read / write)", cmd_mcp),
         Subcommand("web-login", "a one-time link to the web console", cmd_web_login),
+        Subcommand("web-sessions", "list web console sessions, or end one", cmd_web_sessions, _web_sessions_args),
     ]
 
 

@@ -44,6 +44,8 @@ class WebSession:
     operator: str
     created_at: datetime
     expires_at: datetime
+    id: str = ""
+    """The first characters of the token's hash: names the session in lists and logs, opens nothing."""
 
 
 class WebAuthStore:
@@ -115,6 +117,28 @@ class WebAuthStore:
     async def refused_post(self, operator: str, path: str) -> None:
         """Record a POST refused for a missing or wrong CSRF token."""
         await self._db.append_event("web.forged", operator, {"path": path[:200]})
+
+    async def live(self) -> list[WebSession]:
+        """Every session not revoked or expired, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT operator, created_at, expires_at, substr(token_hash, 1, 12) FROM web_sessions "
+            "WHERE revoked_at IS NULL AND expires_at > ? ORDER BY created_at",
+            (utcnow().isoformat(),),
+        )
+        return [WebSession(str(r[0]), datetime.fromisoformat(r[1]), datetime.fromisoformat(r[2]), r[3]) for r in rows]
+
+    async def revoke_id(self, session_id: str, actor: str) -> int:
+        """End every live session whose id (see :meth:`live`) starts with ``session_id`` (at least 6 characters)."""
+        if len(session_id) < 6 or not all(c in "0123456789abcdef" for c in session_id):
+            return 0
+        async with self._db.transaction() as tx:
+            written = await tx.execute(
+                "UPDATE web_sessions SET revoked_at = ? WHERE substr(token_hash, 1, ?) = ? AND revoked_at IS NULL",
+                (utcnow().isoformat(), len(session_id), session_id),
+            )
+            if written.rowcount:
+                await tx.append_event("web.logout", actor, {"session": session_id})
+        return written.rowcount
 
     async def revoke(self, token: str, actor: str) -> bool:
         """End a session now (sign out); True when it was live."""

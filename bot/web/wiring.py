@@ -73,6 +73,21 @@ def register_web_command(router: CommandRouter, console: WebConsole) -> None:
     router.add("web", "A one-time link to the web console", web_link, private=True)
 
 
+async def manage_sessions(settings: Settings, revoke: str | None) -> list[str]:
+    """``coo web-sessions [--revoke ID]``: the live console sessions, or end one at once."""
+    async with open_database(settings.data_dir, settings.sqlite.busy_timeout_ms) as db:
+        auth = WebAuthStore(db)
+        await auth.setup()
+        if revoke is not None:
+            ended = await auth.revoke_id(revoke.strip().lower(), "cli")
+            return [f"ended {ended} session(s)" if ended else f"no live session {revoke} (see coo web-sessions)"]
+        lines = [
+            f"{s.id}  {s.operator}  since {s.created_at:%Y-%m-%d %H:%M} UTC, until {s.expires_at:%Y-%m-%d %H:%M} UTC"
+            for s in await auth.live()
+        ]
+        return lines or ["no live web console sessions"]
+
+
 async def login_link(settings: Settings) -> str:
     """``coo web-login``: a one-time link for the operator at this machine."""
     async with open_database(settings.data_dir, settings.sqlite.busy_timeout_ms) as db:

@@ -272,3 +272,19 @@ async def test_hostile_card_text_is_shown_not_run(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in text
     assert "<script>alert" not in text and "<img src=x" not in text
     assert "<script>alert" not in timeline and "<img src=x" not in timeline
+
+
+async def test_sessions_are_listed_and_revoked_from_the_machine(tmp_path: Path) -> None:
+    from bot.web.wiring import manage_sessions
+
+    async with running(tmp_path) as coo, client() as http:
+        await sign_in(http, await coo.link())
+        settings = coo.rt.settings
+        listed = await manage_sessions(settings, None)
+        assert len(listed) == 1 and OPERATOR in listed[0]
+        session_id = listed[0].split()[0]
+        assert await manage_sessions(settings, "zz") == ["no live session zz (see coo web-sessions)"]
+        assert await manage_sessions(settings, session_id) == ["ended 1 session(s)"]
+        async with http.get(coo.base + "/") as page:
+            assert page.status == 401
+        assert await manage_sessions(settings, None) == ["no live web console sessions"]
