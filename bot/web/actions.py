@@ -7,27 +7,32 @@ in chat or in another tab, replaced by an edit), the form is refused and nothing
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from bot.messages import InboundMessage
 from bot.web.auth import session_of
 from bot.web.channel import WEB
+from bot.web.services import Services
 from graph.approvals import button_data
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, CardRef
 from memory.tasks import TransitionRefused
 
-if TYPE_CHECKING:
-    from bot.web.server import WebConsole
-
 VERBS = {"approve": "ap", "reject": "rj"}
 
 
-def register_actions(app: web.Application, console: WebConsole) -> None:
+Render = Callable[..., Awaitable[web.Response]]
+"""``render(request, template, status=..., **values)``: a page."""
+
+
+def register_actions(
+    app: web.Application, services: Services, render: Render, back: Callable[[str], web.HTTPSeeOther]
+) -> None:
     """Add the POST routes."""
-    actions = Actions(console)
+    actions = Actions(services, render, back)
     app.router.add_post("/cards/{id}/decide", actions.decide)
     app.router.add_post("/cards/{id}/edit", actions.edit)
     app.router.add_post("/tasks/{id}/retry", actions.retry)
@@ -36,10 +41,12 @@ def register_actions(app: web.Application, console: WebConsole) -> None:
 class Actions:
     """The console's handlers that change something."""
 
-    def __init__(self, console: WebConsole) -> None:
-        self._console = console
-        self._ui = console.services.ui
-        self._channel = console.services.channel
+    def __init__(self, services: Services, render: Render, back: Callable[[str], web.HTTPSeeOther]) -> None:
+        self._services = services
+        self._render = render
+        self._back = back
+        self._ui = services.ui
+        self._channel = services.channel
 
     async def _card(self, request: web.Request) -> tuple[ApprovalRow, web.Response | None]:
         """The card a form names, or a refusal when it is not that card as the page showed it."""
@@ -57,16 +64,9 @@ class Actions:
         return row, None
 
     async def _refuse(self, request: web.Request, status: int, text: str) -> web.Response:
-        console = self._console
-        views = console.services.views
-        return await console.render(
-            request,
-            "cards.html",
-            status=status,
-            pending=await views.pending_cards(),
-            recent=await views.recent_cards(),
-            notes=[text],
-        )
+        views = self._services.views
+        values: dict[str, Any] = {"pending": await views.pending_cards(), "recent": await views.recent_cards()}
+        return await self._render(request, "cards.html", status=status, notes=[text], **values)
 
     def _inbound(self, operator: str, text: str = "", data: str | None = None) -> InboundMessage:
         if data is not None:
@@ -85,7 +85,7 @@ class Actions:
         # Shown here: presses are accepted only from where a card was shown, and this page showed it.
         await self._ui.store.add_card(row.id, CardRef(WEB, operator, None, ""))
         await self._ui.on_press(self._inbound(operator, data=button_data(verb, row)))
-        raise self._console.back("/cards")
+        raise self._back("/cards")
 
     async def edit(self, request: web.Request) -> web.StreamResponse:
         """A correction, parsed as in chat: the card is replaced by a new one (new digest) to approve."""
@@ -100,17 +100,17 @@ class Actions:
             await self._ui.on_edit(self._inbound(operator, text), row.id)
         except UserFacingError as exc:
             return await self._refuse(request, 400, str(exc))
-        await self._console.services.auth.record(operator, "web.edit", {"approval_id": row.id})
-        raise self._console.back("/cards")
+        await self._services.auth.record(operator, "web.edit", {"approval_id": row.id})
+        raise self._back("/cards")
 
     async def retry(self, request: web.Request) -> web.StreamResponse:
         """A blocked task gets another round of attempts (the goal service's Retry)."""
         operator = session_of(request).operator
-        services = self._console.services
+        services = self._services
         try:
             task = await services.goals.retry(request.match_info["id"], operator)
             self._channel.note(operator, f"Retrying task {task.title}.")
         except TransitionRefused:
             self._channel.note(operator, "That task is not blocked any more; nothing was changed.")
         services.wake_tasks()
-        raise self._console.back("/goals")
+        raise self._back("/goals")

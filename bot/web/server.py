@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,15 +12,11 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 
-from bot.access import AccessGuard
-from bot.approval_ui import ApprovalUI
 from bot.web.actions import register_actions
 from bot.web.auth import COOKIE, CSRF_NAME, make_guard, refuse, session_of
-from bot.web.channel import WebChannel
+from bot.web.services import Services
 from bot.web.settings import WebSettings
-from bot.web.views import STATE_NAMES, TASK_STATES, Views
-from graph.goals import GoalService
-from memory.web_sessions import WebAuthStore
+from bot.web.views import STATE_NAMES, TASK_STATES
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -37,19 +31,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the console calls: the same services as the chat commands."""
-
-    views: Views
-    ui: ApprovalUI
-    goals: GoalService
-    guard: AccessGuard
-    auth: WebAuthStore
-    channel: WebChannel
-    wake_tasks: Callable[[], None]
 
 
 class WebConsole:
@@ -88,7 +69,7 @@ class WebConsole:
         app.router.add_get("/goals", self.goals)
         app.router.add_get("/live", self.live)
         app.router.add_post("/logout", self.logout)
-        register_actions(app, self)
+        register_actions(app, self.services, self.render, self.back)
         return app
 
     async def start(self) -> None:

@@ -12,7 +12,8 @@ from bot.messages import InboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings
 from bot.web.channel import WebChannel
-from bot.web.server import LINK_TTL, Services, WebConsole
+from bot.web.server import LINK_TTL, WebConsole
+from bot.web.services import Services
 from bot.web.views import Views
 from graph.approvals import ApprovalService
 from graph.errors import UserFacingError
