@@ -7,7 +7,8 @@ their own processes, real HTTP.
   blocked) and a month of model spend; a session is opened with ``coo web-login`` and the console's link;
   each page is fetched ``--renders`` times in turn; p50 and p95 per page (request to last byte).
 - Reply path: ``--messages`` chat messages one after another (each waits for its reply), with the console
-  on and with it off (``COO_WEB__LISTEN=off``); median push-to-reply time of each.
+  off (``COO_WEB__LISTEN=off``) and then on, each a fresh process over the same seeded history (pages are
+  rendered in a third one); median push-to-reply time of each.
 """
 
 from __future__ import annotations
@@ -139,18 +140,21 @@ async def replies(fakes: Fakes, count: int, tag: str) -> list[float]:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="coo-bench-web-") as tmp:
         work = Path(tmp)
-        await seed(work / "on-data", args.events, args.goals)
+        for name in ("pages", "off", "on"):  # the same history in each: only the console differs
+            await seed(work / f"{name}-data", args.events, args.goals)
         async with AsyncExitStack() as stack:
-            fakes, env, http = await _start_bot(stack, work, "on", f"127.0.0.1:{_free_port()}")
-            base = await _sign_in(http, env, work / "on-cwd")
+            _, env, http = await _start_bot(stack, work, "pages", f"127.0.0.1:{_free_port()}")
+            base = await _sign_in(http, env, work / "pages-cwd")
             await renders(http, base, 3)  # warm-up
             pages = await renders(http, base, args.renders)
-            await replies(fakes, 5, "warm")
-            on = await replies(fakes, args.messages, "on")
-        async with AsyncExitStack() as stack:
-            fakes, _, _ = await _start_bot(stack, work, "off", "off")
-            await replies(fakes, 5, "warm")
-            off = await replies(fakes, args.messages, "off")
+        # Replies on fresh processes (no page was rendered there), the console off first.
+        measured: dict[str, list[float]] = {}
+        for name, web in (("off", "off"), ("on", f"127.0.0.1:{_free_port()}")):
+            async with AsyncExitStack() as stack:
+                fakes, _, _ = await _start_bot(stack, work, name, web)
+                await replies(fakes, 5, "warm")
+                measured[name] = await replies(fakes, args.messages, name)
+    on, off = measured["on"], measured["off"]
     print(f"web console, {args.events} events, {args.goals} goals, {args.renders} renders per page")
     print(f"{'page':<10} {'p50 ms':>8} {'p95 ms':>8}")
     for page, values in pages.items():
