@@ -130,7 +130,9 @@ class Views:
 
     async def blocked_tasks(self) -> list[tuple[Task, Goal | None]]:
         """Blocked tasks with their goals."""
-        return [(t, await self.tasks.goal(t.goal_id)) for t in await self.tasks.in_state("blocked")]
+        blocked = await self.tasks.in_state("blocked")
+        goals = {g.id: g for g in await self.tasks.goals()} if blocked else {}  # one read, not one per task
+        return [(t, goals.get(t.goal_id)) for t in blocked]
 
     async def open_goals(self) -> list[Goal]:
         """Goals still being worked on."""
