@@ -229,6 +229,33 @@ def cmd_operators(args: argparse.Namespace) -> int:
     return eventloop.run(manage_operators(settings, args.remove))
 
 
+def cmd_web_login(args: argparse.Namespace) -> int:
+    """``coo web-login``: a one-time link to the web console (10 minutes, one use)."""
+    from bot.web.wiring import login_link
+
+    settings = load(args)
+    if not settings.web.enabled:
+        raise CommandError("web-login: the web console is off (COO_WEB__LISTEN is empty)", EXIT_CONFIG)
+    ensure_data_dir(settings)
+    print(f"web console: {eventloop.run(login_link(settings))}")
+    print("The link works once, for 10 minutes; `coo run` must be running.")
+    return 0
+
+
+def cmd_web_sessions(args: argparse.Namespace) -> int:
+    """``coo web-sessions [--revoke ID]``: live console sessions, or end one at once."""
+    from bot.web.wiring import manage_sessions
+
+    settings = load(args)
+    ensure_data_dir(settings)
+    print("\n".join(eventloop.run(manage_sessions(settings, args.revoke))))
+    return 0
+
+
+def _web_sessions_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--revoke", metavar="ID", help="end the session with this id (from the list) at once")
+
+
 def _operators_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remove", metavar="ID", help="remove a paired operator, e.g. telegram:123456")
 
@@ -246,6 +273,8 @@ def subcommands() -> list[Subcommand]:
         Subcommand("pair", "open pairing: a one-time code that makes its sender an operator", cmd_pair),
         Subcommand("operators", "list operators, or remove a paired one", cmd_operators, _operators_args),
         Subcommand("mcp", "MCP servers, their tools and each tool's class (read / write)", cmd_mcp),
+        Subcommand("web-login", "a one-time link to the web console", cmd_web_login),
+        Subcommand("web-sessions", "list web console sessions, or end one", cmd_web_sessions, _web_sessions_args),
     ]
 
 

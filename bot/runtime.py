@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
     from bot.scheduler import Scheduler
+    from bot.web.server import WebConsole
     from connectors.base import Context
     from connectors.mcp.family import McpFamily
     from connectors.outbox import OutboxRunner
@@ -129,6 +130,7 @@ class Runtime:
     memory_repair: MemoryRepair | None = None
     loops: list[Loop] = field(default_factory=list)
     """More background loops of features (the inbox's intake and triage), started with the others."""
+    web: WebConsole | None = None
 
 
 @dataclass(frozen=True)
@@ -395,6 +397,9 @@ async def open_runtime(
         await in_daemon_thread(_load_heavy_parts)
         runtime, prices = await _build(settings, stack, intake, _Console(console, console_input, console_output), clock)
         await _start(runtime, stack, prices, intake, grace or Grace())
+        if runtime.web is not None:
+            await runtime.web.start()
+            stack.push_async_callback(runtime.web.stop)
         yield runtime
 
 
@@ -477,6 +482,13 @@ async def _build(
         repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
         stack.push_async_callback(repair.aclose)
     commands, dispatcher = intake.commands, intake.dispatcher
+    web = None
+    if settings.web.enabled:
+        from bot.web.wiring import WebParts, build_web
+
+        wake = goals.runner.wake
+        parts = WebParts(db, stores.ledger, control, stores.tasks, approvals, ui, goals.service, guard, wake)
+        web = await build_web(settings, parts, messenger, commands)
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
         goals.service, mail,
@@ -514,6 +526,7 @@ async def _build(
         ingestor=ingestor,
         memory_repair=repair,
         loops=loops,
+        web=web,
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
@@ -849,6 +862,9 @@ def banner(runtime: Runtime, log_file: Path | None = None) -> str:
         lines.append(
             "  no chat platform configured: run `coo onboard` (or set COO_TELEGRAM__TOKEN / COO_SLACK__BOT_TOKEN)."
         )
+    if runtime.web is not None and runtime.web.serving:
+        address = runtime.web.settings.base_url
+        lines.append(f"  web console: {address} (sign in: /web in a private chat, or coo web-login)")
     if log_file is not None:
         lines.append(f"  logs: {log_file}")
     if runtime.console is not None:

@@ -19,6 +19,7 @@ import platformdirs
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from bot.web.settings import WebSettings
 from connectors.catalog import known_kinds
 from connectors.mcp.settings import KIND_PATTERN as MCP_KIND
 from connectors.mcp.settings import McpSettings
@@ -216,6 +217,7 @@ class Settings(BaseSettings):
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
+    web: WebSettings = WebSettings()
     _files_read: tuple[Path, ...] = PrivateAttr(default=())
 
     @property
@@ -317,6 +319,8 @@ def load_settings(env_file: EnvFiles = "default") -> Settings:
             raise ConfigError("OPENAI_BASE_URL: must start with http:// or https://") from None
     if updates:
         settings.llm = llm.model_copy(update=updates)
+    if os.environ.get("COO_WEB__LISTEN", "unset").strip() == "":  # empty values are otherwise ignored
+        settings.web = settings.web.model_copy(update={"listen": ""})
     if settings.embeddings.provider == "openai" and not settings.llm.configured:
         raise ConfigError("COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL and/or COO_LLM__API_KEY")
     return settings

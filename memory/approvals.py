@@ -295,6 +295,13 @@ class ApprovalStore:
             async with self._conn.execute(sql, args) as cur:
                 return [_approval(r) for r in await cur.fetchall()]
 
+    async def recent_decided(self, limit: int = 20) -> list[ApprovalRow]:
+        """Decided approvals, newest first."""
+        async with self._lock:
+            sql = f"SELECT {_A_COLS} FROM approvals WHERE state != 'pending' ORDER BY created_at DESC LIMIT ?"
+            async with self._conn.execute(sql, (limit,)) as cur:
+                return [_approval(r) for r in await cur.fetchall()]
+
     async def add_card(self, approval_id: str, card: CardRef) -> None:
         """Remember where a card is shown. A ref without a message id is a card being sent: it is
         recorded first, so a press that arrives before the send returns is already accepted; the

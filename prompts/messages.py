@@ -131,6 +131,13 @@ OFFLINE_RELATED = "Related things you told me:"
 OFFLINE_NOTHING_RELATED = "Nothing in memory matches that yet."
 
 
+WEB_LINK = (
+    "Your web console: {url}\nThe link works once, for 10 minutes, and only for you. "
+    "Open it on the device you want to use."
+)
+WEB_OFF = "The web console is off (COO_WEB__LISTEN is empty)."
+WEB_PRIVATE_ONLY = "Ask for /web in your private chat with me: the link is a key to everything."
+
 def money(amount: float, currency: str) -> str:
     """Spend, budgets and prices as the operator sees them, in one format and always with the currency:
     ``1,234.50 USD``; an amount that would round to 0.00 keeps four decimals (``0.0009 USD``), so small

@@ -39,6 +39,7 @@ def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_", "XDG_"))}
     env.update(home_env(data_dir.parent / "home"))
     env.update({"PYTHONPATH": str(ROOT), "COO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+    env["COO_WEB__LISTEN"] = "off"  # the web console's fixed port would clash between tests; its own tests turn it on
     env.update(extra)
     return env
 
@@ -71,6 +72,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "operators": "telegram:1001,slack:T1:U1",
         "memory": {"semantic": False},
+        "web": {"listen": ""},  # the web console's tests turn it on, on a free port
     }
     base.update(overrides)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]

@@ -1,0 +1,120 @@
+"""A real headless Chromium (Debian's package) driven through chromedriver, off the event loop.
+
+Selenium is told where the driver and the browser are, so it never downloads anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = "/usr/bin/chromium"
+DRIVER = "/usr/bin/chromedriver"
+T = TypeVar("T")
+
+needs_chromium = pytest.mark.skipif(
+    not (shutil.which(CHROMIUM) and shutil.which(DRIVER)),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
+
+
+class Browser:
+    """One browser window; every call runs in a worker thread so the product keeps serving."""
+
+    def __init__(self, driver: webdriver.Chrome, shots: Path) -> None:
+        self._driver = driver
+        self._shots = shots
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def get(self, url: str) -> None:
+        await self._run(self._driver.get, url)
+
+    async def click(self, css: str, navigates: bool = True) -> None:
+        """Click; when it ``navigates`` (a form's button), wait until the next page replaced this one."""
+
+        def run() -> None:
+            old = self._driver.find_element(By.TAG_NAME, "html")
+            self._driver.find_element(By.CSS_SELECTOR, css).click()
+            if navigates:
+                WebDriverWait(self._driver, 10).until(expected_conditions.staleness_of(old))
+                WebDriverWait(self._driver, 10).until(
+                    lambda d: d.execute_script("return document.readyState") == "complete"
+                )
+
+        await self._run(run)
+
+    async def type(self, css: str, text: str) -> None:
+        element = await self._run(self._driver.find_element, By.CSS_SELECTOR, css)
+        await self._run(element.clear)
+        await self._run(element.send_keys, text)
+
+    async def text(self, css: str = "body") -> str:
+        element = await self._run(self._driver.find_element, By.CSS_SELECTOR, css)
+        return str(await self._run(lambda: element.text))
+
+    async def count(self, css: str) -> int:
+        return len(await self._run(self._driver.find_elements, By.CSS_SELECTOR, css))
+
+    async def attr(self, css: str, name: str) -> list[str]:
+        elements = await self._run(self._driver.find_elements, By.CSS_SELECTOR, css)
+        return [str(await self._run(e.get_attribute, name)) for e in elements]
+
+    async def new_tab(self) -> str:
+        """Open a second tab and switch to it; returns the first tab's handle."""
+        first = str(self._driver.current_window_handle)
+        await self._run(self._driver.switch_to.new_window, "tab")
+        return first
+
+    async def switch(self, handle: str) -> None:
+        await self._run(self._driver.switch_to.window, handle)
+
+    @property
+    def url(self) -> str:
+        return str(self._driver.current_url)
+
+    async def cookies(self) -> list[dict[str, Any]]:
+        return list(await self._run(self._driver.get_cookies))
+
+    async def screenshot(self, name: str, full: bool = True) -> Path:
+        """A PNG of the page (the whole height when ``full``) under the test's tmp dir."""
+        path = self._shots / f"{name}.png"
+
+        def shoot() -> None:
+            size = self._driver.get_window_size()
+            if full:
+                height = self._driver.execute_script("return document.documentElement.scrollHeight")
+                self._driver.set_window_size(size["width"], max(int(height) + 20, size["height"]))
+            self._driver.save_screenshot(str(path))
+            self._driver.set_window_size(size["width"], size["height"])
+
+        await self._run(shoot)
+        return path
+
+
+@asynccontextmanager
+async def chromium(shots: Path, width: int = 412, height: int = 915) -> AsyncIterator[Browser]:
+    """Headless Chromium at a phone's size (JavaScript on: live updates must not get in the way)."""
+    await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}", "--hide-scrollbars"):  # fmt: skip
+        options.add_argument(arg)
+    driver = await asyncio.to_thread(webdriver.Chrome, options=options, service=Service(executable_path=DRIVER))
+    try:
+        yield Browser(driver, shots)
+    finally:
+        await asyncio.to_thread(driver.quit)
