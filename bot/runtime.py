@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from bot.goal_commands import GoalCommands
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
+    from bot.receivables import ReceivablesLoop
     from bot.scheduler import Scheduler
     from connectors.base import Context
     from connectors.mcp.family import McpFamily
@@ -90,6 +91,7 @@ HEAVY_MODULES = (
     "bot.policy_commands",
     "bot.routines",
     "bot.scheduler",
+    "bot.receivables",
 )
 """What ``coo run`` imports only once it polls: the model client, the graph, semantic memory, connectors."""
 
@@ -125,6 +127,7 @@ class Runtime:
     memory: Memory | None = None
     ingestor: Ingestor | None = None
     memory_repair: MemoryRepair | None = None
+    receivables: ReceivablesLoop | None = None
 
 
 @dataclass(frozen=True)
@@ -405,6 +408,7 @@ async def _build(
     from bot.mcp_commands import McpCommands
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
+    from bot.receivables import open_receivables
     from bot.scheduler import Scheduler
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
@@ -467,9 +471,12 @@ async def _build(
         repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
         stack.push_async_callback(repair.aclose)
     commands, dispatcher = intake.commands, intake.dispatcher
+    receivables = await open_receivables(
+        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack
+    )
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service,
+        goals.service, sections=(receivables.digest_lines,) if receivables else (),
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     runtime = Runtime(
@@ -497,6 +504,7 @@ async def _build(
         memory=memory,
         ingestor=ingestor,
         memory_repair=repair,
+        receivables=receivables,
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
@@ -699,6 +707,8 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
     await _background(stack, _sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
     await _background(stack, rt.scheduler.run_forever(), "scheduler")
     await _background(stack, rt.task_runner.run_forever(), "tasks", stop=rt.task_runner.stop)
+    if rt.receivables is not None:
+        await _background(stack, rt.receivables.run_forever(), "receivables")
     if rt.ingestor is not None:
         backlog = rt.memory_repair.missing if rt.memory_repair else None  # what a crash kept out of the index
         await _background(stack, rt.ingestor.run_forever(backlog), "memory-ingest")

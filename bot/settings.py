@@ -25,6 +25,7 @@ from connectors.mcp.settings import McpSettings
 from connectors.publish import PublishSettings
 from connectors.settings import OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
+from graph.receivables.settings import FollowupsSettings, ReceivablesSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
@@ -213,6 +214,8 @@ class Settings(BaseSettings):
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
     memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
+    receivables: ReceivablesSettings = ReceivablesSettings()
+    followups: FollowupsSettings = FollowupsSettings()
     _files_read: tuple[Path, ...] = PrivateAttr(default=())
 
     @property

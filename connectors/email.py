@@ -23,13 +23,16 @@ from connectors.base import (
     Context,
     Deps,
     Executed,
+    NotNeeded,
     PermanentError,
     PolicyHints,
+    Preconditions,
     Preview,
     Progress,
     TemporaryError,
     ToolSpec,
     parse_field_lines,
+    payload_digest,
 )
 from connectors.contacts import resolve_addresses
 from connectors.settings import SMTPSettings
@@ -37,6 +40,8 @@ from memory.addresses import normalise_address
 
 _LINE_BREAK = re.compile(r"\r\n?")
 MAX_BODY_CHARS = 100_000
+# How a card names an email's condition (by its scheme).
+ONLY_IF = {"invoice": "the invoice is still unpaid at Stripe (read again right before sending)"}
 EMAIL_USAGE = "Usage: /email <to>[,<to>…] <subject> | <body>"
 EDIT_HELP = (
     "Send the corrected email in your next message: either the new body as plain text, or lines "
@@ -53,6 +58,15 @@ class EmailAction(Action):
     cc: tuple[str, ...] = ()
     subject: str
     body: str
+    only_if: str | None = Field(default=None, pattern=r"^[a-z]+:[A-Za-z0-9_]+$")
+    """A condition read again right before sending (``invoice:in_123``: still owed); see ``Preconditions``."""
+
+    def digest(self) -> str:
+        """As every action's, with ``only_if`` hashed only when set (emails stored before it keep theirs)."""
+        payload = self.model_dump(mode="json")
+        if payload["only_if"] is None:
+            del payload["only_if"]
+        return payload_digest(payload)
 
     @field_validator("from_addr")
     @classmethod
@@ -137,8 +151,9 @@ class EmailConnector(ActionKind[EmailAction]):
     done_verb = "Sent"
     activity = "sending email"
 
-    def __init__(self, settings: SMTPSettings) -> None:
+    def __init__(self, settings: SMTPSettings, preconditions: Preconditions | None = None) -> None:
         self._settings = settings
+        self._preconditions = preconditions or Preconditions()
         self.configured = settings.configured
 
     @property
@@ -157,6 +172,8 @@ class EmailConnector(ActionKind[EmailAction]):
         if action.cc:
             fields.append(("Cc", ", ".join(action.cc)))
         fields.append(("Subject", action.subject))
+        if action.only_if:
+            fields.append(("Only if", ONLY_IF.get(action.only_if.partition(":")[0], action.only_if)))
         return Preview(self.title, tuple(fields), action.body)
 
     def summary(self, action: EmailAction) -> str:
@@ -172,7 +189,7 @@ class EmailConnector(ActionKind[EmailAction]):
         except ActionError as exc:
             raise ActionError(f"{exc} {EDIT_HELP}") from None
         current = {"to": ",".join(action.to), "cc": ",".join(action.cc), "subject": action.subject, "body": action.body}
-        return self.build({**current, **changes})
+        return self.build({**current, "only_if": action.only_if, **changes})
 
     async def from_tool(self, args: BaseModel, ctx: Context) -> EmailAction:
         assert isinstance(args, SendEmailArgs)
@@ -214,6 +231,8 @@ class EmailConnector(ActionKind[EmailAction]):
         s = self._settings
         if not s.configured or s.host is None:
             raise PermanentError("email is not configured (COO_SMTP__HOST, COO_SMTP__FROM_ADDR)")
+        if action.only_if and (why := await self._preconditions.why_not(action.only_if)):
+            raise NotNeeded(f"not sent: {why}")
         message = self.build_message(action, idempotency_key)
         client = self._client()
         try:
@@ -305,4 +324,4 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
 
 def connector(settings: SMTPSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
-    return [EmailConnector(settings)]
+    return [EmailConnector(settings, deps.preconditions)]

@@ -132,3 +132,15 @@ def money(amount: float, currency: str) -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 task``, ``2 tasks``; ``many`` for an irregular plural."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+# Receivables (graph/receivables, bot/receivables.py): payments seen, reminders withdrawn, the digest's part.
+PAID_NOTICE = "{customer} paid {number}: {amount}"
+PAYMENT_FAILED_NOTICE = "A payment for {number} ({customer}) failed: {amount} is still due."
+VOIDED_NOTICE = "{number} ({customer}) was voided at Stripe: nothing is owed on it any more."
+UNCOLLECTIBLE_NOTICE = "{number} ({customer}) was marked uncollectible at Stripe."
+REFUND_NOTICE = "A payment of {customer} was refunded: {amount}."
+REMINDER_WITHDRAWN = "Withdrawn: {reason}. Nothing was sent."
+REMINDER_REPLACED = "Replaced by the next reminder for this invoice (approval {approval_id}). Nothing was sent."
+RECEIVABLES_HEAD = "Receivables (open invoices by days overdue):"
+RECEIVABLES_BUCKETS = ("current", "1–30 days", "31–60 days", "over 60 days")
+REMINDERS_WAITING = "Payment reminders waiting for your approval: {count}"
