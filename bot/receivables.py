@@ -69,7 +69,8 @@ class ReceivablesLoop:
 
     async def run_forever(self) -> None:
         """Until cancelled. Each step's failure is logged and retried at its next turn."""
-        next_poll = next_check = time.monotonic()
+        start = time.monotonic()
+        next_poll, next_check = start + self._poll_s, start  # the first poll one interval in: a start asks Stripe nothing
         while True:
             self._wake.clear()
             now = time.monotonic()

@@ -37,7 +37,7 @@ PAGE = 100
 def as_event(event: Any) -> StripeEvent:
     """An SDK event (polled or from a webhook) as stored: the object it is about, as plain JSON."""
     obj = event.data.object
-    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    data = obj.to_dict(for_json=True) if hasattr(obj, "to_dict") else dict(obj)
     return StripeEvent(str(event.id), str(event.type), int(event.created), str(data.get("id", "")), data)
 
 
