@@ -69,8 +69,9 @@ class ReceivablesLoop:
 
     async def run_forever(self) -> None:
         """Until cancelled. Each step's failure is logged and retried at its next turn."""
-        start = time.monotonic()
-        next_poll, next_check = start + self._poll_s, start  # the first poll one interval in: a start asks Stripe nothing
+        # The first poll one interval in: a start asks Stripe nothing.
+        next_check = time.monotonic()
+        next_poll = next_check + self._poll_s
         while True:
             self._wake.clear()
             now = time.monotonic()

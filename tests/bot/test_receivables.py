@@ -92,9 +92,7 @@ async def receivables(tmp_path: Path) -> AsyncIterator[Setup]:
                 poller = StripeEventPoller(settings.stripe, store)
                 clock = DateClock(record.at)
                 service = Receivables(rt.approvals, Records(rt.db), ReceivablesSettings(), "UTC", clock)
-                loop = ReceivablesLoop(
-                    service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400)
-                )
+                loop = ReceivablesLoop(service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400))
                 try:
                     yield Setup(rt, chan, fake, smtp, loop, clock, record.data, poller)
                 finally:
@@ -120,7 +118,10 @@ async def test_reminders_come_on_the_cadence_once_each_and_a_sleeping_machine_pr
         approvals = [a for a in await s.rt.approvals.store.list_approvals() if a.kind == "email.send"]
     assert len(first) == 1
     url, number = s.invoice.url, s.invoice.number
-    assert "To: ana@example.org" in first[0].text and f"Subject: Reminder: invoice {number} is due on {due}" in first[0].text
+    assert (
+        "To: ana@example.org" in first[0].text
+        and f"Subject: Reminder: invoice {number} is due on {due}" in first[0].text
+    )
     assert f"invoice {number} for 1,200.00 USD is due on {due}" in first[0].text and url in first[0].text
     assert "Only if: the invoice is still unpaid at Stripe" in first[0].text
     assert [b.label for b in first[0].buttons] == ["Approve", "Edit", "Reject"]

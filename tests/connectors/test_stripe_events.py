@@ -94,7 +94,9 @@ async def test_a_failed_poll_stores_nothing_and_leaves_the_cursor(tmp_path: Path
 @asynccontextmanager
 async def webhook(store: StripeEventStore, woken: list[int]) -> AsyncIterator[str]:
     settings = StripeSettings(
-        api_key="sk_test_x", webhook_secret=SECRET, webhook_listen="127.0.0.1:0"  # type: ignore[arg-type]
+        api_key="sk_test_x",
+        webhook_secret=SECRET,
+        webhook_listen="127.0.0.1:0",  # type: ignore[arg-type]
     )
     hook = StripeWebhook(settings, store, lambda: woken.append(1))
     await hook.start()
