@@ -216,3 +216,19 @@ async def test_stripe_unreachable_at_send_time_sends_nothing_blind(tmp_path: Pat
     shown = edited(s.chan, "Failed: ")
     assert shown is not None and "gave up after" in shown.text
     assert s.smtp.delivered == []
+
+
+async def test_the_digest_shows_aging_payments_and_the_reminders_waiting(tmp_path: Path) -> None:
+    async with receivables(tmp_path) as s:
+        assert s.invoice.due is not None
+        await s.on(s.invoice.due - timedelta(days=3))
+        await s.rt.dispatcher.handle(inbound("/digest", kind="command"))
+        before = next(m.text for m in reversed(s.chan.sent) if m.text.startswith("Digest for"))
+        s.fake.pay(s.fake.sent[0])
+        await s.stripe_news()
+        await s.rt.dispatcher.handle(inbound("/digest", kind="command"))
+        after = next(m.text for m in reversed(s.chan.sent) if m.text.startswith("Digest for"))
+    aging = "Receivables (open invoices by days overdue):\n- current: 1,200.00 USD (1 invoice)\n- total: 1,200.00 USD"
+    assert aging in before and "Payment reminders waiting for your approval: 1" in before
+    assert f"Paid since the last digest:\n- invoice {s.invoice.number} (Ana Silva): 1,200.00 USD" in after
+    assert "Receivables (" not in after and "Payment reminders waiting" not in after
