@@ -23,7 +23,7 @@ from memory.stripe_events import StripeEventStore
 from tests.bot.test_invoice_flow import button, card, edited, inbound, press
 from tests.conftest import RecordingChannel, make_settings
 from tests.fakes.polling import eventually, eventually_async
-from tests.fakes.smtp_server import SMTPServer
+from tests.fakes.smtp_server import SMTPServer, free_port
 from tests.fakes.stripe_api import FakeStripe
 
 
@@ -232,3 +232,32 @@ async def test_the_digest_shows_aging_payments_and_the_reminders_waiting(tmp_pat
     assert aging in before and "Payment reminders waiting for your approval: 1" in before
     assert f"Paid since the last digest:\n- invoice {s.invoice.number} (Ana Silva): 1,200.00 USD" in after
     assert "Receivables (" not in after and "Payment reminders waiting" not in after
+
+
+async def test_webhook_mode_in_the_runtime_tells_the_operator_once_per_event(tmp_path: Path) -> None:
+    secret = "whsec_runtime_test"
+    port = free_port()
+    async with FakeStripe() as fake:
+        stripe = {
+            "api_key": fake.api_key,
+            "api_base_url": fake.api_base_url,
+            "webhook_secret": secret,
+            "webhook_listen": f"127.0.0.1:{port}",
+            "events_poll_s": 3600,
+        }
+        settings = make_settings(tmp_path, stripe=stripe, followups={"check_s": 86400})
+        async with open_runtime(settings, console=False) as rt:
+            chan = RecordingChannel("rec")
+            rt.dispatcher.attach(chan)
+            await rt.dispatcher.handle(inbound("/help", kind="command"))  # the operator's own chat is known
+            paid = {"id": "in_dash", "object": "invoice", "number": "INV-0003", "currency": "usd"}
+            event = fake.record_event("invoice.paid", {**paid, "amount_paid": 120000, "customer_name": "Acme"})
+            url = f"http://127.0.0.1:{port}/stripe/webhook"
+            assert await fake.deliver(url, event, "whsec_forged") == 400
+            assert await fake.deliver(url, event, secret) == 200
+            assert await fake.deliver(url, event, secret) == 200  # a retried delivery
+            await eventually(lambda: any(m.text == "Acme paid INV-0003: 1,200.00 USD" for m in chan.sent))
+            await asyncio.sleep(0.3)
+            stored = await StripeEventStore(rt.db).count()
+    assert [m.text for m in chan.sent].count("Acme paid INV-0003: 1,200.00 USD") == 1
+    assert stored == 1 and fake.calls("events.list") == []  # nothing polled: the webhook brought it
