@@ -110,9 +110,13 @@ class ReceivablesLoop:
 
     async def check(self) -> None:
         """One due check: new reminder cards shown, replaced ones withdrawn."""
+        started = time.perf_counter()
         async with self._lock:
-            await self._show(await self._service.check_due())
-        await self._control.put(LAST_CHECK, utcnow().isoformat())  # for `coo doctor` and tests: it runs
+            changed = await self._service.check_due()
+            await self._show(changed)
+        took_ms = (time.perf_counter() - started) * 1000
+        # When it last ran and how long it took (status, tests and bench/followups.py read it).
+        await self._control.put(LAST_CHECK, {"at": utcnow().isoformat(), "ms": round(took_ms, 3)})
 
     async def _show(self, changed: Changed) -> None:
         for row, status in changed.withdrawn:

@@ -40,7 +40,7 @@ def reminders(data_dir: Path) -> list[tuple[str, str]]:
 def checks(data_dir: Path) -> str:
     """When the last due check ran (ISO), or ''."""
     rows = query(data_dir, "SELECT value FROM kv WHERE key = 'receivables.last_check'")
-    return str(json.loads(rows[0][0])) if rows else ""
+    return str(json.loads(rows[0][0])["at"]) if rows else ""
 
 
 def reminder_cards(tg: FakeTelegram) -> list[Any]:

@@ -28,6 +28,7 @@ Endpoint names for faults and counters: ``balance.retrieve``, ``customers.list``
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
 import hashlib
@@ -36,6 +37,7 @@ import itertools
 import json
 import re
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -653,3 +655,26 @@ def _checked_limit(params: JSON) -> int:
     if not 1 <= limit <= 100:
         raise _ParamError(_invalid("limit must be between 1 and 100", "parameter_invalid", "limit"))
     return limit
+
+
+async def _serve(api_key: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with FakeStripe(api_key, port=port) as fake:
+        print(f"ready {fake.api_base_url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes.stripe_api [--api-key K] [--port P]``: serve until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description="fake Stripe API")
+    parser.add_argument("--api-key", default="sk_test_fake_4eC39HqLyjWDarjtT1zdp7dc", help="the only key it accepts")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.api_key, args.port))
+
+
+if __name__ == "__main__":
+    main()
