@@ -149,7 +149,8 @@ def report(runs: list[RunFigures], args: argparse.Namespace) -> str:
             f"receivables due check, {args.invoices} open invoices, medians of {len(runs)} run(s):",
             f"| first pass (proposes the reminder cards: {', '.join(str(r.cards) for r in runs)}) | "
             f"{median([r.first_ms for r in runs]):.1f} ms |",
-            f"| later passes p50 / p95 ({args.passes - 1} per run) | {p50:.1f} / {p95:.1f} ms (goal p95 ≤ 200 ms: {verdict}) |",
+            f"| later passes p50 / p95 ({args.passes - 1} per run) | {p50:.1f} / {p95:.1f} ms "
+            f"(goal p95 ≤ 200 ms: {verdict}) |",
             f"| coo run RSS with them / with none | {median([r.rss_mb for r in runs]):.0f} / "
             f"{median([r.rss_empty_mb for r in runs]):.0f} MB |",
             "per run p95: " + ", ".join(f"{percentile(r.passes_ms, 95):.1f}" for r in runs),
