@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -86,9 +86,9 @@ class ReceivablesLoop:
             soonest = min(next_check, next_poll if self._poller is not None else next_check)
             await wait_at_most(self._wake.wait(), max(0.05, soonest - time.monotonic()))
 
-    async def _step(self, what: str, run: Callable[[], object]) -> None:
+    async def _step(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
         try:
-            await run()  # type: ignore[misc]
+            await run()
         except stripe.StripeError as exc:
             log.warning("receivables: %s failed: %s", what, type(exc).__name__)
         except Exception:

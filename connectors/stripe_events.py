@@ -109,22 +109,13 @@ class StripeWebhook:
         self._on_stored = on_stored
         self._runner: web.AppRunner | None = None
 
-    @property
-    def port(self) -> int:
-        """The port it listens on (the configured one, or the one the system chose for port 0)."""
-        return self._port
-
     async def start(self) -> None:
         """Listen."""
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post(WEBHOOK_PATH, self.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if self._port == 0 and server is not None and server.sockets:
-            self._port = int(server.sockets[0].getsockname()[1])
+        await web.TCPSite(self._runner, self._host, self._port).start()
 
     async def handle(self, request: web.Request) -> web.Response:
         """One delivery: verified, stored, then answered."""

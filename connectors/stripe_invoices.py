@@ -82,7 +82,7 @@ class StripeSettings(BaseModel):
     @classmethod
     def _listen(cls, value: str) -> str:
         host, colon, port = value.rpartition(":")
-        if value and (not colon or not host or not port.isdigit() or not 0 <= int(port) < 65536):
+        if value and (not colon or not host or not port.isdigit() or not 0 < int(port) < 65536):
             raise ValueError("must be host:port, e.g. 127.0.0.1:8471")
         return value
 

@@ -17,6 +17,7 @@ from connectors.stripe_invoices import StripeSettings
 from memory.control import ControlStore
 from memory.db import open_database
 from memory.stripe_events import StripeEventStore
+from tests.fakes.smtp_server import free_port
 from tests.fakes.stripe_api import JSON, FakeStripe
 
 SECRET = "whsec_test_5up3rs3cr3t"
@@ -93,15 +94,16 @@ async def test_a_failed_poll_stores_nothing_and_leaves_the_cursor(tmp_path: Path
 
 @asynccontextmanager
 async def webhook(store: StripeEventStore, woken: list[int]) -> AsyncIterator[str]:
+    port = free_port()
     settings = StripeSettings(
         api_key="sk_test_x",
-        webhook_secret=SECRET,
-        webhook_listen="127.0.0.1:0",  # type: ignore[arg-type]
+        webhook_secret=SECRET,  # type: ignore[arg-type]
+        webhook_listen=f"127.0.0.1:{port}",
     )
     hook = StripeWebhook(settings, store, lambda: woken.append(1))
     await hook.start()
     try:
-        yield f"http://127.0.0.1:{hook.port}{WEBHOOK_PATH}"
+        yield f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     finally:
         await hook.stop()
 
