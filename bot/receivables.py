@@ -16,6 +16,7 @@ from bot.approval_ui import ApprovalUI
 from bot.digest import home_chats
 from bot.messages import OutboundMessage
 from bot.messenger import Messenger
+from connectors.amounts import decimals
 from connectors.stripe_events import WEBHOOK_PATH, StripeEventPoller, StripeWebhook
 from graph.receivables.aging import aging_lines
 from graph.receivables.service import Changed, Receivables
@@ -132,7 +133,8 @@ class ReceivablesLoop:
     async def digest_lines(self) -> list[str]:
         """The digest's part: aging of open invoices, and how many reminders wait for approval."""
         records = await self._service.records.all("invoice")
-        lines = aging_lines((r.data for r in records if isinstance(r.data, Invoice)), self._service.today())
+        invoices = (r.data for r in records if isinstance(r.data, Invoice))
+        lines = aging_lines(invoices, self._service.today(), decimals)
         waiting = sum(len(rows) for rows in (await self._service.pending()).values())
         if waiting:
             lines.append(messages.REMINDERS_WAITING.format(count=waiting))
@@ -164,7 +166,7 @@ async def open_receivables(
         await webhook.start()
         stack.push_async_callback(webhook.stop)
         log.info("stripe webhook listening on %s%s", stripe_settings.webhook_listen, WEBHOOK_PATH)
-    service = Receivables(approvals, records, settings.receivables, settings.timezone)
+    service = Receivables(approvals, records, settings.receivables, settings.timezone, decimals)
     return ReceivablesLoop(
         service,
         events,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 
 from graph.receivables.cadence import amount_text
@@ -19,8 +19,9 @@ def bucket(due: date | None, today: date) -> int:
     return sum(late > limit for limit in LIMITS)
 
 
-def aging_lines(invoices: Iterable[Invoice], today: date) -> list[str]:
-    """One line per bucket that holds money, each total per currency; nothing when nothing is owed."""
+def aging_lines(invoices: Iterable[Invoice], today: date, decimals: Callable[[str], int]) -> list[str]:
+    """One line per bucket that holds money, each total per currency (``decimals``: a currency's decimal
+    places); nothing when nothing is owed."""
     totals: list[dict[str, float]] = [defaultdict(float) for _ in range(len(LIMITS) + 1)]
     counts = [0] * len(totals)
     for invoice in invoices:
@@ -34,11 +35,11 @@ def aging_lines(invoices: Iterable[Invoice], today: date) -> list[str]:
     lines = [messages.RECEIVABLES_HEAD]
     for name, count, total in zip(messages.RECEIVABLES_BUCKETS, counts, totals, strict=True):
         if count:
-            money = ", ".join(amount_text(value, code) for code, value in sorted(total.items()))
+            money = ", ".join(amount_text(value, code, decimals(code)) for code, value in sorted(total.items()))
             lines.append(f"- {name}: {money} ({messages.plural(count, 'invoice')})")
     everything: dict[str, float] = defaultdict(float)
     for total in totals:
         for code, value in total.items():
             everything[code] += value
-    lines.append("- total: " + ", ".join(amount_text(v, c) for c, v in sorted(everything.items())))
+    lines.append("- total: " + ", ".join(amount_text(v, c, decimals(c)) for c, v in sorted(everything.items())))
     return lines

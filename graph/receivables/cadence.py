@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from connectors.amounts import decimals
 from memory.records import Invoice
 from prompts import load_prompt
 
@@ -31,20 +30,21 @@ def reminder_id(stripe_id: str, offset: int) -> str:
     return "rm" + hashlib.sha256(f"reminder:{stripe_id}:{offset}".encode()).hexdigest()[:14]
 
 
-def amount_text(amount: float, currency: str) -> str:
-    """``1,200.00 USD``, ``1,200 JPY``: as many decimals as the currency has."""
-    return f"{amount:,.{decimals(currency)}f} {currency.upper()}"
+def amount_text(amount: float, currency: str, places: int) -> str:
+    """``1,200.00 USD``, ``1,200 JPY``: with the currency's ``places`` decimals."""
+    return f"{amount:,.{places}f} {currency.upper()}"
 
 
-def reminder_email(invoice: Invoice, today: date) -> tuple[str, str]:
-    """(subject, body) of the reminder for ``invoice`` on ``today``: firmer as it ages."""
+def reminder_email(invoice: Invoice, today: date, places: int) -> tuple[str, str]:
+    """(subject, body) of the reminder for ``invoice`` on ``today`` (amount with ``places`` decimals): firmer
+    as it ages."""
     assert invoice.due is not None
     late = (today - invoice.due).days
     name = "before" if late < 0 else "due" if late == 0 else "late" if late <= FIRM_AFTER_DAYS else "firm"
     text = load_prompt(f"reminder_{name}").format(
         customer=invoice.customer or "there",
         number=invoice.number,
-        amount=amount_text(invoice.amount, invoice.currency),
+        amount=amount_text(invoice.amount, invoice.currency, places),
         due=invoice.due.isoformat(),
         days=late,
         url=invoice.url,

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.amounts import decimals
 from connectors.base import Action, ActionError
 from graph.approvals import ApprovalService
 from graph.receivables.cadence import amount_text, due_offset, reminder_email, reminder_id
@@ -61,9 +60,12 @@ class Receivables:
         records: Records,
         settings: ReceivablesSettings,
         timezone: str,
+        decimals: Callable[[str], int],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``decimals``: how many decimal places a currency's amounts have (0 for JPY, 2 for USD...)."""
         self._approvals = approvals
+        self._decimals = decimals
         self._records = records
         self._settings = settings
         self._tz = ZoneInfo(timezone)
@@ -118,7 +120,7 @@ class Receivables:
             return None
 
         async def build() -> Action:
-            subject, body = reminder_email(invoice, today)
+            subject, body = reminder_email(invoice, today, self._decimals(invoice.currency))
             fields = {"to": email, "subject": subject, "body": body, "only_if": condition(invoice.stripe_id)}
             return self._approvals.kind("email.send").build(fields)
 
@@ -156,7 +158,7 @@ class Receivables:
         status = SETTLES.get(event.type)
         if record is not None and known is not None and status and known.status != status:
             await self._records.upsert("invoice", {"status": status}, "stripe", record_id=record.id, source="stripe")
-        notice = NOTICES[event.type].format(**_describe(event, known))
+        notice = NOTICES[event.type].format(**_describe(event, known, self._decimals))
         withdrawn = []
         if status:
             for row in (await self.pending()).get(invoice_id, []):
@@ -165,16 +167,17 @@ class Receivables:
         return Changed(withdrawn=withdrawn, notices=[notice])
 
 
-def _describe(event: StripeEvent, known: Invoice | None) -> dict[str, Any]:
+def _describe(event: StripeEvent, known: Invoice | None, decimals: Callable[[str], int]) -> dict[str, Any]:
     """Who, which invoice and how much, from the event (the record fills what the event leaves out)."""
     data = event.data
     currency = str(data.get("currency") or (known.currency if known else "usd"))
     field_name = {"invoice.paid": "amount_paid", "charge.refunded": "amount_refunded"}.get(event.type, "amount_due")
     minor = data.get(field_name)
     if isinstance(minor, int):
-        amount = amount_text(float(Decimal(minor).scaleb(-decimals(currency))), currency)
+        places = decimals(currency)
+        amount = amount_text(float(Decimal(minor).scaleb(-places)), currency, places)
     else:
-        amount = amount_text(known.amount, known.currency) if known else "an amount"
+        amount = amount_text(known.amount, known.currency, decimals(known.currency)) if known else "an amount"
     customer = data.get("customer_name") or (known.customer if known else "") or data.get("customer_email")
     number = data.get("number") or (known.number if known else "") or event.object_id
     return {"customer": customer or "A customer", "number": number, "amount": amount}

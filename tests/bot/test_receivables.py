@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.messages import OutboundMessage
 from bot.receivables import LAST_CHECK, ReceivablesLoop
 from bot.runtime import Runtime, open_runtime
+from connectors.amounts import decimals
 from connectors.stripe_events import StripeEventPoller
 from graph.receivables.service import Receivables
 from graph.receivables.settings import ReceivablesSettings
@@ -91,7 +92,7 @@ async def receivables(tmp_path: Path) -> AsyncIterator[Setup]:
                 store = StripeEventStore(rt.db)
                 poller = StripeEventPoller(settings.stripe, store)
                 clock = DateClock(record.at)
-                service = Receivables(rt.approvals, Records(rt.db), ReceivablesSettings(), "UTC", clock)
+                service = Receivables(rt.approvals, Records(rt.db), ReceivablesSettings(), "UTC", decimals, clock)
                 loop = ReceivablesLoop(service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400))
                 try:
                     yield Setup(rt, chan, fake, smtp, loop, clock, record.data, poller)
@@ -113,7 +114,7 @@ async def test_reminders_come_on_the_cadence_once_each_and_a_sleeping_machine_pr
         await s.on(due + timedelta(days=8))
         shown = s.reminders()
         # a restart: a new service finds what the last one proposed (the id is the invoice and the offset)
-        again = Receivables(s.rt.approvals, Records(s.rt.db), ReceivablesSettings(), "UTC", s.clock)
+        again = Receivables(s.rt.approvals, Records(s.rt.db), ReceivablesSettings(), "UTC", decimals, s.clock)
         assert (await again.check_due()).show == []
         approvals = [a for a in await s.rt.approvals.store.list_approvals() if a.kind == "email.send"]
     assert len(first) == 1

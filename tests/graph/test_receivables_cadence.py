@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 from pydantic import ValidationError
 
+from connectors.amounts import decimals
 from graph.receivables.aging import aging_lines
 from graph.receivables.cadence import due_offset, reminder_email, reminder_id
 from graph.receivables.settings import ReceivablesSettings
@@ -59,13 +60,13 @@ def test_reminder_ids_are_stable_and_distinct() -> None:
     ],
 )
 def test_the_tone_firms_up_as_the_invoice_ages(days: int, subject: str) -> None:
-    got_subject, body = reminder_email(invoice(), DUE + timedelta(days=days))
+    got_subject, body = reminder_email(invoice(), DUE + timedelta(days=days), 2)
     assert got_subject == subject
     assert "1,200.00 USD" in body and "https://pay.example/i/1" in body and body.startswith("Hi Acme,")
 
 
 def test_amounts_keep_their_currencys_decimals() -> None:
-    _, body = reminder_email(invoice(amount=120000, currency="JPY"), DUE)
+    _, body = reminder_email(invoice(amount=120000, currency="JPY"), DUE, decimals("JPY"))
     assert "120,000 JPY" in body
 
 
@@ -79,7 +80,7 @@ def test_aging_buckets_with_totals_per_currency() -> None:
         invoice(due=today - timedelta(days=61), amount=5),
         invoice(due=today - timedelta(days=90), status="paid"),
     ]
-    assert aging_lines(open_, today) == [
+    assert aging_lines(open_, today, decimals) == [
         "Receivables (open invoices by days overdue):",
         "- current: 1,200.00 USD (1 invoice)",
         "- 1–30 days: 50.00 EUR, 100.00 USD (2 invoices)",
@@ -87,7 +88,7 @@ def test_aging_buckets_with_totals_per_currency() -> None:
         "- over 60 days: 5.00 USD (1 invoice)",
         "- total: 50.00 EUR, 1,315.00 USD",
     ]
-    assert aging_lines([invoice(status="paid")], today) == []
+    assert aging_lines([invoice(status="paid")], today, decimals) == []
 
 
 @pytest.mark.parametrize("bad", [[-61], [400], ["x"]])
