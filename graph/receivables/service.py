@@ -71,7 +71,7 @@ class Receivables:
         self._tz = ZoneInfo(timezone)
         self._clock = clock
         self._known: set[str] = set()  # reminder ids known to be proposed (a lookup saved per pass)
-        self._unreachable: set[str] = set()  # invoices without an address, logged once
+        self._unreachable: set[str] = set()  # invoices no reminder can be proposed for, logged once
 
     @property
     def records(self) -> Records:
@@ -101,7 +101,8 @@ class Receivables:
                 if row is None:
                     continue
                 self._known.add(approval_id)
-                if row.state == "pending" and not row.cards:
+                # Not delivered anywhere yet (a crash can leave a card recorded but never sent): show it.
+                if row.state == "pending" and not any(card.message_id for card in row.cards):
                     changed.show.append(row)
             for older in pending.get(invoice.stripe_id, []):
                 if older.id != approval_id and (gone := await self._approvals.withdraw(older, ACTOR)):
@@ -127,7 +128,9 @@ class Receivables:
         try:
             proposal = await self._approvals.propose_once(approval_id, build, THREAD, ORIGIN, ACTOR)
         except ActionError as exc:  # email not configured: nothing to propose with
-            log.warning("receivables: reminder for %s not proposed: %s", invoice.number, exc)
+            if invoice.stripe_id not in self._unreachable:
+                self._unreachable.add(invoice.stripe_id)
+                log.warning("receivables: reminder for %s not proposed: %s", invoice.number, exc)
             return None
         return proposal.approval
 

@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.bot.test_crash_recovery import TOKEN, bot, bot_env, card_edits, kill9, stop
 from tests.bot.test_invoice_crash import approve_invoice
 from tests.fakes.polling import eventually
@@ -37,6 +39,12 @@ def reminders(data_dir: Path) -> list[tuple[str, str]]:
     )
 
 
+def delivered_to(data_dir: Path) -> list[str]:
+    """The Telegram message ids the reminder card is recorded as shown in."""
+    rows = query(data_dir, "SELECT cards FROM approvals WHERE kind = 'email.send'")
+    return [str(ref[3]) for row in rows for ref in json.loads(row[0]) if ref[3]]
+
+
 def checks(data_dir: Path) -> str:
     """When the last due check ran (ISO), or ''."""
     rows = query(data_dir, "SELECT value FROM kv WHERE key = 'receivables.last_check'")
@@ -44,7 +52,11 @@ def checks(data_dir: Path) -> str:
 
 
 def reminder_cards(tg: FakeTelegram) -> list[Any]:
-    return [c for c in tg.calls if c.method == "sendMessage" and "\nOnly if: " in str(c.params.get("text", ""))]
+    return [
+        c
+        for c in tg.calls
+        if c.method == "sendMessage" and c.status == 200 and "\nOnly if: " in str(c.params.get("text", ""))
+    ]
 
 
 async def press(tg: FakeTelegram, card: Any, label: str) -> None:
@@ -75,13 +87,23 @@ async def fakes(tmp_path: Path, smtp: SMTPServer) -> AsyncIterator[tuple[FakeTel
         yield tg, fake, env
 
 
-async def test_killed_right_after_a_reminder_is_proposed_it_is_not_proposed_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("card", ["delivered", "not delivered"])
+async def test_killed_after_a_reminder_is_proposed_it_is_proposed_once_and_shown_once(
+    tmp_path: Path, card: str
+) -> None:
     with SMTPServer() as smtp:
         async with fakes(tmp_path, smtp) as (tg, fake, env):
             async with bot(env) as proc:
                 await approve_invoice(tg)
+                if card == "not delivered":  # the card is recorded, its sendMessage fails: nobody has seen it
+                    tg.fail_next("sendMessage", 400, description="Bad Request: chat not found")
                 await eventually(lambda: reminders(tmp_path), timeout=30, what="the reminder proposed")
-                kill9(proc)  # as soon as its row is stored: before, during or after its card is sent
+                if card == "delivered":  # shown, and where it was shown is stored
+                    await eventually(lambda: delivered_to(tmp_path), timeout=10, what="the card shown")
+                else:
+                    refused = lambda: any(c.method == "sendMessage" and c.status == 400 for c in tg.calls)  # noqa: E731
+                    await eventually(refused, timeout=10, what="the card refused")
+                kill9(proc)
             killed_at = checks(tmp_path)
             async with bot(env) as restarted:
                 # two due checks after the restart: each would have proposed it again
