@@ -17,7 +17,7 @@ from graph.receivables.cadence import amount_text, due_offset, reminder_email, r
 from graph.receivables.settings import ReceivablesSettings
 from memory.approvals import ApprovalRow
 from memory.db import utcnow
-from memory.records import Contact, Invoice, Record, Records
+from memory.records import Contact, Invoice, Records
 from memory.stripe_events import StripeEvent
 from prompts import messages
 
@@ -97,19 +97,21 @@ class Receivables:
                 continue
             approval_id = reminder_id(invoice.stripe_id, offset)
             if approval_id not in self._known:
-                row = await self._propose(approval_id, record, invoice, today)
+                row = await self._propose(approval_id, invoice, today)
                 if row is None:
                     continue
-                self._known.add(approval_id)
-                # Not delivered anywhere yet (a crash can leave a card recorded but never sent): show it.
+                # Not delivered anywhere yet (a crash or a failed send left it unseen): show it, and look
+                # again next pass until it is delivered.
                 if row.state == "pending" and not any(card.message_id for card in row.cards):
                     changed.show.append(row)
+                else:
+                    self._known.add(approval_id)
             for older in pending.get(invoice.stripe_id, []):
                 if older.id != approval_id and (gone := await self._approvals.withdraw(older, ACTOR)):
                     changed.withdrawn.append((gone, messages.REMINDER_REPLACED.format(approval_id=approval_id)))
         return changed
 
-    async def _propose(self, approval_id: str, record: Record, invoice: Invoice, today: date) -> ApprovalRow | None:
+    async def _propose(self, approval_id: str, invoice: Invoice, today: date) -> ApprovalRow | None:
         earlier = await self._approvals.proposed(approval_id)
         if earlier is not None:
             return earlier.approval
