@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,7 +52,9 @@ class DigestService:
         registry: Registry,
         goals: GoalService | None = None,
         mail: MailStore | None = None,
+        sections: Sequence[Callable[[], Awaitable[list[str]]]] = (),
     ) -> None:
+        """``sections``: more lines a feature adds (e.g. receivables aging), each built when the digest is."""
         self._db = db
         self._approvals = approvals
         self._control = control
@@ -63,6 +66,7 @@ class DigestService:
         self._registry = registry
         self._goals = goals
         self._mail = mail
+        self._sections = tuple(sections)
 
     async def build(self, since: datetime, reconcile: bool = True) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
@@ -95,6 +99,8 @@ class DigestService:
         paid = await self._paid_since(since)
         if paid:
             lines += ["Paid since the last digest:", *paid]
+        for section in self._sections:
+            lines += await section()
         due = await self._due()
         if due:
             lines += ["Due within 3 days:", *due]

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from bot.inbox_runtime import Loop
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
+    from bot.receivables import ReceivablesLoop
     from bot.scheduler import Scheduler
     from bot.web.server import WebConsole
     from connectors.base import Context
@@ -93,6 +94,7 @@ HEAVY_MODULES = (
     "bot.policy_commands",
     "bot.routines",
     "bot.scheduler",
+    "bot.receivables",
 )
 """What ``coo run`` imports only once it polls: the model client, the graph, semantic memory, connectors."""
 
@@ -131,6 +133,7 @@ class Runtime:
     loops: list[Loop] = field(default_factory=list)
     """More background loops of features (the inbox's intake and triage), started with the others."""
     web: WebConsole | None = None
+    receivables: ReceivablesLoop | None = None
 
 
 @dataclass(frozen=True)
@@ -418,6 +421,7 @@ async def _build(
     from bot.mcp_commands import McpCommands
     from bot.memory_repair import MemoryRepair
     from bot.policy_commands import PolicyCommands
+    from bot.receivables import open_receivables
     from bot.scheduler import Scheduler
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
@@ -489,9 +493,12 @@ async def _build(
         wake = goals.runner.wake
         parts = WebParts(db, stores.ledger, control, stores.tasks, approvals, ui, goals.service, guard, wake)
         web = await build_web(settings, parts, messenger, commands)
+    receivables = await open_receivables(
+        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack
+    )
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service, mail,
+        goals.service, mail, sections=(receivables.digest_lines,) if receivables else (),
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     loops = await open_inbox(
@@ -527,6 +534,7 @@ async def _build(
         memory_repair=repair,
         loops=loops,
         web=web,
+        receivables=receivables,
     )
     _register_commands(runtime, model.budgets, policy_cmds, stores, context)
     goals.commands.register(commands)
@@ -735,6 +743,8 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
     background.spawn(_sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
     background.spawn(rt.scheduler.run_forever(), "scheduler")
     background.spawn(rt.task_runner.run_forever(), "tasks", stop=rt.task_runner.stop)
+    if rt.receivables is not None:
+        background.spawn(rt.receivables.run_forever(), "receivables")
     if rt.ingestor is not None:
         backlog = rt.memory_repair.missing if rt.memory_repair else None  # what a crash kept out of the index
         background.spawn(rt.ingestor.run_forever(backlog), "memory-ingest")

@@ -26,6 +26,7 @@ from connectors.mcp.settings import McpSettings
 from connectors.publish import PublishSettings
 from connectors.settings import IMAPSettings, OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
+from graph.receivables.settings import FollowupsSettings, ReceivablesSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
@@ -218,6 +219,8 @@ class Settings(BaseSettings):
     memory: MemorySettings = MemorySettings()
     sqlite: SqliteSettings = SqliteSettings()
     web: WebSettings = WebSettings()
+    receivables: ReceivablesSettings = ReceivablesSettings()
+    followups: FollowupsSettings = FollowupsSettings()
     _files_read: tuple[Path, ...] = PrivateAttr(default=())
 
     @property

@@ -9,16 +9,15 @@ that undoes it, proposed through its own card).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from memory.install import content_digest
 from memory.mail import MailStore
 from memory.records import Records
 
@@ -33,6 +32,11 @@ class PermanentError(Exception):
 
 class AmbiguousOutcome(Exception):
     """The call may or may not have had its effect (e.g. connection lost after DATA). Never retried."""
+
+
+class NotNeeded(PermanentError):
+    """The action was not done because a condition it was approved under no longer holds (an invoice paid
+    before its reminder went out); the message says why."""
 
 
 class ActionError(ValueError):
@@ -56,8 +60,7 @@ class Action(BaseModel):
 
     def digest(self) -> str:
         """SHA-256 over the canonical JSON of every field: recipients, amounts, body, URL."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return content_digest(self.model_dump(mode="json"))
 
 
 @dataclass(frozen=True)
@@ -288,10 +291,37 @@ def when_text(at: datetime) -> str:
     return f"at {at:%Y-%m-%d %H:%M} UTC"
 
 
+Check = Callable[[str], Awaitable[str | None]]
+
+
+class Preconditions:
+    """Conditions an action can carry (``invoice:in_123``: that invoice is still owed), asked right before it
+    executes: state that can change outside is read again before the effect (I8). A connector adds the
+    checks it can answer; a check returns why the action is no longer wanted, or None. A condition nobody
+    can check stops the action (fail closed)."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+
+    def add(self, scheme: str, check: Check) -> None:
+        """Answer conditions ``<scheme>:<argument>`` with ``check(argument)``."""
+        self._checks[scheme] = check
+
+    async def why_not(self, condition: str) -> str | None:
+        """Why an action under ``condition`` must not run now, or None when it still may."""
+        scheme, _, argument = condition.partition(":")
+        check = self._checks.get(scheme)
+        if check is None:
+            raise PermanentError(f"the condition {condition!r} cannot be checked here, so nothing was done")
+        return await check(argument)
+
+
 @dataclass(frozen=True)
 class Deps:
-    """What connectors get from the runtime: records (to resolve and record customers), the currency."""
+    """What connectors get from the runtime: records (to resolve and record customers), the currency, and
+    the preconditions every connector built with the same ``Deps`` shares."""
 
     records: Records | None
     currency: str
     mail_store: MailStore | None = None  # where sent Message-IDs are kept (replies link back)
+    preconditions: Preconditions = field(default_factory=Preconditions)

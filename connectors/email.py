@@ -23,8 +23,10 @@ from connectors.base import (
     Context,
     Deps,
     Executed,
+    NotNeeded,
     PermanentError,
     PolicyHints,
+    Preconditions,
     Preview,
     Progress,
     TemporaryError,
@@ -38,6 +40,8 @@ from memory.addresses import normalise_address
 _LINE_BREAK = re.compile(r"\r\n?")
 _MESSAGE_ID = re.compile(r"^<[^<>\s]{1,900}>$")
 MAX_BODY_CHARS = 100_000
+# How a card names an email's condition (by its scheme).
+ONLY_IF = {"invoice": "the invoice is still unpaid at Stripe (read again right before sending)"}
 EMAIL_USAGE = "Usage: /email <to>[,<to>…] <subject> | <body>"
 EDIT_HELP = (
     "Send the corrected email in your next message: either the new body as plain text, or lines "
@@ -57,6 +61,8 @@ class EmailAction(Action):
     # Threading of a reply (the Message-IDs it answers); empty for a new email.
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
+    only_if: str | None = Field(default=None, pattern=r"^[a-z]+:[A-Za-z0-9_]+$")
+    """A condition read again right before sending (``invoice:in_123``: still owed); see ``Preconditions``."""
 
     @field_validator("from_addr")
     @classmethod
@@ -116,13 +122,16 @@ class EmailAction(Action):
         return self.to + self.cc
 
     @model_serializer(mode="wrap")
-    def _without_empty_threading(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """An email that answers nothing is stored (and so hashed into its digest) exactly as before threading
-        existed: cards and outbox rows made before keep verifying, from the model or from their stored JSON."""
+    def _without_unset_extras(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """An email that answers nothing and has no send condition is stored (and so hashed into its digest)
+        exactly as before threading and conditions existed: cards and outbox rows made before keep verifying,
+        whether the digest is taken from the model or from their stored JSON."""
         data: dict[str, Any] = handler(self)
         if not self.in_reply_to and not self.references:
             data.pop("in_reply_to", None)
             data.pop("references", None)
+        if self.only_if is None:
+            data.pop("only_if", None)
         return data
 
 
@@ -166,9 +175,12 @@ class EmailConnector(ActionKind[EmailAction]):
     done_verb = "Sent"
     activity = "sending email"
 
-    def __init__(self, settings: SMTPSettings, on_sent: OnSent | None = None) -> None:
+    def __init__(
+        self, settings: SMTPSettings, on_sent: OnSent | None = None, preconditions: Preconditions | None = None
+    ) -> None:
         self._settings = settings
         self._on_sent = on_sent
+        self._preconditions = preconditions or Preconditions()
         self.configured = settings.configured
 
     @property
@@ -189,6 +201,8 @@ class EmailConnector(ActionKind[EmailAction]):
         fields.append(("Subject", action.subject))
         if action.in_reply_to:
             fields.append(("In reply to", action.in_reply_to))
+        if action.only_if:
+            fields.append(("Only if", ONLY_IF.get(action.only_if.partition(":")[0], action.only_if)))
         return Preview(self.title, tuple(fields), action.body)
 
     def summary(self, action: EmailAction) -> str:
@@ -204,7 +218,7 @@ class EmailConnector(ActionKind[EmailAction]):
         except ActionError as exc:
             raise ActionError(f"{exc} {EDIT_HELP}") from None
         current = {"to": ",".join(action.to), "cc": ",".join(action.cc), "subject": action.subject, "body": action.body}
-        return self.build({**current, **changes})
+        return self.build({**current, "only_if": action.only_if, **changes})
 
     async def from_tool(self, args: BaseModel, ctx: Context) -> EmailAction:
         assert isinstance(args, SendEmailArgs)
@@ -250,6 +264,8 @@ class EmailConnector(ActionKind[EmailAction]):
         s = self._settings
         if not s.configured or s.host is None:
             raise PermanentError("email is not configured (COO_SMTP__HOST, COO_SMTP__FROM_ADDR)")
+        if action.only_if and (why := await self._preconditions.why_not(action.only_if)):
+            raise NotNeeded(f"not sent: {why}")
         message = self.build_message(action, idempotency_key)
         client = self._client()
         try:
@@ -345,4 +361,4 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
 def connector(settings: SMTPSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
     mail = deps.mail_store
-    return [EmailConnector(settings, on_sent=mail.record_sent if mail is not None else None)]
+    return [EmailConnector(settings, mail.record_sent if mail is not None else None, deps.preconditions)]

@@ -56,6 +56,8 @@ EDIT_HELP = (
 KEYS_KEPT_S = 23 * 3600
 # Stripe lists events going back 30 days; a day less leaves room for clocks that disagree.
 EVENTS_KEPT_S = 29 * 24 * 3600
+# Invoice states in which nothing is owed any more, as a card says them.
+SETTLED = {"paid": "already paid", "void": "void", "uncollectible": "written off as uncollectible"}
 
 
 class StripeSettings(BaseModel):
@@ -65,6 +67,24 @@ class StripeSettings(BaseModel):
     api_base_url: str = "https://api.stripe.com"
     timeout_s: float = Field(default=30.0, gt=0)
     due_days: int = Field(default=14, ge=1, le=365)
+    events_poll_s: float = Field(default=60.0, gt=0)
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = ""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("must be a Stripe webhook signing secret (whsec_...)")
+        return value
+
+    @field_validator("webhook_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        if value and (not colon or not host or not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8471")
+        return value
 
     @field_validator("api_base_url")
     @classmethod
@@ -79,6 +99,12 @@ class StripeSettings(BaseModel):
         if value is not None and not value.get_secret_value().startswith(("sk_", "rk_")):
             raise ValueError("must be a Stripe secret key (sk_...) or restricted key (rk_...)")
         return value
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> StripeSettings:
+        if bool(self.webhook_secret) != bool(self.webhook_listen):
+            raise ValueError("webhook mode needs both COO_STRIPE__WEBHOOK_SECRET and COO_STRIPE__WEBHOOK_LISTEN")
+        return self
 
     @property
     def configured(self) -> bool:
@@ -208,6 +234,21 @@ class StripeInvoices:
                 max_network_retries=0,
             )
         return self._client
+
+    async def still_owed(self, invoice_id: str) -> str | None:
+        """Why a reminder for the invoice must not go out now (paid, void, written off), read from Stripe
+        this moment; None while it is still owed. Stripe unreachable: TemporaryError (retried, never sent blind)."""
+        try:
+            remote = await self.client().v1.invoices.retrieve_async(invoice_id)
+        except stripe.StripeError as exc:
+            raise _classify(exc) from None
+        status = str(remote.status)
+        number = remote.number or invoice_id
+        if status in SETTLED:
+            return f"invoice {number} is {SETTLED[status]} at Stripe"
+        if status == "open" and int(remote.amount_remaining or 0) <= 0:
+            return f"invoice {number} has nothing left to pay at Stripe"
+        return None
 
     async def close(self) -> None:
         """Close the HTTP client (safe twice)."""
@@ -355,8 +396,8 @@ class InvoiceSend(ActionKind[InvoiceAction]):
         )
 
     def secrets(self) -> Sequence[str]:
-        key = self._shared.settings.api_key
-        return [key.get_secret_value()] if key else []
+        settings = self._shared.settings
+        return [s.get_secret_value() for s in (settings.api_key, settings.webhook_secret) if s is not None]
 
     async def close(self) -> None:
         await self._shared.close()
@@ -490,6 +531,7 @@ class InvoiceSend(ActionKind[InvoiceAction]):
                 "stripe_id": invoice_id,
                 "url": final["url"],
                 "customer": action.customer_name,
+                "email": action.customer_email,
             },
             "coo",
             record_id=existing.id if existing else None,
@@ -711,4 +753,5 @@ async def _discard(_: dict[str, Any]) -> None:
 def connector(settings: StripeSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
     shared = StripeInvoices(settings, deps)
+    deps.preconditions.add("invoice", shared.still_owed)
     return [InvoiceSend(shared), InvoiceVoid(shared)]

@@ -295,6 +295,16 @@ class ApprovalService:
             )
         return won
 
+    async def withdraw(self, row: ApprovalRow, by: str) -> ApprovalRow | None:
+        """Pending -> rejected without the operator (what it was for no longer needs it: the invoice it
+        chases was paid). Returns the decided row, or None when it was decided meanwhile."""
+        if not await self._store.decide(row.id, row.nonce, "rejected", by):
+            return None
+        await self._audit(
+            "approval.decided", by, {"approval_id": row.id, "decision": "withdrawn", "digest": row.digest}, row.thread
+        )
+        return await self._store.get(row.id)
+
     async def expire_due(self) -> list[ApprovalRow]:
         """Expire every pending approval past its time; returns the ones this call expired."""
         expired = []

@@ -87,6 +87,7 @@ class Invoice(BaseModel):
     stripe_id: str = ""
     url: str = ""
     customer: str = ""
+    email: str = ""
 
 
 class Draft(BaseModel):

@@ -172,3 +172,15 @@ INBOX_REPLY_TO_DIFFERS = (
 )
 INBOX_NO_DRAFT = "The model could not draft a reply just now. Write it yourself: /inbox reply {id} | <your reply>"
 INBOX_URGENT = "Urgent email from {sender}: {subject}\n{summary}\nOpen it with /inbox {id}."
+
+# Receivables (graph/receivables, bot/receivables.py): payments seen, reminders withdrawn, the digest's part.
+PAID_NOTICE = "{customer} paid {number}: {amount}"
+PAYMENT_FAILED_NOTICE = "A payment for {number} ({customer}) failed: {amount} is still due."
+VOIDED_NOTICE = "{number} ({customer}) was voided at Stripe: nothing is owed on it any more."
+UNCOLLECTIBLE_NOTICE = "{number} ({customer}) was marked uncollectible at Stripe."
+REFUND_NOTICE = "A payment of {customer} was refunded: {amount}."
+REMINDER_WITHDRAWN = "Withdrawn: {reason}. Nothing was sent."
+REMINDER_REPLACED = "Replaced by the next reminder for this invoice (approval {approval_id}). Nothing was sent."
+RECEIVABLES_HEAD = "Receivables (open invoices by days overdue):"
+RECEIVABLES_BUCKETS = ("current", "1–30 days", "31–60 days", "over 60 days")
+REMINDERS_WAITING = "Payment reminders waiting for your approval: {count}"

@@ -16,7 +16,9 @@ stored); the same key with a different request is answered with 400 ``idempotenc
 state transitions are refused with 400 ``invalid_request_error`` (send on a draft, add_lines on a
 finalized invoice, void of a paid one...); an invoice embeds its first 10 lines (``has_more`` when there
 are more; ``GET /v1/invoices/{id}/lines`` lists them all); every executed send records an
-``invoice.sent`` event, listed by ``GET /v1/events`` (newest first, ``type`` and ``created[gte]`` filters).
+``invoice.sent`` event, listed by ``GET /v1/events`` (newest first, ``type`` or ``types[]`` and ``created[gte]``
+filters, ``starting_after`` pages); ``pay()`` records ``invoice.paid``, ``record_event()`` any other; ``deliver()``
+POSTs an event to a webhook endpoint signed as Stripe signs (``Stripe-Signature: t=...,v1=HMAC-SHA256``).
 
 Endpoint names for faults and counters: ``balance.retrieve``, ``customers.list``, ``customers.create``,
 ``customers.retrieve``, ``invoices.create``, ``invoices.retrieve``, ``invoices.list``,
@@ -26,18 +28,23 @@ Endpoint names for faults and counters: ``balance.retrieve``, ``customers.list``
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
+import hashlib
+import hmac
 import itertools
 import json
 import re
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes.serving import serve
@@ -219,12 +226,43 @@ class FakeStripe:
         del self.customers[customer_id]
         self._deleted_customers.add(customer_id)
 
-    def pay(self, invoice_id: str) -> None:
-        """The customer paid (as the hosted invoice page would do)."""
+    def pay(self, invoice_id: str) -> JSON:
+        """The customer paid (as the hosted invoice page would do); records and returns the ``invoice.paid`` event."""
         invoice = self.invoices[invoice_id]
         assert invoice["status"] == "open", invoice["status"]
         invoice.update(status="paid", paid=True, amount_paid=invoice["total"], amount_remaining=0)
         invoice["status_transitions"]["paid_at"] = int(time.time())
+        return self.record_event("invoice.paid", self._view(invoice))
+
+    def record_event(self, type_: str, obj: JSON, created: int | None = None) -> JSON:
+        """Record an event about ``obj`` (listed by ``GET /v1/events``); returns it."""
+        event = {
+            "id": self._new_id("evt"),
+            "object": "event",
+            "api_version": "2026-10-29.clover",
+            "type": type_,
+            "created": int(time.time()) if created is None else created,
+            "data": {"object": copy.deepcopy(obj)},
+            "livemode": False,
+            "pending_webhooks": 0,
+            "request": {"id": None, "idempotency_key": None},
+        }
+        self.events.append(event)
+        return event
+
+    def signed(self, event: JSON, secret: str, at: int | None = None) -> tuple[bytes, str]:
+        """A webhook delivery of ``event`` as Stripe signs it: (body, ``Stripe-Signature`` header)."""
+        body = json.dumps(event).encode()
+        stamp = int(time.time()) if at is None else at
+        mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        return body, f"t={stamp},v1={mac}"
+
+    async def deliver(self, url: str, event: JSON, secret: str, at: int | None = None) -> int:
+        """POST ``event`` to a webhook endpoint, signed with ``secret``; returns the HTTP status."""
+        body, signature = self.signed(event, secret, at)
+        headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as answer:
+            return answer.status
 
     async def wait_requests(self, count: int, timeout: float = 10.0) -> list[Request]:  # noqa: ASYNC109
         """Wait until ``count`` requests have been answered."""
@@ -414,8 +452,11 @@ class FakeStripe:
 
     def _list_events(self, params: JSON) -> JSON:
         type_ = params.get("type")
+        types = params.get("types") or ([type_] if type_ else [])
+        if isinstance(types, str) or (type_ and "types" in params):
+            raise _ParamError(_invalid("Pass either type or types (an array), not both.", "parameter_invalid"))
         since = _int((params.get("created") or {}).get("gte", "0"), "created[gte]")
-        found = [e for e in reversed(self.events) if (not type_ or e["type"] == type_) and e["created"] >= since]
+        found = [e for e in reversed(self.events) if (not types or e["type"] in types) and e["created"] >= since]
         return self._page("/v1/events", found, params)
 
     def _create_invoice(self, params: JSON) -> JSON:
@@ -614,3 +655,26 @@ def _checked_limit(params: JSON) -> int:
     if not 1 <= limit <= 100:
         raise _ParamError(_invalid("limit must be between 1 and 100", "parameter_invalid", "limit"))
     return limit
+
+
+async def _serve(api_key: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with FakeStripe(api_key, port=port) as fake:
+        print(f"ready {fake.api_base_url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.fakes.stripe_api [--api-key K] [--port P]``: serve until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description="fake Stripe API")
+    parser.add_argument("--api-key", default="sk_test_fake_4eC39HqLyjWDarjtT1zdp7dc", help="the only key it accepts")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.api_key, args.port))
+
+
+if __name__ == "__main__":
+    main()

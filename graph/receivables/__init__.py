@@ -1,0 +1,1 @@
+"""Receivables: reminder cards for open invoices on a cadence, settled by Stripe's events."""
