@@ -106,8 +106,9 @@ class Receivables:
                     changed.show.append(row)
                 else:
                     self._known.add(approval_id)
+            current = (approval_id, self._approvals.approval_id(approval_id))  # its name, and its id on this install
             for older in pending.get(invoice.stripe_id, []):
-                if older.id != approval_id and (gone := await self._approvals.withdraw(older, ACTOR)):
+                if older.id not in current and (gone := await self._approvals.withdraw(older, ACTOR)):
                     changed.withdrawn.append((gone, messages.REMINDER_REPLACED.format(approval_id=approval_id)))
         return changed
 
