@@ -141,6 +141,8 @@ def money(amount: float, currency: str) -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 task``, ``2 tasks``; ``many`` for an irregular plural."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 NOT_RESENDABLE = (
     "This action cannot be resent from here: it was not approved on this install (it came from a backup "
     "made elsewhere). If it did not happen, ask for it again and approve the new card."
@@ -165,3 +167,8 @@ INBOX_REPLY_TO_DIFFERS = (
 )
 INBOX_NO_DRAFT = "The model could not draft a reply just now. Write it yourself: /inbox reply {id} | <your reply>"
 INBOX_URGENT = "Urgent email from {sender}: {subject}\n{summary}\nOpen it with /inbox {id}."
+PROMPT_CUT = (
+    "Note: {model} read only about {counted} tokens of a prompt of about {estimate}: its endpoint seems to cut "
+    "prompts to its context window, so the model misses part of what I send. With Ollama, raise the context "
+    "length (OLLAMA_CONTEXT_LENGTH=16384, or num_ctx in a Modelfile); see docs/local-models.md."
+)
