@@ -199,15 +199,32 @@ class VoidAction(Action):
     total: int
 
 
+class ProposedLine(BaseModel):
+    """One line of the send_invoice tool: its fields are in the schema the model sees, and a bad line is refused
+    as ``lines.N.field: problem``. The amount stays text here: it is read in the operator's currency by
+    :mod:`connectors.amounts` when the invoice is built."""
+
+    description: str = Field(min_length=1, max_length=500, description="what is billed")
+    quantity: int = Field(default=1, ge=1, le=100_000, description="how many (default 1)")
+    unit_amount: str = Field(
+        min_length=1,
+        max_length=40,
+        description='the price of one, in the operator\'s currency, e.g. "1200.50": a dot for decimals, '
+        "no thousands separator",
+    )
+
+    @field_validator("unit_amount", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        # Models often send 1200 or 15.5 as JSON numbers; they are read by the same conventions as text.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 class ProposeInvoiceArgs(BaseModel):
     """Arguments of the send_invoice tool."""
 
     customer: str = Field(min_length=1, description="the customer's email, or the name of a contact")
-    lines: list[dict[str, Any]] = Field(
-        min_length=1,
-        description='items: {"description": str, "quantity": int, "unit_amount": "1200.50"} in the '
-        "operator's currency, a dot for decimals and no thousands separator",
-    )
+    lines: list[ProposedLine] = Field(min_length=1, max_length=20, description="the invoice's lines")
     due_days: int | None = Field(default=None, ge=1, le=365, description="days until due (default 14)")
 
 
@@ -315,14 +332,12 @@ class InvoiceSend(ActionKind[InvoiceAction]):
         assert isinstance(args, ProposeInvoiceArgs)
         person = await resolve_person(args.customer, ctx.records)
         lines = []
-        for item in args.lines:
+        for index, item in enumerate(args.lines):
             try:
-                unit = minor_units(str(item.get("unit_amount", "")), ctx.currency)
+                unit = minor_units(item.unit_amount, ctx.currency)
             except ActionError as exc:
-                raise ActionError(f"line {item.get('description', '?')!r}: {exc}") from None
-            lines.append(
-                {"description": item.get("description", ""), "quantity": item.get("quantity", 1), "unit_amount": unit}
-            )
+                raise ActionError(f"lines.{index}.unit_amount ({item.description!r}): {exc}") from None
+            lines.append({"description": item.description, "quantity": item.quantity, "unit_amount": unit})
         return self._build(person.name, person.email, person.contact_id, lines, ctx, args.due_days)
 
     def _build(

@@ -15,7 +15,7 @@ from graph.approvals import ApprovalService
 from graph.budget import BudgetExceeded, Limit
 from graph.context import as_data
 from graph.errors import ModelUnavailable
-from graph.llm import LLMClient
+from graph.llm import LLMClient, force_tool
 from graph.plan_kind import PlanAction, next_run, previous_run, task_specs
 from graph.planner import Plan, PlannedTask
 from graph.settings import TaskSettings
@@ -363,6 +363,7 @@ class GoalService:
                 limit=self.limit(goal),
                 max_tokens=VERIFY_MAX_TOKENS,
                 temperature=VERIFY_TEMPERATURE,
+                tool_choice=force_tool(VERDICT_TOOL),
             )
         except (ModelUnavailable, BudgetExceeded) as exc:
             log.info("goal %s verified without a model: %s", goal.id, exc)

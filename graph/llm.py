@@ -71,6 +71,14 @@ class ModelReply:
 MAX_REPLY_CHARS = 16_000
 MAX_TOOL_ARGUMENT_CHARS = 32_000
 CLIPPED = "\n[… the answer was cut here: it was longer than solo-coo accepts]"
+# A prompt the endpoint counted at under half our estimate (of a prompt big enough to tell) was cut.
+CUT_RATIO = 0.5
+CUT_MIN_ESTIMATE = 1_500
+
+
+def force_tool(name: str) -> dict[str, Any]:
+    """The ``tool_choice`` that makes the model call the tool ``name`` (a plan, a verdict)."""
+    return {"type": "function", "function": {"name": name}}
 
 
 class LLMClient:
@@ -115,6 +123,10 @@ class LLMClient:
         )
         self._down = False
         self._told = False
+        self._no_tool_choice: set[str] = set()
+        """Endpoints (by label) that refused ``tool_choice``: it is not sent to them again."""
+        self._cut_models: set[str] = set()
+        """Models whose endpoint was seen cutting a prompt (warned once each)."""
 
     @property
     def configured(self) -> bool:
@@ -153,6 +165,7 @@ class LLMClient:
         limit: Limit | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: dict[str, Any] | None = None,
     ) -> ModelReply:
         """One chat completion, with retries and fallbacks. Raises ModelUnavailable when every endpoint
         failed, or BudgetExceeded when the cap leaves no room for an attempt on the main endpoint (that
@@ -163,13 +176,16 @@ class LLMClient:
         each fallback serves with its own ``cheap_model``.
         ``max_tokens`` raises or lowers the output limit for this use (a plan or a draft needs more than a
         chat turn); ``temperature`` is sent only when given (low for plans and verdicts).
+        ``tool_choice`` (e.g. ``{"type": "function", "function": {"name": "submit_plan"}}``) is sent with the
+        tools when given; an endpoint that refuses it (400 naming tool_choice) gets the call once more without
+        it, and is not sent it again.
         """
         if not self._endpoints:
             raise ModelUnavailable("no model is configured")
         requested = model or self._settings.model
         cheap = requested == self._settings.cheap_model and requested != self._settings.model
         max_out = max_tokens or self._settings.max_completion_tokens
-        call = _Call(messages, tools, session, workflow, limit, max_out, temperature)
+        call = _Call(messages, tools, session, workflow, limit, max_out, temperature, tool_choice)
         reasons: list[str] = []
         for endpoint in self._endpoints:
             if endpoint.breaker.state == "open":
@@ -202,7 +218,11 @@ class LLMClient:
             kwargs["tools"] = list(call.tools)
         if call.temperature is not None:
             kwargs["temperature"] = call.temperature
-        for attempt in range(1, self._settings.max_attempts + 1):
+        if call.tool_choice is not None and call.tools and endpoint.label not in self._no_tool_choice:
+            kwargs["tool_choice"] = call.tool_choice
+        attempt = 0
+        while attempt < self._settings.max_attempts:
+            attempt += 1
             # Each attempt holds its own reservation: a retry the cap cannot pay for is not made.
             hold = await self._reserve(endpoint, name, estimate, call)
             if isinstance(hold, _Skip):
@@ -213,7 +233,16 @@ class LLMClient:
                 if hold is not None:
                     await asyncio.shield(self._ledger.release(hold.id))  # not made: nothing to bill
                 raise ModelUnavailable(endpoint.breaker.last_reason or "the model is unreachable")
-            reply = await self._attempt(endpoint, kwargs, call, estimate, hold, attempt)
+            try:
+                reply = await self._attempt(endpoint, kwargs, call, estimate, hold, attempt)
+            except _ToolChoiceRefused:
+                # The endpoint cannot force a tool: the same call without it, not counted as an attempt
+                # (the refusal cost nothing and says nothing about the endpoint's health).
+                log.warning("model %s refuses tool_choice; calls to it go without it", endpoint.label)
+                self._no_tool_choice.add(endpoint.label)
+                del kwargs["tool_choice"]
+                attempt -= 1
+                continue
             if reply is not None:
                 return reply
         raise AssertionError("unreachable")
@@ -259,6 +288,11 @@ class LLMClient:
                     "/chat/completions", body=kwargs, cast_to=ChatCompletion, options=_BEARER_AUTH
                 )
             except openai.APIStatusError as exc:
+                if "tool_choice" in kwargs and _refuses_tool_choice(exc):
+                    await self._record_failure(endpoint, call, name, estimate, hold, started, exc)
+                    unsettled = None
+                    endpoint.breaker.end_probe()
+                    raise _ToolChoiceRefused() from exc
                 retryable = isinstance(exc, openai.RateLimitError | openai.InternalServerError)
                 failure: openai.APIError = exc
             except openai.APIConnectionError as exc:
@@ -277,12 +311,16 @@ class LLMClient:
                 await self._ledger.settle(hold.id if hold else None, row)
                 unsettled = None
                 endpoint.breaker.record_success()
+                if usage is not None:
+                    await self._check_cut(name, usage.prompt_tokens, call)
                 return replace(
                     reply, prompt_tokens=prompt, completion_tokens=completion, model=name, cost=cost,
                     endpoint=endpoint.label,
                 )  # fmt: skip
             await self._record_failure(endpoint, call, name, estimate, hold, started, failure)
             unsettled = None
+        except _ToolChoiceRefused:
+            raise
         except BaseException as exc:
             # Cancelled mid-call (shutdown), or the answer could not be read: the call may have been
             # billed, so it counts at its estimate. Settling is idempotent per hold: a settle that was
@@ -301,6 +339,25 @@ class LLMClient:
             raise
         await self._after_failure(endpoint, failure, attempt, retryable)
         return None
+
+    async def _check_cut(self, model: str, counted: int, call: _Call) -> None:
+        """Ollama cuts a prompt longer than its context window without an error: a prompt it counted at less
+        than half our estimate was cut. Warned once per model; the operator is told once (how to fix it).
+        Our estimate of the messages alone is the measure (some endpoints do not count the tool schemas), and
+        0 is not a cut (older Ollama versions report a cached prompt as 0 tokens)."""
+        estimate = estimate_message_tokens(call.messages)
+        if estimate <= CUT_MIN_ESTIMATE or not 0 < counted < CUT_RATIO * estimate or model in self._cut_models:
+            return
+        self._cut_models.add(model)
+        log.warning(
+            "model %s counted %d prompt tokens where about %d were sent: its endpoint seems to cut prompts "
+            "to its context window (Ollama: num_ctx / OLLAMA_CONTEXT_LENGTH)",
+            model,
+            counted,
+            estimate,
+        )
+        if self._notices is not None:
+            await self._notices.prompt_cut(model, counted, estimate, call.session)
 
     async def _record_failure(
         self,
@@ -341,6 +398,14 @@ class _Skip:
     """A fallback not called: its estimate does not fit a cap."""
 
 
+class _ToolChoiceRefused(Exception):
+    """The endpoint answered 400 about ``tool_choice`` (it cannot force a tool): the call goes again without it."""
+
+
+def _refuses_tool_choice(exc: openai.APIStatusError) -> bool:
+    return exc.status_code == 400 and "tool_choice" in f"{exc.message} {exc.body}".lower()
+
+
 @dataclass(frozen=True)
 class _Call:
     """What one :meth:`LLMClient.chat` call asks, whichever endpoint serves it."""
@@ -352,6 +417,7 @@ class _Call:
     limit: Limit | None
     max_tokens: int
     temperature: float | None = None
+    tool_choice: dict[str, Any] | None = None
 
 
 def _labelled(endpoint: Endpoint, reason: str) -> str:
@@ -367,6 +433,7 @@ __all__ = [
     "estimate_tokens",
     "estimate_tool_tokens",
     "failed_call",
+    "force_tool",
     "maybe_processed",
 ]
 

@@ -1,5 +1,6 @@
 """What the operator must hear about the models once, in the chat rather than only in coo.log: a model
-with no known price (counted high, I5), and a fallback skipped because its estimate does not fit a cap."""
+with no known price (counted high, I5), a fallback skipped because its estimate does not fit a cap, and an
+endpoint that cuts prompts to its context window."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from graph.fallbacks import prices_in_use
 from graph.pricing import UNPRICED, Price, PriceTable
 from graph.settings import LLMSettings
 from memory.control import ControlStore
-from prompts.messages import FALLBACK_SKIPPED, PRICE_IN_USE, PRICE_SOURCES, UNPRICED_MODEL
+from prompts.messages import FALLBACK_SKIPPED, PRICE_IN_USE, PRICE_SOURCES, PROMPT_CUT, UNPRICED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,13 @@ class ModelNotices:
         )
         log.warning("model %s (%s) skipped: its estimate does not fit the %s cap", model, label, cap.period)
         await self._send(text, alert.session)
+
+    async def prompt_cut(self, model: str, counted: int, estimate: int, session: str | None) -> None:
+        """``model``'s endpoint counted far fewer prompt tokens than were sent (it cut the prompt): tell the
+        operator how to raise its context, once per model for good (the store remembers it across restarts)."""
+        if not await self._store.put_new(f"llm.prompt_cut_told:{model}", True):
+            return
+        await self._send(PROMPT_CUT.format(model=model, counted=counted, estimate=estimate), session)
 
     def fits(self, label: str) -> None:
         """A call on ``label`` fitted the budget again: a later skip is told again."""

@@ -29,6 +29,7 @@ from graph.recall import (
     semantic_recall,
 )
 from graph.record_tools import render_contact
+from graph.schema_text import CleanTools
 from graph.state import CooState, GraphContext, drop_oldest
 from graph.text_calls import with_text_calls
 from graph.tools import ToolContext, render_time
@@ -88,9 +89,15 @@ async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dic
 FOLD_TARGET = 0.6
 
 
+# The action kinds' schemas come from connectors as pydantic writes them ($defs, titles): the model is offered them
+# clean (an invoice's lines inline, fields named), each cleaned once.
+_CLEAN_ACTIONS = CleanTools()
+
+
 def offered_tools(ctx: GraphContext) -> list[dict[str, Any]]:
     """The tool schemas offered to the model."""
-    return [*ctx.tools.schemas(), *(ctx.approvals.registry.tool_schemas() if ctx.approvals else [])]
+    actions = _CLEAN_ACTIONS(ctx.approvals.registry.tool_schemas()) if ctx.approvals else []
+    return [*ctx.tools.schemas(), *actions]
 
 
 def is_action_tool(ctx: GraphContext, name: str) -> bool:

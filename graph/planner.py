@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from graph.budget import BudgetExceeded, Limit
 from graph.context import as_data
 from graph.errors import ModelUnavailable
-from graph.llm import LLMClient
+from graph.llm import LLMClient, force_tool
 from graph.schema_text import clean_schema, field_errors
 from prompts import load_prompt
 
@@ -228,6 +228,7 @@ class Planner:
                 limit=limit,
                 max_tokens=PLAN_MAX_TOKENS,
                 temperature=PLAN_TEMPERATURE,
+                tool_choice=force_tool("submit_plan"),
             )
             if reply.finish_reason == "length":
                 error = f"the plan was cut off at the output limit ({PLAN_MAX_TOKENS} tokens); make it shorter"

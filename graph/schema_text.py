@@ -60,3 +60,28 @@ def _misleading(error: Any, errors: list[Any]) -> bool:
         and len(loc) == 1
         and any(e["loc"][:1] == loc and len(e["loc"]) > 1 for e in errors)
     )
+
+
+class CleanTools:
+    """Function-tool schemas with :func:`clean_schema` parameters, each cleaned once while its schema object is
+    the same (the registry keeps its schemas; a schema listed anew is cleaned anew, and the memo is bounded)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._memo: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def __call__(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``tools`` with each function's parameters cleaned."""
+        return [self._one(tool) for tool in tools]
+
+    def _one(self, tool: dict[str, Any]) -> dict[str, Any]:
+        # Keyed by identity, and the source is kept with its copy so its id cannot be reused while memoised.
+        hit = self._memo.get(id(tool))
+        if hit is not None and hit[0] is tool:
+            return hit[1]
+        fn = tool.get("function", {})
+        cleaned = {**tool, "function": {**fn, "parameters": clean_schema(fn.get("parameters", {}))}}
+        if len(self._memo) >= self._size:
+            self._memo.clear()
+        self._memo[id(tool)] = (tool, cleaned)
+        return cleaned

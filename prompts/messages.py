@@ -148,6 +148,8 @@ def money(amount: float, currency: str) -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 task``, ``2 tasks``; ``many`` for an irregular plural."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 NOT_RESENDABLE = (
     "This action cannot be resent from here: it was not approved on this install (it came from a backup "
     "made elsewhere). If it did not happen, ask for it again and approve the new card."
@@ -184,3 +186,8 @@ REMINDER_REPLACED = "Replaced by the next reminder for this invoice (approval {a
 RECEIVABLES_HEAD = "Receivables (open invoices by days overdue):"
 RECEIVABLES_BUCKETS = ("current", "1–30 days", "31–60 days", "over 60 days")
 REMINDERS_WAITING = "Payment reminders waiting for your approval: {count}"
+PROMPT_CUT = (
+    "Note: {model} read only about {counted} tokens of a prompt of about {estimate}: its endpoint seems to cut "
+    "prompts to its context window, so the model misses part of what I send. With Ollama, raise the context "
+    "length (OLLAMA_CONTEXT_LENGTH=16384, or num_ctx in a Modelfile); see docs/local-models.md."
+)

@@ -367,6 +367,37 @@ async def test_a_model_proposal_for_an_unknown_customer_makes_no_card(tmp_path: 
     assert pending == [] and fake.requests == []
 
 
+async def test_the_send_invoice_schema_names_each_lines_fields(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    """The model sees what a line is (it was an untyped object: small models guessed its keys)."""
+    async with runtime(tmp_path, llm=llm_settings(fake_llm)) as (rt, chan, _fake):
+        await rt.dispatcher.handle(inbound("what can you bill?"))
+        await eventually(lambda: bool(fake_llm.chat_requests) and bool(chan.sent), what="the answer")
+    offered = fake_llm.chat_requests[0]["tools"]
+    tool = next(t["function"] for t in offered if t["function"]["name"] == "send_invoice")
+    line = tool["parameters"]["properties"]["lines"]["items"]
+    assert line["type"] == "object" and set(line["properties"]) == {"description", "quantity", "unit_amount"}
+    assert set(line["required"]) == {"description", "unit_amount"}
+    assert line["properties"]["unit_amount"]["type"] == "string" and line["properties"]["quantity"]["type"] == "integer"
+
+
+async def test_a_line_without_its_amount_is_refused_naming_the_field(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    no_amount = {"description": "Website", "quantity": 2}
+    fake_llm.tool_call("send_invoice", {"customer": "Ana Silva", "lines": [no_amount]})
+    # A JSON number is read as the amount's text (small models send numbers).
+    fake_llm.tool_call(
+        "send_invoice", {"customer": "Ana Silva", "lines": [{"description": "Website", "unit_amount": 450}]}
+    )
+    async with runtime(tmp_path, llm=llm_settings(fake_llm)) as (rt, chan, fake):
+        await rt.dispatcher.handle(inbound("bill Ana for the website"))
+        await eventually(lambda: any(m.buttons for m in chan.sent), what="the card")
+        shown = card(chan)
+        pending = await rt.approvals.store.list_approvals()
+    refused = fake_llm.chat_requests[1]["messages"][-1]
+    assert refused["role"] == "tool" and "lines.0.unit_amount: Field required" in refused["content"]
+    assert "- Website: 1 × 450.00 USD = 450.00 USD\nTotal: 450.00 USD" in shown.text
+    assert len(pending) == 1 and fake.requests == []
+
+
 async def test_invoice_command_without_stripe_configured_says_what_to_set(tmp_path: Path) -> None:
     async with open_runtime(make_settings(tmp_path), console=False) as rt:
         chan = RecordingChannel("rec")

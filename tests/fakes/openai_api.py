@@ -48,6 +48,12 @@ class Scripted:
     raw_arguments: list[str] | None = None
     """The arguments text of ``tool_calls``, one each, sent as is (None: their dicts as JSON). Small models
     send JSON that does not parse."""
+    error_message: str | None = None
+    """The error's message when ``status`` is not 200 (None: ``scripted <status>``), e.g. an endpoint refusing
+    a parameter it does not support."""
+    prompt_tokens: int | None = None
+    """``usage.prompt_tokens`` as sent (None: counted from the messages). Ollama counts only what fitted its
+    context window: it cuts longer prompts without an error."""
 
 
 class FakeOpenAI:
@@ -189,7 +195,8 @@ class FakeOpenAI:
             return web.Response(text=step.raw_body, content_type="application/json")
         if step.status != 200:
             return web.json_response(
-                {"error": {"message": f"scripted {step.status}", "type": "server"}}, status=step.status
+                {"error": {"message": step.error_message or f"scripted {step.status}", "type": "server"}},
+                status=step.status,
             )
         message: dict[str, Any] = {"role": "assistant", "content": step.content or None}
         if step.tool_calls:
@@ -214,7 +221,7 @@ class FakeOpenAI:
         if step.usage:
             # About 4 characters a token; real endpoints also bill the tool schemas as prompt.
             billed = [*body["messages"], *(body.get("tools", []) if self.bill_tools else [])]
-            prompt = sum(len(json.dumps(m)) for m in billed) // 4
+            prompt = sum(len(json.dumps(m)) for m in billed) // 4 if step.prompt_tokens is None else step.prompt_tokens
             answer["usage"] = {
                 "prompt_tokens": prompt,
                 "completion_tokens": max(1, len(step.content) // 4),
