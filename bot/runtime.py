@@ -367,7 +367,7 @@ def _build_goals(
             goal_id=goal_id,
         )
 
-    tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS))
+    tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
     executor = SkillExecutor(
         all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
     )

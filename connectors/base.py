@@ -107,6 +107,8 @@ class ReadTool:
     parameters: dict[str, Any]
     origin: str
     run: Callable[[dict[str, Any]], Awaitable[str]]
+    key: str = ""
+    """How the operator names it (``server.tool``): skills declare the reads they may use by this name."""
 
 
 @dataclass(frozen=True)

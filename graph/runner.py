@@ -25,7 +25,7 @@ from graph.settings import TaskSettings
 from graph.skill_context import Outcome, ended, skill_system, with_reason
 from graph.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.skills import Skill
-from graph.tools import ToolBox, ToolContext
+from graph.tools import ToolBox, ToolContext, read_schema
 from memory.aio import wait_at_most
 from memory.db import utcnow
 from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
@@ -73,7 +73,9 @@ class SkillExecutor:
             return Outcome("blocked", error=f"unknown skill {task.skill}")
         if not self._llm.available():
             return Outcome("retry", error="no model answers now")
+        reads = [read for read in self._tools.reads() if read.key and skill.may_read(read.key)]
         schemas = [s for s in self._all_schemas() if s["function"]["name"] in skill.tools]
+        schemas += [read_schema(read) for read in reads]
         prompt = (
             load_prompt(skill.prompt)
             + "\n\n"
@@ -109,6 +111,7 @@ class SkillExecutor:
             thread=goal.session,
             requested_by=goal.requested_by,
             schemas=schemas,
+            allowed=frozenset((*skill.tools, *(read.name for read in reads))),
             goal_active=goal_active,
         )
         state: SkillState = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}

@@ -83,6 +83,8 @@ class SkillContext:
     thread: str = ""
     requested_by: str = ""
     schemas: list[dict[str, Any]] = field(default_factory=list)
+    allowed: frozenset[str] = frozenset()
+    """The tools this attempt may call: the skill's own and the trusted outside reads it may use."""
     goal_active: Callable[[], Awaitable[bool]] | None = None
     """Asked before each proposal: False when the goal was cancelled meanwhile (then nothing is proposed)."""
 
@@ -179,8 +181,8 @@ async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, An
         name, raw = str(fn.get("name", "")), str(fn.get("arguments", "{}"))
         if name == FINISH:
             output, result = _finish(ctx.skill, raw, result)
-        elif name not in ctx.skill.tools:
-            tools = ", ".join([*ctx.skill.tools, FINISH])
+        elif name not in ctx.allowed:
+            tools = ", ".join([*sorted(ctx.allowed), FINISH])
             output = f"error: there is no tool {name[:60]!r} here; the tools are {tools}"
         elif ctx.approvals.registry.for_tool(name) is not None:
             output, proposed = await _propose(ctx, name, raw, state.get("used", []) + used, steps)

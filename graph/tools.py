@@ -156,12 +156,16 @@ class ToolBox:
         self._schemas = [tool.schema() for tool in self._tools.values()]  # built once, not per turn
         self._reads = reads
 
+    def reads(self) -> Sequence[ReadTool]:
+        """The outside reads the operator trusts right now."""
+        return self._reads()
+
     def schemas(self) -> list[dict[str, Any]]:
         """Schemas of every tool, for the model."""
         reads = self._reads()
         if not reads:
             return self._schemas
-        return [*self._schemas, *(_read_schema(read) for read in reads)]
+        return [*self._schemas, *(read_schema(read) for read in reads)]
 
     async def run(self, ctx: ToolContext, name: str, raw_args: str) -> str:
         """Run one tool call. Bad names or arguments become an error text for the model."""
@@ -181,7 +185,8 @@ class ToolBox:
         return await tool.run(ctx, parsed)
 
 
-def _read_schema(read: ReadTool) -> dict[str, Any]:
+def read_schema(read: ReadTool) -> dict[str, Any]:
+    """The OpenAI function-tool schema of an outside read."""
     fn = {"name": read.name, "description": read.description, "parameters": read.parameters}
     return {"type": "function", "function": fn}
 

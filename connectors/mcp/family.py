@@ -156,4 +156,4 @@ class McpFamily:
         parameters = {k: v for k, v in tool.schema.items() if k != "title"}
         description = f"Read from the operator's {tool.server} server (described by it as: {tool.description[:300]!r})"
         origin = f"MCP server {tool.server}, tool {tool.name}"
-        return ReadTool(model_tool_name(tool), description, parameters, origin, run)
+        return ReadTool(model_tool_name(tool), description, parameters, origin, run, key=tool.qualified)

@@ -4,6 +4,7 @@ with bounded tool rounds; tasks never see each other's transcripts, only their r
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +36,12 @@ class Skill:
     output: type[TaskResult] = TaskResult
     max_tokens: int | None = None
     """The output limit of its model calls (None: the configured one); a skill that writes long texts needs more."""
+    mcp: tuple[str, ...] = ()
+    """The operator's trusted MCP reads it may use, as ``server.tool`` patterns (``*`` any, ``calendar.*``)."""
+
+    def may_read(self, key: str) -> bool:
+        """Whether this skill may use the trusted outside read named ``key`` (``server.tool``)."""
+        return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.mcp)
 
 
 def all_skills() -> dict[str, Skill]:

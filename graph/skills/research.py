@@ -8,4 +8,5 @@ SKILL = Skill(
     prompt="skill_research",
     tools=("recall_memory", "find_contact", "list_todos", "search_history", "current_time"),
     tier="routine",
+    mcp=("*",),  # any read the operator trusts: a calendar, a CRM, notes
 )

@@ -328,3 +328,40 @@ async def test_coo_mcp_and_doctor_list_servers_tools_and_classes_in_a_real_proce
     assert "create_event: write (not trusted)" in out
     assert "mcp cal: 2 tools" in doctor_out and "mcp gone:" in doctor_out and doctor_code == 1
     assert "mcp-env-secret-456" not in out + err + doctor_out + doctor_err
+
+
+async def test_a_research_task_uses_a_trusted_read_and_a_draft_task_may_not(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    from tests.graph.goal_helpers import Brain, finish, plan, task, text_of
+    from tests.graph.test_goals import cards, goal_status, press
+
+    def read_then_finish(body: dict[str, Any]) -> Scripted:
+        if "Standup with Ana" in text_of(body):
+            return finish("Friday: standup with Ana at 10:00")
+        return Scripted(tool_calls=[(LIST, {"day": "2026-12-11"})])
+
+    def try_the_read(body: dict[str, Any]) -> Scripted:
+        if "there is no tool" in text_of(body):
+            return finish("no calendar access here")
+        return Scripted(tool_calls=[(LIST, {"day": "2026-12-12"})])
+
+    brain = Brain(
+        plans=[plan(task("t1", "research", "Check Friday"), task("t2", "draft", "Draft a note", after=("t1",)))],
+        skills={"Check Friday": read_then_finish, "Draft a note": try_the_read},
+    )
+    fake_llm.responder = brain
+    state = tmp_path / "cal"
+    servers = {"cal": stdio("calendar", state)}
+    async with mcp_runtime(tmp_path, fake_llm, servers, read_only=["cal.list_events"]) as (rt, chan):
+        await listed(rt, LIST)
+        await rt.dispatcher.handle(inbound("/goal check my Friday", kind="command"))
+        await eventually(lambda: cards(chan, "Start this plan?"), timeout=30, what="the plan card")
+        await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=60, what="the goal done")
+        tasks = await rt.tasks.tasks((await rt.tasks.goals())[0].id, 1)
+    assert calls(state, "list_events") == [{"tool": "list_events", "arguments": {"day": "2026-12-11"}}]
+    assert [t.result["summary"] for t in tasks if t.result] == [
+        "Friday: standup with Ana at 10:00",
+        "no calendar access here",
+    ]
