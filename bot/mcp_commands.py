@@ -4,19 +4,17 @@ where it was asked, before it expires."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot.commands import CommandRouter
-from bot.messages import Button, InboundMessage, OutboundMessage
+from bot.confirmations import Confirmations
+from bot.messages import InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from connectors.base import ActionError
 from connectors.mcp.settings import QUALIFIED_TOOL
 from graph.errors import UserFacingError
 from memory.control import ControlStore
-from memory.db import utcnow
 from prompts.messages import (
     MCP_LEGEND,
     MCP_NONE,
@@ -64,9 +62,8 @@ class McpCommands:
     ) -> None:
         self._hub = hub
         self._family = family
-        self._control = control
         self._messenger = messenger
-        self._ttl = confirm_within
+        self._confirmations = Confirmations(control, BUTTON_PREFIX, _PENDING, confirm_within)
 
     def register(self, router: CommandRouter) -> None:
         """Add /mcp."""
@@ -86,46 +83,22 @@ class McpCommands:
         return ""
 
     async def _ask(self, inbound: InboundMessage, qualified: str, fingerprint: str, description: str) -> None:
-        pending_id, nonce = secrets.token_hex(4), secrets.token_hex(4)
-        await self._control.put(
-            _PENDING + pending_id,
-            {
-                "tool": qualified,
-                "fingerprint": fingerprint,
-                "nonce": nonce,
-                "chat": [inbound.channel, inbound.chat_id],
-                "expires_at": (utcnow() + self._ttl).isoformat(),
-            },
-        )
-        minutes = int(self._ttl.total_seconds() // 60)
+        buttons = await self._confirmations.ask(inbound, {"tool": qualified, "fingerprint": fingerprint})
+        minutes = self._confirmations.minutes
         text = MCP_TRUST_CONFIRM.format(tool=qualified, description=repr(description[:300]), minutes=minutes)
-        buttons = (
-            Button("Confirm", f"{BUTTON_PREFIX}:ok:{pending_id}:{nonce}"),
-            Button("Cancel", f"{BUTTON_PREFIX}:no:{pending_id}:{nonce}"),
-        )
         await self._messenger.send(OutboundMessage.reply_to(inbound, text, buttons))
 
     async def on_press(self, inbound: InboundMessage) -> None:
         """A press on a confirmation (the operator check already ran). Forged data changes nothing."""
-        parts = (inbound.callback_data or "").split(":")
-        if len(parts) != 4 or parts[1] not in ("ok", "no"):
+        answer = await self._confirmations.answer(inbound)
+        if answer is None or self._family is None:
             return
-        key = _PENDING + parts[2]
-        pending = await self._control.get(key)
-        if not isinstance(pending, dict) or not hmac.compare_digest(str(pending.get("nonce", "")), parts[3]):
-            return
-        fresh = datetime.fromisoformat(pending["expires_at"]) > utcnow()
-        here = pending.get("chat") == [inbound.channel, inbound.chat_id]
-        if not here or not await self._control.delete(key):  # deleting is the decision: one press wins
-            return
-        tool = str(pending["tool"])
-        if self._family is None:
-            return
-        if not fresh:
+        tool = str(answer.asked.get("tool", ""))
+        if not answer.fresh:
             text = MCP_TRUST_STALE
-        elif parts[1] == "ok":
+        elif answer.confirmed:
             try:
-                await self._family.trust(tool, str(pending["fingerprint"]), inbound.sender)
+                await self._family.trust(tool, str(answer.asked.get("fingerprint", "")), inbound.sender)
                 text = MCP_TRUSTED.format(tool=tool, who=inbound.sender)
             except ActionError as exc:
                 text = str(exc)

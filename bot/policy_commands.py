@@ -6,19 +6,18 @@ chat where it was asked for, before it expires. No tool or model output reaches 
 
 from __future__ import annotations
 
-import hmac
-import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from bot.commands import CommandRouter
-from bot.messages import Button, InboundMessage, OutboundMessage
+from bot.confirmations import Confirmations
+from bot.messages import InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from graph.approvals import current_tolerance
 from graph.errors import UserFacingError
 from graph.policy import POLICY_RISK_KEY, TOLERANCES, Tolerance, loosens
 from graph.settings import ApprovalSettings
 from memory.control import ControlStore
-from memory.db import Database, utcnow
+from memory.db import Database
 from prompts.messages import (
     POLICY_CONFIRM,
     POLICY_KEPT,
@@ -49,7 +48,7 @@ class PolicyCommands:
         self._control = control
         self._settings = settings
         self._messenger = messenger
-        self._ttl = confirm_within
+        self._confirmations = Confirmations(control, BUTTON_PREFIX, _PENDING, confirm_within)
 
     def register(self, router: CommandRouter) -> None:
         """Add /policy."""
@@ -75,44 +74,22 @@ class PolicyCommands:
         return ""
 
     async def _ask(self, inbound: InboundMessage, current: Tolerance, new: Tolerance) -> None:
-        pending_id = secrets.token_hex(4)
-        nonce = secrets.token_hex(4)
-        await self._control.put(
-            _PENDING + pending_id,
-            {
-                "level": new,
-                "nonce": nonce,
-                "chat": [inbound.channel, inbound.chat_id],
-                "expires_at": (utcnow() + self._ttl).isoformat(),
-            },
-        )
-        text = POLICY_CONFIRM.format(current=current, new=new, minutes=int(self._ttl.total_seconds() // 60))
-        buttons = (
-            Button("Confirm", f"{BUTTON_PREFIX}:ok:{pending_id}:{nonce}"),
-            Button("Cancel", f"{BUTTON_PREFIX}:no:{pending_id}:{nonce}"),
-        )
+        buttons = await self._confirmations.ask(inbound, {"level": new})
+        text = POLICY_CONFIRM.format(current=current, new=new, minutes=self._confirmations.minutes)
         await self._messenger.send(OutboundMessage.reply_to(inbound, text, buttons))
 
     async def on_press(self, inbound: InboundMessage) -> None:
         """A press on a confirmation (the operator check already ran). Forged data changes nothing."""
-        parts = (inbound.callback_data or "").split(":")
-        if len(parts) != 4 or parts[1] not in ("ok", "no"):
-            return
-        key = _PENDING + parts[2]
-        pending = await self._control.get(key)
-        if not isinstance(pending, dict) or not hmac.compare_digest(str(pending.get("nonce", "")), parts[3]):
-            return
-        fresh = datetime.fromisoformat(pending["expires_at"]) > utcnow()
-        here = pending.get("chat") == [inbound.channel, inbound.chat_id]
-        # Deleting is the decision: of two presses only one deletes the row.
-        if not here or not await self._control.delete(key):
+        answer = await self._confirmations.answer(inbound)
+        if answer is None:
             return
         current = await current_tolerance(self._control, self._settings)
-        if not fresh:
+        level = answer.asked.get("level")
+        if not answer.fresh or level not in TOLERANCES:
             text = POLICY_STALE
-        elif parts[1] == "ok":
-            await self._apply(pending["level"], inbound.sender)
-            text = POLICY_LOOSENED.format(new=pending["level"], who=inbound.sender)
+        elif answer.confirmed:
+            await self._apply(level, inbound.sender)
+            text = POLICY_LOOSENED.format(new=level, who=inbound.sender)
         else:
             text = POLICY_KEPT.format(current=current)
         await self._messenger.send(OutboundMessage.reply_to(inbound, text))
