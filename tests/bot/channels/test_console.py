@@ -229,8 +229,12 @@ def test_on_a_terminal_arrows_edit_the_line_and_bring_back_the_last_one(tmp_path
         terminal.read_until("you>")
         terminal.type(b"/statu" + LEFT + RIGHT + b"s\r")  # typed, moved back and forth, finished
         terminal.read_until("coo> channels: console")
+        # Keys typed between two prompts are the terminal's, not the line editor's (it echoes them raw):
+        # each key is typed once the next prompt is there, as a person would.
+        terminal.read_until("you>")
         terminal.type(UP + b"\r")  # the line before, again
         terminal.read_until("coo> channels: console")
+        terminal.read_until("you>")
         terminal.type(b"\x03")  # Ctrl-C ends the console like Ctrl-D
         assert terminal.wait() == 0, terminal.screen
     assert "^[[" not in terminal.screen
