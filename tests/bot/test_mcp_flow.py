@@ -93,6 +93,16 @@ async def test_a_write_runs_once_after_approve_with_the_cards_arguments(tmp_path
     assert calls(state, "create_event") == [{"tool": "create_event", "arguments": sent}]
 
 
+async def proposed(
+    rt: Runtime, chan: RecordingChannel, fake: FakeOpenAI, args: dict[str, Any], text: str = "book a call"
+) -> OutboundMessage:
+    """The model proposes one create_event call for ``text``; the card it became."""
+    fake.script.append(Scripted(tool_calls=[(CREATE, args)]))
+    fake.reply("Proposed.")
+    await rt.dispatcher.handle(inbound(text))
+    return await replied(chan, "Run create_event on cal?")
+
+
 async def _outbox_done(rt: Runtime) -> bool:
     rows = await rt.db.fetchall("SELECT state FROM outbox")
     return bool(rows) and all(r[0] in ("sent", "failed", "unknown") for r in rows)
@@ -102,10 +112,7 @@ async def test_an_edited_argument_is_what_runs_and_a_bad_edit_is_refused(tmp_pat
     state = tmp_path / "cal"
     async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("calendar", state)}) as (rt, chan):
         await listed(rt, CREATE)
-        fake_llm.script.append(Scripted(tool_calls=[(CREATE, {"title": "Call", "day": "2026-12-11"})]))
-        fake_llm.reply("Proposed.")
-        await rt.dispatcher.handle(inbound("book a call friday"))
-        await replied(chan, "Run create_event on cal?")
+        await proposed(rt, chan, fake_llm, {"title": "Call", "day": "2026-12-11"}, "book a call friday")
         await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Edit")))
         await rt.dispatcher.handle(inbound('{"title": "Call", "day": "2026-12-11", "minutes": "long"}'))
         refused = await replied(chan, "minutes:")
@@ -234,10 +241,7 @@ async def test_a_server_that_dies_mid_call_leaves_the_action_unknown_never_retri
     state = tmp_path / "dying"
     async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("dying", state)}) as (rt, chan):
         await listed(rt, CREATE)
-        fake_llm.script.append(Scripted(tool_calls=[(CREATE, {"title": "Call", "day": "2026-12-11"})]))
-        fake_llm.reply("Proposed.")
-        await rt.dispatcher.handle(inbound("book a call"))
-        await replied(chan, "Run create_event on cal?")
+        await proposed(rt, chan, fake_llm, {"title": "Call", "day": "2026-12-11"}, "book a call")
         await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
         await eventually_async(lambda: _outbox_done(rt), timeout=30, what="the outcome")
         await listed(rt, CREATE)  # the server is started again by the hub
@@ -250,10 +254,7 @@ async def test_the_bot_answers_other_chats_while_a_server_hangs(tmp_path: Path, 
     state = tmp_path / "slow"
     async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("slow", state)}) as (rt, chan):
         await listed(rt, CREATE)
-        fake_llm.script.append(Scripted(tool_calls=[(CREATE, {"title": "Call", "day": "2026-12-11"})]))
-        fake_llm.reply("Proposed.")
-        await rt.dispatcher.handle(inbound("book a call"))
-        await replied(chan, "Run create_event on cal?")
+        await proposed(rt, chan, fake_llm, {"title": "Call", "day": "2026-12-11"}, "book a call")
         await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
         await eventually(lambda: calls(state, "create_event"), timeout=30, what="the call in flight")
         await rt.dispatcher.handle(inbound("are you there?", chat="3003"))

@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 
-from bot.messages import InboundMessage, OutboundMessage
+from bot.messages import OutboundMessage
 from bot.runtime import Runtime, open_runtime
+from tests.bot.test_approval_flow import inbound
 from tests.conftest import ManualClock, RecordingChannel, make_settings
 from tests.fakes.smtp_server import SMTPServer
 
 OPERATOR = "telegram:1001"
 EMAIL = "/email ana@example.org Proposal ready | Hi Ana,\nthe proposal is ready.\nBest, Me"
-_keys = iter(range(10**6))
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/login/[A-Za-z0-9_-]+)")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
@@ -42,11 +42,11 @@ class Console:
     async def say(self, text: str, sender: str = OPERATOR, chat: str = "1001") -> None:
         """The operator (or a stranger) writes in the chat."""
         kind = "command" if text.startswith("/") else "message"
-        await self.rt.dispatcher.handle(message(text, sender=sender, chat=chat, kind=kind))
+        await self.rt.dispatcher.handle(inbound(text, sender=sender, chat=chat, kind=kind))
 
     async def press(self, data: str) -> None:
         """The operator presses a card button in the chat."""
-        await self.rt.dispatcher.handle(message(kind="callback", data=data))
+        await self.rt.dispatcher.handle(inbound(kind="callback", data=data))
 
     def last_card(self) -> OutboundMessage:
         return next(m for m in reversed(self.chat.sent) if m.buttons and m.edit_message_id is None)
@@ -57,20 +57,6 @@ class Console:
         found = LINK.search(self.chat.sent[-1].text)
         assert found, self.chat.sent[-1].text
         return found.group(1)
-
-
-def message(
-    text: str = "", sender: str = OPERATOR, chat: str = "1001", kind: str = "message", data: str | None = None
-) -> InboundMessage:
-    return InboundMessage(
-        channel="rec",
-        chat_id=chat,
-        sender=sender,
-        text=text,
-        kind=kind,  # type: ignore[arg-type]
-        callback_data=data,
-        update_key=f"w:{next(_keys)}",
-    )
 
 
 def button(card: OutboundMessage, label: str) -> str:
