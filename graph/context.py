@@ -50,10 +50,13 @@ def fit_turns(turns: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, 
     for start in starts:
         if estimate_message_tokens(turns[start:]) <= budget:
             return list(turns[start:]), list(turns[:start])
-    # Even the last turn alone is too big: keep it with its content cut (the request must be seen).
-    last = dict(turns[starts[-1]])
-    last["content"] = clip_text(str(last.get("content", "")), max(16, budget - 24))  # 24: JSON framing
-    return [last], list(turns[: starts[-1]])
+    # Even the last turn alone is too big: keep it whole, its request cut to what room is left. The turn in
+    # progress must be seen with its own tool calls and results, or the model asks for them again, round
+    # after round (many offered tools can leave almost no room).
+    current = [dict(m) for m in turns[starts[-1] :]]
+    room = budget - estimate_message_tokens(current[1:]) - 24  # 24: JSON framing
+    current[0]["content"] = clip_text(str(current[0].get("content", "")), max(16, room))
+    return current, list(turns[: starts[-1]])
 
 
 REPAIR_MARGIN = 64  # tokens kept free for the tool answers ``repair`` may add

@@ -27,6 +27,22 @@ def test_fit_turns_cuts_at_user_boundaries() -> None:
     assert estimate_message_tokens(kept) <= 100 and dropped == []
 
 
+def test_a_turn_too_big_for_the_budget_keeps_its_own_tool_calls_and_results() -> None:
+    """Many offered tools can leave almost no room: the turn in progress still carries the model's tool call and
+    its result (without them the model asks for the same tool again, round after round)."""
+    turns = [
+        {"role": "user", "content": "earlier"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "what is on friday? " + "x" * 4000},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "t"}]},
+        {"role": "tool", "tool_call_id": "t", "content": "10:00 standup"},
+    ]
+    kept, dropped = fit_turns(turns, 60)
+    assert [m["role"] for m in kept] == ["user", "assistant", "tool"] and kept[2]["content"] == "10:00 standup"
+    assert len(kept[0]["content"]) < 400  # the request itself is cut to the room left
+    assert dropped == turns[:2]
+
+
 def test_assemble_respects_the_budget_with_everything_full() -> None:
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "w" * 300} for i in range(80)]
     built = assemble(
