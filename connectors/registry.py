@@ -15,6 +15,11 @@ class KindFamily(Protocol):
 
     prefix: str
 
+    @property
+    def version(self) -> object:
+        """Moves whenever what it offers changes."""
+        ...
+
     def kind(self, name: str) -> ActionKind[Any] | None: ...
 
     def tool_kinds(self) -> Sequence[ActionKind[Any]]: ...
@@ -38,6 +43,7 @@ class Registry:
             self._kinds[kind.name] = kind
         self._tools = {k.tool.name: k for k in self._kinds.values() if k.tool is not None}
         self._tool_schemas: list[dict[str, Any]] | None = None
+        self._family_schemas: tuple[tuple[object, ...], list[dict[str, Any]]] | None = None
 
     def __iter__(self) -> Iterator[ActionKind[Any]]:
         return iter(self._kinds.values())
@@ -77,8 +83,12 @@ class Registry:
             self._tool_schemas = _schemas(self._tools.values())
         if not self._families:
             return self._tool_schemas
-        # Run-time kinds come and go with their servers: listed anew (a few per server, cheap).
-        return [*self._tool_schemas, *_schemas(k for f in self._families for k in f.tool_kinds())]
+        # Run-time kinds come and go with their servers: listed anew when a family's version moves (asked on
+        # every model call; a hundred MCP tools cost milliseconds to list and clean).
+        versions = tuple(f.version for f in self._families)
+        if self._family_schemas is None or self._family_schemas[0] != versions:
+            self._family_schemas = (versions, _schemas(k for f in self._families for k in f.tool_kinds()))
+        return [*self._tool_schemas, *self._family_schemas[1]]
 
     def read_tools(self) -> list[ReadTool]:
         """Reads the model may run without a card right now (tools the operator trusts)."""

@@ -42,6 +42,8 @@ class McpFamily:
         self._trust = trust
         self._forbidden = frozenset(forbidden)
         self._pins: dict[str, TrustPin] = {}
+        self._pinned = 0  # counts pin changes, for ``version``
+        self._offered: tuple[tuple[int, int], list[McpToolKind], list[ReadTool]] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     @property
@@ -80,17 +82,27 @@ class McpFamily:
         server, tool_name = match.groups()
         return McpToolKind(self._hub, server, tool_name, self._hub.tool(server, tool_name))
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """Moves whenever a server's tools or a trust pin change."""
+        return (self._hub.version, self._pinned)
+
     def tool_kinds(self) -> list[McpToolKind]:
         """The write tools the model may propose right now (forbidden ones are never offered)."""
-        return [
-            McpToolKind(self._hub, c.tool.server, c.tool.name, c.tool)
-            for c in self.classes()
-            if c.cls == "write"
-        ]
+        return self._current()[1]
 
     def read_tools(self) -> list[ReadTool]:
         """The trusted reads the model may call right now."""
-        return [self._read_tool(c.tool) for c in self.classes() if c.cls == "read"]
+        return self._current()[2]
+
+    def _current(self) -> tuple[tuple[int, int], list[McpToolKind], list[ReadTool]]:
+        """What is offered, built again only when the tools or the pins changed (it is asked on every model call)."""
+        if self._offered is None or self._offered[0] != self.version:
+            classes = self.classes()  # may pin configured tools at first sight: the version is read after
+            writes = [McpToolKind(self._hub, c.tool.server, c.tool.name, c.tool) for c in classes if c.cls == "write"]
+            reads = [self._read_tool(c.tool) for c in classes if c.cls == "read"]
+            self._offered = (self.version, writes, reads)
+        return self._offered
 
     def tool_for_trust(self, qualified: str) -> McpTool:
         """The tool the operator asks to trust; ActionError when it is not listed, forbidden or flagged."""
@@ -110,6 +122,7 @@ class McpFamily:
             raise ActionError(f"{qualified} changed since you were asked; nothing changed. Ask again with /mcp.")
         await self._trust.pin(qualified, fingerprint, "command", trusted_by)
         self._pins[qualified] = TrustPin(qualified, fingerprint, "command", trusted_by)
+        self._pinned += 1
 
     def secrets(self) -> list[str]:
         """Secrets of every server (env and headers)."""
@@ -129,6 +142,7 @@ class McpFamily:
     def _pin_later(self, tool: McpTool, source: str, by: str) -> None:
         """Pin a configured read-only tool at first sight (held in memory at once, stored in the background)."""
         self._pins[tool.qualified] = TrustPin(tool.qualified, tool.fingerprint, source, by)
+        self._pinned += 1
         task = asyncio.get_running_loop().create_task(self._trust.pin(tool.qualified, tool.fingerprint, source, by))
         self._pending.add(task)
         task.add_done_callback(self._stored)

@@ -92,6 +92,8 @@ class McpHub:
         self._tools: dict[str, dict[str, McpTool]] = {name: {} for name in settings.servers}
         self.states = {name: ServerState(spec.transport) for name, spec in settings.servers.items()}
         self._tasks: list[asyncio.Task[None]] = []
+        self.version = 0
+        """Counts changes to the listed tools (what depends on them is rebuilt only when it moves)."""
         self._settled = {name: asyncio.Event() for name in settings.servers}
 
     @property
@@ -189,6 +191,7 @@ class McpHub:
             if cursor is None:
                 break
         self._tools[name] = found
+        self.version += 1
         self._settled[name].set()
         self._on_change()
 
@@ -196,6 +199,7 @@ class McpHub:
         self._clients.pop(name, None)
         if self._tools.get(name):
             self._tools[name] = {}
+            self.version += 1
             self._on_change()
 
 
