@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.messages import OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import card, data, inbound
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from bot.messages import OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from memory.db import utcnow
 from memory.grouped import on_thread
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings, operator_message

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.runtime import Runtime
+from bot.running import Runtime
 from memory.profile import ProfileStore
 from tests.conftest import RecordingChannel, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
