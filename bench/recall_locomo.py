@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS
 
-import memory.semantic.api as memory_api
+import memory.semantic.ranking as ranking
 from memory import Memory, Note, open_memory
 from memory.semantic.embedder import Embedder, LocalEmbedder
 
@@ -272,16 +272,16 @@ GRID = {
 
 
 async def cross_validate(mem: Memory, convs: list[Conversation]) -> None:
-    defaults = {name: getattr(memory_api, name) for name in GRID}
+    defaults = {name: getattr(ranking, name) for name in GRID}
     results: dict[tuple[float, ...], dict[str, list[list[str]]]] = {}
     try:
         for values in itertools.product(*GRID.values()):
             for name, value in zip(GRID, values, strict=True):
-                setattr(memory_api, name, value)
+                setattr(ranking, name, value)
             results[values] = await ask(mem, convs)
     finally:
         for name, value in defaults.items():
-            setattr(memory_api, name, value)
+            setattr(ranking, name, value)
     print("\nleave-one-conversation-out cross-validation of", ", ".join(GRID), "over", len(results), "settings")
     held_out = Tally()
     default = tuple(defaults.values())

@@ -12,9 +12,10 @@ from graph.errors import UserFacingError
 from memory.db import Database, utcnow
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, Profile, ProfileError, ProfileStore
-from memory.semantic.api import EmbedderUnavailable, Memory, MemoryUnavailable, Note, check_notes
+from memory.semantic.api import EmbedderUnavailable, Memory, MemoryUnavailable, Note
 from memory.semantic.chat_notes import said
 from memory.semantic.embedder import EmbeddingRefused
+from memory.semantic.notes import check_notes
 from prompts.messages import (
     MEMORY_BUDGET_KEPT,
     MEMORY_BUDGET_RECALL,

@@ -13,15 +13,8 @@ question names, the score of its episode's summary, and a penalty when the turn 
 question (it asks rather than tells: "What was the best part?" seldom holds the answer). Hits
 below a relevance floor (no shared term and a vector match clearly weaker than the best) are
 dropped: nothing is better than something wrong. Only turns are returned, never summaries.
-
-Input rules, enforced for a whole batch before anything is written:
-
-- text must contain a non-whitespace character (``ValueError("note text is empty")``) and be at
-  most ``MAX_TEXT_CHARS`` characters; NUL characters are removed, everything else (emoji, RTL,
-  combining marks, other controls) is stored exactly as given; lone surrogates are rejected;
-- ``at`` must be a datetime; a naive one is taken to be UTC, an aware one is converted to UTC;
-- ``scope``, ``source`` and ``ref`` (when given) must be non-empty strings; a missing ``ref`` is
-  set to the note's generated id.
+The notes, hits and input rules are in :mod:`memory.semantic.notes`; how hits rank in
+:mod:`memory.semantic.ranking`.
 """
 
 from __future__ import annotations
@@ -41,7 +34,7 @@ import pyarrow as pa
 from lancedb.expr import col, lit
 
 from memory.db import utcnow
-from memory.semantic import turns
+from memory.semantic import ranking, turns
 from memory.semantic.embedder import MAX_EMBED_CHARS, Embedder, EmbeddingRefused, make_embedder
 from memory.semantic.episodes import (
     ALSO_MENTIONED,
@@ -51,10 +44,18 @@ from memory.semantic.episodes import (
     Summarizer,
     searchable,
 )
+from memory.semantic.notes import (
+    EmbedderUnavailable,
+    Episode,
+    Hit,
+    InvalidNote,
+    Note,
+    check_scope,
+    clean,
+)
 from memory.semantic.query import (
     MAX_QUERY_EMBED_CHARS,
     MAX_QUERY_TEXT_CHARS,
-    TimeWindow,
     capped,
     speakers_named,
     time_window,
@@ -76,35 +77,7 @@ from memory.semantic.store import (
 from memory.semantic.turns import Parsed
 from memory.settings import EmbeddingsSettings
 
-MAX_TEXT_CHARS = 100_000
 MAX_K = 1_000
-# Candidates taken from each retriever (turns) before scoring. Each costs latency at scale: LanceDB
-# reads every candidate's columns (and, for full text, its vector) row by row, and the ANN search
-# re-scores ``semantic.REFINE_FACTOR`` times as many rows on full vectors. Full-text pools of
-# 20/25/30/40/50 gave R@10 0.792/0.797/0.800/0.800/0.801 on LoCoMo dev (bench/recall_locomo.py), and
-# 30 instead of 50 took ~1.5 ms off recall at 100k notes (ad-hoc timings).
-POOL = 30
-DENSE_POOL = 20
-EPISODE_POOL = 8
-# Scoring weights, in units of a normalised retriever score (the best candidate scores 1).
-DENSE_WEIGHT = 0.5
-TEXT_WEIGHT = 0.5
-# Chosen by leave-one-conversation-out cross-validation on the LoCoMo dev set (each of the three
-# folds picked 0.25 from {0.25, 0.5, 1.0} on the other two conversations; bench/recall_locomo.py --cv).
-SPEAKER_BONUS = 0.25
-TIME_BONUS = 0.3
-EPISODE_WEIGHT = 0.2
-# Relevance floor: a candidate with no query term in common must be this close by cosine to the
-# question as the best candidate is (on LoCoMo, 1 evidence turn in ~460 lacks a shared term, at
-# 0.004 below the best; half of all such turns sit 0.09 or more below it).
-FLOOR_BELOW_BEST = 0.03
-# Taken from the score of a turn that ends with a question mark: such turns match a question's
-# wording and shape (a question embeds close to questions) but seldom hold the fact asked for, which
-# the reply holds (and the reply is indexed with the question as its context). On LoCoMo dev
-# (bench/recall_locomo.py) R@10 0.806/0.817/0.821/0.815/0.792 with 0/0.1/0.2/0.3/0.5; each fold of
-# leave-one-conversation-out cross-validation picked 0.2 (held-out R@10 0.821).
-QUESTION_PENALTY = 0.2
-
 MaintenanceStats = StoreStats
 RecallMode = Literal["hybrid", "dense", "text"]
 # How much of the turn a reply answers is embedded with it (all of it, up to ``turns.CONTEXT_CHARS``,
@@ -131,56 +104,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Note:
-    """Something to remember. ``ref`` is the caller's handle (e.g. a message id); None means generated."""
-
-    text: str
-    source: str = "chat"
-    at: datetime = field(default_factory=utcnow)
-    scope: str = "default"
-    ref: str | None = None
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One recalled note, with its original text; ``score`` is higher for better hits."""
-
-    id: str
-    ref: str
-    text: str
-    score: float
-    at: datetime
-    source: str
-    scope: str
-
-
-@dataclass(frozen=True)
-class Episode:
-    """A closed stretch of conversation in a scope and its summary (by ``summarizer``)."""
-
-    id: str
-    scope: str
-    start: datetime
-    end: datetime
-    turns: int
-    summarizer: str
-    summary: str
-
-
-class EmbedderUnavailable(MemoryUnavailable):
-    """Notes could not be written because the embedder failed (a model server down, a network fault);
-    the index itself is fine, so nothing needs rebuilding: retry later."""
-
-
-class InvalidNote(ValueError):
-    """A note was refused; ``index`` is its position in the batch. Nothing of the batch was written."""
-
-    def __init__(self, message: str, index: int) -> None:
-        super().__init__(message)
-        self.index = index
-
-
 @dataclass
 class _ScopeState:
     """What ingestion needs to know about a scope's latest notes (read back from LanceDB on first use)."""
@@ -195,63 +118,9 @@ class _ScopeState:
     lines: list[str] = field(default_factory=list)  # the open episode's turns, "Speaker: text"
 
 
-def _check_scope(scope: object) -> str:
-    if not isinstance(scope, str) or not scope.strip():
-        raise ValueError("scope must be a non-empty string")
-    return scope
-
-
-def _check_name(value: object, what: str, index: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidNote(f"note {what} must be a non-empty string", index)
-    return value
-
-
-def _clean(note: Note, index: int) -> dict[str, Any]:
-    if not isinstance(note, Note):
-        raise TypeError(f"expected a Note, got {type(note).__name__}")
-    if not isinstance(note.text, str):
-        raise InvalidNote("note text must be a string", index)
-    text = note.text.replace("\x00", "")
-    if not text.strip():
-        raise InvalidNote("note text is empty", index)
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidNote(f"note text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}", index)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidNote(f"note text is not valid Unicode (lone surrogate at {exc.start})", index) from None
-    if not isinstance(note.at, datetime):
-        raise InvalidNote("note at must be a datetime", index)
-    at = note.at.replace(tzinfo=UTC) if note.at.tzinfo is None else note.at.astimezone(UTC)
-    note_id = str(uuid.uuid4())
-    return {
-        "id": note_id,
-        "scope": _check_name(note.scope, "scope", index),
-        "ref": note_id if note.ref is None else _check_name(note.ref, "ref", index),
-        "source": _check_name(note.source, "source", index),
-        "text": text,
-        "at": at,
-    }
-
-
-def check_notes(notes: Sequence[Note]) -> None:
-    """Raise ``InvalidNote`` (or ``TypeError``) for the first note ``add_many`` would refuse; write nothing."""
-    for index, note in enumerate(notes):
-        _clean(note, index)
-
-
 def _vectors_column(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
     return pa.FixedSizeListArray.from_arrays(flat, dim)
-
-
-def _normalised(values: np.ndarray) -> np.ndarray:
-    """Scale scores so the best candidate has 1 and the worst 0 (all 0 when they are equal)."""
-    if not len(values):
-        return values
-    low, high = float(values.min()), float(values.max())
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
 class Memory:
@@ -307,7 +176,7 @@ class Memory:
         when a paid embedder's budget refuses, ``EmbedderUnavailable`` when the embedder fails and
         ``MemoryUnavailable`` when the storage does; nothing of the batch is written then.
         """
-        rows = [_clean(note, i) for i, note in enumerate(notes)]
+        rows = [clean(note, i) for i, note in enumerate(notes)]
         if not rows:
             return []
         await self._check_embedder()
@@ -544,10 +413,10 @@ class Memory:
             raise ValueError(f"k must be an integer from 1 to {MAX_K}")
         if mode not in ("hybrid", "dense", "text"):
             raise ValueError(f"unknown recall mode {mode!r}")
-        _check_scope(scope)
+        check_scope(scope)
         await self._check_embedder()
         query = query.replace("\x00", "")
-        depth = max(POOL, k)
+        depth = max(ranking.POOL, k)
         use_dense, use_text, full = mode != "text", mode != "dense", mode == "hybrid"
         state = await self._state(scope)
 
@@ -575,22 +444,22 @@ class Memory:
         vector = await embedded()
         try:
             async with asyncio.TaskGroup() as group:
-                turn_dense = group.create_task(dense("notes", max(DENSE_POOL, k)) if use_dense else nothing())
+                turn_dense = group.create_task(dense("notes", max(ranking.DENSE_POOL, k)) if use_dense else nothing())
                 turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
-                episode_text = group.create_task(lexical(EPISODES, EPISODE_POOL) if full else nothing())
+                episode_text = group.create_task(lexical(EPISODES, ranking.EPISODE_POOL) if full else nothing())
         except ExceptionGroup as failed:
             raise _one_error(failed) from None
-        episode_scores = _episode_scores(episode_text.result())
-        candidates = _candidates(turn_dense.result(), turn_text.result())
-        scored = _score(
+        episode_scores = ranking.episode_scores(episode_text.result())
+        candidates = ranking.candidates(turn_dense.result(), turn_text.result())
+        scored = ranking.score(
             list(candidates.values()),
             vector,
             query,
             speakers=speakers_named(query, state.speakers) if full else set(),
             window=time_window(query, self._clock()) if full else None,
             episodes=episode_scores,
-            weights=(DENSE_WEIGHT if use_dense else 0.0, TEXT_WEIGHT if use_text else 0.0),
-            asking=QUESTION_PENALTY if full else 0.0,
+            weights=(ranking.DENSE_WEIGHT if use_dense else 0.0, ranking.TEXT_WEIGHT if use_text else 0.0),
+            asking=ranking.QUESTION_PENALTY if full else 0.0,
             floor=full,
         )
         top = scored[:k]
@@ -607,7 +476,7 @@ class Memory:
 
     async def episodes(self, scope: str = "default") -> list[Episode]:
         """The summarized (closed) episodes of ``scope``, oldest first."""
-        rows = (await self._store.scan(_check_scope(scope), EPISODE_COLUMNS, table=EPISODES)).to_pylist()
+        rows = (await self._store.scan(check_scope(scope), EPISODE_COLUMNS, table=EPISODES)).to_pylist()
         rows.sort(key=lambda r: (r["start"], r["id"]))
         return [
             Episode(
@@ -627,7 +496,7 @@ class Memory:
         """Delete the notes of ``scope`` with this ref and/or id; returns how many were removed."""
         if ref is None and id is None:
             raise ValueError("forget needs a ref or an id")
-        where = scope_is(_check_scope(scope))
+        where = scope_is(check_scope(scope))
         if ref is not None:
             where = where & (col("ref") == lit(ref))
         if id is not None:
@@ -674,7 +543,7 @@ class Memory:
     async def refs(self, scope: str = "default") -> set[str]:
         """The refs of every note ``scope`` holds, noise included (~40 ms at 100k notes, off the loop)."""
         first = col("part") == lit(0)
-        notes = await self._store.scan(_check_scope(scope), ["ref"], first)
+        notes = await self._store.scan(check_scope(scope), ["ref"], first)
         quiet = await self._store.scan(scope, ["ref"], table=QUIET)
         return set(notes.column("ref").to_pylist()) | set(quiet.column("ref").to_pylist())
 
@@ -760,80 +629,6 @@ def _quiet_table(rows: list[dict[str, Any]]) -> pa.Table | None:
         return None
     schema = quiet_schema()
     return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
-
-
-def _cosines(rows: list[dict[str, Any]], vector: np.ndarray) -> np.ndarray:
-    """Cosine to the question: from the vector search's exact distance, else from the row's vector."""
-    out = np.zeros(len(rows), dtype=np.float32)
-    for i, row in enumerate(rows):
-        distance = row.get("_distance")
-        out[i] = 1.0 - float(distance) if distance is not None else float(row["vector"] @ vector)
-    return out
-
-
-def _candidates(dense: list[dict[str, Any]], lexical: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One row per note (chunks of a note count once, by their best BM25 score)."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in dense:
-        out.setdefault(row["id"], {**row, "_score": 0.0})
-    for row in lexical:
-        known = out.get(row["id"])
-        if known is None or known["_score"] < row["_score"]:
-            out[row["id"]] = row
-    return out
-
-
-def _episode_scores(lexical: list[dict[str, Any]]) -> dict[str, float]:
-    """Each found episode's BM25 score, normalised over the episodes found."""
-    if not lexical:
-        return {}
-    scores = np.array([float(row["_score"]) for row in lexical], dtype=np.float32)
-    scaled = scores / scores.max() if scores.max() > 0 else scores
-    return {row["id"]: float(score) for row, score in zip(lexical, scaled, strict=True)}
-
-
-def _floor_reference(rows: list[dict[str, Any]], cosines: np.ndarray, question: str) -> float:
-    """The best cosine to the question among candidates that are not the question itself.
-
-    A chat's recall may run for a message that is already stored: that note matches the question
-    almost exactly and says nothing about how close the others must be.
-    """
-    asked = question.strip().casefold()
-    for i in np.argsort(-cosines):
-        if turns.parse(rows[i]["text"]).body.casefold() != asked:
-            return float(cosines[i])
-    return float(cosines.max())
-
-
-def _score(
-    rows: list[dict[str, Any]],
-    vector: np.ndarray,
-    question: str,
-    *,
-    speakers: set[str],
-    window: TimeWindow | None,
-    episodes: dict[str, float],
-    weights: tuple[float, float],
-    asking: float,
-    floor: bool,
-) -> list[tuple[dict[str, Any], float]]:
-    if not rows:
-        return []
-    cosines = _cosines(rows, vector)
-    bm25 = np.array([float(row.get("_score") or 0.0) for row in rows], dtype=np.float32)
-    scores = weights[0] * _normalised(cosines) + weights[1] * (bm25 / bm25.max() if bm25.max() > 0 else bm25)
-    if speakers:
-        scores += SPEAKER_BONUS * np.array([row["speaker"] in speakers for row in rows], dtype=np.float32)
-    if window is not None:
-        scores += TIME_BONUS * np.array([window.contains(row["at"]) for row in rows], dtype=np.float32)
-    if episodes:
-        scores += EPISODE_WEIGHT * np.array([episodes.get(row["episode"], 0.0) for row in rows], dtype=np.float32)
-    if asking:
-        scores -= asking * np.array([turns.asks(turns.parse(row["text"]).body) for row in rows], dtype=np.float32)
-    lowest = _floor_reference(rows, cosines, question) - FLOOR_BELOW_BEST if floor else -np.inf
-    keep = [i for i in range(len(rows)) if bm25[i] > 0 or cosines[i] >= lowest]
-    keep.sort(key=lambda i: (-scores[i], rows[i]["seq"], rows[i]["id"]))
-    return [(rows[i], float(scores[i])) for i in keep]
 
 
 def _hit(row: dict[str, Any], score: float) -> Hit:

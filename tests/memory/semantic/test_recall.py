@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import memory.semantic.api
+import memory.semantic.ranking
 from memory import Note, open_memory
 from memory.semantic.api import EMBEDDED_CONTEXT_CHARS
 from memory.semantic.embedder import MAX_EMBED_CHARS, LocalEmbedder
@@ -251,7 +251,7 @@ async def test_the_answer_comes_before_the_turn_that_asked_for_it(tmp_path: Path
         await mem.add_many(notes)
         hits = await mem.recall(question, k=2, scope="conv")
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(memory.semantic.api, "QUESTION_PENALTY", 0.0)
+            patch.setattr(memory.semantic.ranking, "QUESTION_PENALTY", 0.0)
             unpenalised = await mem.recall(question, k=2, scope="conv")
         text_only = await mem.recall(question, k=2, scope="conv", mode="text")
     assert [h.ref for h in unpenalised] == ["asked", "told"]  # what the penalty changes

@@ -17,8 +17,8 @@ from lancedb.index import IvfRq
 
 import memory.semantic.store as semantic
 from memory import InvalidNote, Note, open_memory
-from memory.semantic.api import MAX_TEXT_CHARS
 from memory.semantic.embedder import LocalEmbedder
+from memory.semantic.notes import MAX_TEXT_CHARS
 from memory.semantic.store import SemanticStore, notes_schema, reciprocal_rank_fusion
 
 WHEN = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
