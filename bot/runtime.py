@@ -95,6 +95,7 @@ HEAVY_MODULES = (
     "bot.routines",
     "bot.scheduler",
     "bot.receivables",
+    "bot.followups",
 )
 """What ``coo run`` imports only once it polls: the model client, the graph, semantic memory, connectors."""
 
@@ -417,6 +418,7 @@ async def _build(
     from bot.approval_ui import ApprovalUI
     from bot.budget_commands import Controls
     from bot.digest import DigestService
+    from bot.followups import open_followups
     from bot.inbox_runtime import open_inbox
     from bot.mcp_commands import McpCommands
     from bot.memory_repair import MemoryRepair
@@ -426,6 +428,7 @@ async def _build(
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
     from graph.coordinator import Coordinator
+    from graph.followups.tools import FOLLOWUP_TOOLS
     from graph.recall import SessionRecall
     from graph.record_tools import RECORD_TOOLS
     from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
@@ -456,7 +459,7 @@ async def _build(
         memory=memory,
         scope=settings.memory.scope,
         recall=SessionRecall(db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
-        tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS), reads=registry.read_tools),
+        tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *FOLLOWUP_TOOLS), reads=registry.read_tools),
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     wakeup = asyncio.Event()
@@ -496,17 +499,22 @@ async def _build(
     receivables = await open_receivables(
         settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack
     )
+    followups = await open_followups(
+        settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands,
+        lambda: controls.paused,
+    )  # fmt: skip
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service, mail, sections=(receivables.digest_lines,) if receivables else (),
+        goals.service, mail, sections=((receivables.digest_lines,) if receivables else ()) + (followups.digest_lines,),
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     loops = await open_inbox(
         imap=settings.imap, quiet_hours=settings.quiet_hours, zone=settings.timezone,
         cheap_model=settings.llm.cheap_model, memory=memory, scope=settings.memory.scope, mail=mail,
         records=stores.records, llm=model.llm, approvals=approvals, ui=ui, control=control,
-        send=messenger.send_quietly, commands=commands, scheduler=scheduler,
+        send=messenger.send_quietly, commands=commands, scheduler=scheduler, on_mail=followups.wake,
     )  # fmt: skip
+    loops.append((followups.run_forever, "followups"))
     runtime = Runtime(
         settings,
         db,
