@@ -98,18 +98,26 @@ class FollowupsLoop:
             await self._ui.refresh(row, status)
 
     async def _deliver(self) -> None:
-        """Show each proposed card (or reminder) once, then mark it shown: a crash in between shows it again
-        at the next check (a card shown twice still decides one approval)."""
+        """Show each proposed card (or reminder), then mark it shown. Until an operator has a chat with us,
+        and while a card's every send fails, it waits for the next check; a crash between showing and
+        marking shows it again (a card shown twice still decides one approval)."""
         targets = await home_chats(self._control)
+        if not targets:
+            return
+        store = self._service.book.store
         for followup, row in await self._service.to_deliver():
             if followup.approval_id is None:
                 text = self._service.reminder_text(followup)
                 for channel, chat_id, thread_id in targets:
                     await self._messenger.notice(OutboundMessage(channel, chat_id, text, thread_id))
-            elif row is not None and row.state == "pending" and not any(card.message_id for card in row.cards):
-                for channel, chat_id, thread_id in targets:
-                    await self._ui.show(row.id, channel, chat_id, thread_id)
-            await self._service.book.store.mark_delivered(followup.id)
+            elif row is not None and row.state == "pending":
+                if not any(card.message_id for card in row.cards):
+                    for channel, chat_id, thread_id in targets:
+                        await self._ui.show(row.id, channel, chat_id, thread_id)
+                shown = await self._service.card(row.id)
+                if shown is None or not any(card.message_id for card in shown.cards):
+                    continue  # not seen anywhere yet: the next check tries again
+            await store.mark_delivered(followup.id)
 
     async def digest_lines(self) -> list[str]:
         """The digest's part: follow-ups due today."""

@@ -167,9 +167,13 @@ class DueFollowups:
         (approved by policy, or after a crash) is not shown again."""
         found = []
         for followup in await self._store.undelivered():
-            row = await self._approvals.store.get(followup.approval_id) if followup.approval_id else None
+            row = await self.card(followup.approval_id) if followup.approval_id else None
             found.append((followup, row))
         return found
+
+    async def card(self, approval_id: str) -> ApprovalRow | None:
+        """A follow-up's card as stored now (where it was shown)."""
+        return await self._approvals.store.get(approval_id)
 
     def reminder_text(self, followup: Followup) -> str:
         """The reminder the operator gets for a follow-up without a card."""
