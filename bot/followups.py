@@ -21,12 +21,14 @@ from graph.followups.settings import FollowupsSettings
 from memory.aio import wait_at_most
 from memory.control import ControlStore
 from memory.db import Database, utcnow
-from memory.followups import FollowupStore
+from memory.approvals import ApprovalRow
+from memory.followups import Followup, FollowupStore
 from memory.records import Records
 
 log = logging.getLogger(__name__)
 
 LAST_CHECK = "followups.last_check"
+Target = tuple[str, str, str | None]
 
 
 class FollowupsLoop:
@@ -104,20 +106,25 @@ class FollowupsLoop:
         targets = await home_chats(self._control)
         if not targets:
             return
-        store = self._service.book.store
         for followup, row in await self._service.to_deliver():
-            if followup.approval_id is None:
-                text = self._service.reminder_text(followup)
+            try:
+                await self._deliver_one(followup, row, targets)
+            except Exception:  # one refused send must not hold back the others; tried again next check
+                log.exception("follow-ups: could not show follow-up #%d", followup.id)
+
+    async def _deliver_one(self, followup: Followup, row: ApprovalRow | None, targets: list[Target]) -> None:
+        if followup.approval_id is None:
+            text = self._service.reminder_text(followup)
+            for channel, chat_id, thread_id in targets:
+                await self._messenger.notice(OutboundMessage(channel, chat_id, text, thread_id))
+        elif row is not None and row.state == "pending":
+            if not any(card.message_id for card in row.cards):
                 for channel, chat_id, thread_id in targets:
-                    await self._messenger.notice(OutboundMessage(channel, chat_id, text, thread_id))
-            elif row is not None and row.state == "pending":
-                if not any(card.message_id for card in row.cards):
-                    for channel, chat_id, thread_id in targets:
-                        await self._ui.show(row.id, channel, chat_id, thread_id)
-                shown = await self._service.card(row.id)
-                if shown is None or not any(card.message_id for card in shown.cards):
-                    continue  # not seen anywhere yet: the next check tries again
-            await store.mark_delivered(followup.id)
+                    await self._ui.show(row.id, channel, chat_id, thread_id)
+            shown = await self._service.card(row.id)
+            if shown is None or not any(card.message_id for card in shown.cards):
+                return  # not seen anywhere yet: the next check tries again
+        await self._service.book.store.mark_delivered(followup.id)
 
     async def digest_lines(self) -> list[str]:
         """The digest's part: follow-ups due today."""
