@@ -19,9 +19,9 @@ from graph.followups.book import FollowupBook
 from graph.followups.service import Changed, DueFollowups
 from graph.followups.settings import FollowupsSettings
 from memory.aio import wait_at_most
+from memory.approvals import ApprovalRow
 from memory.control import ControlStore
 from memory.db import Database, utcnow
-from memory.approvals import ApprovalRow
 from memory.followups import Followup, FollowupStore
 from memory.records import Records
 
