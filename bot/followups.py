@@ -9,12 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.approval_ui import ApprovalUI
-from bot.commands import CommandRouter
+from bot.commands.followups import FollowupCommands
+from bot.commands.router import CommandRouter
 from bot.digest import home_chats
-from bot.followup_commands import FollowupCommands
 from bot.messages import OutboundMessage
 from bot.messenger import Messenger
-from graph.approvals import ApprovalService
+from graph.approvals.service import ApprovalService
 from graph.followups.book import FollowupBook
 from graph.followups.service import Changed, DueFollowups
 from graph.followups.settings import FollowupsSettings

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from connectors.base import Action, ActionError
-from graph.approvals import ApprovalService
+from graph.approvals.service import ApprovalService
 from graph.followups.book import FollowupBook
 from graph.followups.settings import FollowupsSettings
 from graph.followups.when import add_business_days

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from graph.conversation.tools import NoArgs, Tool, ToolContext
 from graph.errors import UserFacingError
 from graph.followups.book import FollowupBook
-from graph.tools import NoArgs, Tool, ToolContext
 from memory.followups import FollowupStore
 
 

@@ -14,11 +14,11 @@ from typing import Any
 from bot.followups import LAST_CHECK, FollowupsLoop
 from bot.messages import OutboundMessage
 from bot.runtime import Runtime, open_runtime
+from graph.conversation.tools import ToolContext
 from graph.followups.book import FollowupBook
 from graph.followups.service import DueFollowups, followup_approval_name
 from graph.followups.settings import FollowupsSettings
 from graph.followups.tools import FOLLOWUP_TOOLS, AddFollowupArgs
-from graph.tools import ToolContext
 from memory.db import utcnow
 from memory.followups import Followup, FollowupStore
 from memory.records import Records
