@@ -22,6 +22,7 @@ from prompts import messages
 
 _WORD = re.compile(r"\w+")
 MAX_WHAT = 500
+MAX_WHO = 200
 
 
 class FollowupBook:
@@ -44,13 +45,14 @@ class FollowupBook:
         """A new follow-up with ``who`` (an address or a contact's name) on the day ``when`` names.
         UserFacingError (one clear line) for a day that cannot be read or a name that matches several contacts."""
         what = " ".join(what.split())[:MAX_WHAT]
-        if not who.strip() or not what:
+        who = " ".join(who.split())[:MAX_WHO]
+        if not who or not what:
             raise UserFacingError(messages.FOLLOWUP_USAGE)
         try:
             due = parse_when(when, self._clock(), self._zone)
         except ValueError as exc:
             raise UserFacingError(str(exc)) from None
-        contact, email = await self._who(who.strip())
+        contact, email = await self._who(who)
         sent = await self._store.last_sent_to(email) if email else None
         new = NewFollowup(contact, what, due, source, email)
         if sent is not None:

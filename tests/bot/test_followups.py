@@ -340,3 +340,16 @@ async def test_automatic_followups_can_be_turned_off(tmp_path: Path) -> None:
         await s.email_ana()
         await s.loop.check()
         assert await s.store.count() == 0
+
+
+async def test_a_rejected_followup_card_cancels_the_followup_and_nothing_is_sent(tmp_path: Path) -> None:
+    async with followups(tmp_path) as s:
+        await s.say("/followup ana@example.org 1d | the proposal")
+        followup = (await s.store.listing(limit=1))[0]
+        await s.at(followup.due)
+        await press(s.rt, button(s.cards()[0], "Reject"))
+        await s.at(followup.due + timedelta(minutes=15))
+        after = await s.store.get(followup.id)
+        listing = await s.say("/followups")
+    assert after is not None and after.state == "cancelled"
+    assert listing.startswith("No open follow-ups.") and s.smtp.delivered == []
