@@ -187,7 +187,7 @@ RECEIVABLES_HEAD = "Receivables (open invoices by days overdue):"
 RECEIVABLES_BUCKETS = ("current", "1–30 days", "31–60 days", "over 60 days")
 REMINDERS_WAITING = "Payment reminders waiting for your approval: {count}"
 
-# Follow-ups (graph/followups, bot/followup_commands.py, bot/followups.py).
+# Follow-ups (graph/followups, bot/commands/followups.py, bot/followups.py).
 FOLLOWUP_USAGE = (
     "Usage: /followup <contact or email> <when> | <what> (when: 3d, 2w, 2026-12-20 or a weekday such as "
     "friday); /followups lists the open ones; /followup done <id>; /followup cancel <id>."

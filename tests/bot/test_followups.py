@@ -353,3 +353,15 @@ async def test_a_rejected_followup_card_cancels_the_followup_and_nothing_is_sent
         listing = await s.say("/followups")
     assert after is not None and after.state == "cancelled"
     assert listing.startswith("No open follow-ups.") and s.smtp.delivered == []
+
+
+async def test_a_name_that_matches_several_contacts_asks_for_the_address(tmp_path: Path) -> None:
+    async with followups(tmp_path) as s:
+        await Records(s.rt.db).upsert("contact", {"name": "Ana Costa", "emails": ["costa@example.org"]}, "op")
+        said = await s.say("/followup Ana 3d | the proposal")
+        exact = await s.say("/followup Ana Costa 3d | the proposal")
+        count = await s.store.count()
+    assert said.startswith('"Ana" matches several contacts (') and said.endswith("): use the email address.")
+    assert "Ana Silva <ana@example.org>" in said and "Ana Costa <costa@example.org>" in said
+    assert exact.startswith("Follow-up #1 saved: the proposal, with Ana Costa <costa@example.org>, due ")
+    assert count == 1
