@@ -141,9 +141,11 @@ async def open_inbox(
     send: Send,
     commands: CommandRouter,
     scheduler: Scheduler,
+    on_mail: Callable[[], None] = lambda: None,
 ) -> list[Loop]:
     """Register ``/inbox``; with an IMAP host, the intake and triage loops for the runtime to start (with the
-    other background work, once the channels are up) and the notices' schedule."""
+    other background work, once the channels are up) and the notices' schedule. ``on_mail``: told when new
+    mail is stored (follow-ups look for replies)."""
     InboxCommands(mail, approvals, ui, llm, imap.configured).register(commands)
     if not imap.configured:
         return []
@@ -156,6 +158,11 @@ async def open_inbox(
 
     triage = Triage(mail, records, llm, cheap_model, on_triaged=after_triage)
     scheduler.every("inbox-notices", NOTICE_CHECK_S, notices.release_held)  # releases what quiet hours held
-    intake = MailIntake(imap, mail, on_new=triage.wake.set)
+
+    def on_new() -> None:
+        triage.wake.set()
+        on_mail()
+
+    intake = MailIntake(imap, mail, on_new=on_new)
     triage.wake.set()  # whatever the last run stored but did not triage
     return [(triage.run_forever, "inbox-triage"), (intake.run_forever, "inbox-intake")]

@@ -26,7 +26,8 @@ from connectors.mcp.settings import McpSettings
 from connectors.publish import PublishSettings
 from connectors.settings import IMAPSettings, OutboxSettings, SMTPSettings
 from connectors.stripe_invoices import StripeSettings
-from graph.receivables.settings import FollowupsSettings, ReceivablesSettings
+from graph.followups.settings import FollowupsSettings
+from graph.receivables.settings import ReceivablesSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 

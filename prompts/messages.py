@@ -186,6 +186,29 @@ REMINDER_REPLACED = "Replaced by the next reminder for this invoice (approval {a
 RECEIVABLES_HEAD = "Receivables (open invoices by days overdue):"
 RECEIVABLES_BUCKETS = ("current", "1–30 days", "31–60 days", "over 60 days")
 REMINDERS_WAITING = "Payment reminders waiting for your approval: {count}"
+
+# Follow-ups (graph/followups, bot/commands/followups.py, bot/followups.py).
+FOLLOWUP_USAGE = (
+    "Usage: /followup <contact or email> <when> | <what> (when: 3d, 2w, 2026-12-20 or a weekday such as "
+    "friday); /followups lists the open ones; /followup done <id>; /followup cancel <id>."
+)
+FOLLOWUP_WHEN_BAD = 'I could not read "{text}" as a day: use 3d, 2w, 2026-12-20 or a weekday such as friday.'
+FOLLOWUP_WHEN_PAST = "{day} has passed: give a day from today on."
+FOLLOWUP_WHEN_FAR = "{day} is more than two years away: give a day within two years."
+FOLLOWUP_AMBIGUOUS = '"{query}" matches several contacts ({options}): use the email address.'
+FOLLOWUP_SAVED = "Follow-up #{id} saved: {what}, with {contact}, due {due}. {how}"
+FOLLOWUP_HOW_THREADED = "Then an email card to {email} comes, as a reply to your last email to them."
+FOLLOWUP_HOW_EMAIL = "Then an email card to {email} comes."
+FOLLOWUP_HOW_REMINDER = "Then I remind you."
+FOLLOWUPS_NONE = "No open follow-ups. Add one: /followup <contact or email> <when> | <what>"
+FOLLOWUPS_HEAD = "Open follow-ups ({count}):"
+FOLLOWUPS_MORE = "…and {count} more."
+FOLLOWUP_UNKNOWN = "No open follow-up #{id}. /followups lists them."
+FOLLOWUP_MARKED = "Follow-up #{id} ({what}, with {contact}) {state}."
+FOLLOWUP_REMINDER = "Follow-up due: {what}, with {contact} (#{id}). Once done: /followup done {id}"
+FOLLOWUP_REPLIED = "Withdrawn: {contact} replied. Nothing was sent."
+FOLLOWUP_AUTO_WHAT = 'my email "{subject}" of {day}'
+FOLLOWUPS_DUE_TODAY = "Follow-ups due today:"
 PROMPT_CUT = (
     "Note: {model} read only about {counted} tokens of a prompt of about {estimate}: its endpoint seems to cut "
     "prompts to its context window, so the model misses part of what I send. With Ollama, raise the context "

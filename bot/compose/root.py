@@ -27,6 +27,7 @@ from bot.compose.model import build_model, open_checkpoints, open_semantic_memor
 from bot.compose.work import build_actions, build_goals, open_mcp, proposal_context
 from bot.digest import DigestService
 from bot.dispatcher import Handlers
+from bot.followups import open_followups
 from bot.inbox_runtime import open_inbox
 from bot.memory_repair import MemoryRepair
 from bot.messages import Channel, InboundMessage
@@ -45,6 +46,7 @@ from graph.conversation.coordinator import Coordinator
 from graph.conversation.recall import SessionRecall
 from graph.conversation.record_tools import RECORD_TOOLS
 from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
+from graph.followups.tools import FOLLOWUP_TOOLS
 from graph.spend.pricing import PriceTable
 from memory.approvals import OutboxRow
 from memory.checkpoints import prune_checkpoints
@@ -90,7 +92,7 @@ async def build(
         memory=memory,
         scope=settings.memory.scope,
         recall=SessionRecall(db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
-        tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS), reads=registry.read_tools),
+        tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *FOLLOWUP_TOOLS), reads=registry.read_tools),
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     wakeup = asyncio.Event()
@@ -130,17 +132,22 @@ async def build(
     receivables = await open_receivables(
         settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack
     )
+    followups = await open_followups(
+        settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands,
+        lambda: controls.paused,
+    )  # fmt: skip
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service, mail, sections=(receivables.digest_lines,) if receivables else (),
+        goals.service, mail, sections=((receivables.digest_lines,) if receivables else ()) + (followups.digest_lines,),
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     loops = await open_inbox(
         imap=settings.imap, quiet_hours=settings.quiet_hours, zone=settings.timezone,
         cheap_model=settings.llm.cheap_model, memory=memory, scope=settings.memory.scope, mail=mail,
         records=stores.records, llm=model.llm, approvals=approvals, ui=ui, control=control,
-        send=messenger.send_quietly, commands=commands, scheduler=scheduler,
+        send=messenger.send_quietly, commands=commands, scheduler=scheduler, on_mail=followups.wake,
     )  # fmt: skip
+    loops.append((followups.run_forever, "followups"))
     status: list[Runtime] = []  # /status reads the runtime built below
     _register_commands(
         commands, settings, stores, approvals, ui, digest, memory, repair, ingestor, context,

@@ -1,4 +1,4 @@
-"""Settings of the receivables loop (``COO_RECEIVABLES__*``) and of due checks (``COO_FOLLOWUPS__*``)."""
+"""Settings of the receivables loop (``COO_RECEIVABLES__*``); due checks are ``graph.followups.settings``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,3 @@ class ReceivablesSettings(BaseModel):
         if any(not -60 <= day <= 365 for day in value):
             raise ValueError("each offset must be a whole number of days from -60 to 365, e.g. [-3, 0, 3, 7, 14]")
         return sorted(set(value))
-
-
-class FollowupsSettings(BaseModel):
-    """How often due items (reminders, follow-ups) are checked."""
-
-    check_s: float = Field(default=900.0, ge=1, le=24 * 3600)

@@ -1,0 +1,1 @@
+"""Follow-ups: promised and automatic ones, proposed once each when due (an email card or a reminder)."""

@@ -1,0 +1,335 @@
+"""Follow-ups: who to get back to, about what, and when (UTC), with where each came from (the operator, the
+model, or an email sent with no reply yet) and what became of it.
+
+States: ``open`` (waiting for its day), ``proposed`` (its card or reminder came up, once: the approval it
+was proposed under is kept), ``done``, ``cancelled``. An automatic follow-up is unique per sent email.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from memory.db import Database, utcnow
+
+Source = Literal["manual", "model", "auto"]
+State = Literal["open", "proposed", "done", "cancelled"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS followups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    contact TEXT NOT NULL,
+    email TEXT NOT NULL DEFAULT '',
+    what TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('manual', 'model', 'auto')),
+    message_id TEXT NOT NULL DEFAULT '',
+    subject TEXT NOT NULL DEFAULT '',
+    refs TEXT NOT NULL DEFAULT '[]',
+    state TEXT NOT NULL CHECK (state IN ('open', 'proposed', 'done', 'cancelled')),
+    approval_id TEXT,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS followups_due ON followups(state, due_at);
+CREATE UNIQUE INDEX IF NOT EXISTS followups_auto ON followups(message_id) WHERE source = 'auto';
+CREATE INDEX IF NOT EXISTS followups_undelivered ON followups(id) WHERE state = 'proposed' AND delivered = 0;
+"""
+_COLUMNS = (
+    "id, contact, email, what, due_at, source, message_id, subject, refs, state, approval_id, delivered, "
+    "created_at, updated_at"
+)
+_INSERT = (
+    f"INSERT OR IGNORE INTO followups ({_COLUMNS.removeprefix('id, ')}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, 0, ?, ?)"
+)
+REPLY_CURSOR = "followups.reply_cursor"
+AUTO_SINCE = "followups.auto_since"
+
+
+def stamp(at: datetime) -> str:
+    """How a time is stored: UTC, ISO, to the second (so stored times compare as text)."""
+    return at.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class Followup:
+    """One follow-up. ``message_id``/``subject``/``refs``: the email it follows up on, when there is one."""
+
+    id: int
+    contact: str
+    email: str
+    what: str
+    due: datetime
+    source: Source
+    message_id: str
+    subject: str
+    refs: tuple[str, ...]
+    state: State
+    approval_id: str | None
+    delivered: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewFollowup:
+    """What a new follow-up is made of."""
+
+    contact: str
+    what: str
+    due: datetime
+    source: Source
+    email: str = ""
+    message_id: str = ""
+    subject: str = ""
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """An email we sent (through an approved card) that has no automatic follow-up yet."""
+
+    message_id: str
+    recipients: tuple[str, ...]
+    subject: str
+    sent_at: datetime
+    refs: tuple[str, ...]
+
+
+class FollowupStore:
+    """The ``followups`` table in the application database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def setup(self) -> None:
+        """Create the table (idempotent)."""
+        await self._db.script(_SCHEMA)
+
+    async def add(self, new: NewFollowup) -> Followup:
+        """Store a new open follow-up."""
+        now = stamp(utcnow())
+        written = await self._db.write(_INSERT.replace("INSERT OR IGNORE", "INSERT"), (*_values(new), now, now))
+        found = await self.get(int(written.lastrowid or 0))
+        assert found is not None
+        return found
+
+    async def add_auto(self, items: Sequence[NewFollowup]) -> int:
+        """Store automatic follow-ups, at most one per sent email (a second is ignored); how many were new."""
+        now = stamp(utcnow())
+        rows = [(*_values(n), now, now) for n in items]
+
+        def work(conn: sqlite3.Connection) -> int:
+            return sum(conn.execute(_INSERT, row).rowcount for row in rows)
+
+        return await self._db.run_transaction(work)
+
+    async def get(self, followup_id: int) -> Followup | None:
+        """One follow-up."""
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM followups WHERE id = ?", (followup_id,))
+        return _followup(row) if row else None
+
+    async def listing(self, states: Iterable[State] = ("open", "proposed"), limit: int = 50) -> list[Followup]:
+        """Follow-ups in ``states``, soonest due first."""
+        wanted = tuple(states)
+        marks = ", ".join("?" * len(wanted))
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM followups WHERE state IN ({marks}) ORDER BY due_at, id LIMIT ?", (*wanted, limit)
+        )
+        return [_followup(r) for r in rows]
+
+    async def count(self, states: Iterable[State] = ("open", "proposed")) -> int:
+        """How many follow-ups are in ``states``."""
+        wanted = tuple(states)
+        row = await self._db.fetchone(
+            f"SELECT COUNT(*) FROM followups WHERE state IN ({', '.join('?' * len(wanted))})", wanted
+        )
+        return int(row[0])
+
+    async def due(self, now: datetime, limit: int = 200) -> list[Followup]:
+        """Open follow-ups due at or before ``now``, oldest due first."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM followups WHERE state = 'open' AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+            (stamp(now), limit),
+        )
+        return [_followup(r) for r in rows]
+
+    async def between(self, start: datetime, end: datetime) -> list[Followup]:
+        """Open or proposed follow-ups due in ``[start, end)`` (a day, for the digest)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM followups WHERE state IN ('open', 'proposed') AND due_at >= ? AND due_at < ? "
+            "ORDER BY due_at, id LIMIT 100",
+            (stamp(start), stamp(end)),
+        )
+        return [_followup(r) for r in rows]
+
+    async def undelivered(self) -> list[Followup]:
+        """Proposed follow-ups whose card or reminder has not been shown yet (a crash came between)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM followups WHERE state = 'proposed' AND delivered = 0 ORDER BY id LIMIT 200"
+        )
+        return [_followup(r) for r in rows]
+
+    async def mark_proposed(self, followup_id: int, approval_id: str | None) -> bool:
+        """An open follow-up came up (under ``approval_id`` when it is a card); False when it was not open."""
+        written = await self._db.write(
+            "UPDATE followups SET state = 'proposed', approval_id = ?, updated_at = ? WHERE id = ? AND state = 'open'",
+            (approval_id, stamp(utcnow()), followup_id),
+        )
+        return written.rowcount == 1
+
+    async def mark_delivered(self, followup_id: int) -> None:
+        """Its card or reminder was shown."""
+        await self._db.write("UPDATE followups SET delivered = 1 WHERE id = ?", (followup_id,))
+
+    async def close(self, followup_id: int, state: Literal["done", "cancelled"]) -> Followup | None:
+        """Mark an open or proposed follow-up done or cancelled; None when there is none such."""
+        written = await self._db.write(
+            "UPDATE followups SET state = ?, updated_at = ? WHERE id = ? AND state IN ('open', 'proposed')",
+            (state, stamp(utcnow()), followup_id),
+        )
+        return await self.get(followup_id) if written.rowcount == 1 else None
+
+    async def unanswered(self, since: datetime, limit: int = 500) -> list[Unanswered]:
+        """Emails sent since ``since`` through an approved card (outbox ``sent``) with no automatic follow-up
+        yet, other than those a follow-up or a payment reminder sent (those are chased already)."""
+        return [_unanswered(r) for r in await self._db.fetchall(_UNANSWERED, (stamp(since), limit))]
+
+    async def replies_since(self, after: int, limit: int = 1000) -> tuple[list[str], int]:
+        """The Message-IDs answered (In-Reply-To and References) by mail stored after mail id ``after``, and
+        the last mail id read."""
+        rows = await self._db.fetchall(
+            "SELECT id, in_reply_to, refs FROM mail_messages WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        )
+        answered = [ref for r in rows for ref in (r[1], *json.loads(r[2])) if ref]
+        return answered, (int(rows[-1][0]) if rows else after)
+
+    async def replied(self, message_id: str) -> bool:
+        """Whether stored mail answers ``message_id`` (In-Reply-To, or in its References)."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM mail_messages WHERE in_reply_to = ? OR thread = ? OR instr(refs, ?) > 0 LIMIT 1",
+            (message_id, message_id, json.dumps(message_id)),
+        )
+        return row is not None
+
+    async def answered(self, message_ids: Sequence[str]) -> list[Followup]:
+        """Open or proposed automatic follow-ups of the sent emails ``message_ids``."""
+        found: list[Followup] = []
+        for start in range(0, len(message_ids), 500):
+            part = list(message_ids[start : start + 500])
+            rows = await self._db.fetchall(
+                f"SELECT {_COLUMNS} FROM followups WHERE source = 'auto' AND state IN ('open', 'proposed') "
+                f"AND message_id IN ({', '.join('?' * len(part))})",
+                part,
+            )
+            found += [_followup(r) for r in rows]
+        return found
+
+    async def settled_cards(self) -> list[tuple[int, str]]:
+        """Proposed follow-up cards whose approval is settled: ``(id, "done")`` once its email went out,
+        ``(id, "cancelled")`` once it was rejected or expired."""
+        rows = await self._db.fetchall(_SETTLED)
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    async def last_sent_to(self, email: str) -> Unanswered | None:
+        """The newest email sent to ``email`` through an approved card (to thread a follow-up to it)."""
+        row = await self._db.fetchone(_LAST_SENT, (json.dumps(email),))
+        return _unanswered(row) if row else None
+
+    async def auto_since(self) -> datetime:
+        """When automatic follow-ups began (the first call): emails sent before it get none, so an upgrade
+        does not bring a follow-up for every email ever sent."""
+        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (AUTO_SINCE,))
+        if row is not None:
+            return datetime.fromisoformat(json.loads(row[0]))
+        now = stamp(utcnow())
+        await self._db.write(
+            "INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES (?, ?, ?)", (AUTO_SINCE, json.dumps(now), now)
+        )
+        return await self.auto_since()
+
+    async def reply_cursor(self) -> int:
+        """The last mail id whose replies were looked at."""
+        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (REPLY_CURSOR,))
+        return int(json.loads(row[0])) if row else 0
+
+    async def set_reply_cursor(self, mail_id: int) -> None:
+        """Move the reply cursor."""
+        await self._db.write(
+            "INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
+            (REPLY_CURSOR, json.dumps(mail_id), stamp(utcnow())),
+        )
+
+
+# The mail, outbox and approvals tables belong to their own stores (same file); read here only to find sent
+# emails without a follow-up and the cards of proposed ones.
+_UNANSWERED = """
+SELECT s.message_id, s.recipients, s.subject, s.sent_at, json_extract(a.action, '$.references')
+FROM mail_sent s
+JOIN outbox o ON o.idempotency_key = s.idempotency_key AND o.state = 'sent'
+JOIN approvals a ON a.id = o.approval_id
+WHERE s.sent_at >= ? AND a.origin NOT IN ('followups', 'receivables')
+  AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.source = 'auto' AND f.message_id = s.message_id)
+ORDER BY s.sent_at
+LIMIT ?
+"""
+_LAST_SENT = """
+SELECT s.message_id, s.recipients, s.subject, s.sent_at, json_extract(a.action, '$.references')
+FROM mail_sent s
+JOIN outbox o ON o.idempotency_key = s.idempotency_key AND o.state = 'sent'
+JOIN approvals a ON a.id = o.approval_id
+WHERE instr(s.recipients, ?) > 0
+ORDER BY s.sent_at DESC
+LIMIT 1
+"""
+_SETTLED = """
+SELECT f.id, CASE WHEN o.state = 'sent' THEN 'done' ELSE 'cancelled' END
+FROM followups f
+JOIN approvals a ON a.root_id = f.approval_id
+LEFT JOIN outbox o ON o.approval_id = a.id
+WHERE f.state = 'proposed' AND f.approval_id IS NOT NULL
+  AND (o.state = 'sent' OR a.state IN ('rejected', 'expired'))
+"""
+
+
+def _values(new: NewFollowup) -> tuple[Any, ...]:
+    return (
+        new.contact,
+        new.email,
+        new.what,
+        stamp(new.due),
+        new.source,
+        new.message_id,
+        new.subject,
+        json.dumps(list(new.refs)),
+    )
+
+
+def _unanswered(row: Any) -> Unanswered:
+    refs = tuple(json.loads(row[4] or "[]"))
+    return Unanswered(row[0], tuple(json.loads(row[1])), row[2], datetime.fromisoformat(row[3]), refs)
+
+
+def _followup(row: Any) -> Followup:
+    return Followup(
+        id=int(row[0]),
+        contact=row[1],
+        email=row[2],
+        what=row[3],
+        due=datetime.fromisoformat(row[4]),
+        source=row[5],
+        message_id=row[6],
+        subject=row[7],
+        refs=tuple(json.loads(row[8])),
+        state=row[9],
+        approval_id=row[10],
+        delivered=bool(row[11]),
+        created_at=datetime.fromisoformat(row[12]),
+        updated_at=datetime.fromisoformat(row[13]),
+    )
