@@ -26,6 +26,7 @@ from bot.lifecycle import Background, Grace, StopSignals, close_channel, in_daem
 from bot.messages import Channel, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings, redact_url
+from graph.buttons import Prefix
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, connect_sqlite, open_database, utcnow
@@ -545,10 +546,10 @@ async def _build(
             ui,
             control,
             buttons={
-                "bu": model.budgets.on_press,
-                "po": policy_cmds.on_press,
-                "gl": goals.commands.on_press,
-                "mc": mcp_cmds.on_press,
+                Prefix.BUDGET: model.budgets.on_press,
+                Prefix.POLICY: policy_cmds.on_press,
+                Prefix.GOAL: goals.commands.on_press,
+                Prefix.MCP: mcp_cmds.on_press,
             },
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )
