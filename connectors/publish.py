@@ -24,6 +24,7 @@ from connectors.base import (
     ActionError,
     ActionKind,
     CommandSpec,
+    ConnectorSpec,
     Context,
     Deps,
     Executed,
@@ -247,3 +248,6 @@ def _location(response: httpx.Response) -> str:
 def connector(settings: PublishSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
     return [PublishPost(settings)]
+
+
+CONNECTOR = ConnectorSpec("publish", PublishSettings, connector)

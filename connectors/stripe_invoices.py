@@ -31,6 +31,7 @@ from connectors.base import (
     ActionKind,
     AmbiguousOutcome,
     CommandSpec,
+    ConnectorSpec,
     Context,
     Deps,
     Executed,
@@ -768,3 +769,6 @@ def connector(settings: StripeSettings, deps: Deps) -> list[ActionKind[Any]]:
     shared = StripeInvoices(settings, deps)
     deps.preconditions.add("invoice", shared.still_owed)
     return [InvoiceSend(shared), InvoiceVoid(shared)]
+
+
+CONNECTOR = ConnectorSpec("stripe", StripeSettings, connector)
