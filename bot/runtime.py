@@ -339,7 +339,8 @@ def _build_goals(
     from graph.goals import GoalService
     from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
     from graph.runner import SkillExecutor, TaskRunner
-    from graph.skills import all_skills
+    from graph.skill_graph import FINISH
+    from graph.skills import all_skills, check_skills
     from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
 
     context = partial(proposal_context, stores.records, settings.budget.currency)
@@ -369,6 +370,7 @@ def _build_goals(
         )
 
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
+    check_skills(all_skills(), {*tools.names(), *approvals.registry.tool_names(), FINISH})
     executor = SkillExecutor(
         all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
     )
