@@ -9,6 +9,7 @@ from typing import Protocol
 from bot.messages import Button, InboundMessage, OutboundMessage
 from connectors.base import ActionError, Context, Executed, when_text
 from graph.approvals.service import ApprovalService, Card
+from graph.buttons import Prefix
 from graph.conversation.coordinator import Coordinator, TurnResult
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
@@ -161,16 +162,16 @@ class ApprovalUI:
         if outbox.state == "sent":
             status = kind.outcome_line(outbox_time(outbox), Executed(outbox.external_id or "", outbox.detail))
             if kind.compensation is not None:
-                buttons = ((kind.compensation_label, "cp"),)
+                buttons = ((kind.compensation_label, Prefix.COMPENSATE),)
         elif outbox.state == "unknown" and kind.resumable:
             status = (
                 f"Unknown outcome: {outbox.detail}. Retry completes only what is not done yet (it stops again "
                 "when that cannot be told), so it cannot happen twice."
             )
-            buttons = (("Retry", "rs"),)
+            buttons = (("Retry", Prefix.RESEND),)
         elif outbox.state == "unknown":
             status = f"Unknown outcome: {outbox.detail}. It was NOT resent. Press Resend only if it did not arrive."
-            buttons = (("Resend", "rs"),)
+            buttons = (("Resend", Prefix.RESEND),)
         else:
             status = {
                 "queued": f"Approved by {row.decided_by}. Queued{retrying}.",

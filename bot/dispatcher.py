@@ -20,6 +20,7 @@ from bot.access import AccessGuard, Verdict
 from bot.commands.router import CommandRouter
 from bot.messages import Channel, ChannelUnreachable, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
+from graph.buttons import prefix_of
 from graph.errors import UserFacingError
 from memory.db import Claim, Database, clean_text
 from prompts.messages import (
@@ -303,7 +304,7 @@ class Dispatcher:
 
     async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
         if inbound.kind == "callback":
-            handler = self._bound.buttons.get((inbound.callback_data or "").split(":", 1)[0])
+            handler = self._bound.buttons.get(prefix_of(inbound.callback_data))
             await (handler or self._bound.approvals.on_press)(inbound)
             return
         await self._remember_home(inbound)

@@ -17,7 +17,9 @@ from bot.digest import home_chats
 from bot.messages import OutboundMessage
 from bot.messenger import Messenger
 from connectors.amounts import decimals
+from connectors.catalog import settings_of
 from connectors.stripe_events import WEBHOOK_PATH, StripeEventPoller, StripeWebhook
+from connectors.stripe_invoices import StripeSettings
 from graph.receivables.aging import aging_lines
 from graph.receivables.service import Changed, Receivables
 from memory.aio import wait_at_most
@@ -153,7 +155,7 @@ async def open_receivables(
     stack: AsyncExitStack,
 ) -> ReceivablesLoop | None:
     """The loop, when Stripe is configured: events polled (and, in webhook mode, the listener started)."""
-    stripe_settings = settings.stripe
+    stripe_settings = settings_of(settings, StripeSettings)
     if not stripe_settings.configured:
         return None
     events = StripeEventStore(db)

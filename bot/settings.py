@@ -12,6 +12,7 @@ import os
 import re
 import typing
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,12 +21,10 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from bot.web.settings import WebSettings
-from connectors.catalog import known_kinds
+from connectors.catalog import known_kinds, settings_model
 from connectors.mcp.settings import KIND_PATTERN as MCP_KIND
 from connectors.mcp.settings import McpSettings
-from connectors.publish import PublishSettings
-from connectors.settings import IMAPSettings, OutboxSettings, SMTPSettings
-from connectors.stripe_invoices import StripeSettings
+from connectors.settings import IMAPSettings, OutboxSettings
 from graph.followups.settings import FollowupsSettings
 from graph.receivables.settings import ReceivablesSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
@@ -188,8 +187,16 @@ class SlackSettings(BaseModel):
         return self.app_token is not None
 
 
-class Settings(BaseSettings):
-    """Everything solo-coo can be configured with."""
+if TYPE_CHECKING:
+    _ConnectorFields = BaseModel
+else:
+    # One field per connector (``smtp``, ``stripe``, ``publish``, ...), from the connectors folder: a new
+    # connector's settings are read as ``COO_<FIELD>__*`` without a line here. Typed access: settings_of().
+    _ConnectorFields = settings_model()
+
+
+class Settings(BaseSettings, _ConnectorFields):
+    """Everything solo-coo can be configured with (and, inherited, every connector's settings field)."""
 
     model_config = SettingsConfigDict(
         env_prefix="COO_", env_nested_delimiter="__", env_file=".env", extra="ignore", env_ignore_empty=True
@@ -206,10 +213,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
-    smtp: SMTPSettings = SMTPSettings()
     imap: IMAPSettings = IMAPSettings()
-    stripe: StripeSettings = StripeSettings()
-    publish: PublishSettings = PublishSettings()
     mcp: McpSettings = McpSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     budget: BudgetSettings = BudgetSettings()

@@ -327,3 +327,13 @@ class Deps:
     currency: str
     mail_store: MailStore | None = None  # where sent Message-IDs are kept (replies link back)
     preconditions: Preconditions = field(default_factory=Preconditions)
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A connector, as its module declares it (``CONNECTOR = ConnectorSpec(...)``): the settings field it
+    reads (``COO_<FIELD>__*``), that field's model, and the function that makes its kinds from them."""
+
+    settings_field: str
+    settings_model: type[BaseModel]
+    make: Callable[[Any, Deps], list[ActionKind[Any]]]

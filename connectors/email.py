@@ -20,6 +20,7 @@ from connectors.base import (
     ActionKind,
     AmbiguousOutcome,
     CommandSpec,
+    ConnectorSpec,
     Context,
     Deps,
     Executed,
@@ -362,3 +363,6 @@ def connector(settings: SMTPSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
     mail = deps.mail_store
     return [EmailConnector(settings, mail.record_sent if mail is not None else None, deps.preconditions)]
+
+
+CONNECTOR = ConnectorSpec("smtp", SMTPSettings, connector)

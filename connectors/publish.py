@@ -4,8 +4,8 @@ Destinations are configured by the operator only (``COO_PUBLISH__WEBHOOK_URL`` a
 ones in ``COO_PUBLISH__DESTINATIONS``). The model and any content can pick a destination by *name*; a URL
 is never taken from them. The body is JSON signed with HMAC-SHA256 over the raw bytes (header
 ``X-Coo-Signature: sha256=<hex>``) and carries an ``Idempotency-Key`` header: the destination must treat
-a repeated key as the same post. No redirect is followed. 2xx is success, 4xx permanent, 5xx and
-timeouts retried with the same key.
+a repeated key as the same post. No redirect is followed. 2xx is success, 4xx permanent, 429, 5xx and
+timeouts retried with the same key (connectors/http_outcome.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from connectors.base import (
     ActionError,
     ActionKind,
     CommandSpec,
+    ConnectorSpec,
     Context,
     Deps,
     Executed,
@@ -34,6 +35,7 @@ from connectors.base import (
     ToolSpec,
     parse_field_lines,
 )
+from connectors.http_outcome import http_outcome
 
 SIGNATURE_HEADER = "X-Coo-Signature"
 DEFAULT_DESTINATION = "default"
@@ -214,15 +216,8 @@ class PublishPost(ActionKind[PostAction]):
                 response = await client.post(destination.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise TemporaryError(f"{action.destination} unreachable ({type(exc).__name__})") from None
-        status = response.status_code
-        if 300 <= status < 400:
-            raise PermanentError(
-                f"{action.destination} answered a redirect (HTTP {status}); redirects are not followed"
-            )
-        if 400 <= status < 500:
-            raise PermanentError(f"{action.destination} refused the post (HTTP {status}): {response.text[:200]}")
-        if status >= 500:
-            raise TemporaryError(f"{action.destination} answered HTTP {status}")
+        if failed := http_outcome(response.status_code, action.destination, response.text[:200], "the post"):
+            raise failed
         where = _location(response)
         return Executed(
             external_id=where or idempotency_key, detail=f"to {action.destination}" + (f": {where}" if where else "")
@@ -253,3 +248,6 @@ def _location(response: httpx.Response) -> str:
 def connector(settings: PublishSettings, deps: Deps) -> list[ActionKind[Any]]:
     """The kinds this connector declares."""
     return [PublishPost(settings)]
+
+
+CONNECTOR = ConnectorSpec("publish", PublishSettings, connector)

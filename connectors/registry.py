@@ -90,6 +90,10 @@ class Registry:
             self._family_schemas = (versions, _schemas(k for f in self._families for k in f.tool_kinds()))
         return [*self._tool_schemas, *self._family_schemas[1]]
 
+    def tool_names(self) -> list[str]:
+        """The model tool of every kind declared at start, configured or not."""
+        return list(self._tools)
+
     def read_tools(self) -> list[ReadTool]:
         """Reads the model may run without a card right now (tools the operator trusts)."""
         return [tool for family in self._families for tool in family.read_tools()]

@@ -31,6 +31,7 @@ from connectors.base import (
     ActionKind,
     AmbiguousOutcome,
     CommandSpec,
+    ConnectorSpec,
     Context,
     Deps,
     Executed,
@@ -42,6 +43,7 @@ from connectors.base import (
     parse_field_lines,
 )
 from connectors.contacts import resolve_person
+from connectors.http_outcome import http_outcome
 from memory.addresses import normalise_address
 from memory.db import utcnow
 from memory.records import Contact, Invoice, Record, Records
@@ -755,10 +757,7 @@ def _classify(exc: stripe.StripeError) -> Exception:
         return AmbiguousOutcome(f"Stripe refused a repeated key ({message})")
     if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
         return TemporaryError(f"Stripe: {message}")
-    status = exc.http_status or 0
-    if 400 <= status < 500:
-        return PermanentError(f"Stripe: {message}")
-    return TemporaryError(f"Stripe answered {status or 'nothing'}: {message}")
+    return http_outcome(exc.http_status, "Stripe", message) or TemporaryError(f"Stripe answered: {message}")
 
 
 async def _discard(_: dict[str, Any]) -> None:
@@ -770,3 +769,6 @@ def connector(settings: StripeSettings, deps: Deps) -> list[ActionKind[Any]]:
     shared = StripeInvoices(settings, deps)
     deps.preconditions.add("invoice", shared.still_owed)
     return [InvoiceSend(shared), InvoiceVoid(shared)]
+
+
+CONNECTOR = ConnectorSpec("stripe", StripeSettings, connector)

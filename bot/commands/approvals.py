@@ -12,6 +12,7 @@ from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
 from connectors.base import ActionError, ActionKind, Context
 from graph.approvals.service import ApprovalService, button_data
+from graph.buttons import Prefix
 from graph.conversation.action_tools import approval_id_for
 from graph.errors import UserFacingError
 
@@ -36,7 +37,8 @@ def register_approval_commands(
         async def run(inbound: InboundMessage, args: str) -> str:
             row = await service.store.get(args.strip()) if args.strip() else None
             if row is None:
-                raise UserFacingError(f"Usage: /{'approve' if verb == 'ap' else 'reject'} <card id> (see /pending)")
+                command = "approve" if verb == Prefix.APPROVE else "reject"
+                raise UserFacingError(f"Usage: /{command} <card id> (see /pending)")
             # The same checks as a button press: the operator, a chat the card was shown in, the expiry, the digest.
             await ui.on_press(replace(inbound, kind="callback", callback_data=button_data(verb, row)))
             return ""
@@ -44,8 +46,8 @@ def register_approval_commands(
         return run
 
     router.add("pending", "Show the cards that wait for your approval", pending, confidential=True)
-    router.add("approve", "Approve a card by its id: /approve <id>", decide("ap"))
-    router.add("reject", "Reject a card by its id: /reject <id>", decide("rj"))
+    router.add("approve", "Approve a card by its id: /approve <id>", decide(Prefix.APPROVE))
+    router.add("reject", "Reject a card by its id: /reject <id>", decide(Prefix.REJECT))
 
 
 def _proposer(

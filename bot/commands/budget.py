@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from bot.commands.router import CommandRouter
 from bot.messages import Button, InboundMessage, OutboundMessage
+from graph.buttons import Prefix, encode
 from graph.errors import UserFacingError
 from graph.spend.budget import BudgetAlert
 from graph.spend.periods import period_end, period_start
@@ -215,9 +216,9 @@ class BudgetCommands:
             f"{alert.workflow} is paused at its cap."
         )
         buttons = (
-            Button(f"Raise to {money(cap.amount + step, cur)}", f"bu:raise:{alert.workflow}"),
-            Button("Resume once", f"bu:once:{alert.workflow}"),
-            Button("Keep paused", f"bu:keep:{alert.workflow}"),
+            Button(f"Raise to {money(cap.amount + step, cur)}", encode(Prefix.BUDGET, "raise", alert.workflow)),
+            Button("Resume once", encode(Prefix.BUDGET, "once", alert.workflow)),
+            Button("Keep paused", encode(Prefix.BUDGET, "keep", alert.workflow)),
         )
         return OutboundMessage(channel, chat_id, text, thread_id, buttons)
 

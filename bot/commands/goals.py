@@ -12,6 +12,7 @@ from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from connectors.base import ActionError, Context
 from graph.approvals.service import ApprovalService, button_data
+from graph.buttons import Prefix
 from graph.conversation.action_tools import approval_id_for
 from graph.errors import UserFacingError
 from graph.goals.plan_kind import PlanKind
@@ -19,7 +20,6 @@ from graph.goals.service import ButtonSpec, GoalService
 from memory.tasks import TransitionRefused
 from prompts.messages import GOAL_NOT_PLANNABLE, GOALS_USAGE, plural
 
-BUTTON_PREFIX = "gl"
 PLANNABLE = frozenset({"planning", "failed"})
 """Goal states `/goal plan` applies to: recorded without a plan, or no valid plan could be made."""
 
@@ -139,7 +139,7 @@ class GoalCommands:
                 goal = await self._goals.ledger.goal(target)
                 waiting = await self._goals.waiting_cards(goal) if goal else []
                 for row in waiting:  # each one a normal press: the approver, the chat, the expiry, its digest
-                    await self._ui.on_press(replace(inbound, callback_data=button_data("ap", row)))
+                    await self._ui.on_press(replace(inbound, callback_data=button_data(Prefix.APPROVE, row)))
                 text = f"Approved {plural(len(waiting), 'card')}, each checked on its own."
         except TransitionRefused:
             text = "That was decided meanwhile; nothing changed."

@@ -13,6 +13,7 @@ from bot.messages import InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from connectors.base import ActionError
 from connectors.mcp.settings import QUALIFIED_TOOL
+from graph.buttons import Prefix
 from graph.errors import UserFacingError
 from memory.control import ControlStore
 from prompts.messages import (
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # the MCP SDK is imported only when servers are configured
     from connectors.mcp.family import McpFamily
     from connectors.mcp.hub import McpHub
 
-BUTTON_PREFIX = "mc"
 _PENDING = "mcp.trust.pending:"
 
 
@@ -63,7 +63,7 @@ class McpCommands:
         self._hub = hub
         self._family = family
         self._messenger = messenger
-        self._confirmations = Confirmations(control, BUTTON_PREFIX, _PENDING, confirm_within)
+        self._confirmations = Confirmations(control, Prefix.MCP, _PENDING, confirm_within)
 
     def register(self, router: CommandRouter) -> None:
         """Add /mcp."""

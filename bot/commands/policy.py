@@ -14,6 +14,7 @@ from bot.messages import InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from graph.approvals.policy import POLICY_RISK_KEY, TOLERANCES, Tolerance, loosens
 from graph.approvals.service import current_tolerance
+from graph.buttons import Prefix
 from graph.errors import UserFacingError
 from graph.settings import ApprovalSettings
 from memory.control import ControlStore
@@ -29,7 +30,6 @@ from prompts.messages import (
     POLICY_USAGE,
 )
 
-BUTTON_PREFIX = "po"
 _PENDING = "policy.pending:"
 
 
@@ -48,7 +48,7 @@ class PolicyCommands:
         self._control = control
         self._settings = settings
         self._messenger = messenger
-        self._confirmations = Confirmations(control, BUTTON_PREFIX, _PENDING, confirm_within)
+        self._confirmations = Confirmations(control, Prefix.POLICY, _PENDING, confirm_within)
 
     def register(self, router: CommandRouter) -> None:
         """Add /policy."""

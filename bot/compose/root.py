@@ -42,6 +42,7 @@ from bot.stores import Stores
 from connectors.base import Context
 from connectors.outbox import OutboxRunner
 from graph.approvals.service import ApprovalService
+from graph.buttons import Prefix
 from graph.conversation.coordinator import Coordinator
 from graph.conversation.recall import SessionRecall
 from graph.conversation.record_tools import RECORD_TOOLS
@@ -161,10 +162,10 @@ async def build(
             ui,
             control,
             buttons={
-                "bu": model.budgets.on_press,
-                "po": policy_cmds.on_press,
-                "gl": goals.commands.on_press,
-                "mc": mcp_cmds.on_press,
+                Prefix.BUDGET: model.budgets.on_press,
+                Prefix.POLICY: policy_cmds.on_press,
+                Prefix.GOAL: goals.commands.on_press,
+                Prefix.MCP: mcp_cmds.on_press,
             },
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )

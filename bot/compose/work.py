@@ -25,7 +25,8 @@ from graph.goals.plan_kind import PlanKind
 from graph.goals.planner import Planner
 from graph.goals.runner import SkillExecutor, TaskRunner
 from graph.goals.service import GoalService
-from graph.goals.skills import all_skills, usable_skills
+from graph.goals.skill_graph import FINISH
+from graph.goals.skills import all_skills, check_skills, usable_skills
 from graph.models.llm import LLMClient
 from memory.db import utcnow
 from memory.mail import MailStore
@@ -84,6 +85,7 @@ def build_goals(
         )
 
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
+    check_skills(all_skills(), {*tools.names(), *approvals.registry.tool_names(), FINISH})
     executor = SkillExecutor(
         all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
     )

@@ -17,11 +17,12 @@ from bot.web.auth import session_of
 from bot.web.channel import WEB
 from bot.web.services import Services
 from graph.approvals.service import button_data
+from graph.buttons import Prefix
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, CardRef
 from memory.tasks import TransitionRefused
 
-VERBS = {"approve": "ap", "reject": "rj"}
+VERBS = {"approve": Prefix.APPROVE, "reject": Prefix.REJECT}
 
 
 Render = Callable[..., Awaitable[web.Response]]

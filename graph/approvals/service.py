@@ -20,6 +20,7 @@ from typing import Any, Literal
 from connectors.base import Action, ActionError, ActionKind, Executed
 from connectors.registry import Registry
 from graph.approvals.policy import POLICY_RISK_KEY, TOLERANCES, Policy, Risk, Tolerance
+from graph.buttons import Prefix
 from graph.errors import UserFacingError
 from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
@@ -31,7 +32,13 @@ from prompts.messages import NOT_RESENDABLE
 log = logging.getLogger(__name__)
 
 Verb = Literal["approve", "reject", "edit", "resend", "compensate"]
-VERBS: dict[str, Verb] = {"ap": "approve", "rj": "reject", "ed": "edit", "rs": "resend", "cp": "compensate"}
+VERBS: dict[str, Verb] = {
+    Prefix.APPROVE: "approve",
+    Prefix.REJECT: "reject",
+    Prefix.EDIT: "edit",
+    Prefix.RESEND: "resend",
+    Prefix.COMPENSATE: "compensate",
+}
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 
 
@@ -355,7 +362,7 @@ class ApprovalService:
         if status is None:
             expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
             text = f"{preview.title}\n\n{shown}\n\n(approval {row.id}, expires {expires})"
-            verbs = (("Approve", "ap"), ("Edit", "ed"), ("Reject", "rj"))
+            verbs = (("Approve", Prefix.APPROVE), ("Edit", Prefix.EDIT), ("Reject", Prefix.REJECT))
             return Card(text, tuple((label, button_data(v, row)) for label, v in verbs))
         return Card(
             f"{status}\n\n{shown}\n\n(approval {row.id})", tuple((lb, button_data(v, row)) for lb, v in buttons)

@@ -156,6 +156,10 @@ class ToolBox:
         self._schemas = [tool.schema() for tool in self._tools.values()]  # built once, not per turn
         self._reads = reads
 
+    def names(self) -> list[str]:
+        """The name of every tool (outside reads aside)."""
+        return list(self._tools)
+
     def reads(self) -> Sequence[ReadTool]:
         """The outside reads the operator trusts right now."""
         return self._reads()

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from graph.approvals.service import ApprovalService
+from graph.buttons import Prefix, encode
 from graph.conversation.context import as_data
 from graph.errors import ModelUnavailable
 from graph.goals.plan_kind import PlanAction, next_run, previous_run, task_specs
@@ -160,9 +161,9 @@ class GoalService:
             lines.append(goal.report)
         buttons: list[tuple[str, str]] = []
         if waiting:
-            buttons.append((f"Approve all {len(waiting)}", f"gl:all:{goal.id}"))
+            buttons.append((f"Approve all {len(waiting)}", encode(Prefix.GOAL, "all", goal.id)))
         if goal.status not in ("done", "failed", "cancelled"):
-            buttons.append(("Cancel goal", f"gl:cancel:{goal.id}"))
+            buttons.append(("Cancel goal", encode(Prefix.GOAL, "cancel", goal.id)))
         return "\n".join(lines), tuple(buttons)
 
     async def show_card(self, approval_id: str, session: str) -> None:
@@ -227,9 +228,9 @@ class GoalService:
         if goal is None:
             return
         buttons = (
-            ("Retry", f"gl:retry:{task.id}"),
-            ("Skip", f"gl:skip:{task.id}"),
-            ("Cancel goal", f"gl:cancel:{goal.id}"),
+            ("Retry", encode(Prefix.GOAL, "retry", task.id)),
+            ("Skip", encode(Prefix.GOAL, "skip", task.id)),
+            ("Cancel goal", encode(Prefix.GOAL, "cancel", goal.id)),
         )
         await self._notifier.post(
             goal.session, TASK_BLOCKED.format(task=task.title, goal_id=goal.id, reason=reason), buttons

@@ -109,3 +109,30 @@ def test_an_empty_variable_counts_as_unset(tmp_path: Path, monkeypatch: pytest.M
     assert not settings.telegram.configured and settings.slack.bot_token is None
     assert not settings.llm.configured and settings.smtp.password is None
     assert settings.digest_time == Settings.model_fields["digest_time"].default
+
+
+def test_connector_settings_come_from_the_connectors_folder_under_the_same_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from connectors.catalog import all_connectors, settings_of
+    from connectors.publish import PublishSettings
+    from connectors.settings import SMTPSettings
+    from connectors.stripe_invoices import StripeSettings
+
+    assert [(s.settings_field, s.settings_model) for s in all_connectors()] == [
+        ("smtp", SMTPSettings),
+        ("publish", PublishSettings),
+        ("stripe", StripeSettings),
+    ]
+    monkeypatch.setenv("COO_SMTP__HOST", "mail.example.org")
+    monkeypatch.setenv("COO_SMTP__SECURITY", "tls")
+    monkeypatch.setenv("COO_STRIPE__API_KEY", "sk_test_abc")
+    monkeypatch.setenv("COO_PUBLISH__WEBHOOK_URL", "https://hooks.example.org/x")
+    monkeypatch.setenv("COO_PUBLISH__WEBHOOK_SECRET", "s")
+    settings = load_settings(env_file=None)
+    assert (settings.smtp.host, settings.smtp.security) == ("mail.example.org", "tls")
+    assert settings_of(settings, StripeSettings).api_key.get_secret_value() == "sk_test_abc"  # type: ignore[union-attr]
+    assert settings_of(settings, PublishSettings).all()["default"].url == "https://hooks.example.org/x"
+    monkeypatch.setenv("COO_SMTP__PORT", "0")
+    with pytest.raises(ConfigError, match=r"^COO_SMTP__PORT: Input should be greater than or equal to 1$"):
+        load_settings(env_file=None)

@@ -54,6 +54,16 @@ async def test_5xx_is_retried_with_the_same_key_and_posts_once() -> None:
     assert {r.key for r in hook.received} == {KEY} and len(hook.posts) == 1
 
 
+async def test_429_is_retried_with_the_same_key_and_posts_once() -> None:
+    async with WebhookServer(script=[429]) as hook:
+        publish = kind(webhook_url=hook.url, webhook_secret=hook.secret)
+        with pytest.raises(TemporaryError, match="HTTP 429"):
+            await publish.execute(post(), KEY)
+        await publish.execute(post(), KEY)
+    assert [r.status for r in hook.received] == [429, 201]
+    assert {r.key for r in hook.received} == {KEY} and len(hook.posts) == 1
+
+
 async def test_a_redirect_is_not_followed_and_fails_with_the_reason() -> None:
     async with WebhookServer(script=[307]) as hook:
         publish = kind(webhook_url=hook.url, webhook_secret=hook.secret)

@@ -51,6 +51,8 @@ class Scripted:
     error_message: str | None = None
     """The error's message when ``status`` is not 200 (None: ``scripted <status>``), e.g. an endpoint refusing
     a parameter it does not support."""
+    hold: asyncio.Event | None = None
+    """Answer only once this event is set (a test decides when a request ends, without a clock)."""
     prompt_tokens: int | None = None
     """``usage.prompt_tokens`` as sent (None: counted from the messages). Ollama counts only what fitted its
     context window: it cuts longer prompts without an error."""
@@ -187,6 +189,8 @@ class FakeOpenAI:
             step = Scripted(content=f"echo: {_last_user(body)[: self.echo_limit]}")
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
+        if step.hold is not None:
+            await step.hold.wait()
         if step.drop:
             assert request.transport is not None
             request.transport.close()

@@ -1,14 +1,24 @@
-"""Skills: what a task can do. A skill is a prompt file in ``prompts/`` plus one declaration: the tools it
-may use, its model tier and its output schema. It runs as a small LangGraph subgraph (graph/goals/skill_graph.py)
-with bounded tool rounds; tasks never see each other's transcripts, only their results."""
+"""Skills: what a task can do. A skill is a prompt file in ``prompts/`` plus one module in this folder that
+declares ``SKILL = Skill(...)``: the tools it may use, its model tier and its output schema. Adding one is
+adding those two files (and its test): skills are found here, not listed. It runs as a small LangGraph
+subgraph (graph/goals/skill_graph.py) with bounded tool rounds; tasks never see each other's transcripts, only
+their results."""
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import importlib
+import pkgutil
+import sys
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from prompts import load_prompt
 
 Tier = Literal["main", "routine"]
 Status = Literal["done", "needs_operator", "failed"]
@@ -44,11 +54,39 @@ class Skill:
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.mcp)
 
 
-def all_skills() -> dict[str, Skill]:
-    """Every skill by name."""
-    from graph.goals.skills import billing, draft, outreach, publish, records, research
+class SkillError(Exception):
+    """A skill that cannot work as declared (two of one name, a tool that does not exist): the start stops."""
 
-    return {module.SKILL.name: module.SKILL for module in (research, draft, outreach, publish, billing, records)}
+
+@cache
+def all_skills() -> dict[str, Skill]:
+    """Every skill in this folder by name, in module-name order."""
+    package = sys.modules[__name__]
+    found: dict[str, Skill] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        skill = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SKILL", None)
+        if not isinstance(skill, Skill):
+            continue
+        if skill.name in found:
+            raise SkillError(f"two skills are named {skill.name!r} (one in {__name__}.{info.name})")
+        found[skill.name] = skill
+    return found
+
+
+def check_skills(skills: Mapping[str, Skill], tools: Collection[str]) -> None:
+    """SkillError naming the first skill that declares a tool not in ``tools`` (every tool and action tool
+    there is, configured or not) or a prompt that is not there: a misspelt tool would otherwise be silently
+    left out of its skill, and a missing prompt found only when a task runs."""
+    for skill in skills.values():
+        try:
+            load_prompt(skill.prompt)
+        except (FileNotFoundError, ValueError):
+            raise SkillError(f"skill {skill.name!r} has no prompt file prompts/{skill.prompt}.txt") from None
+        missing = [name for name in skill.tools if name not in tools]
+        if missing:
+            close = difflib.get_close_matches(missing[0], tools, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SkillError(f"skill {skill.name!r} names a tool that does not exist: {missing[0]!r}{hint}")
 
 
 def usable_skills(skills: dict[str, Skill], unavailable_tools: set[str]) -> dict[str, Skill]:
