@@ -340,6 +340,7 @@ def _build_goals(
     from graph.runner import SkillExecutor, TaskRunner
     from graph.skills import all_skills
     from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
+    from memory.goal_evidence import EvidenceStore
 
     context = partial(proposal_context, stores.records, settings.budget.currency)
     service = GoalService(
@@ -353,6 +354,7 @@ def _build_goals(
         settings.timezone,
         currency=settings.budget.currency,
         skills=plans.skills,
+        evidence=EvidenceStore(stores.db),
     )
 
     def tool_context(session: str, goal_id: str) -> ToolContext:
@@ -493,9 +495,13 @@ async def _build(
         wake = goals.runner.wake
         parts = WebParts(db, stores.ledger, control, stores.tasks, approvals, ui, goals.service, guard, wake)
         web = await build_web(settings, parts, messenger, commands)
+    from bot.pipeline_commands import open_pipeline
+
+    pipeline = await open_pipeline(db, stores.records, settings.timezone, intake.commands)
     receivables = await open_receivables(
-        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack
-    )
+        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack,
+        profile=stores.profile, pipeline=pipeline, goals=goals.service,
+    )  # fmt: skip
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
         goals.service, mail, sections=(receivables.digest_lines,) if receivables else (),
@@ -549,6 +555,7 @@ async def _build(
                 "po": policy_cmds.on_press,
                 "gl": goals.commands.on_press,
                 "mc": mcp_cmds.on_press,
+                **({"aa": receivables.approve_all.on_press} if receivables and receivables.approve_all else {}),
             },
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )
@@ -611,7 +618,10 @@ def _build_actions(
     unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
     skills = usable_skills(all_skills(), unconfigured)
     descriptions = {name: skill.description for name, skill in skills.items()}
-    planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency)
+    from graph.pipeline.service import pipeline_summary
+
+    pipeline = partial(pipeline_summary, stores.db, stores.records, settings.timezone)
+    planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency, context=pipeline)
     plans = PlanKind(stores.tasks, planner)
     return plans, Registry([*connectors, plans], families=(mcp,) if mcp else ())
 
