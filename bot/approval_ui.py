@@ -98,6 +98,9 @@ class ApprovalUI:
         elif decision.status == "expired":
             await self.on_expired(row)
         elif decision.status == "edit":
+            if row.thread != inbound.session_key:
+                # A card proposed outside a conversation (a payment reminder) is corrected where it was pressed.
+                await self._service.store.request_edit(inbound.session_key, row.id)
             await self._send(OutboundMessage.reply_to(inbound, self._service.kind(row.kind).edit_help))
         elif decision.status == "resend":
             again = "Retrying" if self._service.kind(row.kind).resumable else "Resending"
