@@ -189,7 +189,7 @@ class Pipeline:
         today = self.today()
         lines = []
         for stage in STAGES:
-            members = [c for c, m in stages.items() if m.stage == stage and c in names]
+            members = sorted((c for c, m in stages.items() if m.stage == stage and c in names), key=names.__getitem__)
             if not members:
                 continue
             shown = "; ".join(names[c] for c in members[:SUMMARY_NAMES])
@@ -205,12 +205,14 @@ class Pipeline:
         return {r.id: _label(r.data, address=True) for r in await self._records.all("contact")}  # type: ignore[arg-type]
 
 
-async def pipeline_summary(db: Database, records: Records, timezone: str) -> str:
+async def pipeline_summary(
+    db: Database, records: Records, timezone: str, clock: Callable[[], datetime] = utcnow
+) -> str:
     """The summary, straight from the database (empty on a data directory that has no pipeline yet)."""
     store = PipelineStore(db)
     if not await store.ready():
         return ""
-    return await Pipeline(store, records, timezone).summary()
+    return await Pipeline(store, records, timezone, clock).summary()
 
 
 def _step_line(step: NextStep, name: str, move: StageMove | None, today: date) -> str:
