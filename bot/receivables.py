@@ -34,8 +34,8 @@ from prompts import messages
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from graph.approvals import ApprovalService
-    from graph.goals import GoalService
+    from graph.approvals.service import ApprovalService
+    from graph.goals.service import GoalService
 
 log = logging.getLogger(__name__)
 

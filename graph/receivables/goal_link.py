@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from graph.approvals import ApprovalService
-from graph.goals import GoalService
+from graph.approvals.service import ApprovalService
+from graph.goals.service import GoalService
 from memory.goal_evidence import EvidenceStore
 from memory.stripe_events import StripeEvent
 

@@ -11,8 +11,8 @@ from memory.records import Records
 from tests.conftest import RecordingChannel, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually
-from tests.graph.goal_helpers import Brain, plan, task, text_of
-from tests.graph.test_goals import cards, goal_runtime, press
+from tests.graph.goals.goal_helpers import Brain, plan, task, text_of
+from tests.graph.goals.test_goals import cards, goal_runtime, press
 
 THREE = (("Acme Corp", "buyer@acme.example"), ("Beta Labs", "cto@beta.example"), ("Gamma Ltd", "ops@gamma.example"))
 
