@@ -504,7 +504,8 @@ async def _build(
     )  # fmt: skip
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service, mail, sections=(receivables.digest_lines,) if receivables else (),
+        goals.service, mail,
+        sections=(*((receivables.digest_lines,) if receivables else ()), pipeline.digest_lines),
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     loops = await open_inbox(

@@ -224,6 +224,7 @@ PIPELINE_BAD_STAGE = "{word!r} is not a stage: use lead, talking, proposal, cust
 PIPELINE_PAST = "{due} is in the past (today is {today}); give a date from today on."
 PIPELINE_NEEDS_WHAT = "Say what the next step is after a |: /pipeline <contact> next <when> | <what>"
 PIPELINE_PAID_REASON = "paid {number}"
+PIPELINE_DIGEST_HEAD = "Pipeline next steps due:"
 PROMPT_CUT = (
     "Note: {model} read only about {counted} tokens of a prompt of about {estimate}: its endpoint seems to cut "
     "prompts to its context window, so the model misses part of what I send. With Ollama, raise the context "

@@ -178,6 +178,20 @@ class Pipeline:
             lines.append(messages.PIPELINE_LATER.format(count=messages.plural(later, "next step")))
         return "\n".join(lines)
 
+    async def digest_lines(self) -> list[str]:
+        """The digest's part: the next steps due today or earlier (nothing when none is)."""
+        today = self.today()
+        due = [s for s in (await self._store.next_steps()).values() if s.due <= today]
+        if not due:
+            return []
+        names, stages = await self._names(), await self._store.stages()
+        shown = [
+            "- " + _step_line(s, names[s.contact_id], stages.get(s.contact_id), today)
+            for s in due[:OVERVIEW_STEPS]
+            if s.contact_id in names
+        ]
+        return [messages.PIPELINE_DIGEST_HEAD, *shown] if shown else []
+
     async def summary(self) -> str:
         """A short plain-text summary for the planner and the skills (quoted as data there): each stage with
         its count and contacts (name and address), and the due next steps. Empty when nothing is staged."""

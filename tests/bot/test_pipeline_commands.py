@@ -36,6 +36,7 @@ async def test_pipeline_commands_answer_without_a_model_and_bad_input_gets_one_c
         bad = await say("/pipeline Ana next whenever | call")
         unknown = await say("/pipeline Zed proposal")
         helped = await say("/help")
+        digest = await say("/digest")
         assert not rt.coordinator.llm.configured
     assert empty == "No contact has a stage yet. /pipeline <contact> lead puts one in the pipeline."
     assert moved == "Ana Silva: (none) -> talking."
@@ -48,6 +49,7 @@ async def test_pipeline_commands_answer_without_a_model_and_bad_input_gets_one_c
     assert bad.startswith("I cannot read 'whenever' as a date: use 3d, 2w, 2026-12-20, a weekday like friday")
     assert unknown.startswith("No contact matches 'Zed'.")
     assert "/pipeline - Contacts by stage" in helped
+    assert "Pipeline next steps due:\n- Ana Silva <ana@example.org> [talking]: send the proposal (today)" in digest
 
 
 async def test_a_goal_about_the_proposals_sees_them_in_the_planner_and_the_skills(

@@ -248,3 +248,23 @@ async def test_a_payment_moves_its_payer_to_customer_in_the_runtimes_pipeline(tm
     assert history[-1].actor == "stripe" and history[-1].reason == f"paid {s.invoices[0].number}"
     assert "lead 0, talking 0, proposal 0, customer 1, lost 0" in overview
     assert [e.payload["stage"] for e in events] == ["proposal", "customer"]  # each move is in the audit log
+
+
+async def test_a_card_approved_on_its_own_first_is_not_approved_or_sent_again(tmp_path: Path) -> None:
+    async with many_invoices(tmp_path) as s:
+        await s.on(due_day(s) + timedelta(days=3))
+        group = s.group()
+        ana = next(m for m in s.reminders() if "To: ana@example.org" in m.text)
+        await press(s.rt, button(ana, "Approve"))
+        await press(s.rt, button(group, "Approve all 3"))
+        await s.smtp.wait_delivered(3)
+        await eventually(lambda: s.sent_reminders() == 3, what="3 outcomes")
+        await asyncio.sleep(0.3)
+    assert sorted(r for d in s.smtp.delivered for r in d.rcpt_tos) == [
+        "ana@example.org",
+        "ben@example.org",
+        "cleo@example.org",
+    ]
+    result = edited(s.chan, "3 payment reminders")
+    assert result is not None and "Approved 2 of 3 by " in result.text
+    assert f"already approved by {OPERATOR}." in result.text
