@@ -39,9 +39,11 @@ def invoice_then_finish(customer: str) -> Callable[[dict[str, Any]], Scripted]:
 
 
 class PaidOrNot(Brain):
-    """The verifier says met only when the facts it is shown carry the payment (no payment: not met)."""
+    """The verifier says met only when the facts it is shown carry the payment (no payment: not met, with
+    ``chase`` as a follow-up task when set)."""
 
     verdicts: list[bool]
+    chase: list[dict[str, Any]]
 
     def __call__(self, body: dict[str, Any]) -> Scripted | None:
         first = str(body["messages"][0].get("content") or "")
@@ -49,7 +51,7 @@ class PaidOrNot(Brain):
             paid = PAID_MARK in text_of(body)
             self.verdicts.append(paid)
             self.asked.append("verify")
-            verdict = met_verdict("Ana paid.", CRITERION) if paid else not_met()
+            verdict = met_verdict("Ana paid.", CRITERION) if paid else {**not_met(), "follow_up": self.chase}
             return Scripted(tool_calls=[("submit_verdict", verdict)])
         return super().__call__(body)
 
@@ -74,7 +76,7 @@ async def test_a_paid_invoice_is_evidence_and_the_goal_that_billed_it_is_judged_
         plans=[plan(task("t1", "billing", "Bill Ana for the website"), criteria=CRITERION)],
         skills={"Bill Ana for the website": invoice_then_finish("Ana Silva")},
     )
-    brain.verdicts = []
+    brain.verdicts, brain.chase = [], []
     fake_llm.responder = brain
     async with FakeStripe() as fake:
         stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
@@ -104,6 +106,47 @@ async def test_a_paid_invoice_is_evidence_and_the_goal_that_billed_it_is_judged_
     assert PAID_MARK in evidence[0].fact and "1,200.00 USD" in evidence[0].fact
     assert done.report == "Ana paid." and len(events) == 1
     assert any(m.text.startswith(f"Goal {goal.id} is done.") for m in chan.sent)
+
+
+async def test_a_follow_up_offered_before_the_payment_is_withdrawn_when_the_goal_is_met(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    brain = PaidOrNot(
+        plans=[plan(task("t1", "billing", "Bill Ana for the website"), criteria=CRITERION)],
+        skills={"Bill Ana for the website": invoice_then_finish("Ana Silva")},
+    )
+    brain.verdicts, brain.chase = [], [task("t2", "research", "Check whether Ana paid")]
+    fake_llm.responder = brain
+    async with FakeStripe() as fake:
+        stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
+        async with goal_runtime(tmp_path, fake_llm, stripe=stripe, followups={"check_s": 86400}) as (rt, chan):
+            await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
+            await rt.dispatcher.handle(operator_message("/goal bill Ana for the website and get paid", kind="command"))
+            [plan_card] = cards(chan, "Start this plan?")
+            await rt.dispatcher.handle(press(plan_card, "Approve"))
+            await eventually_async(lambda: _has(chan, "Send this invoice?"), timeout=10, what="the invoice card")
+            [invoice_card] = cards(chan, "Send this invoice?")
+            await rt.dispatcher.handle(press(invoice_card, "Approve"))
+            await eventually_async(lambda: _plans(chan, 2), timeout=10, what="a follow-up plan offered")
+            assert await goal_status(rt, "proposed")
+            goal = (await rt.tasks.goals())[0]
+            fake.pay(fake.sent[0])
+            assert rt.receivables is not None
+            await rt.receivables.poll()
+            await rt.receivables.settle()
+            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="judged again: paid")
+            plans = [r for r in await rt.approvals.store.for_goal(goal.id) if r.kind == "goal.plan"]
+            follow_up = cards(chan, "Start this plan?")[-1]
+            await rt.dispatcher.handle(press(follow_up, "Approve"))  # too late: withdrawn
+            await asyncio.sleep(0.2)
+            runs = (await rt.tasks.goals())[0].runs
+    assert brain.verdicts == [False, True]
+    assert [(p.state, p.decided_by) for p in plans][-1] == ("rejected", "coo")  # the follow-up is withdrawn
+    assert runs == 1 and any(m.text.startswith("Already decided: rejected by coo") for m in chan.sent)
+
+
+async def _plans(chan: Any, count: int) -> bool:
+    return len(cards(chan, "Start this plan?")) >= count
 
 
 async def test_a_payment_for_an_invoice_no_goal_sent_reaches_no_goal(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
