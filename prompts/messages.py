@@ -186,7 +186,7 @@ REMINDER_REPLACED = "Replaced by the next reminder for this invoice (approval {a
 RECEIVABLES_HEAD = "Receivables (open invoices by days overdue):"
 RECEIVABLES_BUCKETS = ("current", "1–30 days", "31–60 days", "over 60 days")
 REMINDERS_WAITING = "Payment reminders waiting for your approval: {count}"
-# Approve all (bot/approval_ui.py): same-day reminders as one message.
+# Approve all (bot/approve_all.py): same-day reminders as one message.
 REMINDERS_GROUP = (
     "{count} payment reminders are due today. Each card below can also be approved, edited or rejected on its own:"
 )
