@@ -8,7 +8,7 @@ from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
 from connectors.base import ActionError, Context, Executed, when_text
-from graph.approvals.service import ApprovalService, Card
+from graph.approvals.service import ApprovalService, Card, Decision
 from graph.buttons import Prefix
 from graph.conversation.coordinator import Coordinator, TurnResult
 from graph.errors import UserFacingError
@@ -76,20 +76,32 @@ class ApprovalUI:
         for approval_id in result.cards:
             await self.show(approval_id, channel, chat_id, thread_id)
 
+    @property
+    def service(self) -> ApprovalService:
+        """The approval service that decides presses."""
+        return self._service
+
     async def on_press(self, inbound: InboundMessage) -> None:
         """A button press. Forged, foreign or malformed data changes nothing and shows nothing."""
+        await self.press(inbound)
+
+    async def press(self, inbound: InboundMessage) -> Decision:
+        """:meth:`on_press`, returning the decision (Approve all counts what it approved)."""
         decision = await self._service.decide(
             inbound.callback_data or "", inbound.sender, inbound.channel, inbound.chat_id
         )
         row = decision.approval
         if decision.status == "ignored" or row is None:
-            return
+            return decision
         if decision.status == "already":
             who = f" by {row.decided_by}" if row.decided_by else ""
             await self._send(OutboundMessage.reply_to(inbound, f"Already decided: {row.state}{who}."))
         elif decision.status == "expired":
             await self.on_expired(row)
         elif decision.status == "edit":
+            if row.thread != inbound.session_key:
+                # A card proposed outside a conversation (a payment reminder) is corrected where it was pressed.
+                await self._service.store.request_edit(inbound.session_key, row.id)
             await self._send(OutboundMessage.reply_to(inbound, self._service.kind(row.kind).edit_help))
         elif decision.status == "resend":
             again = "Retrying" if self._service.kind(row.kind).resumable else "Resending"
@@ -105,6 +117,7 @@ class ApprovalUI:
         else:
             await self.refresh(row, f"Rejected by {row.decided_by}. {self._service.kind(row.kind).nothing_done}")
             await self._resume(row, "rejected")
+        return decision
 
     async def on_edit(self, inbound: InboundMessage, approval_id: str) -> None:
         """The operator's correction for a card: a new card with a new digest replaces the old one."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import stripe
 
 from bot.approval_ui import ApprovalUI
+from bot.approve_all import ApproveAll
 from bot.digest import home_chats
 from bot.messages import OutboundMessage
 from bot.messenger import Messenger
@@ -20,11 +21,15 @@ from connectors.amounts import decimals
 from connectors.catalog import settings_of
 from connectors.stripe_events import WEBHOOK_PATH, StripeEventPoller, StripeWebhook
 from connectors.stripe_invoices import StripeSettings
+from graph.pipeline.service import Pipeline
 from graph.receivables.aging import aging_lines
+from graph.receivables.goal_link import GoalPayments
 from graph.receivables.service import Changed, Receivables
 from memory.aio import wait_at_most
 from memory.control import ControlStore
 from memory.db import Database, utcnow
+from memory.goal_evidence import EvidenceStore
+from memory.profile import ProfileStore
 from memory.records import Invoice, Records
 from memory.stripe_events import StripeEventStore
 from prompts import messages
@@ -32,6 +37,7 @@ from prompts import messages
 if TYPE_CHECKING:
     from bot.settings import Settings
     from graph.approvals.service import ApprovalService
+    from graph.goals.service import GoalService
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,11 @@ class ReceivablesLoop:
         intervals: tuple[float, float],
         is_paused: Callable[[], bool] = lambda: False,
         wakeup: asyncio.Event | None = None,
+        approve_all: ApproveAll | None = None,
     ) -> None:
         """``intervals``: (seconds between event polls, seconds between due checks); ``wakeup`` is set by
-        whoever stores events (the webhook) to have them applied now."""
+        whoever stores events (the webhook) to have them applied now; ``approve_all``: reminders due together
+        come as one message with "Approve all N" (without it, each card alone)."""
         self._service = service
         self._events = events
         self._poller = poller
@@ -65,6 +73,12 @@ class ReceivablesLoop:
         self._is_paused = is_paused
         self._wake = wakeup or asyncio.Event()
         self._lock = asyncio.Lock()
+        self._approve_all = approve_all
+
+    @property
+    def approve_all(self) -> ApproveAll | None:
+        """The "Approve all N" messages (its button is routed to it)."""
+        return self._approve_all
 
     def wake(self) -> None:
         """Apply stored events now (the webhook stored one)."""
@@ -128,8 +142,12 @@ class ReceivablesLoop:
         for text in changed.notices:
             for channel, chat_id, thread_id in targets:
                 await self._messenger.notice(OutboundMessage(channel, chat_id, text, thread_id))
-        for row in changed.show:
-            for channel, chat_id, thread_id in targets:
+        for channel, chat_id, thread_id in targets:
+            if self._approve_all is not None and len(changed.show) > 1:
+                head = messages.REMINDERS_GROUP.format(count=len(changed.show))
+                await self._approve_all.show(changed.show, head, channel, chat_id, thread_id)
+                continue
+            for row in changed.show:
                 await self._ui.show(row.id, channel, chat_id, thread_id)
 
     async def digest_lines(self) -> list[str]:
@@ -153,8 +171,12 @@ async def open_receivables(
     messenger: Messenger,
     is_paused: Callable[[], bool],
     stack: AsyncExitStack,
+    profile: ProfileStore | None = None,
+    pipeline: Pipeline | None = None,
+    goals: GoalService | None = None,
 ) -> ReceivablesLoop | None:
-    """The loop, when Stripe is configured: events polled (and, in webhook mode, the listener started)."""
+    """The loop, when Stripe is configured: events polled (and, in webhook mode, the listener started).
+    ``profile`` words the reminders; a payment moves its payer in ``pipeline`` and reaches ``goals``."""
     stripe_settings = settings_of(settings, StripeSettings)
     if not stripe_settings.configured:
         return None
@@ -168,7 +190,15 @@ async def open_receivables(
         await webhook.start()
         stack.push_async_callback(webhook.stop)
         log.info("stripe webhook listening on %s%s", stripe_settings.webhook_listen, WEBHOOK_PATH)
-    service = Receivables(approvals, records, settings.receivables, settings.timezone, decimals)
+    linked = None
+    if goals is not None:
+        evidence = EvidenceStore(db)
+        await evidence.setup()
+        linked = GoalPayments(approvals, evidence, goals)
+    service = Receivables(
+        approvals, records, settings.receivables, settings.timezone, decimals,
+        profile=profile, pipeline=pipeline, goals=linked,
+    )  # fmt: skip
     return ReceivablesLoop(
         service,
         events,
@@ -179,4 +209,5 @@ async def open_receivables(
         (stripe_settings.events_poll_s, settings.followups.check_s),
         is_paused,
         wakeup,
+        ApproveAll(ui, control, messenger.send),
     )

@@ -21,6 +21,8 @@ class Prefix(StrEnum):
     POLICY = "po"
     GOAL = "gl"
     MCP = "mc"
+    APPROVE_ALL = "aa"
+    """Same-day payment reminders approved together (bot/approve_all.py), each card still checked on its own."""
 
 
 def encode(prefix: Prefix, *parts: str) -> str:

@@ -34,10 +34,12 @@ FIELDS: dict[str, str] = {
     "timezone": "time zone",
     "goals": "active goals",
     "instructions": "standing instructions",
+    "reminders": "payment reminder wording",
 }
 # What the model may write with update_profile: facts about the business, never instructions to itself.
 MODEL_WRITABLE = ("name", "business", "sells", "voice", "timezone", "goals")
-OPERATOR_ONLY = ("instructions",)
+# Reminder wording goes into emails to customers: only the operator writes it (the card still shows it).
+OPERATOR_ONLY = ("instructions", "reminders")
 MAX_VALUE = 1000
 MODEL_ACTOR = "coo"
 
@@ -66,6 +68,11 @@ class Profile:
     def instructions(self) -> str:
         """The operator's standing instructions; ones the model wrote (older versions let it) are data."""
         return "" if "instructions" in self.model_written else self.values.get("instructions", "")
+
+    @property
+    def reminder_wording(self) -> str:
+        """The operator's opening for payment reminders; one the model wrote (it cannot now) is ignored."""
+        return "" if "reminders" in self.model_written else self.values.get("reminders", "")
 
 
 class ProfileStore:

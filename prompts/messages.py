@@ -209,6 +209,45 @@ FOLLOWUP_REMINDER = "Follow-up due: {what}, with {contact} (#{id}). Once done: /
 FOLLOWUP_REPLIED = "Withdrawn: {contact} replied. Nothing was sent."
 FOLLOWUP_AUTO_WHAT = 'my email "{subject}" of {day}'
 FOLLOWUPS_DUE_TODAY = "Follow-ups due today:"
+# Approve all (bot/approve_all.py): same-day reminders as one message.
+REMINDERS_GROUP = (
+    "{count} payment reminders are due today. Each card below can also be approved, edited or rejected on its own:"
+)
+APPROVE_ALL = "Approve all {count}"
+APPROVED_ALL = "Approved {done} of {count} by {who}; each goes out once, its card shows the outcome."
+APPROVED_NONE = "Nothing was approved: every card was decided meanwhile."
+APPROVE_SKIPPED = "Skipped {what}: {why}."
+SKIP_WITHDRAWN = "withdrawn, the invoice was settled at Stripe"
+SKIP_REPLACED = "replaced by the next reminder"
+SKIP_CHANGED = "the card changed since this list was made (decide it on its own card)"
+SKIP_DECIDED = "already {state}"
+SKIP_EXPIRED = "it expired"
+# Pipeline (graph/pipeline, bot/pipeline_commands.py).
+PIPELINE_USAGE = (
+    "Usage: /pipeline | /pipeline <contact> | /pipeline <contact> <stage> | /pipeline <contact> next <when> | <what> "
+    "| /pipeline <contact> next done  (stages: lead, talking, proposal, customer, lost; when: 3d, 2w, 2026-12-20, "
+    "friday, today, tomorrow)"
+)
+PIPELINE_EMPTY = "No contact has a stage yet. /pipeline <contact> lead puts one in the pipeline."
+PIPELINE_HEAD = "Pipeline:"
+PIPELINE_DUE_HEAD = "Next steps due (today is {today}):"
+PIPELINE_NONE_DUE = "No next step is due."
+PIPELINE_LATER = "{count} later."
+PIPELINE_MOVED = "{name}: {old} -> {stage}."
+PIPELINE_SAME = "{name} is already at {stage}; nothing changed."
+PIPELINE_NEXT_SET = "Next step for {name}: {what}, due {due}."
+PIPELINE_NEXT_DONE = "Next step for {name} done."
+PIPELINE_NO_NEXT = "{name} has no next step."
+PIPELINE_NO_CONTACT = "No contact matches {query!r}. Add it first (e.g. ask me to save the contact)."
+PIPELINE_AMBIGUOUS = "{query!r} matches {names}; say which one."
+PIPELINE_BAD_WHEN = (
+    "I cannot read {when!r} as a date: use 3d, 2w, 2026-12-20, a weekday like friday, today or tomorrow."
+)
+PIPELINE_BAD_STAGE = "{word!r} is not a stage: use lead, talking, proposal, customer or lost."
+PIPELINE_PAST = "{due} is in the past (today is {today}); give a date from today on."
+PIPELINE_NEEDS_WHAT = "Say what the next step is after a |: /pipeline <contact> next <when> | <what>"
+PIPELINE_PAID_REASON = "paid {number}"
+PIPELINE_DIGEST_HEAD = "Pipeline next steps due:"
 PROMPT_CUT = (
     "Note: {model} read only about {counted} tokens of a prompt of about {estimate}: its endpoint seems to cut "
     "prompts to its context window, so the model misses part of what I send. With Ollama, raise the context "

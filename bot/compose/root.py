@@ -21,12 +21,13 @@ from bot.commands.budget import Controls
 from bot.commands.core import register_core_commands
 from bot.commands.mcp import McpCommands
 from bot.commands.memory import register_memory_commands
+from bot.commands.pipeline import open_pipeline
 from bot.commands.policy import PolicyCommands
 from bot.commands.router import CommandRouter
 from bot.compose.model import build_model, open_checkpoints, open_semantic_memory
 from bot.compose.work import build_actions, build_goals, open_mcp, proposal_context
 from bot.digest import DigestService
-from bot.dispatcher import Handlers
+from bot.dispatcher import ButtonHandler, Handlers
 from bot.followups import open_followups
 from bot.inbox_runtime import open_inbox
 from bot.memory_repair import MemoryRepair
@@ -130,16 +131,19 @@ async def build(
         wake = goals.runner.wake
         parts = WebParts(db, stores.ledger, control, stores.tasks, approvals, ui, goals.service, guard, wake)
         web = await build_web(settings, parts, messenger, commands)
+    pipeline = await open_pipeline(db, stores.records, settings.timezone, intake.commands)
     receivables = await open_receivables(
-        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack
-    )
+        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack,
+        profile=stores.profile, pipeline=pipeline, goals=goals.service,
+    )  # fmt: skip
     followups = await open_followups(
         settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands,
         lambda: controls.paused,
     )  # fmt: skip
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
-        goals.service, mail, sections=((receivables.digest_lines,) if receivables else ()) + (followups.digest_lines,),
+        goals.service, mail,
+        sections=(*((receivables.digest_lines,) if receivables else ()), followups.digest_lines, pipeline.digest_lines),
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
     loops = await open_inbox(
@@ -156,6 +160,9 @@ async def build(
     )  # fmt: skip
     goals.commands.register(commands)
     mcp_cmds.register(commands)
+    approve_all: dict[str, ButtonHandler] = {}
+    if receivables is not None and receivables.approve_all is not None:
+        approve_all[Prefix.APPROVE_ALL] = receivables.approve_all.on_press
     dispatcher.bind(
         Handlers(
             coordinator,
@@ -166,6 +173,7 @@ async def build(
                 Prefix.POLICY: policy_cmds.on_press,
                 Prefix.GOAL: goals.commands.on_press,
                 Prefix.MCP: mcp_cmds.on_press,
+                **approve_all,
             },
             on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
         )

@@ -28,7 +28,9 @@ from graph.goals.service import GoalService
 from graph.goals.skill_graph import FINISH
 from graph.goals.skills import all_skills, check_skills, usable_skills
 from graph.models.llm import LLMClient
+from graph.pipeline.service import pipeline_summary
 from memory.db import utcnow
+from memory.goal_evidence import EvidenceStore
 from memory.mail import MailStore
 from memory.records import Records
 from memory.semantic.api import Memory
@@ -70,6 +72,7 @@ def build_goals(
         settings.timezone,
         currency=settings.budget.currency,
         skills=plans.skills,
+        evidence=EvidenceStore(stores.db),
     )
 
     def tool_context(session: str, goal_id: str) -> ToolContext:
@@ -124,7 +127,8 @@ def build_actions(
     unconfigured = {kind.tool.name for kind in connectors if kind.tool and not kind.configured}
     skills = usable_skills(all_skills(), unconfigured)
     descriptions = {name: skill.description for name, skill in skills.items()}
-    planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency)
+    pipeline = partial(pipeline_summary, stores.db, stores.records, settings.timezone)
+    planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency, context=pipeline)
     plans = PlanKind(stores.tasks, planner)
     return plans, Registry([*connectors, plans], families=(mcp,) if mcp else ())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -186,8 +186,17 @@ def plan_tool(skills: dict[str, str]) -> dict[str, Any]:
 class Planner:
     """Asks the model for a plan, validates it, and asks once more with the reason when it is invalid."""
 
-    def __init__(self, llm: LLMClient, skills: dict[str, str], timezone: str, currency: str = "USD") -> None:
+    def __init__(
+        self,
+        llm: LLMClient,
+        skills: dict[str, str],
+        timezone: str,
+        currency: str = "USD",
+        context: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        """``context``: the sales pipeline's summary, shown to the planner as data (a goal can name its stages)."""
         self._llm = llm
+        self._context = context
         self._skills = skills
         self._tz = timezone
         self.currency = currency
@@ -216,6 +225,9 @@ class Planner:
             timezone=self._tz,
             currency=self.currency,
         )
+        pipeline = await self._context() if self._context is not None else ""
+        if pipeline:
+            prompt += "\n\n" + load_prompt("pipeline_context").format(pipeline=as_data(pipeline)).strip()
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         error = ""
         for _ in range(2):

@@ -26,6 +26,7 @@ from graph.spend.budget import BudgetExceeded, Limit
 from memory.approvals import ApprovalRow
 from memory.control import ControlStore
 from memory.db import utcnow
+from memory.goal_evidence import EvidenceStore
 from memory.ledger import CostLedger
 from memory.tasks import FINISHED, Goal, GoalStatus, Task, TaskLedger, TransitionRefused
 from prompts import load_prompt
@@ -91,9 +92,11 @@ class GoalService:
         timezone: str,
         currency: str = "USD",
         skills: Collection[str] | None = None,
+        evidence: EvidenceStore | None = None,
     ) -> None:
         """``currency`` is the operator's (spend is shown in it); ``skills``: what a verifier's follow-up task
-        may use (None: every skill)."""
+        may use (None: every skill); ``evidence``: facts seen after the tasks ran (an invoice paid), which the
+        verifier reads with the ledger's."""
         self._ledger = ledger
         self._skills = tuple(all_skills()) if skills is None else tuple(skills)
         self._approvals = approvals
@@ -106,6 +109,7 @@ class GoalService:
         self._currency = currency
         self._board = _Board()
         self._verifying: set[str] = set()  # goals this process is verifying now
+        self._evidence = evidence
 
     @property
     def ledger(self) -> TaskLedger:
@@ -327,7 +331,7 @@ class GoalService:
             return
         tasks = await self._ledger.tasks(goal.id, goal.runs)
         spent = await self._costs.spent(goal.created_at, goal.workflow)
-        facts = await ledger_facts(tasks, self._approvals, goal.id)
+        facts = await ledger_facts(tasks, self._approvals, goal.id) + await self._evidence_facts(goal.id)
         reading = await self._verdict(goal, facts, spent)
         met = reading is not None and reading.met
         verified = reading is not None and reading.verified
@@ -348,6 +352,32 @@ class GoalService:
         if follow_up:
             await self._offer_follow_up(goal, list(follow_up))
         self.touch(goal.id)
+
+    async def _evidence_facts(self, goal_id: str) -> str:
+        found = await self._evidence.for_goal(goal_id) if self._evidence is not None else []
+        return "".join(f"\nEvidence seen since ({e.task_id.rsplit('.', 1)[-1]}): {as_data(e.fact)}" for e in found)
+
+    async def evidence_arrived(self, goal_id: str, seen_at: datetime) -> bool:
+        """New evidence (seen at ``seen_at``) for a goal. A goal whose last run was judged and not met since
+        (failed, or a follow-up offered) is verified again with it, and a follow-up plan still waiting is
+        withdrawn; an active goal's verification reads it when its run ends. True when it verified again.
+        Safe to call twice: a goal judged after the evidence arrived is left as it is."""
+        goal = await self._ledger.goal(goal_id)
+        if goal is None:
+            return False
+        self.touch(goal_id)
+        judged = goal.runs > 0 and goal.verified >= goal.runs and goal.updated_at <= seen_at
+        if goal.status not in ("failed", "proposed") or not judged or goal.schedule:
+            return False
+        if not await self._ledger.move_goal(goal_id, (goal.status,), "active", verified=goal.runs - 1):
+            return False
+        for row in await self._approvals.store.for_goal(goal_id):
+            if row.kind == "goal.plan" and row.state == "pending":
+                await self._approvals.withdraw(row, "coo")
+        fresh = await self._ledger.goal(goal_id)
+        assert fresh is not None
+        await self.verify(fresh)
+        return True
 
     async def _verdict(self, goal: Goal, facts: str, spent: float) -> Reading | None:
         """The verifier's reading of the ledger's facts; None when no verdict can be read (not verified)."""

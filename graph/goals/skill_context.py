@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from graph.conversation.context import as_data
 from graph.conversation.schema_text import clean_schema
 from graph.conversation.tools import ToolContext
+from graph.pipeline.service import pipeline_summary
 from memory.db import utcnow
 from prompts import load_prompt
 from prompts.messages import TASK_NEEDS_OPERATOR
@@ -30,10 +31,14 @@ class Outcome:
 
 async def skill_system(tool_ctx: ToolContext, currency: str, sender: str) -> str:
     """The system message every skill shares: the role and the data rule, now (weekday and zone), the currency, the
-    operator's name and sender address, the profile's facts (as data) and the standing instructions."""
+    operator's name and sender address, the profile's facts (as data), the standing instructions, and the sales
+    pipeline's summary (as data) when contacts have stages."""
     profile = await tool_ctx.profile.get() if tool_ctx.profile is not None else None
     now = utcnow().astimezone(ZoneInfo(tool_ctx.timezone))
     instructions = profile.instructions if profile else ""
+    pipeline = await pipeline_summary(tool_ctx.db, tool_ctx.records, tool_ctx.timezone) if tool_ctx.records else ""
+    if pipeline:
+        pipeline = "\n" + load_prompt("pipeline_context").format(pipeline=as_data(pipeline)).strip()
     return (
         load_prompt("skill_system")
         .format(
@@ -47,7 +52,7 @@ async def skill_system(tool_ctx: ToolContext, currency: str, sender: str) -> str
             instructions=load_prompt("operator_instructions").format(instructions=instructions) if instructions else "",
         )
         .strip()
-    )
+    ) + pipeline
 
 
 def with_reason(schema: dict[str, Any]) -> dict[str, Any]:

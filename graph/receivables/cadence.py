@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
 from memory.records import Invoice
@@ -11,6 +12,9 @@ from prompts import load_prompt
 
 # Days overdue from which a reminder turns firm.
 FIRM_AFTER_DAYS = 7
+# What the operator's wording may name; any other brace is kept as written.
+_PLACEHOLDER = re.compile(r"\{(customer|number|amount|due|days|url)\}")
+DEFAULT_OPENING = "Hi {customer},"
 
 
 def due_offset(due: date, since: date, today: date, cadence: Sequence[int]) -> int | None:
@@ -35,19 +39,28 @@ def amount_text(amount: float, currency: str, places: int) -> str:
     return f"{amount:,.{places}f} {currency.upper()}"
 
 
-def reminder_email(invoice: Invoice, today: date, places: int) -> tuple[str, str]:
+def fill_wording(wording: str, values: Mapping[str, object]) -> str:
+    """The operator's wording with its placeholders (``{customer}``, ``{number}``, ``{amount}``, ``{due}``,
+    ``{days}``, ``{url}``) filled; nothing else in it is read as a template."""
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), wording)
+
+
+def reminder_email(invoice: Invoice, today: date, places: int, wording: str = "") -> tuple[str, str]:
     """(subject, body) of the reminder for ``invoice`` on ``today`` (amount with ``places`` decimals): firmer
-    as it ages."""
+    as it ages. ``wording`` (the operator's, from /profile) opens the email in place of the greeting; the
+    facts and the tone of the invoice's age follow it either way."""
     assert invoice.due is not None
     late = (today - invoice.due).days
     name = "before" if late < 0 else "due" if late == 0 else "late" if late <= FIRM_AFTER_DAYS else "firm"
-    text = load_prompt(f"reminder_{name}").format(
-        customer=invoice.customer or "there",
-        number=invoice.number,
-        amount=amount_text(invoice.amount, invoice.currency, places),
-        due=invoice.due.isoformat(),
-        days=late,
-        url=invoice.url,
-    )
+    values = {
+        "customer": invoice.customer or "there",
+        "number": invoice.number,
+        "amount": amount_text(invoice.amount, invoice.currency, places),
+        "due": invoice.due.isoformat(),
+        "days": late,
+        "url": invoice.url,
+    }
+    opening = fill_wording(wording.strip() or DEFAULT_OPENING, values)
+    text = load_prompt(f"reminder_{name}").format(opening=opening, **values)
     head, _, body = text.partition("\n\n")
     return head.removeprefix("Subject:").strip(), body.strip()

@@ -13,10 +13,13 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import Action, ActionError
 from graph.approvals.service import ApprovalService
+from graph.pipeline.service import Pipeline
 from graph.receivables.cadence import amount_text, due_offset, reminder_email, reminder_id
+from graph.receivables.goal_link import GoalPayments
 from graph.receivables.settings import ReceivablesSettings
 from memory.approvals import ApprovalRow
 from memory.db import utcnow
+from memory.profile import ProfileStore
 from memory.records import Contact, Invoice, Records
 from memory.stripe_events import StripeEvent
 from prompts import messages
@@ -62,14 +65,22 @@ class Receivables:
         timezone: str,
         decimals: Callable[[str], int],
         clock: Callable[[], datetime] = utcnow,
+        profile: ProfileStore | None = None,
+        pipeline: Pipeline | None = None,
+        goals: GoalPayments | None = None,
     ) -> None:
-        """``decimals``: how many decimal places a currency's amounts have (0 for JPY, 2 for USD...)."""
+        """``decimals``: how many decimal places a currency's amounts have (0 for JPY, 2 for USD...);
+        ``profile``: where the operator's reminder wording is; ``pipeline``: a payer becomes a customer there;
+        ``goals``: a payment reaches the goal whose task billed it."""
         self._approvals = approvals
         self._decimals = decimals
         self._records = records
         self._settings = settings
         self._tz = ZoneInfo(timezone)
         self._clock = clock
+        self._profile = profile
+        self._pipeline = pipeline
+        self._goals = goals
         self._known: set[str] = set()  # reminder ids known to be proposed (a lookup saved per pass)
         self._unreachable: set[str] = set()  # invoices no reminder can be proposed for, logged once
 
@@ -124,7 +135,8 @@ class Receivables:
             return None
 
         async def build() -> Action:
-            subject, body = reminder_email(invoice, today, self._decimals(invoice.currency))
+            wording = (await self._profile.get()).reminder_wording if self._profile is not None else ""
+            subject, body = reminder_email(invoice, today, self._decimals(invoice.currency), wording)
             fields = {"to": email, "subject": subject, "body": body, "only_if": condition(invoice.stripe_id)}
             return self._approvals.kind("email.send").build(fields)
 
@@ -165,12 +177,22 @@ class Receivables:
         if record is not None and known is not None and status and known.status != status:
             await self._records.upsert("invoice", {"status": status}, "stripe", record_id=record.id, source="stripe")
         notice = NOTICES[event.type].format(**_describe(event, known, self._decimals))
+        if event.type == "invoice.paid":
+            await self._paid(event, invoice_id, known, notice)
         withdrawn = []
         if status:
             for row in (await self.pending()).get(invoice_id, []):
                 if gone := await self._approvals.withdraw(row, "stripe"):
                     withdrawn.append((gone, messages.REMINDER_WITHDRAWN.format(reason=notice)))
         return Changed(withdrawn=withdrawn, notices=[notice])
+
+    async def _paid(self, event: StripeEvent, invoice_id: str, known: Invoice | None, notice: str) -> None:
+        """A payment moves its payer to customer in the pipeline and reaches the goal that billed it (both
+        safe to do again when the event is applied again)."""
+        if self._pipeline is not None and known is not None and known.contact_id:
+            await self._pipeline.paid(known.contact_id, known.number)
+        if self._goals is not None and invoice_id:
+            await self._goals.paid(event, invoice_id, notice)
 
 
 def _describe(event: StripeEvent, known: Invoice | None, decimals: Callable[[str], int]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The sales pipeline: stages and next steps of contacts, read by /pipeline, the planner and the skills."""

@@ -1,0 +1,71 @@
+"""Evidence that reached a goal from outside after its tasks ran (an invoice a task sent, paid at Stripe): the
+verifier reads it with the ledger's facts. One row per source (a replayed event is one fact)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from memory.db import Database, utcnow
+
+EVIDENCE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS goal_evidence (
+    source TEXT PRIMARY KEY,
+    goal_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    fact TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS goal_evidence_goal ON goal_evidence(goal_id, at);
+"""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One fact about one task's outcome, and where it came from."""
+
+    source: str
+    goal_id: str
+    task_id: str
+    fact: str
+    at: datetime
+
+
+class EvidenceStore:
+    """Adds and reads evidence; each new fact is an event in the same commit."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._ready = False
+
+    async def setup(self) -> None:
+        """Create the table."""
+        await self._db.script(EVIDENCE_SCHEMA)
+
+    async def add(self, source: str, goal_id: str, task_id: str, fact: str, actor: str) -> bool:
+        """Record a fact; False when ``source`` was recorded already (nothing written)."""
+        async with self._db.transaction() as tx:
+            if await tx.fetchone("SELECT 1 FROM goal_evidence WHERE source = ?", (source,)):
+                return False
+            payload = {"goal_id": goal_id, "task_id": task_id, "fact": fact, "source": source}
+            event_id = await tx.append_event("goal.evidence", actor, payload)
+            await tx.execute(
+                "INSERT INTO goal_evidence (source, goal_id, task_id, fact, event_id, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (source, goal_id, task_id, fact, event_id, utcnow().isoformat()),
+            )
+        return True
+
+    async def for_goal(self, goal_id: str) -> list[Evidence]:
+        """A goal's evidence, oldest first (none on a data directory whose table is not made yet)."""
+        if not self._ready:
+            found = await self._db.fetchone(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'goal_evidence'", ()
+            )
+            if found is None:
+                return []
+            self._ready = True
+        rows = await self._db.fetchall(
+            "SELECT source, goal_id, task_id, fact, at FROM goal_evidence WHERE goal_id = ? ORDER BY at", (goal_id,)
+        )
+        return [Evidence(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in rows]

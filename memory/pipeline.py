@@ -1,0 +1,150 @@
+"""The sales pipeline: each contact's stage (lead, talking, proposal, customer, lost) with its history, and one
+next step with a date.
+
+It sits beside the contact records rather than inside them: a stage move is an append-only row naming who
+moved it and why (an operator's command, a payment at Stripe), which the versioned record of a contact does not
+say, and stage and next step change far more often than a contact's name or address. Every write appends its
+event to the event log in the same commit (the audit log shows each move).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal, get_args
+
+from memory.db import Database, utcnow
+
+PIPELINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pipeline_stages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    contact_id TEXT NOT NULL,
+    stage TEXT NOT NULL CHECK (stage IN ('lead','talking','proposal','customer','lost')),
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    event_id INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pipeline_stages_contact ON pipeline_stages(contact_id, id);
+CREATE TABLE IF NOT EXISTS pipeline_next (
+    contact_id TEXT PRIMARY KEY,
+    what TEXT NOT NULL,
+    due TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+Stage = Literal["lead", "talking", "proposal", "customer", "lost"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
+MAX_WHAT = 300
+
+
+@dataclass(frozen=True)
+class StageMove:
+    """One move of one contact into a stage: who made it, why, when."""
+
+    contact_id: str
+    stage: Stage
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A contact's next step and the day it is due (in the operator's zone)."""
+
+    contact_id: str
+    what: str
+    due: date
+    actor: str
+
+
+class PipelineStore:
+    """Reads and writes stages and next steps; each write is an event in the same commit."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def setup(self) -> None:
+        """Create the tables."""
+        await self._db.script(PIPELINE_SCHEMA)
+
+    async def ready(self) -> bool:
+        """True when the tables exist (a reader on a data directory set up before the pipeline finds none)."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pipeline_stages'", ()
+        )
+        return row is not None
+
+    async def move(self, contact_id: str, stage: Stage, actor: str, reason: str = "") -> StageMove | None:
+        """Put a contact in ``stage``; None (and nothing written) when it is in that stage already."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        at = utcnow()
+        async with self._db.transaction() as tx:
+            # Read and write in one transaction: two moves at once cannot both see the old stage.
+            current = await tx.fetchone(
+                "SELECT stage FROM pipeline_stages WHERE contact_id = ? ORDER BY id DESC LIMIT 1", (contact_id,)
+            )
+            if current is not None and current[0] == stage:
+                return None
+            payload = {"contact_id": contact_id, "stage": stage, "from": current[0] if current else None}
+            event_id = await tx.append_event("pipeline.stage", actor, {**payload, "reason": reason})
+            await tx.execute(
+                "INSERT INTO pipeline_stages (contact_id, stage, actor, reason, event_id, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (contact_id, stage, actor, reason, event_id, at.isoformat()),
+            )
+        return StageMove(contact_id, stage, actor, reason, at)
+
+    async def history(self, contact_id: str) -> list[StageMove]:
+        """Every move of a contact, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT contact_id, stage, actor, reason, at FROM pipeline_stages WHERE contact_id = ? ORDER BY id",
+            (contact_id,),
+        )
+        return [_move(r) for r in rows]
+
+    async def stages(self) -> dict[str, StageMove]:
+        """The latest move of every contact that has a stage."""
+        rows = await self._db.fetchall(
+            "SELECT s.contact_id, s.stage, s.actor, s.reason, s.at FROM pipeline_stages s JOIN "
+            "(SELECT contact_id, MAX(id) m FROM pipeline_stages GROUP BY contact_id) l ON s.id = l.m",
+            (),
+        )
+        return {r[0]: _move(r) for r in rows}
+
+    async def set_next(self, contact_id: str, what: str, due: date, actor: str) -> NextStep:
+        """Set (or replace) a contact's next step."""
+        what = " ".join(what.split())
+        if not what or len(what) > MAX_WHAT:
+            raise ValueError(f"a next step is 1 to {MAX_WHAT} characters")
+        async with self._db.transaction() as tx:
+            payload = {"contact_id": contact_id, "what": what, "due": due.isoformat()}
+            event_id = await tx.append_event("pipeline.next", actor, payload)
+            await tx.execute(
+                "INSERT OR REPLACE INTO pipeline_next (contact_id, what, due, actor, event_id, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (contact_id, what, due.isoformat(), actor, event_id, utcnow().isoformat()),
+            )
+        return NextStep(contact_id, what, due, actor)
+
+    async def clear_next(self, contact_id: str, actor: str) -> bool:
+        """Drop a contact's next step (done); False when it had none."""
+        async with self._db.transaction() as tx:
+            gone = await tx.execute("DELETE FROM pipeline_next WHERE contact_id = ?", (contact_id,))
+            if gone.rowcount:
+                await tx.append_event("pipeline.next_done", actor, {"contact_id": contact_id})
+        return bool(gone.rowcount)
+
+    async def next_steps(self) -> dict[str, NextStep]:
+        """Every contact's next step."""
+        rows = await self._db.fetchall("SELECT contact_id, what, due, actor FROM pipeline_next ORDER BY due", ())
+        return {r[0]: NextStep(r[0], r[1], date.fromisoformat(r[2]), r[3]) for r in rows}
+
+
+def _move(row: tuple[str, str, str, str, str]) -> StageMove:
+    return StageMove(row[0], row[1], row[2], row[3], datetime.fromisoformat(row[4]))  # type: ignore[arg-type]
