@@ -112,6 +112,16 @@ class ProfileStore:
         self._cache = None
         return await self.get()
 
+    async def hold(self, fields: dict[str, tuple[str, int]]) -> None:
+        """Keep a restored backup's fields (each value with the event that set it) until the operator confirms
+        them (:meth:`confirm_restored`) or drops them: not in effect meanwhile."""
+        await self._db.run_transaction(
+            lambda conn: conn.executemany(
+                "INSERT INTO profile_restored (field, value, event_id) VALUES (?, ?, ?)",
+                [(field, value, event_id) for field, (value, event_id) in fields.items()],
+            )
+        )
+
     async def restored(self) -> dict[str, str]:
         """A restored backup's profile fields waiting for the operator's confirmation (empty when none)."""
         rows = await self._db.fetchall("SELECT field, value FROM profile_restored ORDER BY event_id")
