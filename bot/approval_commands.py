@@ -10,10 +10,10 @@ from typing import Any
 from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import InboundMessage
-from connectors.base import ActionError, ActionKind, Context
+from connectors.base import ActionKind, Context
 from graph.action_tools import approval_id_for
 from graph.approvals import ApprovalService, button_data
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 
 
 def register_approval_commands(
@@ -57,10 +57,8 @@ def _proposer(
 
         async def build() -> Any:
             ctx = replace(context(), session=inbound.session_key, requested_by=inbound.sender)
-            try:
+            with user_facing():
                 return await kind.from_command(args, ctx)
-            except ActionError as exc:
-                raise UserFacingError(str(exc)) from None
 
         proposal = await service.propose_once(approval_id, build, inbound.session_key, "command", inbound.sender)
         if proposal.approval is None:

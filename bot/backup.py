@@ -66,6 +66,7 @@ from bot.backup_semantic import rebuild_semantic
 from bot.settings import Settings
 from memory.approval_lines import ApprovalLine
 from memory.db import open_database, utcnow
+from memory.errors import UserFacingError
 from memory.event_log import EventLine
 from memory.goal_lines import GoalLine
 from memory.install import Install, InstallKeyError, content_digest, read_key
@@ -93,7 +94,7 @@ Backup = dict[str, list[Any]]
 """A parsed, checked export: each store's lines by its name."""
 
 
-class ImportRefused(Exception):
+class ImportRefused(UserFacingError):
     """The import was refused before anything was written; the message says why, in one line."""
 
 

@@ -12,13 +12,12 @@ from typing import Any
 from bot.approval_ui import ApprovalUI
 from bot.commands import CommandRouter
 from bot.messages import InboundMessage
-from connectors.base import ActionError
 from connectors.email import EmailConnector
 from graph.action_tools import approval_id_for
 from graph.approvals import ApprovalService
 from graph.budget import BudgetExceeded
 from graph.context import as_data
-from graph.errors import ModelUnavailable, UserFacingError
+from graph.errors import ModelUnavailable, UserFacingError, user_facing
 from graph.inbox.triage import WORKFLOW
 from graph.llm import LLMClient
 from memory.mail import MailStore, SentMail, StoredMail
@@ -132,10 +131,8 @@ class InboxCommands:
                 "in_reply_to": r.message_id,
                 "references": (*r.references, r.message_id)[-20:],
             }
-            try:
+            with user_facing():
                 return kind.build(fields)
-            except ActionError as exc:
-                raise UserFacingError(str(exc)) from None
 
         proposal = await self._service.propose_once(approval_id, build, inbound.session_key, "command", inbound.sender)
         if proposal.approval is None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from connectors.base import Action, ActionError, ActionKind, Executed
+from connectors.base import Action, ActionKind, Executed
 from connectors.registry import Registry
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 from graph.policy import POLICY_RISK_KEY, TOLERANCES, Policy, Risk, Tolerance
 from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
@@ -105,10 +105,8 @@ class ApprovalService:
 
     def kind(self, name: str) -> ActionKind[Any]:
         """The kind of that name (UserFacingError when no connector declares it)."""
-        try:
+        with user_facing():
             return self._registry.kind(name)
-        except ActionError as exc:
-            raise UserFacingError(str(exc)) from None
 
     async def policy(self) -> Policy:
         """The policy now: the risk tolerance an operator set with /policy, else the configured one.

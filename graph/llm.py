@@ -24,6 +24,7 @@ from graph.pricing import PriceTable
 from graph.settings import LLMSettings
 from graph.tokens import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
 from memory.db import LLMCall
+from memory.errors import InternalError
 from memory.ledger import CostLedger, Hold
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ class _Skip:
     """A fallback not called: its estimate does not fit a cap."""
 
 
-class _ToolChoiceRefused(Exception):
+class _ToolChoiceRefused(InternalError):
     """The endpoint answered 400 about ``tool_choice`` (it cannot force a tool): the call goes again without it."""
 
 

@@ -44,6 +44,7 @@ from memory import turns
 from memory.db import utcnow
 from memory.embedder import MAX_EMBED_CHARS, Embedder, EmbeddingRefused, make_embedder
 from memory.episodes import ALSO_MENTIONED, EPISODE_GAP, EPISODE_MAX_TURNS, ExtractiveSummarizer, Summarizer, searchable
+from memory.errors import InternalError
 from memory.query import (
     MAX_QUERY_EMBED_CHARS,
     MAX_QUERY_TEXT_CHARS,
@@ -166,7 +167,7 @@ class EmbedderUnavailable(MemoryUnavailable):
     the index itself is fine, so nothing needs rebuilding: retry later."""
 
 
-class InvalidNote(ValueError):
+class InvalidNote(InternalError, ValueError):
     """A note was refused; ``index`` is its position in the batch. Nothing of the batch was written."""
 
     def __init__(self, message: str, index: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memory.db import Database, utcnow
+from memory.errors import InternalError
 
 PROFILE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS profile (
@@ -42,7 +43,7 @@ MAX_VALUE = 1000
 MODEL_ACTOR = "coo"
 
 
-class ProfileError(ValueError):
+class ProfileError(InternalError, ValueError):
     """Bad profile input."""
 
 

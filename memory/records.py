@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from memory.addresses import normalise_address
 from memory.db import Database, utcnow
+from memory.errors import InternalError
 from memory.lines import Line, Table
 
 RECORDS_SCHEMA = """
@@ -157,7 +158,7 @@ class RecordLine(Line):
 _RECORDS = Table("records", RecordLine)
 
 
-class RecordError(ValueError):
+class RecordError(InternalError, ValueError):
     """Bad record input; the message says what is wrong."""
 
 
