@@ -28,7 +28,7 @@ from bot.messenger import Messenger
 from bot.settings import Settings, redact_url
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
-from memory.db import Database, connect_sqlite, open_database, utcnow
+from memory.db import Database, connect_sqlite, open_database
 from memory.ledger import CostLedger
 from memory.liveness import Liveness
 from memory.mail import MailStore
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from connectors.registry import Registry
     from graph.approvals import ApprovalService
     from graph.budget import BudgetAlert, BudgetGuard
+    from graph.contexts import Contexts
     from graph.coordinator import Coordinator
     from graph.goals import GoalService
     from graph.llm import LLMClient
@@ -330,7 +331,7 @@ def _build_goals(
     approvals: ApprovalService,
     ui: ApprovalUI,
     messenger: Messenger,
-    memory: Memory | None,
+    contexts: Contexts,
     controls: Controls,
     wakeup: asyncio.Event,
 ) -> _Goals:
@@ -339,9 +340,8 @@ def _build_goals(
     from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
     from graph.runner import SkillExecutor, TaskRunner
     from graph.skills import all_skills
-    from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
+    from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
 
-    context = partial(proposal_context, stores.records, settings.budget.currency)
     service = GoalService(
         stores.tasks,
         approvals,
@@ -355,26 +355,12 @@ def _build_goals(
         skills=plans.skills,
     )
 
-    def tool_context(session: str, goal_id: str) -> ToolContext:
-        return ToolContext(
-            db=stores.db,
-            session=session,
-            timezone=settings.timezone,
-            records=stores.records,
-            profile=stores.profile,
-            memory=memory,
-            scope=settings.memory.scope,
-            goal_id=goal_id,
-        )
-
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
-    executor = SkillExecutor(
-        all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
-    )
+    executor = SkillExecutor(all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model)
     runner = TaskRunner(
         stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup
     )
-    commands = GoalCommands(service, plans, approvals, ui, messenger, context, runner.wake)
+    commands = GoalCommands(service, plans, approvals, ui, messenger, contexts.proposal, runner.wake)
     return _Goals(service, runner, commands)
 
 
@@ -425,6 +411,7 @@ async def _build(
     from bot.scheduler import Scheduler
     from connectors.outbox import OutboxRunner
     from graph.approvals import ApprovalService
+    from graph.contexts import Contexts
     from graph.coordinator import Coordinator
     from graph.recall import SessionRecall
     from graph.record_tools import RECORD_TOOLS
@@ -462,8 +449,10 @@ async def _build(
     wakeup = asyncio.Event()
     # An action's outcome can start work at once: an approved plan's tasks, a task waiting on its card.
     tasks_wakeup = asyncio.Event()
-    context = partial(proposal_context, stores.records, settings.budget.currency)
-    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)
+    contexts = Contexts(
+        db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory, settings.memory.scope
+    )
+    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, contexts.proposal)
     runner = OutboxRunner(
         stores.approvals,
         db,
@@ -475,7 +464,7 @@ async def _build(
         wakeup=wakeup,
         clock=clock,
     )
-    goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
+    goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup)
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None
@@ -536,7 +525,7 @@ async def _build(
         web=web,
         receivables=receivables,
     )
-    _register_commands(runtime, model.budgets, policy_cmds, stores, context)
+    _register_commands(runtime, model.budgets, policy_cmds, stores, contexts.proposal)
     goals.commands.register(commands)
     mcp_cmds.register(commands)
     dispatcher.bind(
@@ -622,13 +611,6 @@ async def _reported(row: OutboxRow, ui: ApprovalUI, then: Callable[[], None]) ->
         await ui.on_outcome(row)
     finally:
         then()
-
-
-def proposal_context(records: Records, currency: str) -> Context:
-    """What a slash command or an edit may use to build an action: contacts, the currency, today."""
-    from connectors.base import Context
-
-    return Context(records=records, currency=currency, today=utcnow().date())
 
 
 def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:

@@ -121,7 +121,7 @@ class CommandSpec:
     usage: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
     """What proposing an action may use: contact records, the operator's currency and today's date,
     and where the proposal comes from (the conversation and who asked)."""
