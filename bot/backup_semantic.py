@@ -14,7 +14,7 @@ from memory.event_log import EventLine
 from memory.notes import NoteLine, StoredNote
 
 if TYPE_CHECKING:
-    from memory.api import Note
+    from memory.semantic.api import Note
 
 EMBED_BATCH = 64
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def memories_of(events: Sequence[EventLine], notes: Sequence[NoteLine], scope: str, tz: str) -> list[Note]:
     """What semantic memory held: remembered notes and the operator's chat messages, minus what was
     forgotten, as the product's own ingestion writes them (a chat note carries its date and speaker)."""
-    from memory.chat_notes import forgotten_refs, notes_from_log  # loads semantic memory's API: only when on
+    from memory.semantic.chat_notes import forgotten_refs, notes_from_log  # loads semantic memory's API: only when on
 
     logged = [Event(e.id, e.at, e.actor, e.session, e.kind, e.payload) for e in events]
     remembered = [StoredNote(n.ref, n.scope, n.source, n.text, n.at) for n in notes]
@@ -38,7 +38,7 @@ async def rebuild_semantic(
     how many notes were written."""
     # Imported here: the vector store and embedder cost a second or more to load, and are not needed
     # when semantic memory is off.
-    from memory.api import InvalidNote, open_memory
+    from memory.semantic.api import InvalidNote, open_memory
 
     memories = memories_of(events, notes, settings.memory.scope, settings.timezone)
     if not memories:
@@ -47,7 +47,7 @@ async def rebuild_semantic(
     if settings.embeddings.provider == "openai":
         import openai
 
-        from memory.embedder import OpenAIEmbedder
+        from memory.semantic.embedder import OpenAIEmbedder
 
         llm = settings.llm
         client = openai.AsyncOpenAI(

@@ -10,13 +10,13 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from connectors.base import Context
-from graph.tools import ToolContext
+from graph.conversation.tools import ToolContext
 from memory.db import Database, utcnow
 from memory.profile import ProfileStore
 from memory.records import Records
 
 if TYPE_CHECKING:
-    from memory.api import Memory
+    from memory.semantic.api import Memory
 
 
 def _today() -> date:
