@@ -88,6 +88,7 @@ class ApprovalLines:
     name: ClassVar[str] = "approvals"
     version: ClassVar[int] = 1
     line: ClassVar[type[Line]] = ApprovalLine
+    tables: ClassVar[tuple[Table, ...]] = (_APPROVALS, _OUTBOX)
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -31,6 +31,7 @@ class EventLog:
     name: ClassVar[str] = "events"
     version: ClassVar[int] = 1
     line: ClassVar[type[Line]] = EventLine
+    tables: ClassVar[tuple[Table, ...]] = (_EVENTS,)
 
     def __init__(self, db: Database) -> None:
         self._db = db

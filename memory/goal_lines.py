@@ -120,9 +120,11 @@ class GoalLine(Line):
 
 
 _GOALS = Table("goals", GoalLine, nested=("tasks",))
-_TASKS = Table("tasks", TaskLine, nested=("attempt_log",))
+# How often a task went on after its cards were decided names its proposals while it runs; a restored
+# task runs no more (unfinished ones come back cancelled), so it starts again from 0.
+_TASKS = Table("tasks", TaskLine, nested=("attempt_log",), kept_out=("resumes",))
 # The attempt's row id only orders a task's attempts; the order of the nested list keeps that.
-_ATTEMPTS = Table("task_attempts", AttemptLine)
+_ATTEMPTS = Table("task_attempts", AttemptLine, kept_out=("id",))
 
 
 class GoalLines:
@@ -131,6 +133,7 @@ class GoalLines:
     name: ClassVar[str] = "goals"
     version: ClassVar[int] = 1
     line: ClassVar[type[Line]] = GoalLine
+    tables: ClassVar[tuple[Table, ...]] = (_GOALS, _TASKS, _ATTEMPTS)
 
     def __init__(self, db: Database) -> None:
         self._db = db

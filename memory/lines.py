@@ -35,16 +35,25 @@ class Table:
     table carried inside the line, e.g. an approval's outbox row)."""
 
     def __init__(
-        self, table: str, model: type[Line], nested: Iterable[str] = (), written: Mapping[str, Any] | None = None
+        self,
+        table: str,
+        model: type[Line],
+        nested: Iterable[str] = (),
+        written: Mapping[str, Any] | None = None,
+        kept_out: Iterable[str] = (),
     ) -> None:
-        """``written``: columns not in the line, with the value every restored row gets."""
+        """``written``: columns not in the line, with the value every restored row gets; ``kept_out``: columns
+        a backup leaves out on purpose (a restored row gets their default). Every other column of the table
+        must be a field of the line (a test holds that)."""
+        self.table = table
+        self.kept_out = frozenset(kept_out)
         skip = set(nested)
         fields = {name: f for name, f in model.model_fields.items() if name not in skip}
         self.columns = tuple(fields)
         self._json = frozenset(n for n, f in fields.items() if _is_json(f.annotation))
         self._bool = frozenset(n for n, f in fields.items() if f.annotation is bool)
-        self._written = dict(written or {})
-        names = (*self.columns, *self._written)
+        self.written = dict(written or {})
+        names = (*self.columns, *self.written)
         self._select = f"SELECT {', '.join(self.columns)} FROM {table}"
         self._insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
 
@@ -67,7 +76,7 @@ class Table:
         stored = [
             given[name] if name in given else _stored(name in self._json, getattr(line, name)) for name in self.columns
         ]
-        return (*stored, *self._written.values())
+        return (*stored, *self.written.values())
 
     def insert(self, conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (made by :meth:`values`)."""

@@ -59,6 +59,7 @@ class NoteLedger:
     name: ClassVar[str] = "notes"
     version: ClassVar[int] = 1
     line: ClassVar[type[Line]] = NoteLine
+    tables: ClassVar[tuple[Table, ...]] = (_NOTES,)
     """In a backup (``memory.portable``): every note."""
 
     def __init__(self, db: Database) -> None:

@@ -17,7 +17,7 @@ from memory.approval_lines import ApprovalLines
 from memory.db import Database
 from memory.event_log import EventLog
 from memory.goal_lines import GoalLines
-from memory.lines import Line
+from memory.lines import Line, Table
 from memory.notes import NoteLedger
 from memory.records import Records
 
@@ -31,6 +31,8 @@ class PortableStore(Protocol):
     """The layout of its lines; raised when a line changes (an import refuses lines newer than it reads)."""
     line: ClassVar[type[Line]]
     """One line of its file, as checked on import."""
+    tables: ClassVar[tuple[Table, ...]]
+    """The tables its lines are read from and written to."""
 
     def __init__(self, db: Database) -> None: ...
 

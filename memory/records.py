@@ -168,6 +168,7 @@ class Records:
     name: ClassVar[str] = "records"
     version: ClassVar[int] = 1
     line: ClassVar[type[Line]] = RecordLine
+    tables: ClassVar[tuple[Table, ...]] = (_RECORDS,)
     """In a backup (``memory.portable``): every version of every record, deleted ones included."""
 
     def __init__(self, db: Database) -> None:

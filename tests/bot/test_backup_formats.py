@@ -103,6 +103,7 @@ class Pins:
     name: ClassVar[str] = "pins"
     version: ClassVar[int] = 1
     line: ClassVar[type[Line]] = PinLine
+    tables: ClassVar[tuple[Table, ...]] = (_PINS,)
 
     def __init__(self, db: Database) -> None:
         self._db = db
