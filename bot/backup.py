@@ -41,14 +41,15 @@ An import creates no trust (I1, I8); docs/backup-trust.md says why and how:
   outbox digest must verify with that key, or the import is refused naming the file and line;
 - a remembered note longer than a chat message can be (``MAX_NOTE_CHARS``) is refused.
 
-Each portable store (``memory.portable``) checks its own lines (its line model) and writes them back;
-this module decides what an import may not trust and changes those lines before a store sees them.
 Every line of the export is parsed and checked before anything is written; the data dir is built
 in a temporary folder inside it and moved into place only when everything succeeded. For goals this
 means: statuses and states are the ledger's own; a task is listed under the goal it names; an
 attempt under the task it names; a task depends only on tasks of the same run of its goal; a goal's
 ``plan_approval`` (the idempotency key of the plan approval that started it) is the outbox key of an
 approval in ``approvals.jsonl``; goal and task ids appear once.
+
+Each portable store (``memory.portable``, docs/stores.md) checks its own lines (its line model) and writes
+them back as given; this module decides what an import may not trust and changes those lines first.
 """
 
 from __future__ import annotations
