@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
-from connectors.base import ActionError, Context, Executed, when_text
+from connectors.base import Context, Executed, when_text
 from graph.approvals.service import ApprovalService, Card, Decision
 from graph.buttons import Prefix
 from graph.conversation.coordinator import Coordinator, TurnResult
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,8 @@ class ApprovalUI:
         if row is None or row.state != "pending":
             raise UserFacingError("That card was decided meanwhile; nothing was changed.")
         kind = self._service.kind(row.kind)
-        try:
+        with user_facing():  # a correction that cannot be read leaves the old card valid
             action = await kind.edit(kind.parse(row.action), inbound.text, self._context())
-        except ActionError as exc:
-            raise UserFacingError(str(exc)) from None  # the old card stays valid
         if self._service.digest(action) == row.digest:
             raise UserFacingError(f"That is the same {kind.noun} as on the card; nothing changed.")
         new = await self._service.supersede(row, action, inbound.sender)

@@ -21,6 +21,7 @@ from bot.logging_setup import RedactingFilter, configure_logging
 from bot.settings import ConfigError, Settings, load_settings, url_password
 from connectors.base import Deps
 from connectors.catalog import build_registry
+from memory.errors import UserFacingError
 
 log = logging.getLogger("coo")
 
@@ -29,7 +30,7 @@ EXIT_FAILED = 1
 LOG_FILE_NAME = "coo.log"
 
 
-class CommandError(Exception):
+class CommandError(UserFacingError):
     """A failure to report as one line: ``coo: <message>``."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from memory.errors import InternalError
+
 InboundKind = Literal["message", "edit", "command", "callback", "other"]
 
 
@@ -89,7 +91,7 @@ class OutboundMessage:
 InboundHandler = Callable[[InboundMessage], Awaitable[object]]
 
 
-class ChannelUnreachable(Exception):
+class ChannelUnreachable(InternalError):
     """``Channel.send`` could not reach its platform, retries included: the message was not delivered (or it
     is not known that it was). What was being answered stays unfinished, to be answered again later (I3)."""
 

@@ -8,10 +8,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, TextIO
 
+from memory.errors import InternalError
+
 Decision = Literal["retry", "save", "skip"]
 
 
-class OnboardingStopped(Exception):
+class OnboardingStopped(InternalError):
     """The input ended (or the user stopped) before the config file was written."""
 
 

@@ -28,6 +28,7 @@ from connectors.settings import IMAPSettings, OutboxSettings
 from graph.followups.settings import FollowupsSettings
 from graph.receivables.settings import ReceivablesSettings
 from graph.settings import ApprovalSettings, BudgetSettings, LLMSettings, TaskSettings
+from memory.errors import UserFacingError
 from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
@@ -291,7 +292,7 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class ConfigError(Exception):
+class ConfigError(UserFacingError):
     """Bad configuration: the message is one line naming the variable."""
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from memory.errors import InternalError
+
 # Currencies without minor units (Stripe's list): amounts are whole numbers.
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 # Stripe counts these in thousandths, and takes only amounts whose last digit is 0 (its currencies page).
@@ -32,7 +34,7 @@ _MAX_WHOLE_DIGITS = 9
 _MAX_FRACTION_DIGITS = 3
 
 
-class AmountError(ValueError):
+class AmountError(InternalError, ValueError):
     """An amount that cannot be read with certainty; the message is one line for the operator."""
 
 

@@ -17,20 +17,21 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from memory.errors import InternalError
 from memory.install import content_digest
 from memory.mail import MailStore
 from memory.records import Records
 
 
-class TemporaryError(Exception):
+class TemporaryError(InternalError):
     """The call did not happen and may succeed later (4xx SMTP, connection refused, 429...)."""
 
 
-class PermanentError(Exception):
+class PermanentError(InternalError):
     """The call did not happen and will not succeed as is (5xx SMTP, bad address, Stripe 4xx...)."""
 
 
-class AmbiguousOutcome(Exception):
+class AmbiguousOutcome(InternalError):
     """The call may or may not have had its effect (e.g. connection lost after DATA). Never retried."""
 
 
@@ -39,7 +40,7 @@ class NotNeeded(PermanentError):
     before its reminder went out); the message says why."""
 
 
-class ActionError(ValueError):
+class ActionError(InternalError, ValueError):
     """A proposal or an edit that cannot become an action; the message is shown to the operator as is."""
 
 
@@ -120,7 +121,7 @@ class CommandSpec:
     usage: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
     """What proposing an action may use: contact records, the operator's currency and today's date,
     and where the proposal comes from (the conversation and who asked)."""

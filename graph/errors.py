@@ -1,15 +1,25 @@
-"""Errors the coordinator distinguishes."""
+"""Errors the coordinator distinguishes, and the one place an action's refusal becomes a reply."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-class UserFacingError(Exception):
-    """An error whose reason is shown to the operator as is."""
+from connectors.base import ActionError
+from memory.errors import CooError, InternalError, UserFacingError
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["CooError", "InternalError", "ModelUnavailable", "UserFacingError", "user_facing"]
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(InternalError):
     """The model endpoint could not be reached or kept failing after retries."""
+
+
+@contextmanager
+def user_facing() -> Iterator[None]:
+    """An ``ActionError`` raised inside (a proposal or an edit that cannot become an action; its message is
+    written for the operator) comes out as a ``UserFacingError`` with that reason."""
+    try:
+        yield
+    except ActionError as exc:
+        raise UserFacingError(str(exc)) from None

@@ -31,6 +31,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from memory.errors import UserFacingError
+
 KEY_FILE = "install.key"
 _KEY_BYTES = 32
 _NOT_A_KEY = (
@@ -39,7 +41,7 @@ _NOT_A_KEY = (
 )
 
 
-class InstallKeyError(Exception):
+class InstallKeyError(UserFacingError):
     """The install key file is unreadable or not a key; the message names the file."""
 
 

@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from memory.db import Database, utcnow
+from memory.lines import Line, Table
 
 NOTES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (
@@ -17,6 +23,23 @@ CREATE TABLE IF NOT EXISTS notes (
     at TEXT NOT NULL
 );
 """
+
+
+MAX_NOTE_CHARS = 100_000
+"""The longest note ``/remember`` can store: a chat message's limit (``bot.dispatcher.MAX_INPUT_CHARS``)."""
+
+
+class NoteLine(Line):
+    """One remembered note in a backup."""
+
+    ref: str
+    scope: str
+    source: str
+    text: str = Field(max_length=MAX_NOTE_CHARS)
+    at: datetime
+
+
+_NOTES = Table("notes", NoteLine)
 
 
 @dataclass(frozen=True)
@@ -32,6 +55,12 @@ class StoredNote:
 
 class NoteLedger:
     """The SQLite side of remembered notes."""
+
+    name: ClassVar[str] = "notes"
+    version: ClassVar[int] = 1
+    line: ClassVar[type[Line]] = NoteLine
+    tables: ClassVar[tuple[Table, ...]] = (_NOTES,)
+    """In a backup (``memory.portable``): every note."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -55,6 +84,19 @@ class NoteLedger:
         """Every note, oldest first."""
         rows = await self._db.fetchall("SELECT ref, scope, source, text, at FROM notes ORDER BY at")
         return [StoredNote(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in rows]
+
+    async def dump(self) -> list[dict[str, Any]]:
+        """Every note, oldest first."""
+        return [_NOTES.read(r) for r in await self._db.fetchall(_NOTES.select("ORDER BY at"))]
+
+    async def restore(self, lines: Sequence[NoteLine]) -> None:
+        """Keep the notes as they are."""
+        rows = [_NOTES.values(n) for n in lines]
+
+        def work(conn: sqlite3.Connection) -> None:
+            _NOTES.insert(conn, rows)
+
+        await self._db.run_transaction(work)
 
 
 def new_ref() -> str:

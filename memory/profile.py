@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memory.db import Database, utcnow
+from memory.errors import InternalError
 
 PROFILE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS profile (
@@ -44,7 +45,7 @@ MAX_VALUE = 1000
 MODEL_ACTOR = "coo"
 
 
-class ProfileError(ValueError):
+class ProfileError(InternalError, ValueError):
     """Bad profile input."""
 
 
@@ -118,6 +119,16 @@ class ProfileStore:
                 await tx.execute("DELETE FROM profile WHERE field = ?", (field,))
         self._cache = None
         return await self.get()
+
+    async def hold(self, fields: dict[str, tuple[str, int]]) -> None:
+        """Keep a restored backup's fields (each value with the event that set it) until the operator confirms
+        them (:meth:`confirm_restored`) or drops them: not in effect meanwhile."""
+        await self._db.run_transaction(
+            lambda conn: conn.executemany(
+                "INSERT INTO profile_restored (field, value, event_id) VALUES (?, ?, ?)",
+                [(field, value, event_id) for field, (value, event_id) in fields.items()],
+            )
+        )
 
     async def restored(self) -> dict[str, str]:
         """A restored backup's profile fields waiting for the operator's confirmation (empty when none)."""

@@ -5,15 +5,19 @@ versions are never overwritten, so any past state can be read back."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from memory.addresses import normalise_address
 from memory.db import Database, utcnow
+from memory.errors import InternalError
+from memory.lines import Line, Table
 
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -124,12 +128,48 @@ class Record:
     deleted: bool
 
 
-class RecordError(ValueError):
+class RecordLine(Line):
+    """One record version in a backup (its data checked against the kind's model)."""
+
+    kind: str
+    id: str
+    version: int
+    data: dict[str, Any]
+    event_id: int
+    actor: str
+    at: str
+    deleted: bool
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        datetime.fromisoformat(value)
+        return value
+
+    @model_validator(mode="after")
+    def _data(self) -> RecordLine:
+        model = MODELS.get(self.kind)
+        if model is None:
+            raise ValueError(f"unknown record kind {self.kind!r}")
+        model.model_validate(self.data)
+        return self
+
+
+_RECORDS = Table("records", RecordLine)
+
+
+class RecordError(InternalError, ValueError):
     """Bad record input; the message says what is wrong."""
 
 
 class Records:
     """Reads and writes records; every write appends an event first and points to it."""
+
+    name: ClassVar[str] = "records"
+    version: ClassVar[int] = 1
+    line: ClassVar[type[Line]] = RecordLine
+    tables: ClassVar[tuple[Table, ...]] = (_RECORDS,)
+    """In a backup (``memory.portable``): every version of every record, deleted ones included."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -137,6 +177,19 @@ class Records:
     async def setup(self) -> None:
         """Create the table."""
         await self._db.script(RECORDS_SCHEMA)
+
+    async def dump(self) -> list[dict[str, Any]]:
+        """Every version of every record (the history is part of a backup)."""
+        return [_RECORDS.read(r) for r in await self._db.fetchall(_RECORDS.select("ORDER BY kind, id, version"))]
+
+    async def restore(self, lines: Sequence[RecordLine]) -> None:
+        """Write the record versions as they are."""
+        rows = [_RECORDS.values(r) for r in lines]
+
+        def work(conn: sqlite3.Connection) -> None:
+            _RECORDS.insert(conn, rows)
+
+        await self._db.run_transaction(work)
 
     @staticmethod
     def parse(kind: str, data: dict[str, Any]) -> BaseModel:

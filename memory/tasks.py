@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from memory.db import Database, Transaction, utcnow
+from memory.errors import InternalError
 
 TASKS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS goals (
@@ -205,7 +206,7 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(5))
 
 
-class TransitionRefused(RuntimeError):
+class TransitionRefused(InternalError, RuntimeError):
     """A task was not in the state a transition expected (another worker moved it, or a bug)."""
 
 

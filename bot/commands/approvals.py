@@ -10,11 +10,11 @@ from typing import Any
 from bot.approval_ui import ApprovalUI
 from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
-from connectors.base import ActionError, ActionKind, Context
+from connectors.base import ActionKind, Context
 from graph.approvals.service import ApprovalService, button_data
 from graph.buttons import Prefix
 from graph.conversation.action_tools import approval_id_for
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 
 
 def register_approval_commands(
@@ -59,10 +59,8 @@ def _proposer(
 
         async def build() -> Any:
             ctx = replace(context(), session=inbound.session_key, requested_by=inbound.sender)
-            try:
+            with user_facing():
                 return await kind.from_command(args, ctx)
-            except ActionError as exc:
-                raise UserFacingError(str(exc)) from None
 
         proposal = await service.propose_once(approval_id, build, inbound.session_key, "command", inbound.sender)
         if proposal.approval is None:

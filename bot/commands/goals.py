@@ -10,11 +10,11 @@ from bot.approval_ui import ApprovalUI, session_target
 from bot.commands.router import CommandRouter
 from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
-from connectors.base import ActionError, Context
+from connectors.base import Context
 from graph.approvals.service import ApprovalService, button_data
 from graph.buttons import Prefix
 from graph.conversation.action_tools import approval_id_for
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 from graph.goals.plan_kind import PlanKind
 from graph.goals.service import ButtonSpec, GoalService
 from memory.tasks import TransitionRefused
@@ -107,10 +107,8 @@ class GoalCommands:
         approval_id = approval_id_for(inbound.session_key, inbound.update_key) if inbound.update_key else None
 
         async def build() -> Any:
-            try:
+            with user_facing():
                 return await make()  # type: ignore[misc]
-            except ActionError as exc:
-                raise UserFacingError(str(exc)) from None
 
         proposal = await self._approvals.propose_once(approval_id, build, inbound.session_key, "goal", inbound.sender)
         if proposal.approval is None:

@@ -12,12 +12,11 @@ from typing import Any
 from bot.approval_ui import ApprovalUI
 from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
-from connectors.base import ActionError
 from connectors.email import EmailConnector
 from graph.approvals.service import ApprovalService
 from graph.conversation.action_tools import approval_id_for
 from graph.conversation.context import as_data
-from graph.errors import ModelUnavailable, UserFacingError
+from graph.errors import ModelUnavailable, UserFacingError, user_facing
 from graph.inbox.triage import WORKFLOW
 from graph.models.llm import LLMClient
 from graph.spend.budget import BudgetExceeded
@@ -132,10 +131,8 @@ class InboxCommands:
                 "in_reply_to": r.message_id,
                 "references": (*r.references, r.message_id)[-20:],
             }
-            try:
+            with user_facing():
                 return kind.build(fields)
-            except ActionError as exc:
-                raise UserFacingError(str(exc)) from None
 
         proposal = await self._service.propose_once(approval_id, build, inbound.session_key, "command", inbound.sender)
         if proposal.approval is None:

@@ -14,7 +14,7 @@ from bot.messenger import Messenger
 from connectors.base import ActionError
 from connectors.mcp.settings import QUALIFIED_TOOL
 from graph.buttons import Prefix
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 from memory.control import ControlStore
 from prompts.messages import (
     MCP_LEGEND,
@@ -75,10 +75,8 @@ class McpCommands:
             return describe_tools(self._hub, self._family)
         if len(words) != 2 or words[0].lower() != "trust" or not QUALIFIED_TOOL.match(words[1]):
             raise UserFacingError(MCP_USAGE)
-        try:
+        with user_facing():
             tool = self._family.tool_for_trust(words[1])
-        except ActionError as exc:
-            raise UserFacingError(str(exc)) from None
         await self._ask(inbound, tool.qualified, tool.fingerprint, tool.description)
         return ""
 

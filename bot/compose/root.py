@@ -25,7 +25,7 @@ from bot.commands.pipeline import open_pipeline
 from bot.commands.policy import PolicyCommands
 from bot.commands.router import CommandRouter
 from bot.compose.model import build_model, open_checkpoints, open_semantic_memory
-from bot.compose.work import build_actions, build_goals, open_mcp, proposal_context
+from bot.compose.work import build_actions, build_goals, open_mcp
 from bot.digest import DigestService
 from bot.dispatcher import ButtonHandler, Handlers
 from bot.followups import open_followups
@@ -44,6 +44,7 @@ from connectors.base import Context
 from connectors.outbox import OutboxRunner
 from graph.approvals.service import ApprovalService
 from graph.buttons import Prefix
+from graph.contexts import Contexts
 from graph.conversation.coordinator import Coordinator
 from graph.conversation.recall import SessionRecall
 from graph.conversation.record_tools import RECORD_TOOLS
@@ -100,8 +101,10 @@ async def build(
     wakeup = asyncio.Event()
     # An action's outcome can start work at once: an approved plan's tasks, a task waiting on its card.
     tasks_wakeup = asyncio.Event()
-    context = partial(proposal_context, stores.records, settings.budget.currency)
-    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, context)
+    contexts = Contexts(
+        db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory, settings.memory.scope
+    )
+    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, contexts.proposal)
     runner = OutboxRunner(
         stores.approvals,
         db,
@@ -113,7 +116,7 @@ async def build(
         wakeup=wakeup,
         clock=clock,
     )
-    goals = build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
+    goals = build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup)
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None
@@ -155,7 +158,7 @@ async def build(
     loops.append((followups.run_forever, "followups"))
     status: list[Runtime] = []  # /status reads the runtime built below
     _register_commands(
-        commands, settings, stores, approvals, ui, digest, memory, repair, ingestor, context,
+        commands, settings, stores, approvals, ui, digest, memory, repair, ingestor, contexts.proposal,
         more=(model.budgets.register, policy_cmds.register), status=lambda: status_lines(status[0]),
     )  # fmt: skip
     goals.commands.register(commands)

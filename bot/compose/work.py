@@ -15,12 +15,13 @@ from bot.commands.goals import ChatNotifier, GoalCommands
 from bot.messenger import Messenger
 from bot.settings import Settings
 from bot.stores import Stores
-from connectors.base import Context, Deps
+from connectors.base import Deps
 from connectors.catalog import build_registry
 from connectors.registry import Registry
 from graph.approvals.service import ApprovalService
+from graph.contexts import Contexts
 from graph.conversation.record_tools import GOAL_TOOLS, RECORD_TOOLS
-from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
+from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
 from graph.goals.plan_kind import PlanKind
 from graph.goals.planner import Planner
 from graph.goals.runner import SkillExecutor, TaskRunner
@@ -29,11 +30,8 @@ from graph.goals.skill_graph import FINISH
 from graph.goals.skills import all_skills, check_skills, usable_skills
 from graph.models.llm import LLMClient
 from graph.pipeline.service import pipeline_summary
-from memory.db import utcnow
 from memory.goal_evidence import EvidenceStore
 from memory.mail import MailStore
-from memory.records import Records
-from memory.semantic.api import Memory
 
 if TYPE_CHECKING:
     from connectors.mcp.family import McpFamily
@@ -56,11 +54,10 @@ def build_goals(
     approvals: ApprovalService,
     ui: ApprovalUI,
     messenger: Messenger,
-    memory: Memory | None,
+    contexts: Contexts,
     controls: Controls,
     wakeup: asyncio.Event,
 ) -> Goals:
-    context = partial(proposal_context, stores.records, settings.budget.currency)
     service = GoalService(
         stores.tasks,
         approvals,
@@ -75,27 +72,13 @@ def build_goals(
         evidence=EvidenceStore(stores.db),
     )
 
-    def tool_context(session: str, goal_id: str) -> ToolContext:
-        return ToolContext(
-            db=stores.db,
-            session=session,
-            timezone=settings.timezone,
-            records=stores.records,
-            profile=stores.profile,
-            memory=memory,
-            scope=settings.memory.scope,
-            goal_id=goal_id,
-        )
-
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
     check_skills(all_skills(), {*tools.names(), *approvals.registry.tool_names(), FINISH})
-    executor = SkillExecutor(
-        all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
-    )
+    executor = SkillExecutor(all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model)
     runner = TaskRunner(
         stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup
     )
-    commands = GoalCommands(service, plans, approvals, ui, messenger, context, runner.wake)
+    commands = GoalCommands(service, plans, approvals, ui, messenger, contexts.proposal, runner.wake)
     return Goals(service, runner, commands)
 
 
@@ -131,8 +114,3 @@ def build_actions(
     planner = Planner(llm, descriptions, settings.timezone, settings.budget.currency, context=pipeline)
     plans = PlanKind(stores.tasks, planner)
     return plans, Registry([*connectors, plans], families=(mcp,) if mcp else ())
-
-
-def proposal_context(records: Records, currency: str) -> Context:
-    """What a slash command or an edit may use to build an action: contacts, the currency, today."""
-    return Context(records=records, currency=currency, today=utcnow().date())

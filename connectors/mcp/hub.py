@@ -24,16 +24,17 @@ from mcp.types import CallToolResult
 
 from connectors.mcp.screening import screen
 from connectors.mcp.settings import McpServerSettings, McpSettings
+from memory.errors import InternalError
 
 log = logging.getLogger(__name__)
 _BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-class NotReached(Exception):
+class NotReached(InternalError):
     """The server is not connected: nothing was sent."""
 
 
-class LostInFlight(Exception):
+class LostInFlight(InternalError):
     """The call was sent and no answer came back (connection lost, server died, timed out)."""
 
 

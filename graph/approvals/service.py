@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from connectors.base import Action, ActionError, ActionKind, Executed
+from connectors.base import Action, ActionKind, Executed
 from connectors.registry import Registry
 from graph.approvals.policy import POLICY_RISK_KEY, TOLERANCES, Policy, Risk, Tolerance
 from graph.buttons import Prefix
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
 from memory.control import ControlStore
@@ -112,10 +112,8 @@ class ApprovalService:
 
     def kind(self, name: str) -> ActionKind[Any]:
         """The kind of that name (UserFacingError when no connector declares it)."""
-        try:
+        with user_facing():
             return self._registry.kind(name)
-        except ActionError as exc:
-            raise UserFacingError(str(exc)) from None
 
     async def policy(self) -> Policy:
         """The policy now: the risk tolerance an operator set with /policy, else the configured one.

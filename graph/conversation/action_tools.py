@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.base import Action, ActionError, Context
+from connectors.base import Action, Context
 from connectors.registry import Registry
 from graph.conversation.schema_text import field_errors
-from graph.errors import UserFacingError
+from graph.errors import UserFacingError, user_facing
 
 
 async def build_action(registry: Registry, name: str, raw_args: str, ctx: Context) -> Action:
@@ -26,10 +26,8 @@ async def build_action(registry: Registry, name: str, raw_args: str, ctx: Contex
         raise UserFacingError(f"the arguments of {name} are not valid JSON ({exc.msg}); call it again") from None
     except ValidationError as exc:
         raise UserFacingError(f"bad arguments for {name}: {field_errors(exc)}") from None
-    try:
+    with user_facing():
         return await kind.from_tool(args, ctx)
-    except ActionError as exc:
-        raise UserFacingError(str(exc)) from None
 
 
 def listed(model: type[BaseModel], data: Any) -> Any:

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from connectors.base import Context
 from graph.approvals.policy import Risk
 from graph.conversation.action_tools import approval_id_for, build_action
 from graph.conversation.context import Assembled, as_data, assemble, clip_text, extractive_summary, render_turns
@@ -28,7 +27,7 @@ from graph.conversation.recall import (
 from graph.conversation.record_tools import render_contact
 from graph.conversation.schema_text import CleanTools
 from graph.conversation.state import CooState, GraphContext, drop_oldest
-from graph.conversation.tools import ToolContext, render_time
+from graph.conversation.tools import render_time
 from graph.errors import ModelUnavailable, UserFacingError
 from graph.models.llm import ModelReply, estimate_tool_tokens
 from graph.models.text_calls import with_text_calls
@@ -103,25 +102,6 @@ def offered_tools(ctx: GraphContext) -> list[dict[str, Any]]:
 def is_action_tool(ctx: GraphContext, name: str) -> bool:
     """True for a tool that proposes an outward action (it goes to the policy, never runs directly)."""
     return ctx.approvals is not None and ctx.approvals.registry.for_tool(name) is not None
-
-
-def proposal_context(ctx: GraphContext) -> Context:
-    """What an action tool may use to build its action."""
-    today = utcnow().date()
-    return Context(ctx.records, ctx.currency, today, session=ctx.session, requested_by=ctx.requested_by)
-
-
-def tool_context(ctx: GraphContext) -> ToolContext:
-    """What the safe tools may use in this conversation (semantic memory included)."""
-    return ToolContext(
-        db=ctx.db,
-        session=ctx.session,
-        timezone=ctx.timezone,
-        records=ctx.records,
-        profile=ctx.profile,
-        memory=ctx.memory,
-        scope=ctx.scope,
-    )
 
 
 async def prompt_recall(ctx: GraphContext, request: str, horizon: Horizon | None = None) -> list[Recalled]:
@@ -309,7 +289,8 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
     results: list[dict[str, Any]] = []
     awaiting: dict[str, str] | None = None
     cards: list[str] = []
-    tool_ctx = tool_context(ctx)
+    tool_ctx = ctx.contexts.tool(ctx.session)
+    proposal_ctx = ctx.contexts.proposal(ctx.session, ctx.requested_by)
     rounds = state.get("tool_rounds", 0)
     for call in state["messages"][-1].get("tool_calls", []):
         fn, call_id = call.get("function", {}), str(call.get("id", ""))
@@ -329,7 +310,7 @@ async def propose_action(state: CooState, runtime: Runtime[GraphContext]) -> dic
                 # second goal, plan it again, or date an invoice a day later.
                 proposal = await ctx.approvals.propose_once(
                     approval_id,
-                    partial(build_action, ctx.approvals.registry, name, raw, proposal_context(ctx)),
+                    partial(build_action, ctx.approvals.registry, name, raw, proposal_ctx),
                     ctx.session,
                     "graph",
                     ctx.requested_by,
@@ -387,7 +368,7 @@ async def await_approval(state: CooState) -> dict[str, Any]:
 async def run_tools(state: CooState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
     """Run the safe tools the model asked for; results go back to the model as data."""
     ctx = runtime.context
-    tool_ctx = tool_context(ctx)
+    tool_ctx = ctx.contexts.tool(ctx.session)
     results: list[dict[str, Any]] = []
     for call in state["messages"][-1].get("tool_calls", []):
         fn = call.get("function", {})

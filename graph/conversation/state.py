@@ -13,6 +13,7 @@ from memory.profile import ProfileStore
 from memory.records import Records
 
 if TYPE_CHECKING:
+    from graph.contexts import Contexts
     from graph.conversation.recall import ContactNames, SessionRecall
     from memory.semantic.api import Memory
 
@@ -79,3 +80,10 @@ class GraphContext:
     """The conversation's prompt recall (None: recall on the spot, e.g. in tests of one node)."""
     contacts: ContactNames | None = None
     """Contacts by name, read again only when records changed (None: read them every turn)."""
+
+    @property
+    def contexts(self) -> Contexts:
+        """The factory of this run's proposal and tool contexts."""
+        from graph.contexts import Contexts
+
+        return Contexts(self.db, self.timezone, self.currency, self.records, self.profile, self.memory, self.scope)

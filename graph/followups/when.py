@@ -7,6 +7,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from memory.errors import InternalError
 from prompts import messages
 
 DUE_HOUR = time(9, 0)
@@ -16,7 +17,7 @@ _RELATIVE = re.compile(r"^(\d{1,3})([dw])$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class WhenError(ValueError):
+class WhenError(InternalError, ValueError):
     """The "when" could not be read; the message says why, for the operator."""
 
 

@@ -23,6 +23,7 @@ from graph.conversation.schema_text import clean_schema, field_errors
 from graph.errors import ModelUnavailable
 from graph.models.llm import LLMClient, force_tool
 from graph.spend.budget import BudgetExceeded, Limit
+from memory.errors import InternalError
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ _TASK_FIELDS = ("key", "title", "skill", "instructions", "depends_on", "expected
 _PLAN_FIELDS = ("criteria", "tasks", "schedule", "due", "budget")
 
 
-class PlanError(ValueError):
+class PlanError(InternalError, ValueError):
     """A plan that cannot run; the message says why (shown to the planner, then to the operator)."""
 
 

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.base import Context
 from graph.approvals.service import ApprovalService
+from graph.contexts import Contexts
 from graph.conversation.context import as_data
-from graph.conversation.tools import ToolBox, ToolContext, read_schema
+from graph.conversation.tools import ToolBox, read_schema
 from graph.errors import ModelUnavailable
 from graph.goals.service import GoalService, card_context
 from graph.goals.skill_context import Outcome, ended, skill_system, with_reason
@@ -34,7 +34,6 @@ from prompts.messages import TASK_RESTARTED_TOO_OFTEN
 
 log = logging.getLogger(__name__)
 
-ToolContextFactory = Callable[[str, str], ToolContext]
 WORKING = ("active", "verifying")  # goal statuses in which its tasks run
 
 
@@ -47,8 +46,7 @@ class SkillExecutor:
         llm: LLMClient,
         tools: ToolBox,
         approvals: ApprovalService,
-        tool_context: ToolContextFactory,
-        proposal_context: Callable[[], Context],
+        contexts: Contexts,
         settings: TaskSettings,
         cheap_model: str | None,
     ) -> None:
@@ -56,8 +54,7 @@ class SkillExecutor:
         self._llm = llm
         self._tools = tools
         self._approvals = approvals
-        self._tool_context = tool_context
-        self._proposal_context = proposal_context
+        self._contexts = contexts
         self._settings = settings
         self._cheap = cheap_model
         self._graph = build_skill_graph().compile()
@@ -89,9 +86,8 @@ class SkillExecutor:
                 notes=as_data("\n".join(task.notes)) or "(nothing yet)",
             )
         )
-        proposal_ctx = self._proposal_context()
-        proposal_ctx.session, proposal_ctx.requested_by = goal.session, goal.requested_by
-        tool_ctx = self._tool_context(goal.session, goal.id)
+        proposal_ctx = self._contexts.proposal(goal.session, goal.requested_by)
+        tool_ctx = self._contexts.tool(goal.session, goal.id)
         system = await skill_system(tool_ctx, proposal_ctx.currency, self._sender())
         context = SkillContext(
             skill=skill,

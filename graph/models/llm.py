@@ -24,6 +24,7 @@ from graph.settings import LLMSettings
 from graph.spend.budget import BudgetAlert, BudgetGuard, Limit
 from graph.spend.pricing import PriceTable
 from memory.db import LLMCall
+from memory.errors import InternalError
 from memory.ledger import CostLedger, Hold
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ class _Skip:
     """A fallback not called: its estimate does not fit a cap."""
 
 
-class _ToolChoiceRefused(Exception):
+class _ToolChoiceRefused(InternalError):
     """The endpoint answered 400 about ``tool_choice`` (it cannot force a tool): the call goes again without it."""
 
 

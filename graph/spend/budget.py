@@ -13,6 +13,7 @@ from graph.spend.periods import period_start
 from graph.spend.pricing import PriceTable
 from memory.control import Budget, ControlStore, budgets_in, delete_key_in
 from memory.db import Database, utcnow
+from memory.errors import InternalError
 from memory.ledger import Booking, CostLedger, Hold
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class BudgetAlert:
     session: str | None
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(InternalError):
     """The call was not made: it would cross a cap."""
 
     def __init__(self, alert: BudgetAlert, first: bool) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from memory.errors import InternalError
 from memory.semantic.e5_onnx import ENGINE, OnnxE5
 from memory.settings import EmbeddingsSettings
 
@@ -73,7 +74,7 @@ class Embedder(Protocol):
         ...
 
 
-class EmbeddingRefused(RuntimeError):
+class EmbeddingRefused(InternalError, RuntimeError):
     """A paid embedding call was not made: its meter refused it (a budget cap). Nothing was billed."""
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memory.db import utcnow
+from memory.errors import InternalError
 from memory.semantic.store import MemoryUnavailable
 
 MAX_TEXT_CHARS = 100_000
@@ -67,7 +68,7 @@ class EmbedderUnavailable(MemoryUnavailable):
     the index itself is fine, so nothing needs rebuilding: retry later."""
 
 
-class InvalidNote(ValueError):
+class InvalidNote(InternalError, ValueError):
     """A note was refused; ``index`` is its position in the batch. Nothing of the batch was written."""
 
     def __init__(self, message: str, index: int) -> None:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from lancedb.expr import Expr, col, lit
 from lancedb.index import FTS, BTree, IvfRq
 
+from memory.errors import InternalError
 from memory.semantic.turns import parse
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ INLINE_REFRESH_ROWS = 20_000
 BACKGROUND_REFRESH_ROWS = 1_000
 
 
-class MemoryUnavailable(RuntimeError):
+class MemoryUnavailable(InternalError, RuntimeError):
     """Semantic memory cannot be read or written now (storage missing, corrupt or failing).
 
     Callers degrade (e.g. to keyword search in SQLite); ``Memory.maintain()`` rebuilds what is broken.

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from memory.errors import InternalError
 from prompts import load_prompt
 
 Tier = Literal["main", "routine"]
@@ -54,7 +55,7 @@ class Skill:
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.mcp)
 
 
-class SkillError(Exception):
+class SkillError(InternalError):
     """A skill that cannot work as declared (two of one name, a tool that does not exist): the start stops."""
 
 

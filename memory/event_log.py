@@ -1,0 +1,53 @@
+"""The event log in a backup (``events.jsonl``): every event, with its id, as stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from memory.db import Database
+from memory.lines import Line, Table
+
+
+class EventLine(Line):
+    """One event."""
+
+    id: int
+    at: datetime
+    actor: str
+    session: str | None
+    kind: str
+    payload: dict[str, Any]
+
+
+_EVENTS = Table("events", EventLine)
+
+
+class EventLog:
+    """The event log's rows (``memory.portable``); its table is made by ``Database.migrate``."""
+
+    name: ClassVar[str] = "events"
+    version: ClassVar[int] = 1
+    line: ClassVar[type[Line]] = EventLine
+    tables: ClassVar[tuple[Table, ...]] = (_EVENTS,)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def setup(self) -> None:
+        """Nothing to do: opening the database made the table."""
+
+    async def dump(self) -> list[dict[str, Any]]:
+        """Every event, oldest first."""
+        return [_EVENTS.read(row) for row in await self._db.fetchall(_EVENTS.select("ORDER BY id"))]
+
+    async def restore(self, lines: Sequence[EventLine]) -> None:
+        """Append the events with their ids, in id order (the message index fills as they go in)."""
+        rows = [_EVENTS.values(e) for e in sorted(lines, key=lambda e: e.id)]
+
+        def work(conn: sqlite3.Connection) -> None:
+            _EVENTS.insert(conn, rows)
+
+        await self._db.run_transaction(work)
