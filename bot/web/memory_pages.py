@@ -92,9 +92,11 @@ class MemoryPages:
                 "SELECT kind, id, COUNT(*) FROM records GROUP BY kind, id"
             )
         }
+        names = await self._contact_names()
         sections = []
         for kind, name in KIND_NAMES.items():
-            items = [self._item(r, counts.get((kind, r.id), 1)) for r in await self._services.records.all(kind)]
+            records = await self._services.records.all(kind)
+            items = [self._item(r, counts.get((kind, r.id), 1), names) for r in records]
             sections.append((kind, name, sorted(items, key=lambda i: i.title.lower())))
         notes = sorted(await self._services.notes.all(), key=lambda n: n.at, reverse=True)
         return {
@@ -111,8 +113,9 @@ class MemoryPages:
             raise web.HTTPNotFound(text="No such record.")
         shown: list[Version] = []
         before: list[tuple[str, str]] | None = None
+        names = await self._contact_names()
         for record in versions:
-            now = self._fields(record.data)
+            now = self._fields(record.data, names)
             changed = _changes(before, now) if before is not None else []
             shown.append(
                 Version(
@@ -127,6 +130,7 @@ class MemoryPages:
             kind=kind,
             kind_name=KIND_NAMES.get(kind, kind),
             title=_title(latest.data),
+            record_id=record_id,
             versions=list(reversed(shown)),
         )
 
@@ -163,13 +167,18 @@ class MemoryPages:
     def _can_forget(self) -> bool:
         return any(name == "forget" for name, _ in self._services.commands.menu())
 
-    def _item(self, record: Record, versions: int) -> Item:
-        fields = self._fields(record.data)
+    async def _contact_names(self) -> dict[str, str]:
+        contacts = await self._services.records.all("contact")
+        return {r.id: str(getattr(r.data, "name", r.id)) for r in contacts}
+
+    def _item(self, record: Record, versions: int, names: dict[str, str]) -> Item:
+        fields = self._fields(record.data, names)
         line = " · ".join(f"{label}: {value}" for label, value in fields[1:4])
         return Item(record.kind, record.id, _title(record.data), line, versions, self._when(record.at))
 
-    def _fields(self, data: BaseModel) -> list[tuple[str, str]]:
-        """The fields that hold something, as the operator reads them (an amount with its currency)."""
+    def _fields(self, data: BaseModel, names: dict[str, str]) -> list[tuple[str, str]]:
+        """The fields that hold something, as the operator reads them (an amount with its currency, a
+        contact by its name)."""
         values = data.model_dump(mode="json")
         currency = str(values.pop("currency", "") or self._currency)
         shown = []
@@ -178,6 +187,8 @@ class MemoryPages:
                 continue
             if name == "amount":
                 text = money(float(value), currency)
+            elif name == "contact_id":
+                name, text = "contact", names.get(str(value), f"a removed contact ({value})")
             elif isinstance(value, list):
                 text = ", ".join(str(v) for v in value)
             else:

@@ -33,6 +33,7 @@
   document.addEventListener("toggle", function () { if (waiting) refresh(); }, true);
 
   var source = new EventSource(root + "/changes");
+  source.addEventListener("open", function () { document.documentElement.setAttribute("data-listening", "yes"); });
   source.addEventListener("change", function (event) {
     var moved = String(event.data).split(" ");
     if (topics.some(function (t) { return moved.indexOf(t) >= 0; })) refresh();

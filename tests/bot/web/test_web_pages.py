@@ -26,7 +26,8 @@ async def test_memory_shows_records_with_every_version_and_escapes_notes(tmp_pat
         records = Records(coo.rt.db)
         ana = await records.upsert("contact", {"name": "Ana Ruiz", "emails": ["ana@example.org"]}, OPERATOR)
         await records.upsert("contact", {"company": "Acme", "phone": "+34 600"}, "coo", record_id=ana.id)
-        await records.upsert("deal", {"title": "December sponsor", "amount": 1200, "currency": "EUR"}, OPERATOR)
+        deal = {"title": "December sponsor", "amount": 1200, "currency": "EUR", "contact_id": ana.id}
+        await records.upsert("deal", deal, OPERATOR)
         await NoteLedger(coo.rt.db).add(StoredNote("n-1", "default", "remember:rec", HOSTILE, utcnow()))
         await sign_in(http, await coo.link())
         async with http.get(coo.base + "/memory") as page:
@@ -39,6 +40,7 @@ async def test_memory_shows_records_with_every_version_and_escapes_notes(tmp_pat
             assert missing.status == 404
     assert "Ana Ruiz (Acme)</a>" in overview and "(2 versions," in overview
     assert "December sponsor" in overview and "amount: 1,200.00 EUR" in overview
+    assert "contact: Ana Ruiz" in overview
     assert ESCAPED in overview and "<script>alert" not in overview and "<img src=x" not in overview
     assert history.index("Version 2") < history.index("Version 1")  # newest first
     assert "company: <del>(none)</del> → <ins>Acme</ins>" in history
@@ -135,9 +137,10 @@ async def test_the_timeline_filters_by_contact_and_goal_and_shows_decisions(tmp_
     for kind in ("goal.created", "task.todo", "task.ready"):
         assert f"<td>{kind}</td>" in goal, kind
     assert "<td>approval.requested</td>" not in goal and "<td>record.upserted</td>" not in goal
-    assert f'<strong>Approved</strong> by {OPERATOR}: email to ana@example.org: "Proposal ready"'.replace(
-        '"', "&#34;"
-    ) in decisions
+    assert (
+        f'<strong>Approved</strong> by {OPERATOR}: email to ana@example.org: "Proposal ready"'.replace('"', "&#34;")
+        in decisions
+    )
     assert f'<code class="digest">{ids["digest"]}</code>' in decisions
 
 
