@@ -3,6 +3,7 @@ filters and export, Today's inbox and the live feed, over plain HTTP against the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -244,8 +245,9 @@ async def test_the_live_feed_names_cards_when_a_card_is_decided_in_chat(tmp_path
             assert await stream.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
             await coo.press(button(card, "Approve"))
             topics: set[str] = set()
-            while "cards" not in topics:
-                event = (await stream.content.readuntil(b"\n\n")).decode()
-                if event.startswith("event: change"):
-                    topics |= set(event.split("data: ", 1)[1].split())
+            async with asyncio.timeout(10):  # a feed that missed the press fails here instead of hanging
+                while "cards" not in topics:
+                    event = (await stream.content.readuntil(b"\n\n")).decode()
+                    if event.startswith("event: change"):
+                        topics |= set(event.split("data: ", 1)[1].split())
     assert "cards" in topics

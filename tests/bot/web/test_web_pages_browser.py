@@ -76,6 +76,7 @@ async def test_memory_timeline_and_today_read_on_a_phone(tmp_path: Path) -> None
         await coo.say(EMAIL)
         await coo.press(button(coo.last_card(), "Approve"))
         await coo.smtp.wait_delivered(1)
+        await coo.say("/email bob@example.org Friday works | Hi Bob,\nFriday at 10 works for me.\nBest, Me")
         mail = MailStore(coo.rt.db)
         for uid, (subject, urgency) in enumerate((("Lunch next week?", "normal"), ("Contract ends Friday", "high")), 1):
             mail_id, _ = await mail.store(
