@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.inbox_commands import CLASS_LABELS
+from bot.commands.inbox import CLASS_LABELS
 from memory.db import Database
 
 _NEEDING = (

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from bot.access import AccessGuard
 from bot.approval_ui import ApprovalUI
-from bot.commands import CommandRouter
+from bot.commands.router import CommandRouter
 from bot.web.channel import WebChannel
 from bot.web.views import Views
-from graph.goals import GoalService
+from graph.goals.service import GoalService
 from memory.notes import NoteLedger
 from memory.records import Records
 from memory.web_sessions import WebAuthStore
