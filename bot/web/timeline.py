@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.export import jsonl_line
 from bot.web.auth import session_of
-from bot.web.event_filters import Filters, parse_filters, where
+from bot.web.event_filters import parse_filters, where
 from bot.web.services import Services
 from graph.errors import UserFacingError
 from memory.db import Event
@@ -93,7 +93,7 @@ class Timeline:
         parsed = await parse_filters(request.query, self._services.records, self._db)
         if parsed.problem:
             raise web.HTTPBadRequest(text=parsed.problem.replace(" Showing the rest.", " Nothing was exported."))
-        filters = Filters(**{**parsed.filters.__dict__, "before": None})
+        filters = replace(parsed.filters, before=None)  # the whole filtered view, not one page of it
         condition, args = where(filters, parsed.contact, self._zone)
         operator = session_of(request).operator
         stamp = datetime.now(self._zone).strftime("%Y%m%d-%H%M")

@@ -251,3 +251,15 @@ async def test_the_live_feed_names_cards_when_a_card_is_decided_in_chat(tmp_path
                     if event.startswith("event: change"):
                         topics |= set(event.split("data: ", 1)[1].split())
     assert "cards" in topics
+
+
+async def test_live_streams_end_when_the_console_stops(tmp_path: Path) -> None:
+    async with running(tmp_path) as coo, client() as http:
+        await sign_in(http, await coo.link())
+        async with http.get(coo.base + "/changes") as stream:
+            assert await stream.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
+            assert coo.rt.web is not None
+            async with asyncio.timeout(10):  # an open stream must not hold the stop up
+                await coo.rt.web.stop()
+                rest = await stream.content.read()
+    assert rest == b""
