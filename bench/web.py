@@ -4,8 +4,11 @@ their own processes, real HTTP.
     python -m bench.web [--events 10000] [--goals 200] [--renders 40] [--messages 40]
 
 - Page render: the data dir is seeded with ``--events`` events and ``--goals`` goals (4 tasks each, one
-  blocked) and a month of model spend; a session is opened with ``coo web-login`` and the console's link;
-  each page is fetched ``--renders`` times in turn; p50 and p95 per page (request to last byte).
+  blocked), a month of model spend, 100 contacts of 3 versions each, 50 remembered notes and 200 received
+  emails (40 need the operator); the Timeline is also read filtered by kind, by one goal, by one contact, by a
+  week with no events (every event is looked at) and exported whole; a session is opened with
+  ``coo web-login`` and the console's link; each page is fetched ``--renders`` times in turn; p50 and p95
+  per page (request to last byte).
 - Reply path: ``--messages`` chat messages one after another (each waits for its reply), with the console
   off (``COO_WEB__LISTEN=off``) and then on, each a fresh process over the same seeded history (pages are
   rendered in a third one); median push-to-reply time of each.
@@ -30,7 +33,19 @@ from bench.procs import PYTHON, child_env, kill_leftovers, spawn
 from bench.stats import median, percentile
 
 CHAT = 7300
-PAGES = ("/", "/cards", "/goals", "/timeline", "/spend")
+PAGES = (
+    "/",
+    "/cards",
+    "/goals",
+    "/timeline",
+    "/timeline?kind=approval.decided",
+    "/timeline?goal={goal}",
+    "/timeline?contact={contact}",
+    "/timeline?from={week_ago}&to={yesterday}",
+    "/timeline/export",
+    "/spend",
+    "/memory",
+)
 
 
 def _free_port() -> int:
@@ -39,27 +54,59 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def seed(data: Path, events: int, goals: int) -> None:
-    """A business with history: events, goals with tasks (one blocked each) and model spend."""
-    from memory.db import LLMCall, open_database
+async def seed(data: Path, events: int, goals: int) -> dict[str, str]:
+    """A business with history: events, goals with tasks (one blocked each), model spend, contacts with their
+    versions, notes and mail. Returns what the filtered pages name (a goal, a contact, a quiet week)."""
+    from datetime import timedelta
+
+    from memory.db import LLMCall, open_database, utcnow
     from memory.ledger import CostLedger
+    from memory.mail import Location, MailRecord, MailStore
+    from memory.notes import NoteLedger, StoredNote
+    from memory.records import Records
     from memory.tasks import TaskLedger
 
     async with open_database(data) as db:
-        tasks, ledger = TaskLedger(db), CostLedger(db)
-        await tasks.setup()
+        tasks, ledger, records, notes, mail = TaskLedger(db), CostLedger(db), Records(db), NoteLedger(db), MailStore(db)
+        for store in (tasks, records, notes, mail):
+            await store.setup()
         await ledger.setup()
+        goal_ids = []
         for g in range(goals):
             goal = await tasks.create_goal(f"Goal number {g}: find sponsors", f"telegram:{CHAT}", "bench", "active")
+            goal_ids.append(goal.id)
             specs = [{"key": f"t{k}", "title": f"Task {k} of goal {g}", "skill": "research", "instructions": "x"}
                      for k in range(4)]  # fmt: skip
             first, *_ = await tasks.add_run(goal.id, specs)
             for before, after in (("todo", "ready"), ("ready", "running"), ("running", "blocked")):
                 await tasks.move(first.id, before, after)  # type: ignore[arg-type]
-        for i in range(max(0, events - goals * 8)):
-            await db.append_event("bench.note", "bench", {"n": i, "text": f"something that happened, number {i}"})
+        contact_ids = []
+        for c in range(100):
+            person = {"name": f"Person {c}", "emails": [f"person{c}@example.org"]}
+            made = await records.upsert("contact", person, "bench")
+            await records.upsert("contact", {"company": f"Company {c}"}, "bench", made.id)
+            await records.upsert("contact", {"phone": f"+1 555 {c:04d}"}, "bench", made.id)
+            contact_ids.append(made.id)
+        for n in range(50):
+            await notes.add(StoredNote(f"n-bench{n}", "default", "remember:bench", f"Remembered thing {n}", utcnow()))
+        for m in range(200):
+            record = MailRecord(f"<m{m}@example.org>", f"h{m}", f"person{m % 100}@example.org", "", subject=f"Mail {m}")
+            mail_id, _ = await mail.store(record, Location("INBOX", 1, m + 1))
+            needs = m % 5 == 0
+            await mail.set_triage(mail_id, "needs_reply" if needs else "fyi", "high" if m % 25 == 0 else "normal",
+                                  f"About mail {m}", needs)  # fmt: skip
+        for i in range(max(0, events - goals * 8 - 300)):
+            payload = {"n": i, "text": f"something that happened, number {i}", "to": f"person{i % 100}@example.org"}
+            await db.append_event("bench.note", "bench", payload)
         for i in range(300):
             await ledger.record(LLMCall(None, f"goal-{i % 7}", MODEL, 900, 120, False, 800, "ok", 0.003))
+    today = utcnow().date()
+    return {
+        "goal": goal_ids[len(goal_ids) // 2],
+        "contact": contact_ids[len(contact_ids) // 2],
+        "week_ago": str(today - timedelta(days=7)),
+        "yesterday": str(today - timedelta(days=1)),
+    }
 
 
 async def _start_bot(
@@ -110,13 +157,13 @@ async def _sign_in(http: aiohttp.ClientSession, env: dict[str, str], cwd: Path) 
     return base
 
 
-async def renders(http: aiohttp.ClientSession, base: str, count: int) -> dict[str, list[float]]:
+async def renders(http: aiohttp.ClientSession, base: str, count: int, names: dict[str, str]) -> dict[str, list[float]]:
     """Each page ``count`` times in turn; ms from request to last byte."""
     times: dict[str, list[float]] = {page: [] for page in PAGES}
     for _ in range(count):
         for page in PAGES:
             started = time.perf_counter()
-            async with http.get(base + page) as response:
+            async with http.get(base + page.format(**names)) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{page}: {response.status}")
@@ -141,12 +188,14 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="coo-bench-web-") as tmp:
         work = Path(tmp)
         for name in ("pages", "off", "on"):  # the same history in each: only the console differs
-            await seed(work / f"{name}-data", args.events, args.goals)
+            names = await seed(work / f"{name}-data", args.events, args.goals)
+            if name == "pages":
+                shown = names
         async with AsyncExitStack() as stack:
             _, env, http = await _start_bot(stack, work, "pages", f"127.0.0.1:{_free_port()}")
             base = await _sign_in(http, env, work / "pages-cwd")
-            await renders(http, base, 3)  # warm-up
-            pages = await renders(http, base, args.renders)
+            await renders(http, base, 3, shown)  # warm-up
+            pages = await renders(http, base, args.renders, shown)
         # Replies on fresh processes (no page was rendered there), the console off first.
         measured: dict[str, list[float]] = {}
         for name, web in (("off", "off"), ("on", f"127.0.0.1:{_free_port()}")):
@@ -156,9 +205,9 @@ async def main(args: argparse.Namespace) -> None:
                 measured[name] = await replies(fakes, args.messages, name)
     on, off = measured["on"], measured["off"]
     print(f"web console, {args.events} events, {args.goals} goals, {args.renders} renders per page")
-    print(f"{'page':<10} {'p50 ms':>8} {'p95 ms':>8}")
+    print(f"{'page':<42} {'p50 ms':>8} {'p95 ms':>8}")
     for page, values in pages.items():
-        print(f"{page:<10} {median(values):>8.1f} {percentile(values, 95):>8.1f}")
+        print(f"{page:<42} {median(values):>8.1f} {percentile(values, 95):>8.1f}")
     print(f"reply path, {args.messages} sequential messages: median {median(on):.1f} ms with the console on, "
           f"{median(off):.1f} ms with it off")  # fmt: skip
 

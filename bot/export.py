@@ -53,6 +53,11 @@ def git_work_tree(path: Path) -> Path | None:
     return None
 
 
+def jsonl_line(item: dict[str, Any]) -> str:
+    """One exported line (the console's timeline export writes its events with it too)."""
+    return json.dumps(item, ensure_ascii=False, sort_keys=True, default=str) + "\n"
+
+
 def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path, manifest: dict[str, Any]) -> dict[str, int]:
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(out_dir / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -62,7 +67,7 @@ def _write(rows: dict[str, list[dict[str, Any]]], out_dir: Path, manifest: dict[
         fd = os.open(out_dir / f"{name}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for item in items:
-                handle.write(json.dumps(item, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+                handle.write(jsonl_line(item))
     return {name: len(items) for name, items in rows.items()}
 
 

@@ -25,6 +25,16 @@ class EventLine(Line):
 _EVENTS = Table("events", EventLine)
 
 
+def events_query(tail: str) -> str:
+    """``SELECT`` of the event log's exported columns, then ``tail`` (a WHERE, an ORDER BY)."""
+    return _EVENTS.select(tail)
+
+
+def event_line(row: Any) -> dict[str, Any]:
+    """A row of :func:`events_query` as ``coo export`` writes it."""
+    return _EVENTS.read(row)
+
+
 class EventLog:
     """The event log's rows (``memory.portable``); its table is made by ``Database.migrate``."""
 

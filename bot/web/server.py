@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,8 +13,12 @@ from aiohttp import web
 
 from bot.web.actions import register_actions
 from bot.web.auth import COOKIE, CSRF_NAME, make_guard, refuse, session_of
+from bot.web.inbox import inbox_items
+from bot.web.live import register_live
+from bot.web.memory_pages import register_memory_pages
 from bot.web.services import Services
 from bot.web.settings import WebSettings
+from bot.web.timeline import register_timeline
 from bot.web.views import STATE_NAMES, TASK_STATES
 
 log = logging.getLogger(__name__)
@@ -64,12 +67,13 @@ class WebConsole:
         app.router.add_static("/static/", HERE / "static")
         app.router.add_get("/", self.today)
         app.router.add_get("/cards", self.cards)
-        app.router.add_get("/timeline", self.timeline)
         app.router.add_get("/spend", self.spend)
         app.router.add_get("/goals", self.goals)
-        app.router.add_get("/live", self.live)
         app.router.add_post("/logout", self.logout)
         register_actions(app, self.services, self.render, self.back)
+        register_timeline(app, self.services, self.render)
+        register_memory_pages(app, self.services, self.render, self.back)
+        register_live(app, self.services)
         return app
 
     async def start(self) -> None:
@@ -158,6 +162,7 @@ class WebConsole:
             request,
             "today.html",
             cards=await views.pending_cards(),
+            inbox=await inbox_items(views.db, views.timezone),
             blocked=await views.blocked_tasks(),
             spend=await views.spend(),
             goals=await views.open_goals(),
@@ -170,26 +175,6 @@ class WebConsole:
             request, "cards.html", pending=await views.pending_cards(), recent=await views.recent_cards()
         )
 
-    async def timeline(self, request: web.Request) -> web.Response:
-        """The event log, newest first, filtered by kind and day."""
-        kind = request.query.get("kind", "")
-        day_text = request.query.get("date", "")
-        notes = []
-        try:
-            day = date.fromisoformat(day_text) if day_text else None
-        except ValueError:
-            day, notes = None, [f"{day_text!r} is not a date (YYYY-MM-DD); showing every day."]
-        views = self.services.views
-        return await self.render(
-            request,
-            "timeline.html",
-            events=await views.timeline(kind, day),
-            kinds=await views.event_kinds(),
-            kind=kind,
-            day=day.isoformat() if day else "",
-            notes=notes,
-        )
-
     async def spend(self, request: web.Request) -> web.Response:
         """Spend per period, per day and per workflow against the caps."""
         views = self.services.views
@@ -200,23 +185,6 @@ class WebConsole:
         return await self.render(
             request, "goals.html", board=await self.services.views.board(), states=TASK_STATES, names=STATE_NAMES
         )
-
-    async def live(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: ``change`` whenever a card or message moved (pages reload themselves)."""
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
-        await response.prepare(request)
-        channel = self.services.channel
-        try:
-            while self._runner is not None:
-                changed = channel.changed
-                try:
-                    await asyncio.wait_for(changed.wait(), timeout=25)
-                    await response.write(b"event: change\ndata: 1\n\n")
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-        except ConnectionResetError:
-            log.debug("a live page went away")
-        return response
 
 
 @web.middleware

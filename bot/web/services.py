@@ -7,15 +7,19 @@ from dataclasses import dataclass
 
 from bot.access import AccessGuard
 from bot.approval_ui import ApprovalUI
+from bot.commands.router import CommandRouter
 from bot.web.channel import WebChannel
 from bot.web.views import Views
 from graph.goals.service import GoalService
+from memory.notes import NoteLedger
+from memory.records import Records
 from memory.web_sessions import WebAuthStore
 
 
 @dataclass(frozen=True)
 class Services:
-    """The pages' reads, the approval UI, goals, the access guard, sign-ins and the console's channel."""
+    """The pages' reads, the approval UI, goals, the access guard, sign-ins and the console's channel; the
+    chat commands (Forget runs ``/forget`` itself), records and remembered notes."""
 
     views: Views
     ui: ApprovalUI
@@ -24,3 +28,6 @@ class Services:
     auth: WebAuthStore
     channel: WebChannel
     wake_tasks: Callable[[], None]
+    commands: CommandRouter
+    records: Records
+    notes: NoteLedger

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -150,32 +149,6 @@ class Views:
             board.append({"goal": goal, "columns": columns, "total": len(tasks)})
         return board
 
-    async def timeline(self, kind: str, day: date | None, limit: int = 200) -> list[dict[str, Any]]:
-        """Events, newest first, of one kind and/or one day (operator's zone)."""
-        sql = "SELECT id, at, actor, session, kind, payload FROM events WHERE 1=1"
-        args: list[Any] = []
-        if kind:
-            sql += " AND kind = ?"
-            args.append(kind)
-        if day is not None:
-            zone = ZoneInfo(self.timezone)
-            sql += " AND at >= ? AND at < ?"
-            args += [_midnight(day, zone).isoformat(), _midnight(day + timedelta(days=1), zone).isoformat()]
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        rows = await self.db.fetchall(sql, args)
-        return [
-            {
-                "id": r[0],
-                "at": datetime.fromisoformat(r[1]).astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M:%S"),
-                "actor": r[2],
-                "session": r[3] or "",
-                "kind": r[4],
-                "payload": _short(r[5]),
-            }
-            for r in rows
-        ]
-
     async def event_kinds(self) -> list[str]:
         """Every kind in the event log (for the filter)."""
         return [str(r[0]) for r in await self.db.fetchall("SELECT DISTINCT kind FROM events ORDER BY kind")]
@@ -183,11 +156,3 @@ class Views:
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(ZoneInfo("UTC"))
-
-
-def _short(payload: str, limit: int = 300) -> str:
-    try:
-        text = json.dumps(json.loads(payload), ensure_ascii=False, sort_keys=True)
-    except ValueError:
-        text = payload
-    return text if len(text) <= limit else text[: limit - 1] + "…"

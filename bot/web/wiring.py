@@ -21,6 +21,8 @@ from graph.goals.service import GoalService
 from memory.control import ControlStore
 from memory.db import Database, open_database
 from memory.ledger import CostLedger
+from memory.notes import NoteLedger
+from memory.records import Records
 from memory.tasks import TaskLedger
 from memory.web_sessions import WebAuthStore
 from prompts.messages import WEB_LINK, WEB_PRIVATE_ONLY
@@ -57,7 +59,19 @@ async def build_web(settings: Settings, parts: WebParts, messenger: Messenger, c
         settings.budget.currency,
     )
     console = WebConsole(
-        settings.web, Services(views, parts.ui, parts.goals, parts.guard, auth, channel, parts.wake_tasks)
+        settings.web,
+        Services(
+            views,
+            parts.ui,
+            parts.goals,
+            parts.guard,
+            auth,
+            channel,
+            parts.wake_tasks,
+            commands=commands,
+            records=Records(parts.db),
+            notes=NoteLedger(parts.db),
+        ),
     )
     register_web_command(commands, console)
     return console

@@ -107,7 +107,7 @@ def test_console_banner_comes_first_logs_go_to_a_file_and_no_pairing_code(tmp_pa
     assert f"logs: {log_file}" in screen
     assert " DEBUG " not in screen and " INFO " not in screen  # no log line landed on the prompt
     logged = log_file.read_text()
-    assert " INFO bot.runtime: stopping" in logged and " DEBUG " in logged
+    assert " INFO bot.serve: stopping" in logged and " DEBUG " in logged
     assert (tmp_path / "data" / "coo.sqlite").exists()
     assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700  # private business data: owner only
 

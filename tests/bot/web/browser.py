@@ -17,6 +17,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
@@ -72,6 +73,19 @@ class Browser:
         elements = await self._run(self._driver.find_elements, By.CSS_SELECTOR, css)
         return [str(await self._run(e.get_attribute, name)) for e in elements]
 
+    async def choose(self, css: str, value: str) -> None:
+        """Pick the option with ``value`` in a select list, as a tap would."""
+        element = await self._run(self._driver.find_element, By.CSS_SELECTOR, css)
+        await self._run(Select(element).select_by_value, value)
+
+    async def script(self, js: str, *args: Any) -> Any:
+        """Run JavaScript in the page and return its value."""
+        return await self._run(self._driver.execute_script, js, *args)
+
+    async def until(self, js: str, timeout: float = 10.0) -> None:
+        """Wait until ``js`` (an expression) is true in the page: the DOM is watched, nothing is slept on."""
+        await self._run(lambda: WebDriverWait(self._driver, timeout).until(lambda d: d.execute_script(f"return {js}")))
+
     async def new_tab(self) -> str:
         """Open a second tab and switch to it; returns the first tab's handle."""
         first = str(self._driver.current_window_handle)
@@ -105,14 +119,17 @@ class Browser:
 
 
 @asynccontextmanager
-async def chromium(shots: Path, width: int = 412, height: int = 915) -> AsyncIterator[Browser]:
-    """Headless Chromium at a phone's size (JavaScript on: live updates must not get in the way)."""
+async def chromium(shots: Path, width: int = 412, height: int = 915, javascript: bool = True) -> AsyncIterator[Browser]:
+    """Headless Chromium at a phone's size (JavaScript on: live updates must not get in the way; off: the
+    pages must work as plain forms)."""
     await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 f"--window-size={width},{height}", "--hide-scrollbars"):  # fmt: skip
         options.add_argument(arg)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = await asyncio.to_thread(webdriver.Chrome, options=options, service=Service(executable_path=DRIVER))
     try:
         yield Browser(driver, shots)

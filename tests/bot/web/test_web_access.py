@@ -16,7 +16,8 @@ from memory.db import utcnow
 from tests.bot.web.helpers import EMAIL, OPERATOR, button, client, csrf_of, running, sign_in
 from tests.conftest import ROOT, subprocess_env
 
-PAGES = ("/", "/cards", "/timeline", "/spend", "/goals", "/live")
+PAGES = ("/", "/cards", "/timeline", "/spend", "/goals", "/changes")
+NEW_PAGES = ("/memory", "/memory/contact/x", "/memory/forget?ref=n-1", "/timeline/export")
 
 
 async def test_nothing_answers_without_a_session(tmp_path: Path) -> None:
@@ -24,7 +25,7 @@ async def test_nothing_answers_without_a_session(tmp_path: Path) -> None:
         await coo.say(EMAIL)
         card = coo.rt.approval_ui.store
         pending = await card.list_approvals("pending")
-        for path in PAGES:
+        for path in PAGES + NEW_PAGES:
             async with http.get(coo.base + path) as page:
                 assert page.status == 401, path
                 assert "Ana" not in await page.text()
@@ -221,12 +222,14 @@ async def test_live_pages_hear_of_a_change(tmp_path: Path) -> None:
         await sign_in(http, await coo.link())
         await sign_in(other, await coo.link())
         csrf = await csrf_of(other, coo.base + "/cards")
-        async with http.get(coo.base + "/live") as stream:
+        async with http.get(coo.base + "/changes") as stream:
             assert stream.headers["Content-Type"].startswith("text/event-stream")
+            assert await stream.content.readuntil(b"\n\n") == b"retry: 3000\n\n"
             form = {"nonce": row.nonce, "digest": row.digest, "csrf": csrf, "text": "Hi Ana, the new text."}
             async with other.post(f"{coo.base}/cards/{row.id}/edit", data=form) as edited:
                 assert edited.status == 200 and "the new text." in await edited.text()
-            assert await stream.content.readuntil(b"\n\n") == b"event: change\ndata: 1\n\n"
+            event, data = (await stream.content.readuntil(b"\n\n")).decode().strip().split("\n")
+            assert event == "event: change" and "cards" in data.removeprefix("data: ").split()
 
 
 async def test_a_bad_edit_keeps_the_card(tmp_path: Path) -> None:

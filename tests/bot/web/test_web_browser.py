@@ -1,5 +1,7 @@
 """The console in a real headless Chromium: sign in through the link, approve once, edit then approve, the
 same card pressed in chat and clicked here, a stale second tab, the goal board's Retry, spend equal to /spend.
+A stale page is one that does not update itself (JavaScript off, or its live stream gone): those two tests
+run without JavaScript, since a live page would take the decided card's buttons away before the click.
 Each page is photographed under the test's tmp dir."""
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ async def test_edit_then_approve_sends_the_edited_body(tmp_path: Path) -> None:
 
 
 async def test_pressed_in_chat_then_clicked_here_is_one_effect(tmp_path: Path) -> None:
-    async with running(tmp_path) as coo, chromium(tmp_path / "shots") as browser:
+    async with running(tmp_path) as coo, chromium(tmp_path / "shots", javascript=False) as browser:
         await coo.say(EMAIL)
         card = coo.last_card()
         row = (await coo.rt.approval_ui.store.list_approvals("pending"))[0]
@@ -96,7 +98,7 @@ async def test_pressed_in_chat_then_clicked_here_is_one_effect(tmp_path: Path) -
 
 
 async def test_a_stale_second_tab_is_refused(tmp_path: Path) -> None:
-    async with running(tmp_path) as coo, chromium(tmp_path / "shots") as browser:
+    async with running(tmp_path) as coo, chromium(tmp_path / "shots", javascript=False) as browser:
         await coo.say(EMAIL)
         row = (await coo.rt.approval_ui.store.list_approvals("pending"))[0]
         await browser.get(await coo.link())
