@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from graph.budget import BudgetAlert, BudgetGuard
     from graph.coordinator import Coordinator
     from graph.goals import GoalService
+    from graph.inbox.replies import ReplyWaits
     from graph.llm import LLMClient
     from graph.plan_kind import PlanKind
     from graph.pricing import PriceTable
@@ -333,6 +334,7 @@ def _build_goals(
     memory: Memory | None,
     controls: Controls,
     wakeup: asyncio.Event,
+    replies: ReplyWaits | None = None,
 ) -> _Goals:
     from bot.goal_commands import ChatNotifier, GoalCommands
     from graph.goals import GoalService
@@ -353,6 +355,7 @@ def _build_goals(
         settings.timezone,
         currency=settings.budget.currency,
         skills=plans.skills,
+        replies=replies,
     )
 
     def tool_context(session: str, goal_id: str) -> ToolContext:
@@ -372,7 +375,8 @@ def _build_goals(
         all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
     )
     runner = TaskRunner(
-        stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup
+        stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup,
+        replies=replies,
     )
     commands = GoalCommands(service, plans, approvals, ui, messenger, context, runner.wake)
     return _Goals(service, runner, commands)
@@ -475,7 +479,15 @@ async def _build(
         wakeup=wakeup,
         clock=clock,
     )
-    goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
+    # With an inbox to read, a goal's outreach waits for the answers to its emails (graph/inbox/replies.py).
+    replies = None
+    if settings.imap.configured:
+        from graph.inbox.replies import ReplyWaits
+
+        replies = ReplyWaits(db, stores.tasks, mail, settings.followups.reply_wait_days)
+    goals = _build_goals(
+        settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup, replies
+    )
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None

@@ -22,3 +22,5 @@ class FollowupsSettings(BaseModel):
     """How often due items (reminders, follow-ups) are checked."""
 
     check_s: float = Field(default=900.0, ge=1, le=24 * 3600)
+    reply_wait_days: int = Field(default=5, ge=1, le=60)
+    """Business days an email's answer is awaited (a goal's task waits this long for a reply)."""
