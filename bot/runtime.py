@@ -678,7 +678,8 @@ def _register_commands(
     repair = rt.memory_repair.request if rt.memory_repair else lambda: None
     later = rt.ingestor.add if rt.ingestor else None
     register_memory_commands(
-        commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope, repair, later
+        commands, rt.db, rt.memory, stores.notes, stores.profile, settings.memory.scope, repair, later,
+        MailStore(rt.db),
     )
 
     async def digest_now(inbound: InboundMessage, _: str) -> str:

@@ -257,6 +257,16 @@ class MailStore:
                     payload = {"mail_id": mail.id, "from": r.from_addr, "date": r.sent_at, "subject": r.subject}
                     await tx.append_event("mail.received", actor, {**payload, "class": mail.mail_class})
 
+    async def forget(self, mail_id: int) -> bool:
+        """Blank what a message said (``/forget mail-<id>``): body, subject, summary, headers, attachment names and
+        raw bytes. Who sent it, when, and its thread ids stay (replies still link to it). False when no such message."""
+        written = await self._db.write(
+            "UPDATE mail_messages SET body = '', subject = '', summary = CASE WHEN summary IS NULL THEN NULL ELSE '' "
+            "END, headers = '{}', attachments = '[]', raw = NULL WHERE id = ?",
+            (mail_id,),
+        )
+        return written.rowcount == 1
+
     async def count(self) -> int:
         """How many messages are stored."""
         row = await self._db.fetchone("SELECT COUNT(*) FROM mail_messages")
