@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from connectors.mail_parse import parse_mail
 from connectors.settings import IMAPSettings
@@ -84,6 +84,10 @@ class Session:
             return False
         finally:
             self._client.idle_done()
+
+    def folders(self) -> list[str]:
+        """Every folder's name on the server."""
+        return [str(name) for _flags, _delimiter, name in self._client.list_folders()]
 
     def close(self) -> None:
         """Log out (best effort: the connection may already be gone)."""
@@ -180,6 +184,33 @@ class MailIntake:
             if new:
                 self._on_new()
         return new
+
+
+def probe(settings: IMAPSettings) -> tuple[bool, str]:
+    """``coo doctor``'s check (blocking): connect, log in, list the folders, say whether IDLE is offered.
+    The detail names the server and user, never the password or the server's own words (they may echo it)."""
+    where = f"{settings.username} at {_where(settings)} ({settings.security})"
+    try:
+        session = Session(settings, threading.Event())
+    except LoginError:
+        return False, f"login refused for {where}: check COO_IMAP__USERNAME and COO_IMAP__PASSWORD"
+    except (TimeoutError, IMAPClientError, OSError) as exc:
+        return False, f"cannot reach {_where(settings)} ({settings.security}): {_reason(exc)}"
+    try:
+        found = session.folders()
+    except (TimeoutError, IMAPClientError, OSError) as exc:
+        return False, f"logged in as {where}, but listing folders failed: {_reason(exc)}"
+    finally:
+        session.close()
+    missing = [f for f in settings.folders if f not in found]
+    if missing:
+        return False, f"logged in as {where}; no folder {', '.join(missing)} (COO_IMAP__FOLDERS); found: {_few(found)}"
+    idle = "IDLE supported" if session.idle else f"no IDLE: polling every {settings.poll_s:g} s"
+    return True, f"logged in as {where}; reading {', '.join(settings.folders)} of {len(found)} folders; {idle}"
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _parse_all(raws: dict[int, bytes]) -> dict[int, MailRecord]:
