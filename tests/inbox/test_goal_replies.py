@@ -20,8 +20,8 @@ from tests.fakes.dovecot import Dovecot
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually_async
 from tests.fakes.smtp_server import SMTPServer
-from tests.graph.goal_helpers import Brain, finish, met_verdict, plan, task, task_messages, task_title, text_of
-from tests.graph.test_goals import cards, press
+from tests.graph.goals.goal_helpers import Brain, finish, met_verdict, plan, task, task_messages, task_title, text_of
+from tests.graph.goals.test_goals import cards, press
 from tests.inbox.conftest import imap_settings
 from tests.inbox.mails import mail
 

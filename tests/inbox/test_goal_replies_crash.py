@@ -16,8 +16,8 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.telegram_api import FakeTelegram
-from tests.graph.goal_helpers import Brain, met_verdict, plan, task
-from tests.graph.test_goal_crash import TOKEN, goal_env, press
+from tests.graph.goals.goal_helpers import Brain, met_verdict, plan, task
+from tests.graph.goals.test_goal_crash import TOKEN, goal_env, press
 from tests.inbox.mails import mail
 from tests.inbox.test_goal_replies import PITCH, pitch_then_report
 
