@@ -31,19 +31,25 @@ IDLE_SLICE_S = 0.5
 IDLE_RENEW_S = 25 * 60.0
 RETRY_MAX_S = 300.0
 _BODY = b"BODY[]"
+SEEN = b"\\Seen"
+
+
+class MoveUnsupported(IMAPClientError):
+    """The server has no MOVE: moving would take COPY + delete, which a crash could double; nothing is moved."""
 T = TypeVar("T")
 
 
 class Session:
     """One logged-in IMAP connection. Blocking: every method runs on a worker thread."""
 
-    def __init__(self, settings: IMAPSettings, stop: threading.Event) -> None:
+    def __init__(self, settings: IMAPSettings, stop: threading.Event, nudge: threading.Event | None = None) -> None:
         s = settings
         context = ssl.create_default_context()
         self._client = IMAPClient(
             s.host or "", port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout_s
         )
         self._stop = stop
+        self._nudge = nudge or threading.Event()
         try:
             if s.security == "starttls":
                 self._client.starttls(context)
@@ -77,13 +83,32 @@ class Session:
         self._client.idle()
         try:
             waited = 0.0
-            while waited < timeout_s and not self._stop.is_set():
+            while waited < timeout_s and not self._stop.is_set() and not self._nudge.is_set():
                 if self._client.idle_check(timeout=IDLE_SLICE_S):
                     return True
                 waited += IDLE_SLICE_S
             return False
         finally:
             self._client.idle_done()
+
+    def after_triage(self, folder: str, validity: int, uids: list[int], move_to: str | None) -> None:
+        """Mark ``uids`` of ``folder`` seen, or move them to ``move_to``: only those still there, so doing it again
+        after a crash (done on the server, not yet recorded) changes nothing. A renumbered folder is left alone:
+        its messages are read again under their new UIDs and handled then."""
+        info = self._client.select_folder(folder)
+        if int(info[b"UIDVALIDITY"]) != validity or not uids:
+            return
+        present = self._client.search(["UID", ",".join(str(u) for u in uids)])
+        if not present:
+            return
+        if move_to is None:
+            self._client.add_flags(present, [SEEN])
+            return
+        if not self._client.has_capability("MOVE"):
+            raise MoveUnsupported("the server has no MOVE")
+        if not self._client.folder_exists(move_to):
+            self._client.create_folder(move_to)
+        self._client.move(present, move_to)  # one command: the message is in one folder or the other, never lost
 
     def folders(self) -> list[str]:
         """Every folder's name on the server."""
@@ -103,6 +128,8 @@ class MailIntake:
         self._store = store
         self._on_new = on_new
         self._stop = threading.Event()
+        self._nudge = threading.Event()
+        self._told_no_move = False
         self._failures = 0
         self._uidnext: dict[str, int] = {}
         # One thread for the connection: a command never overlaps another (logout waits for IDLE to end).
@@ -126,12 +153,19 @@ class MailIntake:
             self._stop.set()
             self._thread.shutdown(wait=False)
 
+    def nudge(self) -> None:
+        """Triage finished: leave IDLE early to do the opt-in action after triage now."""
+        if self._settings.after_triage != "none":
+            self._nudge.set()
+
     async def _connected_loop(self) -> None:
-        session = await self._call(Session, self._settings, self._stop)
+        session = await self._call(Session, self._settings, self._stop, self._nudge)
         self._failures = 0
         try:
             while True:
+                self._nudge.clear()
                 await self._sync(session)
+                await self._after_triage(session)
                 if not session.idle:
                     await asyncio.sleep(self._settings.poll_s)
                 elif await self._caught_up(session):
@@ -157,6 +191,36 @@ class MailIntake:
             return await self._sync(session)
         finally:
             await self._call(session.close)
+
+    async def after_triage_once(self) -> int:
+        """Connect, do the action after triage for what is due, disconnect; returns how many locations."""
+        session = await self._call(Session, self._settings, self._stop)
+        try:
+            return await self._after_triage(session)
+        finally:
+            await self._call(session.close)
+
+    async def _after_triage(self, session: Session) -> int:
+        """The opt-in action after triage (``seen`` or ``move:<folder>``) on what triage finished; recorded after
+        the server did it, and safe to do again when a crash came in between."""
+        if self._settings.after_triage == "none":
+            return 0
+        handled = 0
+        for folder in self._settings.folders:
+            due = [where for where, _ in await self._store.after_triage_due(folder)]
+            for validity in sorted({w.uidvalidity for w in due}):
+                batch = [w for w in due if w.uidvalidity == validity]
+                uids = [w.uid for w in batch]
+                try:
+                    await self._call(session.after_triage, folder, validity, uids, self._settings.move_to)
+                except MoveUnsupported:
+                    if not self._told_no_move:
+                        log.warning("inbox: %s has no MOVE; triaged mail stays where it is", _where(self._settings))
+                        self._told_no_move = True
+                    return handled
+                await self._store.mark_after_done(batch)
+                handled += len(batch)
+        return handled
 
     async def _sync(self, session: Session) -> int:
         new = 0

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS mail_locations (
     uidvalidity INTEGER NOT NULL,
     uid INTEGER NOT NULL,
     mail_id INTEGER NOT NULL REFERENCES mail_messages(id),
+    after_done INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (folder, uidvalidity, uid)
 );
 CREATE TABLE IF NOT EXISTS mail_cursors (
@@ -154,6 +155,9 @@ class MailStore:
     async def setup(self) -> None:
         """Create the tables (idempotent)."""
         await self._db.script(_SCHEMA)
+        columns = {r[1] for r in await self._db.fetchall("PRAGMA table_info(mail_locations)")}
+        if "after_done" not in columns:  # files from before the opt-in action after triage
+            await self._db.write("ALTER TABLE mail_locations ADD COLUMN after_done INTEGER NOT NULL DEFAULT 0")
 
     async def cursor(self, folder: str) -> tuple[int, int] | None:
         """``(uidvalidity, last_uid)`` of ``folder``, or None before its first message."""
@@ -256,6 +260,28 @@ class MailStore:
                     r = mail.record
                     payload = {"mail_id": mail.id, "from": r.from_addr, "date": r.sent_at, "subject": r.subject}
                     await tx.append_event("mail.received", actor, {**payload, "class": mail.mail_class})
+
+    async def after_triage_due(self, folder: str, limit: int = 200) -> list[tuple[Location, str]]:
+        """Where triaged messages sit in ``folder`` that the opt-in action after triage has not handled yet, with
+        their Message-IDs, in UID order."""
+        rows = await self._db.fetchall(
+            "SELECT l.folder, l.uidvalidity, l.uid, m.message_id FROM mail_locations l JOIN mail_messages m "
+            "ON m.id = l.mail_id WHERE l.folder = ? AND l.after_done = 0 AND m.class IS NOT NULL "
+            "ORDER BY l.uidvalidity, l.uid LIMIT ?",
+            (folder, limit),
+        )
+        return [(Location(str(r[0]), int(r[1]), int(r[2])), str(r[3])) for r in rows]
+
+    async def mark_after_done(self, where: Sequence[Location]) -> None:
+        """The action after triage was done (or found done) on the server for these locations."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE mail_locations SET after_done = 1 WHERE folder = ? AND uidvalidity = ? AND uid = ?",
+                [(w.folder, w.uidvalidity, w.uid) for w in where],
+            )
+
+        await self._db.run_transaction(work)
 
     async def forget(self, mail_id: int) -> bool:
         """Blank what a message said (``/forget mail-<id>``): body, subject, summary, headers, attachment names and
