@@ -483,8 +483,9 @@ async def _build(
     replies = None
     if settings.imap.configured:
         from graph.inbox.replies import ReplyWaits
+        from memory.mail_replies import MailReplies
 
-        replies = ReplyWaits(db, stores.tasks, mail, settings.followups.reply_wait_days)
+        replies = ReplyWaits(db, stores.tasks, MailReplies(db, mail), settings.followups.reply_wait_days)
     goals = _build_goals(
         settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup, replies
     )

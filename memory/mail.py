@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory.db import Database, Transaction, dumps, utcnow
+from memory.db import Database, dumps, utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mail_messages (
@@ -128,22 +128,6 @@ class SentMail:
     approval_id: str | None = None
     goal_id: str | None = None
     task_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A received message that answers an email one of our cards sent."""
-
-    mail: StoredMail
-    answers: SentMail
-    delivered: bool
-    """Already handed to the task that waited for it."""
-
-    @property
-    def from_recipient(self) -> bool:
-        """Whether it comes from someone our email was sent to (anyone else's answer wakes no task)."""
-        sender = self.mail.record.from_addr.strip().lower()
-        return bool(sender) and sender in {r.strip().lower() for r in self.answers.recipients}
 
 
 class MailStore:
@@ -315,29 +299,6 @@ class MailStore:
                 return SentMail(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6])
         return None
 
-    async def sent_for_task(self, task_id: str) -> list[SentMail]:
-        """The emails a goal's task got sent (its cards' outbox rows that ended ``sent``), oldest first."""
-        rows = await self._db.fetchall(_SENT_BY_TASK, (task_id,))
-        return [SentMail(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
-
-    async def replies_for(self, field: str, value: str) -> list[Reply]:
-        """Received answers to the emails of one task (``field="task_id"``) or goal (``"goal_id"``), oldest first."""
-        if field not in ("task_id", "goal_id"):
-            raise ValueError(f"replies are found by task_id or goal_id, not {field}")
-        rows = await self._db.fetchall(_REPLIES.format(field=field), (value,))
-        found = []
-        for r in rows:
-            mail = await self.get(int(r[0]))
-            if mail is not None:
-                sent = SentMail(r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7], r[8])
-                found.append(Reply(mail, sent, bool(r[1])))
-        return found
-
-    @staticmethod
-    async def mark_delivered(tx: Transaction, mail_ids: Sequence[int]) -> None:
-        """Mark replies handed to their task, inside the transaction that wakes the task (both or neither)."""
-        for mail_id in mail_ids:
-            await tx.execute("UPDATE mail_replies SET delivered = 1 WHERE mail_id = ?", (mail_id,))
 
 
 # The outbox and approvals tables belong to the approval store (same file); read here only to link a reply.
@@ -348,27 +309,6 @@ FROM mail_sent s
 LEFT JOIN outbox o ON o.idempotency_key = s.idempotency_key
 LEFT JOIN approvals a ON a.id = o.approval_id
 WHERE s.message_id = ?
-"""
-
-_SENT_BY_TASK = """
-SELECT s.message_id, s.idempotency_key, s.recipients, s.subject, o.approval_id,
-       json_extract(a.context, '$.goal_id'), json_extract(a.context, '$.task_id')
-FROM mail_sent s
-JOIN outbox o ON o.idempotency_key = s.idempotency_key
-JOIN approvals a ON a.id = o.approval_id
-WHERE json_extract(a.context, '$.task_id') = ? AND o.state = 'sent'
-ORDER BY s.sent_at, s.message_id
-"""
-
-_REPLIES = """
-SELECT r.mail_id, r.delivered, s.message_id, s.idempotency_key, s.recipients, s.subject, o.approval_id,
-       json_extract(a.context, '$.goal_id'), json_extract(a.context, '$.task_id')
-FROM mail_replies r
-JOIN mail_sent s ON s.message_id = r.sent_message_id
-JOIN outbox o ON o.idempotency_key = s.idempotency_key
-JOIN approvals a ON a.id = o.approval_id
-WHERE json_extract(a.context, '$.{field}') = ?
-ORDER BY r.mail_id
 """
 
 _COLUMNS = (

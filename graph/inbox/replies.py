@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from memory.db import Database
-from memory.mail import MailStore, Reply, SentMail
+from memory.mail import SentMail
+from memory.mail_replies import MailReplies, Reply
 from memory.tasks import Task, TaskLedger, TransitionRefused
 
 QUOTE_CHARS = 4_000
@@ -56,7 +57,7 @@ def _plain(text: str) -> str:
 class ReplyWaits:
     """Puts tasks into ``waiting_reply`` and wakes them; renders replies for a task's prompt and the verifier."""
 
-    def __init__(self, db: Database, ledger: TaskLedger, mail: MailStore, wait_days: int) -> None:
+    def __init__(self, db: Database, ledger: TaskLedger, mail: MailReplies, wait_days: int) -> None:
         self._db = db
         self._ledger = ledger
         self._mail = mail

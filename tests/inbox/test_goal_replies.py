@@ -15,6 +15,7 @@ from bot.runtime import Runtime, open_runtime
 from graph.inbox.replies import ReplyWaits, add_business_days
 from memory.db import utcnow
 from memory.mail import MailStore
+from memory.mail_replies import MailReplies
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.dovecot import Dovecot
 from tests.fakes.openai_api import FakeOpenAI, Scripted
@@ -147,7 +148,7 @@ async def test_a_reply_from_someone_we_did_not_write_to_wakes_nothing(
             )
             await asyncio.to_thread(dovecot.append, other)
             await eventually_async(lambda: store.by_message_id("<x1@evil.test>"), timeout=20, what="it stored")
-            waits = ReplyWaits(rt.db, rt.tasks, store, wait_days=5)
+            waits = ReplyWaits(rt.db, rt.tasks, MailReplies(rt.db, store), wait_days=5)
             assert await waits.wake(utcnow()) == []  # the same check the runner makes each step
             assert await _task_in(rt, goal_id, "waiting_reply")
             assert await waits.for_task((await rt.tasks.tasks(goal_id))[0].id) == ""  # and nothing to quote
@@ -164,7 +165,7 @@ async def test_no_reply_by_the_deadline_wakes_the_task_on_an_injected_clock(
             deadline = waiting.next_try_at
             started = waiting.updated_at  # the wait began just before this write
             assert add_business_days(started - timedelta(seconds=10), 5) <= deadline <= add_business_days(started, 5)
-            waits = ReplyWaits(rt.db, rt.tasks, MailStore(rt.db), wait_days=5)
+            waits = ReplyWaits(rt.db, rt.tasks, MailReplies(rt.db, MailStore(rt.db)), wait_days=5)
             assert await waits.wake(deadline - timedelta(minutes=1)) == []
             [woken] = await waits.wake(deadline + timedelta(minutes=1))
     assert woken.state == "ready" and woken.next_try_at == deadline + timedelta(minutes=1)
