@@ -36,6 +36,8 @@ SEEN = b"\\Seen"
 
 class MoveUnsupported(IMAPClientError):
     """The server has no MOVE: moving would take COPY + delete, which a crash could double; nothing is moved."""
+
+
 T = TypeVar("T")
 
 

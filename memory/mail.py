@@ -300,7 +300,6 @@ class MailStore:
         return None
 
 
-
 # The outbox and approvals tables belong to the approval store (same file); read here only to link a reply.
 _SENT = """
 SELECT s.message_id, s.idempotency_key, s.recipients, s.subject, o.approval_id,

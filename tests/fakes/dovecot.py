@@ -107,9 +107,7 @@ class Dovecot:
                 shutil.copyfile(source, d / name)
             ssl = f"ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem"
         values = {"user": self._user, "group": self._group, "uid": self._uid, "gid": self._gid}
-        (d / "dovecot.conf").write_text(
-            _CONFIG.format(d=d, port=self.port, tls_port=self.tls_port, ssl=ssl, **values)
-        )
+        (d / "dovecot.conf").write_text(_CONFIG.format(d=d, port=self.port, tls_port=self.tls_port, ssl=ssl, **values))
         d.chmod(0o755)
         for path in [d, *d.rglob("*")]:
             os.chown(path, self._uid, self._gid)
