@@ -115,6 +115,16 @@ async def check_connectors(settings: Settings) -> list[Check]:
     return [Check(kind.noun, ok, detail) for kind, (ok, detail) in zip(primary, results, strict=True)]
 
 
+async def check_imap(settings: Settings) -> Check:
+    """The inbox: connect, log in, list folders, IDLE or polling (COO_IMAP__*)."""
+    if not settings.imap.configured:
+        return Check("inbox", None, "not configured; set COO_IMAP__HOST, COO_IMAP__USERNAME and COO_IMAP__PASSWORD")
+    from connectors.imap import probe
+
+    ok, detail = await asyncio.to_thread(probe, settings.imap)
+    return Check("inbox", ok, detail)
+
+
 def check_data_dir(settings: Settings) -> Check:
     """The data dir exists (or can be made) and is writable."""
     path = settings.data_dir
@@ -144,6 +154,7 @@ async def run_doctor(settings: Settings, *, quick: bool = False) -> int:
             checks += await check_fallbacks(settings, client)
         checks += await check_prices(settings)
         checks += await check_connectors(settings)
+        checks.append(await check_imap(settings))
         from bot.mcp_cli import check_mcp_servers
 
         checks += [Check(*found) for found in await check_mcp_servers(settings)]

@@ -155,6 +155,7 @@ async def open_inbox(
     async def after_triage() -> None:
         await indexer.index_new()
         await notices.send_due()
+        intake.nudge()  # the opt-in action after triage (mark seen / move), if set, happens now
 
     triage = Triage(mail, records, llm, cheap_model, on_triaged=after_triage)
     scheduler.every("inbox-notices", NOTICE_CHECK_S, notices.release_held)  # releases what quiet hours held

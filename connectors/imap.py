@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from connectors.mail_parse import parse_mail
 from connectors.settings import IMAPSettings
+from memory.errors import InternalError
 from memory.mail import Location, MailRecord, MailStore
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,27 @@ IDLE_SLICE_S = 0.5
 IDLE_RENEW_S = 25 * 60.0
 RETRY_MAX_S = 300.0
 _BODY = b"BODY[]"
+SEEN = b"\\Seen"
+
+
+class MoveUnsupported(InternalError, IMAPClientError):
+    """The server has no MOVE: moving would take COPY + delete, which a crash could double; nothing is moved."""
+
+
 T = TypeVar("T")
 
 
 class Session:
     """One logged-in IMAP connection. Blocking: every method runs on a worker thread."""
 
-    def __init__(self, settings: IMAPSettings, stop: threading.Event) -> None:
+    def __init__(self, settings: IMAPSettings, stop: threading.Event, nudge: threading.Event | None = None) -> None:
         s = settings
         context = ssl.create_default_context()
         self._client = IMAPClient(
             s.host or "", port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout_s
         )
         self._stop = stop
+        self._nudge = nudge or threading.Event()
         try:
             if s.security == "starttls":
                 self._client.starttls(context)
@@ -77,13 +86,36 @@ class Session:
         self._client.idle()
         try:
             waited = 0.0
-            while waited < timeout_s and not self._stop.is_set():
+            while waited < timeout_s and not self._stop.is_set() and not self._nudge.is_set():
                 if self._client.idle_check(timeout=IDLE_SLICE_S):
                     return True
                 waited += IDLE_SLICE_S
             return False
         finally:
             self._client.idle_done()
+
+    def after_triage(self, folder: str, validity: int, uids: list[int], move_to: str | None) -> None:
+        """Mark ``uids`` of ``folder`` seen, or move them to ``move_to``: only those still there, so doing it again
+        after a crash (done on the server, not yet recorded) changes nothing. A renumbered folder is left alone:
+        its messages are read again under their new UIDs and handled then."""
+        info = self._client.select_folder(folder)
+        if int(info[b"UIDVALIDITY"]) != validity or not uids:
+            return
+        present = self._client.search(["UID", ",".join(str(u) for u in uids)])
+        if not present:
+            return
+        if move_to is None:
+            self._client.add_flags(present, [SEEN])
+            return
+        if not self._client.has_capability("MOVE"):
+            raise MoveUnsupported("the server has no MOVE")
+        if not self._client.folder_exists(move_to):
+            self._client.create_folder(move_to)
+        self._client.move(present, move_to)  # one command: the message is in one folder or the other, never lost
+
+    def folders(self) -> list[str]:
+        """Every folder's name on the server."""
+        return [str(name) for _flags, _delimiter, name in self._client.list_folders()]
 
     def close(self) -> None:
         """Log out (best effort: the connection may already be gone)."""
@@ -99,6 +131,8 @@ class MailIntake:
         self._store = store
         self._on_new = on_new
         self._stop = threading.Event()
+        self._nudge = threading.Event()
+        self._told_no_move = False
         self._failures = 0
         self._uidnext: dict[str, int] = {}
         # One thread for the connection: a command never overlaps another (logout waits for IDLE to end).
@@ -122,12 +156,19 @@ class MailIntake:
             self._stop.set()
             self._thread.shutdown(wait=False)
 
+    def nudge(self) -> None:
+        """Triage finished: leave IDLE early to do the opt-in action after triage now."""
+        if self._settings.after_triage != "none":
+            self._nudge.set()
+
     async def _connected_loop(self) -> None:
-        session = await self._call(Session, self._settings, self._stop)
+        session = await self._call(Session, self._settings, self._stop, self._nudge)
         self._failures = 0
         try:
             while True:
+                self._nudge.clear()
                 await self._sync(session)
+                await self._after_triage(session)
                 if not session.idle:
                     await asyncio.sleep(self._settings.poll_s)
                 elif await self._caught_up(session):
@@ -153,6 +194,36 @@ class MailIntake:
             return await self._sync(session)
         finally:
             await self._call(session.close)
+
+    async def after_triage_once(self) -> int:
+        """Connect, do the action after triage for what is due, disconnect; returns how many locations."""
+        session = await self._call(Session, self._settings, self._stop)
+        try:
+            return await self._after_triage(session)
+        finally:
+            await self._call(session.close)
+
+    async def _after_triage(self, session: Session) -> int:
+        """The opt-in action after triage (``seen`` or ``move:<folder>``) on what triage finished; recorded after
+        the server did it, and safe to do again when a crash came in between."""
+        if self._settings.after_triage == "none":
+            return 0
+        handled = 0
+        for folder in self._settings.folders:
+            due = [where for where, _ in await self._store.after_triage_due(folder)]
+            for validity in sorted({w.uidvalidity for w in due}):
+                batch = [w for w in due if w.uidvalidity == validity]
+                uids = [w.uid for w in batch]
+                try:
+                    await self._call(session.after_triage, folder, validity, uids, self._settings.move_to)
+                except MoveUnsupported:
+                    if not self._told_no_move:
+                        log.warning("inbox: %s has no MOVE; triaged mail stays where it is", _where(self._settings))
+                        self._told_no_move = True
+                    return handled
+                await self._store.mark_after_done(batch)
+                handled += len(batch)
+        return handled
 
     async def _sync(self, session: Session) -> int:
         new = 0
@@ -180,6 +251,33 @@ class MailIntake:
             if new:
                 self._on_new()
         return new
+
+
+def probe(settings: IMAPSettings) -> tuple[bool, str]:
+    """``coo doctor``'s check (blocking): connect, log in, list the folders, say whether IDLE is offered.
+    The detail names the server and user, never the password or the server's own words (they may echo it)."""
+    where = f"{settings.username} at {_where(settings)} ({settings.security})"
+    try:
+        session = Session(settings, threading.Event())
+    except LoginError:
+        return False, f"login refused for {where}: check COO_IMAP__USERNAME and COO_IMAP__PASSWORD"
+    except (TimeoutError, IMAPClientError, OSError) as exc:
+        return False, f"cannot reach {_where(settings)} ({settings.security}): {_reason(exc)}"
+    try:
+        found = session.folders()
+    except (TimeoutError, IMAPClientError, OSError) as exc:
+        return False, f"logged in as {where}, but listing folders failed: {_reason(exc)}"
+    finally:
+        session.close()
+    missing = [f for f in settings.folders if f not in found]
+    if missing:
+        return False, f"logged in as {where}; no folder {', '.join(missing)} (COO_IMAP__FOLDERS); found: {_few(found)}"
+    idle = "IDLE supported" if session.idle else f"no IDLE: polling every {settings.poll_s:g} s"
+    return True, f"logged in as {where}; reading {', '.join(settings.folders)} of {len(found)} folders; {idle}"
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def _parse_all(raws: dict[int, bytes]) -> dict[int, MailRecord]:

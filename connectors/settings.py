@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 
 class SMTPSettings(BaseModel):
@@ -48,6 +48,31 @@ class IMAPSettings(BaseModel):
     folders: list[str] = Field(default_factory=lambda: ["INBOX"])
     poll_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=30.0, gt=0)
+    after_triage: str = "none"
+    """What intake does on the server once a message is triaged: ``none`` (read-only), ``seen`` (mark it read)
+    or ``move:<folder>`` (move it there); opt-in, and safe to repeat after a crash."""
+
+    @field_validator("after_triage")
+    @classmethod
+    def _after_triage(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("none", "seen") or (value.startswith("move:") and value[5:].strip()):
+            return value if value in ("none", "seen") else "move:" + value[5:].strip()
+        raise ValueError("must be none, seen or move:<folder>, e.g. move:Archive")
+
+    @model_validator(mode="after")
+    def _not_into_a_read_folder(self) -> IMAPSettings:
+        if self.move_to is not None and self.move_to in self.folders:
+            raise ValueError(
+                f"COO_IMAP__AFTER_TRIAGE moves mail to {self.move_to}, a folder it reads (COO_IMAP__FOLDERS): "
+                "choose another folder"
+            )
+        return self
+
+    @property
+    def move_to(self) -> str | None:
+        """The folder triaged mail is moved to (None unless ``after_triage`` is ``move:<folder>``)."""
+        return self.after_triage[5:] if self.after_triage.startswith("move:") else None
 
     @field_validator("folders", mode="before")
     @classmethod

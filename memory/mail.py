@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS mail_locations (
     uidvalidity INTEGER NOT NULL,
     uid INTEGER NOT NULL,
     mail_id INTEGER NOT NULL REFERENCES mail_messages(id),
+    after_done INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (folder, uidvalidity, uid)
 );
 CREATE TABLE IF NOT EXISTS mail_cursors (
@@ -57,6 +58,12 @@ CREATE TABLE IF NOT EXISTS mail_cursors (
     uidvalidity INTEGER NOT NULL,
     last_uid INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mail_replies (
+    mail_id INTEGER PRIMARY KEY REFERENCES mail_messages(id),
+    sent_message_id TEXT NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS mail_replies_sent ON mail_replies(sent_message_id);
 CREATE TABLE IF NOT EXISTS mail_sent (
     message_id TEXT PRIMARY KEY,
     idempotency_key TEXT NOT NULL,
@@ -132,6 +139,9 @@ class MailStore:
     async def setup(self) -> None:
         """Create the tables (idempotent)."""
         await self._db.script(_SCHEMA)
+        columns = {r[1] for r in await self._db.fetchall("PRAGMA table_info(mail_locations)")}
+        if "after_done" not in columns:  # files from before the opt-in action after triage
+            await self._db.write("ALTER TABLE mail_locations ADD COLUMN after_done INTEGER NOT NULL DEFAULT 0")
 
     async def cursor(self, folder: str) -> tuple[int, int] | None:
         """``(uidvalidity, last_uid)`` of ``folder``, or None before its first message."""
@@ -235,6 +245,38 @@ class MailStore:
                     payload = {"mail_id": mail.id, "from": r.from_addr, "date": r.sent_at, "subject": r.subject}
                     await tx.append_event("mail.received", actor, {**payload, "class": mail.mail_class})
 
+    async def after_triage_due(self, folder: str, limit: int = 200) -> list[tuple[Location, str]]:
+        """Where triaged messages sit in ``folder`` that the opt-in action after triage has not handled yet, with
+        their Message-IDs, in UID order."""
+        rows = await self._db.fetchall(
+            "SELECT l.folder, l.uidvalidity, l.uid, m.message_id FROM mail_locations l JOIN mail_messages m "
+            "ON m.id = l.mail_id WHERE l.folder = ? AND l.after_done = 0 AND m.class IS NOT NULL "
+            "ORDER BY l.uidvalidity, l.uid LIMIT ?",
+            (folder, limit),
+        )
+        return [(Location(str(r[0]), int(r[1]), int(r[2])), str(r[3])) for r in rows]
+
+    async def mark_after_done(self, where: Sequence[Location]) -> None:
+        """The action after triage was done (or found done) on the server for these locations."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE mail_locations SET after_done = 1 WHERE folder = ? AND uidvalidity = ? AND uid = ?",
+                [(w.folder, w.uidvalidity, w.uid) for w in where],
+            )
+
+        await self._db.run_transaction(work)
+
+    async def forget(self, mail_id: int) -> bool:
+        """Blank what a message said (``/forget mail-<id>``): body, subject, summary, headers, attachment names and
+        raw bytes. Who sent it, when, and its thread ids stay (replies still link to it). False when no such message."""
+        written = await self._db.write(
+            "UPDATE mail_messages SET body = '', subject = '', summary = CASE WHEN summary IS NULL THEN NULL ELSE '' "
+            "END, headers = '{}', attachments = '[]', raw = NULL WHERE id = ?",
+            (mail_id,),
+        )
+        return written.rowcount == 1
+
     async def count(self) -> int:
         """How many messages are stored."""
         row = await self._db.fetchone("SELECT COUNT(*) FROM mail_messages")
@@ -277,6 +319,8 @@ _COLUMNS = (
 def _store_one(conn: sqlite3.Connection, record: MailRecord, where: Location) -> tuple[int, bool]:
     row = conn.execute("SELECT id FROM mail_messages WHERE message_id = ?", (record.message_id,)).fetchone()
     mail_id = int(row[0]) if row else _insert(conn, record)
+    if row is None:
+        _link_reply(conn, mail_id, record)
     conn.execute(
         "INSERT OR IGNORE INTO mail_locations (folder, uidvalidity, uid, mail_id) VALUES (?, ?, ?, ?)",
         (where.folder, where.uidvalidity, where.uid, mail_id),
@@ -315,6 +359,15 @@ def _insert(conn: sqlite3.Connection, record: MailRecord) -> int:
         ),
     )
     return int(cur.lastrowid or 0)
+
+
+def _link_reply(conn: sqlite3.Connection, mail_id: int, record: MailRecord) -> None:
+    """A message that answers an email we sent (In-Reply-To first, then References newest first) is linked to it
+    with the message, in the same transaction: a task waiting for that reply cannot miss it after a crash."""
+    for ref in (record.in_reply_to, *reversed(record.references)):
+        if ref and conn.execute("SELECT 1 FROM mail_sent WHERE message_id = ?", (ref,)).fetchone():
+            conn.execute("INSERT OR IGNORE INTO mail_replies (mail_id, sent_message_id) VALUES (?, ?)", (mail_id, ref))
+            return
 
 
 def _thread_of(conn: sqlite3.Connection, record: MailRecord) -> str:

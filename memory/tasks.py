@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     depends_on TEXT NOT NULL DEFAULT '[]',
     expected TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL CHECK (state IN
-        ('todo','ready','running','waiting_approval','blocked','done','failed','cancelled')),
+        ('todo','ready','running','waiting_approval','waiting_reply','blocked','done','failed','cancelled')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try_at TEXT NOT NULL,
     lease_owner TEXT,
@@ -82,15 +82,38 @@ CREATE TABLE IF NOT EXISTS task_attempts (
 CREATE INDEX IF NOT EXISTS task_attempts_task ON task_attempts(task_id, attempt);
 """
 
+# Files from before tasks could wait for a reply: SQLite cannot change a CHECK in place, so the table is copied
+# into one with the new CHECK, in one transaction (a crash leaves the old table or the new one, never neither).
+_TASK_COLUMNS = (
+    "id, goal_id, run, seq, key, title, skill, instructions, depends_on, expected, state, attempts, next_try_at, "
+    "lease_owner, lease_until, waiting_on, notes, result, error, created_at, updated_at, resumes"
+)
+_WITH_WAITING_REPLY = (
+    "BEGIN IMMEDIATE;\n"
+    + TASKS_SCHEMA.split("CREATE TABLE IF NOT EXISTS tasks (", 1)[1]
+    .split(");", 1)[0]
+    .join(("CREATE TABLE tasks_migrating (", ");\n"))
+    + f"INSERT INTO tasks_migrating ({_TASK_COLUMNS}) SELECT {_TASK_COLUMNS} FROM tasks;\n"
+    "DROP TABLE tasks;\n"
+    "ALTER TABLE tasks_migrating RENAME TO tasks;\n"
+    "CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state, next_try_at);\n"
+    "CREATE INDEX IF NOT EXISTS tasks_goal ON tasks(goal_id, run, seq);\n"
+    "COMMIT;\n"
+)
+
 GoalStatus = Literal["planning", "proposed", "active", "verifying", "done", "failed", "cancelled"]
-TaskState = Literal["todo", "ready", "running", "waiting_approval", "blocked", "done", "failed", "cancelled"]
+TaskState = Literal[
+    "todo", "ready", "running", "waiting_approval", "waiting_reply", "blocked", "done", "failed", "cancelled"
+]
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 # Which states a task may move to from each state: anything else is refused (a bug, or a race lost).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "todo": frozenset({"ready", "cancelled"}),
     "ready": frozenset({"running", "cancelled"}),
     "running": frozenset({"done", "ready", "waiting_approval", "blocked", "failed", "cancelled"}),
-    "waiting_approval": frozenset({"ready", "blocked", "cancelled"}),
+    "waiting_approval": frozenset({"ready", "waiting_reply", "blocked", "cancelled"}),
+    # Its email was sent and an answer is awaited: a reply or the deadline (``next_try_at``) puts it back to ready.
+    "waiting_reply": frozenset({"ready", "blocked", "cancelled"}),
     "blocked": frozenset({"ready", "cancelled", "done"}),
     "done": frozenset(),
     "failed": frozenset(),
@@ -222,6 +245,9 @@ class TaskLedger:
         columns = {r[1] for r in await self._db.fetchall("PRAGMA table_info(tasks)")}
         if "resumes" not in columns:  # files from before proposals were named by their place in the task
             await self._db.write("ALTER TABLE tasks ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
+        row = await self._db.fetchone("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tasks'")
+        if row is not None and "'waiting_reply'" not in row[0]:
+            await self._db.script(_WITH_WAITING_REPLY)
 
     # -- goals ---------------------------------------------------------------------------------
     async def create_goal(

@@ -253,3 +253,6 @@ PROMPT_CUT = (
     "prompts to its context window, so the model misses part of what I send. With Ollama, raise the context "
     "length (OLLAMA_CONTEXT_LENGTH=16384, or num_ctx in a Modelfile); see docs/local-models.md."
 )
+
+# A goal's board: a task whose emails went out waits for an answer (``who``: the addresses not answered yet).
+TASK_WAITING_REPLY = "- {task}: waiting for a reply from {who} (until {due:%Y-%m-%d})"

@@ -10,6 +10,7 @@ from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
 from graph.errors import UserFacingError
 from memory.db import Database, utcnow
+from memory.mail import MailStore
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, Profile, ProfileError, ProfileStore
 from memory.semantic.api import EmbedderUnavailable, Memory, MemoryUnavailable, Note
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # A chat message's memory ref: its ``message.in`` event id.
 _MESSAGE_REF = re.compile(r"msg-([0-9]{1,18})")
+_MAIL_REF = re.compile(r"mail-([0-9]{1,18})")
 PROFILE_USAGE = (
     "Usage: /profile | /profile set <field> <value> | /profile clear <field> | /profile restore [drop]  (fields: "
     + ", ".join(FIELDS)
@@ -48,6 +50,7 @@ def register_memory_commands(
     scope: str,
     repair: Callable[[], None],
     later: Callable[[Note], None] | None = None,
+    mail: MailStore | None = None,
 ) -> None:
     """Add /remember, /recall, /forget (when semantic memory is on) and /profile.
 
@@ -123,6 +126,8 @@ def register_memory_commands(
         removed += int(await ledger.remove(ref))
         message = _MESSAGE_REF.fullmatch(ref)
         redacted = message is not None and await db.redact_message(int(message[1]))
+        received = _MAIL_REF.fullmatch(ref)  # a received email's text is blanked in the mail store too
+        redacted |= received is not None and mail is not None and await mail.forget(int(received[1]))
         if not removed and not redacted:
             return f"Nothing stored under {ref}."
         await db.append_event("memory.forgotten", inbound.sender, {"ref": ref}, session=inbound.session_key)

@@ -50,11 +50,13 @@ from graph.conversation.recall import SessionRecall
 from graph.conversation.record_tools import RECORD_TOOLS
 from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
 from graph.followups.tools import FOLLOWUP_TOOLS
+from graph.inbox.replies import ReplyWaits
 from graph.spend.pricing import PriceTable
 from memory.approvals import OutboxRow
 from memory.checkpoints import prune_checkpoints
 from memory.liveness import Liveness
 from memory.mail import MailStore
+from memory.mail_replies import MailReplies
 from memory.semantic.api import Memory
 from memory.semantic.chat_notes import chat_note
 from memory.semantic.ingest import Ingestor
@@ -116,7 +118,13 @@ async def build(
         wakeup=wakeup,
         clock=clock,
     )
-    goals = build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup)
+    # With an inbox to read, a goal's outreach waits for the answers to its emails (graph/inbox/replies.py).
+    replies = None
+    if settings.imap.configured and settings.followups.reply_wait_days > 0:
+        replies = ReplyWaits(db, stores.tasks, MailReplies(db, mail), settings.followups.reply_wait_days)
+    goals = build_goals(
+        settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup, replies
+    )
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None
@@ -248,6 +256,7 @@ def _register_commands(
         settings.memory.scope,
         repair.request if repair else lambda: None,
         ingestor.add if ingestor else None,
+        MailStore(stores.db),
     )
 
     async def digest_now(inbound: InboundMessage, _: str) -> str:

@@ -28,6 +28,7 @@ from graph.goals.runner import SkillExecutor, TaskRunner
 from graph.goals.service import GoalService
 from graph.goals.skill_graph import FINISH
 from graph.goals.skills import all_skills, check_skills, usable_skills
+from graph.inbox.replies import ReplyWaits
 from graph.models.llm import LLMClient
 from graph.pipeline.service import pipeline_summary
 from memory.goal_evidence import EvidenceStore
@@ -57,6 +58,7 @@ def build_goals(
     contexts: Contexts,
     controls: Controls,
     wakeup: asyncio.Event,
+    replies: ReplyWaits | None = None,
 ) -> Goals:
     service = GoalService(
         stores.tasks,
@@ -70,14 +72,16 @@ def build_goals(
         currency=settings.budget.currency,
         skills=plans.skills,
         evidence=EvidenceStore(stores.db),
+        replies=replies,
     )
 
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
     check_skills(all_skills(), {*tools.names(), *approvals.registry.tool_names(), FINISH})
     executor = SkillExecutor(all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model)
     runner = TaskRunner(
-        stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup
-    )
+        stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup,
+        replies=replies,
+    )  # fmt: skip
     commands = GoalCommands(service, plans, approvals, ui, messenger, contexts.proposal, runner.wake)
     return Goals(service, runner, commands)
 

@@ -17,12 +17,15 @@ from memory.ledger import CostLedger
 from memory.tasks import Goal, Task, TaskLedger
 from prompts.messages import money
 
-TASK_STATES = ("todo", "ready", "running", "waiting_approval", "blocked", "done", "failed", "cancelled")
+TASK_STATES = (
+    "todo", "ready", "running", "waiting_approval", "waiting_reply", "blocked", "done", "failed", "cancelled"
+)
 STATE_NAMES = {
     "todo": "To do",
     "ready": "Ready",
     "running": "Running",
     "waiting_approval": "Waiting for you",
+    "waiting_reply": "Waiting for a reply",
     "blocked": "Blocked",
     "done": "Done",
     "failed": "Failed",

@@ -23,6 +23,7 @@ from graph.goals.service import GoalService, card_context
 from graph.goals.skill_context import Outcome, ended, skill_system, with_reason
 from graph.goals.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.goals.skills import Skill
+from graph.inbox.replies import ReplyWaits
 from graph.models.llm import LLMClient
 from graph.settings import TaskSettings
 from graph.spend.budget import BudgetExceeded
@@ -61,10 +62,17 @@ class SkillExecutor:
         self._action_schemas: tuple[tuple[int, ...], list[dict[str, Any]]] = ((), [])
 
     async def run(
-        self, goal: Goal, task: Task, inputs: str, limit: Any, goal_active: Callable[[], Awaitable[bool]]
+        self,
+        goal: Goal,
+        task: Task,
+        inputs: str,
+        limit: Any,
+        goal_active: Callable[[], Awaitable[bool]],
+        replies: str = "",
     ) -> Outcome:
         """One attempt. Budget, model and skill errors become outcomes; nothing escapes but bugs.
-        ``goal_active`` is asked before each proposal: a cancelled goal's attempt proposes nothing."""
+        ``goal_active`` is asked before each proposal: a cancelled goal's attempt proposes nothing.
+        ``replies``: answers to the task's emails, quoted; they go into the task's message as data (I8)."""
         skill = self._skills.get(task.skill)
         if skill is None:
             return Outcome("blocked", error=f"unknown skill {task.skill}")
@@ -86,6 +94,8 @@ class SkillExecutor:
                 notes=as_data("\n".join(task.notes)) or "(nothing yet)",
             )
         )
+        if replies:
+            prompt += "\n\n" + load_prompt("task_replies").format(replies=as_data(replies))
         proposal_ctx = self._contexts.proposal(goal.session, goal.requested_by)
         tool_ctx = self._contexts.tool(goal.session, goal.id)
         system = await skill_system(tool_ctx, proposal_ctx.currency, self._sender())
@@ -124,6 +134,11 @@ class SkillExecutor:
             return Outcome("waiting", waiting_on=proposals, result=final.get("result"), **common)
         return ended(final.get("result"), str(final.get("failure") or ""), common)
 
+    def awaits_replies(self, skill: str) -> bool:
+        """Whether a task of ``skill`` waits for answers to the emails it got sent."""
+        found = self._skills.get(skill)
+        return found is not None and found.awaits_replies
+
     def _sender(self) -> str:
         """The address emails go out from, when email is configured."""
         kind = self._approvals.registry.for_tool("send_email")
@@ -154,7 +169,9 @@ class TaskRunner:
         is_paused: Callable[[], bool],
         clock: Callable[[], datetime] = utcnow,
         wakeup: asyncio.Event | None = None,
+        replies: ReplyWaits | None = None,
     ) -> None:
+        """``replies`` (with an inbox to read them from): tasks whose emails were sent wait for the answers."""
         self._ledger = ledger
         self._goals = goals
         self._executor = executor
@@ -163,6 +180,7 @@ class TaskRunner:
         self._is_paused = is_paused
         self._clock = clock
         self._wake = wakeup or asyncio.Event()
+        self._replies = replies
         self._owner = "runner-" + secrets.token_hex(4)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -214,6 +232,8 @@ class TaskRunner:
             log.warning("task %s: its lease expired (its worker stopped); it runs again", task.id)
             self._goals.touch(task.goal_id)
         await self._resume_waiting()
+        for task in await self._replies.wake(now) if self._replies else []:
+            self._goals.touch(task.goal_id)
         for task in await self._ledger.promote(now):
             self._goals.touch(task.goal_id)
         await self._goals.sweep(now)
@@ -270,8 +290,9 @@ class TaskRunner:
             return
         attempt = await self._ledger.start_attempt(task)
         inputs = await self._inputs(task)
+        replies = await self._replies.for_task(task.id) if self._replies else ""
         outcome = await self._executor.run(
-            goal, task, inputs, self._goals.limit(goal), lambda: self._goal_working(goal.id)
+            goal, task, inputs, self._goals.limit(goal), lambda: self._goal_working(goal.id), replies
         )
         await self._ledger.end_attempt(
             attempt, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
@@ -333,7 +354,7 @@ class TaskRunner:
     async def _resume_waiting(self) -> None:
         """A task waiting on cards runs again once every card is decided (and approved ones executed)."""
         for task in await self._ledger.in_state("waiting_approval"):
-            notes, current, open_ = list(task.notes), [], False
+            notes, current, open_, sent = list(task.notes), [], False, []
             for approval_id in task.waiting_on:
                 row = await self._approvals.current(approval_id, task.goal_id)
                 if row is None:
@@ -345,6 +366,8 @@ class TaskRunner:
                     open_ = True
                     continue
                 done = outbox.state if outbox else row.state
+                if done == "sent":
+                    sent.append(row.id)
                 kind = self._approvals.kind(row.kind)
                 notes.append(f"card {row.id} ({kind.summary(kind.parse(row.action))}): {done}")
             if open_:
@@ -354,6 +377,8 @@ class TaskRunner:
             notes += await self._uncarded_notes(task)
             if task.attempts >= self._settings.max_attempts:
                 await self._block_restarts(task, notes)
+                continue
+            if await self._wait_for_replies(task, sent, notes):
                 continue
             try:
                 await self._ledger.move(
@@ -368,6 +393,15 @@ class TaskRunner:
             except TransitionRefused:
                 continue
             self._goals.touch(task.goal_id)
+
+    async def _wait_for_replies(self, task: Task, sent: list[str], notes: list[str]) -> bool:
+        """A task of a skill that awaits answers, whose emails went out, waits for a reply instead of going on."""
+        if self._replies is None or not sent or not self._executor.awaits_replies(task.skill):
+            return False
+        if not await self._replies.start(task, sent, notes, self._clock()):
+            return False
+        self._goals.touch(task.goal_id)
+        return True
 
     async def _block_restarts(self, task: Task, notes: list[str]) -> None:
         """A task that proposed and went on again and again (a rejection counts) is blocked: reject -> propose ->

@@ -20,6 +20,7 @@ from graph.goals.planner import Plan, PlannedTask
 from graph.goals.skill_graph import FINISH
 from graph.goals.skills import all_skills
 from graph.goals.verify import VERDICT_TOOL, Reading, ledger_facts, read_verdict, verdict_tool
+from graph.inbox.replies import ReplyWaits
 from graph.models.llm import LLMClient, force_tool
 from graph.settings import TaskSettings
 from graph.spend.budget import BudgetExceeded, Limit
@@ -38,6 +39,7 @@ from prompts.messages import (
     GOAL_NOT_VERIFIED,
     GOAL_PLAN_NOT_APPROVED,
     TASK_BLOCKED,
+    TASK_WAITING_REPLY,
     money,
     plural,
 )
@@ -51,6 +53,7 @@ MARK = {
     "done": "[done]",
     "running": "[running]",
     "waiting_approval": "[waiting for you]",
+    "waiting_reply": "[waiting for a reply]",
     "ready": "[next]",
     "todo": "[later]",
     "blocked": "[blocked]",
@@ -93,10 +96,12 @@ class GoalService:
         currency: str = "USD",
         skills: Collection[str] | None = None,
         evidence: EvidenceStore | None = None,
+        replies: ReplyWaits | None = None,
     ) -> None:
         """``currency`` is the operator's (spend is shown in it); ``skills``: what a verifier's follow-up task
         may use (None: every skill); ``evidence``: facts seen after the tasks ran (an invoice paid), which the
-        verifier reads with the ledger's."""
+        verifier reads with the ledger's; ``replies``: answers to the goal's emails (with an inbox), shown to the
+        verifier as quoted data and on the goal's board as who is awaited."""
         self._ledger = ledger
         self._skills = tuple(all_skills()) if skills is None else tuple(skills)
         self._approvals = approvals
@@ -110,6 +115,7 @@ class GoalService:
         self._board = _Board()
         self._verifying: set[str] = set()  # goals this process is verifying now
         self._evidence = evidence
+        self._replies = replies
 
     @property
     def ledger(self) -> TaskLedger:
@@ -154,6 +160,7 @@ class GoalService:
                 f"Progress: {done}/{len(tasks)} done" + (f"; running: {', '.join(running)}" if running else "")
             )
             lines += [f"{n}. {MARK[t.state]} {t.title}" for n, t in enumerate(tasks, 1)]
+            lines += await self._awaited_lines(tasks)
         if waiting:
             lines.append(f"Waiting on you: {plural(len(waiting), 'card')}")
             lines += [f"- {self._summary(row)} (approval {row.id})" for row in waiting]
@@ -169,6 +176,15 @@ class GoalService:
         if goal.status not in ("done", "failed", "cancelled"):
             buttons.append(("Cancel goal", encode(Prefix.GOAL, "cancel", goal.id)))
         return "\n".join(lines), tuple(buttons)
+
+    async def _awaited_lines(self, tasks: list[Task]) -> list[str]:
+        lines = []
+        for task in tasks:
+            if task.state == "waiting_reply" and self._replies is not None:
+                who = await self._replies.awaited(task)
+                shown = TASK_WAITING_REPLY.format(task=task.title, who=", ".join(who) or "?", due=task.next_try_at)
+                lines.append(shown)
+        return lines
 
     async def show_card(self, approval_id: str, session: str) -> None:
         """Show a task's card where its goal was set, once."""
@@ -331,7 +347,8 @@ class GoalService:
             return
         tasks = await self._ledger.tasks(goal.id, goal.runs)
         spent = await self._costs.spent(goal.created_at, goal.workflow)
-        facts = await ledger_facts(tasks, self._approvals, goal.id) + await self._evidence_facts(goal.id)
+        replies = await self._replies.for_goal(goal.id) if self._replies else ""
+        facts = await ledger_facts(tasks, self._approvals, goal.id, replies) + await self._evidence_facts(goal.id)
         reading = await self._verdict(goal, facts, spent)
         met = reading is not None and reading.met
         verified = reading is not None and reading.verified

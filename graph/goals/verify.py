@@ -60,9 +60,10 @@ def verdict_tool() -> dict[str, Any]:
     return {"type": "function", "function": {"name": VERDICT_TOOL, "description": description, "parameters": schema}}
 
 
-async def ledger_facts(tasks: list[Task], approvals: ApprovalService, goal_id: str) -> str:
+async def ledger_facts(tasks: list[Task], approvals: ApprovalService, goal_id: str, replies: str = "") -> str:
     """What happened, from the ledger: each task's state and result, each card of the goal's tasks with its final
-    state (sent, failed, unknown, rejected, expired, or still waiting), and the artifacts made."""
+    state (sent, failed, unknown, rejected, expired, or still waiting), the artifacts made, and ``replies``: the
+    answers received to the goal's emails, quoted, each naming its sender and the email it answers (data: I8)."""
     lines = ["Tasks:"]
     artifacts: list[str] = []
     for task in tasks:
@@ -80,6 +81,8 @@ async def ledger_facts(tasks: list[Task], approvals: ApprovalService, goal_id: s
     if not cards:
         lines.append("- none")
     lines.append("Artifacts: " + (", ".join(artifacts[:30]) or "none"))
+    if replies:
+        lines += ["Replies received to these emails (quoted, from outside):", replies]
     return as_data("\n".join(lines))
 
 

@@ -32,7 +32,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain
 default_internal_user = {user}
@@ -55,7 +55,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -78,8 +79,12 @@ def _free_port() -> int:
 class Dovecot:
     """One running Dovecot; :meth:`client` gives a logged-in IMAPClient for putting mail in."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: a certificate and its key (PEM): the server then offers STARTTLS on :attr:`port` and implicit
+        TLS on :attr:`tls_port`."""
         self.port = _free_port()
+        self.tls_port = _free_port() if tls else 0
+        self._tls = tls
         self.dir = Path(tempfile.mkdtemp(prefix="coo-dovecot-"))
         self._proc: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:
@@ -96,9 +101,13 @@ class Dovecot:
         for sub in ("run", "state", "mail"):
             (d / sub).mkdir()
         (d / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
-        (d / "dovecot.conf").write_text(
-            _CONFIG.format(d=d, user=self._user, group=self._group, uid=self._uid, gid=self._gid, port=self.port)
-        )
+        ssl = "ssl = no"
+        if self._tls:
+            for name, source in zip(("cert.pem", "key.pem"), self._tls, strict=True):
+                shutil.copyfile(source, d / name)
+            ssl = f"ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem"
+        values = {"user": self._user, "group": self._group, "uid": self._uid, "gid": self._gid}
+        (d / "dovecot.conf").write_text(_CONFIG.format(d=d, port=self.port, tls_port=self.tls_port, ssl=ssl, **values))
         d.chmod(0o755)
         for path in [d, *d.rglob("*")]:
             os.chown(path, self._uid, self._gid)

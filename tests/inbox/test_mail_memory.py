@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bot.runtime import open_runtime
+from memory.mail import MailStore
 from tests.bot.test_approval_flow import inbound
 from tests.conftest import ManualClock, RecordingChannel, make_settings
 from tests.fakes.dovecot import PASSWORD, Dovecot
@@ -42,3 +43,11 @@ async def test_recall_finds_mail_and_forget_removes_it(tmp_path: Path, dovecot: 
         assert chan.sent[-1].text == "Forgotten: mail-1."
         await rt.dispatcher.handle(inbound("/recall what did Acme say about pricing", kind="command"))
         assert "mail-1" not in chan.sent[-1].text
+        forgotten = await MailStore(rt.db).get(1)
+        assert forgotten is not None and forgotten.record.from_addr == "ana@acme.test"
+        assert (forgotten.record.body, forgotten.record.subject, forgotten.summary) == ("", "", "")
+        assert forgotten.record.raw is None and forgotten.record.headers == {}
+        rows = await rt.db.fetchall("SELECT * FROM mail_messages")
+        assert rows and not any("4,000 EUR" in str(v) or "Acme pricing" in str(v) for row in rows for v in row)
+        await rt.dispatcher.handle(inbound("/inbox 1", kind="command"))
+        assert "4,000 EUR" not in chan.sent[-1].text

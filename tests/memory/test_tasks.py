@@ -53,6 +53,7 @@ async def _bring(ledger: TaskLedger, task_id: str, state: str) -> None:
         "ready": ["ready"],
         "running": ["ready", "running"],
         "waiting_approval": ["ready", "running", "waiting_approval"],
+        "waiting_reply": ["ready", "running", "waiting_approval", "waiting_reply"],
         "blocked": ["ready", "running", "blocked"],
         "done": ["ready", "running", "done"],
         "failed": ["ready", "running", "failed"],

@@ -49,6 +49,8 @@ class Skill:
     """The output limit of its model calls (None: the configured one); a skill that writes long texts needs more."""
     mcp: tuple[str, ...] = ()
     """The operator's trusted MCP reads it may use, as ``server.tool`` patterns (``*`` any, ``calendar.*``)."""
+    awaits_replies: bool = False
+    """Its emails ask for answers: once they are sent, its task waits for a reply (when an inbox is read)."""
 
     def may_read(self, key: str) -> bool:
         """Whether this skill may use the trusted outside read named ``key`` (``server.tool``)."""

@@ -9,4 +9,5 @@ SKILL = Skill(
     tools=("find_contact", "recall_memory", "read_draft", "send_email", "log_interaction"),
     tier="main",
     max_tokens=2048,
+    awaits_replies=True,
 )
