@@ -37,6 +37,7 @@ from memory.operators import OperatorStore
 from memory.profile import ProfileStore
 from memory.records import Records
 from memory.tasks import TaskLedger
+from memory.traces import TraceRecorder, TraceStore
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -333,6 +334,7 @@ def _build_goals(
     memory: Memory | None,
     controls: Controls,
     wakeup: asyncio.Event,
+    recorder: TraceRecorder,
 ) -> _Goals:
     from bot.goal_commands import ChatNotifier, GoalCommands
     from graph.goals import GoalService
@@ -369,7 +371,7 @@ def _build_goals(
 
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
     executor = SkillExecutor(
-        all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model
+        all_skills(), llm, tools, approvals, tool_context, context, settings.tasks, settings.llm.cheap_model, recorder
     )
     runner = TaskRunner(
         stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup
@@ -475,7 +477,10 @@ async def _build(
         wakeup=wakeup,
         clock=clock,
     )
-    goals = _build_goals(settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup)
+    recorder = await _trace_recorder(settings, db)
+    goals = _build_goals(
+        settings, stores, model.llm, plans, approvals, ui, messenger, memory, controls, tasks_wakeup, recorder
+    )
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None
@@ -556,6 +561,16 @@ async def _build(
     _schedule(runtime, checkpoints)
     _make_channels(runtime, console)
     return runtime, model.prices
+
+
+async def _trace_recorder(settings: Settings, db: Database) -> TraceRecorder:
+    """Where task attempts' traces go, with every configured secret redacted (I4) as in the logs."""
+    from bot.cli import secrets_of
+    from bot.logging_setup import RedactingFilter
+
+    store = TraceStore(db)
+    await store.setup()
+    return TraceRecorder(store, RedactingFilter(secrets_of(settings)).redact)
 
 
 async def _open_semantic_memory(
