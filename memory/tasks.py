@@ -333,6 +333,21 @@ class TaskLedger:
             )
         return [_task(r) for r in rows]
 
+    async def latest_run_tasks(self, goals: list[Goal]) -> dict[str, list[Task]]:
+        """The tasks of each goal's latest run (every task of a goal without runs), in plan order: one query."""
+        if not goals:
+            return {}
+        wanted = {g.id: g.runs for g in goals}
+        rows = await self._db.fetchall(
+            f"SELECT {_T} FROM tasks WHERE goal_id IN ({', '.join('?' * len(wanted))}) ORDER BY run, seq",
+            tuple(wanted),
+        )
+        found: dict[str, list[Task]] = {g.id: [] for g in goals}
+        for task in map(_task, rows):
+            if not wanted[task.goal_id] or task.run == wanted[task.goal_id]:
+                found[task.goal_id].append(task)
+        return found
+
     async def task(self, task_id: str) -> Task | None:
         """One task."""
         row = await self._db.fetchone(f"SELECT {_T} FROM tasks WHERE id = ?", (task_id,))

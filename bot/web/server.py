@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.web.actions import register_actions
 from bot.web.auth import COOKIE, CSRF_NAME, make_guard, refuse, session_of
+from bot.web.goal_pages import register_goal_pages
 from bot.web.services import Services
 from bot.web.settings import WebSettings
 from bot.web.views import STATE_NAMES, TASK_STATES
@@ -70,6 +71,7 @@ class WebConsole:
         app.router.add_get("/live", self.live)
         app.router.add_post("/logout", self.logout)
         register_actions(app, self.services, self.render, self.back)
+        register_goal_pages(app, self.services.views, self.render)
         return app
 
     async def start(self) -> None:

@@ -22,6 +22,7 @@ from memory.control import ControlStore
 from memory.db import Database, open_database
 from memory.ledger import CostLedger
 from memory.tasks import TaskLedger
+from memory.traces import TraceStore
 from memory.web_sessions import WebAuthStore
 from prompts.messages import WEB_LINK, WEB_PRIVATE_ONLY
 
@@ -47,6 +48,8 @@ async def build_web(settings: Settings, parts: WebParts, messenger: Messenger, c
     await auth.setup()
     channel = WebChannel()
     messenger.attach(channel)
+    traces = TraceStore(parts.db)
+    await traces.setup()
     views = Views(
         parts.db,
         parts.approvals,
@@ -55,6 +58,7 @@ async def build_web(settings: Settings, parts: WebParts, messenger: Messenger, c
         parts.tasks,
         settings.timezone,
         settings.budget.currency,
+        traces,
     )
     console = WebConsole(
         settings.web, Services(views, parts.ui, parts.goals, parts.guard, auth, channel, parts.wake_tasks)
