@@ -30,6 +30,8 @@ STATE_NAMES = {
     "failed": "Failed",
     "cancelled": "Cancelled",
 }
+ALWAYS_SHOWN = frozenset({"ready", "running", "waiting_approval", "blocked", "done"})
+"""Board columns shown even when empty (to do, failed and cancelled only when a task is there)."""
 OPEN_GOALS = ("planning", "proposed", "active", "verifying")
 OUTCOMES = {
     None: "not finished (running, or its process stopped)",
@@ -149,15 +151,15 @@ class Views:
 
     async def board(self, limit: int = 50) -> list[dict[str, Any]]:
         """Goals (open ones first, then the latest finished) with their latest run's tasks by state."""
-        every = await self.tasks.goals()  # one read of the goals and one of their tasks, whatever their number
-        finished = sorted((g for g in every if g.status not in OPEN_GOALS), key=lambda g: g.updated_at, reverse=True)
-        shown = ([g for g in every if g.status in OPEN_GOALS] + finished)[:limit]
+        shown = await self.tasks.board_goals(OPEN_GOALS, limit)  # one read of the goals shown, one of their tasks
         tasks = await self.tasks.latest_run_tasks(shown)
         board = []
         for goal in shown:
-            columns: dict[str, list[Task]] = {state: [] for state in TASK_STATES}
+            by_state: dict[str, list[Task]] = {state: [] for state in TASK_STATES}
             for task in tasks[goal.id]:
-                columns[task.state].append(task)
+                by_state[task.state].append(task)
+            # The page is rendered for every goal shown: what it loops over is decided here, once.
+            columns = [(state, found) for state, found in by_state.items() if found or state in ALWAYS_SHOWN]
             total, open_ = len(tasks[goal.id]), goal.status in OPEN_GOALS
             board.append({"goal": goal, "columns": columns, "total": total, "open": open_})
         return board
