@@ -20,7 +20,7 @@ import aiosqlite
 
 from bot.access import AccessGuard
 from bot.channels.console import ConsoleChannel, HeldOutput
-from bot.commands import CommandRouter
+from bot.commands.router import CommandRouter
 from bot.dispatcher import Dispatcher, Handlers
 from bot.lifecycle import Background, Grace, StopSignals, close_channel, in_daemon_thread, wind_down
 from bot.messages import Channel, InboundMessage, OutboundMessage
@@ -43,13 +43,13 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     from bot.approval_ui import ApprovalUI
-    from bot.budget_commands import BudgetCommands, Controls
     from bot.channels.telegram import TelegramChannel
+    from bot.commands.budget import BudgetCommands, Controls
+    from bot.commands.goals import GoalCommands
+    from bot.commands.policy import PolicyCommands
     from bot.digest import DigestService
-    from bot.goal_commands import GoalCommands
     from bot.inbox_runtime import Loop
     from bot.memory_repair import MemoryRepair
-    from bot.policy_commands import PolicyCommands
     from bot.receivables import ReceivablesLoop
     from bot.scheduler import Scheduler
     from bot.web.server import WebConsole
@@ -57,42 +57,42 @@ if TYPE_CHECKING:
     from connectors.mcp.family import McpFamily
     from connectors.outbox import OutboxRunner
     from connectors.registry import Registry
-    from graph.approvals import ApprovalService
-    from graph.budget import BudgetAlert, BudgetGuard
-    from graph.coordinator import Coordinator
-    from graph.goals import GoalService
-    from graph.llm import LLMClient
-    from graph.plan_kind import PlanKind
-    from graph.pricing import PriceTable
-    from graph.runner import TaskRunner
-    from memory.api import Memory
+    from graph.approvals.service import ApprovalService
+    from graph.conversation.coordinator import Coordinator
+    from graph.goals.plan_kind import PlanKind
+    from graph.goals.runner import TaskRunner
+    from graph.goals.service import GoalService
+    from graph.models.llm import LLMClient
+    from graph.spend.budget import BudgetAlert, BudgetGuard
+    from graph.spend.pricing import PriceTable
     from memory.approvals import OutboxRow
-    from memory.embedder import Embedder, EmbeddingMeter
-    from memory.ingest import Ingestor
+    from memory.semantic.api import Memory
+    from memory.semantic.embedder import Embedder, EmbeddingMeter
+    from memory.semantic.ingest import Ingestor
 
 HEAVY_MODULES = (
     "openai",
     "langgraph.graph",
     "memory.checkpoints",
-    "memory.api",
-    "memory.ingest",
-    "graph.coordinator",
-    "graph.runner",
-    "graph.goals",
-    "graph.planner",
-    "graph.plan_kind",
-    "graph.skills",
+    "memory.semantic.api",
+    "memory.semantic.ingest",
+    "graph.conversation.coordinator",
+    "graph.goals.runner",
+    "graph.goals.service",
+    "graph.goals.planner",
+    "graph.goals.plan_kind",
+    "graph.goals.skills",
     "connectors.catalog",
     "connectors.outbox",
     "bot.approval_ui",
-    "bot.approval_commands",
-    "bot.budget_commands",
-    "bot.core_commands",
+    "bot.commands.approvals",
+    "bot.commands.budget",
+    "bot.commands.core",
     "bot.digest",
-    "bot.goal_commands",
-    "bot.memory_commands",
+    "bot.commands.goals",
+    "bot.commands.memory",
     "bot.notices",
-    "bot.policy_commands",
+    "bot.commands.policy",
     "bot.routines",
     "bot.scheduler",
     "bot.receivables",
@@ -280,11 +280,11 @@ def _build_model(
     controls: Controls,
     clock: Callable[[], float],
 ) -> _Model:
-    from bot.budget_commands import BudgetCommands
-    from graph.budget import BudgetGuard
-    from graph.llm import LLMClient
-    from graph.model_notices import ModelNotices, price_lines
-    from graph.pricing import PriceTable
+    from bot.commands.budget import BudgetCommands
+    from graph.models.llm import LLMClient
+    from graph.models.notices import ModelNotices, price_lines
+    from graph.spend.budget import BudgetGuard
+    from graph.spend.pricing import PriceTable
 
     control = stores.control
     prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
@@ -336,12 +336,12 @@ def _build_goals(
     wakeup: asyncio.Event,
     recorder: TraceRecorder,
 ) -> _Goals:
-    from bot.goal_commands import ChatNotifier, GoalCommands
-    from graph.goals import GoalService
-    from graph.record_tools import GOAL_TOOLS, RECORD_TOOLS
-    from graph.runner import SkillExecutor, TaskRunner
-    from graph.skills import all_skills
-    from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
+    from bot.commands.goals import ChatNotifier, GoalCommands
+    from graph.conversation.record_tools import GOAL_TOOLS, RECORD_TOOLS
+    from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox, ToolContext
+    from graph.goals.runner import SkillExecutor, TaskRunner
+    from graph.goals.service import GoalService
+    from graph.goals.skills import all_skills
 
     context = partial(proposal_context, stores.records, settings.budget.currency)
     service = GoalService(
@@ -417,21 +417,21 @@ async def _build(
 ) -> tuple[Runtime, PriceTable]:
     """Everything after the intake: model client, semantic memory, graph, connectors, goals, commands."""
     from bot.approval_ui import ApprovalUI
-    from bot.budget_commands import Controls
+    from bot.commands.budget import Controls
+    from bot.commands.mcp import McpCommands
+    from bot.commands.policy import PolicyCommands
     from bot.digest import DigestService
     from bot.inbox_runtime import open_inbox
-    from bot.mcp_commands import McpCommands
     from bot.memory_repair import MemoryRepair
-    from bot.policy_commands import PolicyCommands
     from bot.receivables import open_receivables
     from bot.scheduler import Scheduler
     from connectors.outbox import OutboxRunner
-    from graph.approvals import ApprovalService
-    from graph.coordinator import Coordinator
-    from graph.recall import SessionRecall
-    from graph.record_tools import RECORD_TOOLS
-    from graph.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
-    from memory.ingest import Ingestor
+    from graph.approvals.service import ApprovalService
+    from graph.conversation.coordinator import Coordinator
+    from graph.conversation.recall import SessionRecall
+    from graph.conversation.record_tools import RECORD_TOOLS
+    from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
+    from memory.semantic.ingest import Ingestor
 
     stores, messenger, guard = intake.stores, intake.messenger, intake.guard
     db, control = stores.db, stores.control
@@ -579,9 +579,9 @@ async def _open_semantic_memory(
     """Semantic memory, unless switched off; with a model, closed episodes are summarized by it (budgeted)."""
     if not settings.memory.semantic:
         return None
-    from graph.embedding_meter import BudgetedEmbeddings
-    from graph.episode_summarizer import ModelSummarizer
-    from memory.api import open_memory
+    from graph.conversation.episode_summarizer import ModelSummarizer
+    from graph.spend.embedding_meter import BudgetedEmbeddings
+    from memory.semantic.api import open_memory
 
     llm = model.llm
     summarizer = ModelSummarizer(llm, settings.llm.cheap_model) if llm.configured else None
@@ -617,9 +617,9 @@ def _build_actions(
     from connectors.base import Deps
     from connectors.catalog import build_registry
     from connectors.registry import Registry
-    from graph.plan_kind import PlanKind
-    from graph.planner import Planner
-    from graph.skills import all_skills, usable_skills
+    from graph.goals.plan_kind import PlanKind
+    from graph.goals.planner import Planner
+    from graph.goals.skills import all_skills, usable_skills
 
     deps = Deps(records=stores.records, currency=settings.budget.currency, mail_store=mail)
     connectors = build_registry(settings, deps)
@@ -647,7 +647,7 @@ def proposal_context(records: Records, currency: str) -> Context:
 
 
 def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:
-    from memory.chat_notes import chat_note
+    from memory.semantic.chat_notes import chat_note
 
     def hook(inbound: InboundMessage, event_id: int) -> None:
         ingestor.add(
@@ -667,9 +667,9 @@ def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMes
 def _register_commands(
     rt: Runtime, budgets: BudgetCommands, policy: PolicyCommands, stores: _Stores, context: Callable[[], Context]
 ) -> None:
-    from bot.approval_commands import register_approval_commands
-    from bot.core_commands import register_core_commands
-    from bot.memory_commands import register_memory_commands
+    from bot.commands.approvals import register_approval_commands
+    from bot.commands.core import register_core_commands
+    from bot.commands.memory import register_memory_commands
     from bot.routines import register_routines
 
     commands, settings = rt.commands, rt.settings
@@ -767,7 +767,7 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
         background.spawn(make(), name)
     if rt.coordinator.llm.configured:
         # The price table's first lookup reads a large catalog: do it now, off the loop.
-        from graph.fallbacks import prices_in_use
+        from graph.models.fallbacks import prices_in_use
 
         background.spawn(asyncio.to_thread(prices_in_use, rt.settings.llm, prices), "prices")
     stack.push_async_callback(wind_down, rt.channels, rt.dispatcher, background, grace)  # a stop's first step
@@ -804,7 +804,7 @@ def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) 
         return None
     import openai
 
-    from memory.embedder import OpenAIEmbedder
+    from memory.semantic.embedder import OpenAIEmbedder
 
     llm = settings.llm
     target = llm.connection()  # credentials in the URL become basic auth, as for the chat model
