@@ -20,7 +20,7 @@ from tests.bot.web.helpers import OPERATOR, Console, client, csrf_of, running, s
 from tests.conftest import llm_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually_async
-from tests.graph.goal_helpers import task_title
+from tests.graph.goals.goal_helpers import task_title
 
 # A configured secret of no known shape (only its value tells it), and one known by its shape only.
 API_KEY = "correct-horse-battery-staple-4471"
