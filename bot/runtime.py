@@ -565,8 +565,8 @@ async def _build(
 
 async def _trace_recorder(settings: Settings, db: Database) -> TraceRecorder:
     """Where task attempts' traces go, with every configured secret redacted (I4) as in the logs."""
-    from bot.cli import secrets_of
     from bot.logging_setup import RedactingFilter
+    from bot.secret_values import secrets_of
 
     store = TraceStore(db)
     await store.setup()
