@@ -18,9 +18,8 @@ from pathlib import Path
 
 from bot import eventloop
 from bot.logging_setup import RedactingFilter, configure_logging
-from bot.settings import ConfigError, Settings, load_settings, url_password
-from connectors.base import Deps
-from connectors.catalog import build_registry
+from bot.secret_values import secrets_of
+from bot.settings import ConfigError, Settings, load_settings
 from memory.errors import UserFacingError
 
 log = logging.getLogger("coo")
@@ -50,24 +49,6 @@ class Subcommand:
 
 # -- shared steps ------------------------------------------------------------------------------
 _redactor = RedactingFilter()
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every configured secret value, to be redacted from logs and error lines (I4)."""
-    values = [
-        settings.llm.api_key,
-        settings.telegram.token,
-        settings.telegram.webhook_secret,
-        settings.slack.bot_token,
-        settings.slack.app_token,
-        settings.slack.signing_secret,
-        settings.imap.password,
-    ]
-    found = [v.get_secret_value() for v in values if v is not None]
-    passwords = (url_password(settings.llm.base_url), url_password(settings.telegram.api_base_url))
-    registry = build_registry(settings, Deps(records=None, currency=settings.budget.currency))
-    found += settings.mcp.secrets() + settings.llm.secret_values()
-    return found + [p for p in passwords if p] + registry.secrets()
 
 
 _secrets = secrets_of  # the older name, still imported by tests/bot/test_logging.py

@@ -360,6 +360,31 @@ class TaskLedger:
             )
         return [_task(r) for r in rows]
 
+    async def board_goals(self, open_statuses: tuple[str, ...], limit: int) -> list[Goal]:
+        """At most ``limit`` goals: those in ``open_statuses`` (newest first), then the latest updated others."""
+        marks = ", ".join("?" * len(open_statuses))
+        rows = await self._db.fetchall(
+            f"SELECT {_G} FROM goals ORDER BY CASE WHEN status IN ({marks}) THEN 0 ELSE 1 END, "
+            f"CASE WHEN status IN ({marks}) THEN created_at ELSE updated_at END DESC LIMIT ?",
+            (*open_statuses, *open_statuses, limit),
+        )
+        return [_goal(r) for r in rows]
+
+    async def latest_run_tasks(self, goals: list[Goal]) -> dict[str, list[Task]]:
+        """The tasks of each goal's latest run (every task of a goal without runs), in plan order: one query."""
+        if not goals:
+            return {}
+        wanted = {g.id: g.runs for g in goals}
+        rows = await self._db.fetchall(
+            f"SELECT {_T} FROM tasks WHERE goal_id IN ({', '.join('?' * len(wanted))}) ORDER BY run, seq",
+            tuple(wanted),
+        )
+        found: dict[str, list[Task]] = {g.id: [] for g in goals}
+        for task in map(_task, rows):
+            if not wanted[task.goal_id] or task.run == wanted[task.goal_id]:
+                found[task.goal_id].append(task)
+        return found
+
     async def task(self, task_id: str) -> Task | None:
         """One task."""
         row = await self._db.fetchone(f"SELECT {_T} FROM tasks WHERE id = ?", (task_id,))

@@ -30,6 +30,7 @@ from bot.digest import DigestService
 from bot.dispatcher import ButtonHandler, Handlers
 from bot.followups import open_followups
 from bot.inbox_runtime import open_inbox
+from bot.logging_setup import RedactingFilter
 from bot.memory_repair import MemoryRepair
 from bot.messages import Channel, InboundMessage
 from bot.notices import notify_access_changes
@@ -37,6 +38,7 @@ from bot.receivables import open_receivables
 from bot.routines import health_check, register_routines, when_on
 from bot.running import ConsoleWish, Intake, Runtime
 from bot.scheduler import Scheduler
+from bot.secret_values import secrets_of
 from bot.settings import Settings
 from bot.status import status_lines
 from bot.stores import Stores
@@ -54,12 +56,14 @@ from graph.inbox.replies import ReplyWaits
 from graph.spend.pricing import PriceTable
 from memory.approvals import OutboxRow
 from memory.checkpoints import prune_checkpoints
+from memory.db import Database
 from memory.liveness import Liveness
 from memory.mail import MailStore
 from memory.mail_replies import MailReplies
 from memory.semantic.api import Memory
 from memory.semantic.chat_notes import chat_note
 from memory.semantic.ingest import Ingestor
+from memory.traces import TraceRecorder, TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +126,11 @@ async def build(
     replies = None
     if settings.imap.configured and settings.followups.reply_wait_days > 0:
         replies = ReplyWaits(db, stores.tasks, MailReplies(db, mail), settings.followups.reply_wait_days)
+    recorder = await _trace_recorder(settings, db)
     goals = build_goals(
-        settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup, replies
-    )
+        settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup, recorder,
+        replies,
+    )  # fmt: skip
     policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
     mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
     ingestor = repair = None
@@ -279,6 +285,13 @@ def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection) -> None:
     )
     if rt.memory_repair is not None:
         scheduler.every("memory-maintenance", 6 * 3600, when_on(rt.control, "memory", _maintain(rt.memory_repair)))
+
+
+async def _trace_recorder(settings: Settings, db: Database) -> TraceRecorder:
+    """Where task attempts' traces go, with every configured secret redacted (I4) as in the logs."""
+    store = TraceStore(db)
+    await store.setup()
+    return TraceRecorder(store, RedactingFilter(secrets_of(settings)).redact)
 
 
 def _channels(settings: Settings, intake: Intake, console: ConsoleWish) -> tuple[list[Channel], ConsoleChannel | None]:

@@ -33,6 +33,7 @@ from graph.models.llm import LLMClient
 from graph.pipeline.service import pipeline_summary
 from memory.goal_evidence import EvidenceStore
 from memory.mail import MailStore
+from memory.traces import TraceRecorder
 
 if TYPE_CHECKING:
     from connectors.mcp.family import McpFamily
@@ -58,6 +59,7 @@ def build_goals(
     contexts: Contexts,
     controls: Controls,
     wakeup: asyncio.Event,
+    recorder: TraceRecorder,
     replies: ReplyWaits | None = None,
 ) -> Goals:
     service = GoalService(
@@ -77,7 +79,9 @@ def build_goals(
 
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
     check_skills(all_skills(), {*tools.names(), *approvals.registry.tool_names(), FINISH})
-    executor = SkillExecutor(all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model)
+    executor = SkillExecutor(
+        all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model, recorder
+    )
     runner = TaskRunner(
         stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup,
         replies=replies,

@@ -1,4 +1,5 @@
-"""The console's POSTs: Approve, Edit, Reject (through the approval UI, like a press in chat) and Retry.
+"""The console's POSTs: Approve, Edit, Reject (through the approval UI, like a press in chat); Retry, Skip and
+Cancel goal (the goal service, like the buttons of a blocked task's message in chat).
 
 A form carries the card's id, nonce and digest as the page showed it: when the card changed since (decided
 in chat or in another tab, replaced by an edit), the form is refused and nothing happens.
@@ -37,6 +38,8 @@ def register_actions(
     app.router.add_post("/cards/{id}/decide", actions.decide)
     app.router.add_post("/cards/{id}/edit", actions.edit)
     app.router.add_post("/tasks/{id}/retry", actions.retry)
+    app.router.add_post("/tasks/{id}/skip", actions.skip)
+    app.router.add_post("/goals/{id}/cancel", actions.cancel)
 
 
 class Actions:
@@ -106,12 +109,48 @@ class Actions:
 
     async def retry(self, request: web.Request) -> web.StreamResponse:
         """A blocked task gets another round of attempts (the goal service's Retry)."""
+        return await self._task_button(request, "retry")
+
+    async def skip(self, request: web.Request) -> web.StreamResponse:
+        """A blocked task counts as done, with nothing to hand on (the goal service's Skip)."""
+        return await self._task_button(request, "skip")
+
+    async def _task_button(self, request: web.Request, verb: str) -> web.StreamResponse:
         operator = session_of(request).operator
         services = self._services
+        task_id = request.match_info["id"]
+        task = await services.goals.ledger.task(task_id)
+        if task is None:
+            raise web.HTTPNotFound(text="No such task.")
         try:
-            task = await services.goals.retry(request.match_info["id"], operator)
-            self._channel.note(operator, f"Retrying task {task.title}.")
+            if verb == "retry":
+                await services.goals.retry(task_id, operator)
+                self._channel.note(operator, f"Retrying task {task.title}.")
+            else:
+                await services.goals.skip(task_id, operator)
+                self._channel.note(operator, f"Skipped task {task.title}.")
+            await services.auth.record(operator, f"web.{verb}", {"task_id": task_id, "goal_id": task.goal_id})
         except TransitionRefused:
             self._channel.note(operator, "That task is not blocked any more; nothing was changed.")
         services.wake_tasks()
-        raise self._back("/goals")
+        raise self._back(await _back_to(request, task.goal_id))
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        """Cancel a goal: its unfinished tasks and the cards they wait on (the goal service's Cancel)."""
+        operator = session_of(request).operator
+        services = self._services
+        goal = await services.goals.ledger.goal(request.match_info["id"])
+        if goal is None:
+            raise web.HTTPNotFound(text="No such goal.")
+        if await services.goals.cancel(goal.id, operator):
+            self._channel.note(operator, f"Cancelled the goal {goal.text[:80]}.")
+            await services.auth.record(operator, "web.cancel", {"goal_id": goal.id})
+        else:
+            self._channel.note(operator, f"That goal is already {goal.status}; nothing was changed.")
+        services.wake_tasks()
+        raise self._back(await _back_to(request, goal.id))
+
+
+async def _back_to(request: web.Request, goal_id: str) -> str:
+    """Where a goal button's form came from: the goal's page, or the board (nothing else: no open redirect)."""
+    return f"/goals/{goal_id}" if (await request.post()).get("back") == "goal" else "/goals"

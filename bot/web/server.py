@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.web.actions import register_actions
 from bot.web.auth import COOKIE, CSRF_NAME, make_guard, refuse, session_of
+from bot.web.goal_pages import register_goal_pages
 from bot.web.inbox import inbox_items
 from bot.web.live import register_live
 from bot.web.memory_pages import register_memory_pages
@@ -74,6 +75,7 @@ class WebConsole:
         register_timeline(app, self.services, self.render)
         register_memory_pages(app, self.services, self.render, self.back)
         register_live(app, self.services)
+        register_goal_pages(app, self.services.views, self.render)
         return app
 
     async def start(self) -> None:

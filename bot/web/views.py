@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from memory.control import PERIODS, ControlStore
 from memory.db import Database, utcnow
 from memory.ledger import CostLedger
 from memory.tasks import Goal, Task, TaskLedger
+from memory.traces import Trace, TraceStore
 from prompts.messages import money
 
 TASK_STATES = (
@@ -31,7 +33,16 @@ STATE_NAMES = {
     "failed": "Failed",
     "cancelled": "Cancelled",
 }
+ALWAYS_SHOWN = frozenset({"ready", "running", "waiting_approval", "blocked", "done"})
+"""Board columns shown even when empty (to do, failed and cancelled only when a task is there)."""
 OPEN_GOALS = ("planning", "proposed", "active", "verifying")
+OUTCOMES = {
+    None: "not finished (running, or its process stopped)",
+    "done": "done",
+    "waiting": "waited for your cards",
+    "retry": "failed",
+    "blocked": "blocked",
+}
 PERIOD_NAMES = {"day": "today", "week": "this week", "month": "this month"}
 
 
@@ -70,6 +81,7 @@ class Views:
     tasks: TaskLedger
     timezone: str
     currency: str
+    traces: TraceStore
 
     async def pending_cards(self) -> list[CardView]:
         """Cards waiting for a decision, oldest first, with the full preview."""
@@ -142,15 +154,64 @@ class Views:
 
     async def board(self, limit: int = 50) -> list[dict[str, Any]]:
         """Goals (open ones first, then the latest finished) with their latest run's tasks by state."""
-        goals = await self.tasks.goals(OPEN_GOALS)
-        finished = [g for g in await self.tasks.goals() if g.status not in OPEN_GOALS]
-        finished.sort(key=lambda g: g.updated_at, reverse=True)
+        shown = await self.tasks.board_goals(OPEN_GOALS, limit)  # one read of the goals shown, one of their tasks
+        tasks = await self.tasks.latest_run_tasks(shown)
         board = []
-        for goal in (goals + finished)[:limit]:
-            tasks = await self.tasks.tasks(goal.id, goal.runs or None) if goal.runs else await self.tasks.tasks(goal.id)
-            columns = {state: [t for t in tasks if t.state == state] for state in TASK_STATES}
-            board.append({"goal": goal, "columns": columns, "total": len(tasks)})
+        for goal in shown:
+            by_state: dict[str, list[Task]] = {state: [] for state in TASK_STATES}
+            for task in tasks[goal.id]:
+                by_state[task.state].append(task)
+            # The page is rendered for every goal shown: what it loops over is decided here, once.
+            columns = [(state, found) for state, found in by_state.items() if found or state in ALWAYS_SHOWN]
+            total, open_ = len(tasks[goal.id]), goal.status in OPEN_GOALS
+            board.append({"goal": goal, "columns": columns, "total": total, "open": open_})
         return board
+
+    async def goal_page(self, goal_id: str) -> dict[str, Any] | None:
+        """One goal with every run's tasks (the latest run first) and how many attempts each made."""
+        goal = await self.tasks.goal(goal_id)
+        if goal is None:
+            return None
+        runs: dict[int, list[Task]] = {}
+        for task in await self.tasks.tasks(goal.id):
+            runs.setdefault(task.run, []).append(task)
+        return {"goal": goal, "runs": sorted(runs.items(), reverse=True), "open": goal.status in OPEN_GOALS}
+
+    async def task_page(self, task_id: str) -> dict[str, Any] | None:
+        """One task with its goal and its kept attempts' traces, newest first."""
+        task = await self.tasks.task(task_id)
+        if task is None:
+            return None
+        goal = await self.tasks.goal(task.goal_id)
+        traces = [self._trace(t) for t in await self.traces.traces(task.id)]
+        recorded = len(await self.tasks.attempts(task.id))
+        return {"task": task, "goal": goal, "traces": traces, "untraced": max(0, recorded - len(traces))}
+
+    def _trace(self, trace: Trace) -> dict[str, Any]:
+        prompt_tokens, completion_tokens = trace.tokens
+        steps = []
+        for step in trace.steps:
+            shown = dict(step)
+            if step.get("step") == "model":
+                shown["cost_shown"] = money(float(step.get("cost", 0.0)), self.currency)
+                shown["calls"] = [_words(str(c)) for c in step.get("calls", [])]
+            elif step.get("step") == "tool":
+                shown["name"] = _words(str(step.get("tool", "")))
+                shown["args"] = _pretty(str(step.get("args", "")))
+            steps.append(shown)
+        return {
+            "trace": trace,
+            "outcome": OUTCOMES.get(trace.outcome, trace.outcome),
+            "started": self._local(trace.started_at),
+            "ended": self._local(trace.ended_at) if trace.ended_at else "",
+            "models": ", ".join(trace.models) or "none answered",
+            "tokens": f"{prompt_tokens:,} in, {completion_tokens:,} out",
+            "cost": money(trace.cost, self.currency),
+            "steps": steps,
+        }
+
+    def _local(self, at: datetime) -> str:
+        return at.astimezone(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M:%S")
 
     async def event_kinds(self) -> list[str]:
         """Every kind in the event log (for the filter)."""
@@ -159,3 +220,16 @@ class Views:
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(ZoneInfo("UTC"))
+
+
+def _words(name: str) -> str:
+    """A tool's name as the operator reads it (``send_email`` -> ``send email``)."""
+    return name.replace("_", " ")
+
+
+def _pretty(raw: str) -> str:
+    """Tool arguments indented for reading (as they came, when they are not JSON)."""
+    try:
+        return json.dumps(json.loads(raw), ensure_ascii=False, indent=2)
+    except ValueError:
+        return raw

@@ -24,6 +24,7 @@ from memory.ledger import CostLedger
 from memory.notes import NoteLedger
 from memory.records import Records
 from memory.tasks import TaskLedger
+from memory.traces import TraceStore
 from memory.web_sessions import WebAuthStore
 from prompts.messages import WEB_LINK, WEB_PRIVATE_ONLY
 
@@ -49,6 +50,8 @@ async def build_web(settings: Settings, parts: WebParts, messenger: Messenger, c
     await auth.setup()
     channel = WebChannel()
     messenger.attach(channel)
+    traces = TraceStore(parts.db)
+    await traces.setup()
     views = Views(
         parts.db,
         parts.approvals,
@@ -57,6 +60,7 @@ async def build_web(settings: Settings, parts: WebParts, messenger: Messenger, c
         parts.tasks,
         settings.timezone,
         settings.budget.currency,
+        traces,
     )
     console = WebConsole(
         settings.web,

@@ -30,6 +30,7 @@ from graph.spend.budget import BudgetExceeded
 from memory.aio import wait_at_most
 from memory.db import utcnow
 from memory.tasks import Goal, Task, TaskLedger, TransitionRefused
+from memory.traces import TraceRecorder
 from prompts import load_prompt
 from prompts.messages import TASK_RESTARTED_TOO_OFTEN
 
@@ -50,6 +51,7 @@ class SkillExecutor:
         contexts: Contexts,
         settings: TaskSettings,
         cheap_model: str | None,
+        recorder: TraceRecorder,
     ) -> None:
         self._skills = skills
         self._llm = llm
@@ -58,6 +60,7 @@ class SkillExecutor:
         self._contexts = contexts
         self._settings = settings
         self._cheap = cheap_model
+        self._recorder = recorder
         self._graph = build_skill_graph().compile()
         self._action_schemas: tuple[tuple[int, ...], list[dict[str, Any]]] = ((), [])
 
@@ -99,6 +102,8 @@ class SkillExecutor:
         proposal_ctx = self._contexts.proposal(goal.session, goal.requested_by)
         tool_ctx = self._contexts.tool(goal.session, goal.id)
         system = await skill_system(tool_ctx, proposal_ctx.currency, self._sender())
+        state: SkillState = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
+        trace = await self._recorder.start(task.id, task.attempts, state["messages"])
         context = SkillContext(
             skill=skill,
             llm=self._llm,
@@ -119,8 +124,13 @@ class SkillExecutor:
             schemas=schemas,
             allowed=frozenset((*skill.tools, *(read.name for read in reads))),
             goal_active=goal_active,
+            trace=trace,
         )
-        state: SkillState = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}]}
+        outcome = await self._invoke(state, context)
+        await trace.end(outcome.kind, outcome.error)
+        return outcome
+
+    async def _invoke(self, state: SkillState, context: SkillContext) -> Outcome:
         try:
             final: dict[str, Any] = await self._graph.ainvoke(state, context=context)
         except BudgetExceeded as exc:

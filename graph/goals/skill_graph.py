@@ -36,6 +36,7 @@ from graph.models.llm import LLMClient
 from graph.models.text_calls import with_text_calls
 from graph.spend.budget import Limit
 from memory.approvals import ApprovalRow
+from memory.traces import AttemptTrace
 from prompts import load_prompt
 
 FINISH = "finish_task"
@@ -87,6 +88,8 @@ class SkillContext:
     """The tools this attempt may call: the skill's own and the trusted outside reads it may use."""
     goal_active: Callable[[], Awaitable[bool]] | None = None
     """Asked before each proposal: False when the goal was cancelled meanwhile (then nothing is proposed)."""
+    trace: AttemptTrace | None = None
+    """Where this attempt's prompt, model answers and tool calls are recorded for the operator (None: nowhere)."""
 
 
 def finish_schema(skill: Skill) -> dict[str, Any]:
@@ -122,6 +125,10 @@ async def call_model(state: SkillState, runtime: Runtime[SkillContext]) -> dict[
     }
     step["cost"] = float(f"{reply.cost:.6f}")
     message = reply.as_message()
+    if ctx.trace is not None:
+        calls = [call.name for call in reply.tool_calls]
+        tokens = (reply.prompt_tokens, reply.completion_tokens)
+        await ctx.trace.model(reply.model, *tokens, reply.cost, reply.content, calls)
     cut = reply.finish_reason == "length"
     if cut:
         step["cut"] = True
@@ -159,6 +166,8 @@ async def nudge(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, 
         text = load_prompt("skill_nudge_empty")
     else:
         text = load_prompt("skill_nudge_text")
+    if runtime.context.trace is not None:
+        await runtime.context.trace.note(text.strip())
     return {
         "messages": [{"role": "user", "content": text.strip()}],
         "nudges": state.get("nudges", 0) + 1,
@@ -192,6 +201,8 @@ async def act(state: SkillState, runtime: Runtime[SkillContext]) -> dict[str, An
             if not output.startswith("error:"):
                 used.append(f"{name}({_short(raw)}) -> {output.splitlines()[0][:120] if output else ''}")
         trace.append({"step": "tool", "tool": name, "args": raw[:CLIP], "output": output[:CLIP]})
+        if ctx.trace is not None:
+            await ctx.trace.tool(name, raw, output)
         messages.append({"role": "tool", "tool_call_id": call_id, "content": f"<data>\n{as_data(output)}\n</data>"})
     return {
         "messages": messages,

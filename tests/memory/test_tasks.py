@@ -126,3 +126,24 @@ async def test_a_ledger_from_before_named_proposals_gets_its_resumes_column(tmp_
         [task, _] = await ledger.add_run(goal.id, SPECS)
         moved = await ledger.move(task.id, "todo", "ready", resumes=task.resumes + 1)
     assert task.resumes == 0 and moved.resumes == 1
+
+
+async def test_the_board_reads_open_goals_first_then_the_latest_finished_with_their_latest_runs(
+    tmp_path: Path,
+) -> None:
+    async with open_database(tmp_path) as db:
+        ledger = await ledger_in(db)
+        finished_early = await ledger.create_goal("finished early", "rec:1", "op", "done")
+        older = await ledger.create_goal("older open", "rec:1", "op", "active")
+        finished_late = await ledger.create_goal("finished late", "rec:1", "op", "active")
+        newer = await ledger.create_goal("newer open", "rec:1", "op", "proposed")
+        await ledger.move_goal(finished_late.id, ("active",), "failed")  # updated after finished_early
+        await ledger.add_run(older.id, SPECS)
+        await ledger.add_run(older.id, SPECS[:1])  # a second run: only its task is on the board
+        await ledger.add_run(newer.id, SPECS)
+        goals = await ledger.board_goals(("planning", "proposed", "active", "verifying"), 3)
+        tasks = await ledger.latest_run_tasks(goals)
+    assert [g.text for g in goals] == ["newer open", "older open", "finished late"]
+    assert finished_early.id not in tasks
+    assert [(t.run, t.key) for t in tasks[older.id]] == [(2, "t1")]
+    assert [t.key for t in tasks[newer.id]] == ["t1", "t2"] and tasks[finished_late.id] == []
