@@ -4,6 +4,7 @@ outcomes, against real MCP servers (the official SDK) in their own processes."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -179,3 +180,14 @@ def test_a_trusted_reads_schema_is_built_once_while_it_is_offered() -> None:
     offered.append(other)
     assert [s["function"]["name"] for s in box.schemas()[-2:]] == ["mcp_cal__list_events", "mcp_cal__list_rooms"]
     assert box.schemas()[-2] is first
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/mcp.md"])
+def test_the_documented_mcp_lines_are_valid_configuration(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parents[2] / page).read_text(encoding="utf-8")
+    lines = re.findall(r"^(COO_MCP__(?:SERVERS|READ_ONLY))='(.*)'$", text, re.MULTILINE)
+    assert any(name == "COO_MCP__SERVERS" for name, _ in lines), f"{page} shows no COO_MCP__SERVERS line"
+    for name, value in lines:  # each one line of configuration, loaded as the product loads it
+        monkeypatch.setenv(name, value)
+        settings = load_settings(None)
+        assert settings.mcp.servers if name == "COO_MCP__SERVERS" else settings.mcp.read_only
