@@ -141,8 +141,13 @@ async def _steps(fakes: Fakes, text: str, calls: int) -> list[float]:
     before = len(await fakes.model_requests())
     for _ in range(calls):
         await _ask(fakes, text, 60)
-    chat = [r for r in (await fakes.model_requests())[before:] if r["path"].endswith("/chat/completions")]
-    ours = [r for r in chat if r["last_user"] == text]
+    deadline = time.monotonic() + 30
+    while True:  # a reply can be a notice that came before the turn's second request: wait for that request
+        chat = [r for r in (await fakes.model_requests())[before:] if r["path"].endswith("/chat/completions")]
+        ours = [r for r in chat if r["last_user"] == text]
+        if len(ours) >= 2 * calls or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     # Each call is two requests in order: the one answered with the tool call, then the one with its result.
     return [(answered["at"] - asked["at"]) * 1000 for asked, answered in zip(ours[::2], ours[1::2], strict=False)]
 
