@@ -19,7 +19,7 @@ from pathlib import Path
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from bot.settings import Settings
-from graph.llm import estimate_message_tokens
+from graph.models.llm import estimate_message_tokens
 from tests.conftest import RecordingChannel
 from tests.fakes.openai_api import FakeOpenAI
 

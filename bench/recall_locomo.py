@@ -46,9 +46,9 @@ import numpy as np
 import pyarrow as pa
 from lancedb.index import FTS
 
-import memory.api as memory_api
+import memory.semantic.api as memory_api
 from memory import Memory, Note, open_memory
-from memory.embedder import Embedder, LocalEmbedder
+from memory.semantic.embedder import Embedder, LocalEmbedder
 
 DATA = Path("/work/shared/bench/locomo-dev")
 CACHE = Path.home() / ".cache" / "solo-coo-bench"

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from memory import Note, open_memory
-from memory.embedder import LocalEmbedder
+from memory.semantic.embedder import LocalEmbedder
 from memory.settings import MemorySettings
 
 CACHE = Path.home() / ".cache" / "solo-coo-bench"

@@ -8,8 +8,8 @@ from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
 from connectors.base import ActionError, Context, Executed, when_text
-from graph.approvals import ApprovalService, Card
-from graph.coordinator import Coordinator, TurnResult
+from graph.approvals.service import ApprovalService, Card
+from graph.conversation.coordinator import Coordinator, TurnResult
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 

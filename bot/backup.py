@@ -82,7 +82,7 @@ from memory.records import MODELS, RECORDS_SCHEMA
 from memory.tasks import FINISHED, TASKS_SCHEMA, GoalStatus, TaskState
 
 if TYPE_CHECKING:
-    from memory.api import Note
+    from memory.semantic.api import Note
 
 FILES = ("events", "records", "approvals", "notes")
 MANIFEST = "install.json"
@@ -694,9 +694,9 @@ async def _hold_profile(conn: aiosqlite.Connection, events: Iterable[EventRow]) 
 def memories_of(backup: Backup, scope: str, tz: str) -> list[Note]:
     """What semantic memory held: remembered notes and the operator's chat messages, minus what was
     forgotten, as the product's own ingestion writes them (a chat note carries its date and speaker)."""
-    from memory.chat_notes import forgotten_refs, notes_from_log
     from memory.db import Event
     from memory.notes import StoredNote
+    from memory.semantic.chat_notes import forgotten_refs, notes_from_log
 
     events = [Event(e.id, e.at, e.actor, e.session, e.kind, e.payload) for e in backup.events]
     remembered = [StoredNote(n.ref, n.scope, n.source, n.text, n.at) for n in backup.notes]
@@ -706,7 +706,7 @@ def memories_of(backup: Backup, scope: str, tz: str) -> list[Note]:
 async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -> int:
     # Imported here: the vector store and embedder cost a second or more to load, and are not needed
     # when semantic memory is off.
-    from memory.api import InvalidNote, open_memory
+    from memory.semantic.api import InvalidNote, open_memory
 
     notes = memories_of(backup, settings.memory.scope, settings.timezone)
     if not notes:
@@ -715,7 +715,7 @@ async def _rebuild_semantic(staging: Path, backup: Backup, settings: Settings) -
     if settings.embeddings.provider == "openai":
         import openai
 
-        from memory.embedder import OpenAIEmbedder
+        from memory.semantic.embedder import OpenAIEmbedder
 
         llm = settings.llm
         client = openai.AsyncOpenAI(

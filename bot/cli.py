@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The terminal belongs to the conversation: log lines go to a file in the data dir.
         log_file = data_dir / LOG_FILE_NAME
         setup_logging(settings, log_file)
-    from bot.runtime import serve
+    from bot.serve import serve
 
     with contextlib.suppress(KeyboardInterrupt):
         eventloop.run(serve(settings, console=True if args.command == "chat" else None, log_file=log_file))

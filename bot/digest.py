@@ -9,15 +9,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.approval_ui import ApprovalUI, Send
-from bot.budget_commands import BudgetCommands
+from bot.commands.budget import BudgetCommands
 from bot.messages import OutboundMessage
 from connectors.base import ActionError
 from connectors.registry import Registry
 from connectors.stripe_invoices import decimals
-from graph.budget import BudgetExceeded
 from graph.errors import ModelUnavailable
-from graph.goals import GoalService
-from graph.llm import LLMClient
+from graph.goals.service import GoalService
+from graph.models.llm import LLMClient
+from graph.spend.budget import BudgetExceeded
 from memory.approvals import ApprovalStore
 from memory.control import ControlStore
 from memory.db import Database, utcnow

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.access import AccessGuard, Verdict
-from bot.commands import CommandRouter
+from bot.commands.router import CommandRouter
 from bot.messages import Channel, ChannelUnreachable, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from graph.errors import UserFacingError
@@ -37,7 +37,7 @@ from prompts.messages import (
 
 if TYPE_CHECKING:  # the heavy parts are built after the dispatcher: keep importing this module light
     from bot.approval_ui import ApprovalUI
-    from graph.coordinator import Coordinator
+    from graph.conversation.coordinator import Coordinator
     from memory.control import ControlStore
 
 log = logging.getLogger(__name__)

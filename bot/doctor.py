@@ -67,9 +67,9 @@ async def _endpoint(name: str, target: Connection, model: str, client: httpx.Asy
 
 async def check_prices(settings: Settings) -> list[Check]:
     """The price each model's calls are counted at; a model nobody priced is flagged (it is counted high)."""
-    from graph.fallbacks import prices_in_use
-    from graph.model_notices import price_text
-    from graph.pricing import UNPRICED, PriceTable
+    from graph.models.fallbacks import prices_in_use
+    from graph.models.notices import price_text
+    from graph.spend.pricing import UNPRICED, PriceTable
 
     prices = PriceTable(settings.llm.prices, settings.budget.usd_rate, settings.llm.free)
     found = await asyncio.to_thread(prices_in_use, settings.llm, prices)  # reads the price catalog

@@ -10,23 +10,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.approval_ui import ApprovalUI
-from bot.commands import CommandRouter
+from bot.commands.inbox import InboxCommands
+from bot.commands.router import CommandRouter
 from bot.digest import home_chats
-from bot.inbox_commands import InboxCommands
 from bot.messages import OutboundMessage
 from bot.scheduler import Scheduler
 from bot.settings import QUIET_HOURS_RE
 from connectors.imap import IMAPSettings, MailIntake
-from graph.approvals import ApprovalService
+from graph.approvals.service import ApprovalService
 from graph.inbox.triage import Triage
-from graph.llm import LLMClient
-from memory.api import Memory, Note
+from graph.models.llm import LLMClient
 from memory.control import ControlStore
 from memory.db import utcnow
-from memory.embedder import EmbeddingRefused
 from memory.mail import MailStore, StoredMail
 from memory.records import Records
-from memory.semantic import MemoryUnavailable
+from memory.semantic.api import Memory, Note
+from memory.semantic.embedder import EmbeddingRefused
+from memory.semantic.store import MemoryUnavailable
 from prompts.messages import INBOX_URGENT
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ them, after each server answered or failed (or the connect timeout passed)."""
 
 from __future__ import annotations
 
-from bot.mcp_commands import describe_tools
+from bot.commands.mcp import describe_tools
 from bot.settings import Settings
 from memory.db import open_database
 from prompts.messages import MCP_NONE

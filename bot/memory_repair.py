@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from memory.api import InvalidNote, Memory, MemoryUnavailable, Note
-from memory.chat_notes import forgotten_refs, notes_from_log
 from memory.db import Database
 from memory.notes import NoteLedger
+from memory.semantic.api import InvalidNote, Memory, MemoryUnavailable, Note
+from memory.semantic.chat_notes import forgotten_refs, notes_from_log
 
 log = logging.getLogger(__name__)
 

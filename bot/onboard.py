@@ -39,7 +39,7 @@ from bot.onboard_checks import (
 )
 from bot.onboard_io import OnboardingStopped, Prompter, read_env_file, write_env_file
 from bot.settings import ENV_FILE_NAME, Settings, user_config_dir
-from graph.pricing import UNKNOWN_MODEL_USD
+from graph.spend.pricing import UNKNOWN_MODEL_USD
 
 OPENAI_URL = "https://api.openai.com/v1"
 OLLAMA_URL = "http://localhost:11434/v1"

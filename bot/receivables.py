@@ -29,7 +29,7 @@ from prompts import messages
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from graph.approvals import ApprovalService
+    from graph.approvals.service import ApprovalService
 
 log = logging.getLogger(__name__)
 

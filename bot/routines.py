@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bot.commands import CommandRouter
+from bot.commands.router import CommandRouter
 from bot.doctor import check_connectors, check_model, check_slack, check_telegram
 from bot.messages import InboundMessage
 from bot.settings import Settings

@@ -150,7 +150,7 @@ OnSent = Callable[[str, str, tuple[str, ...], str], Awaitable[None]]
 
 def message_id_for(idempotency_key: str, from_addr: str) -> str:
     """A stable Message-ID derived from the idempotency key (and so from the approval id): ``<key@domain>``
-    (RFC 5322). The key carries the install's id (``graph.approvals.idempotency_key``), so the Message-ID is
+    (RFC 5322). The key carries the install's id (``graph.approvals.service.idempotency_key``), so the Message-ID is
     unique across installs too; a resend of the same approval keeps it, so the recipient sees one message."""
     domain = from_addr.rpartition("@")[2] or "solo-coo.local"
     return f"<{idempotency_key}@{domain}>"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from memory.api import (
+    from memory.semantic.api import (
         Hit,
         InvalidNote,
         MaintenanceStats,
@@ -24,7 +24,7 @@ __all__ = ["Hit", "InvalidNote", "MaintenanceStats", "Memory", "MemoryUnavailabl
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from memory import api
+        from memory.semantic import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'memory' has no attribute {name!r}")

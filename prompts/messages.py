@@ -109,7 +109,7 @@ MCP_TRUSTED = "{tool} now runs as a read (trusted by {who})."
 MCP_TRUST_KEPT = "Kept: {tool} stays a write."
 MCP_TRUST_STALE = "That confirmation has expired; nothing changed."
 
-# The model's price and its fallbacks (graph/model_notices.py, bot/doctor.py, /spend); docs/models.md says more.
+# The model's price and its fallbacks (graph/models/notices.py, bot/doctor.py, /spend); docs/models.md says more.
 UNPRICED_MODEL = (
     "Note: {model} has no known price, so I count it at {input}/{output} {currency} per million tokens "
     "(input/output) against your budgets. If it runs on your own hardware, set COO_LLM__FREE=true "

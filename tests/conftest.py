@@ -83,7 +83,7 @@ def llm_settings(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
 
     ``fake-model`` is priced as a model nobody priced would be (15/75 per million tokens), but by the
     settings: so budgets behave the same, and no reply is preceded by the one-time "no known price" line
-    (tests/graph/test_model_prices.py covers it). A test's own ``prices`` come on top.
+    (tests/graph/spend/test_model_prices.py covers it). A test's own ``prices`` come on top.
     """
     return {
         "base_url": fake.base_url,

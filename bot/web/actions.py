@@ -16,7 +16,7 @@ from bot.messages import InboundMessage
 from bot.web.auth import session_of
 from bot.web.channel import WEB
 from bot.web.services import Services
-from graph.approvals import button_data
+from graph.approvals.service import button_data
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, CardRef
 from memory.tasks import TransitionRefused

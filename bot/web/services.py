@@ -9,7 +9,7 @@ from bot.access import AccessGuard
 from bot.approval_ui import ApprovalUI
 from bot.web.channel import WebChannel
 from bot.web.views import Views
-from graph.goals import GoalService
+from graph.goals.service import GoalService
 from memory.web_sessions import WebAuthStore
 
 

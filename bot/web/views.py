@@ -9,8 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.web.chart import day_bars, workflow_bars
-from graph.approvals import ApprovalService
-from graph.periods import period_start
+from graph.approvals.service import ApprovalService
+from graph.spend.periods import period_start
 from memory.approvals import ApprovalRow
 from memory.control import PERIODS, ControlStore
 from memory.db import Database, utcnow

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.access import CONSOLE_OPERATOR, AccessGuard
 from bot.approval_ui import ApprovalUI
-from bot.commands import CommandRouter
+from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings
@@ -15,9 +15,9 @@ from bot.web.channel import WebChannel
 from bot.web.server import LINK_TTL, WebConsole
 from bot.web.services import Services
 from bot.web.views import Views
-from graph.approvals import ApprovalService
+from graph.approvals.service import ApprovalService
 from graph.errors import UserFacingError
-from graph.goals import GoalService
+from graph.goals.service import GoalService
 from memory.control import ControlStore
 from memory.db import Database, open_database
 from memory.ledger import CostLedger

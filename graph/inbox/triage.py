@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from graph.budget import BudgetExceeded
-from graph.context import as_data
+from graph.conversation.context import as_data
 from graph.errors import ModelUnavailable
 from graph.inbox.rules import CLASSES, URGENCIES, Verdict, by_rules
-from graph.llm import LLMClient
+from graph.models.llm import LLMClient
+from graph.spend.budget import BudgetExceeded
 from memory.mail import MailStore, StoredMail
 from memory.records import Contact, Records
 from prompts import load_prompt

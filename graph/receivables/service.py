@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.base import Action, ActionError
-from graph.approvals import ApprovalService
+from graph.approvals.service import ApprovalService
 from graph.receivables.cadence import amount_text, due_offset, reminder_email, reminder_id
 from graph.receivables.settings import ReceivablesSettings
 from memory.approvals import ApprovalRow

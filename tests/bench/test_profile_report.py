@@ -8,9 +8,9 @@ from bench.profile_report import pyspy_breakdown
 def test_pyspy_breakdown_attributes_samples_per_message(tmp_path: Path) -> None:
     raw = tmp_path / "pyspy.txt"
     raw.write_text(
-        "thread (11): MainThread;respond (graph/coordinator.py:10);append_event (memory/db.py:5);"
+        "thread (11): MainThread;respond (graph/conversation/coordinator.py:10);append_event (memory/db.py:5);"
         "dumps (json/__init__.py:2) 30\n"
-        "thread (12): embedder_0;_run (memory/embedder.py:9);run (onnxruntime/capi/session.py:1) 70\n"
+        "thread (12): embedder_0;_run (memory/semantic/embedder.py:9);run (onnxruntime/capi/session.py:1) 70\n"
     )
     cpu = pyspy_breakdown(raw, rate=100, messages=10)  # 100 samples at 100 Hz = 1 s over 10 messages
     assert cpu["total_ms"] == pytest.approx(100.0)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bot.messages import InboundMessage, OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from connectors.email import EmailAction
 from prompts.messages import EDITED_COMMAND
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings

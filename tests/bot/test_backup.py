@@ -15,7 +15,7 @@ from bot.backup import RESTORED_GOAL_REPORT, UNKNOWN_DETAIL, ImportRefused, impo
 from bot.export import export_all
 from bot.messages import InboundKind, InboundMessage
 from bot.runtime import open_runtime
-from graph.approvals import idempotency_key
+from graph.approvals.service import idempotency_key
 from memory.approvals import ApprovalRow, ApprovalStore
 from memory.db import connect_sqlite, open_database, utcnow
 from memory.install import KEY_FILE, read_key

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.runtime import banner, open_runtime, status_lines
+from bot.runtime import open_runtime
+from bot.status import banner, status_lines
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 

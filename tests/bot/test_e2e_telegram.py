@@ -16,7 +16,8 @@ import aiohttp
 
 from bot.channels.telegram import TelegramChannel, utf16_len
 from bot.dispatcher import REFUSAL
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from bot.settings import Settings
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted

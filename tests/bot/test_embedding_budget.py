@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.messages import InboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 

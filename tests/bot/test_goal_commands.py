@@ -11,8 +11,8 @@ import pytest
 from prompts.messages import GOAL_NOT_PLANNABLE
 from tests.conftest import operator_message
 from tests.fakes.openai_api import FakeOpenAI
-from tests.graph.goal_helpers import Brain, plan, task
-from tests.graph.test_goals import cards, goal_runtime
+from tests.graph.goals.goal_helpers import Brain, plan, task
+from tests.graph.goals.test_goals import cards, goal_runtime
 
 
 async def test_a_replayed_goal_command_finds_its_card_without_a_second_goal(

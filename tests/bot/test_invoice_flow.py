@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from bot.messages import InboundMessage, OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from memory.db import utcnow
 from memory.records import Contact, Invoice, Records
 from tests.conftest import RecordingChannel, llm_settings, make_settings

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.messages import OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import card, data, inbound
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
@@ -334,8 +335,8 @@ async def test_coo_mcp_and_doctor_list_servers_tools_and_classes_in_a_real_proce
 async def test_a_research_task_uses_a_trusted_read_and_a_draft_task_may_not(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
-    from tests.graph.goal_helpers import Brain, finish, plan, task, text_of
-    from tests.graph.test_goals import cards, goal_status, press
+    from tests.graph.goals.goal_helpers import Brain, finish, plan, task, text_of
+    from tests.graph.goals.test_goals import cards, goal_status, press
 
     def read_then_finish(body: dict[str, Any]) -> Scripted:
         if "Standup with Ana" in text_of(body):

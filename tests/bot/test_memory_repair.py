@@ -11,9 +11,9 @@ import pytest
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from memory.api import MemoryUnavailable
 from memory.db import open_database, utcnow
 from memory.notes import NoteLedger, StoredNote
+from memory.semantic.api import MemoryUnavailable
 from tests.conftest import RecordingChannel, make_settings
 from tests.fakes.polling import eventually_async
 

@@ -18,8 +18,9 @@ from bot.doctor import access_detail
 from bot.onboard import run_onboarding, start_hint
 from bot.onboard_checks import TELEGRAM_TOKEN_HINT, check_smtp, check_stripe, telegram_token_problem, zone_suggestions
 from bot.onboard_io import OnboardingStopped, Prompter, quote, write_env_file
-from bot.runtime import banner, open_runtime
+from bot.runtime import open_runtime
 from bot.settings import load_settings
+from bot.status import banner
 from tests.conftest import make_settings, subprocess_env
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bot.messages import InboundKind, InboundMessage, OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually

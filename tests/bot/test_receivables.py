@@ -14,7 +14,8 @@ from pathlib import Path
 
 from bot.messages import OutboundMessage
 from bot.receivables import LAST_CHECK, ReceivablesLoop
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from connectors.amounts import decimals
 from connectors.stripe_events import StripeEventPoller
 from graph.receivables.service import Receivables

@@ -273,7 +273,7 @@ def control_routes(llm: FakeOpenAI) -> list[web.RouteDef]:
 def goals_script(tasks: int) -> Any:
     """A responder for goals: every goal gets a plan of ``tasks`` tasks (t1 first, t2..t(n-1) after it in
     parallel, the last after those), each task finishes at its first call, every check says "met"."""
-    from tests.graph.goal_helpers import Brain, met_verdict, plan, task
+    from tests.graph.goals.goal_helpers import Brain, met_verdict, plan, task
 
     skills = ("research", "draft", "records")
     keys = [f"t{i}" for i in range(1, tasks + 1)]

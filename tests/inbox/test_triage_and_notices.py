@@ -12,12 +12,12 @@ import pytest
 from bot.inbox_runtime import InboxNotices, in_quiet_hours
 from bot.messages import OutboundMessage
 from connectors.mail_parse import parse_mail
-from graph.budget import BudgetGuard
 from graph.inbox.rules import by_rules
 from graph.inbox.triage import Triage
-from graph.llm import LLMClient
-from graph.pricing import PriceTable
+from graph.models.llm import LLMClient
 from graph.settings import LLMSettings
+from graph.spend.budget import BudgetGuard
+from graph.spend.pricing import PriceTable
 from memory.control import ControlStore
 from memory.db import Database, open_database
 from memory.ledger import CostLedger

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import CommandRouter
+from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from prompts.messages import ANSWERED_PRIVATELY

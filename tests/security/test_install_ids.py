@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from graph.action_tools import approval_id_for
+from graph.conversation.action_tools import approval_id_for
 from memory.install import KEY_FILE, content_digest
 from tests.conftest import RecordingChannel, make_settings, operator_message
 from tests.fakes.smtp_server import SMTPServer

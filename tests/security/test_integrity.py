@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.runtime import open_runtime
-from graph.tools import search_messages
+from graph.conversation.tools import search_messages
 from memory.db import open_database
 from memory.records import Records
 from tests.conftest import RecordingChannel, make_settings, operator_message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.runtime import open_runtime
-from graph.policy import POLICY_RISK_KEY
+from graph.approvals.policy import POLICY_RISK_KEY
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.smtp_server import SMTPServer

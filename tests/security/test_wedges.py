@@ -7,9 +7,9 @@ from pathlib import Path
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from graph.nodes import MAX_RECALL_QUERY_CHARS, recall
-from graph.state import GraphContext
-from memory.api import Hit
+from graph.conversation.nodes import MAX_RECALL_QUERY_CHARS, recall
+from graph.conversation.state import GraphContext
+from memory.semantic.api import Hit
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.smtp_server import SMTPServer
@@ -80,10 +80,10 @@ class _RecordingMemory:
 
 
 async def test_recall_embeds_a_capped_query(tmp_path: Path) -> None:
-    from graph.llm import LLMClient
-    from graph.pricing import PriceTable
+    from graph.conversation.tools import ToolBox
+    from graph.models.llm import LLMClient
     from graph.settings import LLMSettings
-    from graph.tools import ToolBox
+    from graph.spend.pricing import PriceTable
     from memory.db import open_database
     from memory.ledger import CostLedger
 

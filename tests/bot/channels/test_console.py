@@ -15,7 +15,8 @@ from typing import Any
 
 from bot.channels.console import ConsoleChannel
 from bot.messages import Button, InboundMessage, OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, make_settings, subprocess_env
 from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer

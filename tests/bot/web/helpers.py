@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 
 from bot.messages import OutboundMessage
-from bot.runtime import Runtime, open_runtime
+from bot.running import Runtime
+from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import inbound
 from tests.conftest import ManualClock, RecordingChannel, make_settings
 from tests.fakes.smtp_server import SMTPServer

@@ -250,7 +250,7 @@ async def test_a_bad_edit_keeps_the_card(tmp_path: Path) -> None:
 
 
 async def test_the_banner_shows_the_console_and_a_busy_port_is_survived(tmp_path: Path) -> None:
-    from bot.runtime import banner
+    from bot.status import banner
 
     async with running(tmp_path) as coo:
         assert f"web console: {coo.base}" in banner(coo.rt)

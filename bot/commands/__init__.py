@@ -1,0 +1,1 @@
+"""bot/commands: feature package (see ARCHITECTURE.md)."""

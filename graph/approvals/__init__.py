@@ -1,0 +1,1 @@
+"""graph/approvals: feature package (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""graph/conversation: feature package (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""graph/goals: feature package (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""graph/models: feature package (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""graph/spend: feature package (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""memory/semantic: feature package (see ARCHITECTURE.md)."""

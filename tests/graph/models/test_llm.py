@@ -1,0 +1,36 @@
+"""Token estimates: tool schemas counted once per schema object, exactly as messages are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graph.models.llm import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
+
+
+def _tool(name: str, description: str) -> dict[str, Any]:
+    params = {"type": "object", "properties": {"to": {"type": "string", "description": "Recipient"}}}
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+
+
+def test_tool_estimate_equals_the_message_estimate_on_every_call() -> None:
+    tools = [_tool("send_email", "Send an email."), _tool("create_invoice", "Draft a Stripe invoice " * 20)]
+    expected = estimate_message_tokens(tools)
+    assert expected > 0
+    assert [estimate_tool_tokens(tools) for _ in range(3)] == [expected] * 3
+    assert estimate_tool_tokens([]) == 0
+
+
+def test_each_schema_object_is_priced_for_itself() -> None:
+    short, long = _tool("a", "x"), _tool("a", "x" * 4_000)
+    assert estimate_tool_tokens([short]) == estimate_message_tokens([short])
+    # Another object with other content is not taken for one already priced.
+    assert estimate_tool_tokens([long]) == estimate_message_tokens([long]) > estimate_tool_tokens([short])
+    assert estimate_tool_tokens([short, long, short]) == estimate_message_tokens([short, long, short])
+
+
+def test_the_token_estimate_does_not_undercount_non_latin_text() -> None:
+    """Tokenizers cut Chinese or Japanese into about a token a character; the held estimate must cover it (I5)."""
+    assert estimate_tokens("a" * 400) == 100  # English-like text: ~4 characters a token, as before
+    assert estimate_tokens("请把报价单发给客户" * 100) >= 900
+    assert estimate_tokens("Invoice for 東京 office") == (len("Invoice for  office") + 3) // 4 + 2
+    assert estimate_tokens("") == 1
