@@ -19,7 +19,7 @@ from connectors.mcp.hub import McpHub, McpTool
 from connectors.mcp.kind import McpCall, McpToolArgs, McpToolKind, check_arguments
 from connectors.mcp.screening import screen
 from connectors.mcp.settings import McpSettings
-from graph.tools import ToolBox
+from graph.conversation.tools import ToolBox
 
 SERVERS = Path(__file__).resolve().parents[1] / "fakes" / "mcp_servers.py"
 CTX = Context(records=None, currency="usd", today=date(2026, 12, 1))
