@@ -143,6 +143,9 @@ RECALL_TOOL = Tool(
 )
 
 
+_MAX_READ_SCHEMAS = 1_024
+
+
 def _no_reads() -> Sequence[ReadTool]:
     return ()
 
@@ -155,6 +158,9 @@ class ToolBox:
         self._tools = {tool.name: tool for tool in tools}
         self._schemas = [tool.schema() for tool in self._tools.values()]  # built once, not per turn
         self._reads = reads
+        # Each read's schema is built once while the read is offered (the same object each time: token estimates
+        # are kept by identity, and a schema built anew per model call filled that memo until it missed for good).
+        self._read_schemas: dict[int, tuple[ReadTool, dict[str, Any]]] = {}
 
     def names(self) -> list[str]:
         """The name of every tool (outside reads aside)."""
@@ -169,7 +175,15 @@ class ToolBox:
         reads = self._reads()
         if not reads:
             return self._schemas
-        return [*self._schemas, *(read_schema(read) for read in reads)]
+        return [*self._schemas, *(self._read_schema(read) for read in reads)]
+
+    def _read_schema(self, read: ReadTool) -> dict[str, Any]:
+        known = self._read_schemas.get(id(read))
+        if known is None or known[0] is not read:  # the read is kept with its schema: its id cannot be reused
+            if len(self._read_schemas) >= _MAX_READ_SCHEMAS:
+                self._read_schemas.clear()
+            known = self._read_schemas[id(read)] = (read, read_schema(read))
+        return known[1]
 
     async def run(self, ctx: ToolContext, name: str, raw_args: str) -> str:
         """Run one tool call. Bad names or arguments become an error text for the model."""

@@ -4,6 +4,7 @@ outcomes, against real MCP servers (the official SDK) in their own processes."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -13,11 +14,12 @@ import pytest
 from pydantic import ValidationError
 
 from bot.settings import ConfigError, load_settings
-from connectors.base import ActionError, AmbiguousOutcome, Context, PermanentError, TemporaryError
+from connectors.base import ActionError, AmbiguousOutcome, Context, PermanentError, ReadTool, TemporaryError
 from connectors.mcp.hub import McpHub, McpTool
 from connectors.mcp.kind import McpCall, McpToolArgs, McpToolKind, check_arguments
 from connectors.mcp.screening import screen
 from connectors.mcp.settings import McpSettings
+from graph.conversation.tools import ToolBox
 
 SERVERS = Path(__file__).resolve().parents[1] / "fakes" / "mcp_servers.py"
 CTX = Context(records=None, currency="usd", today=date(2026, 12, 1))
@@ -148,3 +150,44 @@ async def test_a_call_that_gets_no_answer_in_time_is_ambiguous(tmp_path: Path) -
             await _kind(hub).execute(action, "key")
     finally:
         await hub.close()
+
+
+def test_a_schema_that_cannot_be_checked_refuses_every_call() -> None:
+    broken = {"type": "object", "properties": {"day": {"type": "no-such-type"}}}
+    for _ in range(2):  # the verdict on a schema is kept: the second call must refuse too
+        with pytest.raises(ActionError, match="cannot be checked"):
+            check_arguments({"day": "friday"}, broken)
+
+
+def test_the_same_schema_checks_each_call_on_its_own_arguments() -> None:
+    check_arguments({"title": "Call"}, dict(SCHEMA))
+    with pytest.raises(ActionError, match="minutes"):
+        check_arguments({"title": "Call", "minutes": "long"}, dict(SCHEMA))
+    check_arguments({"title": "Call", "minutes": 5}, dict(SCHEMA))
+
+
+def test_a_trusted_reads_schema_is_built_once_while_it_is_offered() -> None:
+    async def run(_: dict[str, Any]) -> str:
+        return ""
+
+    read = ReadTool("mcp_cal__list_events", "Events", {"type": "object"}, "MCP server cal", run, key="cal.list_events")
+    other = ReadTool("mcp_cal__list_rooms", "Rooms", {"type": "object"}, "MCP server cal", run, key="cal.list_rooms")
+    offered = [read]
+    box = ToolBox(reads=lambda: list(offered))
+    first, again = box.schemas()[-1], box.schemas()[-1]
+    # The same object each model call: token estimates are kept by identity (graph.tokens.estimate_tool_tokens).
+    assert first is again and first["function"]["name"] == "mcp_cal__list_events"
+    offered.append(other)
+    assert [s["function"]["name"] for s in box.schemas()[-2:]] == ["mcp_cal__list_events", "mcp_cal__list_rooms"]
+    assert box.schemas()[-2] is first
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/mcp.md"])
+def test_the_documented_mcp_lines_are_valid_configuration(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parents[2] / page).read_text(encoding="utf-8")
+    lines = re.findall(r"^(COO_MCP__(?:SERVERS|READ_ONLY))='(.*)'$", text, re.MULTILINE)
+    assert any(name == "COO_MCP__SERVERS" for name, _ in lines), f"{page} shows no COO_MCP__SERVERS line"
+    for name, value in lines:  # each one line of configuration, loaded as the product loads it
+        monkeypatch.setenv(name, value)
+        settings = load_settings(None)
+        assert settings.mcp.servers if name == "COO_MCP__SERVERS" else settings.mcp.read_only
