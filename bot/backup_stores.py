@@ -3,10 +3,10 @@ beside ``bot/backup.py``, which applies it:
 
 - a follow-up that came up as a card (``proposed`` with its approval) comes back closed: ``done`` when the
   export shows that card's email sent, ``cancelled`` otherwise. Its card was pending (the import expires it),
-  decided, or its send is unknown: kept ``proposed``, a later check could close it by another card's fate
-  (the card is found by id, and ids repeat when restored as the same install), and a reply would withdraw
-  whatever pending card holds that id. A reminder that came up (no card) stays as it was: it only tells the
-  operator. An ``open`` follow-up never has a card (its line is refused otherwise);
+  decided, or its send is unknown. Kept ``proposed``, its approval id would be trusted as its card's: a line
+  naming another card would be closed by that card's fate, and a reply would withdraw that card while it
+  waits. A reminder that came up (no card) stays as it was: it only tells the operator. An ``open``
+  follow-up never has a card (its line is refused otherwise);
 - a pipeline stage or next step is only data: written back as it is, its event present in the export;
 - goal evidence is input to the verifier, never a verdict: restoring it verifies nothing, and it is taken only
   for a goal and task of the same export (evidence for a goal id the export lacks would wait for a goal that

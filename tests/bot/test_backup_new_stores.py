@@ -22,7 +22,7 @@ from memory.db import utcnow
 from memory.followups import FollowupStore
 from memory.goal_evidence import EvidenceStore
 from memory.records import Records
-from tests.bot.test_backup import EVENT, GOAL, OPERATOR, RECORD, TASK, lines, spec, write_export
+from tests.bot.test_backup import EVENT, GOAL, OPERATOR, RECORD, lines, spec, write_export
 from tests.bot.test_followups import DateClock
 from tests.bot.test_invoice_flow import button, inbound, press
 from tests.conftest import RecordingChannel, make_settings
@@ -128,8 +128,9 @@ async def test_followups_pipeline_and_evidence_of_a_running_bot_come_back_and_no
 
 
 FOLLOWUP = {
-    "id": 1, "contact": "Ana", "email": "ana@example.org", "what": "the proposal", "due_at": "2026-01-05T09:00:00+00:00",
-    "source": "manual", "message_id": "", "subject": "", "refs": [], "state": "open", "approval_id": None,
+    "id": 1, "contact": "Ana", "email": "ana@example.org", "what": "the proposal",
+    "due_at": "2026-01-05T09:00:00+00:00", "source": "manual", "message_id": "", "subject": "", "refs": [],
+    "state": "open", "approval_id": None,
     "delivered": False, "created_at": "2026-01-02T03:04:05+00:00", "updated_at": "2026-01-02T03:04:05+00:00",
 }  # fmt: skip
 MOVE = {
