@@ -1,8 +1,8 @@
 """``coo import``: restore a ``coo export`` folder into an empty data dir.
 
 Round trip: ``coo export`` of the restored dir gives back the same events, records (every version),
-approvals, notes and goals (with their tasks and attempts), plus one ``backup.restored`` event at the
-end, with these deliberate changes that fail closed (a backup may be older than what happened since
+approvals, notes, goals (with their tasks and attempts), follow-ups, pipeline stages and goal evidence,
+plus one ``backup.restored`` event at the end, with these deliberate changes that fail closed (a backup may be older than what happened since
 it was made):
 
 - an approval still pending in the export comes back ``expired`` (decided by ``restore``): its card
@@ -15,8 +15,7 @@ it was made):
   set it again with /goal), the earlier report kept after it: it may have moved on (tasks run,
   cards sent, a scheduled run made) after the backup, so it never runs or plans again by itself;
 - a task not finished (``todo``, ``ready``, ``running``, ``waiting_approval``, ``blocked``), in any
-  goal, comes back ``cancelled`` with its lease cleared (owner and expiry), other fields as they were.
-
+  goal, comes back ``cancelled`` with its lease cleared (owner and expiry), other fields as they were;
 - a follow-up whose card came up (``proposed`` with its approval) comes back closed: ``done`` when the
   export shows the card's email sent, ``cancelled`` otherwise (``bot/backup_stores.py`` says why); pipeline
   stages and goal evidence come back as they are (data; evidence verifies nothing by itself).
