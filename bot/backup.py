@@ -2,8 +2,8 @@
 
 Round trip: ``coo export`` of the restored dir gives back the same events, records (every version),
 approvals, notes, goals (with their tasks and attempts), follow-ups, pipeline stages and goal evidence,
-plus one ``backup.restored`` event at the end, with these deliberate changes that fail closed (a backup may be older than what happened since
-it was made):
+plus one ``backup.restored`` event at the end, with these deliberate changes that fail closed (a backup
+may be older than what happened since it was made):
 
 - an approval still pending in the export comes back ``expired`` (decided by ``restore``): its card
   can no longer be approved, the action can be proposed again;
