@@ -1,9 +1,9 @@
 """``coo import``: restore a ``coo export`` folder into an empty data dir.
 
 Round trip: ``coo export`` of the restored dir gives back the same events, records (every version),
-approvals, notes and goals (with their tasks and attempts), plus one ``backup.restored`` event at the
-end, with these deliberate changes that fail closed (a backup may be older than what happened since
-it was made):
+approvals, notes, goals (with their tasks and attempts), follow-ups, pipeline stages and goal evidence,
+plus one ``backup.restored`` event at the end, with these deliberate changes that fail closed (a backup
+may be older than what happened since it was made):
 
 - an approval still pending in the export comes back ``expired`` (decided by ``restore``): its card
   can no longer be approved, the action can be proposed again;
@@ -15,12 +15,16 @@ it was made):
   set it again with /goal), the earlier report kept after it: it may have moved on (tasks run,
   cards sent, a scheduled run made) after the backup, so it never runs or plans again by itself;
 - a task not finished (``todo``, ``ready``, ``running``, ``waiting_approval``, ``blocked``), in any
-  goal, comes back ``cancelled`` with its lease cleared (owner and expiry), other fields as they were.
+  goal, comes back ``cancelled`` with its lease cleared (owner and expiry), other fields as they were;
+- a follow-up whose card came up (``proposed`` with its approval) comes back closed: ``done`` when the
+  export shows the card's email sent, ``cancelled`` otherwise (``bot/backup_stores.py`` says why); pipeline
+  stages and goal evidence come back as they are (data; evidence verifies nothing by itself).
 
 Finished goals and tasks (``done``, ``failed``, ``cancelled``) and every attempt (with its trace,
 model and cost, also one that had not ended) come back exactly. The changed goals and tasks have
 ``updated_at`` set to the time of the import and are listed in the ``backup.restored`` event. An
-export made before goals were exported has no ``goals.jsonl``: it imports with no goals.
+export made before goals (or follow-ups, the pipeline, goal evidence) were exported has no file for them:
+it imports with none.
 
 Also restored, with semantic memory on, the semantic memory (remembered notes and the operator's chat
 messages, re-embedded; what was forgotten stays forgotten). Not in an export, so not restored: paired
@@ -64,6 +68,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.backup_semantic import rebuild_semantic
+from bot.backup_stores import check_new_stores, close_proposed_cards
 from bot.settings import Settings
 from memory.approval_lines import ApprovalLine
 from memory.db import open_database, utcnow
@@ -127,6 +132,8 @@ def read_backup(
     backup = {name: [line for _, line in lines] for name, lines in numbered.items()}
     _check_references(backup)
     _check_goals(numbered["goals"], backup["approvals"])
+    if (refused := check_new_stores(numbered, {e.id for e in backup["events"]})) is not None:
+        raise ImportRefused(refused)
     return backup
 
 
@@ -283,6 +290,7 @@ def _fail_closed(backup: Backup) -> tuple[Backup, dict[str, list[str]]]:
     (see the module docstring), with the ids of what changed."""
     now = utcnow()
     changed: dict[str, list[str]] = {"approvals": [], "outbox": [], "goals": [], "tasks": []}
+    followups, changed["followups"] = close_proposed_cards(backup.get("followups", []), backup["approvals"], now)
     approvals = []
     for a in backup["approvals"]:
         if a.state == "pending":
@@ -309,7 +317,7 @@ def _fail_closed(backup: Backup) -> tuple[Backup, dict[str, list[str]]]:
             report = RESTORED_GOAL_REPORT.format(status=g.status) + (f"\n\n{g.report}" if g.report else "")
             update |= {"status": "cancelled", "report": report, "updated_at": now}
         goals.append(g.model_copy(update=update))
-    return {**backup, "approvals": approvals, "goals": goals}, changed
+    return {**backup, "approvals": approvals, "goals": goals, "followups": followups}, changed
 
 
 async def _write_sqlite(
@@ -334,6 +342,7 @@ async def _write_sqlite(
                 "unknown_outbox": changed["outbox"],
                 "cancelled_goals": changed["goals"],
                 "cancelled_tasks": changed["tasks"],
+                "closed_followups": changed["followups"],
                 "profile_held": sorted(held),
                 "same_install": same_install,
             },
@@ -347,6 +356,7 @@ async def _write_sqlite(
         "unknown (were queued)": len(changed["outbox"]),
         "cancelled goals (were unfinished)": len(changed["goals"]),
         "cancelled tasks (were unfinished)": len(changed["tasks"]),
+        "closed follow-ups (their cards had come up)": len(changed["followups"]),
         "profile fields waiting for /profile restore": len(held),
     }
 

@@ -3,6 +3,9 @@ model, or an email sent with no reply yet) and what became of it.
 
 States: ``open`` (waiting for its day), ``proposed`` (its card or reminder came up, once: the approval it
 was proposed under is kept), ``done``, ``cancelled``. An automatic follow-up is unique per sent email.
+
+In a backup (``followups.jsonl``, ``memory.portable``) every follow-up is one :class:`FollowupLine`; what an
+import may not trust (a card that came up) is changed by ``bot/backup.py`` first.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from memory.db import Database, utcnow
+from memory.lines import Line, Table
 
 Source = Literal["manual", "model", "auto"]
 State = Literal["open", "proposed", "done", "cancelled"]
@@ -55,6 +61,46 @@ AUTO_SINCE = "followups.auto_since"
 def stamp(at: datetime) -> str:
     """How a time is stored: UTC, ISO, to the second (so stored times compare as text)."""
     return at.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+class FollowupLine(Line):
+    """One follow-up in a backup. Times are stored as :func:`stamp` writes them (UTC, to the second: the due
+    check compares them as text), so a line's time in another form is written that way."""
+
+    id: int = Field(ge=1)
+    contact: str
+    email: str
+    what: str
+    due_at: str
+    source: Source
+    message_id: str
+    subject: str
+    refs: list[str]
+    state: State
+    approval_id: str | None
+    delivered: bool
+    created_at: str
+    updated_at: str
+
+    @field_validator("due_at", "created_at", "updated_at")
+    @classmethod
+    def _stamped(cls, value: str) -> str:
+        at = datetime.fromisoformat(value)
+        if at.tzinfo is None:
+            raise ValueError("a time needs its zone (UTC offset)")
+        return stamp(at)
+
+    @model_validator(mode="after")
+    def _open_has_no_card(self) -> FollowupLine:
+        # Only a follow-up that came up has a card or was shown; an open one holding either is not ours.
+        if self.state == "open" and (self.approval_id is not None or self.delivered):
+            raise ValueError(f"follow-up {self.id} is open, so it cannot have a card or have been shown")
+        if self.source == "auto" and not self.message_id:
+            raise ValueError(f"automatic follow-up {self.id} names no sent email")
+        return self
+
+
+_FOLLOWUPS = Table("followups", FollowupLine)
 
 
 @dataclass(frozen=True)
@@ -105,12 +151,32 @@ class Unanswered:
 class FollowupStore:
     """The ``followups`` table in the application database."""
 
+    name: ClassVar[str] = "followups"
+    version: ClassVar[int] = 1
+    line: ClassVar[type[Line]] = FollowupLine
+    tables: ClassVar[tuple[Table, ...]] = (_FOLLOWUPS,)
+    """In a backup (``memory.portable``): every follow-up, closed ones included. The reply cursor and when
+    automatic follow-ups began are not: they count this install's mail, which a backup does not carry."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def setup(self) -> None:
         """Create the table (idempotent)."""
         await self._db.script(_SCHEMA)
+
+    async def dump(self) -> list[dict[str, Any]]:
+        """Every follow-up, by id."""
+        return [_FOLLOWUPS.read(r) for r in await self._db.fetchall(_FOLLOWUPS.select("ORDER BY id"))]
+
+    async def restore(self, lines: Sequence[FollowupLine]) -> None:
+        """Write the follow-ups as they are, ids kept (a card's name is made from its follow-up's id)."""
+        rows = [_FOLLOWUPS.values(f) for f in lines]
+
+        def work(conn: sqlite3.Connection) -> None:
+            _FOLLOWUPS.insert(conn, rows)
+
+        await self._db.run_transaction(work)
 
     async def add(self, new: NewFollowup) -> Followup:
         """Store a new open follow-up."""

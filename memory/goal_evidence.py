@@ -1,12 +1,22 @@
 """Evidence that reached a goal from outside after its tasks ran (an invoice a task sent, paid at Stripe): the
-verifier reads it with the ledger's facts. One row per source (a replayed event is one fact)."""
+verifier reads it with the ledger's facts. One row per source (a replayed event is one fact).
+
+In a backup (``goal_evidence.jsonl``, ``memory.portable``) each fact is one :class:`EvidenceLine`. Evidence is
+only input to the verifier: restoring it judges nothing, and ``bot/backup.py`` takes it only for a goal and
+task the same export has."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
 
 from memory.db import Database, utcnow
+from memory.lines import Line, Table
 
 EVIDENCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS goal_evidence (
@@ -19,6 +29,27 @@ CREATE TABLE IF NOT EXISTS goal_evidence (
 );
 CREATE INDEX IF NOT EXISTS goal_evidence_goal ON goal_evidence(goal_id, at);
 """
+
+
+class EvidenceLine(Line):
+    """One fact about one task's outcome in a backup."""
+
+    source: str = Field(min_length=1)
+    goal_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1)
+    fact: str
+    event_id: int
+    at: str
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        if datetime.fromisoformat(value).tzinfo is None:
+            raise ValueError("a time needs its zone (UTC offset)")
+        return value
+
+
+_EVIDENCE = Table("goal_evidence", EvidenceLine)
 
 
 @dataclass(frozen=True)
@@ -35,6 +66,12 @@ class Evidence:
 class EvidenceStore:
     """Adds and reads evidence; each new fact is an event in the same commit."""
 
+    name: ClassVar[str] = "goal_evidence"
+    version: ClassVar[int] = 1
+    line: ClassVar[type[Line]] = EvidenceLine
+    tables: ClassVar[tuple[Table, ...]] = (_EVIDENCE,)
+    """In a backup (``memory.portable``): every fact."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._ready = False
@@ -42,6 +79,19 @@ class EvidenceStore:
     async def setup(self) -> None:
         """Create the table."""
         await self._db.script(EVIDENCE_SCHEMA)
+
+    async def dump(self) -> list[dict[str, Any]]:
+        """Every fact, oldest first."""
+        return [_EVIDENCE.read(r) for r in await self._db.fetchall(_EVIDENCE.select("ORDER BY at, source"))]
+
+    async def restore(self, lines: Sequence[EvidenceLine]) -> None:
+        """Write the facts as they are (nothing is verified again: that takes a new fact)."""
+        rows = [_EVIDENCE.values(e) for e in lines]
+
+        def work(conn: sqlite3.Connection) -> None:
+            _EVIDENCE.insert(conn, rows)
+
+        await self._db.run_transaction(work)
 
     async def add(self, source: str, goal_id: str, task_id: str, fact: str, actor: str) -> bool:
         """Record a fact; False when ``source`` was recorded already (nothing written)."""

@@ -5,15 +5,24 @@ It sits beside the contact records rather than inside them: a stage move is an a
 moved it and why (an operator's command, a payment at Stripe), which the versioned record of a contact does not
 say, and stage and next step change far more often than a contact's name or address. Every write appends its
 event to the event log in the same commit (the audit log shows each move).
+
+In a backup (``pipeline.jsonl``, ``memory.portable``) each contact is one :class:`PipelineLine`: its moves and
+its next step. It is only data (nothing sends or schedules from it; the planner reads it quoted as data), so an
+import writes it back as it is.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
+
+from pydantic import Field, field_validator, model_validator
 
 from memory.db import Database, utcnow
+from memory.lines import Line, Table
 
 PIPELINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipeline_stages (
@@ -41,6 +50,73 @@ STAGES: tuple[Stage, ...] = get_args(Stage)
 MAX_WHAT = 300
 
 
+def _zoned(value: str) -> str:
+    if datetime.fromisoformat(value).tzinfo is None:
+        raise ValueError("a time needs its zone (UTC offset)")
+    return value
+
+
+class StageLine(Line):
+    """One stage move, nested in its contact's line (its id keeps the order of the history)."""
+
+    id: int = Field(ge=1)
+    contact_id: str
+    stage: Stage
+    actor: str
+    reason: str
+    event_id: int
+    at: str
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        return _zoned(value)
+
+
+class NextLine(Line):
+    """A contact's next step, nested in its contact's line."""
+
+    contact_id: str
+    what: str = Field(min_length=1, max_length=MAX_WHAT)
+    due: str
+    actor: str
+    event_id: int
+    at: str
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        return _zoned(value)
+
+    @field_validator("due")
+    @classmethod
+    def _day(cls, value: str) -> str:
+        date.fromisoformat(value)
+        return value
+
+
+class PipelineLine(Line):
+    """One contact's pipeline: every stage move, oldest first, and its next step."""
+
+    contact_id: str = Field(min_length=1)
+    stages: list[StageLine]
+    next: NextLine | None
+
+    @model_validator(mode="after")
+    def _own_rows(self) -> PipelineLine:
+        if not self.stages and self.next is None:
+            raise ValueError(f"contact {self.contact_id} has no stage and no next step")
+        named = [m.contact_id for m in self.stages] + ([self.next.contact_id] if self.next else [])
+        for other in named:
+            if other != self.contact_id:
+                raise ValueError(f"a row of contact {other} is listed under contact {self.contact_id}")
+        return self
+
+
+_STAGES = Table("pipeline_stages", StageLine)
+_NEXT = Table("pipeline_next", NextLine)
+
+
 @dataclass(frozen=True)
 class StageMove:
     """One move of one contact into a stage: who made it, why, when."""
@@ -65,12 +141,40 @@ class NextStep:
 class PipelineStore:
     """Reads and writes stages and next steps; each write is an event in the same commit."""
 
+    name: ClassVar[str] = "pipeline"
+    version: ClassVar[int] = 1
+    line: ClassVar[type[Line]] = PipelineLine
+    tables: ClassVar[tuple[Table, ...]] = (_STAGES, _NEXT)
+    """In a backup (``memory.portable``): every contact's stage history and next step."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def setup(self) -> None:
         """Create the tables."""
         await self._db.script(PIPELINE_SCHEMA)
+
+    async def dump(self) -> list[dict[str, Any]]:
+        """Each contact with a stage or a next step: its moves (oldest first) and its next step."""
+        stages: dict[str, list[dict[str, Any]]] = {}
+        for row in await self._db.fetchall(_STAGES.select("ORDER BY contact_id, id")):
+            move = _STAGES.read(row)
+            stages.setdefault(move["contact_id"], []).append(move)
+        steps = {s["contact_id"]: s for s in (_NEXT.read(r) for r in await self._db.fetchall(_NEXT.select()))}
+        return [
+            {"contact_id": c, "stages": stages.get(c, []), "next": steps.get(c)} for c in sorted(stages.keys() | steps)
+        ]
+
+    async def restore(self, lines: Sequence[PipelineLine]) -> None:
+        """Write the moves and next steps as they are."""
+        moves = [_STAGES.values(m) for line in lines for m in line.stages]
+        steps = [_NEXT.values(line.next) for line in lines if line.next is not None]
+
+        def work(conn: sqlite3.Connection) -> None:
+            _STAGES.insert(conn, moves)
+            _NEXT.insert(conn, steps)
+
+        await self._db.run_transaction(work)
 
     async def ready(self) -> bool:
         """True when the tables exist (a reader on a data directory set up before the pipeline finds none)."""

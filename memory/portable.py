@@ -16,9 +16,12 @@ from typing import Any, ClassVar, Protocol
 from memory.approval_lines import ApprovalLines
 from memory.db import Database
 from memory.event_log import EventLog
+from memory.followups import FollowupStore
+from memory.goal_evidence import EvidenceStore
 from memory.goal_lines import GoalLines
 from memory.lines import Line, Table
 from memory.notes import NoteLedger
+from memory.pipeline import PipelineStore
 from memory.records import Records
 
 
@@ -48,10 +51,14 @@ class PortableStore(Protocol):
 
 
 PORTABLE: tuple[type[PortableStore], ...] = (
-    # In restore order: a line may point only to stores before it (a record to its event).
+    # In restore order: a line may point only to stores before it (a record to its event, a follow-up to its
+    # card's approval, a stage to its contact, evidence to its goal's task).
     EventLog,
     Records,
     ApprovalLines,
     NoteLedger,
     GoalLines,
+    FollowupStore,
+    PipelineStore,
+    EvidenceStore,
 )

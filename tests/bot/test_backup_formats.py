@@ -71,7 +71,8 @@ async def test_an_export_names_its_line_versions_and_a_newer_one_is_refused(tmp_
     await export_all(tmp_path / "empty", tmp_path / "export")
     manifest = json.loads((tmp_path / "export" / MANIFEST).read_text())
     assert manifest["versions"] == {store.name: store.version for store in PORTABLE} == {
-        "events": 1, "records": 1, "approvals": 1, "notes": 1, "goals": 1,
+        "events": 1, "records": 1, "approvals": 1, "notes": 1, "goals": 1, "followups": 1, "pipeline": 1,
+        "goal_evidence": 1,
     }  # fmt: skip
     source = shutil.copytree(V1, tmp_path / "v1")
     made_by = json.loads((source / MANIFEST).read_text())
