@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.web.actions import register_actions
 from bot.web.auth import COOKIE, CSRF_NAME, make_guard, refuse, session_of
+from bot.web.followups import followups_due
 from bot.web.goal_pages import register_goal_pages
 from bot.web.inbox import inbox_items
 from bot.web.live import register_live
@@ -165,6 +166,7 @@ class WebConsole:
             "today.html",
             cards=await views.pending_cards(),
             inbox=await inbox_items(views.db, views.timezone),
+            followups=await followups_due(views.db, views.timezone),
             blocked=await views.blocked_tasks(),
             spend=await views.spend(),
             goals=await views.open_goals(),

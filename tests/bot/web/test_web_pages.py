@@ -263,3 +263,37 @@ async def test_live_streams_end_when_the_console_stops(tmp_path: Path) -> None:
                 await coo.rt.web.stop()
                 rest = await stream.content.read()
     assert rest == b""
+
+
+async def test_today_lists_follow_ups_due_by_the_end_of_the_operators_day(tmp_path: Path) -> None:
+    from bot.web.followups import followups_due
+    from memory.followups import FollowupStore, NewFollowup
+
+    async with running(tmp_path) as coo, client() as http:
+        store = FollowupStore(coo.rt.db)
+        await store.setup()
+        at = datetime(2026, 12, 6, 21, 30, tzinfo=UTC)  # 10:30 on the 7th in Auckland
+        due = {
+            "Chase Ana " + HOSTILE: at - timedelta(days=3),  # overdue
+            "Call Bob": datetime(2026, 12, 7, 10, 59, tzinfo=UTC),  # 23:59 on the 7th in Auckland: today
+            "Send the deck": datetime(2026, 12, 7, 11, 1, tzinfo=UTC),  # 00:01 on the 8th there: not today
+        }
+        for what, when in due.items():
+            await store.add(NewFollowup(contact="Ana", what=what, due=when, source="manual"))
+        closed = await store.add(NewFollowup(contact="Ana", what="Done already", due=at, source="manual"))
+        await store.close(closed.id, "done")
+        listed = await followups_due(coo.rt.db, "Pacific/Auckland", now=at)
+        far_past = await store.add(
+            NewFollowup(contact="Cy", what="Old promise", due=utcnow() - timedelta(days=400), source="manual")
+        )
+        far_future = await store.add(
+            NewFollowup(contact="Cy", what="Next year", due=utcnow() + timedelta(days=400), source="manual")
+        )
+        await sign_in(http, await coo.link())
+        async with http.get(coo.base + "/") as page:
+            today = await page.text()
+    assert [(f.what, f.overdue) for f in listed] == [("Chase Ana " + HOSTILE, True), ("Call Bob", False)]
+    assert listed[1].due == "2026-12-07 23:59"
+    assert "Follow-ups due today" in today and f'id="followup-{far_past.id}"' in today
+    assert f'id="followup-{far_future.id}"' not in today and "Done already" not in today
+    assert "Chase Ana " + ESCAPED in today and HOSTILE not in today
