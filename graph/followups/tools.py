@@ -1,11 +1,12 @@
-"""The model's follow-up tools: add one ("remind me to chase Ana about the proposal next week") and list the
-open ones. They change only our own state; an email a follow-up leads to is still a card."""
+"""The model's follow-up tool: add one ("remind me to chase Ana about the proposal next week"). It changes only
+our own state; an email a follow-up leads to is still a card. Listing them is /followups (and the digest): every
+tool offered costs prompt tokens on every turn."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from graph.conversation.tools import NoArgs, Tool, ToolContext
+from graph.conversation.tools import Tool, ToolContext
 from graph.errors import UserFacingError
 from graph.followups.book import FollowupBook
 from memory.followups import FollowupStore
@@ -14,13 +15,9 @@ from memory.followups import FollowupStore
 class AddFollowupArgs(BaseModel):
     """Arguments of add_followup."""
 
-    contact: str = Field(min_length=1, max_length=200, description="the contact's name or email address")
-    when: str = Field(
-        min_length=1,
-        max_length=20,
-        description="when: 3d (days), 2w (weeks), 2026-12-20, a weekday such as friday, today or tomorrow",
-    )
-    what: str = Field(min_length=1, max_length=500, description="what to follow up on, e.g. 'the proposal'")
+    contact: str = Field(min_length=1, max_length=200, description="name or email")
+    when: str = Field(min_length=1, max_length=20, description="3d, 2w, 2026-12-20, friday, tomorrow")
+    what: str = Field(min_length=1, max_length=500, description="about what")
 
 
 def _book(ctx: ToolContext) -> FollowupBook:
@@ -36,20 +33,11 @@ async def _add_followup(ctx: ToolContext, args: AddFollowupArgs) -> str:
     return book.saved_text(added)
 
 
-async def _list_followups(ctx: ToolContext, _: NoArgs) -> str:
-    book = _book(ctx)
-    found = await book.store.listing(limit=50)
-    return "\n".join(book.line(f) for f in found) or "no open follow-ups"
-
-
 FOLLOWUP_TOOLS: tuple[Tool, ...] = (
     Tool(
         "add_followup",
-        "Remember to follow up with someone on a day: when it comes, an email card to them (threaded to the "
-        "last email sent to them) or, without an address, a reminder to the operator. Tell the operator what "
-        "was saved, with its #id and day.",
+        "Follow up with someone on a day (then: an email card, or a reminder). Tell the operator its #id and day.",
         AddFollowupArgs,
         _add_followup,
     ),
-    Tool("list_followups", "List the open follow-ups: #id, due, contact, what.", NoArgs, _list_followups),
 )
