@@ -22,7 +22,11 @@
       .then(function (html) {
         if (html === null || editing()) { waiting = true; return; }
         var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("main[data-live]");
-        if (fresh) { main.replaceWith(fresh); main = fresh; document.title = fresh.ownerDocument.title || document.title; }
+        if (!fresh) return;
+        // What the operator was just told (a note: "Retrying task …") is shown once by the server: keep it.
+        var first = fresh.firstChild;
+        main.querySelectorAll(":scope > p.note").forEach(function (note) { fresh.insertBefore(note, first); });
+        main.replaceWith(fresh); main = fresh; document.title = fresh.ownerDocument.title || document.title;
       })
       .catch(function () { waiting = true; })
       .then(function () { busy = false; if (waiting && !editing()) refresh(); });

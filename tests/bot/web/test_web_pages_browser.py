@@ -141,3 +141,20 @@ async def test_the_pages_work_without_javascript(tmp_path: Path) -> None:
         notes = await NoteLedger(coo.rt.db).all()
     assert listened == "no"  # no script of the page ran: the pages above were plain forms
     assert notes == []
+
+
+async def test_a_note_the_console_showed_stays_when_a_live_change_redraws_the_page(tmp_path: Path) -> None:
+    async with running(tmp_path, memory={"semantic": True}) as coo, chromium(tmp_path / "shots") as browser:
+        await coo.say("/remember The studio closes in August")
+        ref = (await NoteLedger(coo.rt.db).all())[0].ref
+        await _signed_in(coo, browser)
+        await browser.get(coo.base + "/memory")
+        await browser.click(f"#note-{ref} a.forget")
+        await browser.click("#forget")
+        assert f"Forgotten: {ref}." in await browser.text(".note")  # the server says it once
+        await browser.until("document.documentElement.dataset.listening === 'yes'")
+        await browser.script("window.notReloaded = true")
+        await coo.say("/remember Acme pays net 45")  # a change in chat: the Memory page redraws itself
+        await browser.until("document.querySelector('main').innerText.includes('Acme pays net 45')")
+        assert await browser.script("return window.notReloaded === true")
+        assert f"Forgotten: {ref}." in await browser.text(".note")
