@@ -3,18 +3,15 @@ read in the operator's zone against an injected "now". A day means 09:00 that da
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from graph.days import named_day
 from memory.errors import InternalError
 from prompts import messages
 
 DUE_HOUR = time(9, 0)
 MAX_AHEAD = timedelta(days=731)
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_RELATIVE = re.compile(r"^(\d{1,3})([dw])$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class WhenError(InternalError, ValueError):
@@ -24,20 +21,8 @@ class WhenError(InternalError, ValueError):
 def due_day(text: str, today: date) -> date:
     """The day ``text`` names, counted from ``today`` (the operator's date). A weekday is the next one
     after today (``friday`` on a Friday is a week on)."""
-    word = text.strip().lower()
-    if found := _RELATIVE.match(word):
-        count = int(found.group(1))
-        day = today + timedelta(days=count * (7 if found.group(2) == "w" else 1))
-    elif _DATE.match(word):
-        try:
-            day = date.fromisoformat(word)
-        except ValueError:
-            raise WhenError(messages.FOLLOWUP_WHEN_BAD.format(text=text.strip())) from None
-    elif word in ("today", "tomorrow"):
-        day = today + timedelta(days=word == "tomorrow")
-    elif names := [i for i, name in enumerate(WEEKDAYS) if len(word) >= 3 and name.startswith(word)]:
-        day = today + timedelta(days=(names[0] - today.weekday() - 1) % 7 + 1)
-    else:
+    day = named_day(text, today)
+    if day is None:
         raise WhenError(messages.FOLLOWUP_WHEN_BAD.format(text=text.strip()[:40]))
     if day < today:
         raise WhenError(messages.FOLLOWUP_WHEN_PAST.format(day=day.isoformat()))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from graph.days import named_day
 from graph.errors import UserFacingError
-from graph.pipeline.when import parse_when
 from memory.db import Database, utcnow
 from memory.pipeline import STAGES, NextStep, PipelineStore, Stage, StageMove
 from memory.records import Contact, Record, Records
@@ -118,7 +118,7 @@ class Pipeline:
             return (messages.PIPELINE_NEXT_DONE if cleared else messages.PIPELINE_NO_NEXT).format(name=name)
         if request.when:
             today = self.today()
-            due = parse_when(request.when, today)
+            due = named_day(request.when, today)
             if due is None:
                 raise UserFacingError(messages.PIPELINE_BAD_WHEN.format(when=request.when))
             if due < today:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from graph.days import named_day
 from graph.errors import UserFacingError
 from graph.pipeline.service import Pipeline, pipeline_summary
-from graph.pipeline.when import parse_when
 from memory.db import Database, open_database
 from memory.pipeline import PipelineStore
 from memory.records import Records
@@ -70,12 +70,12 @@ async def db_of(p: Pipeline) -> Database:
     ],
 )
 def test_every_when_form_names_its_day(text: str, expected: date) -> None:
-    assert parse_when(text, SUNDAY) == expected
+    assert named_day(text, SUNDAY) == expected
 
 
 @pytest.mark.parametrize("text", ["", "soon", "3", "d3", "2026-13-01", "2026-02-30", "fr", "3 days", "-2d"])
 def test_a_when_that_names_no_day_is_none(text: str) -> None:
-    assert parse_when(text, SUNDAY) is None
+    assert named_day(text, SUNDAY) is None
 
 
 async def test_stage_moves_keep_their_history_and_are_audit_events(tmp_path: Path) -> None:

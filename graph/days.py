@@ -1,5 +1,5 @@
-"""When a next step is due, from what the operator typed: ``3d``, ``2w``, ``2026-12-20``, ``friday``, ``today``,
-``tomorrow``; read against today in the operator's zone."""
+"""The day the operator named: ``3d``, ``2w``, ``2026-12-20``, ``friday`` (or ``fri``), ``today``, ``tomorrow``, read
+against today in the operator's zone. Follow-ups and the pipeline's next steps both read days this way."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ _SPAN = re.compile(r"(\d{1,3})\s*([dw])")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def parse_when(text: str, today: date) -> date | None:
+def named_day(text: str, today: date) -> date | None:
     """The day ``text`` names (None when it names none). A weekday is the next one after today (``friday`` on
     a Friday is a week on)."""
     word = text.strip().lower()
