@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,20 @@ class QuietGate:
 
     def open(self) -> None:
         self._open.set()
+
+
+class DateClock:
+    """A wall clock (aware datetimes) that moves only when a test sets ``at``: due checks and day boundaries."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def on(self, day: date) -> None:
+        """Noon (UTC) on ``day``."""
+        self.at = datetime.combine(day, time(12, 0), tzinfo=UTC)
 
 
 class ManualClock:

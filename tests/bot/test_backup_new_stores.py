@@ -23,9 +23,8 @@ from memory.followups import FollowupStore
 from memory.goal_evidence import EvidenceStore
 from memory.records import Records
 from tests.bot.test_backup import EVENT, GOAL, OPERATOR, RECORD, lines, spec, write_export
-from tests.bot.test_followups import DateClock
 from tests.bot.test_invoice_flow import button, inbound, press
-from tests.conftest import RecordingChannel, make_settings
+from tests.conftest import DateClock, RecordingChannel, make_settings
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
 

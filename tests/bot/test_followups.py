@@ -23,20 +23,10 @@ from memory.db import utcnow
 from memory.followups import Followup, FollowupStore
 from memory.records import Records
 from tests.bot.test_invoice_flow import button, card, edited, inbound, press
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import DateClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
-
-
-class DateClock:
-    """A wall clock that moves only when the test says so."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @dataclass

@@ -4,8 +4,6 @@ the card is proposed once and seen once, and approving it sends one email."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,8 @@ import pytest
 
 from memory.db import open_database, utcnow
 from memory.followups import FollowupStore, NewFollowup
+from tests.bot.stored_cards import card_states, last_check, query
+from tests.bot.stored_cards import shown_in as shown
 from tests.bot.test_crash_recovery import TOKEN, bot, bot_env, kill9, stop
 from tests.bot.test_receivables_crash import press
 from tests.fakes.polling import eventually
@@ -21,32 +21,18 @@ from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.telegram_api import FakeTelegram
 
 
-def query(data_dir: Path, sql: str) -> list[Any]:
-    with sqlite3.connect(data_dir / "coo.sqlite", timeout=5) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
-
-
 def cards_stored(data_dir: Path) -> list[tuple[str, str]]:
     """(approval state, outbox state) of every follow-up card proposed."""
-    return query(
-        data_dir,
-        "SELECT a.state, COALESCE(o.state, '') FROM approvals a LEFT JOIN outbox o ON o.approval_id = a.id "
-        "WHERE a.origin = 'followups'",
-    )
+    return card_states(data_dir, "a.origin = 'followups'")
 
 
 def shown_in(data_dir: Path) -> list[str]:
     """The Telegram message ids the card is recorded as shown in."""
-    rows = query(data_dir, "SELECT cards FROM approvals WHERE origin = 'followups'")
-    return [str(ref[3]) for row in rows for ref in json.loads(row[0]) if ref[3]]
+    return shown(data_dir, "a.origin = 'followups'")
 
 
 def checks(data_dir: Path) -> str:
-    rows = query(data_dir, "SELECT value FROM kv WHERE key = 'followups.last_check'")
-    return str(json.loads(rows[0][0])["at"]) if rows else ""
+    return last_check(data_dir, "followups.last_check")
 
 
 def followup_cards(tg: FakeTelegram) -> list[Any]:

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from bot.messages import OutboundMessage
@@ -23,23 +23,10 @@ from graph.receivables.settings import ReceivablesSettings
 from memory.records import Invoice, Records
 from memory.stripe_events import StripeEventStore
 from tests.bot.test_invoice_flow import button, card, edited, inbound, press
-from tests.conftest import RecordingChannel, make_settings
+from tests.conftest import DateClock, RecordingChannel, make_settings
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer, free_port
 from tests.fakes.stripe_api import FakeStripe
-
-
-class DateClock:
-    """A wall clock that moves only when the test says so."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def on(self, day: date) -> None:
-        self.at = datetime.combine(day, time(12, 0), tzinfo=UTC)
 
 
 @dataclass

@@ -24,8 +24,7 @@ from memory.profile import ProfileStore
 from memory.records import Invoice, Records
 from memory.stripe_events import StripeEventStore
 from tests.bot.test_invoice_flow import OPERATOR, button, card, edited, inbound, press
-from tests.bot.test_receivables import DateClock
-from tests.conftest import RecordingChannel, make_settings
+from tests.conftest import DateClock, RecordingChannel, make_settings
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.stripe_api import FakeStripe

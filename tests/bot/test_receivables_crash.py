@@ -5,8 +5,6 @@ restart nothing is proposed twice and nothing is sent twice."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.bot.stored_cards import card_states, last_check, shown_in
 from tests.bot.test_crash_recovery import TOKEN, bot, bot_env, card_edits, kill9, stop
 from tests.bot.test_invoice_crash import approve_invoice
 from tests.fakes.polling import eventually
@@ -22,33 +21,19 @@ from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.telegram_api import FakeTelegram
 
 
-def query(data_dir: Path, sql: str) -> list[Any]:
-    with sqlite3.connect(data_dir / "coo.sqlite", timeout=5) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
-
-
 def reminders(data_dir: Path) -> list[tuple[str, str]]:
     """(approval state, outbox state) of every reminder proposed."""
-    return query(
-        data_dir,
-        "SELECT a.state, COALESCE(o.state, '') FROM approvals a LEFT JOIN outbox o ON o.approval_id = a.id "
-        "WHERE a.kind = 'email.send'",
-    )
+    return card_states(data_dir, "a.kind = 'email.send'")
 
 
 def delivered_to(data_dir: Path) -> list[str]:
     """The Telegram message ids the reminder card is recorded as shown in."""
-    rows = query(data_dir, "SELECT cards FROM approvals WHERE kind = 'email.send'")
-    return [str(ref[3]) for row in rows for ref in json.loads(row[0]) if ref[3]]
+    return shown_in(data_dir, "a.kind = 'email.send'")
 
 
 def checks(data_dir: Path) -> str:
     """When the last due check ran (ISO), or ''."""
-    rows = query(data_dir, "SELECT value FROM kv WHERE key = 'receivables.last_check'")
-    return str(json.loads(rows[0][0])["at"]) if rows else ""
+    return last_check(data_dir, "receivables.last_check")
 
 
 def reminder_cards(tg: FakeTelegram) -> list[Any]:

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from bot.followups import LAST_CHECK, FollowupsLoop
@@ -20,20 +20,12 @@ from memory.db import utcnow
 from memory.followups import Followup, FollowupStore
 from memory.records import Records
 from tests.bot.test_approval_flow import card, data, inbound
-from tests.conftest import RecordingChannel, make_settings
+from tests.conftest import DateClock, RecordingChannel, make_settings
 from tests.fakes.dovecot import Dovecot
 from tests.fakes.polling import eventually, eventually_async
 from tests.fakes.smtp_server import SMTPServer
 from tests.inbox.conftest import imap_settings
 from tests.inbox.mails import mail
-
-
-class DateClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @dataclass
