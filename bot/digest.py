@@ -11,9 +11,9 @@ from typing import Any
 from bot.approval_ui import ApprovalUI, Send
 from bot.commands.budget import BudgetCommands
 from bot.messages import OutboundMessage
+from connectors.amounts import decimals
 from connectors.base import ActionError
 from connectors.registry import Registry
-from connectors.stripe_invoices import decimals
 from graph.errors import ModelUnavailable
 from graph.goals.service import GoalService
 from graph.models.llm import LLMClient

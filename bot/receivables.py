@@ -20,7 +20,7 @@ from bot.messenger import Messenger
 from connectors.amounts import decimals
 from connectors.catalog import settings_of
 from connectors.stripe_events import WEBHOOK_PATH, StripeEventPoller, StripeWebhook
-from connectors.stripe_invoices import StripeSettings
+from connectors.stripe_settings import StripeSettings
 from graph.pipeline.service import Pipeline
 from graph.receivables.aging import aging_lines
 from graph.receivables.goal_link import GoalPayments

@@ -14,7 +14,7 @@ from typing import Any
 import stripe
 from aiohttp import web
 
-from connectors.stripe_invoices import StripeSettings
+from connectors.stripe_settings import StripeSettings
 from memory.db import utcnow
 from memory.stripe_events import StripeEvent, StripeEventStore
 

@@ -117,7 +117,7 @@ def test_connector_settings_come_from_the_connectors_folder_under_the_same_names
     from connectors.catalog import all_connectors, settings_of
     from connectors.publish import PublishSettings
     from connectors.settings import SMTPSettings
-    from connectors.stripe_invoices import StripeSettings
+    from connectors.stripe_settings import StripeSettings
 
     assert [(s.settings_field, s.settings_model) for s in all_connectors()] == [
         ("smtp", SMTPSettings),

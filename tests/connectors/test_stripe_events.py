@@ -13,7 +13,7 @@ import pytest
 import stripe
 
 from connectors.stripe_events import EVENT_TYPES, WEBHOOK_PATH, StripeEventPoller, StripeWebhook
-from connectors.stripe_invoices import StripeSettings
+from connectors.stripe_settings import StripeSettings
 from memory.control import ControlStore
 from memory.db import open_database
 from memory.stripe_events import StripeEventStore
