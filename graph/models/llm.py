@@ -1,4 +1,5 @@
-"""LLM client: any OpenAI-compatible endpoint, with retries, usage ledger and offline fallback."""
+"""LLM client: any OpenAI-compatible endpoint, with retries, usage ledger and offline fallback. What an
+answer becomes (the reply value, its tool calls, the clipping) is in :mod:`graph.models.replies`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,6 +19,8 @@ from graph.errors import ModelUnavailable
 from graph.models.failures import describe_failure, failed_call, maybe_processed, never_left, watch_answer
 from graph.models.fallbacks import Endpoint, build_endpoints
 from graph.models.notices import ModelNotices
+from graph.models.prompt_cuts import PromptCutWatch
+from graph.models.replies import ModelReply, ToolCall, parse_reply
 from graph.models.tokens import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
 from graph.settings import LLMSettings
 from graph.spend.budget import BudgetAlert, BudgetGuard, Limit
@@ -30,51 +32,6 @@ from memory.ledger import CostLedger, Hold
 log = logging.getLogger(__name__)
 
 _BEARER_AUTH: Any = {"security": {"bearer_auth": True}}
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A tool call the model asked for. ``arguments`` is the raw JSON text."""
-
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ModelReply:
-    """The parsed assistant turn."""
-
-    content: str
-    tool_calls: tuple[ToolCall, ...] = ()
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    model: str = ""
-    cost: float = 0.0
-    endpoint: str = "main"
-    """Which endpoint answered: ``main`` or ``fallback N``."""
-    finish_reason: str = ""
-    """Why the model stopped ("stop", "tool_calls", "length" when its output was cut at the limit, ...)."""
-
-    def as_message(self) -> dict[str, Any]:
-        """The assistant message in OpenAI chat format (JSON-plain, safe for checkpoints)."""
-        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.tool_calls:
-            msg["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in self.tool_calls
-            ]
-        return msg
-
-
-# Hard caps on what one model answer may put into the conversation (and so into checkpoints and
-# chats), whatever max_tokens the endpoint honoured.
-MAX_REPLY_CHARS = 16_000
-MAX_TOOL_ARGUMENT_CHARS = 32_000
-CLIPPED = "\n[… the answer was cut here: it was longer than solo-coo accepts]"
-# A prompt the endpoint counted at under half our estimate (of a prompt big enough to tell) was cut.
-CUT_RATIO = 0.5
-CUT_MIN_ESTIMATE = 1_500
 
 
 def force_tool(name: str) -> dict[str, Any]:
@@ -126,8 +83,7 @@ class LLMClient:
         self._told = False
         self._no_tool_choice: set[str] = set()
         """Endpoints (by label) that refused ``tool_choice``: it is not sent to them again."""
-        self._cut_models: set[str] = set()
-        """Models whose endpoint was seen cutting a prompt (warned once each)."""
+        self._cuts = PromptCutWatch(notices)
 
     @property
     def configured(self) -> bool:
@@ -299,7 +255,7 @@ class LLMClient:
             except openai.APIConnectionError as exc:
                 retryable, failure = True, exc
             else:
-                reply = _parse(response)
+                reply = parse_reply(response)
                 usage = response.usage
                 prompt = usage.prompt_tokens if usage else estimate_message_tokens(call.messages)
                 completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
@@ -313,7 +269,7 @@ class LLMClient:
                 unsettled = None
                 endpoint.breaker.record_success()
                 if usage is not None:
-                    await self._check_cut(name, usage.prompt_tokens, call)
+                    await self._cuts.check(name, usage.prompt_tokens, call.messages, call.session)
                 return replace(
                     reply, prompt_tokens=prompt, completion_tokens=completion, model=name, cost=cost,
                     endpoint=endpoint.label,
@@ -340,25 +296,6 @@ class LLMClient:
             raise
         await self._after_failure(endpoint, failure, attempt, retryable)
         return None
-
-    async def _check_cut(self, model: str, counted: int, call: _Call) -> None:
-        """Ollama cuts a prompt longer than its context window without an error: a prompt it counted at less
-        than half our estimate was cut. Warned once per model; the operator is told once (how to fix it).
-        Our estimate of the messages alone is the measure (some endpoints do not count the tool schemas), and
-        0 is not a cut (older Ollama versions report a cached prompt as 0 tokens)."""
-        estimate = estimate_message_tokens(call.messages)
-        if estimate <= CUT_MIN_ESTIMATE or not 0 < counted < CUT_RATIO * estimate or model in self._cut_models:
-            return
-        self._cut_models.add(model)
-        log.warning(
-            "model %s counted %d prompt tokens where about %d were sent: its endpoint seems to cut prompts "
-            "to its context window (Ollama: num_ctx / OLLAMA_CONTEXT_LENGTH)",
-            model,
-            counted,
-            estimate,
-        )
-        if self._notices is not None:
-            await self._notices.prompt_cut(model, counted, estimate, call.session)
 
     async def _record_failure(
         self,
@@ -437,28 +374,3 @@ __all__ = [
     "force_tool",
     "maybe_processed",
 ]
-
-
-def _parse(response: Any) -> ModelReply:
-    if not response.choices:
-        return ModelReply("")
-    message = response.choices[0].message
-    calls: list[ToolCall] = []
-    for c in message.tool_calls or []:
-        if getattr(c, "function", None) is None:
-            continue
-        call_id = c.id
-        if not call_id or any(call_id == other.id for other in calls):
-            # Some OpenAI-compatible endpoints leave ids empty (LM Studio) or repeat them within an answer;
-            # tool results are matched to calls by id, so every call of an answer gets an id of its own.
-            call_id = f"call_{uuid.uuid4().hex}"
-        calls.append(ToolCall(call_id, c.function.name, _clip_arguments(c.function.arguments or "{}")))
-    content = message.content or ""
-    if len(content) > MAX_REPLY_CHARS:
-        content = content[: MAX_REPLY_CHARS - len(CLIPPED)] + CLIPPED
-    return ModelReply(content, tuple(calls), finish_reason=str(response.choices[0].finish_reason or ""))
-
-
-def _clip_arguments(arguments: str) -> str:
-    # Oversized arguments are not valid JSON once cut: the tool then reports bad arguments to the model.
-    return arguments if len(arguments) <= MAX_TOOL_ARGUMENT_CHARS else arguments[:MAX_TOOL_ARGUMENT_CHARS]
