@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from connectors.mcp.kind import McpCall, McpToolArgs, McpToolKind, check_argumen
 from connectors.mcp.screening import screen
 from connectors.mcp.settings import McpSettings
 from graph.conversation.tools import ToolBox
+from tests.connectors.conftest import connected_hub
 
-SERVERS = Path(__file__).resolve().parents[1] / "fakes" / "mcp_servers.py"
 CTX = Context(records=None, currency="usd", today=date(2026, 12, 1))
 SCHEMA = {
     "type": "object",
@@ -119,17 +118,8 @@ async def test_a_call_to_a_server_that_is_not_connected_is_temporary_nothing_sen
         await _kind(hub).execute(action, "key")
 
 
-async def _connected(variant: str, state: Path) -> McpHub:
-    spec = {"command": sys.executable, "args": [str(SERVERS), variant, str(state)]}
-    hub = McpHub(McpSettings.model_validate({"servers": {"cal": spec}, "call_timeout_s": 5}))
-    hub.start()
-    await hub.wait_listed(30)
-    assert hub.states["cal"].state == "up"
-    return hub
-
-
 async def test_an_error_result_fails_the_card_with_the_tools_message(tmp_path: Path) -> None:
-    hub = await _connected("calendar", tmp_path)
+    hub = await connected_hub("calendar", tmp_path)
     try:
         action = McpCall(
             kind="mcp.cal.create_event", server="cal", tool="create_event", arguments={"title": "fail", "day": "d"}
@@ -141,7 +131,7 @@ async def test_an_error_result_fails_the_card_with_the_tools_message(tmp_path: P
 
 
 async def test_a_call_that_gets_no_answer_in_time_is_ambiguous(tmp_path: Path) -> None:
-    hub = await _connected("slow", tmp_path)
+    hub = await connected_hub("slow", tmp_path)
     try:
         action: Any = McpCall(
             kind="mcp.cal.create_event", server="cal", tool="create_event", arguments={"title": "x", "day": "d"}
