@@ -1,10 +1,12 @@
-"""Token estimates: tool schemas counted once per schema object, exactly as messages are."""
+"""Token estimates (graph/models/tokens.py), what a prompt is reserved at before its call (I5): text by its
+characters, messages as the JSON that is sent, tool schemas counted once per schema object, exactly as
+messages are."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from graph.models.llm import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
+from graph.models.tokens import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
 
 
 def _tool(name: str, description: str) -> dict[str, Any]:
@@ -34,3 +36,19 @@ def test_the_token_estimate_does_not_undercount_non_latin_text() -> None:
     assert estimate_tokens("请把报价单发给客户" * 100) >= 900
     assert estimate_tokens("Invoice for 東京 office") == (len("Invoice for  office") + 3) // 4 + 2
     assert estimate_tokens("") == 1
+
+
+def test_a_message_is_counted_as_the_json_sent_with_four_tokens_of_framing() -> None:
+    """Non-Latin text is counted as it is sent (UTF-8 JSON), a token a character, never as escapes."""
+    tokyo = {"role": "user", "content": "東京" * 50}
+    # '{"role": "user", "content": ""}' is 31 ASCII characters: 8 tokens; then 100 characters, 4 of framing.
+    assert estimate_message_tokens([tokyo]) == 8 + 100 + 4
+    assert estimate_message_tokens([tokyo, tokyo]) == 2 * (8 + 100 + 4) and estimate_message_tokens([]) == 0
+
+
+def test_an_assistant_turn_without_text_is_counted_by_its_tool_calls() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "send_email", "arguments": '{"to": "a@b.c"}'}}
+    bare = {"role": "assistant", "content": None}
+    with_call = {**bare, "tool_calls": [call]}
+    assert estimate_message_tokens([bare]) > 4  # no text: still its framing and its JSON
+    assert estimate_message_tokens([with_call]) > estimate_message_tokens([bare]) + 10
