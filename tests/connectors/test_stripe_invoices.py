@@ -24,16 +24,10 @@ from connectors.base import (
     TemporaryError,
 )
 from connectors.contacts import resolve_person
-from connectors.stripe_invoices import (
-    InvoiceAction,
-    InvoiceSend,
-    InvoiceVoid,
-    StripeSettings,
-    VoidAction,
-    connector,
-    minor_units,
-    money,
-)
+from connectors.stripe_invoice_actions import InvoiceAction, VoidAction
+from connectors.stripe_invoices import InvoiceSend, InvoiceVoid, connector
+from connectors.stripe_money import minor_units, money
+from connectors.stripe_settings import StripeSettings
 from memory.db import open_database, utcnow
 from memory.records import Contact, Invoice, Records
 from tests.fakes.stripe_api import FakeStripe, decode_form
