@@ -32,13 +32,7 @@ class StripeAccount:
         if self.settings.api_key is None:
             raise PermanentError("Stripe is not configured (COO_STRIPE__API_KEY)")
         if self._client is None:
-            self._http = stripe.HTTPXClient(timeout=self.settings.timeout_s)
-            self._client = stripe.StripeClient(
-                self.settings.api_key.get_secret_value(),
-                base_addresses={"api": self.settings.api_base_url},
-                http_client=self._http,
-                max_network_retries=0,
-            )
+            self._http, self._client = new_client(self.settings)
         return self._client
 
     async def still_owed(self, invoice_id: str) -> str | None:
@@ -82,6 +76,20 @@ class StripeAccount:
         http, self._http, self._client = self._http, None, None
         if http is not None:
             await http.close_async()
+
+
+def new_client(settings: StripeSettings) -> tuple[stripe.HTTPXClient, stripe.StripeClient]:
+    """An HTTP client (the caller closes it) and a Stripe client on it, for the configured key and API root.
+    Every retry is ours (with the same idempotency key), so the SDK makes none."""
+    assert settings.api_key is not None, "a Stripe client needs COO_STRIPE__API_KEY"
+    http = stripe.HTTPXClient(timeout=settings.timeout_s)
+    client = stripe.StripeClient(
+        settings.api_key.get_secret_value(),
+        base_addresses={"api": settings.api_base_url},
+        http_client=http,
+        max_network_retries=0,
+    )
+    return http, client
 
 
 def final_details(invoice: stripe.Invoice) -> dict[str, Any]:

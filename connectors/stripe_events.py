@@ -14,6 +14,7 @@ from typing import Any
 import stripe
 from aiohttp import web
 
+from connectors.stripe_account import new_client
 from connectors.stripe_settings import StripeSettings
 from memory.db import utcnow
 from memory.stripe_events import StripeEvent, StripeEventStore
@@ -56,13 +57,7 @@ class StripeEventPoller:
     def _stripe(self) -> stripe.StripeClient:
         assert self._settings.api_key is not None, "polling needs COO_STRIPE__API_KEY"
         if self._client is None:
-            self._http = stripe.HTTPXClient(timeout=self._settings.timeout_s)
-            self._client = stripe.StripeClient(
-                self._settings.api_key.get_secret_value(),
-                base_addresses={"api": self._settings.api_base_url},
-                http_client=self._http,
-                max_network_retries=0,
-            )
+            self._http, self._client = new_client(self._settings)
         return self._client
 
     async def poll(self) -> int:
