@@ -10,7 +10,8 @@ from pathlib import Path
 from memory.semantic.handles import OpenTables
 from memory.semantic.tables import EPISODES, QUIET, TABLE, TABLES, notes_table
 from tests.conftest import subprocess_env
-from tests.memory.semantic.test_semantic import WHEN, HashEmbedder
+from tests.memory.semantic.test_semantic import HashEmbedder
+from tests.memory.semantic.test_tables import unit
 
 EMBEDDER = HashEmbedder()
 
@@ -41,11 +42,7 @@ async def test_open_creates_the_three_tables_and_a_lost_folder_is_seen(tmp_path:
 
 async def test_a_swapped_table_holds_the_new_rows_and_reset_empties_everything(tmp_path: Path) -> None:
     tables = await OpenTables.open(tmp_path, 16, EMBEDDER.name)
-    row = {
-        "id": "n1", "scope": "s", "ref": "r1", "source": "chat", "text": "Acme pays", "at": WHEN,
-        "speaker": "", "episode": "e1", "seq": 0, "part": 0, "body": "Acme pays",
-    }  # fmt: skip
-    await tables.swap(TABLE, notes_table([row], await EMBEDDER.embed_passages(["Acme pays"]), 16, EMBEDDER.name))
+    await tables.swap(TABLE, notes_table([unit("n1")], await EMBEDDER.embed_passages(["Acme pays"]), 16, EMBEDDER.name))
     assert await tables.notes.count_rows() == 1 and tables.schema.field("vector").type.list_size == 16
     shutil.rmtree(tmp_path / "episodes.lance")  # broken storage: reset must not need it
     await tables.reset()

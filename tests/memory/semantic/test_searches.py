@@ -10,7 +10,8 @@ import pytest
 from memory.semantic import searches
 from memory.semantic.handles import OpenTables
 from memory.semantic.tables import EPISODES, TABLE, notes_table
-from tests.memory.semantic.test_semantic import WHEN, HashEmbedder
+from tests.memory.semantic.test_semantic import HashEmbedder
+from tests.memory.semantic.test_tables import unit
 
 EMBEDDER = HashEmbedder()
 NOTES = [("a1", "a", "Acme pays invoices on net 45 terms"), ("b1", "b", "Acme pays invoices late every month")]
@@ -19,11 +20,7 @@ NOTES = [("a1", "a", "Acme pays invoices on net 45 terms"), ("b1", "b", "Acme pa
 @pytest.fixture
 async def tables(tmp_path: Path) -> AsyncIterator[OpenTables]:
     tables = await OpenTables.open(tmp_path, 16, EMBEDDER.name)
-    rows = [
-        {"id": id_, "scope": scope, "ref": id_, "source": "chat", "text": text, "at": WHEN,
-         "speaker": "", "episode": f"e-{scope}", "seq": 0, "part": 0, "body": text}
-        for id_, scope, text in NOTES
-    ]  # fmt: skip
+    rows = [unit(id_, text, scope=scope, episode=f"e-{scope}") for id_, scope, text in NOTES]
     vectors = await EMBEDDER.embed_passages([text for *_, text in NOTES])
     await tables.notes.add(notes_table(rows, vectors, 16, EMBEDDER.name))
     yield tables

@@ -16,6 +16,7 @@ from memory.semantic.store import SemanticStore
 from memory.semantic.summaries import EpisodeSummaries
 from memory.semantic.tables import notes_table
 from tests.memory.semantic.test_semantic import HashEmbedder
+from tests.memory.semantic.test_tables import unit
 
 START = datetime(2024, 5, 8, 9, 0, tzinfo=UTC)
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
@@ -50,21 +51,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SemanticStore]:
 
 async def write_turns(store: SemanticStore, episode: str, texts: list[str], first_seq: int = 0) -> None:
     rows = [
-        {
-            "id": f"{episode}-{i}",
-            "scope": "conv",
-            "ref": f"{episode}-{i}",
-            "source": "chat",
-            "text": text,
-            "at": START + timedelta(minutes=i),
-            "speaker": text.split(":", 1)[0],
-            "episode": episode,
-            "seq": first_seq + i,
-            "part": 0,
-            "body": text,
-        }
+        unit(f"{episode}-{i}", text, scope="conv", at=START + timedelta(minutes=i), episode=episode,
+             speaker=text.split(":", 1)[0], seq=first_seq + i)
         for i, text in enumerate(texts)
-    ]
+    ]  # fmt: skip
     await store.add(notes_table(rows, await EMBEDDER.embed_passages(texts), 16, EMBEDDER.name))
 
 

@@ -22,9 +22,11 @@ from memory.semantic.tables import (
 AT = datetime(2024, 3, 1, tzinfo=UTC)
 
 
-def unit(id_: str, text: str = "Acme pays") -> dict[str, object]:
-    return {"id": id_, "scope": "s", "ref": id_, "source": "chat", "text": text, "at": AT,
-            "speaker": "", "episode": "e", "seq": 0, "part": 0, "body": text}  # fmt: skip
+def unit(id_: str, text: str = "Acme pays", **fields: object) -> dict[str, object]:
+    """One row of the ``notes`` table (part 0 of a note of scope "s"), every column but the vector."""
+    row: dict[str, object] = {"id": id_, "scope": "s", "ref": id_, "source": "chat", "text": text, "at": AT,
+                              "speaker": "", "episode": "e", "seq": 0, "part": 0, "body": text}  # fmt: skip
+    return {**row, **fields}
 
 
 def test_rows_go_to_arrow_and_come_back_with_their_vectors() -> None:
