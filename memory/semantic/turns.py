@@ -53,6 +53,11 @@ class Parsed:
     speaker: str
     body: str
 
+    @property
+    def line(self) -> str:
+        """The turn as an episode's line: ``Speaker: text`` (just the text when no speaker is named)."""
+        return f"{self.speaker}: {self.body}" if self.speaker else self.body
+
 
 def parse(text: str) -> Parsed:
     """Find the speaker in ``[date] Speaker: body`` or ``Speaker: body``; otherwise the whole text is the body."""

@@ -17,8 +17,8 @@ import pytest
 
 import memory.semantic.ranking
 from memory import Note, open_memory
-from memory.semantic.api import EMBEDDED_CONTEXT_CHARS
 from memory.semantic.embedder import MAX_EMBED_CHARS, LocalEmbedder
+from memory.semantic.indexing import EMBEDDED_CONTEXT_CHARS
 from memory.semantic.query import MAX_QUERY_EMBED_CHARS, TimeWindow, speakers_named, time_window
 from memory.semantic.store import SemanticStore
 from memory.semantic.turns import CHUNK_CHARS, asks, chunks, is_noise, parse
@@ -198,7 +198,7 @@ async def test_a_model_summarizer_replaces_the_extractive_summary(tmp_path: Path
 async def test_a_failing_summarizer_keeps_the_extractive_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with open_memory(tmp_path, embedder=HashEmbedder(), summarizer=NamingSummarizer(fail=True)) as mem:
         await mem.add_many([turn("[8 May 2023] Ana: The Acme retainer is renewed.", DAY1, "a")])
-        with caplog.at_level(logging.ERROR, logger="memory.semantic.api"):
+        with caplog.at_level(logging.ERROR, logger="memory.semantic.summaries"):
             await mem.add_many([turn("[25 May 2023] Bo: Invoice sent to Globex.", DAY2, "b")])
             await mem.refresh()
         episodes = await mem.episodes("conv")

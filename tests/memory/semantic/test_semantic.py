@@ -15,11 +15,13 @@ import pyarrow as pa
 import pytest
 from lancedb.index import IvfRq
 
-import memory.semantic.store as semantic
+import memory.semantic.indexes as semantic
 from memory import InvalidNote, Note, open_memory
 from memory.semantic.embedder import LocalEmbedder
 from memory.semantic.notes import MAX_TEXT_CHARS
-from memory.semantic.store import SemanticStore, notes_schema, reciprocal_rank_fusion
+from memory.semantic.ranking import reciprocal_rank_fusion
+from memory.semantic.store import SemanticStore
+from memory.semantic.tables import TABLE, notes_schema
 
 WHEN = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -407,7 +409,7 @@ async def test_a_vector_index_of_an_older_kind_is_replaced(tmp_path: Path, monke
         await mem.maintain()
     # The previous version's index: 1-bit RaBitQ codes.
     db = await lancedb.connect_async(str(tmp_path / "lancedb"))
-    notes = await db.open_table(semantic.TABLE)
+    notes = await db.open_table(TABLE)
     await notes.create_index("vector", config=IvfRq(distance_type="cosine", num_bits=1), replace=True)
     assert await vector_index_bits(notes) == 1
     notes.close()
@@ -416,7 +418,7 @@ async def test_a_vector_index_of_an_older_kind_is_replaced(tmp_path: Path, monke
         stats = await mem.maintain()
         hits = await mem.recall("bulk note 5 word5", k=3, scope="bulk", mode="dense")
     db = await lancedb.connect_async(str(tmp_path / "lancedb"))
-    notes = await db.open_table(semantic.TABLE)
+    notes = await db.open_table(TABLE)
     try:
         assert stats.vector_index and await vector_index_bits(notes) == semantic.RQ_BITS
     finally:
@@ -447,7 +449,7 @@ async def test_a_vector_index_split_by_refreshes_is_rebuilt_and_the_notes_compac
     assert max(segments_seen) == semantic.MAX_VECTOR_SEGMENTS and 1 in segments_seen, segments_seen
     assert stats.vector_index and hits[0].ref == "c7-3"
     db = await lancedb.connect_async(str(tmp_path / "lancedb"))
-    notes = await db.open_table(semantic.TABLE)
+    notes = await db.open_table(TABLE)
     try:
         fragments = (await notes.stats())["fragment_stats"]["num_fragments"]
         assert (await vector_segments(tmp_path), fragments) == (1, 1)
@@ -458,7 +460,7 @@ async def test_a_vector_index_split_by_refreshes_is_rebuilt_and_the_notes_compac
 
 async def vector_segments(root: Path) -> int:
     db = await lancedb.connect_async(str(root / "lancedb"))
-    notes = await db.open_table(semantic.TABLE)
+    notes = await db.open_table(TABLE)
     try:
         [index] = [index for index in await notes.list_indices() if index.columns == ["vector"]]
         return int(index.num_segments or 1)
