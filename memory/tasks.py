@@ -173,6 +173,7 @@ class Task:
     notes: tuple[str, ...]
     result: dict[str, Any] | None
     error: str
+    created_at: datetime
     updated_at: datetime
     resumes: int = 0
     """How often the task went on after its cards were decided: its proposals are named within one stretch
@@ -200,7 +201,7 @@ _G = (
 )
 _T = (
     "id, goal_id, run, seq, key, title, skill, instructions, depends_on, expected, state, attempts, next_try_at, "
-    "lease_owner, lease_until, waiting_on, notes, result, error, updated_at, resumes"
+    "lease_owner, lease_until, waiting_on, notes, result, error, created_at, updated_at, resumes"
 )
 
 
@@ -220,7 +221,8 @@ def _task(r: Any) -> Task:
     return Task(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(json.loads(r[8])), r[9], r[10], r[11],
         datetime.fromisoformat(r[12]), r[13], _dt(r[14]), tuple(json.loads(r[15])), tuple(json.loads(r[16])),
-        json.loads(r[17]) if r[17] else None, r[18], datetime.fromisoformat(r[19]), r[20],
+        json.loads(r[17]) if r[17] else None, r[18], datetime.fromisoformat(r[19]), datetime.fromisoformat(r[20]),
+        r[21],
     )  # fmt: skip
 
 
