@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import model_validator
 
-from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
+from memory.approval_rows import ApprovalRow, CardRef, OutboxRow
+from memory.approvals import ApprovalStore
 from memory.db import Database
 from memory.lines import Line, Table, row_line
 
