@@ -23,7 +23,8 @@ from pydantic import Field, field_validator, model_validator
 
 from memory.db import Database, utcnow
 from memory.followup_mail import FollowupMail, Unanswered, stamp
-from memory.lines import Line, Table
+from memory.lines import Line, Table, row_line
+from memory.rows import RowReader
 
 __all__ = ["Followup", "FollowupLine", "FollowupStore", "NewFollowup", "Source", "State", "Unanswered", "stamp"]
 
@@ -51,54 +52,6 @@ CREATE INDEX IF NOT EXISTS followups_due ON followups(state, due_at);
 CREATE UNIQUE INDEX IF NOT EXISTS followups_auto ON followups(message_id) WHERE source = 'auto';
 CREATE INDEX IF NOT EXISTS followups_undelivered ON followups(id) WHERE state = 'proposed' AND delivered = 0;
 """
-_COLUMNS = (
-    "id, contact, email, what, due_at, source, message_id, subject, refs, state, approval_id, delivered, "
-    "created_at, updated_at"
-)
-_INSERT = (
-    f"INSERT OR IGNORE INTO followups ({_COLUMNS.removeprefix('id, ')}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, 0, ?, ?)"
-)
-
-
-class FollowupLine(Line):
-    """One follow-up in a backup. Times are stored as :func:`stamp` writes them (UTC, to the second: the due
-    check compares them as text), so a line's time in another form is written that way."""
-
-    id: int = Field(ge=1)
-    contact: str
-    email: str
-    what: str
-    due_at: str
-    source: Source
-    message_id: str
-    subject: str
-    refs: list[str]
-    state: State
-    approval_id: str | None
-    delivered: bool
-    created_at: str
-    updated_at: str
-
-    @field_validator("due_at", "created_at", "updated_at")
-    @classmethod
-    def _stamped(cls, value: str) -> str:
-        at = datetime.fromisoformat(value)
-        if at.tzinfo is None:
-            raise ValueError("a time needs its zone (UTC offset)")
-        return stamp(at)
-
-    @model_validator(mode="after")
-    def _open_has_no_card(self) -> FollowupLine:
-        # Only a follow-up that came up has a card or was shown; an open one holding either is not ours.
-        if self.state == "open" and (self.approval_id is not None or self.delivered):
-            raise ValueError(f"follow-up {self.id} is open, so it cannot have a card or have been shown")
-        if self.source == "auto" and not self.message_id:
-            raise ValueError(f"automatic follow-up {self.id} names no sent email")
-        return self
-
-
-_FOLLOWUPS = Table("followups", FollowupLine)
 
 
 @dataclass(frozen=True)
@@ -119,6 +72,44 @@ class Followup:
     delivered: bool
     created_at: datetime
     updated_at: datetime
+
+
+# A follow-up's due time is stored as ``due_at``.
+_followup = RowReader(Followup, names={"due": "due_at"})
+_COLUMNS = _followup.columns
+_INSERT = (
+    f"INSERT OR IGNORE INTO followups ({_COLUMNS.removeprefix('id, ')}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, 0, ?, ?)"
+)
+
+
+_FollowupFields: Any = row_line(Followup, times=str, names={"due": "due_at"}, checks={"id": Field(ge=1)})
+
+
+class FollowupLine(_FollowupFields):
+    """One follow-up in a backup (the fields of :class:`Followup`, its due time as ``due_at``). Times are
+    stored as :func:`stamp` writes them (UTC, to the second: the due check compares them as text), so a
+    line's time in another form is written that way."""
+
+    @field_validator("due_at", "created_at", "updated_at")
+    @classmethod
+    def _stamped(cls, value: str) -> str:
+        at = datetime.fromisoformat(value)
+        if at.tzinfo is None:
+            raise ValueError("a time needs its zone (UTC offset)")
+        return stamp(at)
+
+    @model_validator(mode="after")
+    def _open_has_no_card(self) -> FollowupLine:
+        # Only a follow-up that came up has a card or was shown; an open one holding either is not ours.
+        if self.state == "open" and (self.approval_id is not None or self.delivered):
+            raise ValueError(f"follow-up {self.id} is open, so it cannot have a card or have been shown")
+        if self.source == "auto" and not self.message_id:
+            raise ValueError(f"automatic follow-up {self.id} names no sent email")
+        return self
+
+
+_FOLLOWUPS = Table("followups", FollowupLine)
 
 
 @dataclass(frozen=True)
@@ -273,23 +264,4 @@ def _values(new: NewFollowup) -> tuple[Any, ...]:
         new.message_id,
         new.subject,
         json.dumps(list(new.refs)),
-    )
-
-
-def _followup(row: Any) -> Followup:
-    return Followup(
-        id=int(row[0]),
-        contact=row[1],
-        email=row[2],
-        what=row[3],
-        due=datetime.fromisoformat(row[4]),
-        source=row[5],
-        message_id=row[6],
-        subject=row[7],
-        refs=tuple(json.loads(row[8])),
-        state=row[9],
-        approval_id=row[10],
-        delivered=bool(row[11]),
-        created_at=datetime.fromisoformat(row[12]),
-        updated_at=datetime.fromisoformat(row[13]),
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from memory.db import Database
 from memory.lines import Line, Table, row_line
@@ -20,7 +20,7 @@ from memory.tasks import Attempt, Goal, Task, TaskLedger
 log = logging.getLogger(__name__)
 
 
-_AttemptFields: Any = row_line(Attempt, checks={"attempt": Field(ge=0), "cost": Field(ge=0)}, aware=True)
+_AttemptFields: Any = row_line(Attempt, checks={"attempt": Field(ge=0), "cost": Field(ge=0)}, times=AwareDatetime)
 _TaskFields: Any = row_line(
     Task,
     # How often a task went on after its cards were decided names its proposals while it runs; a restored
@@ -30,10 +30,10 @@ _TaskFields: Any = row_line(
         "id": Field(min_length=1), "run": Field(ge=1), "seq": Field(ge=0), "key": Field(min_length=1),
         "attempts": Field(ge=0),
     },
-    aware=True,
+    times=AwareDatetime,
 )  # fmt: skip
 _GoalFields: Any = row_line(
-    Goal, checks={"id": Field(min_length=1), "runs": Field(ge=0), "verified": Field(ge=0)}, aware=True
+    Goal, checks={"id": Field(min_length=1), "runs": Field(ge=0), "verified": Field(ge=0)}, times=AwareDatetime
 )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, create_model
 from pydantic.fields import FieldInfo
 
 
@@ -36,15 +36,20 @@ def row_line(
     checks: Mapping[str, FieldInfo] | None = None,
     defaults: Mapping[str, Any] | None = None,
     nested: Mapping[type, type[Line]] | None = None,
-    aware: bool = False,
+    times: Any = datetime,
+    names: Mapping[str, str] | None = None,
 ) -> Any:
     """A :class:`Line` with the fields of the dataclass ``row``, less ``drop`` (columns a backup does not
-    carry), as a line holds them: a tuple as a list, a dataclass of ``nested`` as its line, a time as an
-    aware one when ``aware``. ``checks`` add constraints to a field (``Field(ge=0)``); ``defaults`` give the
-    value a line written before the field existed gets (no row default is carried otherwise, so a line
-    must hold every other field). A store subclasses the result to add nested lines and cross-checks::
+    carry), as a line holds them: a tuple as a list, a dataclass of ``nested`` as its line, a time as
+    ``times`` (``AwareDatetime``, or ``str`` for a store that keeps its times as text it wrote); ``names``
+    renames a field whose column is named otherwise. ``checks`` add constraints to a field (``Field(ge=0)``);
+    ``defaults`` give the value a line written before the field existed gets (no row default is carried
+    otherwise, so a line must hold every other field). A store subclasses the result to add nested lines and
+    cross-checks (``memory.approval_lines``)::
 
-        class OutboxLine(row_line(OutboxRow, drop=("restored",))): ...
+        _OutboxFields: Any = row_line(OutboxRow, drop=("restored",))
+
+        class OutboxLine(_OutboxFields): ...
 
     Typed ``Any`` because the model is built at run time; the subclass is what callers name."""
     dropped = set(drop)
@@ -53,24 +58,24 @@ def row_line(
     for field in dataclasses.fields(row):
         if field.name in dropped:
             continue
-        annotation = _line_type(hints[field.name], nested or {}, aware)
+        annotation = _line_type(hints[field.name], nested or {}, times)
         if checks and field.name in checks:
             annotation = Annotated[annotation, checks[field.name]]
-        fields[field.name] = (annotation, (defaults or {}).get(field.name, ...))
-    unknown = dropped.union(checks or {}, defaults or {}) - {f.name for f in dataclasses.fields(row)}
+        fields[(names or {}).get(field.name, field.name)] = (annotation, (defaults or {}).get(field.name, ...))
+    unknown = dropped.union(checks or {}, defaults or {}, names or {}) - {f.name for f in dataclasses.fields(row)}
     if unknown:
         raise TypeError(f"{row.__name__} has no field {', '.join(sorted(unknown))}")
     return create_model(f"{row.__name__}Fields", __base__=Line, __module__=row.__module__, **fields)
 
 
-def _line_type(annotation: Any, nested: Mapping[type, type[Line]], aware: bool) -> Any:
+def _line_type(annotation: Any, nested: Mapping[type, type[Line]], times: Any) -> Any:
     origin = get_origin(annotation)
     if origin in (Union, types.UnionType):
-        return Union[tuple(_line_type(arg, nested, aware) for arg in get_args(annotation))]  # noqa: UP007
+        return Union[tuple(_line_type(arg, nested, times) for arg in get_args(annotation))]  # noqa: UP007
     if origin is tuple:
-        return list[_line_type(get_args(annotation)[0], nested, aware)]  # type: ignore[misc]
-    if annotation is datetime and aware:
-        return AwareDatetime
+        return list[_line_type(get_args(annotation)[0], nested, times)]  # type: ignore[misc]
+    if annotation is datetime:
+        return times
     return nested.get(annotation, annotation)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -22,12 +22,13 @@ R = TypeVar("R")
 class RowReader(Generic[R]):
     """Reads rows of ``columns`` (every field of the dataclass ``row``) into ``row`` instances."""
 
-    def __init__(self, row: type[R]) -> None:
+    def __init__(self, row: type[R], names: Mapping[str, str] | None = None) -> None:
+        """``names``: the column of a field named otherwise."""
         hints = get_type_hints(row)
-        names = [field.name for field in dataclasses.fields(row)]  # type: ignore[arg-type]
+        fields = [field.name for field in dataclasses.fields(row)]  # type: ignore[arg-type]
         self._row = row
-        self._decode = [_decoder(hints[name]) for name in names]
-        self.columns = ", ".join(names)
+        self._decode = [_decoder(hints[name]) for name in fields]
+        self.columns = ", ".join((names or {}).get(name, name) for name in fields)
         """The columns to select, in field order."""
 
     def __call__(self, values: Sequence[Any]) -> R:

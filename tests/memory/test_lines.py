@@ -16,6 +16,7 @@ from memory.approval_lines import ApprovalLine, CardLine, OutboxLine
 from memory.approvals import ApprovalRow, CardRef, OutboxRow
 from memory.db import Event
 from memory.event_log import EventLine
+from memory.followups import Followup, FollowupLine
 from memory.goal_lines import AttemptLine, GoalLine, TaskLine
 from memory.lines import Line, row_line
 from memory.tasks import Attempt, Goal, Task
@@ -29,8 +30,12 @@ PAIRS: list[tuple[type, type[Line], set[str], set[str]]] = [
     (Goal, GoalLine, {"tasks"}, set()),
     (Task, TaskLine, {"attempt_log"}, {"resumes"}),
     (Attempt, AttemptLine, set(), set()),
+    (Followup, FollowupLine, set(), set()),
 ]
 LINE_OF = {row: line for row, line, _, _ in PAIRS}
+# A field whose column (and line field) is named otherwise; times a line keeps as the text the store wrote.
+RENAMED = {Followup: {"due": "due_at"}}
+TIMES_AS_TEXT = {Followup}
 
 
 def _plain(annotation: Any) -> Any:
@@ -52,7 +57,12 @@ def test_a_line_holds_its_rows_fields_with_their_types(
     row: type, line: type[Line], nested: set[str], left_out: set[str]
 ) -> None:
     hints = get_type_hints(row)
-    row_fields = {f.name: _plain(hints[f.name]) for f in dataclasses.fields(row) if f.name not in left_out}
+    renamed = RENAMED.get(row, {})
+    row_fields = {
+        renamed.get(f.name, f.name): _plain(hints[f.name]) for f in dataclasses.fields(row) if f.name not in left_out
+    }
+    if row in TIMES_AS_TEXT:
+        row_fields = {name: str if kind is datetime else kind for name, kind in row_fields.items()}
     line_fields = {
         name: _plain(field.annotation if not field.metadata else Annotated[field.annotation, *field.metadata])
         for name, field in line.model_fields.items()
