@@ -11,63 +11,39 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import model_validator
 
-from memory.approvals import ApprovalState, ApprovalStore, OutboxState
+from memory.approval_rows import ApprovalRow, CardRef, OutboxRow
+from memory.approvals import ApprovalStore
 from memory.db import Database
-from memory.lines import Line, Table
+from memory.lines import Line, Table, row_line
+
+_CardFields: Any = row_line(CardRef)
 
 
-class CardLine(Line):
-    """Where a card was shown."""
-
-    channel: str
-    chat_id: str
-    thread_id: str | None
-    message_id: str
+class CardLine(_CardFields):
+    """Where a card was shown (the fields of ``memory.approvals.CardRef``)."""
 
 
-class OutboxLine(Line):
-    """An approval's outbox row."""
-
-    approval_id: str
-    idempotency_key: str
-    kind: str
-    action: dict[str, Any]
-    digest: str
-    state: OutboxState
-    attempts: int
-    next_attempt_at: datetime
-    detail: str
-    external_id: str | None
-    updated_at: datetime
-    progress: dict[str, Any] = {}
-    owner: str | None = None
-    """The process that ran it last (``memory.liveness``); kept as it was: no process here has that name."""
+_OutboxFields: Any = row_line(
+    OutboxRow,
+    drop=("restored",),  # every restored row is marked restored (``_OUTBOX`` writes it)
+    # A line from before an outbox row kept its progress or its process; ``owner`` is kept as it was: no
+    # process here has that name.
+    defaults={"progress": {}, "owner": None},
+)
+_ApprovalFields: Any = row_line(ApprovalRow, defaults={"context": {}}, nested={CardRef: CardLine})
 
 
-class ApprovalLine(Line):
-    """One approval with its cards and outbox row."""
+class OutboxLine(_OutboxFields):
+    """An approval's outbox row (the fields of ``memory.approvals.OutboxRow``)."""
 
-    id: str
-    root_id: str
-    thread: str
-    origin: str
-    kind: str
-    action: dict[str, Any]
-    digest: str
-    approvers: list[str]
-    nonce: str
-    created_at: datetime
-    expires_at: datetime
-    state: ApprovalState
-    decided_by: str | None
-    decided_at: datetime | None
-    cards: list[CardLine]
-    context: dict[str, Any] = {}
+
+class ApprovalLine(_ApprovalFields):
+    """One approval (the fields of ``memory.approvals.ApprovalRow``) with its cards and outbox row."""
+
     outbox: OutboxLine | None
 
     @model_validator(mode="after")

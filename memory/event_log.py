@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
-from memory.db import Database
-from memory.lines import Line, Table
+from memory.db import Database, Event
+from memory.lines import Line, Table, row_line
+
+_EventFields: Any = row_line(Event)
 
 
-class EventLine(Line):
-    """One event."""
-
-    id: int
-    at: datetime
-    actor: str
-    session: str | None
-    kind: str
-    payload: dict[str, Any]
+class EventLine(_EventFields):
+    """One event (the fields of ``memory.db.Event``)."""
 
 
 _EVENTS = Table("events", EventLine)

@@ -4,6 +4,8 @@ model, or an email sent with no reply yet) and what became of it.
 States: ``open`` (waiting for its day), ``proposed`` (its card or reminder came up, once: the approval it
 was proposed under is kept), ``done``, ``cancelled``. An automatic follow-up is unique per sent email.
 
+Sent emails and their replies, as follow-ups are matched against them, are read by ``memory.followup_mail``.
+
 In a backup (``followups.jsonl``, ``memory.portable``) every follow-up is one :class:`FollowupLine`; what an
 import may not trust (a card that came up) is changed by ``bot/backup.py`` first.
 """
@@ -14,13 +16,17 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from memory.db import Database, utcnow
-from memory.lines import Line, Table
+from memory.followup_mail import FollowupMail, Unanswered, stamp
+from memory.lines import Line, Table, row_line
+from memory.rows import RowReader
+
+__all__ = ["Followup", "FollowupLine", "FollowupStore", "NewFollowup", "Source", "State", "Unanswered", "stamp"]
 
 Source = Literal["manual", "model", "auto"]
 State = Literal["open", "proposed", "done", "cancelled"]
@@ -46,41 +52,44 @@ CREATE INDEX IF NOT EXISTS followups_due ON followups(state, due_at);
 CREATE UNIQUE INDEX IF NOT EXISTS followups_auto ON followups(message_id) WHERE source = 'auto';
 CREATE INDEX IF NOT EXISTS followups_undelivered ON followups(id) WHERE state = 'proposed' AND delivered = 0;
 """
-_COLUMNS = (
-    "id, contact, email, what, due_at, source, message_id, subject, refs, state, approval_id, delivered, "
-    "created_at, updated_at"
-)
+
+
+@dataclass(frozen=True)
+class Followup:
+    """One follow-up. ``message_id``/``subject``/``refs``: the email it follows up on, when there is one."""
+
+    id: int
+    contact: str
+    email: str
+    what: str
+    due: datetime
+    source: Source
+    message_id: str
+    subject: str
+    refs: tuple[str, ...]
+    state: State
+    approval_id: str | None
+    delivered: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# A follow-up's due time is stored as ``due_at``.
+_followup = RowReader(Followup, names={"due": "due_at"})
+_COLUMNS = _followup.columns
 _INSERT = (
     f"INSERT OR IGNORE INTO followups ({_COLUMNS.removeprefix('id, ')}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL, 0, ?, ?)"
 )
-REPLY_CURSOR = "followups.reply_cursor"
-AUTO_SINCE = "followups.auto_since"
 
 
-def stamp(at: datetime) -> str:
-    """How a time is stored: UTC, ISO, to the second (so stored times compare as text)."""
-    return at.astimezone(UTC).replace(microsecond=0).isoformat()
+_FollowupFields: Any = row_line(Followup, times=str, names={"due": "due_at"}, checks={"id": Field(ge=1)})
 
 
-class FollowupLine(Line):
-    """One follow-up in a backup. Times are stored as :func:`stamp` writes them (UTC, to the second: the due
-    check compares them as text), so a line's time in another form is written that way."""
-
-    id: int = Field(ge=1)
-    contact: str
-    email: str
-    what: str
-    due_at: str
-    source: Source
-    message_id: str
-    subject: str
-    refs: list[str]
-    state: State
-    approval_id: str | None
-    delivered: bool
-    created_at: str
-    updated_at: str
+class FollowupLine(_FollowupFields):
+    """One follow-up in a backup (the fields of :class:`Followup`, its due time as ``due_at``). Times are
+    stored as :func:`stamp` writes them (UTC, to the second: the due check compares them as text), so a
+    line's time in another form is written that way."""
 
     @field_validator("due_at", "created_at", "updated_at")
     @classmethod
@@ -104,26 +113,6 @@ _FOLLOWUPS = Table("followups", FollowupLine)
 
 
 @dataclass(frozen=True)
-class Followup:
-    """One follow-up. ``message_id``/``subject``/``refs``: the email it follows up on, when there is one."""
-
-    id: int
-    contact: str
-    email: str
-    what: str
-    due: datetime
-    source: Source
-    message_id: str
-    subject: str
-    refs: tuple[str, ...]
-    state: State
-    approval_id: str | None
-    delivered: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
 class NewFollowup:
     """What a new follow-up is made of."""
 
@@ -137,18 +126,7 @@ class NewFollowup:
     refs: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Unanswered:
-    """An email we sent (through an approved card) that has no automatic follow-up yet."""
-
-    message_id: str
-    recipients: tuple[str, ...]
-    subject: str
-    sent_at: datetime
-    refs: tuple[str, ...]
-
-
-class FollowupStore:
+class FollowupStore(FollowupMail):
     """The ``followups`` table in the application database."""
 
     name: ClassVar[str] = "followups"
@@ -262,28 +240,6 @@ class FollowupStore:
         )
         return await self.get(followup_id) if written.rowcount == 1 else None
 
-    async def unanswered(self, since: datetime, limit: int = 500) -> list[Unanswered]:
-        """Emails sent since ``since`` through an approved card (outbox ``sent``) with no automatic follow-up
-        yet, other than those a follow-up or a payment reminder sent (those are chased already)."""
-        return [_unanswered(r) for r in await self._db.fetchall(_UNANSWERED, (stamp(since), limit))]
-
-    async def replies_since(self, after: int, limit: int = 1000) -> tuple[list[str], int]:
-        """The Message-IDs answered (In-Reply-To and References) by mail stored after mail id ``after``, and
-        the last mail id read."""
-        rows = await self._db.fetchall(
-            "SELECT id, in_reply_to, refs FROM mail_messages WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
-        )
-        answered = [ref for r in rows for ref in (r[1], *json.loads(r[2])) if ref]
-        return answered, (int(rows[-1][0]) if rows else after)
-
-    async def replied(self, message_id: str) -> bool:
-        """Whether stored mail answers ``message_id`` (In-Reply-To, or in its References)."""
-        row = await self._db.fetchone(
-            "SELECT 1 FROM mail_messages WHERE in_reply_to = ? OR thread = ? OR instr(refs, ?) > 0 LIMIT 1",
-            (message_id, message_id, json.dumps(message_id)),
-        )
-        return row is not None
-
     async def answered(self, message_ids: Sequence[str]) -> list[Followup]:
         """Open or proposed automatic follow-ups of the sent emails ``message_ids``."""
         found: list[Followup] = []
@@ -297,72 +253,6 @@ class FollowupStore:
             found += [_followup(r) for r in rows]
         return found
 
-    async def settled_cards(self) -> list[tuple[int, str]]:
-        """Proposed follow-up cards whose approval is settled: ``(id, "done")`` once its email went out,
-        ``(id, "cancelled")`` once it was rejected or expired."""
-        rows = await self._db.fetchall(_SETTLED)
-        return [(int(r[0]), str(r[1])) for r in rows]
-
-    async def last_sent_to(self, email: str) -> Unanswered | None:
-        """The newest email sent to ``email`` through an approved card (to thread a follow-up to it)."""
-        row = await self._db.fetchone(_LAST_SENT, (json.dumps(email),))
-        return _unanswered(row) if row else None
-
-    async def auto_since(self) -> datetime:
-        """When automatic follow-ups began (the first call): emails sent before it get none, so an upgrade
-        does not bring a follow-up for every email ever sent."""
-        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (AUTO_SINCE,))
-        if row is not None:
-            return datetime.fromisoformat(json.loads(row[0]))
-        now = stamp(utcnow())
-        await self._db.write(
-            "INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES (?, ?, ?)", (AUTO_SINCE, json.dumps(now), now)
-        )
-        return await self.auto_since()
-
-    async def reply_cursor(self) -> int:
-        """The last mail id whose replies were looked at."""
-        row = await self._db.fetchone("SELECT value FROM kv WHERE key = ?", (REPLY_CURSOR,))
-        return int(json.loads(row[0])) if row else 0
-
-    async def set_reply_cursor(self, mail_id: int) -> None:
-        """Move the reply cursor."""
-        await self._db.write(
-            "INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES (?, ?, ?)",
-            (REPLY_CURSOR, json.dumps(mail_id), stamp(utcnow())),
-        )
-
-
-# The mail, outbox and approvals tables belong to their own stores (same file); read here only to find sent
-# emails without a follow-up and the cards of proposed ones.
-_UNANSWERED = """
-SELECT s.message_id, s.recipients, s.subject, s.sent_at, json_extract(a.action, '$.references')
-FROM mail_sent s
-JOIN outbox o ON o.idempotency_key = s.idempotency_key AND o.state = 'sent'
-JOIN approvals a ON a.id = o.approval_id
-WHERE s.sent_at >= ? AND a.origin NOT IN ('followups', 'receivables')
-  AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.source = 'auto' AND f.message_id = s.message_id)
-ORDER BY s.sent_at
-LIMIT ?
-"""
-_LAST_SENT = """
-SELECT s.message_id, s.recipients, s.subject, s.sent_at, json_extract(a.action, '$.references')
-FROM mail_sent s
-JOIN outbox o ON o.idempotency_key = s.idempotency_key AND o.state = 'sent'
-JOIN approvals a ON a.id = o.approval_id
-WHERE instr(s.recipients, ?) > 0
-ORDER BY s.sent_at DESC
-LIMIT 1
-"""
-_SETTLED = """
-SELECT f.id, CASE WHEN o.state = 'sent' THEN 'done' ELSE 'cancelled' END
-FROM followups f
-JOIN approvals a ON a.root_id = f.approval_id
-LEFT JOIN outbox o ON o.approval_id = a.id
-WHERE f.state = 'proposed' AND f.approval_id IS NOT NULL
-  AND (o.state = 'sent' OR a.state IN ('rejected', 'expired'))
-"""
-
 
 def _values(new: NewFollowup) -> tuple[Any, ...]:
     return (
@@ -374,28 +264,4 @@ def _values(new: NewFollowup) -> tuple[Any, ...]:
         new.message_id,
         new.subject,
         json.dumps(list(new.refs)),
-    )
-
-
-def _unanswered(row: Any) -> Unanswered:
-    refs = tuple(json.loads(row[4] or "[]"))
-    return Unanswered(row[0], tuple(json.loads(row[1])), row[2], datetime.fromisoformat(row[3]), refs)
-
-
-def _followup(row: Any) -> Followup:
-    return Followup(
-        id=int(row[0]),
-        contact=row[1],
-        email=row[2],
-        what=row[3],
-        due=datetime.fromisoformat(row[4]),
-        source=row[5],
-        message_id=row[6],
-        subject=row[7],
-        refs=tuple(json.loads(row[8])),
-        state=row[9],
-        approval_id=row[10],
-        delivered=bool(row[11]),
-        created_at=datetime.fromisoformat(row[12]),
-        updated_at=datetime.fromisoformat(row[13]),
     )

@@ -14,50 +14,36 @@ from typing import Any, ClassVar
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from memory.db import Database
-from memory.lines import Line, Table
-from memory.tasks import GoalStatus, TaskLedger, TaskState
+from memory.lines import Line, Table, row_line
+from memory.tasks import Attempt, Goal, Task, TaskLedger
 
 log = logging.getLogger(__name__)
 
 
-class AttemptLine(Line):
-    """One attempt at a task, nested in its task."""
+_AttemptFields: Any = row_line(Attempt, checks={"attempt": Field(ge=0), "cost": Field(ge=0)}, times=AwareDatetime)
+_TaskFields: Any = row_line(
+    Task,
+    # How often a task went on after its cards were decided names its proposals while it runs; a restored
+    # task runs no more (unfinished ones come back cancelled), so it starts again from 0.
+    drop=("resumes",),
+    checks={
+        "id": Field(min_length=1), "run": Field(ge=1), "seq": Field(ge=0), "key": Field(min_length=1),
+        "attempts": Field(ge=0),
+    },
+    times=AwareDatetime,
+)  # fmt: skip
+_GoalFields: Any = row_line(
+    Goal, checks={"id": Field(min_length=1), "runs": Field(ge=0), "verified": Field(ge=0)}, times=AwareDatetime
+)
 
-    task_id: str
-    attempt: int = Field(ge=0)
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None
-    outcome: str | None
-    error: str
-    model: str
-    cost: float = Field(ge=0)
-    trace: list[dict[str, Any]]
+
+class AttemptLine(_AttemptFields):
+    """One attempt at a task (the fields of ``memory.tasks.Attempt``), nested in its task."""
 
 
-class TaskLine(Line):
-    """One task of a goal's run, nested in its goal, with its attempts."""
+class TaskLine(_TaskFields):
+    """One task of a goal's run (the fields of ``memory.tasks.Task``), nested in its goal, with its attempts."""
 
-    id: str = Field(min_length=1)
-    goal_id: str
-    run: int = Field(ge=1)
-    seq: int = Field(ge=0)
-    key: str = Field(min_length=1)
-    title: str
-    skill: str
-    instructions: str
-    depends_on: list[str]
-    expected: str
-    state: TaskState
-    attempts: int = Field(ge=0)
-    next_try_at: AwareDatetime
-    lease_owner: str | None
-    lease_until: AwareDatetime | None
-    waiting_on: list[str]
-    notes: list[str]
-    result: dict[str, Any] | None
-    error: str
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
     attempt_log: list[AttemptLine]
 
     @model_validator(mode="after")
@@ -68,27 +54,9 @@ class TaskLine(Line):
         return self
 
 
-class GoalLine(Line):
-    """A goal with its tasks and their attempts."""
+class GoalLine(_GoalFields):
+    """A goal (the fields of ``memory.tasks.Goal``) with its tasks and their attempts."""
 
-    id: str = Field(min_length=1)
-    text: str
-    criteria: str
-    due: str | None
-    budget: float | None
-    status: GoalStatus
-    session: str
-    requested_by: str
-    plan: dict[str, Any] | None
-    plan_approval: str | None
-    schedule: str | None
-    runs: int = Field(ge=0)
-    verified: int = Field(ge=0)
-    last_run_at: AwareDatetime | None
-    report: str
-    status_message: dict[str, Any] | None
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
     tasks: list[TaskLine]
 
     @field_validator("due")
@@ -120,8 +88,6 @@ class GoalLine(Line):
 
 
 _GOALS = Table("goals", GoalLine, nested=("tasks",))
-# How often a task went on after its cards were decided names its proposals while it runs; a restored
-# task runs no more (unfinished ones come back cancelled), so it starts again from 0.
 _TASKS = Table("tasks", TaskLine, nested=("attempt_log",), kept_out=("resumes",))
 # The attempt's row id only orders a task's attempts; the order of the nested list keeps that.
 _ATTEMPTS = Table("task_attempts", AttemptLine, kept_out=("id",))

@@ -1,6 +1,9 @@
 """A backup line and the table it comes from: the SQL that reads and writes a portable store's rows is
 derived from its line model, so a table's layout is declared once, next to the store (``memory.portable``).
 
+A store's line is derived from its row dataclass by :func:`row_line` (the row's fields, their types as a
+line carries them), so a column is declared in the row alone.
+
 A field typed as a ``dict`` or a ``list`` is a column of JSON text, a ``bool`` an integer 0 or 1, a
 ``datetime`` ISO 8601 text; other values are stored as they are. Times are read back as the text
 stored (ISO 8601), never re-formatted.
@@ -8,20 +11,72 @@ stored (ISO 8601), never re-formatted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import types
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
+from pydantic.fields import FieldInfo
 
 
 class Line(BaseModel):
     """One line of an export: every field is the line's own, no other key is accepted."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def row_line(
+    row: type,
+    *,
+    drop: Iterable[str] = (),
+    checks: Mapping[str, FieldInfo] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    nested: Mapping[type, type[Line]] | None = None,
+    times: Any = datetime,
+    names: Mapping[str, str] | None = None,
+) -> Any:
+    """A :class:`Line` with the fields of the dataclass ``row``, less ``drop`` (columns a backup does not
+    carry), as a line holds them: a tuple as a list, a dataclass of ``nested`` as its line, a time as
+    ``times`` (``AwareDatetime``, or ``str`` for a store that keeps its times as text it wrote); ``names``
+    renames a field whose column is named otherwise. ``checks`` add constraints to a field (``Field(ge=0)``);
+    ``defaults`` give the value a line written before the field existed gets (no row default is carried
+    otherwise, so a line must hold every other field). A store subclasses the result to add nested lines and
+    cross-checks (``memory.approval_lines``)::
+
+        _OutboxFields: Any = row_line(OutboxRow, drop=("restored",))
+
+        class OutboxLine(_OutboxFields): ...
+
+    Typed ``Any`` because the model is built at run time; the subclass is what callers name."""
+    dropped = set(drop)
+    hints = get_type_hints(row)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(row):
+        if field.name in dropped:
+            continue
+        annotation = _line_type(hints[field.name], nested or {}, times)
+        if checks and field.name in checks:
+            annotation = Annotated[annotation, checks[field.name]]
+        fields[(names or {}).get(field.name, field.name)] = (annotation, (defaults or {}).get(field.name, ...))
+    unknown = dropped.union(checks or {}, defaults or {}, names or {}) - {f.name for f in dataclasses.fields(row)}
+    if unknown:
+        raise TypeError(f"{row.__name__} has no field {', '.join(sorted(unknown))}")
+    return create_model(f"{row.__name__}Fields", __base__=Line, __module__=row.__module__, **fields)
+
+
+def _line_type(annotation: Any, nested: Mapping[type, type[Line]], times: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_line_type(arg, nested, times) for arg in get_args(annotation))]  # noqa: UP007
+    if origin is tuple:
+        return list[_line_type(get_args(annotation)[0], nested, times)]  # type: ignore[misc]
+    if annotation is datetime:
+        return times
+    return nested.get(annotation, annotation)
 
 
 def _is_json(annotation: Any) -> bool:

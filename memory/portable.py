@@ -3,8 +3,10 @@
 :meth:`PortableStore.restore`. What an import may not trust (docs/backup-trust.md) is decided by
 ``bot/backup.py`` before the lines reach a store: a store restores what it is given.
 
-**Adding a store to backups**: give it the members of :class:`PortableStore` (its line model a
-``memory.lines.Line``, its SQL from a ``memory.lines.Table``) and add its class to :data:`PORTABLE` below.
+**Adding a store to backups**: give it the members of :class:`PortableStore` (its line model derived from
+its row dataclass by ``memory.lines.row_line``, so a column is declared once; its SQL from a
+``memory.lines.Table``) and add its class to :data:`PORTABLE` below; ``tests/memory/test_lines.py`` holds
+each line against its row.
 An export made before the store existed has no file for it: it restores with no rows.
 """
 

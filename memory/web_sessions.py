@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,8 +52,10 @@ class WebSession:
 class WebAuthStore:
     """Login links and sessions."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        """``clock``: now, as an aware time (links and sessions expire by it)."""
         self._db = db
+        self._clock = clock
 
     async def setup(self) -> None:
         """Create the tables."""
@@ -61,7 +64,7 @@ class WebAuthStore:
     async def create_link(self, operator: str, ttl: timedelta, via: str) -> str:
         """A fresh one-time link token for ``operator``, valid for ``ttl``."""
         token = secrets.token_urlsafe(32)
-        now = utcnow()
+        now = self._clock()
         async with self._db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO web_links (token_hash, operator, created_at, expires_at) VALUES (?, ?, ?, ?)",
@@ -74,13 +77,13 @@ class WebAuthStore:
         """True while the link is unused and unexpired (nothing is changed)."""
         row = await self._db.fetchone(
             "SELECT 1 FROM web_links WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
-            (token_hash(token), utcnow().isoformat()),
+            (token_hash(token), self._clock().isoformat()),
         )
         return row is not None
 
     async def redeem(self, token: str, session_ttl: timedelta) -> tuple[str, str] | None:
         """Use a valid link once: (operator, new session token), or None (unknown, used or expired)."""
-        now = utcnow()
+        now = self._clock()
         session = secrets.token_urlsafe(32)
         async with self._db.transaction() as tx:
             written = await tx.execute(
@@ -104,7 +107,7 @@ class WebAuthStore:
         row = await self._db.fetchone(
             "SELECT operator, created_at, expires_at FROM web_sessions "
             "WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
-            (token_hash(token), utcnow().isoformat()),
+            (token_hash(token), self._clock().isoformat()),
         )
         if row is None:
             return None
@@ -123,7 +126,7 @@ class WebAuthStore:
         rows = await self._db.fetchall(
             "SELECT operator, created_at, expires_at, substr(token_hash, 1, 12) FROM web_sessions "
             "WHERE revoked_at IS NULL AND expires_at > ? ORDER BY created_at",
-            (utcnow().isoformat(),),
+            (self._clock().isoformat(),),
         )
         return [WebSession(str(r[0]), datetime.fromisoformat(r[1]), datetime.fromisoformat(r[2]), r[3]) for r in rows]
 
@@ -134,7 +137,7 @@ class WebAuthStore:
         async with self._db.transaction() as tx:
             written = await tx.execute(
                 "UPDATE web_sessions SET revoked_at = ? WHERE substr(token_hash, 1, ?) = ? AND revoked_at IS NULL",
-                (utcnow().isoformat(), len(session_id), session_id),
+                (self._clock().isoformat(), len(session_id), session_id),
             )
             if written.rowcount:
                 await tx.append_event("web.logout", actor, {"session": session_id})
@@ -145,7 +148,7 @@ class WebAuthStore:
         async with self._db.transaction() as tx:
             written = await tx.execute(
                 "UPDATE web_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
-                (utcnow().isoformat(), token_hash(token)),
+                (self._clock().isoformat(), token_hash(token)),
             )
             if written.rowcount:
                 await tx.append_event("web.logout", actor, {"session": token_hash(token)[:12]})

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from memory.db import Database, open_database, utcnow
-from memory.tasks import TASKS_SCHEMA, TRANSITIONS, TaskLedger, TransitionRefused
+from memory.task_schema import TASKS_SCHEMA
+from memory.task_states import TRANSITIONS
+from memory.tasks import TaskLedger, TransitionRefused
 
 SPECS: list[dict[str, Any]] = [
     {"key": "t1", "title": "first", "skill": "research", "instructions": "do it"},

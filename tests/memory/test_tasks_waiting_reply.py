@@ -8,7 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from memory.db import open_database, utcnow
-from memory.tasks import TASKS_SCHEMA, TaskLedger
+from memory.task_schema import TASKS_SCHEMA
+from memory.tasks import TaskLedger
 
 OLD_SCHEMA = TASKS_SCHEMA.replace("'waiting_approval','waiting_reply',", "'waiting_approval',").replace(
     "    resumes INTEGER NOT NULL DEFAULT 0,\n", ""
