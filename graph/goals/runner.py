@@ -19,8 +19,8 @@ from graph.contexts import Contexts
 from graph.conversation.context import as_data
 from graph.conversation.tools import ToolBox, read_schema
 from graph.errors import ModelUnavailable
-from graph.goals.service import GoalService, card_context
-from graph.goals.skill_context import Outcome, ended, skill_system, with_reason
+from graph.goals.service import GoalService
+from graph.goals.skill_context import Outcome, card_context, ended, skill_system, with_reason
 from graph.goals.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.goals.skills import Skill
 from graph.inbox.replies import ReplyWaits
