@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from datetime import datetime
+from typing import TypeGuard
 
 from graph.approvals.service import ApprovalService
 from graph.buttons import Prefix, encode
@@ -30,6 +31,7 @@ from prompts.messages import GOAL_CANCELLED, GOAL_FOLLOW_UP_NOT_APPROVED, GOAL_P
 __all__ = ["ButtonSpec", "GoalService", "Notifier"]
 
 log = logging.getLogger(__name__)
+WORKING = ("active", "verifying")  # goal statuses in which its tasks run
 
 
 class GoalService:
@@ -231,6 +233,15 @@ class GoalService:
         """New evidence for a goal: a goal judged not met since is verified again (see the verifier)."""
         return await self._verifier.evidence_arrived(goal_id, seen_at)
 
+    async def working(self, goal_id: str) -> bool:
+        """The goal's tasks may run: it is active or being verified (not cancelled, not ended)."""
+        return working(await self._ledger.goal(goal_id))
+
     def limit(self, goal: Goal) -> Limit | None:
         """The goal's own budget, when it has one."""
         return Limit(goal.budget, goal.created_at) if goal.budget else None
+
+
+def working(goal: Goal | None) -> TypeGuard[Goal]:
+    """The goal's tasks may run: it exists and is active or being verified (not cancelled, not ended)."""
+    return goal is not None and goal.status in WORKING
