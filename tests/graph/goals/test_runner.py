@@ -11,7 +11,7 @@ from graph.goals.runner import TaskRunner
 from memory.tasks import Task
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.graph.goals.goal_helpers import finish, task_title
-from tests.graph.goals.parts import GoalParts, goal_parts, spec
+from tests.graph.parts import GoalParts, goal_parts, spec
 
 
 def runner_of(parts: GoalParts) -> TaskRunner:

@@ -12,7 +12,7 @@ from connectors.email import EmailAction
 from memory.tasks import Task, TransitionRefused
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.graph.goals.goal_helpers import met_verdict
-from tests.graph.goals.parts import OPERATOR, SESSION, GoalParts, goal_parts, spec
+from tests.graph.parts import OPERATOR, SESSION, GoalParts, goal_parts, spec
 
 
 async def finish_run(parts: GoalParts, tasks: list[Task]) -> None:

@@ -1,4 +1,4 @@
-"""The goal layer built directly from its real parts (no runtime, no channel): the stores on SQLite in a temp dir,
+"""The graph layer built directly from its real parts (no runtime, no channel): the stores on SQLite in a temp dir,
 the model client against the fake OpenAI server, the action kinds of a default install, and a notifier that keeps
 what the operator would be shown."""
 
