@@ -82,9 +82,12 @@ def spec(key: str, title: str, skill: str = "research", after: tuple[str, ...] =
 
 
 @asynccontextmanager
-async def goal_parts(tmp_path: Path, fake: FakeOpenAI, **tasks: Any) -> AsyncIterator[GoalParts]:
-    """The goal service and the skill executor on real stores; ``tasks`` overrides COO_TASKS__*."""
-    settings = make_settings(tmp_path, llm=llm_settings(fake), tasks=tasks)
+async def goal_parts(
+    tmp_path: Path, fake: FakeOpenAI, tasks: dict[str, Any] | None = None, **more: Any
+) -> AsyncIterator[GoalParts]:
+    """The goal service and the skill executor on real stores; ``tasks`` overrides COO_TASKS__*, ``more`` other
+    settings (``smtp=...``)."""
+    settings = make_settings(tmp_path, llm=llm_settings(fake), tasks=tasks or {}, **more)
     clock = DateClock(NOON)
     async with AsyncExitStack() as stack:
         stores = await open_stores(settings, stack)

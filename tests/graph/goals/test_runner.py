@@ -71,7 +71,7 @@ async def test_a_failed_attempt_backs_off_and_the_last_one_blocks_the_task(
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.default = Scripted(status=400, error_message="the model refused the request")
-    async with goal_parts(tmp_path, fake_llm, max_attempts=2, retry_base_s=30) as parts:
+    async with goal_parts(tmp_path, fake_llm, {"max_attempts": 2, "retry_base_s": 30}) as parts:
         goal, _ = await parts.goal_with_tasks(spec("t1", "Find a sponsor"))
         runner = runner_of(parts)
         await one_pass(runner)
@@ -91,7 +91,7 @@ async def test_an_attempt_that_cannot_be_recorded_counts_as_failed_and_the_task_
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     """The attempts table is gone (a real SQLite error inside the attempt): the task is not lost in 'running'."""
-    async with goal_parts(tmp_path, fake_llm, retry_base_s=5) as parts:
+    async with goal_parts(tmp_path, fake_llm, {"retry_base_s": 5}) as parts:
         goal, _ = await parts.goal_with_tasks(spec("t1", "Find a sponsor"))
         await parts.stores.db.script("DROP TABLE task_attempts")
         await one_pass(runner_of(parts))
