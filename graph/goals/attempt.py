@@ -110,13 +110,13 @@ class TaskAttempt:
             if not working(await self._ledger.goal(task.goal_id)):
                 settled = CANCELLED
         await self._ledger.move(task.id, "running", settled.state, **settled.fields)
+        if settled.blocked is not None:
+            await self._goals.blocked(task, settled.blocked)
+        for approval_id in settled.fields.get("waiting_on", ()):
+            await self._goals.show_card(approval_id, session)
         if settled.state == "cancelled":
             # A card proposed while the goal was being cancelled (after the cancel expired the cards it found).
             await self._goals.expire_cards(task.goal_id)
-        for approval_id in settled.fields.get("waiting_on", ()):
-            await self._goals.show_card(approval_id, session)
-        if settled.blocked is not None:
-            await self._goals.blocked(task, settled.blocked)
 
     def _retry_at(self, task: Task) -> datetime | None:
         """When a failed attempt of ``task`` is tried again (backoff); None when it has no attempt left."""
