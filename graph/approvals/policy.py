@@ -8,6 +8,8 @@ from enum import Enum
 from typing import Literal
 
 from connectors.base import Action, PolicyHints
+from graph.settings import ApprovalSettings
+from memory.control import ControlStore
 
 
 class Risk(Enum):
@@ -59,3 +61,9 @@ class Policy:
             if all(t.lower() in seen for t in targets):
                 return Risk.DIRECT
         return Risk.APPROVAL
+
+
+async def current_tolerance(control: ControlStore, settings: ApprovalSettings) -> Tolerance:
+    """The risk tolerance in force: the operator's /policy choice, else COO_APPROVALS__RISK_TOLERANCE."""
+    chosen = await control.get(POLICY_RISK_KEY)
+    return chosen if chosen in TOLERANCES else settings.risk_tolerance  # type: ignore[no-any-return]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from typing import Any, Literal
 
 from connectors.base import Action, ActionKind, Executed
 from connectors.registry import Registry
-from graph.approvals.policy import POLICY_RISK_KEY, TOLERANCES, Policy, Risk, Tolerance
-from graph.buttons import Prefix
+from graph.approvals.cards import Card, Verb, button_data, parse_button, render_card
+from graph.approvals.policy import Policy, Risk, current_tolerance
 from graph.errors import UserFacingError, user_facing
 from graph.settings import ApprovalSettings
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef
@@ -29,25 +28,12 @@ from memory.db import Database, utcnow
 from memory.install import content_digest
 from prompts.messages import NOT_RESENDABLE
 
+# Callers at the edge take these from here with the service (the card's text and buttons: ``cards.py``).
+__all__ = ["ApprovalService", "Card", "Decision", "Proposal", "button_data", "current_tolerance", "idempotency_key"]
+
 log = logging.getLogger(__name__)
 
-Verb = Literal["approve", "reject", "edit", "resend", "compensate"]
-VERBS: dict[str, Verb] = {
-    Prefix.APPROVE: "approve",
-    Prefix.REJECT: "reject",
-    Prefix.EDIT: "edit",
-    Prefix.RESEND: "resend",
-    Prefix.COMPENSATE: "compensate",
-}
 _ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
-
-
-@dataclass(frozen=True)
-class Card:
-    """A platform-neutral card: text and (label, opaque data) buttons."""
-
-    text: str
-    buttons: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,19 +52,6 @@ class Decision:
     approval: ApprovalRow | None = None
     verb: Verb | None = None
     proposed: ApprovalRow | None = None
-
-
-def button_data(verb: str, row: ApprovalRow) -> str:
-    """Opaque, short callback data: ``<verb>:<id>:<nonce>`` (well under Telegram's 64 bytes)."""
-    return f"{verb}:{row.id}:{row.nonce}"
-
-
-def parse_button(data: str) -> tuple[Verb, str, str] | None:
-    """Inverse of :func:`button_data`; None for anything malformed."""
-    parts = data.split(":")
-    if len(parts) != 3 or parts[0] not in VERBS or not all(parts[1:]) or len(data) > 64:
-        return None
-    return VERBS[parts[0]], parts[1], parts[2]
 
 
 class ApprovalService:
@@ -349,22 +322,8 @@ class ApprovalService:
         await self._store.add_card(approval_id, card)
 
     def render(self, row: ApprovalRow, status: str | None = None, buttons: tuple[tuple[str, str], ...] = ()) -> Card:
-        """The card, from the structured fields (never from model prose).
-
-        Without a status it is the pending card (Approve / Edit / Reject); with one, the decided card
-        with ``buttons`` given as (label, verb) pairs (Resend, Retry, Void...).
-        """
-        kind = self.kind(row.kind)
-        preview = kind.preview(kind.parse(row.action))
-        shown = visible_controls(preview.render() + provenance(row.context))
-        if status is None:
-            expires = row.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-            text = f"{preview.title}\n\n{shown}\n\n(approval {row.id}, expires {expires})"
-            verbs = (("Approve", Prefix.APPROVE), ("Edit", Prefix.EDIT), ("Reject", Prefix.REJECT))
-            return Card(text, tuple((label, button_data(v, row)) for label, v in verbs))
-        return Card(
-            f"{status}\n\n{shown}\n\n(approval {row.id})", tuple((lb, button_data(v, row)) for lb, v in buttons)
-        )
+        """The card of ``row`` (see :func:`graph.approvals.cards.render_card`)."""
+        return render_card(self.kind(row.kind), row, status, buttons)
 
     async def _resend(self, row: ApprovalRow, approver: str) -> Decision:
         outbox = await self._store.outbox(row.id)
@@ -401,35 +360,6 @@ class ApprovalService:
 
     async def _audit(self, kind: str, actor: str, payload: dict[str, object], thread: str | None) -> None:
         await self._db.append_event(kind, actor, payload, session=thread)
-
-
-async def current_tolerance(control: ControlStore, settings: ApprovalSettings) -> Tolerance:
-    """The risk tolerance in force: the operator's /policy choice, else COO_APPROVALS__RISK_TOLERANCE."""
-    chosen = await control.get(POLICY_RISK_KEY)
-    return chosen if chosen in TOLERANCES else settings.risk_tolerance  # type: ignore[no-any-return]
-
-
-def provenance(context: dict[str, Any]) -> str:
-    """Where a task's card comes from, so the operator decides without opening anything else."""
-    if not context.get("goal_id"):
-        return ""
-    lines = [f"\n\nProposed for goal {context['goal_id']}: {context.get('goal', '')}"]
-    lines.append(f"by task {context.get('task', '?')} ({context.get('skill', '?')})")
-    if context.get("reason"):
-        lines.append(f"Why: {context['reason']}")
-    for used in context.get("used", [])[:5]:
-        lines.append(f"Used: {used}")
-    return "\n".join(lines)
-
-
-# Bidirectional controls: in a card they could make the text shown differ from the text sent (e.g. a
-# right-to-left override reversing a subject or an amount). They are shown, not obeyed.
-_INVISIBLE = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible_controls(text: str) -> str:
-    """``text`` with bidi controls replaced by a visible ``<U+XXXX>``."""
-    return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
 
 
 def idempotency_key(approval_id: str, install_id: str) -> str:

@@ -1,83 +1,37 @@
-"""Goals over their life: plan decisions, one progress message per goal, verification, recurring runs,
-cancelling, the operator's buttons (Retry / Skip / Cancel goal / Approve all)."""
+"""Goals over their life: plan decisions, recurring runs, cancelling, the operator's buttons (Retry / Skip /
+Cancel goal / Approve all). The status message is the board's (``board.py``), verification the verifier's
+(``verify.py``)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
-
-from pydantic import ValidationError
+from typing import TypeGuard
 
 from graph.approvals.service import ApprovalService
 from graph.buttons import Prefix, encode
-from graph.conversation.context import as_data
-from graph.errors import ModelUnavailable
-from graph.goals.plan_kind import PlanAction, next_run, previous_run, task_specs
-from graph.goals.planner import Plan, PlannedTask
-from graph.goals.skill_graph import FINISH
+from graph.goals.board import ButtonSpec, GoalBoard, Notifier
+from graph.goals.plan_kind import previous_run, task_specs
+from graph.goals.planner import Plan
 from graph.goals.skills import all_skills
-from graph.goals.verify import VERDICT_TOOL, Reading, ledger_facts, read_verdict, verdict_tool
+from graph.goals.verify import GoalVerifier
 from graph.inbox.replies import ReplyWaits
-from graph.models.llm import LLMClient, force_tool
+from graph.models.llm import LLMClient
 from graph.settings import TaskSettings
-from graph.spend.budget import BudgetExceeded, Limit
+from graph.spend.budget import Limit
 from memory.approvals import ApprovalRow
 from memory.control import ControlStore
 from memory.db import utcnow
 from memory.goal_evidence import EvidenceStore
 from memory.ledger import CostLedger
-from memory.tasks import FINISHED, Goal, GoalStatus, Task, TaskLedger, TransitionRefused
-from prompts import load_prompt
-from prompts.messages import (
-    GOAL_CANCELLED,
-    GOAL_DONE,
-    GOAL_FOLLOW_UP_NOT_APPROVED,
-    GOAL_NOT_MET,
-    GOAL_NOT_VERIFIED,
-    GOAL_PLAN_NOT_APPROVED,
-    TASK_BLOCKED,
-    TASK_WAITING_REPLY,
-    money,
-    plural,
-)
+from memory.tasks import FINISHED, Goal, Task, TaskLedger, TransitionRefused
+from prompts.messages import GOAL_CANCELLED, GOAL_FOLLOW_UP_NOT_APPROVED, GOAL_PLAN_NOT_APPROVED, TASK_BLOCKED
+
+__all__ = ["ButtonSpec", "GoalService", "Notifier"]
 
 log = logging.getLogger(__name__)
-VERIFY_MAX_TOKENS = 2048
-VERIFY_TEMPERATURE = 0.0
-
-ButtonSpec = tuple[tuple[str, str], ...]
-MARK = {
-    "done": "[done]",
-    "running": "[running]",
-    "waiting_approval": "[waiting for you]",
-    "waiting_reply": "[waiting for a reply]",
-    "ready": "[next]",
-    "todo": "[later]",
-    "blocked": "[blocked]",
-    "failed": "[failed]",
-    "cancelled": "[cancelled]",
-}
-
-
-class Notifier(Protocol):
-    """How the goal layer talks to the operator (the edge implements it; graph/ never imports bot/)."""
-
-    async def post(self, session: str, text: str, buttons: ButtonSpec = (), replace: str | None = None) -> str | None:
-        """Send (or, with ``replace``, edit) a message in a session's chat; returns the message id."""
-        ...
-
-    async def show_card(self, approval_id: str, session: str) -> None:
-        """Show an approval card in a session's chat."""
-        ...
-
-
-@dataclass
-class _Board:
-    dirty: set[str] = field(default_factory=set)
-    posted_at: dict[str, datetime] = field(default_factory=dict)
+WORKING = ("active", "verifying")  # goal statuses in which its tasks run
 
 
 class GoalService:
@@ -103,102 +57,50 @@ class GoalService:
         verifier reads with the ledger's; ``replies``: answers to the goal's emails (with an inbox), shown to the
         verifier as quoted data and on the goal's board as who is awaited."""
         self._ledger = ledger
-        self._skills = tuple(all_skills()) if skills is None else tuple(skills)
         self._approvals = approvals
-        self._llm = llm
-        self._costs = costs
         self._control = control
         self._notifier = notifier
         self._settings = settings
         self._tz = timezone
-        self._currency = currency
-        self._board = _Board()
-        self._verifying: set[str] = set()  # goals this process is verifying now
-        self._evidence = evidence
-        self._replies = replies
+        self._board = GoalBoard(ledger, approvals, costs, notifier, settings, timezone, currency, replies)
+        usable = tuple(all_skills()) if skills is None else tuple(skills)
+        self._verifier = GoalVerifier(
+            ledger, approvals, llm, costs, self._board, notifier, usable, currency, self.limit, evidence, replies
+        )
 
     @property
     def ledger(self) -> TaskLedger:
         """The task ledger."""
         return self._ledger
 
-    # -- progress -------------------------------------------------------------------------------
+    # -- the board (``board.py``) -----------------------------------------------------------------
     def touch(self, goal_id: str) -> None:
         """Something changed: the goal's status message is due for an edit (rate-limited)."""
-        self._board.dirty.add(goal_id)
+        self._board.touch(goal_id)
 
     async def flush_progress(self, now: datetime, force: bool = False) -> int:
         """Edit the status message of each changed goal, at most once per ``progress_interval_s``."""
-        edited = 0
-        for goal_id in sorted(self._board.dirty):
-            last = self._board.posted_at.get(goal_id)
-            if not force and last is not None and (now - last).total_seconds() < self._settings.progress_interval_s:
-                continue
-            self._board.dirty.discard(goal_id)
-            goal = await self._ledger.goal(goal_id)
-            if goal is None or goal.status in ("planning", "proposed"):
-                continue
-            text, buttons = await self.status(goal)
-            replace = (goal.status_message or {}).get("message_id")
-            message_id = await self._notifier.post(goal.session, text, buttons, replace)
-            self._board.posted_at[goal_id] = now
-            edited += 1
-            if message_id and message_id != replace:
-                await self._ledger.update_goal(goal_id, status_message={"message_id": message_id})
-        return edited
+        return await self._board.flush_progress(now, force)
 
     async def status(self, goal: Goal) -> tuple[str, ButtonSpec]:
-        """The goal's status message: done/total, what runs, what waits on the operator, spend."""
-        tasks = await self._ledger.tasks(goal.id, goal.runs or None) if goal.runs else []
-        waiting = await self.waiting_cards(goal)
-        done = sum(t.state == "done" for t in tasks)
-        running = [t.title for t in tasks if t.state == "running"]
-        head = f"Goal {goal.id}: {goal.text[:200]}"
-        lines = [head, f"Status: {goal.status}" + (f" (run {goal.runs})" if goal.schedule else "")]
-        if tasks:
-            lines.append(
-                f"Progress: {done}/{len(tasks)} done" + (f"; running: {', '.join(running)}" if running else "")
-            )
-            lines += [f"{n}. {MARK[t.state]} {t.title}" for n, t in enumerate(tasks, 1)]
-            lines += await self._awaited_lines(tasks)
-        if waiting:
-            lines.append(f"Waiting on you: {plural(len(waiting), 'card')}")
-            lines += [f"- {self._summary(row)} (approval {row.id})" for row in waiting]
-        if goal.schedule and goal.status == "active":
-            lines.append(f"Next run: {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC")
-        spent = await self._costs.spent(goal.created_at, goal.workflow)
-        lines.append(f"Spent: {money(spent, self._currency)}")
-        if goal.report and goal.status in ("done", "failed"):
-            lines.append(goal.report)
-        buttons: list[tuple[str, str]] = []
-        if waiting:
-            buttons.append((f"Approve all {len(waiting)}", encode(Prefix.GOAL, "all", goal.id)))
-        if goal.status not in ("done", "failed", "cancelled"):
-            buttons.append(("Cancel goal", encode(Prefix.GOAL, "cancel", goal.id)))
-        return "\n".join(lines), tuple(buttons)
-
-    async def _awaited_lines(self, tasks: list[Task]) -> list[str]:
-        lines = []
-        for task in tasks:
-            if task.state == "waiting_reply" and self._replies is not None:
-                who = await self._replies.awaited(task)
-                shown = TASK_WAITING_REPLY.format(task=task.title, who=", ".join(who) or "?", due=task.next_try_at)
-                lines.append(shown)
-        return lines
+        """The goal's status message and its buttons."""
+        return await self._board.status(goal)
 
     async def show_card(self, approval_id: str, session: str) -> None:
         """Show a task's card where its goal was set, once."""
-        row = await self._approvals.store.get(approval_id)
-        if row is not None and not any(c.message_id for c in row.cards):
-            await self._notifier.show_card(approval_id, session)
+        await self._board.show_card(approval_id, session)
 
     async def waiting_cards(self, goal: Goal) -> list[ApprovalRow]:
         """The goal's task cards still waiting for a decision."""
-        return [r for r in await self._approvals.store.for_goal(goal.id) if r.state == "pending" and r.origin == "task"]
+        return await self._board.waiting_cards(goal)
 
-    def _summary(self, row: ApprovalRow) -> str:
-        kind = self._approvals.kind(row.kind)
-        return kind.summary(kind.parse(row.action))
+    async def describe(self, goal: Goal) -> str:
+        """``/goal <id>``: the status, then each task's attempts and trace."""
+        return await self._board.describe(goal)
+
+    async def overview(self) -> str:
+        """``/goals``: every goal with its progress."""
+        return await self._board.overview()
 
     # -- the operator's buttons ------------------------------------------------------------------
     async def cancel(self, goal_id: str, actor: str) -> bool:
@@ -266,15 +168,15 @@ class GoalService:
                 await self._check_plan(goal, now)
             elif goal.status == "verifying":
                 if self._left_verifying(goal, now):
-                    await self.verify(goal)
+                    await self._verifier.verify(goal)
             elif await self._run_finished(goal):
-                await self.verify(goal)
+                await self._verifier.verify(goal)
             elif goal.schedule:
                 await self._maybe_run(goal, now)
 
     def _left_verifying(self, goal: Goal, now: datetime) -> bool:
         """Nobody is verifying the goal any more: not this process, and no other one for a lease's time."""
-        return goal.id not in self._verifying and self._quiet(goal, now)
+        return not self._verifier.busy(goal.id) and self._quiet(goal, now)
 
     def _quiet(self, goal: Goal, now: datetime) -> bool:
         """The goal has not changed for a lease's time (whoever was moving it on has died)."""
@@ -327,168 +229,19 @@ class GoalService:
         log.info("goal %s: scheduled run %d (%s)", goal.id, goal.runs + 1, due.isoformat())
         self.touch(goal.id)
 
-    async def verify(self, goal: Goal) -> None:
-        """One model call checks the run's results against the criteria and writes the report.
-
-        ``goal`` is active with a finished run, or verifying and left so by a process that died: it is
-        verified again. Only the verification that ends the ``verifying`` status reports."""
-        if goal.id in self._verifying:
-            return
-        self._verifying.add(goal.id)
-        try:
-            await self._verify(goal)
-        finally:
-            self._verifying.discard(goal.id)
-
-    async def _verify(self, goal: Goal) -> None:
-        if goal.status not in ("active", "verifying"):
-            return
-        if not await self._ledger.move_goal(goal.id, (goal.status,), "verifying"):
-            return
-        tasks = await self._ledger.tasks(goal.id, goal.runs)
-        spent = await self._costs.spent(goal.created_at, goal.workflow)
-        replies = await self._replies.for_goal(goal.id) if self._replies else ""
-        facts = await ledger_facts(tasks, self._approvals, goal.id, replies) + await self._evidence_facts(goal.id)
-        reading = await self._verdict(goal, facts, spent)
-        met = reading is not None and reading.met
-        verified = reading is not None and reading.verified
-        report = reading.report if reading else f"Results:\n{facts}\nSpent: {money(spent, self._currency)}"
-        if reading and reading.dropped:
-            report += "\nNot proposed: " + "; ".join(reading.dropped)
-        follow_up = reading.follow_up if reading and not met and not goal.schedule else ()
-        status: GoalStatus = "active" if goal.schedule else ("done" if met else "proposed" if follow_up else "failed")
-        if not await self._ledger.move_goal(goal.id, ("verifying",), status, report=report, verified=goal.runs):
-            return  # another process verified it meanwhile, and reported
-        if met:
-            text = GOAL_DONE.format(goal_id=goal.id, report=report)
-        elif not verified:
-            text = GOAL_NOT_VERIFIED.format(goal_id=goal.id, criteria=goal.criteria or goal.text, report=report)
-        else:
-            text = GOAL_NOT_MET.format(goal_id=goal.id, report=report)
-        await self._notifier.post(goal.session, text)
-        if follow_up:
-            await self._offer_follow_up(goal, list(follow_up))
-        self.touch(goal.id)
-
-    async def _evidence_facts(self, goal_id: str) -> str:
-        found = await self._evidence.for_goal(goal_id) if self._evidence is not None else []
-        return "".join(f"\nEvidence seen since ({e.task_id.rsplit('.', 1)[-1]}): {as_data(e.fact)}" for e in found)
-
     async def evidence_arrived(self, goal_id: str, seen_at: datetime) -> bool:
-        """New evidence (seen at ``seen_at``) for a goal. A goal whose last run was judged and not met since
-        (failed, or a follow-up offered) is verified again with it, and a follow-up plan still waiting is
-        withdrawn; an active goal's verification reads it when its run ends. True when it verified again.
-        Safe to call twice: a goal judged after the evidence arrived is left as it is."""
-        goal = await self._ledger.goal(goal_id)
-        if goal is None:
-            return False
-        self.touch(goal_id)
-        judged = goal.runs > 0 and goal.verified >= goal.runs and goal.updated_at <= seen_at
-        if goal.status not in ("failed", "proposed") or not judged or goal.schedule:
-            return False
-        if not await self._ledger.move_goal(goal_id, (goal.status,), "active", verified=goal.runs - 1):
-            return False
-        for row in await self._approvals.store.for_goal(goal_id):
-            if row.kind == "goal.plan" and row.state == "pending":
-                await self._approvals.withdraw(row, "coo")
-        fresh = await self._ledger.goal(goal_id)
-        assert fresh is not None
-        await self.verify(fresh)
-        return True
+        """New evidence for a goal: a goal judged not met since is verified again (see the verifier)."""
+        return await self._verifier.evidence_arrived(goal_id, seen_at)
 
-    async def _verdict(self, goal: Goal, facts: str, spent: float) -> Reading | None:
-        """The verifier's reading of the ledger's facts; None when no verdict can be read (not verified)."""
-        if not self._llm.available():
-            return None
-        prompt = load_prompt("verify").format(
-            goal=as_data(goal.text), criteria=as_data(goal.criteria), results=facts, cost=money(spent, self._currency)
-        )
-        try:
-            reply = await self._llm.chat(
-                [{"role": "user", "content": prompt}],
-                [verdict_tool()],
-                workflow=goal.workflow,
-                limit=self.limit(goal),
-                max_tokens=VERIFY_MAX_TOKENS,
-                temperature=VERIFY_TEMPERATURE,
-                tool_choice=force_tool(VERDICT_TOOL),
-            )
-        except (ModelUnavailable, BudgetExceeded) as exc:
-            log.info("goal %s verified without a model: %s", goal.id, exc)
-            return None
-        raw = next((c.arguments for c in reply.tool_calls if c.name == VERDICT_TOOL), reply.content)
-        reading = read_verdict(raw, self._skills)
-        if reading is None:
-            log.info("goal %s: the verdict could not be read; the goal is not verified", goal.id)
-        return reading
-
-    async def _offer_follow_up(self, goal: Goal, tasks: list[PlannedTask]) -> None:
-        try:
-            plan = Plan(criteria=goal.criteria or goal.text, tasks=tuple(tasks))
-        except ValidationError as exc:
-            log.info("goal %s: the follow-up plan cannot run (%s)", goal.id, exc)
-            await self._ledger.move_goal(goal.id, ("proposed",), "failed")
-            return
-        action = PlanAction(goal_id=goal.id, goal=goal.text, plan=plan)
-        proposal = await self._approvals.propose(
-            action, goal.session, "goal", goal.requested_by, context={"goal_id": goal.id}
-        )
-        if proposal.approval is not None:
-            await self._notifier.show_card(proposal.approval.id, goal.session)
+    async def working(self, goal_id: str) -> bool:
+        """The goal's tasks may run: it is active or being verified (not cancelled, not ended)."""
+        return working(await self._ledger.goal(goal_id))
 
     def limit(self, goal: Goal) -> Limit | None:
         """The goal's own budget, when it has one."""
         return Limit(goal.budget, goal.created_at) if goal.budget else None
 
-    # -- reading ----------------------------------------------------------------------------------
-    async def describe(self, goal: Goal) -> str:
-        """``/goal <id>``: the status, then each task's attempts and trace, compactly."""
-        text, _ = await self.status(goal)
-        lines = [text]
-        for task in await self._ledger.tasks(goal.id):
-            for attempt in await self._ledger.attempts(task.id):
-                tools = [str(s.get("tool")) for s in attempt.trace if s.get("step") == "tool"]
-                steps = [t for t in tools if t != FINISH]
-                outcome, cost = attempt.outcome or "running", money(attempt.cost, self._currency)
-                line = f"  {task.key}#{attempt.attempt} {outcome} {attempt.model} {cost}"
-                # Tool names are the model's vocabulary: the operator reads them as words.
-                lines.append(line + (f"; did: {', '.join(s.replace('_', ' ') for s in steps)}" if steps else ""))
-                if attempt.error:
-                    lines.append(f"    error: {attempt.error[:200]}")
-        return "\n".join(lines)
 
-    async def overview(self) -> str:
-        """``/goals``: every goal with its progress, from the ledger (no model)."""
-        goals = await self._ledger.goals()
-        if not goals:
-            return "No goals yet. /goal <what you want done> starts one."
-        lines = []
-        for goal in goals[:30]:
-            tasks = await self._ledger.tasks(goal.id, goal.runs) if goal.runs else []
-            done = sum(t.state == "done" for t in tasks)
-            waiting = len(await self.waiting_cards(goal))
-            line = f"{goal.id} [{goal.status}] {goal.text[:80]}"
-            if tasks:
-                line += f" - {done}/{len(tasks)} tasks done"
-            if waiting:
-                line += f", {plural(waiting, 'card')} waiting for you"
-            if goal.schedule and goal.status == "active":
-                line += f", next run {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC"
-            lines.append(line)
-        return "\n".join(lines)
-
-
-def plan_from_goal(goal: Goal) -> Plan | None:
-    """The approved plan of a goal, if any."""
-    return Plan.model_validate(goal.plan) if goal.plan else None
-
-
-def card_context(goal: Goal, task: Task, skill: str) -> dict[str, Any]:
-    """The provenance a task's cards carry."""
-    return {
-        "goal_id": goal.id,
-        "goal": goal.text[:200],
-        "task": f"{task.key} {task.title}",
-        "task_id": task.id,
-        "skill": skill,
-    }
+def working(goal: Goal | None) -> TypeGuard[Goal]:
+    """The goal's tasks may run: it exists and is active or being verified (not cancelled, not ended)."""
+    return goal is not None and goal.status in WORKING

@@ -1,5 +1,6 @@
 """What a skill's attempt is given and how it ends: the system message every skill shares (the operator's
-context), action tool schemas with a required reason, and the outcome of an attempt that proposed nothing."""
+context), action tool schemas with a required reason, the outcome of an attempt that proposed nothing, and the
+provenance its cards carry."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from graph.conversation.schema_text import clean_schema
 from graph.conversation.tools import ToolContext
 from graph.pipeline.service import pipeline_summary
 from memory.db import utcnow
+from memory.tasks import Goal, Task
 from prompts import load_prompt
 from prompts.messages import TASK_NEEDS_OPERATOR
 
@@ -77,3 +79,14 @@ def ended(result: dict[str, Any] | None, failure: str, common: dict[str, Any]) -
     if status == "failed":
         return Outcome("retry", error=f"the task could not be done: {summary[:300]}", **common)
     return Outcome("done", result=result, **common)
+
+
+def card_context(goal: Goal, task: Task, skill: str) -> dict[str, Any]:
+    """The provenance a task's cards carry."""
+    return {
+        "goal_id": goal.id,
+        "goal": goal.text[:200],
+        "task": f"{task.key} {task.title}",
+        "task_id": task.id,
+        "skill": skill,
+    }

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
-from graph.conversation.nodes import MAX_RECALL_QUERY_CHARS, recall
+from graph.conversation.prompt import recall
+from graph.conversation.recall import MAX_RECALL_QUERY_CHARS
 from graph.conversation.state import GraphContext
 from memory.semantic.api import Hit
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message

@@ -4,12 +4,20 @@ runs, and a replay that goes on from there without asking the model again."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import pytest
+
+from bot.compose.model import open_checkpoints
 from bot.runtime import open_runtime
+from graph.conversation.coordinator import Coordinator, TurnResult
+from graph.errors import UserFacingError
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.smtp_server import SMTPServer
+from tests.graph.parts import OPERATOR, goal_parts
 
 SESSION = "rec:1001"
 
@@ -93,3 +101,62 @@ async def test_a_long_conversation_keeps_about_one_budget_of_messages_in_its_che
     assert stored[-2]["content"].startswith("note 39:")  # the newest turn is whole
     summary_calls = [r for r in fake_llm.chat_requests if "Update the running summary" in r["messages"][0]["content"]]
     assert summary_calls  # they were folded into the summary first
+
+
+# -- the coordinator built on its own: real stores and checkpoints on SQLite, the fake model, no runtime ------------
+@asynccontextmanager
+async def coordinator_of(tmp_path: Path, fake: FakeOpenAI, smtp: SMTPServer) -> AsyncIterator[Coordinator]:
+    async with goal_parts(tmp_path, fake, smtp=smtp.settings()) as parts, AsyncExitStack() as stack:
+        saver, _ = await open_checkpoints(parts.settings, stack)
+        stores = parts.stores
+        coordinator = Coordinator(
+            stores.db, parts.llm, saver, parts.settings.llm, "UTC", approvals=parts.approvals,
+            records=stores.records, profile=stores.profile,
+        )  # fmt: skip
+        stack.push_async_callback(coordinator.aclose)
+        yield coordinator
+
+
+async def test_a_turn_that_proposes_waits_on_its_card_and_a_decision_resumes_it_once(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.tool_call("send_email", {"to": ["ana@example.org"], "subject": "S", "body": "B", "reason": "asked"})
+    with SMTPServer() as smtp:
+        async with coordinator_of(tmp_path, fake_llm, smtp) as coordinator:
+            proposed = await coordinator.respond(SESSION, "email Ana", OPERATOR, turn_key="t1")
+            root = await coordinator.waiting_for(SESSION)
+            resumed = await coordinator.resume(SESSION, str(root), {"decision": "rejected"}, OPERATOR)
+            again = await coordinator.resume(SESSION, str(root), {"decision": "approved"}, OPERATOR)
+            stored = await coordinator.history(SESSION)
+    assert proposed.reply == "" and len(proposed.cards) == 1 and root is not None
+    assert resumed.reply == "echo: email Ana"
+    assert again == TurnResult("")  # a second decision for the same card resumes nothing
+    assert len(fake_llm.chat_requests) == 2
+    told = [m["content"] for m in stored if m["role"] == "tool"]
+    assert told == ["The operator rejected the card. Nothing was done."]
+    assert smtp.delivered == []
+
+
+async def test_a_message_too_long_for_the_model_is_refused_in_one_line_and_nothing_is_stored(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    with SMTPServer() as smtp:
+        async with coordinator_of(tmp_path, fake_llm, smtp) as coordinator:
+            with pytest.raises(UserFacingError) as refused:
+                await coordinator.respond(SESSION, "word " * 20_000, OPERATOR, turn_key="t1")
+            stored = await coordinator.history(SESSION)
+    assert "COO_LLM__CONTEXT_BUDGET" in refused.value.reason and "\n" not in refused.value.reason
+    assert stored == [] and fake_llm.chat_requests == []
+
+
+async def test_a_model_that_fails_gets_an_offline_answer_and_the_turn_is_kept(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.default = Scripted(status=400, error_message="the model refused the request")
+    with SMTPServer() as smtp:
+        async with coordinator_of(tmp_path, fake_llm, smtp) as coordinator:
+            answer = await coordinator.respond(SESSION, "what is on today?", OPERATOR, turn_key="t1")
+            stored = await coordinator.history(SESSION)
+    assert "Offline mode" in answer.reply and answer.cards == ()
+    assert answer.log_text is not None and "[offline reply quoting" in answer.log_text
+    assert stored[0] == {"role": "user", "content": "what is on today?"}

@@ -6,10 +6,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from bot.running import Runtime
 from bot.runtime import open_runtime
+from graph.conversation.episode_summarizer import MAX_EPISODE_TOKENS, ModelSummarizer
+from graph.errors import ModelUnavailable
+from graph.models.llm import estimate_tokens
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, Scripted
+from tests.graph.parts import goal_parts
 
 PRICES = {"fake-model": [1000.0, 2000.0], "fake-cheap": [1000.0, 2000.0]}
 MAY = datetime(2026, 5, 8, 10, 0, tzinfo=UTC)
@@ -60,3 +66,35 @@ async def test_no_budget_left_keeps_the_extractive_summary_and_calls_nothing(
     assert [e.summarizer for e in episodes] == ["extractive/sumbasic"]
     assert "Acme renewed the retainer" in episodes[0].summary
     assert [b.payload.get("workflow") for b in blocked] == ["memory"]
+
+
+# -- the summarizer built on its own: the real model client and cost ledger on SQLite, the fake model -------------
+async def test_the_summarizer_asks_its_model_under_the_memory_workflow(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    fake_llm.reply("Acme renewed at 4,000 a month.")
+    async with goal_parts(tmp_path, fake_llm) as parts:
+        cheap, main = ModelSummarizer(parts.llm, "fake-cheap"), ModelSummarizer(parts.llm, None)
+        summary = await cheap(["operator: Acme renewed the retainer", "coo: noted"])
+        calls = await parts.stores.ledger.calls()
+    assert summary == "Acme renewed at 4,000 a month."
+    assert (cheap.name, main.name) == ("model/fake-cheap", "model/fake-model")
+    [request] = fake_llm.chat_requests
+    assert request["model"] == "fake-cheap" and "Acme renewed the retainer" in request["messages"][-1]["content"]
+    assert [(c.workflow, c.model, c.outcome) for c in calls] == [("memory", "fake-cheap", "ok")]
+
+
+async def test_a_long_episode_is_cut_to_its_newest_part(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
+    lines = [f"operator: line {i} " + "about the quarterly numbers " * 5 for i in range(2_000)]
+    async with goal_parts(tmp_path, fake_llm) as parts:
+        await ModelSummarizer(parts.llm, None)(lines)
+    sent = fake_llm.chat_requests[0]["messages"][-1]["content"]
+    assert "line 1999 " in sent and "line 0 " not in sent
+    assert estimate_tokens(sent) < MAX_EPISODE_TOKENS + 500  # the prompt's own words on top of the cut episode
+
+
+async def test_a_failed_summary_call_raises_so_the_extractive_summary_stays(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.default = Scripted(status=400, error_message="the model refused the request")
+    async with goal_parts(tmp_path, fake_llm) as parts:
+        with pytest.raises(ModelUnavailable):
+            await ModelSummarizer(parts.llm, None)(["operator: Acme renewed"])
