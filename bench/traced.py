@@ -148,9 +148,9 @@ def _install_targets() -> None:
 
 
 def _install_handler_entry() -> None:
-    from bot.channels.telegram import TelegramChannel
+    from bot.channels import telegram
 
-    original = TelegramChannel._parse
+    original = telegram.parse_update
 
     @functools.wraps(original)
     def parse(bot: Any, raw: Any) -> Any:
@@ -158,7 +158,7 @@ def _install_handler_entry() -> None:
             _entries.setdefault(raw["update_id"], time.monotonic())
         return original(bot, raw)
 
-    TelegramChannel._parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+    telegram.parse_update = parse  # the channel reads every raw update through this name
 
 
 def _install_sqlite() -> None:

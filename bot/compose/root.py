@@ -110,7 +110,7 @@ async def build(
     contexts = Contexts(
         db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory, settings.memory.scope
     )
-    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, contexts.proposal)
+    ui = ApprovalUI(approvals, coordinator, messenger, wakeup.set, contexts.proposal)
     runner = OutboxRunner(
         stores.approvals,
         db,

@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.channels.telegram import TelegramChannel, utf16_len
+from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram_format import utf16_len
 from bot.dispatcher import REFUSAL
 from bot.running import Runtime
 from bot.runtime import open_runtime
