@@ -8,11 +8,10 @@ from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
-from bot.reply import Reply
+from bot.reply import Reply, TurnAnswer
 from connectors.base import Context, Executed, when_text
 from graph.approvals.service import ApprovalService, Card, Decision
 from graph.buttons import Prefix
-from graph.conversation.coordinator import Coordinator
 from graph.errors import UserFacingError, user_facing
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 
@@ -30,6 +29,10 @@ class Send(Protocol):
     def __call__(self, message: OutboundMessage, log_text: str | None = None, /) -> Awaitable[list[str]]: ...
 
 
+Resume = Callable[[str, str, dict[str, str]], Awaitable[TurnAnswer]]
+"""Resumes a conversation waiting on a card: ``(session, root_id, {"decision": …})`` (``Coordinator.resume``)."""
+
+
 def session_target(session: str) -> tuple[str, str, str | None]:
     """(channel, chat_id, thread_id) of a session key ``channel:chat[:thread]``."""
     parts = session.split(":", 2)
@@ -37,18 +40,21 @@ def session_target(session: str) -> tuple[str, str, str | None]:
 
 
 class ApprovalUI:
-    """Shows cards and turns presses into decisions; keeps every copy of a card up to date."""
+    """Shows cards and turns presses into decisions; keeps every copy of a card up to date.
+
+    A decided card made in a conversation resumes it (``resume``); its answer goes out as one :class:`Reply`.
+    """
 
     def __init__(
         self,
         service: ApprovalService,
-        coordinator: Coordinator,
+        resume: Resume,
         messenger: Messenger,
         wake_runner: Callable[[], None],
         context: Callable[[], Context],
     ):
         self._service = service
-        self._coordinator = coordinator
+        self._resume_turn = resume
         self._messenger = messenger
         self._send = messenger.send
         self._wake = wake_runner
@@ -232,7 +238,7 @@ class ApprovalUI:
     async def _resume(self, row: ApprovalRow, decision: str) -> None:
         if row.origin != "graph":
             return
-        result = await self._coordinator.resume(row.thread, row.root_id, {"decision": decision})
+        result = await self._resume_turn(row.thread, row.root_id, {"decision": decision})
         await self._messenger.deliver(Reply.of_turn(result, *session_target(row.thread)), self.show)
 
 

@@ -199,7 +199,7 @@ def _cards(
     """The approval UI and the outbox runner: an outcome is shown on its card, then the task runner looks."""
     wakeup = asyncio.Event()
     tasks_wakeup = asyncio.Event()
-    ui = ApprovalUI(approvals, coordinator, messenger, wakeup.set, contexts.proposal)
+    ui = ApprovalUI(approvals, coordinator.resume, messenger, wakeup.set, contexts.proposal)
     runner = OutboxRunner(
         stores.approvals,
         stores.db,
