@@ -51,7 +51,7 @@ TARGETS = [
     ("memory.ledger", "CostLedger.settle", "model-call ledger settle (delete hold + insert + event, commit)"),
     ("memory.db", "Database.sent_reply", "reply journal read (replays only)"),
     ("bot.dispatcher", "Dispatcher._remember_home", "remember home chat"),
-    ("bot.dispatcher", "Dispatcher._take_edit", "pending card-edit check"),
+    ("bot.approval_ui", "ApprovalUI.take_edit", "pending card-edit check"),
     ("graph.conversation.coordinator", "Coordinator.respond", "graph run (ainvoke, all nodes + checkpoints)"),
     ("graph.conversation.nodes", "call_model", "node call_model (prompt + model call)"),
     ("graph.conversation.nodes", "assemble_context", "prompt assembly (assemble_context)"),
@@ -78,7 +78,7 @@ TARGETS = [
     ("graph.models.llm", "LLMClient.chat", "LLMClient.chat (budget + HTTP + ledger)"),
     ("graph.spend.budget", "BudgetGuard.reserve", "budget reserve (I5: caps + hold, commit)"),
     ("openai.resources.chat.completions", "AsyncCompletions.create", "openai create (build + HTTP + parse)"),
-    ("bot.approval_ui", "ApprovalUI.show_result", "show_result (reply)"),
+    ("bot.messenger", "Messenger.deliver", "Messenger.deliver (the reply, then its cards)"),
     ("bot.messenger", "Messenger.send", "Messenger.send (sendMessage + journal/event commit)"),
     ("bot.channels.telegram", "TelegramChannel.send", "TelegramChannel.send (PTB sendMessage)"),
     ("bot.channels.telegram", "TelegramChannel._keep_typing", "typing indicator (task lifetime; sendChatAction)"),
@@ -150,9 +150,9 @@ def _install_targets() -> None:
 
 
 def _install_handler_entry() -> None:
-    from bot.channels.telegram import TelegramChannel
+    from bot.channels import telegram
 
-    original = TelegramChannel._parse
+    original = telegram.parse_update
 
     @functools.wraps(original)
     def parse(bot: Any, raw: Any) -> Any:
@@ -160,7 +160,7 @@ def _install_handler_entry() -> None:
             _entries.setdefault(raw["update_id"], time.monotonic())
         return original(bot, raw)
 
-    TelegramChannel._parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+    telegram.parse_update = parse  # the channel reads every raw update through this name
 
 
 def _install_sqlite() -> None:

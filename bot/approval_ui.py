@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.messages import Button, InboundMessage, OutboundMessage
+from bot.messenger import Messenger
+from bot.reply import Reply, TurnAnswer
 from connectors.base import Context, Executed, when_text
 from graph.approvals.service import ApprovalService, Card, Decision
 from graph.buttons import Prefix
-from graph.conversation.coordinator import Coordinator, TurnResult
 from graph.errors import UserFacingError, user_facing
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow
 
@@ -23,9 +24,13 @@ UNSAVED_OUTCOME = (
 
 
 class Send(Protocol):
-    """Sends a message; ``log_text`` replaces its text in the event log."""
+    """Sends a message; ``log_text`` replaces its text in the event log (``Messenger.send``)."""
 
     def __call__(self, message: OutboundMessage, log_text: str | None = None, /) -> Awaitable[list[str]]: ...
+
+
+Resume = Callable[[str, str, dict[str, str]], Awaitable[TurnAnswer]]
+"""Resumes a conversation waiting on a card: ``(session, root_id, {"decision": …})`` (``Coordinator.resume``)."""
 
 
 def session_target(session: str) -> tuple[str, str, str | None]:
@@ -35,19 +40,23 @@ def session_target(session: str) -> tuple[str, str, str | None]:
 
 
 class ApprovalUI:
-    """Shows cards and turns presses into decisions; keeps every copy of a card up to date."""
+    """Shows cards and turns presses into decisions; keeps every copy of a card up to date.
+
+    A decided card made in a conversation resumes it (``resume``); its answer goes out as one :class:`Reply`.
+    """
 
     def __init__(
         self,
         service: ApprovalService,
-        coordinator: Coordinator,
-        send: Send,
+        resume: Resume,
+        messenger: Messenger,
         wake_runner: Callable[[], None],
         context: Callable[[], Context],
     ):
         self._service = service
-        self._coordinator = coordinator
-        self._send = send
+        self._resume_turn = resume
+        self._messenger = messenger
+        self._send = messenger.send
         self._wake = wake_runner
         self._context = context
 
@@ -68,13 +77,6 @@ class ApprovalUI:
         ids = await self._send(OutboundMessage(channel, chat_id, card.text, thread_id, buttons))
         if ids:
             await self._service.add_card(row.id, CardRef(channel, chat_id, thread_id, ids[-1]))
-
-    async def show_result(self, result: TurnResult, channel: str, chat_id: str, thread_id: str | None) -> None:
-        """Send a turn's reply, then its cards."""
-        if result.reply:
-            await self._send(OutboundMessage(channel, chat_id, result.reply, thread_id), result.log_text)
-        for approval_id in result.cards:
-            await self.show(approval_id, channel, chat_id, thread_id)
 
     @property
     def service(self) -> ApprovalService:
@@ -118,6 +120,28 @@ class ApprovalUI:
             await self.refresh(row, f"Rejected by {row.decided_by}. {self._service.kind(row.kind).nothing_done}")
             await self._resume(row, "rejected")
         return decision
+
+    async def take_edit(self, inbound: InboundMessage) -> bool:
+        """If the operator pressed Edit on a card in this conversation, ``inbound`` is the correction: True.
+
+        A card decided since the press has ended its edit request: the message is then an ordinary one
+        (False). A correction that cannot be used leaves the request open, so the operator can try again.
+        """
+        store = self._service.store
+        approval_id = await store.take_edit_request(inbound.session_key)
+        if approval_id is None:
+            return False
+        row = await store.get(approval_id)
+        if row is None or row.state != "pending":
+            return False
+        try:
+            await self.on_edit(inbound, approval_id)
+        except UserFacingError:
+            fresh = await store.get(approval_id)
+            if fresh is not None and fresh.state == "pending":
+                await store.request_edit(inbound.session_key, approval_id)
+            raise
+        return True
 
     async def on_edit(self, inbound: InboundMessage, approval_id: str) -> None:
         """The operator's correction for a card: a new card with a new digest replaces the old one."""
@@ -214,9 +238,8 @@ class ApprovalUI:
     async def _resume(self, row: ApprovalRow, decision: str) -> None:
         if row.origin != "graph":
             return
-        result = await self._coordinator.resume(row.thread, row.root_id, {"decision": decision})
-        channel, chat_id, thread_id = session_target(row.thread)
-        await self.show_result(result, channel, chat_id, thread_id)
+        result = await self._resume_turn(row.thread, row.root_id, {"decision": decision})
+        await self._messenger.deliver(Reply.of_turn(result, *session_target(row.thread)), self.show)
 
 
 def outbox_time(row: OutboxRow) -> str:

@@ -9,32 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from bot.access import AccessGuard, Verdict
 from bot.commands.router import CommandRouter
-from bot.messages import Channel, ChannelUnreachable, InboundMessage, OutboundMessage
+from bot.messages import Channel, ChannelUnreachable, InboundMessage, inbound_from_json, inbound_to_json
 from bot.messenger import Messenger
+from bot.refusals import Refusals
+from bot.reply import Reply
 from graph.buttons import prefix_of
 from graph.errors import UserFacingError
 from memory.db import Claim, Database, clean_text
-from prompts.messages import (
-    ANSWERED_PRIVATELY,
-    EDITED_COMMAND,
-    GENERIC_ERROR,
-    NEEDS_PRIVATE_CHAT,
-    PAIR_CLOSED,
-    PAIR_FAILED,
-    PAIR_LOCKED,
-    PAIRED,
-    REFUSAL,
-    TOO_LONG_TO_READ,
-)
+from prompts.messages import ANSWERED_PRIVATELY, EDITED_COMMAND, GENERIC_ERROR, NEEDS_PRIVATE_CHAT, TOO_LONG_TO_READ
 
 if TYPE_CHECKING:  # the heavy parts are built after the dispatcher: keep importing this module light
     from bot.approval_ui import ApprovalUI
@@ -46,7 +35,6 @@ log = logging.getLogger(__name__)
 ButtonHandler = Callable[[InboundMessage], Awaitable[None]]
 TextHook = Callable[[InboundMessage, int], None]
 MAX_INPUT_CHARS = 100_000
-_REFUSAL_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -63,11 +51,13 @@ class Handlers:
 
 
 class Dispatcher:
-    """Receives InboundMessages from every channel and answers through the messenger.
+    """Receives InboundMessages from every channel; builds one :class:`Reply` per answer for the messenger.
 
     It can accept (check, store) updates before it can handle them: ``coo run`` starts polling with
     only the database open, and handling begins once :meth:`bind` brings the model, the graph and
-    the rest; what arrived meanwhile is stored and waits, in order.
+    the rest; what arrived meanwhile is stored and waits, in order. (That is why handling is bound
+    after construction: the handlers are built from the model and the graph, which are imported in a
+    worker thread while Telegram already polls into this dispatcher.)
     """
 
     def __init__(
@@ -89,7 +79,7 @@ class Dispatcher:
         if handlers is not None:
             self._ready.set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._refused_at: dict[str, float] = {}
+        self._refusals = Refusals(db, guard, messenger)
         self._homes: dict[str, tuple[str, str, str | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._quiet = asyncio.Event()
@@ -97,7 +87,11 @@ class Dispatcher:
         self._redeliver_s = redeliver_s
 
     def bind(self, handlers: Handlers) -> None:
-        """Start handling: updates accepted so far are handled now, in the order they came."""
+        """Start handling: updates accepted so far are handled now, in the order they came.
+
+        The one step after construction, kept so that updates are stored (I3) while the handlers are still
+        being built: ``coo run`` polls before it loads the rest (see the class docstring).
+        """
         self._handlers = handlers
         self._ready.set()
 
@@ -107,12 +101,8 @@ class Dispatcher:
         return self._handlers
 
     def attach(self, channel: Channel) -> None:
-        """Make a channel available for replies."""
+        """Make a channel available for replies (the messenger's; kept for the tests that hold the dispatcher)."""
         self._messenger.attach(channel)
-
-    async def send(self, message: OutboundMessage, log_text: str | None = None) -> list[str]:
-        """Send through the messenger (kept for callers that hold the dispatcher)."""
-        return await self._messenger.send(message, log_text)
 
     async def accept(self, inbound: InboundMessage) -> asyncio.Task[None] | None:
         """Check access (first, I6), store the update (I3), and start handling it.
@@ -131,7 +121,7 @@ class Dispatcher:
         verdicts = [await self._check(inbound) for inbound in inbounds]
         for inbound, verdict in zip(inbounds, verdicts, strict=True):
             if verdict is Verdict.ERROR:  # its refusal is on record before the platform is told it arrived (I3)
-                await self._audit(inbound, verdict)
+                await self._refusals.audit(inbound, verdict)
         allowed = [
             replace(i, text=clean_text(i.text)) for i, v in zip(inbounds, verdicts, strict=True) if v is Verdict.ALLOW
         ]
@@ -140,7 +130,7 @@ class Dispatcher:
         tasks: list[asyncio.Task[None] | None] = []
         for inbound, verdict in zip(inbounds, verdicts, strict=True):
             if verdict is not Verdict.ALLOW:
-                tasks.append(self._spawn(self._not_allowed(inbound, verdict), f"refuse {inbound.sender}"))
+                tasks.append(self._spawn(self._refusals.refuse(inbound, verdict), f"refuse {inbound.sender}"))
                 continue
             inbound = next(ready)
             if inbound.update_key is None:  # no platform delivery id (the console): logged, nothing to dedupe
@@ -276,23 +266,25 @@ class Dispatcher:
         """Handle one update; False when its answer could not be delivered (the platform is unreachable)."""
         with self._messenger.turn(inbound.update_key, replaying):
             try:
-                await self._answer(inbound, event_id, replaying)
+                reply = await self._answer(inbound, event_id, replaying)
+                if reply is not None:
+                    await self._messenger.deliver(reply, self._bound.approvals.show)
             except ChannelUnreachable as exc:
                 log.warning("update %s: the answer could not be delivered (%s); it stays due", inbound.update_key, exc)
                 return False
             except UserFacingError as exc:
-                return await self._tell(inbound, exc.reason)
+                return await self._tell(inbound, Reply.to(inbound, exc.reason))
             except Exception:
                 log.exception("failed to handle update %s in session %s", inbound.update_key, inbound.session_key)
-                return await self._tell(inbound, GENERIC_ERROR)
+                return await self._tell(inbound, Reply.to(inbound, GENERIC_ERROR))
         return True
 
-    async def _tell(self, inbound: InboundMessage, text: str) -> bool:
+    async def _tell(self, inbound: InboundMessage, reply: Reply) -> bool:
         """Send an error's answer; False when the platform could not be reached (the update then stays due).
         Any other failure (a blocked chat, Slack's not_in_channel) is logged once: the update is still
         finished, not replayed (and redone) on every start."""
         try:
-            await self._messenger.send(OutboundMessage.reply_to(inbound, text))
+            await self._messenger.deliver(reply)
         except ChannelUnreachable as exc:
             log.warning("update %s: the answer could not be delivered (%s); it stays due", inbound.update_key, exc)
             return False
@@ -302,25 +294,25 @@ class Dispatcher:
             )
         return True
 
-    async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> None:
+    async def _answer(self, inbound: InboundMessage, event_id: int, replaying: bool) -> Reply | None:
+        """What an accepted update is answered (None: nothing, or its handler answered itself, as presses do)."""
         if inbound.kind == "callback":
             handler = self._bound.buttons.get(prefix_of(inbound.callback_data))
             await (handler or self._bound.approvals.on_press)(inbound)
-            return
+            return None
         await self._remember_home(inbound)
         if inbound.kind == "other":
-            return  # e.g. reactions or membership changes: nothing to answer
+            return None  # e.g. reactions or membership changes: nothing to answer
         if inbound.kind == "edit" and CommandRouter.parse(inbound.text):
             # Editing a message fixes it; it is not a new order. Running the command again could send,
             # charge or publish a second time (where the policy lets a command act without a card).
             raise UserFacingError(EDITED_COMMAND)
         if inbound.kind == "command" or CommandRouter.parse(inbound.text):
-            await self._command(inbound)
-            return
+            return await self._command(inbound)
         if len(inbound.text) > MAX_INPUT_CHARS:
             raise UserFacingError(TOO_LONG_TO_READ.format(chars=len(inbound.text), limit=MAX_INPUT_CHARS))
-        if inbound.kind == "message" and await self._take_edit(inbound):
-            return
+        if inbound.kind == "message" and await self._bound.approvals.take_edit(inbound):
+            return None
         if not inbound.text.strip():
             raise UserFacingError("I can only read text for now.")
         on_text = self._bound.on_operator_text
@@ -336,9 +328,9 @@ class Dispatcher:
                 replaying=replaying,
                 answering=event_id or None,
             )
-        await self._bound.approvals.show_result(result, inbound.channel, inbound.chat_id, inbound.thread_id)
+        return Reply.of_turn(result, inbound.channel, inbound.chat_id, inbound.thread_id)
 
-    async def _command(self, inbound: InboundMessage) -> None:
+    async def _command(self, inbound: InboundMessage) -> Reply | None:
         """Run a slash command; a confidential one typed in a group answers in the operator's private chat."""
         target = inbound
         if self._commands.is_confidential(inbound.text) and not inbound.in_private_chat:
@@ -346,11 +338,11 @@ class Dispatcher:
             if private is None:
                 raise UserFacingError(NEEDS_PRIVATE_CHAT)
             target = replace(inbound, chat_id=private[1], thread_id=private[2])
-            await self._messenger.send(OutboundMessage.reply_to(inbound, ANSWERED_PRIVATELY))
-        reply = await self._commands.run(target)
-        if reply:
-            withheld = "[withheld]" if self._commands.is_private(inbound.text) else None
-            await self._messenger.send(OutboundMessage.reply_to(target, reply), log_text=withheld)
+            await self._messenger.deliver(Reply.to(inbound, ANSWERED_PRIVATELY))  # a pointer, before it runs
+        answer = await self._commands.run(target)
+        if not answer:
+            return None
+        return Reply.to(target, answer, log_text="[withheld]" if self._commands.is_private(inbound.text) else None)
 
     async def _private_chat(self, inbound: InboundMessage) -> tuple[str, str, str | None] | None:
         """The sender's private chat on this channel: where they last wrote privately, else (Telegram) their id."""
@@ -367,72 +359,3 @@ class Dispatcher:
         if inbound.in_private_chat and self._homes.get(inbound.sender) != home:
             await self._bound.control.put(f"home:{inbound.sender}", list(home))
             self._homes[inbound.sender] = home
-
-    async def _take_edit(self, inbound: InboundMessage) -> bool:
-        """If the operator pressed Edit on a card in this conversation, this message is the correction.
-
-        A card decided since the press has ended its edit request: the message is then an ordinary one.
-        """
-        approvals = self._bound.approvals
-        store = approvals.store
-        approval_id = await store.take_edit_request(inbound.session_key)
-        if approval_id is None:
-            return False
-        row = await store.get(approval_id)
-        if row is None or row.state != "pending":
-            return False
-        try:
-            await approvals.on_edit(inbound, approval_id)
-        except UserFacingError:
-            fresh = await store.get(approval_id)
-            if fresh is not None and fresh.state == "pending":
-                await store.request_edit(inbound.session_key, approval_id)  # let the operator try again
-            raise
-        return True
-
-    async def _audit(self, inbound: InboundMessage, verdict: Verdict) -> None:
-        audit = {"kind": inbound.kind, "verdict": verdict.value, "chat": inbound.chat_id}
-        await self._db.append_event("access." + verdict.value, inbound.sender, audit, session=inbound.session_key)
-
-    async def _not_allowed(self, inbound: InboundMessage, verdict: Verdict) -> None:
-        if verdict is not Verdict.ERROR:  # (a failed check was audited while the batch was accepted)
-            await self._audit(inbound, verdict)
-        if not self._messenger.has(inbound.channel):
-            return
-        if verdict is Verdict.ERROR:  # logged where the check failed
-            if inbound.kind in ("message", "command", "callback", "edit"):
-                await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, GENERIC_ERROR))
-            return
-        answer = {
-            Verdict.PAIRED: PAIRED,
-            Verdict.PAIR_FAILED: PAIR_FAILED.format(left=self._guard.tries_left(inbound.sender)),
-            Verdict.PAIR_CLOSED: PAIR_CLOSED,
-            Verdict.PAIR_LOCKED: PAIR_LOCKED,
-        }.get(verdict)
-        if answer is not None:
-            log.info("pairing attempt by %s: %s", inbound.sender, verdict.value)
-            if self._guard.answers(inbound.sender, verdict):
-                await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, answer))
-            return
-        log.warning("refused %s from %s", inbound.kind, inbound.sender)
-        now = time.monotonic()
-        last = self._refused_at.get(inbound.sender)
-        # Only someone who addressed us gets a reply; e.g. channel chatter ("other") is audited only.
-        addressed = inbound.kind in ("message", "command", "callback", "edit")
-        if addressed and (last is None or now - last > _REFUSAL_INTERVAL_S):
-            self._refused_at[inbound.sender] = now
-            await self._messenger.send_quietly(OutboundMessage.reply_to(inbound, REFUSAL))
-
-
-def inbound_to_json(inbound: InboundMessage) -> dict[str, Any]:
-    """JSON-plain form of an InboundMessage (for the inbox)."""
-    data = asdict(inbound)
-    data["received_at"] = inbound.received_at.isoformat()
-    return data
-
-
-def inbound_from_json(data: dict[str, Any]) -> InboundMessage:
-    """Inverse of :func:`inbound_to_json`."""
-    fields = dict(data)
-    fields["received_at"] = datetime.fromisoformat(fields["received_at"])
-    return InboundMessage(**fields)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from memory.errors import InternalError
 
@@ -84,6 +84,20 @@ class OutboundMessage:
             text=text,
             buttons=buttons,
         )
+
+
+def inbound_to_json(inbound: InboundMessage) -> dict[str, Any]:
+    """JSON-plain form of an InboundMessage (as the inbox stores it)."""
+    data = asdict(inbound)
+    data["received_at"] = inbound.received_at.isoformat()
+    return data
+
+
+def inbound_from_json(data: dict[str, Any]) -> InboundMessage:
+    """Inverse of :func:`inbound_to_json`."""
+    fields = dict(data)
+    fields["received_at"] = datetime.fromisoformat(fields["received_at"])
+    return InboundMessage(**fields)
 
 
 # Returns once the update is stored (or refused); raises when it could not be stored, so that the

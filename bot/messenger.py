@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bot.messages import Channel, OutboundMessage
+from bot.reply import Reply, ShowCard
 from memory.db import Database
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,28 @@ class Messenger:
         text = message.text if log_text is None else log_text
         journal = (turn.update_key, seq, ids) if turn is not None else None
         await self._db.append_sent({"text": text, "ids": ids}, session_of(message), journal)
+        return ids
+
+    async def deliver(self, reply: Reply, cards: ShowCard | None = None) -> list[str]:
+        """Send ``reply`` once: its text (logged as its ``log_text``), then each of its cards through ``cards``.
+
+        Each send is numbered in the turn in progress, so a replayed turn skips what it already sent. A
+        quiet reply logs a failure to deliver instead of raising it. Returns the text's message ids.
+        """
+        if reply.cards and cards is None:
+            raise ValueError("a reply with cards needs a way to show them")
+        ids: list[str] = []
+        try:
+            message = reply.message
+            if message is not None:
+                ids = await self.send(message, reply.log_text)
+            for approval_id in reply.cards:
+                assert cards is not None
+                await cards(approval_id, reply.channel, reply.chat_id, reply.thread_id)
+        except Exception:
+            if not reply.quietly:
+                raise
+            log.exception("could not deliver a message to %s:%s", reply.channel, reply.chat_id)
         return ids
 
     async def notice(self, message: OutboundMessage) -> None:

@@ -10,42 +10,40 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
 from bot.approval_ui import ApprovalUI
 from bot.channels.console import ConsoleChannel
-from bot.commands.approvals import register_approval_commands
 from bot.commands.budget import Controls
-from bot.commands.core import register_core_commands
 from bot.commands.mcp import McpCommands
-from bot.commands.memory import register_memory_commands
 from bot.commands.pipeline import open_pipeline
 from bot.commands.policy import PolicyCommands
-from bot.commands.router import CommandRouter
-from bot.compose.model import build_model, open_checkpoints, open_semantic_memory
-from bot.compose.work import build_actions, build_goals, open_mcp
+from bot.compose.chat import ChatParts, Upkeep, handlers, register_commands
+from bot.compose.model import Model, build_model, open_checkpoints, open_semantic_memory
+from bot.compose.work import Goals, build_actions, build_goals, open_mcp
 from bot.digest import DigestService
-from bot.dispatcher import ButtonHandler, Handlers
 from bot.followups import open_followups
-from bot.inbox_runtime import open_inbox
+from bot.inbox_runtime import Loop, open_inbox
 from bot.logging_setup import RedactingFilter
 from bot.memory_repair import MemoryRepair
-from bot.messages import Channel, InboundMessage
+from bot.messages import Channel
+from bot.messenger import Messenger
 from bot.notices import notify_access_changes
-from bot.receivables import open_receivables
-from bot.routines import health_check, register_routines, when_on
+from bot.receivables import ReceivablesLoop, open_receivables
+from bot.routines import health_check, when_on
 from bot.running import ConsoleWish, Intake, Runtime
 from bot.scheduler import Scheduler
 from bot.secret_values import secrets_of
 from bot.settings import Settings
 from bot.status import status_lines
 from bot.stores import Stores
-from connectors.base import Context
 from connectors.outbox import OutboxRunner
+from connectors.registry import Registry
 from graph.approvals.service import ApprovalService
-from graph.buttons import Prefix
 from graph.contexts import Contexts
 from graph.conversation.coordinator import Coordinator
 from graph.conversation.recall import SessionRecall
@@ -53,17 +51,20 @@ from graph.conversation.record_tools import RECORD_TOOLS
 from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
 from graph.followups.tools import FOLLOWUP_TOOLS
 from graph.inbox.replies import ReplyWaits
+from graph.models.llm import LLMClient
 from graph.spend.pricing import PriceTable
 from memory.approvals import OutboxRow
-from memory.checkpoints import prune_checkpoints
+from memory.checkpoints import OneTripSqliteSaver, prune_checkpoints
 from memory.db import Database
 from memory.liveness import Liveness
 from memory.mail import MailStore
 from memory.mail_replies import MailReplies
 from memory.semantic.api import Memory
-from memory.semantic.chat_notes import chat_note
 from memory.semantic.ingest import Ingestor
 from memory.traces import TraceRecorder, TraceStore
+
+if TYPE_CHECKING:  # the web console is imported only when it is enabled
+    from bot.web.server import WebConsole
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +76,98 @@ async def build(
     console: ConsoleWish,
     clock: Callable[[], float],
 ) -> tuple[Runtime, PriceTable]:
-    """Everything after the intake: model client, semantic memory, graph, connectors, goals, commands."""
-    stores, messenger, guard = intake.stores, intake.messenger, intake.guard
-    db, control = stores.db, stores.control
-    controls = Controls(paused=bool(await control.get("paused")))
+    """Everything after the intake, part by part: the model client, semantic memory, actions and cards, the
+    coordinator, goals, the features' commands and loops, the handlers, the channels."""
+    stores, messenger = intake.stores, intake.messenger
+    controls = Controls(paused=bool(await stores.control.get("paused")))
     saver, checkpoints = await open_checkpoints(settings, stack)
     model = build_model(settings, stores, stack, messenger, controls, clock)
     memory = await open_semantic_memory(settings, stack, model, stores.ledger)
-    mail = MailStore(db)
-    await mail.setup()
+    mail = await _mail(stores.db)
     mcp = await open_mcp(settings, stores, stack)
     plans, registry = build_actions(settings, stores, model.llm, mail, mcp)
     stack.push_async_callback(registry.close)
-    approvals = ApprovalService(stores.approvals, db, registry, settings.approvals, guard.operator_ids, control)
+    approvals = ApprovalService(
+        stores.approvals, stores.db, registry, settings.approvals, intake.guard.operator_ids, stores.control
+    )
+    coordinator = _coordinator(settings, stores, model.llm, saver, memory, approvals, registry, intake, stack)
+    contexts = Contexts(
+        stores.db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory,
+        settings.memory.scope,
+    )  # fmt: skip
+    cards = _cards(settings, stores, approvals, coordinator, registry, contexts, messenger, controls, stack, clock)
+    goals = build_goals(
+        settings, stores, model.llm, plans, approvals, cards.ui, messenger, contexts, controls, cards.tasks_wakeup,
+        await _trace_recorder(settings, stores.db), _reply_waits(settings, stores, mail),
+    )  # fmt: skip
+    policy = PolicyCommands(stores.db, stores.control, settings.approvals, messenger)
+    mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, stores.control, messenger)
+    upkeep = _upkeep(settings, stores, memory, intake, stack)
+    web = await _web(settings, stores, approvals, cards.ui, goals, intake)
+    features = await _features(
+        settings, stores, stack, intake, approvals, cards.ui, controls, goals, model, registry, mail, memory
+    )
+    parts = ChatParts(model.budgets, policy, goals.commands, mcp_cmds, features.receivables)
+    status: list[Runtime] = []  # /status reads the runtime built below
+    register_commands(
+        intake.commands, settings, stores, approvals, cards.ui, features.digest, memory, upkeep, contexts.proposal,
+        parts, status=lambda: status_lines(status[0]),
+    )  # fmt: skip
+    intake.dispatcher.bind(handlers(coordinator, cards.ui, stores, parts, upkeep, settings))
+    channels, terminal = _channels(settings, intake, console)
+    runtime = Runtime(
+        settings, stores.db, stores.ledger, messenger, intake.dispatcher, coordinator, intake.guard, stores.operators,
+        intake.commands, intake.pairing_code, approvals, cards.ui, cards.runner, stores.control, controls,
+        features.digest, features.scheduler, goals=goals.service, task_runner=goals.runner, tasks=stores.tasks,
+        channels=channels, console=terminal, memory=memory, ingestor=upkeep.ingestor, memory_repair=upkeep.repair,
+        loops=features.loops, web=web, receivables=features.receivables,
+    )  # fmt: skip
+    status.append(runtime)
+    _schedule(runtime, checkpoints)
+    return runtime, model.prices
+
+
+@dataclass(frozen=True)
+class _Cards:
+    """Cards shown and pressed, and the outbox that executes what they approve."""
+
+    ui: ApprovalUI
+    runner: OutboxRunner
+    tasks_wakeup: asyncio.Event
+    """Set when an action's outcome can start work at once: an approved plan's tasks, a task waiting on its card."""
+
+
+@dataclass(frozen=True)
+class _Features:
+    """The features' parts with loops or digest sections: pipeline, receivables, follow-ups, the inbox."""
+
+    digest: DigestService
+    scheduler: Scheduler
+    receivables: ReceivablesLoop | None
+    loops: list[Loop]
+
+
+async def _mail(db: Database) -> MailStore:
+    mail = MailStore(db)
+    await mail.setup()
+    return mail
+
+
+def _coordinator(
+    settings: Settings,
+    stores: Stores,
+    llm: LLMClient,
+    saver: OneTripSqliteSaver,
+    memory: Memory | None,
+    approvals: ApprovalService,
+    registry: Registry,
+    intake: Intake,
+    stack: AsyncExitStack,
+) -> Coordinator:
+    """The conversation: the graph, its tools (the registry's reads too), and recall that yields to replies."""
     coordinator = Coordinator(
-        db,
-        model.llm,
+        stores.db,
+        llm,
         saver,
         settings.llm,
         settings.timezone,
@@ -100,20 +177,32 @@ async def build(
         profile=stores.profile,
         memory=memory,
         scope=settings.memory.scope,
-        recall=SessionRecall(db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
+        recall=SessionRecall(stores.db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
         tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *FOLLOWUP_TOOLS), reads=registry.read_tools),
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
+    return coordinator
+
+
+def _cards(
+    settings: Settings,
+    stores: Stores,
+    approvals: ApprovalService,
+    coordinator: Coordinator,
+    registry: Registry,
+    contexts: Contexts,
+    messenger: Messenger,
+    controls: Controls,
+    stack: AsyncExitStack,
+    clock: Callable[[], float],
+) -> _Cards:
+    """The approval UI and the outbox runner: an outcome is shown on its card, then the task runner looks."""
     wakeup = asyncio.Event()
-    # An action's outcome can start work at once: an approved plan's tasks, a task waiting on its card.
     tasks_wakeup = asyncio.Event()
-    contexts = Contexts(
-        db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory, settings.memory.scope
-    )
-    ui = ApprovalUI(approvals, coordinator, messenger.send, wakeup.set, contexts.proposal)
+    ui = ApprovalUI(approvals, coordinator.resume, messenger, wakeup.set, contexts.proposal)
     runner = OutboxRunner(
         stores.approvals,
-        db,
+        stores.db,
         registry,
         settings.outbox,
         on_outcome=partial(_reported, ui=ui, then=tasks_wakeup.set),
@@ -122,47 +211,75 @@ async def build(
         wakeup=wakeup,
         clock=clock,
     )
-    # With an inbox to read, a goal's outreach waits for the answers to its emails (graph/inbox/replies.py).
-    replies = None
-    if settings.imap.configured and settings.followups.reply_wait_days > 0:
-        replies = ReplyWaits(db, stores.tasks, MailReplies(db, mail), settings.followups.reply_wait_days)
-    recorder = await _trace_recorder(settings, db)
-    goals = build_goals(
-        settings, stores, model.llm, plans, approvals, ui, messenger, contexts, controls, tasks_wakeup, recorder,
-        replies,
-    )  # fmt: skip
-    policy_cmds = PolicyCommands(db, control, settings.approvals, messenger)
-    mcp_cmds = McpCommands(mcp.hub if mcp else None, mcp, control, messenger)
-    ingestor = repair = None
-    if memory is not None:
-        ingestor = Ingestor(
-            memory, settings.memory.ingest_batch, settings.memory.ingest_interval_s, yield_to=intake.dispatcher.quiet
-        )
-        repair = MemoryRepair(memory, db, stores.notes, settings.memory.scope, settings.timezone)
-        stack.push_async_callback(repair.aclose)
-    commands, dispatcher = intake.commands, intake.dispatcher
-    web = None
-    if settings.web.enabled:
-        from bot.web.wiring import WebParts, build_web
+    return _Cards(ui, runner, tasks_wakeup)
 
-        wake = goals.runner.wake
-        parts = WebParts(db, stores.ledger, control, stores.tasks, approvals, ui, goals.service, guard, wake)
-        web = await build_web(settings, parts, messenger, commands)
-    pipeline = await open_pipeline(db, stores.records, settings.timezone, intake.commands)
+
+def _reply_waits(settings: Settings, stores: Stores, mail: MailStore) -> ReplyWaits | None:
+    """With an inbox to read, a goal's outreach waits for the answers to its emails (graph/inbox/replies.py)."""
+    if settings.imap.configured and settings.followups.reply_wait_days > 0:
+        return ReplyWaits(stores.db, stores.tasks, MailReplies(stores.db, mail), settings.followups.reply_wait_days)
+    return None
+
+
+def _upkeep(settings: Settings, stores: Stores, memory: Memory | None, intake: Intake, stack: AsyncExitStack) -> Upkeep:
+    """Semantic memory's ingestion and repair, both yielding to replies (none without semantic memory)."""
+    if memory is None:
+        return Upkeep(None, None)
+    memory_settings = settings.memory
+    ingestor = Ingestor(
+        memory, memory_settings.ingest_batch, memory_settings.ingest_interval_s, yield_to=intake.dispatcher.quiet
+    )
+    repair = MemoryRepair(memory, stores.db, stores.notes, memory_settings.scope, settings.timezone)
+    stack.push_async_callback(repair.aclose)
+    return Upkeep(ingestor, repair)
+
+
+async def _web(
+    settings: Settings, stores: Stores, approvals: ApprovalService, ui: ApprovalUI, goals: Goals, intake: Intake
+) -> WebConsole | None:
+    """The web console, when enabled (its channel attached, /web registered)."""
+    if not settings.web.enabled:
+        return None
+    from bot.web.wiring import WebParts, build_web
+
+    parts = WebParts(
+        stores.db, stores.ledger, stores.control, stores.tasks, approvals, ui, goals.service, intake.guard,
+        goals.runner.wake,
+    )  # fmt: skip
+    return await build_web(settings, parts, intake.messenger, intake.commands)
+
+
+async def _features(
+    settings: Settings,
+    stores: Stores,
+    stack: AsyncExitStack,
+    intake: Intake,
+    approvals: ApprovalService,
+    ui: ApprovalUI,
+    controls: Controls,
+    goals: Goals,
+    model: Model,
+    registry: Registry,
+    mail: MailStore,
+    memory: Memory | None,
+) -> _Features:
+    """The pipeline, receivables, follow-ups and the inbox (each registers its commands), and the digest of all."""
+    db, control, messenger, commands = stores.db, stores.control, intake.messenger, intake.commands
+    paused = lambda: controls.paused  # noqa: E731
+    pipeline = await open_pipeline(db, stores.records, settings.timezone, commands)
     receivables = await open_receivables(
-        settings, db, stores.records, approvals, ui, control, messenger, lambda: controls.paused, stack,
+        settings, db, stores.records, approvals, ui, control, messenger, paused, stack,
         profile=stores.profile, pipeline=pipeline, goals=goals.service,
     )  # fmt: skip
     followups = await open_followups(
-        settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands,
-        lambda: controls.paused,
-    )  # fmt: skip
+        settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands, paused
+    )
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
         goals.service, mail,
         sections=(*((receivables.digest_lines,) if receivables else ()), followups.digest_lines, pipeline.digest_lines),
     )  # fmt: skip
-    scheduler = Scheduler(control, db, settings.timezone, is_paused=lambda: controls.paused)
+    scheduler = Scheduler(control, db, settings.timezone, is_paused=paused)
     loops = await open_inbox(
         imap=settings.imap, quiet_hours=settings.quiet_hours, zone=settings.timezone,
         cheap_model=settings.llm.cheap_model, memory=memory, scope=settings.memory.scope, mail=mail,
@@ -170,106 +287,7 @@ async def build(
         send=messenger.send_quietly, commands=commands, scheduler=scheduler, on_mail=followups.wake,
     )  # fmt: skip
     loops.append((followups.run_forever, "followups"))
-    status: list[Runtime] = []  # /status reads the runtime built below
-    _register_commands(
-        commands, settings, stores, approvals, ui, digest, memory, repair, ingestor, contexts.proposal,
-        more=(model.budgets.register, policy_cmds.register), status=lambda: status_lines(status[0]),
-    )  # fmt: skip
-    goals.commands.register(commands)
-    mcp_cmds.register(commands)
-    approve_all: dict[str, ButtonHandler] = {}
-    if receivables is not None and receivables.approve_all is not None:
-        approve_all[Prefix.APPROVE_ALL] = receivables.approve_all.on_press
-    dispatcher.bind(
-        Handlers(
-            coordinator,
-            ui,
-            control,
-            buttons={
-                Prefix.BUDGET: model.budgets.on_press,
-                Prefix.POLICY: policy_cmds.on_press,
-                Prefix.GOAL: goals.commands.on_press,
-                Prefix.MCP: mcp_cmds.on_press,
-                **approve_all,
-            },
-            on_operator_text=_ingest_hook(ingestor, settings) if ingestor else None,
-        )
-    )
-    channels, terminal = _channels(settings, intake, console)
-    runtime = Runtime(
-        settings,
-        db,
-        stores.ledger,
-        messenger,
-        dispatcher,
-        coordinator,
-        guard,
-        stores.operators,
-        commands,
-        intake.pairing_code,
-        approvals,
-        ui,
-        runner,
-        control,
-        controls,
-        digest,
-        scheduler,
-        goals=goals.service,
-        task_runner=goals.runner,
-        tasks=stores.tasks,
-        channels=channels,
-        console=terminal,
-        memory=memory,
-        ingestor=ingestor,
-        memory_repair=repair,
-        loops=loops,
-        web=web,
-        receivables=receivables,
-    )
-    status.append(runtime)
-    _schedule(runtime, checkpoints)
-    return runtime, model.prices
-
-
-def _register_commands(
-    commands: CommandRouter,
-    settings: Settings,
-    stores: Stores,
-    approvals: ApprovalService,
-    ui: ApprovalUI,
-    digest: DigestService,
-    memory: Memory | None,
-    repair: MemoryRepair | None,
-    ingestor: Ingestor | None,
-    context: Callable[[], Context],
-    *,
-    more: tuple[Callable[[CommandRouter], None], ...],
-    status: Callable[[], list[str]],
-) -> None:
-    """The commands of the core, approvals, ``more`` (budgets, policy), routines, memory and the digest, in the
-    order /help lists them."""
-    register_core_commands(commands, runtime_status=status)
-    register_approval_commands(commands, approvals, ui, context)
-    for register in more:
-        register(commands)
-    register_routines(commands, stores.control, stores.db)
-    register_memory_commands(
-        commands,
-        stores.db,
-        memory,
-        stores.notes,
-        stores.profile,
-        settings.memory.scope,
-        repair.request if repair else lambda: None,
-        ingestor.add if ingestor else None,
-        MailStore(stores.db),
-    )
-
-    async def digest_now(inbound: InboundMessage, _: str) -> str:
-        await digest.deliver([(inbound.channel, inbound.chat_id, inbound.thread_id)])
-        return ""
-
-    commands.add("digest", "Send the digest now", digest_now, confidential=True)
+    return _Features(digest, scheduler, receivables, loops)
 
 
 def _schedule(rt: Runtime, checkpoints: aiosqlite.Connection) -> None:
@@ -311,22 +329,6 @@ def _channels(settings: Settings, intake: Intake, console: ConsoleWish) -> tuple
         terminal = ConsoleChannel(dispatcher.handle, console.stdin, console.stdout)
         channels.append(terminal)
     return channels, terminal
-
-
-def _ingest_hook(ingestor: Ingestor, settings: Settings) -> Callable[[InboundMessage, int], None]:
-    def hook(inbound: InboundMessage, event_id: int) -> None:
-        ingestor.add(
-            chat_note(
-                inbound.text,
-                inbound.received_at,
-                inbound.channel,
-                f"msg-{event_id}",
-                settings.memory.scope,
-                settings.timezone,
-            )
-        )
-
-    return hook
 
 
 async def _reported(row: OutboxRow, ui: ApprovalUI, then: Callable[[], None]) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.dispatcher import GENERIC_ERROR, REFUSAL, Dispatcher, Handlers
+from bot.dispatcher import GENERIC_ERROR, Dispatcher, Handlers
 from bot.messages import InboundMessage, OutboundMessage
 from bot.runtime import open_runtime
+from prompts.messages import REFUSAL
 from tests.conftest import RecordingChannel, llm_settings, make_settings, user_turns
 from tests.fakes.openai_api import FakeOpenAI
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from bot.channels.slack import SlackChannel
-from bot.dispatcher import REFUSAL
 from bot.runtime import open_runtime
+from prompts.messages import REFUSAL
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually

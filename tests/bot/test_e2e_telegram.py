@@ -14,11 +14,12 @@ from typing import Any
 
 import aiohttp
 
-from bot.channels.telegram import TelegramChannel, utf16_len
-from bot.dispatcher import REFUSAL
+from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram_format import utf16_len
 from bot.running import Runtime
 from bot.runtime import open_runtime
 from bot.settings import Settings
+from prompts.messages import REFUSAL
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async

@@ -14,7 +14,8 @@ import pytest
 from pydantic import SecretStr
 from telegram.error import InvalidToken
 
-from bot.channels.telegram import TelegramChannel, split_text, utf16_len
+from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram_format import split_text, utf16_len
 from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
 from tests.fakes.polling import eventually
