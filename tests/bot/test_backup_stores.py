@@ -54,7 +54,7 @@ async def exported_goal(tmp_path: Path) -> GoalLine:
 
 
 def test_a_consistent_export_passes() -> None:
-    numbered = {
+    numbered: dict[str, list[tuple[int, Any]]] = {
         "followups": [(1, followup(1)), (2, followup(2, source="auto", message_id="<m1@x>"))],
         "pipeline": [(1, pipeline("c1", 10))],
     }
