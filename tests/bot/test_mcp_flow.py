@@ -58,10 +58,8 @@ def offered(fake: FakeOpenAI) -> list[str]:
 async def listed(rt: Runtime, model_name: str) -> None:
     registry = rt.approvals.registry
     await eventually(
-        lambda: (
-            any(t["function"]["name"] == model_name for t in registry.tool_schemas())
-            or any(r.name == model_name for r in registry.read_tools())
-        ),
+        lambda: any(t["function"]["name"] == model_name for t in registry.tool_schemas())
+        or any(r.name == model_name for r in registry.read_tools()),
         timeout=30,
         what=f"{model_name} listed",
     )
