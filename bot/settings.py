@@ -17,9 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from bot.channels.settings import SlackSettings, TelegramSettings
 from bot.web.settings import WebSettings
 from connectors.catalog import known_kinds, settings_model
 from connectors.mcp.settings import KIND_PATTERN as MCP_KIND
@@ -34,7 +35,6 @@ from memory.settings import EmbeddingsSettings, MemorySettings, SqliteSettings
 _OPERATOR_RE = re.compile(r"^(telegram:-?\d+|slack:[A-Z0-9]+:[A-Z0-9]+)$")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 QUIET_HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-_LISTEN_RE = re.compile(r"^[^:\s]*:\d{1,5}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 APP_NAME = "solo-coo"
 ENV_FILE_NAME = ".env"
@@ -76,116 +76,6 @@ def url_password(url: str | None) -> str | None:
         return urlsplit(url).password
     except ValueError:
         return None
-
-
-def _check_listen(value: str | None) -> str | None:
-    if value in (None, ""):
-        return None
-    assert value is not None
-    if not _LISTEN_RE.match(value) or int(value.rpartition(":")[2]) > 65535:
-        raise ValueError("must be host:port, e.g. 0.0.0.0:8443")
-    return value
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``"host:port"`` (already validated) -> ``(host, port)``; an empty host means every interface."""
-    host, _, port = value.rpartition(":")
-    return host or "0.0.0.0", int(port)
-
-
-class TelegramSettings(BaseModel):
-    """Telegram bot: long polling unless a webhook URL is set."""
-
-    token: SecretStr | None = None
-    api_base_url: str = "https://api.telegram.org"
-    webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
-    webhook_listen: str = "0.0.0.0:8443"
-    poll_timeout_s: float = Field(default=10.0, ge=0)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _root(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _hook(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an https:// URL")
-        return value
-
-    @field_validator("webhook_listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        checked = _check_listen(value)
-        return checked or "0.0.0.0:8443"
-
-    @model_validator(mode="after")
-    def _secret_with_webhook(self) -> TelegramSettings:
-        if self.webhook_url and not self.webhook_secret:
-            raise ValueError("COO_TELEGRAM__WEBHOOK_SECRET is required when a webhook URL is set")
-        return self
-
-    @property
-    def configured(self) -> bool:
-        """True when a bot token is set."""
-        return self.token is not None
-
-    @property
-    def webhook_address(self) -> tuple[str, int]:
-        """Where the webhook server listens."""
-        return split_listen(self.webhook_listen)
-
-
-class SlackSettings(BaseModel):
-    """Slack app: Socket Mode with an app token, HTTP mode with a signing secret."""
-
-    bot_token: SecretStr | None = None
-    app_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
-    http_listen: str = "0.0.0.0:3000"
-    api_base_url: str = "https://slack.com/api/"
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _root(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value if value.endswith("/") else value + "/"
-
-    @field_validator("http_listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _check_listen(value) or "0.0.0.0:3000"
-
-    @model_validator(mode="after")
-    def _mode(self) -> SlackSettings:
-        if self.bot_token and not (self.app_token or self.signing_secret):
-            raise ValueError("set COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET (HTTP mode)")
-        if self.app_token and not self.app_token.get_secret_value().startswith("xapp-"):
-            raise ValueError("COO_SLACK__APP_TOKEN must be an app-level token starting with xapp-")
-        return self
-
-    @property
-    def configured(self) -> bool:
-        """True when a bot token is set."""
-        return self.bot_token is not None
-
-    @property
-    def http_address(self) -> tuple[str, int]:
-        """Where HTTP mode listens."""
-        return split_listen(self.http_listen)
-
-    @property
-    def socket_mode(self) -> bool:
-        """Socket Mode is the default whenever an app token is present."""
-        return self.app_token is not None
 
 
 if TYPE_CHECKING:
