@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from memory.semantic.handles import OpenTables
 from memory.semantic.tables import EPISODES, QUIET, TABLE, TABLES, notes_table
-from tests.conftest import subprocess_env
 from tests.memory.semantic.test_semantic import HashEmbedder
 from tests.memory.semantic.test_tables import unit
 
 EMBEDDER = HashEmbedder()
-
-IMPORT = "import sys, bot.compose.root; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lancedb'))"
-
-
-def test_the_composition_root_does_not_load_lancedb(tmp_path: Path) -> None:
-    # LanceDB costs ~1 s of CPU to import: a `coo run` with semantic memory off must not pay it.
-    # (It is loaded when a store is opened: by the filters, the handles and the indexes.)
-    env = subprocess_env(tmp_path / "data", COO_MEMORY__SEMANTIC="false")
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
-
 
 async def test_open_creates_the_three_tables_and_a_lost_folder_is_seen(tmp_path: Path) -> None:
     tables = await OpenTables.open(tmp_path, 16, EMBEDDER.name)
