@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bot.runtime import open_runtime
 from graph.conversation.context import assemble, fit_turns
@@ -59,7 +60,7 @@ def test_assemble_respects_the_budget_with_everything_full() -> None:
     assert built.tokens <= 1500 and built.dropped == turns[: len(turns) - (len(built.messages) - head)]
 
 
-class _CountedMessage(dict[str, object]):
+class _CountedMessage(dict[str, Any]):
     """A chat message that counts how often it is serialised (json reads a dict subclass through ``items``)."""
 
     encoded = 0
@@ -72,11 +73,13 @@ class _CountedMessage(dict[str, object]):
 def test_assemble_estimates_each_turn_once_and_counts_what_it_sends() -> None:
     """The estimate serialises every message: a prompt's turns are encoded once per assembly, not once per cut
     point tried and again for the total (a conversation's turns were encoded 2-5 times a prompt)."""
-    plain = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "w" * 300} for i in range(40)]
+    plain: list[dict[str, Any]] = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "w" * 300} for i in range(40)
+    ]
     plain.append({"role": "assistant", "content": "", "tool_calls": [{"id": "t1", "type": "function"}]})
     plain.append({"role": "user", "content": "and the open call?"})  # repair answers t1 before this turn
     for budget in (100_000, 1_500):  # everything fits; older turns are dropped (several cut points tried)
-        turns = [_CountedMessage(m) for m in plain]
+        turns: list[dict[str, Any]] = [_CountedMessage(m) for m in plain]
         _CountedMessage.encoded = 0
         built = assemble("system", "Context:", "", [], [], turns, budget, repair_tool_history)
         assert _CountedMessage.encoded == len(turns)
