@@ -4,11 +4,11 @@ summary and as many recent turns as fit. Tokens are estimated locally (no tokeni
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from graph.models.llm import estimate_message_tokens, estimate_tokens
+from graph.models.tokens import estimate_message_tokens, estimate_tokens, message_tokens
 
 # Shares of what is left after the system prompt; turns get the rest.
 MEMORY_SHARE = 0.25
@@ -44,17 +44,27 @@ def clip_text(text: str, budget: int) -> str:
     return "…" + text[-budget * 4 + 1 :]
 
 
-def fit_turns(turns: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Newest turns that fit, cut at user-turn boundaries (never splitting a tool exchange)."""
+def fit_turns(
+    turns: list[dict[str, Any]], budget: int, costs: Sequence[int] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Newest turns that fit, cut at user-turn boundaries (never splitting a tool exchange).
+
+    ``costs`` are the turns' :func:`message_tokens`, when the caller has them already: each message is
+    encoded once whatever the number of cut points tried (the estimate serialises the message).
+    """
+    costs = [message_tokens(m) for m in turns] if costs is None else costs
+    tail = [0] * (len(turns) + 1)  # tail[i]: the estimate of turns[i:]
+    for i in range(len(turns) - 1, -1, -1):
+        tail[i] = tail[i + 1] + costs[i]
     starts = [i for i, m in enumerate(turns) if m.get("role") == "user"] or [0]
     for start in starts:
-        if estimate_message_tokens(turns[start:]) <= budget:
+        if tail[start] <= budget:
             return list(turns[start:]), list(turns[:start])
     # Even the last turn alone is too big: keep it whole, its request cut to what room is left. The turn in
     # progress must be seen with its own tool calls and results, or the model asks for them again, round
     # after round (many offered tools can leave almost no room).
     current = [dict(m) for m in turns[starts[-1] :]]
-    room = budget - estimate_message_tokens(current[1:]) - 24  # 24: JSON framing
+    room = budget - tail[starts[-1] + 1] - 24  # 24: JSON framing
     current[0]["content"] = clip_text(str(current[0].get("content", "")), max(16, room))
     return current, list(turns[: starts[-1]])
 
@@ -99,9 +109,15 @@ def assemble(
     head = [{"role": "system", "content": system}]
     if data:
         head.append({"role": "user", "content": context_template.strip() + "\n\n" + data})
-    kept, dropped = fit_turns(turns, budget - estimate_message_tokens(head) - REPAIR_MARGIN)
-    messages = head + repair(kept)
-    return Assembled(messages, dropped, estimate_message_tokens(messages))
+    head_tokens = estimate_message_tokens(head)
+    costs = [message_tokens(m) for m in turns]
+    kept, dropped = fit_turns(turns, budget - head_tokens - REPAIR_MARGIN, costs)
+    repaired = repair(kept)
+    # The turns are estimated once: what repair kept as it was (the same object: turns is alive, so no other
+    # object has its id) costs what it did; only messages it added or changed are encoded again.
+    known = {id(m): cost for m, cost in zip(turns, costs, strict=True)}
+    tokens = head_tokens + sum(known[id(m)] if id(m) in known else message_tokens(m) for m in repaired)
+    return Assembled(head + repaired, dropped, tokens)
 
 
 def render_turns(turns: list[dict[str, Any]]) -> str:

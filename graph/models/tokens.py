@@ -25,6 +25,11 @@ def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:
     return sum(4 + estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages)
 
 
+def message_tokens(message: dict[str, Any]) -> int:
+    """One message's share of :func:`estimate_message_tokens` (a list's estimate is the sum of these)."""
+    return 4 + estimate_tokens(json.dumps(message, ensure_ascii=False))
+
+
 _TOOL_COSTS: dict[int, tuple[dict[str, Any], int]] = {}
 _MAX_TOOL_COSTS = 1_024
 

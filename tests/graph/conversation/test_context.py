@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bot.runtime import open_runtime
 from graph.conversation.context import assemble, fit_turns
+from graph.conversation.nodes import repair_tool_history
 from graph.models.llm import estimate_message_tokens
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
@@ -56,6 +58,35 @@ def test_assemble_respects_the_budget_with_everything_full() -> None:
     )
     head = 2  # our instructions, then the context as data
     assert built.tokens <= 1500 and built.dropped == turns[: len(turns) - (len(built.messages) - head)]
+
+
+class _CountedMessage(dict[str, Any]):
+    """A chat message that counts how often it is serialised (json reads a dict subclass through ``items``)."""
+
+    encoded = 0
+
+    def items(self):  # type: ignore[override]
+        _CountedMessage.encoded += 1
+        return super().items()
+
+
+def test_assemble_estimates_each_turn_once_and_counts_what_it_sends() -> None:
+    """The estimate serialises every message: a prompt's turns are encoded once per assembly, not once per cut
+    point tried and again for the total (a conversation's turns were encoded 2-5 times a prompt)."""
+    plain: list[dict[str, Any]] = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "w" * 300} for i in range(40)
+    ]
+    plain.append({"role": "assistant", "content": "", "tool_calls": [{"id": "t1", "type": "function"}]})
+    plain.append({"role": "user", "content": "and the open call?"})  # repair answers t1 before this turn
+    for budget in (100_000, 1_500):  # everything fits; older turns are dropped (several cut points tried)
+        turns: list[dict[str, Any]] = [_CountedMessage(m) for m in plain]
+        _CountedMessage.encoded = 0
+        built = assemble("system", "Context:", "", [], [], turns, budget, repair_tool_history)
+        assert _CountedMessage.encoded == len(turns)
+        assert bool(built.dropped) == (budget == 1_500)
+        expected = assemble("system", "Context:", "", [], [], plain, budget, repair_tool_history)
+        assert built.tokens == expected.tokens == estimate_message_tokens(expected.messages)
+        assert [dict(m) for m in built.messages] == expected.messages
 
 
 BUDGET = 2000
