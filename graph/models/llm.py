@@ -4,6 +4,7 @@ answer becomes (the reply value, its tool calls, the clipping) is in :mod:`graph
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -169,7 +170,7 @@ class LLMClient:
     async def _call_endpoint(self, endpoint: Endpoint, name: str, call: _Call) -> ModelReply | None:
         """The call on one endpoint with its retries: the reply, None when a fallback was skipped for the
         budget. Raises ModelUnavailable when the endpoint failed, BudgetExceeded on the main one."""
-        estimate = estimate_message_tokens(call.messages) + estimate_tool_tokens(call.tools)
+        estimate = call.prompt_tokens + estimate_tool_tokens(call.tools)
         kwargs: dict[str, Any] = {"model": name, "messages": list(call.messages), "max_tokens": call.max_tokens}
         if call.tools:
             kwargs["tools"] = list(call.tools)
@@ -257,7 +258,7 @@ class LLMClient:
             else:
                 reply = parse_reply(response)
                 usage = response.usage
-                prompt = usage.prompt_tokens if usage else estimate_message_tokens(call.messages)
+                prompt = usage.prompt_tokens if usage else call.prompt_tokens
                 completion = usage.completion_tokens if usage else estimate_tokens(reply.content)
                 cost = endpoint.pricing.prices.price(name).cost(prompt, completion)
                 latency = int((self._clock() - started) * 1000)
@@ -269,7 +270,7 @@ class LLMClient:
                 unsettled = None
                 endpoint.breaker.record_success()
                 if usage is not None:
-                    await self._cuts.check(name, usage.prompt_tokens, call.messages, call.session)
+                    await self._cuts.check(name, usage.prompt_tokens, call.prompt_tokens, call.session)
                 return replace(
                     reply, prompt_tokens=prompt, completion_tokens=completion, model=name, cost=cost,
                     endpoint=endpoint.label,
@@ -356,6 +357,11 @@ class _Call:
     max_tokens: int
     temperature: float | None = None
     tool_choice: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def prompt_tokens(self) -> int:
+        """Our estimate of the messages' tokens: counted once per call, whatever its attempts and checks."""
+        return estimate_message_tokens(self.messages)
 
 
 def _labelled(endpoint: Endpoint, reason: str) -> str:

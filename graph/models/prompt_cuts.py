@@ -5,11 +5,8 @@ model and the operator is told once how to fix it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
 
 from graph.models.notices import ModelNotices
-from graph.models.tokens import estimate_message_tokens
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +22,11 @@ class PromptCutWatch:
         self._notices = notices
         self._cut_models: set[str] = set()
 
-    async def check(self, model: str, counted: int, messages: Sequence[dict[str, Any]], session: str | None) -> None:
-        """Warn (once per model) when ``counted`` says the prompt ``messages`` was cut. Our estimate of the
-        messages alone is the measure (some endpoints do not count the tool schemas), and 0 is not a cut
-        (older Ollama versions report a cached prompt as 0 tokens)."""
-        estimate = estimate_message_tokens(messages)
-        if estimate <= CUT_MIN_ESTIMATE or not 0 < counted < CUT_RATIO * estimate or model in self._cut_models:
+    async def check(self, model: str, counted: int, estimate: int, session: str | None) -> None:
+        """Warn (once per model) when ``counted`` says a prompt we estimated at ``estimate`` was cut. Our
+        estimate of the messages alone is the measure (some endpoints do not count the tool schemas), and 0 is
+        not a cut (older Ollama versions report a cached prompt as 0 tokens)."""
+        if model in self._cut_models or estimate <= CUT_MIN_ESTIMATE or not 0 < counted < CUT_RATIO * estimate:
             return
         self._cut_models.add(model)
         log.warning(

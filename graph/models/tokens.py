@@ -22,7 +22,7 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_message_tokens(messages: Sequence[dict[str, Any]]) -> int:
     """Estimated prompt tokens for a list of chat messages (4 tokens of framing each)."""
-    return sum(4 + estimate_tokens(json.dumps(m, ensure_ascii=False)) for m in messages)
+    return sum(message_tokens(m) for m in messages)
 
 
 def message_tokens(message: dict[str, Any]) -> int:

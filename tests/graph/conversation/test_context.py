@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.runtime import open_runtime
 from graph.conversation.context import assemble, fit_turns
-from graph.conversation.nodes import repair_tool_history
+from graph.conversation.prompt import repair_tool_history
 from graph.models.llm import estimate_message_tokens
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
 from tests.fakes.openai_api import FakeOpenAI
