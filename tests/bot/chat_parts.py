@@ -36,9 +36,9 @@ class Chat:
     wakes: list[None] = field(default_factory=list)
 
     def inbound(self, text: str, sender: str = OPERATOR, chat: str = "1001", **more: Any) -> InboundMessage:
-        """A message in the chat, with a fresh update key."""
-        kind = "command" if text.startswith("/") else "message"
-        return InboundMessage("rec", chat, sender, text, kind, update_key=f"k{next(_keys)}", **more)
+        """A message in the chat (a command when it starts with /), with a fresh update key."""
+        more.setdefault("kind", "command" if text.startswith("/") else "message")
+        return InboundMessage("rec", chat, sender, text, update_key=f"k{next(_keys)}", **more)
 
     async def say(self, text: str, sender: str = OPERATOR, chat: str = "1001") -> str:
         """Run a command as ``sender`` in ``chat``; its answer."""
