@@ -22,6 +22,8 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.graph.parts import OPERATOR, SESSION, GoalParts, goal_parts
 
 _keys = itertools.count(1)
+SMTP = {"host": "127.0.0.1", "port": 2525, "from_addr": "coo@example.org"}
+"""Email configured (nothing is sent here: no outbox runs), so /email and reply cards can be built."""
 
 
 @dataclass

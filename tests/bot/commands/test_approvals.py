@@ -12,10 +12,8 @@ import pytest
 from bot.commands.approvals import register_approval_commands
 from graph.errors import UserFacingError
 from memory.db import utcnow
-from tests.bot.chat_parts import Chat, chat_parts
+from tests.bot.chat_parts import SMTP, Chat, chat_parts
 from tests.fakes.openai_api import FakeOpenAI
-
-SMTP = {"host": "127.0.0.1", "port": 2525, "from_addr": "coo@example.org"}
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from bot.commands.goals import ChatNotifier, GoalCommands
 from connectors.email import EmailAction
-from graph.errors import UserFacingError
 from graph.buttons import Prefix, encode
+from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow
 from memory.tasks import Goal
 from prompts.messages import GOAL_NOT_PLANNABLE, GOALS_USAGE
