@@ -14,7 +14,7 @@ from bot.commands.followups import LISTED, FollowupCommands
 from bot.commands.router import CommandRouter
 from graph.errors import UserFacingError
 from graph.followups.book import FollowupBook
-from memory.approvals import APPROVALS_SCHEMA
+from memory.approval_schema import APPROVALS_SCHEMA
 from memory.db import open_database
 from memory.followups import FollowupStore
 from memory.mail import MailStore

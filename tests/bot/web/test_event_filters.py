@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.web.event_filters import Filters, parse_filters, where
-from memory.approvals import APPROVALS_SCHEMA
+from memory.approval_schema import APPROVALS_SCHEMA
 from memory.db import Database, open_database
 from memory.records import Records
 from memory.tasks import TaskLedger
