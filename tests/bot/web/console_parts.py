@@ -4,10 +4,10 @@ with one signed-in operator's cookie and CSRF token."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from bot.web.channel import WebChannel
 from bot.web.server import WebConsole
 from bot.web.services import Services
 from bot.web.views import Views
+from memory.db import utcnow
+from memory.followups import FollowupStore
 from memory.traces import TraceStore
 from memory.web_sessions import WebAuthStore
 from tests.bot.chat_parts import SMTP, Chat, chat_parts
@@ -63,14 +65,16 @@ async def session_token(auth: WebAuthStore, operator: str = OPERATOR) -> str:
 
 
 @asynccontextmanager
-async def console_parts(tmp_path: Path, fake: FakeOpenAI, forget: bool = False) -> AsyncIterator[Web]:
-    """The console on real parts; ``forget``: a ``/forget`` command is registered (it records its argument; the
-    real one needs semantic memory, tested in tests/bot/commands/test_memory.py)."""
-    async with chat_parts(tmp_path, fake, smtp=SMTP) as chat:
+async def console_parts(
+    tmp_path: Path, fake: FakeOpenAI, forget: bool = False, clock: Callable[[], datetime] = utcnow
+) -> AsyncIterator[Web]:
+    """The console on real parts, sign-ins expiring by ``clock``; ``forget``: a ``/forget`` command is registered
+    (it records its argument; the real one needs semantic memory, tested in tests/bot/commands/test_memory.py)."""
+    async with chat_parts(tmp_path, fake, smtp=SMTP, web={"listen": "127.0.0.1:8099"}) as chat:
         p, db = chat.parts, chat.parts.stores.db
-        auth, traces, channel = WebAuthStore(db), TraceStore(db), WebChannel()
-        await auth.setup()
-        await traces.setup()
+        auth, traces, channel = WebAuthStore(db, clock), TraceStore(db), WebChannel()
+        for store in (auth, traces, FollowupStore(db)):  # Today lists the follow-ups due
+            await store.setup()
         chat.messenger.attach(channel)
         forgotten: list[str] = []
 
