@@ -4,6 +4,7 @@ outside text escaped, and signing out ends the session."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -84,3 +85,15 @@ async def test_signing_out_ends_the_session(console: Web) -> None:
 async def test_without_a_session_no_page_is_shown(console: Web) -> None:
     answer = await console.client.get("/cards")
     assert answer.status == 401
+
+
+async def test_a_live_page_hears_a_card_decided_in_the_console(console: Web) -> None:
+    row = await console.chat.email_card()
+    stream = await console.client.get("/changes", headers=console.cookie)
+    assert await asyncio.wait_for(stream.content.readline(), 5) == b"retry: 3000\n"  # subscribed by now
+    await console.post(f"/cards/{row.id}/decide", nonce=row.nonce, digest=row.digest, verb="approve")
+    line = b""
+    while not line.startswith(b"data:"):
+        line = await asyncio.wait_for(stream.content.readline(), 5)
+    assert "cards" in line.decode().split()
+    stream.close()
