@@ -5,11 +5,13 @@ go through the goal service."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from memory.approvals import ApprovalRow
+from memory.db import utcnow
 from tests.bot.web.console_parts import Web, console_parts
 from tests.fakes.openai_api import FakeOpenAI
 from tests.graph.parts import OPERATOR, spec
@@ -105,3 +107,12 @@ async def test_cancel_stops_the_goal_once_and_goes_back_only_to_the_console(cons
 @pytest.mark.parametrize("path", ["/tasks/t-none/retry", "/tasks/t-none/skip", "/goals/g-none/cancel"])
 async def test_a_button_for_an_unknown_task_or_goal_is_not_found(console: Web, path: str) -> None:
     assert (await console.post(path)).status == 404 and console.chat.wakes == []
+
+
+async def test_approve_of_a_card_past_its_expiry_expires_it_and_queues_nothing(console: Web) -> None:
+    row = await console.chat.email_card()
+    past = (utcnow() - timedelta(minutes=1)).isoformat()
+    await console.chat.parts.stores.db.write("UPDATE approvals SET expires_at = ? WHERE id = ?", (past, row.id))
+    answer = await console.post(f"/cards/{row.id}/decide", **form(row, verb="approve"))
+    assert answer.status == 303 and await console.chat.state(row.id) == "expired"
+    assert await console.chat.parts.approvals.store.outbox(row.id) is None and console.chat.wakes == []
