@@ -48,9 +48,11 @@ class ChangeFeed:
         the watch, from a reading taken before this returns: whatever changes after it is told."""
         queue: asyncio.Queue[frozenset[str] | None] = asyncio.Queue()
         if self._task is None or self._task.done():
+            # Taken before the reading: a poke made from here on sets this event, even before the watch runs.
+            poked = self._channel.changed
             first = await self._fingerprint()
             if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._watch(first), name="web-changes")
+                self._task = asyncio.create_task(self._watch(first, poked), name="web-changes")
         self._queues.add(queue)
         return queue
 
@@ -73,13 +75,15 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _watch(self, last: dict[str, str]) -> None:
+    async def _watch(self, last: dict[str, str], poked: asyncio.Event) -> None:
         while self._queues and not self._closed:
-            poked = self._channel.changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(poked.wait(), self._interval)
+            was_poked = poked.is_set()
+            if was_poked:  # the next poke sets the channel's new event, even one made during the reading
+                poked = self._channel.changed
             now = await self._fingerprint()
-            moved = frozenset(TOPICS) if poked.is_set() else frozenset(t for t in TOPICS if now[t] != last[t])
+            moved = frozenset(TOPICS) if was_poked else frozenset(t for t in TOPICS if now[t] != last[t])
             last = now
             if moved:
                 for queue in self._queues:

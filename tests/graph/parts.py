@@ -19,6 +19,7 @@ from graph.conversation.record_tools import GOAL_TOOLS, RECORD_TOOLS
 from graph.conversation.tools import RECALL_TOOL, SAFE_TOOLS, ToolBox
 from graph.goals.board import ButtonSpec
 from graph.goals.executor import SkillExecutor
+from graph.goals.plan_kind import PlanKind
 from graph.goals.service import GoalService
 from graph.goals.skills import all_skills
 from graph.models.llm import LLMClient
@@ -62,6 +63,8 @@ class GoalParts:
     shown: Shown
     clock: DateClock
     settings: Any
+    plans: PlanKind
+    contexts: Contexts
 
     async def goal_with_tasks(self, *specs: dict[str, Any], budget: float | None = None) -> tuple[Goal, list[Task]]:
         """An active goal with one run of ``specs`` (the plan approved), its first tasks ready."""
@@ -113,4 +116,4 @@ async def goal_parts(
         executor = SkillExecutor(
             all_skills(), llm, tools, approvals, contexts, settings.tasks, None, TraceRecorder(trace_store, str)
         )
-        yield GoalParts(stores, llm, approvals, goals, executor, shown, clock, settings)
+        yield GoalParts(stores, llm, approvals, goals, executor, shown, clock, settings, plans, contexts)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from bot.web.auth import COOKIE, FORGED, csrf_token, make_guard, session_of
 from memory.db import Database, open_database
 from memory.operators import OperatorStore
 from memory.web_sessions import WebAuthStore
+from tests.bot.web.console_parts import session_token
 
 OPERATOR = "telegram:1001"
 
@@ -34,11 +34,7 @@ class Guarded:
 
     async def session_for(self, operator: str = OPERATOR) -> str:
         """A session cookie value, made the way the console makes one (a link, redeemed once)."""
-        redeemed = await self.auth.redeem(
-            await self.auth.create_link(operator, timedelta(minutes=10), "test"), timedelta(hours=1)
-        )
-        assert redeemed is not None
-        return redeemed[1]
+        return await session_token(self.auth, operator)
 
     async def events(self, kind: str) -> list[tuple[str, str]]:
         rows = await self.db.fetchall("SELECT actor, payload FROM events WHERE kind = ? ORDER BY id", (kind,))
