@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from memory.db import Database, utcnow
-from memory.lines import Line, Table
+from memory.lines import Line, Table, row_line
 
 EVIDENCE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS goal_evidence (
@@ -31,15 +31,27 @@ CREATE INDEX IF NOT EXISTS goal_evidence_goal ON goal_evidence(goal_id, at);
 """
 
 
-class EvidenceLine(Line):
-    """One fact about one task's outcome in a backup."""
+@dataclass(frozen=True)
+class Evidence:
+    """One fact about one task's outcome, where it came from and the event that recorded it."""
 
-    source: str = Field(min_length=1)
-    goal_id: str = Field(min_length=1)
-    task_id: str = Field(min_length=1)
+    source: str
+    goal_id: str
+    task_id: str
     fact: str
     event_id: int
-    at: str
+    at: datetime
+
+
+_EvidenceFields: Any = row_line(
+    Evidence,
+    times=str,
+    checks={"source": Field(min_length=1), "goal_id": Field(min_length=1), "task_id": Field(min_length=1)},
+)
+
+
+class EvidenceLine(_EvidenceFields):
+    """One fact about one task's outcome in a backup (the fields of :class:`Evidence`, its time as stored)."""
 
     @field_validator("at")
     @classmethod
@@ -50,17 +62,6 @@ class EvidenceLine(Line):
 
 
 _EVIDENCE = Table("goal_evidence", EvidenceLine)
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One fact about one task's outcome, and where it came from."""
-
-    source: str
-    goal_id: str
-    task_id: str
-    fact: str
-    at: datetime
 
 
 class EvidenceStore:
@@ -116,6 +117,7 @@ class EvidenceStore:
                 return []
             self._ready = True
         rows = await self._db.fetchall(
-            "SELECT source, goal_id, task_id, fact, at FROM goal_evidence WHERE goal_id = ? ORDER BY at", (goal_id,)
+            "SELECT source, goal_id, task_id, fact, event_id, at FROM goal_evidence WHERE goal_id = ? ORDER BY at",
+            (goal_id,),
         )
-        return [Evidence(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in rows]
+        return [Evidence(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5])) for r in rows]

@@ -2,7 +2,8 @@
 derived from its line model, so a table's layout is declared once, next to the store (``memory.portable``).
 
 A store's line is derived from its row dataclass by :func:`row_line` (the row's fields, their types as a
-line carries them), so a column is declared in the row alone.
+line carries them: a pydantic model as its JSON object, a time or a day as ISO 8601 text where the store keeps
+the text it wrote), so a column is declared in the row alone.
 
 A field typed as a ``dict`` or a ``list`` is a column of JSON text, a ``bool`` an integer 0 or 1, a
 ``datetime`` ISO 8601 text; other values are stored as they are. Times are read back as the text
@@ -16,7 +17,7 @@ import json
 import sqlite3
 import types
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, create_model
@@ -37,12 +38,14 @@ def row_line(
     defaults: Mapping[str, Any] | None = None,
     nested: Mapping[type, type[Line]] | None = None,
     times: Any = datetime,
+    days: Any = date,
     names: Mapping[str, str] | None = None,
 ) -> Any:
     """A :class:`Line` with the fields of the dataclass ``row``, less ``drop`` (columns a backup does not
     carry), as a line holds them: a tuple as a list, a dataclass of ``nested`` as its line, a time as
-    ``times`` (``AwareDatetime``, or ``str`` for a store that keeps its times as text it wrote); ``names``
-    renames a field whose column is named otherwise. ``checks`` add constraints to a field (``Field(ge=0)``);
+    ``times`` (``AwareDatetime``, or ``str`` for a store that keeps its times as text it wrote), a day as
+    ``days`` (``str`` likewise), a pydantic model as its JSON object (``dict[str, Any]``); ``names`` renames
+    a field whose column is named otherwise. ``checks`` add constraints to a field (``Field(ge=0)``);
     ``defaults`` give the value a line written before the field existed gets (no row default is carried
     otherwise, so a line must hold every other field). A store subclasses the result to add nested lines and
     cross-checks (``memory.approval_lines``)::
@@ -58,7 +61,7 @@ def row_line(
     for field in dataclasses.fields(row):
         if field.name in dropped:
             continue
-        annotation = _line_type(hints[field.name], nested or {}, times)
+        annotation = _line_type(hints[field.name], nested or {}, times, days)
         if checks and field.name in checks:
             annotation = Annotated[annotation, checks[field.name]]
         fields[(names or {}).get(field.name, field.name)] = (annotation, (defaults or {}).get(field.name, ...))
@@ -68,15 +71,22 @@ def row_line(
     return create_model(f"{row.__name__}Fields", __base__=Line, __module__=row.__module__, **fields)
 
 
-def _line_type(annotation: Any, nested: Mapping[type, type[Line]], times: Any) -> Any:
+def _line_type(annotation: Any, nested: Mapping[type, type[Line]], times: Any, days: Any) -> Any:
     origin = get_origin(annotation)
     if origin in (Union, types.UnionType):
-        return Union[tuple(_line_type(arg, nested, times) for arg in get_args(annotation))]  # noqa: UP007
+        return Union[tuple(_line_type(arg, nested, times, days) for arg in get_args(annotation))]  # noqa: UP007
     if origin is tuple:
-        return list[_line_type(get_args(annotation)[0], nested, times)]  # type: ignore[misc]
+        return list[_line_type(get_args(annotation)[0], nested, times, days)]  # type: ignore[misc]
     if annotation is datetime:
         return times
-    return nested.get(annotation, annotation)
+    if annotation is date:
+        return days
+    if annotation in nested:
+        return nested[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        # Which model the object is depends on the row (a record's kind): the store's line checks it.
+        return dict[str, Any]
+    return annotation
 
 
 def _is_json(annotation: Any) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from memory.db import Database, utcnow
-from memory.lines import Line, Table
+from memory.lines import Line, Table, row_line
 
 NOTES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (
@@ -29,19 +29,6 @@ MAX_NOTE_CHARS = 100_000
 """The longest note ``/remember`` can store: a chat message's limit (``bot.dispatcher.MAX_INPUT_CHARS``)."""
 
 
-class NoteLine(Line):
-    """One remembered note in a backup."""
-
-    ref: str
-    scope: str
-    source: str
-    text: str = Field(max_length=MAX_NOTE_CHARS)
-    at: datetime
-
-
-_NOTES = Table("notes", NoteLine)
-
-
 @dataclass(frozen=True)
 class StoredNote:
     """One remembered note."""
@@ -51,6 +38,16 @@ class StoredNote:
     source: str
     text: str
     at: datetime
+
+
+_NoteFields: Any = row_line(StoredNote, checks={"text": Field(max_length=MAX_NOTE_CHARS)})
+
+
+class NoteLine(_NoteFields):
+    """One remembered note in a backup (the fields of :class:`StoredNote`)."""
+
+
+_NOTES = Table("notes", NoteLine)
 
 
 class NoteLedger:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from memory.db import Database, utcnow
-from memory.lines import Line, Table
+from memory.lines import Line, Table, row_line
 
 PIPELINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipeline_stages (
@@ -56,16 +56,37 @@ def _zoned(value: str) -> str:
     return value
 
 
-class StageLine(Line):
-    """One stage move, nested in its contact's line (its id keeps the order of the history)."""
+@dataclass(frozen=True)
+class StageMove:
+    """One move of one contact into a stage: who made it, why, when (its id keeps the order of the history)."""
 
-    id: int = Field(ge=1)
+    id: int
     contact_id: str
     stage: Stage
     actor: str
     reason: str
     event_id: int
-    at: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A contact's next step and the day it is due (in the operator's zone)."""
+
+    contact_id: str
+    what: str
+    due: date
+    actor: str
+    event_id: int
+    at: datetime
+
+
+_StageFields: Any = row_line(StageMove, times=str, checks={"id": Field(ge=1)})
+_NextFields: Any = row_line(NextStep, times=str, days=str, checks={"what": Field(min_length=1, max_length=MAX_WHAT)})
+
+
+class StageLine(_StageFields):
+    """One stage move, nested in its contact's line (the fields of :class:`StageMove`, its time as stored)."""
 
     @field_validator("at")
     @classmethod
@@ -73,15 +94,8 @@ class StageLine(Line):
         return _zoned(value)
 
 
-class NextLine(Line):
-    """A contact's next step, nested in its contact's line."""
-
-    contact_id: str
-    what: str = Field(min_length=1, max_length=MAX_WHAT)
-    due: str
-    actor: str
-    event_id: int
-    at: str
+class NextLine(_NextFields):
+    """A contact's next step, nested in its contact's line (the fields of :class:`NextStep`, as stored)."""
 
     @field_validator("at")
     @classmethod
@@ -115,27 +129,6 @@ class PipelineLine(Line):
 
 _STAGES = Table("pipeline_stages", StageLine)
 _NEXT = Table("pipeline_next", NextLine)
-
-
-@dataclass(frozen=True)
-class StageMove:
-    """One move of one contact into a stage: who made it, why, when."""
-
-    contact_id: str
-    stage: Stage
-    actor: str
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class NextStep:
-    """A contact's next step and the day it is due (in the operator's zone)."""
-
-    contact_id: str
-    what: str
-    due: date
-    actor: str
 
 
 class PipelineStore:
@@ -197,44 +190,41 @@ class PipelineStore:
                 return None
             payload = {"contact_id": contact_id, "stage": stage, "from": current[0] if current else None}
             event_id = await tx.append_event("pipeline.stage", actor, {**payload, "reason": reason})
-            await tx.execute(
+            written = await tx.execute(
                 "INSERT INTO pipeline_stages (contact_id, stage, actor, reason, event_id, at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (contact_id, stage, actor, reason, event_id, at.isoformat()),
             )
-        return StageMove(contact_id, stage, actor, reason, at)
+        assert written.lastrowid is not None
+        return StageMove(written.lastrowid, contact_id, stage, actor, reason, event_id, at)
 
     async def history(self, contact_id: str) -> list[StageMove]:
         """Every move of a contact, oldest first."""
-        rows = await self._db.fetchall(
-            "SELECT contact_id, stage, actor, reason, at FROM pipeline_stages WHERE contact_id = ? ORDER BY id",
-            (contact_id,),
-        )
+        rows = await self._db.fetchall(_STAGES.select("WHERE contact_id = ? ORDER BY id"), (contact_id,))
         return [_move(r) for r in rows]
 
     async def stages(self) -> dict[str, StageMove]:
         """The latest move of every contact that has a stage."""
         rows = await self._db.fetchall(
-            "SELECT s.contact_id, s.stage, s.actor, s.reason, s.at FROM pipeline_stages s JOIN "
-            "(SELECT contact_id, MAX(id) m FROM pipeline_stages GROUP BY contact_id) l ON s.id = l.m",
-            (),
+            _STAGES.select("WHERE id IN (SELECT MAX(id) FROM pipeline_stages GROUP BY contact_id)"), ()
         )
-        return {r[0]: _move(r) for r in rows}
+        return {m.contact_id: m for m in map(_move, rows)}
 
     async def set_next(self, contact_id: str, what: str, due: date, actor: str) -> NextStep:
         """Set (or replace) a contact's next step."""
         what = " ".join(what.split())
         if not what or len(what) > MAX_WHAT:
             raise ValueError(f"a next step is 1 to {MAX_WHAT} characters")
+        at = utcnow()
         async with self._db.transaction() as tx:
             payload = {"contact_id": contact_id, "what": what, "due": due.isoformat()}
             event_id = await tx.append_event("pipeline.next", actor, payload)
             await tx.execute(
                 "INSERT OR REPLACE INTO pipeline_next (contact_id, what, due, actor, event_id, at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (contact_id, what, due.isoformat(), actor, event_id, utcnow().isoformat()),
+                (contact_id, what, due.isoformat(), actor, event_id, at.isoformat()),
             )
-        return NextStep(contact_id, what, due, actor)
+        return NextStep(contact_id, what, due, actor, event_id, at)
 
     async def clear_next(self, contact_id: str, actor: str) -> bool:
         """Drop a contact's next step (done); False when it had none."""
@@ -246,9 +236,15 @@ class PipelineStore:
 
     async def next_steps(self) -> dict[str, NextStep]:
         """Every contact's next step."""
-        rows = await self._db.fetchall("SELECT contact_id, what, due, actor FROM pipeline_next ORDER BY due", ())
-        return {r[0]: NextStep(r[0], r[1], date.fromisoformat(r[2]), r[3]) for r in rows}
+        rows = await self._db.fetchall(_NEXT.select("ORDER BY due"), ())
+        return {step.contact_id: step for step in map(_step, rows)}
 
 
-def _move(row: tuple[str, str, str, str, str]) -> StageMove:
-    return StageMove(row[0], row[1], row[2], row[3], datetime.fromisoformat(row[4]))  # type: ignore[arg-type]
+def _move(row: Any) -> StageMove:
+    move = _STAGES.read(row)
+    return StageMove(**{**move, "at": datetime.fromisoformat(move["at"])})
+
+
+def _step(row: Any) -> NextStep:
+    step = _NEXT.read(row)
+    return NextStep(**{**step, "due": date.fromisoformat(step["due"]), "at": datetime.fromisoformat(step["at"])})

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from memory.addresses import normalise_address
 from memory.db import Database, utcnow
 from memory.errors import InternalError
-from memory.lines import Line, Table
+from memory.lines import Line, Table, row_line
 
 RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -128,17 +128,12 @@ class Record:
     deleted: bool
 
 
-class RecordLine(Line):
-    """One record version in a backup (its data checked against the kind's model)."""
+_RecordFields: Any = row_line(Record, times=str)
 
-    kind: str
-    id: str
-    version: int
-    data: dict[str, Any]
-    event_id: int
-    actor: str
-    at: str
-    deleted: bool
+
+class RecordLine(_RecordFields):
+    """One record version in a backup (the fields of :class:`Record`, its data checked against the kind's model,
+    its time as stored)."""
 
     @field_validator("at")
     @classmethod

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from memory.approval_lines import ApprovalLine, CardLine, OutboxLine
 from memory.approvals import ApprovalRow, CardRef, OutboxRow
@@ -21,6 +21,8 @@ from memory.goal_evidence import Evidence, EvidenceLine
 from memory.goal_lines import AttemptLine, GoalLine, TaskLine
 from memory.lines import Line, row_line
 from memory.notes import NoteLine, StoredNote
+from memory.pipeline import NextLine, NextStep, StageLine, StageMove
+from memory.records import Record, RecordLine
 from memory.tasks import Attempt, Goal, Task
 
 # (row, its line, fields only the line has (nested lines, an event id), fields a backup leaves out on purpose)
@@ -33,14 +35,18 @@ PAIRS: list[tuple[type, type[Line], set[str], set[str]]] = [
     (Task, TaskLine, {"attempt_log"}, {"resumes"}),
     (Attempt, AttemptLine, set(), set()),
     (Followup, FollowupLine, set(), set()),
-    # Declared by hand in their stores (not derived yet): held here so they cannot drift apart.
     (StoredNote, NoteLine, set(), set()),
-    (Evidence, EvidenceLine, {"event_id"}, set()),
+    (Evidence, EvidenceLine, set(), set()),
+    (Record, RecordLine, set(), set()),
+    (StageMove, StageLine, set(), set()),
+    (NextStep, NextLine, set(), set()),
 ]
 LINE_OF = {row: line for row, line, _, _ in PAIRS}
-# A field whose column (and line field) is named otherwise; times a line keeps as the text the store wrote.
+# A field whose column (and line field) is named otherwise; times (and days) a line keeps as the text the store
+# wrote. A pydantic model in a row (a record's data) is its JSON object in the line.
 RENAMED = {Followup: {"due": "due_at"}}
-TIMES_AS_TEXT = {Followup, Evidence}
+TIMES_AS_TEXT = {Followup, Evidence, Record, StageMove, NextStep}
+DAYS_AS_TEXT = {NextStep}
 
 
 def _plain(annotation: Any) -> Any:
@@ -68,6 +74,12 @@ def test_a_line_holds_its_rows_fields_with_their_types(
     }
     if row in TIMES_AS_TEXT:
         row_fields = {name: str if kind is datetime else kind for name, kind in row_fields.items()}
+    if row in DAYS_AS_TEXT:
+        row_fields = {name: str if kind is date else kind for name, kind in row_fields.items()}
+    row_fields = {
+        name: dict[str, Any] if isinstance(kind, type) and issubclass(kind, BaseModel) else kind
+        for name, kind in row_fields.items()
+    }
     line_fields = {
         name: _plain(field.annotation if not field.metadata else Annotated[field.annotation, *field.metadata])
         for name, field in line.model_fields.items()
@@ -90,3 +102,19 @@ def test_a_check_or_a_default_for_a_field_the_row_does_not_have_is_refused() -> 
         row_line(Event, checks={"colour": Field(min_length=1)})
     with pytest.raises(TypeError, match="no field kinds"):
         row_line(Event, drop=("kinds",))
+
+
+class _Data(BaseModel):
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    data: _Data
+    due: date
+
+
+def test_a_rows_model_is_its_json_object_and_a_day_is_text_where_the_store_keeps_text() -> None:
+    as_text = row_line(_Row, days=str).model_validate({"data": {"name": "Ana"}, "due": "2026-01-02"})
+    assert (as_text.data, as_text.due) == ({"name": "Ana"}, "2026-01-02")
+    assert row_line(_Row).model_validate({"data": {}, "due": "2026-01-02"}).due == date(2026, 1, 2)
