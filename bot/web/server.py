@@ -22,6 +22,7 @@ from bot.web.services import Services
 from bot.web.settings import WebSettings
 from bot.web.timeline import register_timeline
 from bot.web.views import STATE_NAMES, TASK_STATES
+from prompts.messages import GENERIC_ERROR
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -198,6 +199,10 @@ async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         exc.headers.update(SECURITY_HEADERS)
         raise
+    except Exception:
+        # Logged once here; the browser gets the short generic answer with the same headers as any page.
+        log.exception("web console: %s %s failed", request.method, request.path)
+        return web.Response(status=500, text=GENERIC_ERROR, headers=SECURITY_HEADERS)
     if not response.prepared:
         response.headers.update(SECURITY_HEADERS)
     return response

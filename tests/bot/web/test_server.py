@@ -14,6 +14,7 @@ import pytest
 
 from bot.web.auth import COOKIE
 from bot.web.server import SECURITY_HEADERS
+from prompts.messages import GENERIC_ERROR
 from tests.bot.web.console_parts import Web, console_parts
 from tests.conftest import DateClock
 from tests.fakes.openai_api import FakeOpenAI
@@ -63,6 +64,16 @@ async def test_an_expired_link_opens_nothing(console: Web, clock: DateClock) -> 
 async def test_every_answer_carries_the_security_headers(console: Web, path: str) -> None:
     answer = await console.get(path)
     assert {name: answer.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+
+
+async def test_a_page_that_fails_answers_briefly_with_the_security_headers(
+    console: Web, caplog: pytest.LogCaptureFixture
+) -> None:
+    await console.chat.parts.stores.db.script("DROP TABLE followups")  # Today reads it: the page fails
+    answer = await console.get("/")
+    assert answer.status == 500 and await answer.text() == GENERIC_ERROR
+    assert {name: answer.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    assert [r.message for r in caplog.records if r.name == "bot.web.server"] == ["web console: GET / failed"]
 
 
 async def test_the_pages_show_cards_and_goals_with_outside_text_escaped(console: Web) -> None:
