@@ -5,7 +5,6 @@ blocked and the operator asked."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,6 +48,20 @@ class Settled:
 CANCELLED = Settled("cancelled", {"lease_owner": None})
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended: its outcome, the attempt's row to close (None: it failed unexpectedly, and its row
+    stays open), and the session the operator is told in."""
+
+    session: str
+    attempt_id: int | None
+    outcome: Outcome
+
+
+# The attempt failed unexpectedly (logged): retried while attempts remain.
+FAILED = Ending("", None, Outcome("retry", error=INTERNAL_ERROR))
+
+
 class TaskAttempt:
     """Runs one attempt of a task that this runner claimed (its lease is kept by the caller)."""
 
@@ -69,22 +82,26 @@ class TaskAttempt:
         self._replies = replies
 
     async def carry_out(self, task: Task) -> None:
-        """Gather, act, record. An unexpected error is logged and counts as a failed attempt."""
+        """Gather, act, record. An unexpected error is logged where it stops the attempt and counts as a failed
+        attempt: recorded in place of an outcome it came before, or instead of one that could not be recorded."""
         try:
-            brief = await self._gather(task)
-            if brief is None:
-                return
-            goal_id = brief.goal.id
-            outcome = await self._executor.run(
-                brief.goal, task, brief.inputs, brief.limit, lambda: self._goals.working(goal_id), brief.replies
-            )
-            settled = settle(task, outcome, self._retry_at(task))
-            await self._record(task, brief.goal.session, settled, (brief.attempt_id, outcome))
+            ending = await self._act(task)
         except Exception:
             log.exception("task %s: the attempt failed unexpectedly", task.id)
-            failed = settle(task, Outcome("retry", error=INTERNAL_ERROR), self._retry_at(task))
-            with contextlib.suppress(TransitionRefused):
-                await self._record(task, "", failed, None)
+            ending = FAILED
+        if ending is not None:
+            await self._record(task, ending)
+
+    async def _act(self, task: Task) -> Ending | None:
+        """Gather, then run the skill; None (and the task cancelled) when its goal stopped."""
+        brief = await self._gather(task)
+        if brief is None:
+            return None
+        goal_id = brief.goal.id
+        outcome = await self._executor.run(
+            brief.goal, task, brief.inputs, brief.limit, lambda: self._goals.working(goal_id), brief.replies
+        )
+        return Ending(brief.goal.session, brief.attempt_id, outcome)
 
     async def _gather(self, task: Task) -> Brief | None:
         """Everything the attempt reads before it acts; None (and the task cancelled) when its goal stopped."""
@@ -98,22 +115,39 @@ class TaskAttempt:
         inputs = dependency_results(dep for dep in depends_on if dep is not None)
         return Brief(goal, attempt_id, inputs, replies, self._goals.limit(goal))
 
-    async def _record(self, task: Task, session: str, settled: Settled, closing: tuple[int, Outcome] | None) -> None:
-        """Write the ledger once: the attempt's row closed (``closing``: its id and outcome) and the task moved
+    async def _record(self, task: Task, ending: Ending) -> None:
+        """Record the attempt's ending; when that fails (the ledger refused it), the error is logged and a failed
+        attempt recorded instead. A failure that cannot be recorded because the task moved on already is let be."""
+        while True:
+            try:
+                await self._write(task, ending)
+                return
+            except Exception as error:
+                if ending is FAILED:
+                    if isinstance(error, TransitionRefused):
+                        return
+                    raise
+                log.exception("task %s: the attempt failed unexpectedly", task.id)
+                ending = FAILED
+
+    async def _write(self, task: Task, ending: Ending) -> None:
+        """Write the ledger once: the attempt's row closed (unless it failed unexpectedly) and the task moved
         (cancelled instead, when its goal was cancelled during the attempt); then tell the board and the operator
-        (in ``session``)."""
-        if closing is not None:
-            attempt_id, outcome = closing
+        (in the goal's session)."""
+        outcome = ending.outcome
+        if ending.attempt_id is None:
+            settled = settle(task, outcome, self._retry_at(task))
+        else:
             await self._ledger.end_attempt(
-                attempt_id, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
+                ending.attempt_id, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
             )
-            if not working(await self._ledger.goal(task.goal_id)):
-                settled = CANCELLED
+            working_goal = working(await self._ledger.goal(task.goal_id))
+            settled = settle(task, outcome, self._retry_at(task)) if working_goal else CANCELLED
         await self._ledger.move(task.id, "running", settled.state, **settled.fields)
         if settled.blocked is not None:
             await self._goals.blocked(task, settled.blocked)
         for approval_id in settled.fields.get("waiting_on", ()):
-            await self._goals.show_card(approval_id, session)
+            await self._goals.show_card(approval_id, ending.session)
         if settled.state == "cancelled":
             # A card proposed while the goal was being cancelled (after the cancel expired the cards it found).
             await self._goals.expire_cards(task.goal_id)
