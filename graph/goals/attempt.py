@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from graph.goals.executor import SkillExecutor
-from graph.goals.service import GoalService, working
+from graph.goals.service import WORKING, GoalService, working
 from graph.goals.skill_context import Outcome
 from graph.inbox.replies import ReplyWaits
 from graph.settings import TaskSettings
 from graph.spend.budget import Limit
-from memory.tasks import Goal, Task, TaskLedger, TaskState, TransitionRefused
+from memory.tasks import AttemptEnd, Goal, Task, TaskLedger, TaskState, TransitionRefused
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +135,16 @@ class TaskAttempt:
         (cancelled instead, when its goal was cancelled during the attempt); then tell the board and the operator
         (in the goal's session)."""
         outcome = ending.outcome
+        settled = settle(task, outcome, self._retry_at(task))
         if ending.attempt_id is None:
-            settled = settle(task, outcome, self._retry_at(task))
+            await self._ledger.move(task.id, "running", settled.state, **settled.fields)
         else:
-            await self._ledger.end_attempt(
+            ended = AttemptEnd(
                 ending.attempt_id, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
             )
-            working_goal = working(await self._ledger.goal(task.goal_id))
-            settled = settle(task, outcome, self._retry_at(task)) if working_goal else CANCELLED
-        await self._ledger.move(task.id, "running", settled.state, **settled.fields)
+            moved = await self._ledger.finish_attempt(task.id, ended, settled.state, WORKING, **settled.fields)
+            if moved == "cancelled":
+                settled = CANCELLED
         if settled.blocked is not None:
             await self._goals.blocked(task, settled.blocked)
         for approval_id in settled.fields.get("waiting_on", ()):
