@@ -1,7 +1,8 @@
-"""One attempt of a claimed task, in one direction: gather what the ledger and the inbox give once (the goal, the
-attempt's row, the results the task depends on, the replies it awaits), run the skill, then record the outcome
-once and tell the goal's board. A failed attempt is retried with backoff while attempts remain; then the task is
-blocked and the operator asked."""
+"""One attempt of a claimed task, in one direction: gather what the ledger gives once (the goal, the attempt's
+row, the results the task depends on), run the skill (which reads the replies the task awaits), then finish the
+attempt in the ledger once (one transaction) and tell the goal's board. An unexpected error is caught where the
+attempt starts and recorded as a failed attempt. A failed attempt is retried with backoff while attempts remain;
+then the task is blocked and the operator asked."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import Any
 from graph.goals.executor import SkillExecutor
 from graph.goals.service import WORKING, GoalService, working
 from graph.goals.skill_context import Outcome
-from graph.inbox.replies import ReplyWaits
 from graph.settings import TaskSettings
 from graph.spend.budget import Limit
 from memory.tasks import AttemptEnd, Goal, Task, TaskLedger, TaskState, TransitionRefused
@@ -31,7 +31,6 @@ class Brief:
     goal: Goal
     attempt_id: int
     inputs: str  # the results of the tasks it depends on
-    replies: str  # answers to its emails, quoted
     limit: Limit | None  # the goal's own budget
 
 
@@ -72,14 +71,12 @@ class TaskAttempt:
         executor: SkillExecutor,
         settings: TaskSettings,
         clock: Callable[[], datetime],
-        replies: ReplyWaits | None,
     ) -> None:
         self._ledger = ledger
         self._goals = goals
         self._executor = executor
         self._settings = settings
         self._clock = clock
-        self._replies = replies
 
     async def carry_out(self, task: Task) -> None:
         """Gather, act, record. An unexpected error is logged where it stops the attempt and counts as a failed
@@ -99,7 +96,7 @@ class TaskAttempt:
             return None
         goal_id = brief.goal.id
         outcome = await self._executor.run(
-            brief.goal, task, brief.inputs, brief.limit, lambda: self._goals.working(goal_id), brief.replies
+            brief.goal, task, brief.inputs, brief.limit, lambda: self._goals.working(goal_id)
         )
         return Ending(brief.goal.session, brief.attempt_id, outcome)
 
@@ -111,9 +108,8 @@ class TaskAttempt:
             return None
         attempt_id = await self._ledger.start_attempt(task)
         depends_on = [await self._ledger.task(dep_id) for dep_id in task.depends_on]
-        replies = await self._replies.for_task(task.id) if self._replies else ""
         inputs = dependency_results(dep for dep in depends_on if dep is not None)
-        return Brief(goal, attempt_id, inputs, replies, self._goals.limit(goal))
+        return Brief(goal, attempt_id, inputs, self._goals.limit(goal))
 
     async def _record(self, task: Task, ending: Ending) -> None:
         """Record the attempt's ending; when that fails (the ledger refused it), the error is logged and a failed
