@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from memory.db import utcnow
-from memory.task_attempts import TaskAttempts
+from memory.task_attempts import AttemptEnd, TaskAttempts
 from memory.task_leases import TaskLeases
 from memory.task_rows import (
     SELECT_GOALS,
@@ -34,7 +34,8 @@ from memory.task_schema import setup_task_tables
 from memory.task_states import FINISHED, TRANSITIONS, TransitionRefused
 
 __all__ = [
-    "FINISHED", "TRANSITIONS", "Attempt", "Goal", "GoalStatus", "Task", "TaskLedger", "TaskState", "TransitionRefused",
+    "FINISHED", "TRANSITIONS", "Attempt", "AttemptEnd", "Goal", "GoalStatus", "Task", "TaskLedger", "TaskState",
+    "TransitionRefused",
 ]  # fmt: skip
 
 

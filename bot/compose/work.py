@@ -80,7 +80,7 @@ def build_goals(
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)
     check_skills(all_skills(), {*tools.names(), *approvals.registry.tool_names(), FINISH})
     executor = SkillExecutor(
-        all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model, recorder
+        all_skills(), llm, tools, approvals, contexts, settings.tasks, settings.llm.cheap_model, recorder, replies
     )
     runner = TaskRunner(
         stores.tasks, service, executor, approvals, settings.tasks, is_paused=lambda: controls.paused, wakeup=wakeup,

@@ -1,11 +1,11 @@
-"""One attempt of a claimed task, in one direction: gather what the ledger and the inbox give once (the goal, the
-attempt's row, the results the task depends on, the replies it awaits), run the skill, then record the outcome
-once and tell the goal's board. A failed attempt is retried with backoff while attempts remain; then the task is
-blocked and the operator asked."""
+"""One attempt of a claimed task, in one direction: gather what the ledger gives once (the goal, the attempt's
+row, the results the task depends on), run the skill (which reads the replies the task awaits), then finish the
+attempt in the ledger once (one transaction) and tell the goal's board. An unexpected error is caught where the
+attempt starts and recorded as a failed attempt. A failed attempt is retried with backoff while attempts remain;
+then the task is blocked and the operator asked."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from graph.goals.executor import SkillExecutor
-from graph.goals.service import GoalService, working
+from graph.goals.service import WORKING, GoalService, working
 from graph.goals.skill_context import Outcome
-from graph.inbox.replies import ReplyWaits
 from graph.settings import TaskSettings
 from graph.spend.budget import Limit
-from memory.tasks import Goal, Task, TaskLedger, TaskState, TransitionRefused
+from memory.tasks import AttemptEnd, Goal, Task, TaskLedger, TaskState, TransitionRefused
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ class Brief:
     goal: Goal
     attempt_id: int
     inputs: str  # the results of the tasks it depends on
-    replies: str  # answers to its emails, quoted
     limit: Limit | None  # the goal's own budget
 
 
@@ -49,6 +47,20 @@ class Settled:
 CANCELLED = Settled("cancelled", {"lease_owner": None})
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended: its outcome, the attempt's row to close (None: it failed unexpectedly, and its row
+    stays open), and the session the operator is told in."""
+
+    session: str
+    attempt_id: int | None
+    outcome: Outcome
+
+
+# The attempt failed unexpectedly (logged): retried while attempts remain.
+FAILED = Ending("", None, Outcome("retry", error=INTERNAL_ERROR))
+
+
 class TaskAttempt:
     """Runs one attempt of a task that this runner claimed (its lease is kept by the caller)."""
 
@@ -59,32 +71,34 @@ class TaskAttempt:
         executor: SkillExecutor,
         settings: TaskSettings,
         clock: Callable[[], datetime],
-        replies: ReplyWaits | None,
     ) -> None:
         self._ledger = ledger
         self._goals = goals
         self._executor = executor
         self._settings = settings
         self._clock = clock
-        self._replies = replies
 
     async def carry_out(self, task: Task) -> None:
-        """Gather, act, record. An unexpected error is logged and counts as a failed attempt."""
+        """Gather, act, record. An unexpected error is logged where it stops the attempt and counts as a failed
+        attempt: recorded in place of an outcome it came before, or instead of one that could not be recorded."""
         try:
-            brief = await self._gather(task)
-            if brief is None:
-                return
-            goal_id = brief.goal.id
-            outcome = await self._executor.run(
-                brief.goal, task, brief.inputs, brief.limit, lambda: self._goals.working(goal_id), brief.replies
-            )
-            settled = settle(task, outcome, self._retry_at(task))
-            await self._record(task, brief.goal.session, settled, (brief.attempt_id, outcome))
+            ending = await self._act(task)
         except Exception:
             log.exception("task %s: the attempt failed unexpectedly", task.id)
-            failed = settle(task, Outcome("retry", error=INTERNAL_ERROR), self._retry_at(task))
-            with contextlib.suppress(TransitionRefused):
-                await self._record(task, "", failed, None)
+            ending = FAILED
+        if ending is not None:
+            await self._record(task, ending)
+
+    async def _act(self, task: Task) -> Ending | None:
+        """Gather, then run the skill; None (and the task cancelled) when its goal stopped."""
+        brief = await self._gather(task)
+        if brief is None:
+            return None
+        goal_id = brief.goal.id
+        outcome = await self._executor.run(
+            brief.goal, task, brief.inputs, brief.limit, lambda: self._goals.working(goal_id)
+        )
+        return Ending(brief.goal.session, brief.attempt_id, outcome)
 
     async def _gather(self, task: Task) -> Brief | None:
         """Everything the attempt reads before it acts; None (and the task cancelled) when its goal stopped."""
@@ -94,26 +108,43 @@ class TaskAttempt:
             return None
         attempt_id = await self._ledger.start_attempt(task)
         depends_on = [await self._ledger.task(dep_id) for dep_id in task.depends_on]
-        replies = await self._replies.for_task(task.id) if self._replies else ""
         inputs = dependency_results(dep for dep in depends_on if dep is not None)
-        return Brief(goal, attempt_id, inputs, replies, self._goals.limit(goal))
+        return Brief(goal, attempt_id, inputs, self._goals.limit(goal))
 
-    async def _record(self, task: Task, session: str, settled: Settled, closing: tuple[int, Outcome] | None) -> None:
-        """Write the ledger once: the attempt's row closed (``closing``: its id and outcome) and the task moved
+    async def _record(self, task: Task, ending: Ending) -> None:
+        """Record the attempt's ending; when that fails (the ledger refused it), the error is logged and a failed
+        attempt recorded instead. A failure that cannot be recorded because the task moved on already is let be."""
+        while True:
+            try:
+                await self._write(task, ending)
+                return
+            except Exception as error:
+                if ending is FAILED:
+                    if isinstance(error, TransitionRefused):
+                        return
+                    raise
+                log.exception("task %s: the attempt failed unexpectedly", task.id)
+                ending = FAILED
+
+    async def _write(self, task: Task, ending: Ending) -> None:
+        """Write the ledger once: the attempt's row closed (unless it failed unexpectedly) and the task moved
         (cancelled instead, when its goal was cancelled during the attempt); then tell the board and the operator
-        (in ``session``)."""
-        if closing is not None:
-            attempt_id, outcome = closing
-            await self._ledger.end_attempt(
-                attempt_id, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
+        (in the goal's session)."""
+        outcome = ending.outcome
+        settled = settle(task, outcome, self._retry_at(task))
+        if ending.attempt_id is None:
+            await self._ledger.move(task.id, "running", settled.state, **settled.fields)
+        else:
+            ended = AttemptEnd(
+                ending.attempt_id, outcome.kind, outcome.error, outcome.model, outcome.cost, list(outcome.trace)
             )
-            if not working(await self._ledger.goal(task.goal_id)):
+            moved = await self._ledger.finish_attempt(task.id, ended, settled.state, WORKING, **settled.fields)
+            if moved == "cancelled":
                 settled = CANCELLED
-        await self._ledger.move(task.id, "running", settled.state, **settled.fields)
         if settled.blocked is not None:
             await self._goals.blocked(task, settled.blocked)
         for approval_id in settled.fields.get("waiting_on", ()):
-            await self._goals.show_card(approval_id, session)
+            await self._goals.show_card(approval_id, ending.session)
         if settled.state == "cancelled":
             # A card proposed while the goal was being cancelled (after the cancel expired the cards it found).
             await self._goals.expire_cards(task.goal_id)

@@ -15,6 +15,7 @@ from graph.errors import ModelUnavailable
 from graph.goals.skill_context import Outcome, card_context, ended, skill_system, with_reason
 from graph.goals.skill_graph import SkillContext, SkillState, build_skill_graph
 from graph.goals.skills import Skill
+from graph.inbox.replies import ReplyWaits
 from graph.models.llm import LLMClient
 from graph.settings import TaskSettings
 from graph.spend.budget import BudgetExceeded
@@ -36,7 +37,9 @@ class SkillExecutor:
         settings: TaskSettings,
         cheap_model: str | None,
         recorder: TraceRecorder,
+        replies: ReplyWaits | None = None,
     ) -> None:
+        """``replies`` (with an inbox to read them from): a task's attempt reads the answers to its emails."""
         self._skills = skills
         self._llm = llm
         self._tools = tools
@@ -45,6 +48,7 @@ class SkillExecutor:
         self._settings = settings
         self._cheap = cheap_model
         self._recorder = recorder
+        self._replies = replies
         self._graph = build_skill_graph().compile()
         self._action_schemas: tuple[tuple[int, ...], list[dict[str, Any]]] = ((), [])
 
@@ -55,11 +59,10 @@ class SkillExecutor:
         inputs: str,
         limit: Any,
         goal_active: Callable[[], Awaitable[bool]],
-        replies: str = "",
     ) -> Outcome:
         """One attempt. Budget, model and skill errors become outcomes; nothing escapes but bugs.
         ``goal_active`` is asked before each proposal: a cancelled goal's attempt proposes nothing.
-        ``replies``: answers to the task's emails, quoted; they go into the task's message as data (I8)."""
+        The answers to the task's emails, quoted, go into the task's message as data (I8)."""
         skill = self._skills.get(task.skill)
         if skill is None:
             return Outcome("blocked", error=f"unknown skill {task.skill}")
@@ -81,6 +84,7 @@ class SkillExecutor:
                 notes=as_data("\n".join(task.notes)) or "(nothing yet)",
             )
         )
+        replies = await self._replies.for_task(task.id) if self._replies else ""
         if replies:
             prompt += "\n\n" + load_prompt("task_replies").format(replies=as_data(replies))
         proposal_ctx = self._contexts.proposal(goal.session, goal.requested_by)

@@ -54,7 +54,7 @@ class TaskRunner:
         self._clock = clock
         self._wake = wakeup or asyncio.Event()
         self._replies = replies
-        self._attempts = TaskAttempt(ledger, goals, executor, settings, clock, replies)
+        self._attempts = TaskAttempt(ledger, goals, executor, settings, clock)
         self._waiting = WaitingTasks(ledger, goals, executor, approvals, settings, clock, replies)
         self._owner = "runner-" + secrets.token_hex(4)
         self._running: dict[str, asyncio.Task[None]] = {}
