@@ -54,9 +54,12 @@ class Console:
 
     async def link(self) -> str:
         """A one-time link, asked for with /web in the private chat."""
+        before = len(self.chat.sent)
         await self.say("/web")
-        found = LINK.search(self.chat.sent[-1].text)
-        assert found, self.chat.sent[-1].text
+        # The answer to /web, not whatever was sent last: a goal's status message may land after it.
+        answers = [m.text for m in self.chat.sent[before:]]
+        found = next((match for text in answers if (match := LINK.search(text))), None)
+        assert found, answers
         return found.group(1)
 
 
