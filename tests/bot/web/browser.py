@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -23,6 +24,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = "/usr/bin/chromium"
 DRIVER = "/usr/bin/chromedriver"
 T = TypeVar("T")
+LIVE_REDRAW_TRIES = 5
+GONE_NODE = "does not belong to the document"
 
 needs_chromium = pytest.mark.skipif(
     not (shutil.which(CHROMIUM) and shutil.which(DRIVER)),
@@ -63,8 +66,19 @@ class Browser:
         await self._run(element.send_keys, text)
 
     async def text(self, css: str = "body") -> str:
-        element = await self._run(self._driver.find_element, By.CSS_SELECTOR, css)
-        return str(await self._run(lambda: element.text))
+        """The text of the first element matching ``css``. A live update may redraw the page between finding
+        the element and reading it (the node is then gone): it is found again, a few times at most."""
+
+        def read() -> str:
+            for _ in range(LIVE_REDRAW_TRIES - 1):
+                try:
+                    return str(self._driver.find_element(By.CSS_SELECTOR, css).text)
+                except (StaleElementReferenceException, WebDriverException) as exc:
+                    if not isinstance(exc, StaleElementReferenceException) and GONE_NODE not in str(exc):
+                        raise
+            return str(self._driver.find_element(By.CSS_SELECTOR, css).text)
+
+        return await self._run(read)
 
     async def count(self, css: str) -> int:
         return len(await self._run(self._driver.find_elements, By.CSS_SELECTOR, css))

@@ -8,6 +8,7 @@ and the cost; what the model and the tools wrote is shown as text, never as mark
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +23,10 @@ from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually_async
 from tests.graph.goals.goal_helpers import task_title
 
-# A configured secret of no known shape (only its value tells it), and one known by its shape only.
+# A configured secret of no known shape (only its value tells it), and one known by its shape only: a Stripe
+# test-mode key made afresh for each run, so no key-shaped value is committed.
 API_KEY = "correct-horse-battery-staple-4471"
-STRIPE_SHAPED = "sk_live_Zq81mPw0Lr5tXv3k"
+STRIPE_SHAPED = "sk_" + "test_" + secrets.token_hex(12)
 HOSTILE = "<img src=x onerror=alert(1)><b>bold</b>"
 TITLE = "Find ten likely sponsors"
 QUESTION = "Which sponsorship price may I offer?"
