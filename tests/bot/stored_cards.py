@@ -37,3 +37,8 @@ def last_check(data_dir: Path, key: str) -> str:
     """When a loop's last due check ran (ISO, from the ``kv`` row ``key``), or ''."""
     rows = query(data_dir, f"SELECT value FROM kv WHERE key = '{key}'")
     return str(json.loads(rows[0][0])["at"]) if rows else ""
+
+
+def cards_sent(calls: list[Any], marker: str) -> list[Any]:
+    """The fake Telegram's successful sendMessage calls whose text contains ``marker`` (the cards shown)."""
+    return [c for c in calls if c.method == "sendMessage" and c.status == 200 and marker in str(c.params.get("text"))]

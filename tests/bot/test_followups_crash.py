@@ -12,7 +12,7 @@ import pytest
 
 from memory.db import open_database, utcnow
 from memory.followups import FollowupStore, NewFollowup
-from tests.bot.stored_cards import card_states, last_check, query
+from tests.bot.stored_cards import card_states, cards_sent, last_check, query
 from tests.bot.stored_cards import shown_in as shown
 from tests.bot.test_crash_recovery import TOKEN, bot, bot_env, kill9, stop
 from tests.bot.test_receivables_crash import press
@@ -36,11 +36,7 @@ def checks(data_dir: Path) -> str:
 
 
 def followup_cards(tg: FakeTelegram) -> list[Any]:
-    return [
-        c
-        for c in tg.calls
-        if c.method == "sendMessage" and c.status == 200 and "I wanted to follow up on" in str(c.params.get("text"))
-    ]
+    return cards_sent(tg.calls, "I wanted to follow up on")
 
 
 async def seed(data_dir: Path) -> None:

@@ -18,6 +18,7 @@ from bot.running import Runtime
 from bot.runtime import open_runtime
 from connectors.amounts import decimals
 from connectors.stripe_events import StripeEventPoller
+from connectors.stripe_settings import StripeSettings
 from graph.receivables.service import Receivables
 from graph.receivables.settings import ReceivablesSettings
 from memory.records import Invoice, Records
@@ -53,9 +54,20 @@ class Setup:
         await self.loop.settle()
 
 
+@dataclass
+class StripeRuntime:
+    """The runtime with Stripe and SMTP at fakes, past its first due check, answering on a recording channel."""
+
+    rt: Runtime
+    chan: RecordingChannel
+    fake: FakeStripe
+    smtp: SMTPServer
+    stripe: StripeSettings
+
+
 @asynccontextmanager
-async def receivables(tmp_path: Path) -> AsyncIterator[Setup]:
-    """A sent invoice (Ana Silva, 1,200.00 USD) and a receivables loop on an injected clock."""
+async def stripe_runtime(tmp_path: Path) -> AsyncIterator[StripeRuntime]:
+    """The runtime as the receivables tests need it: Stripe and SMTP at fakes, follow-ups checked daily."""
     with SMTPServer() as smtp:
         async with FakeStripe() as fake:
             stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
@@ -71,21 +83,30 @@ async def receivables(tmp_path: Path) -> AsyncIterator[Setup]:
                 await eventually_async(lambda: rt.control.get(LAST_CHECK), what="the runtime's first due check")
                 chan = RecordingChannel("rec")
                 rt.dispatcher.attach(chan)
-                await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
-                await rt.dispatcher.handle(inbound("/invoice Ana Silva 1200 | Website redesign", kind="command"))
-                await press(rt, button(card(chan), "Approve"))
-                await eventually(lambda: edited(chan, "Sent at") is not None, what="the invoice sent")
-                record = await Records(rt.db).find_one("invoice", "stripe_id", fake.sent[0])
-                assert record is not None and isinstance(record.data, Invoice)
-                store = StripeEventStore(rt.db)
-                poller = StripeEventPoller(settings.stripe, store)
-                clock = DateClock(record.at)
-                service = Receivables(rt.approvals, Records(rt.db), ReceivablesSettings(), "UTC", decimals, clock)
-                loop = ReceivablesLoop(service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400))
-                try:
-                    yield Setup(rt, chan, fake, smtp, loop, clock, record.data, poller)
-                finally:
-                    await poller.close()
+                assert settings.stripe is not None
+                yield StripeRuntime(rt, chan, fake, smtp, settings.stripe)
+
+
+@asynccontextmanager
+async def receivables(tmp_path: Path) -> AsyncIterator[Setup]:
+    """A sent invoice (Ana Silva, 1,200.00 USD) and a receivables loop on an injected clock."""
+    async with stripe_runtime(tmp_path) as s:
+        rt, chan = s.rt, s.chan
+        await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
+        await rt.dispatcher.handle(inbound("/invoice Ana Silva 1200 | Website redesign", kind="command"))
+        await press(rt, button(card(chan), "Approve"))
+        await eventually(lambda: edited(chan, "Sent at") is not None, what="the invoice sent")
+        record = await Records(rt.db).find_one("invoice", "stripe_id", s.fake.sent[0])
+        assert record is not None and isinstance(record.data, Invoice)
+        store = StripeEventStore(rt.db)
+        poller = StripeEventPoller(s.stripe, store)
+        clock = DateClock(record.at)
+        service = Receivables(rt.approvals, Records(rt.db), ReceivablesSettings(), "UTC", decimals, clock)
+        loop = ReceivablesLoop(service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400))
+        try:
+            yield Setup(rt, chan, s.fake, s.smtp, loop, clock, record.data, poller)
+        finally:
+            await poller.close()
 
 
 async def test_reminders_come_on_the_cadence_once_each_and_a_sleeping_machine_proposes_once(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from bot.approve_all import ApproveAll
 from bot.messages import OutboundMessage
-from bot.receivables import LAST_CHECK, ReceivablesLoop
-from bot.runtime import Runtime, open_runtime
+from bot.receivables import ReceivablesLoop
+from bot.runtime import Runtime
 from connectors.amounts import decimals
 from connectors.stripe_events import StripeEventPoller
 from graph.receivables.service import Receivables
@@ -24,8 +24,9 @@ from memory.profile import ProfileStore
 from memory.records import Invoice, Records
 from memory.stripe_events import StripeEventStore
 from tests.bot.test_invoice_flow import OPERATOR, button, card, edited, inbound, press
-from tests.conftest import DateClock, RecordingChannel, make_settings
-from tests.fakes.polling import eventually, eventually_async
+from tests.bot.test_receivables import stripe_runtime
+from tests.conftest import DateClock, RecordingChannel
+from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.stripe_api import FakeStripe
 
@@ -69,46 +70,33 @@ class Many:
 async def many_invoices(tmp_path: Path, wired: bool = True) -> AsyncIterator[Many]:
     """Three sent invoices, due the same day, and a receivables loop on an injected clock (``wired``: with
     Approve all, the profile's wording and the pipeline, as ``coo run`` has them)."""
-    with SMTPServer() as smtp:
-        async with FakeStripe() as fake:
-            stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
-            settings = make_settings(
-                tmp_path,
-                stripe=stripe,
-                smtp=smtp.settings(),
-                outbox={"backoff_base_s": 0.02, "poll_s": 0.05},
-                followups={"check_s": 86400},
-            )
-            async with open_runtime(settings, console=False) as rt:
-                await eventually_async(lambda: rt.control.get(LAST_CHECK), what="the runtime's first due check")
-                chan = RecordingChannel("rec")
-                rt.dispatcher.attach(chan)
-                records = Records(rt.db)
-                contacts = []
-                for number, (name, email, amount) in enumerate(PEOPLE, 1):
-                    contacts.append((await records.upsert("contact", {"name": name, "emails": [email]}, "op")).id)
-                    await rt.dispatcher.handle(inbound(f"/invoice {name} {amount} | Work", kind="command"))
-                    await press(rt, button(card(chan), "Approve"))
-                    await eventually(lambda n=number: sent_cards(chan) == n, what="the invoice sent")  # type: ignore[misc]
-                invoices = []
-                for stripe_id in fake.sent:
-                    record = await records.find_one("invoice", "stripe_id", stripe_id)
-                    assert record is not None and isinstance(record.data, Invoice)
-                    invoices.append(record.data)
-                store = StripeEventStore(rt.db)
-                poller = StripeEventPoller(settings.stripe, store)
-                clock = DateClock(record.at)
-                extra = {"profile": ProfileStore(rt.db)} if wired else {}
-                service = Receivables(rt.approvals, records, ReceivablesSettings(), "UTC", decimals, clock, **extra)
-                grouped = ApproveAll(rt.approval_ui, rt.control, rt.messenger.send) if wired else None
-                loop = ReceivablesLoop(
-                    service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400),
-                    approve_all=grouped,
-                )  # fmt: skip
-                try:
-                    yield Many(rt, chan, fake, smtp, loop, clock, invoices, contacts)
-                finally:
-                    await poller.close()
+    async with stripe_runtime(tmp_path) as s:
+        rt, chan, fake = s.rt, s.chan, s.fake
+        records = Records(rt.db)
+        contacts = []
+        for number, (name, email, amount) in enumerate(PEOPLE, 1):
+            contacts.append((await records.upsert("contact", {"name": name, "emails": [email]}, "op")).id)
+            await rt.dispatcher.handle(inbound(f"/invoice {name} {amount} | Work", kind="command"))
+            await press(rt, button(card(chan), "Approve"))
+            await eventually(lambda n=number: sent_cards(chan) == n, what="the invoice sent")  # type: ignore[misc]
+        invoices = []
+        for stripe_id in fake.sent:
+            record = await records.find_one("invoice", "stripe_id", stripe_id)
+            assert record is not None and isinstance(record.data, Invoice)
+            invoices.append(record.data)
+        store = StripeEventStore(rt.db)
+        poller = StripeEventPoller(s.stripe, store)
+        clock = DateClock(record.at)
+        extra = {"profile": ProfileStore(rt.db)} if wired else {}
+        service = Receivables(rt.approvals, records, ReceivablesSettings(), "UTC", decimals, clock, **extra)
+        grouped = ApproveAll(rt.approval_ui, rt.control, rt.messenger.send) if wired else None
+        loop = ReceivablesLoop(
+            service, store, poller, rt.approval_ui, rt.control, rt.messenger, (3600, 86400), approve_all=grouped
+        )
+        try:
+            yield Many(rt, chan, fake, s.smtp, loop, clock, invoices, contacts)
+        finally:
+            await poller.close()
 
 
 def sent_cards(chan: RecordingChannel) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.bot.stored_cards import card_states, last_check, shown_in
+from tests.bot.stored_cards import card_states, cards_sent, last_check, shown_in
 from tests.bot.test_crash_recovery import TOKEN, bot, bot_env, card_edits, kill9, stop
 from tests.bot.test_invoice_crash import approve_invoice
 from tests.fakes.polling import eventually
@@ -37,11 +37,7 @@ def checks(data_dir: Path) -> str:
 
 
 def reminder_cards(tg: FakeTelegram) -> list[Any]:
-    return [
-        c
-        for c in tg.calls
-        if c.method == "sendMessage" and c.status == 200 and "\nOnly if: " in str(c.params.get("text", ""))
-    ]
+    return cards_sent(tg.calls, "\nOnly if: ")
 
 
 async def press(tg: FakeTelegram, card: Any, label: str) -> None:
