@@ -5,7 +5,8 @@ invoice through the fake Stripe (real ``stripe`` SDK), a verifier that cannot se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,39 @@ def not_met() -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def billing_runtime(tmp_path: Path, fake_llm: FakeOpenAI) -> AsyncIterator[tuple[Runtime, Any, FakeStripe]]:
+    """The goal runtime with Stripe at a fake and Ana Silva among the contacts."""
+    async with FakeStripe() as fake:
+        stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
+        async with goal_runtime(tmp_path, fake_llm, stripe=stripe, followups={"check_s": 86400}) as (rt, chan):
+            await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
+            yield rt, chan, fake
+
+
+async def bill_ana(rt: Runtime, chan: Any) -> None:
+    """The operator sets the billing goal and approves its plan and then its invoice."""
+    await rt.dispatcher.handle(operator_message("/goal bill Ana for the website and get paid", kind="command"))
+    [plan_card] = cards(chan, "Start this plan?")
+    await rt.dispatcher.handle(press(plan_card, "Approve"))
+    await eventually_async(lambda: _has(chan, "Send this invoice?"), timeout=10, what="the invoice card")
+    [invoice_card] = cards(chan, "Send this invoice?")
+    await rt.dispatcher.handle(press(invoice_card, "Approve"))
+
+
+async def see_payments(rt: Runtime) -> None:
+    """The receivables loop polls Stripe's events and settles what they say."""
+    assert rt.receivables is not None
+    await rt.receivables.poll()
+    await rt.receivables.settle()
+
+
+async def paid(rt: Runtime, fake: FakeStripe) -> None:
+    """Ana pays the first invoice at Stripe, and the loop sees it."""
+    fake.pay(fake.sent[0])
+    await see_payments(rt)
+
+
 async def goal_status(rt: Runtime, status: str) -> bool:
     goals = await rt.tasks.goals()
     return bool(goals) and goals[0].status == status
@@ -78,29 +112,17 @@ async def test_a_paid_invoice_is_evidence_and_the_goal_that_billed_it_is_judged_
     )
     brain.verdicts, brain.chase = [], []
     fake_llm.responder = brain
-    async with FakeStripe() as fake:
-        stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
-        async with goal_runtime(tmp_path, fake_llm, stripe=stripe, followups={"check_s": 86400}) as (rt, chan):
-            await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
-            await rt.dispatcher.handle(operator_message("/goal bill Ana for the website and get paid", kind="command"))
-            [plan_card] = cards(chan, "Start this plan?")
-            await rt.dispatcher.handle(press(plan_card, "Approve"))
-            await eventually_async(lambda: _has(chan, "Send this invoice?"), timeout=10, what="the invoice card")
-            [invoice_card] = cards(chan, "Send this invoice?")
-            await rt.dispatcher.handle(press(invoice_card, "Approve"))
-            await eventually_async(lambda: goal_status(rt, "failed"), timeout=10, what="judged: not paid yet")
-            goal = (await rt.tasks.goals())[0]
-            fake.pay(fake.sent[0])
-            assert rt.receivables is not None
-            await rt.receivables.poll()
-            await rt.receivables.settle()
-            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="judged again: paid")
-            await rt.receivables.poll()
-            await rt.receivables.settle()  # the same event again: no third verdict
-            await asyncio.sleep(0.2)
-            evidence = await EvidenceStore(rt.db).for_goal(goal.id)
-            done = (await rt.tasks.goals())[0]
-            events = [e for e in await rt.db.events(limit=100_000) if e.kind == "goal.evidence"]
+    async with billing_runtime(tmp_path, fake_llm) as (rt, chan, fake):
+        await bill_ana(rt, chan)
+        await eventually_async(lambda: goal_status(rt, "failed"), timeout=10, what="judged: not paid yet")
+        goal = (await rt.tasks.goals())[0]
+        await paid(rt, fake)
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="judged again: paid")
+        await see_payments(rt)  # the same event again: no third verdict
+        await asyncio.sleep(0.2)
+        evidence = await EvidenceStore(rt.db).for_goal(goal.id)
+        done = (await rt.tasks.goals())[0]
+        events = [e for e in await rt.db.events(limit=100_000) if e.kind == "goal.evidence"]
     assert brain.verdicts == [False, True]  # the payment reached the verifier as a fact, and only then
     assert len(evidence) == 1 and evidence[0].task_id == f"{goal.id}.1.t1"
     assert PAID_MARK in evidence[0].fact and "1,200.00 USD" in evidence[0].fact
@@ -117,29 +139,18 @@ async def test_a_follow_up_offered_before_the_payment_is_withdrawn_when_the_goal
     )
     brain.verdicts, brain.chase = [], [task("t2", "research", "Check whether Ana paid")]
     fake_llm.responder = brain
-    async with FakeStripe() as fake:
-        stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
-        async with goal_runtime(tmp_path, fake_llm, stripe=stripe, followups={"check_s": 86400}) as (rt, chan):
-            await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
-            await rt.dispatcher.handle(operator_message("/goal bill Ana for the website and get paid", kind="command"))
-            [plan_card] = cards(chan, "Start this plan?")
-            await rt.dispatcher.handle(press(plan_card, "Approve"))
-            await eventually_async(lambda: _has(chan, "Send this invoice?"), timeout=10, what="the invoice card")
-            [invoice_card] = cards(chan, "Send this invoice?")
-            await rt.dispatcher.handle(press(invoice_card, "Approve"))
-            await eventually_async(lambda: _plans(chan, 2), timeout=10, what="a follow-up plan offered")
-            assert await goal_status(rt, "proposed")
-            goal = (await rt.tasks.goals())[0]
-            fake.pay(fake.sent[0])
-            assert rt.receivables is not None
-            await rt.receivables.poll()
-            await rt.receivables.settle()
-            await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="judged again: paid")
-            plans = [r for r in await rt.approvals.store.for_goal(goal.id) if r.kind == "goal.plan"]
-            follow_up = cards(chan, "Start this plan?")[-1]
-            await rt.dispatcher.handle(press(follow_up, "Approve"))  # too late: withdrawn
-            await asyncio.sleep(0.2)
-            runs = (await rt.tasks.goals())[0].runs
+    async with billing_runtime(tmp_path, fake_llm) as (rt, chan, fake):
+        await bill_ana(rt, chan)
+        await eventually_async(lambda: _plans(chan, 2), timeout=10, what="a follow-up plan offered")
+        assert await goal_status(rt, "proposed")
+        goal = (await rt.tasks.goals())[0]
+        await paid(rt, fake)
+        await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="judged again: paid")
+        plans = [r for r in await rt.approvals.store.for_goal(goal.id) if r.kind == "goal.plan"]
+        follow_up = cards(chan, "Start this plan?")[-1]
+        await rt.dispatcher.handle(press(follow_up, "Approve"))  # too late: withdrawn
+        await asyncio.sleep(0.2)
+        runs = (await rt.tasks.goals())[0].runs
     assert brain.verdicts == [False, True]
     assert [(p.state, p.decided_by) for p in plans][-1] == ("rejected", "coo")  # the follow-up is withdrawn
     assert runs == 1 and any(m.text.startswith("Already decided: rejected by coo") for m in chan.sent)
@@ -150,19 +161,13 @@ async def _plans(chan: Any, count: int) -> bool:
 
 
 async def test_a_payment_for_an_invoice_no_goal_sent_reaches_no_goal(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
-    async with FakeStripe() as fake:
-        stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
-        async with goal_runtime(tmp_path, fake_llm, stripe=stripe, followups={"check_s": 86400}) as (rt, chan):
-            await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
-            await rt.dispatcher.handle(operator_message("/invoice Ana Silva 1200 | Website", kind="command"))
-            [invoice_card] = cards(chan, "Send this invoice?")
-            await rt.dispatcher.handle(press(invoice_card, "Approve"))
-            await eventually_async(lambda: _sent(rt), timeout=10, what="the invoice sent")
-            fake.pay(fake.sent[0])
-            assert rt.receivables is not None
-            await rt.receivables.poll()
-            await rt.receivables.settle()
-            events = [e for e in await rt.db.events(limit=100_000) if e.kind == "goal.evidence"]
+    async with billing_runtime(tmp_path, fake_llm) as (rt, chan, fake):
+        await rt.dispatcher.handle(operator_message("/invoice Ana Silva 1200 | Website", kind="command"))
+        [invoice_card] = cards(chan, "Send this invoice?")
+        await rt.dispatcher.handle(press(invoice_card, "Approve"))
+        await eventually_async(lambda: _sent(rt), timeout=10, what="the invoice sent")
+        await paid(rt, fake)
+        events = [e for e in await rt.db.events(limit=100_000) if e.kind == "goal.evidence"]
     assert events == [] and fake_llm.requests == []
 
 
