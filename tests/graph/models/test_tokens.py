@@ -4,9 +4,19 @@ messages are."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import openai
+
+from graph.models.llm import LLMClient
 from graph.models.tokens import estimate_message_tokens, estimate_tokens, estimate_tool_tokens
+from graph.settings import LLMSettings
+from graph.spend.pricing import PriceTable
+from memory.db import open_database
+from memory.ledger import CostLedger
+from tests.conftest import llm_settings
+from tests.fakes.openai_api import FakeOpenAI
 
 
 def _tool(name: str, description: str) -> dict[str, Any]:
@@ -52,3 +62,36 @@ def test_an_assistant_turn_without_text_is_counted_by_its_tool_calls() -> None:
     with_call = {**bare, "tool_calls": [call]}
     assert estimate_message_tokens([bare]) > 4  # no text: still its framing and its JSON
     assert estimate_message_tokens([with_call]) > estimate_message_tokens([bare]) + 10
+
+
+class _Counted(dict[str, Any]):
+    """A chat message that counts how often it is serialised (json reads a dict subclass through ``items``)."""
+
+    encoded = 0
+
+    def items(self):  # type: ignore[override]
+        _Counted.encoded += 1
+        return super().items()
+
+
+async def test_a_calls_prompt_is_estimated_once_for_its_reservation_usage_and_cut_check(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    """The client serialises the prompt once to estimate it, on top of what the SDK does to send it: the
+    reservation, the usage fallback and the prompt-cut check share one estimate."""
+    messages = [_Counted(role="user", content="hello " * 400)]
+    raw = openai.AsyncOpenAI(base_url=fake_llm.base_url, api_key=fake_llm.api_key, max_retries=0)
+    _Counted.encoded = 0
+    await raw.chat.completions.create(model="fake-model", messages=messages)  # type: ignore[arg-type]
+    by_sdk = _Counted.encoded
+    await raw.close()
+    async with open_database(tmp_path) as db:
+        ledger = CostLedger(db)
+        await ledger.setup()
+        client = LLMClient(LLMSettings(**llm_settings(fake_llm)), ledger, PriceTable({}))
+        try:
+            _Counted.encoded = 0
+            await client.chat(messages, session="rec:1001")
+        finally:
+            await client.close()
+    assert _Counted.encoded == by_sdk + 1
