@@ -64,6 +64,26 @@ class Pricing:
 
 
 @dataclass(frozen=True)
+class _Ask:
+    """One call to reserve for, as every step of the reservation reads it."""
+
+    workflow: str
+    model: str
+    prompt_tokens: int
+    max_completion: int
+    session: str | None
+    now: datetime
+    limit: Limit | None
+    cheaper: bool
+    prices: PriceTable
+    cheap: str | None
+
+    def cost(self, model: str) -> float:
+        """The call's estimated cost with ``model``."""
+        return self.prices.price(model).cost(self.prompt_tokens, self.max_completion)
+
+
+@dataclass(frozen=True)
 class _Verdict:
     hold: Hold | None
     over: tuple[Budget, float] | None
@@ -133,13 +153,11 @@ class BudgetGuard:
         passes False, since the cheap chat model cannot embed. ``pricing`` prices a call to another
         endpoint than the main one (a fallback's own prices and cheap model).
         """
-        now = self._now()
-        verdict = await self._verdict(
-            workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper, pricing
-        )
+        ask = self._ask(workflow, model, prompt_tokens, max_completion, session, limit, cheaper, pricing)
+        verdict = await self._verdict(ask)
         if verdict.over is not None:
-            return await self._over_cap(verdict, workflow, model, prompt_tokens, session)
-        return await self._near(verdict, workflow, session, now)
+            return await self._over_cap(verdict, ask)
+        return await self._near(verdict, ask)
 
     async def try_reserve(
         self,
@@ -157,56 +175,55 @@ class BudgetGuard:
         Returns the cap it would cross (an alert nobody was sent) instead of raising: the workflow is not
         paused, no "resume once" is used, and the caller tells the operator in its own words.
         """
-        now = self._now()
-        verdict = await self._verdict(
-            workflow, model, prompt_tokens, max_completion, session, now, limit, True, pricing
-        )
+        ask = self._ask(workflow, model, prompt_tokens, max_completion, session, limit, True, pricing)
+        verdict = await self._verdict(ask)
         if verdict.over is not None:
             cap, spent = verdict.over
             return BudgetAlert("exceeded", workflow, cap, spent, verdict.estimate, session)
-        return await self._near(verdict, workflow, session, now)
+        return await self._near(verdict, ask)
 
-    async def _verdict(
+    def _ask(
         self,
         workflow: str,
         model: str,
         prompt_tokens: int,
         max_completion: int,
         session: str | None,
-        now: datetime,
         limit: Limit | None,
         cheaper: bool,
         pricing: Pricing | None,
-    ) -> _Verdict:
-        """Check the caps and hold the estimate if it fits, in one booking transaction."""
+    ) -> _Ask:
         prices, cheap = (pricing.prices, pricing.cheap_model) if pricing else (self._prices, self._cheap)
+        now = self._now()
+        return _Ask(workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper, prices, cheap)
+
+    async def _verdict(self, ask: _Ask) -> _Verdict:
+        """Check the caps and hold the estimate if it fits, in one booking transaction."""
 
         def decide(book: Booking) -> _Verdict:
             # Caps, spend and the hold in one transaction and one round trip to SQLite's thread.
-            caps = [b for b in budgets_in(book.conn) if b.scope in ("all", workflow)]
-            verdict = self._decide(
-                book, caps, workflow, model, prompt_tokens, max_completion, session, now, limit, cheaper, prices, cheap
-            )
-            if verdict.hold is not None and (caps or limit is not None):
+            caps = [b for b in budgets_in(book.conn) if b.scope in ("all", ask.workflow)]
+            verdict = self._decide(book, caps, ask)
+            if verdict.hold is not None and (caps or ask.limit is not None):
                 # Fits again (new period or a raised cap): not paused any more, and an unused "resume
                 # once" is not kept for a later block.
-                delete_key_in(book.conn, f"budget.open:{workflow}")
-                delete_key_in(book.conn, f"budget.once:{workflow}")
+                delete_key_in(book.conn, f"budget.open:{ask.workflow}")
+                delete_key_in(book.conn, f"budget.once:{ask.workflow}")
             return verdict
 
         return await self._book(decide)
 
-    async def _near(self, verdict: _Verdict, workflow: str, session: str | None, now: datetime) -> Hold:
+    async def _near(self, verdict: _Verdict, ask: _Ask) -> Hold:
         """The hold of a call that fits, after the 80 % alert when this call is the first to reach it."""
         hold = verdict.hold
         assert hold is not None
         try:
             if verdict.near is not None:
                 cap, spent = verdict.near
-                started = period_start(cap.period, now, self._tz).date()
-                key = f"budget.near:{workflow}:{cap.scope}:{cap.period}:{started}"
+                started = period_start(cap.period, ask.now, self._tz).date()
+                key = f"budget.near:{ask.workflow}:{cap.scope}:{cap.period}:{started}"
                 if await self._store.put_new(key, True):
-                    await self._alert(BudgetAlert("near", workflow, cap, spent, verdict.estimate, session))
+                    await self._alert(BudgetAlert("near", ask.workflow, cap, spent, verdict.estimate, ask.session))
         except BaseException:
             # The caller never gets the hold (the alert failed, or the caller was cancelled while it was
             # sent): give it back, or it would count as spent until the next start billed it as a call.
@@ -230,53 +247,40 @@ class BudgetGuard:
         if verdict.hold is not None:
             await self._ledger.release(verdict.hold.id)
 
-    def _decide(
-        self,
-        book: Booking,
-        caps: list[Budget],
-        workflow: str,
-        model: str,
-        prompt_tokens: int,
-        max_completion: int,
-        session: str | None,
-        now: datetime,
-        limit: Limit | None,
-        cheaper: bool,
-        prices: PriceTable,
-        cheap: str | None,
-    ) -> _Verdict:
-        estimate = prices.price(model).cost(prompt_tokens, max_completion)
+    def _decide(self, book: Booking, caps: list[Budget], ask: _Ask) -> _Verdict:
+        estimate = ask.cost(ask.model)
         spent = [
-            book.spent(period_start(cap.period, now, self._tz), None if cap.scope == "all" else workflow)
+            book.spent(period_start(cap.period, ask.now, self._tz), None if cap.scope == "all" else ask.workflow)
             for cap in caps
         ]
-        if limit is not None:
-            caps = [*caps, Budget(workflow, "total", limit.amount)]  # type: ignore[arg-type]
-            spent.append(book.spent(limit.since, workflow))
+        if ask.limit is not None:
+            caps = [*caps, Budget(ask.workflow, "total", ask.limit.amount)]  # type: ignore[arg-type]
+            spent.append(book.spent(ask.limit.since, ask.workflow))
         over, near = _check(caps, spent, estimate)
-        chosen, cost = model, estimate
-        if (over or near) and cheaper and cheap and cheap != model:
+        chosen, cost = ask.model, estimate
+        cheap = ask.cheap
+        if (over or near) and ask.cheaper and cheap and cheap != ask.model:
             # Near or over a cap with the requested model: the cheaper one, if it fits, goes instead.
-            cheap_cost = prices.price(cheap).cost(prompt_tokens, max_completion)
+            cheap_cost = ask.cost(cheap)
             cheap_over, _ = _check(caps, spent, cheap_cost)
             if cheap_cost <= estimate and cheap_over is None:
                 chosen, cost, near, over = cheap, cheap_cost, near or over, None
         if over is not None:
             return _Verdict(None, over, near, estimate)
-        hold = book.hold(session, workflow, chosen, prompt_tokens, cost)
+        hold = book.hold(ask.session, ask.workflow, chosen, ask.prompt_tokens, cost)
         return _Verdict(hold, None, near, estimate)
 
-    async def _over_cap(
-        self, verdict: _Verdict, workflow: str, model: str, prompt_tokens: int, session: str | None
-    ) -> Hold:
+    async def _over_cap(self, verdict: _Verdict, ask: _Ask) -> Hold:
         assert verdict.over is not None
         cap, spent = verdict.over
+        workflow, session = ask.workflow, ask.session
         if await self._take_once(workflow, session):
             log.info("budget: %s allowed one call over its cap on the operator's request", workflow)
             estimate = verdict.estimate
 
             def hold_once(book: Booking) -> _Verdict:
-                return _Verdict(book.hold(session, workflow, model, prompt_tokens, estimate), None, None, estimate)
+                held = book.hold(session, workflow, ask.model, ask.prompt_tokens, estimate)
+                return _Verdict(held, None, None, estimate)
 
             once = await self._book(hold_once)
             assert once.hold is not None
