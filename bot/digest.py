@@ -125,7 +125,7 @@ class DigestService:
         lines, cards = [], []
         for goal in await self._goals.ledger.goals(("active", "verifying", "proposed")):
             tasks = await self._goals.ledger.tasks(goal.id, goal.runs) if goal.runs else []
-            waiting = await self._goals.waiting_cards(goal)
+            waiting = await self._goals.board.waiting_cards(goal)
             done = sum(t.state == "done" for t in tasks)
             lines.append(
                 f"- {goal.id} {goal.text[:80]}: {done}/{len(tasks)} tasks done"

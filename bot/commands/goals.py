@@ -76,7 +76,7 @@ class GoalCommands:
         router.add("goals", "Goals and their progress", self.overview, confidential=True)
 
     async def overview(self, _: InboundMessage, __: str) -> str:
-        return await self._goals.overview()
+        return await self._goals.board.overview()
 
     async def goal(self, inbound: InboundMessage, args: str) -> str:
         words = args.split()
@@ -97,7 +97,7 @@ class GoalCommands:
             goal = found
             return await self._propose(inbound, lambda: self._plans.plan_for(goal))
         if len(words) == 1 and (shown := await ledger.goal(words[0])) is not None:
-            return await self._goals.describe(shown)
+            return await self._goals.board.describe(shown)
         ctx = replace(self._context(), session=inbound.session_key, requested_by=inbound.sender)
         return await self._propose(inbound, lambda: self._plans.from_command(args, ctx))
 
@@ -135,7 +135,7 @@ class GoalCommands:
                     text = "That goal is already finished."
             else:
                 goal = await self._goals.ledger.goal(target)
-                waiting = await self._goals.waiting_cards(goal) if goal else []
+                waiting = await self._goals.board.waiting_cards(goal) if goal else []
                 for row in waiting:  # each one a normal press: the approver, the chat, the expiry, its digest
                     await self._ui.on_press(replace(inbound, callback_data=button_data(Prefix.APPROVE, row)))
                 text = f"Approved {plural(len(waiting), 'card')}, each checked on its own."

@@ -144,7 +144,7 @@ class TaskAttempt:
         if settled.blocked is not None:
             await self._goals.blocked(task, settled.blocked)
         for approval_id in settled.fields.get("waiting_on", ()):
-            await self._goals.show_card(approval_id, ending.session)
+            await self._goals.board.show_card(approval_id, ending.session)
         if settled.state == "cancelled":
             # A card proposed while the goal was being cancelled (after the cancel expired the cards it found).
             await self._goals.expire_cards(task.goal_id)

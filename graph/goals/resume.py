@@ -78,7 +78,7 @@ class WaitingTasks:
                 )
             except TransitionRefused:
                 continue
-            self._goals.touch(task.goal_id)
+            self._goals.board.touch(task.goal_id)
 
     async def _wait_for_replies(self, task: Task, sent: list[str], notes: list[str]) -> bool:
         """A task of a skill that awaits answers, whose emails went out, waits for a reply instead of going on."""
@@ -86,7 +86,7 @@ class WaitingTasks:
             return False
         if not await self._replies.start(task, sent, notes, self._clock()):
             return False
-        self._goals.touch(task.goal_id)
+        self._goals.board.touch(task.goal_id)
         return True
 
     async def _block_restarts(self, task: Task, notes: list[str]) -> None:

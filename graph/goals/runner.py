@@ -86,7 +86,7 @@ class TaskRunner:
                 try:
                     if not self._is_paused():
                         await self.step()
-                    await self._goals.flush_progress(self._clock())
+                    await self._goals.board.flush_progress(self._clock())
                 except Exception:
                     log.exception("task runner step failed; continuing")
                 await wait_at_most(self._wake.wait(), self._settings.poll_s)
@@ -98,19 +98,19 @@ class TaskRunner:
                 attempt.cancel()
             await asyncio.gather(*attempts, return_exceptions=True)
             raise
-        await self._goals.flush_progress(self._clock(), force=True)
+        await self._goals.board.flush_progress(self._clock(), force=True)
 
     async def step(self) -> list[Task]:
         """One pass: expired leases, decided cards, ready tasks, goal sweeps; start what may start."""
         now = self._clock()
         for task in await self._ledger.expire_leases(now):
             log.warning("task %s: its lease expired (its worker stopped); it runs again", task.id)
-            self._goals.touch(task.goal_id)
+            self._goals.board.touch(task.goal_id)
         await self._waiting.resume()
         for task in await self._replies.wake(now) if self._replies else []:
-            self._goals.touch(task.goal_id)
+            self._goals.board.touch(task.goal_id)
         for task in await self._ledger.promote(now):
-            self._goals.touch(task.goal_id)
+            self._goals.board.touch(task.goal_id)
         await self._goals.sweep(now)
         started = []
         # During a model outage tasks wait, ready, instead of spending their attempts on calls the breaker
@@ -121,7 +121,7 @@ class TaskRunner:
             claimed = await self._ledger.claim(self._owner, timedelta(seconds=self._settings.lease_s), now)
             if claimed is None:
                 break
-            self._goals.touch(claimed.goal_id)
+            self._goals.board.touch(claimed.goal_id)
             self._running[claimed.id] = asyncio.create_task(self._attempt(claimed), name=f"task {claimed.id}")
             started.append(claimed)
         return started
@@ -140,5 +140,5 @@ class TaskRunner:
             lease.cancel()
             await asyncio.gather(lease, return_exceptions=True)
             self._running.pop(task.id, None)
-            self._goals.touch(task.goal_id)
+            self._goals.board.touch(task.goal_id)
             self._wake.set()

@@ -73,34 +73,10 @@ class GoalService:
         """The task ledger."""
         return self._ledger
 
-    # -- the board (``board.py``) -----------------------------------------------------------------
-    def touch(self, goal_id: str) -> None:
-        """Something changed: the goal's status message is due for an edit (rate-limited)."""
-        self._board.touch(goal_id)
-
-    async def flush_progress(self, now: datetime, force: bool = False) -> int:
-        """Edit the status message of each changed goal, at most once per ``progress_interval_s``."""
-        return await self._board.flush_progress(now, force)
-
-    async def status(self, goal: Goal) -> tuple[str, ButtonSpec]:
-        """The goal's status message and its buttons."""
-        return await self._board.status(goal)
-
-    async def show_card(self, approval_id: str, session: str) -> None:
-        """Show a task's card where its goal was set, once."""
-        await self._board.show_card(approval_id, session)
-
-    async def waiting_cards(self, goal: Goal) -> list[ApprovalRow]:
-        """The goal's task cards still waiting for a decision."""
-        return await self._board.waiting_cards(goal)
-
-    async def describe(self, goal: Goal) -> str:
-        """``/goal <id>``: the status, then each task's attempts and trace."""
-        return await self._board.describe(goal)
-
-    async def overview(self) -> str:
-        """``/goals``: every goal with its progress."""
-        return await self._board.overview()
+    @property
+    def board(self) -> GoalBoard:
+        """What the operator sees of goals: status messages, ``/goal`` and ``/goals``, task cards shown."""
+        return self._board
 
     # -- the operator's buttons ------------------------------------------------------------------
     async def cancel(self, goal_id: str, actor: str) -> bool:
@@ -122,7 +98,7 @@ class GoalService:
                     continue
         await self.expire_cards(goal_id)
         await self._notifier.post(goal.session, GOAL_CANCELLED.format(goal_id=goal_id))
-        self.touch(goal_id)
+        self._board.touch(goal_id)
         return True
 
     async def expire_cards(self, goal_id: str) -> None:
@@ -134,14 +110,14 @@ class GoalService:
     async def retry(self, task_id: str, actor: str) -> Task:
         """A blocked task gets another round of attempts."""
         task = await self._ledger.move(task_id, "blocked", "ready", actor, attempts=0, error="", next_try_at=utcnow())
-        self.touch(task.goal_id)
+        self._board.touch(task.goal_id)
         return task
 
     async def skip(self, task_id: str, actor: str) -> Task:
         """A blocked task counts as done, with nothing to hand on."""
         result = {"summary": "skipped by the operator", "artifacts": []}
         task = await self._ledger.move(task_id, "blocked", "done", actor, result=result)
-        self.touch(task.goal_id)
+        self._board.touch(task.goal_id)
         return task
 
     async def blocked(self, task: Task, reason: str) -> None:
@@ -157,7 +133,7 @@ class GoalService:
         await self._notifier.post(
             goal.session, TASK_BLOCKED.format(task=task.title, goal_id=goal.id, reason=reason), buttons
         )
-        self.touch(goal.id)
+        self._board.touch(goal.id)
 
     # -- the sweep: plan decisions, verification, scheduled runs --------------------------------
     async def sweep(self, now: datetime) -> None:
@@ -206,7 +182,7 @@ class GoalService:
         if await self._ledger.move_goal(goal.id, ("proposed",), "done" if goal.runs else "cancelled"):
             text = GOAL_FOLLOW_UP_NOT_APPROVED if goal.runs else GOAL_PLAN_NOT_APPROVED
             await self._notifier.post(goal.session, text.format(goal_id=goal.id))
-            self.touch(goal.id)
+            self._board.touch(goal.id)
 
     async def _run_finished(self, goal: Goal) -> bool:
         if goal.runs == 0 or goal.verified >= goal.runs:
@@ -227,7 +203,7 @@ class GoalService:
         plan = Plan.model_validate(goal.plan)
         await self._ledger.add_run(goal.id, task_specs(plan), run=goal.runs + 1)
         log.info("goal %s: scheduled run %d (%s)", goal.id, goal.runs + 1, due.isoformat())
-        self.touch(goal.id)
+        self._board.touch(goal.id)
 
     async def evidence_arrived(self, goal_id: str, seen_at: datetime) -> bool:
         """New evidence for a goal: a goal judged not met since is verified again (see the verifier)."""

@@ -55,8 +55,8 @@ async def test_a_started_plan_says_it_started_one_task_and_spend_reads_one_way(
 
         await eventually_async(done, timeout=10, what="the goal to be done")
         goal = (await rt.tasks.goals())[0]
-        status, _ = await rt.goals.status(goal)
-        described = await rt.goals.describe(goal)
+        status, _ = await rt.goals.board.status(goal)
+        described = await rt.goals.board.describe(goal)
         spent = await rt.ledger.spent(goal.created_at, goal.workflow)
         calls = [c for c in await rt.ledger.calls() if c.workflow == goal.workflow]
         before_check = spent - calls[-1].cost  # the check's own call is the goal's last one
@@ -136,6 +136,6 @@ async def test_a_goals_waiting_cards_are_named_as_approvals(tmp_path: Path, fake
 
             await eventually_async(email_card, timeout=10, what="the email card")
             goal = (await rt.tasks.goals())[0]
-            [waiting] = await rt.goals.waiting_cards(goal)
-            status, _ = await rt.goals.status(goal)
+            [waiting] = await rt.goals.board.waiting_cards(goal)
+            status, _ = await rt.goals.board.status(goal)
     assert "Waiting on you: 1 card\n" in status and f"(approval {waiting.id})" in status

@@ -323,8 +323,8 @@ async def test_approve_all_decides_each_waiting_card_on_its_own(tmp_path: Path, 
             await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
             await eventually_async(lambda: _card_count(chan, 2), timeout=10, what="two email cards")
             goal = (await rt.tasks.goals())[0]
-            rt.goals.touch(goal.id)
-            await rt.goals.flush_progress(utcnow(), force=True)
+            rt.goals.board.touch(goal.id)
+            await rt.goals.board.flush_progress(utcnow(), force=True)
             status = next(m for m in reversed(chan.sent) if any(b.label == "Approve all 2" for b in m.buttons))
             assert status.text.startswith(f"Goal {goal.id}:") and "Waiting on you: 2 cards" in status.text
             await rt.dispatcher.handle(press(status, "Approve all 2"))
@@ -389,10 +389,10 @@ async def test_progress_edits_are_rate_limited(tmp_path: Path, fake_llm: FakeOpe
         goal = (await rt.tasks.goals())[0]
         posts = [m for m in chan.sent if m.text.startswith(f"Goal {goal.id}:")]
         now = utcnow() + timedelta(seconds=10)
-        rt.goals.touch(goal.id)
-        held = await rt.goals.flush_progress(now)  # within the interval: held back
-        rt.goals.touch(goal.id)
-        later = await rt.goals.flush_progress(now + timedelta(hours=2))
+        rt.goals.board.touch(goal.id)
+        held = await rt.goals.board.flush_progress(now)  # within the interval: held back
+        rt.goals.board.touch(goal.id)
+        later = await rt.goals.board.flush_progress(now + timedelta(hours=2))
     assert len(posts) == 1 and held == 0 and later == 1  # many transitions, one message until the interval passed
 
 
@@ -473,10 +473,10 @@ async def test_a_task_retried_after_a_failure_waits_on_the_card_it_proposed_befo
             await rt.dispatcher.handle(press(cards(chan, "Start this plan?")[0], "Approve"))
             await eventually_async(lambda: _task_state(rt, "waiting_approval"), timeout=10, what="the task to wait")
             goal = (await rt.tasks.goals())[0]
-            waiting = await rt.goals.waiting_cards(goal)
+            waiting = await rt.goals.board.waiting_cards(goal)
             [task_row] = await rt.tasks.in_state("waiting_approval")
-            rt.goals.touch(goal.id)
-            await rt.goals.flush_progress(utcnow(), force=True)
+            rt.goals.board.touch(goal.id)
+            await rt.goals.board.flush_progress(utcnow(), force=True)
             status = next(m for m in reversed(chan.sent) if m.text.startswith(f"Goal {goal.id}:"))
             await rt.dispatcher.handle(press(status, "Approve all"))
             await eventually_async(lambda: goal_status(rt, "done"), timeout=10, what="the goal")

@@ -127,7 +127,7 @@ async def test_a_verdict_that_cannot_be_read_or_shows_no_evidence_is_not_verifie
         await eventually_async(lambda: _goal_ended(rt), timeout=15, what="the goal to end")
         goal = (await rt.tasks.goals())[0]
         tasks = await rt.tasks.tasks(goal.id)
-        overview = await rt.goals.overview()
+        overview = await rt.goals.board.overview()
     assert [t.state for t in tasks] == ["done", "done"] and goal.status == "failed"
     notice = _notice(chan, f"Goal {goal.id}: its tasks ended, but I could not verify")
     assert "Please check it yourself: each task reports its result" in notice
