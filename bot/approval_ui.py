@@ -10,7 +10,8 @@ from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.messenger import Messenger
 from bot.reply import Reply, TurnAnswer
 from connectors.base import Context, Executed, when_text
-from graph.approvals.service import ApprovalService, Card, Decision
+from graph.approvals.cards import Card
+from graph.approvals.service import ApprovalService, Decision
 from graph.buttons import Prefix
 from graph.errors import UserFacingError, user_facing
 from memory.approvals import ApprovalRow, ApprovalStore, CardRef, OutboxRow

@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.approval_ui import ApprovalUI, Send
 from bot.messages import Button, InboundMessage, OutboundMessage
-from graph.approvals.service import button_data
+from graph.approvals.cards import button_data
 from graph.buttons import Prefix, encode
 from memory.approvals import ApprovalRow
 from memory.control import ControlStore

@@ -11,7 +11,8 @@ from bot.approval_ui import ApprovalUI
 from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
 from connectors.base import ActionKind, Context
-from graph.approvals.service import ApprovalService, button_data
+from graph.approvals.cards import button_data
+from graph.approvals.service import ApprovalService
 from graph.buttons import Prefix
 from graph.conversation.action_tools import approval_id_for
 from graph.errors import UserFacingError, user_facing

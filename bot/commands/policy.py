@@ -12,8 +12,7 @@ from bot.commands.router import CommandRouter
 from bot.confirmations import Confirmations
 from bot.messages import InboundMessage, OutboundMessage
 from bot.messenger import Messenger
-from graph.approvals.policy import POLICY_RISK_KEY, TOLERANCES, Tolerance, loosens
-from graph.approvals.service import current_tolerance
+from graph.approvals.policy import POLICY_RISK_KEY, TOLERANCES, Tolerance, current_tolerance, loosens
 from graph.buttons import Prefix
 from graph.errors import UserFacingError
 from graph.settings import ApprovalSettings

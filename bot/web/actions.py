@@ -17,7 +17,7 @@ from bot.messages import InboundMessage
 from bot.web.auth import session_of
 from bot.web.channel import WEB
 from bot.web.services import Services
-from graph.approvals.service import button_data
+from graph.approvals.cards import button_data
 from graph.buttons import Prefix
 from graph.errors import UserFacingError
 from memory.approvals import ApprovalRow, CardRef

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from connectors.base import Action, ActionKind, Executed
 from connectors.registry import Registry
-from graph.approvals.cards import Card, Verb, button_data, parse_button, render_card
+from graph.approvals.cards import Card, Verb, parse_button, render_card
 from graph.approvals.policy import Policy, Risk, current_tolerance
 from graph.errors import UserFacingError, user_facing
 from graph.settings import ApprovalSettings
@@ -29,7 +29,7 @@ from memory.install import content_digest
 from prompts.messages import NOT_RESENDABLE
 
 # Callers at the edge take these from here with the service (the card's text and buttons: ``cards.py``).
-__all__ = ["ApprovalService", "Card", "Decision", "Proposal", "button_data", "current_tolerance", "idempotency_key"]
+__all__ = ["ApprovalService", "Decision", "Proposal", "idempotency_key"]
 
 log = logging.getLogger(__name__)
 
