@@ -43,10 +43,10 @@ class TaskAttempts(TaskStates):
     async def end_attempt(
         self, attempt_id: int, outcome: str, error: str, model: str, cost: float, trace: list[dict[str, Any]]
     ) -> None:
-        """Close an attempt with what it did."""
-        await self._db.write(
-            CLOSE_ATTEMPT, (utcnow().isoformat(), outcome, error, model, cost, json.dumps(trace), attempt_id)
-        )
+        """Close an attempt with what it did, leaving its task where it is (the runner uses
+        :meth:`finish_attempt`, which also moves the task)."""
+        async with self._db.transaction() as tx:
+            await _close(tx, AttemptEnd(attempt_id, outcome, error, model, cost, trace))
 
     async def finish_attempt(
         self, task_id: str, ended: AttemptEnd, new: TaskState, goal_in: tuple[str, ...], **fields: Any
