@@ -48,10 +48,14 @@ async def seed(data_dir: Path) -> None:
         await store.add(NewFollowup("Ana Silva", "the proposal", due, "manual", "ana@example.org"))
 
 
-@pytest.mark.parametrize("card", ["delivered", "not delivered"])
+@pytest.mark.parametrize(
+    ("card", "ending"), [("delivered", "kill -9"), ("not delivered", "kill -9"), ("delivered", "SIGTERM")]
+)
 async def test_killed_after_a_followup_card_is_proposed_it_is_proposed_once_and_sends_once(
-    tmp_path: Path, card: str
+    tmp_path: Path, card: str, ending: str
 ) -> None:
+    """Ended (kill -9, or stopped with SIGTERM between two due checks) once the card is proposed: after the
+    restart the card is still the one card, and the email goes once."""
     await seed(tmp_path)
     with SMTPServer() as smtp:
         async with FakeTelegram(token=TOKEN) as tg:
@@ -67,7 +71,10 @@ async def test_killed_after_a_followup_card_is_proposed_it_is_proposed_once_and_
                 else:
                     refused = lambda: any(c.method == "sendMessage" and c.status == 400 for c in tg.calls)  # noqa: E731
                     await eventually(refused, timeout=10, what="the card refused")
-                kill9(proc)
+                if ending == "SIGTERM":
+                    await stop(proc)
+                else:
+                    kill9(proc)
             killed_at = checks(tmp_path)
             async with bot(env) as restarted:
                 # two due checks after the restart: each would have proposed it again
