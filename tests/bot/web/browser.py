@@ -17,7 +17,6 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -31,6 +30,34 @@ needs_chromium = pytest.mark.skipif(
     not (shutil.which(CHROMIUM) and shutil.which(DRIVER)),
     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
 )
+
+
+def _names_a_gone_node(exc: WebDriverException) -> bool:
+    """Chromium reports a node that left the page either as stale or, mid-navigation, as an inspector error."""
+    return isinstance(exc, StaleElementReferenceException) or GONE_NODE in str(exc)
+
+
+def _is_gone(element: Any) -> bool:
+    """True once ``element`` no longer belongs to the page (selenium's ``staleness_of`` knows only one wording)."""
+    try:
+        element.is_enabled()
+    except WebDriverException as exc:
+        if _names_a_gone_node(exc):
+            return True
+        raise
+    return False
+
+
+def _again_if_redrawn(read: Callable[[], T]) -> T:
+    """Run ``read``; a live update may redraw the page between finding a node and using it (the node is then
+    gone), so it is run again, a few times at most."""
+    for _ in range(LIVE_REDRAW_TRIES - 1):
+        try:
+            return read()
+        except WebDriverException as exc:
+            if not _names_a_gone_node(exc):
+                raise
+    return read()
 
 
 class Browser:
@@ -51,9 +78,10 @@ class Browser:
 
         def run() -> None:
             old = self._driver.find_element(By.TAG_NAME, "html")
-            self._driver.find_element(By.CSS_SELECTOR, css).click()
+            # A click that met a gone node never reached the page, so it is safe to find the button again.
+            _again_if_redrawn(lambda: self._driver.find_element(By.CSS_SELECTOR, css).click())
             if navigates:
-                WebDriverWait(self._driver, 10).until(expected_conditions.staleness_of(old))
+                WebDriverWait(self._driver, 10).until(lambda _: _is_gone(old))
                 WebDriverWait(self._driver, 10).until(
                     lambda d: d.execute_script("return document.readyState") == "complete"
                 )
@@ -66,19 +94,8 @@ class Browser:
         await self._run(element.send_keys, text)
 
     async def text(self, css: str = "body") -> str:
-        """The text of the first element matching ``css``. A live update may redraw the page between finding
-        the element and reading it (the node is then gone): it is found again, a few times at most."""
-
-        def read() -> str:
-            for _ in range(LIVE_REDRAW_TRIES - 1):
-                try:
-                    return str(self._driver.find_element(By.CSS_SELECTOR, css).text)
-                except (StaleElementReferenceException, WebDriverException) as exc:
-                    if not isinstance(exc, StaleElementReferenceException) and GONE_NODE not in str(exc):
-                        raise
-            return str(self._driver.find_element(By.CSS_SELECTOR, css).text)
-
-        return await self._run(read)
+        """The text of the first element matching ``css``, read again if a live update redrew it meanwhile."""
+        return await self._run(_again_if_redrawn, lambda: str(self._driver.find_element(By.CSS_SELECTOR, css).text))
 
     async def count(self, css: str) -> int:
         return len(await self._run(self._driver.find_elements, By.CSS_SELECTOR, css))
