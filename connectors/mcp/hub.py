@@ -152,11 +152,13 @@ class McpHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a server's failure is its own: log it, mark it down, try again later
+                _stop_if_closing()
                 self.states[name].state, self.states[name].detail = "down", _why(exc)
                 log.warning("MCP server %s: %s", name, _why(exc))
                 self._settled[name].set()
             finally:
                 self._forget(name)
+            _stop_if_closing()
             await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
             attempt += 1
 
@@ -215,6 +217,15 @@ def _client(spec: McpServerSettings, stack: contextlib.AsyncExitStack) -> Client
         stack.push_async_callback(http.aclose)
         target = streamable_http_client(spec.url, http_client=http)
     return Client(target, cache=None)
+
+
+def _stop_if_closing() -> None:
+    """End the serving task when ``close()`` cancelled it, even if the client library turned that
+    cancellation into another error or a quiet return on its way out: otherwise the task would go on
+    reconnecting and ``close()`` (and with it ``coo doctor``, ``coo mcp`` or a stop) would wait forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def result_text(result: CallToolResult) -> str:
