@@ -30,7 +30,15 @@ async def run_coo(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
+    talk = asyncio.ensure_future(proc.communicate(stdin.encode()))
+    done, _ = await asyncio.wait([talk], timeout=timeout)
+    if not done:  # a hang: end it and show what it said, so the failure explains itself
+        proc.kill()
+        done, _ = await asyncio.wait([talk], timeout=10)  # a child it started may still hold the pipes
+        talk.cancel()
+        said = done.pop().result()[1].decode()[-2000:] if done else "(its pipes stayed open)"
+        raise AssertionError(f"coo {' '.join(args)} still running after {timeout:.0f} s; it said: {said}")
+    out, err = talk.result()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
