@@ -18,7 +18,6 @@ from bot.runtime import open_runtime
 from graph.followups.book import FollowupBook
 from graph.followups.service import DueFollowups
 from graph.followups.settings import FollowupsSettings
-from memory.db import utcnow
 from memory.followups import FollowupStore
 from memory.goal_evidence import EvidenceStore
 from memory.records import Records
@@ -50,8 +49,11 @@ async def _seed(data_dir: Path, smtp: SMTPServer) -> dict[str, Any]:
         await say("/followup Ana Silva 3d | the proposal")  # its card is approved and sent
         await say("/followup ana@example.org 5d | the contract")  # its card is still pending at export
         await say("/followup ana@example.org 30d | the renewal")  # open
-        clock = DateClock(utcnow() + timedelta(days=5, hours=1))
         store = FollowupStore(rt.db)
+        # An hour past the latest one meant to be due (09:00 five days on). A clock set from the real time of
+        # day instead was not yet there when the test ran between midnight and 08:00 UTC.
+        [contract] = [f for f in await store.listing(("open",)) if f.what == "the contract"]
+        clock = DateClock(contract.due + timedelta(hours=1))
         service = DueFollowups(
             FollowupBook(store, Records(rt.db), "UTC", clock), rt.approvals, FollowupsSettings(), "UTC", clock
         )
