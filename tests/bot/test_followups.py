@@ -67,9 +67,10 @@ class Setup:
 
     async def email_ana(self) -> str:
         """Send Ana an email through an approved card; its Message-ID."""
+        before = len(self.smtp.delivered)  # counted before the press: the outbox may deliver at once
         await self.say("/email ana@example.org Proposal | Hi Ana, the proposal is attached.")
         await press(self.rt, button(card(self.chan), "Approve"))
-        sent = await self.smtp.wait_delivered(len(self.smtp.delivered) + 1)
+        sent = await self.smtp.wait_delivered(before + 1)
         await eventually(lambda: edited(self.chan, "Sent at") is not None, what="the email sent")
         return str(sent[-1].message["Message-ID"])
 
