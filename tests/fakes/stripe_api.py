@@ -144,11 +144,16 @@ def _bool(value: Any, param: str) -> bool:
     return str(value) == "true"
 
 
+def made_up_key() -> str:
+    """A test-mode-shaped key made up per fake, so no key-shaped value sits in the tree."""
+    return "sk_test_fake_" + secrets.token_hex(12)
+
+
 class FakeStripe:
     """Fake Stripe on 127.0.0.1 with a free port; ``api_base_url`` goes into ``COO_STRIPE__API_BASE_URL``."""
 
-    def __init__(self, api_key: str = "sk_test_fake_4eC39HqLyjWDarjtT1zdp7dc", *, port: int = 0) -> None:
-        self.api_key = api_key
+    def __init__(self, api_key: str | None = None, *, port: int = 0) -> None:
+        self.api_key = api_key or made_up_key()
         self.port = port
         self.account = "acct_1Fake"
         self.number_prefix = "C0FFEE42"
@@ -668,9 +673,9 @@ async def _serve(api_key: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m tests.fakes.stripe_api [--api-key K] [--port P]``: serve until SIGTERM or SIGINT."""
+    """``python -m tests.fakes.stripe_api --api-key K [--port P]``: serve until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description="fake Stripe API")
-    parser.add_argument("--api-key", default="sk_test_fake_4eC39HqLyjWDarjtT1zdp7dc", help="the only key it accepts")
+    parser.add_argument("--api-key", required=True, help="the only key it accepts")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args.api_key, args.port))
