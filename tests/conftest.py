@@ -57,6 +57,9 @@ def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env.update(home_env(data_dir.parent / "home"))
     env.update({"PYTHONPATH": str(ROOT), "COO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
     env["COO_WEB__LISTEN"] = "off"  # the web console's fixed port would clash between tests; its own tests turn it on
+    # As in make_settings: semantic memory (LanceDB and the embedding model, ~1.2 s of CPU per start) only
+    # where a test is about memory; it passes COO_MEMORY__SEMANTIC="true".
+    env["COO_MEMORY__SEMANTIC"] = "false"
     env.update(extra)
     return env
 

@@ -182,7 +182,10 @@ async def test_a_message_killed_mid_turn_is_still_remembered_after_restart(tmp_p
 
     async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
         llm.script.append(Scripted(content="first try", delay_s=30))
-        env = bot_env(tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key)
+        env = bot_env(
+            tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key,
+            COO_MEMORY__SEMANTIC="true",
+        )  # fmt: skip
         async with bot(env) as proc:
             tg.push_message(1001, 1001, "Globex signed the maintenance contract for 2027")
             await eventually(lambda: len(llm.chat_requests) == 1, timeout=20, what="the model call")
