@@ -304,7 +304,7 @@ class EmailConnector(ActionKind[EmailAction]):
             timeout=timeout_s or s.timeout_s,
             use_tls=s.security == "tls",
             start_tls=s.security == "starttls",
-            tls_context=ssl.create_default_context(),
+            tls_context=ssl.create_default_context() if s.security != "none" else None,
         )
 
     async def check(self) -> tuple[bool | None, str]:

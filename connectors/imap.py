@@ -47,14 +47,14 @@ class Session:
 
     def __init__(self, settings: IMAPSettings, stop: threading.Event, nudge: threading.Event | None = None) -> None:
         s = settings
-        context = ssl.create_default_context()
+        context = ssl.create_default_context() if s.security != "none" else None
         self._client = IMAPClient(
             s.host or "", port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout_s
         )
         self._stop = stop
         self._nudge = nudge or threading.Event()
         try:
-            if s.security == "starttls":
+            if context is not None and s.security == "starttls":
                 self._client.starttls(context)
             password = s.password.get_secret_value() if s.password else ""
             self._client.login(s.username or "", password)

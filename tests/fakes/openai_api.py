@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import signal
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -65,8 +66,12 @@ class FakeOpenAI:
     message as ``echo: <text>`` (or ``default`` when set). Every request is kept in ``requests``.
     """
 
-    def __init__(self, api_key: str = "sk-test-key-000000000000", *, port: int = 0) -> None:
+    def __init__(
+        self, api_key: str = "sk-test-key-000000000000", *, port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.api_key = api_key
+        self.tls = tls
+        """When set, the server speaks HTTPS with this context (``base_url`` says ``https``)."""
         self.requests: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
         """``time.monotonic()`` when each of ``requests`` arrived (same index)."""
@@ -95,7 +100,7 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         """The ``/v1`` root."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
 
     def reply(self, content: str = "", **kwargs: Any) -> None:
         """Queue one answer."""
@@ -122,7 +127,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._embeddings)
         if self.control:
             app.add_routes([*control_routes(self), *self.extra_routes])
-        self._runner, self.port = await serve(app, self.port)
+        self._runner, self.port = await serve(app, self.port, tls=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
+
 from aiohttp import web
 
 
-async def serve(app: web.Application, port: int = 0, *, cancel_handlers: bool = True) -> tuple[web.AppRunner, int]:
+async def serve(
+    app: web.Application, port: int = 0, *, cancel_handlers: bool = True, tls: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on 127.0.0.1:``port`` (0: any free port); the runner (to clean up) and the port.
 
     ``cancel_handlers``: a handler still running at shutdown (a scripted delay) is cancelled, so it
-    never holds the test's exit.
+    never holds the test's exit. ``tls``: serve HTTPS with this server context.
     """
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=cancel_handlers)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
     return runner, int(runner.addresses[0][1])
 
 

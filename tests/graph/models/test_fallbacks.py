@@ -3,6 +3,7 @@ client (reaching its own fake OpenAI server with its own key), breaker (on an in
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import openai
 import pytest
 
-from graph.models.fallbacks import Endpoint, build_endpoints, prices_in_use
+from graph.models.fallbacks import Endpoint, build_endpoints, prices_in_use, verified_tls
 from graph.settings import LLMSettings
 from graph.spend.pricing import Price, PriceTable
 from tests.conftest import ManualClock, llm_settings
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.tls_certs import MadeCA, make_ca
 
 PRICES = PriceTable({"fake-model": (15.0, 75.0), "fake-cheap": (1.0, 5.0), "backup-model": (3.0, 6.0)})
 HELLO = [{"role": "user", "content": "hello"}]
@@ -126,3 +128,48 @@ async def test_credentials_in_a_fallback_url_beside_a_key_are_warned_about_witho
                 await endpoint.client.close()
     assert "COO_LLM__FALLBACKS entry 1 holds user:password@ and an API key is set" in captured_logs.text
     assert "hunter2-secret" not in captured_logs.text
+
+
+@pytest.fixture(scope="module")
+def made_ca(tmp_path_factory: pytest.TempPathFactory) -> MadeCA:
+    return make_ca(tmp_path_factory.mktemp("model-ca"))
+
+
+@pytest.fixture
+def system_store(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The machine's CA store (no SSL_CERT_FILE / SSL_CERT_DIR from the environment)."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    return monkeypatch
+
+
+async def test_an_https_endpoint_is_reached_only_with_a_certificate_the_store_trusts(
+    made_ca: MadeCA, system_store: pytest.MonkeyPatch
+) -> None:
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(made_ca.cert, made_ca.key)
+    async with FakeOpenAI(tls=served) as fake:
+        settings = LLMSettings(**llm_settings(fake))
+        [untrusted] = build_endpoints(settings, PRICES)
+        system_store.setenv("SSL_CERT_FILE", str(made_ca.ca))
+        [trusted] = build_endpoints(settings, PRICES)
+        try:
+            with pytest.raises(openai.APIConnectionError):
+                await ask(untrusted, "fake-model")
+            assert await ask(trusted, "fake-model") == "echo: hello"
+        finally:
+            await untrusted.client.close()
+            await trusted.client.close()
+    assert len(fake.chat_requests) == 1  # the refused handshake sent nothing
+
+
+def test_the_tls_context_is_made_once_per_ca_store_and_checks_names(
+    made_ca: MadeCA, system_store: pytest.MonkeyPatch
+) -> None:
+    machine = verified_tls()
+    assert verified_tls() is machine
+    assert (machine.verify_mode, machine.check_hostname) == (ssl.CERT_REQUIRED, True)
+    system_store.setenv("SSL_CERT_FILE", str(made_ca.ca))
+    own = verified_tls()
+    assert own is not machine and verified_tls() is own
+    assert [c["subject"] for c in own.get_ca_certs()] == [((("commonName", "solo-coo test CA"),),)]
