@@ -145,7 +145,9 @@ def read_packed_model(path: Path) -> PackedModel:
     scores = np.frombuffer(data, dtype="<f4", count=n_pieces, offset=cur.at).astype(np.float32)
     cur.at += 4 * n_pieces
     blob = cur.raw(blob_len)
-    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    bounds = offsets.tolist()
+    # 250,000 pieces: C-level iteration (a comprehension took ~3x the CPU, more under a line tracer).
+    pieces = list(map(bytes.decode, map(blob.__getitem__, map(slice, bounds[:-1], bounds[1:]))))
     n_norm, norm_bytes = cur.take("<iI")
     table = _Cursor(np.frombuffer(cur.raw(norm_bytes), dtype=np.uint8))
     normalisation: dict[int, str] = {}
