@@ -131,7 +131,7 @@ async def test_an_error_result_fails_the_card_with_the_tools_message(tmp_path: P
 
 
 async def test_a_call_that_gets_no_answer_in_time_is_ambiguous(tmp_path: Path) -> None:
-    hub = await connected_hub("slow", tmp_path)
+    hub = await connected_hub("slow", tmp_path, call_timeout_s=0.5)  # the server answers after 30 s
     try:
         action: Any = McpCall(
             kind="mcp.cal.create_event", server="cal", tool="create_event", arguments={"title": "x", "day": "d"}
