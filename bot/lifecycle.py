@@ -5,8 +5,9 @@ A stop (SIGINT or SIGTERM) works in every state:
 - while starting (a platform unreachable, the heavy parts loading), the start is given up at once:
   what was opened is closed, and what was stored but not answered stays unfinished for the next start;
 - once running, the channels stop receiving, and replies, the outbox's execution and task attempts in
-  flight get :data:`STOP_GRACE_S` to finish, sending through channels that are still open; what has not
-  finished by then is cancelled and left as a crash leaves it (I3, I7): the next start resumes it;
+  flight get the grace (:data:`STOP_GRACE_S`, or less with ``COO_STOP_GRACE_S``) to finish, sending
+  through channels that are still open; what has not finished by then is cancelled and left as a crash
+  leaves it (I3, I7): the next start resumes it;
 - a second signal skips what is left of the grace, and :data:`STOP_DEADLINE_S` after the first one the
   process exits whatever it is doing (like ``kill -9``, which the stores are built to survive).
 """
@@ -50,9 +51,16 @@ class Receiving(Protocol):
 class StopSignals:
     """SIGINT and SIGTERM: the first asks for a graceful stop and arms the deadline; the second hurries it."""
 
-    def __init__(self, deadline_s: float = STOP_DEADLINE_S, on_overrun: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        grace_s: float = STOP_GRACE_S,
+        deadline_s: float = STOP_DEADLINE_S,
+        on_overrun: Callable[[], None] | None = None,
+    ) -> None:
+        """``grace_s``: what the stop's log line promises work in flight (the :class:`Grace` it is given)."""
         self.requested = asyncio.Event()
         self.hurry = asyncio.Event()
+        self._grace_s = grace_s
         self._deadline_s = deadline_s
         self._on_overrun = on_overrun or _exit_now
         self._watchdog: threading.Timer | None = None
@@ -69,7 +77,7 @@ class StopSignals:
             log.warning("%s again: stopping without waiting for work in flight", name)
             self.hurry.set()
             return
-        log.info("%s: stopping (work in flight gets up to %.0f s)", name, STOP_GRACE_S)
+        log.info("%s: stopping (work in flight gets up to %g s)", name, self._grace_s)
         self.requested.set()
         # A thread, not the loop: it fires even when the loop is stuck in something that never yields.
         self._watchdog = threading.Timer(self._deadline_s, self._on_overrun)

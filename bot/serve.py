@@ -30,7 +30,7 @@ async def serve(settings: Settings, *, console: bool | None = None, log_file: Pa
     A signal during the start gives the start up at once (see :mod:`bot.lifecycle`). The console's
     output is held until the banner is printed, so the banner comes before the first prompt.
     """
-    signals = StopSignals()
+    signals = StopSignals(grace_s=settings.stop_grace_s)
     signals.install()
     opened = asyncio.Event()
     run = asyncio.create_task(_serve(settings, console, log_file, signals, opened), name="coo-run")
@@ -55,7 +55,7 @@ async def _serve(
     settings: Settings, console: bool | None, log_file: Path | None, signals: StopSignals, opened: asyncio.Event
 ) -> None:
     held = HeldOutput(sys.stdout)
-    grace = Grace(hurry=signals.hurry)
+    grace = Grace(seconds=settings.stop_grace_s, hurry=signals.hurry)
     async with open_runtime(settings, console=console, console_output=cast(TextIO, held), grace=grace) as runtime:
         opened.set()
         print(banner(runtime, log_file), file=sys.stderr, flush=True)

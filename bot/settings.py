@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from bot.channels.settings import SlackSettings, TelegramSettings
+from bot.lifecycle import STOP_GRACE_S
 from bot.web.settings import WebSettings
 from connectors.catalog import known_kinds, settings_model
 from connectors.mcp.settings import KIND_PATTERN as MCP_KIND
@@ -100,6 +101,8 @@ class Settings(BaseSettings, _ConnectorFields):
     quiet_hours: str = ""
     log_level: str = "INFO"
     pairing_code_ttl_s: int = Field(default=900, ge=30)
+    stop_grace_s: float = STOP_GRACE_S
+    """How long a stop lets work in flight finish; at most 7 s, so the process is still gone within 10 s."""
 
     llm: LLMSettings = LLMSettings()
     telegram: TelegramSettings = TelegramSettings()
@@ -123,6 +126,13 @@ class Settings(BaseSettings, _ConnectorFields):
     def files_read(self) -> tuple[Path, ...]:
         """The config files that existed and were read (for ``coo doctor``)."""
         return self._files_read
+
+    @field_validator("stop_grace_s")
+    @classmethod
+    def _stop_grace(cls, value: float) -> float:
+        if not 0 <= value <= STOP_GRACE_S:
+            raise ValueError(f"must be 0 to {STOP_GRACE_S:g} seconds (a stop ends within 10 s whatever it waits for)")
+        return value
 
     @field_validator("log_level")
     @classmethod

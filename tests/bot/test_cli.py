@@ -56,6 +56,7 @@ async def run_coo(
         ("COO_EMBEDDINGS__PROVIDER", "openai", "COO_EMBEDDINGS__PROVIDER: 'openai' needs COO_LLM__BASE_URL"),
         ("COO_SLACK__BOT_TOKEN", "xoxb-" + "1", "COO_SLACK__APP_TOKEN (Socket Mode) or COO_SLACK__SIGNING_SECRET"),
         ("COO_LOG_LEVEL", "LOUD", "COO_LOG_LEVEL: unknown log level 'LOUD'; one of DEBUG, INFO"),
+        ("COO_STOP_GRACE_S", "8", "COO_STOP_GRACE_S: must be 0 to 7 seconds (a stop ends within 10 s"),
         ("COO_APPROVALS__FORBIDDEN", "email.send", 'COO_APPROVALS__FORBIDDEN: must be JSON, e.g. ["email.send"]'),
     ],
 )

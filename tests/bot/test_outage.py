@@ -46,7 +46,8 @@ async def test_an_answer_still_undelivered_at_a_stop_is_delivered_after_the_rest
     async with FakeOpenAI() as llm, FakeTelegram(token=TOKEN) as tg:
         llm.gate = asyncio.Event()
         llm.reply("here is the answer")
-        env = model_env(tg, llm, tmp_path)
+        # The stop waits out its grace while Telegram is down: a short one (the default's bound is tested in test_stop).
+        env = {**model_env(tg, llm, tmp_path), "COO_STOP_GRACE_S": "1"}
         async with bot(env) as proc:
             tg.push_message(1001, 1001, "how are we doing?")
             await eventually(lambda: len(llm.chat_requests) == 1, timeout=60, what="the model call")

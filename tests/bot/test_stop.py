@@ -193,7 +193,7 @@ async def test_a_stop_mid_task_ends_the_process_and_the_task_runs_again_after_th
         llm.responder = goals_script(1)
         env = bot_env(
             tg, tmp_path, free_port(), COO_LLM__BASE_URL=llm.base_url, COO_LLM__API_KEY=llm.api_key,
-            COO_MEMORY__SEMANTIC="false", COO_TASKS__LEASE_S="3",
+            COO_MEMORY__SEMANTIC="false", COO_TASKS__LEASE_S="3", COO_STOP_GRACE_S="1",
         )  # fmt: skip
         async with bot(env) as proc:
             tg.push_message(1001, 1001, "/goal get the newsletter ready")
@@ -211,6 +211,7 @@ async def test_a_stop_mid_task_ends_the_process_and_the_task_runs_again_after_th
             tg.push_callback(1001, 1001, card.message_id, approve)
             await eventually(lambda: len(llm.chat_requests) > planned, timeout=60, what="the task's model call")
             assert await stop_with(proc) == 0
+        assert "SIGTERM: stopping (work in flight gets up to 1 s)" in log_text(tmp_path)  # COO_STOP_GRACE_S
         assert not [c for c in tg.sent() if " is done." in str(c.get("text"))]
         llm.gate.set()
         async with bot(env) as restarted:
