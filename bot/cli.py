@@ -213,7 +213,7 @@ def cmd_operators(args: argparse.Namespace) -> int:
 
 def cmd_web_login(args: argparse.Namespace) -> int:
     """``coo web-login``: a one-time link to the web console (10 minutes, one use)."""
-    from bot.web.wiring import login_link
+    from bot.web.links import login_link
 
     settings = load(args)
     if not settings.web.enabled:
@@ -226,7 +226,7 @@ def cmd_web_login(args: argparse.Namespace) -> int:
 
 def cmd_web_sessions(args: argparse.Namespace) -> int:
     """``coo web-sessions [--revoke ID]``: live console sessions, or end one at once."""
-    from bot.web.wiring import manage_sessions
+    from bot.web.links import manage_sessions
 
     settings = load(args)
     ensure_data_dir(settings)

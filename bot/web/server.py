@@ -16,6 +16,7 @@ from bot.web.auth import COOKIE, CSRF_NAME, make_guard, refuse, session_of
 from bot.web.followups import followups_due
 from bot.web.goal_pages import register_goal_pages
 from bot.web.inbox import inbox_items
+from bot.web.links import LINK_TTL
 from bot.web.live import register_live
 from bot.web.memory_pages import register_memory_pages
 from bot.web.services import Services
@@ -26,7 +27,6 @@ from prompts.messages import GENERIC_ERROR
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
-LINK_TTL = timedelta(minutes=10)
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "

@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.access import CONSOLE_OPERATOR, AccessGuard
+from bot.access import AccessGuard
 from bot.approval_ui import ApprovalUI
 from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
 from bot.messenger import Messenger
 from bot.settings import Settings
 from bot.web.channel import WebChannel
-from bot.web.server import LINK_TTL, WebConsole
+from bot.web.server import WebConsole
 from bot.web.services import Services
 from bot.web.views import Views
 from graph.approvals.service import ApprovalService
 from graph.errors import UserFacingError
 from graph.goals.service import GoalService
 from memory.control import ControlStore
-from memory.db import Database, open_database
+from memory.db import Database
 from memory.ledger import CostLedger
 from memory.notes import NoteLedger
 from memory.records import Records
@@ -90,27 +90,3 @@ def register_web_command(router: CommandRouter, console: WebConsole) -> None:
         return WEB_LINK.format(url=await console.new_link(inbound.sender, inbound.channel))
 
     router.add("web", "A one-time link to the web console", web_link, private=True)
-
-
-async def manage_sessions(settings: Settings, revoke: str | None) -> list[str]:
-    """``coo web-sessions [--revoke ID]``: the live console sessions, or end one at once."""
-    async with open_database(settings.data_dir, settings.sqlite.busy_timeout_ms) as db:
-        auth = WebAuthStore(db)
-        await auth.setup()
-        if revoke is not None:
-            ended = await auth.revoke_id(revoke.strip().lower(), "cli")
-            return [f"ended {ended} session(s)" if ended else f"no live session {revoke} (see coo web-sessions)"]
-        lines = [
-            f"{s.id}  {s.operator}  since {s.created_at:%Y-%m-%d %H:%M} UTC, until {s.expires_at:%Y-%m-%d %H:%M} UTC"
-            for s in await auth.live()
-        ]
-        return lines or ["no live web console sessions"]
-
-
-async def login_link(settings: Settings) -> str:
-    """``coo web-login``: a one-time link for the operator at this machine."""
-    async with open_database(settings.data_dir, settings.sqlite.busy_timeout_ms) as db:
-        auth = WebAuthStore(db)
-        await auth.setup()
-        token = await auth.create_link(CONSOLE_OPERATOR, LINK_TTL, "cli")
-    return f"{settings.web.base_url}/login/{token}"

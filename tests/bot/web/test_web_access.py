@@ -278,7 +278,7 @@ async def test_hostile_card_text_is_shown_not_run(tmp_path: Path) -> None:
 
 
 async def test_sessions_are_listed_and_revoked_from_the_machine(tmp_path: Path) -> None:
-    from bot.web.wiring import manage_sessions
+    from bot.web.links import manage_sessions
 
     async with running(tmp_path) as coo, client() as http:
         await sign_in(http, await coo.link())
