@@ -3,6 +3,7 @@ are proposed through tools later and always pass the approval policy."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,12 +49,19 @@ class Tool:
     run: Callable[[ToolContext, Any], Awaitable[str]]
 
     def schema(self) -> dict[str, Any]:
-        """The OpenAI function-tool schema."""
-        params = clean_schema(self.args.model_json_schema())
+        """The OpenAI function-tool schema (a fresh copy: the caller may change it)."""
+        params = json.loads(_parameters(self.args))
         return {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": params},
         }
+
+
+@functools.cache
+def _parameters(args: type[BaseModel]) -> str:
+    """The cleaned JSON schema of ``args`` as JSON text, made once per class: pydantic makes it anew on every
+    call, and every runtime (each start, each test) asks for every tool's."""
+    return json.dumps(clean_schema(args.model_json_schema()))
 
 
 class NoArgs(BaseModel):

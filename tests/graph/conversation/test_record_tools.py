@@ -81,3 +81,12 @@ async def test_a_draft_keeps_every_version_and_reads_back_the_newest(tmp_path: P
         missing = await call(ctx, "read_draft", id="draft:none")
     assert read.startswith(f"draft:{draft_id} version 2 (email) Offer") and read.endswith("Dear Ana, v2")
     assert missing == "error: no draft draft:none"
+
+
+def test_a_tools_schema_is_made_once_and_each_caller_gets_its_own_copy() -> None:
+    deal = next(t for t in GOAL_TOOLS if t.name == "upsert_deal")
+    first = deal.schema()
+    first["function"]["parameters"]["properties"].clear()  # a caller that changes what it was given
+    again = deal.schema()
+    assert again["function"]["name"] == "upsert_deal" and again["function"]["parameters"]["properties"]
+    assert ToolBox([deal]).schemas() == [again]
