@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import aiosqlite
-import openai
 
 from bot.approval_ui import session_target
 from bot.commands.budget import BudgetCommands, Controls
@@ -111,6 +110,8 @@ def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) 
     ``meter`` (they are paid: I5); None means the local model, which costs nothing."""
     if settings.embeddings.provider != "openai":
         return None
+
+    import openai
 
     llm = settings.llm
     target = llm.connection()  # credentials in the URL become basic auth, as for the chat model

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import json
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 import aiohttp
-import openai
 import pydantic
 
 from memory.db import LLMCall
 
+if TYPE_CHECKING:
+    import openai
+
+# ``openai`` is imported where a failure is looked at, not at the top: a start without a model never loads it
+# (~0.5 s of CPU), and a failure to look at means its client has loaded it already.
+
 
 def describe_failure(exc: BaseException) -> str:
     """A failed request in a few words, for the ledger and the operator (no secrets: no URLs, no bodies)."""
+    import openai
+
     if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
         return "the model did not answer in time"
     if isinstance(exc, openai.APIConnectionError):
@@ -41,6 +49,8 @@ def failed_call(
     estimate) when the provider may have run it, nothing only when it certainly did not (:func:`maybe_processed`,
     or ``local``: it never left this process, see :func:`never_left`). Anything else but an API error (a
     cancellation, an answer that could not be read) may have been billed."""
+    import openai
+
     if isinstance(exc, openai.APIError):
         cost = held if maybe_processed(exc) else 0.0
         outcome = f"error: {describe_failure(exc)}"
@@ -82,6 +92,8 @@ def maybe_processed(exc: openai.APIError) -> bool:
     may come after the model behind it ran and billed), a timeout waiting for the answer, and a
     connection lost after the request was sent; and anything unrecognised.
     """
+    import openai
+
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code >= 500
     never_sent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)

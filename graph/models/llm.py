@@ -10,10 +10,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import openai
-from openai.types.chat import ChatCompletion
+from typing import TYPE_CHECKING, Any
 
 from connectors.breaker import CircuitBreaker
 from graph.errors import ModelUnavailable
@@ -29,6 +26,9 @@ from graph.spend.pricing import PriceTable
 from memory.db import LLMCall
 from memory.errors import InternalError
 from memory.ledger import CostLedger, Hold
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,9 @@ class LLMClient:
     ) -> ModelReply | None:
         """One request under its own hold: the reply, or None when it failed and may be tried again
         (after the backoff). Raises ModelUnavailable when it failed for good."""
+        import openai  # loaded with the endpoints' clients (graph.models.fallbacks): not by a start without a model
+        from openai.types.chat import ChatCompletion
+
         name: str = kwargs["model"]
         unsettled = hold
         started = self._clock()

@@ -1,12 +1,13 @@
 """``coo run`` polls before it imports the heavy half: the runtime module alone loads no model client, graph or
-semantic memory, and the composition root it imports in a worker thread loads them all, except LanceDB (~1 s
-of CPU), which the semantic store loads when it is opened: a `coo run` with semantic memory off never pays it."""
+semantic memory, and the composition root it imports in a worker thread loads them all, except two libraries
+loaded when they are used: LanceDB (~1 s of CPU) when the semantic store is opened, and the OpenAI SDK (~0.5 s)
+when a model endpoint's client is made. A `coo run` with semantic memory off, or without a model, never pays them."""
 
 import subprocess
 import sys
 
-HEAVY = ("openai", "langgraph", "graph.conversation.coordinator", "graph.goals.runner", "connectors.outbox")
-ON_OPEN = "lancedb"
+HEAVY = ("langgraph", "graph.conversation.coordinator", "graph.goals.runner", "connectors.outbox")
+ON_USE = ("lancedb", "openai")
 
 PROBE = """
 import importlib, sys
@@ -14,15 +15,21 @@ import bot.runtime
 print(",".join(m for m in {heavy!r} if m in sys.modules))
 importlib.import_module(bot.runtime.COMPOSITION_ROOT)
 print(",".join(m for m in {heavy!r} if m in sys.modules))
-print({on_open!r} in sys.modules)
+print(",".join(m for m in {on_use!r} if m in sys.modules))
+from graph.models.fallbacks import build_endpoints
+from graph.settings import LLMSettings
+from graph.spend.pricing import PriceTable
+build_endpoints(LLMSettings(base_url="http://127.0.0.1:9/v1", api_key="k", model="m"), PriceTable({{}}))
+print("openai" in sys.modules)
 """
 
 
 def test_the_runtime_alone_imports_nothing_heavy_and_the_composition_root_imports_it_all() -> None:
-    probe = PROBE.format(heavy=(*HEAVY, ON_OPEN), on_open=ON_OPEN)
+    probe = PROBE.format(heavy=(*HEAVY, *ON_USE), on_use=ON_USE)
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     ).stdout.splitlines()
     assert out[0] == ""
     assert out[1].split(",") == list(HEAVY)
-    assert out[2] == "False"
+    assert out[2] == ""  # neither LanceDB nor the OpenAI SDK yet
+    assert out[3] == "True"  # a model endpoint's client loads the SDK
