@@ -54,8 +54,8 @@ class Endpoint:
 
 
 def verified_tls() -> ssl.SSLContext:
-    """The client TLS context of every model endpoint: certificates and host names checked against the
-    system's CA store, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (as the SDK's own default does).
+    """The client TLS context of every model endpoint: the SDK's own default (certificates and host names
+    checked against the system's CA store, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set).
 
     Made once per store and shared: each context reads the whole CA bundle (~40 ms of CPU), and every
     endpoint of every client built in this process would make its own. Nothing changes it after it is
@@ -66,7 +66,10 @@ def verified_tls() -> ssl.SSLContext:
 
 @functools.cache
 def _tls_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile, capath=capath)
+    """``cafile`` and ``capath`` are the key only: ``create_ssl_context`` reads them from the environment."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
 
 
 def http_client(target: Connection, timeout_s: float) -> openai.AsyncOpenAI:
