@@ -2,11 +2,12 @@
 
     python -m bench.start_cpu [--runs 5] [--semantic on|off]
 
-``coo run`` is its own process with default settings and only what a user sets (token, Bot API root,
-operator, a fresh data dir); the fake Telegram Bot API serves real HTTP from this driver's process. The
-figure is the user+sys CPU of the ``coo`` process (all threads, from ``getrusage`` of the reaped child),
-and the wall time to the answer; medians over the runs. It is what each crash, stop and CLI test pays per
-start (those tests turn semantic memory off: ``--semantic off``), and what a restart costs a small machine.
+``coo run`` is its own process with default settings (the web console on its default port included) and
+only what a user sets (token, Bot API root, operator, a fresh data dir); the fake Telegram Bot API serves
+real HTTP from this driver's process. The figure is the user+sys CPU of the ``coo`` process (all threads,
+from ``getrusage`` of the reaped child), and the wall time to the answer; medians over the runs. It is what
+a restart costs a small machine; each crash, stop and CLI test's start pays a little less (they turn the
+web console off, and semantic memory too unless they are about memory: ``--semantic off``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import subprocess_env
+from bench.procs import child_env
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "123456:BENCH-TOKEN"
@@ -39,10 +40,10 @@ async def one_start(semantic: bool) -> tuple[float, float]:
     data = Path(tempfile.mkdtemp(prefix="coo-start-")) / "data"
     data.mkdir()
     async with FakeTelegram(token=TOKEN) as tg:
-        env = subprocess_env(
-            data, COO_TELEGRAM__TOKEN=TOKEN, COO_TELEGRAM__API_BASE_URL=tg.api_root,
-            COO_OPERATORS=f"telegram:{OPERATOR}", COO_MEMORY__SEMANTIC=str(semantic).lower(),
-        )  # fmt: skip
+        env = child_env({
+            "COO_DATA_DIR": str(data), "COO_TELEGRAM__TOKEN": TOKEN, "COO_TELEGRAM__API_BASE_URL": tg.api_root,
+            "COO_OPERATORS": f"telegram:{OPERATOR}", "COO_MEMORY__SEMANTIC": str(semantic).lower(),
+        })  # fmt: skip
         tg.push_message(OPERATOR, OPERATOR, "/status")
         before = _children_cpu()
         started = time.monotonic()
