@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from bot.approval_ui import ApprovalUI
 from bot.commands.followups import FollowupCommands
@@ -142,11 +143,12 @@ async def open_followups(
     messenger: Messenger,
     commands: CommandRouter,
     is_paused: Callable[[], bool],
+    today: Callable[[], datetime] = utcnow,
 ) -> FollowupsLoop:
     """The store set up, ``/followup`` and ``/followups`` registered, and the loop for the runtime to start."""
     store = FollowupStore(db)
     await store.setup()
-    book = FollowupBook(store, records, timezone)
+    book = FollowupBook(store, records, timezone, today)
     FollowupCommands(book).register(commands)
-    service = DueFollowups(book, approvals, settings, timezone)
+    service = DueFollowups(book, approvals, settings, timezone, today)
     return FollowupsLoop(service, ui, control, messenger, settings.check_s, is_paused)

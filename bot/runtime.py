@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO, cast
 
 from bot.access import AccessGuard
@@ -26,6 +26,7 @@ from bot.messenger import Messenger
 from bot.running import ConsoleWish, Intake, Runtime
 from bot.settings import Settings
 from bot.stores import open_stores
+from memory.db import utcnow
 from memory.operators import OperatorStore
 
 if TYPE_CHECKING:
@@ -95,12 +96,14 @@ async def open_runtime(
     console_input: TextIO | None = None,
     console_output: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
+    today: Callable[[], datetime] = utcnow,
     grace: Grace | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the stores, model client, coordinator, goals and channels; close all on exit.
 
     ``console=None`` means: the console only when no platform channel is configured. ``clock`` (monotonic
-    seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown.
+    seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown; ``today``
+    (aware datetimes) is the date that follow-ups' days ("3d", "friday") count from and are due against.
     On exit, replies and executions in flight get ``grace`` to finish (see :mod:`bot.lifecycle`).
     """
     async with AsyncExitStack() as stack:
@@ -110,7 +113,7 @@ async def open_runtime(
         from bot.compose.root import build
 
         wish = ConsoleWish(console, console_input, console_output)
-        runtime, prices = await build(settings, stack, intake, wish, clock)
+        runtime, prices = await build(settings, stack, intake, wish, clock, today)
         await _start(runtime, stack, prices, intake, grace or Grace())
         if runtime.web is not None:
             await runtime.web.start()

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,7 @@ async def build(
     intake: Intake,
     console: ConsoleWish,
     clock: Callable[[], float],
+    today: Callable[[], datetime],
 ) -> tuple[Runtime, PriceTable]:
     """Everything after the intake, part by part: the model client, semantic memory, actions and cards, the
     coordinator, goals, the features' commands and loops, the handlers, the channels."""
@@ -105,7 +107,7 @@ async def build(
     upkeep = _upkeep(settings, stores, memory, intake, stack)
     web = await _web(settings, stores, approvals, cards.ui, goals, intake)
     features = await _features(
-        settings, stores, stack, intake, approvals, cards.ui, controls, goals, model, registry, mail, memory
+        settings, stores, stack, intake, approvals, cards.ui, controls, goals, model, registry, mail, memory, today
     )
     parts = ChatParts(model.budgets, policy, goals.commands, mcp_cmds, features.receivables)
     status: list[Runtime] = []  # /status reads the runtime built below
@@ -262,6 +264,7 @@ async def _features(
     registry: Registry,
     mail: MailStore,
     memory: Memory | None,
+    today: Callable[[], datetime],
 ) -> _Features:
     """The pipeline, receivables, follow-ups and the inbox (each registers its commands), and the digest of all."""
     db, control, messenger, commands = stores.db, stores.control, intake.messenger, intake.commands
@@ -272,8 +275,9 @@ async def _features(
         profile=stores.profile, pipeline=pipeline, goals=goals.service,
     )  # fmt: skip
     followups = await open_followups(
-        settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands, paused
-    )
+        settings.followups, settings.timezone, db, stores.records, approvals, ui, control, messenger, commands, paused,
+        today,
+    )  # fmt: skip
     digest = DigestService(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
         goals.service, mail,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class Setup:
 
 
 @asynccontextmanager
-async def followups(tmp_path: Path, **overrides: Any) -> AsyncIterator[Setup]:
+async def followups(tmp_path: Path, start: datetime | None = None, **overrides: Any) -> AsyncIterator[Setup]:
     """The runtime (its own due check runs once at start), and a due check on an injected clock."""
     with SMTPServer() as smtp:
         settings = make_settings(
@@ -85,12 +85,12 @@ async def followups(tmp_path: Path, **overrides: Any) -> AsyncIterator[Setup]:
             outbox={"backoff_base_s": 0.02, "poll_s": 0.05},
             **{"followups": {"check_s": 86400}, **overrides},
         )
-        async with open_runtime(settings, console=False) as rt:
+        clock = DateClock(start or utcnow())  # the runtime's follow-ups count days from it too
+        async with open_runtime(settings, console=False, today=clock) as rt:
             await eventually_async(lambda: rt.control.get(LAST_CHECK), what="the runtime's first due check")
             chan = RecordingChannel("rec")
             rt.dispatcher.attach(chan)
             await Records(rt.db).upsert("contact", {"name": "Ana Silva", "emails": ["ana@example.org"]}, "op")
-            clock = DateClock(utcnow())
             store = FollowupStore(rt.db)
             service = DueFollowups(
                 FollowupBook(store, Records(rt.db), "UTC", clock), rt.approvals, FollowupsSettings(), "UTC", clock
@@ -99,16 +99,20 @@ async def followups(tmp_path: Path, **overrides: Any) -> AsyncIterator[Setup]:
             yield Setup(rt, chan, smtp, clock, store, loop)
 
 
-def nine_utc(days: int) -> str:
-    """How the bot writes 09:00 UTC ``days`` from today."""
-    day = utcnow().date() + timedelta(days=days)
+WEDNESDAY = datetime(2026, 12, 9, 12, 0, tzinfo=UTC)
+"""The day the follow-up commands' test runs on (the runtime's date clock)."""
+
+
+def nine_utc(days: int, today: date) -> str:
+    """How the bot writes 09:00 UTC ``days`` from ``today``."""
+    day = today + timedelta(days=days)
     return datetime.combine(day, time(9), tzinfo=UTC).strftime("%a %d %b %Y %H:%M")
 
 
 async def test_followup_takes_every_when_form_lists_and_closes_without_a_model(tmp_path: Path) -> None:
-    async with followups(tmp_path) as s:
+    async with followups(tmp_path, start=WEDNESDAY) as s:
         assert not s.rt.coordinator.llm.configured
-        today = utcnow().date()
+        today = WEDNESDAY.date()
         friday = (4 - today.weekday() - 1) % 7 + 1
         added = [
             await s.say("/followup Ana Silva 3d | the proposal"),
@@ -129,13 +133,15 @@ async def test_followup_takes_every_when_form_lists_and_closes_without_a_model(t
         again = await s.say("/followup done 1")
         left = await s.say("/followups")
     assert added[0] == (
-        f"Follow-up #1 saved: the proposal, with Ana Silva <ana@example.org>, due {nine_utc(3)}. "
+        f"Follow-up #1 saved: the proposal, with Ana Silva <ana@example.org>, due {nine_utc(3, today)}. "
         "Then an email card to ana@example.org comes."
     )
-    assert added[1].startswith(f"Follow-up #2 saved: the contract draft, with bob@example.org, due {nine_utc(14)}.")
-    assert added[2] == f"Follow-up #3 saved: the venue, with Carla, due {nine_utc(20)}. Then I remind you."
+    assert added[1].startswith(
+        f"Follow-up #2 saved: the contract draft, with bob@example.org, due {nine_utc(14, today)}."
+    )
+    assert added[2] == f"Follow-up #3 saved: the venue, with Carla, due {nine_utc(20, today)}. Then I remind you."
     assert added[3].startswith(
-        f"Follow-up #4 saved: the invoice question, with Ana Silva <ana@example.org>, due {nine_utc(friday)}."
+        f"Follow-up #4 saved: the invoice question, with Ana Silva <ana@example.org>, due {nine_utc(friday, today)}."
     )
     assert errors == [
         'I could not read "soon" as a day: use 3d, 2w, 2026-12-20 or a weekday such as friday.',
@@ -148,8 +154,8 @@ async def test_followup_takes_every_when_form_lists_and_closes_without_a_model(t
     lines = listing.splitlines()
     assert lines[0] == "Open follow-ups (4):"
     assert [line.split(" ")[0] for line in lines[1:]] == (["#4", "#1"] if friday < 3 else ["#1", "#4"]) + ["#2", "#3"]
-    assert f"#1 due {nine_utc(3)} · Ana Silva <ana@example.org> · the proposal" in lines
-    assert f"#3 due {nine_utc(20)} · Carla · the venue" in lines
+    assert f"#1 due {nine_utc(3, today)} · Ana Silva <ana@example.org> · the proposal" in lines
+    assert f"#3 due {nine_utc(20, today)} · Carla · the venue" in lines
     assert marked == [
         "Follow-up #1 (the proposal, with Ana Silva <ana@example.org>) done.",
         "Follow-up #3 (the venue, with Carla) cancelled.",
@@ -308,8 +314,9 @@ async def test_the_model_adds_a_followup_through_its_tool_and_the_digest_shows_i
     assert any('error: I could not read "next week" as a day' in r for r in results)
     assert len(added) == 1 and added[0].source == "model" and added[0].email == "ana@example.org"
     assert added[0].what == "chase Ana about the proposal" and s.chan.sent[-1].text == "I will remind you next week."
-    assert s.book_text(added[0]) == nine_utc(7)
-    assert f"Follow-ups due today:\n- #2 due {nine_utc(0)} · bob@example.org · the contract" in digest.text
+    today = utcnow().date()  # the model's tools and the digest read the real date (they take no clock yet)
+    assert s.book_text(added[0]) == nine_utc(7, today)
+    assert f"Follow-ups due today:\n- #2 due {nine_utc(0, today)} · bob@example.org · the contract" in digest.text
     assert "chase Ana" not in digest.text  # due next week, not today
 
 
