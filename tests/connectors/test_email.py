@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import pytest
 
 from connectors.base import AmbiguousOutcome, PermanentError, TemporaryError
 from connectors.email import EmailAction, EmailConnector, message_id_for
 from connectors.settings import SMTPSettings
 from tests.fakes.smtp_server import SMTPServer, free_port
+from tests.fakes.tls_certs import make_ca
 
 
 def action(**kw: object) -> EmailAction:
@@ -43,6 +47,24 @@ async def test_failures_are_classified(mode: str, error: type[Exception]) -> Non
         connector = EmailConnector(SMTPSettings.model_validate(smtp.settings()))
         with pytest.raises(error):
             await connector.execute(action(), "coo-1")
+
+
+async def test_starttls_checks_the_servers_certificate_before_any_mail_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = make_ca(tmp_path / "ca")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(made.cert, made.key)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with SMTPServer(tls=served) as smtp:
+        connector = EmailConnector(SMTPSettings.model_validate(smtp.settings(security="starttls")))
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)  # the machine's store does not know this CA
+        with pytest.raises(TemporaryError, match="unreachable"):
+            await connector.execute(action(), "coo-untrusted")
+        assert smtp.delivered == []
+        monkeypatch.setenv("SSL_CERT_FILE", str(made.ca))
+        await connector.execute(action(), "coo-trusted")
+    assert [d.message["Message-ID"] for d in smtp.delivered] == ["<coo-trusted@example.org>"]
 
 
 async def test_server_down_is_temporary() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,12 +67,15 @@ class SMTPServer:
     """Lets messages held by the "hold" mode be acknowledged (set by :meth:`release`)."""
     delivered: list[Delivered] = field(default_factory=list)
     port: int = 0
+    tls: ssl.SSLContext | None = None
+    """When set, the server offers STARTTLS with this context and takes no mail before it."""
     _controller: Controller | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> SMTPServer:
         self.port = self.port or free_port()
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        tls = {"tls_context": self.tls, "require_starttls": True} if self.tls else {}
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **tls)
         self._controller.start()
         return self
 
