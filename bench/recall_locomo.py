@@ -48,7 +48,8 @@ from lancedb.index import FTS
 
 import memory.semantic.ranking as ranking
 from memory import Memory, Note, open_memory
-from memory.semantic.embedder import Embedder, LocalEmbedder
+from memory.semantic.contracts import Embedder
+from memory.semantic.embedder import LocalEmbedder
 
 DATA = Path("/work/shared/bench/locomo-dev")
 CACHE = Path.home() / ".cache" / "solo-coo-bench"

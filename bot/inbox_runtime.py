@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.approval_ui import ApprovalUI
@@ -24,10 +24,12 @@ from memory.control import ControlStore
 from memory.db import utcnow
 from memory.mail import MailStore, StoredMail
 from memory.records import Records
-from memory.semantic.api import Memory, Note
-from memory.semantic.embedder import EmbeddingRefused
-from memory.semantic.store import MemoryUnavailable
+from memory.semantic.contracts import EmbeddingRefused, MemoryUnavailable
+from memory.semantic.notes import Note
 from prompts.messages import INBOX_URGENT
+
+if TYPE_CHECKING:
+    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 NOTICE_CHECK_S = 60.0

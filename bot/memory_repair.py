@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from memory.db import Database
 from memory.notes import NoteLedger
-from memory.semantic.api import InvalidNote, Memory, MemoryUnavailable, Note
 from memory.semantic.chat_notes import forgotten_refs, notes_from_log
+from memory.semantic.contracts import MemoryUnavailable
+from memory.semantic.notes import InvalidNote, Note
+
+if TYPE_CHECKING:
+    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 

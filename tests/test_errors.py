@@ -55,7 +55,7 @@ def test_the_older_bases_still_catch_them() -> None:
     classes = exception_classes()
     assert issubclass(classes["connectors.base.ActionError"], ValueError)
     assert issubclass(classes["memory.task_states.TransitionRefused"], RuntimeError)
-    assert issubclass(classes["memory.semantic.store.MemoryUnavailable"], RuntimeError)
+    assert issubclass(classes["memory.semantic.contracts.MemoryUnavailable"], RuntimeError)
     assert issubclass(classes["connectors.base.NotNeeded"], classes["connectors.base.PermanentError"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bot.commands.router import CommandRouter
 from bot.messages import InboundMessage
@@ -13,10 +14,9 @@ from memory.db import Database, utcnow
 from memory.mail import MailStore
 from memory.notes import NoteLedger, StoredNote, new_ref
 from memory.profile import FIELDS, Profile, ProfileError, ProfileStore
-from memory.semantic.api import EmbedderUnavailable, Memory, MemoryUnavailable, Note
 from memory.semantic.chat_notes import said
-from memory.semantic.embedder import EmbeddingRefused
-from memory.semantic.notes import check_notes
+from memory.semantic.contracts import EmbeddingRefused, MemoryUnavailable
+from memory.semantic.notes import EmbedderUnavailable, Note, check_notes
 from prompts.messages import (
     MEMORY_BUDGET_KEPT,
     MEMORY_BUDGET_RECALL,
@@ -28,6 +28,9 @@ from prompts.messages import (
     PROFILE_RESTORE_WAITING,
     PROFILE_RISK_MOVED,
 )
+
+if TYPE_CHECKING:
+    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 

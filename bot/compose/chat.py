@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.approval_ui import ApprovalUI
 from bot.commands.approvals import register_approval_commands
@@ -28,9 +29,11 @@ from graph.approvals.service import ApprovalService
 from graph.buttons import Prefix
 from graph.conversation.coordinator import Coordinator
 from memory.mail import MailStore
-from memory.semantic.api import Memory
 from memory.semantic.chat_notes import chat_note
 from memory.semantic.ingest import Ingestor
+
+if TYPE_CHECKING:
+    from memory.semantic.api import Memory
 
 
 @dataclass(frozen=True)

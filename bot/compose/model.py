@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
@@ -28,8 +29,10 @@ from memory.checkpoints import OneTripSqliteSaver
 from memory.control import ControlStore
 from memory.db import connect_sqlite
 from memory.ledger import CostLedger
-from memory.semantic.api import Memory, open_memory
-from memory.semantic.embedder import Embedder, EmbeddingMeter, OpenAIEmbedder
+from memory.semantic.contracts import Embedder, EmbeddingMeter
+
+if TYPE_CHECKING:
+    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ async def open_semantic_memory(
     """Semantic memory, unless switched off; with a model, closed episodes are summarized by it (budgeted)."""
     if not settings.memory.semantic:
         return None
+    from memory.semantic.api import open_memory  # NumPy, PyArrow and LanceDB: only when memory is on
+
     llm = model.llm
     summarizer = ModelSummarizer(llm, settings.llm.cheap_model) if llm.configured else None
     embedder = _embedder(settings, stack, BudgetedEmbeddings(model.guard, ledger))
@@ -112,6 +117,8 @@ def _embedder(settings: Settings, stack: AsyncExitStack, meter: EmbeddingMeter) 
         return None
 
     import openai
+
+    from memory.semantic.embedder import OpenAIEmbedder
 
     llm = settings.llm
     target = llm.connection()  # credentials in the URL become basic auth, as for the chat model

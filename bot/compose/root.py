@@ -60,12 +60,12 @@ from memory.db import Database
 from memory.liveness import Liveness
 from memory.mail import MailStore
 from memory.mail_replies import MailReplies
-from memory.semantic.api import Memory
 from memory.semantic.ingest import Ingestor
 from memory.traces import TraceRecorder, TraceStore
 
 if TYPE_CHECKING:  # the web console is imported only when it is enabled
     from bot.web.server import WebConsole
+    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 

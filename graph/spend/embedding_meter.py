@@ -1,7 +1,7 @@
 """Paid embeddings under the budget (I5): each request to an embeddings endpoint is priced, reserved
 against the caps before it is sent and settled in the cost ledger after, like a model call.
 
-The memory layer knows only the :class:`memory.semantic.embedder.EmbeddingMeter` protocol; this is the one
+The memory layer knows only the :class:`memory.semantic.contracts.EmbeddingMeter` protocol; this is the one
 the bot passes it. Embedding calls count under the workflow ``memory`` (``/budget set memory 1/day``
 caps them alone; the "all" caps cover them too). A model nobody priced is priced high (see
 ``graph.spend.pricing``), unless the operator priced it or marked the endpoint free.
@@ -18,7 +18,7 @@ from graph.models.llm import estimate_tokens, failed_call
 from graph.spend.budget import BudgetExceeded, BudgetGuard
 from memory.db import LLMCall
 from memory.ledger import CostLedger
-from memory.semantic.embedder import EmbeddingRefused, EmbeddingUsage
+from memory.semantic.contracts import EmbeddingRefused, EmbeddingUsage
 
 WORKFLOW = "memory"
 

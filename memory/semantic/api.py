@@ -33,12 +33,13 @@ import pyarrow as pa
 
 from memory.db import utcnow
 from memory.semantic import indexing, turns
-from memory.semantic.embedder import Embedder, EmbeddingRefused, make_embedder
+from memory.semantic.contracts import Embedder, EmbeddingRefused, MemoryUnavailable
+from memory.semantic.embedder import make_embedder
 from memory.semantic.episodes import Summarizer
 from memory.semantic.filters import col, first_part, is_, lit, scope_is
 from memory.semantic.notes import EmbedderUnavailable, Episode, Hit, InvalidNote, Note, check_scope, clean
 from memory.semantic.retrieval import RecallMode, Retrieval, check_question
-from memory.semantic.store import MemoryUnavailable, SemanticStore, StoreStats
+from memory.semantic.store import SemanticStore, StoreStats
 from memory.semantic.summaries import EpisodeSummaries
 from memory.semantic.tables import COLUMNS, QUIET, notes_table, quiet_table, with_vectors
 from memory.settings import EmbeddingsSettings

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from memory.db import Event
 from memory.notes import StoredNote
-from memory.semantic.api import Note
+from memory.semantic.notes import Note
 from memory.semantic.turns import parse
 
 OPERATOR = "operator"

@@ -18,13 +18,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memory.errors import InternalError
+from memory.semantic.contracts import Embedder, EmbeddingMeter
 from memory.semantic.e5_onnx import ENGINE, OnnxE5
 from memory.settings import EmbeddingsSettings
 
@@ -46,53 +44,6 @@ BACKGROUND_NICE = 10
 # (~0.5 s of CPU, off the reply path: replies never wait for the embedder).
 IDLE_UNLOAD_S = 600.0
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What semantic memory needs from an embedding model."""
-
-    @property
-    def name(self) -> str:
-        """Identifies the model; vectors from embedders with different names are not comparable."""
-        ...
-
-    async def dimension(self) -> int:
-        """Length of every vector this embedder returns."""
-        ...
-
-    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed documents to store: shape (len(texts), dim), float32, rows L2-normalised."""
-        ...
-
-    async def embed_query(self, text: str) -> np.ndarray:
-        """Embed one search query: shape (dim,), float32, L2-normalised."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release resources (HTTP sessions); safe to call twice."""
-        ...
-
-
-class EmbeddingRefused(InternalError, RuntimeError):
-    """A paid embedding call was not made: its meter refused it (a budget cap). Nothing was billed."""
-
-
-@dataclass
-class EmbeddingUsage:
-    """What one metered embedding call used, as the endpoint reported it (None: it did not say)."""
-
-    tokens: int | None = None
-
-
-class EmbeddingMeter(Protocol):
-    """Prices and caps paid embedding calls (I5); the bot passes one backed by its budget."""
-
-    def call(self, model: str, texts: Sequence[str]) -> AbstractAsyncContextManager[EmbeddingUsage]:
-        """Around one request: reserves its estimated cost on entry (raises :class:`EmbeddingRefused`
-        when a cap refuses it), settles with the reported usage on exit, or bills the estimate when the
-        request failed after it may have been processed."""
-        ...
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

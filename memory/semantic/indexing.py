@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from memory.semantic import turns
-from memory.semantic.embedder import MAX_EMBED_CHARS, Embedder
+from memory.semantic.contracts import Embedder
+from memory.semantic.embedder import MAX_EMBED_CHARS
 from memory.semantic.episodes import EPISODE_GAP, EPISODE_MAX_TURNS
 from memory.semantic.filters import among, first_part, is_
 from memory.semantic.query import capped

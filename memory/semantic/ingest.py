@@ -20,9 +20,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from memory.aio import wait_at_most
-from memory.semantic.api import Memory, Note
+from memory.semantic.notes import Note
+
+if TYPE_CHECKING:
+    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from memory.db import utcnow
 from memory.errors import InternalError
-from memory.semantic.store import MemoryUnavailable
+from memory.semantic.contracts import MemoryUnavailable
 
 MAX_TEXT_CHARS = 100_000
 

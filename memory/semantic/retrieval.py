@@ -15,11 +15,11 @@ from typing import Any, Literal
 import numpy as np
 
 from memory.semantic import ranking
-from memory.semantic.embedder import Embedder, EmbeddingRefused
+from memory.semantic.contracts import Embedder, EmbeddingRefused, MemoryUnavailable
 from memory.semantic.filters import among, first_part
 from memory.semantic.notes import Hit, check_scope
 from memory.semantic.query import MAX_QUERY_EMBED_CHARS, MAX_QUERY_TEXT_CHARS, capped, speakers_named, time_window
-from memory.semantic.store import MemoryUnavailable, SemanticStore
+from memory.semantic.store import SemanticStore
 from memory.semantic.tables import EPISODES
 
 MAX_K = 1_000

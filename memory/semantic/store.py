@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memory.errors import InternalError
 from memory.semantic import indexes, searches
+from memory.semantic.contracts import MemoryUnavailable
 from memory.semantic.filters import first_part, is_, scope_is
 from memory.semantic.gate import Gate
 from memory.semantic.handles import OpenTables
@@ -55,13 +55,6 @@ INLINE_REFRESH_ROWS = 20_000
 # A background refresh (compaction plus index update) starts only once this many rows wait;
 # smaller tails are searched by a flat scan, correctly, and the scheduler's maintain() folds them in.
 BACKGROUND_REFRESH_ROWS = 1_000
-
-
-class MemoryUnavailable(InternalError, RuntimeError):
-    """Semantic memory cannot be read or written now (storage missing, corrupt or failing).
-
-    Callers degrade (e.g. to keyword search in SQLite); ``Memory.maintain()`` rebuilds what is broken.
-    """
 
 
 @dataclass(frozen=True)

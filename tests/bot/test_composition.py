@@ -1,13 +1,14 @@
 """``coo run`` polls before it imports the heavy half: the runtime module alone loads no model client, graph or
-semantic memory, and the composition root it imports in a worker thread loads them all, except two libraries
-loaded when they are used: LanceDB (~1 s of CPU) when the semantic store is opened, and the OpenAI SDK (~0.5 s)
-when a model endpoint's client is made. A `coo run` with semantic memory off, or without a model, never pays them."""
+semantic memory, and the composition root it imports in a worker thread loads them all, except the libraries
+loaded when they are used: LanceDB, PyArrow and NumPy (over 1 s of CPU) when semantic memory is opened, and the
+OpenAI SDK (~0.5 s) when a model endpoint's client is made. A `coo run` with semantic memory off, or without a
+model, never pays them."""
 
 import subprocess
 import sys
 
 HEAVY = ("langgraph", "graph.conversation.coordinator", "graph.goals.runner", "connectors.outbox")
-ON_USE = ("lancedb", "openai")
+ON_USE = ("lancedb", "pyarrow", "numpy", "openai")
 
 PROBE = """
 import importlib, sys
@@ -31,5 +32,5 @@ def test_the_runtime_alone_imports_nothing_heavy_and_the_composition_root_import
     ).stdout.splitlines()
     assert out[0] == ""
     assert out[1].split(",") == list(HEAVY)
-    assert out[2] == ""  # neither LanceDB nor the OpenAI SDK yet
+    assert out[2] == ""  # neither semantic memory's libraries nor the OpenAI SDK yet
     assert out[3] == "True"  # a model endpoint's client loads the SDK

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from memory.semantic import indexing
+from memory.semantic.contracts import MemoryUnavailable
 from memory.semantic.retrieval import MAX_K, Retrieval, check_question
-from memory.semantic.store import MemoryUnavailable, SemanticStore
+from memory.semantic.store import SemanticStore
 from tests.memory.semantic.test_indexing import EMBEDDER, T0, rows, write
 from tests.memory.semantic.test_semantic import HashEmbedder
 
