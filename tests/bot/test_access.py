@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 from bot.messages import InboundMessage
 from tests.conftest import subprocess_env
+from tests.fakes.coo_process import start_coo
 from tests.fakes.telegram_api import FakeTelegram
 
 _n = iter(range(10**6))
@@ -35,16 +35,7 @@ async def test_sigterm_stops_coo_run_cleanly(tmp_path: Path) -> None:
             COO_TELEGRAM__POLL_TIMEOUT_S="1",
             COO_MEMORY__SEMANTIC="false",
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            env=env,
-            cwd=tmp_path,
-            stdin=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await start_coo("run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
         await tg.wait_for("getUpdates", 1, timeout=30)
         tg.push_message(1, 1, "/status")
         await tg.wait_for("sendMessage", 1, timeout=30)

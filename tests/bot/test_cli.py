@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import subprocess_env
+from tests.fakes.coo_process import start_coo
 from tests.fakes.openai_api import FakeOpenAI
 
 
@@ -19,16 +21,8 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 async def run_coo(
     args: list[str], env: dict[str, str], cwd: Path, stdin: str = "", timeout: float = 60
 ) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc = await start_coo(
+        *args, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     talk = asyncio.ensure_future(proc.communicate(stdin.encode()))
     done, _ = await asyncio.wait([talk], timeout=timeout)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import subprocess_env
+from tests.fakes.coo_process import CooProcess, start_coo
 from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer, free_port
 from tests.fakes.telegram_api import FakeTelegram
@@ -39,22 +39,12 @@ def bot_env(tg: FakeTelegram, data_dir: Path, smtp_port: int, **extra: str) -> d
 
 
 @asynccontextmanager
-async def bot(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+async def bot(env: dict[str, str]) -> AsyncIterator[CooProcess]:
     """`coo run` as its own process; its log goes to a file (a pipe nobody reads would fill and stall
     it), and is printed when the test fails so the failure explains itself."""
     log_path = Path(env["COO_DATA_DIR"]) / "coo-run.log"
     with log_path.open("ab") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            env=env,
-            cwd=env["COO_DATA_DIR"],
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log_file,
-        )
+        proc = await start_coo("run", env=env, cwd=env["COO_DATA_DIR"], stderr=log_file)
     try:
         yield proc
     except BaseException:
@@ -66,11 +56,11 @@ async def bot(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
         await proc.wait()
 
 
-def kill9(proc: asyncio.subprocess.Process) -> None:
+def kill9(proc: CooProcess) -> None:
     proc.send_signal(signal.SIGKILL)
 
 
-async def stop(proc: asyncio.subprocess.Process) -> None:
+async def stop(proc: CooProcess) -> None:
     """Stop the bot the way an operator does (SIGTERM): it finishes what is in flight, then exits.
 
     Whatever it would still send (a duplicate, if any) is sent before it has exited.

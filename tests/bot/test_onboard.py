@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from bot.runtime import open_runtime
 from bot.settings import load_settings
 from bot.status import banner
 from tests.conftest import make_settings, subprocess_env
+from tests.fakes.coo_process import start_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.smtp_server import SMTPServer, free_port
@@ -76,8 +76,8 @@ async def test_onboard_end_to_end_writes_a_private_config_that_doctor_accepts(tm
                 COO_SLACK__API_BASE_URL=slack.api_base_url,
                 COO_STRIPE__API_BASE_URL=stripe_url,
             )
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot.cli", "onboard", cwd=tmp_path, env=env,
+            proc = await start_coo(
+                "onboard", cwd=tmp_path, env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             out_b, err_b = await asyncio.wait_for(proc.communicate("\n".join(answers).encode() + b"\n"), 60)

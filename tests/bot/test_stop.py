@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.bot.test_crash_recovery import TOKEN, bot, bot_env
 from tests.conftest import subprocess_env
+from tests.fakes.coo_process import CooProcess, start_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import free_port
@@ -37,7 +37,7 @@ async def until_logged(data_dir: Path, text: str, times: int = 1, timeout: float
     await eventually(lambda: log_text(data_dir).count(text) >= times, timeout=timeout, what=f"{text!r} in the log")
 
 
-async def stop_with(proc: asyncio.subprocess.Process, sig: signal.Signals = signal.SIGTERM) -> int:
+async def stop_with(proc: CooProcess | asyncio.subprocess.Process, sig: signal.Signals = signal.SIGTERM) -> int:
     """Send ``sig`` and wait for the exit (within the liveness bound); print how long it took."""
     sent = time.monotonic()
     proc.send_signal(sig)
@@ -164,10 +164,7 @@ async def test_coo_run_with_no_channel_and_no_input_stays_up_and_says_what_is_mi
     """Under Docker or systemd stdin is empty: exiting at its end is a restart loop. It says what is missing
     once and stays up until stopped."""
     env = subprocess_env(tmp_path, COO_MEMORY__SEMANTIC="false")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", env=env, cwd=tmp_path,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await start_coo("run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stderr is not None
         seen = b""

@@ -30,7 +30,8 @@ async def test_intake_reconnects_after_the_server_drops_and_misses_nothing(tmp_p
         try:
             await asyncio.to_thread(dovecot.append, mail("One", message_id="<r1@acme.test>"))
             await eventually_async(lambda: _count_is(store, 1), timeout=20, what="the first message")
-            assert woken.is_set()
+            # on_new is called after the message is stored: wait for it, not only for the row
+            await asyncio.wait_for(woken.wait(), 20)
             await asyncio.to_thread(dovecot.halt)
             await asyncio.to_thread(dovecot.relaunch)
             await asyncio.to_thread(dovecot.append, mail("Two", message_id="<r2@acme.test>"))

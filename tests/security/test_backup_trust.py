@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from memory.install import KEY_FILE, read_key
 from memory.profile import ProfileStore
 from prompts.messages import NOT_RESENDABLE, PROFILE_RESTORE_DROPPED, PROFILE_RESTORE_NONE
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message, subprocess_env
+from tests.fakes.coo_process import start_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.smtp_server import SMTPServer
 
@@ -60,14 +60,10 @@ def forged_export(folder: Path) -> Path:
 
 async def coo(data_dir: Path, *args: str) -> tuple[int, str, str]:
     """``coo <args>`` as its own process on ``data_dir``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
+    proc = await start_coo(
         *args,
         env=subprocess_env(data_dir, COO_OPERATORS=OPERATOR, COO_MEMORY__SEMANTIC="false"),
         cwd=data_dir.parent,
-        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from bot.dispatcher import inbound_to_json
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message, subprocess_env
+from tests.fakes.coo_process import CooProcess, start_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import Call, FakeTelegram
 
@@ -74,18 +74,8 @@ def kill_when_confirmed(call: Call, *, pid: int, pushed: list[int], killed: asyn
         killed.set()
 
 
-async def start(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        env=env,
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+async def start(env: dict[str, str], cwd: Path) -> CooProcess:
+    return await start_coo("run", env=env, cwd=cwd)
 
 
 def crashed(conn: sqlite3.Connection, message: InboundMessage) -> None:

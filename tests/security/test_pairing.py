@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from memory.db import open_database
 from memory.operators import OperatorStore
 from prompts.messages import PAIR_CLOSED, PAIR_FAILED, PAIRED, PAIRING_REOPENED, REFUSAL
 from tests.conftest import ROOT, ManualClock, RecordingChannel, llm_settings, make_settings, subprocess_env
+from tests.fakes.coo_process import run_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -134,9 +134,7 @@ async def test_a_strangers_pair_code_with_a_lone_surrogate_does_not_wedge_pollin
 
 
 def coo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    return run_coo(*args, env=env, cwd=ROOT)
 
 
 async def test_coo_pair_tells_the_operators_and_coo_operators_removes_at_once(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import httpx
 from bot.doctor import check_telegram
 from bot.logging_setup import QuietClientsFilter, RedactingFilter
 from tests.conftest import make_settings, subprocess_env
+from tests.fakes.coo_process import start_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -34,17 +34,7 @@ async def test_a_password_in_the_model_url_is_never_printed(tmp_path: Path) -> N
             COO_LOG_LEVEL="DEBUG",
             COO_MEMORY__SEMANTIC="false",
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "run",
-            env=env,
-            cwd=tmp_path,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await start_coo("run", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
         try:
             await tg.wait_for("getUpdates", 1, timeout=30)
             tg.push_message(1, 1, "hello over the gateway")

@@ -7,7 +7,6 @@ import asyncio
 import io
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.running import Runtime
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, make_settings, subprocess_env
+from tests.fakes.coo_process import start_coo
 from tests.fakes.polling import eventually
 from tests.fakes.smtp_server import SMTPServer
 from tests.fakes.stripe_api import FakeStripe
@@ -157,10 +157,7 @@ async def test_coo_chat_through_stdin_sends_exactly_one_email(tmp_path: Path) ->
             COO_SMTP__SECURITY="none",
             COO_OUTBOX__POLL_S="0.1",
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
+        proc = await start_coo(
             "chat",
             env=env,
             cwd=str(tmp_path),
