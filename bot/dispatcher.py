@@ -68,8 +68,10 @@ class Dispatcher:
         messenger: Messenger,
         handlers: Handlers | None = None,
         redeliver_s: float = 5.0,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        """``redeliver_s``: the pause before a turn whose answer could not be delivered runs again."""
+        """``redeliver_s``: the pause before a turn whose answer could not be delivered runs again, taken
+        with ``sleep`` (tests pass one that records the pause instead of waiting it out)."""
         self._db = db
         self._guard = guard
         self._commands = commands
@@ -85,6 +87,7 @@ class Dispatcher:
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._redeliver_s = redeliver_s
+        self._sleep = sleep
 
     def bind(self, handlers: Handlers) -> None:
         """Start handling: updates accepted so far are handled now, in the order they came.
@@ -258,7 +261,7 @@ class Dispatcher:
                 # sent twice, a finished model call is not made again) until it is, or until a stop
                 # leaves it to the next start.
                 replaying = True
-                await asyncio.sleep(self._redeliver_s)
+                await self._sleep(self._redeliver_s)
             if inbound.update_key is not None:
                 await self._db.finish_update(inbound.update_key)
 

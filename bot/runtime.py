@@ -12,7 +12,7 @@ import gc
 import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO, cast
@@ -42,7 +42,9 @@ memory, connectors, and the commands and loops built on them."""
 log = logging.getLogger(__name__)
 
 
-async def _open_intake(settings: Settings, stack: AsyncExitStack, early: bool) -> Intake:
+async def _open_intake(
+    settings: Settings, stack: AsyncExitStack, early: bool, sleep: Callable[[float], Awaitable[object]]
+) -> Intake:
     """Open the database, the access guard and the dispatcher; with ``early``, start Telegram now.
 
     Telegram then polls within a second of start while the model client, the graph, semantic memory
@@ -55,7 +57,7 @@ async def _open_intake(settings: Settings, stack: AsyncExitStack, early: bool) -
     pairing_code = await _open_pairing(settings, guard, stores.operators)
     messenger = Messenger(stores.db)
     commands = CommandRouter()
-    dispatcher = Dispatcher(stores.db, guard, commands, messenger)
+    dispatcher = Dispatcher(stores.db, guard, commands, messenger, sleep=sleep)
     pending = await dispatcher.pending()
     # If the rest fails to start, nothing could handle what was stored: stop waiting for it at once.
     stack.push_async_callback(dispatcher.drain, 0.0)
@@ -98,17 +100,19 @@ async def open_runtime(
     clock: Callable[[], float] = time.monotonic,
     today: Callable[[], datetime] = utcnow,
     grace: Grace | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> AsyncIterator[Runtime]:
     """Open the stores, model client, coordinator, goals and channels; close all on exit.
 
     ``console=None`` means: the console only when no platform channel is configured. ``clock`` (monotonic
     seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown; ``today``
     (aware datetimes) is the date that follow-ups' days ("3d", "friday") count from and are due against.
-    On exit, replies and executions in flight get ``grace`` to finish (see :mod:`bot.lifecycle`).
+    On exit, replies and executions in flight get ``grace`` to finish (see :mod:`bot.lifecycle`). ``sleep``
+    paces the retries of an answer the chat platform could not take.
     """
     async with AsyncExitStack() as stack:
         # A console-only run has nothing to poll: the order only matters with a platform channel.
-        intake = await _open_intake(settings, stack, early=console is not True)
+        intake = await _open_intake(settings, stack, early=console is not True, sleep=sleep)
         await in_daemon_thread(_load_heavy_parts)
         from bot.compose.root import build
 

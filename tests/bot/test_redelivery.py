@@ -29,10 +29,16 @@ class _Unreachable(RecordingChannel):
 
 async def test_an_undelivered_answer_is_delivered_by_a_replay_not_dropped(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     settings = make_settings(tmp_path, llm=llm_settings(fake_llm))
-    async with open_runtime(settings, console=False) as rt:
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:  # records the pause instead of waiting it out
+        pauses.append(seconds)
+
+    async with open_runtime(settings, console=False, sleep=pause) as rt:
         chan = _Unreachable("rec", failures=1)
         rt.dispatcher.attach(chan)
         await rt.dispatcher.handle(operator_message("hello there"))
+    assert pauses == [5.0]  # one pause before the replay, the default's length
     assert [m.text for m in chan.sent] == ["echo: hello there"]  # not the generic error, not twice
     assert len(fake_llm.chat_requests) == 1  # the replay resumed the finished turn
     with sqlite3.connect(tmp_path / "coo.sqlite") as conn:
