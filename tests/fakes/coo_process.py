@@ -121,7 +121,12 @@ def _serve(path: str) -> tuple[dict[str, Any], list[int]]:
         for key, _ in selector.select():
             if key.fileobj is listener:
                 conn, _ = listener.accept()
-                request, fds = _receive(conn)
+                try:
+                    request, fds = _receive(conn)
+                except (OSError, ValueError) as exc:  # one test's broken request ends only that request
+                    print(f"coo_process: bad request: {exc!r}", file=sys.stderr)
+                    conn.close()
+                    continue
                 pid = os.fork()
                 if pid == 0:
                     selector.close()
@@ -156,9 +161,8 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     os.chdir(request["cwd"])
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
-    for fd in fds:
-        if fd > 2:
-            os.close(fd)
+    for fd in set(fds) - {0, 1, 2}:
+        os.close(fd)
     sys.path[0] = request["cwd"]
     sys.argv = ["coo", *request["args"]]
     code: Any = 0
