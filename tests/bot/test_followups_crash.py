@@ -60,11 +60,12 @@ async def test_killed_after_a_followup_card_is_proposed_it_is_proposed_once_and_
     with SMTPServer() as smtp:
         async with FakeTelegram(token=TOKEN) as tg:
             env = bot_env(tg, tmp_path, smtp.port, COO_FOLLOWUPS__CHECK_S="1", COO_OUTBOX__BACKOFF_BASE_S="0.1")
+            if card == "not delivered":  # the card is recorded, its sendMessage fails: nobody has seen it
+                is_card = lambda c: "I wanted to follow up on" in str(c.params.get("text"))  # noqa: E731
+                tg.fail_next("sendMessage", 400, description="Bad Request: chat not found", when=is_card)
             async with bot(env) as proc:
                 tg.push_message(1001, 1001, "/followups")  # the operator's own chat: where cards go
                 await tg.wait_for(lambda c: "Open follow-ups (1):" in str(c.params.get("text")), timeout=30)
-                if card == "not delivered":  # the card is recorded, its sendMessage fails: nobody has seen it
-                    tg.fail_next("sendMessage", 400, description="Bad Request: chat not found")
                 await eventually(lambda: cards_stored(tmp_path), timeout=30, what="the card proposed")
                 if card == "delivered":
                     await eventually(lambda: shown_in(tmp_path), timeout=10, what="the card shown")

@@ -72,6 +72,7 @@ class _Failure:
     status: int
     retry_after: float | None
     description: str | None
+    when: Callable[[Call], bool] | None = None
 
 
 @dataclass
@@ -263,13 +264,15 @@ class FakeTelegram:
         n: int = 1,
         retry_after: float | None = None,
         description: str | None = None,
+        when: Callable[[Call], bool] | None = None,
     ) -> None:
-        """Make the next ``n`` calls of ``method`` fail with ``status``.
+        """Make the next ``n`` calls of ``method`` fail with ``status`` (with ``when``: the next ``n`` that
+        match it; other calls pass).
 
         429 carries ``parameters.retry_after`` (default 1; Telegram sends whole seconds, a float keeps
         tests fast; PTB treats 0 as absent).
         """
-        failure = _Failure(status, retry_after, description)
+        failure = _Failure(status, retry_after, description, when)
         self._failures.setdefault(method.lower(), []).extend([failure] * n)
 
     # ---- HTTP ------------------------------------------------------------------------------
@@ -294,9 +297,11 @@ class FakeTelegram:
         if token != self.token:
             return self._error(401, "Unauthorized")
         name = call.method.lower()
-        failures = self._failures.get(name)
-        if failures:
-            return self._failure(failures.pop(0))
+        failures = self._failures.get(name, [])
+        matching = next((f for f in failures if f.when is None or f.when(call)), None)
+        if matching is not None:
+            failures.remove(matching)
+            return self._failure(matching)
         try:
             if name == "getupdates":
                 result = await self._get_updates(call.params)
