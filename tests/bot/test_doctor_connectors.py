@@ -27,11 +27,11 @@ async def test_doctor_checks_the_stripe_key_and_lists_publish_destinations(tmp_p
         assert f"[ok]   invoice: key accepted at {stripe.api_base_url}" in out
         assert "[ok]   post: destinations: default, news" in out
         assert [r.endpoint for r in stripe.requests] == ["balance.retrieve"] and hook.received == []
-        bad = {**env, "COO_STRIPE__API_KEY": "sk_test_WRONGKEY000"}
+        bad = {**env, "COO_STRIPE__API_KEY": "sk_test_wrong_key_000"}
         code, out, err = await run_coo(["doctor"], bad, tmp_path)
     assert code == 1
     assert "[FAIL] invoice: the key was rejected" in out
-    for secret in ("sk_test_WRONGKEY000", stripe.api_key, hook.secret, "news-secret-123"):
+    for secret in ("sk_test_wrong_key_000", stripe.api_key, hook.secret, "news-secret-123"):
         assert secret not in out + err
 
 

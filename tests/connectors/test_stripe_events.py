@@ -18,9 +18,9 @@ from memory.control import ControlStore
 from memory.db import open_database
 from memory.stripe_events import StripeEventStore
 from tests.fakes.smtp_server import free_port
-from tests.fakes.stripe_api import JSON, FakeStripe
+from tests.fakes.stripe_api import JSON, FakeStripe, made_up_webhook_secret
 
-SECRET = "whsec_test_5up3rs3cr3t"
+SECRET = made_up_webhook_secret()
 
 
 def invoice(number: str, total: int = 120000) -> JSON:

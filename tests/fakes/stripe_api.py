@@ -149,6 +149,11 @@ def made_up_key() -> str:
     return "sk_test_fake_" + secrets.token_hex(12)
 
 
+def made_up_webhook_secret() -> str:
+    """A webhook signing secret made up per run, for the same reason."""
+    return "whsec_fake_" + secrets.token_hex(12)
+
+
 class FakeStripe:
     """Fake Stripe on 127.0.0.1 with a free port; ``api_base_url`` goes into ``COO_STRIPE__API_BASE_URL``."""
 
