@@ -6,8 +6,8 @@
 only what a user sets (token, Bot API root, operator, a fresh data dir); the fake Telegram Bot API serves
 real HTTP from this driver's process. The figure is the user+sys CPU of the ``coo`` process (all threads,
 from ``getrusage`` of the reaped child), and the wall time to the answer; medians over the runs. It is what
-a restart costs a small machine; each crash, stop and CLI test's start pays a little less (they turn the
-web console off, and semantic memory too unless they are about memory: ``--semantic off``).
+a restart costs a small machine. The crash, stop and CLI tests do not pay it: they fork their ``coo``
+processes from an interpreter that has already imported the product (``tests/fakes/coo_process.py``).
 """
 
 from __future__ import annotations

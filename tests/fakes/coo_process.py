@@ -368,7 +368,7 @@ async def start_coo(
     return CooProcess(int(line), reader, streams, writer)
 
 
-def run_coo(
+def run_coo_blocking(
     *args: str, env: dict[str, str], cwd: Path | str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """``coo ARGS`` to its end, like ``subprocess.run(..., capture_output=True, text=True, timeout=...)``."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.fakes.coo_process import run_coo, start_coo
+from tests.fakes.coo_process import run_coo_blocking, start_coo
 
 
 async def started(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, bytes, bytes]:
@@ -69,6 +69,6 @@ async def test_kill_9_reaches_the_child_and_is_its_return_code(tmp_path: Path) -
 
 
 def test_the_blocking_form_captures_both_streams(tmp_path: Path) -> None:
-    done = run_coo("run", env=subprocess_env(tmp_path / "data", COO_TIMEZONE="Mars/Olympus"), cwd=tmp_path)
+    done = run_coo_blocking("run", env=subprocess_env(tmp_path / "data", COO_TIMEZONE="Mars/Olympus"), cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "coo: configuration error: COO_TIMEZONE: unknown time zone 'Mars/Olympus'\n"

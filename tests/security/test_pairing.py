@@ -16,7 +16,7 @@ from memory.db import open_database
 from memory.operators import OperatorStore
 from prompts.messages import PAIR_CLOSED, PAIR_FAILED, PAIRED, PAIRING_REOPENED, REFUSAL
 from tests.conftest import ROOT, ManualClock, RecordingChannel, llm_settings, make_settings, subprocess_env
-from tests.fakes.coo_process import run_coo
+from tests.fakes.coo_process import run_coo_blocking
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -134,7 +134,7 @@ async def test_a_strangers_pair_code_with_a_lone_surrogate_does_not_wedge_pollin
 
 
 def coo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return run_coo(*args, env=env, cwd=ROOT)
+    return run_coo_blocking(*args, env=env, cwd=ROOT)
 
 
 async def test_coo_pair_tells_the_operators_and_coo_operators_removes_at_once(tmp_path: Path) -> None:
