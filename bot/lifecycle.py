@@ -4,6 +4,8 @@ A stop (SIGINT or SIGTERM) works in every state:
 
 - while starting (a platform unreachable, the heavy parts loading), the start is given up at once:
   what was opened is closed, and what was stored but not answered stays unfinished for the next start;
+  once handling has begun (late in the start: another platform still connecting), replies already under
+  way get the grace below, as when running;
 - once running, the channels stop receiving, and replies, the outbox's execution and task attempts in
   flight get the grace (:data:`STOP_GRACE_S`, or less with ``COO_STOP_GRACE_S``) to finish, sending
   through channels that are still open; what has not finished by then is cancelled and left as a crash

@@ -131,11 +131,17 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
     On exit (the stack unwinds in reverse) the stop runs in this order: the channels stop receiving;
     replies, the outbox's execution and task attempts in flight finish within ``grace``, sending through
     channels still open; what is left is cancelled (and resumed at the next start); then channels close.
+    That order holds from the first step here, so a start given up from now on (another platform still
+    connecting, say) lets the replies already under way finish, as a running stop does: one cut mid-send
+    would be sent again by the next start.
     """
     for channel in rt.channels:
         rt.messenger.attach(channel)
+        stack.push_async_callback(close_channel, channel)  # closing twice, or before the start, is harmless
+    background = Background()
+    stack.push_async_callback(background.cancel)
+    stack.push_async_callback(wind_down, rt.channels, rt.dispatcher, background, grace)  # a stop's first step
     for channel in rt.channels:
-        stack.push_async_callback(close_channel, channel)  # closing twice is harmless
         if channel in intake.started:
             await cast("TelegramChannel", channel).set_commands(rt.commands.menu())
             continue
@@ -143,8 +149,6 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
         replayed = await rt.dispatcher.replay(intake.pending, {channel.name})
         if replayed:
             log.info("%s: handling %d update(s) left unfinished by the last run", channel.name, len(replayed))
-    background = Background()
-    stack.push_async_callback(background.cancel)
     await rt.runner.recover()
     background.spawn(rt.runner.run_forever(), "outbox", stop=rt.runner.stop)
     background.spawn(_sweep_expired(rt.approvals, rt.approval_ui, rt.settings.expiry_sweep_s), "expiry")
@@ -162,7 +166,6 @@ async def _start(rt: Runtime, stack: AsyncExitStack, prices: PriceTable, intake:
         from graph.models.fallbacks import prices_in_use
 
         background.spawn(asyncio.to_thread(prices_in_use, rt.settings.llm, prices), "prices")
-    stack.push_async_callback(wind_down, rt.channels, rt.dispatcher, background, grace)  # a stop's first step
     # Everything built so far lives until shutdown: keep it out of the collector's full passes,
     # which otherwise show up as 100+ ms pauses in reply latency.
     gc.freeze()

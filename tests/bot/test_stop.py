@@ -51,6 +51,12 @@ def inbox_states(data_dir: Path) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in conn.execute("SELECT update_key, status FROM inbox ORDER BY rowid")]
 
 
+def journaled_replies(data_dir: Path) -> list[str]:
+    """The updates whose reply the process saw accepted by the platform (the reply journal)."""
+    with sqlite3.connect(data_dir / "coo.sqlite", timeout=5) as conn:
+        return [r[0] for r in conn.execute("SELECT update_key FROM replies ORDER BY rowid")]
+
+
 def replies(tg: FakeTelegram, text: str) -> list[Call]:
     return [c for c in tg.calls if c.method == "sendMessage" and c.status == 200 and c.params.get("text") == text]
 
@@ -157,6 +163,33 @@ async def test_a_stop_mid_intake_leaves_stored_updates_for_the_next_start(tmp_pa
             await tg.wait_for("sendMessage", timeout=60)
             assert await stop_with(restarted) == 0
     assert inbox_states(tmp_path) == [(f"telegram:{update_id}", "done")]
+    assert len(tg.sent()) == 1 and "channels: telegram" in tg.sent()[0]["text"]
+
+
+async def test_a_stop_late_in_the_start_lets_a_reply_under_way_finish(tmp_path: Path) -> None:
+    """Handling has begun but the start has not ended (Slack is unreachable, so its connection is retried):
+    a stop gives the start up, yet the reply already under way finishes and is marked done. Cut mid-send,
+    it would be left unfinished and the next start would send it a second time."""
+    async with FakeTelegram(token=TOKEN) as tg:
+        slack_down = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
+        slack = {"COO_SLACK__BOT_TOKEN": "xoxb-test", "COO_SLACK__APP_TOKEN": "xapp-test"}
+        env = bot_env(tg, tmp_path, free_port(), COO_MEMORY__SEMANTIC="false")
+        update_id = tg.push_message(1001, 1001, "/status")  # waiting before the start
+        answer = tg.hold("sendMessage")
+        async with bot({**env, **slack, "COO_SLACK__API_BASE_URL": slack_down}) as proc:
+            await tg.wait_for("sendMessage", timeout=60)  # the reply is on its way, not answered yet
+            await until_logged(tmp_path, "slack: API unreachable")
+            assert "solo-coo is running." not in log_text(tmp_path)  # still starting
+            proc.send_signal(signal.SIGTERM)
+            await until_logged(tmp_path, "SIGTERM: stopping")
+            answer.set()
+            assert await asyncio.wait_for(proc.wait(), EXIT_BOUND_S) == 0
+        assert inbox_states(tmp_path) == [(f"telegram:{update_id}", "done")]
+        assert journaled_replies(tmp_path) == [f"telegram:{update_id}"]  # its answer came back: it was sent
+        assert " ERROR " not in log_text(tmp_path)
+        async with bot(env) as restarted:  # without Slack: it starts, and answers nothing again
+            await until_logged(tmp_path, "solo-coo is running.")
+            assert await stop_with(restarted) == 0
     assert len(tg.sent()) == 1 and "channels: telegram" in tg.sent()[0]["text"]
 
 

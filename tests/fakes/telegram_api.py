@@ -132,6 +132,8 @@ class FakeTelegram:
         self.api_root = ""
         # Called with each request as it arrives (before it is answered): lets a test act at an exact moment.
         self.on_call: Callable[[Call], None] | None = None
+        self.held: dict[str, asyncio.Event] = {}
+        """Method name (lower case) -> an event its calls wait for, once recorded, before they are answered."""
         self.handed_out: dict[int, float] = {}
         """update_id -> ``time.monotonic()`` when a getUpdates response first carried it."""
         self.control = False
@@ -257,6 +259,10 @@ class FakeTelegram:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
+    def hold(self, method: str) -> asyncio.Event:
+        """Hold every call of ``method`` after it is recorded, unanswered, until the returned event is set."""
+        return self.held.setdefault(method.lower(), asyncio.Event())
+
     def fail_next(
         self,
         method: str,
@@ -289,6 +295,9 @@ class FakeTelegram:
         if self.on_call is not None:
             self.on_call(call)
         self._wake()
+        held = self.held.get(call.method.lower())
+        if held is not None:
+            await held.wait()
         response = await self._answer(request.match_info["token"], call)
         call.status = response.status
         return response
