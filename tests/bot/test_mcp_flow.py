@@ -141,7 +141,8 @@ async def test_a_servers_read_only_hint_is_a_suggestion_and_trust_needs_a_confir
         assert LIST not in [r.name for r in rt.approvals.registry.read_tools()]
         await rt.dispatcher.handle(inbound("/mcp trust cal.list_events", kind="command"))
         ask = await replied(chan, "Trust cal.list_events as read-only?")
-        forged = data(ask, "Confirm")[:-2] + "00"
+        real = data(ask, "Confirm")
+        forged = real[:-1] + ("1" if real.endswith("0") else "0")  # never the real nonce (it is random hex)
         await rt.dispatcher.handle(inbound(kind="callback", data=forged))  # a forged nonce changes nothing
         await rt.dispatcher.handle(inbound(kind="callback", data=data(ask, "Confirm"), chat="2002"))  # another chat
         assert LIST not in [r.name for r in rt.approvals.registry.read_tools()]
