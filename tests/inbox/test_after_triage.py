@@ -87,6 +87,7 @@ async def test_in_coo_run_triaged_mail_is_marked_seen_without_waiting_for_the_po
 ) -> None:
     imap = {**imap_settings(dovecot, poll_s=3600).model_dump(mode="json"), "password": PASSWORD, "after_triage": "seen"}
     async with open_runtime(make_settings(tmp_path, imap=imap), console=False, clock=ManualClock()):
+        await eventually(dovecot.idling, timeout=30, what="the intake in IDLE")  # mail sooner could wait the poll
         await asyncio.to_thread(dovecot.append, mail("Pricing", "Can you send prices?"))
 
         def seen() -> bool:

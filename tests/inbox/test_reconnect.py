@@ -14,7 +14,7 @@ from connectors.imap import MailIntake
 from memory.db import open_database
 from memory.mail import MailStore
 from tests.fakes.dovecot import PASSWORD, Dovecot
-from tests.fakes.polling import eventually_async
+from tests.fakes.polling import eventually, eventually_async
 from tests.inbox.conftest import imap_settings
 from tests.inbox.mails import mail
 
@@ -28,6 +28,7 @@ async def test_intake_reconnects_after_the_server_drops_and_misses_nothing(tmp_p
         intake = MailIntake(imap_settings(dovecot, poll_s=30.0), store, on_new=woken.set)
         task = asyncio.create_task(intake.run_forever())
         try:
+            await eventually(dovecot.idling, timeout=20, what="the intake in IDLE")  # mail sooner could wait the poll
             await asyncio.to_thread(dovecot.append, mail("One", message_id="<r1@acme.test>"))
             await eventually_async(lambda: _count_is(store, 1), timeout=20, what="the first message")
             # on_new is called after the message is stored: wait for it, not only for the row
