@@ -53,8 +53,10 @@ class DigestService:
         goals: GoalService | None = None,
         mail: MailStore | None = None,
         sections: Sequence[Callable[[], Awaitable[list[str]]]] = (),
+        today: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``sections``: more lines a feature adds (e.g. receivables aging), each built when the digest is."""
+        """``sections``: more lines a feature adds (e.g. receivables aging), each built when the digest is;
+        ``today``: now (aware), what its date and "due within 3 days" count from."""
         self._db = db
         self._approvals = approvals
         self._control = control
@@ -67,6 +69,7 @@ class DigestService:
         self._goals = goals
         self._mail = mail
         self._sections = tuple(sections)
+        self._today = today
 
     async def build(self, since: datetime, reconcile: bool = True) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
@@ -86,7 +89,7 @@ class DigestService:
             what = self._summary(approval.kind, approval.action) if approval else unknown.kind
             problems.append(f"- unknown outcome: {what}")
         waiting = [pending.id for pending in await self._approvals.list_approvals("pending")]
-        lines = [f"Digest for {utcnow():%a %d %b}"]
+        lines = [f"Digest for {self._today():%a %d %b}"]
         lines += ["Done since the last digest:", *done] if done else ["Done since the last digest: nothing sent."]
         lines.append(f"Waiting for your approval: {len(waiting)}" + (" (cards below)" if waiting else ""))
         problems += await self._health()
@@ -166,7 +169,8 @@ class DigestService:
         """Open tasks and unpaid invoices due within three days (or overdue)."""
         if self._records is None:
             return []
-        horizon = (utcnow() + timedelta(days=3)).date()
+        now = self._today()
+        horizon = (now + timedelta(days=3)).date()
         lines = []
         for record in await self._records.all("task"):
             task = record.data
@@ -180,7 +184,7 @@ class DigestService:
                 and invoice.due
                 and invoice.due <= horizon
             ):
-                late = " OVERDUE" if invoice.due < utcnow().date() else ""
+                late = " OVERDUE" if invoice.due < now.date() else ""
                 lines.append(
                     f"- invoice {invoice.number}: {_amount(invoice.amount, invoice.currency)} (due {invoice.due}){late}"
                 )
@@ -207,7 +211,7 @@ class DigestService:
         last = await self._control.get("digest.last_at")
         # Before "now": what the reconcile records (e.g. an invoice paid) belongs to this digest, not the next.
         await self._reconcile()
-        now = utcnow()
+        now = utcnow()  # the event log's time, which "since the last digest" is measured in (not the calendar's)
         digest = await self.build(datetime.fromisoformat(last) if last else default_since(now), reconcile=False)
         delivered = 0
         for channel, chat_id, thread_id in targets:

@@ -106,7 +106,8 @@ async def open_runtime(
 
     ``console=None`` means: the console only when no platform channel is configured. ``clock`` (monotonic
     seconds) drives the circuit breakers' windows and cooldowns, so tests can step over a cooldown; ``today``
-    (aware datetimes) is the date that follow-ups' days ("3d", "friday") count from and are due against.
+    (aware datetimes) is now for the calendar: what follow-ups' days ("3d", "friday") count from and are due
+    against, the conversation's time and its tools' today, a proposal's date and the digest's.
     On exit, replies and executions in flight get ``grace`` to finish (see :mod:`bot.lifecycle`). ``sleep``
     paces the retries of an answer the chat platform could not take.
     """

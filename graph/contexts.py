@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from connectors.base import Context
@@ -17,10 +17,6 @@ from memory.records import Records
 
 if TYPE_CHECKING:
     from memory.semantic.api import Memory
-
-
-def _today() -> date:
-    return utcnow().date()
 
 
 @dataclass(frozen=True)
@@ -34,12 +30,13 @@ class Contexts:
     profile: ProfileStore | None = None
     memory: Memory | None = None
     scope: str = "default"
-    today: Callable[[], date] = _today
-    """Today's date for a proposal (UTC), read when the context is made."""
+    clock: Callable[[], datetime] = utcnow
+    """Now (aware), read when a context is made: a proposal's date (UTC) and what a tool counts days from."""
 
     def proposal(self, session: str = "", requested_by: str = "") -> Context:
         """What building an action may use: contacts, the currency, today, and where it comes from."""
-        return Context(self.records, self.currency, self.today(), session=session, requested_by=requested_by)
+        today = self.clock().date()
+        return Context(self.records, self.currency, today, session=session, requested_by=requested_by)
 
     def tool(self, session: str, goal_id: str = "") -> ToolContext:
         """What a tool may use in ``session`` (semantic memory included), working for ``goal_id`` if any."""
@@ -52,4 +49,5 @@ class Contexts:
             memory=self.memory,
             scope=self.scope,
             goal_id=goal_id,
+            clock=self.clock,
         )

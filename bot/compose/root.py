@@ -92,10 +92,10 @@ async def build(
     approvals = ApprovalService(
         stores.approvals, stores.db, registry, settings.approvals, intake.guard.operator_ids, stores.control
     )
-    coordinator = _coordinator(settings, stores, model.llm, saver, memory, approvals, registry, intake, stack)
+    coordinator = _coordinator(settings, stores, model.llm, saver, memory, approvals, registry, intake, stack, today)
     contexts = Contexts(
         stores.db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory,
-        settings.memory.scope,
+        settings.memory.scope, clock=today,
     )  # fmt: skip
     cards = _cards(settings, stores, approvals, coordinator, registry, contexts, messenger, controls, stack, clock)
     goals = build_goals(
@@ -165,6 +165,7 @@ def _coordinator(
     registry: Registry,
     intake: Intake,
     stack: AsyncExitStack,
+    today: Callable[[], datetime],
 ) -> Coordinator:
     """The conversation: the graph, its tools (the registry's reads too), and recall that yields to replies."""
     coordinator = Coordinator(
@@ -181,6 +182,7 @@ def _coordinator(
         scope=settings.memory.scope,
         recall=SessionRecall(stores.db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
         tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *FOLLOWUP_TOOLS), reads=registry.read_tools),
+        clock=today,
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     return coordinator
@@ -282,6 +284,7 @@ async def _features(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
         goals.service, mail,
         sections=(*((receivables.digest_lines,) if receivables else ()), followups.digest_lines, pipeline.digest_lines),
+        today=today,
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=paused)
     loops = await open_inbox(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
@@ -21,7 +23,7 @@ from graph.conversation.wiring import TOOL_STEPS, build_graph
 from graph.errors import UserFacingError
 from graph.models.llm import LLMClient, estimate_tokens
 from graph.settings import LLMSettings
-from memory.db import Database
+from memory.db import Database, utcnow
 from memory.profile import ProfileStore
 from memory.records import Records
 from prompts.messages import TOO_LONG_FOR_MODEL
@@ -76,8 +78,10 @@ class Coordinator:
         memory: Memory | None = None,
         scope: str = "default",
         recall: SessionRecall | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``recall`` is the prompts' prepared recall (default: one over ``memory`` that never yields)."""
+        """``recall`` is the prompts' prepared recall (default: one over ``memory`` that never yields); ``clock``
+        is now (aware) for the prompt, the tools and proposals."""
         self._db = db
         self._llm = llm
         self._settings = settings
@@ -90,6 +94,7 @@ class Coordinator:
         self._profile = profile
         self._memory = memory
         self._scope = scope
+        self._clock = clock
         self.recall = recall or SessionRecall(db, memory, scope)
         """The prompts' recall, prepared in the background per conversation."""
         self._contacts = ContactNames(records, db) if records is not None else None
@@ -124,6 +129,7 @@ class Coordinator:
             context_budget=self._settings.context_budget,
             recall=self.recall,
             contacts=self._contacts,
+            clock=self._clock,
         )
 
     @staticmethod

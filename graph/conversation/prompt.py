@@ -24,7 +24,6 @@ from graph.conversation.tools import render_time
 from graph.errors import ModelUnavailable
 from graph.models.llm import estimate_tool_tokens
 from graph.spend.budget import BudgetExceeded
-from memory.db import utcnow
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -40,10 +39,11 @@ async def assemble_context(state: CooState, ctx: GraphContext) -> tuple[list[dic
     """
     profile = await ctx.profile.get() if ctx.profile else None
     instructions = profile.instructions if profile else ""
+    now = ctx.clock()
     system = load_prompt("system").format(
         instructions=load_prompt("operator_instructions").format(instructions=instructions) if instructions else "",
-        now=render_time(utcnow(), ctx.timezone),
-        weekday=utcnow().astimezone(ZoneInfo(ctx.timezone)).strftime("%A"),
+        now=render_time(now, ctx.timezone),
+        weekday=now.astimezone(ZoneInfo(ctx.timezone)).strftime("%A"),
         timezone=ctx.timezone,
         currency=ctx.currency,
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from graph.approvals.service import ApprovalService
 from graph.conversation.tools import ToolBox
 from graph.models.llm import LLMClient
-from memory.db import Database
+from memory.db import Database, utcnow
 from memory.profile import ProfileStore
 from memory.records import Records
 
@@ -80,10 +82,14 @@ class GraphContext:
     """The conversation's prompt recall (None: recall on the spot, e.g. in tests of one node)."""
     contacts: ContactNames | None = None
     """Contacts by name, read again only when records changed (None: read them every turn)."""
+    clock: Callable[[], datetime] = utcnow
+    """Now (aware): the prompt's time, and its tools' and proposals' today."""
 
     @property
     def contexts(self) -> Contexts:
         """The factory of this run's proposal and tool contexts."""
         from graph.contexts import Contexts
 
-        return Contexts(self.db, self.timezone, self.currency, self.records, self.profile, self.memory, self.scope)
+        return Contexts(
+            self.db, self.timezone, self.currency, self.records, self.profile, self.memory, self.scope, self.clock
+        )

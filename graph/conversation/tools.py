@@ -37,6 +37,8 @@ class ToolContext:
     memory: Memory | None = None
     scope: str = "default"
     goal_id: str = ""
+    clock: Callable[[], datetime] = utcnow
+    """Now (aware): what "today" and "friday" count from."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class SearchArgs(BaseModel):
 
 
 async def _current_time(ctx: ToolContext, _: NoArgs) -> str:
-    now = utcnow().astimezone(ZoneInfo(ctx.timezone))
+    now = ctx.clock().astimezone(ZoneInfo(ctx.timezone))
     return now.strftime("%A %Y-%m-%d %H:%M %Z")
 
 

@@ -21,7 +21,7 @@ class AddFollowupArgs(BaseModel):
 
 
 def _book(ctx: ToolContext) -> FollowupBook:
-    return FollowupBook(FollowupStore(ctx.db), ctx.records, ctx.timezone)
+    return FollowupBook(FollowupStore(ctx.db), ctx.records, ctx.timezone, ctx.clock)
 
 
 async def _add_followup(ctx: ToolContext, args: AddFollowupArgs) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,7 +95,9 @@ async def cards(tmp_path: Path) -> AsyncIterator[Cards]:
         service = ApprovalService(
             stores.approvals, stores.db, Registry([Chime()]), settings.approvals, lambda: {OPERATOR}, stores.control
         )
-        contexts = Contexts(stores.db, settings.timezone, "EUR", stores.records, today=lambda: date(2026, 3, 2))
+        contexts = Contexts(
+            stores.db, settings.timezone, "EUR", stores.records, clock=lambda: datetime(2026, 3, 2, 9, tzinfo=UTC)
+        )
         messenger, chan = Messenger(stores.db), RecordingChannel("rec")
         messenger.attach(chan)
         box: list[Cards] = []

@@ -305,7 +305,7 @@ async def test_the_model_adds_a_followup_through_its_tool_and_the_digest_shows_i
             await eventually(lambda: s.chan.sent and s.chan.sent[-1].text == "I will remind you next week.")
             added = await s.store.listing(limit=5)
             tool = next(t for t in FOLLOWUP_TOOLS if t.name == "add_followup")
-            ctx = ToolContext(db=s.rt.db, session="s1", timezone="UTC", records=Records(s.rt.db))
+            ctx = ToolContext(db=s.rt.db, session="s1", timezone="UTC", records=Records(s.rt.db), clock=s.clock)
             await tool.run(ctx, AddFollowupArgs(contact="bob@example.org", when="today", what="the contract"))
             digest = await s.rt.digest.build(utcnow() - timedelta(days=1), reconcile=False)
         offered = [t["function"]["name"] for t in llm.chat_requests[0]["tools"]]
@@ -314,7 +314,7 @@ async def test_the_model_adds_a_followup_through_its_tool_and_the_digest_shows_i
     assert any('error: I could not read "next week" as a day' in r for r in results)
     assert len(added) == 1 and added[0].source == "model" and added[0].email == "ana@example.org"
     assert added[0].what == "chase Ana about the proposal" and s.chan.sent[-1].text == "I will remind you next week."
-    today = utcnow().date()  # the model's tools and the digest read the real date (they take no clock yet)
+    today = s.clock().date()  # the model's tools and the digest count from the runtime's clock too
     assert s.book_text(added[0]) == nine_utc(7, today)
     assert f"Follow-ups due today:\n- #2 due {nine_utc(0, today)} · bob@example.org · the contract" in digest.text
     assert "chase Ana" not in digest.text  # due next week, not today

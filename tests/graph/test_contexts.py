@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ from memory.records import Records
 async def test_the_factory_makes_frozen_contexts_with_what_differs(tmp_path: Path) -> None:
     async with open_database(tmp_path) as db:
         records, profile = Records(db), ProfileStore(db)
-        days = iter([date(2026, 1, 2), date(2026, 1, 3)])
-        contexts = Contexts(db, "Europe/Lisbon", "EUR", records, profile, scope="work", today=lambda: next(days))
+        days = iter([datetime(2026, 1, 2, 12, tzinfo=UTC), datetime(2026, 1, 3, 12, tzinfo=UTC)])
+        contexts = Contexts(db, "Europe/Lisbon", "EUR", records, profile, scope="work", clock=lambda: next(days))
 
         first = contexts.proposal("telegram:1001", "telegram:7")
         assert (first.records, first.currency, first.today) == (records, "EUR", date(2026, 1, 2))
@@ -34,3 +34,4 @@ async def test_the_factory_makes_frozen_contexts_with_what_differs(tmp_path: Pat
         )  # fmt: skip
         assert (tool.memory, tool.scope, tool.goal_id) == (None, "work", "g-1")
         assert contexts.tool("telegram:1001").goal_id == ""
+        assert tool.clock is contexts.clock  # a tool counts days from the same clock
