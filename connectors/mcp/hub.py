@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,23 +144,15 @@ class McpHub:
                 await task
 
     async def _serve(self, name: str, spec: McpServerSettings) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._session(name, spec)
-                attempt = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a server's failure is its own: log it, mark it down, try again later
-                _stop_if_closing()
-                self.states[name].state, self.states[name].detail = "down", _why(exc)
-                log.warning("MCP server %s: %s", name, _why(exc))
-                self._settled[name].set()
-            finally:
-                self._forget(name)
-            _stop_if_closing()
-            await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
-            attempt += 1
+        await reconnecting(
+            lambda: self._session(name, spec), lambda exc: self._down(name, exc), lambda: self._forget(name)
+        )
+
+    def _down(self, name: str, exc: Exception) -> None:
+        """A server's failure is its own: log it, mark it down (it is tried again later)."""
+        self.states[name].state, self.states[name].detail = "down", _why(exc)
+        log.warning("MCP server %s: %s", name, _why(exc))
+        self._settled[name].set()
 
     async def _session(self, name: str, spec: McpServerSettings) -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -217,6 +209,32 @@ def _client(spec: McpServerSettings, stack: contextlib.AsyncExitStack) -> Client
         stack.push_async_callback(http.aclose)
         target = streamable_http_client(spec.url, http_client=http)
     return Client(target, cache=None)
+
+
+async def reconnecting(
+    session: Callable[[], Awaitable[None]],
+    failed: Callable[[Exception], None],
+    ended: Callable[[], None],
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> None:
+    """Run ``session`` again and again, with a growing pause after each one (:data:`_BACKOFF_S`): ``failed`` is
+    told of a failure, ``ended`` of every session's end. It ends only when its task is cancelled (``close()``),
+    however the session hands that cancellation back (see :func:`_stop_if_closing`)."""
+    attempt = 0
+    while True:
+        try:
+            await session()
+            attempt = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _stop_if_closing()
+            failed(exc)
+        finally:
+            ended()
+        _stop_if_closing()
+        await sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+        attempt += 1
 
 
 def _stop_if_closing() -> None:

@@ -1,48 +1,78 @@
-"""The hub's serving tasks end when it closes, however the client library hands back the cancellation."""
+"""The hub's serving loop ends when the hub closes, however the client library hands back the cancellation."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-from connectors.mcp.hub import McpHub, _stop_if_closing
+from connectors.mcp.hub import McpHub, _stop_if_closing, reconnecting
 from connectors.mcp.settings import McpSettings
 
 
-async def _a_session(entered: asyncio.Event, rounds: list[int]) -> None:
-    """The first connection waits; when the cancel arrives it does what the client library did once under
-    load (seen in a hung `coo doctor`): the connection's error came out instead of the cancellation. Every
-    later connection is refused at once."""
-    if len(rounds) > 1:
-        raise ConnectionError("refused")
-    try:
-        entered.set()
-        await asyncio.Event().wait()
-    except asyncio.CancelledError:
-        raise ConnectionError("the server closed the connection") from None
+class Reconnected(BaseException):
+    """Raised by a session that should never have been started (not an Exception: the loop cannot catch it)."""
 
 
-async def _serving_loop(entered: asyncio.Event, rounds: list[int]) -> None:
-    """The shape of the hub's loop: a session, its failure, the guard, a back-off, again (three rounds at most,
-    so that without the guard the test fails instead of hanging)."""
-    while len(rounds) < 3:
-        rounds.append(1)
+class Sessions:
+    """Sessions for :func:`reconnecting`: the first waits and, when the cancel arrives, does what the client library
+    did once under load (seen in a hung `coo doctor`): the connection's error came out instead of the
+    cancellation. Any later session means the loop reconnected after it was cancelled."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.started = 0
+        self.failures: list[Exception] = []
+        self.ended = 0
+        self.pauses: list[float] = []
+
+    async def session(self) -> None:
+        self.started += 1
+        if self.started > 1:
+            raise Reconnected(f"session {self.started} started after the cancel")
         try:
-            await _a_session(entered, rounds)
-        except ConnectionError:
-            _stop_if_closing()
-        _stop_if_closing()
-        await asyncio.sleep(0)
+            self.entered.set()
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("the server closed the connection") from None
+
+    def end(self) -> None:
+        self.ended += 1
+
+    async def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
 
 
 async def test_a_cancel_the_client_turned_into_an_error_still_ends_the_loop() -> None:
-    entered = asyncio.Event()
-    rounds: list[int] = []
-    task = asyncio.create_task(_serving_loop(entered, rounds))
-    await entered.wait()
+    sessions = Sessions()
+    task = asyncio.create_task(reconnecting(sessions.session, sessions.failures.append, sessions.end, sessions.pause))
+    await sessions.entered.wait()
     task.cancel()
     await asyncio.wait([task])
-    assert task.cancelled() and rounds == [1]  # it never went back to reconnect
+    assert task.cancelled()  # not Reconnected: it never went back to reconnect
+    assert (sessions.started, sessions.failures, sessions.ended, sessions.pauses) == (1, [], 1, [])
+
+
+async def test_failed_sessions_are_reported_and_retried_with_growing_pauses() -> None:
+    failures: list[Exception] = []
+    ended: list[None] = []
+    pauses: list[float] = []
+    done = asyncio.Event()
+
+    async def refused() -> None:
+        raise ConnectionError("refused")
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 6:
+            done.set()
+            await asyncio.Event().wait()  # held here until the test cancels the loop
+
+    task = asyncio.create_task(reconnecting(refused, failures.append, lambda: ended.append(None), pause))
+    await done.wait()
+    task.cancel()
+    await asyncio.wait([task])
+    assert task.cancelled() and len(failures) == len(ended) == 6
+    assert pauses == [1.0, 2.0, 5.0, 10.0, 30.0, 30.0]
 
 
 async def test_without_a_cancel_the_guard_lets_a_failed_session_be_retried() -> None:
