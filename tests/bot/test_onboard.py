@@ -25,10 +25,10 @@ from tests.fakes.coo_process import start_coo
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.smtp_server import SMTPServer, free_port
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_api import FakeTelegram, made_up_token
 from tests.fakes.terminal import Terminal
 
-TG_TOKEN = "4242:AAFtelegram-secret-token_0123456789ab"  # the shape @BotFather gives
+TG_TOKEN = made_up_token()  # the shape @BotFather gives, made up per run
 STRIPE_KEY = "sk_test_stripe-secret"
 WRONG_TOKEN = "42:" + "w" * 35
 

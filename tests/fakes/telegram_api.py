@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -101,6 +102,12 @@ def _chat(chat_id: int, forum: bool = False) -> JSON:
     if forum:
         chat["is_forum"] = True
     return chat
+
+
+def made_up_token(bot_id: int = 4242) -> str:
+    """A token in the shape @BotFather gives (digits, a colon, ``AA`` and 33 more characters), made up per run, so
+    that no token-shaped value sits in the tree (the fake accepts whatever token it is given)."""
+    return f"{bot_id}:AA{secrets.token_urlsafe(33)[:33]}"
 
 
 class FakeTelegram:

@@ -1,10 +1,12 @@
 """No committed file holds something shaped like a real credential (I4).
 
 The fakes make their keys and secrets up at run time (``tests/fakes/stripe_api.made_up_key``,
-``made_up_webhook_secret``) or use literals that cannot pass for real ones (``sk-test-key-000000000000``,
-``sk_test_wrong_key_000``). A literal that can — a provider's prefix followed by a run of ten or more
-letters and digits mixed — fails this test, whoever it belongs to: the fake Stripe once defaulted to
-Stripe's own published docs key behind a prefix, and a webhook test signed with a leetspeak secret.
+``made_up_webhook_secret``, ``tests/fakes/telegram_api.made_up_token``) or use literals that cannot pass
+for real ones (``sk-test-key-000000000000``, ``sk_test_wrong_key_000``). A literal that can (a provider's
+prefix followed by a run of ten or more letters and digits mixed) fails this test, whoever it belongs to:
+the fake Stripe once defaulted to Stripe's own published docs key behind a prefix, a webhook test signed
+with a leetspeak secret, and an onboarding test used a BotFather-shaped token whose four-digit bot id
+slipped past an 8-10 digit rule.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _SHAPES = re.compile(
     r"(?:[sr]k_(?:live|test)_|pk_(?:live|test)_|whsec_|sk-(?:proj-)?|xox[abpr]-|xapp-|ghp_|github_pat_|AKIA)"
     r"[A-Za-z0-9_-]{10,}"
-    r"|\b\d{8,10}:AA[A-Za-z0-9_-]{30,}"  # a Telegram bot token
+    r"|\b\d{1,20}:AA[A-Za-z0-9_-]{30,}"  # a Telegram bot token (a bot id of any length)
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
 )
 # What makes a body random-looking: one run of 10 or more with letters and digits mixed.
@@ -68,7 +70,13 @@ def test_the_scan_finds_a_real_looking_key_and_passes_the_fakes() -> None:
         assert key_like(f'api_key = "{prefix}{body}"') == [prefix + body]
     assert key_like("1234567890:AA" + body + "abcdefg") != []
     # Made-up literals that read as real ones (built here from pieces, so this file holds neither).
-    for looks_real in ("whsec_test_" + "5up3rs3cr3t", "sk_test_" + "WRONGKEY000", "sk_live_" + "zq81mpw0lr5t"):
+    telegram_like = "4242:AAF" + "telegram-secret-token_" + "0123456789ab"  # once a test's constant
+    for looks_real in (
+        "whsec_test_" + "5up3rs3cr3t",
+        "sk_test_" + "WRONGKEY000",
+        "sk_live_" + "zq81mpw0lr5t",
+        telegram_like,
+    ):
         assert key_like(f'secret = "{looks_real}"') == [looks_real]
     fakes = "sk-test-key-000000000000 sk_test_wrong_key_000 sk_test_bench_fake_key_0000000000 xoxb-slack-secret"
     assert key_like(fakes + " 123456789:BENCH-fake-token-not-secret whsec_someone_else xapp-1-A0-12345678") == []
