@@ -300,7 +300,8 @@ async def test_the_model_adds_a_followup_through_its_tool_and_the_digest_shows_i
         llm.script.append(Scripted(tool_calls=[("add_followup", args)]))  # a "when" it cannot read: told why
         llm.script.append(Scripted(tool_calls=[("add_followup", {**args, "when": "1w"})]))
         llm.reply("I will remind you next week.")
-        async with followups(tmp_path, llm=llm_settings(llm)) as s:
+        # A day far from the real one: a part that read the real date instead of the runtime's would fail.
+        async with followups(tmp_path, start=datetime(2031, 5, 16, 12, tzinfo=UTC), llm=llm_settings(llm)) as s:
             await s.rt.dispatcher.handle(inbound("remind me to chase Ana about the proposal next week"))
             await eventually(lambda: s.chan.sent and s.chan.sent[-1].text == "I will remind you next week.")
             added = await s.store.listing(limit=5)
