@@ -6,6 +6,7 @@ import asyncio
 import compileall
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -75,6 +76,12 @@ def operator_message(text: str, kind: str = "message", data: str | None = None) 
         callback_data=data,
         update_key=f"op:{next(_update_keys)}",
     )
+
+
+def number_in(number: str, text: str) -> bool:
+    """``number`` standing alone in ``text``, not inside a longer one such as a timestamp's microseconds
+    (a check for a secret PIN in an export must not fail when a timestamp happens to hold its digits)."""
+    return re.search(rf"(?<!\d){number}(?!\d)", text) is not None
 
 
 def user_turns(request: dict[str, Any]) -> list[str]:
