@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import compileall
 import logging
 import os
 import re
@@ -21,24 +20,19 @@ from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
 from memory.grouped import on_thread
 from tests.fakes.openai_api import FakeOpenAI
+from tests.warm_start import compile_once, share_collection_tracing
 
 ROOT = Path(__file__).resolve().parents[1]
 _update_keys = iter(range(10**9))
 
 
-PACKAGES = ("bot", "graph", "memory", "connectors", "prompts")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    """Byte-compile the project once, in the controlling process, before any worker starts.
-
-    The project is installed editable, so pip compiled none of it, and where PYTHONDONTWRITEBYTECODE is set
-    (this machine's shell, many containers) every `coo` process a test starts compiled all of it again:
-    0.3-0.7 s of CPU per start (2.4 s before). compileall writes the caches whatever that variable says.
-    """
-    if not hasattr(config, "workerinput"):
-        for package in PACKAGES:
-            compileall.compile_dir(ROOT / package, quiet=1)
+    """Compile once, in the controlling process, before any worker starts; share the tracing of the
+    collection between the workers (see tests/warm_start.py)."""
+    if hasattr(config, "workerinput"):
+        share_collection_tracing(config)
+    else:
+        compile_once(config)
 
 
 def home_env(home: Path) -> dict[str, str]:
