@@ -75,6 +75,7 @@ def build_goals(
         skills=plans.skills,
         evidence=EvidenceStore(stores.db),
         replies=replies,
+        clock=contexts.clock,
     )
 
     tools = ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *GOAL_TOOLS), reads=approvals.registry.read_tools)

@@ -4,6 +4,7 @@ texts. How the goal layer talks to the operator (:class:`Notifier`) is declared 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -58,8 +59,10 @@ class GoalBoard:
         timezone: str,
         currency: str,
         replies: ReplyWaits | None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
+        self._clock = clock
         self._approvals = approvals
         self._costs = costs
         self._notifier = notifier
@@ -112,7 +115,7 @@ class GoalBoard:
             lines.append(f"Waiting on you: {plural(len(waiting), 'card')}")
             lines += [f"- {self._summary(row)} (approval {row.id})" for row in waiting]
         if goal.schedule and goal.status == "active":
-            lines.append(f"Next run: {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC")
+            lines.append(f"Next run: {next_run(goal.schedule, self._clock(), self._tz):%Y-%m-%d %H:%M} UTC")
         spent = await self._costs.spent(goal.created_at, goal.workflow)
         lines.append(f"Spent: {money(spent, self._currency)}")
         if goal.report and goal.status in ("done", "failed"):
@@ -179,6 +182,6 @@ class GoalBoard:
             if waiting:
                 line += f", {plural(waiting, 'card')} waiting for you"
             if goal.schedule and goal.status == "active":
-                line += f", next run {next_run(goal.schedule, utcnow(), self._tz):%Y-%m-%d %H:%M} UTC"
+                line += f", next run {next_run(goal.schedule, self._clock(), self._tz):%Y-%m-%d %H:%M} UTC"
             lines.append(line)
         return "\n".join(lines)

@@ -5,7 +5,7 @@ Cancel goal / Approve all). The status message is the board's (``board.py``), ve
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TypeGuard
 
@@ -51,18 +51,20 @@ class GoalService:
         skills: Collection[str] | None = None,
         evidence: EvidenceStore | None = None,
         replies: ReplyWaits | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``currency`` is the operator's (spend is shown in it); ``skills``: what a verifier's follow-up task
         may use (None: every skill); ``evidence``: facts seen after the tasks ran (an invoice paid), which the
         verifier reads with the ledger's; ``replies``: answers to the goal's emails (with an inbox), shown to the
-        verifier as quoted data and on the goal's board as who is awaited."""
+        verifier as quoted data and on the goal's board as who is awaited; ``clock``: now for the calendar
+        (a recurring goal's next run, as shown)."""
         self._ledger = ledger
         self._approvals = approvals
         self._control = control
         self._notifier = notifier
         self._settings = settings
         self._tz = timezone
-        self._board = GoalBoard(ledger, approvals, costs, notifier, settings, timezone, currency, replies)
+        self._board = GoalBoard(ledger, approvals, costs, notifier, settings, timezone, currency, replies, clock)
         usable = tuple(all_skills()) if skills is None else tuple(skills)
         self._verifier = GoalVerifier(
             ledger, approvals, llm, costs, self._board, notifier, usable, currency, self.limit, evidence, replies
