@@ -92,11 +92,11 @@ async def build(
     approvals = ApprovalService(
         stores.approvals, stores.db, registry, settings.approvals, intake.guard.operator_ids, stores.control
     )
-    coordinator = _coordinator(settings, stores, model.llm, saver, memory, approvals, registry, intake, stack, today)
     contexts = Contexts(
         stores.db, settings.timezone, settings.budget.currency, stores.records, stores.profile, memory,
         settings.memory.scope, clock=today,
     )  # fmt: skip
+    coordinator = _coordinator(settings, model.llm, saver, contexts, approvals, registry, intake, stack)
     cards = _cards(settings, stores, approvals, coordinator, registry, contexts, messenger, controls, stack, clock)
     goals = build_goals(
         settings, stores, model.llm, plans, approvals, cards.ui, messenger, contexts, controls, cards.tasks_wakeup,
@@ -157,32 +157,23 @@ async def _mail(db: Database) -> MailStore:
 
 def _coordinator(
     settings: Settings,
-    stores: Stores,
     llm: LLMClient,
     saver: OneTripSqliteSaver,
-    memory: Memory | None,
+    contexts: Contexts,
     approvals: ApprovalService,
     registry: Registry,
     intake: Intake,
     stack: AsyncExitStack,
-    today: Callable[[], datetime],
 ) -> Coordinator:
     """The conversation: the graph, its tools (the registry's reads too), and recall that yields to replies."""
     coordinator = Coordinator(
-        stores.db,
         llm,
         saver,
         settings.llm,
-        settings.timezone,
+        contexts,
         approvals=approvals,
-        currency=settings.budget.currency,
-        records=stores.records,
-        profile=stores.profile,
-        memory=memory,
-        scope=settings.memory.scope,
-        recall=SessionRecall(stores.db, memory, settings.memory.scope, yield_to=intake.dispatcher.quiet),
+        recall=SessionRecall(contexts.db, contexts.memory, contexts.scope, yield_to=intake.dispatcher.quiet),
         tools=ToolBox((*SAFE_TOOLS, RECALL_TOOL, *RECORD_TOOLS, *FOLLOWUP_TOOLS), reads=registry.read_tools),
-        clock=today,
     )
     stack.push_async_callback(coordinator.aclose)  # before memory closes (the stack unwinds in reverse)
     return coordinator

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -15,6 +13,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from graph.approvals.service import ApprovalService
+from graph.contexts import Contexts
 from graph.conversation.recall import ContactNames, Horizon, SessionRecall
 from graph.conversation.record_tools import RECORD_TOOLS
 from graph.conversation.state import GraphContext
@@ -23,13 +22,7 @@ from graph.conversation.wiring import TOOL_STEPS, build_graph
 from graph.errors import UserFacingError
 from graph.models.llm import LLMClient, estimate_tokens
 from graph.settings import LLMSettings
-from memory.db import Database, utcnow
-from memory.profile import ProfileStore
-from memory.records import Records
 from prompts.messages import TOO_LONG_FOR_MODEL
-
-if TYPE_CHECKING:
-    from memory.semantic.api import Memory
 
 log = logging.getLogger(__name__)
 
@@ -65,39 +58,28 @@ class Coordinator:
 
     def __init__(
         self,
-        db: Database,
         llm: LLMClient,
         checkpointer: BaseCheckpointSaver[Any],
         settings: LLMSettings,
-        timezone: str,
+        contexts: Contexts,
         tools: ToolBox | None = None,
         approvals: ApprovalService | None = None,
-        currency: str = "USD",
-        records: Records | None = None,
-        profile: ProfileStore | None = None,
-        memory: Memory | None = None,
-        scope: str = "default",
         recall: SessionRecall | None = None,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``recall`` is the prompts' prepared recall (default: one over ``memory`` that never yields); ``clock``
-        is now (aware) for the prompt, the tools and proposals."""
-        self._db = db
+        """``contexts`` is the runtime's one factory of proposal and tool contexts: the stores, the zone, the
+        currency and the calendar clock a run uses come from it. ``recall`` is the prompts' prepared recall
+        (default: one over the contexts' memory that never yields)."""
+        self._db = contexts.db
         self._llm = llm
         self._settings = settings
-        self._timezone = timezone
+        self._contexts = contexts
+        records, profile = contexts.records, contexts.profile
         # recall_memory: memory beyond the few lines the prompt shows (it searches the message log without memory).
         self._tools = tools or ToolBox((*SAFE_TOOLS, RECALL_TOOL, *(RECORD_TOOLS if records and profile else ())))
         self._approvals = approvals
-        self._currency = currency
-        self._records = records
-        self._profile = profile
-        self._memory = memory
-        self._scope = scope
-        self._clock = clock
-        self.recall = recall or SessionRecall(db, memory, scope)
+        self.recall = recall or SessionRecall(contexts.db, contexts.memory, contexts.scope)
         """The prompts' recall, prepared in the background per conversation."""
-        self._contacts = ContactNames(records, db) if records is not None else None
+        self._contacts = ContactNames(records, contexts.db) if records is not None else None
         self._graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile(
             checkpointer=checkpointer, interrupt_before=list(TOOL_STEPS)
         )
@@ -113,23 +95,16 @@ class Coordinator:
 
     def _context(self, session: str, requested_by: str) -> GraphContext:
         return GraphContext(
-            db=self._db,
+            contexts=self._contexts,
             llm=self._llm,
             tools=self._tools,
             session=session,
-            timezone=self._timezone,
             max_tool_rounds=self._settings.max_tool_rounds,
             requested_by=requested_by,
             approvals=self._approvals,
-            currency=self._currency,
-            records=self._records,
-            profile=self._profile,
-            memory=self._memory,
-            scope=self._scope,
             context_budget=self._settings.context_budget,
             recall=self.recall,
             contacts=self._contacts,
-            clock=self._clock,
         )
 
     @staticmethod

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 from graph.approvals.service import ApprovalService
 from graph.conversation.tools import ToolBox
 from graph.models.llm import LLMClient
-from memory.db import Database, utcnow
+from memory.db import Database
 from memory.profile import ProfileStore
 from memory.records import Records
 
@@ -64,32 +64,50 @@ class CooState(TypedDict, total=False):
 class GraphContext:
     """Per-run dependencies, passed as LangGraph runtime context (never checkpointed)."""
 
-    db: Database
+    contexts: Contexts
+    """The runtime's one factory of this run's proposal and tool contexts; the stores, the zone, the currency
+    and the calendar clock below are its."""
     llm: LLMClient
     tools: ToolBox
     session: str
-    timezone: str
     max_tool_rounds: int
     requested_by: str = ""
     approvals: ApprovalService | None = None
-    currency: str = "USD"
-    records: Records | None = None
-    profile: ProfileStore | None = None
-    memory: Memory | None = None
-    scope: str = "default"
     context_budget: int = 6000
     recall: SessionRecall | None = None
     """The conversation's prompt recall (None: recall on the spot, e.g. in tests of one node)."""
     contacts: ContactNames | None = None
     """Contacts by name, read again only when records changed (None: read them every turn)."""
-    clock: Callable[[], datetime] = utcnow
-    """Now (aware): the prompt's time, and its tools' and proposals' today."""
 
     @property
-    def contexts(self) -> Contexts:
-        """The factory of this run's proposal and tool contexts."""
-        from graph.contexts import Contexts
+    def db(self) -> Database:
+        return self.contexts.db
 
-        return Contexts(
-            self.db, self.timezone, self.currency, self.records, self.profile, self.memory, self.scope, self.clock
-        )
+    @property
+    def timezone(self) -> str:
+        return self.contexts.timezone
+
+    @property
+    def currency(self) -> str:
+        return self.contexts.currency
+
+    @property
+    def records(self) -> Records | None:
+        return self.contexts.records
+
+    @property
+    def profile(self) -> ProfileStore | None:
+        return self.contexts.profile
+
+    @property
+    def memory(self) -> Memory | None:
+        return self.contexts.memory
+
+    @property
+    def scope(self) -> str:
+        return self.contexts.scope
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """Now (aware): the prompt's time, and its tools' and proposals' today."""
+        return self.contexts.clock

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.messages import InboundMessage
 from bot.runtime import open_runtime
+from graph.contexts import Contexts
 from graph.conversation.prompt import recall
 from graph.conversation.recall import MAX_RECALL_QUERY_CHARS
 from graph.conversation.state import GraphContext
@@ -91,7 +92,7 @@ async def test_recall_embeds_a_capped_query(tmp_path: Path) -> None:
     memory = _RecordingMemory()
     async with open_database(tmp_path) as db:
         llm = LLMClient(LLMSettings(), CostLedger(db), PriceTable({}))
-        ctx = GraphContext(db, llm, ToolBox(), "s", "UTC", 4, memory=memory)  # type: ignore[arg-type]
+        ctx = GraphContext(Contexts(db, "UTC", "USD", memory=memory), llm, ToolBox(), "s", 4)  # type: ignore[arg-type]
         await recall(ctx, "x" * 89_000)
     assert len(memory.queries) == 1 and len(memory.queries[0]) == MAX_RECALL_QUERY_CHARS
 

@@ -12,6 +12,7 @@ import pytest
 
 from bot.compose.model import open_checkpoints
 from bot.runtime import open_runtime
+from graph.contexts import Contexts
 from graph.conversation.coordinator import Coordinator, TurnResult
 from graph.errors import UserFacingError
 from tests.conftest import RecordingChannel, llm_settings, make_settings, operator_message
@@ -109,10 +110,8 @@ async def coordinator_of(tmp_path: Path, fake: FakeOpenAI, smtp: SMTPServer) -> 
     async with goal_parts(tmp_path, fake, smtp=smtp.settings()) as parts, AsyncExitStack() as stack:
         saver, _ = await open_checkpoints(parts.settings, stack)
         stores = parts.stores
-        coordinator = Coordinator(
-            stores.db, parts.llm, saver, parts.settings.llm, "UTC", approvals=parts.approvals,
-            records=stores.records, profile=stores.profile,
-        )  # fmt: skip
+        contexts = Contexts(stores.db, "UTC", "USD", stores.records, stores.profile)
+        coordinator = Coordinator(parts.llm, saver, parts.settings.llm, contexts, approvals=parts.approvals)
         stack.push_async_callback(coordinator.aclose)
         yield coordinator
 

@@ -13,6 +13,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from bot.compose.model import open_checkpoints
+from graph.contexts import Contexts
 from graph.conversation.state import GraphContext
 from graph.conversation.tools import ToolBox
 from graph.conversation.wiring import TOOL_STEPS, build_graph
@@ -30,7 +31,8 @@ async def compiled(
     async with goal_parts(tmp_path, fake) as parts, AsyncExitStack() as stack:
         saver, _ = await open_checkpoints(parts.settings, stack)
         graph = build_graph().compile(checkpointer=saver, interrupt_before=list(TOOL_STEPS))
-        context = GraphContext(parts.stores.db, parts.llm, ToolBox(), SESSION, "UTC", max_tool_rounds=2)
+        contexts = Contexts(parts.stores.db, "UTC", "USD")
+        context = GraphContext(contexts, parts.llm, ToolBox(), SESSION, max_tool_rounds=2)
         yield graph, context
 
 
