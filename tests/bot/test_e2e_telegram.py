@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,19 +22,13 @@ from prompts.messages import REFUSAL
 from tests.conftest import llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
+from tests.fakes.smtp_server import free_port
 from tests.fakes.telegram_api import Call, FakeTelegram
 
 TOKEN = "123:ABC"
 OPERATOR = 1001
 STRANGER = 666
 HOOK_SECRET = "s3cret-Value_1"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound to 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tg_settings(tg: FakeTelegram, **extra: Any) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bot.mcp_cli import check_mcp_servers, list_mcp_tools
 from prompts.messages import MCP_LEGEND, MCP_NONE
-from tests.bot.web.helpers import free_port
 from tests.conftest import make_settings
+from tests.fakes.smtp_server import free_port
 
 
 async def test_without_servers_both_say_so(tmp_path: Path) -> None:

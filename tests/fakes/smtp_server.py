@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email
+import random
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email.message import Message
+from pathlib import Path
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
@@ -115,7 +117,29 @@ class SMTPServer:
 
 
 def free_port() -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nobody listens on right now, for a server a test starts next, below the kernel's ephemeral range.
+
+    Not ``bind(0)``: that hands out a port of the ephemeral range, and until the test's server binds it
+    any outgoing connection on the machine may be given it as its local port (the kernel draws those from
+    the same range). With four test workers that happened: the web console could not listen.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _ports.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
+
+
+_ports = random.Random()  # seeded per process from the OS: each worker picks its own ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +18,7 @@ from bot.channels.telegram_format import split_text, utf16_len
 from bot.messages import Button, InboundMessage, OutboundMessage
 from bot.settings import TelegramSettings
 from tests.fakes.polling import eventually
+from tests.fakes.smtp_server import free_port
 from tests.fakes.telegram_api import FakeTelegram
 
 TOKEN = "123:ABC"
@@ -322,12 +322,6 @@ async def test_an_update_ptb_cannot_parse_is_skipped_once(
     await tg.wait_for(lambda c: c.method == "getUpdates" and c.params.get("offset") == bad + 2)
     skipped = [r for r in caplog.records if "could not be parsed" in r.getMessage()]
     assert len(inbox.items) == 1 and len(skipped) == 1 and f"update {bad} " in skipped[0].getMessage()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

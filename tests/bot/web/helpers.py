@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,18 +16,12 @@ from bot.running import Runtime
 from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import inbound
 from tests.conftest import ManualClock, RecordingChannel, make_settings
-from tests.fakes.smtp_server import SMTPServer
+from tests.fakes.smtp_server import SMTPServer, free_port
 
 OPERATOR = "telegram:1001"
 EMAIL = "/email ana@example.org Proposal ready | Hi Ana,\nthe proposal is ready.\nBest, Me"
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/login/[A-Za-z0-9_-]+)")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
