@@ -20,6 +20,7 @@ from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
 from memory.grouped import on_thread
 from tests.fakes.openai_api import FakeOpenAI
+from tests.schedule import longest_first
 from tests.warm_start import compile_once, share_collection_tracing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,11 @@ def pytest_configure(config: pytest.Config) -> None:
         share_collection_tracing(config)
     else:
         compile_once(config)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first, so that no worker is left alone with one at the end (see tests/schedule.py)."""
+    longest_first(items)
 
 
 def home_env(home: Path) -> dict[str, str]:
