@@ -5,7 +5,7 @@ Every xdist worker imports every test module to collect the suite.
   so each worker, and each ``coo`` process a test starts, compiled it all again: ``compile_once``.
 - Under coverage's tracer Python 3.11 runs that collection about twice as slowly, and each worker traced
   all of it: ``SharedCollectionTrace``.
-On four workers the suite's first test started at 25-30 s before, 12-16 s after.
+The suite's first test started at about 25 s before (three workers), at 12-16 s after (four).
 """
 
 from __future__ import annotations
