@@ -4,8 +4,11 @@ model and skill errors become an :class:`~graph.goals.skill_context.Outcome`; no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
 
 from graph.approvals.service import ApprovalService
 from graph.contexts import Contexts
@@ -22,6 +25,14 @@ from graph.spend.budget import BudgetExceeded
 from memory.tasks import Goal, Task
 from memory.traces import TraceRecorder
 from prompts import load_prompt
+
+
+@functools.cache
+def _compiled_skill_graph() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The skill subgraph, compiled once per process and shared by every executor: it has no checkpointer
+    and keeps nothing between runs (each run's state and context are its own), and compiling it costs about
+    4 ms of CPU (LangGraph disassembles every node, looking for subgraphs)."""
+    return build_skill_graph().compile()
 
 
 class SkillExecutor:
@@ -49,7 +60,7 @@ class SkillExecutor:
         self._cheap = cheap_model
         self._recorder = recorder
         self._replies = replies
-        self._graph = build_skill_graph().compile()
+        self._graph = _compiled_skill_graph()
         self._action_schemas: tuple[tuple[int, ...], list[dict[str, Any]]] = ((), [])
 
     async def run(
