@@ -39,7 +39,8 @@ def key_like(text: str) -> list[str]:
     found = []
     for match in _SHAPES.finditer(text):
         shape = match.group()
-        if shape.startswith("-----BEGIN") or any(_looks_random(run) for run in _RANDOM_RUN.findall(shape)):
+        telegram = ":AA" in shape  # that shape is specific enough; a real token's body may have no digit run
+        if telegram or shape.startswith("-----BEGIN") or any(_looks_random(run) for run in _RANDOM_RUN.findall(shape)):
             found.append(shape)
     return found
 
@@ -62,20 +63,24 @@ def test_no_committed_file_holds_a_key_shaped_string() -> None:
     assert found == {}
 
 
+def _mixed(rng: random.Random, size: int) -> str:
+    """A made-up body of ``size`` letters and digits, with both for certain."""
+    return "a7" + "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(size - 2))
+
+
 def test_the_scan_finds_a_real_looking_key_and_passes_the_fakes() -> None:
     rng = random.Random(7)
-    body = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(24))
-    body = "aZ9" + body  # upper, lower and digit for certain
+    body = "aZ9" + _mixed(rng, 24)  # upper, lower and digit for certain
     for prefix in ("sk_test_", "sk_live_", "rk_live_", "sk-", "xoxb-", "ghp_", "sk_test_fake_"):
         assert key_like(f'api_key = "{prefix}{body}"') == [prefix + body]
-    assert key_like("1234567890:AA" + body + "abcdefg") != []
-    # Made-up literals that read as real ones (built here from pieces, so this file holds neither).
-    telegram_like = "4242:AAF" + "telegram-secret-token_" + "0123456789ab"  # once a test's constant
+    # The shapes that once slipped into the tree, with bodies made up here (no value that was ever committed):
+    # a short mixed body behind a prefix, and a BotFather-shaped token with a short bot id.
     for looks_real in (
-        "whsec_test_" + "5up3rs3cr3t",
-        "sk_test_" + "WRONGKEY000",
-        "sk_live_" + "zq81mpw0lr5t",
-        telegram_like,
+        "whsec_test_" + _mixed(rng, 11),
+        "sk_live_" + _mixed(rng, 12),
+        f"{rng.randrange(1, 10_000)}:AA{_mixed(rng, 33)}",
+        f"{rng.randrange(10**9, 10**10)}:AA{_mixed(rng, 33)}",
+        f"{rng.randrange(10**9, 10**10)}:AA" + "".join(rng.choice(string.ascii_letters) for _ in range(33)),
     ):
         assert key_like(f'secret = "{looks_real}"') == [looks_real]
     fakes = "sk-test-key-000000000000 sk_test_wrong_key_000 sk_test_bench_fake_key_0000000000 xoxb-slack-secret"
