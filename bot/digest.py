@@ -53,10 +53,10 @@ class DigestService:
         goals: GoalService | None = None,
         mail: MailStore | None = None,
         sections: Sequence[Callable[[], Awaitable[list[str]]]] = (),
-        today: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``sections``: more lines a feature adds (e.g. receivables aging), each built when the digest is;
-        ``today``: now (aware), what its date and "due within 3 days" count from."""
+        ``clock``: now (aware) for the calendar, what its date and "due within 3 days" count from."""
         self._db = db
         self._approvals = approvals
         self._control = control
@@ -69,7 +69,7 @@ class DigestService:
         self._goals = goals
         self._mail = mail
         self._sections = tuple(sections)
-        self._today = today
+        self._clock = clock
 
     async def build(self, since: datetime, reconcile: bool = True) -> Digest:
         """Everything since ``since``; uses the model only for the one-line suggestion."""
@@ -89,7 +89,7 @@ class DigestService:
             what = self._summary(approval.kind, approval.action) if approval else unknown.kind
             problems.append(f"- unknown outcome: {what}")
         waiting = [pending.id for pending in await self._approvals.list_approvals("pending")]
-        lines = [f"Digest for {self._today():%a %d %b}"]
+        lines = [f"Digest for {self._clock():%a %d %b}"]
         lines += ["Done since the last digest:", *done] if done else ["Done since the last digest: nothing sent."]
         lines.append(f"Waiting for your approval: {len(waiting)}" + (" (cards below)" if waiting else ""))
         problems += await self._health()
@@ -169,7 +169,7 @@ class DigestService:
         """Open tasks and unpaid invoices due within three days (or overdue)."""
         if self._records is None:
             return []
-        now = self._today()
+        now = self._clock()
         horizon = (now + timedelta(days=3)).date()
         lines = []
         for record in await self._records.all("task"):

@@ -275,7 +275,7 @@ async def _features(
         db, stores.approvals, control, model.budgets, model.llm, ui, messenger.send, stores.records, registry,
         goals.service, mail,
         sections=(*((receivables.digest_lines,) if receivables else ()), followups.digest_lines, pipeline.digest_lines),
-        today=today,
+        clock=today,
     )  # fmt: skip
     scheduler = Scheduler(control, db, settings.timezone, is_paused=paused)
     loops = await open_inbox(
