@@ -20,10 +20,10 @@ from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
 from memory.grouped import on_thread
 from tests.fakes.openai_api import FakeOpenAI
+from tests.layout import ROOT
 from tests.schedule import longest_first
 from tests.warm_start import compile_once, share_collection_tracing
 
-ROOT = Path(__file__).resolve().parents[1]
 _update_keys = iter(range(10**9))
 
 

@@ -13,8 +13,8 @@ import pytest
 from connectors.base import ActionError
 from graph.errors import user_facing
 from memory.errors import CooError, InternalError, UserFacingError
+from tests.layout import PACKAGES
 
-PACKAGES = ("bot", "graph", "memory", "connectors", "prompts")
 NOT_OURS = {"bot.channels.aiohttp_request.NotConnected"}
 """Must be the channel library's own ``NetworkError``, which the library catches."""
 SHOWN_AS_IS = {

@@ -7,8 +7,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bot", "graph", "memory", "connectors", "prompts")
+from tests.layout import PACKAGES, ROOT
+
 CHANNEL_LIBRARIES = ("telegram", "slack_bolt", "slack_sdk")
 # What graph/ may take from connectors/: the contract, the registry and the circuit breaker (the one outage
 # mechanism the model client shares with the outbox), never a connector's internals.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import compileall
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +25,8 @@ from _pytest.assertion.rewrite import (  # pytest is pinned; these are what its 
     try_makedirs,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bot", "graph", "memory", "connectors", "prompts")
+from tests.layout import PACKAGES, ROOT
+
 # What pytest rewrites (its `python_files` and conftests); the rest of tests/ is imported as usual.
 REWRITTEN = re.compile(r"(^|/)(test_[^/]*|conftest)\.py$")
 
