@@ -19,14 +19,11 @@ from bot.running import Runtime
 from bot.runtime import open_runtime
 from tests.bot.test_approval_flow import card, data, inbound
 from tests.conftest import ManualClock, RecordingChannel, llm_settings, make_settings
+from tests.fakes.mcp_servers import stdio_command
 from tests.fakes.openai_api import FakeOpenAI, Scripted
 from tests.fakes.polling import eventually, eventually_async
 
 SERVERS = Path(__file__).resolve().parents[1] / "fakes" / "mcp_servers.py"
-
-
-def stdio(variant: str, state: Path) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [str(SERVERS), variant, str(state)]}
 
 
 def calls(state: Path, tool: str | None = None) -> list[dict[str, Any]]:
@@ -79,7 +76,7 @@ LIST = "mcp_cal__list_events"
 
 async def test_a_write_runs_once_after_approve_with_the_cards_arguments(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     state = tmp_path / "cal"
-    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("calendar", state)}) as (rt, chan):
+    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio_command("calendar", state)}) as (rt, chan):
         await listed(rt, CREATE)
         args = {"title": "Call with Ana", "day": "2026-12-11", "minutes": 30, "reason": "Ana asked for a call"}
         fake_llm.script.append(Scripted(tool_calls=[(CREATE, args)]))
@@ -114,7 +111,7 @@ async def _outbox_done(rt: Runtime) -> bool:
 
 async def test_an_edited_argument_is_what_runs_and_a_bad_edit_is_refused(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     state = tmp_path / "cal"
-    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("calendar", state)}) as (rt, chan):
+    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio_command("calendar", state)}) as (rt, chan):
         await listed(rt, CREATE)
         await proposed(rt, chan, fake_llm, {"title": "Call", "day": "2026-12-11"}, "book a call friday")
         await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Edit")))
@@ -133,7 +130,7 @@ async def test_a_servers_read_only_hint_is_a_suggestion_and_trust_needs_a_confir
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     state = tmp_path / "cal"
-    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("calendar", state)}) as (rt, chan):
+    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio_command("calendar", state)}) as (rt, chan):
         await listed(rt, LIST)
         await rt.dispatcher.handle(inbound("/mcp", kind="command"))
         listing = await replied(chan, "cal (stdio): up")
@@ -161,7 +158,7 @@ async def test_a_servers_read_only_hint_is_a_suggestion_and_trust_needs_a_confir
 
 async def test_a_tool_that_changes_after_it_was_trusted_is_a_write_again(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     state = tmp_path / "rug"
-    servers = {"cal": stdio("rugpull", state)}
+    servers = {"cal": stdio_command("rugpull", state)}
     async with mcp_runtime(tmp_path, fake_llm, servers, read_only=["cal.list_events", "cal.flip"]) as (rt, chan):
         await listed(rt, LIST)
         assert LIST in [r.name for r in rt.approvals.registry.read_tools()]
@@ -185,7 +182,8 @@ async def test_a_tool_that_changes_after_it_was_trusted_is_a_write_again(tmp_pat
 
 async def test_a_poisoned_description_gets_no_call_without_a_card(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     state = tmp_path / "poison"
-    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("poisoned", state)}, read_only=["cal.list_events"]) as (
+    servers = {"cal": stdio_command("poisoned", state)}
+    async with mcp_runtime(tmp_path, fake_llm, servers, read_only=["cal.list_events"]) as (
         rt,
         chan,
     ):
@@ -213,7 +211,7 @@ async def _cards(chan: RecordingChannel, count: int) -> list[OutboundMessage]:
 
 async def test_forbidden_tools_are_never_offered(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     state = tmp_path / "cal"
-    servers = {"cal": stdio("calendar", state)}
+    servers = {"cal": stdio_command("calendar", state)}
     async with mcp_runtime(tmp_path, fake_llm, servers, read_only=["cal.list_events"]) as (rt, chan):
         rt.settings  # noqa: B018
         await listed(rt, LIST)
@@ -244,7 +242,7 @@ async def test_a_server_that_dies_mid_call_leaves_the_action_unknown_never_retri
     tmp_path: Path, fake_llm: FakeOpenAI
 ) -> None:
     state = tmp_path / "dying"
-    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("dying", state)}) as (rt, chan):
+    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio_command("dying", state)}) as (rt, chan):
         await listed(rt, CREATE)
         await proposed(rt, chan, fake_llm, {"title": "Call", "day": "2026-12-11"}, "book a call")
         await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
@@ -258,7 +256,8 @@ async def test_a_server_that_dies_mid_call_leaves_the_action_unknown_never_retri
 async def test_the_bot_answers_other_chats_while_a_server_hangs(tmp_path: Path, fake_llm: FakeOpenAI) -> None:
     state = tmp_path / "slow"
     # The close does not wait out the stop's whole grace for the call still hanging (other tests cover the grace).
-    async with mcp_runtime(tmp_path, fake_llm, {"cal": stdio("slow", state)}, grace=Grace(seconds=0.5)) as (rt, chan):
+    servers = {"cal": stdio_command("slow", state)}
+    async with mcp_runtime(tmp_path, fake_llm, servers, grace=Grace(seconds=0.5)) as (rt, chan):
         await listed(rt, CREATE)
         await proposed(rt, chan, fake_llm, {"title": "Call", "day": "2026-12-11"}, "book a call")
         await rt.dispatcher.handle(inbound(kind="callback", data=data(card(chan), "Approve")))
@@ -321,7 +320,7 @@ async def test_coo_mcp_and_doctor_list_servers_tools_and_classes_in_a_real_proce
 
     servers = json.dumps(
         {
-            "cal": {**stdio("calendar", tmp_path / "cal"), "env": {"CAL_TOKEN": "mcp-env-secret-456"}},
+            "cal": {**stdio_command("calendar", tmp_path / "cal"), "env": {"CAL_TOKEN": "mcp-env-secret-456"}},
             "gone": {"url": "http://127.0.0.1:9/mcp"},
         }
     )
@@ -359,7 +358,7 @@ async def test_a_research_task_uses_a_trusted_read_and_a_draft_task_may_not(
     )
     fake_llm.responder = brain
     state = tmp_path / "cal"
-    servers = {"cal": stdio("calendar", state)}
+    servers = {"cal": stdio_command("calendar", state)}
     async with mcp_runtime(tmp_path, fake_llm, servers, read_only=["cal.list_events"]) as (rt, chan):
         await listed(rt, LIST)
         await rt.dispatcher.handle(inbound("/goal check my Friday", kind="command"))

@@ -1,8 +1,5 @@
 """``coo`` processes for the tests, forked from one interpreter per test worker that has already
-imported the product.
-
-Why: a ``coo`` start spends about 1.3 s of CPU importing, and the suite starts over a hundred; on two
-cores that was the largest part of the suite's time. A fork after the imports costs milliseconds.
+imported the product (a ``coo`` start spends about 1.3 s of CPU importing; a fork costs milliseconds).
 
 What a child still is: its own process, with its own pid (SIGTERM and kill -9 reach it), its own
 files, sockets and event loop, and the environment, working directory, arguments and standard streams
@@ -13,221 +10,24 @@ What it does not prove is a cold start: the import order, what a start loads, an
 tests about those (``tests/bot/test_composition.py``, the polling-first test in ``test_cli.py``, the
 pseudo-terminal tests) and every benchmark start ``python -m bot.cli`` as a user does.
 
-The server side runs as ``python -m tests.fakes.coo_process SOCKET``; its standard input is a pipe
-from the test worker, so it ends (and kills what it started) when the worker does.
+The server that forks them is :mod:`tests.fakes.fork_server`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import gc
-import importlib
-import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parents[2]
-# What `coo run`, `coo doctor` and the other commands import in the tests' configurations. Only modules
-# that start no thread at import: a fork copies one thread only.
-PRELOAD = (
-    "bot.cli",
-    "bot.compose.root",
-    "bot.channels.telegram",
-    "bot.channels.slack",
-    "bot.channels.console",
-    "bot.web.server",
-    "bot.doctor",
-    "bot.onboard",
-    "bot.backup",
-    "bot.export",
-    "bot.mcp_cli",
-    "openai",
-    "stripe",
-)
+from tests.fakes.fork_server import request_bytes, socket_path
+
 Stream = int | IO[Any] | None
-
-
-# ---------------------------------------------------------------- the server (a separate process)
-
-
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
-    size, _, body = data.partition(b"\n")
-    while len(body) < int(size):
-        chunk = conn.recv(1 << 16)
-        if not chunk:
-            raise ConnectionError("the test worker hung up mid-request")
-        body += chunk
-    return json.loads(body), fds
-
-
-def _reap(children: dict[int, socket.socket]) -> None:
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        conn = children.pop(pid, None)
-        if conn is not None:
-            with contextlib.suppress(OSError):  # the test may have gone already
-                conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
-            conn.close()
-
-
-def _single_threaded() -> None:
-    threads = os.listdir(f"/proc/{os.getpid()}/task")
-    if len(threads) != 1:
-        raise SystemExit(f"coo_process: {len(threads)} threads after the imports; a fork would lose all but one")
-
-
-def _serve(path: str) -> tuple[dict[str, Any], list[int]]:
-    """Fork a child per request until the test worker goes; returns in each child with its request."""
-    for name in PRELOAD:
-        importlib.import_module(name)
-    # As in `python -m bot.cli`: the command's module runs as __main__ and is not yet imported as itself.
-    sys.modules.pop("bot.cli")
-    del sys.modules["bot"].cli
-    _single_threaded()
-    gc.freeze()  # the imported objects stay out of every child's collections: their pages stay shared
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    selector.register(wake_read, selectors.EVENT_READ)
-    selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    children: dict[int, socket.socket] = {}
-    while True:
-        for key, _ in selector.select():
-            if key.fileobj is listener:
-                conn, _ = listener.accept()
-                try:
-                    request, fds = _receive(conn)
-                except (OSError, ValueError) as exc:  # one test's broken request ends only that request
-                    print(f"coo_process: bad request: {exc!r}", file=sys.stderr)
-                    conn.close()
-                    continue
-                pid = os.fork()
-                if pid == 0:
-                    selector.close()
-                    listener.close()
-                    for other in [conn, *children.values()]:
-                        other.close()
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os.close(wake_read)
-                    os.close(wake_write)
-                    return request, fds
-                for fd in fds:
-                    os.close(fd)
-                conn.sendall(f"{pid}\n".encode())
-                children[pid] = conn
-            elif key.fileobj == wake_read:
-                os.read(wake_read, 4096)
-                _reap(children)
-            elif not os.read(sys.stdin.fileno(), 4096):  # the test worker is gone: so is everything it started
-                for pid in children:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                raise SystemExit(0)
-
-
-def _become(request: dict[str, Any], fds: list[int]) -> None:
-    """In the child: take the test's environment, directory and streams, then run ``python -m bot.cli``."""
-    import runpy
-
-    os.environ.clear()
-    os.environ.update(request["env"])
-    os.chdir(request["cwd"])
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-    for fd in set(fds) - {0, 1, 2}:
-        os.close(fd)
-    sys.path[0] = request["cwd"]
-    sys.argv = ["coo", *request["args"]]
-    code: Any = 0
-    try:
-        runpy.run_module("bot.cli", run_name="__main__", alter_sys=True)
-    except SystemExit as stop:
-        code = stop.code
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    _exit(code)
-
-
-def _exit(code: Any) -> None:
-    """The interpreter's exit up to its module teardown, which a fork's child need not pay for (freeing
-    every preloaded object): wait for threads, run atexit callbacks, flush the standard streams."""
-    threading._shutdown()  # type: ignore[attr-defined]
-    atexit._run_exitfuncs()
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code or 0)
-
-
-# ---------------------------------------------------------------- the client (in the test worker)
-
-
-@dataclass
-class _Server:
-    path: str
-    process: subprocess.Popen[bytes]
-
-
-_server: _Server | None = None
-
-
-def _the_server() -> _Server:
-    global _server
-    if _server is None or _server.process.poll() is not None:
-        path = os.path.join(tempfile.mkdtemp(prefix="coo-fork-"), "socket")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_", "XDG_"))}
-        env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "tests.fakes.coo_process", path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env=env,
-        )
-        assert process.stdout is not None
-        ready = process.stdout.readline()
-        if ready != b"ready\n":
-            raise RuntimeError(f"the coo fork server did not start (exit {process.wait()})")
-        _server = _Server(path, process)
-        atexit.register(_stop_server, _server)
-    return _server
-
-
-def _stop_server(server: _Server) -> None:
-    assert server.process.stdin is not None
-    server.process.stdin.close()
-    server.process.wait(30)
 
 
 class _Ends:
@@ -265,16 +65,11 @@ class _Ends:
             os.close(fd)
 
 
-def _request(args: tuple[str, ...], env: dict[str, str], cwd: Path | str) -> bytes:
-    body = json.dumps({"args": list(args), "env": env, "cwd": str(cwd)}).encode()
-    return f"{len(body)}\n".encode() + body
-
-
 def _connect(args: tuple[str, ...], env: dict[str, str], cwd: Path | str, ends: _Ends) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(_the_server().path)
-        data = _request(args, env, cwd)
+        sock.connect(socket_path())
+        data = request_bytes("bot.cli", list(args), env, str(cwd), argv0="coo")
         sent = socket.send_fds(sock, [data], ends.child)
         sock.sendall(data[sent:])
     finally:
@@ -386,7 +181,3 @@ def run_coo_blocking(
         err.seek(0)
         said = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     return subprocess.CompletedProcess(["coo", *args], code, *said)
-
-
-if __name__ == "__main__":
-    _become(*_serve(sys.argv[1]))

@@ -7,6 +7,8 @@ model to send data to an attacker), ``rugpull`` (list_events changes its descrip
 ``dying`` (create_event kills the server mid-call), ``slow`` (create_event answers after 30 s), ``wide``
 (20 tools, for benchmarks).
 Every call is appended to STATE_DIR/calls.jsonl, so a test can count effects at the server.
+The tests start the stdio ones through :func:`stdio_command` (forked, already imported); benchmarks run
+this file as a user's server would be run.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def build(variant: str, state: Path) -> MCPServer:
             return "refreshed"
 
     return app
+
+
+def stdio_command(variant: str, state: Path) -> dict[str, Any]:
+    """A server's settings (``command`` and ``args``) for the server of that variant over stdio, forked by this
+    test worker's fork server."""
+    from tests.fakes.fork_server import socket_path
+
+    forked = Path(__file__).with_name("forked_command.py")
+    args = ["-I", "-S", str(forked), socket_path(), "tests.fakes.mcp_servers", variant, str(state)]
+    return {"command": sys.executable, "args": args}
 
 
 def main() -> None:
