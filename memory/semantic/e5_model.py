@@ -52,8 +52,8 @@ class PackedModel:
     def release_pages(self) -> None:
         """Drop the file's pages from this process's memory (Linux); any read later maps them back.
 
-        Building the encoder reads every layer's weights (~12 MB); afterwards only the rows of the
-        token table that texts use are read again.
+        The cache key's digest reads every layer's weights (~13 MB), and so does building the encoder;
+        afterwards only the rows of the token table that texts use are read again.
         """
         if hasattr(mmap, "MADV_DONTNEED"):
             self.mapped.madvise(mmap.MADV_DONTNEED)
@@ -71,11 +71,22 @@ class PackedModel:
             rows, per_row, _BLOCK_BYTES
         )
 
-    def _entry(self, name: str, expected: int) -> tuple[int, int, int]:
+    def raw(self, name: str) -> tuple[int, int, np.ndarray]:
+        """A tensor as stored: its dtype code, element count and bytes (still in the file)."""
+        dtype, count, offset = self._lookup(name)
+        size = {_F32: 4 * count, _Q4: count // _QK * _BLOCK_BYTES}.get(dtype)
+        if size is None:
+            raise ValueError(f"tensor {name!r} has unknown dtype {dtype}")
+        return dtype, count, self.data[offset : offset + size]
+
+    def _lookup(self, name: str) -> tuple[int, int, int]:
         try:
-            entry = self.tensors[name]
+            return self.tensors[name]
         except KeyError:
             raise ValueError(f"model file has no tensor {name!r}") from None
+
+    def _entry(self, name: str, expected: int) -> tuple[int, int, int]:
+        entry = self._lookup(name)
         if entry[0] != expected:
             raise ValueError(f"tensor {name!r} has dtype {entry[0]}, expected {expected}")
         return entry
