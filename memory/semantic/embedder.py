@@ -41,7 +41,8 @@ MAX_CHARS_PER_CALL = 2_000
 # How much lower the embedder thread's scheduling priority is than the rest of the bot's.
 BACKGROUND_NICE = 10
 # After this long without a call the local model is unloaded (~130 MB); the next call loads it again
-# (~0.5 s of CPU, off the reply path: replies never wait for the embedder).
+# (~0.16 s of CPU with its graph cached on disk by memory.semantic.e5_cache, ~0.33 s when the graph is
+# built; off the reply path: replies never wait for the embedder).
 IDLE_UNLOAD_S = 600.0
 _KNOWN_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
@@ -71,8 +72,8 @@ def lower_thread_priority() -> None:
 def release_freed_memory() -> None:
     """Hand the memory the C allocator holds but no longer uses back to the OS (glibc; elsewhere nothing).
 
-    Loading the model frees ~70 MB of transient buffers (the dequantized weights, the graph) among
-    allocations that stay; glibc keeps such holes mapped until asked.
+    Loading the model frees transient buffers among allocations that stay (~70 MB when it builds the
+    graph: the dequantized weights, the graph); glibc keeps such holes mapped until asked.
     """
     if not sys.platform.startswith("linux"):
         return

