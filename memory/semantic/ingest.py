@@ -126,7 +126,7 @@ class Ingestor:
         """Flush every ``interval_s`` (backing off while writes fail); a final flush on cancellation.
 
         ``backlog`` (at start) gives the notes that should be indexed and are not (what a crash lost
-        from the queue): they go first, oldest first; a note also queued meanwhile is written once.
+        from the queue): they go first, oldest first; a note queued meanwhile is written once, as queued.
         """
         try:
             if backlog is not None:
@@ -153,6 +153,10 @@ class Ingestor:
         except Exception:
             log.exception("memory ingestion: could not look for notes missing from the index; the next start will")
             return
+        # A message that came while the backlog was read is queued already, as received: that copy is the one
+        # to write (the log's is dated when it was logged, and the index keeps the first copy of a ref).
+        queued = {(note.scope, note.ref) for note in self._queue}
+        notes = [note for note in notes if (note.scope, note.ref) not in queued]
         if notes:
             log.warning(
                 "memory ingestion: %d note(s) in the log were missing from the index; indexing them", len(notes)

@@ -184,3 +184,27 @@ async def test_a_stop_that_comes_as_the_bot_turns_quiet_still_stops_ingestion(tm
         done, _ = await asyncio.wait([runner], timeout=30)  # a guard against a hang, not a timing assertion
         assert runner in done and runner.cancelled()
         assert await mem.count() == 1  # the final flush wrote what was queued
+
+
+async def test_a_note_queued_while_the_backlog_is_read_is_written_as_it_was_queued(tmp_path: Path) -> None:
+    """At a start the backlog, rebuilt from the log, can name a message the bot queued meanwhile: the queued
+    note (dated when the message was received) is written, not the log's copy (dated when it was logged)."""
+    queued = Note("[8 May 2026] operator: Acme renewed the retainer", ref="msg-1")
+    from_log = Note("[6 December 2026] operator: Acme renewed the retainer", ref="msg-1")
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def backlog() -> list[Note]:
+        reading.set()
+        await release.wait()
+        return [from_log]
+
+    async with open_memory(tmp_path, embedder=HashEmbedder()) as mem:
+        ingestor = Ingestor(mem, batch=4, interval_s=0.5, sleep=RecordingSleep())
+        task = asyncio.create_task(ingestor.run_forever(backlog))
+        await reading.wait()
+        ingestor.add(queued)
+        release.set()
+        await ingestor.wait_idle()
+        await stop(task)
+        hits = await mem.recall("Acme renewed the retainer", k=5)
+    assert [(h.ref, h.text) for h in hits] == [("msg-1", queued.text)]
