@@ -6,7 +6,7 @@ had nothing left: in one run the last worker finished 7-9 s after the others. Ta
 first leaves the short ones to fill the end.
 
 The list holds the files that took longest in a timeline of one full run on four workers (each file's
-summed test time, 6-30 s). It only orders: a stale or missing entry changes no result, and a file that
+summed test time, 7-28 s). It only orders: a stale or missing entry changes no result, and a file that
 no longer exists fails ``tests/test_schedule.py``.
 """
 
@@ -15,29 +15,30 @@ from __future__ import annotations
 import pytest
 
 LONGEST_FIRST = (
-    "tests/bot/test_mcp_flow.py",
     "tests/bot/web/test_web_pages_browser.py",
-    "tests/memory/semantic/test_semantic.py",
-    "tests/bot/test_stop.py",
     "tests/bot/web/test_web_browser.py",
+    "tests/bot/test_crash_recovery.py",
+    "tests/bot/test_stop.py",
     "tests/memory/semantic/test_embedder.py",
+    "tests/bot/test_mcp_flow.py",
+    "tests/memory/semantic/test_semantic.py",
+    "tests/bot/test_memory_commands.py",
+    "tests/fakes/test_coo_process.py",
+    "tests/memory/semantic/test_e5_cache.py",
+    "tests/bot/web/test_web_trace.py",
     "tests/bot/test_approval_flow.py",
     "tests/bot/test_receivables_crash.py",
-    "tests/bot/test_crash_recovery.py",
-    "tests/memory/semantic/test_recall.py",
-    "tests/security/test_integrity.py",
-    "tests/bot/test_memory_commands.py",
-    "tests/bot/web/test_web_trace.py",
     "tests/bot/test_invoice_crash.py",
+    "tests/bot/channels/test_console.py",
     "tests/graph/goals/test_goals.py",
-    "tests/bot/test_cli.py",
-    "tests/bot/web/test_web_pages.py",
+    "tests/graph/goals/test_honest_outcomes.py",
+    "tests/graph/conversation/test_context.py",
     "tests/graph/goals/test_goal_crash.py",
-    "tests/connectors/mcp/test_family.py",
-    "tests/bot/test_backup.py",
+    "tests/bot/test_receivables_approve_all.py",
+    "tests/security/test_backup_trust.py",
+    "tests/bot/test_onboard.py",
+    "tests/bot/test_memory_repair.py",
     "tests/bot/test_followups_crash.py",
-    "tests/bot/test_model_fallback_process.py",
-    "tests/inbox/test_reconnect.py",
 )
 _RANK = {path: rank for rank, path in enumerate(LONGEST_FIRST)}
 
