@@ -19,12 +19,15 @@ import pytest
 from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
 from memory.grouped import on_thread
+from memory.semantic.lance_import import REST_CLIENT, defer_package_init
 from tests.fakes.openai_api import FakeOpenAI
 from tests.layout import ROOT
 from tests.schedule import longest_first
 from tests.warm_start import compile_once, share_collection_tracing
 
 _update_keys = iter(range(10**9))
+# As the product imports LanceDB (memory/semantic/lance_import.py), before any test module imports it itself.
+defer_package_init(REST_CLIENT)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from memory.semantic import indexes
+from memory.semantic.lance_import import import_lancedb
 from memory.semantic.migration import migrated, needs_migration
 from memory.semantic.tables import EPISODES, QUIET, TABLE, TABLES, episodes_schema, notes_schema, quiet_schema
 
@@ -25,8 +26,7 @@ log = logging.getLogger(__name__)
 
 
 async def _connect(root: Path) -> Any:
-    import lancedb  # ~1 s of CPU: only once semantic memory is opened
-
+    lancedb = import_lancedb()  # ~0.6 s of CPU: only once semantic memory is opened
     return await lancedb.connect_async(str(root))
 
 
