@@ -12,9 +12,10 @@ from bot.messages import InboundMessage
 from bot.runtime import open_runtime
 from tests.conftest import RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.telegram_api import made_up_token
 
-# Fake credentials shaped like real ones (assembled here so no token-shaped literal sits in the repo).
-TG_TOKEN = "123456789:" + "AAH-" + "secret" * 5 + "0"
+# Fake credentials shaped like real ones: the Telegram token is made up per run (no token-shaped value in the tree).
+TG_TOKEN = made_up_token(123456789)
 SLACK_TOKEN = "xox" + "b-1234-5678-abcdefgh"
 
 

@@ -6,7 +6,8 @@ for real ones (``sk-test-key-000000000000``, ``sk_test_wrong_key_000``). A liter
 prefix followed by a run of ten or more letters and digits mixed) fails this test, whoever it belongs to:
 the fake Stripe once defaulted to Stripe's own published docs key behind a prefix, a webhook test signed
 with a leetspeak secret, and an onboarding test used a BotFather-shaped token whose four-digit bot id
-slipped past an 8-10 digit rule.
+slipped past an 8-10 digit rule. Two tests then built such a token from literal pieces, which a scan for whole
+literals cannot see; a Telegram token assembled from literals fails it too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _SHAPES = re.compile(
     r"|\b\d{1,20}:AA[A-Za-z0-9_-]{30,}"  # a Telegram bot token (a bot id of any length)
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
 )
+# A Telegram token assembled from literals, which the shape above cannot see: a bot id and ":" in one literal and
+# "AA..." in the next, or the id, ":AA" and part of the body in one literal and the rest added to it.
+_SPLIT_TELEGRAM = re.compile(r"""\d{1,20}:(?:["']\s*\+\s*["']AA|AA[A-Za-z0-9_-]*["']\s*\+)""")
 # What makes a body random-looking: one run of 10 or more with letters and digits mixed.
 _RANDOM_RUN = re.compile(r"[A-Za-z0-9]{10,}")
 
@@ -42,7 +46,7 @@ def key_like(text: str) -> list[str]:
         telegram = ":AA" in shape  # that shape is specific enough; a real token's body may have no digit run
         if telegram or shape.startswith("-----BEGIN") or any(_looks_random(run) for run in _RANDOM_RUN.findall(shape)):
             found.append(shape)
-    return found
+    return found + _SPLIT_TELEGRAM.findall(text)
 
 
 def _committed_files() -> list[Path]:
@@ -83,5 +87,9 @@ def test_the_scan_finds_a_real_looking_key_and_passes_the_fakes() -> None:
         f"{rng.randrange(10**9, 10**10)}:AA" + "".join(rng.choice(string.ascii_letters) for _ in range(33)),
     ):
         assert key_like(f'secret = "{looks_real}"') == [looks_real]
+    # A token assembled from pieces, in both ways the tree once held (quoted here as source text, not built).
+    bot = rng.randrange(10**8, 10**9)
+    for assembled in (f'"{bot}:" + "AAH-"', f"'{bot}:AAF' + 'x_-9' * 8"):
+        assert key_like(f"TOKEN = {assembled}") != []
     fakes = "sk-test-key-000000000000 sk_test_wrong_key_000 sk_test_bench_fake_key_0000000000 xoxb-slack-secret"
     assert key_like(fakes + " 123456789:BENCH-fake-token-not-secret whsec_someone_else xapp-1-A0-12345678") == []
