@@ -5,14 +5,14 @@ child did.
 
     python -I -S tests/fakes/forked_command.py SOCKET MODULE ARGS...
 
-Standard library only, without site-packages: it starts in milliseconds, where the fake MCP server's own
-start spends about 0.8 s of CPU importing the SDK. Whatever ends this process ends the child too (it is
-tied to this process's connection), as a kill of the process group the product started would.
+Standard library only (the fork server's module gives the request's format), without site-packages: it starts
+in milliseconds, where the fake MCP server's own start spends about 0.8 s of CPU importing the SDK. Whatever
+ends this process ends the child too (it is tied to this process's connection), as a kill of the process
+group the product started would.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,9 +20,11 @@ import sys
 
 
 def main() -> int:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves this folder off the path
+    from fork_server import request_bytes  # the server's own request format (standard library only)
+
     path, module, *args = sys.argv[1:]
-    body = json.dumps({"module": module, "args": args, "env": dict(os.environ), "cwd": os.getcwd(), "tied": True})
-    data = f"{len(body.encode())}\n".encode() + body.encode()
+    data = request_bytes(module, args, dict(os.environ), os.getcwd(), tied=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
     sent = socket.send_fds(sock, [data], [0, 1, 2])
