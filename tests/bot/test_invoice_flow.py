@@ -21,7 +21,7 @@ from bot.running import Runtime
 from bot.runtime import open_runtime
 from memory.db import utcnow
 from memory.records import Contact, Invoice, Records
-from tests.conftest import RecordingChannel, llm_settings, make_settings
+from tests.conftest import DateClock, RecordingChannel, llm_settings, make_settings
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.polling import eventually
 from tests.fakes.stripe_api import FakeStripe
@@ -31,13 +31,18 @@ _keys = iter(range(10**6))
 INVOICE = "/invoice Ana Silva 1200 | Website redesign"
 
 
+# The runtime's today, read once: a run that crosses midnight UTC changes no date a test expects. Stripe's fake
+# checks due dates against the real time; they are 14 days or more ahead of this.
+CALENDAR = DateClock(utcnow())
+
+
 @asynccontextmanager
 async def runtime(tmp_path: Path, **overrides: Any) -> AsyncIterator[tuple[Runtime, RecordingChannel, FakeStripe]]:
     async with FakeStripe() as fake:
         outbox = {"backoff_base_s": 0.02, "poll_s": 0.05, **overrides.pop("outbox", {})}
         stripe = {"api_key": fake.api_key, "api_base_url": fake.api_base_url, "timeout_s": 5}
         settings = make_settings(tmp_path, stripe=stripe, outbox=outbox, **overrides)
-        async with open_runtime(settings, console=False) as rt:
+        async with open_runtime(settings, console=False, today=CALENDAR) as rt:
             chan = RecordingChannel("rec")
             rt.dispatcher.attach(chan)
             await _ana(rt)
@@ -86,7 +91,7 @@ async def test_approve_sends_one_invoice_with_the_cards_lines_and_the_card_shows
         await rt.dispatcher.handle(inbound(INVOICE, kind="command"))
         shown = card(chan)
         assert [b.label for b in shown.buttons] == ["Approve", "Edit", "Reject"]
-        due = (utcnow().date() + timedelta(days=14)).isoformat()
+        due = (CALENDAR().date() + timedelta(days=14)).isoformat()
         assert shown.text.startswith("Send this invoice?\n\nCustomer: Ana Silva <ana@example.org>\nDue: " + due)
         assert "- Website redesign: 1 × 1,200.00 USD = 1,200.00 USD\nTotal: 1,200.00 USD" in shown.text
         assert fake.requests == []  # nothing reaches Stripe before the tap (I1)
@@ -248,7 +253,7 @@ async def test_reconcile_and_digest_say_what_got_paid_and_what_is_overdue(tmp_pa
         # the second one is now past its due date (as if two weeks went by)
         late = await records.find_one("invoice", "stripe_id", second)
         assert late is not None
-        yesterday = (utcnow().date() - timedelta(days=1)).isoformat()
+        yesterday = (CALENDAR().date() - timedelta(days=1)).isoformat()
         await records.upsert("invoice", {"due": yesterday}, "test", record_id=late.id)
         await rt.dispatcher.handle(inbound("/digest", kind="command"))
         digest = next(m.text for m in reversed(chan.sent) if m.text.startswith("Digest for"))
@@ -293,7 +298,7 @@ async def test_the_digest_shows_an_amount_with_its_currencys_decimals(tmp_path: 
         records = Records(rt.db)  # recorded before the card shows it sent
         sent = await records.find_one("invoice", "stripe_id", fake.sent[0])
         assert sent is not None
-        await records.upsert("invoice", {"due": utcnow().date().isoformat()}, "test", record_id=sent.id)
+        await records.upsert("invoice", {"due": CALENDAR().date().isoformat()}, "test", record_id=sent.id)
         fake.pay(fake.sent[0])
         await rt.dispatcher.handle(inbound("/digest", kind="command"))
         digest = next(m.text for m in reversed(chan.sent) if m.text.startswith("Digest for"))
@@ -318,7 +323,7 @@ async def test_the_model_proposes_an_invoice_through_its_tool(tmp_path: Path, fa
         assert "send_invoice" in tools
         await rt.dispatcher.handle(inbound("bill Ana for the website and a year of hosting"))
         shown = card(chan)
-        due = (utcnow().date() + timedelta(days=30)).isoformat()
+        due = (CALENDAR().date() + timedelta(days=30)).isoformat()
         assert "Customer: Ana Silva <ana@example.org>" in shown.text and f"Due: {due}" in shown.text
         assert "- Hosting: 12 × 15.50 USD = 186.00 USD\nTotal: 1,386.00 USD" in shown.text
         assert fake.requests == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from memory.records import Contact, Invoice, Records
 from tests.fakes.stripe_api import FakeStripe, decode_form
 
 KEY = "coo-0123456789abcdef01234567"
+# Today, read once, for every context and expected date here: a run that crosses midnight UTC changes none of them.
+# Stripe's fake checks due dates against the real time; they are 14 days or more ahead of this.
+TODAY = utcnow().date()
 STEPS = ("customers.create", "invoices.create", "invoices.add_lines", "invoices.finalize", "invoices.send")
 
 
@@ -53,7 +56,7 @@ class Setup:
         return Progress(self.saved[-1] if self.saved else {}, save)
 
     def ctx(self) -> Context:
-        return Context(records=self.records, currency="eur", today=utcnow().date())
+        return Context(records=self.records, currency="eur", today=TODAY)
 
 
 @pytest.fixture
@@ -77,7 +80,7 @@ def invoice(**kw: Any) -> InvoiceAction:
             {"description": "Website redesign", "quantity": 1, "unit_amount": 120050},
             {"description": "Hosting (months)", "quantity": 3, "unit_amount": 1500},
         ],
-        "due": date.today() + timedelta(days=14),
+        "due": TODAY + timedelta(days=14),
     }
     fields.update(kw)
     return InvoiceAction.model_validate(fields)
@@ -380,7 +383,7 @@ async def test_the_same_key_with_a_different_request_is_ambiguous_never_retried(
     await setup.send.execute(invoice(), KEY, setup.progress())
     setup.saved.clear()
     with pytest.raises(AmbiguousOutcome, match="repeated key"):
-        await setup.send.execute(invoice(due=date.today() + timedelta(days=30)), KEY, setup.progress())
+        await setup.send.execute(invoice(due=TODAY + timedelta(days=30)), KEY, setup.progress())
     assert len(setup.fake.invoices) == 1
 
 
@@ -454,7 +457,7 @@ async def test_command_builds_one_line_in_the_operators_currency(setup: Setup) -
     assert [(line.description, line.quantity, line.unit_amount) for line in action.lines] == [
         ("Website redesign", 1, 120050)
     ]
-    assert action.due == utcnow().date() + timedelta(days=14)
+    assert action.due == TODAY + timedelta(days=14)
     preview = setup.send.preview(action).render()
     assert "Customer: Ana Silva <ana@example.org>" in preview and f"Due: {action.due.isoformat()}" in preview
     assert "- Website redesign: 1 × 1,200.50 EUR = 1,200.50 EUR" in preview and "Total: 1,200.50 EUR" in preview
@@ -525,7 +528,7 @@ def test_two_decimal_currencies_refuse_a_third_decimal() -> None:
 
 
 async def test_an_invoice_in_kuwaiti_dinars_is_billed_shown_and_recorded_in_dinars(setup: Setup) -> None:
-    ctx = Context(records=setup.records, currency="kwd", today=utcnow().date())
+    ctx = Context(records=setup.records, currency="kwd", today=TODAY)
     action = await setup.send.from_command("ana@example.org 1200.5 | Website redesign", ctx)
     assert action.lines[0].unit_amount == 1200500
     preview = setup.send.preview(action).render()
