@@ -22,6 +22,7 @@ from memory.grouped import on_thread
 from memory.semantic.lance_import import REST_CLIENT, defer_package_init
 from tests.fakes.openai_api import FakeOpenAI
 from tests.layout import ROOT
+from tests.memory_tmp import use_memory_tmp
 from tests.schedule import longest_first
 from tests.warm_start import compile_once, share_collection_tracing
 
@@ -31,11 +32,13 @@ defer_package_init(REST_CLIENT)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Compile once, in the controlling process, before any worker starts; share the tracing of the
-    collection between the workers (see tests/warm_start.py)."""
+    """In the controlling process, before any worker starts: temporary files in memory where a tmpfs allows
+    (tests/memory_tmp.py), and compile once. In each worker: share the tracing of the collection between
+    the workers (see tests/warm_start.py)."""
     if hasattr(config, "workerinput"):
         share_collection_tracing(config)
     else:
+        use_memory_tmp()
         compile_once(config)
 
 

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -241,6 +242,7 @@ def _stop_server(server: _Server) -> None:
     assert server.process.stdin is not None
     server.process.stdin.close()
     server.process.wait(30)
+    shutil.rmtree(os.path.dirname(server.path))  # the socket's folder: one was left per worker and run
 
 
 def request_bytes(module: str, args: list[str], env: dict[str, str], cwd: str, **more: Any) -> bytes:
