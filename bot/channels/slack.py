@@ -26,7 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.messages import Button, ChannelUnreachable, InboundHandler, InboundKind, InboundMessage, OutboundMessage
-from bot.settings import SlackSettings
+from bot.settings import APP_NAME, SlackSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,12 @@ class SlackChannel:
             retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
-        # An explicit "" keeps bolt from falling back to SLACK_SIGNING_SECRET from the environment.
-        self._app = AsyncApp(client=self._client, signing_secret=secret, logger=log, process_before_response=True)
+        # An explicit "" keeps bolt from falling back to SLACK_SIGNING_SECRET from the environment. Without a
+        # name, bolt names the app after its caller's file through inspect.stack(), which reads the source of
+        # every frame on the stack.
+        self._app = AsyncApp(
+            name=APP_NAME, client=self._client, signing_secret=secret, logger=log, process_before_response=True
+        )
         self._app.error(self._on_error)
         self._app.event("message")(self._on_message)
         self._app.event("app_mention")(self._on_mention)

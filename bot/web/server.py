@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,18 @@ SECURITY_HEADERS = {
 }
 
 
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The pages' templates, one environment per process: each template is compiled once, at its first use,
+    and then shared by every console (rendering does not change the environment)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        enable_async=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
 class WebConsole:
     """Serves the console until stopped."""
 
@@ -46,12 +59,7 @@ class WebConsole:
         self.settings = settings
         self.services = services
         self.root = urlsplit(settings.public_url).path.rstrip("/") if settings.public_url else ""
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            enable_async=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        self._env = _templates()
         self._runner: web.AppRunner | None = None
 
     def login_url(self, token: str) -> str:

@@ -159,3 +159,24 @@ async def test_a_model_that_fails_gets_an_offline_answer_and_the_turn_is_kept(
     assert "Offline mode" in answer.reply and answer.cards == ()
     assert answer.log_text is not None and "[offline reply quoting" in answer.log_text
     assert stored[0] == {"role": "user", "content": "what is on today?"}
+
+
+async def test_two_coordinators_in_one_process_keep_their_conversations_apart(
+    tmp_path: Path, fake_llm: FakeOpenAI
+) -> None:
+    """The compiled graph is shared by every coordinator in a process; each keeps its own checkpoints."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    async with (
+        open_runtime(make_settings(first, llm=llm_settings(fake_llm)), console=False) as one,
+        open_runtime(make_settings(second, llm=llm_settings(fake_llm)), console=False) as two,
+    ):
+        for rt in (one, two):
+            rt.dispatcher.attach(RecordingChannel("rec"))
+        await one.dispatcher.handle(operator_message("only in the first"))
+        await two.dispatcher.handle(operator_message("only in the second"))
+        histories = [await rt.coordinator.history(SESSION) for rt in (one, two)]
+    assert [[m["content"] for m in history] for history in histories] == [
+        ["only in the first", "echo: only in the first"],
+        ["only in the second", "echo: only in the second"],
+    ]
+    assert (checkpoints(first), checkpoints(second)) == (1, 1)
