@@ -40,7 +40,6 @@ SECURITY_HEADERS = {
 }
 
 
-
 @functools.cache
 def _templates() -> jinja2.Environment:
     """The pages' templates, one environment per process: each template is compiled once, at its first use,
@@ -51,6 +50,7 @@ def _templates() -> jinja2.Environment:
         enable_async=True,
         undefined=jinja2.StrictUndefined,
     )
+
 
 class WebConsole:
     """Serves the console until stopped."""
