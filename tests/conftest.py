@@ -20,11 +20,12 @@ from bot.messages import InboundHandler, InboundMessage, OutboundMessage
 from bot.settings import Settings
 from memory.grouped import on_thread
 from memory.semantic.lance_import import REST_CLIENT, defer_package_init
+from tests.fakes.fork_server import share_with_workers
 from tests.fakes.openai_api import FakeOpenAI
 from tests.layout import ROOT
 from tests.memory_tmp import use_memory_tmp
 from tests.schedule import longest_first
-from tests.warm_start import compile_once, share_collection_tracing
+from tests.warm_start import compile_once, distributed, share_collection_tracing
 
 _update_keys = iter(range(10**9))
 # As the product imports LanceDB (memory/semantic/lance_import.py), before any test module imports it itself.
@@ -33,13 +34,16 @@ defer_package_init(REST_CLIENT)
 
 def pytest_configure(config: pytest.Config) -> None:
     """In the controlling process, before any worker starts: temporary files in memory where a tmpfs allows
-    (tests/memory_tmp.py), and compile once. In each worker: share the tracing of the collection between
-    the workers (see tests/warm_start.py)."""
+    (tests/memory_tmp.py), compile once, and start the fork server the workers share
+    (tests/fakes/fork_server.py). In each worker: share the tracing of the collection between the workers
+    (see tests/warm_start.py)."""
     if hasattr(config, "workerinput"):
         share_collection_tracing(config)
-    else:
-        use_memory_tmp()
-        compile_once(config)
+        return
+    use_memory_tmp()
+    compile_once(config)
+    if distributed(config):
+        share_with_workers()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -47,7 +47,7 @@ def compile_once(config: pytest.Config) -> None:
     (compileall and pytest rename a finished file into place), so a worker that gets there first compiles
     that module itself and reads nothing half-written.
     """
-    if not _distributed(config):
+    if not distributed(config):
         _compile(config)
         return
     pid = os.fork()
@@ -63,7 +63,7 @@ def compile_once(config: pytest.Config) -> None:
     config.pluginmanager.register(_CompileChild(pid), "warm-start-compile")
 
 
-def _distributed(config: pytest.Config) -> bool:
+def distributed(config: pytest.Config) -> bool:
     """Whether xdist runs the tests in workers (as `-n 4` does, unless only collecting)."""
     workers = bool(config.getoption("tx", None))
     return config.getoption("dist", "no") != "no" and workers and not config.getoption("collectonly")

@@ -1,4 +1,4 @@
-"""One interpreter per test worker that has imported the product and the MCP SDK, and forks a child for each
+"""One interpreter per test run that has imported the product and the MCP SDK, and forks a child for each
 process a test (or the product under test) starts: a ``coo`` (:mod:`tests.fakes.coo_process`) or a fake MCP
 server (:mod:`tests.fakes.forked_command`).
 
@@ -11,8 +11,9 @@ directory and the three standard streams (passed as file descriptors). The serve
 and its exit code when it ends. A ``tied`` child also ends when the requester's connection closes: the
 requester is then a stand-in process the product started, and whatever kills it must end the child too.
 
-The server runs as ``python -m tests.fakes.fork_server SOCKET``; its standard input is a pipe from the test
-worker, so it ends (and kills what it started) when the worker does.
+The server runs as ``python -m tests.fakes.fork_server SOCKET``; its standard input is a pipe from the process
+that started it (pytest's controlling process in a distributed run, else the test process), so it ends (and
+kills what it started) when that process does.
 """
 
 from __future__ import annotations
@@ -104,15 +105,18 @@ def _preload() -> None:
 
 
 def _serve(path: str) -> tuple[dict[str, Any], list[int], socket.socket]:
-    """Fork a child per request until the test worker goes; returns in each child with its request."""
+    """Fork a child per request until the process that started it goes; returns in each child with its
+    request. The socket is bound first: a request made while the imports run waits in the backlog."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    sys.stdout.write("bound\n")
+    sys.stdout.flush()
     _preload()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_read, selectors.EVENT_READ)
@@ -213,29 +217,50 @@ class _Server:
 
 
 _server: _Server | None = None
+# Names the run's shared server in the test workers' environment (see ``share_with_workers``).
+SHARED = "SOLO_COO_TEST_FORK_SERVER"
+
+
+def share_with_workers() -> None:
+    """Start the fork server in the controlling process, before the test workers, and name it in the
+    environment they inherit: one server preloads for the whole run instead of one per worker (~3 s of CPU
+    each). Forks are cheap and the server answers one request at a time, so four workers share it easily.
+    Only its socket is waited for: the imports run while the workers collect the suite."""
+    global _server
+    _server = _start(wait_until_ready=False)
+    os.environ[SHARED] = _server.path
 
 
 def socket_path() -> str:
-    """The socket of this test worker's fork server, started at the first call."""
+    """The socket of the run's shared fork server, or else of this process's own, started at the first call."""
     global _server
+    shared = os.environ.get(SHARED)
+    if shared and _server is None:  # a test worker: the controlling process started it
+        return shared
     if _server is None or _server.process.poll() is not None:
-        path = os.path.join(tempfile.mkdtemp(prefix="coo-fork-"), "socket")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_", "XDG_"))}
-        env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "tests.fakes.fork_server", path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-            env=env,
-        )
-        assert process.stdout is not None
-        ready = process.stdout.readline()
-        if ready != b"ready\n":
-            raise RuntimeError(f"the fork server did not start (exit {process.wait()})")
-        _server = _Server(path, process)
-        atexit.register(_stop_server, _server)
+        _server = _start(wait_until_ready=True)
     return _server.path
+
+
+def _start(wait_until_ready: bool) -> _Server:
+    path = os.path.join(tempfile.mkdtemp(prefix="coo-fork-"), "socket")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COO_", "OPENAI_", "XDG_"))}
+    env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "tests.fakes.fork_server", path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert process.stdout is not None
+    expected = [b"bound\n", b"ready\n"] if wait_until_ready else [b"bound\n"]
+    for line in expected:
+        if process.stdout.readline() != line:
+            raise RuntimeError(f"the fork server did not start (exit {process.wait()})")
+    server = _Server(path, process)
+    atexit.register(_stop_server, server)
+    return server
 
 
 def _stop_server(server: _Server) -> None:
