@@ -1,4 +1,4 @@
-"""``coo`` processes for the tests, forked from one interpreter per test worker that has already
+"""``coo`` processes for the tests, forked from one interpreter per test run that has already
 imported the product (a ``coo`` start spends about 1.3 s of CPU importing; a fork costs milliseconds).
 
 What a child still is: its own process, with its own pid (SIGTERM and kill -9 reach it), its own

@@ -1,5 +1,5 @@
 """A stand-in for a process the product starts itself (a fake MCP server over stdio). It hands its standard
-streams, environment and directory to the test worker's fork server (:mod:`tests.fakes.fork_server`), which
+streams, environment and directory to the test run's fork server (:mod:`tests.fakes.fork_server`), which
 forks the real process from an interpreter that has imported it already; then it waits, and exits as the
 child did.
 
