@@ -12,6 +12,7 @@ caller set always wins, and anything else keeps the system's default.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,11 +48,6 @@ def memory_tmp_dir(
     return candidate if free_bytes(candidate) >= MIN_FREE_BYTES else None
 
 
-def _free_bytes(path: Path) -> int:
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
-
-
 def use_memory_tmp() -> Path | None:
     """Point TMPDIR (for this process, the test workers and everything they start) at a tmpfs, if one
     qualifies (see ``memory_tmp_dir``). Call it before the workers start. Returns the directory chosen."""
@@ -59,7 +55,7 @@ def use_memory_tmp() -> Path | None:
         mounts = Path("/proc/self/mounts").read_text()
     except OSError:  # not Linux: no /proc, and no /dev/shm to speak of
         return None
-    chosen = memory_tmp_dir(os.environ, mounts, _free_bytes)
+    chosen = memory_tmp_dir(os.environ, mounts, lambda path: shutil.disk_usage(path).free)
     if chosen is not None:
         os.environ["TMPDIR"] = str(chosen)
         tempfile.tempdir = None  # tempfile caches its first answer; ask it again

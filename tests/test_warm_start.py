@@ -4,11 +4,13 @@ collection that this worker traced only in part."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
-from _pytest.assertion.rewrite import PYC_TAIL, _read_pyc, get_cache_dir
+from _pytest.assertion.rewrite import PYC_TAIL, AssertionRewritingHook, _read_pyc, get_cache_dir
 
+from tests.fakes.fork_server import SHARED, socket_path
 from tests.warm_start import REWRITTEN, ROOT, tracing_of
 
 
@@ -28,3 +30,19 @@ def test_coverage_traces_the_tests_after_the_collection(request: pytest.FixtureR
         pytest.skip("coverage is off (--no-cov)")
     assert sys.gettrace() is not None
     assert request.config.pluginmanager.has_plugin("shared-collection-trace") == hasattr(request.config, "workerinput")
+
+
+def test_no_installed_library_is_assertion_rewritten() -> None:
+    """The plugins are named in addopts, so pytest marks no installed package for rewriting: langsmith (pulled
+    in by langgraph) and anyio load as plain modules, not through the rewriting import hook."""
+    import anyio
+    import langgraph.graph  # noqa: F401  (imports langsmith)
+    import langsmith
+
+    assert [m.__name__ for m in (langsmith, anyio) if isinstance(m.__loader__, AssertionRewritingHook)] == []
+
+
+def test_a_worker_forks_through_the_runs_one_fork_server(request: pytest.FixtureRequest) -> None:
+    if not hasattr(request.config, "workerinput"):
+        pytest.skip("not distributed: this process starts a fork server of its own")
+    assert socket_path() == os.environ[SHARED]
